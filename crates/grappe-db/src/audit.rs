@@ -1,0 +1,179 @@
+//! The audit log: append-only and hash-chained. Each event's hash covers its fields and the hash
+//! of the event before it, so an edited or deleted event breaks the chain at that point.
+//! Appending locks the single `audit_head` row first, which orders concurrent writers on
+//! PostgreSQL and takes SQLite's write lock before any read.
+
+use sqlx::any::Any;
+use sqlx::{Row, Transaction};
+
+use crate::{Db, DbError, DbResult, now_ms, sha256_hex};
+
+pub(crate) struct AuditEntry<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub object: &'a str,
+    pub detail: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Where the chain is broken: the first event whose hash or link does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+}
+
+fn event_hash(seq: i64, at: i64, entry: &AuditEntry<'_>, prev_hash: &str) -> String {
+    // Length-prefixed fields: no two different events serialise to the same bytes.
+    let mut bytes = Vec::new();
+    for field in [
+        &seq.to_string(),
+        &at.to_string(),
+        entry.actor,
+        entry.action,
+        entry.object,
+        entry.detail,
+        prev_hash,
+    ] {
+        bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(field.as_bytes());
+    }
+    sha256_hex(&bytes)
+}
+
+pub(crate) async fn append(
+    tx: &mut Transaction<'static, Any>,
+    entry: &AuditEntry<'_>,
+) -> DbResult<i64> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("hash")?;
+    let at = now_ms();
+    let hash = event_hash(seq, at, entry, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, actor, action, object, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(entry.actor)
+    .bind(entry.action)
+    .bind(entry.object)
+    .bind(entry.detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(seq)
+}
+
+const EVENT_COLUMNS: &str = "seq, at, actor, action, object, detail, prev_hash, hash";
+
+fn event_from(row: &sqlx::any::AnyRow) -> DbResult<AuditEvent> {
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        object: row.try_get("object")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+impl Db {
+    /// The newest events first, at most `limit`, before sequence number `before_seq`.
+    pub async fn audit_events(&self, before_seq: i64, limit: i64) -> DbResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(before_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// Walks the whole chain in order; `Ok(None)` when every link holds.
+    pub async fn verify_audit_chain(&self) -> DbResult<Option<ChainBreak>> {
+        const PAGE: i64 = 1000;
+        let mut prev_hash = String::new();
+        let mut after = 0;
+        loop {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                let event = event_from(row)?;
+                let entry = AuditEntry {
+                    actor: &event.actor,
+                    action: &event.action,
+                    object: &event.object,
+                    detail: &event.detail,
+                };
+                let expected = event_hash(event.seq, event.at, &entry, &prev_hash);
+                if event.seq != after + 1 || event.prev_hash != prev_hash || event.hash != expected
+                {
+                    return Ok(Some(ChainBreak { seq: event.seq }));
+                }
+                prev_hash = event.hash;
+                after = event.seq;
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let head: String = sqlx::query("SELECT hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if head != prev_hash {
+            return Ok(Some(ChainBreak { seq: after + 1 }));
+        }
+        Ok(None)
+    }
+
+    /// Records an event on its own, for actions that change nothing else in the database.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        detail: &str,
+    ) -> DbResult<i64> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append(
+            &mut tx,
+            &AuditEntry {
+                actor,
+                action,
+                object,
+                detail,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(seq)
+    }
+}

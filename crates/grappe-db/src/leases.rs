@@ -1,0 +1,82 @@
+//! Leases: a background loop runs in exactly one server process at a time, the one that holds
+//! its lease row. A holder renews before expiry; when it dies, another takes over once the lease
+//! has expired.
+
+use sqlx::Row;
+
+use crate::{Db, DbResult};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub name: String,
+    pub holder: String,
+    pub acquired_at: i64,
+    pub expires_at: i64,
+    pub ticks: i64,
+}
+
+impl Db {
+    /// Takes or renews `name` for `holder` until `now + ttl_ms`; true when `holder` now holds it.
+    pub async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> DbResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET \
+               acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at ELSE excluded.acquired_at END, \
+               holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(now + ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Counts one run of the loop, only while `holder` still holds the lease.
+    pub async fn tick_lease(&self, name: &str, holder: &str) -> DbResult<bool> {
+        let result =
+            sqlx::query("UPDATE leases SET ticks = ticks + 1 WHERE name = $1 AND holder = $2")
+                .bind(name)
+                .bind(holder)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Gives a lease up at shutdown so that another process need not wait for it to expire.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> DbResult<()> {
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn leases(&self) -> DbResult<Vec<LeaseRow>> {
+        let rows = sqlx::query(
+            "SELECT name, holder, acquired_at, expires_at, ticks FROM leases ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LeaseRow {
+                    name: row.try_get("name")?,
+                    holder: row.try_get("holder")?,
+                    acquired_at: row.try_get("acquired_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    ticks: row.try_get("ticks")?,
+                })
+            })
+            .collect()
+    }
+}

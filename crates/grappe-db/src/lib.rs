@@ -1,0 +1,177 @@
+//! Grappe's persistence: one schema, one set of queries, on SQLite (embedded default) or
+//! PostgreSQL (scale-out). Every write that a caller is told succeeded has been committed.
+//! Queries use `$N` parameters and portable SQL; the only dialect difference, the auto-increment
+//! key, is substituted into the migrations at start (`migrate.rs`).
+
+mod accounts;
+mod audit;
+mod auth;
+mod leases;
+mod migrate;
+mod programme;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
+pub use audit::{AuditEvent, ChainBreak};
+pub use auth::ApiTokenRow;
+pub use leases::LeaseRow;
+pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// No connection could be had within the pool's acquire timeout: the database is overloaded
+    /// or unreachable, and the request may be retried.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+        )
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Pool limits: bounded size and acquire timeout (a request waits at most this long).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects, sets the durability pragmas on SQLite, and applies pending migrations.
+    pub async fn open(url: &str, config: &PoolConfig) -> DbResult<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL with FULL sync: a committed transaction survives a crash of the
+                        // process or of the machine. Foreign keys are off by default in SQLite.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let db = Db { pool, backend };
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Now, in Unix milliseconds: the one time format stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Maps a unique-constraint violation to [`DbError::Conflict`] with a message for the client.
+fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> DbError + '_ {
+    move |error| match &error {
+        sqlx::Error::Database(db_error) if db_error.is_unique_violation() => {
+            DbError::Conflict(what.to_owned())
+        }
+        _ => DbError::Sql(error),
+    }
+}
+
+/// Hex of the SHA-256 of `bytes`: how tokens are stored and how the audit chain links.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
+}

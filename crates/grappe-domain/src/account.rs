@@ -1,0 +1,377 @@
+//! Organisations, users and role grants.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("`{field}` {problem}")]
+    Field {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl InvalidInput {
+    pub fn field(field: &'static str, problem: impl Into<String>) -> InvalidInput {
+        InvalidInput::Field {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A lower-cased e-mail address with one `@`, a local part and a dotted domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_LEN: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Email, InvalidInput> {
+        let email = raw.trim().to_lowercase();
+        let bad = |problem: &str| Err(InvalidInput::field("email", problem));
+        if email.len() > Email::MAX_LEN {
+            return bad("is longer than 254 characters");
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return bad("must contain `@`");
+        };
+        if local.is_empty() || domain.contains('@') {
+            return bad("must be of the form name@domain");
+        }
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return bad("must have a dotted domain");
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("must not contain spaces");
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A person's or organisation's display name: trimmed, 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<DisplayName, InvalidInput> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(InvalidInput::field(field, "must not be empty"));
+        }
+        if name.chars().count() > DisplayName::MAX_CHARS {
+            return Err(InvalidInput::field(field, "is longer than 200 characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(InvalidInput::field(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(DisplayName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password as the user chose it: 10 to 1024 characters. Never logged, never stored.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 10;
+    pub const MAX_BYTES: usize = 1024;
+
+    pub fn parse(raw: &str) -> Result<Password, InvalidInput> {
+        if raw.chars().count() < Password::MIN_CHARS {
+            return Err(InvalidInput::field(
+                "password",
+                "must have at least 10 characters",
+            ));
+        }
+        if raw.len() > Password::MAX_BYTES {
+            return Err(InvalidInput::field("password", "is longer than 1024 bytes"));
+        }
+        Ok(Password(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// Declares a closed set of names with `as_str`, `ALL` and `FromStr`, so the database, the API and
+/// the CLI share one spelling.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidInput;
+
+            fn from_str(raw: &str) -> Result<$name, InvalidInput> {
+                match raw {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(InvalidInput::field(
+                        $what,
+                        format!("must be one of: {}", [$($text),+].join(", ")),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// What an organisation is; companies carry a size class.
+    OrganisationKind, "kind" {
+        University => "university",
+        Lab => "lab",
+        Company => "company",
+        PublicBody => "public_body",
+    }
+);
+
+named_enum!(
+    /// The European size classes that decide, for example, who may apply to IA Booster.
+    SizeClass, "size_class" {
+        Sme => "sme",
+        Eti => "eti",
+        Large => "large",
+    }
+);
+
+named_enum!(
+    /// A role; a grant gives it over one object (a call, a project, a challenge) or globally.
+    Role, "role" {
+        Admin => "admin",
+        CallManager => "call_manager",
+        Juror => "juror",
+        Applicant => "applicant",
+        ProjectMember => "project_member",
+        ChallengeOrganiser => "challenge_organiser",
+        Participant => "participant",
+    }
+);
+
+/// An organisation's kind with its size class where the kind has one: a company must say its
+/// size, nothing else may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrganisationProfile {
+    kind: OrganisationKind,
+    size_class: Option<SizeClass>,
+}
+
+impl OrganisationProfile {
+    pub fn parse(
+        kind: &str,
+        size_class: Option<&str>,
+    ) -> Result<OrganisationProfile, InvalidInput> {
+        let kind: OrganisationKind = kind.parse()?;
+        let size_class = size_class.map(str::parse::<SizeClass>).transpose()?;
+        match (kind, size_class) {
+            (OrganisationKind::Company, None) => Err(InvalidInput::field(
+                "size_class",
+                "is required for a company",
+            )),
+            (OrganisationKind::Company, some) => Ok(OrganisationProfile {
+                kind,
+                size_class: some,
+            }),
+            (_, Some(_)) => Err(InvalidInput::field(
+                "size_class",
+                "applies to companies only",
+            )),
+            (_, None) => Ok(OrganisationProfile {
+                kind,
+                size_class: None,
+            }),
+        }
+    }
+
+    pub fn kind(self) -> OrganisationKind {
+        self.kind
+    }
+
+    pub fn size_class(self) -> Option<SizeClass> {
+        self.size_class
+    }
+}
+
+/// What a grant is over: everything, or one object named by kind and id (`project:12`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    Object { kind: ScopeKind, id: i64 },
+}
+
+named_enum!(
+    /// The kinds of object a role can be scoped to.
+    ScopeKind, "scope" {
+        Call => "call",
+        Project => "project",
+        Challenge => "challenge",
+        Organisation => "organisation",
+    }
+);
+
+impl Scope {
+    /// `""` or `global` for global; `kind:id` for one object.
+    pub fn parse(raw: &str) -> Result<Scope, InvalidInput> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "global" {
+            return Ok(Scope::Global);
+        }
+        let (kind, id) = raw
+            .split_once(':')
+            .ok_or_else(|| InvalidInput::field("scope", "must be `global` or `kind:id`"))?;
+        let kind: ScopeKind = kind.parse()?;
+        let id: i64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| InvalidInput::field("scope", "id must be a positive integer"))?;
+        Ok(Scope::Object { kind, id })
+    }
+
+    /// The two columns a grant is stored in: `("", 0)` for global.
+    pub fn to_columns(&self) -> (&'static str, i64) {
+        match self {
+            Scope::Global => ("", 0),
+            Scope::Object { kind, id } => (kind.as_str(), *id),
+        }
+    }
+
+    pub fn from_columns(kind: &str, id: i64) -> Result<Scope, InvalidInput> {
+        if kind.is_empty() {
+            return Ok(Scope::Global);
+        }
+        Ok(Scope::Object {
+            kind: kind.parse()?,
+            id,
+        })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Global => f.write_str("global"),
+            Scope::Object { kind, id } => write!(f, "{kind}:{id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGrant {
+    pub role: Role,
+    pub scope: Scope,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        let ok =
+            |raw: &str, expected: &str| assert_eq!(Email::parse(raw).unwrap().as_str(), expected);
+        let err = |raw: &str| assert!(Email::parse(raw).is_err(), "{raw} should be refused");
+        ok("  Ada@Example.ORG ", "ada@example.org");
+        ok("a.b+c@lab.cnrs.fr", "a.b+c@lab.cnrs.fr");
+        err("");
+        err("no-at.example.org");
+        err("@example.org");
+        err("a@b@example.org");
+        err("a@localhost");
+        err("a b@example.org");
+        err(&format!("{}@example.org", "a".repeat(250)));
+    }
+
+    #[test]
+    fn passwords_have_bounds_and_hide_in_debug() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse(&"x".repeat(1025)).is_err());
+        let password = Password::parse("correct horse battery").unwrap();
+        assert_eq!(format!("{password:?}"), "Password(..)");
+    }
+
+    #[test]
+    fn organisation_profiles() {
+        assert!(OrganisationProfile::parse("company", Some("sme")).is_ok());
+        assert!(OrganisationProfile::parse("company", None).is_err());
+        assert!(OrganisationProfile::parse("lab", Some("sme")).is_err());
+        assert!(OrganisationProfile::parse("university", None).is_ok());
+        assert!(OrganisationProfile::parse("castle", None).is_err());
+    }
+
+    #[test]
+    fn scopes_round_trip() {
+        for raw in [
+            "global",
+            "project:12",
+            "call:1",
+            "challenge:7",
+            "organisation:3",
+        ] {
+            let scope = Scope::parse(raw).unwrap();
+            assert_eq!(scope.to_string(), raw);
+            let (kind, id) = scope.to_columns();
+            assert_eq!(Scope::from_columns(kind, id).unwrap(), scope);
+        }
+        for raw in [
+            "project",
+            "project:0",
+            "project:-1",
+            "planet:3",
+            "project:x",
+        ] {
+            assert!(Scope::parse(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn roles_parse_their_own_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), *role);
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+}

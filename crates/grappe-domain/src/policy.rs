@@ -1,0 +1,184 @@
+//! Authorization, in one place. Every HTTP route names an [`Access`] rule that the server checks
+//! before the handler runs, and handlers that act on one object ask [`may_manage_user`] and its
+//! siblings. Anything not allowed here is denied.
+
+use crate::account::{Role, RoleGrant, Scope};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Anonymous,
+    User {
+        id: i64,
+        grants: Vec<RoleGrant>,
+    },
+    /// The `GRAPPE_ADMIN_TOKEN` of the running server: an administrator with no user row.
+    AdminToken,
+}
+
+/// The rule a route states about its callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Anyone, without logging in: public figures, health, the login form.
+    Public,
+    /// Any signed-in user; the handler narrows to the caller's own objects.
+    SignedIn,
+    /// Holders of this role globally (administrators always pass).
+    GlobalRole(Role),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// No valid credentials: 401, or a redirect to the login page.
+    Unauthenticated,
+    /// Valid credentials, not enough rights: 403.
+    Forbidden,
+}
+
+impl Actor {
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Actor::User { id, .. } => Some(*id),
+            Actor::Anonymous | Actor::AdminToken => None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Actor::AdminToken => true,
+            Actor::User { grants, .. } => grants.iter().any(|grant| grant.role == Role::Admin),
+            Actor::Anonymous => false,
+        }
+    }
+
+    /// Holds `role` over everything (administrators hold every role).
+    pub fn has_global_role(&self, role: Role) -> bool {
+        self.is_admin() || self.has_grant(role, &Scope::Global)
+    }
+
+    /// Holds `role` over `scope`, directly or globally (administrators hold every role).
+    pub fn has_role_over(&self, role: Role, scope: &Scope) -> bool {
+        self.has_global_role(role) || self.has_grant(role, scope)
+    }
+
+    fn has_grant(&self, role: Role, scope: &Scope) -> bool {
+        match self {
+            Actor::User { grants, .. } => grants
+                .iter()
+                .any(|grant| grant.role == role && grant.scope == *scope),
+            Actor::Anonymous | Actor::AdminToken => false,
+        }
+    }
+}
+
+pub fn check(actor: &Actor, access: Access) -> Decision {
+    match (access, actor) {
+        (Access::Public, _) => Decision::Allow,
+        (_, Actor::Anonymous) => Decision::Unauthenticated,
+        (Access::SignedIn, _) => Decision::Allow,
+        (Access::GlobalRole(role), actor) if actor.has_global_role(role) => Decision::Allow,
+        (Access::GlobalRole(_), _) => Decision::Forbidden,
+    }
+}
+
+/// Reading or changing a user's account: the user itself, or an administrator.
+pub fn may_manage_user(actor: &Actor, user_id: i64) -> bool {
+    actor.is_admin() || actor.user_id() == Some(user_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::ScopeKind;
+
+    fn user(grants: &[(Role, Scope)]) -> Actor {
+        let grants = grants.iter().map(|(role, scope)| RoleGrant {
+            role: *role,
+            scope: scope.clone(),
+        });
+        Actor::User {
+            id: 7,
+            grants: grants.collect(),
+        }
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let project = Scope::Object {
+            kind: ScopeKind::Project,
+            id: 3,
+        };
+        let cases = [
+            (Actor::Anonymous, Access::Public, Decision::Allow),
+            (
+                Actor::Anonymous,
+                Access::SignedIn,
+                Decision::Unauthenticated,
+            ),
+            (
+                Actor::Anonymous,
+                Access::GlobalRole(Role::Admin),
+                Decision::Unauthenticated,
+            ),
+            (user(&[]), Access::SignedIn, Decision::Allow),
+            (
+                user(&[]),
+                Access::GlobalRole(Role::Admin),
+                Decision::Forbidden,
+            ),
+            (
+                user(&[(Role::ProjectMember, project)]),
+                Access::GlobalRole(Role::ProjectMember),
+                Decision::Forbidden,
+            ),
+            (
+                user(&[(Role::CallManager, Scope::Global)]),
+                Access::GlobalRole(Role::CallManager),
+                Decision::Allow,
+            ),
+            (
+                user(&[(Role::CallManager, Scope::Global)]),
+                Access::GlobalRole(Role::Admin),
+                Decision::Forbidden,
+            ),
+            (
+                user(&[(Role::Admin, Scope::Global)]),
+                Access::GlobalRole(Role::Juror),
+                Decision::Allow,
+            ),
+            (
+                Actor::AdminToken,
+                Access::GlobalRole(Role::Admin),
+                Decision::Allow,
+            ),
+        ];
+        for (actor, access, expected) in cases {
+            assert_eq!(check(&actor, access), expected, "{actor:?} {access:?}");
+        }
+    }
+
+    #[test]
+    fn scoped_roles_reach_only_their_object() {
+        let mine = Scope::Object {
+            kind: ScopeKind::Project,
+            id: 3,
+        };
+        let other = Scope::Object {
+            kind: ScopeKind::Project,
+            id: 4,
+        };
+        let actor = user(&[(Role::ProjectMember, mine.clone())]);
+        assert!(actor.has_role_over(Role::ProjectMember, &mine));
+        assert!(!actor.has_role_over(Role::ProjectMember, &other));
+        assert!(!actor.has_role_over(Role::Juror, &mine));
+    }
+
+    #[test]
+    fn users_manage_themselves_only() {
+        assert!(may_manage_user(&user(&[]), 7));
+        assert!(!may_manage_user(&user(&[]), 8));
+        assert!(may_manage_user(&Actor::AdminToken, 8));
+        assert!(!may_manage_user(&Actor::Anonymous, 7));
+    }
+}

@@ -1,0 +1,492 @@
+//! JSON API handlers. Wire types are built here by hand from rows; nothing in the domain or the
+//! database layer derives `Serialize`.
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use grappe_db::{ApiTokenRow, Db, GrantRow, NewUser, UserRow, sha256_hex};
+use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant, Scope};
+use grappe_domain::policy::{self, Actor};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use crate::auth::{self, Caller};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// `Json` whose rejections are [`AppError`]s, so a malformed body gets the envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ApiJson(Json::<T>::from_request(request, state).await?.0))
+    }
+}
+
+/// `Query` whose rejections are [`AppError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ApiQuery(
+            Query::<T>::from_request_parts(parts, state).await?.0,
+        ))
+    }
+}
+
+/// A path id: a positive integer, or a 404 (an id that cannot exist names nothing).
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound("no such object".into()))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Id)
+            .ok_or_else(|| AppError::NotFound(format!("no object with id `{raw}`")))
+    }
+}
+
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+pub fn user_json(user: &UserRow, grants: &[GrantRow]) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "organisation_id": user.organisation_id,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+        "roles": grants.iter().map(grant_json).collect::<Vec<_>>(),
+    })
+}
+
+fn grant_json(grant: &GrantRow) -> Value {
+    json!({ "id": grant.id, "role": grant.grant.role.as_str(), "scope": grant.grant.scope.to_string() })
+}
+
+fn token_json(token: &ApiTokenRow) -> Value {
+    json!({ "id": token.id, "name": token.name, "created_at": token.created_at, "revoked_at": token.revoked_at })
+}
+
+pub async fn healthz(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    state
+        .db
+        .ping()
+        .await
+        .map_err(|error| AppError::Unavailable(format!("database: {error}")))?;
+    Ok(Json(
+        json!({ "status": "ok", "database": state.db.backend().as_str() }),
+    ))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let here = f64::from(u8::from(state.ticker_here.load(Ordering::Relaxed)));
+    let extra = [("grappe_lease_held", "lease=\"ticker\"".to_owned(), here)];
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&extra),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+pub async fn programme(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    let programme = state.db.programme().await?;
+    let instruments: Vec<Value> = programme
+        .instruments
+        .iter()
+        .map(|instrument| {
+            json!({
+                "code": instrument.code,
+                "name": { "fr": instrument.name_fr, "en": instrument.name_en },
+                "summary": { "fr": instrument.summary_fr, "en": instrument.summary_en },
+                "module": instrument.module,
+                "budget_lines": instrument.budget_lines.iter().map(|line| json!({
+                    "code": line.code,
+                    "label": { "fr": line.label_fr, "en": line.label_en },
+                    "envelope_cents": line.envelope_cents,
+                    "committed_cents": line.committed_cents,
+                    "disbursed_cents": line.disbursed_cents,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let kpis: Vec<Value> = programme
+        .kpis
+        .iter()
+        .map(|kpi| {
+            json!({
+                "code": kpi.code,
+                "label": { "fr": kpi.label_fr, "en": kpi.label_en },
+                "value": kpi.value,
+                "unit": kpi.unit,
+                "approximate": kpi.approximate,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct LoginToken {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Checks email and password under the login rate limit; the one path to a user by password.
+pub async fn authenticate(
+    state: &AppState,
+    client: SocketAddr,
+    email: &str,
+    password: String,
+) -> AppResult<UserRow> {
+    let email_key = format!("email:{}", email.trim().to_lowercase());
+    state
+        .login_limiter
+        .attempt(&[format!("ip:{}", client.ip()), email_key.clone()])?;
+    let user = match Email::parse(email) {
+        Ok(email) => state.db.user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let user = user.filter(|user| !user.disabled);
+    if !auth::verify_password(
+        user.as_ref().map(|user| user.password_hash.clone()),
+        password,
+    )
+    .await
+    {
+        return Err(AppError::Unauthenticated);
+    }
+    state.login_limiter.reset(&email_key);
+    user.ok_or(AppError::Unauthenticated)
+}
+
+pub async fn login_token(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginToken>,
+) -> AppResult<Response> {
+    let user = authenticate(&state, client, &body.email, body.password).await?;
+    let name = DisplayName::parse("name", body.name.as_deref().unwrap_or("grappe cli"))?;
+    issue_token(&state, user.id, name.as_str()).await
+}
+
+async fn issue_token(state: &AppState, user_id: i64, name: &str) -> AppResult<Response> {
+    let token = auth::new_api_token();
+    let row = state
+        .db
+        .create_api_token(user_id, name, &sha256_hex(token.as_bytes()))
+        .await?;
+    let mut body = token_json(&row);
+    body["token"] = Value::String(token);
+    Ok(created(body))
+}
+
+pub async fn me(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> AppResult<Json<Value>> {
+    match (&caller.actor, &caller.user) {
+        (Actor::AdminToken, _) => Ok(Json(json!({
+            "id": null, "email": null, "name": "GRAPPE_ADMIN_TOKEN",
+            "roles": [{ "id": null, "role": "admin", "scope": "global" }],
+        }))),
+        (_, Some(user)) => Ok(Json(user_json(user, &state.db.grants_of(user.id).await?))),
+        _ => Err(AppError::Unauthenticated),
+    }
+}
+
+fn caller_user_id(caller: &Caller) -> AppResult<i64> {
+    caller.actor.user_id().ok_or(AppError::BadRequest(
+        "the admin token has no account of its own; use a user's token".into(),
+    ))
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> AppResult<Json<Value>> {
+    let tokens = state.db.api_tokens_of(caller_user_id(&caller)?).await?;
+    Ok(Json(
+        json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    name: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewToken>,
+) -> AppResult<Response> {
+    let name = DisplayName::parse("name", &body.name)?;
+    issue_token(&state, caller_user_id(&caller)?, name.as_str()).await
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    // Someone else's token answers 404, as if it did not exist: its existence is not disclosed.
+    let token = state
+        .db
+        .api_token(id)
+        .await?
+        .filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
+    let token = token.ok_or_else(|| AppError::NotFound(format!("token {id} not found")))?;
+    state.db.revoke_api_token(token.id).await?;
+    state
+        .db
+        .audit(
+            &caller.audit_name(),
+            "token.revoke",
+            &format!("token:{id}"),
+            "",
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+const MAX_PAGE: i64 = 500;
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> AppResult<Json<Value>> {
+    let limit = page.limit.clamp(1, MAX_PAGE);
+    let users = state.db.list_users(page.after, limit).await?;
+    let mut items = Vec::with_capacity(users.len());
+    for user in &users {
+        items.push(user_json(user, &state.db.grants_of(user.id).await?));
+    }
+    let next = (users.len() as i64 == limit)
+        .then(|| users.last().map(|user| user.id))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_after": next })))
+}
+
+#[derive(Deserialize)]
+pub struct NewUserFields {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub organisation_id: Option<i64>,
+}
+
+/// Creates a user from raw fields: the one path for the API, the CLI and the demo.
+pub async fn create_user_from(db: &Db, body: NewUserFields, actor: &str) -> AppResult<UserRow> {
+    let name = DisplayName::parse("name", &body.name)?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(&body.password)?;
+    let password_hash = auth::hash_password(password).await?;
+    let new_user = NewUser {
+        email: &email,
+        name: name.as_str(),
+        password_hash: &password_hash,
+        organisation_id: body.organisation_id,
+    };
+    Ok(db.create_user(new_user, actor).await?)
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewUserFields>,
+) -> AppResult<Response> {
+    let user = create_user_from(&state.db, body, &caller.audit_name()).await?;
+    Ok(created(user_json(&user, &[])))
+}
+
+pub async fn get_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    if !policy::may_manage_user(&caller.actor, id) {
+        return Err(AppError::forbidden());
+    }
+    let user = state
+        .db
+        .user_by_id(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("user {id} not found")))?;
+    Ok(Json(user_json(&user, &state.db.grants_of(id).await?)))
+}
+
+#[derive(Deserialize)]
+pub struct NewGrant {
+    role: String,
+    #[serde(default)]
+    scope: String,
+}
+
+pub async fn grant_role(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(user_id): Id,
+    ApiJson(body): ApiJson<NewGrant>,
+) -> AppResult<Response> {
+    let grant = RoleGrant {
+        role: body.role.parse()?,
+        scope: Scope::parse(&body.scope)?,
+    };
+    let row = state
+        .db
+        .grant_role(user_id, &grant, &caller.audit_name())
+        .await?;
+    Ok(created(grant_json(&row)))
+}
+
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((user_id, grant_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let parse = |raw: &str| {
+        raw.parse::<i64>()
+            .map_err(|_| AppError::NotFound(format!("no object with id `{raw}`")))
+    };
+    state
+        .db
+        .revoke_grant(parse(&user_id)?, parse(&grant_id)?, &caller.audit_name())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_organisations(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    let organisations = state.db.list_organisations().await?;
+    let items: Vec<Value> = organisations
+        .iter()
+        .map(|org| json!({ "id": org.id, "name": org.name, "kind": org.kind, "size_class": org.size_class }))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+pub struct NewOrganisation {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    size_class: Option<String>,
+}
+
+pub async fn create_organisation(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewOrganisation>,
+) -> AppResult<Response> {
+    let name = DisplayName::parse("name", &body.name)?;
+    let profile = OrganisationProfile::parse(&body.kind, body.size_class.as_deref())?;
+    let id = state.db.create_organisation(name.as_str(), profile).await?;
+    state
+        .db
+        .audit(
+            &caller.audit_name(),
+            "organisation.create",
+            &format!("organisation:{id}"),
+            name.as_str(),
+        )
+        .await?;
+    Ok(created(json!({
+        "id": id, "name": name.as_str(), "kind": profile.kind().as_str(),
+        "size_class": profile.size_class().map(|size| size.as_str()),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct AuditPage {
+    #[serde(default = "i64_max")]
+    before: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn i64_max() -> i64 {
+    i64::MAX
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<AuditPage>,
+) -> AppResult<Json<Value>> {
+    let events = state
+        .db
+        .audit_events(page.before, page.limit.clamp(1, MAX_PAGE))
+        .await?;
+    let chain_break = state.db.verify_audit_chain().await?;
+    let items: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            json!({
+                "seq": event.seq, "at": event.at, "actor": event.actor, "action": event.action,
+                "object": event.object, "detail": event.detail, "hash": event.hash, "prev_hash": event.prev_hash,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "items": items,
+        "chain_ok": chain_break.is_none(),
+        "chain_break_seq": chain_break.map(|broken| broken.seq),
+    })))
+}
+
+pub async fn leases(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    let leases: Vec<Value> = state
+        .db
+        .leases()
+        .await?
+        .iter()
+        .map(|lease| {
+            json!({
+                "name": lease.name, "holder": lease.holder, "acquired_at": lease.acquired_at,
+                "expires_at": lease.expires_at, "ticks": lease.ticks,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "instance": &*state.instance,
+        "running_here": if state.ticker_here.load(Ordering::Relaxed) { vec!["ticker"] } else { vec![] },
+        "leases": leases,
+    })))
+}

@@ -1,0 +1,55 @@
+//! Background loops. Each holds a lease row so that, with several server processes on one
+//! database, exactly one process runs it at a time; another takes over when the holder dies and
+//! its lease expires. The foundation has one loop, `ticker`, which counts its runs and sweeps
+//! expired sessions; the scheduler and pollers of later modules follow the same pattern.
+
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+pub const TICKER: &str = "ticker";
+
+pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let ttl_ms = state.config.lease_ttl.as_millis() as i64;
+    let mut interval = tokio::time::interval(state.config.lease_tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let held = match state
+            .db
+            .try_acquire_lease(TICKER, &state.instance, grappe_db::now_ms(), ttl_ms)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(error = %error, "lease renewal failed");
+                false
+            }
+        };
+        let was_held = state.ticker_here.swap(held, Ordering::Relaxed);
+        if held != was_held {
+            tracing::info!(lease = TICKER, instance = %state.instance, held, "lease changed hands");
+        }
+        if held {
+            if let Err(error) = run_once(&state).await {
+                tracing::warn!(error = %error, "ticker run failed");
+            }
+        }
+    }
+    if state.ticker_here.swap(false, Ordering::Relaxed) {
+        if let Err(error) = state.db.release_lease(TICKER, &state.instance).await {
+            tracing::warn!(error = %error, "releasing the lease failed");
+        }
+    }
+}
+
+async fn run_once(state: &AppState) -> Result<(), grappe_db::DbError> {
+    state.db.tick_lease(TICKER, &state.instance).await?;
+    state.db.delete_expired_sessions().await?;
+    Ok(())
+}

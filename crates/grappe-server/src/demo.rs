@@ -1,0 +1,79 @@
+//! Demo content: the France 2030 programme, a few organisations, and one account per role with a
+//! fresh password at every start, printed by the server in demo mode only.
+
+use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
+use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
+
+use crate::api::{NewUserFields, create_user_from};
+use crate::auth;
+use crate::error::AppResult;
+use crate::state::AppState;
+
+pub struct DemoAccount {
+    pub role: Role,
+    pub email: String,
+    pub password: String,
+}
+
+const ORGANISATIONS: [(&str, &str, Option<&str>); 4] = [
+    ("Université Paris-Saclay", "university", None),
+    ("Inria", "lab", None),
+    ("Occitanie Vision (PME)", "company", Some("sme")),
+    ("GENCI", "public_body", None),
+];
+
+pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
+    state
+        .db
+        .load_programme(&france_2030_instruments(), &france_2030_kpis())
+        .await?;
+    for (name, kind, size_class) in ORGANISATIONS {
+        if state.db.organisation_by_name(name).await?.is_none() {
+            state
+                .db
+                .create_organisation(name, OrganisationProfile::parse(kind, size_class)?)
+                .await?;
+        }
+    }
+    let mut accounts = Vec::new();
+    for role in Role::ALL {
+        let email = format!("{}@demo.grappe.fr", role.as_str().replace('_', "-"));
+        let password = format!("demo-{}", &auth::new_secret()[..16]);
+        let parsed_email = grappe_domain::account::Email::parse(&email)?;
+        let user = match state.db.user_by_email(&parsed_email).await? {
+            Some(user) => {
+                let hash = auth::hash_password(grappe_domain::account::Password::parse(&password)?)
+                    .await?;
+                state.db.set_password_hash(user.id, &hash, "demo").await?;
+                user
+            }
+            None => {
+                let name = format!("Demo {}", role.as_str().replace('_', " "));
+                let fields = NewUserFields {
+                    name,
+                    email: email.clone(),
+                    password: password.clone(),
+                    organisation_id: None,
+                };
+                create_user_from(&state.db, fields, "demo").await?
+            }
+        };
+        state
+            .db
+            .grant_role(
+                user.id,
+                &RoleGrant {
+                    role: *role,
+                    scope: Scope::Global,
+                },
+                "demo",
+            )
+            .await?;
+        accounts.push(DemoAccount {
+            role: *role,
+            email,
+            password,
+        });
+    }
+    Ok(accounts)
+}

@@ -1,0 +1,168 @@
+//! Translations: every user-facing text lives in `locales/{fr,en}/main.ftl` (Fluent). French is
+//! the default; English is chosen by the `lang` cookie or by `Accept-Language`.
+
+use std::sync::OnceLock;
+
+use fluent_bundle::FluentResource;
+use fluent_bundle::concurrent::FluentBundle;
+use unic_langid::langid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    Fr,
+    En,
+}
+
+impl Locale {
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::Fr => "fr",
+            Locale::En => "en",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Locale> {
+        match code {
+            "fr" => Some(Locale::Fr),
+            "en" => Some(Locale::En),
+            _ => None,
+        }
+    }
+
+    /// The cookie wins; otherwise the first supported language of `Accept-Language` in the
+    /// client's order of preference; otherwise French.
+    pub fn negotiate(cookie: Option<&str>, accept_language: Option<&str>) -> Locale {
+        if let Some(locale) = cookie.and_then(Locale::parse) {
+            return locale;
+        }
+        let mut ranked: Vec<(f32, Locale)> = accept_language
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.trim().split(';');
+                let tag = parts.next()?.trim().to_ascii_lowercase();
+                let quality = parts
+                    .find_map(|param| param.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                let primary = tag.split('-').next()?;
+                Locale::parse(primary).map(|locale| (quality, locale))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked.first().map_or(Locale::Fr, |(_, locale)| *locale)
+    }
+
+    /// The decimal separator of this language, for figures.
+    pub fn decimal_separator(self) -> char {
+        match self {
+            Locale::Fr => ',',
+            Locale::En => '.',
+        }
+    }
+
+    /// Picks the French or English variant of a stored text.
+    pub fn pick<'a>(self, fr: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Locale::Fr => fr,
+            Locale::En => en,
+        }
+    }
+}
+
+const FR: &str = include_str!("../locales/fr/main.ftl");
+const EN: &str = include_str!("../locales/en/main.ftl");
+
+type Bundle = FluentBundle<FluentResource>;
+
+fn bundle(locale: Locale) -> &'static Bundle {
+    static FR_BUNDLE: OnceLock<Bundle> = OnceLock::new();
+    static EN_BUNDLE: OnceLock<Bundle> = OnceLock::new();
+    let (cell, source, id) = match locale {
+        Locale::Fr => (&FR_BUNDLE, FR, langid!("fr")),
+        Locale::En => (&EN_BUNDLE, EN, langid!("en")),
+    };
+    cell.get_or_init(|| {
+        let resource =
+            FluentResource::try_new(source.to_owned()).unwrap_or_else(|(resource, errors)| {
+                tracing::error!(
+                    locale = locale.code(),
+                    ?errors,
+                    "translation file has errors"
+                );
+                resource
+            });
+        let mut bundle = FluentBundle::new_concurrent(vec![id]);
+        bundle.set_use_isolating(false);
+        if let Err(errors) = bundle.add_resource(resource) {
+            tracing::error!(
+                locale = locale.code(),
+                ?errors,
+                "translation file has duplicate keys"
+            );
+        }
+        bundle
+    })
+}
+
+/// The translator handed to templates: `tr.t("key")`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr {
+    pub locale: Locale,
+}
+
+impl Tr {
+    pub fn t(&self, key: &str) -> String {
+        let bundle = bundle(self.locale);
+        let Some(pattern) = bundle.get_message(key).and_then(|message| message.value()) else {
+            tracing::warn!(key, locale = self.locale.code(), "missing translation");
+            return key.to_owned();
+        };
+        let mut errors = Vec::new();
+        bundle
+            .format_pattern(pattern, None, &mut errors)
+            .into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(source: &str) -> Vec<&str> {
+        let mut keys: Vec<&str> = source
+            .lines()
+            .filter_map(|line| line.split_once(" = ").map(|(key, _)| key.trim()))
+            .filter(|key| !key.starts_with('#'))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn both_languages_have_the_same_keys() {
+        assert_eq!(keys(FR), keys(EN));
+        assert!(keys(FR).len() > 40);
+    }
+
+    #[test]
+    fn every_key_formats_in_both_languages() {
+        for key in keys(FR) {
+            for locale in [Locale::Fr, Locale::En] {
+                assert_ne!(Tr { locale }.t(key), key, "{key} in {locale:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        let check =
+            |cookie, accept, expected| assert_eq!(Locale::negotiate(cookie, accept), expected);
+        check(None, None, Locale::Fr);
+        check(None, Some("en-GB,en;q=0.9"), Locale::En);
+        check(None, Some("de-DE,en;q=0.5,fr;q=0.8"), Locale::Fr);
+        check(None, Some("de, es"), Locale::Fr);
+        check(Some("en"), Some("fr"), Locale::En);
+        check(Some("xx"), Some("en"), Locale::En);
+    }
+}

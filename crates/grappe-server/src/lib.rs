@@ -1,0 +1,190 @@
+//! Grappe's HTTP server: the JSON API under `/api/v1`, the web UI, health and metrics, and the
+//! background loops, in one process. [`run`] is all the binary calls.
+
+pub mod api;
+pub mod auth;
+mod background;
+mod chart;
+pub mod demo;
+pub mod error;
+pub mod i18n;
+mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use grappe_db::{Db, PoolConfig};
+use tokio::sync::watch;
+
+pub use state::{AppState, ServerConfig};
+
+use crate::auth::RateLimiter;
+use crate::metrics::Metrics;
+
+/// Builds the shared state: opens the database and applies migrations.
+pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
+    let db = Db::open(&config.database_url, &PoolConfig::default())
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database at {}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    let instance = format!(
+        "{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        &auth::new_secret()[..6]
+    );
+    Ok(AppState {
+        db,
+        login_limiter: Arc::new(RateLimiter::new(
+            config.login_attempts_per_window,
+            config.login_window,
+        )),
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::default()),
+        instance: instance.into(),
+        ticker_here: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+/// The whole application: routes, fallback, body limit, the error envelope, request metrics.
+pub fn app(state: AppState) -> Router {
+    routes::router(state.clone())
+        .fallback(web::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(ensure_envelope))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+}
+
+/// Serves until `shutdown` resolves, then drains requests in flight and stops the loops.
+pub async fn run(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(state.config.addr)
+        .await
+        .with_context(|| format!("binding {}", state.config.addr))?;
+    let addr = listener.local_addr()?;
+    // On stdout, for people and for scripts that start the server on port 0.
+    println!(
+        "Grappe listening on http://{addr} (database: {})",
+        state.db.backend().as_str()
+    );
+    let (stop_loops, loops_stopped) = watch::channel(false);
+    let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped));
+    let db = state.db.clone();
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")?;
+    let _ = stop_loops.send(true);
+    let _ = ticker.await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Counts and times each request by its route pattern, and logs it.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.record(&route, method, status, elapsed);
+    if status >= 500 {
+        tracing::warn!(http.method = method, http.route = %route, http.status = status, latency_ms = elapsed.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(http.method = method, http.route = %route, http.status = status, latency_ms = elapsed.as_millis() as u64, "request");
+    }
+    response
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Gives every error that the framework answers itself (405, a form that does not parse) the
+/// same JSON envelope as our own; our JSON errors and HTML pages pass through unchanged.
+async fn ensure_envelope(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_lowercase()
+        .replace(' ', "_");
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body);
+    let detail = if detail.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        detail.trim().to_owned()
+    };
+    let mut enveloped = error::envelope(status, &code, &detail);
+    *enveloped.status_mut() = status;
+    enveloped.map(Body::new)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "grappe".to_owned(), |name| name.trim().to_owned())
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

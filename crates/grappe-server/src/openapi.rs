@@ -1,0 +1,124 @@
+//! The OpenAPI 3.1 document, generated from the route table: every API route with its method,
+//! summary, access rule, path parameters and request body schema.
+
+use grappe_domain::policy::Access;
+use serde_json::{Map, Value, json};
+
+use crate::routes::{Kind, table};
+
+fn schemas() -> Value {
+    let string = json!({ "type": "string" });
+    json!({
+        "LoginToken": {
+            "type": "object", "required": ["email", "password"],
+            "properties": { "email": string, "password": string, "name": string },
+        },
+        "NewToken": { "type": "object", "required": ["name"], "properties": { "name": string } },
+        "NewUser": {
+            "type": "object", "required": ["name", "email", "password"],
+            "properties": {
+                "name": string, "email": { "type": "string", "format": "email" },
+                "password": { "type": "string", "minLength": 10 },
+                "organisation_id": { "type": ["integer", "null"] },
+            },
+        },
+        "NewGrant": {
+            "type": "object", "required": ["role"],
+            "properties": {
+                "role": { "enum": ["admin", "call_manager", "juror", "applicant", "project_member", "challenge_organiser", "participant"] },
+                "scope": { "type": "string", "description": "`global` (default) or `kind:id`, kind one of call, project, challenge, organisation" },
+            },
+        },
+        "NewOrganisation": {
+            "type": "object", "required": ["name", "kind"],
+            "properties": {
+                "name": string,
+                "kind": { "enum": ["university", "lab", "company", "public_body"] },
+                "size_class": { "enum": ["sme", "eti", "large", null] },
+            },
+        },
+        "Error": {
+            "type": "object", "required": ["error", "detail"],
+            "properties": { "error": string, "detail": string },
+        },
+    })
+}
+
+fn access_text(access: Access) -> String {
+    match access {
+        Access::Public => "public".to_owned(),
+        Access::SignedIn => "signed_in".to_owned(),
+        Access::GlobalRole(role) => format!("role:{}", role.as_str()),
+    }
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in table().into_iter().filter(|route| route.kind == Kind::Api) {
+        let parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }))
+            .collect();
+        let error = json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        let mut operation = json!({
+            "summary": route.summary,
+            "operationId": format!("{} {}", route.method.as_str(), route.path),
+            "x-grappe-access": access_text(route.access),
+            "parameters": parameters,
+            "responses": { "2XX": { "description": "success" }, "4XX": error.clone(), "5XX": error },
+        });
+        operation["security"] = match route.access {
+            Access::Public => json!([]),
+            _ => json!([{ "bearer": [] }, { "session": [] }]),
+        };
+        if let Some(body) = route.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } },
+            });
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method.as_str().to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Grappe API", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_is_documented_with_its_access() {
+        let document = document();
+        for route in table().into_iter().filter(|route| route.kind == Kind::Api) {
+            let operation = &document["paths"][route.path][route.method.as_str().to_lowercase()];
+            assert_eq!(
+                operation["x-grappe-access"],
+                access_text(route.access),
+                "{}",
+                route.path
+            );
+            if let Some(body) = route.body {
+                assert!(
+                    document["components"]["schemas"][body].is_object(),
+                    "schema {body}"
+                );
+            }
+        }
+    }
+}

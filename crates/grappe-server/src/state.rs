@@ -1,0 +1,58 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use grappe_db::Db;
+
+use crate::auth::RateLimiter;
+use crate::metrics::Metrics;
+
+/// Settings the server runs with; the binary builds it from flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: std::net::SocketAddr,
+    pub database_url: String,
+    pub demo: bool,
+    /// `GRAPPE_ADMIN_TOKEN`: a bearer token that acts as an administrator.
+    pub admin_token: Option<String>,
+    /// Cookies get `Secure` when the public URL is https (TLS ends at a proxy in front).
+    pub secure_cookies: bool,
+    pub body_limit_bytes: usize,
+    pub session_ttl: Duration,
+    pub lease_ttl: Duration,
+    pub lease_tick: Duration,
+    pub login_attempts_per_window: u32,
+    pub login_window: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(addr: std::net::SocketAddr, database_url: String) -> ServerConfig {
+        ServerConfig {
+            addr,
+            database_url,
+            demo: false,
+            admin_token: None,
+            secure_cookies: false,
+            body_limit_bytes: 1024 * 1024,
+            session_ttl: Duration::from_secs(14 * 24 * 3600),
+            lease_ttl: Duration::from_secs(10),
+            lease_tick: Duration::from_secs(1),
+            login_attempts_per_window: 10,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    pub login_limiter: Arc<RateLimiter>,
+    /// This process's name in lease rows: host, pid and a random suffix.
+    pub instance: Arc<str>,
+    /// Whether this process holds the ticker lease now.
+    pub ticker_here: Arc<AtomicBool>,
+}

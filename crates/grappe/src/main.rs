@@ -1,0 +1,288 @@
+//! `grappe`: one binary for every role. `serve` runs the platform; `admin` acts on its database
+//! from the shell; `login` and `whoami` talk to a running server.
+
+mod client;
+mod settings;
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use grappe_domain::account::{Email, RoleGrant, Scope};
+use grappe_server::api::{NewUserFields, create_user_from};
+use serde_json::{Value, json};
+
+use crate::settings::ServeFlags;
+
+#[derive(Parser)]
+#[command(
+    name = "grappe",
+    version,
+    about = "The platform for the instruments of a national AI programme"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform: API, web UI and background loops, in one process.
+    Serve(ServeFlags),
+    /// Administer accounts directly on the database (first set-up, automation).
+    Admin {
+        #[command(flatten)]
+        target: DatabaseTarget,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Log in to a server and keep an API token in your configuration directory.
+    Login {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long, default_value = "GRAPPE_PASSWORD")]
+        password_env: String,
+    },
+    /// Show who the stored token belongs to.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+}
+
+#[derive(Args)]
+struct DatabaseTarget {
+    /// Data directory; its `grappe.db` is used unless --database says otherwise.
+    #[arg(
+        long,
+        env = "GRAPPE_DATA_DIR",
+        default_value = "./grappe-data",
+        global = true
+    )]
+    data_dir: std::path::PathBuf,
+    #[arg(long, env = "GRAPPE_DATABASE", global = true)]
+    database: Option<String>,
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user; the password is read from standard input (one line).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Grant a role to a user, globally or over one object (`--scope project:12`).
+    Grant {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// Create an API token for a user and print it once.
+    CreateToken {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "admin cli")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    CallManager,
+    Juror,
+    Applicant,
+    ProjectMember,
+    ChallengeOrganiser,
+    Participant,
+}
+
+impl RoleArg {
+    fn role(self) -> grappe_domain::account::Role {
+        use grappe_domain::account::Role;
+        match self {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::CallManager => Role::CallManager,
+            RoleArg::Juror => Role::Juror,
+            RoleArg::Applicant => Role::Applicant,
+            RoleArg::ProjectMember => Role::ProjectMember,
+            RoleArg::ChallengeOrganiser => Role::ChallengeOrganiser,
+            RoleArg::Participant => Role::Participant,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    settings::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(flags) => serve(flags).await,
+        Command::Admin { target, command } => admin(target, command).await,
+        Command::Login {
+            url,
+            email,
+            password_env,
+        } => client::login(&url, email, &password_env),
+        Command::Whoami { json } => client::whoami(json),
+        Command::Logout => client::logout(),
+    }
+}
+
+async fn serve(flags: ServeFlags) -> anyhow::Result<()> {
+    let config = settings::server_config(flags)?;
+    let demo = config.demo;
+    let state = grappe_server::connect(config).await?;
+    if demo {
+        let accounts = grappe_server::demo::load(&state)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        println!(
+            "Demo mode: the France 2030 programme is loaded. Accounts (new passwords at every start):"
+        );
+        for account in accounts {
+            println!(
+                "  {:<20} {:<40} {}",
+                account.role.as_str(),
+                account.email,
+                account.password
+            );
+        }
+    }
+    grappe_server::run(state, shutdown_signal()).await
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, finish requests in flight, stop the loops.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn admin(target: DatabaseTarget, command: AdminCommand) -> anyhow::Result<()> {
+    let url = settings::database_url(&target.data_dir, target.database.as_deref())?;
+    let db = grappe_db::Db::open(&url, &grappe_db::PoolConfig::default()).await?;
+    let output = match command {
+        AdminCommand::CreateUser { email, name } => {
+            let password = read_password("Password for the new user")?;
+            let fields = NewUserFields {
+                name,
+                email,
+                password,
+                organisation_id: None,
+            };
+            let user = create_user_from(&db, fields, "admin-cli")
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            json!({ "id": user.id, "email": user.email, "name": user.name })
+        }
+        AdminCommand::Grant { email, role, scope } => {
+            let user = find_user(&db, &email).await?;
+            let grant = RoleGrant {
+                role: role.role(),
+                scope: Scope::parse(&scope)?,
+            };
+            let row = db.grant_role(user.id, &grant, "admin-cli").await?;
+            json!({ "id": row.id, "user": user.email, "role": grant.role.as_str(), "scope": grant.scope.to_string() })
+        }
+        AdminCommand::CreateToken { email, name } => {
+            let user = find_user(&db, &email).await?;
+            let token = grappe_server::auth::new_api_token();
+            let row = db
+                .create_api_token(user.id, &name, &grappe_db::sha256_hex(token.as_bytes()))
+                .await?;
+            json!({ "id": row.id, "user": user.email, "name": row.name, "token": token })
+        }
+    };
+    db.close().await;
+    print_record(&output, target.json);
+    Ok(())
+}
+
+async fn find_user(db: &grappe_db::Db, email: &str) -> anyhow::Result<grappe_db::UserRow> {
+    let email = Email::parse(email)?;
+    db.user_by_email(&email)
+        .await?
+        .with_context(|| format!("no user with email {email}"))
+}
+
+/// One line from standard input; a prompt only when it is a terminal.
+pub fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password given on standard input");
+    }
+    Ok(password)
+}
+
+/// A flat JSON object as `key  value` lines, or as JSON with `--json`.
+pub fn print_record(value: &Value, as_json: bool) {
+    if as_json {
+        println!("{value}");
+        return;
+    }
+    if let Value::Object(fields) = value {
+        let width = fields.keys().map(String::len).max().unwrap_or(0);
+        for (key, field) in fields {
+            let text = match field {
+                Value::String(text) => text.clone(),
+                Value::Null => "-".to_owned(),
+                other => other.to_string(),
+            };
+            println!("{key:<width$}  {text}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Typed settings: flags, then `GRAPPE_*` variables, then a TOML file (`--config`), then
+//! defaults. Secrets (the admin token) are only ever taken from the environment or the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use grappe_server::ServerConfig;
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeFlags {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "GRAPPE_ADDR")]
+    addr: Option<SocketAddr>,
+    /// Data directory: the SQLite database and, later, the data store.
+    #[arg(long, env = "GRAPPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: `postgres://...`, or `sqlite://PATH` (default: DATA_DIR/grappe.db).
+    #[arg(long, env = "GRAPPE_DATABASE")]
+    database: Option<String>,
+    #[arg(long, env = "GRAPPE_EXECUTOR", value_enum)]
+    executor: Option<Executor>,
+    /// Load the France 2030 programme and demo accounts (printed at start).
+    #[arg(long, env = "GRAPPE_DEMO")]
+    demo: bool,
+    /// A TOML settings file.
+    #[arg(long, env = "GRAPPE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The settings file; every key is optional.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    executor: Option<String>,
+    demo: Option<bool>,
+    admin_token: Option<String>,
+    public_url: Option<String>,
+    body_limit_bytes: Option<usize>,
+    session_ttl_hours: Option<u64>,
+    lease_ttl_ms: Option<u64>,
+    lease_tick_ms: Option<u64>,
+    login_attempts_per_window: Option<u32>,
+}
+
+fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}={text} is not a number")),
+        Err(_) => Ok(None),
+    }
+}
+
+pub fn database_url(data_dir: &Path, database: Option<&str>) -> anyhow::Result<String> {
+    if let Some(url) = database {
+        return Ok(url.to_owned());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("grappe.db").display()
+    ))
+}
+
+pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
+    let file: FileSettings = match &flags.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileSettings::default(),
+    };
+    let executor = match (flags.executor, file.executor.as_deref()) {
+        (Some(executor), _) => executor,
+        (None, Some("slurm")) => Executor::Slurm,
+        (None, Some("local") | None) => Executor::Local,
+        (None, Some(other)) => bail!("executor `{other}` is unknown: use local or slurm"),
+    };
+    if executor == Executor::Slurm {
+        bail!(
+            "the Slurm executor is not built yet (it comes with the compute module); use --executor local"
+        );
+    }
+    let addr = flags
+        .addr
+        .or(file.addr)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let data_dir = flags
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./grappe-data"));
+    let database = database_url(
+        &data_dir,
+        flags.database.as_deref().or(file.database.as_deref()),
+    )?;
+    let mut config = ServerConfig::new(addr, database);
+    config.demo = flags.demo || file.demo.unwrap_or(false);
+    config.admin_token = std::env::var("GRAPPE_ADMIN_TOKEN")
+        .ok()
+        .or(file.admin_token)
+        .filter(|token| !token.is_empty());
+    if let Some(token) = &config.admin_token {
+        if token.len() < 16 {
+            bail!("GRAPPE_ADMIN_TOKEN must have at least 16 characters");
+        }
+    }
+    let public_url = std::env::var("GRAPPE_PUBLIC_URL").ok().or(file.public_url);
+    config.secure_cookies = public_url.is_some_and(|url| url.starts_with("https://"));
+    if let Some(bytes) = env_number("GRAPPE_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes) {
+        config.body_limit_bytes = bytes;
+    }
+    if let Some(hours) = env_number::<u64>("GRAPPE_SESSION_TTL_HOURS")?.or(file.session_ttl_hours) {
+        config.session_ttl = Duration::from_secs(hours * 3600);
+    }
+    if let Some(ms) = env_number("GRAPPE_LEASE_TTL_MS")?.or(file.lease_ttl_ms) {
+        config.lease_ttl = Duration::from_millis(ms);
+    }
+    if let Some(ms) = env_number("GRAPPE_LEASE_TICK_MS")?.or(file.lease_tick_ms) {
+        config.lease_tick = Duration::from_millis(ms);
+    }
+    if let Some(attempts) = env_number("GRAPPE_LOGIN_ATTEMPTS")?.or(file.login_attempts_per_window)
+    {
+        config.login_attempts_per_window = attempts;
+    }
+    if config.lease_tick >= config.lease_ttl {
+        bail!(
+            "the lease tick ({:?}) must be shorter than the lease TTL ({:?})",
+            config.lease_tick,
+            config.lease_ttl
+        );
+    }
+    Ok(config)
+}
+
+/// Logs to standard error; `GRAPPE_LOG` takes `info`, `debug`, or per-target levels
+/// (`grappe_server=debug,info`).
+pub fn init_logging() {
+    let targets: tracing_subscriber::filter::Targets = std::env::var("GRAPPE_LOG")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| "info".parse().unwrap_or_default());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(targets)
+        .try_init();
+}
