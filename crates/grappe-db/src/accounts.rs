@@ -70,11 +70,7 @@ fn grant_from(row: &AnyRow) -> DbResult<GrantRow> {
 }
 
 impl Db {
-    pub async fn create_organisation(
-        &self,
-        name: &str,
-        profile: OrganisationProfile,
-    ) -> DbResult<i64> {
+    pub async fn create_organisation(&self, name: &str, profile: OrganisationProfile) -> DbResult<i64> {
         let row = sqlx::query(
             "INSERT INTO organisations (name, kind, size_class, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -89,19 +85,17 @@ impl Db {
     }
 
     pub async fn organisation_by_name(&self, name: &str) -> DbResult<Option<OrganisationRow>> {
-        let row =
-            sqlx::query("SELECT id, name, kind, size_class FROM organisations WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT id, name, kind, size_class FROM organisations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(organisation_from).transpose()
     }
 
     pub async fn list_organisations(&self) -> DbResult<Vec<OrganisationRow>> {
-        let rows =
-            sqlx::query("SELECT id, name, kind, size_class FROM organisations ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT id, name, kind, size_class FROM organisations ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(organisation_from).collect()
     }
 
@@ -120,24 +114,17 @@ impl Db {
         .await
         .map_err(conflict_as("a user with this email"))?;
         let created = user_from(&row)?;
-        let entry = AuditEntry {
-            actor,
-            action: "user.create",
-            object: &format!("user:{}", created.id),
-            detail: "",
-        };
+        let entry = AuditEntry { actor, action: "user.create", object: &format!("user:{}", created.id), detail: "" };
         audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(created)
     }
 
     pub async fn user_by_email(&self, email: &Email) -> DbResult<Option<UserRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
-        ))
-        .bind(email.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from).transpose()
     }
 
@@ -151,22 +138,15 @@ impl Db {
 
     /// Users by id, at most `limit` of them after `after_id` (keyset pagination).
     pub async fn list_users(&self, after_id: i64, limit: i64) -> DbResult<Vec<UserRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(user_from).collect()
     }
 
-    pub async fn set_password_hash(
-        &self,
-        user_id: i64,
-        password_hash: &str,
-        actor: &str,
-    ) -> DbResult<()> {
+    pub async fn set_password_hash(&self, user_id: i64, password_hash: &str, actor: &str) -> DbResult<()> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
@@ -176,12 +156,7 @@ impl Db {
         if result.rows_affected() == 0 {
             return Err(DbError::NotFound(format!("user {user_id}")));
         }
-        let entry = AuditEntry {
-            actor,
-            action: "user.password",
-            object: &format!("user:{user_id}"),
-            detail: "",
-        };
+        let entry = AuditEntry { actor, action: "user.password", object: &format!("user:{user_id}"), detail: "" };
         audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(())
@@ -198,12 +173,7 @@ impl Db {
     }
 
     /// Grants a role; granting one the user already holds returns the existing grant.
-    pub async fn grant_role(
-        &self,
-        user_id: i64,
-        grant: &RoleGrant,
-        actor: &str,
-    ) -> DbResult<GrantRow> {
+    pub async fn grant_role(&self, user_id: i64, grant: &RoleGrant, actor: &str) -> DbResult<GrantRow> {
         let (scope_kind, scope_id) = grant.scope.to_columns();
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query(
@@ -238,12 +208,7 @@ impl Db {
         })?;
         let created = grant_from(&row)?;
         let detail = format!("{} {}", grant.role, grant.scope);
-        let entry = AuditEntry {
-            actor,
-            action: "role.grant",
-            object: &format!("user:{user_id}"),
-            detail: &detail,
-        };
+        let entry = AuditEntry { actor, action: "role.grant", object: &format!("user:{user_id}"), detail: &detail };
         audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(created)
@@ -262,12 +227,7 @@ impl Db {
         .ok_or_else(|| DbError::NotFound(format!("grant {grant_id} of user {user_id}")))?;
         let revoked = grant_from(&row)?;
         let detail = format!("{} {}", revoked.grant.role, revoked.grant.scope);
-        let entry = AuditEntry {
-            actor,
-            action: "role.revoke",
-            object: &format!("user:{user_id}"),
-            detail: &detail,
-        };
+        let entry = AuditEntry { actor, action: "role.revoke", object: &format!("user:{user_id}"), detail: &detail };
         audit::append(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(())

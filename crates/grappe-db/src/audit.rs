@@ -36,25 +36,14 @@ pub struct ChainBreak {
 fn event_hash(seq: i64, at: i64, entry: &AuditEntry<'_>, prev_hash: &str) -> String {
     // Length-prefixed fields: no two different events serialise to the same bytes.
     let mut bytes = Vec::new();
-    for field in [
-        &seq.to_string(),
-        &at.to_string(),
-        entry.actor,
-        entry.action,
-        entry.object,
-        entry.detail,
-        prev_hash,
-    ] {
+    for field in [&seq.to_string(), &at.to_string(), entry.actor, entry.action, entry.object, entry.detail, prev_hash] {
         bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
         bytes.extend_from_slice(field.as_bytes());
     }
     sha256_hex(&bytes)
 }
 
-pub(crate) async fn append(
-    tx: &mut Transaction<'static, Any>,
-    entry: &AuditEntry<'_>,
-) -> DbResult<i64> {
+pub(crate) async fn append(tx: &mut Transaction<'static, Any>, entry: &AuditEntry<'_>) -> DbResult<i64> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut **tx)
         .await?;
@@ -76,10 +65,7 @@ pub(crate) async fn append(
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
     Ok(seq)
 }
 
@@ -101,13 +87,12 @@ fn event_from(row: &sqlx::any::AnyRow) -> DbResult<AuditEvent> {
 impl Db {
     /// The newest events first, at most `limit`, before sequence number `before_seq`.
     pub async fn audit_events(&self, before_seq: i64, limit: i64) -> DbResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(before_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT $2"))
+                .bind(before_seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(event_from).collect()
     }
 
@@ -117,13 +102,12 @@ impl Db {
         let mut prev_hash = String::new();
         let mut after = 0;
         loop {
-            let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .bind(after)
-            .bind(PAGE)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows =
+                sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                    .bind(after)
+                    .bind(PAGE)
+                    .fetch_all(&self.pool)
+                    .await?;
             for row in &rows {
                 let event = event_from(row)?;
                 let entry = AuditEntry {
@@ -133,8 +117,7 @@ impl Db {
                     detail: &event.detail,
                 };
                 let expected = event_hash(event.seq, event.at, &entry, &prev_hash);
-                if event.seq != after + 1 || event.prev_hash != prev_hash || event.hash != expected
-                {
+                if event.seq != after + 1 || event.prev_hash != prev_hash || event.hash != expected {
                     return Ok(Some(ChainBreak { seq: event.seq }));
                 }
                 prev_hash = event.hash;
@@ -144,10 +127,8 @@ impl Db {
                 break;
             }
         }
-        let head: String = sqlx::query("SELECT hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
+        let head: String =
+            sqlx::query("SELECT hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?.try_get(0)?;
         if head != prev_hash {
             return Ok(Some(ChainBreak { seq: after + 1 }));
         }
@@ -155,24 +136,9 @@ impl Db {
     }
 
     /// Records an event on its own, for actions that change nothing else in the database.
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        object: &str,
-        detail: &str,
-    ) -> DbResult<i64> {
+    pub async fn audit(&self, actor: &str, action: &str, object: &str, detail: &str) -> DbResult<i64> {
         let mut tx = self.pool.begin().await?;
-        let seq = append(
-            &mut tx,
-            &AuditEntry {
-                actor,
-                action,
-                object,
-                detail,
-            },
-        )
-        .await?;
+        let seq = append(&mut tx, &AuditEntry { actor, action, object, detail }).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(seq)
     }

@@ -16,12 +16,7 @@ pub struct ApiTokenRow {
 }
 
 impl Db {
-    pub async fn create_session(
-        &self,
-        token_hash: &str,
-        user_id: i64,
-        expires_at: i64,
-    ) -> DbResult<()> {
+    pub async fn create_session(&self, token_hash: &str, user_id: i64, expires_at: i64) -> DbResult<()> {
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id)
@@ -49,27 +44,17 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn delete_expired_sessions(&self) -> DbResult<u64> {
-        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        let result =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now_ms()).execute(&self.pool).await?;
         Ok(result.rows_affected())
     }
 
-    pub async fn create_api_token(
-        &self,
-        user_id: i64,
-        name: &str,
-        token_hash: &str,
-    ) -> DbResult<ApiTokenRow> {
+    pub async fn create_api_token(&self, user_id: i64, name: &str, token_hash: &str) -> DbResult<ApiTokenRow> {
         let row = sqlx::query(
             "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, user_id, name, created_at, revoked_at",
@@ -109,24 +94,20 @@ impl Db {
     }
 
     pub async fn api_token(&self, id: i64) -> DbResult<Option<ApiTokenRow>> {
-        let row = sqlx::query(
-            "SELECT id, user_id, name, created_at, revoked_at FROM api_tokens WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT id, user_id, name, created_at, revoked_at FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(token_from).transpose()
     }
 
     /// Revokes a token; revoking a revoked token is not an error.
     pub async fn revoke_api_token(&self, id: i64) -> DbResult<()> {
-        let result = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let result = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(DbError::NotFound(format!("token {id}")));
         }

@@ -17,13 +17,7 @@ pub struct LeaseRow {
 
 impl Db {
     /// Takes or renews `name` for `holder` until `now + ttl_ms`; true when `holder` now holds it.
-    pub async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: i64,
-        ttl_ms: i64,
-    ) -> DbResult<bool> {
+    pub async fn try_acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> DbResult<bool> {
         let result = sqlx::query(
             "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET \
@@ -42,12 +36,11 @@ impl Db {
 
     /// Counts one run of the loop, only while `holder` still holds the lease.
     pub async fn tick_lease(&self, name: &str, holder: &str) -> DbResult<bool> {
-        let result =
-            sqlx::query("UPDATE leases SET ticks = ticks + 1 WHERE name = $1 AND holder = $2")
-                .bind(name)
-                .bind(holder)
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query("UPDATE leases SET ticks = ticks + 1 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -62,11 +55,9 @@ impl Db {
     }
 
     pub async fn leases(&self) -> DbResult<Vec<LeaseRow>> {
-        let rows = sqlx::query(
-            "SELECT name, holder, acquired_at, expires_at, ticks FROM leases ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT name, holder, acquired_at, expires_at, ticks FROM leases ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(LeaseRow {

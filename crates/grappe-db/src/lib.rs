@@ -40,10 +40,7 @@ impl DbError {
     /// No connection could be had within the pool's acquire timeout: the database is overloaded
     /// or unreachable, and the request may be retried.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
-        )
+        matches!(self, DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
     }
 }
 
@@ -73,10 +70,7 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
-        PoolConfig {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        PoolConfig { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -145,17 +139,13 @@ impl Db {
 
 /// Now, in Unix milliseconds: the one time format stored.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
 
 /// Maps a unique-constraint violation to [`DbError::Conflict`] with a message for the client.
 fn conflict_as(what: &str) -> impl FnOnce(sqlx::Error) -> DbError + '_ {
     move |error| match &error {
-        sqlx::Error::Database(db_error) if db_error.is_unique_violation() => {
-            DbError::Conflict(what.to_owned())
-        }
+        sqlx::Error::Database(db_error) if db_error.is_unique_violation() => DbError::Conflict(what.to_owned()),
         _ => DbError::Sql(error),
     }
 }

@@ -5,11 +5,7 @@ use sqlx::Row;
 
 use crate::{Backend, Db, DbResult, now_ms};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("../migrations/0001_foundation.sql"))];
 
 /// An arbitrary constant that names Grappe's migration lock.
 const MIGRATION_LOCK_KEY: i64 = 0x6772_6170_7065;
@@ -25,10 +21,7 @@ fn dialect(sql: &str, backend: Backend) -> String {
 pub(crate) async fn run(db: &Db) -> DbResult<()> {
     let mut tx = db.pool.begin().await?;
     if db.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *tx).await?;
     }
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations \
@@ -46,22 +39,14 @@ pub(crate) async fn run(db: &Db) -> DbResult<()> {
         if applied.contains(version) {
             continue;
         }
-        tracing::info!(
-            migration.version = version,
-            migration.name = name,
-            "applying migration"
-        );
-        sqlx::raw_sql(&dialect(sql, db.backend))
+        tracing::info!(migration.version = version, migration.name = name, "applying migration");
+        sqlx::raw_sql(&dialect(sql, db.backend)).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(version)
+            .bind(*name)
+            .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(version)
-        .bind(*name)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -122,10 +122,7 @@ impl Db {
         for row in &instrument_rows {
             let id: i64 = row.try_get("id")?;
             let mut budget_lines = Vec::new();
-            for line in line_rows
-                .iter()
-                .filter(|line| line.try_get::<i64, _>("instrument_id").ok() == Some(id))
-            {
+            for line in line_rows.iter().filter(|line| line.try_get::<i64, _>("instrument_id").ok() == Some(id)) {
                 budget_lines.push(StoredBudgetLine {
                     code: line.try_get("code")?,
                     label_fr: line.try_get("label_fr")?,
@@ -145,23 +142,21 @@ impl Db {
                 budget_lines,
             });
         }
-        let kpis = sqlx::query(
-            "SELECT code, label_fr, label_en, value, unit, approximate FROM kpis ORDER BY position",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(StoredKpi {
-                code: row.try_get("code")?,
-                label_fr: row.try_get("label_fr")?,
-                label_en: row.try_get("label_en")?,
-                value: row.try_get("value")?,
-                unit: row.try_get("unit")?,
-                approximate: row.try_get::<i64, _>("approximate")? != 0,
+        let kpis = sqlx::query("SELECT code, label_fr, label_en, value, unit, approximate FROM kpis ORDER BY position")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(StoredKpi {
+                    code: row.try_get("code")?,
+                    label_fr: row.try_get("label_fr")?,
+                    label_en: row.try_get("label_en")?,
+                    value: row.try_get("value")?,
+                    unit: row.try_get("unit")?,
+                    approximate: row.try_get::<i64, _>("approximate")? != 0,
+                })
             })
-        })
-        .collect::<DbResult<Vec<_>>>()?;
+            .collect::<DbResult<Vec<_>>>()?;
         Ok(StoredProgramme { instruments, kpis })
     }
 }

@@ -6,18 +6,12 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidInput {
     #[error("`{field}` {problem}")]
-    Field {
-        field: &'static str,
-        problem: String,
-    },
+    Field { field: &'static str, problem: String },
 }
 
 impl InvalidInput {
     pub fn field(field: &'static str, problem: impl Into<String>) -> InvalidInput {
-        InvalidInput::Field {
-            field,
-            problem: problem.into(),
-        }
+        InvalidInput::Field { field, problem: problem.into() }
     }
 }
 
@@ -76,10 +70,7 @@ impl DisplayName {
             return Err(InvalidInput::field(field, "is longer than 200 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(InvalidInput::field(
-                field,
-                "must not contain control characters",
-            ));
+            return Err(InvalidInput::field(field, "must not contain control characters"));
         }
         Ok(DisplayName(name.to_owned()))
     }
@@ -99,10 +90,7 @@ impl Password {
 
     pub fn parse(raw: &str) -> Result<Password, InvalidInput> {
         if raw.chars().count() < Password::MIN_CHARS {
-            return Err(InvalidInput::field(
-                "password",
-                "must have at least 10 characters",
-            ));
+            return Err(InvalidInput::field("password", "must have at least 10 characters"));
         }
         if raw.len() > Password::MAX_BYTES {
             return Err(InvalidInput::field("password", "is longer than 1024 bytes"));
@@ -200,29 +188,14 @@ pub struct OrganisationProfile {
 }
 
 impl OrganisationProfile {
-    pub fn parse(
-        kind: &str,
-        size_class: Option<&str>,
-    ) -> Result<OrganisationProfile, InvalidInput> {
+    pub fn parse(kind: &str, size_class: Option<&str>) -> Result<OrganisationProfile, InvalidInput> {
         let kind: OrganisationKind = kind.parse()?;
         let size_class = size_class.map(str::parse::<SizeClass>).transpose()?;
         match (kind, size_class) {
-            (OrganisationKind::Company, None) => Err(InvalidInput::field(
-                "size_class",
-                "is required for a company",
-            )),
-            (OrganisationKind::Company, some) => Ok(OrganisationProfile {
-                kind,
-                size_class: some,
-            }),
-            (_, Some(_)) => Err(InvalidInput::field(
-                "size_class",
-                "applies to companies only",
-            )),
-            (_, None) => Ok(OrganisationProfile {
-                kind,
-                size_class: None,
-            }),
+            (OrganisationKind::Company, None) => Err(InvalidInput::field("size_class", "is required for a company")),
+            (OrganisationKind::Company, some) => Ok(OrganisationProfile { kind, size_class: some }),
+            (_, Some(_)) => Err(InvalidInput::field("size_class", "applies to companies only")),
+            (_, None) => Ok(OrganisationProfile { kind, size_class: None }),
         }
     }
 
@@ -259,9 +232,8 @@ impl Scope {
         if raw.is_empty() || raw == "global" {
             return Ok(Scope::Global);
         }
-        let (kind, id) = raw
-            .split_once(':')
-            .ok_or_else(|| InvalidInput::field("scope", "must be `global` or `kind:id`"))?;
+        let (kind, id) =
+            raw.split_once(':').ok_or_else(|| InvalidInput::field("scope", "must be `global` or `kind:id`"))?;
         let kind: ScopeKind = kind.parse()?;
         let id: i64 = id
             .parse()
@@ -283,10 +255,7 @@ impl Scope {
         if kind.is_empty() {
             return Ok(Scope::Global);
         }
-        Ok(Scope::Object {
-            kind: kind.parse()?,
-            id,
-        })
+        Ok(Scope::Object { kind: kind.parse()?, id })
     }
 }
 
@@ -311,8 +280,7 @@ mod tests {
 
     #[test]
     fn emails() {
-        let ok =
-            |raw: &str, expected: &str| assert_eq!(Email::parse(raw).unwrap().as_str(), expected);
+        let ok = |raw: &str, expected: &str| assert_eq!(Email::parse(raw).unwrap().as_str(), expected);
         let err = |raw: &str| assert!(Email::parse(raw).is_err(), "{raw} should be refused");
         ok("  Ada@Example.ORG ", "ada@example.org");
         ok("a.b+c@lab.cnrs.fr", "a.b+c@lab.cnrs.fr");
@@ -344,25 +312,13 @@ mod tests {
 
     #[test]
     fn scopes_round_trip() {
-        for raw in [
-            "global",
-            "project:12",
-            "call:1",
-            "challenge:7",
-            "organisation:3",
-        ] {
+        for raw in ["global", "project:12", "call:1", "challenge:7", "organisation:3"] {
             let scope = Scope::parse(raw).unwrap();
             assert_eq!(scope.to_string(), raw);
             let (kind, id) = scope.to_columns();
             assert_eq!(Scope::from_columns(kind, id).unwrap(), scope);
         }
-        for raw in [
-            "project",
-            "project:0",
-            "project:-1",
-            "planet:3",
-            "project:x",
-        ] {
+        for raw in ["project", "project:0", "project:-1", "planet:3", "project:x"] {
             assert!(Scope::parse(raw).is_err(), "{raw}");
         }
     }

@@ -46,11 +46,7 @@ pub fn format_short(amount: Cents, decimal_separator: char) -> String {
     } else {
         return format!("{} €", group_thousands(euros));
     };
-    let unit = if decimal_separator == ',' && unit == "bn €" {
-        "Md€"
-    } else {
-        unit
-    };
+    let unit = if decimal_separator == ',' && unit == "bn €" { "Md€" } else { unit };
     let text = if (value - value.round()).abs() < 0.005 {
         format!("{value:.0}")
     } else {
@@ -68,11 +64,7 @@ fn group_thousands(value: i64) -> String {
         }
         grouped.push(digit);
     }
-    if value < 0 {
-        format!("-{grouped}")
-    } else {
-        grouped
-    }
+    if value < 0 { format!("-{grouped}") } else { grouped }
 }
 
 impl fmt::Display for Cents {

@@ -64,9 +64,7 @@ impl Actor {
 
     fn has_grant(&self, role: Role, scope: &Scope) -> bool {
         match self {
-            Actor::User { grants, .. } => grants
-                .iter()
-                .any(|grant| grant.role == role && grant.scope == *scope),
+            Actor::User { grants, .. } => grants.iter().any(|grant| grant.role == role && grant.scope == *scope),
             Actor::Anonymous | Actor::AdminToken => false,
         }
     }
@@ -93,65 +91,24 @@ mod tests {
     use crate::account::ScopeKind;
 
     fn user(grants: &[(Role, Scope)]) -> Actor {
-        let grants = grants.iter().map(|(role, scope)| RoleGrant {
-            role: *role,
-            scope: scope.clone(),
-        });
-        Actor::User {
-            id: 7,
-            grants: grants.collect(),
-        }
+        let grants = grants.iter().map(|(role, scope)| RoleGrant { role: *role, scope: scope.clone() });
+        Actor::User { id: 7, grants: grants.collect() }
     }
 
     #[test]
     fn deny_by_default() {
-        let project = Scope::Object {
-            kind: ScopeKind::Project,
-            id: 3,
-        };
+        let project = Scope::Object { kind: ScopeKind::Project, id: 3 };
         let cases = [
             (Actor::Anonymous, Access::Public, Decision::Allow),
-            (
-                Actor::Anonymous,
-                Access::SignedIn,
-                Decision::Unauthenticated,
-            ),
-            (
-                Actor::Anonymous,
-                Access::GlobalRole(Role::Admin),
-                Decision::Unauthenticated,
-            ),
+            (Actor::Anonymous, Access::SignedIn, Decision::Unauthenticated),
+            (Actor::Anonymous, Access::GlobalRole(Role::Admin), Decision::Unauthenticated),
             (user(&[]), Access::SignedIn, Decision::Allow),
-            (
-                user(&[]),
-                Access::GlobalRole(Role::Admin),
-                Decision::Forbidden,
-            ),
-            (
-                user(&[(Role::ProjectMember, project)]),
-                Access::GlobalRole(Role::ProjectMember),
-                Decision::Forbidden,
-            ),
-            (
-                user(&[(Role::CallManager, Scope::Global)]),
-                Access::GlobalRole(Role::CallManager),
-                Decision::Allow,
-            ),
-            (
-                user(&[(Role::CallManager, Scope::Global)]),
-                Access::GlobalRole(Role::Admin),
-                Decision::Forbidden,
-            ),
-            (
-                user(&[(Role::Admin, Scope::Global)]),
-                Access::GlobalRole(Role::Juror),
-                Decision::Allow,
-            ),
-            (
-                Actor::AdminToken,
-                Access::GlobalRole(Role::Admin),
-                Decision::Allow,
-            ),
+            (user(&[]), Access::GlobalRole(Role::Admin), Decision::Forbidden),
+            (user(&[(Role::ProjectMember, project)]), Access::GlobalRole(Role::ProjectMember), Decision::Forbidden),
+            (user(&[(Role::CallManager, Scope::Global)]), Access::GlobalRole(Role::CallManager), Decision::Allow),
+            (user(&[(Role::CallManager, Scope::Global)]), Access::GlobalRole(Role::Admin), Decision::Forbidden),
+            (user(&[(Role::Admin, Scope::Global)]), Access::GlobalRole(Role::Juror), Decision::Allow),
+            (Actor::AdminToken, Access::GlobalRole(Role::Admin), Decision::Allow),
         ];
         for (actor, access, expected) in cases {
             assert_eq!(check(&actor, access), expected, "{actor:?} {access:?}");
@@ -160,14 +117,8 @@ mod tests {
 
     #[test]
     fn scoped_roles_reach_only_their_object() {
-        let mine = Scope::Object {
-            kind: ScopeKind::Project,
-            id: 3,
-        };
-        let other = Scope::Object {
-            kind: ScopeKind::Project,
-            id: 4,
-        };
+        let mine = Scope::Object { kind: ScopeKind::Project, id: 3 };
+        let other = Scope::Object { kind: ScopeKind::Project, id: 4 };
         let actor = user(&[(Role::ProjectMember, mine.clone())]);
         assert!(actor.has_role_over(Role::ProjectMember, &mine));
         assert!(!actor.has_role_over(Role::ProjectMember, &other));

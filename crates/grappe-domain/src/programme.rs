@@ -15,14 +15,8 @@ pub enum Module {
 }
 
 impl Module {
-    pub const ALL: [Module; 6] = [
-        Module::Calls,
-        Module::Compute,
-        Module::Data,
-        Module::Models,
-        Module::Challenges,
-        Module::Booster,
-    ];
+    pub const ALL: [Module; 6] =
+        [Module::Calls, Module::Compute, Module::Data, Module::Models, Module::Challenges, Module::Booster];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -74,20 +68,8 @@ pub struct Kpi {
     pub approximate: bool,
 }
 
-const fn line(
-    code: &'static str,
-    label_fr: &'static str,
-    label_en: &'static str,
-    envelope: Cents,
-) -> BudgetLine {
-    BudgetLine {
-        code,
-        label_fr,
-        label_en,
-        envelope,
-        committed: Cents::ZERO,
-        disbursed: Cents::ZERO,
-    }
+const fn line(code: &'static str, label_fr: &'static str, label_en: &'static str, envelope: Cents) -> BudgetLine {
+    BudgetLine { code, label_fr, label_en, envelope, committed: Cents::ZERO, disbursed: Cents::ZERO }
 }
 
 /// The instruments of the France 2030 AI plan with the figures the announcement gives. An
@@ -171,18 +153,8 @@ pub fn france_2030_instruments() -> Vec<Instrument> {
             summary_en: "Five years of funding for AI, public and private.",
             module: Module::Calls,
             budget_lines: vec![
-                line(
-                    "strategy_public",
-                    "Financements publics",
-                    "Public funding",
-                    Cents::from_million_euros(1_500),
-                ),
-                line(
-                    "strategy_private",
-                    "Cofinancements privés",
-                    "Private co-funding",
-                    Cents::from_million_euros(506),
-                ),
+                line("strategy_public", "Financements publics", "Public funding", Cents::from_million_euros(1_500)),
+                line("strategy_private", "Cofinancements privés", "Private co-funding", Cents::from_million_euros(506)),
             ],
         },
     ]
@@ -222,14 +194,8 @@ mod tests {
     use super::*;
 
     fn envelope(code: &str) -> Cents {
-        let lines = france_2030_instruments()
-            .into_iter()
-            .flat_map(|i| i.budget_lines);
-        lines
-            .into_iter()
-            .find(|l| l.code == code)
-            .map(|l| l.envelope)
-            .unwrap()
+        let lines = france_2030_instruments().into_iter().flat_map(|i| i.budget_lines);
+        lines.into_iter().find(|l| l.code == code).map(|l| l.envelope).unwrap()
     }
 
     #[test]
@@ -251,12 +217,7 @@ mod tests {
         }
         let instruments = france_2030_instruments();
         assert_unique(instruments.iter().map(|i| i.code).collect());
-        assert_unique(
-            instruments
-                .iter()
-                .flat_map(|i| i.budget_lines.iter().map(|l| l.code))
-                .collect(),
-        );
+        assert_unique(instruments.iter().flat_map(|i| i.budget_lines.iter().map(|l| l.code)).collect());
         for module in Module::ALL {
             assert_eq!(Module::parse(module.path()), Some(module));
         }

@@ -37,9 +37,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiQuery(
-            Query::<T>::from_request_parts(parts, state).await?.0,
-        ))
+        Ok(ApiQuery(Query::<T>::from_request_parts(parts, state).await?.0))
     }
 }
 
@@ -86,24 +84,14 @@ fn token_json(token: &ApiTokenRow) -> Value {
 }
 
 pub async fn healthz(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    state
-        .db
-        .ping()
-        .await
-        .map_err(|error| AppError::Unavailable(format!("database: {error}")))?;
-    Ok(Json(
-        json!({ "status": "ok", "database": state.db.backend().as_str() }),
-    ))
+    state.db.ping().await.map_err(|error| AppError::Unavailable(format!("database: {error}")))?;
+    Ok(Json(json!({ "status": "ok", "database": state.db.backend().as_str() })))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let here = f64::from(u8::from(state.ticker_here.load(Ordering::Relaxed)));
     let extra = [("grappe_lease_held", "lease=\"ticker\"".to_owned(), here)];
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&extra),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&extra)).into_response()
 }
 
 pub async fn openapi() -> Json<Value> {
@@ -144,9 +132,7 @@ pub async fn programme(State(state): State<AppState>) -> AppResult<Json<Value>> 
             })
         })
         .collect();
-    Ok(Json(
-        json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis }),
-    ))
+    Ok(Json(json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis })))
 }
 
 #[derive(Deserialize)]
@@ -158,27 +144,19 @@ pub struct LoginToken {
 }
 
 /// Checks email and password under the login rate limit; the one path to a user by password.
-pub async fn authenticate(
-    state: &AppState,
-    client: SocketAddr,
-    email: &str,
-    password: String,
-) -> AppResult<UserRow> {
+pub async fn authenticate(state: &AppState, client: SocketAddr, email: &str, password: String) -> AppResult<UserRow> {
     let email_key = format!("email:{}", email.trim().to_lowercase());
-    state
-        .login_limiter
-        .attempt(&[format!("ip:{}", client.ip()), email_key.clone()])?;
+    // Per account, the configured limit; per client address, ten times that, so that many
+    // people behind one address can still log in while one address cannot sweep accounts.
+    let per_account = state.config.login_attempts_per_window;
+    let keys = [(format!("ip:{}", client.ip()), per_account.saturating_mul(10)), (email_key.clone(), per_account)];
+    state.login_limiter.attempt(&keys)?;
     let user = match Email::parse(email) {
         Ok(email) => state.db.user_by_email(&email).await?,
         Err(_) => None,
     };
     let user = user.filter(|user| !user.disabled);
-    if !auth::verify_password(
-        user.as_ref().map(|user| user.password_hash.clone()),
-        password,
-    )
-    .await
-    {
+    if !auth::verify_password(user.as_ref().map(|user| user.password_hash.clone()), password).await {
         return Err(AppError::Unauthenticated);
     }
     state.login_limiter.reset(&email_key);
@@ -197,19 +175,13 @@ pub async fn login_token(
 
 async fn issue_token(state: &AppState, user_id: i64, name: &str) -> AppResult<Response> {
     let token = auth::new_api_token();
-    let row = state
-        .db
-        .create_api_token(user_id, name, &sha256_hex(token.as_bytes()))
-        .await?;
+    let row = state.db.create_api_token(user_id, name, &sha256_hex(token.as_bytes())).await?;
     let mut body = token_json(&row);
     body["token"] = Value::String(token);
     Ok(created(body))
 }
 
-pub async fn me(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> AppResult<Json<Value>> {
+pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> AppResult<Json<Value>> {
     match (&caller.actor, &caller.user) {
         (Actor::AdminToken, _) => Ok(Json(json!({
             "id": null, "email": null, "name": "GRAPPE_ADMIN_TOKEN",
@@ -221,9 +193,10 @@ pub async fn me(
 }
 
 fn caller_user_id(caller: &Caller) -> AppResult<i64> {
-    caller.actor.user_id().ok_or(AppError::BadRequest(
-        "the admin token has no account of its own; use a user's token".into(),
-    ))
+    caller
+        .actor
+        .user_id()
+        .ok_or(AppError::BadRequest("the admin token has no account of its own; use a user's token".into()))
 }
 
 pub async fn list_tokens(
@@ -231,9 +204,7 @@ pub async fn list_tokens(
     Extension(caller): Extension<Caller>,
 ) -> AppResult<Json<Value>> {
     let tokens = state.db.api_tokens_of(caller_user_id(&caller)?).await?;
-    Ok(Json(
-        json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>() })))
 }
 
 #[derive(Deserialize)]
@@ -256,22 +227,10 @@ pub async fn revoke_token(
     Id(id): Id,
 ) -> AppResult<StatusCode> {
     // Someone else's token answers 404, as if it did not exist: its existence is not disclosed.
-    let token = state
-        .db
-        .api_token(id)
-        .await?
-        .filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
+    let token = state.db.api_token(id).await?.filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
     let token = token.ok_or_else(|| AppError::NotFound(format!("token {id} not found")))?;
     state.db.revoke_api_token(token.id).await?;
-    state
-        .db
-        .audit(
-            &caller.audit_name(),
-            "token.revoke",
-            &format!("token:{id}"),
-            "",
-        )
-        .await?;
+    state.db.audit(&caller.audit_name(), "token.revoke", &format!("token:{id}"), "").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -289,19 +248,14 @@ fn default_limit() -> i64 {
 
 const MAX_PAGE: i64 = 500;
 
-pub async fn list_users(
-    State(state): State<AppState>,
-    ApiQuery(page): ApiQuery<Page>,
-) -> AppResult<Json<Value>> {
+pub async fn list_users(State(state): State<AppState>, ApiQuery(page): ApiQuery<Page>) -> AppResult<Json<Value>> {
     let limit = page.limit.clamp(1, MAX_PAGE);
     let users = state.db.list_users(page.after, limit).await?;
     let mut items = Vec::with_capacity(users.len());
     for user in &users {
         items.push(user_json(user, &state.db.grants_of(user.id).await?));
     }
-    let next = (users.len() as i64 == limit)
-        .then(|| users.last().map(|user| user.id))
-        .flatten();
+    let next = (users.len() as i64 == limit).then(|| users.last().map(|user| user.id)).flatten();
     Ok(Json(json!({ "items": items, "next_after": next })))
 }
 
@@ -346,11 +300,7 @@ pub async fn get_user(
     if !policy::may_manage_user(&caller.actor, id) {
         return Err(AppError::forbidden());
     }
-    let user = state
-        .db
-        .user_by_id(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("user {id} not found")))?;
+    let user = state.db.user_by_id(id).await?.ok_or_else(|| AppError::NotFound(format!("user {id} not found")))?;
     Ok(Json(user_json(&user, &state.db.grants_of(id).await?)))
 }
 
@@ -367,14 +317,8 @@ pub async fn grant_role(
     Id(user_id): Id,
     ApiJson(body): ApiJson<NewGrant>,
 ) -> AppResult<Response> {
-    let grant = RoleGrant {
-        role: body.role.parse()?,
-        scope: Scope::parse(&body.scope)?,
-    };
-    let row = state
-        .db
-        .grant_role(user_id, &grant, &caller.audit_name())
-        .await?;
+    let grant = RoleGrant { role: body.role.parse()?, scope: Scope::parse(&body.scope)? };
+    let row = state.db.grant_role(user_id, &grant, &caller.audit_name()).await?;
     Ok(created(grant_json(&row)))
 }
 
@@ -383,14 +327,8 @@ pub async fn revoke_grant(
     Extension(caller): Extension<Caller>,
     Path((user_id, grant_id)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    let parse = |raw: &str| {
-        raw.parse::<i64>()
-            .map_err(|_| AppError::NotFound(format!("no object with id `{raw}`")))
-    };
-    state
-        .db
-        .revoke_grant(parse(&user_id)?, parse(&grant_id)?, &caller.audit_name())
-        .await?;
+    let parse = |raw: &str| raw.parse::<i64>().map_err(|_| AppError::NotFound(format!("no object with id `{raw}`")));
+    state.db.revoke_grant(parse(&user_id)?, parse(&grant_id)?, &caller.audit_name()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -419,15 +357,7 @@ pub async fn create_organisation(
     let name = DisplayName::parse("name", &body.name)?;
     let profile = OrganisationProfile::parse(&body.kind, body.size_class.as_deref())?;
     let id = state.db.create_organisation(name.as_str(), profile).await?;
-    state
-        .db
-        .audit(
-            &caller.audit_name(),
-            "organisation.create",
-            &format!("organisation:{id}"),
-            name.as_str(),
-        )
-        .await?;
+    state.db.audit(&caller.audit_name(), "organisation.create", &format!("organisation:{id}"), name.as_str()).await?;
     Ok(created(json!({
         "id": id, "name": name.as_str(), "kind": profile.kind().as_str(),
         "size_class": profile.size_class().map(|size| size.as_str()),
@@ -446,14 +376,8 @@ fn i64_max() -> i64 {
     i64::MAX
 }
 
-pub async fn audit(
-    State(state): State<AppState>,
-    ApiQuery(page): ApiQuery<AuditPage>,
-) -> AppResult<Json<Value>> {
-    let events = state
-        .db
-        .audit_events(page.before, page.limit.clamp(1, MAX_PAGE))
-        .await?;
+pub async fn audit(State(state): State<AppState>, ApiQuery(page): ApiQuery<AuditPage>) -> AppResult<Json<Value>> {
+    let events = state.db.audit_events(page.before, page.limit.clamp(1, MAX_PAGE)).await?;
     let chain_break = state.db.verify_audit_chain().await?;
     let items: Vec<Value> = events
         .iter()

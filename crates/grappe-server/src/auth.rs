@@ -27,6 +27,7 @@ pub const SESSION_COOKIE: &str = "grappe_session";
 pub const CSRF_COOKIE: &str = "grappe_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const API_TOKEN_PREFIX: &str = "grp_";
+pub const DENIED_HEADER: &str = "x-grappe-denied";
 
 /// A fresh random secret, hex-encoded (256 bits).
 pub fn new_secret() -> String {
@@ -54,39 +55,33 @@ pub async fn hash_password(password: Password) -> anyhow::Result<String> {
 /// Checks a password against a stored hash; with no user, checks against a dummy hash so that an
 /// unknown email takes as long as a wrong password.
 pub async fn verify_password(stored_hash: Option<String>, candidate: String) -> bool {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3c8Ehg5nY7X3kBLYc6wYnqP5n1CqJTk9HYK3n3cvfpI";
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3c8Ehg5nY7X3kBLYc6wYnqP5n1CqJTk9HYK3n3cvfpI";
     let known = stored_hash.is_some();
     let stored = stored_hash.unwrap_or_else(|| DUMMY.to_owned());
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(candidate.as_bytes(), &parsed)
-            .is_ok()
-            && known
+        Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok() && known
     })
     .await
     .unwrap_or(false)
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+    headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
+        |pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
-        })
+        },
+    )
 }
 
 /// A `Set-Cookie` value: HttpOnly and SameSite=Lax always, Secure when served over TLS.
 pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let text =
-        format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}");
+    let text = format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
@@ -124,28 +119,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn actor_of(state: &AppState, user: UserRow) -> Result<(Actor, Option<UserRow>), AppError> {
-    let grants = state
-        .db
-        .grants_of(user.id)
-        .await?
-        .into_iter()
-        .map(|row| row.grant)
-        .collect();
-    Ok((
-        Actor::User {
-            id: user.id,
-            grants,
-        },
-        Some(user),
-    ))
+    let grants = state.db.grants_of(user.id).await?.into_iter().map(|row| row.grant).collect();
+    Ok((Actor::User { id: user.id, grants }, Some(user)))
 }
 
 /// Credentials to caller. A bearer token that is present but invalid is refused (401) even on
 /// public routes; a stale session cookie only makes the caller anonymous.
-async fn resolve(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(Actor, Option<UserRow>, Via), AppError> {
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<UserRow>, Via), AppError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = value
             .to_str()
@@ -158,20 +138,12 @@ async fn resolve(
                 return Ok((Actor::AdminToken, None, Via::Bearer));
             }
         }
-        let user = state
-            .db
-            .api_token_user(&sha256_hex(token.as_bytes()))
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
+        let user = state.db.api_token_user(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
         let (actor, user) = actor_of(state, user).await?;
         return Ok((actor, user, Via::Bearer));
     }
     if let Some(session) = cookie(headers, SESSION_COOKIE) {
-        if let Some(user) = state
-            .db
-            .session_user(&sha256_hex(session.as_bytes()))
-            .await?
-        {
+        if let Some(user) = state.db.session_user(&sha256_hex(session.as_bytes())).await? {
             let (actor, user) = actor_of(state, user).await?;
             return Ok((actor, user, Via::Session));
         }
@@ -188,62 +160,47 @@ pub struct RouteRule {
 
 /// The one gate every route goes through: resolves the caller, applies the route's rule, checks
 /// CSRF on cookie-authenticated API writes, and hands the [`Caller`] to the handler.
-pub async fn guard(
-    State((state, rule)): State<(AppState, RouteRule)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut request: Request, next: Next) -> Response {
     let (actor, user, via) = match resolve(&state, request.headers()).await {
         Ok(resolved) => resolved,
         Err(error) => return error.into_response(),
     };
-    let existing_csrf = cookie(request.headers(), CSRF_COOKIE)
-        .filter(|value| value.len() == 64)
-        .map(str::to_owned);
+    let existing_csrf = cookie(request.headers(), CSRF_COOKIE).filter(|value| value.len() == 64).map(str::to_owned);
     let csrf = existing_csrf.clone().unwrap_or_else(new_secret);
     match policy::check(&actor, rule.access) {
         Decision::Allow => {}
         Decision::Unauthenticated if rule.kind == Kind::Page => {
             let next_path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            return Redirect::to(&format!("/login?next={}", web::url_encode(next_path)))
-                .into_response();
+            let login = format!("/login?next={}", web::url_encode(next_path));
+            return denied(Redirect::to(&login).into_response());
         }
-        Decision::Unauthenticated => return AppError::Unauthenticated.into_response(),
+        Decision::Unauthenticated => return denied(AppError::Unauthenticated.into_response()),
         Decision::Forbidden if rule.kind == Kind::Page => {
-            return web::error_page(&request, StatusCode::FORBIDDEN, "error-forbidden");
+            return denied(web::error_page(&request, StatusCode::FORBIDDEN, "error-forbidden"));
         }
-        Decision::Forbidden => return AppError::forbidden().into_response(),
+        Decision::Forbidden => return denied(AppError::forbidden().into_response()),
     }
-    let unsafe_method = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if rule.kind == Kind::Api && via == Via::Session && unsafe_method {
-        let header = request
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|value| value.to_str().ok());
+        let header = request.headers().get(CSRF_HEADER).and_then(|value| value.to_str().ok());
         let matches = matches!((header, existing_csrf.as_deref()), (Some(h), Some(c)) if constant_time_eq(h.as_bytes(), c.as_bytes()));
         if !matches {
             return AppError::Forbidden("missing or wrong X-CSRF-Token header").into_response();
         }
     }
-    request.extensions_mut().insert(Caller {
-        actor,
-        user,
-        via,
-        csrf: csrf.clone(),
-    });
+    request.extensions_mut().insert(Caller { actor, user, via, csrf: csrf.clone() });
     let mut response = next.run(request).await;
     if rule.kind == Kind::Page && existing_csrf.is_none() {
-        let value = set_cookie(
-            CSRF_COOKIE,
-            &csrf,
-            state.config.session_ttl.as_secs(),
-            state.config.secure_cookies,
-        );
+        let value = set_cookie(CSRF_COOKIE, &csrf, state.config.session_ttl.as_secs(), state.config.secure_cookies);
         response.headers_mut().append(SET_COOKIE, value);
     }
+    response
+}
+
+/// Marks a refusal by the route's rule, so that tests and operators can tell it from a refusal
+/// by a handler's own check.
+fn denied(mut response: Response) -> Response {
+    response.headers_mut().insert(DENIED_HEADER, HeaderValue::from_static("policy"));
     response
 }
 
@@ -252,10 +209,9 @@ pub fn check_csrf(caller: &Caller, submitted: &str) -> bool {
     constant_time_eq(caller.csrf.as_bytes(), submitted.as_bytes())
 }
 
-/// A fixed-window limiter keyed by client address and by account: at most `limit` attempts per
-/// window for each key. Bounded: expired keys are dropped when the table grows past `MAX_KEYS`.
+/// A fixed-window limiter: at most a given number of attempts per window for each key (a client
+/// address, an account). Bounded: expired keys are dropped when the table grows past `MAX_KEYS`.
 pub struct RateLimiter {
-    limit: u32,
     window: Duration,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
@@ -263,16 +219,13 @@ pub struct RateLimiter {
 impl RateLimiter {
     const MAX_KEYS: usize = 100_000;
 
-    pub fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter {
-            limit,
-            window,
-            windows: Mutex::new(HashMap::new()),
-        }
+    pub fn new(window: Duration) -> RateLimiter {
+        RateLimiter { window, windows: Mutex::new(HashMap::new()) }
     }
 
-    /// Counts one attempt under each key; refused with the seconds to wait if any key is spent.
-    pub fn attempt(&self, keys: &[String]) -> Result<(), AppError> {
+    /// Counts one attempt under each key, each with its own limit; refused with the seconds to
+    /// wait if any key is spent.
+    pub fn attempt(&self, keys: &[(String, u32)]) -> Result<(), AppError> {
         let now = Instant::now();
         let Ok(mut windows) = self.windows.lock() else {
             return Ok(());
@@ -281,24 +234,18 @@ impl RateLimiter {
             windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
         let mut wait_s = 0;
-        for key in keys {
+        for (key, limit) in keys {
             let entry = windows.entry(key.clone()).or_insert((now, 0));
             if now.duration_since(entry.0) >= self.window {
                 *entry = (now, 0);
             }
             entry.1 += 1;
-            if entry.1 > self.limit {
+            if entry.1 > *limit {
                 let left = self.window.saturating_sub(now.duration_since(entry.0));
                 wait_s = wait_s.max(left.as_secs().max(1));
             }
         }
-        if wait_s > 0 {
-            Err(AppError::TooManyRequests {
-                retry_after_s: wait_s,
-            })
-        } else {
-            Ok(())
-        }
+        if wait_s > 0 { Err(AppError::TooManyRequests { retry_after_s: wait_s }) } else { Ok(()) }
     }
 
     /// Forgets an account's failures after it logs in.
@@ -315,17 +262,14 @@ mod tests {
 
     #[test]
     fn limiter_refuses_past_the_limit_per_key() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        let keys = ["ip:1".to_owned(), "email:a".to_owned()];
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        let keys = [("ip:1".to_owned(), 3), ("email:a".to_owned(), 2)];
         assert!(limiter.attempt(&keys).is_ok());
         assert!(limiter.attempt(&keys).is_ok());
-        assert!(matches!(
-            limiter.attempt(&keys),
-            Err(AppError::TooManyRequests { .. })
-        ));
+        assert!(matches!(limiter.attempt(&keys), Err(AppError::TooManyRequests { .. })));
         limiter.reset("email:a");
-        assert!(limiter.attempt(&["email:a".to_owned()]).is_ok());
-        assert!(limiter.attempt(&["ip:1".to_owned()]).is_err());
+        assert!(limiter.attempt(&[("email:a".to_owned(), 2)]).is_ok());
+        assert!(limiter.attempt(&[("ip:1".to_owned(), 3)]).is_err());
     }
 
     #[test]

@@ -20,11 +20,7 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = interval.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let held = match state
-            .db
-            .try_acquire_lease(TICKER, &state.instance, grappe_db::now_ms(), ttl_ms)
-            .await
-        {
+        let held = match state.db.try_acquire_lease(TICKER, &state.instance, grappe_db::now_ms(), ttl_ms).await {
             Ok(held) => held,
             Err(error) => {
                 tracing::warn!(error = %error, "lease renewal failed");

@@ -48,9 +48,7 @@ fn scaled(value: i64, max: i64) -> i64 {
         return 0;
     }
     // At least 2 px, so a small but non-zero amount stays visible.
-    ((value as f64 / max as f64) * BAR_AREA_W as f64)
-        .round()
-        .max(2.0) as i64
+    ((value as f64 / max as f64) * BAR_AREA_W as f64).round().max(2.0) as i64
 }
 
 pub fn horizontal_bars(chart: &BarChart<'_>) -> String {
@@ -104,13 +102,7 @@ mod tests {
     use super::*;
 
     fn bar(label: &str, whole: i64, part: i64) -> Bar {
-        Bar {
-            label: label.into(),
-            whole,
-            part,
-            inner_part: 0,
-            value_text: format!("{whole}"),
-        }
+        Bar { label: label.into(), whole, part, inner_part: 0, value_text: format!("{whole}") }
     }
 
     #[test]
@@ -125,22 +117,14 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains(&format!(r#"width="{BAR_AREA_W}""#)));
         assert!(svg.contains(&format!(r#"width="{}""#, BAR_AREA_W / 2)));
-        assert!(
-            svg.contains(r#"width="4""#),
-            "a small bar keeps a visible width"
-        );
+        assert!(svg.contains(r#"width="4""#), "a small bar keeps a visible width");
         assert!(svg.contains("Big &lt;&amp;&gt;"));
         assert!(!svg.contains("<&>"));
     }
 
     #[test]
     fn empty_chart_is_valid() {
-        let chart = BarChart {
-            title: "t",
-            description: "d",
-            legend: ["a", "b", "c"],
-            bars: vec![],
-        };
+        let chart = BarChart { title: "t", description: "d", legend: ["a", "b", "c"], bars: vec![] };
         assert!(horizontal_bars(&chart).contains("</svg>"));
     }
 }

@@ -23,16 +23,10 @@ const ORGANISATIONS: [(&str, &str, Option<&str>); 4] = [
 ];
 
 pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
-    state
-        .db
-        .load_programme(&france_2030_instruments(), &france_2030_kpis())
-        .await?;
+    state.db.load_programme(&france_2030_instruments(), &france_2030_kpis()).await?;
     for (name, kind, size_class) in ORGANISATIONS {
         if state.db.organisation_by_name(name).await?.is_none() {
-            state
-                .db
-                .create_organisation(name, OrganisationProfile::parse(kind, size_class)?)
-                .await?;
+            state.db.create_organisation(name, OrganisationProfile::parse(kind, size_class)?).await?;
         }
     }
     let mut accounts = Vec::new();
@@ -42,38 +36,19 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
         let parsed_email = grappe_domain::account::Email::parse(&email)?;
         let user = match state.db.user_by_email(&parsed_email).await? {
             Some(user) => {
-                let hash = auth::hash_password(grappe_domain::account::Password::parse(&password)?)
-                    .await?;
+                let hash = auth::hash_password(grappe_domain::account::Password::parse(&password)?).await?;
                 state.db.set_password_hash(user.id, &hash, "demo").await?;
                 user
             }
             None => {
                 let name = format!("Demo {}", role.as_str().replace('_', " "));
-                let fields = NewUserFields {
-                    name,
-                    email: email.clone(),
-                    password: password.clone(),
-                    organisation_id: None,
-                };
+                let fields =
+                    NewUserFields { name, email: email.clone(), password: password.clone(), organisation_id: None };
                 create_user_from(&state.db, fields, "demo").await?
             }
         };
-        state
-            .db
-            .grant_role(
-                user.id,
-                &RoleGrant {
-                    role: *role,
-                    scope: Scope::Global,
-                },
-                "demo",
-            )
-            .await?;
-        accounts.push(DemoAccount {
-            role: *role,
-            email,
-            password,
-        });
+        state.db.grant_role(user.id, &RoleGrant { role: *role, scope: Scope::Global }, "demo").await?;
+        accounts.push(DemoAccount { role: *role, email, password });
     }
     Ok(accounts)
 }

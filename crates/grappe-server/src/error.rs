@@ -99,9 +99,7 @@ impl IntoResponse for AppError {
             }
         }
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -118,9 +116,7 @@ impl From<DbError> for AppError {
         match error {
             DbError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             DbError::NotFound(what) => AppError::NotFound(format!("{what} not found")),
-            unavailable if unavailable.is_unavailable() => {
-                AppError::Unavailable(unavailable.to_string())
-            }
+            unavailable if unavailable.is_unavailable() => AppError::Unavailable(unavailable.to_string()),
             other => AppError::Internal(other.into()),
         }
     }
@@ -135,9 +131,7 @@ impl From<JsonRejection> for AppError {
             JsonRejection::MissingJsonContentType(_) => {
                 AppError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
             }
-            JsonRejection::BytesRejection(_)
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 AppError::PayloadTooLarge
             }
             _ => AppError::BadRequest(detail),

@@ -83,23 +83,14 @@ fn bundle(locale: Locale) -> &'static Bundle {
         Locale::En => (&EN_BUNDLE, EN, langid!("en")),
     };
     cell.get_or_init(|| {
-        let resource =
-            FluentResource::try_new(source.to_owned()).unwrap_or_else(|(resource, errors)| {
-                tracing::error!(
-                    locale = locale.code(),
-                    ?errors,
-                    "translation file has errors"
-                );
-                resource
-            });
+        let resource = FluentResource::try_new(source.to_owned()).unwrap_or_else(|(resource, errors)| {
+            tracing::error!(locale = locale.code(), ?errors, "translation file has errors");
+            resource
+        });
         let mut bundle = FluentBundle::new_concurrent(vec![id]);
         bundle.set_use_isolating(false);
         if let Err(errors) = bundle.add_resource(resource) {
-            tracing::error!(
-                locale = locale.code(),
-                ?errors,
-                "translation file has duplicate keys"
-            );
+            tracing::error!(locale = locale.code(), ?errors, "translation file has duplicate keys");
         }
         bundle
     })
@@ -119,9 +110,7 @@ impl Tr {
             return key.to_owned();
         };
         let mut errors = Vec::new();
-        bundle
-            .format_pattern(pattern, None, &mut errors)
-            .into_owned()
+        bundle.format_pattern(pattern, None, &mut errors).into_owned()
     }
 }
 
@@ -156,8 +145,7 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        let check =
-            |cookie, accept, expected| assert_eq!(Locale::negotiate(cookie, accept), expected);
+        let check = |cookie, accept, expected| assert_eq!(Locale::negotiate(cookie, accept), expected);
         check(None, None, Locale::Fr);
         check(None, Some("en-GB,en;q=0.9"), Locale::En);
         check(None, Some("de-DE,en;q=0.5,fr;q=0.8"), Locale::Fr);

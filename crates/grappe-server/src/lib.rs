@@ -39,24 +39,11 @@ use crate::metrics::Metrics;
 pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
     let db = Db::open(&config.database_url, &PoolConfig::default())
         .await
-        .with_context(|| {
-            format!(
-                "opening the database at {}",
-                redact_url(&config.database_url)
-            )
-        })?;
-    let instance = format!(
-        "{}-{}-{}",
-        hostname(),
-        std::process::id(),
-        &auth::new_secret()[..6]
-    );
+        .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;
+    let instance = format!("{}-{}-{}", hostname(), std::process::id(), &auth::new_secret()[..6]);
     Ok(AppState {
         db,
-        login_limiter: Arc::new(RateLimiter::new(
-            config.login_attempts_per_window,
-            config.login_window,
-        )),
+        login_limiter: Arc::new(RateLimiter::new(config.login_window)),
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
         instance: instance.into(),
@@ -74,29 +61,20 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then drains requests in flight and stops the loops.
-pub async fn run(
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.addr)
         .await
         .with_context(|| format!("binding {}", state.config.addr))?;
     let addr = listener.local_addr()?;
     // On stdout, for people and for scripts that start the server on port 0.
-    println!(
-        "Grappe listening on http://{addr} (database: {})",
-        state.db.backend().as_str()
-    );
+    println!("Grappe listening on http://{addr} (database: {})", state.db.backend().as_str());
     let (stop_loops, loops_stopped) = watch::channel(false);
     let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped));
     let db = state.db.clone();
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     let _ = stop_loops.send(true);
     let _ = ticker.await;
     db.close().await;
@@ -145,22 +123,12 @@ async fn ensure_envelope(request: Request, next: Next) -> Response {
     if status.as_u16() < 400 {
         return response;
     }
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let content_type = response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
         return response;
     }
-    let code = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_lowercase()
-        .replace(' ', "_");
-    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-        .await
-        .unwrap_or_default();
+    let code = status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_");
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&body);
     let detail = if detail.trim().is_empty() {
         status.canonical_reason().unwrap_or("error").to_owned()

@@ -7,9 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS_S: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+const BUCKETS_S: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -34,10 +32,7 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        *inner
-            .requests
-            .entry((route.to_owned(), method, status))
-            .or_default() += 1;
+        *inner.requests.entry((route.to_owned(), method, status)).or_default() += 1;
         let histogram = inner.latency.entry(route.to_owned()).or_default();
         let seconds = elapsed.as_secs_f64();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS_S) {
@@ -77,16 +72,9 @@ impl Metrics {
                 "grappe_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                 histogram.count
             );
-            let _ = writeln!(
-                out,
-                "grappe_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                histogram.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "grappe_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                histogram.count
-            );
+            let _ = writeln!(out, "grappe_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", histogram.sum_s);
+            let _ =
+                writeln!(out, "grappe_http_request_duration_seconds_count{{route=\"{route}\"}} {}", histogram.count);
         }
         for (name, labels, value) in extra {
             let _ = writeln!(out, "# TYPE {name} gauge\n{name}{{{labels}}} {value}");
@@ -105,15 +93,9 @@ mod tests {
         metrics.record("/healthz", "GET", 200, Duration::from_micros(300));
         metrics.record("/healthz", "GET", 200, Duration::from_millis(20));
         let text = metrics.render(&[("grappe_up", String::new(), 1.0)]);
-        assert!(text.contains(
-            "grappe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 2"
-        ));
-        assert!(text.contains(
-            "grappe_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.0005\"} 1"
-        ));
-        assert!(text.contains(
-            "grappe_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.025\"} 2"
-        ));
+        assert!(text.contains("grappe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 2"));
+        assert!(text.contains("grappe_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.0005\"} 1"));
+        assert!(text.contains("grappe_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.025\"} 2"));
         assert!(text.contains("grappe_http_request_duration_seconds_count{route=\"/healthz\"} 2"));
         assert!(text.contains("grappe_up{} 1"));
     }

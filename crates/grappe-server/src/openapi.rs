@@ -61,7 +61,8 @@ pub fn document() -> Value {
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }))
             .collect();
-        let error = json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        let error =
+            json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
         let mut operation = json!({
             "summary": route.summary,
             "operationId": format!("{} {}", route.method.as_str(), route.path),
@@ -79,9 +80,7 @@ pub fn document() -> Value {
                 "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } },
             });
         }
-        let entry = paths
-            .entry(route.path.to_owned())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
         entry[route.method.as_str().to_lowercase()] = operation;
     }
     json!({
@@ -107,17 +106,9 @@ mod tests {
         let document = document();
         for route in table().into_iter().filter(|route| route.kind == Kind::Api) {
             let operation = &document["paths"][route.path][route.method.as_str().to_lowercase()];
-            assert_eq!(
-                operation["x-grappe-access"],
-                access_text(route.access),
-                "{}",
-                route.path
-            );
+            assert_eq!(operation["x-grappe-access"], access_text(route.access), "{}", route.path);
             if let Some(body) = route.body {
-                assert!(
-                    document["components"]["schemas"][body].is_object(),
-                    "schema {body}"
-                );
+                assert!(document["components"]["schemas"][body].is_object(), "schema {body}");
             }
         }
     }

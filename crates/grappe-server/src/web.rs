@@ -44,9 +44,7 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn new(headers: &HeaderMap, uri: &Uri, caller: Option<&Caller>) -> Chrome {
-        let accept = headers
-            .get(ACCEPT_LANGUAGE)
-            .and_then(|value| value.to_str().ok());
+        let accept = headers.get(ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
         let locale = Locale::negotiate(auth::cookie(headers, LANG_COOKIE), accept);
         Chrome {
             tr: Tr { locale },
@@ -60,26 +58,15 @@ impl Chrome {
     pub fn nav(&self) -> Vec<(&'static str, String, bool)> {
         let mut items = vec![("/", self.tr.t("nav-dashboard"), self.path == "/")];
         for module in Module::ALL {
-            let href = MODULE_PAGES
-                .iter()
-                .map(|(path, _)| *path)
-                .find(|path| path[1..] == *module.path())
-                .unwrap_or("/");
-            items.push((
-                href,
-                self.tr.t(&format!("nav-{}", module.path())),
-                self.path == href,
-            ));
+            let href =
+                MODULE_PAGES.iter().map(|(path, _)| *path).find(|path| path[1..] == *module.path()).unwrap_or("/");
+            items.push((href, self.tr.t(&format!("nav-{}", module.path())), self.path == href));
         }
         items
     }
 
     pub fn switch_href(&self) -> String {
-        format!(
-            "/lang/{}?next={}",
-            self.tr.t("lang-switch-code"),
-            url_encode(&self.path)
-        )
+        format!("/lang/{}?next={}", self.tr.t("lang-switch-code"), url_encode(&self.path))
     }
 }
 
@@ -88,9 +75,7 @@ pub fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -100,9 +85,7 @@ pub fn url_encode(text: &str) -> String {
 /// A redirect target from a form or query: a local path only, never another site.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -160,10 +143,7 @@ struct Dashboard {
 fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
     let locale = chrome.tr.locale;
     let money = |cents: i64| format_short(Cents::new(cents), locale.decimal_separator());
-    let all_lines = programme
-        .instruments
-        .iter()
-        .flat_map(|instrument| instrument.budget_lines.iter());
+    let all_lines = programme.instruments.iter().flat_map(|instrument| instrument.budget_lines.iter());
     let lines: Vec<LineView> = all_lines
         .clone()
         .map(|line| LineView {
@@ -182,15 +162,8 @@ fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
             value_text: money(line.envelope_cents),
         })
         .collect();
-    let (title, description) = (
-        chrome.tr.t("dashboard-chart-title"),
-        chrome.tr.t("dashboard-chart-desc"),
-    );
-    let legend = [
-        chrome.tr.t("legend-envelope"),
-        chrome.tr.t("legend-committed"),
-        chrome.tr.t("legend-disbursed"),
-    ];
+    let (title, description) = (chrome.tr.t("dashboard-chart-title"), chrome.tr.t("dashboard-chart-desc"));
+    let legend = [chrome.tr.t("legend-envelope"), chrome.tr.t("legend-committed"), chrome.tr.t("legend-disbursed")];
     let chart_svg = chart::horizontal_bars(&BarChart {
         title: &title,
         description: &description,
@@ -201,18 +174,10 @@ fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
         .instruments
         .iter()
         .map(|instrument| {
-            let total: i64 = instrument
-                .budget_lines
-                .iter()
-                .map(|line| line.envelope_cents)
-                .sum();
+            let total: i64 = instrument.budget_lines.iter().map(|line| line.envelope_cents).sum();
             InstrumentView {
-                name: locale
-                    .pick(&instrument.name_fr, &instrument.name_en)
-                    .to_owned(),
-                summary: locale
-                    .pick(&instrument.summary_fr, &instrument.summary_en)
-                    .to_owned(),
+                name: locale.pick(&instrument.name_fr, &instrument.name_en).to_owned(),
+                summary: locale.pick(&instrument.summary_fr, &instrument.summary_en).to_owned(),
                 href: format!("/{}", instrument.module),
                 budget: (total > 0).then(|| money(total)),
             }
@@ -223,28 +188,14 @@ fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
         .kpis
         .iter()
         .map(|kpi| {
-            let figure = if kpi.unit == "cents" {
-                money(kpi.value)
-            } else {
-                kpi.value.to_string()
-            };
+            let figure = if kpi.unit == "cents" { money(kpi.value) } else { kpi.value.to_string() };
             KpiView {
                 label: locale.pick(&kpi.label_fr, &kpi.label_en).to_owned(),
-                value: if kpi.approximate {
-                    format!("{approximately} {figure}")
-                } else {
-                    figure
-                },
+                value: if kpi.approximate { format!("{approximately} {figure}") } else { figure },
             }
         })
         .collect();
-    Dashboard {
-        chrome,
-        chart_svg,
-        lines,
-        instruments,
-        kpis,
-    }
+    Dashboard { chrome, chart_svg, lines, instruments, kpis }
 }
 
 pub async fn dashboard(
@@ -265,16 +216,9 @@ struct ModulePage {
     title: String,
 }
 
-pub async fn module_page(
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub async fn module_page(Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Response {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let title = chrome.tr.t(&format!(
-        "module-{}-title",
-        uri.path().trim_start_matches('/')
-    ));
+    let title = chrome.tr.t(&format!("module-{}-title", uri.path().trim_start_matches('/')));
     render(&ModulePage { chrome, title }, StatusCode::OK)
 }
 
@@ -299,12 +243,7 @@ pub async fn login_form(
     Query(query): Query<NextQuery>,
 ) -> Response {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let page = LoginPage {
-        chrome,
-        next: local_path(query.next.as_deref()),
-        email: String::new(),
-        error: None,
-    };
+    let page = LoginPage { chrome, next: local_path(query.next.as_deref()), email: String::new(), error: None };
     render(&page, StatusCode::OK)
 }
 
@@ -330,15 +269,7 @@ pub async fn login_submit(
     let next = local_path(form.next.as_deref());
     let failed = |chrome: Chrome, key: &str, status| {
         let error = Some(chrome.tr.t(key));
-        render(
-            &LoginPage {
-                chrome,
-                next: next.clone(),
-                email: form.email.clone(),
-                error,
-            },
-            status,
-        )
+        render(&LoginPage { chrome, next: next.clone(), email: form.email.clone(), error }, status)
     };
     if !auth::check_csrf(&caller, &form.csrf) {
         return Ok(failed(chrome, "login-csrf", StatusCode::FORBIDDEN));
@@ -349,28 +280,16 @@ pub async fn login_submit(
             return Ok(failed(chrome, "login-failed", StatusCode::UNAUTHORIZED));
         }
         Err(AppError::TooManyRequests { .. }) => {
-            return Ok(failed(
-                chrome,
-                "login-throttled",
-                StatusCode::TOO_MANY_REQUESTS,
-            ));
+            return Ok(failed(chrome, "login-throttled", StatusCode::TOO_MANY_REQUESTS));
         }
         Err(other) => return Err(other),
     };
     let session = auth::new_secret();
     let ttl = state.config.session_ttl;
     let expires_at = grappe_db::now_ms() + ttl.as_millis() as i64;
-    state
-        .db
-        .create_session(&sha256_hex(session.as_bytes()), user.id, expires_at)
-        .await?;
+    state.db.create_session(&sha256_hex(session.as_bytes()), user.id, expires_at).await?;
     let mut response = Redirect::to(&next).into_response();
-    let cookie = auth::set_cookie(
-        SESSION_COOKIE,
-        &session,
-        ttl.as_secs(),
-        state.config.secure_cookies,
-    );
+    let cookie = auth::set_cookie(SESSION_COOKIE, &session, ttl.as_secs(), state.config.secure_cookies);
     response.headers_mut().append(SET_COOKIE, cookie);
     Ok(response)
 }
@@ -388,21 +307,13 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     if !auth::check_csrf(&caller, &form.csrf) {
-        return Err(AppError::Forbidden(
-            "the form expired; reload the page and try again",
-        ));
+        return Err(AppError::Forbidden("the form expired; reload the page and try again"));
     }
     if let Some(session) = auth::cookie(&headers, SESSION_COOKIE) {
-        state
-            .db
-            .delete_session(&sha256_hex(session.as_bytes()))
-            .await?;
+        state.db.delete_session(&sha256_hex(session.as_bytes())).await?;
     }
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().append(
-        SET_COOKIE,
-        auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
-    );
+    response.headers_mut().append(SET_COOKIE, auth::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies));
     Ok(response)
 }
 
@@ -411,19 +322,12 @@ pub async fn set_language(
     Path(code): Path<String>,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, AppError> {
-    let locale =
-        Locale::parse(&code).ok_or_else(|| AppError::NotFound(format!("no language `{code}`")))?;
+    let locale = Locale::parse(&code).ok_or_else(|| AppError::NotFound(format!("no language `{code}`")))?;
     let mut response = Redirect::to(&local_path(query.next.as_deref())).into_response();
     let one_year_s = 365 * 24 * 3600;
-    response.headers_mut().append(
-        SET_COOKIE,
-        auth::set_cookie(
-            LANG_COOKIE,
-            locale.code(),
-            one_year_s,
-            state.config.secure_cookies,
-        ),
-    );
+    response
+        .headers_mut()
+        .append(SET_COOKIE, auth::set_cookie(LANG_COOKIE, locale.code(), one_year_s, state.config.secure_cookies));
     Ok(response)
 }
 
@@ -457,15 +361,10 @@ pub async fn account(
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let Some(user) = caller.user.clone() else {
-        return Err(AppError::BadRequest(
-            "the admin token has no account page".into(),
-        ));
+        return Err(AppError::BadRequest("the admin token has no account page".into()));
     };
     let organisations = state.db.list_organisations().await?;
-    let organisation = organisations
-        .into_iter()
-        .find(|org| Some(org.id) == user.organisation_id)
-        .map(|org| org.name);
+    let organisation = organisations.into_iter().find(|org| Some(org.id) == user.organisation_id).map(|org| org.name);
     let everywhere = chrome.tr.t("role-scope-global");
     let roles = state
         .db
@@ -491,14 +390,7 @@ pub async fn account(
             revoked: token.revoked_at.is_some(),
         })
         .collect();
-    let page = AccountPage {
-        chrome,
-        name: user.name,
-        email: user.email,
-        organisation,
-        roles,
-        tokens,
-    };
+    let page = AccountPage { chrome, name: user.name, email: user.email, organisation, roles, tokens };
     Ok(render(&page, StatusCode::OK))
 }
 
@@ -518,11 +410,7 @@ pub fn iso_date(unix_ms: i64) -> String {
 }
 
 pub async fn stylesheet() -> Response {
-    (
-        [(CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../static/app.css"),
-    )
-        .into_response()
+    ([(CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/app.css")).into_response()
 }
 
 /// The answer to a path no route matches: a page for browsers, the envelope for everyone else.
@@ -535,12 +423,7 @@ pub async fn not_found(request: Request) -> Response {
     if wants_html && !request.uri().path().starts_with("/api/") {
         return error_page(&request, StatusCode::NOT_FOUND, "error-not-found");
     }
-    AppError::NotFound(format!(
-        "no route for {} {}",
-        request.method(),
-        request.uri().path()
-    ))
-    .into_response()
+    AppError::NotFound(format!("no route for {} {}", request.method(), request.uri().path())).into_response()
 }
 
 #[cfg(test)]

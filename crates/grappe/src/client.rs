@@ -31,24 +31,14 @@ struct Stored {
 
 fn load() -> anyhow::Result<Stored> {
     let path = config_path()?;
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "not logged in ({} missing): run `grappe login --url URL`",
-            path.display()
-        )
-    })?;
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("not logged in ({} missing): run `grappe login --url URL`", path.display()))?;
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     match (value["url"].as_str(), value["token"].as_str()) {
-        (Some(url), Some(token)) => Ok(Stored {
-            url: url.to_owned(),
-            token: token.to_owned(),
-            token_id: value["token_id"].as_i64(),
-        }),
-        _ => bail!(
-            "{} lacks `url` or `token`: run `grappe login` again",
-            path.display()
-        ),
+        (Some(url), Some(token)) => {
+            Ok(Stored { url: url.to_owned(), token: token.to_owned(), token_id: value["token_id"].as_i64() })
+        }
+        _ => bail!("{} lacks `url` or `token`: run `grappe login` again", path.display()),
     }
 }
 
@@ -59,16 +49,9 @@ fn store(stored: &Stored) -> anyhow::Result<PathBuf> {
     let dir = path.parent().context("config path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
     file.write_all(
-        json!({ "url": stored.url, "token": stored.token, "token_id": stored.token_id })
-            .to_string()
-            .as_bytes(),
+        json!({ "url": stored.url, "token": stored.token, "token_id": stored.token_id }).to_string().as_bytes(),
     )?;
     file.sync_all()?;
     std::fs::rename(&temporary, &path)?;
@@ -79,11 +62,8 @@ fn store(stored: &Stored) -> anyhow::Result<PathBuf> {
 fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
     let status = response.status();
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    let value: Value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let value: Value =
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     if status.is_success() {
         return Ok(value);
     }
@@ -115,18 +95,9 @@ pub fn login(url: &str, email: Option<String>, password_env: &str) -> anyhow::Re
         .send_json(&body)
         .with_context(|| format!("reaching {url}"))?;
     let value = answer(response)?;
-    let token = value["token"]
-        .as_str()
-        .context("the server's answer has no token")?;
-    let path = store(&Stored {
-        url: url.clone(),
-        token: token.to_owned(),
-        token_id: value["id"].as_i64(),
-    })?;
-    println!(
-        "Logged in to {url} as {email}; token stored in {}",
-        path.display()
-    );
+    let token = value["token"].as_str().context("the server's answer has no token")?;
+    let path = store(&Stored { url: url.clone(), token: token.to_owned(), token_id: value["id"].as_i64() })?;
+    println!("Logged in to {url} as {email}; token stored in {}", path.display());
     Ok(())
 }
 
@@ -148,11 +119,7 @@ pub fn whoami(as_json: bool) -> anyhow::Result<()> {
             roles
                 .iter()
                 .map(|role| {
-                    format!(
-                        "{} ({})",
-                        role["role"].as_str().unwrap_or("?"),
-                        role["scope"].as_str().unwrap_or("?")
-                    )
+                    format!("{} ({})", role["role"].as_str().unwrap_or("?"), role["scope"].as_str().unwrap_or("?"))
                 })
                 .collect()
         })
@@ -172,11 +139,7 @@ pub fn logout() -> anyhow::Result<()> {
     let stored = load()?;
     if let Some(id) = stored.token_id {
         let request = agent().delete(&format!("{}/api/v1/tokens/{id}", stored.url));
-        answer(
-            request
-                .header("Authorization", &format!("Bearer {}", stored.token))
-                .call()?,
-        )?;
+        answer(request.header("Authorization", &format!("Bearer {}", stored.token)).call()?)?;
     }
     std::fs::remove_file(config_path()?)?;
     println!("Logged out of {}", stored.url);

@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 use crate::settings::ServeFlags;
 
 #[derive(Parser)]
-#[command(
-    name = "grappe",
-    version,
-    about = "The platform for the instruments of a national AI programme"
-)]
+#[command(name = "grappe", version, about = "The platform for the instruments of a national AI programme")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,12 +55,7 @@ enum Command {
 #[derive(Args)]
 struct DatabaseTarget {
     /// Data directory; its `grappe.db` is used unless --database says otherwise.
-    #[arg(
-        long,
-        env = "GRAPPE_DATA_DIR",
-        default_value = "./grappe-data",
-        global = true
-    )]
+    #[arg(long, env = "GRAPPE_DATA_DIR", default_value = "./grappe-data", global = true)]
     data_dir: std::path::PathBuf,
     #[arg(long, env = "GRAPPE_DATABASE", global = true)]
     database: Option<String>,
@@ -128,10 +119,7 @@ impl RoleArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     settings::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the runtime: {error}");
@@ -151,11 +139,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(flags) => serve(flags).await,
         Command::Admin { target, command } => admin(target, command).await,
-        Command::Login {
-            url,
-            email,
-            password_env,
-        } => client::login(&url, email, &password_env),
+        Command::Login { url, email, password_env } => client::login(&url, email, &password_env),
         Command::Whoami { json } => client::whoami(json),
         Command::Logout => client::logout(),
     }
@@ -166,19 +150,10 @@ async fn serve(flags: ServeFlags) -> anyhow::Result<()> {
     let demo = config.demo;
     let state = grappe_server::connect(config).await?;
     if demo {
-        let accounts = grappe_server::demo::load(&state)
-            .await
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        println!(
-            "Demo mode: the France 2030 programme is loaded. Accounts (new passwords at every start):"
-        );
+        let accounts = grappe_server::demo::load(&state).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        println!("Demo mode: the France 2030 programme is loaded. Accounts (new passwords at every start):");
         for account in accounts {
-            println!(
-                "  {:<20} {:<40} {}",
-                account.role.as_str(),
-                account.email,
-                account.password
-            );
+            println!("  {:<20} {:<40} {}", account.role.as_str(), account.email, account.password);
         }
     }
     grappe_server::run(state, shutdown_signal()).await
@@ -210,32 +185,20 @@ async fn admin(target: DatabaseTarget, command: AdminCommand) -> anyhow::Result<
     let output = match command {
         AdminCommand::CreateUser { email, name } => {
             let password = read_password("Password for the new user")?;
-            let fields = NewUserFields {
-                name,
-                email,
-                password,
-                organisation_id: None,
-            };
-            let user = create_user_from(&db, fields, "admin-cli")
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let fields = NewUserFields { name, email, password, organisation_id: None };
+            let user = create_user_from(&db, fields, "admin-cli").await.map_err(|error| anyhow::anyhow!("{error}"))?;
             json!({ "id": user.id, "email": user.email, "name": user.name })
         }
         AdminCommand::Grant { email, role, scope } => {
             let user = find_user(&db, &email).await?;
-            let grant = RoleGrant {
-                role: role.role(),
-                scope: Scope::parse(&scope)?,
-            };
+            let grant = RoleGrant { role: role.role(), scope: Scope::parse(&scope)? };
             let row = db.grant_role(user.id, &grant, "admin-cli").await?;
             json!({ "id": row.id, "user": user.email, "role": grant.role.as_str(), "scope": grant.scope.to_string() })
         }
         AdminCommand::CreateToken { email, name } => {
             let user = find_user(&db, &email).await?;
             let token = grappe_server::auth::new_api_token();
-            let row = db
-                .create_api_token(user.id, &name, &grappe_db::sha256_hex(token.as_bytes()))
-                .await?;
+            let row = db.create_api_token(user.id, &name, &grappe_db::sha256_hex(token.as_bytes())).await?;
             json!({ "id": row.id, "user": user.email, "name": row.name, "token": token })
         }
     };
@@ -246,9 +209,7 @@ async fn admin(target: DatabaseTarget, command: AdminCommand) -> anyhow::Result<
 
 async fn find_user(db: &grappe_db::Db, email: &str) -> anyhow::Result<grappe_db::UserRow> {
     let email = Email::parse(email)?;
-    db.user_by_email(&email)
-        .await?
-        .with_context(|| format!("no user with email {email}"))
+    db.user_by_email(&email).await?.with_context(|| format!("no user with email {email}"))
 }
 
 /// One line from standard input; a prompt only when it is a terminal.
@@ -257,10 +218,7 @@ pub fn read_password(prompt: &str) -> anyhow::Result<String> {
         eprint!("{prompt}: ");
     }
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         bail!("no password given on standard input");

@@ -57,10 +57,7 @@ struct FileSettings {
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
     match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("{name}={text} is not a number")),
+        Ok(text) => text.parse().map(Some).map_err(|_| anyhow::anyhow!("{name}={text} is not a number")),
         Err(_) => Ok(None),
     }
 }
@@ -69,19 +66,14 @@ pub fn database_url(data_dir: &Path, database: Option<&str>) -> anyhow::Result<S
     if let Some(url) = database {
         return Ok(url.to_owned());
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    Ok(format!(
-        "sqlite://{}?mode=rwc",
-        data_dir.join("grappe.db").display()
-    ))
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    Ok(format!("sqlite://{}?mode=rwc", data_dir.join("grappe.db").display()))
 }
 
 pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     let file: FileSettings = match &flags.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => FileSettings::default(),
@@ -93,28 +85,15 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
         (None, Some(other)) => bail!("executor `{other}` is unknown: use local or slurm"),
     };
     if executor == Executor::Slurm {
-        bail!(
-            "the Slurm executor is not built yet (it comes with the compute module); use --executor local"
-        );
+        bail!("the Slurm executor is not built yet (it comes with the compute module); use --executor local");
     }
-    let addr = flags
-        .addr
-        .or(file.addr)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let data_dir = flags
-        .data_dir
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from("./grappe-data"));
-    let database = database_url(
-        &data_dir,
-        flags.database.as_deref().or(file.database.as_deref()),
-    )?;
+    let addr = flags.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./grappe-data"));
+    let database = database_url(&data_dir, flags.database.as_deref().or(file.database.as_deref()))?;
     let mut config = ServerConfig::new(addr, database);
     config.demo = flags.demo || file.demo.unwrap_or(false);
-    config.admin_token = std::env::var("GRAPPE_ADMIN_TOKEN")
-        .ok()
-        .or(file.admin_token)
-        .filter(|token| !token.is_empty());
+    config.admin_token =
+        std::env::var("GRAPPE_ADMIN_TOKEN").ok().or(file.admin_token).filter(|token| !token.is_empty());
     if let Some(token) = &config.admin_token {
         if token.len() < 16 {
             bail!("GRAPPE_ADMIN_TOKEN must have at least 16 characters");
@@ -134,16 +113,11 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     if let Some(ms) = env_number("GRAPPE_LEASE_TICK_MS")?.or(file.lease_tick_ms) {
         config.lease_tick = Duration::from_millis(ms);
     }
-    if let Some(attempts) = env_number("GRAPPE_LOGIN_ATTEMPTS")?.or(file.login_attempts_per_window)
-    {
+    if let Some(attempts) = env_number("GRAPPE_LOGIN_ATTEMPTS")?.or(file.login_attempts_per_window) {
         config.login_attempts_per_window = attempts;
     }
     if config.lease_tick >= config.lease_ttl {
-        bail!(
-            "the lease tick ({:?}) must be shorter than the lease TTL ({:?})",
-            config.lease_tick,
-            config.lease_ttl
-        );
+        bail!("the lease tick ({:?}) must be shorter than the lease TTL ({:?})", config.lease_tick, config.lease_ttl);
     }
     Ok(config)
 }

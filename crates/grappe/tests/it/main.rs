@@ -1,1 +1,12 @@
+//! Grappe's integration tests: the real `grappe` binary, on real SQLite files and a real
+//! PostgreSQL server, driven over HTTP, from the shell and through a real browser.
+//! `scripts/test.sh` starts what these need; see `harness.rs` for the environment variables.
 
+mod api;
+mod authz;
+mod bad_input;
+mod browser;
+mod cli;
+mod cluster;
+mod crash;
+mod harness;

@@ -1,0 +1,184 @@
+//! The account and programme API, on SQLite and on PostgreSQL.
+
+use serde_json::json;
+
+use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TestDb, backends};
+
+fn each_backend(test: impl Fn(&Server)) {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+        test(&server);
+    }
+}
+
+#[test]
+fn programme_is_public_and_in_euro_cents() {
+    each_backend(|server| {
+        let reply = server.client().get("/api/v1/programme", None);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let lines: Vec<_> =
+            reply.body["instruments"].as_array().unwrap().iter().flat_map(|i| i["budget_lines"].as_array().unwrap().clone()).collect();
+        let envelope = |code: &str| lines.iter().find(|l| l["code"] == code).unwrap()["envelope_cents"].as_i64().unwrap();
+        assert_eq!(envelope("ia_cluster"), 50_000_000_000);
+        assert_eq!(envelope("open_datasets"), 4_000_000_000);
+        assert_eq!(envelope("ia_booster"), 2_500_000_000);
+        assert_eq!(envelope("strategy_public"), 150_000_000_000);
+        assert_eq!(envelope("strategy_private"), 50_600_000_000);
+        for line in &lines {
+            assert_eq!(line["committed_cents"], 0);
+            assert_eq!(line["disbursed_cents"], 0);
+        }
+        let total = reply.body["kpis"].as_array().unwrap().iter().find(|k| k["code"] == "strategy_total_cents").unwrap().clone();
+        assert_eq!(total["value"], 220_000_000_000_i64);
+        assert_eq!(total["approximate"], true);
+    });
+}
+
+#[test]
+fn accounts_lifecycle_users_tokens_grants_and_audit() {
+    each_backend(|server| {
+        let client = server.client();
+        let (ada_id, ada) = client.new_user("ada@example.org");
+
+        let me = client.get("/api/v1/me", Some(&ada));
+        assert_eq!(me.status, 200);
+        assert_eq!(me.body["email"], "ada@example.org");
+        assert_eq!(me.body["roles"], json!([]));
+
+        let duplicate = client.post(
+            "/api/v1/users",
+            Some(ADMIN_TOKEN),
+            &json!({ "name": "Ada again", "email": "ADA@example.org", "password": "another long password" }),
+        );
+        duplicate.assert_envelope(409);
+
+        // A user without the admin role may not create users; an admin grant changes that.
+        let attempt = json!({ "name": "Bob", "email": "bob@example.org", "password": "bob's long password" });
+        client.post("/api/v1/users", Some(&ada), &attempt).assert_envelope(403);
+        let grant = client.post(&format!("/api/v1/users/{ada_id}/grants"), Some(ADMIN_TOKEN), &json!({ "role": "admin" }));
+        assert_eq!(grant.status, 201, "{}", grant.text);
+        assert_eq!(client.post("/api/v1/users", Some(&ada), &attempt).status, 201);
+        let scoped = client.post(
+            &format!("/api/v1/users/{ada_id}/grants"),
+            Some(ADMIN_TOKEN),
+            &json!({ "role": "project_member", "scope": "project:12" }),
+        );
+        assert_eq!(scoped.status, 201);
+        let roles = client.get("/api/v1/me", Some(&ada)).body["roles"].clone();
+        assert_eq!(roles.as_array().unwrap().len(), 2);
+        assert!(roles.as_array().unwrap().iter().any(|r| r["role"] == "project_member" && r["scope"] == "project:12"));
+
+        // Revoking the admin grant takes the right away at once.
+        let grant_id = grant.body["id"].as_i64().unwrap();
+        assert_eq!(client.delete(&format!("/api/v1/users/{ada_id}/grants/{grant_id}"), Some(ADMIN_TOKEN)).status, 204);
+        let attempt = json!({ "name": "Cy", "email": "cy@example.org", "password": "cy's long password!" });
+        client.post("/api/v1/users", Some(&ada), &attempt).assert_envelope(403);
+
+        // Tokens: listed without their secret, revocable, dead once revoked.
+        let second = client.post("/api/v1/tokens", Some(&ada), &json!({ "name": "laptop" }));
+        assert_eq!(second.status, 201);
+        let second_token = second.body["token"].as_str().unwrap().to_owned();
+        assert!(second_token.starts_with("grp_"));
+        let listed = client.get("/api/v1/tokens", Some(&ada));
+        assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+        assert!(!listed.text.contains(&second_token), "a token is shown once, at creation");
+        let second_id = second.body["id"].as_i64().unwrap();
+        assert_eq!(client.delete(&format!("/api/v1/tokens/{second_id}"), Some(&ada)).status, 204);
+        client.get("/api/v1/me", Some(&second_token)).assert_envelope(401);
+        assert_eq!(client.get("/api/v1/me", Some(&ada)).status, 200);
+
+        // Someone else's token is not found, not forbidden: its existence is not disclosed.
+        let (_, bob) = client.new_user("bob2@example.org");
+        let ada_tokens = client.get("/api/v1/tokens", Some(&ada)).body["items"].clone();
+        let ada_token_id = ada_tokens[0]["id"].as_i64().unwrap();
+        client.delete(&format!("/api/v1/tokens/{ada_token_id}"), Some(&bob)).assert_envelope(404);
+        assert_eq!(client.get("/api/v1/me", Some(&ada)).status, 200);
+
+        // A user reads itself, not others.
+        assert_eq!(client.get(&format!("/api/v1/users/{ada_id}"), Some(&ada)).status, 200);
+        client.get(&format!("/api/v1/users/{ada_id}"), Some(&bob)).assert_envelope(403);
+
+        // Every grant and revocation is in the audit log, and the chain holds.
+        let audit = client.get("/api/v1/audit?limit=100", Some(ADMIN_TOKEN));
+        assert_eq!(audit.status, 200);
+        assert_eq!(audit.body["chain_ok"], true, "{}", audit.text);
+        let actions: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert!(actions.contains(&"role.grant") && actions.contains(&"role.revoke") && actions.contains(&"token.revoke"));
+        client.get("/api/v1/audit", Some(&bob)).assert_envelope(403);
+    });
+}
+
+#[test]
+fn credentials_are_checked() {
+    each_backend(|server| {
+        let client = server.client();
+        client.get("/api/v1/me", None).assert_envelope(401);
+        client.get("/api/v1/me", Some("grp_not-a-token")).assert_envelope(401);
+        // A wrong token is refused even on a public route, so a caller learns its token is bad.
+        client.get("/api/v1/programme", Some("grp_not-a-token")).assert_envelope(401);
+        let me = client.get("/api/v1/me", Some(ADMIN_TOKEN));
+        assert_eq!(me.body["roles"][0]["role"], "admin");
+        let (email, password) = server.demo_password("juror");
+        let wrong = json!({ "email": email, "password": "wrong password!" });
+        client.post("/api/v1/auth/token", None, &wrong).assert_envelope(401);
+        let unknown = json!({ "email": "nobody@example.org", "password": password });
+        client.post("/api/v1/auth/token", None, &unknown).assert_envelope(401);
+        let token = client.token_for(&email, &password);
+        assert_eq!(client.get("/api/v1/me", Some(&token)).body["email"], email);
+    });
+}
+
+#[test]
+fn login_is_rate_limited_per_account() {
+    each_backend(|server| {
+        let client = server.client();
+        let (email, password) = server.demo_password("participant");
+        let wrong = json!({ "email": email, "password": "wrong password!" });
+        for _ in 0..10 {
+            client.post("/api/v1/auth/token", None, &wrong).assert_envelope(401);
+        }
+        let throttled = client.post("/api/v1/auth/token", None, &wrong);
+        throttled.assert_envelope(429);
+        assert!(throttled.retry_after.is_some());
+        // Even the right password waits out the window: the limiter runs before the check.
+        let right = json!({ "email": email, "password": password });
+        client.post("/api/v1/auth/token", None, &right).assert_envelope(429);
+    });
+}
+
+#[test]
+fn health_metrics_and_openapi() {
+    each_backend(|server| {
+        let client = server.client();
+        let health = client.get("/healthz", None);
+        assert_eq!(health.status, 200);
+        assert_eq!(health.body["status"], "ok");
+        let metrics = client.get("/metrics", None);
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.text.contains("grappe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"));
+        assert!(metrics.text.contains("grappe_lease_held"));
+        let openapi = client.get("/api/v1/openapi.json", None);
+        assert_eq!(openapi.body["openapi"], "3.1.0");
+        assert_eq!(openapi.body["paths"]["/api/v1/users"]["post"]["x-grappe-access"], "role:admin");
+        assert_eq!(openapi.body["paths"]["/api/v1/programme"]["get"]["x-grappe-access"], "public");
+    });
+}
+
+#[test]
+fn organisations_carry_kind_and_size_class() {
+    each_backend(|server| {
+        let client = server.client();
+        let sme = json!({ "name": "Petite IA SAS", "kind": "company", "size_class": "sme" });
+        let created = client.post("/api/v1/organisations", Some(ADMIN_TOKEN), &sme);
+        assert_eq!(created.status, 201, "{}", created.text);
+        client.post("/api/v1/organisations", Some(ADMIN_TOKEN), &sme).assert_envelope(409);
+        let no_size = json!({ "name": "Big Corp", "kind": "company" });
+        client.post("/api/v1/organisations", Some(ADMIN_TOKEN), &no_size).assert_envelope(422);
+        let (_, user) = client.new_user("org-reader@example.org");
+        let listed = client.get("/api/v1/organisations", Some(&user));
+        let names: Vec<&str> = listed.body["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"Petite IA SAS") && names.contains(&"Inria"));
+        client.post("/api/v1/organisations", Some(&user), &json!({ "name": "X", "kind": "lab" })).assert_envelope(403);
+    });
+}

@@ -1,0 +1,173 @@
+//! Every route of the router, called by every kind of caller, against this test's own table of
+//! who may call what. A route added to the server without a line here fails the test.
+
+use std::collections::BTreeMap;
+
+use grappe_server::routes::{Kind, table};
+
+use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TestDb, backends};
+
+/// Who a route admits, as this test expects it; written by hand, not read from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admits {
+    Anyone,
+    SignedIn,
+    Admins,
+}
+
+fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
+    use Admits::*;
+    BTreeMap::from([
+        (("GET", "/healthz"), Anyone),
+        (("GET", "/metrics"), Anyone),
+        (("GET", "/api/v1/openapi.json"), Anyone),
+        (("GET", "/api/v1/programme"), Anyone),
+        (("POST", "/api/v1/auth/token"), Anyone),
+        (("GET", "/api/v1/me"), SignedIn),
+        (("GET", "/api/v1/tokens"), SignedIn),
+        (("POST", "/api/v1/tokens"), SignedIn),
+        (("DELETE", "/api/v1/tokens/{id}"), SignedIn),
+        (("GET", "/api/v1/users"), Admins),
+        (("POST", "/api/v1/users"), Admins),
+        (("GET", "/api/v1/users/{id}"), SignedIn),
+        (("POST", "/api/v1/users/{id}/grants"), Admins),
+        (("DELETE", "/api/v1/users/{id}/grants/{grant_id}"), Admins),
+        (("GET", "/api/v1/organisations"), SignedIn),
+        (("POST", "/api/v1/organisations"), Admins),
+        (("GET", "/api/v1/audit"), Admins),
+        (("GET", "/api/v1/system/leases"), Admins),
+        (("GET", "/"), Anyone),
+        (("GET", "/login"), Anyone),
+        (("POST", "/login"), Anyone),
+        (("POST", "/logout"), SignedIn),
+        (("GET", "/lang/{code}"), Anyone),
+        (("GET", "/account"), SignedIn),
+        (("GET", "/static/app.css"), Anyone),
+        (("GET", "/calls"), Anyone),
+        (("GET", "/compute"), Anyone),
+        (("GET", "/data"), Anyone),
+        (("GET", "/models"), Anyone),
+        (("GET", "/challenges"), Anyone),
+        (("GET", "/booster"), Anyone),
+    ])
+}
+
+/// A concrete path: ids that exist nowhere, so that allowed writes change nothing.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "999999").replace("{grant_id}", "999999").replace("{code}", "en")
+}
+
+#[test]
+fn every_route_times_every_role() {
+    let routes = table();
+    let expected = expected();
+    let in_router: Vec<(&str, &str)> = routes.iter().map(|r| (r.method.as_str(), r.path)).collect();
+    for route in &in_router {
+        assert!(expected.contains_key(route), "route {route:?} has no line in this test's table");
+    }
+    for route in expected.keys() {
+        assert!(in_router.contains(route), "this test's table names {route:?}, which the router lacks");
+    }
+
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+        let client = server.client();
+        // Callers: nobody, each demo role, the admin token.
+        let mut callers: Vec<(String, Option<String>, bool)> = vec![("anonymous".into(), None, false)];
+        for (role, email, password) in &server.demo_accounts {
+            callers.push((role.clone(), Some(client.token_for(email, password)), role == "admin"));
+        }
+        callers.push(("admin-token".into(), Some(ADMIN_TOKEN.to_owned()), true));
+        assert_eq!(callers.len(), 9, "seven demo roles, anonymous and the admin token");
+
+        let mut checked = 0;
+        for route in &routes {
+            let admits = expected[&(route.method.as_str(), route.path)];
+            for (name, token, is_admin) in &callers {
+                let allowed = match admits {
+                    Admits::Anyone => true,
+                    Admits::SignedIn => token.is_some(),
+                    Admits::Admins => *is_admin,
+                };
+                let body = (route.method.as_str() == "POST").then(|| match route.kind {
+                    Kind::Api => ("application/json", b"{}".to_vec()),
+                    Kind::Page => ("application/x-www-form-urlencoded", Vec::new()),
+                });
+                let reply = client.request(route.method.as_str(), &concrete(route.path), token.as_deref(), body);
+                let context = format!("{backend:?} {name} {} {} -> {} {}", route.method.as_str(), route.path, reply.status, reply.text);
+                assert!(reply.status < 500, "{context}");
+                if allowed {
+                    assert!(!reply.denied_by_policy, "should be allowed: {context}");
+                    assert_ne!(reply.status, 401, "{context}");
+                } else {
+                    assert!(reply.denied_by_policy, "should be denied: {context}");
+                    let expected_status = match (route.kind, token.is_some()) {
+                        (Kind::Api, false) => 401,
+                        (Kind::Page, false) => 303,
+                        (_, true) => 403,
+                    };
+                    assert_eq!(reply.status, expected_status, "{context}");
+                    if route.kind == Kind::Page && token.is_none() {
+                        assert!(reply.location.as_deref().is_some_and(|l| l.starts_with("/login?next=")), "{context}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, routes.len() * 9);
+    }
+}
+
+/// Cookie sessions must carry the CSRF token on API writes; bearer tokens need not.
+#[test]
+fn cookie_sessions_need_csrf_on_api_writes() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("juror");
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    // The login form sets the CSRF cookie; the form carries the same value.
+    let mut form_page = agent.get(&format!("{}/login", server.base)).call().unwrap();
+    let csrf_cookie = form_page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("grappe_csrf=").map(|rest| rest.split(';').next().unwrap().to_owned()))
+        .expect("csrf cookie");
+    let html = form_page.body_mut().read_to_string().unwrap();
+    assert!(html.contains(&csrf_cookie));
+    let login = |csrf: &str| {
+        agent
+            .post(&format!("{}/login", server.base))
+            .header("Cookie", &format!("grappe_csrf={csrf_cookie}"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("email={}&password={}&csrf={csrf}&next=%2Faccount", email.replace('@', "%40"), password))
+            .unwrap()
+    };
+    assert_eq!(login("forged").status().as_u16(), 403, "a login without the right CSRF token is refused");
+    let ok = login(&csrf_cookie);
+    assert_eq!(ok.status().as_u16(), 303);
+    assert_eq!(ok.headers().get("location").unwrap(), "/account");
+    let session = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("grappe_session=").map(|rest| rest.split(';').next().unwrap().to_owned()))
+        .expect("session cookie");
+    let cookies = format!("grappe_session={session}; grappe_csrf={csrf_cookie}");
+    let me = agent.get(&format!("{}/api/v1/me", server.base)).header("Cookie", &cookies).call().unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    let write = |csrf: Option<&str>| {
+        let mut request = agent.post(&format!("{}/api/v1/tokens", server.base)).header("Cookie", &cookies);
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.content_type("application/json").send(r#"{"name":"from the browser"}"#).unwrap().status().as_u16()
+    };
+    assert_eq!(write(None), 403);
+    assert_eq!(write(Some("wrong")), 403);
+    assert_eq!(write(Some(&csrf_cookie)), 201);
+}

@@ -1,0 +1,94 @@
+//! Bad input gets a 4xx with the JSON envelope, never a 500, and writes nothing.
+
+use serde_json::json;
+
+use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TestDb, backends};
+
+fn user_count(server: &Server) -> usize {
+    let reply = server.client().get("/api/v1/users?limit=500", Some(ADMIN_TOKEN));
+    reply.body["items"].as_array().expect("items").len()
+}
+
+#[test]
+fn malformed_requests_get_the_envelope_and_write_nothing() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions::default());
+        let client = server.client();
+        let before = user_count(&server);
+        let json_body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
+        let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16)> = vec![
+            ("POST", "/api/v1/users", json_body("{not json"), 400),
+            ("POST", "/api/v1/users", json_body("[1, 2]"), 422),
+            ("POST", "/api/v1/users", json_body(r#"{"name": "No email"}"#), 422),
+            ("POST", "/api/v1/users", json_body(r#"{"name": 5, "email": "a@b.org", "password": "long enough pw"}"#), 422),
+            ("POST", "/api/v1/users", json_body(r#"{"name": "A", "email": "not-an-email", "password": "long enough pw"}"#), 422),
+            ("POST", "/api/v1/users", json_body(r#"{"name": "A", "email": "a@b.org", "password": "short"}"#), 422),
+            ("POST", "/api/v1/users", json_body(r#"{"name": "   ", "email": "a@b.org", "password": "long enough pw"}"#), 422),
+            ("POST", "/api/v1/users", Some(("text/plain", b"{}".to_vec())), 415),
+            ("POST", "/api/v1/users", None, 415),
+            ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "emperor"}"#), 422),
+            ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "juror", "scope": "project:-4"}"#), 422),
+            ("POST", "/api/v1/users/abc/grants", json_body(r#"{"role": "juror"}"#), 404),
+            ("POST", "/api/v1/users/424242/grants", json_body(r#"{"role": "juror"}"#), 404),
+            ("GET", "/api/v1/users/0", None, 404),
+            ("GET", "/api/v1/users/99999999999999999999999", None, 404),
+            ("GET", "/api/v1/users?limit=many", None, 400),
+            ("GET", "/api/v1/no/such/route", None, 404),
+            ("GET", "/no-such-page", None, 404),
+            ("PUT", "/api/v1/users", json_body("{}"), 405),
+            ("PATCH", "/healthz", None, 405),
+            ("DELETE", "/api/v1/programme", None, 405),
+        ];
+        for (method, path, body, status) in cases {
+            let reply = client.request(method, path, Some(ADMIN_TOKEN), body);
+            assert_eq!(reply.status, status, "{backend:?} {method} {path}: {}", reply.text);
+            reply.assert_envelope(status);
+        }
+        // An oversized body is refused: by its announced length, before a byte of it is read,
+        // and when it comes without a length, as soon as the limit is crossed.
+        assert_oversized_is_refused(&server.base, true);
+        assert_oversized_is_refused(&server.base, false);
+        assert_eq!(user_count(&server), before, "{backend:?}: a refused request wrote nothing");
+        // And the server is still well.
+        assert_eq!(client.get("/healthz", None).status, 200);
+    }
+}
+
+#[test]
+fn a_grant_to_a_missing_user_is_a_404_not_a_500() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let reply = server.client().post("/api/v1/users/77/grants", Some(ADMIN_TOKEN), &json!({ "role": "juror" }));
+    reply.assert_envelope(404);
+}
+
+/// Sends the head of a 64 MiB request and only the first 2 MiB of its body, then reads the answer.
+fn assert_oversized_is_refused(base: &str, announce_length: bool) {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let framing = if announce_length { "Content-Length: 67108864" } else { "Transfer-Encoding: chunked" };
+    let head = format!(
+        "POST /api/v1/users HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\n{framing}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..32 {
+        let written = if announce_length {
+            stream.write_all(&chunk)
+        } else {
+            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|()| stream.write_all(&chunk)).and_then(|()| stream.write_all(b"\r\n"))
+        };
+        if written.is_err() {
+            break; // the server answered and closed: what we want
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "announce_length={announce_length}: {answer}");
+    assert!(answer.contains(r#""error":"payload_too_large""#), "{answer}");
+}

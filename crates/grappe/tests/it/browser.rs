@@ -1,0 +1,211 @@
+//! The web UI in a real headless Chromium, driven over WebDriver (chromedriver): log in, see the
+//! programme's budget chart, switch to English and back, log out. Screenshots are left in
+//! `test-artifacts/` for people to look at.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, ServerOptions, TestDb, artifacts_dir, eventually};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A minimal W3C WebDriver client: what these tests use and nothing more.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let chromedriver = std::env::var("GRAPPE_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        assert!(
+            std::path::Path::new(&chromedriver).exists(),
+            "{chromedriver} is missing: run the tests with scripts/test.sh, which installs chromium-driver"
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        eventually(Duration::from_secs(20), "chromedriver", || {
+            let mut response = agent.get(&format!("{base}/status")).call().ok()?;
+            let status: Value = response.body_mut().read_json().ok()?;
+            (status["value"]["ready"] == true).then_some(())
+        });
+        let profile = crate::harness::TempDir::new("chromium");
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000", "--lang=fr-FR",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "prefs": { "intl.accept_languages": "fr-FR,fr" },
+            },
+        } } });
+        let mut browser = Browser { driver, base, session: String::new(), agent };
+        let created = browser.call("POST", "/session", Some(capabilities));
+        browser.session = created["sessionId"].as_str().expect("session id").to_owned();
+        std::mem::forget(profile); // chromium owns it until the session ends; the OS temp dir cleans up
+        browser
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
+        let request = request.body(body.map(|b| b.to_string()).unwrap_or_default().into_bytes()).unwrap();
+        let mut response = self.agent.run(request).expect("webdriver request");
+        let status = response.status();
+        let value: Value = response.body_mut().read_json().expect("webdriver json");
+        assert!(status.is_success(), "webdriver {method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.session_call("POST", "/element", Some(json!({ "using": "css selector", "value": css })));
+        found[ELEMENT_KEY].as_str().expect("element id").to_owned()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        let found = self.session_call("POST", "/elements", Some(json!({ "using": "css selector", "value": css })));
+        found.as_array().map_or(0, Vec::len)
+    }
+
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.session_call("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or("").to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.session_call("POST", &format!("/element/{element}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    }
+
+    fn url(&self) -> String {
+        self.session_call("GET", "/url", None).as_str().unwrap_or("").to_owned()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let encoded = self.session_call("GET", "/screenshot", None);
+        let png = base64_decode(encoded.as_str().expect("screenshot"));
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(artifacts_dir().join(name), png).expect("write screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.agent.delete(&format!("{}/session/{}", self.base, self.session)).call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, d)| acc | (d << (18 - 6 * i)));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
+    }
+    out
+}
+
+#[test]
+fn log_in_see_the_budget_switch_language_log_out() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("admin");
+    let browser = Browser::start();
+
+    // French by default, from the browser's language; the budget as a chart and as a table.
+    browser.go(&format!("{}/", server.base));
+    assert_eq!(browser.text("h1"), "Le programme en un coup d'œil");
+    assert_eq!(browser.count("#budget-chart svg rect"), 3 + 5 * 3, "legend and three bars per line");
+    assert!(browser.text("#budget-table").contains("500 M€"));
+    assert!(browser.text("#budget-table").contains("1,5 Md€"));
+    browser.screenshot("dashboard-fr.png");
+
+    // A wrong password says so, in French.
+    browser.click("#login-link");
+    browser.type_into("#email", &email);
+    browser.type_into("#password", "not the password");
+    browser.click("#login-submit");
+    assert_eq!(browser.text("#login-error"), "Adresse ou mot de passe incorrect.");
+    browser.screenshot("login-error-fr.png");
+
+    // Log in.
+    browser.type_into("#password", &password);
+    browser.click("#login-submit");
+    assert_eq!(browser.url(), format!("{}/", server.base), "{}", browser.text("main"));
+    assert_eq!(browser.text("#account-link"), "Demo admin");
+
+    // Switch to English; the choice is remembered from page to page.
+    browser.click("#lang-switch");
+    assert_eq!(browser.text("h1"), "The programme at a glance");
+    assert!(browser.text("#budget-table").contains("1.5 bn €"));
+    browser.screenshot("dashboard-en.png");
+    browser.click("#account-link");
+    assert_eq!(browser.text("h1"), "My account");
+    assert_eq!(browser.text("#account-email"), email);
+    assert!(browser.text("#account-roles").contains("admin"));
+    browser.screenshot("account-en.png");
+
+    // Back to French, then log out: the account page now asks to log in.
+    browser.click("#lang-switch");
+    assert_eq!(browser.text("h1"), "Mon compte");
+    browser.click("#logout");
+    assert_eq!(browser.count("#login-link"), 1);
+    browser.go(&format!("{}/account", server.base));
+    assert!(browser.url().contains("/login?next=/account"), "{}", browser.url());
+    assert_eq!(browser.text("h1"), "Connexion");
+}
+
+#[test]
+fn base64_decoding() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(base64_decode("aGk="), b"hi");
+}

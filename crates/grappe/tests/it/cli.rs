@@ -1,0 +1,105 @@
+//! The `grappe` command line as a person uses it: admin set-up from the shell, login, whoami,
+//! logout; and `serve` stopping cleanly on SIGTERM.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Backend, Server, ServerOptions, TempDir, TestDb};
+
+fn grappe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grappe"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("GRAPPE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn grappe");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait grappe")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn admin_login_whoami_logout() {
+    let db = TestDb::new(Backend::Sqlite);
+    let config_home = TempDir::new("config");
+    let config = config_home.path().to_str().unwrap();
+    let database = ["--database", &db.url];
+
+    let created = grappe(&[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(), &[], "a fine long password\n");
+    assert!(created.status.success(), "{}", text(&created));
+    let duplicate = grappe(&[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(), &[], "a fine long password\n");
+    assert!(!duplicate.status.success());
+    assert!(text(&duplicate).contains("already exists"), "{}", text(&duplicate));
+    let short = grappe(&[&["admin", "create-user", "--email", "x@example.org", "--name", "X"][..], &database].concat(), &[], "short\n");
+    assert!(!short.status.success() && text(&short).contains("at least 10 characters"), "{}", text(&short));
+    let granted = grappe(&[&["admin", "grant", "--email", "lea@example.org", "--role", "call-manager", "--json"][..], &database].concat(), &[], "");
+    assert!(granted.status.success(), "{}", text(&granted));
+    let grant: serde_json::Value = serde_json::from_slice(&granted.stdout).unwrap();
+    assert_eq!(grant["role"], "call_manager");
+
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let env = [("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "a fine long password")];
+    let login = grappe(&["login", "--url", &server.base, "--email", "lea@example.org"], &env, "");
+    assert!(login.status.success(), "{}", text(&login));
+    let stored = std::fs::metadata(config_home.path().join("grappe/cli.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(stored.permissions().mode() & 0o777, 0o600, "the token file is private");
+
+    let whoami = grappe(&["whoami", "--json"], &env, "");
+    assert!(whoami.status.success(), "{}", text(&whoami));
+    let me: serde_json::Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!(me["email"], "lea@example.org");
+    assert_eq!(me["roles"][0]["role"], "call_manager");
+    let table = grappe(&["whoami"], &env, "");
+    assert!(text(&table).contains("call_manager (global)") && text(&table).contains("Léa"), "{}", text(&table));
+
+    let wrong = grappe(&["login", "--url", &server.base, "--email", "lea@example.org"], &[("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "not the password")], "");
+    assert!(!wrong.status.success() && text(&wrong).contains("401"), "{}", text(&wrong));
+
+    let logout = grappe(&["logout"], &env, "");
+    assert!(logout.status.success(), "{}", text(&logout));
+    let after = grappe(&["whoami"], &env, "");
+    assert!(!after.status.success() && text(&after).contains("not logged in"), "{}", text(&after));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let db = TestDb::new(Backend::Sqlite);
+    let mut server = Server::start(&db.url, &ServerOptions::default());
+    assert_eq!(server.client().get("/healthz", None).status, 200);
+    let status = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server still running 15 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}; output:\n{}", server.output.lock().unwrap());
+    // The database opens again and holds what it held.
+    let again = Server::start(&db.url, &ServerOptions::default());
+    assert_eq!(again.client().get("/healthz", None).status, 200);
+}
+
+#[test]
+fn serve_refuses_bad_settings_with_a_message() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["serve", "--executor", "slurm", "--addr", "127.0.0.1:0"], "Slurm executor"),
+        (&["serve", "--database", "mysql://x", "--addr", "127.0.0.1:0"], "unsupported database URL"),
+        (&["serve", "--addr", "not-an-address"], "invalid value"),
+    ];
+    for (args, message) in cases {
+        let output = grappe(args, &[], "");
+        assert!(!output.status.success(), "{args:?}");
+        assert!(text(&output).contains(message), "{args:?}: {}", text(&output));
+    }
+}
