@@ -153,8 +153,18 @@ pub fn france_2030_instruments() -> Vec<Instrument> {
             summary_en: "Five years of funding for AI, public and private.",
             module: Module::Calls,
             budget_lines: vec![
-                line("strategy_public", "Financements publics", "Public funding", Cents::from_million_euros(1_500)),
-                line("strategy_private", "Cofinancements privés", "Private co-funding", Cents::from_million_euros(506)),
+                line(
+                    "strategy_public",
+                    "Stratégie nationale : financements publics",
+                    "National strategy: public funding",
+                    Cents::from_million_euros(1_500),
+                ),
+                line(
+                    "strategy_private",
+                    "Stratégie nationale : cofinancements privés",
+                    "National strategy: private co-funding",
+                    Cents::from_million_euros(506),
+                ),
             ],
         },
     ]

@@ -133,20 +133,20 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option
             .and_then(|text| text.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(AppError::Unauthenticated)?;
-        if let Some(admin_token) = &state.config.admin_token {
-            if constant_time_eq(admin_token.as_bytes(), token.as_bytes()) {
-                return Ok((Actor::AdminToken, None, Via::Bearer));
-            }
+        if let Some(admin_token) = &state.config.admin_token
+            && constant_time_eq(admin_token.as_bytes(), token.as_bytes())
+        {
+            return Ok((Actor::AdminToken, None, Via::Bearer));
         }
         let user = state.db.api_token_user(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
         let (actor, user) = actor_of(state, user).await?;
         return Ok((actor, user, Via::Bearer));
     }
-    if let Some(session) = cookie(headers, SESSION_COOKIE) {
-        if let Some(user) = state.db.session_user(&sha256_hex(session.as_bytes())).await? {
-            let (actor, user) = actor_of(state, user).await?;
-            return Ok((actor, user, Via::Session));
-        }
+    if let Some(session) = cookie(headers, SESSION_COOKIE)
+        && let Some(user) = state.db.session_user(&sha256_hex(session.as_bytes())).await?
+    {
+        let (actor, user) = actor_of(state, user).await?;
+        return Ok((actor, user, Via::Session));
     }
     Ok((Actor::Anonymous, None, Via::Nothing))
 }

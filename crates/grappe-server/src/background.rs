@@ -31,16 +31,14 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if held != was_held {
             tracing::info!(lease = TICKER, instance = %state.instance, held, "lease changed hands");
         }
-        if held {
-            if let Err(error) = run_once(&state).await {
-                tracing::warn!(error = %error, "ticker run failed");
-            }
+        if held && let Err(error) = run_once(&state).await {
+            tracing::warn!(error = %error, "ticker run failed");
         }
     }
-    if state.ticker_here.swap(false, Ordering::Relaxed) {
-        if let Err(error) = state.db.release_lease(TICKER, &state.instance).await {
-            tracing::warn!(error = %error, "releasing the lease failed");
-        }
+    if state.ticker_here.swap(false, Ordering::Relaxed)
+        && let Err(error) = state.db.release_lease(TICKER, &state.instance).await
+    {
+        tracing::warn!(error = %error, "releasing the lease failed");
     }
 }
 

@@ -22,10 +22,11 @@ pub struct BarChart<'a> {
 }
 
 const WIDTH: i64 = 780;
-const LABEL_W: i64 = 290;
-const BAR_AREA_W: i64 = 360;
-const ROW_H: i64 = 40;
-const TOP: i64 = 44;
+/// The widest bar; the rest of the width holds the figure printed after it.
+const BAR_AREA_W: i64 = 600;
+const ROW_H: i64 = 58;
+const BAR_H: i64 = 22;
+const TOP: i64 = 40;
 const COLOURS: [&str; 3] = ["#b9cde8", "#2f68b1", "#14325a"];
 
 pub fn escape(text: &str) -> String {
@@ -51,45 +52,43 @@ fn scaled(value: i64, max: i64) -> i64 {
     ((value as f64 / max as f64) * BAR_AREA_W as f64).round().max(2.0) as i64
 }
 
+/// One row per bar: its label on a line of its own (long labels are never clipped), the bar
+/// under it, the figure after the bar. Bars share one linear scale.
 pub fn horizontal_bars(chart: &BarChart<'_>) -> String {
-    let height = TOP + ROW_H * chart.bars.len() as i64 + 8;
+    let height = TOP + ROW_H * chart.bars.len() as i64;
     let max = chart.bars.iter().map(|bar| bar.whole).max().unwrap_or(0);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="14"><title id="chart-title">{}</title><desc id="chart-desc">{}</desc>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif" font-size="15"><title id="chart-title">{}</title><desc id="chart-desc">{}</desc>"#,
         escape(chart.title),
         escape(chart.description)
     );
-    let mut legend_x = LABEL_W;
+    let mut legend_x = 0;
     for (entry, colour) in chart.legend.iter().zip(COLOURS) {
         let _ = write!(
             svg,
-            r##"<rect x="{legend_x}" y="10" width="14" height="14" fill="{colour}"/><text x="{}" y="22" fill="#1a1a1a">{}</text>"##,
+            r##"<rect x="{legend_x}" y="6" width="14" height="14" fill="{colour}"/><text x="{}" y="18" fill="#1a1a1a">{}</text>"##,
             legend_x + 20,
             escape(entry)
         );
-        legend_x += 30 + 9 * entry.chars().count() as i64;
+        legend_x += 36 + 9 * entry.chars().count() as i64;
     }
     for (row, bar) in chart.bars.iter().enumerate() {
-        let y = TOP + ROW_H * row as i64;
+        let label_y = TOP + ROW_H * row as i64 + 14;
+        let bar_y = label_y + 8;
         let whole_w = scaled(bar.whole, max);
+        let part_w = scaled(bar.part.min(bar.whole), max).min(whole_w);
+        let inner_w = scaled(bar.inner_part.min(bar.part), max).min(whole_w);
         let _ = write!(
             svg,
-            r##"<g><text x="{}" y="{}" text-anchor="end" fill="#1a1a1a">{}</text><rect x="{LABEL_W}" y="{}" width="{whole_w}" height="24" fill="{}"/><rect x="{LABEL_W}" y="{}" width="{}" height="24" fill="{}"/><rect x="{LABEL_W}" y="{}" width="{}" height="24" fill="{}"/><text x="{}" y="{}" fill="#1a1a1a" font-weight="600">{}</text></g>"##,
-            LABEL_W - 10,
-            y + 17,
+            r##"<g><text x="0" y="{label_y}" fill="#1a1a1a">{}</text><rect x="0" y="{bar_y}" width="{whole_w}" height="{BAR_H}" fill="{}"/><rect x="0" y="{bar_y}" width="{part_w}" height="{BAR_H}" fill="{}"/><rect x="0" y="{bar_y}" width="{inner_w}" height="{BAR_H}" fill="{}"/><text x="{}" y="{}" fill="#1a1a1a" font-weight="600">{}</text></g>"##,
             escape(&bar.label),
-            y,
             COLOURS[0],
-            y,
-            scaled(bar.part.min(bar.whole), max).min(whole_w),
             COLOURS[1],
-            y,
-            scaled(bar.inner_part.min(bar.part), max).min(whole_w),
             COLOURS[2],
-            LABEL_W + whole_w + 8,
-            y + 17,
+            whole_w + 8,
+            bar_y + 16,
             escape(&bar.value_text)
         );
     }
@@ -117,7 +116,8 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains(&format!(r#"width="{BAR_AREA_W}""#)));
         assert!(svg.contains(&format!(r#"width="{}""#, BAR_AREA_W / 2)));
-        assert!(svg.contains(r#"width="4""#), "a small bar keeps a visible width");
+        assert!(svg.contains(r#"width="6""#), "a small bar keeps its width on the scale");
+        assert!(svg.contains(r#"width="0""#), "nothing committed, no part bar");
         assert!(svg.contains("Big &lt;&amp;&gt;"));
         assert!(!svg.contains("<&>"));
     }

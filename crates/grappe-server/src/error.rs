@@ -93,10 +93,10 @@ impl IntoResponse for AppError {
             _ => self.to_string(),
         };
         let mut response = envelope(status, self.code(), &detail);
-        if let AppError::TooManyRequests { retry_after_s } = self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        if let AppError::TooManyRequests { retry_after_s } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -94,10 +94,10 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     config.demo = flags.demo || file.demo.unwrap_or(false);
     config.admin_token =
         std::env::var("GRAPPE_ADMIN_TOKEN").ok().or(file.admin_token).filter(|token| !token.is_empty());
-    if let Some(token) = &config.admin_token {
-        if token.len() < 16 {
-            bail!("GRAPPE_ADMIN_TOKEN must have at least 16 characters");
-        }
+    if let Some(token) = &config.admin_token
+        && token.len() < 16
+    {
+        bail!("GRAPPE_ADMIN_TOKEN must have at least 16 characters");
     }
     let public_url = std::env::var("GRAPPE_PUBLIC_URL").ok().or(file.public_url);
     config.secure_cookies = public_url.is_some_and(|url| url.starts_with("https://"));

@@ -17,9 +17,14 @@ fn programme_is_public_and_in_euro_cents() {
     each_backend(|server| {
         let reply = server.client().get("/api/v1/programme", None);
         assert_eq!(reply.status, 200, "{}", reply.text);
-        let lines: Vec<_> =
-            reply.body["instruments"].as_array().unwrap().iter().flat_map(|i| i["budget_lines"].as_array().unwrap().clone()).collect();
-        let envelope = |code: &str| lines.iter().find(|l| l["code"] == code).unwrap()["envelope_cents"].as_i64().unwrap();
+        let lines: Vec<_> = reply.body["instruments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| i["budget_lines"].as_array().unwrap().clone())
+            .collect();
+        let envelope =
+            |code: &str| lines.iter().find(|l| l["code"] == code).unwrap()["envelope_cents"].as_i64().unwrap();
         assert_eq!(envelope("ia_cluster"), 50_000_000_000);
         assert_eq!(envelope("open_datasets"), 4_000_000_000);
         assert_eq!(envelope("ia_booster"), 2_500_000_000);
@@ -29,7 +34,13 @@ fn programme_is_public_and_in_euro_cents() {
             assert_eq!(line["committed_cents"], 0);
             assert_eq!(line["disbursed_cents"], 0);
         }
-        let total = reply.body["kpis"].as_array().unwrap().iter().find(|k| k["code"] == "strategy_total_cents").unwrap().clone();
+        let total = reply.body["kpis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["code"] == "strategy_total_cents")
+            .unwrap()
+            .clone();
         assert_eq!(total["value"], 220_000_000_000_i64);
         assert_eq!(total["approximate"], true);
     });
@@ -56,7 +67,8 @@ fn accounts_lifecycle_users_tokens_grants_and_audit() {
         // A user without the admin role may not create users; an admin grant changes that.
         let attempt = json!({ "name": "Bob", "email": "bob@example.org", "password": "bob's long password" });
         client.post("/api/v1/users", Some(&ada), &attempt).assert_envelope(403);
-        let grant = client.post(&format!("/api/v1/users/{ada_id}/grants"), Some(ADMIN_TOKEN), &json!({ "role": "admin" }));
+        let grant =
+            client.post(&format!("/api/v1/users/{ada_id}/grants"), Some(ADMIN_TOKEN), &json!({ "role": "admin" }));
         assert_eq!(grant.status, 201, "{}", grant.text);
         assert_eq!(client.post("/api/v1/users", Some(&ada), &attempt).status, 201);
         let scoped = client.post(
@@ -103,8 +115,11 @@ fn accounts_lifecycle_users_tokens_grants_and_audit() {
         let audit = client.get("/api/v1/audit?limit=100", Some(ADMIN_TOKEN));
         assert_eq!(audit.status, 200);
         assert_eq!(audit.body["chain_ok"], true, "{}", audit.text);
-        let actions: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-        assert!(actions.contains(&"role.grant") && actions.contains(&"role.revoke") && actions.contains(&"token.revoke"));
+        let actions: Vec<&str> =
+            audit.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert!(
+            actions.contains(&"role.grant") && actions.contains(&"role.revoke") && actions.contains(&"token.revoke")
+        );
         client.get("/api/v1/audit", Some(&bob)).assert_envelope(403);
     });
 }
@@ -156,7 +171,9 @@ fn health_metrics_and_openapi() {
         assert_eq!(health.body["status"], "ok");
         let metrics = client.get("/metrics", None);
         assert_eq!(metrics.status, 200);
-        assert!(metrics.text.contains("grappe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"));
+        assert!(
+            metrics.text.contains("grappe_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1")
+        );
         assert!(metrics.text.contains("grappe_lease_held"));
         let openapi = client.get("/api/v1/openapi.json", None);
         assert_eq!(openapi.body["openapi"], "3.1.0");
@@ -177,7 +194,8 @@ fn organisations_carry_kind_and_size_class() {
         client.post("/api/v1/organisations", Some(ADMIN_TOKEN), &no_size).assert_envelope(422);
         let (_, user) = client.new_user("org-reader@example.org");
         let listed = client.get("/api/v1/organisations", Some(&user));
-        let names: Vec<&str> = listed.body["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            listed.body["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"Petite IA SAS") && names.contains(&"Inria"));
         client.post("/api/v1/organisations", Some(&user), &json!({ "name": "X", "kind": "lab" })).assert_envelope(403);
     });

@@ -95,7 +95,13 @@ fn every_route_times_every_role() {
                     Kind::Page => ("application/x-www-form-urlencoded", Vec::new()),
                 });
                 let reply = client.request(route.method.as_str(), &concrete(route.path), token.as_deref(), body);
-                let context = format!("{backend:?} {name} {} {} -> {} {}", route.method.as_str(), route.path, reply.status, reply.text);
+                let context = format!(
+                    "{backend:?} {name} {} {} -> {} {}",
+                    route.method.as_str(),
+                    route.path,
+                    reply.status,
+                    reply.text
+                );
                 assert!(reply.status < 500, "{context}");
                 if allowed {
                     assert!(!reply.denied_by_policy, "should be allowed: {context}");
@@ -125,8 +131,7 @@ fn cookie_sessions_need_csrf_on_api_writes() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
     let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
     let (email, password) = server.demo_password("juror");
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
     // The login form sets the CSRF cookie; the form carries the same value.
     let mut form_page = agent.get(&format!("{}/login", server.base)).call().unwrap();
     let csrf_cookie = form_page

@@ -17,14 +17,30 @@ fn malformed_requests_get_the_envelope_and_write_nothing() {
         let client = server.client();
         let before = user_count(&server);
         let json_body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
-        let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16)> = vec![
+        type Body = Option<(&'static str, Vec<u8>)>;
+        let cases: Vec<(&str, &str, Body, u16)> = vec![
             ("POST", "/api/v1/users", json_body("{not json"), 400),
             ("POST", "/api/v1/users", json_body("[1, 2]"), 422),
             ("POST", "/api/v1/users", json_body(r#"{"name": "No email"}"#), 422),
-            ("POST", "/api/v1/users", json_body(r#"{"name": 5, "email": "a@b.org", "password": "long enough pw"}"#), 422),
-            ("POST", "/api/v1/users", json_body(r#"{"name": "A", "email": "not-an-email", "password": "long enough pw"}"#), 422),
+            (
+                "POST",
+                "/api/v1/users",
+                json_body(r#"{"name": 5, "email": "a@b.org", "password": "long enough pw"}"#),
+                422,
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json_body(r#"{"name": "A", "email": "not-an-email", "password": "long enough pw"}"#),
+                422,
+            ),
             ("POST", "/api/v1/users", json_body(r#"{"name": "A", "email": "a@b.org", "password": "short"}"#), 422),
-            ("POST", "/api/v1/users", json_body(r#"{"name": "   ", "email": "a@b.org", "password": "long enough pw"}"#), 422),
+            (
+                "POST",
+                "/api/v1/users",
+                json_body(r#"{"name": "   ", "email": "a@b.org", "password": "long enough pw"}"#),
+                422,
+            ),
             ("POST", "/api/v1/users", Some(("text/plain", b"{}".to_vec())), 415),
             ("POST", "/api/v1/users", None, 415),
             ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "emperor"}"#), 422),
@@ -80,7 +96,10 @@ fn assert_oversized_is_refused(base: &str, announce_length: bool) {
         let written = if announce_length {
             stream.write_all(&chunk)
         } else {
-            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|()| stream.write_all(&chunk)).and_then(|()| stream.write_all(b"\r\n"))
+            stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .and_then(|()| stream.write_all(&chunk))
+                .and_then(|()| stream.write_all(b"\r\n"))
         };
         if written.is_err() {
             break; // the server answered and closed: what we want

@@ -68,7 +68,8 @@ impl Browser {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.base);
-        let request = ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
+        let request =
+            ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
         let request = request.body(body.map(|b| b.to_string()).unwrap_or_default().into_bytes()).unwrap();
         let mut response = self.agent.run(request).expect("webdriver request");
         let status = response.status();

@@ -32,14 +32,31 @@ fn admin_login_whoami_logout() {
     let config = config_home.path().to_str().unwrap();
     let database = ["--database", &db.url];
 
-    let created = grappe(&[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(), &[], "a fine long password\n");
+    let created = grappe(
+        &[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(),
+        &[],
+        "a fine long password\n",
+    );
     assert!(created.status.success(), "{}", text(&created));
-    let duplicate = grappe(&[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(), &[], "a fine long password\n");
+    let duplicate = grappe(
+        &[&["admin", "create-user", "--email", "lea@example.org", "--name", "Léa"][..], &database].concat(),
+        &[],
+        "a fine long password\n",
+    );
     assert!(!duplicate.status.success());
     assert!(text(&duplicate).contains("already exists"), "{}", text(&duplicate));
-    let short = grappe(&[&["admin", "create-user", "--email", "x@example.org", "--name", "X"][..], &database].concat(), &[], "short\n");
+    let short = grappe(
+        &[&["admin", "create-user", "--email", "x@example.org", "--name", "X"][..], &database].concat(),
+        &[],
+        "short\n",
+    );
     assert!(!short.status.success() && text(&short).contains("at least 10 characters"), "{}", text(&short));
-    let granted = grappe(&[&["admin", "grant", "--email", "lea@example.org", "--role", "call-manager", "--json"][..], &database].concat(), &[], "");
+    let granted = grappe(
+        &[&["admin", "grant", "--email", "lea@example.org", "--role", "call-manager", "--json"][..], &database]
+            .concat(),
+        &[],
+        "",
+    );
     assert!(granted.status.success(), "{}", text(&granted));
     let grant: serde_json::Value = serde_json::from_slice(&granted.stdout).unwrap();
     assert_eq!(grant["role"], "call_manager");
@@ -60,7 +77,11 @@ fn admin_login_whoami_logout() {
     let table = grappe(&["whoami"], &env, "");
     assert!(text(&table).contains("call_manager (global)") && text(&table).contains("Léa"), "{}", text(&table));
 
-    let wrong = grappe(&["login", "--url", &server.base, "--email", "lea@example.org"], &[("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "not the password")], "");
+    let wrong = grappe(
+        &["login", "--url", &server.base, "--email", "lea@example.org"],
+        &[("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "not the password")],
+        "",
+    );
     assert!(!wrong.status.success() && text(&wrong).contains("401"), "{}", text(&wrong));
 
     let logout = grappe(&["logout"], &env, "");

@@ -19,7 +19,10 @@ fn runs_ticker(server: &Server) -> bool {
 
 fn ticks(server: &Server) -> i64 {
     let body = leases(server);
-    body["leases"].as_array().and_then(|all| all.iter().find(|l| l["name"] == "ticker")).map_or(0, |l| l["ticks"].as_i64().unwrap())
+    body["leases"]
+        .as_array()
+        .and_then(|all| all.iter().find(|l| l["name"] == "ticker"))
+        .map_or(0, |l| l["ticks"].as_i64().unwrap())
 }
 
 #[test]
@@ -37,14 +40,19 @@ fn two_servers_share_one_postgres_and_one_ticker() {
     assert_ne!(leases(&first)["instance"], leases(&second)["instance"]);
 
     // A write through one is read through the other.
-    let created =
-        first.client().post("/api/v1/organisations", Some(ADMIN_TOKEN), &json!({ "name": "Shared Lab", "kind": "lab" }));
+    let created = first.client().post(
+        "/api/v1/organisations",
+        Some(ADMIN_TOKEN),
+        &json!({ "name": "Shared Lab", "kind": "lab" }),
+    );
     assert_eq!(created.status, 201);
     let listed = second.client().get("/api/v1/organisations", Some(ADMIN_TOKEN));
     assert!(listed.text.contains("Shared Lab"));
 
     // Exactly one runs the ticker, and keeps it.
-    eventually(Duration::from_secs(10), "one ticker holder", || (runs_ticker(&first) != runs_ticker(&second)).then_some(()));
+    eventually(Duration::from_secs(10), "one ticker holder", || {
+        (runs_ticker(&first) != runs_ticker(&second)).then_some(())
+    });
     let first_holds = runs_ticker(&first);
     let before = ticks(&first);
     std::thread::sleep(Duration::from_millis(1200));

@@ -58,7 +58,9 @@ fn postgres_admin_url() -> Option<String> {
             eprintln!("SKIPPED: PostgreSQL half of this test (GRAPPE_TEST_SKIP_POSTGRES=1)");
             None
         }
-        _ => panic!("GRAPPE_TEST_POSTGRES is not set: run the tests with scripts/test.sh, or set GRAPPE_TEST_SKIP_POSTGRES=1"),
+        _ => panic!(
+            "GRAPPE_TEST_POSTGRES is not set: run the tests with scripts/test.sh, or set GRAPPE_TEST_SKIP_POSTGRES=1"
+        ),
     }
 }
 
@@ -157,8 +159,11 @@ impl Server {
     }
 
     pub fn demo_password(&self, role: &str) -> (String, String) {
-        let (_, email, password) =
-            self.demo_accounts.iter().find(|(r, _, _)| r == role).unwrap_or_else(|| panic!("no demo account for {role}"));
+        let (_, email, password) = self
+            .demo_accounts
+            .iter()
+            .find(|(r, _, _)| r == role)
+            .unwrap_or_else(|| panic!("no demo account for {role}"));
         (email.clone(), password.clone())
     }
 
@@ -259,9 +264,7 @@ impl Client {
             builder = builder.header("Authorization", format!("Bearer {token}"));
         }
         let request = match body {
-            Some((content_type, bytes)) => {
-                builder.header("Content-Type", content_type).body(bytes).expect("request")
-            }
+            Some((content_type, bytes)) => builder.header("Content-Type", content_type).body(bytes).expect("request"),
             None => builder.body(Vec::new()).expect("request"),
         };
         self.agent.run(request).map(Client::finish)

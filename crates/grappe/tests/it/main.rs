@@ -2,6 +2,8 @@
 //! PostgreSQL server, driven over HTTP, from the shell and through a real browser.
 //! `scripts/test.sh` starts what these need; see `harness.rs` for the environment variables.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed, which is what unwrap says
+
 mod api;
 mod authz;
 mod bad_input;
