@@ -57,82 +57,92 @@ pub struct Route {
 }
 
 impl Route {
-    fn new<H, T>(
-        kind: Kind,
-        method: Method,
-        path: &'static str,
-        access: Access,
-        summary: &'static str,
-        handler: H,
-    ) -> Route
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        Route { method, path, access, kind, summary, body: None, handler: on(method.filter(), handler) }
-    }
-
     fn body(mut self, schema: &'static str) -> Route {
         self.body = Some(schema);
         self
     }
 }
 
-fn api<H: Handler<T, AppState>, T: 'static>(
+fn route<H, T>(
+    kind: Kind,
     method: Method,
     path: &'static str,
     access: Access,
     summary: &'static str,
     handler: H,
-) -> Route {
-    Route::new(Kind::Api, method, path, access, summary, handler)
-}
-
-fn page<H: Handler<T, AppState>, T: 'static>(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    summary: &'static str,
-    handler: H,
-) -> Route {
-    Route::new(Kind::Page, method, path, access, summary, handler)
+) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route { method, path, access, kind, summary, body: None, handler: on(method.filter(), handler) }
 }
 
 pub fn table() -> Vec<Route> {
     use Access::{GlobalRole, Public, SignedIn};
+    use Kind::{Api, Page};
     use Method::{Delete, Get, Post};
     let admin = GlobalRole(Role::Admin);
     let mut routes = vec![
-        api(Get, "/healthz", Public, "Liveness and database reachability", api::healthz),
-        api(Get, "/metrics", Public, "Prometheus metrics", api::metrics),
-        api(Get, "/api/v1/openapi.json", Public, "This API's OpenAPI document", api::openapi),
-        api(Get, "/api/v1/programme", Public, "Instruments, budget lines (euro cents) and key figures", api::programme),
-        api(Post, "/api/v1/auth/token", Public, "Exchange email and password for an API token", api::login_token)
-            .body("LoginToken"),
-        api(Get, "/api/v1/me", SignedIn, "The caller", api::me),
-        api(Get, "/api/v1/tokens", SignedIn, "The caller's API tokens", api::list_tokens),
-        api(Post, "/api/v1/tokens", SignedIn, "Create an API token for the caller", api::create_token).body("NewToken"),
-        api(Delete, "/api/v1/tokens/{id}", SignedIn, "Revoke an API token (its owner or an admin)", api::revoke_token),
-        api(Get, "/api/v1/users", admin, "List users", api::list_users),
-        api(Post, "/api/v1/users", admin, "Create a user", api::create_user).body("NewUser"),
-        api(Get, "/api/v1/users/{id}", SignedIn, "One user (the user itself or an admin)", api::get_user),
-        api(Post, "/api/v1/users/{id}/grants", admin, "Grant a role", api::grant_role).body("NewGrant"),
-        api(Delete, "/api/v1/users/{id}/grants/{grant_id}", admin, "Revoke a role", api::revoke_grant),
-        api(Get, "/api/v1/organisations", SignedIn, "List organisations", api::list_organisations),
-        api(Post, "/api/v1/organisations", admin, "Create an organisation", api::create_organisation)
+        route(Api, Get, "/healthz", Public, "Liveness and database reachability", api::healthz),
+        route(Api, Get, "/metrics", Public, "Prometheus metrics", api::metrics),
+        route(Api, Get, "/api/v1/openapi.json", Public, "This API's OpenAPI document", api::openapi),
+        route(
+            Api,
+            Get,
+            "/api/v1/programme",
+            Public,
+            "Instruments, budget lines (euro cents) and key figures",
+            api::programme,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/auth/token",
+            Public,
+            "Exchange email and password for an API token",
+            api::login_token,
+        )
+        .body("LoginToken"),
+        route(Api, Get, "/api/v1/me", SignedIn, "The caller", api::me),
+        route(Api, Get, "/api/v1/tokens", SignedIn, "The caller's API tokens", api::list_tokens),
+        route(Api, Post, "/api/v1/tokens", SignedIn, "Create an API token for the caller", api::create_token)
+            .body("NewToken"),
+        route(
+            Api,
+            Delete,
+            "/api/v1/tokens/{id}",
+            SignedIn,
+            "Revoke an API token (its owner or an admin)",
+            api::revoke_token,
+        ),
+        route(Api, Get, "/api/v1/users", admin, "List users", api::list_users),
+        route(Api, Post, "/api/v1/users", admin, "Create a user", api::create_user).body("NewUser"),
+        route(Api, Get, "/api/v1/users/{id}", SignedIn, "One user (the user itself or an admin)", api::get_user),
+        route(Api, Post, "/api/v1/users/{id}/grants", admin, "Grant a role", api::grant_role).body("NewGrant"),
+        route(Api, Delete, "/api/v1/users/{id}/grants/{grant_id}", admin, "Revoke a role", api::revoke_grant),
+        route(Api, Get, "/api/v1/organisations", SignedIn, "List organisations", api::list_organisations),
+        route(Api, Post, "/api/v1/organisations", admin, "Create an organisation", api::create_organisation)
             .body("NewOrganisation"),
-        api(Get, "/api/v1/audit", admin, "The audit log, newest first, and whether its chain holds", api::audit),
-        api(Get, "/api/v1/system/leases", admin, "Background loops: which process holds each lease", api::leases),
-        page(Get, "/", Public, "Programme dashboard", web::dashboard),
-        page(Get, "/login", Public, "Login form", web::login_form),
-        page(Post, "/login", Public, "Log in", web::login_submit),
-        page(Post, "/logout", SignedIn, "Log out", web::logout),
-        page(Get, "/lang/{code}", Public, "Choose the interface language", web::set_language),
-        page(Get, "/account", SignedIn, "The caller's account", web::account),
-        page(Get, "/static/app.css", Public, "Style sheet", web::stylesheet),
+        route(Api, Get, "/api/v1/audit", admin, "The audit log, newest first, and whether its chain holds", api::audit),
+        route(
+            Api,
+            Get,
+            "/api/v1/system/leases",
+            admin,
+            "Background loops: which process holds each lease",
+            api::leases,
+        ),
+        route(Page, Get, "/", Public, "Programme dashboard", web::dashboard),
+        route(Page, Get, "/login", Public, "Login form", web::login_form),
+        route(Page, Post, "/login", Public, "Log in", web::login_submit),
+        route(Page, Post, "/logout", SignedIn, "Log out", web::logout),
+        route(Page, Get, "/lang/{code}", Public, "Choose the interface language", web::set_language),
+        route(Page, Get, "/account", SignedIn, "The caller's account", web::account),
+        route(Page, Get, "/static/app.css", Public, "Style sheet", web::stylesheet),
     ];
     for (path, summary) in web::MODULE_PAGES {
-        routes.push(page(Get, path, Public, summary, web::module_page));
+        routes.push(route(Page, Get, path, Public, summary, web::module_page));
     }
     routes
 }

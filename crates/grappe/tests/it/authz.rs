@@ -134,13 +134,7 @@ fn cookie_sessions_need_csrf_on_api_writes() {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
     // The login form sets the CSRF cookie; the form carries the same value.
     let mut form_page = agent.get(&format!("{}/login", server.base)).call().unwrap();
-    let csrf_cookie = form_page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("grappe_csrf=").map(|rest| rest.split(';').next().unwrap().to_owned()))
-        .expect("csrf cookie");
+    let csrf_cookie = set_cookie(&form_page, "grappe_csrf");
     let html = form_page.body_mut().read_to_string().unwrap();
     assert!(html.contains(&csrf_cookie));
     let login = |csrf: &str| {
@@ -155,13 +149,7 @@ fn cookie_sessions_need_csrf_on_api_writes() {
     let ok = login(&csrf_cookie);
     assert_eq!(ok.status().as_u16(), 303);
     assert_eq!(ok.headers().get("location").unwrap(), "/account");
-    let session = ok
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("grappe_session=").map(|rest| rest.split(';').next().unwrap().to_owned()))
-        .expect("session cookie");
+    let session = set_cookie(&ok, "grappe_session");
     let cookies = format!("grappe_session={session}; grappe_csrf={csrf_cookie}");
     let me = agent.get(&format!("{}/api/v1/me", server.base)).header("Cookie", &cookies).call().unwrap();
     assert_eq!(me.status().as_u16(), 200);
@@ -175,4 +163,16 @@ fn cookie_sessions_need_csrf_on_api_writes() {
     assert_eq!(write(None), 403);
     assert_eq!(write(Some("wrong")), 403);
     assert_eq!(write(Some(&csrf_cookie)), 201);
+}
+
+/// The value a response sets for cookie `name`.
+fn set_cookie(response: &ureq::http::Response<ureq::Body>, name: &str) -> String {
+    let prefix = format!("{name}=");
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&prefix).map(|rest| rest.split(';').next().unwrap().to_owned()))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
 }
