@@ -100,7 +100,7 @@ impl Db {
     }
 
     pub async fn create_user(&self, user: NewUser<'_>, actor: &str) -> DbResult<UserRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO users (email, name, password_hash, organisation_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
@@ -147,7 +147,7 @@ impl Db {
     }
 
     pub async fn set_password_hash(&self, user_id: i64, password_hash: &str, actor: &str) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let result = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user_id)
@@ -175,7 +175,7 @@ impl Db {
     /// Grants a role; granting one the user already holds returns the existing grant.
     pub async fn grant_role(&self, user_id: i64, grant: &RoleGrant, actor: &str) -> DbResult<GrantRow> {
         let (scope_kind, scope_id) = grant.scope.to_columns();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existing = sqlx::query(
             "SELECT id, user_id, role, scope_kind, scope_id FROM role_grants \
              WHERE user_id = $1 AND role = $2 AND scope_kind = $3 AND scope_id = $4",
@@ -215,7 +215,7 @@ impl Db {
     }
 
     pub async fn revoke_grant(&self, user_id: i64, grant_id: i64, actor: &str) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "DELETE FROM role_grants WHERE id = $1 AND user_id = $2 \
              RETURNING id, user_id, role, scope_kind, scope_id",

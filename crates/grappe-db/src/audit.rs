@@ -137,7 +137,7 @@ impl Db {
 
     /// Records an event on its own, for actions that change nothing else in the database.
     pub async fn audit(&self, actor: &str, action: &str, object: &str, detail: &str) -> DbResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let seq = append(&mut tx, &AuditEntry { actor, action, object, detail }).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(seq)

@@ -118,6 +118,16 @@ impl Db {
         Ok(db)
     }
 
+    /// A transaction for writing. On SQLite it takes the write lock at `BEGIN` (IMMEDIATE): a
+    /// deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
+    /// another connection wrote in between, where an immediate one waits its turn.
+    pub(crate) async fn write_tx(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -19,7 +19,7 @@ fn dialect(sql: &str, backend: Backend) -> String {
 }
 
 pub(crate) async fn run(db: &Db) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     if db.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *tx).await?;
     }

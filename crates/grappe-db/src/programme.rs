@@ -46,7 +46,7 @@ impl Db {
     /// Loads instruments and figures, updating those already there by code; the committed and
     /// disbursed amounts, which decisions move, are left as they are.
     pub async fn load_programme(&self, instruments: &[Instrument], kpis: &[Kpi]) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (position, instrument) in instruments.iter().enumerate() {
             let row = sqlx::query(
                 "INSERT INTO instruments (code, position, name_fr, name_en, summary_fr, summary_en, module) \

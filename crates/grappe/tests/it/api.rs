@@ -200,3 +200,35 @@ fn organisations_carry_kind_and_size_class() {
         client.post("/api/v1/organisations", Some(&user), &json!({ "name": "X", "kind": "lab" })).assert_envelope(403);
     });
 }
+
+/// Regression: a grant reads then writes in one transaction; on SQLite a deferred transaction
+/// failed at once with SQLITE_BUSY (a 500) when the lease ticker wrote in between.
+#[test]
+fn read_then_write_transactions_wait_for_concurrent_writers() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let options = ServerOptions {
+            demo: false,
+            env: vec![("GRAPPE_LEASE_TTL_MS".into(), "1000".into()), ("GRAPPE_LEASE_TICK_MS".into(), "5".into())],
+        };
+        let server = Server::start(&db.url, &options);
+        let (user_id, _) = server.client().new_user("busy@example.org");
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let base = server.base.clone();
+                std::thread::spawn(move || {
+                    let client = crate::harness::Client::new(&base);
+                    for n in 0..40 {
+                        let scope = format!("project:{}", thread * 1000 + n + 1);
+                        let body = json!({ "role": "project_member", "scope": scope });
+                        let reply = client.post(&format!("/api/v1/users/{user_id}/grants"), Some(ADMIN_TOKEN), &body);
+                        assert_eq!(reply.status, 201, "{}", reply.text);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no request failed");
+        }
+    }
+}
