@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Idempotently create bench/simulate/.venv with the AccaSim peer simulator.
 # Only PyPI is used (via pip). Safe to re-run: does nothing if already installed.
+# Dependencies are pinned to the versions this was verified with (Python 3.11).
+# AccaSim 1.1.3 needs a collections.Mapping shim on Python >= 3.10; accasim_run.py
+# applies it at import time (the installed package is not modified).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$HERE/.venv"
@@ -23,5 +26,6 @@ fi
 
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   "accasim==$ACCASIM_VERSION" \
-  "numpy<3" "scipy" "matplotlib" "psutil" "sortedcontainers"
+  "numpy==2.4.6" "scipy==1.17.1" "matplotlib==3.11.2" "psutil==7.2.2" \
+  "sortedcontainers==2.4.0"
 echo "installed accasim $ACCASIM_VERSION into $VENV" >&2

@@ -112,7 +112,12 @@ impl Db {
         .bind(now_ms())
         .fetch_one(&mut *tx)
         .await
-        .map_err(conflict_as("a user with this email"))?;
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db_error) if db_error.is_foreign_key_violation() => {
+                DbError::NotFound(format!("organisation {}", user.organisation_id.unwrap_or(0)))
+            }
+            _ => conflict_as("a user with this email")(error),
+        })?;
         let created = user_from(&row)?;
         let entry = AuditEntry { actor, action: "user.create", object: &format!("user:{}", created.id), detail: "" };
         audit::append(&mut tx, &entry).await?;

@@ -96,18 +96,27 @@ impl Db {
         rows.iter().map(event_from).collect()
     }
 
-    /// Walks the whole chain in order; `Ok(None)` when every link holds.
+    /// Walks the chain in order up to the head as it stands when the walk begins (events
+    /// appended meanwhile are not judged); `Ok(None)` when every link holds.
     pub async fn verify_audit_chain(&self) -> DbResult<Option<ChainBreak>> {
         const PAGE: i64 = 1000;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
         let mut prev_hash = String::new();
         let mut after = 0;
-        loop {
-            let rows =
-                sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"))
-                    .bind(after)
-                    .bind(PAGE)
-                    .fetch_all(&self.pool)
-                    .await?;
+        while after < head_seq {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+            ))
+            .bind(after)
+            .bind(head_seq)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                // Events up to the head are missing.
+                return Ok(Some(ChainBreak { seq: after + 1 }));
+            }
             for row in &rows {
                 let event = event_from(row)?;
                 let entry = AuditEntry {
@@ -118,19 +127,14 @@ impl Db {
                 };
                 let expected = event_hash(event.seq, event.at, &entry, &prev_hash);
                 if event.seq != after + 1 || event.prev_hash != prev_hash || event.hash != expected {
-                    return Ok(Some(ChainBreak { seq: event.seq }));
+                    return Ok(Some(ChainBreak { seq: after + 1 }));
                 }
                 prev_hash = event.hash;
                 after = event.seq;
             }
-            if (rows.len() as i64) < PAGE {
-                break;
-            }
         }
-        let head: String =
-            sqlx::query("SELECT hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?.try_get(0)?;
-        if head != prev_hash {
-            return Ok(Some(ChainBreak { seq: after + 1 }));
+        if head_hash != prev_hash {
+            return Ok(Some(ChainBreak { seq: head_seq }));
         }
         Ok(None)
     }
@@ -141,5 +145,28 @@ impl Db {
         let seq = append(&mut tx, &AuditEntry { actor, action, object, detail }).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, PoolConfig};
+
+    #[tokio::test]
+    async fn an_edited_event_breaks_the_chain_where_it_was_edited() {
+        let dir = std::env::temp_dir().join(format!("grappe-audit-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/audit.db?mode=rwc", dir.display());
+        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        for n in 1..=3 {
+            db.audit("test", "thing.do", &format!("thing:{n}"), "").await.unwrap();
+        }
+        assert_eq!(db.verify_audit_chain().await.unwrap(), None);
+        sqlx::query("UPDATE audit_events SET detail = 'edited' WHERE seq = 2").execute(db.pool()).await.unwrap();
+        assert_eq!(db.verify_audit_chain().await.unwrap().map(|broken| broken.seq), Some(2));
+        sqlx::query("DELETE FROM audit_events WHERE seq >= 2").execute(db.pool()).await.unwrap();
+        assert_eq!(db.verify_audit_chain().await.unwrap().map(|broken| broken.seq), Some(2));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use crate::accounts::UserRow;
+use crate::audit::{self, AuditEntry};
 use crate::{Db, DbError, DbResult, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,16 +102,24 @@ impl Db {
         row.as_ref().map(token_from).transpose()
     }
 
-    /// Revokes a token; revoking a revoked token is not an error.
-    pub async fn revoke_api_token(&self, id: i64) -> DbResult<()> {
+    /// Revokes a token, audited in the same transaction; revoking a revoked token is not an
+    /// error.
+    pub async fn revoke_api_token(&self, id: i64, actor: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
         let result = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if result.rows_affected() == 0 {
             return Err(DbError::NotFound(format!("token {id}")));
         }
+        audit::append(
+            &mut tx,
+            &AuditEntry { actor, action: "token.revoke", object: &format!("token:{id}"), detail: "" },
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

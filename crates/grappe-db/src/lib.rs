@@ -30,7 +30,7 @@ pub enum DbError {
     NotFound(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -90,7 +90,8 @@ impl Db {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(DbError::UnsupportedUrl(url.to_owned()));
+            // The scheme only: the rest of a URL may hold a password.
+            return Err(DbError::UnsupportedUrl(url.split(':').next().unwrap_or("").to_owned()));
         };
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()

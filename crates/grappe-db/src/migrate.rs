@@ -1,5 +1,6 @@
-//! Embedded migrations, applied in order at start, each in its own transaction. On PostgreSQL an
-//! advisory lock makes concurrent starts of several servers apply each migration once.
+//! Embedded migrations, applied in order at start, all pending ones in one transaction (all or
+//! none). On PostgreSQL an advisory lock makes concurrent starts of several servers apply each
+//! migration once.
 
 use sqlx::Row;
 

@@ -274,6 +274,18 @@ pub struct RoleGrant {
     pub scope: Scope,
 }
 
+impl RoleGrant {
+    /// A grant as a caller asks for it; `admin` exists only globally.
+    pub fn parse(role: &str, scope: &str) -> Result<RoleGrant, InvalidInput> {
+        let role: Role = role.parse()?;
+        let scope = Scope::parse(scope)?;
+        if role == Role::Admin && scope != Scope::Global {
+            return Err(InvalidInput::field("scope", "admin is a global role; it cannot be scoped to an object"));
+        }
+        Ok(RoleGrant { role, scope })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +333,13 @@ mod tests {
         for raw in ["project", "project:0", "project:-1", "planet:3", "project:x"] {
             assert!(Scope::parse(raw).is_err(), "{raw}");
         }
+    }
+
+    #[test]
+    fn admin_grants_are_global_only() {
+        assert!(RoleGrant::parse("admin", "global").is_ok());
+        assert!(RoleGrant::parse("admin", "project:3").is_err());
+        assert_eq!(RoleGrant::parse("juror", "call:2").unwrap().scope, Scope::Object { kind: ScopeKind::Call, id: 2 });
     }
 
     #[test]

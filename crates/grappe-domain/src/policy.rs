@@ -47,7 +47,9 @@ impl Actor {
     pub fn is_admin(&self) -> bool {
         match self {
             Actor::AdminToken => true,
-            Actor::User { grants, .. } => grants.iter().any(|grant| grant.role == Role::Admin),
+            Actor::User { grants, .. } => {
+                grants.iter().any(|grant| grant.role == Role::Admin && grant.scope == Scope::Global)
+            }
             Actor::Anonymous => false,
         }
     }
@@ -123,6 +125,15 @@ mod tests {
         assert!(actor.has_role_over(Role::ProjectMember, &mine));
         assert!(!actor.has_role_over(Role::ProjectMember, &other));
         assert!(!actor.has_role_over(Role::Juror, &mine));
+    }
+
+    #[test]
+    fn an_admin_grant_scoped_to_an_object_is_not_admin() {
+        let scoped = Scope::Object { kind: ScopeKind::Project, id: 3 };
+        let actor = user(&[(Role::Admin, scoped)]);
+        assert!(!actor.is_admin());
+        assert_eq!(check(&actor, Access::GlobalRole(Role::Admin)), Decision::Forbidden);
+        assert!(!may_manage_user(&actor, 8));
     }
 
     #[test]

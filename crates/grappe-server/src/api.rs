@@ -7,12 +7,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use grappe_db::{ApiTokenRow, Db, GrantRow, NewUser, UserRow, sha256_hex};
-use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant, Scope};
+use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant};
 use grappe_domain::policy::{self, Actor};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use crate::auth::{self, Caller};
@@ -143,17 +143,31 @@ pub struct LoginToken {
     name: Option<String>,
 }
 
+/// The client's address: the TCP peer, or, behind a trusted reverse proxy
+/// (`GRAPPE_TRUSTED_PROXY=1`), the last address the proxy appended to `X-Forwarded-For`.
+pub fn client_ip(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if state.config.trusted_proxy {
+        let forwarded = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        if let Some(ip) = forwarded.and_then(|list| list.rsplit(',').next()).and_then(|ip| ip.trim().parse().ok()) {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
 /// Checks email and password under the login rate limit; the one path to a user by password.
-pub async fn authenticate(state: &AppState, client: SocketAddr, email: &str, password: String) -> AppResult<UserRow> {
-    let email_key = format!("email:{}", email.trim().to_lowercase());
+pub async fn authenticate(state: &AppState, client: IpAddr, email: &str, password: String) -> AppResult<UserRow> {
+    // Keyed on the parsed address (at most 254 bytes), never on raw input of any size.
+    let parsed = Email::parse(email).ok();
+    let email_key = format!("email:{}", parsed.as_ref().map_or("(invalid)", |email| email.as_str()));
     // Per account, the configured limit; per client address, ten times that, so that many
     // people behind one address can still log in while one address cannot sweep accounts.
     let per_account = state.config.login_attempts_per_window;
-    let keys = [(format!("ip:{}", client.ip()), per_account.saturating_mul(10)), (email_key.clone(), per_account)];
+    let keys = [(format!("ip:{client}"), per_account.saturating_mul(10)), (email_key.clone(), per_account)];
     state.login_limiter.attempt(&keys)?;
-    let user = match Email::parse(email) {
-        Ok(email) => state.db.user_by_email(&email).await?,
-        Err(_) => None,
+    let user = match &parsed {
+        Some(email) => state.db.user_by_email(email).await?,
+        None => None,
     };
     let user = user.filter(|user| !user.disabled);
     if !auth::verify_password(user.as_ref().map(|user| user.password_hash.clone()), password).await {
@@ -165,9 +179,11 @@ pub async fn authenticate(state: &AppState, client: SocketAddr, email: &str, pas
 
 pub async fn login_token(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<LoginToken>,
 ) -> AppResult<Response> {
+    let client = client_ip(&state, peer, &headers);
     let user = authenticate(&state, client, &body.email, body.password).await?;
     let name = DisplayName::parse("name", body.name.as_deref().unwrap_or("grappe cli"))?;
     issue_token(&state, user.id, name.as_str()).await
@@ -229,8 +245,7 @@ pub async fn revoke_token(
     // Someone else's token answers 404, as if it did not exist: its existence is not disclosed.
     let token = state.db.api_token(id).await?.filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
     let token = token.ok_or_else(|| AppError::NotFound(format!("token {id} not found")))?;
-    state.db.revoke_api_token(token.id).await?;
-    state.db.audit(&caller.audit_name(), "token.revoke", &format!("token:{id}"), "").await?;
+    state.db.revoke_api_token(token.id, &caller.audit_name()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -317,7 +332,7 @@ pub async fn grant_role(
     Id(user_id): Id,
     ApiJson(body): ApiJson<NewGrant>,
 ) -> AppResult<Response> {
-    let grant = RoleGrant { role: body.role.parse()?, scope: Scope::parse(&body.scope)? };
+    let grant = RoleGrant::parse(&body.role, &body.scope)?;
     let row = state.db.grant_role(user_id, &grant, &caller.audit_name()).await?;
     Ok(created(grant_json(&row)))
 }

@@ -40,8 +40,18 @@ pub fn new_api_token() -> String {
     format!("{API_TOKEN_PREFIX}{}", new_secret())
 }
 
+/// At most this many argon2 computations at once (19 MiB each): a burst of logins waits its
+/// turn instead of taking the machine's memory.
+const HASHING_AT_ONCE: usize = 4;
+
+fn hashing_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(HASHING_AT_ONCE))
+}
+
 /// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
 pub async fn hash_password(password: Password) -> anyhow::Result<String> {
+    let _permit = hashing_permits().acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -57,6 +67,7 @@ pub async fn hash_password(password: Password) -> anyhow::Result<String> {
 pub async fn verify_password(stored_hash: Option<String>, candidate: String) -> bool {
     const DUMMY: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3c8Ehg5nY7X3kBLYc6wYnqP5n1CqJTk9HYK3n3cvfpI";
+    let Ok(_permit) = hashing_permits().acquire().await else { return false };
     let known = stored_hash.is_some();
     let stored = stored_hash.unwrap_or_else(|| DUMMY.to_owned());
     tokio::task::spawn_blocking(move || {
@@ -230,8 +241,12 @@ impl RateLimiter {
         let Ok(mut windows) = self.windows.lock() else {
             return Ok(());
         };
-        if windows.len() > RateLimiter::MAX_KEYS {
+        if windows.len() >= RateLimiter::MAX_KEYS {
             windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if windows.len() >= RateLimiter::MAX_KEYS {
+                // Full of live windows: refuse rather than grow (fail closed).
+                return Err(AppError::TooManyRequests { retry_after_s: self.window.as_secs().max(1) });
+            }
         }
         let mut wait_s = 0;
         for (key, limit) in keys {

@@ -42,8 +42,10 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// One run, fenced: if the lease was lost since it was renewed, nothing runs.
 async fn run_once(state: &AppState) -> Result<(), grappe_db::DbError> {
-    state.db.tick_lease(TICKER, &state.instance).await?;
-    state.db.delete_expired_sessions().await?;
+    if state.db.tick_lease(TICKER, &state.instance).await? {
+        state.db.delete_expired_sessions().await?;
+    }
     Ok(())
 }

@@ -128,16 +128,19 @@ async fn ensure_envelope(request: Request, next: Next) -> Response {
         return response;
     }
     let code = status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_");
-    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let (mut parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&body);
     let detail = if detail.trim().is_empty() {
         status.canonical_reason().unwrap_or("error").to_owned()
     } else {
         detail.trim().to_owned()
     };
-    let mut enveloped = error::envelope(status, &code, &detail);
-    *enveloped.status_mut() = status;
-    enveloped.map(Body::new)
+    // Keep what the original said besides its body (`Allow` on a 405, say).
+    let (envelope_parts, body) = error::envelope(status, &code, &detail).into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.extend(envelope_parts.headers);
+    Response::from_parts(parts, Body::new(body))
 }
 
 fn hostname() -> String {

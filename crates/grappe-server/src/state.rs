@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub lease_ttl: Duration,
     pub lease_tick: Duration,
     pub login_attempts_per_window: u32,
+    /// A reverse proxy in front sets `X-Forwarded-For`; rate limits key on the address it gives.
+    pub trusted_proxy: bool,
     pub login_window: Duration,
 }
 
@@ -40,6 +42,7 @@ impl ServerConfig {
             lease_ttl: Duration::from_secs(10),
             lease_tick: Duration::from_secs(1),
             login_attempts_per_window: 10,
+            trusted_proxy: false,
             login_window: Duration::from_secs(15 * 60),
         }
     }

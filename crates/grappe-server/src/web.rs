@@ -82,10 +82,13 @@ pub fn url_encode(text: &str) -> String {
     out
 }
 
-/// A redirect target from a form or query: a local path only, never another site.
+/// A redirect target from a form or query: a local path only, never another site. Only plain
+/// URL characters pass: no white space or control characters (which browsers strip, turning
+/// `/\t/evil` into `//evil`), no backslash, no scheme-relative `//`.
 fn local_path(next: Option<&str>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/?=&%+,:;@!$'()*".contains(c);
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && path.chars().all(plain) => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -259,12 +262,13 @@ pub struct LoginForm {
 
 pub async fn login_submit(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     uri: Uri,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
+    let client = api::client_ip(&state, peer, &headers);
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let next = local_path(form.next.as_deref());
     let failed = |chrome: Chrome, key: &str, status| {
@@ -443,6 +447,10 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example")), "/");
         assert_eq!(local_path(Some("https://evil.example")), "/");
         assert_eq!(local_path(Some("/\\evil")), "/");
+        assert_eq!(local_path(Some("/\t/evil.example")), "/");
+        assert_eq!(local_path(Some("/\r\nSet-Cookie: x")), "/");
+        assert_eq!(local_path(Some("/a b")), "/");
+        assert_eq!(local_path(Some("/data?page=2&q=%C3%A9")), "/data?page=2&q=%C3%A9");
         assert_eq!(local_path(None), "/");
     }
 

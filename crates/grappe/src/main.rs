@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use grappe_domain::account::{Email, RoleGrant, Scope};
+use grappe_domain::account::{Email, RoleGrant};
 use grappe_server::api::{NewUserFields, create_user_from};
 use serde_json::{Value, json};
 
@@ -191,7 +191,7 @@ async fn admin(target: DatabaseTarget, command: AdminCommand) -> anyhow::Result<
         }
         AdminCommand::Grant { email, role, scope } => {
             let user = find_user(&db, &email).await?;
-            let grant = RoleGrant { role: role.role(), scope: Scope::parse(&scope)? };
+            let grant = RoleGrant::parse(role.role().as_str(), &scope)?;
             let row = db.grant_role(user.id, &grant, "admin-cli").await?;
             json!({ "id": row.id, "user": user.email, "role": grant.role.as_str(), "scope": grant.scope.to_string() })
         }

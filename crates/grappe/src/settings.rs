@@ -53,6 +53,7 @@ struct FileSettings {
     lease_ttl_ms: Option<u64>,
     lease_tick_ms: Option<u64>,
     login_attempts_per_window: Option<u32>,
+    trusted_proxy: Option<bool>,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -116,6 +117,12 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     if let Some(attempts) = env_number("GRAPPE_LOGIN_ATTEMPTS")?.or(file.login_attempts_per_window) {
         config.login_attempts_per_window = attempts;
     }
+    config.trusted_proxy = match std::env::var("GRAPPE_TRUSTED_PROXY").ok().as_deref() {
+        Some("1" | "true") => true,
+        Some("0" | "false") => false,
+        Some(other) => bail!("GRAPPE_TRUSTED_PROXY={other}: use 1 or 0"),
+        None => file.trusted_proxy.unwrap_or(false),
+    };
     if config.lease_tick >= config.lease_ttl {
         bail!("the lease tick ({:?}) must be shorter than the lease TTL ({:?})", config.lease_tick, config.lease_ttl);
     }

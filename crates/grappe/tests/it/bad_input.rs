@@ -45,6 +45,15 @@ fn malformed_requests_get_the_envelope_and_write_nothing() {
             ("POST", "/api/v1/users", None, 415),
             ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "emperor"}"#), 422),
             ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "juror", "scope": "project:-4"}"#), 422),
+            ("POST", "/api/v1/users/1/grants", json_body(r#"{"role": "admin", "scope": "project:3"}"#), 422),
+            (
+                "POST",
+                "/api/v1/users",
+                json_body(
+                    r#"{"name": "A", "email": "org@b.org", "password": "long enough pw", "organisation_id": 4242}"#,
+                ),
+                404,
+            ),
             ("POST", "/api/v1/users/abc/grants", json_body(r#"{"role": "juror"}"#), 404),
             ("POST", "/api/v1/users/424242/grants", json_body(r#"{"role": "juror"}"#), 404),
             ("GET", "/api/v1/users/0", None, 404),
@@ -69,6 +78,21 @@ fn malformed_requests_get_the_envelope_and_write_nothing() {
         // And the server is still well.
         assert_eq!(client.get("/healthz", None).status, 200);
     }
+}
+
+/// Regression: `next` with a tab or a line break once redirected off-site or failed with a 500.
+#[test]
+fn language_and_login_redirects_stay_on_site() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    for next in ["/%09/evil.example", "//evil.example", "https://evil.example", "/%0d%0aSet-Cookie:%20x=1"] {
+        let reply = client.get(&format!("/lang/en?next={next}"), None);
+        assert_eq!(reply.status, 303, "{next}: {}", reply.text);
+        assert_eq!(reply.location.as_deref(), Some("/"), "{next}");
+    }
+    let reply = client.get("/lang/en?next=/data%3Fpage%3D2", None);
+    assert_eq!(reply.location.as_deref(), Some("/data?page=2"));
 }
 
 #[test]
