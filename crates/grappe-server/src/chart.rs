@@ -96,6 +96,176 @@ pub fn horizontal_bars(chart: &BarChart<'_>) -> String {
     svg
 }
 
+/// One line of a [`LineChart`]: points in data units, drawn in order.
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub colour: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+pub struct LineChart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+const PLOT_W: f64 = 640.0;
+const PLOT_H: f64 = 180.0;
+const PLOT_LEFT: f64 = 70.0;
+const PLOT_TOP: f64 = 40.0;
+/// Width and height of one panel ([`line_chart`], [`histogram`]).
+pub const PANEL_W: i64 = 760;
+pub const PANEL_H: i64 = 270;
+
+/// A round tick step for a span: 1, 2 or 5 times a power of ten, about five ticks.
+fn tick_step(span: f64) -> f64 {
+    if span <= 0.0 || !span.is_finite() {
+        return 1.0;
+    }
+    let raw = span / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|step| *step >= raw).unwrap_or(10.0 * power)
+}
+
+fn tick_text(value: f64) -> String {
+    if value.abs() >= 1e6 {
+        format!("{:.1}M", value / 1e6)
+    } else if value.abs() >= 1e3 {
+        format!("{:.0}k", value / 1e3)
+    } else if value.fract().abs() < 1e-9 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, x_max: f64, y_max: f64) {
+    let _ = write!(
+        svg,
+        r##"<text x="{PLOT_LEFT}" y="20" font-weight="600" fill="#1a1a1a">{}</text><line x1="{PLOT_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#555"/><line x1="{PLOT_LEFT}" y1="{PLOT_TOP}" x2="{PLOT_LEFT}" y2="{bottom}" stroke="#555"/><text x="{}" y="{}" text-anchor="middle" fill="#333">{}</text><text x="14" y="{}" text-anchor="middle" fill="#333" transform="rotate(-90 14 {})">{}</text>"##,
+        escape(title),
+        PLOT_LEFT + PLOT_W / 2.0,
+        PLOT_TOP + PLOT_H + 38.0,
+        escape(x_label),
+        PLOT_TOP + PLOT_H / 2.0,
+        PLOT_TOP + PLOT_H / 2.0,
+        escape(y_label),
+        bottom = PLOT_TOP + PLOT_H,
+        right = PLOT_LEFT + PLOT_W,
+    );
+    for (max, vertical) in [(x_max, false), (y_max, true)] {
+        let step = tick_step(max);
+        let mut value = 0.0;
+        while value <= max * 1.0001 && max > 0.0 {
+            let (x, y) = if vertical {
+                (PLOT_LEFT, PLOT_TOP + PLOT_H - value / max * PLOT_H)
+            } else {
+                (PLOT_LEFT + value / max * PLOT_W, PLOT_TOP + PLOT_H)
+            };
+            let (tx, ty, anchor) = if vertical { (x - 6.0, y + 4.0, "end") } else { (x, y + 16.0, "middle") };
+            let _ = write!(
+                svg,
+                r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}" font-size="11" fill="#333">{}</text>"##,
+                tick_text(value)
+            );
+            if vertical {
+                let _ = write!(
+                    svg,
+                    r##"<line x1="{PLOT_LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#e3e6ea"/>"##,
+                    PLOT_LEFT + PLOT_W
+                );
+            }
+            value += step;
+        }
+    }
+}
+
+fn panel_open(svg: &mut String, title: &str) {
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {PANEL_W} {PANEL_H}" width="{PANEL_W}" height="{PANEL_H}" role="img" font-family="system-ui, sans-serif" font-size="13"><title>{}</title><rect width="100%" height="100%" fill="#fff"/>"##,
+        escape(title)
+    );
+}
+
+/// Lines over a shared x axis starting at 0; y from 0 to the largest value.
+pub fn line_chart(chart: &LineChart<'_>) -> String {
+    let all = chart.series.iter().flat_map(|series| series.points.iter());
+    let x_max = all.clone().map(|(x, _)| *x).fold(0.0, f64::max);
+    let y_max = all.map(|(_, y)| *y).fold(0.0, f64::max).max(1e-9);
+    let mut svg = String::new();
+    panel_open(&mut svg, chart.title);
+    axes(&mut svg, chart.title, chart.x_label, chart.y_label, x_max, y_max);
+    let mut legend_x = PLOT_LEFT + PLOT_W - 10.0;
+    for series in chart.series.iter().rev() {
+        let mut path = String::new();
+        for (i, (x, y)) in series.points.iter().enumerate() {
+            let px = PLOT_LEFT + if x_max > 0.0 { x / x_max * PLOT_W } else { 0.0 };
+            let py = PLOT_TOP + PLOT_H - y / y_max * PLOT_H;
+            let _ = write!(path, "{}{px:.1},{py:.1}", if i == 0 { "M" } else { " L" });
+        }
+        let _ = write!(
+            svg,
+            r##"<path d="{path}" fill="none" stroke="{}" stroke-width="1.5"/><text x="{legend_x:.1}" y="20" text-anchor="end" fill="{}">{}</text>"##,
+            series.colour,
+            series.colour,
+            escape(series.label)
+        );
+        legend_x -= 12.0 + 8.0 * series.label.chars().count() as f64;
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+pub struct Histogram<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// Bars in order: label under the bar, and count.
+    pub bins: Vec<(String, u64)>,
+}
+
+pub fn histogram(chart: &Histogram<'_>) -> String {
+    let y_max = chart.bins.iter().map(|(_, count)| *count).max().unwrap_or(0).max(1) as f64;
+    let mut svg = String::new();
+    panel_open(&mut svg, chart.title);
+    axes(&mut svg, chart.title, chart.x_label, chart.y_label, 0.0, y_max);
+    let slot = PLOT_W / chart.bins.len().max(1) as f64;
+    for (i, (label, count)) in chart.bins.iter().enumerate() {
+        let height = *count as f64 / y_max * PLOT_H;
+        let x = PLOT_LEFT + i as f64 * slot;
+        let _ = write!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{height:.1}" fill="{}"><title>{}: {count}</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#333">{}</text>"##,
+            x + 2.0,
+            PLOT_TOP + PLOT_H - height,
+            (slot - 4.0).max(1.0),
+            COLOURS[1],
+            escape(label),
+            x + slot / 2.0,
+            PLOT_TOP + PLOT_H + 16.0,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Panels stacked top to bottom in one SVG document.
+pub fn stack(panels: &[String]) -> String {
+    let height = PANEL_H * panels.len() as i64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {PANEL_W} {height}" width="{PANEL_W}" height="{height}">"#
+    );
+    for (i, panel) in panels.iter().enumerate() {
+        let y = PANEL_H * i as i64;
+        svg.push_str(&panel.replacen("<svg ", &format!(r#"<svg y="{y}" "#), 1));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +290,28 @@ mod tests {
         assert!(svg.contains(r#"width="0""#), "nothing committed, no part bar");
         assert!(svg.contains("Big &lt;&amp;&gt;"));
         assert!(!svg.contains("<&>"));
+    }
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(tick_step(100.0), 20.0);
+        assert_eq!(tick_step(1.0), 0.2);
+        assert_eq!(tick_step(7_000_000.0), 2_000_000.0);
+        assert_eq!(tick_text(2_000_000.0), "2.0M");
+    }
+
+    #[test]
+    fn line_charts_and_histograms_render() {
+        let series = Series { label: "q <1>", colour: "#123456", points: vec![(0.0, 0.0), (10.0, 5.0)] };
+        let chart = LineChart { title: "t", x_label: "x", y_label: "y", series: vec![series] };
+        let svg = line_chart(&chart);
+        assert!(svg.contains(&format!("M{PLOT_LEFT:.1},{:.1} L{:.1},{PLOT_TOP:.1}", PLOT_TOP + PLOT_H, PLOT_LEFT + PLOT_W)));
+        assert!(svg.contains("q &lt;1&gt;"));
+        let bins = vec![("0".to_owned(), 4), ("1".to_owned(), 2)];
+        let svg = histogram(&Histogram { title: "h", x_label: "x", y_label: "y", bins });
+        assert_eq!(svg.matches("<rect x=").count(), 2);
+        let both = stack(&[line_chart(&chart), svg]);
+        assert!(both.contains(&format!(r#"<svg y="{PANEL_H}""#)));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 pub mod api;
 pub mod auth;
 mod background;
-mod chart;
+pub mod chart;
 pub mod demo;
 pub mod error;
 pub mod i18n;

@@ -3,6 +3,7 @@
 
 mod client;
 mod settings;
+mod simulate;
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ enum Command {
         #[arg(long, default_value = "GRAPPE_PASSWORD")]
         password_env: String,
     },
+    /// Replay a workload trace (SWF) under a scheduling policy and print wait, slowdown and
+    /// utilization.
+    Simulate(simulate::SimulateFlags),
     /// Show who the stored token belongs to.
     Whoami {
         #[arg(long)]
@@ -141,6 +145,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Admin { target, command } => admin(target, command).await,
         Command::Login { url, email, password_env } => client::login(&url, email, &password_env),
         Command::Whoami { json } => client::whoami(json),
+        Command::Simulate(flags) => simulate::run(flags),
         Command::Logout => client::logout(),
     }
 }

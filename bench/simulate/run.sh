@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# bench/simulate: `grappe simulate` (release build, one core) on lublin_256 and on a generated
+# 1,000,000-job trace (100 copies of lublin_256, submit times scaled to an offered load of 0.9),
+# each policy; and AccaSim (PyPI `accasim`, EASY and FIFO) on lublin_256 in the same run.
+#   bench/simulate/run.sh [--skip-peer]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=bench/simulate
+mkdir -p "$here/results"
+lublin=${LUBLIN:-../shared/data/traces/lublin_256.swf}
+[ -f "$lublin" ] || lublin=/work/shared/data/traces/lublin_256.swf
+million=$here/results/lublin_x100_load0.9.swf
+
+cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+[ -s "$million" ] || python3 "$here/make_trace.py" "$lublin" "$million" --copies 100 --load 0.9
+
+field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])" "$1" "$2"; }
+row() { # name trace policy json
+  printf "| %-10s | %-12s | %-12s | %9s | %8.2f | %10.0f | %12.1f | %6.3f |\n" "$1" "$2" "$3" \
+    "$(field "$4" jobs)" "$(field "$4" wall_s)" "$(awk -v j="$(field "$4" jobs)" -v w="$(field "$4" wall_s)" 'BEGIN{print j/w}')" \
+    "$(field "$4" mean_wait_s)" "$(field "$4" utilization)"
+}
+
+echo "| simulator  | trace        | policy       | jobs      | wall s   | jobs/s     | mean wait s  | util   |"
+echo "|------------|--------------|--------------|-----------|----------|------------|--------------|--------|"
+for trace in lublin million; do
+  file=$lublin; [ $trace = million ] && file=$million
+  for policy in fcfs easy conservative; do
+    # One core: taskset pins the whole replay to CPU 0.
+    out=$(taskset -c 0 target/release/grappe simulate "$file" --policy "$policy" --nodes 256 --json)
+    echo "$out" >"$here/results/grappe-$trace-$policy.json"
+    row grappe "$trace" "$policy" "$out"
+  done
+done
+if [ "${1:-}" != "--skip-peer" ]; then
+  "$here/setup_peer.sh" >/dev/null
+  for policy in fcfs easy; do
+    out=$(taskset -c 0 "$here/.venv/bin/python" "$here/accasim_run.py" "$lublin" --procs 256 --policy "$policy" | tail -n 1)
+    echo "$out" >"$here/results/accasim-lublin-$policy.json"
+    row accasim lublin "$policy" "$out"
+  done
+fi

@@ -1,0 +1,152 @@
+//! `grappe simulate`: replays an SWF trace through `grappe-sched` and prints the metrics, as
+//! one JSON object with `--json`; `--plot` draws utilization, queue length and waits.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use grappe_sched::sim::{self, Policy, Sample, SimConfig, Summary};
+use grappe_sched::swf;
+use grappe_server::chart;
+use serde_json::json;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    Fcfs,
+    Easy,
+    Conservative,
+}
+
+#[derive(Args)]
+pub struct SimulateFlags {
+    /// A Standard Workload Format trace.
+    trace: PathBuf,
+    #[arg(long, value_enum, default_value = "easy")]
+    policy: PolicyArg,
+    /// Order the queue by fair-share between users (field 12), 14-day half-life.
+    #[arg(long)]
+    fairshare: bool,
+    /// Machine size in processors (default: the header's MaxProcs, else MaxNodes).
+    #[arg(long)]
+    nodes: Option<i64>,
+    #[arg(long)]
+    json: bool,
+    /// Draw utilization and queue length over time, and the wait distribution, as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&flags.trace).with_context(|| format!("reading {}", flags.trace.display()))?;
+    let trace = swf::parse(&text).with_context(|| format!("{} is not a valid SWF trace", flags.trace.display()))?;
+    let machine = sim::machine_procs(&trace, flags.nodes)?;
+    let policy = match flags.policy {
+        PolicyArg::Fcfs => Policy::Fcfs,
+        PolicyArg::Easy => Policy::Easy,
+        PolicyArg::Conservative => Policy::Conservative,
+    };
+    let mut config = SimConfig::new(policy);
+    config.fairshare = flags.fairshare;
+    config.record_samples = flags.plot.is_some();
+    let started = Instant::now();
+    let (jobs, skipped) = sim::prepare(&trace, machine);
+    let result = sim::simulate(&jobs, machine, &config);
+    let wall_s = started.elapsed().as_secs_f64();
+    let summary = sim::summarize(&jobs, &result, skipped);
+    if let Some(path) = &flags.plot {
+        let waits: Vec<i64> = jobs.iter().zip(&result.outcomes).map(|(job, outcome)| outcome.start_s - job.submit_s).collect();
+        write_plot(path, &result.samples, machine, &waits, policy)?;
+    }
+    let output = json!({
+        "trace": flags.trace.display().to_string(),
+        "policy": policy.as_str(),
+        "fairshare": flags.fairshare,
+        "machine_procs": machine,
+        "jobs": summary.jobs,
+        "skipped": summary.skipped,
+        "mean_wait_s": summary.mean_wait_s,
+        "mean_bounded_slowdown": summary.mean_bounded_slowdown,
+        "utilization": summary.utilization,
+        "makespan_s": summary.makespan_s,
+        "wait_p50_s": summary.wait_p50_s,
+        "wait_p90_s": summary.wait_p90_s,
+        "wait_p99_s": summary.wait_p99_s,
+        "wait_max_s": summary.wait_max_s,
+        "wall_s": wall_s,
+        "jobs_per_s": if wall_s > 0.0 { summary.jobs as f64 / wall_s } else { 0.0 },
+    });
+    if flags.json {
+        println!("{output}");
+    } else {
+        print_human(&summary, policy, machine, wall_s);
+    }
+    Ok(())
+}
+
+fn print_human(summary: &Summary, policy: Policy, machine: i64, wall_s: f64) {
+    println!("policy                 {} on {machine} processors", policy.as_str());
+    println!("jobs                   {} ({} skipped)", summary.jobs, summary.skipped);
+    println!("mean wait              {:.0} s", summary.mean_wait_s);
+    println!("wait p50 / p90 / p99   {} / {} / {} s", summary.wait_p50_s, summary.wait_p90_s, summary.wait_p99_s);
+    println!("mean bounded slowdown  {:.2}", summary.mean_bounded_slowdown);
+    println!("utilization            {:.1} %", summary.utilization * 100.0);
+    println!("makespan               {} s", summary.makespan_s);
+    println!("replay                 {wall_s:.3} s");
+}
+
+/// Time-weighted means of a step function sampled at events, over `buckets` equal spans.
+fn downsample(samples: &[Sample], buckets: usize, value: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return vec![] };
+    let span = (last.time_s - first.time_s).max(1) as f64;
+    let width = span / buckets as f64;
+    let mut sums = vec![0.0; buckets];
+    for pair in samples.windows(2) {
+        let (from, to) = ((pair[0].time_s - first.time_s) as f64, (pair[1].time_s - first.time_s) as f64);
+        let level = value(&pair[0]);
+        let mut at = from;
+        while at < to {
+            let bucket = ((at / width) as usize).min(buckets - 1);
+            let bucket_end = ((bucket + 1) as f64 * width).min(to);
+            let until = if bucket_end > at { bucket_end } else { to };
+            sums[bucket] += level * (until - at);
+            at = until;
+        }
+    }
+    sums.iter().enumerate().map(|(i, sum)| ((i as f64 + 0.5) * width / 86_400.0, sum / width)).collect()
+}
+
+fn write_plot(path: &Path, samples: &[Sample], machine: i64, waits: &[i64], policy: Policy) -> anyhow::Result<()> {
+    const BUCKETS: usize = 400;
+    let utilization = downsample(samples, BUCKETS, |sample| sample.busy_procs as f64 / machine as f64 * 100.0);
+    let queue = downsample(samples, BUCKETS, |sample| sample.queued as f64);
+    let title = format!("Utilization ({})", policy.as_str());
+    let utilization_panel = chart::line_chart(&chart::LineChart {
+        title: &title,
+        x_label: "days since the first submission",
+        y_label: "% busy",
+        series: vec![chart::Series { label: "utilization", colour: "#2f68b1", points: utilization }],
+    });
+    let queue_panel = chart::line_chart(&chart::LineChart {
+        title: "Queue length",
+        x_label: "days since the first submission",
+        y_label: "jobs waiting",
+        series: vec![chart::Series { label: "queued", colour: "#b1452f", points: queue }],
+    });
+    // Waits on a log scale: 0, then powers of ten.
+    let edges = [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+    let labels = ["0", "1 s", "10 s", "100 s", "17 min", "2.8 h", "28 h", "11 d+"];
+    let mut bins: Vec<(String, u64)> = labels.iter().map(|label| (label.to_string(), 0)).collect();
+    for wait in waits {
+        let bin = edges.iter().rposition(|edge| wait >= edge).unwrap_or(0);
+        bins[bin].1 += 1;
+    }
+    let wait_panel = chart::histogram(&chart::Histogram {
+        title: "Wait before start",
+        x_label: "wait, at least",
+        y_label: "jobs",
+        bins,
+    });
+    let svg = chart::stack(&[utilization_panel, queue_panel, wait_panel]);
+    std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
+}
