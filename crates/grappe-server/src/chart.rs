@@ -305,7 +305,11 @@ mod tests {
         let series = Series { label: "q <1>", colour: "#123456", points: vec![(0.0, 0.0), (10.0, 5.0)] };
         let chart = LineChart { title: "t", x_label: "x", y_label: "y", series: vec![series] };
         let svg = line_chart(&chart);
-        assert!(svg.contains(&format!("M{PLOT_LEFT:.1},{:.1} L{:.1},{PLOT_TOP:.1}", PLOT_TOP + PLOT_H, PLOT_LEFT + PLOT_W)));
+        assert!(svg.contains(&format!(
+            "M{PLOT_LEFT:.1},{:.1} L{:.1},{PLOT_TOP:.1}",
+            PLOT_TOP + PLOT_H,
+            PLOT_LEFT + PLOT_W
+        )));
         assert!(svg.contains("q &lt;1&gt;"));
         let bins = vec![("0".to_owned(), 4), ("1".to_owned(), 2)];
         let svg = histogram(&Histogram { title: "h", x_label: "x", y_label: "y", bins });

@@ -55,7 +55,8 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
     let wall_s = started.elapsed().as_secs_f64();
     let summary = sim::summarize(&jobs, &result, skipped);
     if let Some(path) = &flags.plot {
-        let waits: Vec<i64> = jobs.iter().zip(&result.outcomes).map(|(job, outcome)| outcome.start_s - job.submit_s).collect();
+        let waits: Vec<i64> =
+            jobs.iter().zip(&result.outcomes).map(|(job, outcome)| outcome.start_s - job.submit_s).collect();
         write_plot(path, &result.samples, machine, &waits, policy)?;
     }
     let output = json!({
