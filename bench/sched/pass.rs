@@ -45,6 +45,7 @@ fn main() {
     let pending: Vec<PendingJob> = (10_000..20_000)
         .map(|id| PendingJob {
             id,
+            user: next(500),
             project: next(50),
             qos: qos[next(3) as usize].into(),
             partition: None,

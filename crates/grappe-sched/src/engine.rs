@@ -79,8 +79,18 @@ impl Default for Weights {
     }
 }
 
+/// How far the live engine looks past the first job that cannot start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivePolicy {
+    /// Nothing starts behind a blocked job.
+    Fcfs,
+    /// The blocked job gets a reservation; later jobs start if they do not delay it.
+    Easy,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
+    pub policy: LivePolicy,
     pub weights: Weights,
     pub qos: Vec<Qos>,
     /// Past this share of its allocation, a project's jobs get the lowest priority (1.0).
@@ -93,6 +103,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
+            policy: LivePolicy::Easy,
             weights: Weights::default(),
             qos: default_qos(),
             lowest_priority_above: 1.0,
@@ -117,6 +128,7 @@ pub struct ProjectState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingJob {
     pub id: u64,
+    pub user: u64,
     pub project: u64,
     pub qos: String,
     pub partition: Option<String>,
@@ -203,6 +215,11 @@ pub fn admit(config: &EngineConfig, qos: &str, time_limit_s: i64, project: &Proj
         });
     }
     Ok(())
+}
+
+/// Usage `elapsed_s` ago, as it counts now: halved every `half_life_s` (14 days on Jean Zay).
+pub fn decayed(usage: f64, elapsed_s: i64, half_life_s: i64) -> f64 {
+    usage * (-(elapsed_s.max(0) as f64) / half_life_s.max(1) as f64).exp2()
 }
 
 /// Slurm's classic fair-share factor `2^(-U/S)`; a project with no share gets 0.
@@ -344,6 +361,7 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
     }
     // (node, time, what is left there for others at that time) once the head is blocked.
     let mut reserved: Option<(usize, i64, Resources)> = None;
+    let mut blocked = false;
     for (value, exhausted, job) in ordered {
         let over_cap = qos_of(config, &job.qos).is_none_or(|qos| job.time_limit_s > qos.max_wall_s);
         if over_cap {
@@ -354,6 +372,7 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
         // Behind a reservation, a job may use its node only if it ends by then or fits in what
         // the head leaves over there.
         let placed = place(snapshot.nodes, &free, job, |n| match reserved {
+            _ if blocked && config.policy == LivePolicy::Fcfs => false,
             None => true,
             Some((node, at, extra)) => n != node || end <= at || job.request.fits_in(extra),
         });
@@ -378,10 +397,11 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
                 Reason::Resources
             }
         };
-        if reserved.is_some() {
+        if reserved.is_some() || (config.policy == LivePolicy::Fcfs && blocked) {
             decisions.waiting.push((job.id, value, waiting_reason(true)));
             continue;
         }
+        blocked = true;
         if config.preemption
             && decisions.preempt.is_empty()
             && let Some(chosen) = victims(config, snapshot, &free, job)

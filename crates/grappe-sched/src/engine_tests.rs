@@ -2,8 +2,8 @@
 //! random snapshots.
 
 use crate::engine::{
-    EngineConfig, Node, PendingJob, ProjectState, Reason, Refusal, Resources, RunningJob, Snapshot, admit,
-    fairshare_factor, schedule,
+    EngineConfig, LivePolicy, Node, PendingJob, ProjectState, Reason, Refusal, Resources, RunningJob, Snapshot, admit,
+    decayed, fairshare_factor, schedule,
 };
 
 fn gpus(count: u32) -> Resources {
@@ -19,7 +19,16 @@ fn project(id: u64, usage_share: f64, allocation_used: f64) -> ProjectState {
 }
 
 fn pending(id: u64, project: u64, qos: &str, gpu_count: u32, time_limit_s: i64, submit_s: i64) -> PendingJob {
-    PendingJob { id, project, qos: qos.into(), partition: None, request: gpus(gpu_count), time_limit_s, submit_s }
+    PendingJob {
+        id,
+        user: 1,
+        project,
+        qos: qos.into(),
+        partition: None,
+        request: gpus(gpu_count),
+        time_limit_s,
+        submit_s,
+    }
 }
 
 fn running(id: u64, qos: &str, node: usize, gpu_count: u32, start_s: i64, time_limit_s: i64) -> RunningJob {
@@ -66,6 +75,26 @@ fn easy_on_nodes_backfills_without_delaying_the_head() {
     assert_eq!(reason_of(&decisions.waiting, 10), Reason::Resources);
     assert_eq!(reason_of(&decisions.waiting, 12), Reason::Priority);
     assert!(decisions.preempt.is_empty());
+}
+
+#[test]
+fn fcfs_starts_nothing_behind_a_blocked_job() {
+    let nodes = [node("n1", 4)];
+    let running = [running(1, "normal", 0, 2, 0, 100)];
+    let projects = [project(7, 0.0, 0.0)];
+    let pending = [pending(10, 7, "normal", 4, 3600, 0), pending(11, 7, "normal", 2, 50, 1)];
+    let snapshot = Snapshot { now_s: 0, nodes: &nodes, running: &running, pending: &pending, projects: &projects };
+    let config = EngineConfig { policy: LivePolicy::Fcfs, ..EngineConfig::default() };
+    let decisions = schedule(&config, &snapshot);
+    assert!(decisions.start.is_empty());
+    assert_eq!(reason_of(&decisions.waiting, 11), Reason::Priority);
+}
+
+#[test]
+fn usage_halves_every_half_life() {
+    assert_eq!(decayed(100.0, 0, 14 * 86_400), 100.0);
+    assert_eq!(decayed(100.0, 14 * 86_400, 14 * 86_400), 50.0);
+    assert_eq!(decayed(100.0, 28 * 86_400, 14 * 86_400), 25.0);
 }
 
 #[test]

@@ -12,3 +12,4 @@ mod cli;
 mod cluster;
 mod crash;
 mod harness;
+mod simulate;
