@@ -70,6 +70,6 @@ fn lublin_fcfs_matches_the_peer() {
     let (ok, fcfs, text) = simulate(&[trace, "--policy", "fcfs", "--json"]);
     assert!(ok, "{text}");
     assert_eq!(fcfs["jobs"], 10_000);
-    assert!((fcfs["mean_wait_s"].as_f64().unwrap() - 2_388_443.7601).abs() < 1e-3, "{fcfs}");
+    assert!((fcfs["mean_wait_s"].as_f64().unwrap() - 2_388_443.760_1).abs() < 1e-3, "{fcfs}");
     assert!((fcfs["utilization"].as_f64().unwrap() - 0.6549).abs() < 1e-4, "{fcfs}");
 }
