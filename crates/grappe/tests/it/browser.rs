@@ -67,15 +67,22 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).unwrap_or_else(|error| panic!("webdriver {method} {path}: {error}"))
+    }
+
+    /// A WebDriver command; its error (say, an element gone stale mid-navigation) as `Err`.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let request =
             ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
         let request = request.body(body.map(|b| b.to_string()).unwrap_or_default().into_bytes()).unwrap();
-        let mut response = self.agent.run(request).expect("webdriver request");
+        let mut response = self.agent.run(request).map_err(|error| error.to_string())?;
         let status = response.status();
-        let value: Value = response.body_mut().read_json().expect("webdriver json");
-        assert!(status.is_success(), "webdriver {method} {path}: {value}");
-        value["value"].clone()
+        let value: Value = response.body_mut().read_json().map_err(|error| error.to_string())?;
+        if !status.is_success() {
+            return Err(value.to_string());
+        }
+        Ok(value["value"].clone())
     }
 
     fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -109,6 +116,24 @@ impl Browser {
     fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css);
         self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    }
+
+    /// Polls until `css` matches `count` elements: a click that submits a form may return
+    /// before the next page has loaded.
+    fn wait_count(&self, css: &str, count: usize) {
+        eventually(Duration::from_secs(15), &format!("{count} of {css}"), || (self.count(css) == count).then_some(()));
+    }
+
+    /// Polls until the first `css` element reads `expected`.
+    fn wait_text(&self, css: &str, expected: &str) {
+        let session = format!("/session/{}", self.session);
+        let query = json!({ "using": "css selector", "value": css });
+        eventually(Duration::from_secs(15), &format!("{css} to read {expected}"), || {
+            let found = self.try_call("POST", &format!("{session}/element"), Some(query.clone())).ok()?;
+            let element = found[ELEMENT_KEY].as_str()?.to_owned();
+            let text = self.try_call("GET", &format!("{session}/element/{element}/text"), None).ok()?;
+            (text.as_str() == Some(expected)).then_some(())
+        });
     }
 
     fn url(&self) -> String {
@@ -171,35 +196,37 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // A wrong password says so, in French.
     browser.click("#login-link");
+    browser.wait_text("h1", "Connexion");
     browser.type_into("#email", &email);
     browser.type_into("#password", "not the password");
     browser.click("#login-submit");
-    assert_eq!(browser.text("#login-error"), "Adresse ou mot de passe incorrect.");
+    browser.wait_text("#login-error", "Adresse ou mot de passe incorrect.");
     browser.screenshot("login-error-fr.png");
 
     // Log in.
     browser.type_into("#password", &password);
     browser.click("#login-submit");
+    browser.wait_text("#account-link", "Demo admin");
     assert_eq!(browser.url(), format!("{}/", server.base), "{}", browser.text("main"));
-    assert_eq!(browser.text("#account-link"), "Demo admin");
 
     // Switch to English; the choice is remembered from page to page.
     browser.click("#lang-switch");
-    assert_eq!(browser.text("h1"), "The programme at a glance");
+    browser.wait_text("h1", "The programme at a glance");
     assert!(browser.text("#budget-table").contains("1.5 bn €"));
     browser.screenshot("dashboard-en.png");
     browser.click("#account-link");
-    assert_eq!(browser.text("h1"), "My account");
+    browser.wait_text("h1", "My account");
     assert_eq!(browser.text("#account-email"), email);
     assert!(browser.text("#account-roles").contains("admin"));
     browser.screenshot("account-en.png");
 
     // Back to French, then log out: the account page now asks to log in.
     browser.click("#lang-switch");
-    assert_eq!(browser.text("h1"), "Mon compte");
+    browser.wait_text("h1", "Mon compte");
     browser.click("#logout");
-    assert_eq!(browser.count("#login-link"), 1);
+    browser.wait_count("#login-link", 1);
     browser.go(&format!("{}/account", server.base));
+    browser.wait_text("h1", "Connexion");
     assert!(browser.url().contains("/login?next=/account"), "{}", browser.url());
     assert_eq!(browser.text("h1"), "Connexion");
 }
