@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod compute;
 mod leases;
 mod migrate;
 mod programme;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
+pub use compute::{Ending, JobEvent, JobRow, MetricPoint, NewJob, ProjectRow, Usage};
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 

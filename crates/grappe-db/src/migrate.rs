@@ -6,7 +6,10 @@ use sqlx::Row;
 
 use crate::{Backend, Db, DbResult, now_ms};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("../migrations/0001_foundation.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../migrations/0001_foundation.sql")),
+    (2, "compute", include_str!("../migrations/0002_compute.sql")),
+];
 
 /// An arbitrary constant that names Grappe's migration lock.
 const MIGRATION_LOCK_KEY: i64 = 0x6772_6170_7065;

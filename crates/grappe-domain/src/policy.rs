@@ -2,7 +2,7 @@
 //! before the handler runs, and handlers that act on one object ask [`may_manage_user`] and its
 //! siblings. Anything not allowed here is denied.
 
-use crate::account::{Role, RoleGrant, Scope};
+use crate::account::{Role, RoleGrant, Scope, ScopeKind};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,10 +87,14 @@ pub fn may_manage_user(actor: &Actor, user_id: i64) -> bool {
     actor.is_admin() || actor.user_id() == Some(user_id)
 }
 
+/// Seeing and using a project (its jobs, logs, usage): its members, and administrators.
+pub fn may_use_project(actor: &Actor, project_id: i64) -> bool {
+    actor.has_role_over(Role::ProjectMember, &Scope::Object { kind: ScopeKind::Project, id: project_id })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::ScopeKind;
 
     fn user(grants: &[(Role, Scope)]) -> Actor {
         let grants = grants.iter().map(|(role, scope)| RoleGrant { role: *role, scope: scope.clone() });
@@ -134,6 +138,16 @@ mod tests {
         assert!(!actor.is_admin());
         assert_eq!(check(&actor, Access::GlobalRole(Role::Admin)), Decision::Forbidden);
         assert!(!may_manage_user(&actor, 8));
+    }
+
+    #[test]
+    fn projects_are_for_their_members() {
+        let member = user(&[(Role::ProjectMember, Scope::Object { kind: ScopeKind::Project, id: 3 })]);
+        assert!(may_use_project(&member, 3));
+        assert!(!may_use_project(&member, 4));
+        assert!(may_use_project(&Actor::AdminToken, 4));
+        assert!(!may_use_project(&user(&[(Role::Juror, Scope::Global)]), 3));
+        assert!(!may_use_project(&Actor::Anonymous, 3));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 mod background;
 pub mod chart;
+pub mod compute;
 pub mod demo;
 pub mod error;
 pub mod i18n;
@@ -30,7 +31,7 @@ use axum::response::Response;
 use grappe_db::{Db, PoolConfig};
 use tokio::sync::watch;
 
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ComputeConfig, ServerConfig};
 
 use crate::auth::RateLimiter;
 use crate::metrics::Metrics;
@@ -48,6 +49,8 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         metrics: Arc::new(Metrics::default()),
         instance: instance.into(),
         ticker_here: Arc::new(AtomicBool::new(false)),
+        scheduler_wake: Arc::new(tokio::sync::Notify::new()),
+        scheduler_here: Arc::new(AtomicBool::new(false)),
     })
 }
 
@@ -69,7 +72,8 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     // On stdout, for people and for scripts that start the server on port 0.
     println!("Grappe listening on http://{addr} (database: {})", state.db.backend().as_str());
     let (stop_loops, loops_stopped) = watch::channel(false);
-    let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped));
+    let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped.clone()));
+    let scheduler = tokio::spawn(compute::scheduler::run(state.clone(), loops_stopped));
     let db = state.db.clone();
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
@@ -77,6 +81,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
         .context("serving HTTP")?;
     let _ = stop_loops.send(true);
     let _ = ticker.await;
+    let _ = scheduler.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -37,6 +37,32 @@ fn schemas() -> Value {
                 "size_class": { "enum": ["sme", "eti", "large", null] },
             },
         },
+        "NewProject": {
+            "type": "object", "required": ["name", "gpu_hours", "cpu_hours"],
+            "properties": {
+                "name": string, "gpu_hours": { "type": "integer", "minimum": 0 }, "cpu_hours": { "type": "integer", "minimum": 0 },
+                "storage_gb": { "type": "integer", "minimum": 0 }, "valid_until": { "type": ["integer", "null"] },
+                "members": { "type": "array", "items": { "type": "integer" } },
+            },
+        },
+        "NewMember": { "type": "object", "required": ["user_id"], "properties": { "user_id": { "type": "integer" } } },
+        "NewJob": {
+            "type": "object", "required": ["project", "command", "time_limit_s"],
+            "properties": {
+                "project": { "type": ["integer", "string"] },
+                "command": { "type": "array", "items": string, "minItems": 1 },
+                "name": string, "cpus": { "type": "integer", "minimum": 1 }, "gpus": { "type": "integer", "minimum": 0 },
+                "memory_mb": { "type": "integer", "minimum": 1 }, "time_limit_s": { "type": "integer", "minimum": 1 },
+                "qos": { "enum": ["dev", "normal", "long"] }, "dry_run": { "type": "boolean" },
+            },
+        },
+        "LogBatch": {
+            "type": "object", "required": ["metrics"],
+            "properties": { "metrics": { "type": "array", "items": {
+                "type": "object", "required": ["key", "value"],
+                "properties": { "key": string, "value": { "type": "number" }, "timestamp": { "type": "integer" }, "step": { "type": "integer" } },
+            } } },
+        },
         "Error": {
             "type": "object", "required": ["error", "detail"],
             "properties": { "error": string, "detail": string },

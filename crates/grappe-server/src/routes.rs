@@ -11,7 +11,7 @@ use grappe_domain::policy::Access;
 
 use crate::auth::{self, RouteRule};
 use crate::state::AppState;
-use crate::{api, web};
+use crate::{api, compute, web};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -133,6 +133,58 @@ pub fn table() -> Vec<Route> {
             "Background loops: which process holds each lease",
             api::leases,
         ),
+        route(Api, Post, "/api/v1/projects", admin, "Create a project with its allocation", compute::create_project)
+            .body("NewProject"),
+        route(Api, Get, "/api/v1/projects", SignedIn, "The projects the caller belongs to", compute::list_projects),
+        route(
+            Api,
+            Get,
+            "/api/v1/projects/{id}",
+            SignedIn,
+            "A project, its allocation and usage (members)",
+            compute::get_project,
+        ),
+        route(Api, Post, "/api/v1/projects/{id}/members", admin, "Add a member to a project", compute::add_member)
+            .body("NewMember"),
+        route(
+            Api,
+            Get,
+            "/api/v1/projects/{id}/usage.csv",
+            SignedIn,
+            "A project's usage as CSV (members)",
+            compute::usage_csv,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/jobs",
+            SignedIn,
+            "Submit a job, or estimate its cost with dry_run (members)",
+            compute::submit_job,
+        )
+        .body("NewJob"),
+        route(Api, Get, "/api/v1/jobs", SignedIn, "Jobs of the caller's projects, newest first", compute::list_jobs),
+        route(Api, Get, "/api/v1/jobs/{id}", SignedIn, "A job (members of its project)", compute::get_job),
+        route(
+            Api,
+            Get,
+            "/api/v1/jobs/{id}/logs",
+            SignedIn,
+            "A job's output; ?follow=true streams it",
+            compute::job_logs,
+        ),
+        route(Api, Get, "/api/v1/jobs/{id}/events", SignedIn, "A job's timeline", compute::job_events),
+        route(Api, Post, "/api/v1/jobs/{id}/cancel", SignedIn, "Cancel a job", compute::cancel_job),
+        route(
+            Api,
+            Post,
+            "/api/v1/jobs/{id}/metrics",
+            SignedIn,
+            "Append metrics (MLflow log-batch shape)",
+            compute::log_batch,
+        )
+        .body("LogBatch"),
+        route(Api, Get, "/api/v1/jobs/{id}/metrics", SignedIn, "A job's metrics", compute::job_metrics),
         route(Page, Get, "/", Public, "Programme dashboard", web::dashboard),
         route(Page, Get, "/login", Public, "Login form", web::login_form),
         route(Page, Post, "/login", Public, "Log in", web::login_submit),

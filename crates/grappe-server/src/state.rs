@@ -13,6 +13,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub addr: std::net::SocketAddr,
+    /// Where jobs' working directories, logs and checkpoints live.
+    pub data_dir: std::path::PathBuf,
     pub database_url: String,
     pub demo: bool,
     /// `GRAPPE_ADMIN_TOKEN`: a bearer token that acts as an administrator.
@@ -27,12 +29,44 @@ pub struct ServerConfig {
     /// A reverse proxy in front sets `X-Forwarded-For`; rate limits key on the address it gives.
     pub trusted_proxy: bool,
     pub login_window: Duration,
+    pub compute: ComputeConfig,
+}
+
+/// The local executor's machine and limits.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    pub cpus: u32,
+    pub gpus: u32,
+    pub memory_mb: u64,
+    /// Between SIGTERM and SIGKILL, at a time limit, a cancellation or a preemption.
+    pub grace: Duration,
+    pub log_cap_bytes: u64,
+    /// Output lines starting with this are metrics (JSON: `{"key", "value", "step"}`).
+    pub metric_prefix: String,
+    /// How often the scheduler runs when nothing wakes it.
+    pub tick: Duration,
+}
+
+impl ComputeConfig {
+    /// This machine, as detected.
+    pub fn detect() -> ComputeConfig {
+        ComputeConfig {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            gpus: grappe_exec::detect_gpus(),
+            memory_mb: grappe_exec::total_memory_mb(),
+            grace: Duration::from_secs(30),
+            log_cap_bytes: 64 * 1024 * 1024,
+            metric_prefix: "GRAPPE_METRIC ".to_owned(),
+            tick: Duration::from_secs(1),
+        }
+    }
 }
 
 impl ServerConfig {
     pub fn new(addr: std::net::SocketAddr, database_url: String) -> ServerConfig {
         ServerConfig {
             addr,
+            data_dir: std::path::PathBuf::from("./grappe-data"),
             database_url,
             demo: false,
             admin_token: None,
@@ -43,6 +77,7 @@ impl ServerConfig {
             lease_tick: Duration::from_secs(1),
             login_attempts_per_window: 10,
             trusted_proxy: false,
+            compute: ComputeConfig::detect(),
             login_window: Duration::from_secs(15 * 60),
         }
     }
@@ -58,4 +93,8 @@ pub struct AppState {
     pub instance: Arc<str>,
     /// Whether this process holds the ticker lease now.
     pub ticker_here: Arc<AtomicBool>,
+    /// Wakes the scheduler at once (a submission, a cancellation).
+    pub scheduler_wake: Arc<tokio::sync::Notify>,
+    /// Whether this process holds the scheduler lease (and so runs the jobs) now.
+    pub scheduler_here: Arc<AtomicBool>,
 }

@@ -54,6 +54,9 @@ struct FileSettings {
     lease_tick_ms: Option<u64>,
     login_attempts_per_window: Option<u32>,
     trusted_proxy: Option<bool>,
+    job_grace_s: Option<u64>,
+    log_cap_bytes: Option<u64>,
+    cpus: Option<u32>,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -92,6 +95,16 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./grappe-data"));
     let database = database_url(&data_dir, flags.database.as_deref().or(file.database.as_deref()))?;
     let mut config = ServerConfig::new(addr, database);
+    config.data_dir = data_dir.clone();
+    if let Some(seconds) = env_number::<u64>("GRAPPE_JOB_GRACE_S")?.or(file.job_grace_s) {
+        config.compute.grace = Duration::from_secs(seconds);
+    }
+    if let Some(bytes) = env_number("GRAPPE_LOG_CAP_BYTES")?.or(file.log_cap_bytes) {
+        config.compute.log_cap_bytes = bytes;
+    }
+    if let Some(cpus) = env_number("GRAPPE_CPUS")?.or(file.cpus) {
+        config.compute.cpus = cpus;
+    }
     config.demo = flags.demo || file.demo.unwrap_or(false);
     config.admin_token =
         std::env::var("GRAPPE_ADMIN_TOKEN").ok().or(file.admin_token).filter(|token| !token.is_empty());

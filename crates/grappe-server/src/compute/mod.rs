@@ -1,0 +1,503 @@
+//! Compute for everyone: projects with GPU-hour allocations, jobs, their logs, events, metrics
+//! and usage. The HTTP handlers are here; the loop that runs jobs is in [`scheduler`].
+
+pub mod scheduler;
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use grappe_db::{JobRow, MetricPoint, NewJob, ProjectRow, now_ms};
+use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
+use grappe_domain::policy;
+use grappe_sched::engine::{self, EngineConfig, ProjectState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{ApiJson, ApiQuery, Id};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// At most this many arguments in a command, and bytes in one.
+const MAX_ARGS: usize = 1024;
+const MAX_ARG_BYTES: usize = 64 * 1024;
+
+fn project_json(project: &ProjectRow, usage: grappe_db::Usage, members: &[i64]) -> Value {
+    json!({
+        "id": project.id,
+        "name": project.name,
+        "gpu_hours": project.gpu_hours,
+        "cpu_hours": project.cpu_hours,
+        "storage_gb": project.storage_gb,
+        "valid_from": project.valid_from,
+        "valid_until": project.valid_until,
+        "used_gpu_hours": usage.gpu_seconds as f64 / 3600.0,
+        "used_cpu_hours": usage.cpu_seconds as f64 / 3600.0,
+        "allocation_used": finite(scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage)),
+        "members": members,
+    })
+}
+
+fn finite(value: f64) -> Value {
+    if value.is_finite() { json!(value) } else { Value::Null }
+}
+
+pub fn job_json(job: &JobRow) -> Value {
+    let command: Value = serde_json::from_str(&job.command).unwrap_or(Value::Null);
+    json!({
+        "id": job.id,
+        "project": job.project_id,
+        "user_id": job.user_id,
+        "name": job.name,
+        "command": command,
+        "qos": job.qos,
+        "cpus": job.cpus,
+        "gpus": job.gpus,
+        "memory_mb": job.memory_mb,
+        "time_limit_s": job.time_limit_s,
+        "state": job.state,
+        "reason": job.reason,
+        "exit_code": job.exit_code,
+        "restart_count": job.restart_count,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "gpu_ids": job.gpu_ids,
+        "cancel_requested": job.cancel_requested,
+    })
+}
+
+async fn project_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<ProjectRow> {
+    // A project the caller may not see answers 404, as if it did not exist.
+    let project = state.db.project(id).await?.filter(|_| policy::may_use_project(&caller.actor, id));
+    project.ok_or_else(|| AppError::NotFound(format!("project {id} not found")))
+}
+
+async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<JobRow> {
+    let job = state.db.job(id).await?.filter(|job| policy::may_use_project(&caller.actor, job.project_id));
+    job.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))
+}
+
+#[derive(Deserialize)]
+pub struct NewProject {
+    name: String,
+    gpu_hours: i64,
+    cpu_hours: i64,
+    #[serde(default)]
+    storage_gb: i64,
+    #[serde(default)]
+    valid_until: Option<i64>,
+    #[serde(default)]
+    members: Vec<i64>,
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewProject>,
+) -> AppResult<Response> {
+    let name = DisplayName::parse("name", &body.name)?;
+    for (field, value) in
+        [("gpu_hours", body.gpu_hours), ("cpu_hours", body.cpu_hours), ("storage_gb", body.storage_gb)]
+    {
+        if !(0..=1_000_000_000).contains(&value) {
+            return Err(AppError::Invalid(format!("`{field}` must be between 0 and 1e9")));
+        }
+    }
+    for member in &body.members {
+        if state.db.user_by_id(*member).await?.is_none() {
+            return Err(AppError::NotFound(format!("user {member} not found")));
+        }
+    }
+    let actor = caller.audit_name();
+    let project = state
+        .db
+        .create_project(name.as_str(), body.gpu_hours, body.cpu_hours, body.storage_gb, body.valid_until, &actor)
+        .await?;
+    for member in &body.members {
+        let grant =
+            RoleGrant { role: Role::ProjectMember, scope: Scope::Object { kind: ScopeKind::Project, id: project.id } };
+        state.db.grant_role(*member, &grant, &actor).await?;
+    }
+    let body = project_json(&project, grappe_db::Usage::default(), &body.members);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list_projects(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> AppResult<Json<Value>> {
+    let mut items = Vec::new();
+    for project in state.db.list_projects().await? {
+        if policy::may_use_project(&caller.actor, project.id) {
+            let usage = state.db.project_usage(project.id).await?;
+            items.push(project_json(&project, usage, &state.db.project_member_ids(project.id).await?));
+        }
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn get_project(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    let project = project_for(&state, &caller, id).await?;
+    let usage = state.db.project_usage(id).await?;
+    Ok(Json(project_json(&project, usage, &state.db.project_member_ids(id).await?)))
+}
+
+#[derive(Deserialize)]
+pub struct NewMember {
+    user_id: i64,
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    ApiJson(body): ApiJson<NewMember>,
+) -> AppResult<Response> {
+    project_for(&state, &caller, id).await?;
+    let grant = RoleGrant { role: Role::ProjectMember, scope: Scope::Object { kind: ScopeKind::Project, id } };
+    state.db.grant_role(body.user_id, &grant, &caller.audit_name()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "project": id, "user_id": body.user_id }))).into_response())
+}
+
+/// Usage records as CSV: one line per charge.
+pub async fn usage_csv(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Response> {
+    let project = project_for(&state, &caller, id).await?;
+    let mut csv = String::from("time_ms,job_id,gpu_hours,cpu_hours\n");
+    for (at, gpu, cpu, job) in state.db.usage_records(id).await? {
+        csv.push_str(&format!("{at},{job},{:.6},{:.6}\n", gpu as f64 / 3600.0, cpu as f64 / 3600.0));
+    }
+    let disposition = format!("attachment; filename=\"usage-{}.csv\"", project.id);
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        csv,
+    )
+        .into_response())
+}
+
+/// A project given by id or by name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum ProjectRef {
+    Id(i64),
+    Name(String),
+}
+
+#[derive(Deserialize)]
+pub struct NewJobBody {
+    project: ProjectRef,
+    command: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "one")]
+    cpus: i64,
+    #[serde(default)]
+    gpus: i64,
+    #[serde(default = "default_memory")]
+    memory_mb: i64,
+    time_limit_s: i64,
+    #[serde(default = "normal")]
+    qos: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn default_memory() -> i64 {
+    1024
+}
+
+fn normal() -> String {
+    "normal".to_owned()
+}
+
+/// The project's state for admission, as the scheduler sees it.
+async fn admission_state(state: &AppState, project: &ProjectRow) -> AppResult<(ProjectState, grappe_db::Usage)> {
+    let usage = state.db.project_usage(project.id).await?;
+    let used = scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage);
+    Ok((ProjectState { id: project.id as u64, share: 0.0, usage_share: 0.0, allocation_used: used }, usage))
+}
+
+pub async fn submit_job(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<NewJobBody>,
+) -> AppResult<Response> {
+    let project = match &body.project {
+        ProjectRef::Id(id) => state.db.project(*id).await?,
+        ProjectRef::Name(name) => state.db.project_by_name(name).await?,
+    };
+    let project = project.ok_or_else(|| AppError::NotFound("project not found".into()))?;
+    if !policy::may_use_project(&caller.actor, project.id) {
+        return Err(AppError::Forbidden("only the project's members submit jobs to it"));
+    }
+    if body.command.is_empty() || body.command[0].is_empty() {
+        return Err(AppError::Invalid("`command` must be a non-empty list of arguments".into()));
+    }
+    if body.command.len() > MAX_ARGS || body.command.iter().any(|arg| arg.len() > MAX_ARG_BYTES || arg.contains('\0')) {
+        return Err(AppError::Invalid(format!(
+            "`command`: at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, no NUL"
+        )));
+    }
+    let node = scheduler::local_node(&state).capacity;
+    let checks = [
+        ("cpus", body.cpus, 1, i64::from(node.cpus)),
+        ("gpus", body.gpus, 0, i64::from(node.gpus)),
+        ("memory_mb", body.memory_mb, 1, node.memory_mb as i64),
+        ("time_limit_s", body.time_limit_s, 1, i64::MAX),
+    ];
+    for (field, value, low, high) in checks {
+        if value < low || value > high {
+            return Err(AppError::Invalid(format!(
+                "`{field}` is {value}; it must be between {low} and {high} (what this machine has)"
+            )));
+        }
+    }
+    let config = EngineConfig::default();
+    let (project_state, usage) = admission_state(&state, &project).await?;
+    engine::admit(&config, &body.qos, body.time_limit_s, &project_state).map_err(|refusal| match refusal {
+        engine::Refusal::AllocationExhausted { .. } => AppError::Conflict(refusal.to_string()),
+        other => AppError::Invalid(other.to_string()),
+    })?;
+    let cost_gpu_hours = body.gpus as f64 * body.time_limit_s as f64 / 3600.0;
+    let cost_cpu_hours = body.cpus as f64 * body.time_limit_s as f64 / 3600.0;
+    if body.dry_run {
+        return Ok(Json(json!({
+            "dry_run": true,
+            "project": project.id,
+            "estimated_gpu_hours": cost_gpu_hours,
+            "estimated_cpu_hours": cost_cpu_hours,
+            "gpu_hours_left_after": project.gpu_hours as f64 - usage.gpu_seconds as f64 / 3600.0 - cost_gpu_hours,
+            "cpu_hours_left_after": project.cpu_hours as f64 - usage.cpu_seconds as f64 / 3600.0 - cost_cpu_hours,
+        }))
+        .into_response());
+    }
+    let name = DisplayName::parse("name", body.name.as_deref().unwrap_or(&body.command[0]))?;
+    let command = serde_json::to_string(&body.command).map_err(anyhow::Error::from)?;
+    let job = state
+        .db
+        .create_job(NewJob {
+            project_id: project.id,
+            user_id: caller.actor.user_id(),
+            name: name.as_str(),
+            command: &command,
+            qos: &body.qos,
+            cpus: body.cpus,
+            gpus: body.gpus,
+            memory_mb: body.memory_mb,
+            time_limit_s: body.time_limit_s,
+        })
+        .await?;
+    state.scheduler_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(job_json(&job))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct JobPage {
+    #[serde(default = "max_id")]
+    before: i64,
+    #[serde(default = "fifty")]
+    limit: i64,
+    #[serde(default)]
+    project: Option<i64>,
+}
+
+fn max_id() -> i64 {
+    i64::MAX
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(page): ApiQuery<JobPage>,
+) -> AppResult<Json<Value>> {
+    let visible: Option<Vec<i64>> = if caller.actor.is_admin() && page.project.is_none() {
+        None
+    } else {
+        let projects = state.db.list_projects().await?;
+        Some(
+            projects
+                .iter()
+                .map(|p| p.id)
+                .filter(|id| policy::may_use_project(&caller.actor, *id))
+                .filter(|id| page.project.is_none_or(|wanted| wanted == *id))
+                .collect(),
+        )
+    };
+    let jobs = state.db.list_jobs(visible.as_deref(), page.before, page.limit.clamp(1, 500)).await?;
+    Ok(Json(json!({ "items": jobs.iter().map(job_json).collect::<Vec<_>>() })))
+}
+
+pub async fn get_job(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    Ok(Json(job_json(&job_for(&state, &caller, id).await?)))
+}
+
+pub async fn job_events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    job_for(&state, &caller, id).await?;
+    let events = state.db.job_events(id).await?;
+    let items: Vec<Value> =
+        events.iter().map(|e| json!({ "at": e.at, "state": e.state, "detail": e.detail })).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    job_for(&state, &caller, id).await?;
+    state.db.cancel_job(id, &caller.audit_name()).await?;
+    state.scheduler_wake.notify_one();
+    let job = state.db.job(id).await?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+    Ok(Json(job_json(&job)))
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+fn terminal(state: &str) -> bool {
+    matches!(state, "completed" | "failed" | "cancelled" | "timeout")
+}
+
+/// The job's output as text; with `?follow=true`, a chunked stream that follows the file as
+/// it grows and ends when the job does.
+pub async fn job_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    ApiQuery(query): ApiQuery<LogQuery>,
+) -> AppResult<Response> {
+    job_for(&state, &caller, id).await?;
+    let path = scheduler::jobs_dir(&state).join(id.to_string()).join("output.log");
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(AppError::Internal(error.into())),
+        };
+        return Ok((text_plain, bytes).into_response());
+    }
+    struct Follow {
+        state: AppState,
+        path: std::path::PathBuf,
+        offset: u64,
+        id: i64,
+    }
+    let start = Follow { state: state.clone(), path, offset: 0, id };
+    let stream = futures_util::stream::unfold(start, |mut follow| async move {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        loop {
+            // The state is read before the file: once the job is seen ended, its output is
+            // complete, and an empty read means the end.
+            let ended = match follow.state.db.job(follow.id).await {
+                Ok(Some(job)) => terminal(&job.state),
+                _ => true,
+            };
+            let mut chunk = Vec::new();
+            if let Ok(mut file) = tokio::fs::File::open(&follow.path).await
+                && file.seek(std::io::SeekFrom::Start(follow.offset)).await.is_ok()
+            {
+                let _ = (&mut file).take(256 * 1024).read_to_end(&mut chunk).await;
+            }
+            if !chunk.is_empty() {
+                follow.offset += chunk.len() as u64;
+                return Some((Ok::<_, std::io::Error>(chunk), follow));
+            }
+            if ended {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok((text_plain, Body::from_stream(stream)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MetricBody {
+    key: String,
+    value: f64,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    step: i64,
+}
+
+#[derive(Deserialize)]
+pub struct LogBatch {
+    metrics: Vec<MetricBody>,
+}
+
+/// Append-only metrics, shaped like MLflow's `log-batch`.
+pub async fn log_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    ApiJson(body): ApiJson<LogBatch>,
+) -> AppResult<Json<Value>> {
+    job_for(&state, &caller, id).await?;
+    if body.metrics.len() > 1000 {
+        return Err(AppError::Invalid("at most 1000 metrics per batch".into()));
+    }
+    let mut points = Vec::with_capacity(body.metrics.len());
+    for metric in body.metrics {
+        if metric.key.is_empty() || metric.key.len() > 250 || !metric.value.is_finite() {
+            return Err(AppError::Invalid("each metric needs a key (1 to 250 bytes) and a finite value".into()));
+        }
+        points.push(MetricPoint {
+            key: metric.key,
+            value: metric.value,
+            step: metric.step,
+            at: metric.timestamp.unwrap_or_else(now_ms),
+        });
+    }
+    state.db.add_metrics(id, &points).await?;
+    Ok(Json(json!({ "recorded": points.len() })))
+}
+
+pub async fn job_metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    job_for(&state, &caller, id).await?;
+    let items: Vec<Value> = state
+        .db
+        .job_metrics(id)
+        .await?
+        .iter()
+        .map(|m| json!({ "key": m.key, "value": m.value, "step": m.step, "timestamp": m.at }))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
