@@ -478,7 +478,8 @@ impl Db {
     /// Usage charged to a project so far.
     pub async fn project_usage(&self, project_id: i64) -> DbResult<Usage> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(gpu_seconds), 0) AS gpu, COALESCE(SUM(cpu_seconds), 0) AS cpu \
+            "SELECT CAST(COALESCE(SUM(gpu_seconds), 0) AS BIGINT) AS gpu, \
+             CAST(COALESCE(SUM(cpu_seconds), 0) AS BIGINT) AS cpu \
              FROM usage_records WHERE project_id = $1",
         )
         .bind(project_id)

@@ -22,8 +22,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A directory under the target folder, unique to this call, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A directory under the system's temporary folder, unique to this call, removed on drop
+/// (unless made by [`TempDir::keep`]).
+pub struct TempDir(pub PathBuf, bool);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
@@ -32,7 +33,12 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!("grappe-test-{}-{label}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(dir, true)
+    }
+
+    /// An existing directory, which someone else removes.
+    pub fn keep(dir: &Path) -> TempDir {
+        TempDir(dir.to_path_buf(), false)
     }
 
     pub fn path(&self) -> &Path {
@@ -42,7 +48,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -110,7 +118,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(database_url: &str, options: &ServerOptions) -> Server {
-        let data_dir = TempDir::new("data");
+        Server::launch(database_url, options, TempDir::new("data"))
+    }
+
+    /// Starts on an existing data directory (a restart); the directory is left in place.
+    pub fn start_in(database_url: &str, options: &ServerOptions, data_dir: &Path) -> Server {
+        Server::launch(database_url, options, TempDir::keep(data_dir))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self._data_dir.path()
+    }
+
+    fn launch(database_url: &str, options: &ServerOptions, data_dir: TempDir) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_grappe"));
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--database", database_url, "--data-dir"])
@@ -179,6 +199,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- output of the server at {} ---\n{}",
+                self.base,
+                self.output.lock().map(|o| o.clone()).unwrap_or_default()
+            );
+        }
         self.kill9();
     }
 }

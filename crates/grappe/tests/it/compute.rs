@@ -1,0 +1,310 @@
+//! Compute through the API: projects, jobs on the local executor, logs, metrics, usage;
+//! cancellation, time limits, preemption, outside kills, huge output, kill -9 of the server;
+//! and who may see what.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb, backends, eventually};
+
+fn options(cpus: u32) -> ServerOptions {
+    ServerOptions {
+        demo: false,
+        env: vec![
+            ("GRAPPE_CPUS".into(), cpus.to_string()),
+            ("GRAPPE_GPUS".into(), "0".into()),
+            ("GRAPPE_JOB_GRACE_S".into(), "1".into()),
+            ("GRAPPE_LEASE_TTL_MS".into(), "2000".into()),
+            ("GRAPPE_LEASE_TICK_MS".into(), "200".into()),
+        ],
+    }
+}
+
+/// A project with one member; returns (project id, member token).
+fn project_with_member(client: &Client, name: &str, cpu_hours: i64) -> (i64, String) {
+    let (user_id, token) = client.new_user(&format!("{name}@example.org"));
+    let body = json!({ "name": name, "gpu_hours": 10, "cpu_hours": cpu_hours, "members": [user_id] });
+    let reply = client.post("/api/v1/projects", Some(ADMIN_TOKEN), &body);
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    (reply.body["id"].as_i64().unwrap(), token)
+}
+
+fn submit(client: &Client, token: &str, body: Value) -> Value {
+    let reply = client.post("/api/v1/jobs", Some(token), &body);
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.body
+}
+
+fn wait_state(client: &Client, token: &str, id: i64, wanted: &[&str]) -> Value {
+    eventually(Duration::from_secs(30), &format!("job {id} in {wanted:?}"), || {
+        let job = client.get(&format!("/api/v1/jobs/{id}"), Some(token)).body;
+        wanted.contains(&job["state"].as_str().unwrap_or("")).then_some(job)
+    })
+}
+
+fn states(client: &Client, token: &str, id: i64) -> Vec<String> {
+    let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(token)).body;
+    events["items"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_job_runs_logs_reports_metrics_and_is_charged() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &options(2));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "lifecycle", 100);
+        let script = r#"echo "restart $GRAPPE_RESTART_COUNT in $GRAPPE_CHECKPOINT_DIR"; echo 'GRAPPE_METRIC {"key":"loss","value":0.25,"step":3}'; sleep 1; echo done"#;
+        let job =
+            submit(&client, &token, json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60 }));
+        let id = job["id"].as_i64().unwrap();
+        assert_eq!(job["state"], "pending");
+        // Follow the log as it is written, to the job's end.
+        let followed = client.get(&format!("/api/v1/jobs/{id}/logs?follow=true"), Some(&token));
+        assert!(followed.text.contains("restart 0 in ") && followed.text.ends_with("done\n"), "{}", followed.text);
+        let job = wait_state(&client, &token, id, &["completed"]);
+        assert_eq!(job["exit_code"], 0);
+        assert_eq!(states(&client, &token, id), ["pending", "running", "completed"]);
+        let batch = json!({ "metrics": [{ "key": "accuracy", "value": 0.9, "step": 3, "timestamp": 1 }] });
+        assert_eq!(client.post(&format!("/api/v1/jobs/{id}/metrics"), Some(&token), &batch).status, 200);
+        let metrics = client.get(&format!("/api/v1/jobs/{id}/metrics"), Some(&token)).body;
+        let keys: Vec<&str> = metrics["items"].as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["accuracy", "loss"], "{backend:?}: {metrics}");
+        let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token));
+        assert!(
+            usage.text.starts_with("time_ms,job_id,gpu_hours,cpu_hours\n") && usage.text.lines().count() == 2,
+            "{}",
+            usage.text
+        );
+        let project_view = client.get(&format!("/api/v1/projects/{project}"), Some(&token)).body;
+        assert!(project_view["used_cpu_hours"].as_f64().unwrap() > 0.0);
+        // A failing command fails with its exit code; a missing program fails with a reason.
+        let failing = submit(
+            &client,
+            &token,
+            json!({ "project": "lifecycle", "command": ["sh", "-c", "exit 7"], "time_limit_s": 60 }),
+        );
+        let failed = wait_state(&client, &token, failing["id"].as_i64().unwrap(), &["failed"]);
+        assert_eq!(failed["exit_code"], 7);
+        let missing =
+            submit(&client, &token, json!({ "project": project, "command": ["/no/such/program"], "time_limit_s": 60 }));
+        let failed = wait_state(&client, &token, missing["id"].as_i64().unwrap(), &["failed"]);
+        assert!(failed["reason"].as_str().unwrap().contains("could not be started"), "{failed}");
+    }
+}
+
+#[test]
+fn cancel_timeout_outside_kill_and_huge_output() {
+    let db = TestDb::new(Backend::Sqlite);
+    let mut opts = options(2);
+    opts.env.push(("GRAPPE_LOG_CAP_BYTES".into(), "100000".into()));
+    let server = Server::start(&db.url, &opts);
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "limits", 100);
+    // Cancel a running job.
+    let sleeper =
+        submit(&client, &token, json!({ "project": project, "command": ["sleep", "60"], "time_limit_s": 600 }));
+    let id = sleeper["id"].as_i64().unwrap();
+    wait_state(&client, &token, id, &["running"]);
+    assert_eq!(client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&token), &json!({})).status, 200);
+    wait_state(&client, &token, id, &["cancelled"]);
+    // A time limit: SIGTERM first, which the job may use to save a checkpoint.
+    let script = r#"trap 'echo saved > "$GRAPPE_CHECKPOINT_DIR/state"; exit 0' TERM; sleep 30 & wait"#;
+    let timed =
+        submit(&client, &token, json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 1 }));
+    let id = timed["id"].as_i64().unwrap();
+    let job = wait_state(&client, &token, id, &["timeout"]);
+    assert_eq!(job["reason"], "time limit reached");
+    let checkpoint = server_data_file(&server, id, "checkpoints/state");
+    assert_eq!(checkpoint.trim(), "saved");
+    // Killed from outside Grappe: failed, with the reason.
+    let marker = format!("grappe-outside-kill-{}", std::process::id());
+    let victim = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", format!("sleep 60; : {marker}")], "time_limit_s": 600 }),
+    );
+    let id = victim["id"].as_i64().unwrap();
+    wait_state(&client, &token, id, &["running"]);
+    eventually(Duration::from_secs(10), "the process to appear", || {
+        std::process::Command::new("pkill").args(["-KILL", "-f", &marker]).status().unwrap().success().then_some(())
+    });
+    let job = wait_state(&client, &token, id, &["failed"]);
+    assert!(job["reason"].as_str().unwrap().contains("killed by signal 9"), "{job}");
+    // 50 MB of output: capped at 100 kB, the server still well.
+    let loud = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", "head -c 50000000 /dev/zero | tr '\\0' x"], "time_limit_s": 600 }),
+    );
+    let id = loud["id"].as_i64().unwrap();
+    let job = wait_state(&client, &token, id, &["completed"]);
+    assert!(job["reason"].as_str().unwrap().contains("49900000 bytes dropped"), "{job}");
+    let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token));
+    assert!(log.text.len() < 100_200 && log.text.contains("output capped"));
+    assert_eq!(client.get("/healthz", None).status, 200);
+}
+
+fn server_data_file(server: &Server, job: i64, file: &str) -> String {
+    let path = server.data_dir().join("jobs").join(job.to_string()).join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+#[test]
+fn a_higher_qos_preempts_and_the_victim_runs_again() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "preempt", 100);
+    let script = r#"echo "run $GRAPPE_RESTART_COUNT"; trap 'exit 143' TERM; if [ "$GRAPPE_RESTART_COUNT" = 0 ]; then sleep 60 & wait; fi"#;
+    let long = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 3600, "qos": "long" }),
+    );
+    let long_id = long["id"].as_i64().unwrap();
+    wait_state(&client, &token, long_id, &["running"]);
+    let dev =
+        submit(&client, &token, json!({ "project": project, "command": ["true"], "time_limit_s": 60, "qos": "dev" }));
+    wait_state(&client, &token, dev["id"].as_i64().unwrap(), &["completed"]);
+    let long = wait_state(&client, &token, long_id, &["completed"]);
+    assert_eq!(long["restart_count"], 1);
+    assert_eq!(
+        states(&client, &token, long_id),
+        ["pending", "running", "preempted", "pending", "running", "completed"]
+    );
+    let log = client.get(&format!("/api/v1/jobs/{long_id}/logs"), Some(&token)).text;
+    assert_eq!(log, "run 0\nrun 1\n");
+}
+
+#[test]
+fn kill_9_of_the_server_loses_no_job_and_runs_none_twice() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let mut server = Server::start(&db.url, &options(1));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "crash", 100);
+        // flock fails at once if an earlier run of the same job still holds the lock.
+        let script = r#"exec flock -n "$GRAPPE_CHECKPOINT_DIR/lock" sh -c 'echo "run $GRAPPE_RESTART_COUNT"; sleep 2'"#;
+        let ids: Vec<i64> = (0..3)
+            .map(|_| {
+                submit(
+                    &client,
+                    &token,
+                    json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 600 }),
+                )["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        wait_state(&client, &token, ids[0], &["running"]);
+        let data_dir = server.data_dir().to_path_buf();
+        server.kill9();
+        let restarted = Server::start_in(&db.url, &options(1), &data_dir);
+        let client = restarted.client();
+        for id in &ids {
+            let job = wait_state(&client, &token, *id, &["completed", "failed", "cancelled", "timeout"]);
+            assert_eq!(job["state"], "completed", "{backend:?}: {job}");
+        }
+        let first = client.get(&format!("/api/v1/jobs/{}", ids[0]), Some(&token)).body;
+        assert_eq!(first["restart_count"], 1, "{backend:?}: the running job was requeued once");
+        let events = client.get(&format!("/api/v1/jobs/{}/events", ids[0]), Some(&token)).body;
+        assert!(events.to_string().contains("node_restart"), "{events}");
+    }
+}
+
+#[test]
+fn bad_submissions_are_refused_with_reasons() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "strict", 100);
+    let (_, outsider) = client.new_user("outsider@example.org");
+    let base = json!({ "project": project, "command": ["true"], "time_limit_s": 60 });
+    let with = |field: &str, value: Value| {
+        let mut body = base.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("cpus", json!(-1)), 422),
+        (with("cpus", json!(1000)), 422),
+        (with("gpus", json!(1)), 422),
+        (with("memory_mb", json!(1_000_000_000)), 422),
+        (with("time_limit_s", json!(0)), 422),
+        (with("qos", json!("gold")), 422),
+        (json!({ "project": project, "command": ["true"], "time_limit_s": 3 * 3600, "qos": "dev" }), 422),
+        (with("command", json!("true")), 422),
+        (with("command", json!([])), 422),
+        (with("project", json!(4242)), 404),
+        (with("project", json!("no-such-project")), 404),
+    ];
+    for (body, status) in cases {
+        client.post("/api/v1/jobs", Some(&token), &body).assert_envelope(status);
+    }
+    client.post("/api/v1/jobs", Some(&outsider), &base).assert_envelope(403);
+    // A dry run answers the cost and submits nothing.
+    let dry = client.post(
+        "/api/v1/jobs",
+        Some(&token),
+        &json!({ "project": project, "command": ["true"], "time_limit_s": 7200, "cpus": 2, "dry_run": true }),
+    );
+    assert_eq!(dry.status, 200, "{}", dry.text);
+    assert_eq!(dry.body["estimated_cpu_hours"], 4.0);
+    assert_eq!(dry.body["cpu_hours_left_after"], 96.0);
+    assert_eq!(client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn past_its_allocation_a_project_is_refused() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    // No CPU-hours at all: the first job may run, its usage puts the project past 125 %.
+    let (project, token) = project_with_member(&client, "broke", 0);
+    let first = submit(&client, &token, json!({ "project": project, "command": ["sleep", "1"], "time_limit_s": 60 }));
+    wait_state(&client, &token, first["id"].as_i64().unwrap(), &["completed"]);
+    let refused = client.post(
+        "/api/v1/jobs",
+        Some(&token),
+        &json!({ "project": project, "command": ["true"], "time_limit_s": 60 }),
+    );
+    refused.assert_envelope(409);
+    assert!(refused.body["detail"].as_str().unwrap().contains("submissions stop past 125 %"));
+}
+
+#[test]
+fn only_members_and_admins_see_a_projects_jobs() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, member) = project_with_member(&client, "private", 100);
+    let (_, outsider) = client.new_user("nosy@example.org");
+    let job = submit(&client, &member, json!({ "project": project, "command": ["true"], "time_limit_s": 60 }));
+    let id = job["id"].as_i64().unwrap();
+    wait_state(&client, &member, id, &["completed"]);
+    let metrics = json!({ "metrics": [{ "key": "x", "value": 1.0 }] });
+    let routes: [(&str, String, Option<&Value>); 8] = [
+        ("GET", format!("/api/v1/jobs/{id}"), None),
+        ("GET", format!("/api/v1/jobs/{id}/logs"), None),
+        ("GET", format!("/api/v1/jobs/{id}/events"), None),
+        ("GET", format!("/api/v1/jobs/{id}/metrics"), None),
+        ("POST", format!("/api/v1/jobs/{id}/metrics"), Some(&metrics)),
+        ("POST", format!("/api/v1/jobs/{id}/cancel"), Some(&json!({}))),
+        ("GET", format!("/api/v1/projects/{project}"), None),
+        ("GET", format!("/api/v1/projects/{project}/usage.csv"), None),
+    ];
+    for (method, path, body) in &routes {
+        let send = |token: &str| {
+            let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+            client.request(method, path, Some(token), body)
+        };
+        send(&outsider).assert_envelope(404);
+        assert_eq!(send(&member).status, 200, "member {method} {path}");
+        assert_eq!(send(ADMIN_TOKEN).status, 200, "admin {method} {path}");
+    }
+    assert_eq!(client.get("/api/v1/jobs", Some(&outsider)).body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(client.get("/api/v1/jobs", Some(&member)).body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(client.get("/api/v1/projects", Some(&outsider)).body["items"].as_array().unwrap().len(), 0);
+}
