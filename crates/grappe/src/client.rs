@@ -58,8 +58,49 @@ fn store(stored: &Stored) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The stored server and token, for the commands that use them.
+pub struct Session {
+    stored: Stored,
+    agent: ureq::Agent,
+}
+
+impl Session {
+    pub fn load() -> anyhow::Result<Session> {
+        Ok(Session { stored: load()?, agent: agent() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.stored.url)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.stored.token)
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = self.url(path);
+        self.agent.get(&url).header("Authorization", &self.bearer()).call().with_context(|| format!("reaching {url}"))
+    }
+
+    /// A GET whose body may take as long as it takes (a followed log).
+    pub fn get_streaming(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = self.url(path);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        agent.get(&url).header("Authorization", &self.bearer()).call().with_context(|| format!("reaching {url}"))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = self.url(path);
+        self.agent
+            .post(&url)
+            .header("Authorization", &self.bearer())
+            .send_json(body)
+            .with_context(|| format!("reaching {url}"))
+    }
+}
+
 /// The body of a response, or the server's error envelope as an error.
-fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
+pub fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
     let status = response.status();
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let value: Value =
@@ -102,13 +143,9 @@ pub fn login(url: &str, email: Option<String>, password_env: &str) -> anyhow::Re
 }
 
 pub fn whoami(as_json: bool) -> anyhow::Result<()> {
-    let stored = load()?;
-    let response = agent()
-        .get(&format!("{}/api/v1/me", stored.url))
-        .header("Authorization", &format!("Bearer {}", stored.token))
-        .call()
-        .with_context(|| format!("reaching {}", stored.url))?;
-    let me = answer(response)?;
+    let session = Session::load()?;
+    let me = answer(session.get("/api/v1/me")?)?;
+    let stored = &session.stored;
     if as_json {
         println!("{me}");
         return Ok(());
@@ -136,12 +173,12 @@ pub fn whoami(as_json: bool) -> anyhow::Result<()> {
 }
 
 pub fn logout() -> anyhow::Result<()> {
-    let stored = load()?;
-    if let Some(id) = stored.token_id {
-        let request = agent().delete(&format!("{}/api/v1/tokens/{id}", stored.url));
-        answer(request.header("Authorization", &format!("Bearer {}", stored.token)).call()?)?;
+    let session = Session::load()?;
+    if let Some(id) = session.stored.token_id {
+        let url = session.url(&format!("/api/v1/tokens/{id}"));
+        answer(session.agent.delete(&url).header("Authorization", &session.bearer()).call()?)?;
     }
     std::fs::remove_file(config_path()?)?;
-    println!("Logged out of {}", stored.url);
+    println!("Logged out of {}", session.stored.url);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! from the shell; `login` and `whoami` talk to a running server.
 
 mod client;
+mod job;
 mod settings;
 mod simulate;
 
@@ -47,6 +48,11 @@ enum Command {
     /// Replay a workload trace (SWF) under a scheduling policy and print wait, slowdown and
     /// utilization.
     Simulate(simulate::SimulateFlags),
+    /// Submit, follow and cancel jobs on the server you are logged in to.
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
+    },
     /// Show who the stored token belongs to.
     Whoami {
         #[arg(long)]
@@ -146,6 +152,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Login { url, email, password_env } => client::login(&url, email, &password_env),
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
+        Command::Job { command } => job::run(command),
         Command::Logout => client::logout(),
     }
 }

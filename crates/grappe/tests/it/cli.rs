@@ -124,3 +124,90 @@ fn serve_refuses_bad_settings_with_a_message() {
         assert!(text(&output).contains(message), "{args:?}: {}", text(&output));
     }
 }
+
+#[test]
+fn job_submit_follow_list_show_cancel() {
+    let db = TestDb::new(Backend::Sqlite);
+    let config_home = TempDir::new("job-config");
+    let config = config_home.path().to_str().unwrap();
+    let mut options = ServerOptions::default();
+    options.env.push(("GRAPPE_CPUS".into(), "2".into()));
+    options.env.push(("GRAPPE_JOB_GRACE_S".into(), "1".into()));
+    let server = Server::start(&db.url, &options);
+    let client = server.client();
+    let (user_id, _) = client.new_user("runner@example.org");
+    let project = serde_json::json!({ "name": "cli-project", "gpu_hours": 0, "cpu_hours": 10, "members": [user_id] });
+    assert_eq!(client.post("/api/v1/projects", Some(crate::harness::ADMIN_TOKEN), &project).status, 201);
+    let env = [("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "a long enough password")];
+    assert!(grappe(&["login", "--url", &server.base, "--email", "runner@example.org"], &env, "").status.success());
+
+    let dry = grappe(
+        &[
+            "job",
+            "submit",
+            "--project",
+            "cli-project",
+            "--cpus",
+            "2",
+            "--time",
+            "1h",
+            "--dry-run",
+            "--json",
+            "--",
+            "true",
+        ],
+        &env,
+        "",
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    let estimate: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(estimate["estimated_cpu_hours"], 2.0);
+
+    let submitted = grappe(
+        &[
+            "job",
+            "submit",
+            "--project",
+            "cli-project",
+            "--time",
+            "2m",
+            "--mem",
+            "256M",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo one; sleep 1; echo two",
+        ],
+        &env,
+        "",
+    );
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let job: serde_json::Value = serde_json::from_slice(&submitted.stdout).unwrap();
+    let id = job["id"].to_string();
+    assert_eq!(job["memory_mb"], 256);
+    assert_eq!(job["time_limit_s"], 120);
+    let followed = grappe(&["job", "logs", "-f", &id], &env, "");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "one\ntwo\n");
+    let shown = grappe(&["job", "show", &id], &env, "");
+    assert!(text(&shown).contains("completed"), "{}", text(&shown));
+    let listed = grappe(&["job", "list"], &env, "");
+    assert!(text(&listed).contains("completed") && text(&listed).contains(&id), "{}", text(&listed));
+
+    let dir = TempDir::new("job-script");
+    let script = dir.path().join("train.sh");
+    std::fs::write(&script, "sleep 60\n").unwrap();
+    let long = grappe(
+        &["job", "submit", "--project", "cli-project", "--time", "10m", "--script", script.to_str().unwrap(), "--json"],
+        &env,
+        "",
+    );
+    let long: serde_json::Value = serde_json::from_slice(&long.stdout).unwrap();
+    let cancelled = grappe(&["job", "cancel", &long["id"].to_string(), "--json"], &env, "");
+    assert!(cancelled.status.success(), "{}", text(&cancelled));
+    let bad = grappe(&["job", "submit", "--project", "cli-project", "--time", "soon", "--", "true"], &env, "");
+    assert!(!bad.status.success() && text(&bad).contains("time `soon`"), "{}", text(&bad));
+    let refused =
+        grappe(&["job", "submit", "--project", "cli-project", "--time", "3h", "--qos", "dev", "--", "true"], &env, "");
+    assert!(!refused.status.success() && text(&refused).contains("over QoS `dev`'s cap"), "{}", text(&refused));
+}
