@@ -266,6 +266,27 @@ pub fn stack(panels: &[String]) -> String {
     svg
 }
 
+/// A horizontal gauge of `used` against 1.0 (an allocation): blue, amber past 80 %, red past
+/// 100 %, with the percentage written after it.
+pub fn gauge(used: f64, label: &str) -> String {
+    const W: f64 = 260.0;
+    let shown = if used.is_finite() { used.max(0.0) } else { 9.99 };
+    let colour = if shown >= 1.0 {
+        "#b42318"
+    } else if shown >= 0.8 {
+        "#b54708"
+    } else {
+        COLOURS[1]
+    };
+    let text = if used.is_finite() { format!("{:.0} %", shown * 100.0) } else { "∞".to_owned() };
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="gauge" viewBox="0 0 340 24" width="340" height="24" role="img" aria-label="{}: {text}"><rect x="0" y="4" width="{W}" height="16" rx="3" fill="#e3e6ea"/><rect x="0" y="4" width="{:.1}" height="16" rx="3" fill="{colour}"/><text x="{}" y="17" font-family="system-ui, sans-serif" font-size="13" fill="#1a1a1a">{text}</text></svg>"##,
+        escape(label),
+        (shown.min(1.0) * W),
+        W + 8.0
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +337,19 @@ mod tests {
         assert_eq!(svg.matches("<rect x=").count(), 2);
         let both = stack(&[line_chart(&chart), svg]);
         assert!(both.contains(&format!(r#"<svg y="{PANEL_H}""#)));
+    }
+
+    #[test]
+    fn gauges_fill_and_change_colour() {
+        assert!(gauge(0.5, "x").contains(r#"width="130.0""#));
+        assert!(gauge(0.9, "x").contains("#b54708"));
+        let over = gauge(1.3, "x");
+        assert!(
+            over.contains("#b42318")
+                && over.contains("130 %")
+                && over.contains(r##"width="260.0" height="16" rx="3" fill="#b42318""##)
+        );
+        assert!(gauge(f64::INFINITY, "x").contains("∞"));
     }
 
     #[test]

@@ -50,5 +50,39 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
         state.db.grant_role(user.id, &RoleGrant { role: *role, scope: Scope::Global }, "demo").await?;
         accounts.push(DemoAccount { role: *role, email, password });
     }
+    demo_project(state).await?;
     Ok(accounts)
+}
+
+/// A project for the demo's project member, with a short "training" job that prints a falling
+/// loss as metrics, so that the compute pages have something to show.
+async fn demo_project(state: &AppState) -> AppResult<()> {
+    const NAME: &str = "demo-llm-finetune";
+    if state.db.project_by_name(NAME).await?.is_some() {
+        return Ok(());
+    }
+    let project = state.db.create_project(NAME, 1000, 20_000, 500, None, "demo").await?;
+    let member = grappe_domain::account::Email::parse("project-member@demo.grappe.fr")?;
+    if let Some(user) = state.db.user_by_email(&member).await? {
+        let scope = Scope::Object { kind: grappe_domain::account::ScopeKind::Project, id: project.id };
+        state.db.grant_role(user.id, &RoleGrant { role: Role::ProjectMember, scope }, "demo").await?;
+    }
+    let script = "for step in $(seq 1 30); do \
+        echo \"step $step\"; \
+        echo \"GRAPPE_METRIC {\\\"key\\\": \\\"loss\\\", \\\"value\\\": $(awk -v s=$step 'BEGIN { print 3 / (1 + s / 4) }'), \\\"step\\\": $step}\"; \
+        sleep 0.2; done";
+    let command = serde_json::to_string(&["sh", "-c", script]).map_err(anyhow::Error::from)?;
+    let job = grappe_db::NewJob {
+        project_id: project.id,
+        user_id: None,
+        name: "fine-tune (demo)",
+        command: &command,
+        qos: "dev",
+        cpus: 1,
+        gpus: 0,
+        memory_mb: 512,
+        time_limit_s: 600,
+    };
+    state.db.create_job(job).await?;
+    Ok(())
 }

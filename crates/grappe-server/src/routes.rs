@@ -192,6 +192,25 @@ pub fn table() -> Vec<Route> {
         route(Page, Get, "/lang/{code}", Public, "Choose the interface language", web::set_language),
         route(Page, Get, "/account", SignedIn, "The caller's account", web::account),
         route(Page, Get, "/static/app.css", Public, "Style sheet", web::stylesheet),
+        route(Page, Get, "/compute", Public, "Compute: projects and the queue", compute::pages::compute_page),
+        route(Page, Get, "/compute/projects/{id}", SignedIn, "A project's page", compute::pages::project_page),
+        route(
+            Page,
+            Post,
+            "/compute/projects/{id}/jobs",
+            SignedIn,
+            "Submit a job from the form",
+            compute::pages::submit_form,
+        ),
+        route(Page, Get, "/compute/jobs/{id}", SignedIn, "A job's page", compute::pages::job_page),
+        route(
+            Page,
+            Post,
+            "/compute/jobs/{id}/cancel",
+            SignedIn,
+            "Cancel a job from its page",
+            compute::pages::cancel_form,
+        ),
     ];
     for (path, summary) in web::MODULE_PAGES {
         routes.push(route(Page, Get, path, Public, summary, web::module_page));

@@ -24,9 +24,8 @@ use crate::state::AppState;
 pub const LANG_COOKIE: &str = "lang";
 
 /// The module pages, each an empty state until its module lands.
-pub const MODULE_PAGES: [(&str, &str); 6] = [
+pub const MODULE_PAGES: [(&str, &str); 5] = [
     ("/calls", "Calls and jury module"),
-    ("/compute", "Compute module"),
     ("/data", "Open data commons module"),
     ("/models", "Model registry module"),
     ("/challenges", "Challenges module"),
@@ -55,14 +54,19 @@ impl Chrome {
         }
     }
 
-    pub fn nav(&self) -> Vec<(&'static str, String, bool)> {
-        let mut items = vec![("/", self.tr.t("nav-dashboard"), self.path == "/")];
+    pub fn nav(&self) -> Vec<(String, String, bool)> {
+        let mut items = vec![("/".to_owned(), self.tr.t("nav-dashboard"), self.path == "/")];
         for module in Module::ALL {
-            let href =
-                MODULE_PAGES.iter().map(|(path, _)| *path).find(|path| path[1..] == *module.path()).unwrap_or("/");
-            items.push((href, self.tr.t(&format!("nav-{}", module.path())), self.path == href));
+            let href = format!("/{}", module.path());
+            let current = self.path == href || self.path.starts_with(&format!("{href}/"));
+            items.push((href, self.tr.t(&format!("nav-{}", module.path())), current));
         }
         items
+    }
+
+    /// A job state in the reader's language.
+    pub fn state_label(&self, state: &str) -> String {
+        self.tr.t(&format!("state-{state}"))
     }
 
     pub fn switch_href(&self) -> String {
@@ -93,7 +97,7 @@ fn local_path(next: Option<&str>) -> String {
     }
 }
 
-fn render(template: &impl Template, status: StatusCode) -> Response {
+pub(crate) fn render(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => AppError::Internal(error.into()).into_response(),
@@ -111,6 +115,11 @@ pub fn error_page(request: &Request, status: StatusCode, message_key: &str) -> R
     let caller = request.extensions().get::<Caller>();
     let chrome = Chrome::new(request.headers(), request.uri(), caller);
     let message = chrome.tr.t(message_key);
+    message_page(chrome, status, message)
+}
+
+/// An error page with a message already in the reader's language.
+pub fn message_page(chrome: Chrome, status: StatusCode, message: String) -> Response {
     render(&ErrorPage { chrome, message }, status)
 }
 

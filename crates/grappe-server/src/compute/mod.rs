@@ -1,6 +1,7 @@
 //! Compute for everyone: projects with GPU-hour allocations, jobs, their logs, events, metrics
 //! and usage. The HTTP handlers are here; the loop that runs jobs is in [`scheduler`].
 
+pub mod pages;
 pub mod scheduler;
 
 use std::time::Duration;
@@ -72,13 +73,13 @@ pub fn job_json(job: &JobRow) -> Value {
     })
 }
 
-async fn project_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<ProjectRow> {
+pub(crate) async fn project_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<ProjectRow> {
     // A project the caller may not see answers 404, as if it did not exist.
     let project = state.db.project(id).await?.filter(|_| policy::may_use_project(&caller.actor, id));
     project.ok_or_else(|| AppError::NotFound(format!("project {id} not found")))
 }
 
-async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<JobRow> {
+pub(crate) async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<JobRow> {
     let job = state.db.job(id).await?.filter(|job| policy::may_use_project(&caller.actor, job.project_id));
     job.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))
 }
@@ -198,21 +199,21 @@ pub enum ProjectRef {
 
 #[derive(Deserialize)]
 pub struct NewJobBody {
-    project: ProjectRef,
-    command: Vec<String>,
+    pub project: ProjectRef,
+    pub command: Vec<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(default = "one")]
-    cpus: i64,
+    pub cpus: i64,
     #[serde(default)]
-    gpus: i64,
+    pub gpus: i64,
     #[serde(default = "default_memory")]
-    memory_mb: i64,
-    time_limit_s: i64,
+    pub memory_mb: i64,
+    pub time_limit_s: i64,
     #[serde(default = "normal")]
-    qos: String,
+    pub qos: String,
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
 }
 
 fn one() -> i64 {
@@ -234,11 +235,26 @@ async fn admission_state(state: &AppState, project: &ProjectRow) -> AppResult<(P
     Ok((ProjectState { id: project.id as u64, share: 0.0, usage_share: 0.0, allocation_used: used }, usage))
 }
 
+/// What a submission gave: a job, or with `dry_run` an estimate.
+pub enum Submitted {
+    Job(Box<JobRow>),
+    Estimate(Value),
+}
+
 pub async fn submit_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewJobBody>,
 ) -> AppResult<Response> {
+    Ok(match submit(&state, &caller, body).await? {
+        Submitted::Job(job) => (StatusCode::CREATED, Json(job_json(&job))).into_response(),
+        Submitted::Estimate(estimate) => Json(estimate).into_response(),
+    })
+}
+
+/// Checks a submission (membership, resources, QoS, allocation) and queues it: the one path
+/// for the API, the CLI and the web form.
+pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppResult<Submitted> {
     let project = match &body.project {
         ProjectRef::Id(id) => state.db.project(*id).await?,
         ProjectRef::Name(name) => state.db.project_by_name(name).await?,
@@ -255,7 +271,7 @@ pub async fn submit_job(
             "`command`: at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, no NUL"
         )));
     }
-    let node = scheduler::local_node(&state).capacity;
+    let node = scheduler::local_node(state).capacity;
     let checks = [
         ("cpus", body.cpus, 1, i64::from(node.cpus)),
         ("gpus", body.gpus, 0, i64::from(node.gpus)),
@@ -270,7 +286,7 @@ pub async fn submit_job(
         }
     }
     let config = EngineConfig::default();
-    let (project_state, usage) = admission_state(&state, &project).await?;
+    let (project_state, usage) = admission_state(state, &project).await?;
     engine::admit(&config, &body.qos, body.time_limit_s, &project_state).map_err(|refusal| match refusal {
         engine::Refusal::AllocationExhausted { .. } => AppError::Conflict(refusal.to_string()),
         other => AppError::Invalid(other.to_string()),
@@ -278,15 +294,14 @@ pub async fn submit_job(
     let cost_gpu_hours = body.gpus as f64 * body.time_limit_s as f64 / 3600.0;
     let cost_cpu_hours = body.cpus as f64 * body.time_limit_s as f64 / 3600.0;
     if body.dry_run {
-        return Ok(Json(json!({
+        return Ok(Submitted::Estimate(json!({
             "dry_run": true,
             "project": project.id,
             "estimated_gpu_hours": cost_gpu_hours,
             "estimated_cpu_hours": cost_cpu_hours,
             "gpu_hours_left_after": project.gpu_hours as f64 - usage.gpu_seconds as f64 / 3600.0 - cost_gpu_hours,
             "cpu_hours_left_after": project.cpu_hours as f64 - usage.cpu_seconds as f64 / 3600.0 - cost_cpu_hours,
-        }))
-        .into_response());
+        })));
     }
     let name = DisplayName::parse("name", body.name.as_deref().unwrap_or(&body.command[0]))?;
     let command = serde_json::to_string(&body.command).map_err(anyhow::Error::from)?;
@@ -305,7 +320,7 @@ pub async fn submit_job(
         })
         .await?;
     state.scheduler_wake.notify_one();
-    Ok((StatusCode::CREATED, Json(job_json(&job))).into_response())
+    Ok(Submitted::Job(Box::new(job)))
 }
 
 #[derive(Deserialize)]
@@ -386,7 +401,7 @@ pub struct LogQuery {
     follow: bool,
 }
 
-fn terminal(state: &str) -> bool {
+pub(crate) fn terminal(state: &str) -> bool {
     matches!(state, "completed" | "failed" | "cancelled" | "timeout")
 }
 

@@ -237,3 +237,35 @@ fn base64_decoding() {
     assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
     assert_eq!(base64_decode("aGk="), b"hi");
 }
+
+#[test]
+fn submit_a_job_from_the_project_page_and_watch_it_finish() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let mut options = ServerOptions { demo: true, ..ServerOptions::default() };
+    options.env.push(("GRAPPE_CPUS".into(), "2".into()));
+    let server = Server::start(&db.url, &options);
+    let (email, password) = server.demo_password("project_member");
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &password);
+    browser.click("#login-submit");
+    browser.wait_text("h1", "Calcul pour tous");
+    // The demo's training job: its loss is drawn as a chart once it has run.
+    browser.wait_count("#projects .card", 1);
+    browser.screenshot("compute-fr.png");
+    browser.click("#projects a");
+    browser.wait_text("h1", "demo-llm-finetune");
+    assert_eq!(browser.count("#usage-chart svg"), 1);
+    browser.type_into("#job-name", "hello");
+    browser.type_into("#job-command", "echo bonjour depuis le navigateur; sleep 1; echo fin");
+    browser.click("#job-submit");
+    // The job page follows the log live, then reloads with the final state.
+    browser.wait_text("#job-state", "terminée");
+    assert!(browser.text("#log").contains("bonjour depuis le navigateur\nfin"), "{}", browser.text("#log"));
+    assert!(browser.text("#timeline").contains("en cours"));
+    browser.screenshot("job-fr.png");
+    browser.go(&format!("{}/compute/jobs/1", server.base));
+    browser.wait_count("figure.metric svg", 1);
+    browser.screenshot("job-metrics-fr.png");
+}

@@ -1,0 +1,312 @@
+//! The compute pages: the module's front page (projects with their gauges, the queue with its
+//! reasons), a project (usage against allocation over time, members, a submission form) and a
+//! job (state, timeline, live log, metric charts).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use grappe_db::{JobRow, ProjectRow};
+use grappe_domain::policy;
+use serde::Deserialize;
+
+use super::{NewJobBody, ProjectRef, Submitted, scheduler, submit, terminal};
+use crate::auth::{self, Caller};
+use crate::chart;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::{Chrome, iso_date, message_page, render};
+
+struct ProjectView {
+    id: i64,
+    name: String,
+    gauge_svg: String,
+    used_text: String,
+}
+
+struct JobLine {
+    id: i64,
+    name: String,
+    project: String,
+    state: String,
+    reason: String,
+    submitted: String,
+}
+
+#[derive(Template)]
+#[template(path = "compute.html")]
+struct ComputePage {
+    chrome: Chrome,
+    signed_in: bool,
+    projects: Vec<ProjectView>,
+    jobs: Vec<JobLine>,
+}
+
+fn when(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{} {:02}:{:02}:{:02}", iso_date(ms), seconds / 3600, seconds % 3600 / 60, seconds % 60)
+}
+
+async fn project_view(state: &AppState, project: &ProjectRow) -> Result<ProjectView, AppError> {
+    let usage = state.db.project_usage(project.id).await?;
+    let used = scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage);
+    Ok(ProjectView {
+        id: project.id,
+        name: project.name.clone(),
+        gauge_svg: chart::gauge(used, &project.name),
+        used_text: format!(
+            "{:.2} / {} GPU-h · {:.2} / {} CPU-h",
+            usage.gpu_seconds as f64 / 3600.0,
+            project.gpu_hours,
+            usage.cpu_seconds as f64 / 3600.0,
+            project.cpu_hours
+        ),
+    })
+}
+
+fn job_line(job: &JobRow, projects: &[ProjectRow]) -> JobLine {
+    JobLine {
+        id: job.id,
+        name: job.name.clone(),
+        project: projects.iter().find(|p| p.id == job.project_id).map_or_else(String::new, |p| p.name.clone()),
+        state: job.state.clone(),
+        reason: job.reason.clone(),
+        submitted: when(job.submitted_at),
+    }
+}
+
+pub async fn compute_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let signed_in = caller.actor.user_id().is_some() || caller.actor.is_admin();
+    let all = state.db.list_projects().await?;
+    let visible: Vec<ProjectRow> = all.into_iter().filter(|p| policy::may_use_project(&caller.actor, p.id)).collect();
+    let mut projects = Vec::with_capacity(visible.len());
+    for project in &visible {
+        projects.push(project_view(&state, project).await?);
+    }
+    let ids: Vec<i64> = visible.iter().map(|p| p.id).collect();
+    let jobs = state.db.list_jobs(Some(&ids), i64::MAX, 100).await?;
+    let jobs = jobs.iter().map(|job| job_line(job, &visible)).collect();
+    Ok(render(&ComputePage { chrome, signed_in, projects, jobs }, StatusCode::OK))
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage {
+    chrome: Chrome,
+    project: ProjectView,
+    usage_svg: String,
+    members: usize,
+    jobs: Vec<JobLine>,
+    gpus_here: u32,
+}
+
+fn not_found(chrome: Chrome) -> Response {
+    let message = chrome.tr.t("error-not-found");
+    message_page(chrome, StatusCode::NOT_FOUND, message)
+}
+
+/// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
+fn usage_chart(project: &ProjectRow, records: &[(i64, i64, i64, i64)], tr: &crate::i18n::Tr) -> String {
+    // GPU-hours when the project has used or holds any, else CPU-hours.
+    let gpu_used: i64 = records.iter().map(|(_, gpu_s, _, _)| gpu_s).sum();
+    let cpu_used: i64 = records.iter().map(|(_, _, cpu_s, _)| cpu_s).sum();
+    let gpu = gpu_used > 0 || (cpu_used == 0 && project.gpu_hours > 0);
+    let allocation = if gpu { project.gpu_hours } else { project.cpu_hours } as f64;
+    let mut total = 0.0;
+    let mut used = vec![(0.0, 0.0)];
+    for (at, gpu_s, cpu_s, _) in records {
+        total += if gpu { *gpu_s } else { *cpu_s } as f64 / 3600.0;
+        used.push((((at - project.created_at).max(0)) as f64 / 86_400_000.0, total));
+    }
+    let last_x = used.last().map_or(1.0, |(x, _)| x.max(1.0));
+    let title = tr.t("project-usage-chart");
+    let x_label = tr.t("project-usage-days");
+    let y_label = if gpu { "GPU-h" } else { "CPU-h" };
+    let (allocation_label, used_label) = (tr.t("legend-allocation"), tr.t("legend-used"));
+    chart::line_chart(&chart::LineChart {
+        title: &title,
+        x_label: &x_label,
+        y_label,
+        series: vec![
+            chart::Series {
+                label: &allocation_label,
+                colour: "#8a94a3",
+                points: vec![(0.0, allocation), (last_x, allocation)],
+            },
+            chart::Series { label: &used_label, colour: "#2f68b1", points: used },
+        ],
+    })
+}
+
+pub async fn project_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found(chrome)) };
+    let records = state.db.usage_records(id).await?;
+    let usage_svg = usage_chart(&project, &records, &chrome.tr);
+    let members = state.db.project_member_ids(id).await?.len();
+    let jobs = state.db.list_jobs(Some(&[id]), i64::MAX, 100).await?;
+    let projects = [project.clone()];
+    let jobs = jobs.iter().map(|job| job_line(job, &projects)).collect();
+    let view = project_view(&state, &project).await?;
+    let page = ProjectPage { chrome, project: view, usage_svg, members, jobs, gpus_here: state.config.compute.gpus };
+    Ok(render(&page, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+pub struct JobForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    command: String,
+    cpus: i64,
+    #[serde(default)]
+    gpus: i64,
+    memory_mb: i64,
+    time_limit_min: i64,
+    qos: String,
+}
+
+pub async fn submit_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<JobForm>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    if !auth::check_csrf(&caller, &form.csrf) {
+        let message = chrome.tr.t("login-csrf");
+        return Ok(message_page(chrome, StatusCode::FORBIDDEN, message));
+    }
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    let body = NewJobBody {
+        project: ProjectRef::Id(id),
+        command: vec!["sh".to_owned(), "-c".to_owned(), form.command],
+        name: Some(form.name).filter(|name| !name.trim().is_empty()),
+        cpus: form.cpus,
+        gpus: form.gpus,
+        memory_mb: form.memory_mb,
+        time_limit_s: form.time_limit_min.saturating_mul(60),
+        qos: form.qos,
+        dry_run: false,
+    };
+    match submit(&state, &caller, body).await {
+        Ok(Submitted::Job(job)) => Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response()),
+        Ok(Submitted::Estimate(_)) => Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response()),
+        Err(error) if error.status().is_client_error() => Ok(message_page(chrome, error.status(), error.to_string())),
+        Err(error) => Err(error),
+    }
+}
+
+struct EventLine {
+    at: String,
+    state: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    chrome: Chrome,
+    job: JobRow,
+    project: String,
+    command: String,
+    active: bool,
+    events: Vec<EventLine>,
+    log: String,
+    metric_svgs: Vec<String>,
+}
+
+/// The last `limit` bytes of a job's output, cut at a character boundary.
+async fn log_tail(path: &std::path::Path, limit: usize) -> String {
+    let bytes = tokio::fs::read(path).await.unwrap_or_default();
+    let start = bytes.len().saturating_sub(limit);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+pub async fn job_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    let Ok(job) = super::job_for(&state, &caller, id).await else { return Ok(not_found(chrome)) };
+    let project = state.db.project(job.project_id).await?.map_or_else(String::new, |p| p.name);
+    let events = state
+        .db
+        .job_events(id)
+        .await?
+        .into_iter()
+        .map(|event| EventLine { at: when(event.at), state: event.state, detail: event.detail })
+        .collect();
+    let log = log_tail(&scheduler::jobs_dir(&state).join(id.to_string()).join("output.log"), 64 * 1024).await;
+    let mut by_key: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for point in state.db.job_metrics(id).await? {
+        by_key.entry(point.key).or_default().push((point.step as f64, point.value));
+    }
+    let step_label = chrome.tr.t("job-metric-step");
+    let metric_svgs = by_key
+        .iter()
+        .map(|(key, points)| {
+            chart::line_chart(&chart::LineChart {
+                title: key,
+                x_label: &step_label,
+                y_label: key,
+                series: vec![chart::Series { label: key, colour: "#2f68b1", points: points.clone() }],
+            })
+        })
+        .collect();
+    let command: Vec<String> = serde_json::from_str(&job.command).unwrap_or_default();
+    let active = !terminal(&job.state);
+    let page = JobPage { chrome, command: command.join(" "), active, project, events, log, metric_svgs, job };
+    Ok(render(&page, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn cancel_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    if !auth::check_csrf(&caller, &form.csrf) {
+        let message = chrome.tr.t("login-csrf");
+        return Ok(message_page(chrome, StatusCode::FORBIDDEN, message));
+    }
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    if super::job_for(&state, &caller, id).await.is_err() {
+        return Ok(not_found(chrome));
+    }
+    state.db.cancel_job(id, &caller.audit_name()).await?;
+    state.scheduler_wake.notify_one();
+    Ok(Redirect::to(&format!("/compute/jobs/{id}")).into_response())
+}
