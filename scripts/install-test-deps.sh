@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, once: PostgreSQL (server and psql),
-# Chromium with its WebDriver, and wrk for the benchmarks. Idempotent: installed packages are
+# Chromium with its WebDriver, munge and Slurm (a single-node test cluster), and wrk for the
+# benchmarks. Idempotent: installed packages are
 # not fetched again, and the package lists are refreshed only when something is missing.
 set -euo pipefail
 
-packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core)
+packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

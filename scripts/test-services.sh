@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or stops) the services the tests talk to, on private ports and directories, so that
-# nothing else on the machine is touched: a PostgreSQL server for the tests.
+# nothing else on the machine is touched: a PostgreSQL server, and a single-node Slurm (munge,
+# slurmctld, slurmd) on private ports with its own munge socket.
 #   scripts/test-services.sh start   # idempotent; prints the variables to export
 #   scripts/test-services.sh stop
 set -euo pipefail
@@ -27,9 +28,75 @@ start() {
       -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
   fi
   echo "export GRAPPE_TEST_POSTGRES=postgres://grappe@127.0.0.1:$pg_port/postgres"
+  start_slurm
+}
+
+slurm_dir=$state_dir/slurm
+slurm_conf=$slurm_dir/slurm.conf
+munge_socket=$slurm_dir/munge.socket
+
+start_slurm() {
+  mkdir -p "$slurm_dir/state" "$slurm_dir/spool" "$slurm_dir/log"
+  local host cpus memory_mb
+  host=$(hostname -s)
+  cpus=$(nproc)
+  memory_mb=$(( $(awk '/MemTotal/ { print $2 }' /proc/meminfo) / 1024 - 1024 ))
+  cat >"$slurm_conf" <<CONF
+ClusterName=grappe-test
+SlurmctldHost=$host
+SlurmctldPort=${GRAPPE_TEST_SLURMCTLD_PORT:-16817}
+SlurmdPort=${GRAPPE_TEST_SLURMD_PORT:-16818}
+AuthType=auth/munge
+AuthInfo=socket=$munge_socket
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$slurm_dir/state
+SlurmdSpoolDir=$slurm_dir/spool
+SlurmctldPidFile=$slurm_dir/slurmctld.pid
+SlurmdPidFile=$slurm_dir/slurmd.pid
+SlurmctldLogFile=$slurm_dir/log/slurmctld.log
+SlurmdLogFile=$slurm_dir/log/slurmd.log
+SchedulerType=sched/backfill
+SchedulerParameters=${GRAPPE_TEST_SLURM_SCHED:-batch_sched_delay=0,sched_min_interval=0}
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MinJobAge=600
+JobCompType=jobcomp/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+NodeName=$host CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=100
+CONF
+  if ! [ -S "$munge_socket" ] || ! munge -n -S "$munge_socket" 2>/dev/null | unmunge -S "$munge_socket" >/dev/null 2>&1; then
+    rm -f "$munge_socket" "$slurm_dir/munged.pid"
+    munged --force --socket="$munge_socket" --pid-file="$slurm_dir/munged.pid" \
+      --log-file="$slurm_dir/log/munged.log" --seed-file="$slurm_dir/munged.seed"
+  fi
+  if ! SLURM_CONF=$slurm_conf scontrol ping 2>/dev/null | grep -q UP; then
+    SLURM_CONF=$slurm_conf slurmctld
+    SLURM_CONF=$slurm_conf slurmd
+  fi
+  for _ in $(seq 1 100); do
+    SLURM_CONF=$slurm_conf sinfo -h -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)' && break
+    sleep 0.2
+  done
+  SLURM_CONF=$slurm_conf sinfo -h -o %t | grep -qE '^(idle|mix|alloc)' || { echo "Slurm did not come up" >&2; exit 1; }
+  echo "export SLURM_CONF=$slurm_conf"
+  echo "export GRAPPE_TEST_SLURM=1"
+}
+
+stop_slurm() {
+  for name in slurmd slurmctld munged; do
+    [ -s "$slurm_dir/$name.pid" ] && kill "$(cat "$slurm_dir/$name.pid")" 2>/dev/null || true
+  done
 }
 
 stop() {
+  stop_slurm
   if [ -s "$pg_dir/PG_VERSION" ]; then
     as_pg "$pg_bin/pg_ctl" -D "$pg_dir" -m fast -w stop >/dev/null 2>&1 || true
   fi

@@ -44,6 +44,8 @@ pub struct JobRow {
     pub pid: Option<i64>,
     pub gpu_ids: String,
     pub cancel_requested: bool,
+    /// The outside scheduler's id (Slurm's job id) once handed over.
+    pub external_id: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -90,7 +92,8 @@ pub struct Ending<'a> {
 
 const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-    reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, pid, gpu_ids, cancel_requested";
+    reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, pid, gpu_ids, cancel_requested, \
+    external_id";
 
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
     Ok(ProjectRow {
@@ -128,6 +131,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         pid: row.try_get("pid")?,
         gpu_ids: row.try_get("gpu_ids")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        external_id: row.try_get("external_id")?,
     })
 }
 
@@ -393,6 +397,12 @@ impl Db {
             .ok_or_else(|| DbError::NotFound(format!("job {id}")))?;
         let job = job_from(&job)?;
         let state = match job.state.as_str() {
+            // Handed to Slurm: Slurm cancels it, and says so.
+            "pending" if job.external_id.is_some() => {
+                sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                event(&mut tx, id, now, "pending", &format!("cancel requested by {actor}")).await?;
+                job.state
+            }
             "pending" => {
                 sqlx::query("UPDATE jobs SET state = 'cancelled', reason = '', ended_at = $1 WHERE id = $2")
                     .bind(now)
@@ -411,6 +421,39 @@ impl Db {
         };
         tx.commit().await?;
         Ok(state)
+    }
+
+    /// Records the outside scheduler's id of a pending job.
+    pub async fn set_external_id(&self, id: i64, external_id: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE jobs SET external_id = $1 WHERE id = $2")
+            .bind(external_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        event(&mut tx, id, now_ms(), "pending", &format!("submitted to Slurm as job {external_id}")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// pending -> an end state without running (cancelled in Slurm's queue, say).
+    pub async fn end_pending(&self, id: i64, state: &str, reason: &str) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let result =
+            sqlx::query("UPDATE jobs SET state = $1, reason = $2, ended_at = $3 WHERE id = $4 AND state = 'pending'")
+                .bind(state)
+                .bind(reason)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Ok(false);
+        }
+        event(&mut tx, id, now, state, reason).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records why pending jobs wait (only those whose reason changed).

@@ -9,6 +9,7 @@ use crate::{Backend, Db, DbResult, now_ms};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/0001_foundation.sql")),
     (2, "compute", include_str!("../migrations/0002_compute.sql")),
+    (3, "external_jobs", include_str!("../migrations/0003_external_jobs.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

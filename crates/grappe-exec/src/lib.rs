@@ -4,6 +4,8 @@
 //! that start with a prefix are also handed back (metrics). When a job ends, a [`Finished`]
 //! message says how.
 
+pub mod slurm;
+
 use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;

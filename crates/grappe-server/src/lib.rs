@@ -31,7 +31,7 @@ use axum::response::Response;
 use grappe_db::{Db, PoolConfig};
 use tokio::sync::watch;
 
-pub use state::{AppState, ComputeConfig, ServerConfig};
+pub use state::{AppState, ComputeConfig, ExecutorKind, ServerConfig};
 
 use crate::auth::RateLimiter;
 use crate::metrics::Metrics;

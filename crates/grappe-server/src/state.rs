@@ -32,9 +32,17 @@ pub struct ServerConfig {
     pub compute: ComputeConfig,
 }
 
-/// The local executor's machine and limits.
+/// Who runs the jobs: this machine, or a Slurm cluster (which then decides the order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+/// The executor, the local machine and the limits.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
+    pub executor: ExecutorKind,
     pub cpus: u32,
     pub gpus: u32,
     pub memory_mb: u64,
@@ -51,6 +59,7 @@ impl ComputeConfig {
     /// This machine, as detected.
     pub fn detect() -> ComputeConfig {
         ComputeConfig {
+            executor: ExecutorKind::Local,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             gpus: grappe_exec::detect_gpus(),
             memory_mb: grappe_exec::total_memory_mb(),

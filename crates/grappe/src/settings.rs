@@ -88,14 +88,21 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
         (None, Some("local") | None) => Executor::Local,
         (None, Some(other)) => bail!("executor `{other}` is unknown: use local or slurm"),
     };
-    if executor == Executor::Slurm {
-        bail!("the Slurm executor is not built yet (it comes with the compute module); use --executor local");
-    }
     let addr = flags.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./grappe-data"));
     let database = database_url(&data_dir, flags.database.as_deref().or(file.database.as_deref()))?;
+    // Absolute, since job scripts (Slurm's among them) run from other directories.
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
     let mut config = ServerConfig::new(addr, database);
     config.data_dir = data_dir.clone();
+    config.compute.executor = match executor {
+        Executor::Local => grappe_server::ExecutorKind::Local,
+        Executor::Slurm => grappe_server::ExecutorKind::Slurm,
+    };
+    if let Some(ms) = env_number::<u64>("GRAPPE_SCHEDULER_TICK_MS")? {
+        config.compute.tick = Duration::from_millis(ms.max(10));
+    }
     if let Some(seconds) = env_number::<u64>("GRAPPE_JOB_GRACE_S")?.or(file.job_grace_s) {
         config.compute.grace = Duration::from_secs(seconds);
     }

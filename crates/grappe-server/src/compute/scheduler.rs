@@ -14,7 +14,7 @@ use grappe_exec::{Exit, Finished, LaunchSpec, LocalExecutor, MetricLine};
 use grappe_sched::engine::{self, EngineConfig, Node, PendingJob, ProjectState, Resources, RunningJob, Snapshot};
 use tokio::sync::{mpsc, watch};
 
-use crate::state::AppState;
+use crate::state::{AppState, ExecutorKind};
 
 pub const LEASE: &str = "scheduler";
 
@@ -184,6 +184,9 @@ impl Loop {
         if !held {
             return Ok(());
         }
+        if state.config.compute.executor == ExecutorKind::Slurm {
+            return self.slurm_pass().await;
+        }
         let active = state.db.active_jobs().await?;
         let (running, pending): (Vec<JobRow>, Vec<JobRow>) = active.into_iter().partition(|job| job.state == "running");
         let mut still_running = Vec::with_capacity(running.len());
@@ -338,20 +341,101 @@ impl Loop {
         Ok(())
     }
 
+    /// Slurm decides: every queued job is handed to `sbatch` at once, and Slurm's view of each
+    /// (`scontrol show job`) is copied into Grappe's states, with accounting kept here.
+    async fn slurm_pass(&mut self) -> anyhow::Result<()> {
+        use grappe_exec::slurm;
+        let db = self.state.db.clone();
+        let active = db.active_jobs().await?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        let known = slurm::show_jobs().await?;
+        let mut reasons = Vec::new();
+        for job in active {
+            let Some(external) = job.external_id.clone() else {
+                let (dir, argv, env) = job_launch(&self.state, &job).await?;
+                let spec = slurm::SlurmSpec {
+                    job_id: job.id,
+                    argv,
+                    workdir: dir.join("work"),
+                    log_path: dir.join("output.log"),
+                    env,
+                    cpus: job.cpus as u32,
+                    gpus: job.gpus as u32,
+                    memory_mb: job.memory_mb as u64,
+                    time_limit_s: job.time_limit_s,
+                    grace_s: self.state.config.compute.grace.as_secs(),
+                    account: None,
+                    qos: None,
+                };
+                match slurm::sbatch(&spec).await {
+                    Ok(id) => db.set_external_id(job.id, &id).await?,
+                    Err(error) => {
+                        db.end_pending(job.id, "failed", &format!("sbatch refused the job: {error}")).await?;
+                    }
+                }
+                continue;
+            };
+            if job.cancel_requested {
+                if let Err(error) = slurm::scancel(&external).await {
+                    tracing::warn!(job.id = job.id, %error, "scancel failed");
+                }
+            }
+            let Some(seen) = known.get(&external) else {
+                if now_ms() - job.submitted_at > 120_000 {
+                    let reason = format!("Slurm no longer knows job {external}");
+                    if job.state == "running" {
+                        db.mark_ended(job.id, &Ending { state: "failed", exit_code: None, reason: &reason }).await?;
+                    } else {
+                        db.end_pending(job.id, "failed", &reason).await?;
+                    }
+                }
+                continue;
+            };
+            let exit_code = seen.exit_code.map(|code| {
+                if seen.signal.unwrap_or(0) > 0 { 128 + i64::from(seen.signal.unwrap_or(0)) } else { i64::from(code) }
+            });
+            let ended = match seen.state.as_str() {
+                "COMPLETED" => Some(("completed", String::new())),
+                "CANCELLED" => Some(("cancelled", "cancelled in Slurm".to_owned())),
+                "TIMEOUT" | "DEADLINE" => Some(("timeout", "time limit reached".to_owned())),
+                "FAILED" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL" => {
+                    Some(("failed", format!("Slurm: {}", seen.state)))
+                }
+                _ => None,
+            };
+            let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
+            match (job.state.as_str(), ended, running) {
+                ("pending", Some(("cancelled", reason)), _) => {
+                    db.end_pending(job.id, "cancelled", &reason).await?;
+                }
+                (_, Some((state, reason)), _) => {
+                    if job.state == "pending" {
+                        db.mark_running(job.id, &format!("slurm:{external}"), 0, "").await?;
+                    }
+                    db.mark_ended(job.id, &Ending { state, exit_code, reason: &reason }).await?;
+                }
+                ("pending", None, true) => {
+                    db.mark_running(job.id, &format!("slurm:{external}"), 0, "").await?;
+                }
+                ("running", None, false) => {
+                    db.requeue(job.id, &format!("requeued by Slurm ({})", seen.state)).await?;
+                }
+                ("pending", None, false) if job.reason != seen.reason => reasons.push((job.id, seen.reason.clone())),
+                _ => {}
+            }
+        }
+        let reasons: Vec<(i64, &str)> = reasons.iter().map(|(id, reason)| (*id, reason.as_str())).collect();
+        db.set_reasons(&reasons).await?;
+        Ok(())
+    }
+
     async fn start(&mut self, job: &JobRow, gpu_ids: &[u32]) -> anyhow::Result<()> {
         let state = &self.state;
-        let dir = jobs_dir(state).join(job.id.to_string());
-        let checkpoints = dir.join("checkpoints");
-        tokio::fs::create_dir_all(&checkpoints).await?;
-        let argv: Vec<String> = serde_json::from_str(&job.command)?;
         let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let env = vec![
-            ("GRAPPE_JOB_ID".to_owned(), job.id.to_string()),
-            ("GRAPPE_PROJECT_ID".to_owned(), job.project_id.to_string()),
-            ("GRAPPE_CHECKPOINT_DIR".to_owned(), checkpoints.display().to_string()),
-            ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
-            ("CUDA_VISIBLE_DEVICES".to_owned(), gpu_list.clone()),
-        ];
+        let (dir, argv, mut env) = job_launch(state, job).await?;
+        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu_list.clone()));
         let spec = LaunchSpec {
             job_id: job.id,
             argv,
@@ -380,6 +464,23 @@ impl Loop {
         }
         Ok(())
     }
+}
+
+/// A job's directory (made, with its persistent checkpoint directory), command and the
+/// environment every executor gives it.
+async fn job_launch(state: &AppState, job: &JobRow) -> anyhow::Result<(PathBuf, Vec<String>, Vec<(String, String)>)> {
+    let dir = jobs_dir(state).join(job.id.to_string());
+    let checkpoints = dir.join("checkpoints");
+    tokio::fs::create_dir_all(&checkpoints).await?;
+    tokio::fs::create_dir_all(dir.join("work")).await?;
+    let argv: Vec<String> = serde_json::from_str(&job.command)?;
+    let env = vec![
+        ("GRAPPE_JOB_ID".to_owned(), job.id.to_string()),
+        ("GRAPPE_PROJECT_ID".to_owned(), job.project_id.to_string()),
+        ("GRAPPE_CHECKPOINT_DIR".to_owned(), checkpoints.display().to_string()),
+        ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
+    ];
+    Ok((dir, argv, env))
 }
 
 fn resources(job: &JobRow) -> Resources {

@@ -308,3 +308,53 @@ fn only_members_and_admins_see_a_projects_jobs() {
     assert_eq!(client.get("/api/v1/jobs", Some(&member)).body["items"].as_array().unwrap().len(), 1);
     assert_eq!(client.get("/api/v1/projects", Some(&outsider)).body["items"].as_array().unwrap().len(), 0);
 }
+
+/// The same API on a real single-node Slurm (`scripts/test-services.sh` starts it): Slurm runs
+/// the jobs, Grappe follows them, keeps their logs and charges their usage.
+#[test]
+fn jobs_run_on_slurm() {
+    if std::env::var("GRAPPE_TEST_SLURM").as_deref() != Ok("1") {
+        assert_eq!(
+            std::env::var("GRAPPE_TEST_SKIP_SLURM").as_deref(),
+            Ok("1"),
+            "GRAPPE_TEST_SLURM is not set: run the tests with scripts/test.sh, or set GRAPPE_TEST_SKIP_SLURM=1"
+        );
+        eprintln!("SKIPPED: Slurm test (GRAPPE_TEST_SKIP_SLURM=1)");
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let mut opts = options(2);
+    opts.env.push(("GRAPPE_EXECUTOR".into(), "slurm".into()));
+    opts.env.push(("GRAPPE_SCHEDULER_TICK_MS".into(), "200".into()));
+    let server = Server::start(&db.url, &opts);
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "on-slurm", 100);
+    let failing = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", "echo \"hi from $GRAPPE_JOB_ID\"; exit 3"], "time_limit_s": 60, "memory_mb": 100 }),
+    );
+    let id = failing["id"].as_i64().unwrap();
+    let job = wait_state(&client, &token, id, &["failed"]);
+    assert_eq!(job["exit_code"], 3, "{job}");
+    assert_eq!(client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token)).text, format!("hi from {id}\n"));
+    let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(&token)).body.to_string();
+    assert!(events.contains("submitted to Slurm as job"), "{events}");
+    let ok = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["true"], "time_limit_s": 60, "memory_mb": 100 }),
+    );
+    wait_state(&client, &token, ok["id"].as_i64().unwrap(), &["completed"]);
+    let sleeper = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sleep", "60"], "time_limit_s": 600, "memory_mb": 100 }),
+    );
+    let id = sleeper["id"].as_i64().unwrap();
+    wait_state(&client, &token, id, &["running"]);
+    assert_eq!(client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&token), &json!({})).status, 200);
+    wait_state(&client, &token, id, &["cancelled"]);
+    let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token)).text;
+    assert_eq!(usage.lines().count(), 4, "three jobs charged: {usage}");
+}
