@@ -377,10 +377,10 @@ impl Loop {
                 }
                 continue;
             };
-            if job.cancel_requested {
-                if let Err(error) = slurm::scancel(&external).await {
-                    tracing::warn!(job.id = job.id, %error, "scancel failed");
-                }
+            if job.cancel_requested
+                && let Err(error) = slurm::scancel(&external).await
+            {
+                tracing::warn!(job.id = job.id, %error, "scancel failed");
             }
             let Some(seen) = known.get(&external) else {
                 if now_ms() - job.submitted_at > 120_000 {
