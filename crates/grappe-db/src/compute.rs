@@ -303,6 +303,16 @@ impl Db {
         rows.iter().map(job_from).collect()
     }
 
+    /// Pending jobs submitted after `after_id`, oldest first: what is new since a full read.
+    pub async fn pending_jobs_after(&self, after_id: i64) -> DbResult<Vec<JobRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
+                .bind(after_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(job_from).collect()
+    }
+
     /// pending -> running, on this instance; false if the job was no longer pending.
     pub async fn mark_running(&self, id: i64, instance: &str, pid: i64, gpu_ids: &str) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;

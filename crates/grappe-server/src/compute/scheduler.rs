@@ -43,6 +43,15 @@ struct Loop {
     /// The reason last written for each pending job, to write only changes.
     reasons: HashMap<i64, &'static str>,
     held: bool,
+    /// When the lease was last renewed: a pass within a third of its time-to-live does not
+    /// renew it again (passes come at every submission and every end).
+    renewed_at: Option<Instant>,
+    /// Project states for priorities, recomputed at most once a second.
+    projects_cache: Option<(Instant, Vec<ProjectState>)>,
+    /// The active jobs as last read in full, kept up to date with this loop's own starts and
+    /// ends and with new submissions; read in full again every second (cancellations, jobs of
+    /// other processes), so a pass does not read a long queue at every event.
+    queue: Option<(Instant, Vec<JobRow>)>,
 }
 
 pub fn jobs_dir(state: &AppState) -> PathBuf {
@@ -71,6 +80,9 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         stopping: HashMap::new(),
         reasons: HashMap::new(),
         held: false,
+        renewed_at: None,
+        projects_cache: None,
+        queue: None,
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -80,10 +92,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = interval.tick() => {}
             () = wake.notified() => {}
             Some(finished) = finished_rx.recv() => {
+                let started = Instant::now();
                 lp.finished(finished).await;
                 while let Ok(more) = finished_rx.try_recv() {
                     lp.finished(more).await;
                 }
+                tracing::debug!(finish_us = started.elapsed().as_micros() as u64, "recorded job ends");
             }
             Some(metric) = metrics_rx.recv() => {
                 let mut batch = vec![metric];
@@ -95,9 +109,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             }
             _ = shutdown.changed() => break,
         }
+        let started = Instant::now();
         if let Err(error) = lp.pass().await {
             tracing::warn!(error = %error, "scheduling pass failed");
         }
+        tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
     // Jobs keep running across a graceful restart of this process: the next holder finds them
     // (dead owner) and requeues them. Give the lease back so that happens at once.
@@ -128,7 +144,14 @@ impl Loop {
         let id = finished.job_id;
         self.children.remove(&id);
         let stop = self.stopping.remove(&id).map(|stopping| stopping.why);
-        let db = &self.state.db;
+        let db = self.state.db.clone();
+        self.queue_update(id, |jobs, position| {
+            jobs.remove(position);
+        });
+        if stop == Some(Stop::Preempt) {
+            // Back in the queue: read it in full at the next pass.
+            self.queue = None;
+        }
         let result = if stop == Some(Stop::Preempt) {
             db.requeue(id, "preempted by a higher QoS").await
         } else {
@@ -174,8 +197,13 @@ impl Loop {
 
     async fn pass(&mut self) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let ttl_ms = state.config.lease_ttl.as_millis() as i64;
-        let held = state.db.try_acquire_lease(LEASE, &state.instance, now_ms(), ttl_ms).await?;
+        let ttl = state.config.lease_ttl;
+        let fresh = self.held && self.renewed_at.is_some_and(|at| at.elapsed() < ttl / 3);
+        let held =
+            fresh || state.db.try_acquire_lease(LEASE, &state.instance, now_ms(), ttl.as_millis() as i64).await?;
+        if held && !fresh {
+            self.renewed_at = Some(Instant::now());
+        }
         if held != self.held {
             tracing::info!(lease = LEASE, instance = %state.instance, held, "scheduler lease changed hands");
             self.held = held;
@@ -187,7 +215,7 @@ impl Loop {
         if state.config.compute.executor == ExecutorKind::Slurm {
             return self.slurm_pass().await;
         }
-        let active = state.db.active_jobs().await?;
+        let active = self.active_jobs().await?;
         let (running, pending): (Vec<JobRow>, Vec<JobRow>) = active.into_iter().partition(|job| job.state == "running");
         let mut still_running = Vec::with_capacity(running.len());
         for job in running {
@@ -207,6 +235,31 @@ impl Loop {
             }
         }
         self.schedule(&still_running, &pending).await
+    }
+
+    async fn active_jobs(&mut self) -> anyhow::Result<Vec<JobRow>> {
+        let db = &self.state.db;
+        match &mut self.queue {
+            Some((read_at, jobs)) if read_at.elapsed() < std::time::Duration::from_secs(1) => {
+                let after = jobs.iter().map(|job| job.id).max().unwrap_or(0);
+                jobs.extend(db.pending_jobs_after(after).await?);
+                Ok(jobs.clone())
+            }
+            _ => {
+                let jobs = db.active_jobs().await?;
+                self.queue = Some((Instant::now(), jobs.clone()));
+                Ok(jobs)
+            }
+        }
+    }
+
+    /// Keeps the kept queue in step with a change this loop made.
+    fn queue_update(&mut self, id: i64, change: impl FnOnce(&mut Vec<JobRow>, usize)) {
+        if let Some((_, jobs)) = &mut self.queue {
+            if let Some(position) = jobs.iter().position(|job| job.id == id) {
+                change(jobs, position);
+            }
+        }
     }
 
     /// Time limits and cancellations of a job this process runs: SIGTERM, then SIGKILL after the
@@ -237,7 +290,18 @@ impl Loop {
         }
     }
 
-    async fn project_states(&self) -> anyhow::Result<Vec<ProjectState>> {
+    async fn project_states(&mut self) -> anyhow::Result<Vec<ProjectState>> {
+        if let Some((at, states)) = &self.projects_cache {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return Ok(states.clone());
+            }
+        }
+        let states = self.compute_project_states().await?;
+        self.projects_cache = Some((Instant::now(), states.clone()));
+        Ok(states)
+    }
+
+    async fn compute_project_states(&self) -> anyhow::Result<Vec<ProjectState>> {
         let db = &self.state.db;
         let projects = db.list_projects().await?;
         let now = now_ms();
@@ -449,7 +513,18 @@ impl Loop {
             Ok(pid) => {
                 if state.db.mark_running(job.id, &state.instance, i64::from(pid), &gpu_list).await? {
                     self.children.insert(job.id, pid);
+                    let instance = state.instance.to_string();
+                    self.queue_update(job.id, |jobs, position| {
+                        let job = &mut jobs[position];
+                        job.state = "running".to_owned();
+                        job.started_at = Some(now_ms());
+                        job.instance = Some(instance);
+                        job.pid = Some(i64::from(pid));
+                        job.gpu_ids = gpu_list;
+                    });
                 } else {
+                    // No longer pending (cancelled meanwhile): forget the kept queue.
+                    self.queue = None;
                     // Cancelled between the read and the start: stop what was started.
                     let _ = grappe_exec::kill(pid);
                 }
@@ -460,6 +535,9 @@ impl Loop {
                     let reason = format!("the command could not be started: {error}");
                     state.db.mark_ended(job.id, &Ending { state: "failed", exit_code: None, reason: &reason }).await?;
                 }
+                self.queue_update(job.id, |jobs, position| {
+                    jobs.remove(position);
+                });
             }
         }
         Ok(())

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# bench/jobs: 1,000 trivial jobs (`true`) through Grappe's HTTP API (one keep-alive connection;
+# local executor, then Grappe on Slurm), and 1,000 through the same single-node Slurm with
+# sbatch, in one run. Prints one table; ratios against Slurm alone.
+#   bench/jobs/run.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+count=${1:-1000}
+here=bench/jobs
+scripts/install-test-deps.sh
+eval "$(scripts/test-services.sh start 2>/dev/null)"
+cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+work=$(mktemp -d)
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+grappe_run() { # executor
+  local dir=$work/$1 token=bench-admin-token-0123456789
+  mkdir -p "$dir"
+  GRAPPE_LOG=warn GRAPPE_ADMIN_TOKEN=$token GRAPPE_EXECUTOR=$1 GRAPPE_CPUS=$(nproc) GRAPPE_SCHEDULER_TICK_MS=100 \
+    target/release/grappe serve --addr 127.0.0.1:0 --data-dir "$dir" >"$dir/server.out" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do grep -q "listening on" "$dir/server.out" && break; sleep 0.1; done
+  local base
+  base=$(awk '/listening on/ { print $4 }' "$dir/server.out")
+  local project
+  project=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","gpu_hours":0,"cpu_hours":100000}' "$base/api/v1/projects" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  python3 "$here/grappe_client.py" "$base" "$token" "$project" "$count"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+local_out=$(grappe_run local)
+if [ "${BENCH_JOBS_GRAPPE_ONLY:-}" = 1 ]; then echo "$local_out"; exit 0; fi
+slurm_out=$(python3 "$here/slurm_client.py" "$count")
+on_slurm_out=$(grappe_run slurm)
+
+python3 - "$local_out" "$slurm_out" "$on_slurm_out" <<'PY'
+import json, sys
+local, slurm, on_slurm = (json.loads(arg) for arg in sys.argv[1:4])
+rows = [("Grappe, local executor", local), ("Slurm 22.05 (sbatch)", slurm), ("Grappe on Slurm", on_slurm)]
+print(f"{slurm['jobs']} trivial jobs each; Slurm: single node, batch_sched_delay=0,sched_min_interval=0")
+print()
+print("| path | submissions/s | drain s | end-to-end jobs/s | submit-to-start p50 ms | p99 ms | failed |")
+print("|---|---|---|---|---|---|---|")
+for name, r in rows:
+    print(f"| {name} | {r['submissions_per_s']:.1f} | {r['drain_s']:.2f} | {r['jobs_per_s_end_to_end']:.2f} | "
+          f"{r['submit_to_start_ms_p50']:.0f} | {r['submit_to_start_ms_p99']:.0f} | {r['failed']} |")
+print()
+for name, r in rows:
+    if "idle_submit_to_start_ms_p50" in r:
+        print(f"{name}, one job at a time on an idle queue (50 jobs): submit-to-start p50 {r['idle_submit_to_start_ms_p50']} ms, max {r['idle_submit_to_start_ms_p99']} ms")
+print()
+print(f"Grappe local / Slurm: submissions {local['submissions_per_s'] / slurm['submissions_per_s']:.1f}x, "
+      f"end-to-end throughput {local['jobs_per_s_end_to_end'] / slurm['jobs_per_s_end_to_end']:.1f}x")
+PY
