@@ -255,10 +255,10 @@ impl Loop {
 
     /// Keeps the kept queue in step with a change this loop made.
     fn queue_update(&mut self, id: i64, change: impl FnOnce(&mut Vec<JobRow>, usize)) {
-        if let Some((_, jobs)) = &mut self.queue {
-            if let Some(position) = jobs.iter().position(|job| job.id == id) {
-                change(jobs, position);
-            }
+        if let Some((_, jobs)) = &mut self.queue
+            && let Some(position) = jobs.iter().position(|job| job.id == id)
+        {
+            change(jobs, position);
         }
     }
 
@@ -291,10 +291,10 @@ impl Loop {
     }
 
     async fn project_states(&mut self) -> anyhow::Result<Vec<ProjectState>> {
-        if let Some((at, states)) = &self.projects_cache {
-            if at.elapsed() < std::time::Duration::from_secs(1) {
-                return Ok(states.clone());
-            }
+        if let Some((at, states)) = &self.projects_cache
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return Ok(states.clone());
         }
         let states = self.compute_project_states().await?;
         self.projects_cache = Some((Instant::now(), states.clone()));
