@@ -114,7 +114,7 @@ fn serve_stops_cleanly_on_sigterm() {
 #[test]
 fn serve_refuses_bad_settings_with_a_message() {
     let cases: [(&[&str], &str); 3] = [
-        (&["serve", "--executor", "slurm", "--addr", "127.0.0.1:0"], "Slurm executor"),
+        (&["serve", "--executor", "pbs", "--addr", "127.0.0.1:0"], "invalid value 'pbs'"),
         (&["serve", "--database", "mysql://x", "--addr", "127.0.0.1:0"], "unsupported database URL"),
         (&["serve", "--addr", "not-an-address"], "invalid value"),
     ];
