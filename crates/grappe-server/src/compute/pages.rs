@@ -168,6 +168,18 @@ pub async fn project_page(
     Ok(render(&page, StatusCode::OK))
 }
 
+/// What every compute form checks first: its CSRF token, then the id in its path.
+fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
+    if !auth::check_csrf(caller, csrf) {
+        let message = chrome.tr.t("login-csrf");
+        return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
+    }
+    match id.parse::<i64>() {
+        Ok(id) => Ok((chrome, id)),
+        Err(_) => Err(Box::new(not_found(chrome))),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct JobForm {
     #[serde(default)]
@@ -191,12 +203,10 @@ pub async fn submit_form(
     Path(id): Path<String>,
     Form(form): Form<JobForm>,
 ) -> Result<Response, AppError> {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    if !auth::check_csrf(&caller, &form.csrf) {
-        let message = chrome.tr.t("login-csrf");
-        return Ok(message_page(chrome, StatusCode::FORBIDDEN, message));
-    }
-    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(refusal) => return Ok(*refusal),
+    };
     let body = NewJobBody {
         project: ProjectRef::Id(id),
         command: vec!["sh".to_owned(), "-c".to_owned(), form.command],
@@ -297,12 +307,10 @@ pub async fn cancel_form(
     Path(id): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    if !auth::check_csrf(&caller, &form.csrf) {
-        let message = chrome.tr.t("login-csrf");
-        return Ok(message_page(chrome, StatusCode::FORBIDDEN, message));
-    }
-    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(refusal) => return Ok(*refusal),
+    };
     if super::job_for(&state, &caller, id).await.is_err() {
         return Ok(not_found(chrome));
     }
