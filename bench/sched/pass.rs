@@ -26,12 +26,13 @@ fn main() {
     let running: Vec<RunningJob> = (0..1000)
         .map(|i| RunningJob {
             id: i,
+            project: next(50),
             qos: qos[next(3) as usize].into(),
             node: i as usize,
             request: gpus(6 + next(3) as u32),
             start_s: next(3600) as i64,
             time_limit_s: 3600 + next(72_000) as i64,
-            preempting: false,
+            stopping: false,
         })
         .collect();
     let projects: Vec<ProjectState> = (0..50)

@@ -1,6 +1,10 @@
 //! Projects, jobs, their timelines, metrics and usage. Every state change is a compare-and-set on
 //! the job's current state with its event in the same transaction, so two processes can never
-//! both move one job, and the timeline never disagrees with the state.
+//! both move one job, and the timeline never disagrees with the state. Each start of a job is a
+//! numbered run, recorded before its process starts; every later write about a running job names
+//! the run and the server (instance) it belongs to, so a stale server can never end, requeue or
+//! charge another run. Usage is charged once per run (a unique key), exact to the millisecond,
+//! from the run's own start to its own end.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -41,11 +45,21 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub instance: Option<String>,
-    pub pid: Option<i64>,
     pub gpu_ids: String,
     pub cancel_requested: bool,
     /// The outside scheduler's id (Slurm's job id) once handed over.
     pub external_id: Option<String>,
+    /// The number of its current (or last) run; 0 before its first start.
+    pub run: i64,
+    /// When its server last said it was still running it.
+    pub heartbeat_at: Option<i64>,
+    /// The variables the job declared, as a JSON object of strings.
+    pub env: String,
+    pub network: bool,
+    /// Nodes it runs on; `cpus`, `gpus` and `memory_mb` are per node.
+    pub nodes: i64,
+    pub cpu_time_ms: Option<i64>,
+    pub memory_peak_mb: Option<i64>,
 }
 
 pub struct NewJob<'a> {
@@ -58,6 +72,10 @@ pub struct NewJob<'a> {
     pub gpus: i64,
     pub memory_mb: i64,
     pub time_limit_s: i64,
+    /// The declared variables, as a JSON object of strings.
+    pub env: &'a str,
+    pub network: bool,
+    pub nodes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,25 +93,61 @@ pub struct MetricPoint {
     pub at: i64,
 }
 
+/// Resource time charged, in milliseconds of one GPU and of one CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    pub gpu_seconds: i64,
-    pub cpu_seconds: i64,
+    pub gpu_ms: i64,
+    pub cpu_ms: i64,
 }
 
-/// How a running job ended.
+/// One charge: one run of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub job_id: i64,
+    pub run: i64,
+    pub started_at: i64,
+    /// When the run ended (the time of the charge).
+    pub at: i64,
+    pub gpu_ms: i64,
+    pub cpu_ms: i64,
+}
+
+/// The run a write is about: which run of the job, on which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunRef<'a> {
+    pub job_id: i64,
+    pub run: i64,
+    pub instance: &'a str,
+}
+
+/// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending<'a> {
     /// `completed`, `failed`, `timeout` or `cancelled`.
     pub state: &'a str,
     pub exit_code: Option<i64>,
     pub reason: &'a str,
+    /// When it ended; the charge runs from its start to this.
+    pub ended_at: i64,
+    pub cpu_time_ms: Option<i64>,
+    pub memory_peak_mb: Option<i64>,
+}
+
+/// What became of a run sent back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    /// Pending again, for another run.
+    Pending,
+    /// Its cancellation was asked while it ran: it ends cancelled instead.
+    Cancelled,
+    /// The run was no longer the job's current one on that server: nothing written.
+    Stale,
 }
 
 const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-    reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, pid, gpu_ids, cancel_requested, \
-    external_id";
+    reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
+    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb";
 
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
     Ok(ProjectRow {
@@ -128,10 +182,16 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
         instance: row.try_get("instance")?,
-        pid: row.try_get("pid")?,
         gpu_ids: row.try_get("gpu_ids")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         external_id: row.try_get("external_id")?,
+        run: row.try_get("run")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        env: row.try_get("env")?,
+        network: row.try_get::<i64, _>("network")? != 0,
+        nodes: row.try_get("nodes")?,
+        cpu_time_ms: row.try_get("cpu_time_ms")?,
+        memory_peak_mb: row.try_get("memory_peak_mb")?,
     })
 }
 
@@ -148,21 +208,37 @@ async fn event(tx: &mut Tx, job_id: i64, at: i64, state: &str, detail: &str) -> 
     Ok(())
 }
 
-/// Charges the time a job ran, from `started_at` to `until`, to its project.
-async fn charge(tx: &mut Tx, job: &JobRow, until: i64) -> DbResult<()> {
+/// Charges one run of a job, from its own start to its own end, to the job's project.
+async fn charge(tx: &mut Tx, job: &JobRow, ended_at: i64) -> DbResult<()> {
     let Some(started) = job.started_at else { return Ok(()) };
-    let seconds = ((until - started).max(0) + 999) / 1000;
+    let ms = (ended_at - started).max(0);
     sqlx::query(
-        "INSERT INTO usage_records (project_id, job_id, at, gpu_seconds, cpu_seconds) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO usage_records (project_id, job_id, run, started_at, at, gpu_ms, cpu_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(job.project_id)
     .bind(job.id)
-    .bind(until)
-    .bind(seconds * job.gpus)
-    .bind(seconds * job.cpus)
+    .bind(job.run)
+    .bind(started)
+    .bind(ended_at.max(started))
+    .bind(ms * job.gpus * job.nodes)
+    .bind(ms * job.cpus * job.nodes)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The job's row if `run` is its current run, running on `instance`, read in the transaction.
+async fn current_run(tx: &mut Tx, run: RunRef<'_>) -> DbResult<Option<JobRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND state = 'running' AND run = $2 AND instance = $3"
+    ))
+    .bind(run.job_id)
+    .bind(run.run)
+    .bind(run.instance)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(job_from).transpose()
 }
 
 impl Db {
@@ -239,7 +315,8 @@ impl Db {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-             reason, submitted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10) \
+             reason, submitted_at, env, network, nodes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(job.project_id)
@@ -252,6 +329,9 @@ impl Db {
         .bind(job.memory_mb)
         .bind(job.time_limit_s)
         .bind(now)
+        .bind(job.env)
+        .bind(i64::from(job.network))
+        .bind(job.nodes)
         .fetch_one(&mut *tx)
         .await?;
         let created = job_from(&row)?;
@@ -294,7 +374,7 @@ impl Db {
         rows.iter().map(job_from).collect()
     }
 
-    /// Every job that is pending or running, oldest first: the scheduler's view.
+    /// Every job that is pending or running, oldest first.
     pub async fn active_jobs(&self) -> DbResult<Vec<JobRow>> {
         let rows =
             sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('pending', 'running') ORDER BY id"))
@@ -303,96 +383,159 @@ impl Db {
         rows.iter().map(job_from).collect()
     }
 
-    /// Pending jobs submitted after `after_id`, oldest first: what is new since a full read.
-    pub async fn pending_jobs_after(&self, after_id: i64) -> DbResult<Vec<JobRow>> {
-        let rows =
-            sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
-                .bind(after_id)
-                .fetch_all(&self.pool)
-                .await?;
+    /// Every running job, oldest first.
+    pub async fn running_jobs(&self) -> DbResult<Vec<JobRow>> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(job_from).collect()
     }
 
-    /// pending -> running, on this instance; false if the job was no longer pending.
-    pub async fn mark_running(&self, id: i64, instance: &str, pid: i64, gpu_ids: &str) -> DbResult<bool> {
+    /// The ids of the pending jobs, in order: cheap enough to read at every pass.
+    pub async fn pending_job_ids(&self) -> DbResult<Vec<i64>> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE state = 'pending' ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Pending jobs among `ids`.
+    pub async fn pending_jobs_in(&self, ids: &[i64]) -> DbResult<Vec<JobRow>> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            // Ids are integers, so inlining them is safe.
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let rows = sqlx::query(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id IN ({list}) ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                jobs.push(job_from(row)?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// A project's pending and running jobs.
+    pub async fn active_jobs_of(&self, project_id: i64) -> DbResult<Vec<JobRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND state IN ('pending', 'running') ORDER BY id"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    /// pending -> running, as a new run on `instance`, before anything is started: the run
+    /// number, or `None` if the job is no longer pending (cancelled meanwhile, say).
+    pub async fn start_run(&self, id: i64, instance: &str, gpu_ids: &str, detail: &str) -> DbResult<Option<i64>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'running', reason = '', started_at = $1, instance = $2, pid = $3, gpu_ids = $4 \
-             WHERE id = $5 AND state = 'pending'",
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
+             ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
+             RETURNING run",
         )
         .bind(now)
         .bind(instance)
-        .bind(pid)
         .bind(gpu_ids)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let detail = if gpu_ids.is_empty() { format!("pid {pid}") } else { format!("pid {pid}, GPUs {gpu_ids}") };
-        event(&mut tx, id, now, "running", &detail).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// running -> an end state, charging the time it ran; false if it was no longer running.
-    pub async fn mark_ended(&self, id: i64, ending: &Ending<'_>) -> DbResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, ended_at = $4 \
-             WHERE id = $5 AND state = 'running' RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(ending.state)
-        .bind(ending.exit_code)
-        .bind(ending.reason)
-        .bind(now)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(false) };
-        let job = job_from(&row)?;
-        charge(&mut tx, &job, now).await?;
+        let Some(row) = row else { return Ok(None) };
+        let run: i64 = row.try_get(0)?;
+        let mut text = format!("run {run}");
+        if !gpu_ids.is_empty() {
+            text.push_str(&format!(", GPUs {gpu_ids}"));
+        }
+        if !detail.is_empty() {
+            text.push_str(&format!(", {detail}"));
+        }
+        event(&mut tx, id, now, "running", &text).await?;
+        tx.commit().await?;
+        Ok(Some(run))
+    }
+
+    /// running -> an end state, charging the run; false if `run` is no longer the job's current
+    /// run on that server (a stale server: nothing is written).
+    pub async fn finish_run(&self, run: RunRef<'_>, ending: &Ending<'_>) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let Some(job) = current_run(&mut tx, run).await? else { return Ok(false) };
+        let ended_at = ending.ended_at.max(job.started_at.unwrap_or(0));
+        sqlx::query(
+            "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, ended_at = $4, cpu_time_ms = $5, \
+             memory_peak_mb = $6 WHERE id = $7 AND state = 'running' AND run = $8",
+        )
+        .bind(ending.state)
+        .bind(ending.exit_code)
+        .bind(ending.reason)
+        .bind(ended_at)
+        .bind(ending.cpu_time_ms)
+        .bind(ending.memory_peak_mb)
+        .bind(job.id)
+        .bind(job.run)
+        .execute(&mut *tx)
+        .await?;
+        charge(&mut tx, &job, ended_at).await?;
         let detail = match ending.exit_code {
             Some(code) if ending.reason.is_empty() => format!("exit code {code}"),
             Some(code) => format!("exit code {code}: {}", ending.reason),
             None => ending.reason.to_owned(),
         };
-        event(&mut tx, id, now, ending.state, &detail).await?;
+        event(&mut tx, job.id, ended_at, ending.state, &detail).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// running -> preempted -> pending, restart count up, the time it ran charged.
-    pub async fn requeue(&self, id: i64, reason: &str) -> DbResult<bool> {
+    /// running -> preempted -> pending (restart count up), charging the run up to `ended_at`;
+    /// a job whose cancellation was asked ends cancelled instead. Nothing is written for a run
+    /// that is no longer current on that server.
+    pub async fn requeue_run(&self, run: RunRef<'_>, reason: &str, ended_at: i64) -> DbResult<Requeued> {
         let mut tx = self.write_tx().await?;
-        let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'pending', reason = $1, restart_count = restart_count + 1, started_at = NULL, \
-             instance = NULL, pid = NULL, gpu_ids = '' WHERE id = $2 AND state = 'running' RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(reason)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        let mut job = job_from(&row)?;
-        // The RETURNING row has started_at cleared; charge from the last `running` event.
-        let started: Option<i64> =
-            sqlx::query("SELECT at FROM job_events WHERE job_id = $1 AND state = 'running' ORDER BY id DESC LIMIT 1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?;
-        job.started_at = started;
-        charge(&mut tx, &job, now).await?;
-        event(&mut tx, id, now, "preempted", reason).await?;
-        event(&mut tx, id, now, "pending", &format!("requeued, restart {}", job.restart_count)).await?;
+        let Some(job) = current_run(&mut tx, run).await? else { return Ok(Requeued::Stale) };
+        let ended_at = ended_at.max(job.started_at.unwrap_or(0));
+        charge(&mut tx, &job, ended_at).await?;
+        let outcome = if job.cancel_requested {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', reason = 'cancelled', ended_at = $1 \
+                 WHERE id = $2 AND state = 'running' AND run = $3",
+            )
+            .bind(ended_at)
+            .bind(job.id)
+            .bind(job.run)
+            .execute(&mut *tx)
+            .await?;
+            event(&mut tx, job.id, ended_at, "cancelled", &format!("cancelled while stopping ({reason})")).await?;
+            Requeued::Cancelled
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', reason = $1, restart_count = restart_count + 1, started_at = NULL, \
+                 heartbeat_at = NULL, instance = NULL, gpu_ids = '' WHERE id = $2 AND state = 'running' AND run = $3",
+            )
+            .bind(reason)
+            .bind(job.id)
+            .bind(job.run)
+            .execute(&mut *tx)
+            .await?;
+            event(&mut tx, job.id, ended_at, "preempted", reason).await?;
+            event(&mut tx, job.id, ended_at, "pending", &format!("requeued, restart {}", job.restart_count + 1))
+                .await?;
+            Requeued::Pending
+        };
         tx.commit().await?;
-        Ok(true)
+        Ok(outcome)
+    }
+
+    /// A server says it still runs its jobs.
+    pub async fn heartbeat(&self, instance: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE instance = $2 AND state = 'running'")
+            .bind(now_ms())
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Cancels a job: a pending one at once; a running one is flagged for its executor to stop.
@@ -531,52 +674,47 @@ impl Db {
     /// Usage charged to a project so far.
     pub async fn project_usage(&self, project_id: i64) -> DbResult<Usage> {
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(gpu_seconds), 0) AS BIGINT) AS gpu, \
-             CAST(COALESCE(SUM(cpu_seconds), 0) AS BIGINT) AS cpu \
+            "SELECT CAST(COALESCE(SUM(gpu_ms), 0) AS BIGINT) AS gpu, CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS cpu \
              FROM usage_records WHERE project_id = $1",
         )
         .bind(project_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Usage { gpu_seconds: row.try_get("gpu")?, cpu_seconds: row.try_get("cpu")? })
+        Ok(Usage { gpu_ms: row.try_get("gpu")?, cpu_ms: row.try_get("cpu")? })
     }
 
-    /// Each usage record of a project, oldest first: (time, GPU-seconds, CPU-seconds, job).
-    pub async fn usage_records(&self, project_id: i64) -> DbResult<Vec<(i64, i64, i64, i64)>> {
+    /// Each charge of a project, oldest first.
+    pub async fn usage_records(&self, project_id: i64) -> DbResult<Vec<UsageRecord>> {
         let rows = sqlx::query(
-            "SELECT at, gpu_seconds, cpu_seconds, job_id FROM usage_records WHERE project_id = $1 ORDER BY at, id",
+            "SELECT job_id, run, started_at, at, gpu_ms, cpu_ms FROM usage_records WHERE project_id = $1 \
+             ORDER BY at, id",
         )
         .bind(project_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("at")?,
-                    row.try_get("gpu_seconds")?,
-                    row.try_get("cpu_seconds")?,
-                    row.try_get("job_id")?,
-                ))
+                Ok(UsageRecord {
+                    job_id: row.try_get("job_id")?,
+                    run: row.try_get("run")?,
+                    started_at: row.try_get("started_at")?,
+                    at: row.try_get("at")?,
+                    gpu_ms: row.try_get("gpu_ms")?,
+                    cpu_ms: row.try_get("cpu_ms")?,
+                })
             })
             .collect()
     }
 
-    /// Usage records of every project since `since`: (project, time, GPU-seconds, CPU-seconds).
+    /// Charges of every project since `since`: (project, time, GPU-ms, CPU-ms).
     pub async fn usage_since(&self, since: i64) -> DbResult<Vec<(i64, i64, i64, i64)>> {
-        let rows = sqlx::query(
-            "SELECT project_id, at, gpu_seconds, cpu_seconds FROM usage_records WHERE at >= $1 ORDER BY at",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT project_id, at, gpu_ms, cpu_ms FROM usage_records WHERE at >= $1 ORDER BY at")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("project_id")?,
-                    row.try_get("at")?,
-                    row.try_get("gpu_seconds")?,
-                    row.try_get("cpu_seconds")?,
-                ))
+                Ok((row.try_get("project_id")?, row.try_get("at")?, row.try_get("gpu_ms")?, row.try_get("cpu_ms")?))
             })
             .collect()
     }

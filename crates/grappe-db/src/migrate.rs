@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/0001_foundation.sql")),
     (2, "compute", include_str!("../migrations/0002_compute.sql")),
     (3, "external_jobs", include_str!("../migrations/0003_external_jobs.sql")),
+    (4, "runs", include_str!("../migrations/0004_runs.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

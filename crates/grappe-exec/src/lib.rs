@@ -1,48 +1,94 @@
-//! Running jobs on this machine. Each job is a process group of its own, in its own working
-//! directory, with its memory bounded by an rlimit and its output captured to a file up to a
-//! cap (the rest is counted and dropped, so a job that prints gigabytes costs no disk). Lines
-//! that start with a prefix are also handed back (metrics). When a job ends, a [`Finished`]
-//! message says how.
+//! Running jobs on this machine. Each run of a job goes through the job shim ([`shim`]) into a
+//! sandbox ([`sandbox`]: bubblewrap) inside control groups of its own ([`cgroup`]): the job
+//! sees an empty environment plus its own variables, runs under an unprivileged identity, sees
+//! only its own directories and the system read-only, and cannot outgrow its memory, CPUs or
+//! process count. Its output is captured to a file up to a cap (the rest is counted and dropped,
+//! so a job that prints gigabytes costs no disk); lines that start with a prefix are also handed
+//! back (metrics). When a run ends (its first process, and then everything it left behind), a
+//! [`Finished`] message says how.
 
+pub mod cgroup;
+pub mod sandbox;
+pub mod shim;
 pub mod slurm;
 
+use std::ffi::OsString;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::process::{Pid, Resource, Rlimit, Signal};
+use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 
-/// What to run.
+use crate::cgroup::{Cgroups, JobCgroup, Limits};
+use crate::sandbox::{Isolation, SandboxSpec, View};
+use crate::shim::{ShimArgs, Status};
+
+/// How this machine runs jobs: found once at start, the same for every job.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// The `grappe` binary, whose `job-shim` subcommand starts each job.
+    pub shim_program: PathBuf,
+    pub isolation: Isolation,
+    /// Where job control groups are made; `None`: rlimits only (said in each job's log).
+    pub cgroups: Option<Cgroups>,
+    pub view: View,
+    /// Most processes (and threads) one job may have at once.
+    pub max_procs: u64,
+}
+
+/// One run of a job.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
     pub job_id: i64,
+    /// The run number: each start of a job is a new run, with its own control group and status.
+    pub run: i64,
     pub argv: Vec<String>,
-    pub workdir: PathBuf,
-    pub log_path: PathBuf,
+    /// The whole environment of the job (nothing else is passed).
     pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    /// Read-write besides the working directory (the checkpoint directory).
+    pub writable: Vec<PathBuf>,
+    /// Read-only inputs: (source, place in the sandbox).
+    pub inputs: Vec<(PathBuf, PathBuf)>,
+    pub log_path: PathBuf,
+    /// Where the shim writes how the run ended ([`status_path`]).
+    pub run_dir: PathBuf,
+    pub cpus: u32,
     pub memory_mb: u64,
+    pub gpu_ids: Vec<u32>,
+    pub network: bool,
+    /// The uid and gid the job runs as, when the server may choose (it runs as root).
+    pub identity: Option<(u32, u32)>,
+    pub time_limit_s: i64,
     pub log_cap_bytes: u64,
 }
 
 /// How a job's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
     Signal(i32),
-    /// It could not be started (no such program, say).
-    NotStarted,
+    /// It could not be started (the reason).
+    NotStarted(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
     pub job_id: i64,
+    pub run: i64,
     pub exit: Exit,
+    /// When the job's first process ended, as the shim saw it.
+    pub ended_at_ms: Option<i64>,
     /// Bytes of output dropped past the cap.
     pub dropped_bytes: u64,
+    /// The kernel killed a process of the job for exceeding its memory.
+    pub oom_killed: bool,
+    pub cpu_time_ms: Option<u64>,
+    pub memory_peak_mb: Option<u64>,
 }
 
 /// A line of a job's output that starts with the metric prefix (prefix removed).
@@ -61,6 +107,7 @@ struct Output {
 }
 
 pub struct LocalExecutor {
+    config: ExecConfig,
     finished: mpsc::Sender<Finished>,
     metrics: mpsc::Sender<MetricLine>,
     metric_prefix: String,
@@ -69,47 +116,149 @@ pub struct LocalExecutor {
 /// The longest output line scanned for a metric; longer lines are passed over.
 const MAX_METRIC_LINE: usize = 64 * 1024;
 
+/// The file where the shim of a run writes how it ended.
+pub fn status_path(run_dir: &Path, run: i64) -> PathBuf {
+    run_dir.join(format!("run-{run}.status"))
+}
+
+/// The file naming the shim of a run: its pid and start time.
+fn pid_path(run_dir: &Path, run: i64) -> PathBuf {
+    run_dir.join(format!("run-{run}.pid"))
+}
+
+/// Where `program` would be found in the sandbox, looked up from outside (the sandbox shows the
+/// system directories, the job's own directories and inputs at the same places). `None` if
+/// nowhere.
+fn find_program(spec: &LaunchSpec) -> Option<PathBuf> {
+    let program = spec.argv.first()?;
+    let outside = |inside: PathBuf| -> PathBuf {
+        for (source, target) in &spec.inputs {
+            if let Ok(rest) = inside.strip_prefix(target) {
+                return source.join(rest);
+            }
+        }
+        inside
+    };
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = outside(spec.workdir.join(program));
+        return executable(&path).then_some(path);
+    }
+    let path_var = spec.env.iter().find(|(key, _)| key == "PATH").map_or("/usr/bin:/bin", |(_, value)| value);
+    path_var
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| outside(Path::new(dir).join(program)))
+        .find(|p| executable(p))
+}
+
 impl LocalExecutor {
     pub fn new(
+        config: ExecConfig,
         finished: mpsc::Sender<Finished>,
         metrics: mpsc::Sender<MetricLine>,
         metric_prefix: &str,
     ) -> LocalExecutor {
-        LocalExecutor { finished, metrics, metric_prefix: metric_prefix.to_owned() }
+        LocalExecutor { config, finished, metrics, metric_prefix: metric_prefix.to_owned() }
     }
 
-    /// Starts a job; its end comes later as a [`Finished`] message. Returns its process id.
+    pub fn config(&self) -> &ExecConfig {
+        &self.config
+    }
+
+    /// Starts a run; its end comes later as a [`Finished`] message. Returns the shim's pid. An
+    /// error means nothing was started.
     pub async fn launch(&self, spec: LaunchSpec) -> io::Result<u32> {
-        tokio::fs::create_dir_all(&spec.workdir).await?;
         let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&spec.log_path).await?;
         let written = file.metadata().await?.len();
-        let program = spec.argv.first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut command = tokio::process::Command::new(program);
+        let output = Arc::new(Mutex::new(Output { file, written, dropped: 0, cap: spec.log_cap_bytes }));
+        if spec.argv.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+        }
+        if find_program(&spec).is_none() {
+            let message = format!("{}: no such program (or not executable) where the job runs", spec.argv[0]);
+            let _ = output.lock().await.file.write_all(format!("grappe: {message}\n").as_bytes()).await;
+            return Err(io::Error::new(io::ErrorKind::NotFound, message));
+        }
+        let group = self.config.cgroups.as_ref().map(|cgroups| cgroups.job(spec.job_id, spec.run));
+        if let Some(group) = &group {
+            let limits = Limits {
+                memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
+                cpus: spec.cpus,
+                max_procs: self.config.max_procs,
+            };
+            group.create(&limits)?;
+        } else {
+            let note = "grappe: no writable control group on this machine: memory is bounded by an rlimit \
+                        and CPU time by the time limit; CPUs and process count are not enforced\n";
+            let _ = output.lock().await.file.write_all(note.as_bytes()).await;
+        }
+        let status = status_path(&spec.run_dir, spec.run);
+        let _ = std::fs::remove_file(&status);
+        let sandboxed = self.config.isolation.is_sandboxed();
+        let (program, args): (OsString, Vec<OsString>) = match &self.config.isolation {
+            Isolation::UserNamespace { bwrap } | Isolation::RootSetpriv { bwrap, .. } => {
+                let sandbox = SandboxSpec {
+                    workdir: &spec.workdir,
+                    writable: &spec.writable,
+                    inputs: &spec.inputs,
+                    network: spec.network,
+                    gpu_ids: &spec.gpu_ids,
+                    identity: spec.identity,
+                    argv: &spec.argv,
+                };
+                (bwrap.as_os_str().to_owned(), sandbox::bwrap_args(&self.config.isolation, &self.config.view, &sandbox))
+            }
+            Isolation::Unsandboxed => {
+                (spec.argv[0].clone().into(), spec.argv[1..].iter().map(OsString::from).collect())
+            }
+        };
+        // bwrap as root drops to the job's uid itself (setpriv inside); otherwise the shim does.
+        let shim_identity = match &self.config.isolation {
+            Isolation::RootSetpriv { .. } => None,
+            _ => spec.identity,
+        };
+        let shim = ShimArgs {
+            parent: std::process::id(),
+            status: status.clone(),
+            cgroup_procs: group.as_ref().map(JobCgroup::procs_files).unwrap_or_default(),
+            rlimit_data_bytes: group.is_none().then(|| spec.memory_mb.saturating_mul(1 << 20)),
+            rlimit_cpu_s: group
+                .is_none()
+                .then(|| u64::from(spec.cpus.max(1)).saturating_mul(spec.time_limit_s.max(1) as u64)),
+            identity: shim_identity,
+            sandbox: sandboxed,
+            program,
+            args,
+        };
+        let mut command = tokio::process::Command::new(&self.config.shim_program);
         command
-            .args(&spec.argv[1..])
-            .current_dir(&spec.workdir)
+            .arg("job-shim")
+            .args(shim.to_args())
+            .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&spec.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let output = Arc::new(Mutex::new(Output { file, written, dropped: 0, cap: spec.log_cap_bytes }));
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
-                let mut out = output.lock().await;
-                let _ = out.file.write_all(format!("grappe: cannot start {program}: {error}\n").as_bytes()).await;
+                if let Some(group) = &group {
+                    let _ = group.remove();
+                }
                 return Err(error);
             }
         };
         let pid = child.id().ok_or_else(|| io::Error::other("child has no pid"))?;
-        if let Some(raw) = Pid::from_raw(pid as i32) {
-            let bytes = spec.memory_mb.saturating_mul(1024 * 1024);
-            let limit = Rlimit { current: Some(bytes), maximum: Some(bytes) };
-            if let Err(error) = rustix::process::prlimit(Some(raw), Resource::Data, limit) {
-                tracing::warn!(job.id = spec.job_id, %error, "could not set the memory limit");
-            }
+        let start = shim::start_time(pid).unwrap_or(0);
+        if let Err(error) = std::fs::write(pid_path(&spec.run_dir, spec.run), format!("{pid} {start}\n")) {
+            tracing::warn!(job.id = spec.job_id, %error, "could not record the job's pid");
         }
         let readers: Vec<_> = [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
@@ -122,21 +271,25 @@ impl LocalExecutor {
         })
         .collect();
         let finished = self.finished.clone();
-        let job_id = spec.job_id;
+        let (job_id, run) = (spec.job_id, spec.run);
         tokio::spawn(async move {
-            let exit = match child.wait().await {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    match (status.code(), status.signal()) {
-                        (Some(code), _) => Exit::Code(code),
-                        (None, Some(signal)) => Exit::Signal(signal),
-                        (None, None) => Exit::Code(-1),
+            let waited = child.wait().await;
+            // The run ends with its last process: kill what is left (the shim did, unless it was
+            // killed itself), then read what the control group counted.
+            let usage = match group {
+                Some(group) => tokio::task::spawn_blocking(move || {
+                    group.kill_all(&[], Duration::from_secs(10));
+                    let usage = group.usage();
+                    if let Err(error) = group.remove() {
+                        tracing::warn!(job.id = job_id, %error, "could not remove the job's control group");
                     }
-                }
-                Err(_) => Exit::Code(-1),
+                    usage
+                })
+                .await
+                .unwrap_or_default(),
+                None => cgroup::Usage::default(),
             };
-            // Output still in the pipes is read for a moment; a grandchild that keeps them
-            // open does not hold the job's end back.
+            // Output still in the pipes is read for a moment.
             for reader in readers {
                 let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
             }
@@ -150,9 +303,60 @@ impl LocalExecutor {
                 let _ = out.file.sync_all().await;
                 dropped
             };
-            let _ = finished.send(Finished { job_id, exit, dropped_bytes }).await;
+            let (exit, ended_at_ms) = match Status::read(&status) {
+                Some(Status::Exited { code, ended_at_ms }) => (Exit::Code(code), Some(ended_at_ms)),
+                Some(Status::Signalled { signal, ended_at_ms }) => (Exit::Signal(signal), Some(ended_at_ms)),
+                Some(Status::SetupFailed(reason)) => (Exit::NotStarted(reason), None),
+                // No status: the shim itself was killed (by us, at the end of a grace period).
+                None => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let signal = waited.ok().and_then(|status| status.signal()).unwrap_or(9);
+                    (Exit::Signal(signal), None)
+                }
+            };
+            let _ = finished
+                .send(Finished {
+                    job_id,
+                    run,
+                    exit,
+                    ended_at_ms,
+                    dropped_bytes,
+                    oom_killed: usage.oom_killed,
+                    cpu_time_ms: usage.cpu_time_ms,
+                    memory_peak_mb: usage.memory_peak_bytes.map(|bytes| bytes.div_ceil(1 << 20)),
+                })
+                .await;
         });
         Ok(pid)
+    }
+
+    /// Kills every process of a run: the shim's process group (bubblewrap goes with it, and the
+    /// sandbox with bubblewrap) and whatever is in its control group.
+    pub fn kill(&self, job_id: i64, run: i64, shim_pid: u32) {
+        let _ = signal_group(shim_pid, Signal::KILL);
+        if let Some(cgroups) = &self.config.cgroups {
+            cgroups.job(job_id, run).signal(Signal::KILL, &[]);
+        }
+    }
+
+    /// Kills what may be left of a run that a server which died was running, found by its
+    /// control group and the pid file of its shim (checked against the start time, so that a
+    /// reused pid is left alone). The control group is removed.
+    pub fn kill_leftovers(&self, run_dir: &Path, job_id: i64, run: i64) {
+        if let Ok(text) = std::fs::read_to_string(pid_path(run_dir, run)) {
+            let mut fields = text.split_whitespace().map(|field| field.parse::<u64>().ok());
+            if let (Some(Some(pid)), Some(Some(start))) = (fields.next(), fields.next())
+                && shim::start_time(pid as u32) == Some(start)
+            {
+                let _ = signal_group(pid as u32, Signal::KILL);
+            }
+        }
+        if let Some(cgroups) = &self.config.cgroups {
+            let group = cgroups.job(job_id, run);
+            if group.pids().is_empty() || group.kill_all(&[], Duration::from_secs(10)) {
+                let _ = group.remove();
+            }
+        }
     }
 }
 
@@ -199,23 +403,21 @@ async fn capture(
     }
 }
 
-/// Signals a job's whole process group.
+/// Signals a whole process group.
 pub fn signal_group(pid: u32, signal: Signal) -> io::Result<()> {
     let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
     rustix::process::kill_process_group(pid, signal).map_err(io::Error::from)
 }
 
-pub fn terminate(pid: u32) -> io::Result<()> {
-    signal_group(pid, Signal::TERM)
+/// Asks a run to stop: SIGTERM to its shim, which passes it to every process of the job.
+pub fn terminate(shim_pid: u32) -> io::Result<()> {
+    let pid = Pid::from_raw(shim_pid as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+    rustix::process::kill_process(pid, Signal::TERM).map_err(io::Error::from)
 }
 
-pub fn kill(pid: u32) -> io::Result<()> {
-    signal_group(pid, Signal::KILL)
-}
-
-/// Whether any process of the group is still there.
-pub fn group_alive(pid: u32) -> bool {
-    Pid::from_raw(pid as i32).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+/// Whether this process runs as root (and so may run jobs under other uids).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// GPUs this machine has: `GRAPPE_GPUS` if set, else the lines of `nvidia-smi -L`, else none.
@@ -249,55 +451,34 @@ pub fn total_memory_mb() -> u64 {
 mod tests {
     use super::*;
 
-    async fn run(argv: &[&str], cap: u64, memory_mb: u64) -> (Finished, String, Vec<MetricLine>) {
-        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("grappe-exec-{}-{run}", std::process::id()));
-        let (finished_tx, mut finished_rx) = mpsc::channel(4);
-        let (metrics_tx, mut metrics_rx) = mpsc::channel(64);
-        let executor = LocalExecutor::new(finished_tx, metrics_tx, "GRAPPE_METRIC ");
-        let spec = LaunchSpec {
+    fn spec(argv: &[&str], path: &str, inputs: Vec<(PathBuf, PathBuf)>) -> LaunchSpec {
+        LaunchSpec {
             job_id: 1,
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            workdir: dir.clone(),
-            log_path: dir.join("output.log"),
-            env: vec![("GREETING".into(), "bonjour".into())],
-            memory_mb,
-            log_cap_bytes: cap,
-        };
-        let _ = std::fs::remove_file(&spec.log_path);
-        executor.launch(spec.clone()).await.unwrap();
-        let finished = finished_rx.recv().await.unwrap();
-        let log = std::fs::read_to_string(&spec.log_path).unwrap();
-        let mut metrics = Vec::new();
-        while let Ok(metric) = metrics_rx.try_recv() {
-            metrics.push(metric);
+            run: 1,
+            argv: argv.iter().map(|arg| arg.to_string()).collect(),
+            env: vec![("PATH".into(), path.into())],
+            workdir: std::env::temp_dir(),
+            writable: vec![],
+            inputs,
+            log_path: PathBuf::new(),
+            run_dir: PathBuf::new(),
+            cpus: 1,
+            memory_mb: 1,
+            gpu_ids: vec![],
+            network: true,
+            identity: None,
+            time_limit_s: 1,
+            log_cap_bytes: 1,
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        (finished, log, metrics)
     }
 
-    #[tokio::test]
-    async fn output_exit_code_environment_and_metrics() {
-        let script = "echo $GREETING; echo 'GRAPPE_METRIC {\"key\":\"loss\",\"value\":0.5}' >&2; exit 3";
-        let (finished, log, metrics) = run(&["sh", "-c", script], 1 << 20, 512).await;
-        assert_eq!(finished.exit, Exit::Code(3));
-        assert!(log.contains("bonjour\n"));
-        assert_eq!(metrics, vec![MetricLine { job_id: 1, line: r#"{"key":"loss","value":0.5}"#.into() }]);
-    }
-
-    #[tokio::test]
-    async fn output_is_capped() {
-        let (finished, log, _) = run(&["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"], 10_000, 512).await;
-        assert_eq!(finished.exit, Exit::Code(0));
-        assert_eq!(finished.dropped_bytes, 3_000_000 - 10_000);
-        assert!(log.len() < 10_200 && log.contains("output capped at 10000 bytes"));
-    }
-
-    #[tokio::test]
-    async fn memory_is_bounded() {
-        // Python allocating 400 MiB under a 100 MiB data limit fails.
-        let (finished, _, _) = run(&["python3", "-c", "x = bytearray(400 * 1024 * 1024)"], 1 << 20, 100).await;
-        assert_ne!(finished.exit, Exit::Code(0));
+    #[test]
+    fn programs_are_found_as_the_sandbox_would() {
+        assert_eq!(find_program(&spec(&["sh"], "/nowhere:/bin", vec![])), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_program(&spec(&["no-such-program"], "/usr/bin:/bin", vec![])), None);
+        assert_eq!(find_program(&spec(&["/bin/sh"], "", vec![])), Some(PathBuf::from("/bin/sh")));
+        // A program inside an input is looked up where the input comes from.
+        let inputs = vec![(PathBuf::from("/usr/bin"), PathBuf::from("/inputs/tools"))];
+        assert_eq!(find_program(&spec(&["/inputs/tools/env"], "", inputs)), Some(PathBuf::from("/usr/bin/env")));
     }
 }

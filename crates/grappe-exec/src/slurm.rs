@@ -1,6 +1,10 @@
 //! Handing jobs to Slurm: `sbatch` a script that sets the job's environment and `exec`s its
 //! command, follow it with `scontrol show job -o`, cancel it with `scancel`. Slurm decides the
 //! order; its output file is the job's log. The commands read `SLURM_CONF` like any client.
+//!
+//! Nothing of the server's environment reaches Slurm: `sbatch` runs with an empty environment
+//! but for `PATH` and `SLURM_CONF`, and the script asks for `--export=NONE`, so the job gets only
+//! the variables the script exports (the same allowlist as the local executor) and Slurm's own.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,6 +19,8 @@ pub struct SlurmSpec {
     pub workdir: PathBuf,
     pub log_path: PathBuf,
     pub env: Vec<(String, String)>,
+    pub nodes: u32,
+    /// CPUs, GPUs and memory per node.
     pub cpus: u32,
     pub gpus: u32,
     pub memory_mb: u64,
@@ -55,10 +61,13 @@ pub fn batch_script(spec: &SlurmSpec) -> String {
     directive("--open-mode=append".to_owned());
     directive(format!("--chdir={}", spec.workdir.display()));
     directive(format!("--time={minutes}"));
+    directive("--export=NONE".to_owned());
+    directive(format!("--nodes={}", spec.nodes.max(1)));
+    directive("--ntasks-per-node=1".to_owned());
     directive(format!("--cpus-per-task={}", spec.cpus.max(1)));
     directive(format!("--mem={}M", spec.memory_mb.max(1)));
     if spec.gpus > 0 {
-        directive(format!("--gpus={}", spec.gpus));
+        directive(format!("--gpus-per-node={}", spec.gpus));
     }
     directive(format!("--signal=B:TERM@{}", spec.grace_s.max(1)));
     directive("--requeue".to_owned());
@@ -91,7 +100,14 @@ pub async fn sbatch(spec: &SlurmSpec) -> io::Result<String> {
     tokio::fs::create_dir_all(&spec.workdir).await?;
     let script_path = spec.workdir.join("grappe.sbatch");
     tokio::fs::write(&script_path, batch_script(spec)).await?;
-    let out = run(Command::new("sbatch").arg("--parsable").arg(&script_path)).await?;
+    let mut command = Command::new("sbatch");
+    command.arg("--parsable").arg(&script_path).env_clear();
+    for name in ["PATH", "SLURM_CONF"] {
+        if let Ok(value) = std::env::var(name) {
+            command.env(name, value);
+        }
+    }
+    let out = run(&mut command).await?;
     let id = out.trim().split(';').next().unwrap_or("").to_owned();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
         return Err(io::Error::other(format!("sbatch answered `{}`", out.trim())));
@@ -145,6 +161,7 @@ mod tests {
             workdir: "/data/jobs/7/work".into(),
             log_path: "/data/jobs/7/output.log".into(),
             env: vec![("GRAPPE_JOB_ID".into(), "7".into())],
+            nodes: 2,
             cpus: 4,
             gpus: 1,
             memory_mb: 16_384,
@@ -156,9 +173,12 @@ mod tests {
         let script = batch_script(&spec);
         for line in [
             "#SBATCH --time=61\n",
+            "#SBATCH --export=NONE\n",
+            "#SBATCH --nodes=2\n",
+            "#SBATCH --ntasks-per-node=1\n",
             "#SBATCH --cpus-per-task=4\n",
             "#SBATCH --mem=16384M\n",
-            "#SBATCH --gpus=1\n",
+            "#SBATCH --gpus-per-node=1\n",
             "#SBATCH --signal=B:TERM@30\n",
             "#SBATCH --requeue\n",
             "#SBATCH --account=proj\n",

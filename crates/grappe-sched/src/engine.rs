@@ -2,6 +2,15 @@
 //! projects with a QoS; Slurm-style multifactor priority with fair-share between projects; the
 //! allocation rules of Jean Zay; EASY backfilling on nodes; preemption of a lower QoS by a
 //! higher one. [`schedule`] is one pass: a snapshot in, decisions out.
+//!
+//! One order rules a pass: projects within their allocation before those past it, then the
+//! higher QoS level, then priority, then submission time and id. Jobs start in that order; a
+//! job may preempt only running jobs that rank below it in that same order (a lower QoS level,
+//! and not a project within its allocation when the preemptor's is past it), only as many as it
+//! needs once the resources of jobs already stopping are counted, and the resources it waits for
+//! are reserved for it, so that nothing is started into them. A job started less than
+//! `preempt_exempt_s` ago is not preempted (Slurm's `PreemptExemptTime`). So a pass repeated on
+//! an unchanged snapshot never starts a job that it then preempts.
 
 use std::collections::HashMap;
 
@@ -98,6 +107,8 @@ pub struct EngineConfig {
     /// Past this share, its submissions are refused (1.25).
     pub refuse_above: f64,
     pub preemption: bool,
+    /// A running job younger than this is not preempted.
+    pub preempt_exempt_s: i64,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +120,7 @@ impl Default for EngineConfig {
             lowest_priority_above: 1.0,
             refuse_above: 1.25,
             preemption: true,
+            preempt_exempt_s: 0,
         }
     }
 }
@@ -140,13 +152,15 @@ pub struct PendingJob {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunningJob {
     pub id: u64,
+    pub project: u64,
     pub qos: String,
     pub node: usize,
     pub request: Resources,
     pub start_s: i64,
     pub time_limit_s: i64,
-    /// Already signalled for preemption: its resources will come back within the grace period.
-    pub preempting: bool,
+    /// Already signalled to stop (preempted, cancelled, out of time): its resources come back
+    /// within the grace period.
+    pub stopping: bool,
 }
 
 pub struct Snapshot<'a> {
@@ -168,6 +182,8 @@ pub enum Reason {
     AllocationExhausted,
     /// It asks for more than its QoS allows.
     QosLimit,
+    /// No node of its partition is large enough, even empty: it can never start here.
+    TooLarge,
 }
 
 impl Reason {
@@ -177,6 +193,7 @@ impl Reason {
             Reason::Resources => "Resources",
             Reason::AllocationExhausted => "AllocationExhausted",
             Reason::QosLimit => "QosLimit",
+            Reason::TooLarge => "TooLarge",
         }
     }
 }
@@ -187,6 +204,8 @@ pub struct Decisions {
     pub start: Vec<(u64, usize)>,
     /// Running jobs to signal, requeue and restart later, so that a higher QoS can run.
     pub preempt: Vec<u64>,
+    /// The job they are preempted for.
+    pub preempt_for: Option<u64>,
     /// Every job left pending, with its priority and the reason it waits.
     pub waiting: Vec<(u64, f64, Reason)>,
 }
@@ -198,19 +217,24 @@ pub enum Refusal {
     UnknownQos(String),
     #[error("time limit {time_limit_s} s is over QoS `{qos}`'s cap of {max_wall_s} s")]
     OverQosCap { qos: String, time_limit_s: i64, max_wall_s: i64 },
-    #[error("the project has used {used_percent:.0} % of its allocation; submissions stop past {limit_percent:.0} %")]
-    AllocationExhausted { used_percent: f64, limit_percent: f64 },
+    #[error(
+        "with this job, the project's allocation would be {committed_percent:.0} % committed (used, running, \
+         and running and queued jobs counted at their time limits); submissions stop past {limit_percent:.0} %"
+    )]
+    AllocationExhausted { committed_percent: f64, limit_percent: f64 },
 }
 
-/// Checks a submission against its QoS and its project's allocation.
-pub fn admit(config: &EngineConfig, qos: &str, time_limit_s: i64, project: &ProjectState) -> Result<(), Refusal> {
+/// Checks a submission against its QoS and its project's allocation: `committed` is the share
+/// of the allocation used, running and reserved by the project's jobs, this one included at its
+/// time limit (Slurm's `safe` enforcement: no job starts that could overrun the allocation).
+pub fn admit(config: &EngineConfig, qos: &str, time_limit_s: i64, committed: f64) -> Result<(), Refusal> {
     let qos = config.qos.iter().find(|q| q.name == qos).ok_or_else(|| Refusal::UnknownQos(qos.to_owned()))?;
     if time_limit_s > qos.max_wall_s {
         return Err(Refusal::OverQosCap { qos: qos.name.clone(), time_limit_s, max_wall_s: qos.max_wall_s });
     }
-    if project.allocation_used > config.refuse_above {
+    if committed > config.refuse_above {
         return Err(Refusal::AllocationExhausted {
-            used_percent: project.allocation_used * 100.0,
+            committed_percent: committed * 100.0,
             limit_percent: config.refuse_above * 100.0,
         });
     }
@@ -299,40 +323,87 @@ fn reservation(
     best
 }
 
-/// Running jobs to preempt so that `job` fits on one node: only jobs of a lower QoS level, on
-/// the node that needs the fewest victims, youngest first.
-fn victims(config: &EngineConfig, snapshot: &Snapshot<'_>, free: &[Resources], job: &PendingJob) -> Option<Vec<u64>> {
-    let level = qos_of(config, &job.qos)?.level;
-    let mut best: Option<Vec<u64>> = None;
+/// A job's place in the order of a pass: within its allocation, QoS level, priority; larger
+/// ranks first. Ties go by submission time and id, outside this key.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct Rank {
+    within_allocation: bool,
+    level: u8,
+    priority: f64,
+}
+
+fn level_of(config: &EngineConfig, qos: &str) -> u8 {
+    qos_of(config, qos).map_or(0, |q| q.level)
+}
+
+/// Whether a running job ranks below `rank` in every key that preemption looks at: a lower QoS
+/// level, and not within its allocation when the preemptor is past its own.
+fn ranks_below(config: &EngineConfig, projects: &HashMap<u64, &ProjectState>, victim: &RunningJob, rank: Rank) -> bool {
+    let victim_within = projects.get(&victim.project).is_none_or(|p| p.allocation_used <= config.lowest_priority_above);
+    level_of(config, &victim.qos) < rank.level && (rank.within_allocation || !victim_within)
+}
+
+/// For a job that cannot start now: the node where it can run soonest by preemption, with the
+/// running jobs to preempt there (none if jobs already stopping free enough). Victims rank below
+/// it, are not exempt by age, and are taken youngest first, no more than needed; the node that
+/// needs the fewest wins. Returns (node, victims, what is left there once it runs).
+fn preemption(
+    config: &EngineConfig,
+    snapshot: &Snapshot<'_>,
+    projects: &HashMap<u64, &ProjectState>,
+    free: &[Resources],
+    job: &PendingJob,
+    rank: Rank,
+) -> Option<(usize, Vec<u64>, Resources)> {
+    let mut best: Option<(usize, Vec<u64>, Resources)> = None;
     for (n, node) in snapshot.nodes.iter().enumerate() {
-        if job.partition.as_ref().is_some_and(|partition| *partition != node.partition) {
+        if job.partition.as_ref().is_some_and(|partition| *partition != node.partition)
+            || !job.request.fits_in(node.capacity)
+        {
             continue;
         }
-        let mut candidates: Vec<&RunningJob> = snapshot
-            .running
-            .iter()
-            .filter(|r| r.node == n && !r.preempting && qos_of(config, &r.qos).is_some_and(|q| q.level < level))
+        let on_node = snapshot.running.iter().filter(|r| r.node == n);
+        let freeing = on_node.clone().filter(|r| r.stopping).fold(Resources::default(), |sum, r| sum.plus(r.request));
+        let mut available = free[n].plus(freeing);
+        let mut candidates: Vec<&RunningJob> = on_node
+            .filter(|r| {
+                !r.stopping
+                    && snapshot.now_s - r.start_s >= config.preempt_exempt_s
+                    && ranks_below(config, projects, r, rank)
+            })
             .collect();
-        candidates.sort_by_key(|r| std::cmp::Reverse(r.start_s));
-        let mut available = free[n];
-        let mut chosen = Vec::new();
+        candidates.sort_by_key(|r| (std::cmp::Reverse(r.start_s), std::cmp::Reverse(r.id)));
+        let mut chosen: Vec<&RunningJob> = Vec::new();
         for candidate in candidates {
             if job.request.fits_in(available) {
                 break;
             }
             available = available.plus(candidate.request);
-            chosen.push(candidate.id);
+            chosen.push(candidate);
         }
-        if job.request.fits_in(available) && !chosen.is_empty() && best.as_ref().is_none_or(|b| chosen.len() < b.len())
-        {
-            best = Some(chosen);
+        // Youngest first may take a small job before a large one that alone suffices: keep only
+        // those without which the job would not fit.
+        let mut index = 0;
+        while index < chosen.len() {
+            let without = available.minus(chosen[index].request);
+            if chosen.len() > 1 && job.request.fits_in(without) {
+                available = without;
+                chosen.remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        let chosen: Vec<u64> = chosen.iter().map(|victim| victim.id).collect();
+        if job.request.fits_in(available) && best.as_ref().is_none_or(|(_, b, _)| chosen.len() < b.len()) {
+            best = Some((n, chosen, available.minus(job.request)));
         }
     }
     best
 }
 
-/// One scheduling pass: order by priority, start what fits, reserve for the first job that
-/// does not (EASY), backfill behind it without delaying it, preempt for a higher QoS.
+/// One scheduling pass: in the order of the pass, start what fits; the first job that does not
+/// fit holds a reservation (EASY), by preemption now where it may preempt, else when running
+/// jobs end; later jobs start only where they do not touch it.
 pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
     let mut free: Vec<Resources> = snapshot.nodes.iter().map(|node| node.capacity).collect();
     for job in snapshot.running {
@@ -342,30 +413,48 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
     }
     let total = snapshot.nodes.iter().fold(Resources::default(), |sum, node| sum.plus(node.capacity));
     let projects: HashMap<u64, &ProjectState> = snapshot.projects.iter().map(|p| (p.id, p)).collect();
-    let mut ordered: Vec<(f64, bool, &PendingJob)> = snapshot
+    let mut ordered: Vec<(Rank, &PendingJob)> = snapshot
         .pending
         .iter()
         .map(|job| {
             let (value, exhausted) = priority(config, job, projects.get(&job.project).copied(), snapshot.now_s, total);
-            (value, exhausted, job)
+            (Rank { within_allocation: !exhausted, level: level_of(config, &job.qos), priority: value }, job)
         })
         .collect();
-    ordered.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.submit_s.cmp(&b.2.submit_s)).then(a.2.id.cmp(&b.2.id)));
+    ordered.sort_by(|(a, x), (b, y)| {
+        b.within_allocation
+            .cmp(&a.within_allocation)
+            .then(b.level.cmp(&a.level))
+            .then(b.priority.total_cmp(&a.priority))
+            .then(x.submit_s.cmp(&y.submit_s))
+            .then(x.id.cmp(&y.id))
+    });
 
     let mut decisions = Decisions::default();
     let mut ends_by_node: Vec<Vec<(i64, Resources)>> = vec![Vec::new(); snapshot.nodes.len()];
     for job in snapshot.running {
         if let Some(ends) = ends_by_node.get_mut(job.node) {
-            ends.push((job.start_s + job.time_limit_s, job.request));
+            // A job being stopped ends within its grace period, not at its time limit.
+            let end = if job.stopping { snapshot.now_s } else { job.start_s + job.time_limit_s };
+            ends.push((end, job.request));
         }
     }
     // (node, time, what is left there for others at that time) once the head is blocked.
     let mut reserved: Option<(usize, i64, Resources)> = None;
     let mut blocked = false;
-    for (value, exhausted, job) in ordered {
+    for (rank, job) in ordered {
+        let value = rank.priority;
         let over_cap = qos_of(config, &job.qos).is_none_or(|qos| job.time_limit_s > qos.max_wall_s);
         if over_cap {
             decisions.waiting.push((job.id, value, Reason::QosLimit));
+            continue;
+        }
+        let fits_somewhere = snapshot.nodes.iter().any(|node| {
+            job.partition.as_ref().is_none_or(|partition| *partition == node.partition)
+                && job.request.fits_in(node.capacity)
+        });
+        if !fits_somewhere {
+            decisions.waiting.push((job.id, value, Reason::TooLarge));
             continue;
         }
         let end = snapshot.now_s + job.time_limit_s;
@@ -389,7 +478,7 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
             continue;
         }
         let waiting_reason = |blocked_by_head: bool| {
-            if exhausted {
+            if !rank.within_allocation {
                 Reason::AllocationExhausted
             } else if blocked_by_head {
                 Reason::Priority
@@ -402,14 +491,18 @@ pub fn schedule(config: &EngineConfig, snapshot: &Snapshot<'_>) -> Decisions {
             continue;
         }
         blocked = true;
-        if config.preemption
-            && decisions.preempt.is_empty()
-            && let Some(chosen) = victims(config, snapshot, &free, job)
-        {
-            decisions.preempt = chosen;
-        }
-        // The first job that cannot start holds a reservation, unless it fits no node at all.
-        reserved = reservation(snapshot, &free, &ends_by_node, job);
+        let preempting = config.preemption.then(|| preemption(config, snapshot, &projects, &free, job, rank)).flatten();
+        reserved = match preempting {
+            // Its resources come back within the grace period: reserved for it from now.
+            Some((node, victims, extra)) => {
+                if !victims.is_empty() {
+                    decisions.preempt_for = Some(job.id);
+                }
+                decisions.preempt = victims;
+                Some((node, snapshot.now_s, extra))
+            }
+            None => reservation(snapshot, &free, &ends_by_node, job),
+        };
         decisions.waiting.push((job.id, value, waiting_reason(false)));
     }
     decisions

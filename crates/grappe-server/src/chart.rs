@@ -266,25 +266,65 @@ pub fn stack(panels: &[String]) -> String {
     svg
 }
 
-/// A horizontal gauge of `used` against 1.0 (an allocation): blue, amber past 80 %, red past
-/// 100 %, with the percentage written after it.
-pub fn gauge(used: f64, label: &str) -> String {
+/// Shares of an allocation (1.0 = all of it): charged, running so far, reserved by running and
+/// queued jobs up to their time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GaugeParts {
+    pub used: f64,
+    pub running: f64,
+    pub reserved: f64,
+}
+
+/// A horizontal gauge of an allocation: used (solid), running (lighter), reserved (hatched),
+/// stacked against 1.0; blue, amber past 80 %, red past 100 % (used and running); the
+/// percentage after it, and a legend (`legend`: the three words, translated) below.
+pub fn gauge(parts: GaugeParts, label: &str, legend: [&str; 3]) -> String {
     const W: f64 = 260.0;
-    let shown = if used.is_finite() { used.max(0.0) } else { 9.99 };
-    let colour = if shown >= 1.0 {
+    let clean = |share: f64| if share.is_finite() { share.max(0.0) } else { 9.99 };
+    let (used, running, reserved) = (clean(parts.used), clean(parts.running), clean(parts.reserved));
+    let now = used + running;
+    let colour = if now >= 1.0 {
         "#b42318"
-    } else if shown >= 0.8 {
+    } else if now >= 0.8 {
         "#b54708"
     } else {
         COLOURS[1]
     };
-    let text = if used.is_finite() { format!("{:.0} %", shown * 100.0) } else { "∞".to_owned() };
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" class="gauge" viewBox="0 0 340 24" width="340" height="24" role="img" aria-label="{}: {text}"><rect x="0" y="4" width="{W}" height="16" rx="3" fill="#e3e6ea"/><rect x="0" y="4" width="{:.1}" height="16" rx="3" fill="{colour}"/><text x="{}" y="17" font-family="system-ui, sans-serif" font-size="13" fill="#1a1a1a">{text}</text></svg>"##,
-        escape(label),
-        (shown.min(1.0) * W),
+    let finite = parts.used.is_finite() && parts.running.is_finite();
+    let mut text = if finite { format!("{:.0} %", now * 100.0) } else { "∞".to_owned() };
+    if reserved > 0.0 && parts.reserved.is_finite() {
+        text.push_str(&format!(" (+{:.0} %)", reserved * 100.0));
+    }
+    // Cumulative widths, each segment clamped to the track.
+    let edge = |share: f64| share.min(1.0) * W;
+    let (x1, x2, x3) = (edge(used), edge(now), edge(now + reserved));
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="gauge" viewBox="0 0 340 44" width="340" height="44" role="img" aria-label="{}: {text}"><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#e3e6ea"/><rect width="2" height="6" fill="#8a94a3"/></pattern></defs><rect x="0" y="4" width="{W}" height="16" rx="3" fill="#e3e6ea"/>"##,
+        escape(label)
+    );
+    for (from, to, fill, opacity) in [(0.0, x1, colour, "1"), (x1, x2, colour, "0.5"), (x2, x3, "url(#hatch)", "1")] {
+        if to > from {
+            svg.push_str(&format!(
+                r#"<rect x="{from:.1}" y="4" width="{:.1}" height="16" fill="{fill}" fill-opacity="{opacity}"/>"#,
+                to - from
+            ));
+        }
+    }
+    svg.push_str(&format!(
+        r##"<text x="{}" y="17" font-family="system-ui, sans-serif" font-size="13" fill="#1a1a1a">{text}</text>"##,
         W + 8.0
-    )
+    ));
+    let mut x = 0.0;
+    for (word, (fill, opacity)) in legend.iter().zip([(colour, "1"), (colour, "0.5"), ("url(#hatch)", "1")]) {
+        svg.push_str(&format!(
+            r##"<rect x="{x:.0}" y="29" width="10" height="10" fill="{fill}" fill-opacity="{opacity}"/><text x="{:.0}" y="38" font-family="system-ui, sans-serif" font-size="11" fill="#444">{}</text>"##,
+            x + 14.0,
+            escape(word)
+        ));
+        x += 14.0 + 7.0 * word.chars().count() as f64 + 14.0;
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 #[cfg(test)]
@@ -340,16 +380,19 @@ mod tests {
     }
 
     #[test]
-    fn gauges_fill_and_change_colour() {
-        assert!(gauge(0.5, "x").contains(r#"width="130.0""#));
-        assert!(gauge(0.9, "x").contains("#b54708"));
-        let over = gauge(1.3, "x");
-        assert!(
-            over.contains("#b42318")
-                && over.contains("130 %")
-                && over.contains(r##"width="260.0" height="16" rx="3" fill="#b42318""##)
-        );
-        assert!(gauge(f64::INFINITY, "x").contains("∞"));
+    fn gauges_stack_used_running_and_reserved_and_change_colour() {
+        let legend = ["used", "running", "reserved"];
+        let parts = |used, running, reserved| GaugeParts { used, running, reserved };
+        assert!(gauge(parts(0.5, 0.0, 0.0), "x", legend).contains(r#"width="130.0""#));
+        let stacked = gauge(parts(0.25, 0.25, 0.25), "x", legend);
+        assert!(stacked.contains(r#"<rect x="65.0" y="4" width="65.0""#) && stacked.contains("50 % (+25 %)"));
+        assert!(stacked.contains(r#"<rect x="130.0" y="4" width="65.0" height="16" fill="url(#hatch)""#));
+        assert!(gauge(parts(0.6, 0.3, 0.0), "x", legend).contains("#b54708"));
+        let over = gauge(parts(1.3, 0.0, 0.5), "x", legend);
+        assert!(over.contains("#b42318") && over.contains("130 %"));
+        assert!(over.contains(r##"width="260.0" height="16" fill="#b42318""##), "{over}");
+        assert!(!over.contains(r#"fill="url(#hatch)" fill-opacity="1"/><text x="268""#), "nothing past the track");
+        assert!(gauge(parts(f64::INFINITY, f64::NAN, 0.0), "x", legend).contains("∞"));
     }
 
     #[test]

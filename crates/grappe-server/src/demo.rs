@@ -82,6 +82,9 @@ async fn demo_project(state: &AppState) -> AppResult<()> {
         gpus: 0,
         memory_mb: 512,
         time_limit_s: 600,
+        env: "{}",
+        network: false,
+        nodes: 1,
     };
     state.db.create_job(job).await?;
     Ok(())

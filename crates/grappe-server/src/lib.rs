@@ -42,6 +42,10 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         .await
         .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;
     let instance = format!("{}-{}-{}", hostname(), std::process::id(), &auth::new_secret()[..6]);
+    let exec = match config.compute.executor {
+        ExecutorKind::Local => Some(Arc::new(compute::scheduler::exec_config(&config)?)),
+        ExecutorKind::Slurm => None,
+    };
     Ok(AppState {
         db,
         login_limiter: Arc::new(RateLimiter::new(config.login_window)),
@@ -51,6 +55,7 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         ticker_here: Arc::new(AtomicBool::new(false)),
         scheduler_wake: Arc::new(tokio::sync::Notify::new()),
         scheduler_here: Arc::new(AtomicBool::new(false)),
+        exec,
     })
 }
 

@@ -53,6 +53,23 @@ pub struct ComputeConfig {
     pub metric_prefix: String,
     /// How often the scheduler runs when nothing wakes it.
     pub tick: Duration,
+    /// Jobs run in a sandbox (the default), or not at all if none can be built; `false` only
+    /// with `--unsafe-unsandboxed-jobs`.
+    pub sandbox_required: bool,
+    /// When the server runs as root, project `p`'s jobs run as uid and gid `job_uid_base + p`.
+    pub job_uid_base: u32,
+    /// Directories shown read-only in every sandbox besides the system ones (`/opt/conda`, say).
+    pub sandbox_binds: Vec<std::path::PathBuf>,
+    /// The control group under which job groups are made (`grappe`).
+    pub cgroup_parent: String,
+    /// Most processes and threads one job may have.
+    pub max_procs: u64,
+    /// A running job younger than this is not preempted.
+    pub preempt_exempt_s: i64,
+    /// Most nodes one Slurm job may ask for.
+    pub slurm_max_nodes: u32,
+    /// Pass projects to Slurm as `--account` and QoS as `--qos` (needs Slurm's accounting).
+    pub slurm_accounting: bool,
 }
 
 impl ComputeConfig {
@@ -67,6 +84,14 @@ impl ComputeConfig {
             log_cap_bytes: 64 * 1024 * 1024,
             metric_prefix: "GRAPPE_METRIC ".to_owned(),
             tick: Duration::from_secs(1),
+            sandbox_required: true,
+            job_uid_base: 200_000,
+            sandbox_binds: Vec::new(),
+            cgroup_parent: "grappe".to_owned(),
+            max_procs: 4096,
+            preempt_exempt_s: 0,
+            slurm_max_nodes: 16,
+            slurm_accounting: false,
         }
     }
 }
@@ -106,4 +131,6 @@ pub struct AppState {
     pub scheduler_wake: Arc<tokio::sync::Notify>,
     /// Whether this process holds the scheduler lease (and so runs the jobs) now.
     pub scheduler_here: Arc<AtomicBool>,
+    /// How the local executor runs jobs (`None` with Slurm), found at start.
+    pub exec: Option<Arc<grappe_exec::ExecConfig>>,
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{Session, answer};
@@ -12,34 +12,7 @@ use crate::client::{Session, answer};
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// Submit a job: `grappe job submit --project P --time 2h -- CMD ARGS`, or `--script FILE`.
-    Submit {
-        #[arg(long)]
-        project: String,
-        #[arg(long, default_value = "1")]
-        cpus: i64,
-        #[arg(long, default_value = "0")]
-        gpus: i64,
-        /// Memory: `16G`, `512M`, or megabytes.
-        #[arg(long, default_value = "1G")]
-        mem: String,
-        /// Time limit: `2h`, `30m`, `90s`, `1:30:00`, or seconds.
-        #[arg(long)]
-        time: String,
-        #[arg(long, default_value = "normal")]
-        qos: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// A shell script to run (its content is sent; it runs with `sh`).
-        #[arg(long, conflicts_with = "command")]
-        script: Option<PathBuf>,
-        /// Print the cost in GPU- and CPU-hours and what would remain; submit nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-        #[arg(last = true)]
-        command: Vec<String>,
-    },
+    Submit(Box<SubmitArgs>),
     /// Jobs of your projects, newest first.
     List {
         #[arg(long)]
@@ -63,6 +36,46 @@ pub enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[arg(long)]
+    project: String,
+    #[arg(long, default_value = "1")]
+    cpus: i64,
+    /// GPUs per node.
+    #[arg(long, default_value = "0", alias = "gpus-per-node")]
+    gpus: i64,
+    /// Nodes (more than one needs a server with the Slurm executor).
+    #[arg(long, default_value = "1")]
+    nodes: i64,
+    /// A variable for the job, `NAME=VALUE` (repeat for more).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// Run the job without any network (not even the loopback of this machine).
+    #[arg(long)]
+    no_network: bool,
+    /// Memory: `16G`, `512M`, or megabytes.
+    #[arg(long, default_value = "1G")]
+    mem: String,
+    /// Time limit: `2h`, `30m`, `90s`, `1:30:00`, or seconds.
+    #[arg(long)]
+    time: String,
+    #[arg(long, default_value = "normal")]
+    qos: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// A shell script to run (its content is sent; it runs with `sh`).
+    #[arg(long, conflicts_with = "command")]
+    script: Option<PathBuf>,
+    /// Print the cost in GPU- and CPU-hours and what would remain; submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 /// `16G`, `512M`, `2T` or a plain number of megabytes, in megabytes.
@@ -111,6 +124,7 @@ fn print_job(job: &Value, as_json: bool) {
         "reason": job["reason"], "exit_code": job["exit_code"], "qos": job["qos"],
         "resources": format!("{} CPU, {} GPU, {} MB, {} s", job["cpus"], job["gpus"], job["memory_mb"], job["time_limit_s"]),
         "restarts": job["restart_count"],
+        "cpu_time_s": job["cpu_time_s"], "memory_peak_mb": job["memory_peak_mb"],
     });
     crate::print_record(&record, false);
 }
@@ -118,7 +132,28 @@ fn print_job(job: &Value, as_json: bool) {
 pub fn run(command: JobCommand) -> anyhow::Result<()> {
     let session = Session::load()?;
     match command {
-        JobCommand::Submit { project, cpus, gpus, mem, time, qos, name, script, dry_run, json: as_json, command } => {
+        JobCommand::Submit(args) => {
+            let SubmitArgs {
+                project,
+                cpus,
+                gpus,
+                nodes,
+                env,
+                no_network,
+                mem,
+                time,
+                qos,
+                name,
+                script,
+                dry_run,
+                json: as_json,
+                command,
+            } = *args;
+            let mut variables = serde_json::Map::new();
+            for pair in env {
+                let (key, value) = pair.split_once('=').with_context(|| format!("--env `{pair}`: use NAME=VALUE"))?;
+                variables.insert(key.to_owned(), json!(value));
+            }
             let argv = match script {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -129,7 +164,8 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
             };
             let project: Value = project.parse::<i64>().map_or_else(|_| json!(project), |id| json!(id));
             let body = json!({
-                "project": project, "command": argv, "cpus": cpus, "gpus": gpus,
+                "project": project, "command": argv, "cpus": cpus, "gpus": gpus, "nodes": nodes,
+                "env": variables, "network": !no_network,
                 "memory_mb": parse_memory_mb(&mem)?, "time_limit_s": parse_duration_s(&time)?,
                 "qos": qos, "name": name, "dry_run": dry_run,
             });

@@ -32,6 +32,10 @@ pub struct ServeFlags {
     /// Load the France 2030 programme and demo accounts (printed at start).
     #[arg(long, env = "GRAPPE_DEMO")]
     demo: bool,
+    /// Run local jobs without a sandbox when none can be built: any job can then read this
+    /// server's files and secrets. For development machines only; the compute page says so.
+    #[arg(long, env = "GRAPPE_UNSAFE_UNSANDBOXED_JOBS")]
+    unsafe_unsandboxed_jobs: bool,
     /// A TOML settings file.
     #[arg(long, env = "GRAPPE_CONFIG")]
     config: Option<PathBuf>,
@@ -57,6 +61,13 @@ struct FileSettings {
     job_grace_s: Option<u64>,
     log_cap_bytes: Option<u64>,
     cpus: Option<u32>,
+    job_uid_base: Option<u32>,
+    sandbox_binds: Option<Vec<PathBuf>>,
+    cgroup_parent: Option<String>,
+    job_max_procs: Option<u64>,
+    preempt_exempt_s: Option<i64>,
+    slurm_max_nodes: Option<u32>,
+    slurm_accounting: Option<bool>,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -112,6 +123,43 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     if let Some(cpus) = env_number("GRAPPE_CPUS")?.or(file.cpus) {
         config.compute.cpus = cpus;
     }
+    let compute = &mut config.compute;
+    compute.sandbox_required = !flags.unsafe_unsandboxed_jobs;
+    if let Some(base) = env_number("GRAPPE_JOB_UID_BASE")?.or(file.job_uid_base) {
+        if base < 1000 {
+            bail!("GRAPPE_JOB_UID_BASE={base}: job uids must not be system accounts (use 1000 or more)");
+        }
+        compute.job_uid_base = base;
+    }
+    if let Ok(binds) = std::env::var("GRAPPE_SANDBOX_BINDS") {
+        compute.sandbox_binds = binds.split(':').filter(|dir| !dir.is_empty()).map(PathBuf::from).collect();
+    } else if let Some(binds) = file.sandbox_binds {
+        compute.sandbox_binds = binds;
+    }
+    if let Some(bind) = compute.sandbox_binds.iter().find(|dir| !dir.is_absolute()) {
+        bail!("sandbox bind `{}` must be an absolute path", bind.display());
+    }
+    if let Some(parent) = std::env::var("GRAPPE_CGROUP_PARENT").ok().or(file.cgroup_parent) {
+        if parent.is_empty() || parent.split('/').any(|part| part == "..") {
+            bail!("GRAPPE_CGROUP_PARENT `{parent}` must be a name under the cgroup hierarchy");
+        }
+        compute.cgroup_parent = parent;
+    }
+    if let Some(procs) = env_number("GRAPPE_JOB_MAX_PROCS")?.or(file.job_max_procs) {
+        compute.max_procs = procs;
+    }
+    if let Some(seconds) = env_number("GRAPPE_PREEMPT_EXEMPT_S")?.or(file.preempt_exempt_s) {
+        compute.preempt_exempt_s = seconds;
+    }
+    if let Some(nodes) = env_number("GRAPPE_SLURM_MAX_NODES")?.or(file.slurm_max_nodes) {
+        compute.slurm_max_nodes = nodes;
+    }
+    compute.slurm_accounting = match std::env::var("GRAPPE_SLURM_ACCOUNTING").ok().as_deref() {
+        Some("1" | "true") => true,
+        Some("0" | "false") => false,
+        Some(other) => bail!("GRAPPE_SLURM_ACCOUNTING={other}: use 1 or 0"),
+        None => file.slurm_accounting.unwrap_or(false),
+    };
     config.demo = flags.demo || file.demo.unwrap_or(false);
     config.admin_token =
         std::env::var("GRAPPE_ADMIN_TOKEN").ok().or(file.admin_token).filter(|token| !token.is_empty());

@@ -98,4 +98,7 @@ state-cancelled = cancelled
 state-timeout = timed out
 state-preempted = preempted
 legend-allocation = allocation
+legend-running = running so far
+legend-reserved = reserved
 legend-used = used
+job-network = Network access (off: the job sees no network at all)

@@ -98,4 +98,7 @@ state-cancelled = annulée
 state-timeout = temps écoulé
 state-preempted = préemptée
 legend-allocation = allocation
+legend-running = en cours
+legend-reserved = réservé
 legend-used = consommé
+job-network = Accès au réseau (sinon, aucun réseau pour le job)

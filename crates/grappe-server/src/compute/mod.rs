@@ -4,6 +4,7 @@
 pub mod pages;
 pub mod scheduler;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Extension;
@@ -14,21 +15,51 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use grappe_db::{JobRow, MetricPoint, NewJob, ProjectRow, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
+use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
 use grappe_domain::policy;
-use grappe_sched::engine::{self, EngineConfig, ProjectState};
+use grappe_sched::allocation::{self, Allocation, Amount, Commitments};
+use grappe_sched::engine::{self, EngineConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{ApiJson, ApiQuery, Id};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
+use crate::state::{AppState, ExecutorKind};
 
-/// At most this many arguments in a command, and bytes in one.
-const MAX_ARGS: usize = 1024;
-const MAX_ARG_BYTES: usize = 64 * 1024;
+/// What a project's allocation holds and what its jobs take from it, now.
+pub struct Ledger {
+    pub allocation: Allocation,
+    /// Charged: runs that ended.
+    pub used: Amount,
+    /// Running jobs so far, and what running and pending jobs may still use.
+    pub commitments: Commitments,
+}
 
-fn project_json(project: &ProjectRow, usage: grappe_db::Usage, members: &[i64]) -> Value {
+impl Ledger {
+    /// The share of the allocation used and running (the 100 % rule).
+    pub fn used_share(&self) -> f64 {
+        self.allocation.share(self.used.plus(self.commitments.running))
+    }
+
+    /// The share used, running and reserved, with `extra` (a new job) on top (the 125 % rule).
+    pub fn committed_share(&self, extra: Amount) -> f64 {
+        self.allocation.share(self.used.plus(self.commitments.running).plus(self.commitments.reserved).plus(extra))
+    }
+}
+
+pub async fn ledger(state: &AppState, project: &ProjectRow) -> AppResult<Ledger> {
+    let usage = state.db.project_usage(project.id).await?;
+    let active: Vec<_> = state.db.active_jobs_of(project.id).await?.iter().map(scheduler::active_job).collect();
+    Ok(Ledger {
+        allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
+        used: Amount { gpu_ms: usage.gpu_ms, cpu_ms: usage.cpu_ms },
+        commitments: allocation::commitments(&active, now_ms()),
+    })
+}
+
+fn project_json(project: &ProjectRow, ledger: &Ledger, members: &[i64]) -> Value {
+    let Commitments { running, reserved } = ledger.commitments;
     json!({
         "id": project.id,
         "name": project.name,
@@ -37,9 +68,14 @@ fn project_json(project: &ProjectRow, usage: grappe_db::Usage, members: &[i64]) 
         "storage_gb": project.storage_gb,
         "valid_from": project.valid_from,
         "valid_until": project.valid_until,
-        "used_gpu_hours": usage.gpu_seconds as f64 / 3600.0,
-        "used_cpu_hours": usage.cpu_seconds as f64 / 3600.0,
-        "allocation_used": finite(scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage)),
+        "used_gpu_hours": ledger.used.gpu_hours(),
+        "used_cpu_hours": ledger.used.cpu_hours(),
+        "running_gpu_hours": running.gpu_hours(),
+        "running_cpu_hours": running.cpu_hours(),
+        "reserved_gpu_hours": reserved.gpu_hours(),
+        "reserved_cpu_hours": reserved.cpu_hours(),
+        "allocation_used": finite(ledger.used_share()),
+        "allocation_committed": finite(ledger.committed_share(Amount::default())),
         "members": members,
     })
 }
@@ -61,10 +97,16 @@ pub fn job_json(job: &JobRow) -> Value {
         "gpus": job.gpus,
         "memory_mb": job.memory_mb,
         "time_limit_s": job.time_limit_s,
+        "nodes": job.nodes,
+        "network": job.network,
+        "env": serde_json::from_str::<Value>(&job.env).unwrap_or(Value::Null),
         "state": job.state,
         "reason": job.reason,
         "exit_code": job.exit_code,
         "restart_count": job.restart_count,
+        "run": job.run,
+        "cpu_time_s": job.cpu_time_ms.map(|ms| ms as f64 / 1000.0),
+        "memory_peak_mb": job.memory_peak_mb,
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "ended_at": job.ended_at,
@@ -125,7 +167,8 @@ pub async fn create_project(
             RoleGrant { role: Role::ProjectMember, scope: Scope::Object { kind: ScopeKind::Project, id: project.id } };
         state.db.grant_role(*member, &grant, &actor).await?;
     }
-    let body = project_json(&project, grappe_db::Usage::default(), &body.members);
+    let ledger = ledger(&state, &project).await?;
+    let body = project_json(&project, &ledger, &body.members);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -136,8 +179,8 @@ pub async fn list_projects(
     let mut items = Vec::new();
     for project in state.db.list_projects().await? {
         if policy::may_use_project(&caller.actor, project.id) {
-            let usage = state.db.project_usage(project.id).await?;
-            items.push(project_json(&project, usage, &state.db.project_member_ids(project.id).await?));
+            let ledger = ledger(&state, &project).await?;
+            items.push(project_json(&project, &ledger, &state.db.project_member_ids(project.id).await?));
         }
     }
     Ok(Json(json!({ "items": items })))
@@ -149,8 +192,8 @@ pub async fn get_project(
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
     let project = project_for(&state, &caller, id).await?;
-    let usage = state.db.project_usage(id).await?;
-    Ok(Json(project_json(&project, usage, &state.db.project_member_ids(id).await?)))
+    let ledger = ledger(&state, &project).await?;
+    Ok(Json(project_json(&project, &ledger, &state.db.project_member_ids(id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -177,9 +220,20 @@ pub async fn usage_csv(
     Id(id): Id,
 ) -> AppResult<Response> {
     let project = project_for(&state, &caller, id).await?;
-    let mut csv = String::from("time_ms,job_id,gpu_hours,cpu_hours\n");
-    for (at, gpu, cpu, job) in state.db.usage_records(id).await? {
-        csv.push_str(&format!("{at},{job},{:.6},{:.6}\n", gpu as f64 / 3600.0, cpu as f64 / 3600.0));
+    let mut csv = String::from("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n");
+    for record in state.db.usage_records(id).await? {
+        let amount = Amount { gpu_ms: record.gpu_ms, cpu_ms: record.cpu_ms };
+        csv.push_str(&format!(
+            "{},{},{:.6},{:.6},{},{},{},{}\n",
+            record.at,
+            record.job_id,
+            amount.gpu_hours(),
+            amount.cpu_hours(),
+            record.run,
+            record.started_at,
+            record.gpu_ms,
+            record.cpu_ms
+        ));
     }
     let disposition = format!("attachment; filename=\"usage-{}.csv\"", project.id);
     Ok((
@@ -206,18 +260,30 @@ pub struct NewJobBody {
     #[serde(default = "one")]
     pub cpus: i64,
     #[serde(default)]
-    pub gpus: i64,
+    pub gpus: Option<i64>,
+    #[serde(default)]
+    pub gpus_per_node: Option<i64>,
     #[serde(default = "default_memory")]
     pub memory_mb: i64,
     pub time_limit_s: i64,
     #[serde(default = "normal")]
     pub qos: String,
     #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub network: bool,
+    #[serde(default = "one")]
+    pub nodes: i64,
+    #[serde(default)]
     pub dry_run: bool,
 }
 
 fn one() -> i64 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_memory() -> i64 {
@@ -228,11 +294,18 @@ fn normal() -> String {
     "normal".to_owned()
 }
 
-/// The project's state for admission, as the scheduler sees it.
-async fn admission_state(state: &AppState, project: &ProjectRow) -> AppResult<(ProjectState, grappe_db::Usage)> {
-    let usage = state.db.project_usage(project.id).await?;
-    let used = scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage);
-    Ok((ProjectState { id: project.id as u64, share: 0.0, usage_share: 0.0, allocation_used: used }, usage))
+/// What a node of this server's executor offers.
+fn node_shape(state: &AppState) -> NodeShape {
+    let compute = &state.config.compute;
+    NodeShape {
+        cpus: compute.cpus,
+        gpus: compute.gpus,
+        memory_mb: compute.memory_mb,
+        max_nodes: match compute.executor {
+            ExecutorKind::Local => 1,
+            ExecutorKind::Slurm => compute.slurm_max_nodes,
+        },
+    }
 }
 
 /// What a submission gave: a job, or with `dry_run` an estimate.
@@ -252,8 +325,8 @@ pub async fn submit_job(
     })
 }
 
-/// Checks a submission (membership, resources, QoS, allocation) and queues it: the one path
-/// for the API, the CLI and the web form.
+/// Checks a submission (membership, the job's spec, QoS, the allocation with what running and
+/// queued jobs may still use) and queues it: the one path for the API, the CLI and the web form.
 pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppResult<Submitted> {
     let project = match &body.project {
         ProjectRef::Id(id) => state.db.project(*id).await?,
@@ -263,60 +336,65 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     if !policy::may_use_project(&caller.actor, project.id) {
         return Err(AppError::Forbidden("only the project's members submit jobs to it"));
     }
-    if body.command.is_empty() || body.command[0].is_empty() {
-        return Err(AppError::Invalid("`command` must be a non-empty list of arguments".into()));
-    }
-    if body.command.len() > MAX_ARGS || body.command.iter().any(|arg| arg.len() > MAX_ARG_BYTES || arg.contains('\0')) {
-        return Err(AppError::Invalid(format!(
-            "`command`: at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, no NUL"
-        )));
-    }
-    let node = scheduler::local_node(state).capacity;
-    let checks = [
-        ("cpus", body.cpus, 1, i64::from(node.cpus)),
-        ("gpus", body.gpus, 0, i64::from(node.gpus)),
-        ("memory_mb", body.memory_mb, 1, node.memory_mb as i64),
-        ("time_limit_s", body.time_limit_s, 1, i64::MAX),
-    ];
-    for (field, value, low, high) in checks {
-        if value < low || value > high {
-            return Err(AppError::Invalid(format!(
-                "`{field}` is {value}; it must be between {low} and {high} (what this machine has)"
-            )));
-        }
-    }
-    let config = EngineConfig::default();
-    let (project_state, usage) = admission_state(state, &project).await?;
-    engine::admit(&config, &body.qos, body.time_limit_s, &project_state).map_err(|refusal| match refusal {
-        engine::Refusal::AllocationExhausted { .. } => AppError::Conflict(refusal.to_string()),
-        other => AppError::Invalid(other.to_string()),
-    })?;
-    let cost_gpu_hours = body.gpus as f64 * body.time_limit_s as f64 / 3600.0;
-    let cost_cpu_hours = body.cpus as f64 * body.time_limit_s as f64 / 3600.0;
+    let request = JobRequest {
+        command: body.command,
+        name: body.name,
+        cpus: body.cpus,
+        gpus: body.gpus,
+        gpus_per_node: body.gpus_per_node,
+        memory_mb: body.memory_mb,
+        time_limit_s: body.time_limit_s,
+        qos: body.qos,
+        env: body.env.into_iter().collect(),
+        network: body.network,
+        nodes: body.nodes,
+    };
+    let spec = JobSpec::parse(request, &node_shape(state))?;
+    let ledger = ledger(state, &project).await?;
+    ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
+    let nodes = i64::from(spec.nodes());
+    let cost = Amount::of(
+        i64::from(spec.gpus()) * nodes,
+        i64::from(spec.cpus()) * nodes,
+        spec.time_limit_s().saturating_mul(1000),
+    );
+    let committed = ledger.committed_share(cost);
+    engine::admit(&EngineConfig::default(), spec.qos(), spec.time_limit_s(), committed).map_err(
+        |refusal| match refusal {
+            engine::Refusal::AllocationExhausted { .. } => AppError::Conflict(refusal.to_string()),
+            other => AppError::Invalid(other.to_string()),
+        },
+    )?;
     if body.dry_run {
+        let taken = ledger.used.plus(ledger.commitments.running).plus(ledger.commitments.reserved).plus(cost);
         return Ok(Submitted::Estimate(json!({
             "dry_run": true,
             "project": project.id,
-            "estimated_gpu_hours": cost_gpu_hours,
-            "estimated_cpu_hours": cost_cpu_hours,
-            "gpu_hours_left_after": project.gpu_hours as f64 - usage.gpu_seconds as f64 / 3600.0 - cost_gpu_hours,
-            "cpu_hours_left_after": project.cpu_hours as f64 - usage.cpu_seconds as f64 / 3600.0 - cost_cpu_hours,
+            "estimated_gpu_hours": cost.gpu_hours(),
+            "estimated_cpu_hours": cost.cpu_hours(),
+            "gpu_hours_left_after": project.gpu_hours as f64 - taken.gpu_hours(),
+            "cpu_hours_left_after": project.cpu_hours as f64 - taken.cpu_hours(),
+            "allocation_committed_after": finite(committed),
         })));
     }
-    let name = DisplayName::parse("name", body.name.as_deref().unwrap_or(&body.command[0]))?;
-    let command = serde_json::to_string(&body.command).map_err(anyhow::Error::from)?;
+    let command = serde_json::to_string(spec.command()).map_err(anyhow::Error::from)?;
+    let env: BTreeMap<&str, &str> = spec.env().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = serde_json::to_string(&env).map_err(anyhow::Error::from)?;
     let job = state
         .db
         .create_job(NewJob {
             project_id: project.id,
             user_id: caller.actor.user_id(),
-            name: name.as_str(),
+            name: spec.name().as_str(),
             command: &command,
-            qos: &body.qos,
-            cpus: body.cpus,
-            gpus: body.gpus,
-            memory_mb: body.memory_mb,
-            time_limit_s: body.time_limit_s,
+            qos: spec.qos(),
+            cpus: i64::from(spec.cpus()),
+            gpus: i64::from(spec.gpus()),
+            memory_mb: spec.memory_mb() as i64,
+            time_limit_s: spec.time_limit_s(),
+            env: &env,
+            network: spec.network(),
+            nodes,
         })
         .await?;
     state.scheduler_wake.notify_one();

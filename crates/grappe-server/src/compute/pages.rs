@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use grappe_db::{JobRow, ProjectRow};
+use grappe_db::{JobRow, ProjectRow, UsageRecord};
 use grappe_domain::policy;
 use serde::Deserialize;
 
@@ -50,19 +50,27 @@ fn when(ms: i64) -> String {
     format!("{} {:02}:{:02}:{:02}", iso_date(ms), seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
 
-async fn project_view(state: &AppState, project: &ProjectRow) -> Result<ProjectView, AppError> {
-    let usage = state.db.project_usage(project.id).await?;
-    let used = scheduler::allocation_used(project.gpu_hours, project.cpu_hours, usage);
+async fn project_view(state: &AppState, project: &ProjectRow, tr: &crate::i18n::Tr) -> Result<ProjectView, AppError> {
+    let ledger = super::ledger(state, project).await?;
+    let allocation = ledger.allocation;
+    let parts = chart::GaugeParts {
+        used: allocation.share(ledger.used),
+        running: ledger.used_share() - allocation.share(ledger.used),
+        reserved: ledger.committed_share(Default::default()) - ledger.used_share(),
+    };
+    let legend = [tr.t("legend-used"), tr.t("legend-running"), tr.t("legend-reserved")];
+    let (running, reserved) = (ledger.commitments.running, ledger.commitments.reserved);
+    let line = |unit: &str, used: f64, running: f64, reserved: f64, granted: i64| {
+        format!("{unit}: {used:.2} + {running:.2} + {reserved:.2} / {granted}")
+    };
     Ok(ProjectView {
         id: project.id,
         name: project.name.clone(),
-        gauge_svg: chart::gauge(used, &project.name),
+        gauge_svg: chart::gauge(parts, &project.name, [&legend[0], &legend[1], &legend[2]]),
         used_text: format!(
-            "{:.2} / {} GPU-h · {:.2} / {} CPU-h",
-            usage.gpu_seconds as f64 / 3600.0,
-            project.gpu_hours,
-            usage.cpu_seconds as f64 / 3600.0,
-            project.cpu_hours
+            "{} · {}",
+            line("GPU-h", ledger.used.gpu_hours(), running.gpu_hours(), reserved.gpu_hours(), project.gpu_hours),
+            line("CPU-h", ledger.used.cpu_hours(), running.cpu_hours(), reserved.cpu_hours(), project.cpu_hours),
         ),
     })
 }
@@ -90,7 +98,7 @@ pub async fn compute_page(
     let visible: Vec<ProjectRow> = all.into_iter().filter(|p| policy::may_use_project(&caller.actor, p.id)).collect();
     let mut projects = Vec::with_capacity(visible.len());
     for project in &visible {
-        projects.push(project_view(&state, project).await?);
+        projects.push(project_view(&state, project, &chrome.tr).await?);
     }
     let ids: Vec<i64> = visible.iter().map(|p| p.id).collect();
     let jobs = state.db.list_jobs(Some(&ids), i64::MAX, 100).await?;
@@ -115,17 +123,17 @@ fn not_found(chrome: Chrome) -> Response {
 }
 
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
-fn usage_chart(project: &ProjectRow, records: &[(i64, i64, i64, i64)], tr: &crate::i18n::Tr) -> String {
+fn usage_chart(project: &ProjectRow, records: &[UsageRecord], tr: &crate::i18n::Tr) -> String {
     // GPU-hours when the project has used or holds any, else CPU-hours.
-    let gpu_used: i64 = records.iter().map(|(_, gpu_s, _, _)| gpu_s).sum();
-    let cpu_used: i64 = records.iter().map(|(_, _, cpu_s, _)| cpu_s).sum();
+    let gpu_used: i64 = records.iter().map(|record| record.gpu_ms).sum();
+    let cpu_used: i64 = records.iter().map(|record| record.cpu_ms).sum();
     let gpu = gpu_used > 0 || (cpu_used == 0 && project.gpu_hours > 0);
     let allocation = if gpu { project.gpu_hours } else { project.cpu_hours } as f64;
     let mut total = 0.0;
     let mut used = vec![(0.0, 0.0)];
-    for (at, gpu_s, cpu_s, _) in records {
-        total += if gpu { *gpu_s } else { *cpu_s } as f64 / 3600.0;
-        used.push((((at - project.created_at).max(0)) as f64 / 86_400_000.0, total));
+    for record in records {
+        total += if gpu { record.gpu_ms } else { record.cpu_ms } as f64 / 3_600_000.0;
+        used.push((((record.at - project.created_at).max(0)) as f64 / 86_400_000.0, total));
     }
     let last_x = used.last().map_or(1.0, |(x, _)| x.max(1.0));
     let title = tr.t("project-usage-chart");
@@ -163,7 +171,7 @@ pub async fn project_page(
     let jobs = state.db.list_jobs(Some(&[id]), i64::MAX, 100).await?;
     let projects = [project.clone()];
     let jobs = jobs.iter().map(|job| job_line(job, &projects)).collect();
-    let view = project_view(&state, &project).await?;
+    let view = project_view(&state, &project, &chrome.tr).await?;
     let page = ProjectPage { chrome, project: view, usage_svg, members, jobs, gpus_here: state.config.compute.gpus };
     Ok(render(&page, StatusCode::OK))
 }
@@ -193,6 +201,9 @@ pub struct JobForm {
     memory_mb: i64,
     time_limit_min: i64,
     qos: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    network: Option<String>,
 }
 
 pub async fn submit_form(
@@ -212,10 +223,14 @@ pub async fn submit_form(
         command: vec!["sh".to_owned(), "-c".to_owned(), form.command],
         name: Some(form.name).filter(|name| !name.trim().is_empty()),
         cpus: form.cpus,
-        gpus: form.gpus,
+        gpus: Some(form.gpus),
+        gpus_per_node: None,
         memory_mb: form.memory_mb,
         time_limit_s: form.time_limit_min.saturating_mul(60),
         qos: form.qos,
+        env: Default::default(),
+        network: form.network.is_some(),
+        nodes: 1,
         dry_run: false,
     };
     match submit(&state, &caller, body).await {

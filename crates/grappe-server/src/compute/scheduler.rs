@@ -1,29 +1,48 @@
 //! The compute loop: in the process that holds the `scheduler` lease, it reads the queue from
 //! the database, asks `grappe-sched` what to start and preempt, runs jobs with the local
-//! executor, enforces time limits and cancellations, and records every end. Jobs left running
-//! by a process that died are killed if still there and requeued (`node_restart`): none is left
-//! running forever, none runs twice.
+//! executor, enforces time limits and cancellations, and records every end.
+//!
+//! Record first, act second: a start is recorded (a new numbered run of the job, on this
+//! server) before its process is launched, and a job cancelled meanwhile is not launched; every
+//! later write names the run, so that a server that lost its lease can never end, requeue or
+//! charge a run that is no longer its own. A run whose server died is recovered by the next
+//! holder: if its shim wrote how it ended, that end is recorded; otherwise what is left of it is
+//! killed and it is requeued (`node_restart`), charged up to its last heartbeat. None runs twice
+//! at once, none is left running unwatched.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use grappe_db::{Ending, JobRow, MetricPoint, now_ms};
-use grappe_exec::{Exit, Finished, LaunchSpec, LocalExecutor, MetricLine};
+use anyhow::Context;
+use grappe_db::{Ending, JobRow, MetricPoint, Requeued, RunRef, now_ms};
+use grappe_exec::cgroup::Cgroups;
+use grappe_exec::sandbox::{self, Isolation, View};
+use grappe_exec::shim::Status;
+use grappe_exec::{ExecConfig, Exit, Finished, LaunchSpec, LocalExecutor, MetricLine};
+use grappe_sched::allocation::{self, ActiveJob, Allocation, Amount};
 use grappe_sched::engine::{self, EngineConfig, Node, PendingJob, ProjectState, Resources, RunningJob, Snapshot};
 use tokio::sync::{mpsc, watch};
 
-use crate::state::{AppState, ExecutorKind};
+use crate::state::{AppState, ExecutorKind, ServerConfig};
 
 pub const LEASE: &str = "scheduler";
 
-/// Why this process is stopping a job it runs.
+/// The PATH every job starts with.
+const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why this process is stopping a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Timeout,
     Cancel,
-    Preempt,
+    /// For the job with this id.
+    Preempt(Option<i64>),
+    /// This server is stopping: the run goes back to the queue.
+    Shutdown,
+    /// This server lost the lease: the run is no longer its own.
+    Lost,
 }
 
 struct Stopping {
@@ -32,26 +51,40 @@ struct Stopping {
     killed: bool,
 }
 
+/// A run this process started.
+struct Child {
+    run: i64,
+    shim_pid: u32,
+    stopping: Option<Stopping>,
+}
+
 struct Loop {
     state: AppState,
-    executor: LocalExecutor,
+    executor: Option<LocalExecutor>,
     engine: EngineConfig,
     node: Node,
-    /// Jobs this process runs: id -> process group.
-    children: HashMap<i64, u32>,
-    stopping: HashMap<i64, Stopping>,
+    children: HashMap<i64, Child>,
     /// The reason last written for each pending job, to write only changes.
     reasons: HashMap<i64, &'static str>,
     held: bool,
-    /// When the lease was last renewed: a pass within a third of its time-to-live does not
-    /// renew it again (passes come at every submission and every end).
+    /// When the lease was last renewed (with the heartbeat of this server's runs): a pass within
+    /// a third of its time-to-live does not renew it again (passes come at every submission and
+    /// every end).
     renewed_at: Option<Instant>,
-    /// Project states for priorities, recomputed at most once a second.
-    projects_cache: Option<(Instant, Vec<ProjectState>)>,
-    /// The active jobs as last read in full, kept up to date with this loop's own starts and
-    /// ends and with new submissions; read in full again every second (cancellations, jobs of
-    /// other processes), so a pass does not read a long queue at every event.
-    queue: Option<(Instant, Vec<JobRow>)>,
+    /// Projects, their charged usage and fair-share, recomputed at most once a second.
+    projects_cache: Option<(Instant, Vec<CachedProject>)>,
+    /// The pending jobs, brought in step with the database's list of pending ids at every pass
+    /// (a cancelled or started job leaves it at once; a new or requeued one is read).
+    pending: BTreeMap<i64, JobRow>,
+}
+
+#[derive(Clone)]
+struct CachedProject {
+    id: i64,
+    allocation: Allocation,
+    used: Amount,
+    share: f64,
+    usage_share: f64,
 }
 
 pub fn jobs_dir(state: &AppState) -> PathBuf {
@@ -67,22 +100,94 @@ pub fn local_node(state: &AppState) -> Node {
     }
 }
 
+/// What the server, if root, runs a project's jobs as.
+fn identity(config: &ServerConfig, project_id: i64) -> Option<(u32, u32)> {
+    if !grappe_exec::running_as_root() {
+        return None;
+    }
+    let id = config.compute.job_uid_base.saturating_add(u32::try_from(project_id).unwrap_or(u32::MAX));
+    Some((id, id))
+}
+
+/// Finds how this machine sandboxes jobs, and refuses to go on without a sandbox unless the
+/// operator said `--unsafe-unsandboxed-jobs`.
+pub fn exec_config(config: &ServerConfig) -> anyhow::Result<ExecConfig> {
+    let compute = &config.compute;
+    let isolation = if compute.sandbox_required {
+        let root = grappe_exec::running_as_root();
+        let probe_identity = identity(config, 0);
+        sandbox::probe(probe_identity, !root).map_err(|reason| {
+            anyhow::anyhow!(
+                "jobs cannot be sandboxed on this machine: {reason}.\nInstall bubblewrap (Debian: `apt install \
+                 bubblewrap`), or start with --unsafe-unsandboxed-jobs to run jobs without a sandbox (then any \
+                 job can read this server's files and secrets)"
+            )
+        })?
+    } else {
+        Isolation::Unsandboxed
+    };
+    // Job groups are named by job and run: under a name of this installation (its data
+    // directory), so that two servers on one machine never share one, and a restarted server
+    // finds those of the runs it recovers.
+    let installation = grappe_db::sha256_hex(config.data_dir.to_string_lossy().as_bytes());
+    let cgroups = match Cgroups::detect(&format!("{}/{}", compute.cgroup_parent, &installation[..12])) {
+        Ok(cgroups) => Some(cgroups),
+        Err(reason) => {
+            tracing::warn!(%reason, "no control group for jobs: memory is bounded by rlimits only");
+            None
+        }
+    };
+    let mut hidden = vec![config.data_dir.clone()];
+    if let Some(path) = config.database_url.strip_prefix("sqlite://")
+        && let Some(dir) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+    {
+        hidden.push(dir.to_path_buf());
+    }
+    let shim_program = std::env::current_exe().context("finding this program, for the job shim")?;
+    tracing::info!(
+        sandbox = isolation.describe(),
+        cgroups = cgroups.as_ref().map_or_else(|| "none".to_owned(), Cgroups::describe),
+        "local executor"
+    );
+    Ok(ExecConfig {
+        shim_program,
+        isolation,
+        cgroups,
+        view: View::standard(&compute.sandbox_binds, hidden),
+        max_procs: compute.max_procs,
+    })
+}
+
+/// How jobs run here, in a few words for the timeline and the compute page.
+pub fn executor_summary(state: &AppState) -> String {
+    match &state.exec {
+        Some(exec) => format!(
+            "sandbox: {}; limits: {}",
+            exec.isolation.describe(),
+            exec.cgroups.as_ref().map_or_else(|| "rlimits only (no control group)".to_owned(), Cgroups::describe)
+        ),
+        None => "Slurm".to_owned(),
+    }
+}
+
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let (finished_tx, mut finished_rx) = mpsc::channel::<Finished>(1024);
     let (metrics_tx, mut metrics_rx) = mpsc::channel::<MetricLine>(4096);
-    let executor = LocalExecutor::new(finished_tx, metrics_tx, &state.config.compute.metric_prefix);
+    let executor = state
+        .exec
+        .as_ref()
+        .map(|exec| LocalExecutor::new((**exec).clone(), finished_tx, metrics_tx, &state.config.compute.metric_prefix));
     let mut lp = Loop {
         node: local_node(&state),
-        engine: EngineConfig::default(),
+        engine: EngineConfig { preempt_exempt_s: state.config.compute.preempt_exempt_s, ..EngineConfig::default() },
         state: state.clone(),
         executor,
         children: HashMap::new(),
-        stopping: HashMap::new(),
         reasons: HashMap::new(),
         held: false,
         renewed_at: None,
         projects_cache: None,
-        queue: None,
+        pending: BTreeMap::new(),
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,12 +197,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = interval.tick() => {}
             () = wake.notified() => {}
             Some(finished) = finished_rx.recv() => {
-                let started = Instant::now();
                 lp.finished(finished).await;
                 while let Ok(more) = finished_rx.try_recv() {
                     lp.finished(more).await;
                 }
-                tracing::debug!(finish_us = started.elapsed().as_micros() as u64, "recorded job ends");
             }
             Some(metric) = metrics_rx.recv() => {
                 let mut batch = vec![metric];
@@ -115,55 +218,71 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
-    // Jobs keep running across a graceful restart of this process: the next holder finds them
-    // (dead owner) and requeues them. Give the lease back so that happens at once.
+    lp.stop_all(Stop::Shutdown, &mut finished_rx).await;
     if lp.held {
         state.scheduler_here.store(false, Ordering::Relaxed);
         let _ = state.db.release_lease(LEASE, &state.instance).await;
     }
 }
 
-fn ending_for(exit: Exit, stop: Option<Stop>) -> (&'static str, Option<i64>, String) {
-    let code = match exit {
+/// The end state, exit code and reason of a run that ended on its own or was stopped.
+fn ending_for(finished: &Finished, stop: Option<Stop>, memory_mb: i64) -> (&'static str, Option<i64>, String) {
+    let code = match finished.exit {
         Exit::Code(code) => Some(i64::from(code)),
         Exit::Signal(signal) => Some(128 + i64::from(signal)),
-        Exit::NotStarted => None,
+        Exit::NotStarted(_) => None,
     };
-    match (stop, exit) {
-        (Some(Stop::Timeout), _) => ("timeout", code, "time limit reached".to_owned()),
+    match (stop, &finished.exit) {
         (Some(Stop::Cancel), _) => ("cancelled", code, "cancelled".to_owned()),
+        (_, Exit::NotStarted(reason)) => ("failed", None, format!("the command could not be started: {reason}")),
+        _ if finished.oom_killed => ("failed", code, format!("out of memory (its limit is {memory_mb} MB)")),
+        (Some(Stop::Timeout), _) => ("timeout", code, "time limit reached".to_owned()),
         (_, Exit::Code(0)) => ("completed", code, String::new()),
         (_, Exit::Code(_)) => ("failed", code, String::new()),
         (_, Exit::Signal(signal)) => ("failed", code, format!("killed by signal {signal} from outside Grappe")),
-        (_, Exit::NotStarted) => ("failed", None, "the command could not be started".to_owned()),
     }
 }
 
 impl Loop {
+    fn me(&self) -> &str {
+        &self.state.instance
+    }
+
     async fn finished(&mut self, finished: Finished) {
         let id = finished.job_id;
+        let Some(child) = self.children.get(&id).filter(|child| child.run == finished.run) else { return };
+        let stop = child.stopping.as_ref().map(|stopping| stopping.why);
         self.children.remove(&id);
-        let stop = self.stopping.remove(&id).map(|stopping| stopping.why);
-        let db = self.state.db.clone();
-        self.queue_update(id, |jobs, position| {
-            jobs.remove(position);
-        });
-        if stop == Some(Stop::Preempt) {
-            // Back in the queue: read it in full at the next pass.
-            self.queue = None;
-        }
-        let result = if stop == Some(Stop::Preempt) {
-            db.requeue(id, "preempted by a higher QoS").await
-        } else {
-            let (state, exit_code, mut reason) = ending_for(finished.exit, stop);
-            if finished.dropped_bytes > 0 {
-                reason = format!(
-                    "{reason}{}output capped ({} bytes dropped)",
-                    if reason.is_empty() { "" } else { "; " },
-                    finished.dropped_bytes
-                );
+        let ended_at = finished.ended_at_ms.unwrap_or_else(now_ms);
+        let run = RunRef { job_id: id, run: finished.run, instance: &self.state.instance };
+        let db = &self.state.db;
+        let result = match stop {
+            Some(Stop::Lost) => return,
+            Some(Stop::Preempt(for_job)) => {
+                let reason = for_job.map_or_else(|| "preempted".to_owned(), |job| format!("preempted for job {job}"));
+                db.requeue_run(run, &reason, ended_at).await.map(|_| ())
             }
-            db.mark_ended(id, &Ending { state, exit_code, reason: &reason }).await
+            Some(Stop::Shutdown) => db.requeue_run(run, "server_restart", ended_at).await.map(|_| ()),
+            _ => {
+                let memory_mb = db.job(id).await.ok().flatten().map_or(0, |job| job.memory_mb);
+                let (state, exit_code, mut reason) = ending_for(&finished, stop, memory_mb);
+                if finished.dropped_bytes > 0 {
+                    reason = format!(
+                        "{reason}{}output capped ({} bytes dropped)",
+                        if reason.is_empty() { "" } else { "; " },
+                        finished.dropped_bytes
+                    );
+                }
+                let ending = Ending {
+                    state,
+                    exit_code,
+                    reason: &reason,
+                    ended_at,
+                    cpu_time_ms: finished.cpu_time_ms.map(|ms| ms as i64),
+                    memory_peak_mb: finished.memory_peak_mb.map(|mb| mb as i64),
+                };
+                db.finish_run(run, &ending).await.map(|_| ())
+            }
         };
         if let Err(error) = result {
             tracing::error!(job.id = id, error = %error, "recording a job's end failed");
@@ -195,165 +314,254 @@ impl Loop {
         }
     }
 
+    /// Signals every run of this process to stop, waits for them for the grace period, kills
+    /// what is left and records each end.
+    async fn stop_all(&mut self, why: Stop, finished_rx: &mut mpsc::Receiver<Finished>) {
+        if self.children.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = self.children.keys().copied().collect();
+        for id in &ids {
+            self.stop(*id, why);
+        }
+        let grace = self.state.config.compute.grace;
+        let deadline = Instant::now() + grace + Duration::from_secs(5);
+        let mut killed = false;
+        while !self.children.is_empty() && Instant::now() < deadline {
+            if !killed && Instant::now() >= deadline - Duration::from_secs(5) {
+                self.kill_all();
+                killed = true;
+            }
+            if let Ok(Some(finished)) = tokio::time::timeout(Duration::from_millis(100), finished_rx.recv()).await {
+                self.finished(finished).await;
+            }
+        }
+    }
+
+    fn kill_all(&mut self) {
+        let Some(executor) = &self.executor else { return };
+        for (id, child) in &self.children {
+            executor.kill(*id, child.run, child.shim_pid);
+        }
+    }
+
+    /// SIGTERM to a run this process started (once), remembering why.
+    fn stop(&mut self, id: i64, why: Stop) {
+        let Some(child) = self.children.get_mut(&id) else { return };
+        if let Some(stopping) = &mut child.stopping {
+            // A cancel or this server's end overrides a preemption or a time limit.
+            if matches!(why, Stop::Cancel | Stop::Shutdown | Stop::Lost) && stopping.why != Stop::Cancel {
+                stopping.why = why;
+            }
+            return;
+        }
+        let _ = grappe_exec::terminate(child.shim_pid);
+        child.stopping = Some(Stopping { why, signalled_at: Instant::now(), killed: false });
+    }
+
     async fn pass(&mut self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let ttl = state.config.lease_ttl;
         let fresh = self.held && self.renewed_at.is_some_and(|at| at.elapsed() < ttl / 3);
         let held =
             fresh || state.db.try_acquire_lease(LEASE, &state.instance, now_ms(), ttl.as_millis() as i64).await?;
-        if held && !fresh {
-            self.renewed_at = Some(Instant::now());
-        }
         if held != self.held {
             tracing::info!(lease = LEASE, instance = %state.instance, held, "scheduler lease changed hands");
             self.held = held;
             state.scheduler_here.store(held, Ordering::Relaxed);
+            if !held {
+                // Another server now runs the jobs: ours are no longer ours.
+                let ids: Vec<i64> = self.children.keys().copied().collect();
+                for id in ids {
+                    self.stop(id, Stop::Lost);
+                }
+                self.kill_all();
+                self.pending.clear();
+            }
         }
         if !held {
             return Ok(());
         }
+        if !fresh {
+            self.renewed_at = Some(Instant::now());
+            state.db.heartbeat(&state.instance).await?;
+        }
         if state.config.compute.executor == ExecutorKind::Slurm {
             return self.slurm_pass().await;
         }
-        let active = self.active_jobs().await?;
-        let (running, pending): (Vec<JobRow>, Vec<JobRow>) = active.into_iter().partition(|job| job.state == "running");
-        let mut still_running = Vec::with_capacity(running.len());
+        let running = state.db.running_jobs().await?;
+        let mut mine = Vec::with_capacity(running.len());
         for job in running {
-            if job.instance.as_deref() == Some(&*state.instance) {
+            if job.instance.as_deref() == Some(self.me()) && self.children.contains_key(&job.id) {
                 self.enforce(&job);
-                still_running.push(job);
+                mine.push(job);
             } else {
-                // Its process (a server that died) no longer watches it: stop it if it is still
-                // there, then run it again.
-                if let Some(pid) = job.pid.filter(|pid| *pid > 0)
-                    && grappe_exec::group_alive(pid as u32)
-                {
-                    let _ = grappe_exec::kill(pid as u32);
-                }
-                state.db.requeue(job.id, "node_restart").await?;
+                self.recover(&job).await?;
+            }
+        }
+        self.refresh_pending().await?;
+        self.schedule(&mine).await
+    }
+
+    /// A running job that no live process of this server runs: its server died (or lost the
+    /// lease), or this server failed to record its end. Records the end its shim wrote, or
+    /// kills what is left and requeues it, charged up to its last heartbeat.
+    async fn recover(&mut self, job: &JobRow) -> anyhow::Result<()> {
+        let Some(instance) = job.instance.as_deref() else { return Ok(()) };
+        let run = RunRef { job_id: job.id, run: job.run, instance };
+        let run_dir = jobs_dir(&self.state).join(job.id.to_string());
+        let db = &self.state.db;
+        let status = Status::read(&grappe_exec::status_path(&run_dir, job.run));
+        let ending = |state, exit_code, reason: String, ended_at| (state, exit_code, reason, ended_at);
+        let ended = match status {
+            Some(Status::Exited { code, ended_at_ms }) => Some(ending(
+                if code == 0 { "completed" } else { "failed" },
+                Some(i64::from(code)),
+                String::new(),
+                ended_at_ms,
+            )),
+            Some(Status::Signalled { signal, ended_at_ms }) => {
+                Some(ending("failed", Some(128 + i64::from(signal)), format!("killed by signal {signal}"), ended_at_ms))
+            }
+            Some(Status::SetupFailed(reason)) => Some(ending(
+                "failed",
+                None,
+                format!("the command could not be started: {reason}"),
+                job.started_at.unwrap_or(0),
+            )),
+            None => None,
+        };
+        if let Some((state, exit_code, reason, ended_at)) = ended {
+            let ending =
+                Ending { state, exit_code, reason: &reason, ended_at, cpu_time_ms: None, memory_peak_mb: None };
+            if db.finish_run(run, &ending).await? {
+                tracing::warn!(job.id = job.id, "recorded the end of a job whose server had stopped");
+            }
+        } else {
+            if let Some(executor) = &self.executor {
+                executor.kill_leftovers(&run_dir, job.id, job.run);
+            }
+            let until = job.heartbeat_at.or(job.started_at).unwrap_or(0);
+            if db.requeue_run(run, "node_restart", until).await? != Requeued::Stale {
                 tracing::warn!(job.id = job.id, "requeued a job whose server had stopped");
             }
         }
-        self.schedule(&still_running, &pending).await
+        self.state.scheduler_wake.notify_one();
+        Ok(())
     }
 
-    async fn active_jobs(&mut self) -> anyhow::Result<Vec<JobRow>> {
+    async fn refresh_pending(&mut self) -> anyhow::Result<()> {
         let db = &self.state.db;
-        match &mut self.queue {
-            Some((read_at, jobs)) if read_at.elapsed() < std::time::Duration::from_secs(1) => {
-                let after = jobs.iter().map(|job| job.id).max().unwrap_or(0);
-                jobs.extend(db.pending_jobs_after(after).await?);
-                Ok(jobs.clone())
-            }
-            _ => {
-                let jobs = db.active_jobs().await?;
-                self.queue = Some((Instant::now(), jobs.clone()));
-                Ok(jobs)
+        let ids = db.pending_job_ids().await?;
+        let keep: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        self.pending.retain(|id, _| keep.contains(id));
+        self.reasons.retain(|id, _| keep.contains(id));
+        let missing: Vec<i64> = ids.into_iter().filter(|id| !self.pending.contains_key(id)).collect();
+        if !missing.is_empty() {
+            for job in db.pending_jobs_in(&missing).await? {
+                self.pending.insert(job.id, job);
             }
         }
+        Ok(())
     }
 
-    /// Keeps the kept queue in step with a change this loop made.
-    fn queue_update(&mut self, id: i64, change: impl FnOnce(&mut Vec<JobRow>, usize)) {
-        if let Some((_, jobs)) = &mut self.queue
-            && let Some(position) = jobs.iter().position(|job| job.id == id)
-        {
-            change(jobs, position);
-        }
-    }
-
-    /// Time limits and cancellations of a job this process runs: SIGTERM, then SIGKILL after the
-    /// grace period.
+    /// Time limits and cancellations of a run this process started: SIGTERM, then SIGKILL after
+    /// the grace period.
     fn enforce(&mut self, job: &JobRow) {
-        let Some(&pid) = self.children.get(&job.id) else { return };
-        let now = now_ms();
-        let over_time = job.started_at.is_some_and(|started| now > started + job.time_limit_s * 1000);
-        let why = if job.cancel_requested {
-            Some(Stop::Cancel)
+        let over_time = job.started_at.is_some_and(|started| now_ms() > started + job.time_limit_s * 1000);
+        if job.cancel_requested {
+            self.stop(job.id, Stop::Cancel);
         } else if over_time {
-            Some(Stop::Timeout)
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            self.stopping.entry(job.id).or_insert_with(|| {
-                let _ = grappe_exec::terminate(pid);
-                Stopping { why, signalled_at: Instant::now(), killed: false }
-            });
+            self.stop(job.id, Stop::Timeout);
         }
-        if let Some(stopping) = self.stopping.get_mut(&job.id)
+        let grace = self.state.config.compute.grace;
+        let Some(child) = self.children.get_mut(&job.id) else { return };
+        if let Some(stopping) = &mut child.stopping
             && !stopping.killed
-            && stopping.signalled_at.elapsed() >= self.state.config.compute.grace
+            && stopping.signalled_at.elapsed() >= grace
         {
-            let _ = grappe_exec::kill(pid);
+            if let Some(executor) = &self.executor {
+                executor.kill(job.id, child.run, child.shim_pid);
+            }
             stopping.killed = true;
         }
     }
 
-    async fn project_states(&mut self) -> anyhow::Result<Vec<ProjectState>> {
-        if let Some((at, states)) = &self.projects_cache
-            && at.elapsed() < std::time::Duration::from_secs(1)
+    async fn project_cache(&mut self) -> anyhow::Result<Vec<CachedProject>> {
+        if let Some((at, projects)) = &self.projects_cache
+            && at.elapsed() < Duration::from_secs(1)
         {
-            return Ok(states.clone());
+            return Ok(projects.clone());
         }
-        let states = self.compute_project_states().await?;
-        self.projects_cache = Some((Instant::now(), states.clone()));
-        Ok(states)
-    }
-
-    async fn compute_project_states(&self) -> anyhow::Result<Vec<ProjectState>> {
         let db = &self.state.db;
         let projects = db.list_projects().await?;
         let now = now_ms();
         let half_life_ms = 14 * 86_400 * 1000;
         let usage = db.usage_since(now - 8 * half_life_ms).await?;
         // One unit: a GPU-second, or eight CPU-seconds.
-        let units = |gpu: i64, cpu: i64| gpu as f64 + cpu as f64 / 8.0;
+        let units = |gpu_ms: i64, cpu_ms: i64| (gpu_ms as f64 + cpu_ms as f64 / 8.0) / 1000.0;
         let mut decayed: HashMap<i64, f64> = HashMap::new();
         for (project, at, gpu, cpu) in &usage {
             *decayed.entry(*project).or_default() +=
                 engine::decayed(units(*gpu, *cpu), (now - at) / 1000, half_life_ms / 1000);
         }
         let total_decayed: f64 = decayed.values().sum();
-        let total_allocation: f64 = projects.iter().map(|p| units(p.gpu_hours * 3600, p.cpu_hours * 3600)).sum();
-        let mut states = Vec::with_capacity(projects.len());
+        let granted = |p: &grappe_db::ProjectRow| units(p.gpu_hours * 3_600_000, p.cpu_hours * 3_600_000);
+        let total_allocation: f64 = projects.iter().map(granted).sum();
+        let mut cached = Vec::with_capacity(projects.len());
         for project in &projects {
             let used = db.project_usage(project.id).await?;
-            states.push(ProjectState {
-                id: project.id as u64,
-                share: if total_allocation > 0.0 {
-                    units(project.gpu_hours * 3600, project.cpu_hours * 3600) / total_allocation
-                } else {
-                    0.0
-                },
+            cached.push(CachedProject {
+                id: project.id,
+                allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
+                used: Amount { gpu_ms: used.gpu_ms, cpu_ms: used.cpu_ms },
+                share: if total_allocation > 0.0 { granted(project) / total_allocation } else { 0.0 },
                 usage_share: if total_decayed > 0.0 {
                     decayed.get(&project.id).copied().unwrap_or(0.0) / total_decayed
                 } else {
                     0.0
                 },
-                allocation_used: allocation_used(project.gpu_hours, project.cpu_hours, used),
             });
         }
-        Ok(states)
+        self.projects_cache = Some((Instant::now(), cached.clone()));
+        Ok(cached)
     }
 
-    async fn schedule(&mut self, running: &[JobRow], pending: &[JobRow]) -> anyhow::Result<()> {
-        let state = self.state.clone();
-        let projects = self.project_states().await?;
+    async fn schedule(&mut self, running: &[JobRow]) -> anyhow::Result<()> {
+        let now = now_ms();
+        // Charged usage (cached for a second) plus what running jobs have run so far.
+        let projects: Vec<ProjectState> = self
+            .project_cache()
+            .await?
+            .into_iter()
+            .map(|project| {
+                let active: Vec<ActiveJob> =
+                    running.iter().filter(|job| job.project_id == project.id).map(active_job).collect();
+                let running_now = allocation::commitments(&active, now).running;
+                ProjectState {
+                    id: project.id as u64,
+                    share: project.share,
+                    usage_share: project.usage_share,
+                    allocation_used: project.allocation.share(project.used.plus(running_now)),
+                }
+            })
+            .collect();
         let running_view: Vec<RunningJob> = running
             .iter()
             .map(|job| RunningJob {
                 id: job.id as u64,
+                project: job.project_id as u64,
                 qos: job.qos.clone(),
                 node: 0,
                 request: resources(job),
                 start_s: job.started_at.unwrap_or(0) / 1000,
                 time_limit_s: job.time_limit_s,
-                preempting: self.stopping.contains_key(&job.id),
+                stopping: self.children.get(&job.id).is_some_and(|child| child.stopping.is_some()),
             })
             .collect();
-        let pending_view: Vec<PendingJob> = pending
-            .iter()
+        let pending_view: Vec<PendingJob> = self
+            .pending
+            .values()
             .map(|job| PendingJob {
                 id: job.id as u64,
                 user: job.user_id.unwrap_or(0) as u64,
@@ -367,7 +575,7 @@ impl Loop {
             .collect();
         let nodes = [self.node.clone()];
         let snapshot = Snapshot {
-            now_s: now_ms() / 1000,
+            now_s: now / 1000,
             nodes: &nodes,
             running: &running_view,
             pending: &pending_view,
@@ -375,24 +583,21 @@ impl Loop {
         };
         let decisions = engine::schedule(&self.engine, &snapshot);
         for victim in &decisions.preempt {
-            let id = *victim as i64;
-            if let Some(&pid) = self.children.get(&id) {
-                let _ = grappe_exec::terminate(pid);
-                self.stopping.insert(id, Stopping { why: Stop::Preempt, signalled_at: Instant::now(), killed: false });
-            }
+            self.stop(*victim as i64, Stop::Preempt(decisions.preempt_for.map(|id| id as i64)));
         }
         let mut used_gpus: Vec<u32> = running
             .iter()
             .flat_map(|job| job.gpu_ids.split(',').filter_map(|id| id.parse().ok()).collect::<Vec<u32>>())
             .collect();
-        let by_id: HashMap<u64, &JobRow> = pending.iter().map(|job| (job.id as u64, job)).collect();
         for (id, _node) in &decisions.start {
-            let Some(job) = by_id.get(id) else { continue };
-            let gpu_ids: Vec<u32> =
-                (0..state.config.compute.gpus).filter(|gpu| !used_gpus.contains(gpu)).take(job.gpus as usize).collect();
+            let Some(job) = self.pending.remove(&(*id as i64)) else { continue };
+            let gpu_ids: Vec<u32> = (0..self.state.config.compute.gpus)
+                .filter(|gpu| !used_gpus.contains(gpu))
+                .take(job.gpus as usize)
+                .collect();
             used_gpus.extend(&gpu_ids);
-            self.start(job, &gpu_ids).await?;
             self.reasons.remove(&job.id);
+            self.start(&job, gpu_ids).await?;
         }
         let changed: Vec<(i64, &'static str)> = decisions
             .waiting
@@ -400,8 +605,72 @@ impl Loop {
             .map(|(id, _, reason)| (*id as i64, reason.as_str()))
             .filter(|(id, reason)| self.reasons.get(id) != Some(reason))
             .collect();
-        state.db.set_reasons(&changed).await?;
+        self.state.db.set_reasons(&changed).await?;
         self.reasons.extend(changed);
+        Ok(())
+    }
+
+    /// Records a new run of the job, then launches it; a job no longer pending is not launched.
+    async fn start(&mut self, job: &JobRow, gpu_ids: Vec<u32>) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let Some(executor) = &self.executor else { return Ok(()) };
+        let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let Some(run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(&state)).await? else {
+            return Ok(());
+        };
+        let me = RunRef { job_id: job.id, run, instance: &state.instance };
+        let launched = async {
+            let sandboxed = executor.config().isolation.is_sandboxed();
+            let identity = identity(&state.config, job.project_id);
+            let dirs = prepare_dirs(&state, job, identity).await?;
+            let mut env = job_env(job, &dirs)?;
+            env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
+            env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
+            // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
+            let visible = if sandboxed {
+                (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            } else {
+                gpu_list.clone()
+            };
+            env.push(("CUDA_VISIBLE_DEVICES".to_owned(), visible));
+            let spec = LaunchSpec {
+                job_id: job.id,
+                run,
+                argv: serde_json::from_str(&job.command)?,
+                env,
+                workdir: dirs.work.clone(),
+                writable: vec![dirs.checkpoints.clone()],
+                inputs: Vec::new(),
+                log_path: dirs.run_dir.join("output.log"),
+                run_dir: dirs.run_dir.clone(),
+                cpus: job.cpus as u32,
+                memory_mb: job.memory_mb as u64,
+                gpu_ids,
+                network: job.network,
+                identity,
+                time_limit_s: job.time_limit_s,
+                log_cap_bytes: state.config.compute.log_cap_bytes,
+            };
+            Ok::<u32, anyhow::Error>(executor.launch(spec).await?)
+        };
+        match launched.await {
+            Ok(shim_pid) => {
+                self.children.insert(job.id, Child { run, shim_pid, stopping: None });
+            }
+            Err(error) => {
+                tracing::info!(job.id = job.id, error = %format!("{error:#}"), "job could not start");
+                let reason = format!("the command could not be started: {error:#}");
+                let ending = Ending {
+                    state: "failed",
+                    exit_code: None,
+                    reason: &reason,
+                    ended_at: now_ms(),
+                    cpu_time_ms: None,
+                    memory_peak_mb: None,
+                };
+                state.db.finish_run(me, &ending).await?;
+            }
+        }
         Ok(())
     }
 
@@ -418,20 +687,22 @@ impl Loop {
         let mut reasons = Vec::new();
         for job in active {
             let Some(external) = job.external_id.clone() else {
-                let (dir, argv, env) = job_launch(&self.state, &job).await?;
+                let dirs = prepare_dirs(&self.state, &job, None).await?;
+                let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
-                    argv,
-                    workdir: dir.join("work"),
-                    log_path: dir.join("output.log"),
-                    env,
+                    argv: serde_json::from_str(&job.command)?,
+                    workdir: dirs.work.clone(),
+                    log_path: dirs.run_dir.join("output.log"),
+                    env: job_env(&job, &dirs)?,
+                    nodes: job.nodes as u32,
                     cpus: job.cpus as u32,
                     gpus: job.gpus as u32,
                     memory_mb: job.memory_mb as u64,
                     time_limit_s: job.time_limit_s,
-                    grace_s: self.state.config.compute.grace.as_secs(),
-                    account: None,
-                    qos: None,
+                    grace_s: compute.grace.as_secs(),
+                    account: compute.slurm_accounting.then(|| format!("grappe-{}", job.project_id)),
+                    qos: compute.slurm_accounting.then(|| job.qos.clone()),
                 };
                 match slurm::sbatch(&spec).await {
                     Ok(id) => db.set_external_id(job.id, &id).await?,
@@ -441,6 +712,8 @@ impl Loop {
                 }
                 continue;
             };
+            let instance = format!("slurm:{external}");
+            let run = RunRef { job_id: job.id, run: job.run, instance: &instance };
             if job.cancel_requested
                 && let Err(error) = slurm::scancel(&external).await
             {
@@ -450,7 +723,15 @@ impl Loop {
                 if now_ms() - job.submitted_at > 120_000 {
                     let reason = format!("Slurm no longer knows job {external}");
                     if job.state == "running" {
-                        db.mark_ended(job.id, &Ending { state: "failed", exit_code: None, reason: &reason }).await?;
+                        let ending = Ending {
+                            state: "failed",
+                            exit_code: None,
+                            reason: &reason,
+                            ended_at: now_ms(),
+                            cpu_time_ms: None,
+                            memory_peak_mb: None,
+                        };
+                        db.finish_run(run, &ending).await?;
                     } else {
                         db.end_pending(job.id, "failed", &reason).await?;
                     }
@@ -464,9 +745,8 @@ impl Loop {
                 "COMPLETED" => Some(("completed", String::new())),
                 "CANCELLED" => Some(("cancelled", "cancelled in Slurm".to_owned())),
                 "TIMEOUT" | "DEADLINE" => Some(("timeout", "time limit reached".to_owned())),
-                "FAILED" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL" => {
-                    Some(("failed", format!("Slurm: {}", seen.state)))
-                }
+                "OUT_OF_MEMORY" => Some(("failed", "out of memory".to_owned())),
+                "FAILED" | "NODE_FAIL" | "BOOT_FAIL" => Some(("failed", format!("Slurm: {}", seen.state))),
                 _ => None,
             };
             let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
@@ -475,16 +755,29 @@ impl Loop {
                     db.end_pending(job.id, "cancelled", &reason).await?;
                 }
                 (_, Some((state, reason)), _) => {
-                    if job.state == "pending" {
-                        db.mark_running(job.id, &format!("slurm:{external}"), 0, "").await?;
-                    }
-                    db.mark_ended(job.id, &Ending { state, exit_code, reason: &reason }).await?;
+                    let run = if job.state == "pending" {
+                        match db.start_run(job.id, &instance, "", "").await? {
+                            Some(number) => RunRef { run: number, ..run },
+                            None => continue,
+                        }
+                    } else {
+                        run
+                    };
+                    let ending = Ending {
+                        state,
+                        exit_code,
+                        reason: &reason,
+                        ended_at: now_ms(),
+                        cpu_time_ms: None,
+                        memory_peak_mb: None,
+                    };
+                    db.finish_run(run, &ending).await?;
                 }
                 ("pending", None, true) => {
-                    db.mark_running(job.id, &format!("slurm:{external}"), 0, "").await?;
+                    db.start_run(job.id, &instance, "", "").await?;
                 }
                 ("running", None, false) => {
-                    db.requeue(job.id, &format!("requeued by Slurm ({})", seen.state)).await?;
+                    db.requeue_run(run, &format!("requeued by Slurm ({})", seen.state), now_ms()).await?;
                 }
                 ("pending", None, false) if job.reason != seen.reason => reasons.push((job.id, seen.reason.clone())),
                 _ => {}
@@ -494,84 +787,66 @@ impl Loop {
         db.set_reasons(&reasons).await?;
         Ok(())
     }
-
-    async fn start(&mut self, job: &JobRow, gpu_ids: &[u32]) -> anyhow::Result<()> {
-        let state = &self.state;
-        let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let (dir, argv, mut env) = job_launch(state, job).await?;
-        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu_list.clone()));
-        let spec = LaunchSpec {
-            job_id: job.id,
-            argv,
-            workdir: dir.join("work"),
-            log_path: dir.join("output.log"),
-            env,
-            memory_mb: job.memory_mb as u64,
-            log_cap_bytes: state.config.compute.log_cap_bytes,
-        };
-        match self.executor.launch(spec).await {
-            Ok(pid) => {
-                if state.db.mark_running(job.id, &state.instance, i64::from(pid), &gpu_list).await? {
-                    self.children.insert(job.id, pid);
-                    let instance = state.instance.to_string();
-                    self.queue_update(job.id, |jobs, position| {
-                        let job = &mut jobs[position];
-                        job.state = "running".to_owned();
-                        job.started_at = Some(now_ms());
-                        job.instance = Some(instance);
-                        job.pid = Some(i64::from(pid));
-                        job.gpu_ids = gpu_list;
-                    });
-                } else {
-                    // No longer pending (cancelled meanwhile): forget the kept queue.
-                    self.queue = None;
-                    // Cancelled between the read and the start: stop what was started.
-                    let _ = grappe_exec::kill(pid);
-                }
-            }
-            Err(error) => {
-                tracing::info!(job.id = job.id, %error, "job could not start");
-                if state.db.mark_running(job.id, &state.instance, 0, &gpu_list).await? {
-                    let reason = format!("the command could not be started: {error}");
-                    state.db.mark_ended(job.id, &Ending { state: "failed", exit_code: None, reason: &reason }).await?;
-                }
-                self.queue_update(job.id, |jobs, position| {
-                    jobs.remove(position);
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
-/// A job's directory (made, with its persistent checkpoint directory), command and the
-/// environment every executor gives it.
-async fn job_launch(state: &AppState, job: &JobRow) -> anyhow::Result<(PathBuf, Vec<String>, Vec<(String, String)>)> {
-    let dir = jobs_dir(state).join(job.id.to_string());
-    let checkpoints = dir.join("checkpoints");
-    tokio::fs::create_dir_all(&checkpoints).await?;
-    tokio::fs::create_dir_all(dir.join("work")).await?;
-    let argv: Vec<String> = serde_json::from_str(&job.command)?;
-    let env = vec![
+/// A job's directories: its own (log, run status files: the server's only), its working
+/// directory and its checkpoint directory (kept across requeues), the last two the job's own.
+struct JobDirs {
+    run_dir: PathBuf,
+    work: PathBuf,
+    checkpoints: PathBuf,
+}
+
+async fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
+    let run_dir = jobs_dir(state).join(job.id.to_string());
+    let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
+    for dir in [&dirs.work, &dirs.checkpoints] {
+        tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
+        if let Some((uid, gid)) = identity {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).with_context(|| format!("chown {}", dir.display()))?;
+        }
+    }
+    Ok(dirs)
+}
+
+/// The whole environment of a job: an allowlist, the job's own variables, and what it declared.
+fn job_env(job: &JobRow, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = vec![
+        ("PATH".to_owned(), JOB_PATH.to_owned()),
+        ("HOME".to_owned(), dirs.work.display().to_string()),
+        ("TMPDIR".to_owned(), "/tmp".to_owned()),
+        ("LANG".to_owned(), std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".to_owned())),
+    ];
+    if let Ok(tz) = std::env::var("TZ") {
+        env.push(("TZ".to_owned(), tz));
+    }
+    env.extend([
         ("GRAPPE_JOB_ID".to_owned(), job.id.to_string()),
         ("GRAPPE_PROJECT_ID".to_owned(), job.project_id.to_string()),
-        ("GRAPPE_CHECKPOINT_DIR".to_owned(), checkpoints.display().to_string()),
+        ("GRAPPE_CHECKPOINT_DIR".to_owned(), dirs.checkpoints.display().to_string()),
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
-    ];
-    Ok((dir, argv, env))
+    ]);
+    let declared: BTreeMap<String, String> =
+        serde_json::from_str(&job.env).with_context(|| format!("job {}: its stored environment", job.id))?;
+    for (key, value) in declared {
+        match env.iter_mut().find(|(existing, _)| *existing == key) {
+            Some(slot) => slot.1 = value,
+            None => env.push((key, value)),
+        }
+    }
+    Ok(env)
 }
 
 fn resources(job: &JobRow) -> Resources {
     Resources { cpus: job.cpus as u32, gpus: job.gpus as u32, memory_mb: job.memory_mb as u64 }
 }
 
-/// The share of its allocation a project has used: the larger of its GPU and CPU shares. Usage
-/// of a kind it has no allocation of counts as over.
-pub fn allocation_used(gpu_hours: i64, cpu_hours: i64, used: grappe_db::Usage) -> f64 {
-    let share = |used_s: i64, hours: i64| match (used_s, hours) {
-        (0, _) => 0.0,
-        (_, 0) => f64::INFINITY,
-        (used_s, hours) => used_s as f64 / (hours as f64 * 3600.0),
-    };
-    share(used.gpu_seconds, gpu_hours).max(share(used.cpu_seconds, cpu_hours))
+/// A job as the allocation ledger sees it: all its nodes.
+pub fn active_job(job: &JobRow) -> ActiveJob {
+    ActiveJob {
+        started_at_ms: if job.state == "running" { job.started_at } else { None },
+        gpus: job.gpus * job.nodes,
+        cpus: job.cpus * job.nodes,
+        time_limit_s: job.time_limit_s,
+    }
 }

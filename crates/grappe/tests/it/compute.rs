@@ -43,6 +43,14 @@ fn wait_state(client: &Client, token: &str, id: i64, wanted: &[&str]) -> Value {
     })
 }
 
+/// Waits until a job's output holds `text`: a job is recorded running before its process starts.
+fn wait_log(client: &Client, token: &str, id: i64, text: &str) -> String {
+    eventually(Duration::from_secs(30), &format!("job {id} to print {text:?}"), || {
+        let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(token)).text;
+        log.contains(text).then_some(log)
+    })
+}
+
 fn states(client: &Client, token: &str, id: i64) -> Vec<String> {
     let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(token)).body;
     events["items"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap().to_owned()).collect()
@@ -73,7 +81,8 @@ fn a_job_runs_logs_reports_metrics_and_is_charged() {
         assert_eq!(keys, ["accuracy", "loss"], "{backend:?}: {metrics}");
         let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token));
         assert!(
-            usage.text.starts_with("time_ms,job_id,gpu_hours,cpu_hours\n") && usage.text.lines().count() == 2,
+            usage.text.starts_with("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n")
+                && usage.text.lines().count() == 2,
             "{}",
             usage.text
         );
@@ -164,7 +173,7 @@ fn a_higher_qos_preempts_and_the_victim_runs_again() {
         json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 3600, "qos": "long" }),
     );
     let long_id = long["id"].as_i64().unwrap();
-    wait_state(&client, &token, long_id, &["running"]);
+    wait_log(&client, &token, long_id, "run 0\n");
     let dev =
         submit(&client, &token, json!({ "project": project, "command": ["true"], "time_limit_s": 60, "qos": "dev" }));
     wait_state(&client, &token, dev["id"].as_i64().unwrap(), &["completed"]);
@@ -261,17 +270,20 @@ fn past_its_allocation_a_project_is_refused() {
     let db = TestDb::new(Backend::Sqlite);
     let server = Server::start(&db.url, &options(2));
     let client = server.client();
-    // No CPU-hours at all: the first job may run, its usage puts the project past 125 %.
-    let (project, token) = project_with_member(&client, "broke", 0);
-    let first = submit(&client, &token, json!({ "project": project, "command": ["sleep", "1"], "time_limit_s": 60 }));
-    wait_state(&client, &token, first["id"].as_i64().unwrap(), &["completed"]);
-    let refused = client.post(
-        "/api/v1/jobs",
-        Some(&token),
-        &json!({ "project": project, "command": ["true"], "time_limit_s": 60 }),
-    );
+    // One CPU-hour: 125 % is 4,500 CPU-seconds, counting what running and queued jobs may use.
+    let (project, token) = project_with_member(&client, "broke", 1);
+    let job = |seconds: i64| json!({ "project": project, "command": ["sleep", "30"], "time_limit_s": seconds });
+    let first = submit(&client, &token, job(2400));
+    wait_state(&client, &token, first["id"].as_i64().unwrap(), &["running"]);
+    let refused = client.post("/api/v1/jobs", Some(&token), &job(2400));
     refused.assert_envelope(409);
-    assert!(refused.body["detail"].as_str().unwrap().contains("submissions stop past 125 %"));
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("would be 133 % committed") && detail.contains("submissions stop past 125 %"), "{detail}");
+    // What fits beside the running job's reservation is accepted.
+    submit(&client, &token, job(2000));
+    let view = client.get(&format!("/api/v1/projects/{project}"), Some(&token)).body;
+    assert!(view["running_cpu_hours"].as_f64().unwrap() > 0.0, "{view}");
+    assert!((view["allocation_committed"].as_f64().unwrap() - 4400.0 / 3600.0).abs() < 0.01, "{view}");
 }
 
 #[test]
