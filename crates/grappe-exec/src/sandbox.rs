@@ -214,10 +214,13 @@ fn try_sandbox(isolation: &Isolation, identity: Option<(u32, u32)>) -> Result<()
 /// Finds how this machine can sandbox jobs: a user namespace if bwrap can make one as the
 /// job's identity, else (as root) bwrap with `setpriv`. The error says what is missing and how
 /// to install it.
-pub fn probe(identity: Option<(u32, u32)>, prefer_user_namespace: bool) -> Result<Isolation, String> {
-    let bwrap = find_program("bwrap").ok_or_else(|| {
-        "bubblewrap (`bwrap`) is not installed: install it (Debian: `apt install bubblewrap`)".to_owned()
-    })?;
+pub fn probe(
+    bwrap: Option<&Path>,
+    identity: Option<(u32, u32)>,
+    prefer_user_namespace: bool,
+) -> Result<Isolation, String> {
+    let bwrap = bwrap.map(Path::to_path_buf).or_else(|| find_program("bwrap")).filter(|path| path.is_file());
+    let bwrap = bwrap.ok_or_else(|| "bubblewrap (`bwrap`) is not installed".to_owned())?;
     let mut reasons = Vec::new();
     if prefer_user_namespace {
         let isolation = Isolation::UserNamespace { bwrap: bwrap.clone() };

@@ -56,6 +56,8 @@ pub struct ComputeConfig {
     /// Jobs run in a sandbox (the default), or not at all if none can be built; `false` only
     /// with `--unsafe-unsandboxed-jobs`.
     pub sandbox_required: bool,
+    /// bubblewrap, if not on the system's paths.
+    pub bwrap: Option<std::path::PathBuf>,
     /// When the server runs as root, project `p`'s jobs run as uid and gid `job_uid_base + p`.
     pub job_uid_base: u32,
     /// Directories shown read-only in every sandbox besides the system ones (`/opt/conda`, say).
@@ -85,6 +87,7 @@ impl ComputeConfig {
             metric_prefix: "GRAPPE_METRIC ".to_owned(),
             tick: Duration::from_secs(1),
             sandbox_required: true,
+            bwrap: None,
             job_uid_base: 200_000,
             sandbox_binds: Vec::new(),
             cgroup_parent: "grappe".to_owned(),

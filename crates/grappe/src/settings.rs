@@ -62,6 +62,7 @@ struct FileSettings {
     log_cap_bytes: Option<u64>,
     cpus: Option<u32>,
     job_uid_base: Option<u32>,
+    bwrap: Option<PathBuf>,
     sandbox_binds: Option<Vec<PathBuf>>,
     cgroup_parent: Option<String>,
     job_max_procs: Option<u64>,
@@ -125,6 +126,7 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     }
     let compute = &mut config.compute;
     compute.sandbox_required = !flags.unsafe_unsandboxed_jobs;
+    compute.bwrap = std::env::var_os("GRAPPE_BWRAP").map(PathBuf::from).or(file.bwrap);
     if let Some(base) = env_number("GRAPPE_JOB_UID_BASE")?.or(file.job_uid_base) {
         if base < 1000 {
             bail!("GRAPPE_JOB_UID_BASE={base}: job uids must not be system accounts (use 1000 or more)");

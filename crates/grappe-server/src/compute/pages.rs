@@ -41,6 +41,9 @@ struct JobLine {
 struct ComputePage {
     chrome: Chrome,
     signed_in: bool,
+    /// Said to everyone when jobs run without a sandbox or without control groups.
+    unsafe_executor: Option<String>,
+    weak_limits: Option<String>,
     projects: Vec<ProjectView>,
     jobs: Vec<JobLine>,
 }
@@ -103,7 +106,11 @@ pub async fn compute_page(
     let ids: Vec<i64> = visible.iter().map(|p| p.id).collect();
     let jobs = state.db.list_jobs(Some(&ids), i64::MAX, 100).await?;
     let jobs = jobs.iter().map(|job| job_line(job, &visible)).collect();
-    Ok(render(&ComputePage { chrome, signed_in, projects, jobs }, StatusCode::OK))
+    let exec = state.exec.as_deref();
+    let unsafe_executor =
+        exec.filter(|exec| !exec.isolation.is_sandboxed()).map(|_| chrome.tr.t("compute-unsafe-executor"));
+    let weak_limits = exec.filter(|exec| exec.cgroups.is_none()).map(|_| chrome.tr.t("compute-no-cgroups"));
+    Ok(render(&ComputePage { chrome, signed_in, unsafe_executor, weak_limits, projects, jobs }, StatusCode::OK))
 }
 
 #[derive(Template)]

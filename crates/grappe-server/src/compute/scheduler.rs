@@ -116,7 +116,7 @@ pub fn exec_config(config: &ServerConfig) -> anyhow::Result<ExecConfig> {
     let isolation = if compute.sandbox_required {
         let root = grappe_exec::running_as_root();
         let probe_identity = identity(config, 0);
-        sandbox::probe(probe_identity, !root).map_err(|reason| {
+        sandbox::probe(compute.bwrap.as_deref(), probe_identity, !root).map_err(|reason| {
             anyhow::anyhow!(
                 "jobs cannot be sandboxed on this machine: {reason}.\nInstall bubblewrap (Debian: `apt install \
                  bubblewrap`), or start with --unsafe-unsandboxed-jobs to run jobs without a sandbox (then any \

@@ -210,6 +210,7 @@ fn read_then_write_transactions_wait_for_concurrent_writers() {
         let options = ServerOptions {
             demo: false,
             env: vec![("GRAPPE_LEASE_TTL_MS".into(), "1000".into()), ("GRAPPE_LEASE_TICK_MS".into(), "5".into())],
+            ..ServerOptions::default()
         };
         let server = Server::start(&db.url, &options);
         let (user_id, _) = server.client().new_user("busy@example.org");

@@ -34,6 +34,7 @@ fn two_servers_share_one_postgres_and_one_ticker() {
     let options = ServerOptions {
         demo: false,
         env: vec![("GRAPPE_LEASE_TTL_MS".into(), "3000".into()), ("GRAPPE_LEASE_TICK_MS".into(), "250".into())],
+        ..ServerOptions::default()
     };
     let mut first = Server::start(&db.url, &options);
     let mut second = Server::start(&db.url, &options);

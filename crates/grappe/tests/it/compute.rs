@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb, backends, eventually};
 
-fn options(cpus: u32) -> ServerOptions {
+pub fn options(cpus: u32) -> ServerOptions {
     ServerOptions {
         demo: false,
         env: vec![
@@ -18,11 +18,12 @@ fn options(cpus: u32) -> ServerOptions {
             ("GRAPPE_LEASE_TTL_MS".into(), "2000".into()),
             ("GRAPPE_LEASE_TICK_MS".into(), "200".into()),
         ],
+        ..ServerOptions::default()
     }
 }
 
 /// A project with one member; returns (project id, member token).
-fn project_with_member(client: &Client, name: &str, cpu_hours: i64) -> (i64, String) {
+pub fn project_with_member(client: &Client, name: &str, cpu_hours: i64) -> (i64, String) {
     let (user_id, token) = client.new_user(&format!("{name}@example.org"));
     let body = json!({ "name": name, "gpu_hours": 10, "cpu_hours": cpu_hours, "members": [user_id] });
     let reply = client.post("/api/v1/projects", Some(ADMIN_TOKEN), &body);
@@ -30,13 +31,13 @@ fn project_with_member(client: &Client, name: &str, cpu_hours: i64) -> (i64, Str
     (reply.body["id"].as_i64().unwrap(), token)
 }
 
-fn submit(client: &Client, token: &str, body: Value) -> Value {
+pub fn submit(client: &Client, token: &str, body: Value) -> Value {
     let reply = client.post("/api/v1/jobs", Some(token), &body);
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.body
 }
 
-fn wait_state(client: &Client, token: &str, id: i64, wanted: &[&str]) -> Value {
+pub fn wait_state(client: &Client, token: &str, id: i64, wanted: &[&str]) -> Value {
     eventually(Duration::from_secs(30), &format!("job {id} in {wanted:?}"), || {
         let job = client.get(&format!("/api/v1/jobs/{id}"), Some(token)).body;
         wanted.contains(&job["state"].as_str().unwrap_or("")).then_some(job)
@@ -44,14 +45,14 @@ fn wait_state(client: &Client, token: &str, id: i64, wanted: &[&str]) -> Value {
 }
 
 /// Waits until a job's output holds `text`: a job is recorded running before its process starts.
-fn wait_log(client: &Client, token: &str, id: i64, text: &str) -> String {
+pub fn wait_log(client: &Client, token: &str, id: i64, text: &str) -> String {
     eventually(Duration::from_secs(30), &format!("job {id} to print {text:?}"), || {
         let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(token)).text;
         log.contains(text).then_some(log)
     })
 }
 
-fn states(client: &Client, token: &str, id: i64) -> Vec<String> {
+pub fn states(client: &Client, token: &str, id: i64) -> Vec<String> {
     let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(token)).body;
     events["items"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap().to_owned()).collect()
 }
@@ -155,7 +156,7 @@ fn cancel_timeout_outside_kill_and_huge_output() {
     assert_eq!(client.get("/healthz", None).status, 200);
 }
 
-fn server_data_file(server: &Server, job: i64, file: &str) -> String {
+pub fn server_data_file(server: &Server, job: i64, file: &str) -> String {
     let path = server.data_dir().join("jobs").join(job.to_string()).join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }

@@ -105,6 +105,10 @@ impl TestDb {
 pub struct ServerOptions {
     pub demo: bool,
     pub env: Vec<(String, String)>,
+    /// Run the server as this uid and gid (through `setpriv`) instead of the tests' own.
+    pub run_as: Option<u32>,
+    /// Extra arguments to `grappe serve`.
+    pub args: Vec<String>,
 }
 
 /// A running `grappe serve`; killed when dropped.
@@ -131,7 +135,17 @@ impl Server {
     }
 
     fn launch(database_url: &str, options: &ServerOptions, data_dir: TempDir) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_grappe"));
+        let mut command = match options.run_as {
+            Some(uid) => {
+                let status = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(data_dir.path()).status();
+                assert!(status.is_ok_and(|status| status.success()), "chown the data directory to {uid}");
+                let mut command = Command::new("setpriv");
+                command.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".to_owned()]);
+                command.arg(env!("CARGO_BIN_EXE_grappe"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_grappe")),
+        };
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--database", database_url, "--data-dir"])
             .arg(data_dir.path())
@@ -142,6 +156,7 @@ impl Server {
         if options.demo {
             command.arg("--demo");
         }
+        command.args(&options.args);
         for (key, value) in &options.env {
             command.env(key, value);
         }

@@ -13,4 +13,5 @@ mod cluster;
 mod compute;
 mod crash;
 mod harness;
+mod sandbox;
 mod simulate;
