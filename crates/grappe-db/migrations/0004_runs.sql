@@ -22,3 +22,10 @@ ALTER TABLE usage_records DROP COLUMN gpu_seconds;
 ALTER TABLE usage_records DROP COLUMN cpu_seconds;
 CREATE UNIQUE INDEX usage_records_run ON usage_records (job_id, run);
 CREATE INDEX jobs_running_instance ON jobs (instance, state);
+
+-- One row: this installation's name, shared by every server on this database (job control
+-- groups are named after it, so that servers on one machine and one database share them).
+CREATE TABLE installation (
+    singleton BIGINT PRIMARY KEY CHECK (singleton = 1),
+    id TEXT NOT NULL
+);

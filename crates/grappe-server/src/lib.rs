@@ -43,7 +43,10 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;
     let instance = format!("{}-{}-{}", hostname(), std::process::id(), &auth::new_secret()[..6]);
     let exec = match config.compute.executor {
-        ExecutorKind::Local => Some(Arc::new(compute::scheduler::exec_config(&config)?)),
+        ExecutorKind::Local => {
+            let installation = db.installation_id().await.context("reading the installation's name")?;
+            Some(Arc::new(compute::scheduler::exec_config(&config, &installation)?))
+        }
         ExecutorKind::Slurm => None,
     };
     Ok(AppState {

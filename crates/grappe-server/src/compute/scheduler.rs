@@ -111,7 +111,7 @@ fn identity(config: &ServerConfig, project_id: i64) -> Option<(u32, u32)> {
 
 /// Finds how this machine sandboxes jobs, and refuses to go on without a sandbox unless the
 /// operator said `--unsafe-unsandboxed-jobs`.
-pub fn exec_config(config: &ServerConfig) -> anyhow::Result<ExecConfig> {
+pub fn exec_config(config: &ServerConfig, installation: &str) -> anyhow::Result<ExecConfig> {
     let compute = &config.compute;
     let isolation = if compute.sandbox_required {
         let root = grappe_exec::running_as_root();
@@ -126,11 +126,10 @@ pub fn exec_config(config: &ServerConfig) -> anyhow::Result<ExecConfig> {
     } else {
         Isolation::Unsandboxed
     };
-    // Job groups are named by job and run: under a name of this installation (its data
-    // directory), so that two servers on one machine never share one, and a restarted server
-    // finds those of the runs it recovers.
-    let installation = grappe_db::sha256_hex(config.data_dir.to_string_lossy().as_bytes());
-    let cgroups = match Cgroups::detect(&format!("{}/{}", compute.cgroup_parent, &installation[..12])) {
+    // Job groups are named by job and run under the installation's name: two installations on
+    // one machine never share one, and any server of this one finds those of the runs it
+    // recovers.
+    let cgroups = match Cgroups::detect(&format!("{}/{installation}", compute.cgroup_parent)) {
         Ok(cgroups) => Some(cgroups),
         Err(reason) => {
             tracing::warn!(%reason, "no control group for jobs: memory is bounded by rlimits only");

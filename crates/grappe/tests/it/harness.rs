@@ -210,6 +210,18 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -{signal}");
+    }
+
+    /// A graceful stop: SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {

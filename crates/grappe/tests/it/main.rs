@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod compute;
+mod correctness;
 mod crash;
 mod harness;
 mod sandbox;
