@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/jobs: 1,000 trivial jobs (`true`) through Grappe's HTTP API (one keep-alive connection;
-# local executor, then Grappe on Slurm), and 1,000 through the same single-node Slurm with
-# sbatch, in one run. Prints one table; ratios against Slurm alone.
+# local executor sandboxed, local executor with --unsafe-unsandboxed-jobs, then Grappe on Slurm),
+# and 1,000 through the same single-node Slurm with sbatch, in one run. Prints one table; ratios
+# against Slurm alone, and what the sandbox costs per job start in CPU time (server, shims,
+# sandboxes and jobs together, from the server's own and its reaped children's CPU time).
 #   bench/jobs/run.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,11 +16,12 @@ work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-grappe_run() { # executor
-  local dir=$work/$1 token=bench-admin-token-0123456789
+grappe_run() { # executor label [serve flags...]
+  local executor=$1 dir=$work/$2 token=bench-admin-token-0123456789
+  shift 2
   mkdir -p "$dir"
-  GRAPPE_LOG=warn GRAPPE_ADMIN_TOKEN=$token GRAPPE_EXECUTOR=$1 GRAPPE_CPUS=$(nproc) GRAPPE_SCHEDULER_TICK_MS=100 \
-    target/release/grappe serve --addr 127.0.0.1:0 --data-dir "$dir" >"$dir/server.out" 2>&1 &
+  GRAPPE_LOG=warn GRAPPE_ADMIN_TOKEN=$token GRAPPE_EXECUTOR=$executor GRAPPE_CPUS=$(nproc) GRAPPE_SCHEDULER_TICK_MS=100 \
+    target/release/grappe serve --addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$dir/server.out" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do grep -q "listening on" "$dir/server.out" && break; sleep 0.1; done
   local base
@@ -26,20 +29,26 @@ grappe_run() { # executor
   local project
   project=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     -d '{"name":"bench","gpu_hours":0,"cpu_hours":100000}' "$base/api/v1/projects" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  python3 "$here/grappe_client.py" "$base" "$token" "$project" "$count"
+  local figures ticks
+  figures=$(python3 "$here/grappe_client.py" "$base" "$token" "$project" "$count")
+  # utime + stime + cutime + cstime of the server: itself and every shim it reaped, with theirs.
+  ticks=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$server_pid/stat")
+  python3 -c 'import json, os, sys; r = json.loads(sys.argv[1]); jobs = r["jobs"] + 50; r["cpu_ms_per_job"] = int(sys.argv[2]) * 1000 / os.sysconf("SC_CLK_TCK") / jobs; print(json.dumps(r))' "$figures" "$ticks"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
   server_pid=
 }
 
-local_out=$(grappe_run local)
-if [ "${BENCH_JOBS_GRAPPE_ONLY:-}" = 1 ]; then echo "$local_out"; exit 0; fi
+local_out=$(grappe_run local sandboxed)
+unsandboxed_out=$(grappe_run local unsandboxed --unsafe-unsandboxed-jobs)
+if [ "${BENCH_JOBS_GRAPPE_ONLY:-}" = 1 ]; then echo "$local_out"; echo "$unsandboxed_out"; exit 0; fi
 slurm_out=$(python3 "$here/slurm_client.py" "$count")
-on_slurm_out=$(grappe_run slurm)
+on_slurm_out=$(grappe_run slurm slurm)
 
-python3 - "$local_out" "$slurm_out" "$on_slurm_out" <<'PY'
+python3 - "$local_out" "$slurm_out" "$on_slurm_out" "$unsandboxed_out" <<'PY'
 import json, sys
-local, slurm, on_slurm = (json.loads(arg) for arg in sys.argv[1:4])
-rows = [("Grappe, local executor", local), ("Slurm 22.05 (sbatch)", slurm), ("Grappe on Slurm", on_slurm)]
+local, slurm, on_slurm, unsandboxed = (json.loads(arg) for arg in sys.argv[1:5])
+rows = [("Grappe, local executor, sandboxed", local), ("Grappe, local executor, unsandboxed", unsandboxed),
+        ("Slurm 22.05 (sbatch)", slurm), ("Grappe on Slurm", on_slurm)]
 print(f"{slurm['jobs']} trivial jobs each; Slurm: single node, batch_sched_delay=0,sched_min_interval=0")
 print()
 print("| path | submissions/s | drain s | end-to-end jobs/s | submit-to-start p50 ms | p99 ms | failed |")
@@ -52,6 +61,9 @@ for name, r in rows:
     if "idle_submit_to_start_ms_p50" in r:
         print(f"{name}, one job at a time on an idle queue (50 jobs): submit-to-start p50 {r['idle_submit_to_start_ms_p50']} ms, max {r['idle_submit_to_start_ms_p99']} ms")
 print()
-print(f"Grappe local / Slurm: submissions {local['submissions_per_s'] / slurm['submissions_per_s']:.1f}x, "
+print(f"Grappe local (sandboxed) / Slurm: submissions {local['submissions_per_s'] / slurm['submissions_per_s']:.1f}x, "
       f"end-to-end throughput {local['jobs_per_s_end_to_end'] / slurm['jobs_per_s_end_to_end']:.1f}x")
+print(f"CPU time per job, server and everything it started: sandboxed {local['cpu_ms_per_job']:.2f} ms, "
+      f"unsandboxed {unsandboxed['cpu_ms_per_job']:.2f} ms: the sandbox costs "
+      f"{local['cpu_ms_per_job'] - unsandboxed['cpu_ms_per_job']:.2f} ms of CPU per job start")
 PY

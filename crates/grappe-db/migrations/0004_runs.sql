@@ -22,6 +22,7 @@ ALTER TABLE usage_records DROP COLUMN gpu_seconds;
 ALTER TABLE usage_records DROP COLUMN cpu_seconds;
 CREATE UNIQUE INDEX usage_records_run ON usage_records (job_id, run);
 CREATE INDEX jobs_running_instance ON jobs (instance, state);
+CREATE INDEX jobs_project_state ON jobs (project_id, state);
 
 -- One row: this installation's name, shared by every server on this database (job control
 -- groups are named after it, so that servers on one machine and one database share them).

@@ -6,6 +6,7 @@
 //! charge another run. Usage is charged once per run (a unique key), exact to the millisecond,
 //! from the run's own start to its own end.
 
+use grappe_domain::allocation::{Amount, Commitments};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -91,13 +92,6 @@ pub struct MetricPoint {
     pub value: f64,
     pub step: i64,
     pub at: i64,
-}
-
-/// Resource time charged, in milliseconds of one GPU and of one CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
-    pub gpu_ms: i64,
-    pub cpu_ms: i64,
 }
 
 /// One charge: one run of one job.
@@ -397,6 +391,16 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
+    /// Pending jobs submitted after `after_id`, oldest first: what is new since a read.
+    pub async fn pending_jobs_after(&self, after_id: i64) -> DbResult<Vec<JobRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
+                .bind(after_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(job_from).collect()
+    }
+
     /// Pending jobs among `ids`.
     pub async fn pending_jobs_in(&self, ids: &[i64]) -> DbResult<Vec<JobRow>> {
         let mut jobs = Vec::with_capacity(ids.len());
@@ -415,15 +419,30 @@ impl Db {
         Ok(jobs)
     }
 
-    /// A project's pending and running jobs.
-    pub async fn active_jobs_of(&self, project_id: i64) -> DbResult<Vec<JobRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND state IN ('pending', 'running') ORDER BY id"
+    /// What a project's active jobs take at `now`, in resource-milliseconds: `running`, what its
+    /// running jobs have run so far (each up to its time limit); `reserved`, what its running
+    /// and pending jobs may still use up to their time limits. One aggregate, whatever the queue.
+    pub async fn project_commitments(&self, project_id: i64, now: i64) -> DbResult<Commitments> {
+        // Elapsed time of a running job, clamped to [0, its time limit].
+        let elapsed = "CASE WHEN state <> 'running' OR started_at IS NULL THEN 0 \
+                       WHEN $2 - started_at < 0 THEN 0 \
+                       WHEN $2 - started_at > time_limit_s * 1000 THEN time_limit_s * 1000 \
+                       ELSE $2 - started_at END";
+        let row = sqlx::query(&format!(
+            "SELECT CAST(COALESCE(SUM(gpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_gpu, \
+             CAST(COALESCE(SUM(cpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_cpu, \
+             CAST(COALESCE(SUM(gpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS reserved_gpu, \
+             CAST(COALESCE(SUM(cpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS reserved_cpu \
+             FROM jobs WHERE project_id = $1 AND state IN ('pending', 'running')"
         ))
         .bind(project_id)
-        .fetch_all(&self.pool)
+        .bind(now)
+        .fetch_one(&self.pool)
         .await?;
-        rows.iter().map(job_from).collect()
+        Ok(Commitments {
+            running: Amount { gpu_ms: row.try_get("running_gpu")?, cpu_ms: row.try_get("running_cpu")? },
+            reserved: Amount { gpu_ms: row.try_get("reserved_gpu")?, cpu_ms: row.try_get("reserved_cpu")? },
+        })
     }
 
     /// pending -> running, as a new run on `instance`, before anything is started: the run
@@ -672,7 +691,7 @@ impl Db {
     }
 
     /// Usage charged to a project so far.
-    pub async fn project_usage(&self, project_id: i64) -> DbResult<Usage> {
+    pub async fn project_usage(&self, project_id: i64) -> DbResult<Amount> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(gpu_ms), 0) AS BIGINT) AS gpu, CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS cpu \
              FROM usage_records WHERE project_id = $1",
@@ -680,7 +699,7 @@ impl Db {
         .bind(project_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Usage { gpu_ms: row.try_get("gpu")?, cpu_ms: row.try_get("cpu")? })
+        Ok(Amount { gpu_ms: row.try_get("gpu")?, cpu_ms: row.try_get("cpu")? })
     }
 
     /// Each charge of a project, oldest first.

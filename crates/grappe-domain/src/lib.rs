@@ -2,6 +2,7 @@
 //! (`parse` constructors), so the layers above never re-check what a value already proves.
 
 pub mod account;
+pub mod allocation;
 pub mod compute;
 pub mod money;
 pub mod policy;

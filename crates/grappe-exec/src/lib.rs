@@ -30,7 +30,7 @@ use crate::shim::{ShimArgs, Status};
 /// How this machine runs jobs: found once at start, the same for every job.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    /// The `grappe` binary, whose `job-shim` subcommand starts each job.
+    /// The `grappe-shim` program, which starts each job.
     pub shim_program: PathBuf,
     pub isolation: Isolation,
     /// Where job control groups are made; `None`: rlimits only (said in each job's log).
@@ -172,8 +172,11 @@ impl LocalExecutor {
     /// Starts a run; its end comes later as a [`Finished`] message. Returns the shim's pid. An
     /// error means nothing was started.
     pub async fn launch(&self, spec: LaunchSpec) -> io::Result<u32> {
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&spec.log_path).await?;
-        let written = file.metadata().await?.len();
+        // Plain system calls, not the blocking pool: each is microseconds, and a start is on the
+        // scheduler's path.
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&spec.log_path)?;
+        let written = file.metadata()?.len();
+        let file = tokio::fs::File::from_std(file);
         let output = Arc::new(Mutex::new(Output { file, written, dropped: 0, cap: spec.log_cap_bytes }));
         if spec.argv.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -236,7 +239,6 @@ impl LocalExecutor {
         };
         let mut command = tokio::process::Command::new(&self.config.shim_program);
         command
-            .arg("job-shim")
             .args(shim.to_args())
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

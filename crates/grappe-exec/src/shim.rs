@@ -1,6 +1,6 @@
-//! The job shim (`grappe job-shim`): the small process between the server and a job, as
-//! `slurmstepd` is between `slurmd` and a step. The server starts it with the job's environment
-//! only; it
+//! The job shim (the `grappe-shim` program, next to `grappe`): the small process between the
+//! server and a job, as `slurmstepd` is between `slurmd` and a step. The server starts it with
+//! the job's environment only; it
 //! 1. enters the job's control groups, so that everything the job starts is in them from its
 //!    first instruction;
 //! 2. asks the kernel to kill it if the server dies (`PR_SET_PDEATHSIG`), and bubblewrap's
@@ -39,7 +39,7 @@ pub struct ShimArgs {
 }
 
 impl ShimArgs {
-    /// The arguments as `grappe job-shim` takes them (after the subcommand).
+    /// The arguments as `grappe-shim` takes them.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--parent".into(), self.parent.to_string().into()];
         args.push("--status".into());
@@ -98,7 +98,7 @@ impl ShimArgs {
             _ => return Err("--uid and --gid go together".to_owned()),
         };
         if parsed.program.is_empty() || parsed.status.as_os_str().is_empty() || parsed.parent == 0 {
-            return Err("usage: grappe job-shim --parent PID --status FILE [...] -- PROGRAM [ARGS...]".to_owned());
+            return Err("usage: grappe-shim --parent PID --status FILE [...] -- PROGRAM [ARGS...]".to_owned());
         }
         Ok(parsed)
     }
@@ -142,12 +142,12 @@ impl Status {
         Some(Status::Signalled { signal: field("signal")?.parse().ok()?, ended_at_ms })
     }
 
-    /// Writes the file whole or not at all (a temporary file renamed into place).
+    /// Writes the file whole or not at all (a temporary file renamed into place). Not synced
+    /// to disk: it tells a server restarted after a crash of the server, not of the machine
+    /// (which takes every job down with it).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let temporary = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(self.render().as_bytes())?;
-        file.sync_all()?;
+        std::fs::File::create(&temporary)?.write_all(self.render().as_bytes())?;
         std::fs::rename(&temporary, path)
     }
 }
@@ -178,8 +178,30 @@ fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The processes of a job: in the PID namespace under `bwrap_pid` (sandboxed), or in the
-/// shim's process group (unsandboxed); plus those in its control groups; never the shim.
+/// What is left of a job once its first process has ended: what is in its control groups, or,
+/// unsandboxed without any, its process group (sandboxed, the PID namespace ended with its first
+/// process); never the shim.
+fn leftovers(args: &ShimArgs) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found: Vec<u32> = Vec::new();
+    for file in &args.cgroup_procs {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            found.extend(text.lines().filter_map(|line| line.trim().parse::<u32>().ok()));
+        }
+    }
+    if args.cgroup_procs.is_empty() && !args.sandbox {
+        found =
+            all_pids().into_iter().filter(|&pid| parent_and_group(pid).is_some_and(|(_, group)| group == me)).collect();
+    }
+    found.sort_unstable();
+    found.dedup();
+    found.retain(|&pid| pid != me);
+    found
+}
+
+/// The processes of a running job: in the PID namespace under `child` (bubblewrap), or in the
+/// shim's process group (unsandboxed); plus those in its control groups; never the shim nor
+/// bubblewrap.
 fn job_processes(args: &ShimArgs, child: u32) -> Vec<u32> {
     let me = std::process::id();
     let pids = all_pids();
@@ -234,12 +256,13 @@ fn setup(args: &ShimArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The shim's whole life; returns its exit code.
+/// The shim's whole life; returns its exit code. Plain threads, no async runtime: it starts
+/// with every job, so it must start fast.
 pub fn main(raw: &[OsString]) -> i32 {
     let args = match ShimArgs::parse(raw) {
         Ok(args) => args,
         Err(error) => {
-            eprintln!("grappe job-shim: {error}");
+            eprintln!("grappe-shim: {error}");
             return 2;
         }
     };
@@ -251,75 +274,54 @@ pub fn main(raw: &[OsString]) -> i32 {
     if let Err(reason) = setup(&args) {
         return fail(reason);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(format!("cannot start the shim's runtime: {error}")),
+    let status = match supervise(&args) {
+        Ok(status) => status,
+        Err(reason) => return fail(reason),
     };
-    match runtime.block_on(supervise(&args)) {
-        Ok(status) => {
-            if let Err(error) = status.write(&args.status) {
-                eprintln!("grappe: cannot write the job's status to {}: {error}", args.status.display());
-            }
-            match status {
-                Status::Exited { code, .. } => code,
-                Status::Signalled { signal, .. } => 128 + signal,
-                Status::SetupFailed(_) => SETUP_FAILED,
-            }
-        }
-        Err(reason) => fail(reason),
+    if let Err(error) = status.write(&args.status) {
+        eprintln!("grappe: cannot write the job's status to {}: {error}", args.status.display());
+    }
+    match status {
+        Status::Exited { code, .. } => code,
+        Status::Signalled { signal, .. } => 128 + signal,
+        Status::SetupFailed(_) => SETUP_FAILED,
     }
 }
 
-async fn supervise(args: &ShimArgs) -> Result<Status, String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut command = tokio::process::Command::new(&args.program);
-    command.args(&args.args).kill_on_drop(false);
+fn supervise(args: &ShimArgs) -> Result<Status, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    // Caught before the job starts, so that none is missed.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+        .map_err(|error| format!("cannot catch signals: {error}"))?;
+    let mut command = std::process::Command::new(&args.program);
+    command.args(&args.args);
     if let Some((uid, gid)) = args.identity {
+        use std::os::unix::process::CommandExt;
         command.uid(uid).gid(gid);
     }
     let mut child =
         command.spawn().map_err(|error| format!("cannot start {}: {error}", args.program.to_string_lossy()))?;
-    let child_pid = child.id().unwrap_or(0);
-    let mut streams = Vec::new();
-    for (kind, relayed) in [
-        (SignalKind::terminate(), Signal::TERM),
-        (SignalKind::interrupt(), Signal::INT),
-        (SignalKind::hangup(), Signal::HUP),
-        (SignalKind::user_defined1(), Signal::USR1),
-        (SignalKind::user_defined2(), Signal::USR2),
-    ] {
-        let stream = signal(kind).map_err(|error| format!("cannot catch signals: {error}"))?;
-        streams.push((stream, relayed));
-    }
-    let (relay_tx, mut relay_rx) = tokio::sync::mpsc::unbounded_channel::<Signal>();
-    for (mut stream, relayed) in streams {
-        let relay_tx = relay_tx.clone();
-        tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if relay_tx.send(relayed).is_err() {
-                    break;
-                }
+    let child_pid = child.id();
+    let relay_args = args.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if let Some(signal) = Signal::from_named_raw(signal) {
+                send(&job_processes(&relay_args, child_pid), signal);
             }
-        });
-    }
-    let exit = loop {
-        tokio::select! {
-            exit = child.wait() => break exit,
-            Some(signal) = relay_rx.recv() => send(&job_processes(args, child_pid), signal),
         }
-    };
+    });
+    let exit = child.wait().map_err(|error| format!("waiting for the job: {error}"))?;
     let ended_at_ms = now_ms();
     // What the job left behind ends with it.
     for _ in 0..200 {
-        let left = job_processes(args, child_pid);
+        let left = leftovers(args);
         if left.is_empty() {
             break;
         }
         send(&left, Signal::KILL);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     use std::os::unix::process::ExitStatusExt;
-    let exit = exit.map_err(|error| format!("waiting for the job: {error}"))?;
     Ok(match (exit.code(), exit.signal()) {
         // bubblewrap reports a job ended by a signal as 128 + signal, as shells do.
         (Some(code), _) if args.sandbox && (129..=192).contains(&code) => {

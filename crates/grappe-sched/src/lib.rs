@@ -5,10 +5,7 @@
 //!   semantics `grappe simulate` promises.
 //! - [`engine`] is the live scheduler of the compute service: multi-resource nodes, multifactor
 //!   priority with fair-share between projects, allocation rules, QoS caps and preemption.
-//! - [`allocation`] keeps allocations as budgets per resource and counts what running and
-//!   queued jobs take from them.
 
-pub mod allocation;
 pub mod engine;
 pub mod sim;
 pub mod swf;

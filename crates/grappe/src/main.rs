@@ -127,12 +127,6 @@ impl RoleArg {
 }
 
 fn main() -> ExitCode {
-    // The job shim: started by the server for each job, it must start fast and alone.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|arg| arg == "job-shim") {
-        let code = grappe_exec::shim::main(&args[2..]);
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
-    }
     let cli = Cli::parse();
     settings::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

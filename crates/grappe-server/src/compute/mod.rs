@@ -15,9 +15,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use grappe_db::{JobRow, MetricPoint, NewJob, ProjectRow, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
+use grappe_domain::allocation::{Allocation, Amount, Commitments};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
 use grappe_domain::policy;
-use grappe_sched::allocation::{self, Allocation, Amount, Commitments};
 use grappe_sched::engine::{self, EngineConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,12 +49,10 @@ impl Ledger {
 }
 
 pub async fn ledger(state: &AppState, project: &ProjectRow) -> AppResult<Ledger> {
-    let usage = state.db.project_usage(project.id).await?;
-    let active: Vec<_> = state.db.active_jobs_of(project.id).await?.iter().map(scheduler::active_job).collect();
     Ok(Ledger {
         allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
-        used: Amount { gpu_ms: usage.gpu_ms, cpu_ms: usage.cpu_ms },
-        commitments: allocation::commitments(&active, now_ms()),
+        used: state.db.project_usage(project.id).await?,
+        commitments: state.db.project_commitments(project.id, now_ms()).await?,
     })
 }
 

@@ -12,16 +12,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use grappe_db::{Ending, JobRow, MetricPoint, Requeued, RunRef, now_ms};
+use grappe_domain::allocation::{Allocation, Amount};
 use grappe_exec::cgroup::Cgroups;
 use grappe_exec::sandbox::{self, Isolation, View};
 use grappe_exec::shim::Status;
 use grappe_exec::{ExecConfig, Exit, Finished, LaunchSpec, LocalExecutor, MetricLine};
-use grappe_sched::allocation::{self, ActiveJob, Allocation, Amount};
 use grappe_sched::engine::{self, EngineConfig, Node, PendingJob, ProjectState, Resources, RunningJob, Snapshot};
 use tokio::sync::{mpsc, watch};
 
@@ -58,24 +59,62 @@ struct Child {
     stopping: Option<Stopping>,
 }
 
+/// A job decided to start, whose start (the run's record, then its launch) is under way in a
+/// task of its own, so that the loop goes on deciding meanwhile.
+struct Starting {
+    job: JobRow,
+    gpu_ids: Vec<u32>,
+}
+
+/// What a start task reports back.
+struct Started {
+    job_id: i64,
+    outcome: StartOutcome,
+}
+
+enum StartOutcome {
+    /// No longer pending when its run was to be recorded (cancelled meanwhile): nothing started.
+    NotPending,
+    Running {
+        run: i64,
+        shim_pid: u32,
+    },
+    /// Its run was recorded, and ended at once as failed: it could not be launched.
+    Failed,
+}
+
 struct Loop {
     state: AppState,
-    executor: Option<LocalExecutor>,
+    executor: Option<Arc<LocalExecutor>>,
     engine: EngineConfig,
     node: Node,
     children: HashMap<i64, Child>,
     /// The reason last written for each pending job, to write only changes.
     reasons: HashMap<i64, &'static str>,
+    /// Reasons changed since they were last written, and when that was: written at most twice a
+    /// second (a reason is for people to read; each write is a transaction).
+    unwritten_reasons: HashMap<i64, &'static str>,
+    reasons_written_at: Option<Instant>,
     held: bool,
     /// When the lease was last renewed (with the heartbeat of this server's runs): a pass within
     /// a third of its time-to-live does not renew it again (passes come at every submission and
     /// every end).
     renewed_at: Option<Instant>,
-    /// Projects, their charged usage and fair-share, recomputed at most once a second.
+    /// Projects, their usage (charged and running) and fair-share, recomputed at most once a
+    /// second.
     projects_cache: Option<(Instant, Vec<CachedProject>)>,
-    /// The pending jobs, brought in step with the database's list of pending ids at every pass
-    /// (a cancelled or started job leaves it at once; a new or requeued one is read).
+    /// The pending jobs as last read: new submissions are read at every pass, the jobs this
+    /// server requeues at once, and the whole list of pending ids at least twice a second (to see
+    /// cancellations and other servers' changes). It may hold a job cancelled meanwhile, so every
+    /// action on it reads through to the database first: a start is a compare-and-set from
+    /// `pending`, and a preemption first checks that the job it is for still waits.
     pending: BTreeMap<i64, JobRow>,
+    pending_read_at: Option<Instant>,
+    /// Jobs whose start is under way, their resources held; and ends that came for them before
+    /// their start was reported.
+    starting: HashMap<i64, Starting>,
+    early_ends: HashMap<i64, Finished>,
+    started_tx: mpsc::UnboundedSender<Started>,
 }
 
 #[derive(Clone)]
@@ -142,7 +181,11 @@ pub fn exec_config(config: &ServerConfig, installation: &str) -> anyhow::Result<
     {
         hidden.push(dir.to_path_buf());
     }
-    let shim_program = std::env::current_exe().context("finding this program, for the job shim")?;
+    let shim_program =
+        std::env::current_exe().context("finding this program, for the job shim")?.with_file_name("grappe-shim");
+    if !shim_program.is_file() {
+        anyhow::bail!("the job shim {} is missing: install grappe-shim beside grappe", shim_program.display());
+    }
     tracing::info!(
         sandbox = isolation.describe(),
         cgroups = cgroups.as_ref().map_or_else(|| "none".to_owned(), Cgroups::describe),
@@ -172,10 +215,10 @@ pub fn executor_summary(state: &AppState) -> String {
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let (finished_tx, mut finished_rx) = mpsc::channel::<Finished>(1024);
     let (metrics_tx, mut metrics_rx) = mpsc::channel::<MetricLine>(4096);
-    let executor = state
-        .exec
-        .as_ref()
-        .map(|exec| LocalExecutor::new((**exec).clone(), finished_tx, metrics_tx, &state.config.compute.metric_prefix));
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Started>();
+    let executor = state.exec.as_ref().map(|exec| {
+        Arc::new(LocalExecutor::new((**exec).clone(), finished_tx, metrics_tx, &state.config.compute.metric_prefix))
+    });
     let mut lp = Loop {
         node: local_node(&state),
         engine: EngineConfig { preempt_exempt_s: state.config.compute.preempt_exempt_s, ..EngineConfig::default() },
@@ -183,10 +226,16 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         executor,
         children: HashMap::new(),
         reasons: HashMap::new(),
+        unwritten_reasons: HashMap::new(),
+        reasons_written_at: None,
         held: false,
         renewed_at: None,
         projects_cache: None,
         pending: BTreeMap::new(),
+        pending_read_at: None,
+        starting: HashMap::new(),
+        early_ends: HashMap::new(),
+        started_tx,
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,6 +248,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 lp.finished(finished).await;
                 while let Ok(more) = finished_rx.try_recv() {
                     lp.finished(more).await;
+                }
+            }
+            Some(started) = started_rx.recv() => {
+                lp.started(started).await;
+                while let Ok(more) = started_rx.try_recv() {
+                    lp.started(more).await;
                 }
             }
             Some(metric) = metrics_rx.recv() => {
@@ -217,7 +272,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
-    lp.stop_all(Stop::Shutdown, &mut finished_rx).await;
+    lp.stop_all(Stop::Shutdown, &mut finished_rx, &mut started_rx).await;
     if lp.held {
         state.scheduler_here.store(false, Ordering::Relaxed);
         let _ = state.db.release_lease(LEASE, &state.instance).await;
@@ -249,6 +304,10 @@ impl Loop {
 
     async fn finished(&mut self, finished: Finished) {
         let id = finished.job_id;
+        if self.starting.contains_key(&id) {
+            self.early_ends.insert(id, finished);
+            return;
+        }
         let Some(child) = self.children.get(&id).filter(|child| child.run == finished.run) else { return };
         let stop = child.stopping.as_ref().map(|stopping| stopping.why);
         self.children.remove(&id);
@@ -259,11 +318,19 @@ impl Loop {
             Some(Stop::Lost) => return,
             Some(Stop::Preempt(for_job)) => {
                 let reason = for_job.map_or_else(|| "preempted".to_owned(), |job| format!("preempted for job {job}"));
-                db.requeue_run(run, &reason, ended_at).await.map(|_| ())
+                match db.requeue_run(run, &reason, ended_at).await {
+                    Ok(Requeued::Pending) => self.requeued(id).await,
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(error),
+                }
             }
             Some(Stop::Shutdown) => db.requeue_run(run, "server_restart", ended_at).await.map(|_| ()),
             _ => {
-                let memory_mb = db.job(id).await.ok().flatten().map_or(0, |job| job.memory_mb);
+                let memory_mb = if finished.oom_killed {
+                    db.job(id).await.ok().flatten().map_or(0, |job| job.memory_mb)
+                } else {
+                    0
+                };
                 let (state, exit_code, mut reason) = ending_for(&finished, stop, memory_mb);
                 if finished.dropped_bytes > 0 {
                     reason = format!(
@@ -286,6 +353,24 @@ impl Loop {
         if let Err(error) = result {
             tracing::error!(job.id = id, error = %error, "recording a job's end failed");
         }
+        self.state.scheduler_wake.notify_one();
+    }
+
+    async fn started(&mut self, started: Started) {
+        let id = started.job_id;
+        self.starting.remove(&id);
+        if let StartOutcome::Running { run, shim_pid } = started.outcome {
+            self.children.insert(id, Child { run, shim_pid, stopping: None });
+            if !self.held {
+                // The lease was lost while it started: the new holder recovers it.
+                self.stop(id, Stop::Lost);
+                self.kill_all();
+            }
+            if let Some(finished) = self.early_ends.remove(&id) {
+                self.finished(finished).await;
+            }
+        }
+        self.early_ends.remove(&id);
         self.state.scheduler_wake.notify_one();
     }
 
@@ -315,24 +400,28 @@ impl Loop {
 
     /// Signals every run of this process to stop, waits for them for the grace period, kills
     /// what is left and records each end.
-    async fn stop_all(&mut self, why: Stop, finished_rx: &mut mpsc::Receiver<Finished>) {
-        if self.children.is_empty() {
-            return;
-        }
-        let ids: Vec<i64> = self.children.keys().copied().collect();
-        for id in &ids {
-            self.stop(*id, why);
-        }
+    async fn stop_all(
+        &mut self,
+        why: Stop,
+        finished_rx: &mut mpsc::Receiver<Finished>,
+        started_rx: &mut mpsc::UnboundedReceiver<Started>,
+    ) {
         let grace = self.state.config.compute.grace;
         let deadline = Instant::now() + grace + Duration::from_secs(5);
         let mut killed = false;
-        while !self.children.is_empty() && Instant::now() < deadline {
+        while !(self.children.is_empty() && self.starting.is_empty()) && Instant::now() < deadline {
+            let ids: Vec<i64> = self.children.keys().copied().collect();
+            for id in ids {
+                self.stop(id, why);
+            }
             if !killed && Instant::now() >= deadline - Duration::from_secs(5) {
                 self.kill_all();
                 killed = true;
             }
-            if let Ok(Some(finished)) = tokio::time::timeout(Duration::from_millis(100), finished_rx.recv()).await {
-                self.finished(finished).await;
+            tokio::select! {
+                Some(finished) = finished_rx.recv() => self.finished(finished).await,
+                Some(started) = started_rx.recv() => self.started(started).await,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
     }
@@ -391,6 +480,9 @@ impl Loop {
         let running = state.db.running_jobs().await?;
         let mut mine = Vec::with_capacity(running.len());
         for job in running {
+            if self.starting.contains_key(&job.id) {
+                continue;
+            }
             if job.instance.as_deref() == Some(self.me()) && self.children.contains_key(&job.id) {
                 self.enforce(&job);
                 mine.push(job);
@@ -441,21 +533,49 @@ impl Loop {
                 executor.kill_leftovers(&run_dir, job.id, job.run);
             }
             let until = job.heartbeat_at.or(job.started_at).unwrap_or(0);
-            if db.requeue_run(run, "node_restart", until).await? != Requeued::Stale {
-                tracing::warn!(job.id = job.id, "requeued a job whose server had stopped");
+            match db.requeue_run(run, "node_restart", until).await? {
+                Requeued::Pending => {
+                    tracing::warn!(job.id = job.id, "requeued a job whose server had stopped");
+                    self.requeued(job.id).await?;
+                }
+                Requeued::Cancelled => {
+                    tracing::warn!(job.id = job.id, "a job whose server had stopped ended cancelled")
+                }
+                Requeued::Stale => {}
             }
         }
         self.state.scheduler_wake.notify_one();
         Ok(())
     }
 
+    /// A job this server sent back to the queue: pending again at once.
+    async fn requeued(&mut self, id: i64) -> Result<(), grappe_db::DbError> {
+        if let Some(job) = self.state.db.job(id).await?.filter(|job| job.state == "pending") {
+            self.pending.insert(id, job);
+        }
+        Ok(())
+    }
+
     async fn refresh_pending(&mut self) -> anyhow::Result<()> {
         let db = &self.state.db;
+        let newest = self.pending.keys().next_back().copied().unwrap_or(0);
+        if self.pending_read_at.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
+            for job in db.pending_jobs_after(newest).await? {
+                if !self.starting.contains_key(&job.id) {
+                    self.pending.insert(job.id, job);
+                }
+            }
+            return Ok(());
+        }
         let ids = db.pending_job_ids().await?;
-        let keep: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        self.pending_read_at = Some(Instant::now());
+        let keep: std::collections::HashSet<i64> =
+            ids.iter().copied().filter(|id| !self.starting.contains_key(id)).collect();
         self.pending.retain(|id, _| keep.contains(id));
         self.reasons.retain(|id, _| keep.contains(id));
-        let missing: Vec<i64> = ids.into_iter().filter(|id| !self.pending.contains_key(id)).collect();
+        self.unwritten_reasons.retain(|id, _| keep.contains(id));
+        let missing: Vec<i64> =
+            ids.into_iter().filter(|id| keep.contains(id) && !self.pending.contains_key(id)).collect();
         if !missing.is_empty() {
             for job in db.pending_jobs_in(&missing).await? {
                 self.pending.insert(job.id, job);
@@ -509,11 +629,12 @@ impl Loop {
         let total_allocation: f64 = projects.iter().map(granted).sum();
         let mut cached = Vec::with_capacity(projects.len());
         for project in &projects {
-            let used = db.project_usage(project.id).await?;
+            // Charged, and what its running jobs have run so far (the 100 % rule).
+            let used = db.project_usage(project.id).await?.plus(db.project_commitments(project.id, now).await?.running);
             cached.push(CachedProject {
                 id: project.id,
                 allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
-                used: Amount { gpu_ms: used.gpu_ms, cpu_ms: used.cpu_ms },
+                used,
                 share: if total_allocation > 0.0 { granted(project) / total_allocation } else { 0.0 },
                 usage_share: if total_decayed > 0.0 {
                     decayed.get(&project.id).copied().unwrap_or(0.0) / total_decayed
@@ -528,32 +649,28 @@ impl Loop {
 
     async fn schedule(&mut self, running: &[JobRow]) -> anyhow::Result<()> {
         let now = now_ms();
-        // Charged usage (cached for a second) plus what running jobs have run so far.
         let projects: Vec<ProjectState> = self
             .project_cache()
             .await?
             .into_iter()
-            .map(|project| {
-                let active: Vec<ActiveJob> =
-                    running.iter().filter(|job| job.project_id == project.id).map(active_job).collect();
-                let running_now = allocation::commitments(&active, now).running;
-                ProjectState {
-                    id: project.id as u64,
-                    share: project.share,
-                    usage_share: project.usage_share,
-                    allocation_used: project.allocation.share(project.used.plus(running_now)),
-                }
+            .map(|project| ProjectState {
+                id: project.id as u64,
+                share: project.share,
+                usage_share: project.usage_share,
+                allocation_used: project.allocation.share(project.used),
             })
             .collect();
         let running_view: Vec<RunningJob> = running
             .iter()
-            .map(|job| RunningJob {
+            .map(|job| (job, job.started_at.unwrap_or(now)))
+            .chain(self.starting.values().map(|starting| (&starting.job, now)))
+            .map(|(job, started_at)| RunningJob {
                 id: job.id as u64,
                 project: job.project_id as u64,
                 qos: job.qos.clone(),
                 node: 0,
                 request: resources(job),
-                start_s: job.started_at.unwrap_or(0) / 1000,
+                start_s: started_at / 1000,
                 time_limit_s: job.time_limit_s,
                 stopping: self.children.get(&job.id).is_some_and(|child| child.stopping.is_some()),
             })
@@ -581,12 +698,20 @@ impl Loop {
             projects: &projects,
         };
         let decisions = engine::schedule(&self.engine, &snapshot);
-        for victim in &decisions.preempt {
-            self.stop(*victim as i64, Stop::Preempt(decisions.preempt_for.map(|id| id as i64)));
+        if let Some(for_job) = decisions.preempt_for.map(|id| id as i64) {
+            // Read through: the job to preempt for may have been cancelled since it was read.
+            if self.state.db.job(for_job).await?.is_some_and(|job| job.state == "pending") {
+                for victim in &decisions.preempt {
+                    self.stop(*victim as i64, Stop::Preempt(Some(for_job)));
+                }
+            } else {
+                self.pending.remove(&for_job);
+            }
         }
         let mut used_gpus: Vec<u32> = running
             .iter()
             .flat_map(|job| job.gpu_ids.split(',').filter_map(|id| id.parse().ok()).collect::<Vec<u32>>())
+            .chain(self.starting.values().flat_map(|starting| starting.gpu_ids.clone()))
             .collect();
         for (id, _node) in &decisions.start {
             let Some(job) = self.pending.remove(&(*id as i64)) else { continue };
@@ -596,81 +721,44 @@ impl Loop {
                 .collect();
             used_gpus.extend(&gpu_ids);
             self.reasons.remove(&job.id);
-            self.start(&job, gpu_ids).await?;
+            self.unwritten_reasons.remove(&job.id);
+            self.start(job, gpu_ids);
         }
-        let changed: Vec<(i64, &'static str)> = decisions
-            .waiting
-            .iter()
-            .map(|(id, _, reason)| (*id as i64, reason.as_str()))
-            .filter(|(id, reason)| self.reasons.get(id) != Some(reason))
-            .collect();
-        self.state.db.set_reasons(&changed).await?;
-        self.reasons.extend(changed);
+        for (id, _, reason) in &decisions.waiting {
+            let (id, reason) = (*id as i64, reason.as_str());
+            if self.reasons.get(&id) != Some(&reason) {
+                self.unwritten_reasons.insert(id, reason);
+            } else {
+                self.unwritten_reasons.remove(&id);
+            }
+        }
+        if !self.unwritten_reasons.is_empty()
+            && self.reasons_written_at.is_none_or(|at| at.elapsed() >= Duration::from_millis(500))
+        {
+            let changed: Vec<(i64, &'static str)> = self.unwritten_reasons.drain().collect();
+            self.state.db.set_reasons(&changed).await?;
+            self.reasons.extend(changed);
+            self.reasons_written_at = Some(Instant::now());
+        }
         Ok(())
     }
 
-    /// Records a new run of the job, then launches it; a job no longer pending is not launched.
-    async fn start(&mut self, job: &JobRow, gpu_ids: Vec<u32>) -> anyhow::Result<()> {
-        let state = self.state.clone();
-        let Some(executor) = &self.executor else { return Ok(()) };
-        let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let Some(run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(&state)).await? else {
-            return Ok(());
-        };
-        let me = RunRef { job_id: job.id, run, instance: &state.instance };
-        let launched = async {
-            let sandboxed = executor.config().isolation.is_sandboxed();
-            let identity = identity(&state.config, job.project_id);
-            let dirs = prepare_dirs(&state, job, identity).await?;
-            let mut env = job_env(job, &dirs)?;
-            env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
-            env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
-            // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
-            let visible = if sandboxed {
-                (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
-            } else {
-                gpu_list.clone()
+    /// Starts a job in a task of its own: its resources are held from now, the run is recorded,
+    /// then launched; the outcome comes back as [`Started`].
+    fn start(&mut self, job: JobRow, gpu_ids: Vec<u32>) {
+        let Some(executor) = self.executor.clone() else { return };
+        let (state, started_tx, id) = (self.state.clone(), self.started_tx.clone(), job.id);
+        self.starting.insert(id, Starting { job: job.clone(), gpu_ids: gpu_ids.clone() });
+        tokio::spawn(async move {
+            let outcome = match start_run(&state, &executor, &job, gpu_ids).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!(job.id = id, error = %format!("{error:#}"), "starting a job failed");
+                    StartOutcome::Failed
+                }
             };
-            env.push(("CUDA_VISIBLE_DEVICES".to_owned(), visible));
-            let spec = LaunchSpec {
-                job_id: job.id,
-                run,
-                argv: serde_json::from_str(&job.command)?,
-                env,
-                workdir: dirs.work.clone(),
-                writable: vec![dirs.checkpoints.clone()],
-                inputs: Vec::new(),
-                log_path: dirs.run_dir.join("output.log"),
-                run_dir: dirs.run_dir.clone(),
-                cpus: job.cpus as u32,
-                memory_mb: job.memory_mb as u64,
-                gpu_ids,
-                network: job.network,
-                identity,
-                time_limit_s: job.time_limit_s,
-                log_cap_bytes: state.config.compute.log_cap_bytes,
-            };
-            Ok::<u32, anyhow::Error>(executor.launch(spec).await?)
-        };
-        match launched.await {
-            Ok(shim_pid) => {
-                self.children.insert(job.id, Child { run, shim_pid, stopping: None });
-            }
-            Err(error) => {
-                tracing::info!(job.id = job.id, error = %format!("{error:#}"), "job could not start");
-                let reason = format!("the command could not be started: {error:#}");
-                let ending = Ending {
-                    state: "failed",
-                    exit_code: None,
-                    reason: &reason,
-                    ended_at: now_ms(),
-                    cpu_time_ms: None,
-                    memory_peak_mb: None,
-                };
-                state.db.finish_run(me, &ending).await?;
-            }
-        }
-        Ok(())
+            let _ = started_tx.send(Started { job_id: id, outcome });
+        });
     }
 
     /// Slurm decides: every queued job is handed to `sbatch` at once, and Slurm's view of each
@@ -686,7 +774,7 @@ impl Loop {
         let mut reasons = Vec::new();
         for job in active {
             let Some(external) = job.external_id.clone() else {
-                let dirs = prepare_dirs(&self.state, &job, None).await?;
+                let dirs = prepare_dirs(&self.state, &job, None)?;
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
@@ -788,6 +876,71 @@ impl Loop {
     }
 }
 
+/// Records a new run of the job, then launches it; a job no longer pending is not launched, and
+/// one that cannot be launched ends failed with the reason.
+async fn start_run(
+    state: &AppState,
+    executor: &LocalExecutor,
+    job: &JobRow,
+    gpu_ids: Vec<u32>,
+) -> anyhow::Result<StartOutcome> {
+    let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let Some(run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(state)).await? else {
+        return Ok(StartOutcome::NotPending);
+    };
+    let launched = async {
+        let sandboxed = executor.config().isolation.is_sandboxed();
+        let identity = identity(&state.config, job.project_id);
+        let dirs = prepare_dirs(state, job, identity)?;
+        let mut env = job_env(job, &dirs)?;
+        env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
+        env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
+        // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
+        let visible = if sandboxed {
+            (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        } else {
+            gpu_list.clone()
+        };
+        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), visible));
+        let spec = LaunchSpec {
+            job_id: job.id,
+            run,
+            argv: serde_json::from_str(&job.command)?,
+            env,
+            workdir: dirs.work.clone(),
+            writable: vec![dirs.checkpoints.clone()],
+            inputs: Vec::new(),
+            log_path: dirs.run_dir.join("output.log"),
+            run_dir: dirs.run_dir.clone(),
+            cpus: job.cpus as u32,
+            memory_mb: job.memory_mb as u64,
+            gpu_ids,
+            network: job.network,
+            identity,
+            time_limit_s: job.time_limit_s,
+            log_cap_bytes: state.config.compute.log_cap_bytes,
+        };
+        Ok::<u32, anyhow::Error>(executor.launch(spec).await?)
+    };
+    match launched.await {
+        Ok(shim_pid) => Ok(StartOutcome::Running { run, shim_pid }),
+        Err(error) => {
+            tracing::info!(job.id = job.id, error = %format!("{error:#}"), "job could not start");
+            let reason = format!("the command could not be started: {error:#}");
+            let ending = Ending {
+                state: "failed",
+                exit_code: None,
+                reason: &reason,
+                ended_at: now_ms(),
+                cpu_time_ms: None,
+                memory_peak_mb: None,
+            };
+            state.db.finish_run(RunRef { job_id: job.id, run, instance: &state.instance }, &ending).await?;
+            Ok(StartOutcome::Failed)
+        }
+    }
+}
+
 /// A job's directories: its own (log, run status files: the server's only), its working
 /// directory and its checkpoint directory (kept across requeues), the last two the job's own.
 struct JobDirs {
@@ -796,11 +949,12 @@ struct JobDirs {
     checkpoints: PathBuf,
 }
 
-async fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
+/// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
+fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
     let run_dir = jobs_dir(state).join(job.id.to_string());
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
     for dir in [&dirs.work, &dirs.checkpoints] {
-        tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some((uid, gid)) = identity {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid)).with_context(|| format!("chown {}", dir.display()))?;
         }
@@ -838,14 +992,4 @@ fn job_env(job: &JobRow, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>
 
 fn resources(job: &JobRow) -> Resources {
     Resources { cpus: job.cpus as u32, gpus: job.gpus as u32, memory_mb: job.memory_mb as u64 }
-}
-
-/// A job as the allocation ledger sees it: all its nodes.
-pub fn active_job(job: &JobRow) -> ActiveJob {
-    ActiveJob {
-        started_at_ms: if job.state == "running" { job.started_at } else { None },
-        gpus: job.gpus * job.nodes,
-        cpus: job.cpus * job.nodes,
-        time_limit_s: job.time_limit_s,
-    }
 }

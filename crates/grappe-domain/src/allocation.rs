@@ -9,6 +9,8 @@
 //!
 //! A budget of zero means "not limited" only for CPU-hours beside GPU-hours. Amounts are in
 //! milliseconds of one CPU or one GPU, exact: a run of 260 ms on 1,000 CPUs is 260,000 CPU-ms.
+//! What running and queued jobs take is counted by the database in one aggregate
+//! (`grappe_db::Db::project_commitments`).
 
 /// GPU-hours and CPU-hours granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,35 +85,13 @@ impl Allocation {
     }
 }
 
-/// A project's job that is pending or running, as the ledger sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActiveJob {
-    /// When its current run started; `None` while pending.
-    pub started_at_ms: Option<i64>,
-    /// GPUs and CPUs over all its nodes.
-    pub gpus: i64,
-    pub cpus: i64,
-    pub time_limit_s: i64,
-}
-
-/// What a project's active jobs take besides what is charged: `running`, the time its running
-/// jobs have run so far; `reserved`, the time its running and pending jobs may still use up to
-/// their time limits.
+/// What a project's active jobs take besides what is charged: `running`, what its running jobs
+/// have run so far (each up to its time limit); `reserved`, what its running and pending jobs
+/// may still use up to their time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Commitments {
     pub running: Amount,
     pub reserved: Amount,
-}
-
-pub fn commitments(jobs: &[ActiveJob], now_ms: i64) -> Commitments {
-    let mut total = Commitments::default();
-    for job in jobs {
-        let limit_ms = job.time_limit_s.saturating_mul(1000);
-        let elapsed_ms = job.started_at_ms.map_or(0, |started| (now_ms - started).clamp(0, limit_ms));
-        total.running = total.running.plus(Amount::of(job.gpus, job.cpus, elapsed_ms));
-        total.reserved = total.reserved.plus(Amount::of(job.gpus, job.cpus, limit_ms - elapsed_ms));
-    }
-    total
 }
 
 #[cfg(test)]
@@ -143,18 +123,5 @@ mod tests {
         // 0.26 s on 1,000 CPUs is 260 CPU-seconds, not 1,000.
         assert_eq!(Amount::of(0, 1000, 260), Amount { gpu_ms: 0, cpu_ms: 260_000 });
         assert_eq!(Amount::of(2, 4, -5), Amount::default());
-    }
-
-    #[test]
-    fn running_jobs_count_as_they_run_and_reserve_what_they_may_still_use() {
-        let jobs = [
-            ActiveJob { started_at_ms: Some(1_000), gpus: 1, cpus: 4, time_limit_s: 10 },
-            ActiveJob { started_at_ms: None, gpus: 0, cpus: 2, time_limit_s: 60 },
-            // Past its limit (being stopped): it runs at most its limit, reserves nothing more.
-            ActiveJob { started_at_ms: Some(0), gpus: 0, cpus: 1, time_limit_s: 1 },
-        ];
-        let c = commitments(&jobs, 5_000);
-        assert_eq!(c.running, Amount { gpu_ms: 4_000, cpu_ms: 16_000 + 1_000 });
-        assert_eq!(c.reserved, Amount { gpu_ms: 6_000, cpu_ms: 24_000 + 120_000 });
     }
 }
