@@ -260,6 +260,8 @@ impl JobCgroup {
     /// true when the group is empty (of all but `except`).
     pub fn kill_all(&self, except: &[u32], timeout: Duration) -> bool {
         let started = Instant::now();
+        // Processes that just died stay listed for a moment: look again soon, then less often.
+        let mut pause = Duration::from_micros(50);
         loop {
             if self.signal(Signal::KILL, except) == 0 && self.pids().iter().all(|pid| except.contains(pid)) {
                 return true;
@@ -267,7 +269,8 @@ impl JobCgroup {
             if started.elapsed() >= timeout {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 

@@ -312,14 +312,20 @@ fn supervise(args: &ShimArgs) -> Result<Status, String> {
     });
     let exit = child.wait().map_err(|error| format!("waiting for the job: {error}"))?;
     let ended_at_ms = now_ms();
-    // What the job left behind ends with it.
+    // What the job left behind ends with it. Sandboxed, its PID namespace ended with its first
+    // process: one sweep of its control groups is enough (the server waits for them to empty).
+    let mut pause = std::time::Duration::from_micros(50);
     for _ in 0..200 {
         let left = leftovers(args);
         if left.is_empty() {
             break;
         }
         send(&left, Signal::KILL);
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        if args.sandbox {
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(match (exit.code(), exit.signal()) {
