@@ -16,12 +16,12 @@ work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-grappe_run() { # executor label [serve flags...]
-  local executor=$1 dir=$work/$2 token=bench-admin-token-0123456789
-  shift 2
+grappe_run() { # binary executor label [serve flags...]
+  local binary=$1 executor=$2 dir=$work/$3 token=bench-admin-token-0123456789
+  shift 3
   mkdir -p "$dir"
   GRAPPE_LOG=warn GRAPPE_ADMIN_TOKEN=$token GRAPPE_EXECUTOR=$executor GRAPPE_CPUS=$(nproc) GRAPPE_SCHEDULER_TICK_MS=100 \
-    target/release/grappe serve --addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$dir/server.out" 2>&1 &
+    "$binary" serve --addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$dir/server.out" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do grep -q "listening on" "$dir/server.out" && break; sleep 0.1; done
   local base
@@ -38,24 +38,30 @@ grappe_run() { # executor label [serve flags...]
   server_pid=
 }
 
-local_out=$(grappe_run local sandboxed)
-unsandboxed_out=$(grappe_run local unsandboxed --unsafe-unsandboxed-jobs)
-if [ "${BENCH_JOBS_GRAPPE_ONLY:-}" = 1 ]; then echo "$local_out"; echo "$unsandboxed_out"; exit 0; fi
+local_out=$(grappe_run target/release/grappe local sandboxed)
+unsandboxed_out=$(grappe_run target/release/grappe local unsandboxed --unsafe-unsandboxed-jobs)
+# An earlier build of Grappe for comparison, if given (BENCH_JOBS_BASELINE=path/to/grappe).
+baseline_out='null'
+if [ -n "${BENCH_JOBS_BASELINE:-}" ]; then baseline_out=$(grappe_run "$BENCH_JOBS_BASELINE" local baseline); fi
+if [ "${BENCH_JOBS_GRAPPE_ONLY:-}" = 1 ]; then echo "$local_out"; echo "$unsandboxed_out"; echo "$baseline_out"; exit 0; fi
 slurm_out=$(python3 "$here/slurm_client.py" "$count")
-on_slurm_out=$(grappe_run slurm slurm)
+on_slurm_out=$(grappe_run target/release/grappe slurm slurm)
 
-python3 - "$local_out" "$slurm_out" "$on_slurm_out" "$unsandboxed_out" <<'PY'
+python3 - "$local_out" "$slurm_out" "$on_slurm_out" "$unsandboxed_out" "$baseline_out" <<'PY'
 import json, sys
-local, slurm, on_slurm, unsandboxed = (json.loads(arg) for arg in sys.argv[1:5])
+local, slurm, on_slurm, unsandboxed, baseline = (json.loads(arg) for arg in sys.argv[1:6])
 rows = [("Grappe, local executor, sandboxed", local), ("Grappe, local executor, unsandboxed", unsandboxed),
         ("Slurm 22.05 (sbatch)", slurm), ("Grappe on Slurm", on_slurm)]
+if baseline:
+    rows.append(("earlier Grappe build (BENCH_JOBS_BASELINE), local, no sandbox", baseline))
 print(f"{slurm['jobs']} trivial jobs each; Slurm: single node, batch_sched_delay=0,sched_min_interval=0")
 print()
-print("| path | submissions/s | drain s | end-to-end jobs/s | submit-to-start p50 ms | p99 ms | failed |")
-print("|---|---|---|---|---|---|---|")
+print("| path | submissions/s | drain s | end-to-end jobs/s | submit-to-start p50 ms | p99 ms | failed | CPU ms/job |")
+print("|---|---|---|---|---|---|---|---|")
 for name, r in rows:
     print(f"| {name} | {r['submissions_per_s']:.1f} | {r['drain_s']:.2f} | {r['jobs_per_s_end_to_end']:.2f} | "
-          f"{r['submit_to_start_ms_p50']:.0f} | {r['submit_to_start_ms_p99']:.0f} | {r['failed']} |")
+          f"{r['submit_to_start_ms_p50']:.0f} | {r['submit_to_start_ms_p99']:.0f} | {r['failed']} | "
+          f"{r.get('cpu_ms_per_job', float('nan')):.2f} |")
 print()
 for name, r in rows:
     if "idle_submit_to_start_ms_p50" in r:

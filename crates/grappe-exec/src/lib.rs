@@ -121,7 +121,7 @@ pub fn status_path(run_dir: &Path, run: i64) -> PathBuf {
     run_dir.join(format!("run-{run}.status"))
 }
 
-/// The file naming the shim of a run: its pid and start time.
+/// The file naming the shim of a run, where there are no control groups: its pid and start time.
 fn pid_path(run_dir: &Path, run: i64) -> PathBuf {
     run_dir.join(format!("run-{run}.pid"))
 }
@@ -258,9 +258,12 @@ impl LocalExecutor {
             }
         };
         let pid = child.id().ok_or_else(|| io::Error::other("child has no pid"))?;
-        let start = shim::start_time(pid).unwrap_or(0);
-        if let Err(error) = std::fs::write(pid_path(&spec.run_dir, spec.run), format!("{pid} {start}\n")) {
-            tracing::warn!(job.id = spec.job_id, %error, "could not record the job's pid");
+        // Without control groups, the shim's pid is how a restarted server finds what is left.
+        if group.is_none() {
+            let start = shim::start_time(pid).unwrap_or(0);
+            if let Err(error) = std::fs::write(pid_path(&spec.run_dir, spec.run), format!("{pid} {start}\n")) {
+                tracing::warn!(job.id = spec.job_id, %error, "could not record the job's pid");
+            }
         }
         let readers: Vec<_> = [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),

@@ -247,12 +247,21 @@ fn bad_submissions_are_refused_with_reasons() {
         (json!({ "project": project, "command": ["true"], "time_limit_s": 3 * 3600, "qos": "dev" }), 422),
         (with("command", json!("true")), 422),
         (with("command", json!([])), 422),
+        (with("nodes", json!(2)), 422),
+        (with("env", json!({ "GRAPPE_ADMIN_TOKEN": "x" })), 422),
+        (with("env", json!({ "BAD NAME": "x" })), 422),
         (with("project", json!(4242)), 404),
         (with("project", json!("no-such-project")), 404),
     ];
     for (body, status) in cases {
         client.post("/api/v1/jobs", Some(&token), &body).assert_envelope(status);
     }
+    let multi = client.post("/api/v1/jobs", Some(&token), &with("nodes", json!(2)));
+    assert!(
+        multi.body["detail"].as_str().unwrap().contains("multi-node jobs need the Slurm executor"),
+        "{}",
+        multi.text
+    );
     client.post("/api/v1/jobs", Some(&outsider), &base).assert_envelope(403);
     // A dry run answers the cost and submits nothing.
     let dry = client.post(
@@ -370,4 +379,50 @@ fn jobs_run_on_slurm() {
     wait_state(&client, &token, id, &["cancelled"]);
     let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token)).text;
     assert_eq!(usage.lines().count(), 4, "three jobs charged: {usage}");
+
+    // Nothing of the server's environment reaches Slurm: not the job, not its batch script, not
+    // Slurm's record of it.
+    let snoop = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", "env"], "time_limit_s": 60, "memory_mb": 100, "env": { "MINE": "yes" } }),
+    );
+    let id = snoop["id"].as_i64().unwrap();
+    wait_state(&client, &token, id, &["completed"]);
+    let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token)).text;
+    assert!(log.contains("MINE=yes") && log.contains(&format!("GRAPPE_JOB_ID={id}")), "{log}");
+    assert!(!log.contains(ADMIN_TOKEN) && !log.contains("GRAPPE_LOG"), "{log}");
+    let script = server_data_file(&server, id, "work/grappe.sbatch");
+    assert!(script.contains("#SBATCH --export=NONE") && !script.contains(ADMIN_TOKEN), "{script}");
+    let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(&token)).body.to_string();
+    let slurm_id = events.split("submitted to Slurm as job ").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let record = std::process::Command::new("scontrol").args(["show", "job", "-dd", &slurm_id]).output().unwrap();
+    let record = String::from_utf8_lossy(&record.stdout);
+    assert!(record.contains(&format!("JobId={slurm_id}")) && !record.contains(ADMIN_TOKEN), "{record}");
+    let batch =
+        std::process::Command::new("scontrol").args(["write", "batch_script", &slurm_id, "-"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&batch.stdout).contains(ADMIN_TOKEN));
+
+    // Two nodes on this one-node cluster: Slurm refuses it, and says why.
+    let wide = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["hostname"], "nodes": 2, "gpus_per_node": 0, "time_limit_s": 60, "memory_mb": 100 }),
+    );
+    let id = wide["id"].as_i64().unwrap();
+    assert_eq!(wide["nodes"], 2);
+    let script_path = server.data_dir().join(format!("jobs/{id}/work/grappe.sbatch"));
+    eventually(Duration::from_secs(30), "the batch script", || script_path.exists().then_some(()));
+    let script = server_data_file(&server, id, "work/grappe.sbatch");
+    let job = eventually(Duration::from_secs(30), "Slurm's answer", || {
+        let job = client.get(&format!("/api/v1/jobs/{id}"), Some(&token)).body;
+        let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(&token)).text;
+        (job["state"] == "failed" || events.contains("submitted to Slurm")).then_some(job)
+    });
+    assert!(script.contains("#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n"), "{script}");
+    if job["state"] == "failed" {
+        assert!(job["reason"].as_str().unwrap().contains("sbatch refused the job"), "{job}");
+    } else {
+        client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&token), &json!({}));
+    }
 }
