@@ -177,6 +177,14 @@ impl Cgroups {
         self.job_cgroup_named(&format!("job-{job_id}-{run}"))
     }
 
+    /// `cgroup v1` or `cgroup v2`.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Cgroups::V1 { .. } => "cgroup v1",
+            Cgroups::V2 { .. } => "cgroup v2",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Cgroups::V1 { memory, .. } => format!("cgroup v1 ({})", memory.display()),

@@ -279,7 +279,7 @@ pub struct GaugeParts {
 /// stacked against 1.0; blue, amber past 80 %, red past 100 % (used and running); the
 /// percentage after it, and a legend (`legend`: the three words, translated) below.
 pub fn gauge(parts: GaugeParts, label: &str, legend: [&str; 3]) -> String {
-    const W: f64 = 260.0;
+    const W: f64 = 220.0;
     let clean = |share: f64| if share.is_finite() { share.max(0.0) } else { 9.99 };
     let (used, running, reserved) = (clean(parts.used), clean(parts.running), clean(parts.reserved));
     let now = used + running;
@@ -383,15 +383,15 @@ mod tests {
     fn gauges_stack_used_running_and_reserved_and_change_colour() {
         let legend = ["used", "running", "reserved"];
         let parts = |used, running, reserved| GaugeParts { used, running, reserved };
-        assert!(gauge(parts(0.5, 0.0, 0.0), "x", legend).contains(r#"width="130.0""#));
+        assert!(gauge(parts(0.5, 0.0, 0.0), "x", legend).contains(r#"width="110.0""#));
         let stacked = gauge(parts(0.25, 0.25, 0.25), "x", legend);
-        assert!(stacked.contains(r#"<rect x="65.0" y="4" width="65.0""#) && stacked.contains("50 % (+25 %)"));
-        assert!(stacked.contains(r#"<rect x="130.0" y="4" width="65.0" height="16" fill="url(#hatch)""#));
+        assert!(stacked.contains(r#"<rect x="55.0" y="4" width="55.0""#) && stacked.contains("50 % (+25 %)"));
+        assert!(stacked.contains(r#"<rect x="110.0" y="4" width="55.0" height="16" fill="url(#hatch)""#));
         assert!(gauge(parts(0.6, 0.3, 0.0), "x", legend).contains("#b54708"));
         let over = gauge(parts(1.3, 0.0, 0.5), "x", legend);
         assert!(over.contains("#b42318") && over.contains("130 %"));
-        assert!(over.contains(r##"width="260.0" height="16" fill="#b42318""##), "{over}");
-        assert!(!over.contains(r#"fill="url(#hatch)" fill-opacity="1"/><text x="268""#), "nothing past the track");
+        assert!(over.contains(r##"width="220.0" height="16" fill="#b42318""##), "{over}");
+        assert!(!over.contains(r#"fill="url(#hatch)" fill-opacity="1"/><text x="228""#), "nothing past the track");
         assert!(gauge(parts(f64::INFINITY, f64::NAN, 0.0), "x", legend).contains("∞"));
     }
 

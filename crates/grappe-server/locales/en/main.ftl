@@ -104,3 +104,6 @@ legend-used = used
 job-network = Network access (off: the job sees no network at all)
 compute-unsafe-executor = Jobs run WITHOUT a sandbox on this server (started with --unsafe-unsandboxed-jobs): any job can read the server’s files and secrets. Do not use it for real work.
 compute-no-cgroups = This machine gives jobs no control group: their memory is bounded by an rlimit only, and their CPUs and process count are not enforced.
+job-no-network = no network
+job-cpu-time = CPU time
+job-memory-peak = Memory peak

@@ -104,3 +104,6 @@ legend-used = consommé
 job-network = Accès au réseau (sinon, aucun réseau pour le job)
 compute-unsafe-executor = Sur ce serveur, les jobs tournent SANS bac à sable (option --unsafe-unsandboxed-jobs) : n’importe quel job peut lire les fichiers et les secrets du serveur. Ne l’utilisez pas pour un vrai travail.
 compute-no-cgroups = Cette machine ne donne pas de groupe de contrôle aux jobs : leur mémoire n’est bornée que par une rlimit, et leurs CPU et leur nombre de processus ne sont pas limités.
+job-no-network = sans réseau
+job-cpu-time = Temps CPU
+job-memory-peak = Mémoire au plus haut

@@ -24,7 +24,8 @@ struct ProjectView {
     id: i64,
     name: String,
     gauge_svg: String,
-    used_text: String,
+    /// One line per resource: used, running, reserved of granted.
+    used_lines: [String; 2],
 }
 
 struct JobLine {
@@ -64,17 +65,19 @@ async fn project_view(state: &AppState, project: &ProjectRow, tr: &crate::i18n::
     let legend = [tr.t("legend-used"), tr.t("legend-running"), tr.t("legend-reserved")];
     let (running, reserved) = (ledger.commitments.running, ledger.commitments.reserved);
     let line = |unit: &str, used: f64, running: f64, reserved: f64, granted: i64| {
-        format!("{unit}: {used:.2} + {running:.2} + {reserved:.2} / {granted}")
+        format!(
+            "{unit}: {used:.2} {} · {running:.2} {} · {reserved:.2} {} / {granted}",
+            legend[0], legend[1], legend[2]
+        )
     };
     Ok(ProjectView {
         id: project.id,
         name: project.name.clone(),
         gauge_svg: chart::gauge(parts, &project.name, [&legend[0], &legend[1], &legend[2]]),
-        used_text: format!(
-            "{} · {}",
+        used_lines: [
             line("GPU-h", ledger.used.gpu_hours(), running.gpu_hours(), reserved.gpu_hours(), project.gpu_hours),
             line("CPU-h", ledger.used.cpu_hours(), running.cpu_hours(), reserved.cpu_hours(), project.cpu_hours),
-        ),
+        ],
     })
 }
 

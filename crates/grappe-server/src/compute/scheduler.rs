@@ -206,7 +206,7 @@ pub fn executor_summary(state: &AppState) -> String {
         Some(exec) => format!(
             "sandbox: {}; limits: {}",
             exec.isolation.describe(),
-            exec.cgroups.as_ref().map_or_else(|| "rlimits only (no control group)".to_owned(), Cgroups::describe)
+            exec.cgroups.as_ref().map_or("rlimits only (no control group)", Cgroups::version)
         ),
         None => "Slurm".to_owned(),
     }

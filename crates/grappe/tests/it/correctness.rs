@@ -528,7 +528,13 @@ fn gpu_only_allocations_run_gpu_jobs() {
 
 #[test]
 fn jobs_that_no_longer_fit_wait_as_too_large() {
-    let db = TestDb::new(Backend::Sqlite);
+    for backend in backends() {
+        jobs_that_no_longer_fit_wait_as_too_large_on(backend);
+    }
+}
+
+fn jobs_that_no_longer_fit_wait_as_too_large_on(backend: Backend) {
+    let db = TestDb::new(backend);
     let mut server = Server::start(&db.url, &options(4));
     let client = server.client();
     let (project, token) = project_with_member(&client, "shrunk", 100);

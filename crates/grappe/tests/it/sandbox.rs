@@ -193,7 +193,13 @@ fn cancel_and_time_limit_end_every_process_of_a_job() {
 
 #[test]
 fn memory_processes_and_cpus_are_limited() {
-    let db = TestDb::new(Backend::Sqlite);
+    for backend in backends() {
+        memory_processes_and_cpus_are_limited_on(backend);
+    }
+}
+
+fn memory_processes_and_cpus_are_limited_on(backend: Backend) {
+    let db = TestDb::new(backend);
     let mut opts = options(2);
     opts.env.push(("GRAPPE_JOB_MAX_PROCS".into(), "40".into()));
     // Uids of its own, so that other tests' jobs are not counted below.
