@@ -127,6 +127,13 @@ pub struct Ending<'a> {
     pub memory_peak_mb: Option<i64>,
 }
 
+impl<'a> Ending<'a> {
+    /// A run that failed without an exit code of its own (it could not start, Slurm lost it).
+    pub fn failed(reason: &'a str, ended_at: i64) -> Ending<'a> {
+        Ending { state: "failed", exit_code: None, reason, ended_at, cpu_time_ms: None, memory_peak_mb: None }
+    }
+}
+
 /// What became of a run sent back to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeued {

@@ -44,6 +44,16 @@ fn running(id: u64, qos: &str, node: usize, gpu_count: u32, start_s: i64, time_l
     }
 }
 
+/// A small seeded generator: `next(n)` is in `0..n`.
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 fn reason_of(waiting: &[(u64, f64, Reason)], id: u64) -> Reason {
     waiting.iter().find(|(job, _, _)| *job == id).map(|(_, _, reason)| *reason).expect("job is waiting")
 }
@@ -185,13 +195,7 @@ fn partitions_are_respected() {
 
 #[test]
 fn no_node_is_ever_overcommitted_on_random_snapshots() {
-    let mut seed: u64 = 0x1234_5678_9abc_def1;
-    let mut next = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def1);
     let qos = ["dev", "normal", "long"];
     for case in 0..500 {
         let nodes: Vec<Node> = (0..1 + next(6)).map(|i| node(&format!("n{i}"), 1 + next(8) as u32)).collect();
@@ -391,13 +395,7 @@ fn a_job_no_node_can_hold_waits_as_too_large_and_blocks_nobody() {
 
 #[test]
 fn passes_reach_a_fixed_point_without_undoing_their_own_starts_on_random_snapshots() {
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let qos = ["dev", "normal", "long"];
     for case in 0..1500 {
         let nodes: Vec<Node> = (0..1 + next(3)).map(|i| node(&format!("n{i}"), 1 + next(4) as u32)).collect();

@@ -810,14 +810,7 @@ impl Loop {
                 if now_ms() - job.submitted_at > 120_000 {
                     let reason = format!("Slurm no longer knows job {external}");
                     if job.state == "running" {
-                        let ending = Ending {
-                            state: "failed",
-                            exit_code: None,
-                            reason: &reason,
-                            ended_at: now_ms(),
-                            cpu_time_ms: None,
-                            memory_peak_mb: None,
-                        };
+                        let ending = Ending::failed(&reason, now_ms());
                         db.finish_run(run, &ending).await?;
                     } else {
                         db.end_pending(job.id, "failed", &reason).await?;
@@ -927,14 +920,7 @@ async fn start_run(
         Err(error) => {
             tracing::info!(job.id = job.id, error = %format!("{error:#}"), "job could not start");
             let reason = format!("the command could not be started: {error:#}");
-            let ending = Ending {
-                state: "failed",
-                exit_code: None,
-                reason: &reason,
-                ended_at: now_ms(),
-                cpu_time_ms: None,
-                memory_peak_mb: None,
-            };
+            let ending = Ending::failed(&reason, now_ms());
             state.db.finish_run(RunRef { job_id: job.id, run, instance: &state.instance }, &ending).await?;
             Ok(StartOutcome::Failed)
         }
