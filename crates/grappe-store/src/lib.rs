@@ -1,0 +1,6 @@
+pub mod chunk;
+pub mod digest;
+#[doc(hidden)]
+pub mod testing;
+
+pub use digest::Digest;
