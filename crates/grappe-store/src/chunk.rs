@@ -62,10 +62,25 @@ pub struct ChunkParamsError {
 
 impl ChunkParams {
     /// The store's parameters: 16 KiB / 64 KiB / 256 KiB (see the module comment).
-    pub const DEFAULT: ChunkParams = ChunkParams::from_sizes_unchecked(16 << 10, 64 << 10, 256 << 10);
+    pub const DEFAULT: ChunkParams = ChunkParams::from_sizes_unchecked(16 << 10, 64 << 10, 256 << 10, 1);
 
+    /// Bounds with normalisation level 1 (the store's choice).
     pub fn new(min_bytes: usize, avg_bytes: usize, max_bytes: usize) -> Result<ChunkParams, ChunkParamsError> {
+        ChunkParams::with_normalisation(min_bytes, avg_bytes, max_bytes, 1)
+    }
+
+    /// Bounds with a normalisation level from 0 (one mask of `log2(avg)` bits, as Xet does) to
+    /// 3: the hard and easy masks have `log2(avg) ± level` bits.
+    pub fn with_normalisation(
+        min_bytes: usize,
+        avg_bytes: usize,
+        max_bytes: usize,
+        level: u32,
+    ) -> Result<ChunkParams, ChunkParamsError> {
         let refuse = |reason| Err(ChunkParamsError { min_bytes, avg_bytes, max_bytes, reason });
+        if level > 3 {
+            return refuse("the normalisation level is 0 to 3");
+        }
         if !avg_bytes.is_power_of_two() || !(4 << 10..=16 << 20).contains(&avg_bytes) {
             return refuse("the average must be a power of two from 4 KiB to 16 MiB");
         }
@@ -75,17 +90,17 @@ impl ChunkParams {
         if max_bytes > 64 << 20 {
             return refuse("the maximum is at most 64 MiB");
         }
-        Ok(ChunkParams::from_sizes_unchecked(min_bytes, avg_bytes, max_bytes))
+        Ok(ChunkParams::from_sizes_unchecked(min_bytes, avg_bytes, max_bytes, level))
     }
 
-    const fn from_sizes_unchecked(min_bytes: usize, avg_bytes: usize, max_bytes: usize) -> ChunkParams {
+    const fn from_sizes_unchecked(min_bytes: usize, avg_bytes: usize, max_bytes: usize, level: u32) -> ChunkParams {
         let bits = avg_bytes.trailing_zeros();
         ChunkParams {
             min_bytes,
             avg_bytes,
             max_bytes,
-            mask_hard: top_bits(bits + 2),
-            mask_easy: top_bits(bits - 2),
+            mask_hard: top_bits(bits + level),
+            mask_easy: top_bits(bits - level),
         }
     }
 
@@ -262,7 +277,7 @@ mod tests {
         let lengths = ChunkParams::DEFAULT.cut_all(&data);
         let offsets: Vec<usize> = lengths.iter().scan(0, |at, len| Some(std::mem::replace(at, *at + len))).collect();
         let expected: &[usize] =
-            &[0, 80512, 154036, 230864, 340108, 465750, 555561, 644046, 725369, 807020, 881171, 955044, 1030582];
+            &[0, 80512, 154036, 230864, 278409, 366620, 465750, 585441, 725369, 881171, 935699, 1005370];
         assert_eq!(offsets, expected);
         assert_eq!((GEAR[0], GEAR[255]), (0x545a_5809_dd5a_c7f5, 0xaf39_f979_d510_ca55));
     }
