@@ -15,7 +15,8 @@ use grappe_store::Digest;
 use grappe_store::chunk::ChunkParams;
 
 fn main() {
-    let size_mib: u64 = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let size_mib: u64 =
+        std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(256);
     let files = data::plan(size_mib << 20, 1);
     let sites = data::edit_sites(&files, 2);
     let mut v1 = Vec::new();

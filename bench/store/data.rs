@@ -52,7 +52,12 @@ pub fn plan(total_bytes: u64, seed: u64) -> Vec<FileSpec> {
             Kind::Csv => "csv",
             Kind::Binary => "bin",
         };
-        files.push(FileSpec { path: format!("part-{:03}/file-{n:05}.{extension}", n / 16), kind, len, seed: rng.next_u64() });
+        files.push(FileSpec {
+            path: format!("part-{:03}/file-{n:05}.{extension}", n / 16),
+            kind,
+            len,
+            seed: rng.next_u64(),
+        });
         total += len as u64;
     }
     files
@@ -65,7 +70,7 @@ pub fn content(spec: &FileSpec) -> Vec<u8> {
 }
 
 fn vocabulary() -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(0x766f_6361_62);
+    let mut rng = Rng::new(0x0076_6f63_6162);
     (0..4096)
         .map(|_| {
             let len = 2 + rng.below(9) as usize;

@@ -247,7 +247,8 @@ mod tests {
     fn params_are_checked() {
         assert!(ChunkParams::new(16 << 10, 64 << 10, 256 << 10).is_ok());
         assert_eq!(ChunkParams::new(16 << 10, 64 << 10, 256 << 10), Ok(ChunkParams::DEFAULT));
-        for (min, avg, max) in [(16, 60_000, 256_000), (64 << 10, 64 << 10, 256 << 10), (1, 1024, 4096), (1, 4096, 65 << 20)]
+        for (min, avg, max) in
+            [(16, 60_000, 256_000), (64 << 10, 64 << 10, 256 << 10), (1, 1024, 4096), (1, 4096, 65 << 20)]
         {
             assert!(ChunkParams::new(min, avg, max).is_err(), "{min}/{avg}/{max} was accepted");
         }

@@ -126,7 +126,8 @@ mod tests {
     #[test]
     fn parse_refuses_other_forms() {
         let good = Digest::of(b"x").to_string();
-        for bad in [String::new(), good[..63].to_string(), format!("{good}0"), good.to_uppercase(), format!(" {}", &good[1..])]
+        for bad in
+            [String::new(), good[..63].to_string(), format!("{good}0"), good.to_uppercase(), format!(" {}", &good[1..])]
         {
             assert!(Digest::parse(&bad).is_err(), "{bad:?} was accepted");
         }

@@ -43,7 +43,9 @@ pub enum Compression {
     None,
     /// zstd at this level, per chunk; a chunk is kept raw unless its frame is at most 31/32 of
     /// its size (random bytes, already-compressed formats).
-    Zstd { level: i32 },
+    Zstd {
+        level: i32,
+    },
 }
 
 impl Default for Compression {
@@ -277,7 +279,8 @@ pub fn decode_entry(entry: &IndexEntry, bytes: &[u8]) -> Result<Vec<u8>, ChunkDa
         if actual != entry.stored_digest {
             return Err(ChunkDamage::StoredHash { actual });
         }
-        zstd::bulk::decompress(stored, entry.raw_len as usize).map_err(|error| ChunkDamage::Decompress(error.to_string()))?
+        zstd::bulk::decompress(stored, entry.raw_len as usize)
+            .map_err(|error| ChunkDamage::Decompress(error.to_string()))?
     } else {
         stored.to_vec()
     };
@@ -298,7 +301,8 @@ mod tests {
 
     fn sample_pack() -> (FinishedPack, Vec<Vec<u8>>) {
         let mut rng = Rng::new(5);
-        let chunks = vec![b"text text text text text text text text text text text text".repeat(100), rng.bytes(5000), vec![]];
+        let chunks =
+            vec![b"text text text text text text text text text text text text".repeat(100), rng.bytes(5000), vec![]];
         let mut builder = PackBuilder::new();
         for chunk in &chunks {
             builder.push(&SealedChunk::seal(chunk, Compression::default()));

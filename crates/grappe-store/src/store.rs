@@ -42,7 +42,8 @@ use crate::manifest::{
     VersionDiff, VersionId,
 };
 use crate::pack::{
-    self, ChunkDamage, Compression, IndexEntry, PackBuilder, SealedChunk, decode_entry, index_key, pack_key, parse_index,
+    self, ChunkDamage, Compression, IndexEntry, PackBuilder, SealedChunk, decode_entry, index_key, pack_key,
+    parse_index,
 };
 
 /// Settings of a [`Store`].
@@ -295,7 +296,8 @@ impl Store {
 
     /// Brings the in-memory index in line with `index/`: loads new packs, forgets gone ones.
     fn refresh_index(&self) -> Result<(), StoreError> {
-        let listed: HashSet<Digest> = self.blobs.list("index/")?.iter().filter_map(|key| pack::id_from_key(key)).collect();
+        let listed: HashSet<Digest> =
+            self.blobs.list("index/")?.iter().filter_map(|key| pack::id_from_key(key)).collect();
         let known: HashSet<Digest> = self.read_index().packs.keys().copied().collect();
         let mut loaded = Vec::new();
         for pack in listed.difference(&known) {
@@ -529,14 +531,20 @@ impl Store {
     /// [`CommitCheck::WholeFiles`] its files) under the store lock, writes the version if it is
     /// new, then appends it to the name's history unless it is already the latest. Committing
     /// the same version twice is a no-op.
-    pub fn commit_version(&self, version: &Version, name: &DatasetName, check: CommitCheck) -> Result<Committed, StoreError> {
+    pub fn commit_version(
+        &self,
+        version: &Version,
+        name: &DatasetName,
+        check: CommitCheck,
+    ) -> Result<Committed, StoreError> {
         let _lock = self.lock(Lock::StoreShared)?;
         self.refresh_index()?;
         {
             let index = self.read_index();
             for file in version.manifest().files() {
                 for chunk in &file.chunks {
-                    let location = index.chunks.get(&chunk.digest).ok_or(StoreError::MissingChunk { digest: chunk.digest })?;
+                    let location =
+                        index.chunks.get(&chunk.digest).ok_or(StoreError::MissingChunk { digest: chunk.digest })?;
                     if location.entry.raw_len != chunk.len_bytes {
                         return Err(StoreError::ChunkLengthMismatch {
                             path: file.path.clone(),
@@ -570,8 +578,18 @@ impl Store {
         Ok(Committed { id, version_created, ref_updated, manifest_bytes: bytes.len() as u64 })
     }
 
-    /// `ingest_dir` then `commit_version`, the CLI's push.
-    pub fn push_dir(&self, dir: &Path, name: &DatasetName, card: String, splits: Splits) -> Result<(Committed, WriteStats), StoreError> {
+    /// `ingest_dir` then `commit_version`, the CLI's push, under one hold of the store lock so
+    /// that a gc cannot run in between. (A client pushing over HTTP in several requests may see
+    /// `MissingChunk` at commit if a gc ran since it sent its chunks: it asks `has_chunks`
+    /// again and resends.)
+    pub fn push_dir(
+        &self,
+        dir: &Path,
+        name: &DatasetName,
+        card: String,
+        splits: Splits,
+    ) -> Result<(Committed, WriteStats), StoreError> {
+        let _lock = self.lock(Lock::StoreShared)?;
         let ingested = self.ingest_dir(dir)?;
         let version = Version::new(ingested.manifest, card, splits, &self.config.limits)?;
         let committed = self.commit_version(&version, name, CommitCheck::ChunksPresent)?;
@@ -690,7 +708,8 @@ impl Store {
             }
         }
         let is_hex = which.len() >= 8 && which.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        let matches: Vec<&VersionId> = history.iter().filter(|id| is_hex && id.to_string().starts_with(which)).collect();
+        let matches: Vec<&VersionId> =
+            history.iter().filter(|id| is_hex && id.to_string().starts_with(which)).collect();
         match matches.as_slice() {
             [one] => Ok(**one),
             _ => Err(StoreError::UnknownReference { name, reference: which.to_string() }),
@@ -727,7 +746,10 @@ impl Store {
     pub fn read_file(&self, id: &VersionId, path: &DatasetPath, out: &mut dyn Write) -> Result<u64, StoreError> {
         let _lock = self.lock(Lock::StoreShared)?;
         let version = self.version(id)?;
-        let file = version.manifest().file(path).ok_or_else(|| StoreError::PathNotInVersion { id: *id, path: path.clone() })?;
+        let file = version
+            .manifest()
+            .file(path)
+            .ok_or_else(|| StoreError::PathNotInVersion { id: *id, path: path.clone() })?;
         self.copy_file(file, out, Path::new(path.as_str()))
     }
 
@@ -816,8 +838,10 @@ impl Store {
         let _lock = self.lock(Lock::StoreShared)?;
         self.refresh_index()?;
         let mut report = VerifyReport::default();
-        let pack_ids: HashSet<Digest> = self.blobs.list("packs/")?.iter().filter_map(|k| pack::id_from_key(k)).collect();
-        let index_ids: HashSet<Digest> = self.blobs.list("index/")?.iter().filter_map(|k| pack::id_from_key(k)).collect();
+        let pack_ids: HashSet<Digest> =
+            self.blobs.list("packs/")?.iter().filter_map(|k| pack::id_from_key(k)).collect();
+        let index_ids: HashSet<Digest> =
+            self.blobs.list("index/")?.iter().filter_map(|k| pack::id_from_key(k)).collect();
         report.packs_without_index = pack_ids.difference(&index_ids).count() as u64;
         // Chunks found sound, with their length.
         let mut sound: HashMap<Digest, u32> = HashMap::new();
@@ -870,7 +894,12 @@ impl Store {
                     }
                     Err(reason) => {
                         damaged.insert(entry.digest);
-                        report.damage.push(Damage::Chunk { pack: *pack_id, offset: entry.offset, digest: entry.digest, reason });
+                        report.damage.push(Damage::Chunk {
+                            pack: *pack_id,
+                            offset: entry.offset,
+                            digest: entry.digest,
+                            reason,
+                        });
                     }
                 }
             }
@@ -888,7 +917,10 @@ impl Store {
         let mut files_checked: HashSet<(Digest, Digest)> = HashSet::new();
         for key in self.blobs.list("versions/")? {
             report.versions += 1;
-            let Some(id) = key.strip_prefix("versions/").and_then(|k| k.strip_suffix(".version")).and_then(|h| Digest::parse(h).ok())
+            let Some(id) = key
+                .strip_prefix("versions/")
+                .and_then(|k| k.strip_suffix(".version"))
+                .and_then(|h| Digest::parse(h).ok())
             else {
                 report.damage.push(Damage::Version { key, reason: "not a version key".into() });
                 continue;
@@ -918,13 +950,22 @@ impl Store {
                         });
                     } else if sound.get(&chunk.digest) != Some(&chunk.len_bytes) {
                         complete = false;
-                        report.damage.push(Damage::MissingChunk { version: id, path: file.path.clone(), digest: chunk.digest });
+                        report.damage.push(Damage::MissingChunk {
+                            version: id,
+                            path: file.path.clone(),
+                            digest: chunk.digest,
+                        });
                     }
                 }
-                if complete && files_checked.insert((file.digest, list.finish())) {
-                    if let Err(error) = self.copy_file(file, &mut io::sink(), Path::new(file.path.as_str())) {
-                        report.damage.push(Damage::File { version: id, path: file.path.clone(), reason: error.to_string() });
-                    }
+                if complete
+                    && files_checked.insert((file.digest, list.finish()))
+                    && let Err(error) = self.copy_file(file, &mut io::sink(), Path::new(file.path.as_str()))
+                {
+                    report.damage.push(Damage::File {
+                        version: id,
+                        path: file.path.clone(),
+                        reason: error.to_string(),
+                    });
                 }
             }
         }
@@ -944,7 +985,9 @@ impl Store {
             match ids {
                 Ok(ids) => {
                     for id in ids.iter().filter(|id| !versions.contains(id)) {
-                        report.damage.push(Damage::Ref { key: key.clone(), reason: format!("version {id} is missing") });
+                        report
+                            .damage
+                            .push(Damage::Ref { key: key.clone(), reason: format!("version {id} is missing") });
                     }
                 }
                 Err(reason) => report.damage.push(Damage::Ref { key, reason }),
@@ -1027,7 +1070,8 @@ impl Store {
     }
 
     fn read_chunk_from(&self, pack: Digest, entry: &IndexEntry) -> Result<Vec<u8>, StoreError> {
-        let damaged = |reason: String| StoreError::DamagedChunk { pack, offset: entry.offset, digest: entry.digest, reason };
+        let damaged =
+            |reason: String| StoreError::DamagedChunk { pack, offset: entry.offset, digest: entry.digest, reason };
         let bytes = match self.blobs.get_range(&pack_key(&pack), entry.offset, entry.entry_bytes()) {
             Ok(bytes) => bytes,
             Err(error @ BlobError::OutOfRange { .. }) => return Err(damaged(format!("pack is truncated ({error})"))),
@@ -1109,7 +1153,9 @@ fn walk(dir: &Path, limits: &Limits) -> Result<Vec<(DatasetPath, PathBuf)>, Stor
             } else if kind.is_file() {
                 files.push((DatasetPath::parse_with(&relative, limits)?, path));
                 if files.len() > limits.max_files {
-                    return Err(ManifestError::TooMany { what: "files", count: files.len(), max: limits.max_files }.into());
+                    return Err(
+                        ManifestError::TooMany { what: "files", count: files.len(), max: limits.max_files }.into()
+                    );
                 }
             } else {
                 return Err(StoreError::NotARegularFile { path });
