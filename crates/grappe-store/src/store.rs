@@ -381,9 +381,10 @@ impl Store {
     }
 
     /// Writes a pack, then its index, then adds it to the in-memory index.
-    fn write_pack(&self, builder: PackBuilder, stats: &mut WriteStats) -> Result<(), StoreError> {
+    /// Returns the pack's buffer, for reuse.
+    fn write_pack(&self, builder: PackBuilder, stats: &mut WriteStats) -> Result<Vec<u8>, StoreError> {
         if builder.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let finished = builder.finish();
         self.blobs.put(&pack_key(&finished.id), &finished.bytes)?;
@@ -395,12 +396,12 @@ impl Store {
             index.chunks.insert(entry.digest, Location { pack: finished.id, entry: *entry });
         }
         index.packs.insert(finished.id, finished.entries);
-        Ok(())
+        Ok(finished.bytes)
     }
 
     /// Chunks and stores every regular file under `dir` (recursively; dot-files included) and
-    /// returns the manifest. Memory stays bounded (per thread one chunk buffer, a bounded queue
-    /// of chunks, one pack being built) whatever the file sizes. Symbolic links, devices and
+    /// returns the manifest. Memory stays bounded whatever the file sizes: per thread one read
+    /// buffer (1 MiB), a queue of 32 chunks, one pack being built and one being written. Symbolic links, devices and
     /// non-UTF-8 names are refused with the path named; an empty folder is refused
     /// ([`ManifestError::Empty`]).
     pub fn ingest_dir(&self, dir: &Path) -> Result<Ingested, StoreError> {
@@ -414,24 +415,28 @@ impl Store {
         let failed = AtomicBool::new(false);
         let claimed: Mutex<HashSet<Digest>> = Mutex::new(HashSet::new());
         let results: Mutex<Vec<Option<(FileEntry, WriteStats)>>> = Mutex::new(vec![None; files.len()]);
-        let (sender, receiver) = mpsc::sync_channel::<SealedChunk>(32);
+        // Workers append chunks to the current pack under this lock; a full pack is handed to
+        // the flusher (a rendezvous, still under the lock) so that at most three packs are in
+        // memory: one filling, one handed over, one being written. Written packs' buffers come
+        // back for reuse.
+        let current = Mutex::new(PackBuilder::new());
+        let spare_buffers: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+        let (pack_sender, pack_receiver) = mpsc::sync_channel::<PackBuilder>(0);
         let threads = self.config.ingest_threads.clamp(1, 64);
         let outcome = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || -> Result<WriteStats, StoreError> {
+            let spare_for_flusher = &spare_buffers;
+            let flusher = scope.spawn(move || -> Result<WriteStats, StoreError> {
                 let mut stats = WriteStats::default();
-                let mut builder = PackBuilder::new();
-                for chunk in receiver {
-                    builder.push(&chunk);
-                    if builder.len_bytes() >= self.config.pack_target_bytes {
-                        self.write_pack(std::mem::take(&mut builder), &mut stats)?;
-                    }
+                for builder in pack_receiver {
+                    let buffer = self.write_pack(builder, &mut stats)?;
+                    spare_for_flusher.lock().unwrap_or_else(|p| p.into_inner()).push(buffer);
                 }
-                self.write_pack(builder, &mut stats)?;
                 Ok(stats)
             });
             let mut workers = Vec::new();
             for _ in 0..threads {
-                let sender = sender.clone();
+                let sink =
+                    PackSink { current: &current, spare: &spare_buffers, sender: pack_sender.clone(), self_: self };
                 let (files, next_file, failed, claimed, results) = (&files, &next_file, &failed, &claimed, &results);
                 workers.push(scope.spawn(move || -> Result<(), StoreError> {
                     loop {
@@ -440,8 +445,7 @@ impl Store {
                             return Ok(());
                         }
                         let (path, source) = &files[i];
-                        let outcome = self.ingest_file(path, source, claimed, &sender);
-                        match outcome {
+                        match self.ingest_file(path, source, claimed, &sink) {
                             Ok(done) => results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(done),
                             Err(error) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -451,7 +455,6 @@ impl Store {
                     }
                 }));
             }
-            drop(sender);
             let mut first_error = None;
             for worker in workers {
                 match worker.join() {
@@ -462,7 +465,12 @@ impl Store {
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-            let written = match writer.join() {
+            let last = std::mem::take(&mut *current.lock().unwrap_or_else(|p| p.into_inner()));
+            if first_error.is_none() {
+                let _ = pack_sender.send(last);
+            }
+            drop(pack_sender);
+            let written = match flusher.join() {
                 Ok(result) => result,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
@@ -486,13 +494,13 @@ impl Store {
         Ok(Ingested { manifest, stats })
     }
 
-    /// Reads one file: chunks, hashes, and sends the chunks nobody has stored or claimed.
+    /// Reads one file: chunks, hashes, and packs the chunks nobody has stored or claimed.
     fn ingest_file(
         &self,
         path: &DatasetPath,
         source: &Path,
         claimed: &Mutex<HashSet<Digest>>,
-        sender: &mpsc::SyncSender<SealedChunk>,
+        sink: &PackSink<'_>,
     ) -> Result<(FileEntry, WriteStats), StoreError> {
         let file = open_regular(source)?;
         let mut reader = ChunkReader::new(file, self.config.chunk_params);
@@ -513,18 +521,21 @@ impl Store {
             if is_new {
                 stats.new_chunks += 1;
                 stats.new_chunk_bytes += chunk.len() as u64;
-                let sealed = SealedChunk::seal_with_digest(digest, chunk, self.config.compression);
-                if sender.send(sealed).is_err() {
-                    // The pack writer stopped: its error is reported by `ingest_dir`.
-                    return Ok((self.file_entry(path, &whole, chunks, stats.bytes_read), stats));
+                let frame = pack::compress(chunk, self.config.compression);
+                if !sink.push(digest, chunk, frame.as_ref()) {
+                    // The flusher stopped: its error is reported by `ingest_dir`.
+                    break;
                 }
             }
         }
-        Ok((self.file_entry(path, &whole, chunks, stats.bytes_read), stats))
-    }
-
-    fn file_entry(&self, path: &DatasetPath, whole: &Hasher, chunks: Vec<ChunkRef>, size_bytes: u64) -> FileEntry {
-        FileEntry { path: path.clone(), size_bytes, digest: whole.finish(), media_type: MediaType::guess(path), chunks }
+        let entry = FileEntry {
+            path: path.clone(),
+            size_bytes: stats.bytes_read,
+            digest: whole.finish(),
+            media_type: MediaType::guess(path),
+            chunks,
+        };
+        Ok((entry, stats))
     }
 
     /// Makes `version` a version of `name`: checks its chunks (and with
@@ -1103,6 +1114,28 @@ impl Store {
         }
         self.blobs.delete(&version_key(id))?;
         Ok(())
+    }
+}
+
+/// Where ingest workers put new chunks (see `ingest_dir`).
+struct PackSink<'a> {
+    current: &'a Mutex<PackBuilder>,
+    spare: &'a Mutex<Vec<Vec<u8>>>,
+    sender: mpsc::SyncSender<PackBuilder>,
+    self_: &'a Store,
+}
+
+impl PackSink<'_> {
+    /// Appends a chunk; hands the pack to the flusher when full. False if the flusher stopped.
+    fn push(&self, digest: Digest, raw: &[u8], frame: Option<&pack::Frame>) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.push_parts(digest, raw, frame);
+        if current.len_bytes() < self.self_.config.pack_target_bytes {
+            return true;
+        }
+        let buffer = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+        let full = std::mem::replace(&mut *current, PackBuilder::with_buffer(buffer));
+        self.sender.send(full).is_ok()
     }
 }
 
