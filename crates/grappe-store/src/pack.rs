@@ -173,7 +173,7 @@ impl PackBuilder {
     }
 
     pub fn push(&mut self, chunk: &SealedChunk) {
-        let frame = chunk.compressed.then(|| (chunk.stored.as_slice(), chunk.stored_digest));
+        let frame = chunk.compressed.then_some((chunk.stored.as_slice(), chunk.stored_digest));
         self.append(chunk.digest, chunk.raw_len, &chunk.stored, frame);
     }
 
