@@ -12,5 +12,6 @@ mod cli;
 mod cluster;
 mod compute;
 mod crash;
+mod dataset;
 mod harness;
 mod simulate;
