@@ -2,7 +2,6 @@
 //! default `DATA_DIR/store`), through `grappe-store`. Pushing to and pulling from a server
 //! comes later.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -207,7 +206,7 @@ fn parse_splits(specs: &[String]) -> anyhow::Result<Splits> {
     let mut splits = Splits::new();
     for spec in specs {
         let (split, path) = spec.split_once('=').with_context(|| format!("--split {spec}: expected SPLIT=PATH"))?;
-        splits.entry(Name::parse(split)?).or_insert_with(BTreeSet::new).insert(DatasetPath::parse(path)?);
+        splits.entry(Name::parse(split)?).or_default().insert(DatasetPath::parse(path)?);
     }
     Ok(splits)
 }

@@ -39,7 +39,19 @@ fn push_pull_list_show_diff_verify_gc() {
     std::fs::write(dir.path().join("card.md"), "# Cities\n\nLicence: etalab-2.0\n").unwrap();
     let s = source.to_str().unwrap();
     let card = dir.path().join("card.md");
-    let push = ["dataset", "push", s, "--name", "cities", "--card", card.to_str().unwrap(), "--split", "train=train.csv", "--split", "test=test.csv"];
+    let push = [
+        "dataset",
+        "push",
+        s,
+        "--name",
+        "cities",
+        "--card",
+        card.to_str().unwrap(),
+        "--split",
+        "train=train.csv",
+        "--split",
+        "test=test.csv",
+    ];
     let (ok, v1, text) = grappe(&store, &push);
     assert!(ok, "{text}");
     assert_eq!((v1["created"].as_bool(), v1["files"].as_u64()), (Some(true), Some(3)), "{text}");
@@ -47,7 +59,11 @@ fn push_pull_list_show_diff_verify_gc() {
 
     let (ok, again, text) = grappe(&store, &push);
     assert!(ok, "{text}");
-    assert_eq!((again["version"].as_str(), again["created"].as_bool(), again["ref_updated"].as_bool()), (Some(v1_id.as_str()), Some(false), Some(false)), "pushing twice is a no-op");
+    assert_eq!(
+        (again["version"].as_str(), again["created"].as_bool(), again["ref_updated"].as_bool()),
+        (Some(v1_id.as_str()), Some(false), Some(false)),
+        "pushing twice is a no-op"
+    );
 
     write(&source, "test.csv", b"id,label\n3,a\n4,b\n");
     let (ok, v2, text) = grappe(&store, &push);
@@ -96,11 +112,13 @@ fn a_damaged_store_fails_verify_and_pull_naming_the_pack() {
     assert!(ok, "{text}");
     let pack = std::fs::read_dir(store.join("packs")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[500_000] ^= 0x40;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
     std::fs::write(&pack, bytes).unwrap();
     let pack_id = pack.file_stem().unwrap().to_string_lossy().into_owned();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_grappe")).args(["store", "verify", "--store"]).arg(&store).output().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_grappe")).args(["store", "verify", "--store"]).arg(&store).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("DAMAGED") && text.contains(&pack_id) && text.contains("offset"), "{text}");
@@ -128,6 +146,7 @@ fn bad_pushes_are_clear_errors() {
     assert!(!ok && text.contains("symbolic links"), "{text}");
     let (ok, _, text) = grappe(&store, &["dataset", "pull", "nothing", dir.path().join("out").to_str().unwrap()]);
     assert!(!ok && text.contains("no dataset named nothing"), "{text}");
-    let (ok, _, text) = grappe(&store, &["dataset", "push", linked.to_str().unwrap(), "--name", "d", "--split", "train=../x"]);
+    let (ok, _, text) =
+        grappe(&store, &["dataset", "push", linked.to_str().unwrap(), "--name", "d", "--split", "train=../x"]);
     assert!(!ok && text.contains("invalid path"), "{text}");
 }
