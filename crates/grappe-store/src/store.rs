@@ -780,56 +780,80 @@ impl Store {
         Ok(written)
     }
 
-    /// Writes every file of a version under `target` (created, or an existing empty folder),
-    /// each through a temporary file that is checked, fsynced and renamed into place, then the
-    /// folders are fsynced. Returns the bytes written.
+    /// Writes every file of a version into `target`, all or nothing: into a staging folder
+    /// beside it (`.NAME.grappe-partial`), each file checked chunk by chunk and whole, fsynced,
+    /// then the staging folder is renamed to `target` (which must not exist, or be an empty
+    /// folder). On any error the staging folder is removed and `target` is left as it was.
+    /// Returns the bytes written.
     pub fn materialize(&self, id: &VersionId, target: &Path) -> Result<u64, StoreError> {
         let _lock = self.lock(Lock::StoreShared)?;
         let version = self.version(id)?;
-        match fs::read_dir(target) {
+        let target_exists = match fs::read_dir(target) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
                     return Err(StoreError::TargetNotEmpty { path: target.to_path_buf() });
                 }
+                true
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                create_dir_durably(target).map_err(io_at(target, "create folder"))?
-            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
             Err(_) => return Err(StoreError::TargetNotEmpty { path: target.to_path_buf() }),
+        };
+        let target_name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        create_dir_durably(&parent).map_err(io_at(&parent, "create folder"))?;
+        let staging = parent.join(format!(".{target_name}.grappe-partial"));
+        if staging.exists() {
+            // Left by an interrupted pull into the same target.
+            fs::remove_dir_all(&staging).map_err(io_at(&staging, "remove leftover"))?;
         }
+        fs::create_dir(&staging).map_err(io_at(&staging, "create folder"))?;
+        match self.write_files(&version, &staging) {
+            Ok(total) => {
+                if target_exists {
+                    fs::remove_dir(target).map_err(io_at(target, "replace the empty folder"))?;
+                }
+                fs::rename(&staging, target).map_err(io_at(target, "rename into place"))?;
+                sync_dir(&parent).map_err(io_at(&parent, "fsync folder"))?;
+                Ok(total)
+            }
+            Err(error) => {
+                let _ = fs::remove_dir_all(&staging);
+                Err(error)
+            }
+        }
+    }
+
+    fn write_files(&self, version: &Version, root: &Path) -> Result<u64, StoreError> {
         let mut folders = std::collections::BTreeSet::new();
-        folders.insert(target.to_path_buf());
+        folders.insert(root.to_path_buf());
         let mut total = 0;
         for file in version.manifest().files() {
-            let mut destination = target.to_path_buf();
+            let mut destination = root.to_path_buf();
             for component in file.path.components() {
                 destination.push(component);
             }
-            let folder = destination.parent().unwrap_or(target).to_path_buf();
-            create_dir_durably(&folder).map_err(io_at(&folder, "create folder"))?;
-            let file_name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let temp = folder.join(format!(".{file_name}.grappe-partial"));
-            let written = (|| {
-                let handle = File::create(&temp).map_err(io_at(&temp, "create"))?;
-                let mut writer = BufWriter::with_capacity(1 << 20, handle);
-                let written = self.copy_file(file, &mut writer, &destination)?;
-                let handle = writer.into_inner().map_err(|error| StoreError::Io {
-                    path: temp.clone(),
-                    op: "write",
-                    source: error.into_error(),
-                })?;
-                handle.sync_all().map_err(io_at(&temp, "fsync"))?;
-                fs::rename(&temp, &destination).map_err(io_at(&destination, "rename into place"))?;
-                Ok(written)
-            })();
-            match written {
-                Ok(written) => total += written,
-                Err(error) => {
-                    let _ = fs::remove_file(&temp);
-                    return Err(error);
+            let folder = destination.parent().unwrap_or(root).to_path_buf();
+            fs::create_dir_all(&folder).map_err(io_at(&folder, "create folder"))?;
+            let handle = File::create(&destination).map_err(io_at(&destination, "create"))?;
+            let mut writer = BufWriter::with_capacity(1 << 20, handle);
+            total += self.copy_file(file, &mut writer, &destination)?;
+            let handle = writer.into_inner().map_err(|error| StoreError::Io {
+                path: destination.clone(),
+                op: "write",
+                source: error.into_error(),
+            })?;
+            handle.sync_all().map_err(io_at(&destination, "fsync"))?;
+            // Every folder on the way, so that each new entry is made durable.
+            let mut at = folder.as_path();
+            while at.starts_with(root) && folders.insert(at.to_path_buf()) {
+                match at.parent() {
+                    Some(up) => at = up,
+                    None => break,
                 }
             }
-            folders.insert(folder);
         }
         for folder in &folders {
             sync_dir(folder).map_err(io_at(folder, "fsync folder"))?;

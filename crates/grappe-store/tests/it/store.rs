@@ -333,4 +333,8 @@ fn materialize_refuses_a_non_empty_target() {
     let error = test.store.materialize(&v.id, source.path()).unwrap_err();
     assert!(matches!(error, StoreError::TargetNotEmpty { .. }), "{error}");
     assert_eq!(std::fs::read(source.path().join("a")).unwrap(), b"1");
+    // An existing empty folder is fine.
+    let out = TempDir::new("target-out");
+    test.store.materialize(&v.id, out.path()).unwrap();
+    assert_eq!(read_tree(out.path()), vec![("a".to_string(), b"1".to_vec())]);
 }
