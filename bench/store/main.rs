@@ -81,6 +81,7 @@ fn run() -> Result<(), String> {
         100.0 * edited as f64 / v1_bytes as f64,
         started.elapsed().as_secs_f64()
     );
+    let load_before = load_average();
     let mut rows = Vec::new();
 
     let grappe_variants = [
@@ -149,13 +150,15 @@ fn run() -> Result<(), String> {
     }
 
     println!(
-        "Data: {} files, v1 {:.0} MiB, v2 {:.0} MiB ({:.2} % of bytes edited at {} sites); {} CPUs.\n",
+        "Data: {} files, v1 {:.0} MiB, v2 {:.0} MiB ({:.2} % of bytes edited at {} sites); {} CPUs, load average {} before, {} after.\n",
         files.len(),
         mib(v1_bytes),
         mib(v2_bytes),
         100.0 * edited as f64 / v1_bytes as f64,
         sites.iter().map(Vec::len).sum::<usize>(),
-        std::thread::available_parallelism().map(usize::from).unwrap_or(0)
+        std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+        load_before,
+        load_average()
     );
     println!(
         "| tool | v1 ingest s | v1 MiB/s | v2 ingest s | stored after v1 MiB | stored after both MiB | sent for v2 MiB | v2 sent / v1 stored |"
@@ -232,6 +235,14 @@ fn timed(command: &str) -> Result<f64, String> {
     let started = Instant::now();
     sh(command)?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// The 1-minute load average (other work on the machine skews the figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn mib(bytes: u64) -> f64 {

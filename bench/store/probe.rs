@@ -31,7 +31,7 @@ fn main() {
 fn zstd_speed() {
     for kind in [data::Kind::Text, data::Kind::Csv, data::Kind::Binary] {
         let bytes = data::generate(kind, 64 << 20, &mut Rng::new(1), false);
-        for level in [1, 3] {
+        for level in [-1, 1, 3] {
             let mut compressor = zstd::bulk::Compressor::new(level).expect("zstd context");
             let started = Instant::now();
             let mut out = 0;
