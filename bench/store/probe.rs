@@ -2,9 +2,10 @@
 //!
 //! - `cargo bench -p grappe-store --bench probe -- zstd`: zstd speed and size ratio per level on
 //!   64 KiB chunks of each kind of the benchmark's data, one core;
-//! - `cargo bench -p grappe-store --bench probe -- ingest DIR LEVEL THREADS`: `ingest_dir` alone
-//!   (LEVEL 0 = no compression) into a fresh store under the system's temporary folder; DIR is
-//!   filled with 512 MiB of the benchmark's data first if it has none.
+//! - `cargo bench -p grappe-store --bench probe -- ingest DIR LEVEL THREADS [SIZE_MIB]`:
+//!   `ingest_dir` alone (LEVEL 0 = no compression) into a fresh store under the system's
+//!   temporary folder; DIR is filled with SIZE_MIB (default 512) of the benchmark's data first if
+//!   it has none.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measurement that fails may panic
 
@@ -21,10 +22,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("zstd") => zstd_speed(),
-        Some("ingest") if args.len() == 4 => {
-            ingest(PathBuf::from(&args[1]), args[2].parse().expect("LEVEL"), args[3].parse().expect("THREADS"))
+        Some("ingest") if args.len() >= 4 => {
+            let size_mib = args.get(4).map_or(512, |size| size.parse().expect("SIZE_MIB"));
+            ingest(
+                PathBuf::from(&args[1]),
+                args[2].parse().expect("LEVEL"),
+                args[3].parse().expect("THREADS"),
+                size_mib,
+            )
         }
-        _ => eprintln!("usage: probe zstd | probe ingest DIR LEVEL THREADS"),
+        _ => eprintln!("usage: probe zstd | probe ingest DIR LEVEL THREADS [SIZE_MIB]"),
     }
 }
 
@@ -47,9 +54,9 @@ fn zstd_speed() {
     }
 }
 
-fn ingest(dir: PathBuf, level: i32, threads: usize) {
+fn ingest(dir: PathBuf, level: i32, threads: usize, size_mib: u64) {
     if !dir.join("part-000").exists() {
-        for spec in data::plan(512 << 20, 1) {
+        for spec in data::plan(size_mib << 20, 1) {
             let path = dir.join(&spec.path);
             std::fs::create_dir_all(path.parent().expect("a parent")).expect("create folder");
             std::fs::write(path, data::content(&spec)).expect("write");
