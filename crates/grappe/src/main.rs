@@ -2,6 +2,7 @@
 //! from the shell; `login` and `whoami` talk to a running server.
 
 mod client;
+mod dataset;
 mod job;
 mod settings;
 mod simulate;
@@ -52,6 +53,20 @@ enum Command {
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
+    },
+    /// Push, pull, list, show and compare dataset versions (`--store DIR`: a local store).
+    Dataset {
+        #[command(flatten)]
+        target: dataset::StoreTarget,
+        #[command(subcommand)]
+        command: dataset::DatasetCommand,
+    },
+    /// Check (`verify`) or clean up (`gc`) a local store.
+    Store {
+        #[command(flatten)]
+        target: dataset::StoreTarget,
+        #[command(subcommand)]
+        command: dataset::StoreCommand,
     },
     /// Show who the stored token belongs to.
     Whoami {
@@ -153,6 +168,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
         Command::Job { command } => job::run(command),
+        Command::Dataset { target, command } => dataset::run_dataset(target, command),
+        Command::Store { target, command } => dataset::run_store(target, command),
         Command::Logout => client::logout(),
     }
 }

@@ -13,6 +13,7 @@ mod cluster;
 mod compute;
 mod correctness;
 mod crash;
+mod dataset;
 mod harness;
 mod sandbox;
 mod simulate;

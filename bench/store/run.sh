@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The store benchmark: Grappe's local store against cp, sha256sum and DVC, in one run.
+# Usage: bench/store/run.sh [SIZE_MIB] (default 2048). Installs DVC into bench/store/.venv
+# (not committed) on first use; set SKIP_DVC=1 to leave it out.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+size_mib="${1:-2048}"
+if [ "${SKIP_DVC:-0}" != 1 ] && [ ! -x bench/store/.venv/bin/dvc ]; then
+  python3 -m venv bench/store/.venv
+  bench/store/.venv/bin/pip install --quiet dvc
+fi
+cargo bench -p grappe-store --bench store -- --size-mib "$size_mib"
