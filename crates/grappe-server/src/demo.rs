@@ -4,10 +4,10 @@
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
 use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
 
-use crate::api::{NewUserFields, create_user_from};
-use crate::auth;
-use crate::error::AppResult;
-use crate::state::AppState;
+use crate::account::api::{NewUserFields, create_user_from};
+use crate::kit::caller;
+use crate::kit::error::AppResult;
+use crate::kit::state::AppState;
 
 pub struct DemoAccount {
     pub role: Role,
@@ -32,11 +32,11 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     let mut accounts = Vec::new();
     for role in Role::ALL {
         let email = format!("{}@demo.grappe.fr", role.as_str().replace('_', "-"));
-        let password = format!("demo-{}", &auth::new_secret()[..16]);
+        let password = format!("demo-{}", &caller::new_secret()[..16]);
         let parsed_email = grappe_domain::account::Email::parse(&email)?;
         let user = match state.db.user_by_email(&parsed_email).await? {
             Some(user) => {
-                let hash = auth::hash_password(grappe_domain::account::Password::parse(&password)?).await?;
+                let hash = caller::hash_password(grappe_domain::account::Password::parse(&password)?).await?;
                 state.db.set_password_hash(user.id, &hash, "demo").await?;
                 user
             }

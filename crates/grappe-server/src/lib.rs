@@ -1,19 +1,14 @@
 //! Grappe's HTTP server: the JSON API under `/api/v1`, the web UI, health and metrics, and the
 //! background loops, in one process. [`run`] is all the binary calls.
 
-pub mod api;
-pub mod auth;
-mod background;
-pub mod chart;
+pub mod account;
 pub mod compute;
 pub mod demo;
-pub mod error;
-pub mod i18n;
-mod metrics;
+pub mod kit;
 pub mod openapi;
+pub mod programme;
 pub mod routes;
-pub mod state;
-pub mod web;
+pub mod system;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,17 +26,18 @@ use axum::response::Response;
 use grappe_db::{Db, PoolConfig};
 use tokio::sync::watch;
 
-pub use state::{AppState, ComputeConfig, ExecutorKind, ServerConfig};
+pub use kit::state::{AppState, ComputeConfig, ExecutorKind, ServerConfig};
 
-use crate::auth::RateLimiter;
-use crate::metrics::Metrics;
+use crate::kit::caller::{self, RateLimiter};
+use crate::kit::metrics::Metrics;
+use crate::kit::{background, error, page};
 
 /// Builds the shared state: opens the database and applies migrations.
 pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
     let db = Db::open(&config.database_url, &PoolConfig::default())
         .await
         .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;
-    let instance = format!("{}-{}-{}", hostname(), std::process::id(), &auth::new_secret()[..6]);
+    let instance = format!("{}-{}-{}", hostname(), std::process::id(), &caller::new_secret()[..6]);
     let exec = match config.compute.executor {
         ExecutorKind::Local => {
             let installation = db.installation_id().await.context("reading the installation's name")?;
@@ -65,7 +61,7 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
 /// The whole application: routes, fallback, body limit, the error envelope, request metrics.
 pub fn app(state: AppState) -> Router {
     routes::router(state.clone())
-        .fallback(web::not_found)
+        .fallback(page::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(ensure_envelope))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))

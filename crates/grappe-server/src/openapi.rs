@@ -1,10 +1,12 @@
 //! The OpenAPI 3.1 document, generated from the route table: every API route with its method,
 //! summary, access rule, path parameters and request body schema.
 
+use axum::Json;
 use grappe_domain::policy::Access;
 use serde_json::{Map, Value, json};
 
-use crate::routes::{Kind, table};
+use crate::kit::route::Kind;
+use crate::routes::table;
 
 fn schemas() -> Value {
     let string = json!({ "type": "string" });
@@ -117,10 +119,15 @@ pub fn document() -> Value {
             "schemas": schemas(),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer" },
-                "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE },
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::kit::caller::SESSION_COOKIE },
             },
         },
     })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn serve() -> Json<Value> {
+    Json(document())
 }
 
 #[cfg(test)]

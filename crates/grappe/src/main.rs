@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use grappe_domain::account::{Email, RoleGrant};
-use grappe_server::api::{NewUserFields, create_user_from};
+use grappe_server::account::api::{NewUserFields, create_user_from};
 use serde_json::{Value, json};
 
 use crate::settings::ServeFlags;
@@ -226,7 +226,7 @@ async fn admin(target: DatabaseTarget, command: AdminCommand) -> anyhow::Result<
         }
         AdminCommand::CreateToken { email, name } => {
             let user = find_user(&db, &email).await?;
-            let token = grappe_server::auth::new_api_token();
+            let token = grappe_server::kit::caller::new_api_token();
             let row = db.create_api_token(user.id, &name, &grappe_db::sha256_hex(token.as_bytes())).await?;
             json!({ "id": row.id, "user": user.email, "name": row.name, "token": token })
         }

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use grappe_chart as chart;
 use grappe_sched::sim::{self, Policy, Sample, SimConfig, Summary};
 use grappe_sched::swf;
-use grappe_server::chart;
 use serde_json::json;
 
 #[derive(Clone, Copy, ValueEnum)]

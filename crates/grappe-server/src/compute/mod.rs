@@ -17,15 +17,61 @@ use grappe_db::{JobRow, MetricPoint, NewJob, ProjectRow, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
 use grappe_domain::allocation::{Allocation, Amount, Commitments};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
-use grappe_domain::policy;
+use grappe_domain::policy::{self, Access};
 use grappe_sched::engine::{self, EngineConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{ApiJson, ApiQuery, Id};
-use crate::auth::Caller;
-use crate::error::{AppError, AppResult};
-use crate::state::{AppState, ExecutorKind};
+use crate::kit::caller::Caller;
+use crate::kit::error::{AppError, AppResult};
+use crate::kit::extract::{ApiJson, ApiQuery, Id};
+use crate::kit::route::{Kind, Method, Route, route};
+use crate::kit::state::{AppState, ExecutorKind};
+
+pub fn routes() -> Vec<Route> {
+    use Access::{GlobalRole, Public, SignedIn};
+    use Kind::{Api, Page};
+    use Method::{Get, Post};
+    let admin = GlobalRole(Role::Admin);
+    vec![
+        route(Api, Post, "/api/v1/projects", admin, "Create a project with its allocation", create_project)
+            .body("NewProject"),
+        route(Api, Get, "/api/v1/projects", SignedIn, "The projects the caller belongs to", list_projects),
+        route(
+            Api,
+            Get,
+            "/api/v1/projects/{id}",
+            SignedIn,
+            "A project, its allocation and usage (members)",
+            get_project,
+        ),
+        route(Api, Post, "/api/v1/projects/{id}/members", admin, "Add a member to a project", add_member)
+            .body("NewMember"),
+        route(Api, Get, "/api/v1/projects/{id}/usage.csv", SignedIn, "A project's usage as CSV (members)", usage_csv),
+        route(
+            Api,
+            Post,
+            "/api/v1/jobs",
+            SignedIn,
+            "Submit a job, or estimate its cost with dry_run (members)",
+            submit_job,
+        )
+        .body("NewJob"),
+        route(Api, Get, "/api/v1/jobs", SignedIn, "Jobs of the caller's projects, newest first", list_jobs),
+        route(Api, Get, "/api/v1/jobs/{id}", SignedIn, "A job (members of its project)", get_job),
+        route(Api, Get, "/api/v1/jobs/{id}/logs", SignedIn, "A job's output; ?follow=true streams it", job_logs),
+        route(Api, Get, "/api/v1/jobs/{id}/events", SignedIn, "A job's timeline", job_events),
+        route(Api, Post, "/api/v1/jobs/{id}/cancel", SignedIn, "Cancel a job", cancel_job),
+        route(Api, Post, "/api/v1/jobs/{id}/metrics", SignedIn, "Append metrics (MLflow log-batch shape)", log_batch)
+            .body("LogBatch"),
+        route(Api, Get, "/api/v1/jobs/{id}/metrics", SignedIn, "A job's metrics", job_metrics),
+        route(Page, Get, "/compute", Public, "Compute: projects and the queue", pages::compute_page),
+        route(Page, Get, "/compute/projects/{id}", SignedIn, "A project's page", pages::project_page),
+        route(Page, Post, "/compute/projects/{id}/jobs", SignedIn, "Submit a job from the form", pages::submit_form),
+        route(Page, Get, "/compute/jobs/{id}", SignedIn, "A job's page", pages::job_page),
+        route(Page, Post, "/compute/jobs/{id}/cancel", SignedIn, "Cancel a job from its page", pages::cancel_form),
+    ]
+}
 
 /// What a project's allocation holds and what its jobs take from it, now.
 pub struct Ledger {

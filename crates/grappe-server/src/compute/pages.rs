@@ -14,11 +14,11 @@ use grappe_domain::policy;
 use serde::Deserialize;
 
 use super::{NewJobBody, ProjectRef, Submitted, scheduler, submit, terminal};
-use crate::auth::{self, Caller};
-use crate::chart;
-use crate::error::AppError;
-use crate::state::AppState;
-use crate::web::{Chrome, iso_date, message_page, render};
+use crate::kit::caller::{self, Caller};
+use crate::kit::error::AppError;
+use crate::kit::page::{Chrome, iso_date, message_page, render};
+use crate::kit::state::AppState;
+use grappe_chart as chart;
 
 struct ProjectView {
     id: i64,
@@ -54,7 +54,11 @@ fn when(ms: i64) -> String {
     format!("{} {:02}:{:02}:{:02}", iso_date(ms), seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
 
-async fn project_view(state: &AppState, project: &ProjectRow, tr: &crate::i18n::Tr) -> Result<ProjectView, AppError> {
+async fn project_view(
+    state: &AppState,
+    project: &ProjectRow,
+    tr: &crate::kit::i18n::Tr,
+) -> Result<ProjectView, AppError> {
     let ledger = super::ledger(state, project).await?;
     let allocation = ledger.allocation;
     let parts = chart::GaugeParts {
@@ -133,7 +137,7 @@ fn not_found(chrome: Chrome) -> Response {
 }
 
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
-fn usage_chart(project: &ProjectRow, records: &[UsageRecord], tr: &crate::i18n::Tr) -> String {
+fn usage_chart(project: &ProjectRow, records: &[UsageRecord], tr: &crate::kit::i18n::Tr) -> String {
     // GPU-hours when the project has used or holds any, else CPU-hours.
     let gpu_used: i64 = records.iter().map(|record| record.gpu_ms).sum();
     let cpu_used: i64 = records.iter().map(|record| record.cpu_ms).sum();
@@ -188,7 +192,7 @@ pub async fn project_page(
 
 /// What every compute form checks first: its CSRF token, then the id in its path.
 fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
-    if !auth::check_csrf(caller, csrf) {
+    if !caller::check_csrf(caller, csrf) {
         let message = chrome.tr.t("login-csrf");
         return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
     }

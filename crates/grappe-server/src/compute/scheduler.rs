@@ -26,7 +26,7 @@ use grappe_exec::{ExecConfig, Exit, Finished, LaunchSpec, LocalExecutor, MetricL
 use grappe_sched::engine::{self, EngineConfig, Node, PendingJob, ProjectState, Resources, RunningJob, Snapshot};
 use tokio::sync::{mpsc, watch};
 
-use crate::state::{AppState, ExecutorKind, ServerConfig};
+use crate::kit::state::{AppState, ExecutorKind, ServerConfig};
 
 pub const LEASE: &str = "scheduler";
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use crate::kit::state::AppState;
 
 pub const TICKER: &str = "ticker";
 

@@ -16,12 +16,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use grappe_db::{UserRow, sha256_hex};
 use grappe_domain::account::Password;
-use grappe_domain::policy::{self, Access, Actor, Decision};
+use grappe_domain::policy::{self, Actor, Decision};
 
-use crate::error::AppError;
-use crate::routes::Kind;
-use crate::state::AppState;
-use crate::web;
+use crate::kit::error::AppError;
+use crate::kit::page;
+use crate::kit::route::{Kind, RouteRule};
+use crate::kit::state::AppState;
 
 pub const SESSION_COOKIE: &str = "grappe_session";
 pub const CSRF_COOKIE: &str = "grappe_csrf";
@@ -162,13 +162,6 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option
     Ok((Actor::Anonymous, None, Via::Nothing))
 }
 
-/// What a route states about itself, for the guard.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteRule {
-    pub access: Access,
-    pub kind: Kind,
-}
-
 /// The one gate every route goes through: resolves the caller, applies the route's rule, checks
 /// CSRF on cookie-authenticated API writes, and hands the [`Caller`] to the handler.
 pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut request: Request, next: Next) -> Response {
@@ -182,12 +175,12 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
         Decision::Allow => {}
         Decision::Unauthenticated if rule.kind == Kind::Page => {
             let next_path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            let login = format!("/login?next={}", web::url_encode(next_path));
+            let login = format!("/login?next={}", page::url_encode(next_path));
             return denied(Redirect::to(&login).into_response());
         }
         Decision::Unauthenticated => return denied(AppError::Unauthenticated.into_response()),
         Decision::Forbidden if rule.kind == Kind::Page => {
-            return denied(web::error_page(&request, StatusCode::FORBIDDEN, "error-forbidden"));
+            return denied(page::error_page(&request, StatusCode::FORBIDDEN, "error-forbidden"));
         }
         Decision::Forbidden => return denied(AppError::forbidden().into_response()),
     }

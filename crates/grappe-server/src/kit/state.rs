@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use grappe_db::Db;
 
-use crate::auth::RateLimiter;
-use crate::metrics::Metrics;
+use crate::kit::caller::RateLimiter;
+use crate::kit::metrics::Metrics;
 
 /// Settings the server runs with; the binary builds it from flags, environment and file.
 #[derive(Debug, Clone)]

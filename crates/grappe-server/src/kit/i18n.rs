@@ -70,8 +70,8 @@ impl Locale {
     }
 }
 
-const FR: &str = include_str!("../locales/fr/main.ftl");
-const EN: &str = include_str!("../locales/en/main.ftl");
+const FR: &str = include_str!("../../locales/fr/main.ftl");
+const EN: &str = include_str!("../../locales/en/main.ftl");
 
 type Bundle = FluentBundle<FluentResource>;
 

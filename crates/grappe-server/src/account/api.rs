@@ -1,63 +1,22 @@
-//! JSON API handlers. Wire types are built here by hand from rows; nothing in the domain or the
-//! database layer derives `Serialize`.
+//! The accounts API: tokens by password, the caller, API tokens, users and their role grants,
+//! organisations, the audit log. Wire types are built here by hand from rows; nothing in the
+//! domain or the database layer derives `Serialize`.
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use grappe_db::{ApiTokenRow, Db, GrantRow, NewUser, UserRow, sha256_hex};
 use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant};
 use grappe_domain::policy::{self, Actor};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 
-use crate::auth::{self, Caller};
-use crate::error::{AppError, AppResult};
-use crate::state::AppState;
-
-/// `Json` whose rejections are [`AppError`]s, so a malformed body gets the envelope.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = AppError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiJson(Json::<T>::from_request(request, state).await?.0))
-    }
-}
-
-/// `Query` whose rejections are [`AppError`]s.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiQuery(Query::<T>::from_request_parts(parts, state).await?.0))
-    }
-}
-
-/// A path id: a positive integer, or a 404 (an id that cannot exist names nothing).
-pub struct Id(pub i64);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound("no such object".into()))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .map(Id)
-            .ok_or_else(|| AppError::NotFound(format!("no object with id `{raw}`")))
-    }
-}
+use crate::kit::caller::{self, Caller};
+use crate::kit::error::{AppError, AppResult};
+use crate::kit::extract::{ApiJson, ApiQuery, Id};
+use crate::kit::state::AppState;
 
 fn created(body: Value) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
@@ -81,58 +40,6 @@ fn grant_json(grant: &GrantRow) -> Value {
 
 fn token_json(token: &ApiTokenRow) -> Value {
     json!({ "id": token.id, "name": token.name, "created_at": token.created_at, "revoked_at": token.revoked_at })
-}
-
-pub async fn healthz(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    state.db.ping().await.map_err(|error| AppError::Unavailable(format!("database: {error}")))?;
-    Ok(Json(json!({ "status": "ok", "database": state.db.backend().as_str() })))
-}
-
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let here = f64::from(u8::from(state.ticker_here.load(Ordering::Relaxed)));
-    let extra = [("grappe_lease_held", "lease=\"ticker\"".to_owned(), here)];
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&extra)).into_response()
-}
-
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
-}
-
-pub async fn programme(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let programme = state.db.programme().await?;
-    let instruments: Vec<Value> = programme
-        .instruments
-        .iter()
-        .map(|instrument| {
-            json!({
-                "code": instrument.code,
-                "name": { "fr": instrument.name_fr, "en": instrument.name_en },
-                "summary": { "fr": instrument.summary_fr, "en": instrument.summary_en },
-                "module": instrument.module,
-                "budget_lines": instrument.budget_lines.iter().map(|line| json!({
-                    "code": line.code,
-                    "label": { "fr": line.label_fr, "en": line.label_en },
-                    "envelope_cents": line.envelope_cents,
-                    "committed_cents": line.committed_cents,
-                    "disbursed_cents": line.disbursed_cents,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let kpis: Vec<Value> = programme
-        .kpis
-        .iter()
-        .map(|kpi| {
-            json!({
-                "code": kpi.code,
-                "label": { "fr": kpi.label_fr, "en": kpi.label_en },
-                "value": kpi.value,
-                "unit": kpi.unit,
-                "approximate": kpi.approximate,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis })))
 }
 
 #[derive(Deserialize)]
@@ -170,7 +77,7 @@ pub async fn authenticate(state: &AppState, client: IpAddr, email: &str, passwor
         None => None,
     };
     let user = user.filter(|user| !user.disabled);
-    if !auth::verify_password(user.as_ref().map(|user| user.password_hash.clone()), password).await {
+    if !caller::verify_password(user.as_ref().map(|user| user.password_hash.clone()), password).await {
         return Err(AppError::Unauthenticated);
     }
     state.login_limiter.reset(&email_key);
@@ -190,7 +97,7 @@ pub async fn login_token(
 }
 
 async fn issue_token(state: &AppState, user_id: i64, name: &str) -> AppResult<Response> {
-    let token = auth::new_api_token();
+    let token = caller::new_api_token();
     let row = state.db.create_api_token(user_id, name, &sha256_hex(token.as_bytes())).await?;
     let mut body = token_json(&row);
     body["token"] = Value::String(token);
@@ -288,7 +195,7 @@ pub async fn create_user_from(db: &Db, body: NewUserFields, actor: &str) -> AppR
     let name = DisplayName::parse("name", &body.name)?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(&body.password)?;
-    let password_hash = auth::hash_password(password).await?;
+    let password_hash = caller::hash_password(password).await?;
     let new_user = NewUser {
         email: &email,
         name: name.as_str(),
@@ -407,25 +314,5 @@ pub async fn audit(State(state): State<AppState>, ApiQuery(page): ApiQuery<Audit
         "items": items,
         "chain_ok": chain_break.is_none(),
         "chain_break_seq": chain_break.map(|broken| broken.seq),
-    })))
-}
-
-pub async fn leases(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let leases: Vec<Value> = state
-        .db
-        .leases()
-        .await?
-        .iter()
-        .map(|lease| {
-            json!({
-                "name": lease.name, "holder": lease.holder, "acquired_at": lease.acquired_at,
-                "expires_at": lease.expires_at, "ticks": lease.ticks,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "instance": &*state.instance,
-        "running_here": if state.ticker_here.load(Ordering::Relaxed) { vec!["ticker"] } else { vec![] },
-        "leases": leases,
     })))
 }

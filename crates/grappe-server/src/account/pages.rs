@@ -1,0 +1,173 @@
+//! The account pages: logging in and out (a session cookie, CSRF-protected forms), and the
+//! caller's account (organisation, roles, API tokens).
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use grappe_db::sha256_hex;
+use serde::Deserialize;
+
+use crate::account::api;
+use crate::kit::caller::{self, Caller, SESSION_COOKIE};
+use crate::kit::error::AppError;
+use crate::kit::page::{Chrome, NextQuery, iso_date, local_path, render};
+use crate::kit::state::AppState;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    next: String,
+    email: String,
+    error: Option<String>,
+}
+
+pub async fn login_form(
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let page = LoginPage { chrome, next: local_path(query.next.as_deref()), email: String::new(), error: None };
+    render(&page, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let client = api::client_ip(&state, peer, &headers);
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let next = local_path(form.next.as_deref());
+    let failed = |chrome: Chrome, key: &str, status| {
+        let error = Some(chrome.tr.t(key));
+        render(&LoginPage { chrome, next: next.clone(), email: form.email.clone(), error }, status)
+    };
+    if !caller::check_csrf(&caller, &form.csrf) {
+        return Ok(failed(chrome, "login-csrf", StatusCode::FORBIDDEN));
+    }
+    let user = match api::authenticate(&state, client, &form.email, form.password.clone()).await {
+        Ok(user) => user,
+        Err(AppError::Unauthenticated) => {
+            return Ok(failed(chrome, "login-failed", StatusCode::UNAUTHORIZED));
+        }
+        Err(AppError::TooManyRequests { .. }) => {
+            return Ok(failed(chrome, "login-throttled", StatusCode::TOO_MANY_REQUESTS));
+        }
+        Err(other) => return Err(other),
+    };
+    let session = caller::new_secret();
+    let ttl = state.config.session_ttl;
+    let expires_at = grappe_db::now_ms() + ttl.as_millis() as i64;
+    state.db.create_session(&sha256_hex(session.as_bytes()), user.id, expires_at).await?;
+    let mut response = Redirect::to(&next).into_response();
+    let cookie = caller::set_cookie(SESSION_COOKIE, &session, ttl.as_secs(), state.config.secure_cookies);
+    response.headers_mut().append(SET_COOKIE, cookie);
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    if !caller::check_csrf(&caller, &form.csrf) {
+        return Err(AppError::Forbidden("the form expired; reload the page and try again"));
+    }
+    if let Some(session) = caller::cookie(&headers, SESSION_COOKIE) {
+        state.db.delete_session(&sha256_hex(session.as_bytes())).await?;
+    }
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(SET_COOKIE, caller::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies));
+    Ok(response)
+}
+
+struct RoleView {
+    role: String,
+    scope: String,
+}
+
+struct TokenView {
+    name: String,
+    created: String,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    name: String,
+    email: String,
+    organisation: Option<String>,
+    roles: Vec<RoleView>,
+    tokens: Vec<TokenView>,
+}
+
+pub async fn account(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let Some(user) = caller.user.clone() else {
+        return Err(AppError::BadRequest("the admin token has no account page".into()));
+    };
+    let organisations = state.db.list_organisations().await?;
+    let organisation = organisations.into_iter().find(|org| Some(org.id) == user.organisation_id).map(|org| org.name);
+    let everywhere = chrome.tr.t("role-scope-global");
+    let roles = state
+        .db
+        .grants_of(user.id)
+        .await?
+        .into_iter()
+        .map(|row| RoleView {
+            role: row.grant.role.as_str().to_owned(),
+            scope: match row.grant.scope {
+                grappe_domain::account::Scope::Global => everywhere.clone(),
+                scope => scope.to_string(),
+            },
+        })
+        .collect();
+    let tokens = state
+        .db
+        .api_tokens_of(user.id)
+        .await?
+        .into_iter()
+        .map(|token| TokenView {
+            name: token.name,
+            created: iso_date(token.created_at),
+            revoked: token.revoked_at.is_some(),
+        })
+        .collect();
+    let page = AccountPage { chrome, name: user.name, email: user.email, organisation, roles, tokens };
+    Ok(render(&page, StatusCode::OK))
+}

@@ -1,0 +1,171 @@
+//! What every page shares: the chrome around it (navigation, language, who is logged in),
+//! rendering a template, error and message pages, local redirect targets, dates, the fallback
+//! page for unknown paths.
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use grappe_domain::programme::Module;
+
+use crate::kit::caller::{self, Caller};
+use crate::kit::error::AppError;
+use crate::kit::i18n::{Locale, Tr};
+
+pub const LANG_COOKIE: &str = "lang";
+
+/// `?next=PATH`: where a form sends the browser afterwards (a local path only: [`local_path`]).
+#[derive(serde::Deserialize)]
+pub struct NextQuery {
+    pub next: Option<String>,
+}
+
+/// What every page shows around its content: navigation, language switch, who is logged in.
+pub struct Chrome {
+    pub tr: Tr,
+    pub lang: &'static str,
+    pub path: String,
+    pub user_name: Option<String>,
+    pub csrf: String,
+}
+
+impl Chrome {
+    pub fn new(headers: &HeaderMap, uri: &Uri, caller: Option<&Caller>) -> Chrome {
+        let accept = headers.get(ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
+        let locale = Locale::negotiate(caller::cookie(headers, LANG_COOKIE), accept);
+        Chrome {
+            tr: Tr { locale },
+            lang: locale.code(),
+            path: uri.path().to_owned(),
+            user_name: caller.and_then(|caller| caller.user.as_ref().map(|user| user.name.clone())),
+            csrf: caller.map(|caller| caller.csrf.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn nav(&self) -> Vec<(String, String, bool)> {
+        let mut items = vec![("/".to_owned(), self.tr.t("nav-dashboard"), self.path == "/")];
+        for module in Module::ALL {
+            let href = format!("/{}", module.path());
+            let current = self.path == href || self.path.starts_with(&format!("{href}/"));
+            items.push((href, self.tr.t(&format!("nav-{}", module.path())), current));
+        }
+        items
+    }
+
+    /// A job state in the reader's language.
+    pub fn state_label(&self, state: &str) -> String {
+        self.tr.t(&format!("state-{state}"))
+    }
+
+    pub fn switch_href(&self) -> String {
+        format!("/lang/{}?next={}", self.tr.t("lang-switch-code"), url_encode(&self.path))
+    }
+}
+
+/// Percent-encodes everything outside the unreserved set (RFC 3986).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// A redirect target from a form or query: a local path only, never another site. Only plain
+/// URL characters pass: no white space or control characters (which browsers strip, turning
+/// `/\t/evil` into `//evil`), no backslash, no scheme-relative `//`.
+pub fn local_path(next: Option<&str>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/?=&%+,:;@!$'()*".contains(c);
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && path.chars().all(plain) => path.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+pub fn render(template: &impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => AppError::Internal(error.into()).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    message: String,
+}
+
+pub fn error_page(request: &Request, status: StatusCode, message_key: &str) -> Response {
+    let caller = request.extensions().get::<Caller>();
+    let chrome = Chrome::new(request.headers(), request.uri(), caller);
+    let message = chrome.tr.t(message_key);
+    message_page(chrome, status, message)
+}
+
+/// An error page with a message already in the reader's language.
+pub fn message_page(chrome: Chrome, status: StatusCode, message: String) -> Response {
+    render(&ErrorPage { chrome, message }, status)
+}
+
+/// `YYYY-MM-DD` (UTC) of Unix milliseconds, by the civil-from-days algorithm.
+pub fn iso_date(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The answer to a path no route matches: a page for browsers, the envelope for everyone else.
+pub async fn not_found(request: Request) -> Response {
+    let wants_html = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !request.uri().path().starts_with("/api/") {
+        return error_page(&request, StatusCode::NOT_FOUND, "error-not-found");
+    }
+    AppError::NotFound(format!("no route for {} {}", request.method(), request.uri().path())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(1_700_000_000_000), "2023-11-14");
+        assert_eq!(iso_date(951_782_400_000), "2000-02-29");
+    }
+
+    #[test]
+    fn redirects_stay_on_site() {
+        assert_eq!(local_path(Some("/account")), "/account");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil")), "/");
+        assert_eq!(local_path(Some("/\t/evil.example")), "/");
+        assert_eq!(local_path(Some("/\r\nSet-Cookie: x")), "/");
+        assert_eq!(local_path(Some("/a b")), "/");
+        assert_eq!(local_path(Some("/data?page=2&q=%C3%A9")), "/data?page=2&q=%C3%A9");
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn url_encoding() {
+        assert_eq!(url_encode("/a b?x=1&y"), "/a%20b%3Fx%3D1%26y");
+    }
+}
