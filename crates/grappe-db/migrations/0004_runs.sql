@@ -25,8 +25,13 @@ CREATE INDEX jobs_running_instance ON jobs (instance, state);
 CREATE INDEX jobs_project_state ON jobs (project_id, state);
 
 -- One row: this installation's name, shared by every server on this database (job control
--- groups are named after it, so that servers on one machine and one database share them).
+-- groups are named after it, so that servers on one machine and one database share them), and
+-- its secret (the key of the CSRF tokens that every server must agree on).
 CREATE TABLE installation (
     singleton BIGINT PRIMARY KEY CHECK (singleton = 1),
-    id TEXT NOT NULL
+    id TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    -- A keyed hash of a fixed text under the audit key the database was first used with: a
+    -- server with another key refuses to start rather than write links nobody can check.
+    audit_key_check TEXT NOT NULL DEFAULT ''
 );

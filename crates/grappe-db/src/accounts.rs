@@ -1,7 +1,7 @@
 //! Organisations, users and role grants. Grants and revocations are audited in the same
 //! transaction as the change.
 
-use grappe_domain::account::{Email, OrganisationProfile, RoleGrant, Scope};
+use grappe_domain::account::{Email, OrganisationProfile, RoleGrant, Scope, ScopeKind};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -120,7 +120,7 @@ impl Db {
         })?;
         let created = user_from(&row)?;
         let entry = AuditEntry { actor, action: "user.create", object: &format!("user:{}", created.id), detail: "" };
-        audit::append(&mut tx, &entry).await?;
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -162,7 +162,7 @@ impl Db {
             return Err(DbError::NotFound(format!("user {user_id}")));
         }
         let entry = AuditEntry { actor, action: "user.password", object: &format!("user:{user_id}"), detail: "" };
-        audit::append(&mut tx, &entry).await?;
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Db {
         let created = grant_from(&row)?;
         let detail = format!("{} {}", grant.role, grant.scope);
         let entry = AuditEntry { actor, action: "role.grant", object: &format!("user:{user_id}"), detail: &detail };
-        audit::append(&mut tx, &entry).await?;
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -233,9 +233,21 @@ impl Db {
         let revoked = grant_from(&row)?;
         let detail = format!("{} {}", revoked.grant.role, revoked.grant.scope);
         let entry = AuditEntry { actor, action: "role.revoke", object: &format!("user:{user_id}"), detail: &detail };
-        audit::append(&mut tx, &entry).await?;
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether the object a grant would be over exists (kinds with no table yet: never).
+    pub async fn scope_exists(&self, kind: ScopeKind, id: i64) -> DbResult<bool> {
+        let table = match kind {
+            ScopeKind::Project => "projects",
+            ScopeKind::Organisation => "organisations",
+            ScopeKind::Call | ScopeKind::Challenge => return Ok(false),
+        };
+        let row =
+            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
     }
 }
 

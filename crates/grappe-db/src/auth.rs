@@ -116,6 +116,7 @@ impl Db {
         }
         audit::append(
             &mut tx,
+            self.audit_key(),
             &AuditEntry { actor, action: "token.revoke", object: &format!("token:{id}"), detail: "" },
         )
         .await?;

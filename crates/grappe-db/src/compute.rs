@@ -23,6 +23,8 @@ pub struct ProjectRow {
     pub valid_from: i64,
     pub valid_until: Option<i64>,
     pub created_at: i64,
+    /// Who may name the project's coordinators (besides administrators).
+    pub principal_investigator: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,18 @@ pub struct JobRow {
     pub nodes: i64,
     pub cpu_time_ms: Option<i64>,
     pub memory_peak_mb: Option<i64>,
+}
+
+/// A project as an administrator creates it.
+pub struct NewProject<'a> {
+    pub name: &'a str,
+    pub gpu_hours: i64,
+    pub cpu_hours: i64,
+    pub storage_gb: i64,
+    /// `None`: from now.
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub principal_investigator: Option<i64>,
 }
 
 pub struct NewJob<'a> {
@@ -145,7 +159,8 @@ pub enum Requeued {
     Stale,
 }
 
-const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at";
+const PROJECT_COLUMNS: &str =
+    "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at, principal_investigator";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb";
@@ -160,6 +175,7 @@ fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
         valid_from: row.try_get("valid_from")?,
         valid_until: row.try_get("valid_until")?,
         created_at: row.try_get("created_at")?,
+        principal_investigator: row.try_get("principal_investigator")?,
     })
 }
 
@@ -243,38 +259,31 @@ async fn current_run(tx: &mut Tx, run: RunRef<'_>) -> DbResult<Option<JobRow>> {
 }
 
 impl Db {
-    pub async fn create_project(
-        &self,
-        name: &str,
-        gpu_hours: i64,
-        cpu_hours: i64,
-        storage_gb: i64,
-        valid_until: Option<i64>,
-        actor: &str,
-    ) -> DbResult<ProjectRow> {
+    pub async fn create_project(&self, project: &NewProject<'_>, actor: &str) -> DbResult<ProjectRow> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "INSERT INTO projects (name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PROJECT_COLUMNS}"
+            "INSERT INTO projects (name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at, \
+             principal_investigator) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {PROJECT_COLUMNS}"
         ))
-        .bind(name)
-        .bind(gpu_hours)
-        .bind(cpu_hours)
-        .bind(storage_gb)
+        .bind(project.name)
+        .bind(project.gpu_hours)
+        .bind(project.cpu_hours)
+        .bind(project.storage_gb)
+        .bind(project.valid_from.unwrap_or(now))
+        .bind(project.valid_until)
         .bind(now)
-        .bind(valid_until)
-        .bind(now)
+        .bind(project.principal_investigator)
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_as("a project with this name"))?;
-        let project = project_from(&row)?;
-        let detail = format!("{gpu_hours} GPU-hours, {cpu_hours} CPU-hours");
+        let created = project_from(&row)?;
+        let detail = format!("{} GPU-hours, {} CPU-hours", project.gpu_hours, project.cpu_hours);
         let entry =
-            AuditEntry { actor, action: "project.create", object: &format!("project:{}", project.id), detail: &detail };
-        audit::append(&mut tx, &entry).await?;
+            AuditEntry { actor, action: "project.create", object: &format!("project:{}", created.id), detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
-        Ok(project)
+        Ok(created)
     }
 
     pub async fn project(&self, id: i64) -> DbResult<Option<ProjectRow>> {
@@ -424,6 +433,20 @@ impl Db {
             }
         }
         Ok(jobs)
+    }
+
+    /// Pending jobs of a user, and of a project (for the queue quotas).
+    pub async fn pending_counts(&self, user_id: Option<i64>, project_id: i64) -> DbResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS mine, \
+             CAST(COALESCE(SUM(CASE WHEN project_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS project \
+             FROM jobs WHERE state = 'pending' AND (user_id = $1 OR project_id = $2)",
+        )
+        .bind(user_id)
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("mine")?, row.try_get("project")?))
     }
 
     /// What a project's active jobs take at `now`, in resource-milliseconds: `running`, what its

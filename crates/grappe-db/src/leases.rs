@@ -1,6 +1,7 @@
 //! Leases: a background loop runs in exactly one server process at a time, the one that holds
 //! its lease row. A holder renews before expiry; when it dies, another takes over once the lease
-//! has expired. And the installation's name, which all the servers of one database share.
+//! has expired. And the installation's name and secret, which all the servers of one database
+//! share.
 
 use sqlx::Row;
 
@@ -71,19 +72,19 @@ impl Db {
             .collect()
     }
 
-    /// This installation's name, made at first use: random, the same for every server on this
-    /// database.
-    pub async fn installation_id(&self) -> DbResult<String> {
-        let seed = format!("{}-{}-{:p}", crate::now_ms(), std::process::id(), &self.pool);
-        let fresh = crate::sha256_hex(seed.as_bytes())[..16].to_owned();
+    /// This installation's name and secret, made at first use from the random values given:
+    /// the same for every server on this database.
+    pub async fn installation(&self, fresh_id: &str, fresh_secret: &str) -> DbResult<(String, String)> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO installation (singleton, id) VALUES (1, $1) ON CONFLICT (singleton) DO NOTHING")
-            .bind(&fresh)
-            .execute(&mut *tx)
-            .await?;
-        let id: String =
-            sqlx::query("SELECT id FROM installation WHERE singleton = 1").fetch_one(&mut *tx).await?.try_get(0)?;
+        sqlx::query(
+            "INSERT INTO installation (singleton, id, secret) VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(fresh_id)
+        .bind(fresh_secret)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT id, secret FROM installation WHERE singleton = 1").fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok((row.try_get("id")?, row.try_get("secret")?))
     }
 }

@@ -18,9 +18,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
-pub use audit::{AuditEvent, ChainBreak};
+pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
-pub use compute::{Ending, JobEvent, JobRow, MetricPoint, NewJob, ProjectRow, Requeued, RunRef, UsageRecord};
+pub use compute::{
+    Ending, JobEvent, JobRow, MetricPoint, NewJob, NewProject, ProjectRow, Requeued, RunRef, UsageRecord,
+};
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 
@@ -81,6 +83,8 @@ impl Default for PoolConfig {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The key of the audit chain's links, kept outside the database ([`Db::with_audit_key`]).
+    audit_key: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Db {
@@ -116,7 +120,7 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let db = Db { pool, backend };
+        let db = Db { pool, backend, audit_key: None };
         migrate::run(&db).await?;
         Ok(db)
     }

@@ -40,6 +40,9 @@ impl Email {
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return bad("must not contain spaces");
         }
+        if !email.is_ascii() {
+            return bad("must be written in ASCII letters (an internationalised domain in its xn-- form)");
+        }
         Ok(Email(email))
     }
 
@@ -54,6 +57,33 @@ impl fmt::Display for Email {
     }
 }
 
+/// Characters that reorder or hide text: bidirectional controls, zero-width space, word joiner
+/// and byte-order mark (the zero-width joiners, which some scripts need, are kept).
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Two scripts a name mixes, if it does: letters of Common and Inherited (digits, punctuation,
+/// combining accents) go with any; Han goes with Japanese kana and with Hangul.
+fn mixed_scripts(name: &str) -> Option<(&'static str, &'static str)> {
+    use unicode_script::{Script, UnicodeScript};
+    let mut seen: Vec<Script> = Vec::new();
+    for c in name.chars() {
+        let script = c.script();
+        if matches!(script, Script::Common | Script::Inherited | Script::Unknown) || seen.contains(&script) {
+            continue;
+        }
+        seen.push(script);
+    }
+    let east_asian =
+        |script: &Script| matches!(script, Script::Han | Script::Hiragana | Script::Katakana | Script::Hangul);
+    let mixes = seen.len() > 1
+        && !(seen.iter().all(east_asian)
+            && !(seen.contains(&Script::Hangul)
+                && seen.iter().any(|s| matches!(s, Script::Hiragana | Script::Katakana))));
+    mixes.then(|| (seen[0].full_name(), seen[1].full_name()))
+}
+
 /// A person's or organisation's display name: trimmed, 1 to 200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
@@ -61,8 +91,13 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub const MAX_CHARS: usize = 200;
 
+    /// Trimmed and NFKC-normalised (compatibility forms folded: full-width letters, ligatures);
+    /// refused with control characters, direction overrides or invisible characters, or when it
+    /// mixes scripts (a Cyrillic `а` among Latin letters), Japanese and Korean excepted.
     pub fn parse(field: &'static str, raw: &str) -> Result<DisplayName, InvalidInput> {
-        let name = raw.trim();
+        use unicode_normalization::UnicodeNormalization;
+        let normalised: String = raw.nfkc().collect();
+        let name = normalised.trim();
         if name.is_empty() {
             return Err(InvalidInput::field(field, "must not be empty"));
         }
@@ -71,6 +106,15 @@ impl DisplayName {
         }
         if name.chars().any(char::is_control) {
             return Err(InvalidInput::field(field, "must not contain control characters"));
+        }
+        if let Some(c) = name.chars().find(|c| is_bidi_or_invisible(*c)) {
+            return Err(InvalidInput::field(
+                field,
+                format!("must not contain U+{:04X} (a direction override or an invisible character)", c as u32),
+            ));
+        }
+        if let Some((a, b)) = mixed_scripts(name) {
+            return Err(InvalidInput::field(field, format!("mixes scripts ({a} and {b}): write it in one")));
         }
         Ok(DisplayName(name.to_owned()))
     }
@@ -174,6 +218,7 @@ named_enum!(
         Juror => "juror",
         Applicant => "applicant",
         ProjectMember => "project_member",
+        ProjectCoordinator => "project_coordinator",
         ChallengeOrganiser => "challenge_organiser",
         Participant => "participant",
     }
@@ -268,6 +313,35 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Where a role may be granted: over everything, over one object of a kind, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    GlobalOnly,
+    ObjectOnly(ScopeKind),
+    Either(ScopeKind),
+}
+
+impl Role {
+    /// Where this role may be granted: an administrator is one everywhere; a project member,
+    /// coordinator, juror or participant only of one project, call or challenge; a call
+    /// manager, applicant or challenge organiser either.
+    pub fn reach(self) -> Reach {
+        match self {
+            Role::Admin => Reach::GlobalOnly,
+            Role::CallManager | Role::Applicant => Reach::Either(ScopeKind::Call),
+            Role::Juror => Reach::ObjectOnly(ScopeKind::Call),
+            Role::ProjectMember | Role::ProjectCoordinator => Reach::ObjectOnly(ScopeKind::Project),
+            Role::ChallengeOrganiser => Reach::Either(ScopeKind::Challenge),
+            Role::Participant => Reach::ObjectOnly(ScopeKind::Challenge),
+        }
+    }
+
+    /// Whether a global grant of this role means anything.
+    pub fn may_be_global(self) -> bool {
+        !matches!(self.reach(), Reach::ObjectOnly(_))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleGrant {
     pub role: Role,
@@ -275,14 +349,28 @@ pub struct RoleGrant {
 }
 
 impl RoleGrant {
-    /// A grant as a caller asks for it; `admin` exists only globally.
+    /// A grant as a caller asks for it, within its role's [`Reach`]: no scope means global,
+    /// which only some roles may be.
     pub fn parse(role: &str, scope: &str) -> Result<RoleGrant, InvalidInput> {
         let role: Role = role.parse()?;
         let scope = Scope::parse(scope)?;
-        if role == Role::Admin && scope != Scope::Global {
-            return Err(InvalidInput::field("scope", "admin is a global role; it cannot be scoped to an object"));
+        let object_kind = match &scope {
+            Scope::Global => None,
+            Scope::Object { kind, .. } => Some(*kind),
+        };
+        match (role.reach(), object_kind) {
+            (Reach::GlobalOnly, Some(_)) => {
+                Err(InvalidInput::field("scope", format!("{role} is a global role; it cannot be scoped to an object")))
+            }
+            (Reach::ObjectOnly(kind), None) => Err(InvalidInput::field(
+                "scope",
+                format!("{role} is granted over one {kind}: give a scope such as `{kind}:12`"),
+            )),
+            (Reach::ObjectOnly(kind) | Reach::Either(kind), Some(other)) if other != kind => {
+                Err(InvalidInput::field("scope", format!("{role} is granted over a {kind}, not a {other}")))
+            }
+            _ => Ok(RoleGrant { role, scope }),
         }
-        Ok(RoleGrant { role, scope })
     }
 }
 
@@ -340,6 +428,12 @@ mod tests {
         assert!(RoleGrant::parse("admin", "global").is_ok());
         assert!(RoleGrant::parse("admin", "project:3").is_err());
         assert_eq!(RoleGrant::parse("juror", "call:2").unwrap().scope, Scope::Object { kind: ScopeKind::Call, id: 2 });
+        let error = RoleGrant::parse("project_member", "").unwrap_err().to_string();
+        assert!(error.contains("project_member is granted over one project"), "{error}");
+        assert!(RoleGrant::parse("project_coordinator", "project:4").is_ok());
+        assert!(RoleGrant::parse("project_member", "call:4").unwrap_err().to_string().contains("not a call"));
+        assert!(RoleGrant::parse("call_manager", "global").is_ok());
+        assert!(RoleGrant::parse("call_manager", "call:1").is_ok());
     }
 
     #[test]
@@ -348,5 +442,28 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), *role);
         }
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn names_are_normalised_and_look_alikes_refused() {
+        assert_eq!(
+            DisplayName::parse("name", "  Ｌéa Dupont ").unwrap().as_str(),
+            "Léa Dupont",
+            "NFKC folds full-width"
+        );
+        assert_eq!(DisplayName::parse("name", "ﬁne-tune").unwrap().as_str(), "fine-tune", "and ligatures");
+        for ok in ["Léa Dupont", "Дмитрий Иванов", "山田 花子", "やまだ はなこ 山田", "김민준", "Ζωή", "job-42 (v2)"]
+        {
+            assert!(DisplayName::parse("name", ok).is_ok(), "{ok}");
+        }
+        // A Cyrillic а (U+0430) among Latin letters.
+        let error = DisplayName::parse("name", "Admin\u{0430}").unwrap_err().to_string();
+        assert!(error.contains("mixes scripts (Latin and Cyrillic)"), "{error}");
+        let error = DisplayName::parse("name", "invoice\u{202E}fdp.exe").unwrap_err().to_string();
+        assert!(error.contains("U+202E"), "{error}");
+        assert!(DisplayName::parse("name", "a\u{200B}b").is_err());
+        assert!(DisplayName::parse("name", "やまだ 김").is_err(), "kana and hangul do not mix");
+        assert!(Email::parse("lеa@example.org").unwrap_err().to_string().contains("ASCII"), "a Cyrillic е");
+        assert!(Email::parse("Lea@Example.org").is_ok());
     }
 }

@@ -54,9 +54,10 @@ impl Actor {
         }
     }
 
-    /// Holds `role` over everything (administrators hold every role).
+    /// Holds `role` over everything (administrators hold every role). A global grant of a role
+    /// that is only ever over one object (stored before grants were checked) means nothing.
     pub fn has_global_role(&self, role: Role) -> bool {
-        self.is_admin() || self.has_grant(role, &Scope::Global)
+        self.is_admin() || (role.may_be_global() && self.has_grant(role, &Scope::Global))
     }
 
     /// Holds `role` over `scope`, directly or globally (administrators hold every role).
@@ -89,7 +90,24 @@ pub fn may_manage_user(actor: &Actor, user_id: i64) -> bool {
 
 /// Seeing and using a project (its jobs, logs, usage): its members, and administrators.
 pub fn may_use_project(actor: &Actor, project_id: i64) -> bool {
-    actor.has_role_over(Role::ProjectMember, &Scope::Object { kind: ScopeKind::Project, id: project_id })
+    actor.has_role_over(Role::ProjectMember, &project(project_id))
+}
+
+fn project(project_id: i64) -> Scope {
+    Scope::Object { kind: ScopeKind::Project, id: project_id }
+}
+
+/// Acting on every job of a project (cancelling it, writing its metrics): its coordinators and
+/// administrators.
+pub fn may_coordinate_project(actor: &Actor, project_id: i64) -> bool {
+    actor.has_role_over(Role::ProjectCoordinator, &project(project_id))
+}
+
+/// Acting on one job: its owner among the project's members, the project's coordinators, and
+/// administrators; as Slurm lets a user act on their own jobs, and an account coordinator on all.
+pub fn may_act_on_job(actor: &Actor, project_id: i64, owner: Option<i64>) -> bool {
+    may_coordinate_project(actor, project_id)
+        || (owner.is_some() && actor.user_id() == owner && may_use_project(actor, project_id))
 }
 
 #[cfg(test)]
@@ -156,5 +174,29 @@ mod tests {
         assert!(!may_manage_user(&user(&[]), 8));
         assert!(may_manage_user(&Actor::AdminToken, 8));
         assert!(!may_manage_user(&Actor::Anonymous, 7));
+    }
+
+    #[test]
+    fn members_act_on_their_own_jobs_and_coordinators_on_all() {
+        let mine = Scope::Object { kind: ScopeKind::Project, id: 3 };
+        let member = Actor::User { id: 10, grants: vec![RoleGrant { role: Role::ProjectMember, scope: mine.clone() }] };
+        let coordinator = Actor::User {
+            id: 11,
+            grants: vec![
+                RoleGrant { role: Role::ProjectMember, scope: mine.clone() },
+                RoleGrant { role: Role::ProjectCoordinator, scope: mine },
+            ],
+        };
+        assert!(may_act_on_job(&member, 3, Some(10)));
+        assert!(!may_act_on_job(&member, 3, Some(12)), "another member's job");
+        assert!(!may_act_on_job(&member, 3, None), "a job of nobody (the demo's)");
+        assert!(!may_act_on_job(&member, 4, Some(10)), "not a member there any more");
+        assert!(may_act_on_job(&coordinator, 3, Some(12)));
+        assert!(!may_act_on_job(&coordinator, 4, Some(12)));
+        assert!(may_act_on_job(&Actor::AdminToken, 4, None));
+        // A global grant of a role that only exists over one object means nothing.
+        let global =
+            Actor::User { id: 13, grants: vec![RoleGrant { role: Role::ProjectMember, scope: Scope::Global }] };
+        assert!(!may_use_project(&global, 3));
     }
 }

@@ -235,6 +235,8 @@ fn send(pids: &[u32], signal: Signal) {
 }
 
 fn setup(args: &ShimArgs) -> Result<(), String> {
+    // The server keeps its own files private; a job's files are its own to share: the usual mask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let me = std::process::id().to_string();
     for file in &args.cgroup_procs {
         std::fs::write(file, &me).map_err(|error| format!("cannot enter {}: {error}", file.display()))?;

@@ -47,7 +47,11 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
                 create_user_from(&state.db, fields, "demo").await?
             }
         };
-        state.db.grant_role(user.id, &RoleGrant { role: *role, scope: Scope::Global }, "demo").await?;
+        // Roles that may be global are granted globally; those over one object, over the demo's
+        // (the project's below; none yet for calls and challenges).
+        if role.may_be_global() {
+            state.db.grant_role(user.id, &RoleGrant { role: *role, scope: Scope::Global }, "demo").await?;
+        }
         accounts.push(DemoAccount { role: *role, email, password });
     }
     demo_project(state).await?;
@@ -61,11 +65,27 @@ async fn demo_project(state: &AppState) -> AppResult<()> {
     if state.db.project_by_name(NAME).await?.is_some() {
         return Ok(());
     }
-    let project = state.db.create_project(NAME, 1000, 20_000, 500, None, "demo").await?;
-    let member = grappe_domain::account::Email::parse("project-member@demo.grappe.fr")?;
-    if let Some(user) = state.db.user_by_email(&member).await? {
-        let scope = Scope::Object { kind: grappe_domain::account::ScopeKind::Project, id: project.id };
-        state.db.grant_role(user.id, &RoleGrant { role: Role::ProjectMember, scope }, "demo").await?;
+    let new = grappe_db::NewProject {
+        name: NAME,
+        gpu_hours: 1000,
+        cpu_hours: 20_000,
+        storage_gb: 500,
+        valid_from: None,
+        valid_until: None,
+        principal_investigator: None,
+    };
+    let project = state.db.create_project(&new, "demo").await?;
+    let scope = Scope::Object { kind: grappe_domain::account::ScopeKind::Project, id: project.id };
+    let people = [
+        ("project-member@demo.grappe.fr", &[Role::ProjectMember][..]),
+        ("project-coordinator@demo.grappe.fr", &[Role::ProjectMember, Role::ProjectCoordinator][..]),
+    ];
+    for (email, roles) in people {
+        if let Some(user) = state.db.user_by_email(&grappe_domain::account::Email::parse(email)?).await? {
+            for role in roles {
+                state.db.grant_role(user.id, &RoleGrant { role: *role, scope: scope.clone() }, "demo").await?;
+            }
+        }
     }
     let script = "for step in $(seq 1 30); do \
         echo \"step $step\"; \

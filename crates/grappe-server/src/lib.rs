@@ -11,10 +11,9 @@ pub mod routes;
 pub mod system;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -22,13 +21,13 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use grappe_db::{Db, PoolConfig};
 use tokio::sync::watch;
 
 pub use kit::state::{AppState, ComputeConfig, ExecutorKind, ServerConfig};
 
-use crate::kit::caller::{self, RateLimiter};
+use crate::kit::caller::{self, LoginThrottle};
 use crate::kit::metrics::Metrics;
 use crate::kit::{background, error, page};
 
@@ -37,17 +36,26 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
     let db = Db::open(&config.database_url, &PoolConfig::default())
         .await
         .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;
+    let db = if config.audit_key.is_empty() { db } else { db.with_audit_key(&config.audit_key) };
     let instance = format!("{}-{}-{}", hostname(), std::process::id(), &caller::new_secret()[..6]);
+    let config_limits = config.limits.clone();
+    let (installation, secret) = db
+        .installation(&caller::new_secret()[..16], &caller::new_secret())
+        .await
+        .context("reading the installation's name")?;
     let exec = match config.compute.executor {
-        ExecutorKind::Local => {
-            let installation = db.installation_id().await.context("reading the installation's name")?;
-            Some(Arc::new(compute::scheduler::exec_config(&config, &installation)?))
-        }
+        ExecutorKind::Local => Some(Arc::new(compute::scheduler::exec_config(&config, &installation)?)),
         ExecutorKind::Slurm => None,
     };
+    if !config.audit_key.is_empty() && !db.check_audit_key(&config.audit_key).await? {
+        anyhow::bail!(
+            "this server's audit key is not the one this database's audit chain is keyed with: give every server \
+             of one database the same GRAPPE_AUDIT_KEY (or the same DATA_DIR/audit.key)"
+        );
+    }
     Ok(AppState {
         db,
-        login_limiter: Arc::new(RateLimiter::new(config.login_window)),
+        login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_window, config.login_window)),
         config: Arc::new(config),
         metrics: Arc::new(Metrics::default()),
         instance: instance.into(),
@@ -55,6 +63,12 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         scheduler_wake: Arc::new(tokio::sync::Notify::new()),
         scheduler_here: Arc::new(AtomicBool::new(false)),
         exec,
+        log_streams: Arc::new(kit::permits::Permits::new(
+            config_limits.log_streams_per_user,
+            config_limits.log_streams,
+        )),
+        stopping: Arc::new(AtomicBool::new(false)),
+        secret: secret.into_bytes().into(),
     })
 }
 
@@ -64,6 +78,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(page::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(ensure_envelope))
+        .layer(middleware::from_fn_with_state(state.clone(), answer_in_time))
+        .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
 }
 
@@ -79,16 +95,67 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped.clone()));
     let scheduler = tokio::spawn(compute::scheduler::run(state.clone(), loops_stopped));
     let db = state.db.clone();
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    let config = &state.config;
+    let limits = kit::serve::HttpLimits {
+        header_read: config.limits.header_read,
+        request: config.limits.request,
+        per_client: config.limits.connections_per_client,
+        total: config.limits.connections,
+        per_client_applies: !config.trusted_proxy,
+        drain: Duration::from_secs(30),
+    };
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    kit::serve::serve(listener, app(state), limits, shutdown).await;
     let _ = stop_loops.send(true);
     let _ = ticker.await;
     let _ = scheduler.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Security headers on every answer: a strict content policy (our own scripts, styles and
+/// images only; no framing), no type sniffing, no referrer beyond our origin; and answers to a
+/// caller with credentials are not stored by any cache.
+async fn security_headers(request: Request, next: Next) -> Response {
+    use axum::http::HeaderValue;
+    use axum::http::header;
+    let headers = request.headers();
+    let private = headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get_all(header::COOKIE)
+            .iter()
+            .any(|value| value.to_str().is_ok_and(|text| text.contains("session=")));
+    let mut response = next.run(request).await;
+    let sets_cookie = response.headers().contains_key(header::SET_COOKIE);
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    out.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if private || sets_cookie {
+        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Every request is answered (its response head) within the configured time, or gets 408.
+async fn answer_in_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.limits.request;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::AppError::Timeout(limit).into_response(),
+    }
 }
 
 /// Counts and times each request by its route pattern, and logs it.

@@ -51,6 +51,7 @@ struct FileSettings {
     executor: Option<String>,
     demo: Option<bool>,
     admin_token: Option<String>,
+    audit_key: Option<String>,
     public_url: Option<String>,
     body_limit_bytes: Option<usize>,
     session_ttl_hours: Option<u64>,
@@ -69,6 +70,14 @@ struct FileSettings {
     preempt_exempt_s: Option<i64>,
     slurm_max_nodes: Option<u32>,
     slurm_accounting: Option<bool>,
+    header_read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_connections_per_client: Option<usize>,
+    max_connections: Option<usize>,
+    max_log_streams_per_user: Option<usize>,
+    max_log_streams: Option<usize>,
+    max_queued_jobs_per_user: Option<i64>,
+    max_queued_jobs_per_project: Option<i64>,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -84,6 +93,41 @@ pub fn database_url(data_dir: &Path, database: Option<&str>) -> anyhow::Result<S
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     Ok(format!("sqlite://{}?mode=rwc", data_dir.join("grappe.db").display()))
+}
+
+/// The audit chain's key: `GRAPPE_AUDIT_KEY` (or `audit_key` in the file), at least 32
+/// characters; else the file `DATA_DIR/audit.key`, made at first use (32 random bytes, mode
+/// 0600). Keep it outside the database's reach: whoever can read it and write the database can
+/// rebuild the chain (the daily anchors still tell).
+pub fn audit_key(data_dir: &Path, configured: Option<String>) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = std::env::var("GRAPPE_AUDIT_KEY").ok().or(configured) {
+        if key.len() < 32 {
+            bail!("GRAPPE_AUDIT_KEY must have at least 32 characters");
+        }
+        return Ok(key.into_bytes());
+    }
+    let path = data_dir.join("audit.key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().as_bytes().to_vec()),
+        Ok(_) => bail!("{} holds no key of 32 characters or more", path.display()),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = grappe_server::kit::caller::new_secret();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(key.as_bytes())?;
+    file.sync_all()?;
+    Ok(key.into_bytes())
 }
 
 pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
@@ -163,6 +207,7 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
         None => file.slurm_accounting.unwrap_or(false),
     };
     config.demo = flags.demo || file.demo.unwrap_or(false);
+    config.audit_key = audit_key(&data_dir, file.audit_key)?;
     config.admin_token =
         std::env::var("GRAPPE_ADMIN_TOKEN").ok().or(file.admin_token).filter(|token| !token.is_empty());
     if let Some(token) = &config.admin_token
@@ -171,7 +216,8 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
         bail!("GRAPPE_ADMIN_TOKEN must have at least 16 characters");
     }
     let public_url = std::env::var("GRAPPE_PUBLIC_URL").ok().or(file.public_url);
-    config.secure_cookies = public_url.is_some_and(|url| url.starts_with("https://"));
+    config.secure_cookies = public_url.as_ref().is_some_and(|url| url.starts_with("https://"));
+    config.public_url = public_url;
     if let Some(bytes) = env_number("GRAPPE_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes) {
         config.body_limit_bytes = bytes;
     }
@@ -193,6 +239,31 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
         Some(other) => bail!("GRAPPE_TRUSTED_PROXY={other}: use 1 or 0"),
         None => file.trusted_proxy.unwrap_or(false),
     };
+    let limits = &mut config.limits;
+    if let Some(ms) = env_number::<u64>("GRAPPE_HEADER_READ_TIMEOUT_MS")?.or(file.header_read_timeout_ms) {
+        limits.header_read = Duration::from_millis(ms.max(100));
+    }
+    if let Some(ms) = env_number::<u64>("GRAPPE_REQUEST_TIMEOUT_MS")?.or(file.request_timeout_ms) {
+        limits.request = Duration::from_millis(ms.max(100));
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_CONNECTIONS_PER_CLIENT")?.or(file.max_connections_per_client) {
+        limits.connections_per_client = count;
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_CONNECTIONS")?.or(file.max_connections) {
+        limits.connections = count;
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_LOG_STREAMS_PER_USER")?.or(file.max_log_streams_per_user) {
+        limits.log_streams_per_user = count;
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_LOG_STREAMS")?.or(file.max_log_streams) {
+        limits.log_streams = count;
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_QUEUED_JOBS_PER_USER")?.or(file.max_queued_jobs_per_user) {
+        limits.queued_jobs_per_user = count;
+    }
+    if let Some(count) = env_number("GRAPPE_MAX_QUEUED_JOBS_PER_PROJECT")?.or(file.max_queued_jobs_per_project) {
+        limits.queued_jobs_per_project = count;
+    }
     if config.lease_tick >= config.lease_ttl {
         bail!("the lease tick ({:?}) must be shorter than the lease TTL ({:?})", config.lease_tick, config.lease_ttl);
     }

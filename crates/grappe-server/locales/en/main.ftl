@@ -107,3 +107,4 @@ compute-no-cgroups = This machine gives jobs no control group: their memory is b
 job-no-network = no network
 job-cpu-time = CPU time
 job-memory-peak = Memory peak
+error-cross-site = A request from another site was refused. Go back to the page and try again.

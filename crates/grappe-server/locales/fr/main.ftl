@@ -107,3 +107,4 @@ compute-no-cgroups = Cette machine ne donne pas de groupe de contrôle aux jobs 
 job-no-network = sans réseau
 job-cpu-time = Temps CPU
 job-memory-peak = Mémoire au plus haut
+error-cross-site = Une requête venant d’un autre site a été refusée. Revenez à la page et réessayez.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use grappe_db::{ApiTokenRow, Db, GrantRow, NewUser, UserRow, sha256_hex};
-use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant};
+use grappe_domain::account::{DisplayName, Email, OrganisationProfile, Password, RoleGrant, Scope};
 use grappe_domain::policy::{self, Actor};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,25 +62,23 @@ pub fn client_ip(state: &AppState, peer: SocketAddr, headers: &axum::http::Heade
     peer.ip()
 }
 
-/// Checks email and password under the login rate limit; the one path to a user by password.
+/// Checks email and password under the login throttle; the one path to a user by password.
 pub async fn authenticate(state: &AppState, client: IpAddr, email: &str, password: String) -> AppResult<UserRow> {
     // Keyed on the parsed address (at most 254 bytes), never on raw input of any size.
     let parsed = Email::parse(email).ok();
-    let email_key = format!("email:{}", parsed.as_ref().map_or("(invalid)", |email| email.as_str()));
-    // Per account, the configured limit; per client address, ten times that, so that many
-    // people behind one address can still log in while one address cannot sweep accounts.
-    let per_account = state.config.login_attempts_per_window;
-    let keys = [(format!("ip:{client}"), per_account.saturating_mul(10)), (email_key.clone(), per_account)];
-    state.login_limiter.attempt(&keys)?;
+    let account = parsed.as_ref().map_or("(invalid)", |email| email.as_str()).to_owned();
+    let address = client.to_string();
+    state.login_throttle.check(&account, &address)?;
     let user = match &parsed {
         Some(email) => state.db.user_by_email(email).await?,
         None => None,
     };
     let user = user.filter(|user| !user.disabled);
     if !caller::verify_password(user.as_ref().map(|user| user.password_hash.clone()), password).await {
+        state.login_throttle.failed(&account, &address);
         return Err(AppError::Unauthenticated);
     }
-    state.login_limiter.reset(&email_key);
+    state.login_throttle.succeeded(&account, &address);
     user.ok_or(AppError::Unauthenticated)
 }
 
@@ -110,7 +108,14 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
             "id": null, "email": null, "name": "GRAPPE_ADMIN_TOKEN",
             "roles": [{ "id": null, "role": "admin", "scope": "global" }],
         }))),
-        (_, Some(user)) => Ok(Json(user_json(user, &state.db.grants_of(user.id).await?))),
+        (_, Some(user)) => {
+            let mut body = user_json(user, &state.db.grants_of(user.id).await?);
+            // A browser script writing with the session cookie sends this as X-CSRF-Token.
+            if caller.via == caller::Via::Session {
+                body["csrf_token"] = Value::String(caller.csrf.clone());
+            }
+            Ok(Json(body))
+        }
         _ => Err(AppError::Unauthenticated),
     }
 }
@@ -240,6 +245,14 @@ pub async fn grant_role(
     ApiJson(body): ApiJson<NewGrant>,
 ) -> AppResult<Response> {
     let grant = RoleGrant::parse(&body.role, &body.scope)?;
+    if state.db.user_by_id(user_id).await?.is_none() {
+        return Err(AppError::NotFound(format!("user {user_id} not found")));
+    }
+    if let Scope::Object { kind, id } = grant.scope
+        && !state.db.scope_exists(kind, id).await?
+    {
+        return Err(AppError::NotFound(format!("{kind}:{id} not found: a role is granted over something that exists")));
+    }
     let row = state.db.grant_role(user_id, &grant, &caller.audit_name()).await?;
     Ok(created(grant_json(&row)))
 }

@@ -81,7 +81,9 @@ pub async fn login_submit(
     let expires_at = grappe_db::now_ms() + ttl.as_millis() as i64;
     state.db.create_session(&sha256_hex(session.as_bytes()), user.id, expires_at).await?;
     let mut response = Redirect::to(&next).into_response();
-    let cookie = caller::set_cookie(SESSION_COOKIE, &session, ttl.as_secs(), state.config.secure_cookies);
+    let secure = state.config.secure_cookies;
+    let name = caller::session_cookie_name(SESSION_COOKIE, secure);
+    let cookie = caller::set_cookie(&name, &session, ttl.as_secs(), secure);
     response.headers_mut().append(SET_COOKIE, cookie);
     Ok(response)
 }
@@ -101,11 +103,13 @@ pub async fn logout(
     if !caller::check_csrf(&caller, &form.csrf) {
         return Err(AppError::Forbidden("the form expired; reload the page and try again"));
     }
-    if let Some(session) = caller::cookie(&headers, SESSION_COOKIE) {
+    let secure = state.config.secure_cookies;
+    let name = caller::session_cookie_name(SESSION_COOKIE, secure);
+    if let Some(session) = caller::cookie(&headers, &name) {
         state.db.delete_session(&sha256_hex(session.as_bytes())).await?;
     }
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().append(SET_COOKIE, caller::set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies));
+    response.headers_mut().append(SET_COOKIE, caller::set_cookie(&name, "", 0, secure));
     Ok(response)
 }
 

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use grappe_db::{JobRow, MetricPoint, NewJob, ProjectRow, now_ms};
+use grappe_db::{JobRow, MetricPoint, NewJob, NewProject, ProjectRow, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
 use grappe_domain::allocation::{Allocation, Amount, Commitments};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, ApiQuery, Id};
+use crate::kit::page::iso_date;
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::{AppState, ExecutorKind};
 
@@ -47,6 +48,15 @@ pub fn routes() -> Vec<Route> {
         ),
         route(Api, Post, "/api/v1/projects/{id}/members", admin, "Add a member to a project", add_member)
             .body("NewMember"),
+        route(
+            Api,
+            Post,
+            "/api/v1/projects/{id}/coordinators",
+            SignedIn,
+            "Name a member coordinator (the principal investigator or an admin)",
+            add_coordinator,
+        )
+        .body("NewCoordinator"),
         route(Api, Get, "/api/v1/projects/{id}/usage.csv", SignedIn, "A project's usage as CSV (members)", usage_csv),
         route(
             Api,
@@ -112,6 +122,7 @@ fn project_json(project: &ProjectRow, ledger: &Ledger, members: &[i64]) -> Value
         "storage_gb": project.storage_gb,
         "valid_from": project.valid_from,
         "valid_until": project.valid_until,
+        "principal_investigator": project.principal_investigator,
         "used_gpu_hours": ledger.used.gpu_hours(),
         "used_cpu_hours": ledger.used.cpu_hours(),
         "running_gpu_hours": running.gpu_hours(),
@@ -171,22 +182,31 @@ pub(crate) async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppRe
 }
 
 #[derive(Deserialize)]
-pub struct NewProject {
+pub struct NewProjectBody {
     name: String,
     gpu_hours: i64,
     cpu_hours: i64,
     #[serde(default)]
     storage_gb: i64,
     #[serde(default)]
+    valid_from: Option<i64>,
+    #[serde(default)]
     valid_until: Option<i64>,
     #[serde(default)]
     members: Vec<i64>,
+    /// A member who may name the project's coordinators, and is one.
+    #[serde(default)]
+    principal_investigator: Option<i64>,
+}
+
+fn project_grant(role: Role, project_id: i64) -> RoleGrant {
+    RoleGrant { role, scope: Scope::Object { kind: ScopeKind::Project, id: project_id } }
 }
 
 pub async fn create_project(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(body): ApiJson<NewProject>,
+    ApiJson(body): ApiJson<NewProjectBody>,
 ) -> AppResult<Response> {
     let name = DisplayName::parse("name", &body.name)?;
     for (field, value) in
@@ -196,24 +216,65 @@ pub async fn create_project(
             return Err(AppError::Invalid(format!("`{field}` must be between 0 and 1e9")));
         }
     }
-    for member in &body.members {
+    if let (Some(from), Some(until)) = (body.valid_from, body.valid_until)
+        && until <= from
+    {
+        return Err(AppError::Invalid("`valid_until` must come after `valid_from`".into()));
+    }
+    let mut members = body.members.clone();
+    members.extend(body.principal_investigator.filter(|pi| !members.contains(pi)));
+    for member in &members {
         if state.db.user_by_id(*member).await?.is_none() {
             return Err(AppError::NotFound(format!("user {member} not found")));
         }
     }
     let actor = caller.audit_name();
-    let project = state
-        .db
-        .create_project(name.as_str(), body.gpu_hours, body.cpu_hours, body.storage_gb, body.valid_until, &actor)
-        .await?;
-    for member in &body.members {
-        let grant =
-            RoleGrant { role: Role::ProjectMember, scope: Scope::Object { kind: ScopeKind::Project, id: project.id } };
-        state.db.grant_role(*member, &grant, &actor).await?;
+    let new = NewProject {
+        name: name.as_str(),
+        gpu_hours: body.gpu_hours,
+        cpu_hours: body.cpu_hours,
+        storage_gb: body.storage_gb,
+        valid_from: body.valid_from,
+        valid_until: body.valid_until,
+        principal_investigator: body.principal_investigator,
+    };
+    let project = state.db.create_project(&new, &actor).await?;
+    for member in &members {
+        state.db.grant_role(*member, &project_grant(Role::ProjectMember, project.id), &actor).await?;
+    }
+    if let Some(pi) = body.principal_investigator {
+        state.db.grant_role(pi, &project_grant(Role::ProjectCoordinator, project.id), &actor).await?;
     }
     let ledger = ledger(&state, &project).await?;
-    let body = project_json(&project, &ledger, &body.members);
+    let body = project_json(&project, &ledger, &members);
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NewCoordinator {
+    user_id: i64,
+}
+
+/// Names a member coordinator of the project: its principal investigator or an administrator.
+pub async fn add_coordinator(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    ApiJson(body): ApiJson<NewCoordinator>,
+) -> AppResult<Response> {
+    let project = project_for(&state, &caller, id).await?;
+    let is_pi = project.principal_investigator.is_some() && project.principal_investigator == caller.actor.user_id();
+    if !caller.actor.is_admin() && !is_pi {
+        return Err(AppError::Forbidden(
+            "only the project's principal investigator or an administrator names coordinators",
+        ));
+    }
+    if !state.db.project_member_ids(id).await?.contains(&body.user_id) {
+        return Err(AppError::Conflict(format!("user {} is not a member of project {id}", body.user_id)));
+    }
+    state.db.grant_role(body.user_id, &project_grant(Role::ProjectCoordinator, id), &caller.audit_name()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "project": id, "user_id": body.user_id, "role": "project_coordinator" })))
+        .into_response())
 }
 
 pub async fn list_projects(
@@ -376,9 +437,17 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
         ProjectRef::Id(id) => state.db.project(*id).await?,
         ProjectRef::Name(name) => state.db.project_by_name(name).await?,
     };
-    let project = project.ok_or_else(|| AppError::NotFound("project not found".into()))?;
-    if !policy::may_use_project(&caller.actor, project.id) {
-        return Err(AppError::Forbidden("only the project's members submit jobs to it"));
+    // A project the caller may not use answers as one that does not exist: names are not
+    // guessable by their answers.
+    let project = project
+        .filter(|project| policy::may_use_project(&caller.actor, project.id))
+        .ok_or_else(|| AppError::NotFound("project not found".into()))?;
+    let now = now_ms();
+    if project.valid_from > now {
+        return Err(AppError::Conflict(format!("the project's allocation starts on {}", iso_date(project.valid_from))));
+    }
+    if let Some(until) = project.valid_until.filter(|until| *until < now) {
+        return Err(AppError::Conflict(format!("the project's allocation ended on {}", iso_date(until))));
     }
     let request = JobRequest {
         command: body.command,
@@ -409,6 +478,22 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
             other => AppError::Invalid(other.to_string()),
         },
     )?;
+    if !body.dry_run {
+        let limits = &state.config.limits;
+        let (mine, project_queue) = state.db.pending_counts(caller.actor.user_id(), project.id).await?;
+        if caller.actor.user_id().is_some() && mine >= limits.queued_jobs_per_user {
+            return Err(AppError::OverQuota(format!(
+                "you have {mine} jobs waiting, the most one user may queue ({}); wait for some to start",
+                limits.queued_jobs_per_user
+            )));
+        }
+        if project_queue >= limits.queued_jobs_per_project {
+            return Err(AppError::OverQuota(format!(
+                "the project has {project_queue} jobs waiting, the most one project may queue ({})",
+                limits.queued_jobs_per_project
+            )));
+        }
+    }
     if body.dry_run {
         let taken = ledger.used.plus(ledger.commitments.running).plus(ledger.commitments.reserved).plus(cost);
         return Ok(Submitted::Estimate(json!({
@@ -505,12 +590,21 @@ pub async fn job_events(
     Ok(Json(json!({ "items": items })))
 }
 
+/// A job the caller may act on (cancel, write metrics to): [`policy::may_act_on_job`].
+pub(crate) async fn job_to_act_on(state: &AppState, caller: &Caller, id: i64) -> AppResult<JobRow> {
+    let job = job_for(state, caller, id).await?;
+    if !policy::may_act_on_job(&caller.actor, job.project_id, job.user_id) {
+        return Err(AppError::Forbidden("only the job's owner or a coordinator of its project may do this"));
+    }
+    Ok(job)
+}
+
 pub async fn cancel_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
-    job_for(&state, &caller, id).await?;
+    job_to_act_on(&state, &caller, id).await?;
     state.db.cancel_job(id, &caller.audit_name()).await?;
     state.scheduler_wake.notify_one();
     let job = state.db.job(id).await?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
@@ -527,46 +621,140 @@ pub(crate) fn terminal(state: &str) -> bool {
     matches!(state, "completed" | "failed" | "cancelled" | "timeout")
 }
 
-/// The job's output as text; with `?follow=true`, a chunked stream that follows the file as
-/// it grows and ends when the job does.
+/// How much of a log one read takes: a request never holds a whole log in memory.
+const LOG_CHUNK: usize = 64 * 1024;
+
+/// A `Range: bytes=...` request over a file of `size` bytes: the first and last byte, or `None`
+/// if it cannot be satisfied. One range only; anything else is read as no range.
+fn byte_range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Some(None) };
+    if spec.contains(',') {
+        return Some(None);
+    }
+    let (first, last) = spec.split_once('-')?;
+    let range = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let length: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(length), size.checked_sub(1)?)
+        }
+        (first, "") => (first.parse().ok()?, size.checked_sub(1)?),
+        (first, last) => (first.parse().ok()?, last.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+    };
+    (range.0 <= range.1 && range.0 < size).then_some(Some(range))
+}
+
+/// The bytes `first..=last` of a file, read a chunk at a time.
+fn file_stream(file: tokio::fs::File, first: u64, last: u64) -> Body {
+    let stream = futures_util::stream::unfold((file, first), move |(mut file, at)| async move {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        if at > last {
+            return None;
+        }
+        let want = ((last - at + 1) as usize).min(LOG_CHUNK);
+        let mut chunk = vec![0u8; want];
+        let read = async {
+            file.seek(std::io::SeekFrom::Start(at)).await?;
+            file.read(&mut chunk).await
+        };
+        match read.await {
+            Ok(0) => None,
+            Ok(read) => {
+                chunk.truncate(read);
+                Some((Ok::<_, std::io::Error>(chunk), (file, at + read as u64)))
+            }
+            Err(error) => Some((Err(error), (file, last + 1))),
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// The job's output as text, streamed a chunk at a time, with `Range` for a part of it; with
+/// `?follow=true`, a stream that follows the file as it grows and ends when the job does (at
+/// most `log_streams_per_user` at once per user, `log_streams` in all).
 pub async fn job_logs(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
+    headers: axum::http::HeaderMap,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> AppResult<Response> {
     job_for(&state, &caller, id).await?;
     let path = scheduler::jobs_dir(&state).join(id.to_string()).join("output.log");
-    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let text_plain = (header::CONTENT_TYPE, "text/plain; charset=utf-8");
     if !query.follow {
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(([text_plain, (header::ACCEPT_RANGES, "bytes")], Vec::new()).into_response());
+            }
             Err(error) => return Err(AppError::Internal(error.into())),
         };
-        return Ok((text_plain, bytes).into_response());
+        let size = file.metadata().await.map_err(anyhow::Error::from)?.len();
+        let requested = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
+        let range = match requested.map(|text| byte_range(text, size)) {
+            None => None,
+            Some(Some(range)) => range,
+            Some(None) => {
+                let unsatisfied = format!("bytes */{size}");
+                return Ok(
+                    (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, unsatisfied)], "").into_response()
+                );
+            }
+        };
+        return Ok(match range {
+            Some((first, last)) => (
+                StatusCode::PARTIAL_CONTENT,
+                [
+                    text_plain,
+                    (header::ACCEPT_RANGES, "bytes"),
+                    (header::CONTENT_RANGE, &format!("bytes {first}-{last}/{size}")),
+                ],
+                file_stream(file, first, last),
+            )
+                .into_response(),
+            None if size == 0 => ([text_plain, (header::ACCEPT_RANGES, "bytes")], Vec::new()).into_response(),
+            None => ([text_plain, (header::ACCEPT_RANGES, "bytes")], file_stream(file, 0, size - 1)).into_response(),
+        });
     }
+    let holder = caller.audit_name();
+    let Some(permit) = state.log_streams.try_acquire(&holder) else {
+        let (per_user, total) = state.log_streams.limits();
+        return Err(AppError::OverQuota(format!(
+            "too many live log streams: at most {per_user} per user and {total} in all; close one, or read the \
+             log without follow"
+        )));
+    };
     struct Follow {
         state: AppState,
         path: std::path::PathBuf,
         offset: u64,
         id: i64,
+        /// When the job's state was last read: at most once a second.
+        checked: Option<std::time::Instant>,
+        _permit: crate::kit::permits::Permit,
     }
-    let start = Follow { state: state.clone(), path, offset: 0, id };
+    let start = Follow { state: state.clone(), path, offset: 0, id, checked: None, _permit: permit };
     let stream = futures_util::stream::unfold(start, |mut follow| async move {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         loop {
+            if follow.state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
             // The state is read before the file: once the job is seen ended, its output is
             // complete, and an empty read means the end.
-            let ended = match follow.state.db.job(follow.id).await {
-                Ok(Some(job)) => terminal(&job.state),
-                _ => true,
-            };
+            let mut ended = false;
+            if follow.checked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                ended = match follow.state.db.job(follow.id).await {
+                    Ok(Some(job)) => terminal(&job.state),
+                    _ => true,
+                };
+                follow.checked = Some(std::time::Instant::now());
+            }
             let mut chunk = Vec::new();
             if let Ok(mut file) = tokio::fs::File::open(&follow.path).await
                 && file.seek(std::io::SeekFrom::Start(follow.offset)).await.is_ok()
             {
-                let _ = (&mut file).take(256 * 1024).read_to_end(&mut chunk).await;
+                let _ = (&mut file).take(LOG_CHUNK as u64).read_to_end(&mut chunk).await;
             }
             if !chunk.is_empty() {
                 follow.offset += chunk.len() as u64;
@@ -575,10 +763,10 @@ pub async fn job_logs(
             if ended {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    Ok((text_plain, Body::from_stream(stream)).into_response())
+    Ok(([text_plain], Body::from_stream(stream)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -603,7 +791,7 @@ pub async fn log_batch(
     Id(id): Id,
     ApiJson(body): ApiJson<LogBatch>,
 ) -> AppResult<Json<Value>> {
-    job_for(&state, &caller, id).await?;
+    job_to_act_on(&state, &caller, id).await?;
     if body.metrics.len() > 1000 {
         return Err(AppError::Invalid("at most 1000 metrics per batch".into()));
     }
@@ -637,4 +825,24 @@ pub async fn job_metrics(
         .map(|m| json!({ "key": m.key, "value": m.value, "step": m.step, "timestamp": m.at }))
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some(Some((0, 99))));
+        assert_eq!(byte_range("bytes=900-", 1000), Some(Some((900, 999))));
+        assert_eq!(byte_range("bytes=-100", 1000), Some(Some((900, 999))));
+        assert_eq!(byte_range("bytes=-5000", 1000), Some(Some((0, 999))));
+        assert_eq!(byte_range("bytes=10-5000", 1000), Some(Some((10, 999))));
+        assert_eq!(byte_range("bytes=1000-", 1000), None, "past the end");
+        assert_eq!(byte_range("bytes=5-2", 1000), None);
+        assert_eq!(byte_range("bytes=0-0", 0), None, "an empty file has no byte");
+        assert_eq!(byte_range("bytes=a-b", 1000), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), Some(None), "several ranges: the whole file");
+        assert_eq!(byte_range("items=0-1", 1000), Some(None));
+    }
 }

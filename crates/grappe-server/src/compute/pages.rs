@@ -340,8 +340,10 @@ pub async fn cancel_form(
         Ok(target) => target,
         Err(refusal) => return Ok(*refusal),
     };
-    if super::job_for(&state, &caller, id).await.is_err() {
-        return Ok(not_found(chrome));
+    match super::job_to_act_on(&state, &caller, id).await {
+        Ok(_) => {}
+        Err(error @ AppError::Forbidden(_)) => return Ok(message_page(chrome, error.status(), error.to_string())),
+        Err(_) => return Ok(not_found(chrome)),
     }
     state.db.cancel_job(id, &caller.audit_name()).await?;
     state.scheduler_wake.notify_one();

@@ -30,6 +30,9 @@ use crate::kit::state::{AppState, ExecutorKind, ServerConfig};
 
 pub const LEASE: &str = "scheduler";
 
+/// Why a job of a project outside its allocation's period waits.
+const OUTSIDE_PERIOD: &str = "AllocationPeriod";
+
 /// The PATH every job starts with.
 const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -120,6 +123,9 @@ struct Loop {
 #[derive(Clone)]
 struct CachedProject {
     id: i64,
+    /// Its allocation's period: its jobs start only within it.
+    valid_from: i64,
+    valid_until: Option<i64>,
     allocation: Allocation,
     used: Amount,
     share: f64,
@@ -633,6 +639,8 @@ impl Loop {
             let used = db.project_usage(project.id).await?.plus(db.project_commitments(project.id, now).await?.running);
             cached.push(CachedProject {
                 id: project.id,
+                valid_from: project.valid_from,
+                valid_until: project.valid_until,
                 allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
                 used,
                 share: if total_allocation > 0.0 { granted(project) / total_allocation } else { 0.0 },
@@ -649,9 +657,14 @@ impl Loop {
 
     async fn schedule(&mut self, running: &[JobRow]) -> anyhow::Result<()> {
         let now = now_ms();
-        let projects: Vec<ProjectState> = self
-            .project_cache()
-            .await?
+        let cache = self.project_cache().await?;
+        // Jobs of a project outside its allocation's period wait, and say why.
+        let outside: std::collections::HashSet<i64> = cache
+            .iter()
+            .filter(|project| project.valid_from > now || project.valid_until.is_some_and(|until| until < now))
+            .map(|project| project.id)
+            .collect();
+        let projects: Vec<ProjectState> = cache
             .into_iter()
             .map(|project| ProjectState {
                 id: project.id as u64,
@@ -678,6 +691,7 @@ impl Loop {
         let pending_view: Vec<PendingJob> = self
             .pending
             .values()
+            .filter(|job| !outside.contains(&job.project_id))
             .map(|job| PendingJob {
                 id: job.id as u64,
                 user: job.user_id.unwrap_or(0) as u64,
@@ -724,8 +738,10 @@ impl Loop {
             self.unwritten_reasons.remove(&job.id);
             self.start(job, gpu_ids);
         }
-        for (id, _, reason) in &decisions.waiting {
-            let (id, reason) = (*id as i64, reason.as_str());
+        let expired =
+            self.pending.values().filter(|job| outside.contains(&job.project_id)).map(|job| (job.id, OUTSIDE_PERIOD));
+        let waiting = decisions.waiting.iter().map(|(id, _, reason)| (*id as i64, reason.as_str()));
+        for (id, reason) in waiting.chain(expired) {
             if self.reasons.get(&id) != Some(&reason) {
                 self.unwritten_reasons.insert(id, reason);
             } else {

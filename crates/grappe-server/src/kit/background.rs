@@ -1,7 +1,9 @@
 //! Background loops. Each holds a lease row so that, with several server processes on one
 //! database, exactly one process runs it at a time; another takes over when the holder dies and
-//! its lease expires. The foundation has one loop, `ticker`, which counts its runs and sweeps
-//! expired sessions; the scheduler and pollers of later modules follow the same pattern.
+//! its lease expires. The foundation has one loop, `ticker`, which counts its runs, sweeps
+//! expired sessions and writes the audit chain's head down once a day (the anchor the public
+//! programme data publishes); the scheduler and pollers of other modules follow the same
+//! pattern.
 
 use std::sync::atomic::Ordering;
 
@@ -14,6 +16,7 @@ pub const TICKER: &str = "ticker";
 pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let ttl_ms = state.config.lease_ttl.as_millis() as i64;
     let mut interval = tokio::time::interval(state.config.lease_tick);
+    let mut anchored_day = String::new();
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -31,7 +34,7 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if held != was_held {
             tracing::info!(lease = TICKER, instance = %state.instance, held, "lease changed hands");
         }
-        if held && let Err(error) = run_once(&state).await {
+        if held && let Err(error) = run_once(&state, &mut anchored_day).await {
             tracing::warn!(error = %error, "ticker run failed");
         }
     }
@@ -43,9 +46,14 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// One run, fenced: if the lease was lost since it was renewed, nothing runs.
-async fn run_once(state: &AppState) -> Result<(), grappe_db::DbError> {
+async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), grappe_db::DbError> {
     if state.db.tick_lease(TICKER, &state.instance).await? {
         state.db.delete_expired_sessions().await?;
+        let today = crate::kit::page::iso_date(grappe_db::now_ms());
+        if *anchored_day != today {
+            state.db.anchor_audit(&today).await?;
+            *anchored_day = today;
+        }
     }
     Ok(())
 }

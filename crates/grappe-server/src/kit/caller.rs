@@ -1,6 +1,13 @@
 //! Who is calling: bearer tokens, session cookies and the admin token become an [`Actor`], and
 //! the route's [`Access`] rule is checked by [`guard`] before any handler runs. Passwords are
 //! hashed with argon2id; secrets are stored as SHA-256 only.
+//!
+//! Cross-site requests: a write by a browser (a form, or an API call with the session cookie)
+//! must come from our own origin (`Origin`, else `Referer`, when the browser sends one) and
+//! carry a CSRF token that is a keyed hash of its session (synchronizer tokens: a token
+//! planted by another page of the same host fits no session it does not know); before login,
+//! of a pre-session cookie, which closes login CSRF. Over HTTPS the cookies carry the
+//! `__Host-` prefix, so that no other port or subdomain can set them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +17,7 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,7 +31,8 @@ use crate::kit::route::{Kind, RouteRule};
 use crate::kit::state::AppState;
 
 pub const SESSION_COOKIE: &str = "grappe_session";
-pub const CSRF_COOKIE: &str = "grappe_csrf";
+/// A random value set before login, which the login form's CSRF token is bound to.
+pub const PRESESSION_COOKIE: &str = "grappe_presession";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const API_TOKEN_PREFIX: &str = "grp_";
 pub const DENIED_HEADER: &str = "x-grappe-denied";
@@ -96,6 +104,62 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> Head
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
+/// The name of a session cookie: with the `__Host-` prefix over TLS (Secure, `Path=/`, no
+/// `Domain`: no other origin of the host can set it).
+pub fn session_cookie_name(base: &str, secure: bool) -> String {
+    if secure { format!("__Host-{base}") } else { base.to_owned() }
+}
+
+/// The CSRF token bound to a session (or pre-session) value: HMAC-SHA256 under the
+/// installation's secret, hex.
+pub fn csrf_token(secret: &[u8], purpose: &str, value: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length; this cannot happen.
+        Err(_) => return String::new(),
+    };
+    mac.update(purpose.as_bytes());
+    mac.update(b":");
+    mac.update(value.as_bytes());
+    grappe_db::hex(&mac.finalize().into_bytes())
+}
+
+/// Our own origin, as browsers write it in `Origin`: the public URL's, or the request's host
+/// with the scheme the cookies are set for.
+fn own_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &state.config.public_url {
+        let after_scheme = url.find("://").map_or(0, |at| at + 3);
+        let end = url[after_scheme..].find('/').map_or(url.len(), |at| after_scheme + at);
+        return Some(url[..end].to_ascii_lowercase());
+    }
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let scheme = if state.config.secure_cookies { "https" } else { "http" };
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// Whether a request comes from our own pages, as far as the browser says: its `Origin`, else
+/// its `Referer`'s origin; true when it says neither (a non-browser client, or an old one: the
+/// CSRF token still applies).
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let said = headers
+        .get(ORIGIN)
+        .and_then(|value| value.to_str().ok())
+        .filter(|origin| *origin != "null")
+        .map(str::to_ascii_lowercase)
+        .or_else(|| {
+            let referer = headers.get(REFERER)?.to_str().ok()?;
+            let after_scheme = referer.find("://")? + 3;
+            let end = referer[after_scheme..].find('/').map_or(referer.len(), |at| after_scheme + at);
+            Some(referer[..end].to_ascii_lowercase())
+        });
+    match (said, own_origin(state, headers)) {
+        (None, _) => true,
+        (Some(said), Some(own)) => said == own,
+        (Some(_), None) => false,
+    }
+}
+
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -110,7 +174,8 @@ pub struct Caller {
     pub actor: Actor,
     pub user: Option<UserRow>,
     pub via: Via,
-    /// The CSRF token of this browser (double-submit cookie), for forms to embed.
+    /// The CSRF token of this browser (bound to its session or pre-session), for forms to
+    /// embed and API writes by cookie to send as `X-CSRF-Token`.
     pub csrf: String,
 }
 
@@ -137,6 +202,7 @@ async fn actor_of(state: &AppState, user: UserRow) -> Result<(Actor, Option<User
 /// Credentials to caller. A bearer token that is present but invalid is refused (401) even on
 /// public routes; a stale session cookie only makes the caller anonymous.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<UserRow>, Via), AppError> {
+    let session_cookie = session_cookie_name(SESSION_COOKIE, state.config.secure_cookies);
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = value
             .to_str()
@@ -153,7 +219,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option
         let (actor, user) = actor_of(state, user).await?;
         return Ok((actor, user, Via::Bearer));
     }
-    if let Some(session) = cookie(headers, SESSION_COOKIE)
+    if let Some(session) = cookie(headers, &session_cookie)
         && let Some(user) = state.db.session_user(&sha256_hex(session.as_bytes())).await?
     {
         let (actor, user) = actor_of(state, user).await?;
@@ -162,15 +228,27 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option
     Ok((Actor::Anonymous, None, Via::Nothing))
 }
 
-/// The one gate every route goes through: resolves the caller, applies the route's rule, checks
-/// CSRF on cookie-authenticated API writes, and hands the [`Caller`] to the handler.
+/// The one gate every route goes through: resolves the caller, applies the route's rule,
+/// refuses browser writes from other origins, checks the CSRF token of API writes by cookie, and
+/// hands the [`Caller`] to the handler.
 pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut request: Request, next: Next) -> Response {
     let (actor, user, via) = match resolve(&state, request.headers()).await {
         Ok(resolved) => resolved,
         Err(error) => return error.into_response(),
     };
-    let existing_csrf = cookie(request.headers(), CSRF_COOKIE).filter(|value| value.len() == 64).map(str::to_owned);
-    let csrf = existing_csrf.clone().unwrap_or_else(new_secret);
+    let secure = state.config.secure_cookies;
+    let headers = request.headers();
+    let session = cookie(headers, &session_cookie_name(SESSION_COOKIE, secure)).map(str::to_owned);
+    let presession_name = session_cookie_name(PRESESSION_COOKIE, secure);
+    let presession = cookie(headers, &presession_name).filter(|value| value.len() == 64).map(str::to_owned);
+    let mut new_presession = None;
+    let csrf = match (via, session) {
+        (Via::Session, Some(session)) => csrf_token(&state.secret, "session", &session),
+        _ => {
+            let value = presession.unwrap_or_else(|| new_presession.insert(new_secret()).clone());
+            csrf_token(&state.secret, "presession", &value)
+        }
+    };
     match policy::check(&actor, rule.access) {
         Decision::Allow => {}
         Decision::Unauthenticated if rule.kind == Kind::Page => {
@@ -185,18 +263,25 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
         Decision::Forbidden => return denied(AppError::forbidden().into_response()),
     }
     let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let by_browser = via == Via::Session || rule.kind == Kind::Page;
+    if unsafe_method && by_browser && !same_origin(&state, request.headers()) {
+        const REFUSAL: &str = "a request from another site is refused";
+        return match rule.kind {
+            Kind::Page => page::error_page(&request, StatusCode::FORBIDDEN, "error-cross-site"),
+            Kind::Api => AppError::Forbidden(REFUSAL).into_response(),
+        };
+    }
     if rule.kind == Kind::Api && via == Via::Session && unsafe_method {
         let header = request.headers().get(CSRF_HEADER).and_then(|value| value.to_str().ok());
-        let matches = matches!((header, existing_csrf.as_deref()), (Some(h), Some(c)) if constant_time_eq(h.as_bytes(), c.as_bytes()));
-        if !matches {
+        if !header.is_some_and(|header| constant_time_eq(header.as_bytes(), csrf.as_bytes())) {
             return AppError::Forbidden("missing or wrong X-CSRF-Token header").into_response();
         }
     }
-    request.extensions_mut().insert(Caller { actor, user, via, csrf: csrf.clone() });
+    request.extensions_mut().insert(Caller { actor, user, via, csrf });
     let mut response = next.run(request).await;
-    if rule.kind == Kind::Page && existing_csrf.is_none() {
-        let value = set_cookie(CSRF_COOKIE, &csrf, state.config.session_ttl.as_secs(), state.config.secure_cookies);
-        response.headers_mut().append(SET_COOKIE, value);
+    if let Some(value) = new_presession.filter(|_| rule.kind == Kind::Page) {
+        let cookie = set_cookie(&presession_name, &value, state.config.session_ttl.as_secs(), secure);
+        response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
 }
@@ -208,58 +293,92 @@ fn denied(mut response: Response) -> Response {
     response
 }
 
-/// Checks a form's CSRF field against the browser's cookie.
+/// Checks a form's CSRF field against the token of the browser's session.
 pub fn check_csrf(caller: &Caller, submitted: &str) -> bool {
     constant_time_eq(caller.csrf.as_bytes(), submitted.as_bytes())
 }
 
-/// A fixed-window limiter: at most a given number of attempts per window for each key (a client
-/// address, an account). Bounded: expired keys are dropped when the table grows past `MAX_KEYS`.
-pub struct RateLimiter {
+/// Login throttling, so that guessing is slow and nobody can lock the owner out: per account
+/// and client address, each failure after the first `free_failures` doubles the wait before the
+/// next attempt from that address for that account (up to `max_delay`); another address is not
+/// slowed down, so the right password from elsewhere still works. Per client address, at most
+/// `per_address` attempts per window whatever the accounts (no sweeping many accounts from one
+/// place). Bounded: at most `MAX_KEYS` entries, expired ones dropped first; full of live ones,
+/// it refuses (fails closed).
+pub struct LoginThrottle {
+    free_failures: u32,
+    max_delay: Duration,
+    per_address: u32,
     window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    inner: Mutex<Throttled>,
 }
 
-impl RateLimiter {
+#[derive(Default)]
+struct Throttled {
+    /// (account, address) -> (failures, not before).
+    pairs: HashMap<String, (u32, Instant)>,
+    /// address -> (window start, attempts).
+    addresses: HashMap<String, (Instant, u32)>,
+}
+
+impl LoginThrottle {
     const MAX_KEYS: usize = 100_000;
 
-    pub fn new(window: Duration) -> RateLimiter {
-        RateLimiter { window, windows: Mutex::new(HashMap::new()) }
+    pub fn new(per_address: u32, window: Duration) -> LoginThrottle {
+        LoginThrottle {
+            free_failures: 3,
+            max_delay: Duration::from_secs(15 * 60),
+            per_address,
+            window,
+            inner: Mutex::new(Throttled::default()),
+        }
     }
 
-    /// Counts one attempt under each key, each with its own limit; refused with the seconds to
-    /// wait if any key is spent.
-    pub fn attempt(&self, keys: &[(String, u32)]) -> Result<(), AppError> {
+    /// May this address try this account now? Counts the attempt against the address.
+    pub fn check(&self, account: &str, address: &str) -> Result<(), AppError> {
         let now = Instant::now();
-        let Ok(mut windows) = self.windows.lock() else {
-            return Ok(());
-        };
-        if windows.len() >= RateLimiter::MAX_KEYS {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-            if windows.len() >= RateLimiter::MAX_KEYS {
-                // Full of live windows: refuse rather than grow (fail closed).
-                return Err(AppError::TooManyRequests { retry_after_s: self.window.as_secs().max(1) });
+        let Ok(mut inner) = self.inner.lock() else { return Ok(()) };
+        if inner.pairs.len() + inner.addresses.len() >= LoginThrottle::MAX_KEYS {
+            let window = self.window;
+            inner.pairs.retain(|_, (_, not_before)| *not_before > now);
+            inner.addresses.retain(|_, (start, _)| now.duration_since(*start) < window);
+            if inner.pairs.len() + inner.addresses.len() >= LoginThrottle::MAX_KEYS {
+                return Err(AppError::TooManyRequests { retry_after_s: 60 });
             }
         }
-        let mut wait_s = 0;
-        for (key, limit) in keys {
-            let entry = windows.entry(key.clone()).or_insert((now, 0));
-            if now.duration_since(entry.0) >= self.window {
-                *entry = (now, 0);
-            }
-            entry.1 += 1;
-            if entry.1 > *limit {
-                let left = self.window.saturating_sub(now.duration_since(entry.0));
-                wait_s = wait_s.max(left.as_secs().max(1));
-            }
+        if let Some((_, not_before)) = inner.pairs.get(&format!("{account}|{address}"))
+            && *not_before > now
+        {
+            return Err(AppError::TooManyRequests { retry_after_s: (*not_before - now).as_secs().max(1) });
         }
-        if wait_s > 0 { Err(AppError::TooManyRequests { retry_after_s: wait_s }) } else { Ok(()) }
+        let entry = inner.addresses.entry(address.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > self.per_address {
+            let left = self.window.saturating_sub(now.duration_since(entry.0));
+            return Err(AppError::TooManyRequests { retry_after_s: left.as_secs().max(1) });
+        }
+        Ok(())
     }
 
-    /// Forgets an account's failures after it logs in.
-    pub fn reset(&self, key: &str) {
-        if let Ok(mut windows) = self.windows.lock() {
-            windows.remove(key);
+    /// A wrong password: the wait before this address's next try of this account grows.
+    pub fn failed(&self, account: &str, address: &str) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let entry = inner.pairs.entry(format!("{account}|{address}")).or_insert((0, Instant::now()));
+        entry.0 += 1;
+        let doublings = entry.0.saturating_sub(self.free_failures);
+        if doublings > 0 {
+            let delay = Duration::from_secs(1u64 << doublings.min(20)).min(self.max_delay);
+            entry.1 = Instant::now() + delay;
+        }
+    }
+
+    /// The right password: this address starts afresh for this account.
+    pub fn succeeded(&self, account: &str, address: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.pairs.remove(&format!("{account}|{address}"));
         }
     }
 }
@@ -269,15 +388,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_refuses_past_the_limit_per_key() {
-        let limiter = RateLimiter::new(Duration::from_secs(60));
-        let keys = [("ip:1".to_owned(), 3), ("email:a".to_owned(), 2)];
-        assert!(limiter.attempt(&keys).is_ok());
-        assert!(limiter.attempt(&keys).is_ok());
-        assert!(matches!(limiter.attempt(&keys), Err(AppError::TooManyRequests { .. })));
-        limiter.reset("email:a");
-        assert!(limiter.attempt(&[("email:a".to_owned(), 2)]).is_ok());
-        assert!(limiter.attempt(&[("ip:1".to_owned(), 3)]).is_err());
+    fn failures_slow_down_one_account_from_one_address_only() {
+        let throttle = LoginThrottle::new(100, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(throttle.check("a@x.org", "10.0.0.1").is_ok());
+            throttle.failed("a@x.org", "10.0.0.1");
+        }
+        assert!(throttle.check("a@x.org", "10.0.0.1").is_ok(), "three failures are free");
+        throttle.failed("a@x.org", "10.0.0.1");
+        let Err(AppError::TooManyRequests { retry_after_s }) = throttle.check("a@x.org", "10.0.0.1") else {
+            panic!("the fourth failure waits")
+        };
+        assert_eq!(retry_after_s, 2);
+        assert!(throttle.check("a@x.org", "10.0.0.2").is_ok(), "another address is not slowed down");
+        assert!(throttle.check("b@x.org", "10.0.0.1").is_ok(), "nor another account");
+        throttle.succeeded("a@x.org", "10.0.0.1");
+        assert!(throttle.check("a@x.org", "10.0.0.1").is_ok());
+        let sweeping = LoginThrottle::new(2, Duration::from_secs(60));
+        assert!(sweeping.check("a", "1").is_ok() && sweeping.check("b", "1").is_ok());
+        assert!(sweeping.check("c", "1").is_err(), "per address, whatever the account");
     }
 
     #[test]

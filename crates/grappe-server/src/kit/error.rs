@@ -28,6 +28,11 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("too many attempts; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u64 },
+    /// A quota is reached (queued jobs, log streams...): the reason, and how to get under it.
+    #[error("{0}")]
+    OverQuota(String),
+    #[error("the request was not answered within {} s", .0.as_secs())]
+    Timeout(std::time::Duration),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -45,7 +50,8 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooManyRequests { .. } | AppError::OverQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,6 +68,8 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::TooManyRequests { .. } => "too_many_requests",
+            AppError::OverQuota(_) => "over_quota",
+            AppError::Timeout(_) => "request_timeout",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }

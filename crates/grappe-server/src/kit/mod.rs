@@ -11,6 +11,8 @@
 //! - [`i18n`]: every user-facing text in French and English.
 //! - [`metrics`]: Prometheus counters by route pattern.
 //! - [`background`]: the lease-holding ticker.
+//! - [`permits`]: counted permits for what clients hold open (log streams).
+//! - [`serve`]: the accept loop, with its timeouts and connection caps.
 
 pub mod background;
 pub mod caller;
@@ -19,5 +21,7 @@ pub mod extract;
 pub mod i18n;
 pub mod metrics;
 pub mod page;
+pub mod permits;
 pub mod route;
+pub mod serve;
 pub mod state;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use grappe_db::Db;
 
-use crate::kit::caller::RateLimiter;
+use crate::kit::caller::LoginThrottle;
 use crate::kit::metrics::Metrics;
 
 /// Settings the server runs with; the binary builds it from flags, environment and file.
@@ -19,17 +19,60 @@ pub struct ServerConfig {
     pub demo: bool,
     /// `GRAPPE_ADMIN_TOKEN`: a bearer token that acts as an administrator.
     pub admin_token: Option<String>,
-    /// Cookies get `Secure` when the public URL is https (TLS ends at a proxy in front).
+    /// The key of the audit chain's links (`GRAPPE_AUDIT_KEY`, or `DATA_DIR/audit.key`), kept
+    /// outside the database.
+    pub audit_key: Vec<u8>,
+    /// The URL people reach the server at, if set (its origin is the one browser writes must
+    /// come from).
+    pub public_url: Option<String>,
+    /// Cookies get `Secure` and the `__Host-` prefix when the public URL is https (TLS ends at a
+    /// proxy in front).
     pub secure_cookies: bool,
     pub body_limit_bytes: usize,
     pub session_ttl: Duration,
     pub lease_ttl: Duration,
     pub lease_tick: Duration,
+    /// Login attempts one client address may make per `login_window`, whatever the accounts
+    /// (each account from each address is also slowed down after three failures).
     pub login_attempts_per_window: u32,
     /// A reverse proxy in front sets `X-Forwarded-For`; rate limits key on the address it gives.
     pub trusted_proxy: bool,
     pub login_window: Duration,
     pub compute: ComputeConfig,
+    /// What one client may hold or ask of the server (`kit::serve`, streams, queues).
+    pub limits: Limits,
+}
+
+/// Limits on what clients may hold or ask, each with a clear refusal past it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A connection must send a request's headers within this (idle keep-alive ones too).
+    pub header_read: Duration,
+    /// A request must be answered (its response head) within this.
+    pub request: Duration,
+    pub connections_per_client: usize,
+    pub connections: usize,
+    /// Live `logs?follow=true` streams per user and in all.
+    pub log_streams_per_user: usize,
+    pub log_streams: usize,
+    /// Pending jobs per user and per project; past them, submissions get 429.
+    pub queued_jobs_per_user: i64,
+    pub queued_jobs_per_project: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read: Duration::from_secs(20),
+            request: Duration::from_secs(30),
+            connections_per_client: 256,
+            connections: 4096,
+            log_streams_per_user: 8,
+            log_streams: 256,
+            queued_jobs_per_user: 1000,
+            queued_jobs_per_project: 10_000,
+        }
+    }
 }
 
 /// Who runs the jobs: this machine, or a Slurm cluster (which then decides the order).
@@ -107,15 +150,18 @@ impl ServerConfig {
             database_url,
             demo: false,
             admin_token: None,
+            audit_key: Vec::new(),
+            public_url: None,
             secure_cookies: false,
             body_limit_bytes: 1024 * 1024,
             session_ttl: Duration::from_secs(14 * 24 * 3600),
             lease_ttl: Duration::from_secs(10),
             lease_tick: Duration::from_secs(1),
-            login_attempts_per_window: 10,
+            login_attempts_per_window: 100,
             trusted_proxy: false,
             compute: ComputeConfig::detect(),
             login_window: Duration::from_secs(15 * 60),
+            limits: Limits::default(),
         }
     }
 }
@@ -125,7 +171,7 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
-    pub login_limiter: Arc<RateLimiter>,
+    pub login_throttle: Arc<LoginThrottle>,
     /// This process's name in lease rows: host, pid and a random suffix.
     pub instance: Arc<str>,
     /// Whether this process holds the ticker lease now.
@@ -136,4 +182,10 @@ pub struct AppState {
     pub scheduler_here: Arc<AtomicBool>,
     /// How the local executor runs jobs (`None` with Slurm), found at start.
     pub exec: Option<Arc<grappe_exec::ExecConfig>>,
+    /// Live log streams, per user and in all.
+    pub log_streams: Arc<crate::kit::permits::Permits>,
+    /// Set when the server begins to stop: streams end, so that connections drain.
+    pub stopping: Arc<AtomicBool>,
+    /// The installation's secret: the key of CSRF tokens.
+    pub secret: Arc<[u8]>,
 }

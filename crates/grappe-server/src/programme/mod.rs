@@ -66,7 +66,16 @@ pub async fn programme(State(state): State<AppState>) -> AppResult<Json<Value>> 
             })
         })
         .collect();
-    Ok(Json(json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis })))
+    // The audit chain's head as of today: archived by anyone, it shows later whether the
+    // chain was rewritten.
+    let anchor = state
+        .db
+        .audit_anchors(1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|anchor| json!({ "day": anchor.day, "seq": anchor.seq, "hash": anchor.hash }));
+    Ok(Json(json!({ "currency": "EUR", "instruments": instruments, "kpis": kpis, "audit_anchor": anchor })))
 }
 
 struct LineView {

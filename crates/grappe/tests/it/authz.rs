@@ -40,6 +40,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/api/v1/projects"), SignedIn),
         (("GET", "/api/v1/projects/{id}"), SignedIn),
         (("POST", "/api/v1/projects/{id}/members"), Admins),
+        (("POST", "/api/v1/projects/{id}/coordinators"), SignedIn),
         (("GET", "/api/v1/projects/{id}/usage.csv"), SignedIn),
         (("POST", "/api/v1/jobs"), SignedIn),
         (("GET", "/api/v1/jobs"), SignedIn),
@@ -56,6 +57,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/lang/{code}"), Anyone),
         (("GET", "/account"), SignedIn),
         (("GET", "/static/app.css"), Anyone),
+        (("GET", "/static/job.js"), Anyone),
         (("GET", "/calls"), Anyone),
         (("GET", "/compute"), Anyone),
         (("GET", "/compute/projects/{id}"), SignedIn),
@@ -96,7 +98,7 @@ fn every_route_times_every_role() {
             callers.push((role.clone(), Some(client.token_for(email, password)), role == "admin"));
         }
         callers.push(("admin-token".into(), Some(ADMIN_TOKEN.to_owned()), true));
-        assert_eq!(callers.len(), 9, "seven demo roles, anonymous and the admin token");
+        assert_eq!(callers.len(), 10, "eight demo roles, anonymous and the admin token");
 
         let mut checked = 0;
         for route in &routes {
@@ -138,48 +140,68 @@ fn every_route_times_every_role() {
                 checked += 1;
             }
         }
-        assert_eq!(checked, routes.len() * 9);
+        assert_eq!(checked, routes.len() * 10);
     }
 }
 
-/// Cookie sessions must carry the CSRF token on API writes; bearer tokens need not.
+/// Cookie sessions must carry the CSRF token on API writes; bearer tokens need not. The token
+/// is bound to the session: a token from before the login, or from another session, fits not;
+/// and a browser write from another origin is refused whatever it carries.
 #[test]
-fn cookie_sessions_need_csrf_on_api_writes() {
+fn cookie_sessions_need_a_token_bound_to_the_session() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
     let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
     let (email, password) = server.demo_password("juror");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
-    // The login form sets the CSRF cookie; the form carries the same value.
+    // The login form sets a pre-session cookie; its token is bound to it.
     let mut form_page = agent.get(&format!("{}/login", server.base)).call().unwrap();
-    let csrf_cookie = set_cookie(&form_page, "grappe_csrf");
+    let presession = set_cookie(&form_page, "grappe_presession");
     let html = form_page.body_mut().read_to_string().unwrap();
-    assert!(html.contains(&csrf_cookie));
-    let login = |csrf: &str| {
-        agent
+    let form_token = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert_ne!(form_token, presession, "the token is a keyed hash of the cookie, not the cookie");
+    let login = |cookie: &str, csrf: &str, origin: Option<&str>| {
+        let mut request = agent
             .post(&format!("{}/login", server.base))
-            .header("Cookie", &format!("grappe_csrf={csrf_cookie}"))
-            .content_type("application/x-www-form-urlencoded")
+            .header("Cookie", &format!("grappe_presession={cookie}"))
+            .content_type("application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request
             .send(format!("email={}&password={}&csrf={csrf}&next=%2Faccount", email.replace('@', "%40"), password))
             .unwrap()
     };
-    assert_eq!(login("forged").status().as_u16(), 403, "a login without the right CSRF token is refused");
-    let ok = login(&csrf_cookie);
+    assert_eq!(login(&presession, "forged", None).status().as_u16(), 403, "a wrong token is refused");
+    // Login CSRF: another page of this host planted its own pre-session cookie and token.
+    let planted = "a".repeat(64);
+    assert_eq!(login(&planted, &form_token, None).status().as_u16(), 403, "a token of another pre-session");
+    let other_port = server.base.replace("127.0.0.1:", "127.0.0.1:1");
+    assert_eq!(login(&presession, &form_token, Some(&other_port)).status().as_u16(), 403, "another origin");
+    let ok = login(&presession, &form_token, Some(&server.base));
     assert_eq!(ok.status().as_u16(), 303);
     assert_eq!(ok.headers().get("location").unwrap(), "/account");
     let session = set_cookie(&ok, "grappe_session");
-    let cookies = format!("grappe_session={session}; grappe_csrf={csrf_cookie}");
-    let me = agent.get(&format!("{}/api/v1/me", server.base)).header("Cookie", &cookies).call().unwrap();
+    let cookies = format!("grappe_session={session}");
+    let mut me = agent.get(&format!("{}/api/v1/me", server.base)).header("Cookie", &cookies).call().unwrap();
     assert_eq!(me.status().as_u16(), 200);
-    let write = |csrf: Option<&str>| {
+    let me: serde_json::Value = serde_json::from_str(&me.body_mut().read_to_string().unwrap()).unwrap();
+    let token = me["csrf_token"].as_str().unwrap().to_owned();
+    let write = |csrf: Option<&str>, origin: Option<&str>| {
         let mut request = agent.post(&format!("{}/api/v1/tokens", server.base)).header("Cookie", &cookies);
         if let Some(csrf) = csrf {
             request = request.header("X-CSRF-Token", csrf);
         }
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
         request.content_type("application/json").send(r#"{"name":"from the browser"}"#).unwrap().status().as_u16()
     };
-    assert_eq!(write(None), 403);
-    assert_eq!(write(Some("wrong")), 403);
-    assert_eq!(write(Some(&csrf_cookie)), 201);
+    assert_eq!(write(None, None), 403);
+    assert_eq!(write(Some("wrong"), None), 403);
+    assert_eq!(write(Some(&form_token), None), 403, "the pre-session's token does not fit the session");
+    assert_eq!(write(Some(&token), Some(&other_port)), 403, "another origin, even with the right token");
+    assert_eq!(write(Some(&token), Some(&server.base)), 201);
+    assert_eq!(write(Some(&token), None), 201);
 }
 
 /// The value a response sets for cookie `name`.

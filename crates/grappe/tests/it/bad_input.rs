@@ -54,8 +54,8 @@ fn malformed_requests_get_the_envelope_and_write_nothing() {
                 ),
                 404,
             ),
-            ("POST", "/api/v1/users/abc/grants", json_body(r#"{"role": "juror"}"#), 404),
-            ("POST", "/api/v1/users/424242/grants", json_body(r#"{"role": "juror"}"#), 404),
+            ("POST", "/api/v1/users/abc/grants", json_body(r#"{"role": "juror", "scope": "call:1"}"#), 404),
+            ("POST", "/api/v1/users/424242/grants", json_body(r#"{"role": "juror", "scope": "call:1"}"#), 404),
             ("GET", "/api/v1/users/0", None, 404),
             ("GET", "/api/v1/users/99999999999999999999999", None, 404),
             ("GET", "/api/v1/users?limit=many", None, 400),
@@ -99,7 +99,8 @@ fn language_and_login_redirects_stay_on_site() {
 fn a_grant_to_a_missing_user_is_a_404_not_a_500() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
     let server = Server::start(&db.url, &ServerOptions::default());
-    let reply = server.client().post("/api/v1/users/77/grants", Some(ADMIN_TOKEN), &json!({ "role": "juror" }));
+    let grant = json!({ "role": "juror", "scope": "call:1" });
+    let reply = server.client().post("/api/v1/users/77/grants", Some(ADMIN_TOKEN), &grant);
     reply.assert_envelope(404);
 }
 

@@ -262,7 +262,8 @@ fn bad_submissions_are_refused_with_reasons() {
         "{}",
         multi.text
     );
-    client.post("/api/v1/jobs", Some(&outsider), &base).assert_envelope(403);
+    // Not a member: the same answer as for a project that does not exist.
+    client.post("/api/v1/jobs", Some(&outsider), &base).assert_envelope(404);
     // A dry run answers the cost and submits nothing.
     let dry = client.post(
         "/api/v1/jobs",

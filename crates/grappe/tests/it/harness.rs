@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const AUDIT_KEY: &str = "test-audit-key-0123456789abcdef0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -150,6 +151,8 @@ impl Server {
             .args(["serve", "--addr", "127.0.0.1:0", "--database", database_url, "--data-dir"])
             .arg(data_dir.path())
             .env("GRAPPE_ADMIN_TOKEN", ADMIN_TOKEN)
+            // Servers of one database share its audit key, whatever their data directories.
+            .env("GRAPPE_AUDIT_KEY", AUDIT_KEY)
             .env("GRAPPE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -261,7 +264,6 @@ pub struct Reply {
     pub content_type: String,
     pub location: Option<String>,
     pub denied_by_policy: bool,
-    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -293,11 +295,10 @@ impl Client {
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type = header("content-type").unwrap_or_default();
         let location = header("location");
-        let retry_after = header("retry-after");
         let denied_by_policy = header("x-grappe-denied").is_some();
         let text = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status: response.status().as_u16(), body, text, content_type, location, denied_by_policy, retry_after }
+        Reply { status: response.status().as_u16(), body, text, content_type, location, denied_by_policy }
     }
 
     pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {

@@ -1,0 +1,15 @@
+-- A project's principal investigator (who may name its coordinators), the index the queue
+-- quotas count pending jobs per user with.
+ALTER TABLE projects ADD COLUMN principal_investigator BIGINT;
+CREATE INDEX jobs_user_state ON jobs (user_id, state);
+
+-- The audit chain keyed (HMAC under a key kept outside the database), marked per event so that
+-- events from before it still verify; and the chain's head written down once a day, for the
+-- public programme data, so that a rewritten chain does not match what was published.
+ALTER TABLE audit_events ADD COLUMN keyed BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE audit_anchors (
+    day TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
