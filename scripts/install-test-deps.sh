@@ -5,7 +5,7 @@
 # not fetched again, and the package lists are refreshed only when something is missing.
 set -euo pipefail
 
-packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap)
+packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

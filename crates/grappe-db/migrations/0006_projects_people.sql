@@ -13,3 +13,7 @@ CREATE TABLE audit_anchors (
     hash TEXT NOT NULL,
     at BIGINT NOT NULL
 );
+-- Events up to here were chained unkeyed; with a key, a later unkeyed event is a break (no
+-- downgrade of the chain to plain hashes).
+ALTER TABLE audit_head ADD COLUMN legacy_until BIGINT NOT NULL DEFAULT 0;
+UPDATE audit_head SET legacy_until = seq WHERE id = 1;

@@ -131,8 +131,11 @@ impl Db {
     /// appended meanwhile are not judged); `Ok(None)` when every link holds.
     pub async fn verify_audit_chain(&self) -> DbResult<Option<ChainBreak>> {
         const PAGE: i64 = 1000;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let head =
+            sqlx::query("SELECT seq, hash, legacy_until FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
         let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        // With a key, only the events from before the chain was keyed may be unkeyed.
+        let legacy_until: i64 = head.try_get("legacy_until")?;
         let mut prev_hash = String::new();
         let mut after = 0;
         while after < head_seq {
@@ -156,6 +159,9 @@ impl Db {
                     object: &event.object,
                     detail: &event.detail,
                 };
+                if !event.keyed && self.audit_key.is_some() && event.seq > legacy_until {
+                    return Ok(Some(ChainBreak { seq: event.seq }));
+                }
                 let key = if event.keyed { self.audit_key.as_deref().map(Some) } else { Some(None) };
                 let expected = key.and_then(|key| event_hash(event.seq, event.at, &entry, &prev_hash, key));
                 if event.seq != after + 1 || event.prev_hash != prev_hash || Some(&event.hash) != expected.as_ref() {
@@ -213,11 +219,15 @@ impl Db {
         self.audit_key.as_deref()
     }
 
-    /// Writes the chain's head down for `day` (once: a day keeps its first anchor).
-    pub async fn anchor_audit(&self, day: &str) -> DbResult<()> {
+    /// Writes the chain's head down for `day` (once: a day keeps its first anchor). An empty
+    /// chain has nothing to anchor: false, and the caller tries again later.
+    pub async fn anchor_audit(&self, day: &str) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
         let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        if seq == 0 {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO audit_anchors (day, seq, hash, at) VALUES ($1, $2, $3, $4) ON CONFLICT (day) DO NOTHING",
         )
@@ -228,7 +238,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The anchors, newest first, at most `limit`.

@@ -14,6 +14,7 @@ mod compute;
 mod correctness;
 mod crash;
 mod dataset;
+mod hardening;
 mod harness;
 mod sandbox;
 mod simulate;
