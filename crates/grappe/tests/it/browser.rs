@@ -269,3 +269,131 @@ fn submit_a_job_from_the_project_page_and_watch_it_finish() {
     browser.wait_count("figure.metric svg", 1);
     browser.screenshot("job-metrics-fr.png");
 }
+
+/// Another port of the same host: the same site to the browser, so it sends Grappe's
+/// `SameSite` cookies along, and it may set cookies that Grappe reads (over plain HTTP, where no
+/// `__Host-` prefix protects them). Serves each path's page once asked, with its cookies.
+struct Attacker {
+    base: String,
+}
+
+impl Attacker {
+    fn start(pages: Vec<(&'static str, String, Vec<String>)>) -> Attacker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut stream, &mut byte).is_ok_and(|n| n == 1)
+                {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("/");
+                let (html, cookies) = pages
+                    .iter()
+                    .find(|(page, _, _)| *page == path)
+                    .map_or((String::new(), Vec::new()), |(_, html, cookies)| (html.clone(), cookies.clone()));
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    html.len()
+                );
+                for cookie in cookies {
+                    answer += &format!("Set-Cookie: {cookie}; Path=/\r\n");
+                }
+                answer += "\r\n";
+                answer += &html;
+                let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+            }
+        });
+        Attacker { base }
+    }
+}
+
+/// A page that posts `fields` to `action` as soon as it loads.
+fn auto_submit(action: &str, fields: &[(&str, &str)]) -> String {
+    let inputs: String =
+        fields.iter().map(|(name, value)| format!(r#"<input type="hidden" name="{name}" value="{value}">"#)).collect();
+    format!(
+        r#"<!doctype html><form id="f" method="post" action="{action}">{inputs}</form><script>document.getElementById("f").submit()</script>"#
+    )
+}
+
+/// The audit's CSRF findings, in a real browser: a page on another port planted a CSRF cookie and
+/// cancelled the victim's job, and logged the victim's browser into the attacker's account.
+/// Here the attacker does better than plant a made-up token: for the login it plants a real
+/// pre-session of its own with the token that fits it; only the origin check can stop that.
+#[test]
+fn a_page_on_another_port_cannot_cancel_a_job_or_log_the_victim_in_as_someone_else() {
+    use crate::compute::{options, project_with_member, submit, wait_state};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, victim_token) = project_with_member(&client, "victim", 100);
+    client.new_user("mallory@example.org");
+    let job =
+        submit(&client, &victim_token, json!({ "project": project, "command": ["sleep", "120"], "time_limit_s": 600 }));
+    let id = job["id"].as_i64().unwrap();
+    wait_state(&client, &victim_token, id, &["running"]);
+
+    // A genuine pre-session and its login token, fetched from Grappe by the attacker.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let login_page = agent.get(&format!("{}/login", server.base)).call().unwrap();
+    let presession = login_page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.strip_prefix("grappe_presession="))
+        .map(|rest| rest.split(';').next().unwrap().to_owned())
+        .next()
+        .expect("a pre-session cookie");
+    let html = login_page.into_body().read_to_string().unwrap();
+    let token_at = html.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    let token = &html[token_at..token_at + 64];
+
+    let attacker = Attacker::start(vec![
+        (
+            "/login",
+            auto_submit(
+                &format!("{}/login", server.base),
+                &[
+                    ("csrf", token),
+                    ("next", "/account"),
+                    ("email", "mallory@example.org"),
+                    ("password", "a long enough password"),
+                ],
+            ),
+            vec![format!("grappe_presession={presession}")],
+        ),
+        (
+            "/cancel",
+            auto_submit(&format!("{}/compute/jobs/{id}/cancel", server.base), &[("csrf", "planted")]),
+            vec!["grappe_csrf=planted".to_owned(), "grappe_presession=planted".to_owned()],
+        ),
+    ]);
+    let browser = Browser::start();
+
+    // Login CSRF: refused as a request from another site; the browser is logged in as nobody.
+    browser.go(&format!("{}/", server.base));
+    browser.go(&format!("{}/login", attacker.base));
+    browser.wait_text("h1", "Erreur");
+    assert!(browser.text("main").contains("autre site"), "{}", browser.text("main"));
+    browser.screenshot("cross-site-refused-fr.png");
+    browser.go(&format!("{}/account", server.base));
+    browser.wait_text("h1", "Connexion");
+
+    // The victim logs in for real, then visits the attacker's page: the job goes on running.
+    browser.type_into("#email", "victim@example.org");
+    browser.type_into("#password", "a long enough password");
+    browser.click("#login-submit");
+    browser.wait_text("h1", "Mon compte");
+    browser.go(&format!("{}/cancel", attacker.base));
+    browser.wait_text("h1", "Erreur");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(client.get(&format!("/api/v1/jobs/{id}"), Some(&victim_token)).body["state"], "running");
+    browser.go(&format!("{}/account", server.base));
+    browser.wait_text("#account-email", "victim@example.org");
+    client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&victim_token), &json!({}));
+}
