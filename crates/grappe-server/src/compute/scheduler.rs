@@ -762,7 +762,8 @@ impl Loop {
     }
 
     /// Slurm decides: every queued job is handed to `sbatch` at once, and Slurm's view of each
-    /// (`scontrol show job`) is copied into Grappe's states, with accounting kept here.
+    /// (`squeue --json`, which no job can forge: `grappe_exec::slurm`) is copied into Grappe's
+    /// states, with accounting kept here.
     async fn slurm_pass(&mut self) -> anyhow::Result<()> {
         use grappe_exec::slurm;
         let db = self.state.db.clone();
