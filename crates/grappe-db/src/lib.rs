@@ -20,7 +20,10 @@ use sqlx::{AnyPool, Executor};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
-pub use compute::{Ending, JobEvent, JobRow, MetricPoint, NewJob, ProjectRow, Requeued, RunRef, UsageRecord};
+pub use compute::{
+    Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, ProjectRow,
+    Requeued, RunRef, UsageRecord,
+};
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 

@@ -15,5 +15,6 @@ mod correctness;
 mod crash;
 mod dataset;
 mod harness;
+mod metrics;
 mod sandbox;
 mod simulate;
