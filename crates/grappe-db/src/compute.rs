@@ -108,6 +108,44 @@ pub struct MetricPoint {
     pub at: i64,
 }
 
+/// What became of a batch of metric points sent whole ([`Db::add_metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAdded {
+    /// All stored; the job now holds this many points.
+    Stored { held: i64 },
+    /// None stored: the job holds `held` points, and the batch would take it past the limit.
+    OverLimit { held: i64 },
+}
+
+/// A job's metric points: how many it holds, and how many lines of its output were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricCounts {
+    pub points: i64,
+    pub dropped: i64,
+}
+
+/// One key of a job's metrics: how many points, from which step to which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricKey {
+    pub key: String,
+    pub points: i64,
+    pub first_step: i64,
+    pub last_step: i64,
+}
+
+/// Consecutive steps of one metric key, summed up: their first and last step, lowest and
+/// highest value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricBucket {
+    pub first_step: i64,
+    pub last_step: i64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Rows in one `INSERT` of metric points (5 parameters each, far below both databases' limits).
+const METRIC_ROWS_PER_INSERT: usize = 100;
+
 /// One charge: one run of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageRecord {
@@ -213,6 +251,15 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+fn metric_from(row: &AnyRow) -> DbResult<MetricPoint> {
+    Ok(MetricPoint {
+        key: row.try_get("key")?,
+        value: row.try_get("value")?,
+        step: row.try_get("step")?,
+        at: row.try_get("at")?,
+    })
+}
 
 async fn event(tx: &mut Tx, job_id: i64, at: i64, state: &str, detail: &str) -> DbResult<()> {
     sqlx::query("INSERT INTO job_events (job_id, at, state, detail) VALUES ($1, $2, $3, $4)")
@@ -687,34 +734,164 @@ impl Db {
             .collect()
     }
 
-    pub async fn add_metrics(&self, job_id: i64, points: &[MetricPoint]) -> DbResult<()> {
-        let mut tx = self.write_tx().await?;
-        for point in points {
-            sqlx::query("INSERT INTO job_metrics (job_id, key, value, step, at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(job_id)
-                .bind(&point.key)
-                .bind(point.value)
-                .bind(point.step)
-                .bind(point.at)
-                .execute(&mut *tx)
-                .await?;
+    /// Locks the job's row (PostgreSQL; SQLite's write transaction holds the whole database)
+    /// and reads its metric counts, so that the check against a quota and the insert it allows
+    /// are one step.
+    async fn lock_metric_counts(tx: &mut Tx, job_id: i64) -> DbResult<MetricCounts> {
+        let row = sqlx::query(
+            "UPDATE jobs SET metric_points = metric_points WHERE id = $1 RETURNING metric_points, metrics_dropped",
+        )
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("job {job_id}")))?;
+        Ok(MetricCounts { points: row.try_get("metric_points")?, dropped: row.try_get("metrics_dropped")? })
+    }
+
+    async fn insert_metrics(tx: &mut Tx, job_id: i64, points: &[MetricPoint]) -> DbResult<()> {
+        for chunk in points.chunks(METRIC_ROWS_PER_INSERT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5))
+                .collect();
+            let sql = format!("INSERT INTO job_metrics (job_id, key, value, step, at) VALUES {}", rows.join(", "));
+            let mut query = sqlx::query(&sql);
+            for point in chunk {
+                query = query.bind(job_id).bind(&point.key).bind(point.value).bind(point.step).bind(point.at);
+            }
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
-    pub async fn job_metrics(&self, job_id: i64) -> DbResult<Vec<MetricPoint>> {
-        let rows = sqlx::query("SELECT key, value, step, at FROM job_metrics WHERE job_id = $1 ORDER BY key, step, id")
+    /// Appends a batch of metric points to a job, whole or not at all: none is stored if the job
+    /// would then hold more than `limit` points.
+    pub async fn add_metrics(&self, job_id: i64, points: &[MetricPoint], limit: i64) -> DbResult<MetricsAdded> {
+        let mut tx = self.write_tx().await?;
+        let held = Self::lock_metric_counts(&mut tx, job_id).await?.points;
+        let count = points.len() as i64;
+        if held.saturating_add(count) > limit {
+            return Ok(MetricsAdded::OverLimit { held });
+        }
+        Self::insert_metrics(&mut tx, job_id, points).await?;
+        sqlx::query("UPDATE jobs SET metric_points = metric_points + $1 WHERE id = $2")
+            .bind(count)
             .bind(job_id)
-            .fetch_all(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(MetricsAdded::Stored { held: held + count })
+    }
+
+    /// Appends the metric points a job printed, in order, as many as fit within `limit` points;
+    /// the rest, and `unreadable` metric lines that were refused before, are counted as
+    /// dropped. Returns how many were stored.
+    pub async fn add_output_metrics(
+        &self,
+        job_id: i64,
+        points: &[MetricPoint],
+        unreadable: u64,
+        limit: i64,
+    ) -> DbResult<usize> {
+        let mut tx = self.write_tx().await?;
+        let held = Self::lock_metric_counts(&mut tx, job_id).await?.points;
+        let room = usize::try_from(limit.saturating_sub(held)).unwrap_or(0);
+        let stored = &points[..points.len().min(room)];
+        let dropped =
+            i64::try_from(unreadable).unwrap_or(i64::MAX).saturating_add((points.len() - stored.len()) as i64);
+        Self::insert_metrics(&mut tx, job_id, stored).await?;
+        sqlx::query(
+            "UPDATE jobs SET metric_points = metric_points + $1, metrics_dropped = metrics_dropped + $2 WHERE id = $3",
+        )
+        .bind(stored.len() as i64)
+        .bind(dropped)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored.len())
+    }
+
+    pub async fn metric_counts(&self, job_id: i64) -> DbResult<MetricCounts> {
+        let row = sqlx::query("SELECT metric_points, metrics_dropped FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                Ok(MetricCounts { points: row.try_get("metric_points")?, dropped: row.try_get("metrics_dropped")? })
+            }
+            None => Ok(MetricCounts::default()),
+        }
+    }
+
+    /// A job's metric points, by key, step and arrival; at most `limit` of them.
+    pub async fn job_metrics(&self, job_id: i64, limit: i64) -> DbResult<Vec<MetricPoint>> {
+        let rows = sqlx::query(
+            "SELECT key, value, step, at FROM job_metrics WHERE job_id = $1 ORDER BY key, step, id LIMIT $2",
+        )
+        .bind(job_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(metric_from).collect()
+    }
+
+    /// The first `limit` keys of a job's metrics, in order, with how many points each has and
+    /// its first and last step.
+    pub async fn job_metric_keys(&self, job_id: i64, limit: i64) -> DbResult<Vec<MetricKey>> {
+        let rows = sqlx::query(
+            "SELECT key, COUNT(*) AS points, MIN(step) AS first_step, MAX(step) AS last_step FROM job_metrics \
+             WHERE job_id = $1 GROUP BY key ORDER BY key LIMIT $2",
+        )
+        .bind(job_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(MetricPoint {
+                Ok(MetricKey {
                     key: row.try_get("key")?,
-                    value: row.try_get("value")?,
-                    step: row.try_get("step")?,
-                    at: row.try_get("at")?,
+                    points: row.try_get("points")?,
+                    first_step: row.try_get("first_step")?,
+                    last_step: row.try_get("last_step")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The first `limit` points of one key of a job's metrics, as (step, value) in step order.
+    pub async fn job_metric_points(&self, job_id: i64, key: &str, limit: i64) -> DbResult<Vec<(i64, f64)>> {
+        let rows = sqlx::query(
+            "SELECT step, value FROM job_metrics WHERE job_id = $1 AND key = $2 ORDER BY step, id LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(key)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("step")?, row.try_get("value")?))).collect()
+    }
+
+    /// One key of a job's metrics summed up in buckets of `width_steps` consecutive steps (by
+    /// `step / width_steps`): for each, its first and last step and its lowest and highest value,
+    /// in step order. The database does the work; only the buckets leave it.
+    pub async fn job_metric_buckets(&self, job_id: i64, key: &str, width_steps: i64) -> DbResult<Vec<MetricBucket>> {
+        let rows = sqlx::query(
+            "SELECT MIN(step) AS first_step, MAX(step) AS last_step, MIN(value) AS low, MAX(value) AS high \
+             FROM job_metrics WHERE job_id = $1 AND key = $2 GROUP BY step / $3 ORDER BY MIN(step)",
+        )
+        .bind(job_id)
+        .bind(key)
+        .bind(width_steps.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MetricBucket {
+                    first_step: row.try_get("first_step")?,
+                    last_step: row.try_get("last_step")?,
+                    low: row.try_get("low")?,
+                    high: row.try_get("high")?,
                 })
             })
             .collect()

@@ -21,7 +21,8 @@ pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
 pub use compute::{
-    Ending, JobEvent, JobRow, MetricPoint, NewJob, NewProject, ProjectRow, Requeued, RunRef, UsageRecord,
+    Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
+    ProjectRow, Requeued, RunRef, UsageRecord,
 };
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};

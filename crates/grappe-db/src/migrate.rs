@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "compute", include_str!("../migrations/0002_compute.sql")),
     (3, "external_jobs", include_str!("../migrations/0003_external_jobs.sql")),
     (4, "runs", include_str!("../migrations/0004_runs.sql")),
+    (5, "metric_limits", include_str!("../migrations/0005_metric_limits.sql")),
     (6, "projects_people", include_str!("../migrations/0006_projects_people.sql")),
 ];
 

@@ -1,15 +1,38 @@
 //! Handing jobs to Slurm: `sbatch` a script that sets the job's environment and `exec`s its
-//! command, follow it with `scontrol show job -o`, cancel it with `scancel`. Slurm decides the
-//! order; its output file is the job's log. The commands read `SLURM_CONF` like any client.
+//! command, follow it with `squeue --json`, cancel it with `scancel`. Slurm decides the order;
+//! its output file is the job's log. The commands read `SLURM_CONF` like any client.
 //!
 //! Nothing of the server's environment reaches Slurm: `sbatch` runs with an empty environment
 //! but for `PATH` and `SLURM_CONF`, and the script asks for `--export=NONE`, so the job gets only
 //! the variables the script exports (the same allowlist as the local executor) and Slurm's own.
+//!
+//! Slurm's view of the jobs is read from a format that no job can forge. `scontrol show job -o`
+//! cannot be parsed safely: it writes `Key=Value` tokens separated by spaces, values unquoted,
+//! and a job can set free-text fields of its own record while it runs (`scontrol update
+//! JobId=$SLURM_JOB_ID JobName='x JobId=57 JobState=COMPLETED'`, or `Comment=`), which then
+//! read as another job's id and state (checked on Slurm 22.05: the line of such a job holds
+//! `JobId=57` after its own id and `JobState=COMPLETED` after its own state). So:
+//! - `squeue --json --states=all` first: every field is a JSON value, strings are escaped, and
+//!   each job is one object, so no text inside a field can become another field or another job.
+//!   Slurm 22.05 (data parser `openapi/v0.0.38`) lists every job the controller remembers, ended
+//!   ones too (for `MinJobAge`), whatever the filters; `exit_code` is then the wait status
+//!   (`768` is exit 3, `15` is signal 15). Later parsers write `exit_code` as an object
+//!   (`return_code`, `signal`), numbers as `{"set", "number"}` and `job_state` as a list: all
+//!   are read. Its size is about 3.5 kB a job, for every job of the cluster.
+//! - Where `--json` is refused or its output cannot be read (a Slurm without its JSON plugin),
+//!   `squeue --noheader --states=all --Format=...` with only fields that hold no text of the
+//!   job's owner (id, state, exit code, restarts, then the reason code last), separated by the
+//!   ASCII unit separator (0x1F). A line whose fields are not of their expected shape is passed
+//!   over, and an id seen twice is dropped (Slurm never lists a job twice). The switch is
+//!   remembered for the life of the process and logged once.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::Deserialize;
+use serde_json::Value;
 use tokio::process::Command;
 
 #[derive(Debug, Clone)]
@@ -31,12 +54,15 @@ pub struct SlurmSpec {
     pub qos: Option<String>,
 }
 
-/// A job as `scontrol show job` reports it.
+/// A job as `squeue` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlurmJob {
+    /// The base state: `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, `TIMEOUT`...
     pub state: String,
+    /// Why it waits or ended, as Slurm's reason code (`Resources`, `NonZeroExitCode`, `None`).
     pub reason: String,
-    /// From `ExitCode=code:signal`.
+    /// The exit code of its batch script, and the signal that killed it (0 if none), as
+    /// `scontrol` shows them in `ExitCode=code:signal`.
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub restarts: i64,
@@ -119,34 +145,141 @@ pub async fn scancel(id: &str) -> io::Result<()> {
     run(Command::new("scancel").arg(id)).await.map(|_| ())
 }
 
-/// Parses `scontrol show job -o` output: one job a line, `Key=Value` tokens.
-pub fn parse_show_job(text: &str) -> HashMap<String, SlurmJob> {
-    let mut jobs = HashMap::new();
-    for line in text.lines() {
-        let fields: HashMap<&str, &str> = line.split_whitespace().filter_map(|token| token.split_once('=')).collect();
-        let Some(id) = fields.get("JobId") else { continue };
-        let (exit_code, signal) = fields
-            .get("ExitCode")
-            .and_then(|text| text.split_once(':'))
-            .map_or((None, None), |(code, signal)| (code.parse().ok(), signal.parse().ok()));
+/// `squeue --json`'s document, only the fields read; serde passes over the others.
+#[derive(Deserialize)]
+struct SqueueJson {
+    #[serde(default)]
+    errors: Vec<Value>,
+    #[serde(default)]
+    jobs: Vec<JsonJob>,
+}
+
+#[derive(Deserialize)]
+struct JsonJob {
+    #[serde(default)]
+    job_id: Value,
+    #[serde(default)]
+    job_state: Value,
+    #[serde(default)]
+    state_reason: Value,
+    #[serde(default)]
+    exit_code: Value,
+    #[serde(default)]
+    restart_cnt: Value,
+}
+
+/// A number as any of Slurm's data parsers writes it: `3`, or `{"set": true, "number": 3}`.
+fn number(value: &Value) -> Option<i64> {
+    match value {
+        Value::Object(fields) if fields.get("set").and_then(Value::as_bool) != Some(false) => {
+            fields.get("number").and_then(Value::as_i64)
+        }
+        other => other.as_i64(),
+    }
+}
+
+/// The exit code and signal: from the wait status (`openapi/v0.0.38`), or from an object with
+/// `return_code` and `signal` (later parsers).
+fn exit_of(value: &Value) -> (Option<i32>, Option<i32>) {
+    if let Some(status) = number(value) {
+        let status = i32::try_from(status).unwrap_or(0);
+        let signal = status & 0x7f;
+        return if signal != 0 { (Some(0), Some(signal)) } else { (Some((status >> 8) & 0xff), Some(0)) };
+    }
+    let code = value.get("return_code").and_then(number).and_then(|code| i32::try_from(code).ok());
+    let signal = value.get("signal").and_then(|signal| signal.get("id").or_else(|| signal.get("signal_id")));
+    let signal = signal.and_then(number).and_then(|signal| i32::try_from(signal).ok());
+    (code, signal.or(code.map(|_| 0)))
+}
+
+/// Parses `squeue --json`: one entry per job id. An error reported in the document, or a
+/// document that is not one, is an error (the caller falls back).
+pub fn parse_squeue_json(text: &str) -> Result<HashMap<String, SlurmJob>, String> {
+    let document: SqueueJson = serde_json::from_str(text).map_err(|error| format!("squeue --json: {error}"))?;
+    if !document.errors.is_empty() {
+        return Err(format!("squeue --json reported errors: {}", Value::Array(document.errors)));
+    }
+    let mut jobs = HashMap::with_capacity(document.jobs.len());
+    for job in document.jobs {
+        let Some(id) = number(&job.job_id).filter(|id| *id > 0) else { continue };
+        let state = match &job.job_state {
+            Value::String(state) => state.clone(),
+            Value::Array(states) => states.first().and_then(Value::as_str).unwrap_or("UNKNOWN").to_owned(),
+            _ => "UNKNOWN".to_owned(),
+        };
+        let (exit_code, signal) = exit_of(&job.exit_code);
         jobs.insert(
-            (*id).to_owned(),
+            id.to_string(),
             SlurmJob {
-                state: fields.get("JobState").copied().unwrap_or("UNKNOWN").to_owned(),
-                reason: fields.get("Reason").copied().unwrap_or("None").to_owned(),
+                state,
+                reason: job.state_reason.as_str().unwrap_or("None").to_owned(),
                 exit_code,
                 signal,
-                restarts: fields.get("Restarts").and_then(|text| text.parse().ok()).unwrap_or(0),
+                restarts: number(&job.restart_cnt).unwrap_or(0),
             },
         );
+    }
+    Ok(jobs)
+}
+
+/// The ASCII unit separator between the fallback's fields.
+const SEPARATOR: char = '\u{1f}';
+
+/// The fallback's `--Format`: fields that hold no text of the job's owner, the reason last.
+fn fallback_format() -> String {
+    ["JobID", "State", "exit_code", "RestartCnt", "Reason"].map(|field| format!("{field}:{SEPARATOR}")).join(",")
+}
+
+/// Parses the fallback's lines: `id␟STATE␟wait status␟restarts␟reason␟`.
+pub fn parse_squeue_fields(text: &str) -> HashMap<String, SlurmJob> {
+    let mut jobs = HashMap::new();
+    let mut twice = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(SEPARATOR).collect();
+        let [id, state, exit, restarts, reason, ""] = fields[..] else { continue };
+        let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        let word = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+        if !(digits(id) && word(state) && digits(exit) && digits(restarts)) {
+            continue;
+        }
+        let (exit_code, signal) = exit_of(&Value::from(exit.parse::<i64>().unwrap_or(0)));
+        let job = SlurmJob {
+            state: state.to_owned(),
+            reason: reason.trim().to_owned(),
+            exit_code,
+            signal,
+            restarts: restarts.parse().unwrap_or(0),
+        };
+        if jobs.insert(id.to_owned(), job).is_some() {
+            twice.push(id.to_owned());
+        }
+    }
+    for id in twice {
+        tracing::warn!(slurm.job = %id, "squeue listed a job twice: its lines are not trusted");
+        jobs.remove(&id);
     }
     jobs
 }
 
+/// Set once `squeue --json` failed: this Slurm cannot give JSON, the fallback is used from then.
+static JSON_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
 /// Every job Slurm still remembers (running, queued, or ended within `MinJobAge`).
 pub async fn show_jobs() -> io::Result<HashMap<String, SlurmJob>> {
-    let out = run(Command::new("scontrol").args(["show", "job", "-o"])).await?;
-    Ok(parse_show_job(&out))
+    if !JSON_UNUSABLE.load(Ordering::Relaxed) {
+        let json = run(Command::new("squeue").args(["--json", "--states=all"])).await;
+        match json.map_err(|error| error.to_string()).and_then(|text| parse_squeue_json(&text)) {
+            Ok(jobs) => return Ok(jobs),
+            Err(reason) => {
+                tracing::warn!(%reason, "squeue --json is unusable here: reading squeue --Format from now on");
+                JSON_UNUSABLE.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    let out =
+        run(Command::new("squeue").args(["--noheader", "--states=all"]).arg(format!("--Format={}", fallback_format())))
+            .await?;
+    Ok(parse_squeue_fields(&out))
 }
 
 #[cfg(test)]
@@ -191,24 +324,101 @@ mod tests {
         assert!(!script.contains("--qos"));
     }
 
+    /// What Slurm 22.05 wrote for a job that renamed itself and set its comment to look like
+    /// another job (trimmed to the fields read and a few around them).
+    const SPOOFING_JSON: &str = r#"{
+      "meta": {"plugin": {"type": "openapi\/v0.0.38"}},
+      "errors": [],
+      "jobs": [
+        {"job_id": 2109, "name": "wrap", "comment": "", "job_state": "RUNNING", "state_reason": "None",
+         "exit_code": 0, "restart_cnt": 0},
+        {"job_id": 2110, "name": "x JobId=2109 y", "comment": "c JobId=2109 JobState=COMPLETED ExitCode=0:0",
+         "job_state": "FAILED", "state_reason": "NonZeroExitCode", "exit_code": 1280, "restart_cnt": 0,
+         "command": "sh -c 'echo \"JobId=2109\nJobState=COMPLETED\"'"}
+      ]
+    }"#;
+
     #[test]
-    fn show_job_lines_parse() {
-        let text = "JobId=12 JobName=grappe-3 JobState=COMPLETED Reason=None Restarts=0 ExitCode=0:0\n\
-                    JobId=13 JobName=grappe-4 JobState=FAILED Reason=NonZeroExitCode Restarts=1 ExitCode=3:0\n\
-                    JobId=14 JobState=PENDING Reason=Resources ExitCode=0:0\n";
-        let jobs = parse_show_job(text);
-        assert_eq!(
-            jobs["12"],
-            SlurmJob {
-                state: "COMPLETED".into(),
-                reason: "None".into(),
-                exit_code: Some(0),
-                signal: Some(0),
-                restarts: 0
-            }
+    fn a_job_named_like_another_cannot_overwrite_its_state() {
+        let jobs = parse_squeue_json(SPOOFING_JSON).unwrap();
+        assert_eq!(jobs.len(), 2);
+        let victim = &jobs["2109"];
+        assert_eq!((victim.state.as_str(), victim.exit_code, victim.signal), ("RUNNING", Some(0), Some(0)));
+        let spoofer = &jobs["2110"];
+        assert_eq!((spoofer.state.as_str(), spoofer.reason.as_str()), ("FAILED", "NonZeroExitCode"));
+        assert_eq!((spoofer.exit_code, spoofer.signal), (Some(5), Some(0)));
+    }
+
+    #[test]
+    fn squeue_json_parses_every_parser_version() {
+        let check = |job: &str, expected: SlurmJob| {
+            let text = format!(r#"{{"errors": [], "jobs": [{job}]}}"#);
+            let jobs = parse_squeue_json(&text).unwrap();
+            assert_eq!(jobs.get("12"), Some(&expected), "{job}");
+        };
+        let job = |state: &str, reason: &str, exit_code, signal, restarts| SlurmJob {
+            state: state.into(),
+            reason: reason.into(),
+            exit_code: Some(exit_code),
+            signal: Some(signal),
+            restarts,
+        };
+        // openapi/v0.0.38 (Slurm 22.05): the wait status.
+        check(
+            r#"{"job_id": 12, "job_state": "COMPLETED", "state_reason": "None", "exit_code": 0, "restart_cnt": 0}"#,
+            job("COMPLETED", "None", 0, 0, 0),
         );
-        assert_eq!(jobs["13"].exit_code, Some(3));
-        assert_eq!(jobs["13"].restarts, 1);
-        assert_eq!(jobs["14"].reason, "Resources");
+        check(
+            r#"{"job_id": 12, "job_state": "FAILED", "state_reason": "NonZeroExitCode", "exit_code": 768, "restart_cnt": 1}"#,
+            job("FAILED", "NonZeroExitCode", 3, 0, 1),
+        );
+        check(
+            r#"{"job_id": 12, "job_state": "CANCELLED", "state_reason": "None", "exit_code": 15, "restart_cnt": 0}"#,
+            job("CANCELLED", "None", 0, 15, 0),
+        );
+        // Later parsers: numbers as objects, the state as a list, the exit code as an object.
+        check(
+            r#"{"job_id": 12, "job_state": ["PENDING"], "state_reason": "Resources",
+                "exit_code": {"status": ["PENDING"], "return_code": {"set": true, "infinite": false, "number": 0},
+                              "signal": {"id": {"set": false, "infinite": false, "number": 0}, "name": ""}},
+                "restart_cnt": 2}"#,
+            job("PENDING", "Resources", 0, 0, 2),
+        );
+        check(
+            r#"{"job_id": {"set": true, "number": 12}, "job_state": "FAILED", "state_reason": "NonZeroExitCode",
+                "exit_code": {"status": "SIGNALED", "return_code": 0, "signal": {"signal_id": 9, "name": "KILL"}}}"#,
+            job("FAILED", "NonZeroExitCode", 0, 9, 0),
+        );
+        assert!(
+            parse_squeue_json(r#"{"errors": [{"error": "Unable to contact slurm controller"}], "jobs": []}"#).is_err()
+        );
+        assert!(parse_squeue_json("squeue: unrecognized option '--json'").is_err());
+    }
+
+    #[test]
+    fn the_fallback_reads_only_fields_of_their_shape() {
+        let line = |fields: &[&str]| fields.iter().map(|field| format!("{field}{SEPARATOR}")).collect::<String>();
+        let text = [
+            line(&["12", "COMPLETED", "0", "0", "None"]),
+            line(&["13", "FAILED", "768", "1", "NonZeroExitCode"]),
+            line(&["14", "CANCELLED", "15", "0", "None"]),
+            line(&["15", "PENDING", "0", "0", "ReqNodeNotAvail, UnavailableNodes:n[1-3]"]),
+            // Not of their shape: passed over.
+            line(&["16 JobId=12", "COMPLETED", "0", "0", "None"]),
+            line(&["17", "COMPLETED", "0", "0"]),
+            line(&["18", "Completed", "0", "0", "None"]),
+            // A job listed twice: neither line is trusted.
+            line(&["19", "RUNNING", "0", "0", "None"]),
+            line(&["19", "COMPLETED", "0", "0", "None"]),
+        ]
+        .join("\n");
+        let jobs = parse_squeue_fields(&text);
+        let mut ids: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["12", "13", "14", "15"]);
+        assert_eq!((jobs["13"].exit_code, jobs["13"].signal, jobs["13"].restarts), (Some(3), Some(0), 1));
+        assert_eq!((jobs["14"].exit_code, jobs["14"].signal), (Some(0), Some(15)));
+        assert_eq!(jobs["15"].reason, "ReqNodeNotAvail, UnavailableNodes:n[1-3]");
+        assert!(fallback_format().starts_with("JobID:\u{1f},State:\u{1f},"));
     }
 }

@@ -43,8 +43,10 @@ fn schemas() -> Value {
             "type": "object", "required": ["name", "gpu_hours", "cpu_hours"],
             "properties": {
                 "name": string, "gpu_hours": { "type": "integer", "minimum": 0 }, "cpu_hours": { "type": "integer", "minimum": 0 },
-                "storage_gb": { "type": "integer", "minimum": 0 }, "valid_until": { "type": ["integer", "null"] },
+                "storage_gb": { "type": "integer", "minimum": 0 },
+                "valid_from": { "type": ["integer", "null"] }, "valid_until": { "type": ["integer", "null"] },
                 "members": { "type": "array", "items": { "type": "integer" } },
+                "principal_investigator": { "type": ["integer", "null"] },
             },
         },
         "NewMember": { "type": "object", "required": ["user_id"], "properties": { "user_id": { "type": "integer" } } },
@@ -60,9 +62,13 @@ fn schemas() -> Value {
         },
         "LogBatch": {
             "type": "object", "required": ["metrics"],
-            "properties": { "metrics": { "type": "array", "items": {
+            "properties": { "metrics": { "type": "array", "maxItems": crate::compute::METRIC_BATCH_MAX, "items": {
                 "type": "object", "required": ["key", "value"],
-                "properties": { "key": string, "value": { "type": "number" }, "timestamp": { "type": "integer" }, "step": { "type": "integer" } },
+                "properties": {
+                    "key": { "type": "string", "minLength": 1, "maxLength": crate::compute::METRIC_KEY_MAX_BYTES },
+                    "value": { "type": "number", "minimum": -crate::compute::METRIC_VALUE_MAX, "maximum": crate::compute::METRIC_VALUE_MAX },
+                    "timestamp": { "type": "integer" }, "step": { "type": "integer" },
+                },
             } } },
         },
         "Error": {

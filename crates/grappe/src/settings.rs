@@ -61,6 +61,7 @@ struct FileSettings {
     trusted_proxy: Option<bool>,
     job_grace_s: Option<u64>,
     log_cap_bytes: Option<u64>,
+    metric_points_per_job: Option<u32>,
     cpus: Option<u32>,
     job_uid_base: Option<u32>,
     bwrap: Option<PathBuf>,
@@ -164,6 +165,9 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     }
     if let Some(bytes) = env_number("GRAPPE_LOG_CAP_BYTES")?.or(file.log_cap_bytes) {
         config.compute.log_cap_bytes = bytes;
+    }
+    if let Some(points) = env_number::<u32>("GRAPPE_METRIC_POINTS_PER_JOB")?.or(file.metric_points_per_job) {
+        config.compute.metric_points_per_job = i64::from(points);
     }
     if let Some(cpus) = env_number("GRAPPE_CPUS")?.or(file.cpus) {
         config.compute.cpus = cpus;

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use grappe_db::{JobRow, MetricPoint, NewJob, NewProject, ProjectRow, now_ms};
+use grappe_db::{JobRow, MetricPoint, MetricsAdded, NewJob, NewProject, ProjectRow, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
 use grappe_domain::allocation::{Allocation, Amount, Commitments};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
@@ -56,7 +56,7 @@ pub fn routes() -> Vec<Route> {
             "Name a member coordinator (the principal investigator or an admin)",
             add_coordinator,
         )
-        .body("NewCoordinator"),
+        .body("NewMember"),
         route(Api, Get, "/api/v1/projects/{id}/usage.csv", SignedIn, "A project's usage as CSV (members)", usage_csv),
         route(
             Api,
@@ -250,17 +250,12 @@ pub async fn create_project(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct NewCoordinator {
-    user_id: i64,
-}
-
 /// Names a member coordinator of the project: its principal investigator or an administrator.
 pub async fn add_coordinator(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
-    ApiJson(body): ApiJson<NewCoordinator>,
+    ApiJson(body): ApiJson<NewMember>,
 ) -> AppResult<Response> {
     let project = project_for(&state, &caller, id).await?;
     let is_pi = project.principal_investigator.is_some() && project.principal_investigator == caller.actor.user_id();
@@ -301,6 +296,7 @@ pub async fn get_project(
     Ok(Json(project_json(&project, &ledger, &state.db.project_member_ids(id).await?)))
 }
 
+/// A user to make a member, or a coordinator, of a project.
 #[derive(Deserialize)]
 pub struct NewMember {
     user_id: i64,
@@ -769,10 +765,38 @@ pub async fn job_logs(
     Ok(([text_plain], Body::from_stream(stream)).into_response())
 }
 
+/// The largest magnitude of a metric value. A value past it (`1.8e308`, say) is almost always a
+/// run that diverged; refused here, it cannot reach a chart, and metrics stay comparable.
+pub const METRIC_VALUE_MAX: f64 = 1e15;
+/// The longest metric key, in bytes.
+pub const METRIC_KEY_MAX_BYTES: usize = 250;
+/// The most points in one `POST /api/v1/jobs/{id}/metrics`.
+pub const METRIC_BATCH_MAX: usize = 1000;
+
+/// Why a metric point is refused, or `None` if it is accepted: the one rule for the API and
+/// for output lines.
+pub(crate) fn metric_refusal(key: &str, value: f64) -> Option<String> {
+    if key.is_empty() || key.len() > METRIC_KEY_MAX_BYTES {
+        return Some(format!("its key has {} bytes (1 to {METRIC_KEY_MAX_BYTES})", key.len()));
+    }
+    if !value.is_finite() || value.abs() > METRIC_VALUE_MAX {
+        return Some(format!("its value {value:e} is not a finite number within ±{METRIC_VALUE_MAX:e}"));
+    }
+    None
+}
+
+/// A metric's value as sent: a number, or anything else JSON can hold, refused with its text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum MetricValue {
+    Number(f64),
+    Other(Value),
+}
+
 #[derive(Deserialize)]
 pub struct MetricBody {
     key: String,
-    value: f64,
+    value: MetricValue,
     #[serde(default)]
     timestamp: Option<i64>,
     #[serde(default)]
@@ -784,7 +808,18 @@ pub struct LogBatch {
     metrics: Vec<MetricBody>,
 }
 
-/// Append-only metrics, shaped like MLflow's `log-batch`.
+/// A value, shortly, for a refusal.
+fn shortly(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Append-only metrics, shaped like MLflow's `log-batch`: the whole batch or nothing. A point
+/// whose value is not a finite number within ±1e15 is refused (422, naming it); a batch that
+/// would take the job past its quota of points is refused (409).
 pub async fn log_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -792,39 +827,63 @@ pub async fn log_batch(
     ApiJson(body): ApiJson<LogBatch>,
 ) -> AppResult<Json<Value>> {
     job_to_act_on(&state, &caller, id).await?;
-    if body.metrics.len() > 1000 {
-        return Err(AppError::Invalid("at most 1000 metrics per batch".into()));
+    if body.metrics.len() > METRIC_BATCH_MAX {
+        return Err(AppError::Invalid(format!("at most {METRIC_BATCH_MAX} metrics per batch")));
     }
+    let refused = |index: usize, key: &str, step: i64, reason: String| {
+        let key = shortly(&Value::String(key.to_owned()));
+        AppError::Invalid(format!(
+            "metric {index} ({key}, step {step}) refused: {reason}; nothing of this batch was recorded"
+        ))
+    };
     let mut points = Vec::with_capacity(body.metrics.len());
-    for metric in body.metrics {
-        if metric.key.is_empty() || metric.key.len() > 250 || !metric.value.is_finite() {
-            return Err(AppError::Invalid("each metric needs a key (1 to 250 bytes) and a finite value".into()));
-        }
+    for (index, metric) in body.metrics.into_iter().enumerate() {
+        let value = match metric.value {
+            MetricValue::Number(value) => match metric_refusal(&metric.key, value) {
+                None => value,
+                Some(reason) => return Err(refused(index, &metric.key, metric.step, reason)),
+            },
+            MetricValue::Other(other) => {
+                let reason = format!("its value {} is not a number", shortly(&other));
+                return Err(refused(index, &metric.key, metric.step, reason));
+            }
+        };
         points.push(MetricPoint {
             key: metric.key,
-            value: metric.value,
+            value,
             step: metric.step,
             at: metric.timestamp.unwrap_or_else(now_ms),
         });
     }
-    state.db.add_metrics(id, &points).await?;
-    Ok(Json(json!({ "recorded": points.len() })))
+    let limit = state.config.compute.metric_points_per_job;
+    match state.db.add_metrics(id, &points, limit).await? {
+        MetricsAdded::Stored { held } => Ok(Json(json!({ "recorded": points.len(), "points": held, "limit": limit }))),
+        MetricsAdded::OverLimit { held } => Err(AppError::Conflict(format!(
+            "job {id} holds {held} metric points; these {} would pass its limit of {limit} points per job, \
+             so none was recorded",
+            points.len()
+        ))),
+    }
 }
 
+/// A job's metric points (at most its quota's worth), with how many it holds and how many
+/// lines of its output were dropped.
 pub async fn job_metrics(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
     job_for(&state, &caller, id).await?;
+    let limit = state.config.compute.metric_points_per_job;
+    let counts = state.db.metric_counts(id).await?;
     let items: Vec<Value> = state
         .db
-        .job_metrics(id)
+        .job_metrics(id, limit)
         .await?
         .iter()
         .map(|m| json!({ "key": m.key, "value": m.value, "step": m.step, "timestamp": m.at }))
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(json!({ "items": items, "points": counts.points, "dropped": counts.dropped, "limit": limit })))
 }
 
 #[cfg(test)]

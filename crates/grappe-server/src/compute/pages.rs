@@ -2,14 +2,12 @@
 //! reasons), a project (usage against allocation over time, members, a submission form) and a
 //! job (state, timeline, live log, metric charts).
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use grappe_db::{JobRow, ProjectRow, UsageRecord};
+use grappe_db::{JobRow, MetricCounts, MetricKey, ProjectRow, UsageRecord};
 use grappe_domain::policy;
 use serde::Deserialize;
 
@@ -272,6 +270,36 @@ struct JobPage {
     events: Vec<EventLine>,
     log: String,
     metric_svgs: Vec<String>,
+    metric_counts: MetricCounts,
+    metric_limit: i64,
+    /// More keys than charts drawn.
+    more_metrics: bool,
+}
+
+/// The most metric charts on a job's page: its first keys by name.
+const METRIC_CHARTS_MAX: usize = 20;
+/// Buckets of steps a long metric is read in: about one per point drawn.
+const METRIC_BUCKETS: i64 = chart::MAX_LINE_POINTS as i64;
+
+/// A metric's points for its chart, with bounded work however many it has: all of them if they
+/// are few (at most two per bucket), else the database sums them up in `METRIC_BUCKETS` buckets
+/// of consecutive steps, each narrower than a pixel of the chart, and each gives two points, its
+/// lowest and its highest value (so no peak is lost); the chart then thins them with LTTB.
+async fn metric_series(state: &AppState, job_id: i64, key: &MetricKey) -> Result<Vec<(f64, f64)>, AppError> {
+    if key.points <= 2 * METRIC_BUCKETS {
+        let points = state.db.job_metric_points(job_id, &key.key, 2 * METRIC_BUCKETS).await?;
+        return Ok(points.into_iter().map(|(step, value)| (step as f64, value)).collect());
+    }
+    let span = i128::from(key.last_step) - i128::from(key.first_step);
+    let width = i64::try_from(span / i128::from(METRIC_BUCKETS) + 1).unwrap_or(i64::MAX);
+    let mut points = Vec::with_capacity(2 * METRIC_BUCKETS as usize + 4);
+    for bucket in state.db.job_metric_buckets(job_id, &key.key, width).await? {
+        points.push((bucket.first_step as f64, bucket.low));
+        if bucket.last_step != bucket.first_step || bucket.high != bucket.low {
+            points.push((bucket.last_step as f64, bucket.high));
+        }
+    }
+    Ok(points)
 }
 
 /// The last `limit` bytes of a job's output, cut at a character boundary.
@@ -300,25 +328,43 @@ pub async fn job_page(
         .map(|event| EventLine { at: when(event.at), state: event.state, detail: event.detail })
         .collect();
     let log = log_tail(&scheduler::jobs_dir(&state).join(id.to_string()).join("output.log"), 64 * 1024).await;
-    let mut by_key: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for point in state.db.job_metrics(id).await? {
-        by_key.entry(point.key).or_default().push((point.step as f64, point.value));
+    let mut keys = state.db.job_metric_keys(id, METRIC_CHARTS_MAX as i64 + 1).await?;
+    let more_metrics = keys.len() > METRIC_CHARTS_MAX;
+    keys.truncate(METRIC_CHARTS_MAX);
+    let mut by_key = Vec::with_capacity(keys.len());
+    for key in &keys {
+        by_key.push((key.key.clone(), metric_series(&state, id, key).await?));
     }
     let step_label = chrome.tr.t("job-metric-step");
     let metric_svgs = by_key
-        .iter()
+        .into_iter()
         .map(|(key, points)| {
+            // Down-sampled to at most `chart::MAX_LINE_POINTS` by the chart itself.
             chart::line_chart(&chart::LineChart {
-                title: key,
+                title: &key,
                 x_label: &step_label,
-                y_label: key,
-                series: vec![chart::Series { label: key, colour: "#2f68b1", points: points.clone() }],
+                y_label: &key,
+                series: vec![chart::Series { label: &key, colour: "#2f68b1", points }],
             })
         })
         .collect();
+    let metric_counts = state.db.metric_counts(id).await?;
+    let metric_limit = state.config.compute.metric_points_per_job;
     let command: Vec<String> = serde_json::from_str(&job.command).unwrap_or_default();
     let active = !terminal(&job.state);
-    let page = JobPage { chrome, command: command.join(" "), active, project, events, log, metric_svgs, job };
+    let page = JobPage {
+        chrome,
+        command: command.join(" "),
+        active,
+        project,
+        events,
+        log,
+        metric_svgs,
+        metric_counts,
+        metric_limit,
+        more_metrics,
+        job,
+    };
     Ok(render(&page, StatusCode::OK))
 }
 

@@ -380,25 +380,36 @@ impl Loop {
         self.state.scheduler_wake.notify_one();
     }
 
+    /// Stores the metric lines of jobs' output. A line that is not a metric (no JSON object with
+    /// a key and a number), or whose point is refused (a value not finite or past ±1e15), and
+    /// the points past a job's quota, are dropped and counted on the job (its page shows how
+    /// many), never stored.
     async fn metrics(&mut self, lines: Vec<MetricLine>) {
-        let mut by_job: HashMap<i64, Vec<MetricPoint>> = HashMap::new();
+        #[derive(Default)]
+        struct Batch {
+            points: Vec<MetricPoint>,
+            unreadable: u64,
+        }
+        let mut by_job: HashMap<i64, Batch> = HashMap::new();
         let now = now_ms();
         for line in lines {
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line.line) else { continue };
-            let (Some(key), Some(number)) = (value["key"].as_str(), value["value"].as_f64()) else { continue };
-            if key.is_empty() || key.len() > 250 || !number.is_finite() {
-                continue;
-            }
-            let step = value["step"].as_i64().unwrap_or(0);
-            by_job.entry(line.job_id).or_default().push(MetricPoint {
-                key: key.to_owned(),
-                value: number,
-                step,
-                at: now,
+            let batch = by_job.entry(line.job_id).or_default();
+            let point = serde_json::from_str::<serde_json::Value>(&line.line).ok().and_then(|value| {
+                let (key, number) = (value["key"].as_str()?, value["value"].as_f64()?);
+                if super::metric_refusal(key, number).is_some() {
+                    return None;
+                }
+                let step = value["step"].as_i64().unwrap_or(0);
+                Some(MetricPoint { key: key.to_owned(), value: number, step, at: now })
             });
+            match point {
+                Some(point) => batch.points.push(point),
+                None => batch.unreadable += 1,
+            }
         }
-        for (job_id, points) in by_job {
-            if let Err(error) = self.state.db.add_metrics(job_id, &points).await {
+        let limit = self.state.config.compute.metric_points_per_job;
+        for (job_id, batch) in by_job {
+            if let Err(error) = self.state.db.add_output_metrics(job_id, &batch.points, batch.unreadable, limit).await {
                 tracing::warn!(job.id = job_id, error = %error, "storing metrics failed");
             }
         }
@@ -778,7 +789,8 @@ impl Loop {
     }
 
     /// Slurm decides: every queued job is handed to `sbatch` at once, and Slurm's view of each
-    /// (`scontrol show job`) is copied into Grappe's states, with accounting kept here.
+    /// (`squeue --json`, which no job can forge: `grappe_exec::slurm`) is copied into Grappe's
+    /// states, with accounting kept here.
     async fn slurm_pass(&mut self) -> anyhow::Result<()> {
         use grappe_exec::slurm;
         let db = self.state.db.clone();

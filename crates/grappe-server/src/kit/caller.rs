@@ -349,7 +349,7 @@ impl LoginThrottle {
         if let Some((_, not_before)) = inner.pairs.get(&format!("{account}|{address}"))
             && *not_before > now
         {
-            return Err(AppError::TooManyRequests { retry_after_s: (*not_before - now).as_secs().max(1) });
+            return Err(AppError::TooManyRequests { retry_after_s: whole_seconds(*not_before - now) });
         }
         let entry = inner.addresses.entry(address.to_owned()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
@@ -358,7 +358,7 @@ impl LoginThrottle {
         entry.1 += 1;
         if entry.1 > self.per_address {
             let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(AppError::TooManyRequests { retry_after_s: left.as_secs().max(1) });
+            return Err(AppError::TooManyRequests { retry_after_s: whole_seconds(left) });
         }
         Ok(())
     }
@@ -381,6 +381,11 @@ impl LoginThrottle {
             inner.pairs.remove(&format!("{account}|{address}"));
         }
     }
+}
+
+/// A wait in whole seconds for `Retry-After`, rounded up: a client that waits that long is let in.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub struct ComputeConfig {
     pub log_cap_bytes: u64,
     /// Output lines starting with this are metrics (JSON: `{"key", "value", "step"}`).
     pub metric_prefix: String,
+    /// The most metric points one job may hold: the API refuses a batch that would pass it,
+    /// output lines past it are dropped and counted.
+    pub metric_points_per_job: i64,
     /// How often the scheduler runs when nothing wakes it.
     pub tick: Duration,
     /// Jobs run in a sandbox (the default), or not at all if none can be built; `false` only
@@ -128,6 +131,7 @@ impl ComputeConfig {
             grace: Duration::from_secs(30),
             log_cap_bytes: 64 * 1024 * 1024,
             metric_prefix: "GRAPPE_METRIC ".to_owned(),
+            metric_points_per_job: 100_000,
             tick: Duration::from_secs(1),
             sandbox_required: true,
             bwrap: None,

@@ -334,8 +334,9 @@ fn only_members_and_admins_see_a_projects_jobs() {
 
 /// The same API on a real single-node Slurm (`scripts/test-services.sh` starts it): Slurm runs
 /// the jobs, Grappe follows them, keeps their logs and charges their usage.
-#[test]
-fn jobs_run_on_slurm() {
+/// Whether the real Slurm of `scripts/test-services.sh` is there; without it a Slurm test fails
+/// unless told `GRAPPE_TEST_SKIP_SLURM=1`.
+fn slurm_available() -> bool {
     if std::env::var("GRAPPE_TEST_SLURM").as_deref() != Ok("1") {
         assert_eq!(
             std::env::var("GRAPPE_TEST_SKIP_SLURM").as_deref(),
@@ -343,13 +344,34 @@ fn jobs_run_on_slurm() {
             "GRAPPE_TEST_SLURM is not set: run the tests with scripts/test.sh, or set GRAPPE_TEST_SKIP_SLURM=1"
         );
         eprintln!("SKIPPED: Slurm test (GRAPPE_TEST_SKIP_SLURM=1)");
-        return;
+        return false;
     }
-    let db = TestDb::new(Backend::Sqlite);
+    true
+}
+
+fn slurm_options() -> ServerOptions {
     let mut opts = options(2);
     opts.env.push(("GRAPPE_EXECUTOR".into(), "slurm".into()));
     opts.env.push(("GRAPPE_SCHEDULER_TICK_MS".into(), "200".into()));
-    let server = Server::start(&db.url, &opts);
+    opts
+}
+
+/// Slurm's id for a Grappe job, from its timeline, once it was handed over.
+fn slurm_id(client: &Client, token: &str, id: i64) -> String {
+    eventually(Duration::from_secs(30), &format!("job {id} handed to Slurm"), || {
+        let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(token)).body.to_string();
+        let after = events.split("submitted to Slurm as job ").nth(1)?;
+        Some(after.chars().take_while(char::is_ascii_digit).collect())
+    })
+}
+
+#[test]
+fn jobs_run_on_slurm() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
     let client = server.client();
     let (project, token) = project_with_member(&client, "on-slurm", 100);
     let failing = submit(
@@ -426,4 +448,54 @@ fn jobs_run_on_slurm() {
     } else {
         client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&token), &json!({}));
     }
+}
+
+/// A Slurm job may rewrite free-text fields of its own record while it runs. One that named
+/// itself `x JobId=<another> y` and set its comment to `JobState=COMPLETED ExitCode=0:0` made
+/// `scontrol show job -o`, split on spaces, report the other job completed: Grappe then ended a
+/// job that was still running. Slurm's states are now read from `squeue --json`.
+#[test]
+fn a_slurm_job_named_like_another_cannot_overwrite_its_state() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "spoofed", 100);
+    let victim = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sleep", "30"], "time_limit_s": 600, "memory_mb": 100 }),
+    );
+    let victim_id = victim["id"].as_i64().unwrap();
+    wait_state(&client, &token, victim_id, &["running"]);
+    let victim_slurm = slurm_id(&client, &token, victim_id);
+    let conf = std::env::var("SLURM_CONF").unwrap();
+    let script = format!(
+        "SLURM_CONF={conf} scontrol update JobId=$SLURM_JOB_ID JobName='x JobId={victim_slurm} y' \
+         Comment='c JobId={victim_slurm} JobState=COMPLETED ExitCode=0:0' && exit 5; exit 1"
+    );
+    let spoofer = submit(
+        &client,
+        &token,
+        json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60, "memory_mb": 100 }),
+    );
+    let spoofer_id = spoofer["id"].as_i64().unwrap();
+    let spoofer_slurm = slurm_id(&client, &token, spoofer_id);
+    // Slurm's own record holds the forged tokens once the spoofer has ended.
+    let record = eventually(Duration::from_secs(30), "the spoofer to end in Slurm", || {
+        let out = std::process::Command::new("scontrol").args(["show", "job", "-o", &spoofer_slurm]).output().ok()?;
+        let record = String::from_utf8_lossy(&out.stdout).into_owned();
+        record.contains("JobState=FAILED").then_some(record)
+    });
+    assert!(record.contains(&format!("JobName=x JobId={victim_slurm} y")), "{record}");
+    let spoofer = wait_state(&client, &token, spoofer_id, &["failed"]);
+    assert_eq!(spoofer["exit_code"], 5, "{spoofer}");
+    // Several passes later, the victim still runs.
+    std::thread::sleep(Duration::from_secs(2));
+    let victim = client.get(&format!("/api/v1/jobs/{victim_id}"), Some(&token)).body;
+    assert_eq!(victim["state"], "running", "{victim}");
+    assert_eq!(client.post(&format!("/api/v1/jobs/{victim_id}/cancel"), Some(&token), &json!({})).status, 200);
+    wait_state(&client, &token, victim_id, &["cancelled"]);
 }

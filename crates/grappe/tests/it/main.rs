@@ -16,5 +16,6 @@ mod crash;
 mod dataset;
 mod hardening;
 mod harness;
+mod metrics;
 mod sandbox;
 mod simulate;
