@@ -203,6 +203,21 @@ const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gp
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb";
 
+/// [`JOB_COLUMNS`] with an empty command and environment.
+const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
+    state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
+    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb";
+
+/// A run just recorded, and what it launches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub run: i64,
+    /// The argv, as JSON.
+    pub command: String,
+    /// The declared environment, as a JSON object.
+    pub env: String,
+}
+
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
     Ok(ProjectRow {
         id: row.try_get("id")?,
@@ -454,24 +469,26 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    /// Pending jobs submitted after `after_id`, oldest first: what is new since a read.
+    /// Pending jobs submitted after `after_id`, oldest first: what is new since a read. Without
+    /// their command and environment (empty here; up to 192 KiB a job, read by [`Db::start_run`]
+    /// when the job starts), so that a full queue costs the scheduler little memory.
     pub async fn pending_jobs_after(&self, after_id: i64) -> DbResult<Vec<JobRow>> {
         let rows =
-            sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
+            sqlx::query(&format!("SELECT {QUEUED_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
                 .bind(after_id)
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(job_from).collect()
     }
 
-    /// Pending jobs among `ids`.
+    /// Pending jobs among `ids`, without command and environment as [`Db::pending_jobs_after`].
     pub async fn pending_jobs_in(&self, ids: &[i64]) -> DbResult<Vec<JobRow>> {
         let mut jobs = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             // Ids are integers, so inlining them is safe.
             let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             let rows = sqlx::query(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND id IN ({list}) ORDER BY id"
+                "SELECT {QUEUED_COLUMNS} FROM jobs WHERE state = 'pending' AND id IN ({list}) ORDER BY id"
             ))
             .fetch_all(&self.pool)
             .await?;
@@ -523,14 +540,14 @@ impl Db {
     }
 
     /// pending -> running, as a new run on `instance`, before anything is started: the run
-    /// number, or `None` if the job is no longer pending (cancelled meanwhile, say).
-    pub async fn start_run(&self, id: i64, instance: &str, gpu_ids: &str, detail: &str) -> DbResult<Option<i64>> {
+    /// and what to launch, or `None` if the job is no longer pending (cancelled meanwhile, say).
+    pub async fn start_run(&self, id: i64, instance: &str, gpu_ids: &str, detail: &str) -> DbResult<Option<NewRun>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
              ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run",
+             RETURNING run, command, env",
         )
         .bind(now)
         .bind(instance)
@@ -539,7 +556,8 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let run: i64 = row.try_get(0)?;
+        let new_run = NewRun { run: row.try_get("run")?, command: row.try_get("command")?, env: row.try_get("env")? };
+        let run = new_run.run;
         let mut text = format!("run {run}");
         if !gpu_ids.is_empty() {
             text.push_str(&format!(", GPUs {gpu_ids}"));
@@ -549,7 +567,7 @@ impl Db {
         }
         event(&mut tx, id, now, "running", &text).await?;
         tx.commit().await?;
-        Ok(Some(run))
+        Ok(Some(new_run))
     }
 
     /// running -> an end state, charging the run; false if `run` is no longer the job's current

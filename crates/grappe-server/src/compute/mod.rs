@@ -544,6 +544,9 @@ fn fifty() -> i64 {
     50
 }
 
+/// About the most bytes of one page of the job list.
+const LIST_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 pub async fn list_jobs(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -562,8 +565,26 @@ pub async fn list_jobs(
                 .collect(),
         )
     };
-    let jobs = state.db.list_jobs(visible.as_deref(), page.before, page.limit.clamp(1, 500)).await?;
-    Ok(Json(json!({ "items": jobs.iter().map(job_json).collect::<Vec<_>>() })))
+    // Read in batches, and end the page past LIST_PAGE_BYTES (commands may be long): the next
+    // page starts with `before` set to its last id, as always.
+    let limit = page.limit.clamp(1, 500) as usize;
+    let (mut items, mut bytes, mut before) = (Vec::new(), 0, page.before);
+    while items.len() < limit && bytes <= LIST_PAGE_BYTES {
+        let wanted = (limit - items.len()).min(50);
+        let batch = state.db.list_jobs(visible.as_deref(), before, wanted as i64).await?;
+        for job in &batch {
+            if bytes > LIST_PAGE_BYTES {
+                break;
+            }
+            bytes += job.command.len() + job.env.len() + 512;
+            items.push(job_json(job));
+        }
+        match batch.last() {
+            Some(last) if batch.len() == wanted => before = last.id,
+            _ => break,
+        }
+    }
+    Ok(Json(json!({ "items": items })))
 }
 
 pub async fn get_job(

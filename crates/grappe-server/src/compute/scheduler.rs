@@ -809,7 +809,7 @@ impl Loop {
                     argv: serde_json::from_str(&job.command)?,
                     workdir: dirs.work.clone(),
                     log_path: dirs.run_dir.join("output.log"),
-                    env: job_env(&job, &dirs)?,
+                    env: job_env(&job, &job.env, &dirs)?,
                     nodes: job.nodes as u32,
                     cpus: job.cpus as u32,
                     gpus: job.gpus as u32,
@@ -865,7 +865,7 @@ impl Loop {
                 (_, Some((state, reason)), _) => {
                     let run = if job.state == "pending" {
                         match db.start_run(job.id, &instance, "", "").await? {
-                            Some(number) => RunRef { run: number, ..run },
+                            Some(new_run) => RunRef { run: new_run.run, ..run },
                             None => continue,
                         }
                     } else {
@@ -906,14 +906,15 @@ async fn start_run(
     gpu_ids: Vec<u32>,
 ) -> anyhow::Result<StartOutcome> {
     let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    let Some(run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(state)).await? else {
+    let Some(new_run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(state)).await? else {
         return Ok(StartOutcome::NotPending);
     };
+    let run = new_run.run;
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
         let identity = identity(&state.config, job.project_id);
         let dirs = prepare_dirs(state, job, identity)?;
-        let mut env = job_env(job, &dirs)?;
+        let mut env = job_env(job, &new_run.env, &dirs)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
         env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
         // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
@@ -926,7 +927,7 @@ async fn start_run(
         let spec = LaunchSpec {
             job_id: job.id,
             run,
-            argv: serde_json::from_str(&job.command)?,
+            argv: serde_json::from_str(&new_run.command)?,
             env,
             workdir: dirs.work.clone(),
             writable: vec![dirs.checkpoints.clone()],
@@ -976,8 +977,9 @@ fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) ->
     Ok(dirs)
 }
 
-/// The whole environment of a job: an allowlist, the job's own variables, and what it declared.
-fn job_env(job: &JobRow, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>> {
+/// The whole environment of a job: an allowlist, the job's own variables, and what it declared
+/// (`declared`: its stored JSON object).
+fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = vec![
         ("PATH".to_owned(), JOB_PATH.to_owned()),
         ("HOME".to_owned(), dirs.work.display().to_string()),
@@ -994,7 +996,7 @@ fn job_env(job: &JobRow, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
     ]);
     let declared: BTreeMap<String, String> =
-        serde_json::from_str(&job.env).with_context(|| format!("job {}: its stored environment", job.id))?;
+        serde_json::from_str(declared).with_context(|| format!("job {}: its stored environment", job.id))?;
     for (key, value) in declared {
         match env.iter_mut().find(|(existing, _)| *existing == key) {
             Some(slot) => slot.1 = value,
