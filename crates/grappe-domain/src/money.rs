@@ -44,7 +44,8 @@ pub fn format_short(amount: Cents, decimal_separator: char) -> String {
     } else if euros.abs() >= 1_000_000 {
         (euros as f64 / 1e6, "M€")
     } else {
-        return format!("{} €", group_thousands(euros));
+        let grouping = if decimal_separator == ',' { '\u{202f}' } else { ',' };
+        return format!("{} €", group_thousands(euros, grouping));
     };
     let unit = if decimal_separator == ',' && unit == "bn €" { "Md€" } else { unit };
     let text = if (value - value.round()).abs() < 0.005 {
@@ -55,12 +56,14 @@ pub fn format_short(amount: Cents, decimal_separator: char) -> String {
     format!("{text} {unit}")
 }
 
-fn group_thousands(value: i64) -> String {
+/// An integer with its thousands grouped by `separator` (French: a narrow no-break space;
+/// English: a comma).
+pub fn group_thousands(value: i64, separator: char) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut grouped = String::new();
     for (i, digit) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('\u{202f}');
+            grouped.push(separator);
         }
         grouped.push(digit);
     }
@@ -88,6 +91,7 @@ mod tests {
         check(Cents::from_million_euros(1_500), '.', "1.5 bn €");
         check(Cents::from_million_euros(2_200), '.', "2.2 bn €");
         check(Cents::from_euros(25_000), ',', "25\u{202f}000 €");
+        check(Cents::from_euros(25_000), '.', "25,000 €");
         check(Cents::ZERO, ',', "0 €");
     }
 

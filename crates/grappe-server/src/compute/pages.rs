@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use grappe_db::{JobRow, MetricCounts, MetricKey, ProjectRow, UsageRecord};
+use grappe_db::{JobRow, MetricKey, ProjectRow, UsageRecord};
 use grappe_domain::policy;
 use serde::Deserialize;
 
@@ -270,8 +270,10 @@ struct JobPage {
     events: Vec<EventLine>,
     log: String,
     metric_svgs: Vec<String>,
-    metric_counts: MetricCounts,
-    metric_limit: i64,
+    /// "recorded / limit" and the dropped points, as the reader's language writes numbers; none
+    /// when the job has no metric.
+    metric_points: Option<String>,
+    metrics_dropped: Option<String>,
     /// More keys than charts drawn.
     more_metrics: bool,
 }
@@ -348,8 +350,12 @@ pub async fn job_page(
             })
         })
         .collect();
-    let metric_counts = state.db.metric_counts(id).await?;
+    let counts = state.db.metric_counts(id).await?;
+    let locale = chrome.tr.locale;
     let metric_limit = state.config.compute.metric_points_per_job;
+    let metric_points = (counts.points > 0 || counts.dropped > 0)
+        .then(|| format!("{} / {}", locale.integer(counts.points), locale.integer(metric_limit)));
+    let metrics_dropped = (counts.dropped > 0).then(|| locale.integer(counts.dropped));
     let command: Vec<String> = serde_json::from_str(&job.command).unwrap_or_default();
     let active = !terminal(&job.state);
     let page = JobPage {
@@ -360,8 +366,8 @@ pub async fn job_page(
         events,
         log,
         metric_svgs,
-        metric_counts,
-        metric_limit,
+        metric_points,
+        metrics_dropped,
         more_metrics,
         job,
     };

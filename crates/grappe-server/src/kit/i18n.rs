@@ -61,6 +61,15 @@ impl Locale {
         }
     }
 
+    /// An integer as this language writes it: `100 000` (narrow no-break spaces), `100,000`.
+    pub fn integer(self, value: i64) -> String {
+        let grouping = match self {
+            Locale::Fr => '\u{202f}',
+            Locale::En => ',',
+        };
+        grappe_domain::money::group_thousands(value, grouping)
+    }
+
     /// Picks the French or English variant of a stored text.
     pub fn pick<'a>(self, fr: &'a str, en: &'a str) -> &'a str {
         match self {

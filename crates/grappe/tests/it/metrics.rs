@@ -161,7 +161,7 @@ fn a_job_with_400000_metric_points_renders_in_bounded_time() {
         // the first chart rises to it.
         let first_chart = page.split(r#"<figure class="metric">"#).nth(1).unwrap();
         assert!(first_chart.contains(">6<") && first_chart.contains(",40.0"), "{backend:?}: spike lost");
-        assert!(page.contains(r#"<dd id="job-metric-points">400024 / 100000"#), "{backend:?}");
+        assert!(page.contains("<dd id=\"job-metric-points\">400\u{202f}024 / 100\u{202f}000"), "{backend:?}");
     }
 }
 
@@ -208,6 +208,6 @@ fn metric_points_past_the_job_quota_are_refused_or_dropped() {
         assert_eq!((stored["points"].as_i64(), stored["dropped"].as_i64()), (Some(2500), Some(500)), "{backend:?}");
         assert_eq!(stored["items"].as_array().unwrap().len(), 2500);
         let page = client.get(&format!("/compute/jobs/{id}"), Some(ADMIN_TOKEN));
-        assert!(page.text.contains(r#"<dd id="job-metric-points">2500 / 2500"#), "{}", page.text);
+        assert!(page.text.contains("<dd id=\"job-metric-points\">2\u{202f}500 / 2\u{202f}500"), "{}", page.text);
     }
 }
