@@ -93,6 +93,20 @@ pub struct NewJob<'a> {
     pub nodes: i64,
 }
 
+/// How many jobs may wait at once: per user (in all projects), per project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueQuota {
+    pub per_user: i64,
+    pub per_project: i64,
+}
+
+/// Why a job was not queued, with how many wait already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFull {
+    User { waiting: i64 },
+    Project { waiting: i64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEvent {
     pub at: i64,
@@ -382,8 +396,31 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    pub async fn create_job(&self, job: NewJob<'_>) -> DbResult<JobRow> {
+    /// Queues a job if its user and its project have room under `quota`. The user's and the
+    /// project's rows are locked first (PostgreSQL; SQLite's write lock covers all), so that
+    /// concurrent submissions are counted one after the other.
+    pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
         let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE projects SET id = id WHERE id = $1").bind(job.project_id).execute(&mut *tx).await?;
+        if let Some(user) = job.user_id {
+            sqlx::query("UPDATE users SET id = id WHERE id = $1").bind(user).execute(&mut *tx).await?;
+        }
+        let counts = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS mine, \
+             CAST(COALESCE(SUM(CASE WHEN project_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS project \
+             FROM jobs WHERE state = 'pending' AND (user_id = $1 OR project_id = $2)",
+        )
+        .bind(job.user_id)
+        .bind(job.project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (mine, project): (i64, i64) = (counts.try_get("mine")?, counts.try_get("project")?);
+        if job.user_id.is_some() && mine >= quota.per_user {
+            return Ok(Err(QueueFull::User { waiting: mine }));
+        }
+        if project >= quota.per_project {
+            return Ok(Err(QueueFull::Project { waiting: project }));
+        }
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
@@ -409,7 +446,7 @@ impl Db {
         let created = job_from(&row)?;
         event(&mut tx, created.id, now, "pending", "submitted").await?;
         tx.commit().await?;
-        Ok(created)
+        Ok(Ok(created))
     }
 
     pub async fn job(&self, id: i64) -> DbResult<Option<JobRow>> {
@@ -497,20 +534,6 @@ impl Db {
             }
         }
         Ok(jobs)
-    }
-
-    /// Pending jobs of a user, and of a project (for the queue quotas).
-    pub async fn pending_counts(&self, user_id: Option<i64>, project_id: i64) -> DbResult<(i64, i64)> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS mine, \
-             CAST(COALESCE(SUM(CASE WHEN project_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS project \
-             FROM jobs WHERE state = 'pending' AND (user_id = $1 OR project_id = $2)",
-        )
-        .bind(user_id)
-        .bind(project_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.try_get("mine")?, row.try_get("project")?))
     }
 
     /// What a project's active jobs take at `now`, in resource-milliseconds: `running`, what its

@@ -22,7 +22,7 @@ pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
 pub use compute::{
     Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
-    NewRun, ProjectRow, Requeued, RunRef, UsageRecord,
+    NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use grappe_db::{JobRow, MetricPoint, MetricsAdded, NewJob, NewProject, ProjectRow, now_ms};
+use grappe_db::{JobRow, MetricPoint, MetricsAdded, NewJob, NewProject, ProjectRow, QueueFull, QueueQuota, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
 use grappe_domain::allocation::{Allocation, Amount, Commitments};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
@@ -474,22 +474,6 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
             other => AppError::Invalid(other.to_string()),
         },
     )?;
-    if !body.dry_run {
-        let limits = &state.config.limits;
-        let (mine, project_queue) = state.db.pending_counts(caller.actor.user_id(), project.id).await?;
-        if caller.actor.user_id().is_some() && mine >= limits.queued_jobs_per_user {
-            return Err(AppError::OverQuota(format!(
-                "you have {mine} jobs waiting, the most one user may queue ({}); wait for some to start",
-                limits.queued_jobs_per_user
-            )));
-        }
-        if project_queue >= limits.queued_jobs_per_project {
-            return Err(AppError::OverQuota(format!(
-                "the project has {project_queue} jobs waiting, the most one project may queue ({})",
-                limits.queued_jobs_per_project
-            )));
-        }
-    }
     if body.dry_run {
         let taken = ledger.used.plus(ledger.commitments.running).plus(ledger.commitments.reserved).plus(cost);
         return Ok(Submitted::Estimate(json!({
@@ -505,23 +489,39 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     let command = serde_json::to_string(spec.command()).map_err(anyhow::Error::from)?;
     let env: BTreeMap<&str, &str> = spec.env().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let env = serde_json::to_string(&env).map_err(anyhow::Error::from)?;
+    let limits = &state.config.limits;
     let job = state
         .db
-        .create_job(NewJob {
-            project_id: project.id,
-            user_id: caller.actor.user_id(),
-            name: spec.name().as_str(),
-            command: &command,
-            qos: spec.qos(),
-            cpus: i64::from(spec.cpus()),
-            gpus: i64::from(spec.gpus()),
-            memory_mb: spec.memory_mb() as i64,
-            time_limit_s: spec.time_limit_s(),
-            env: &env,
-            network: spec.network(),
-            nodes,
-        })
-        .await?;
+        .create_job(
+            NewJob {
+                project_id: project.id,
+                user_id: caller.actor.user_id(),
+                name: spec.name().as_str(),
+                command: &command,
+                qos: spec.qos(),
+                cpus: i64::from(spec.cpus()),
+                gpus: i64::from(spec.gpus()),
+                memory_mb: spec.memory_mb() as i64,
+                time_limit_s: spec.time_limit_s(),
+                env: &env,
+                network: spec.network(),
+                nodes,
+            },
+            QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
+        )
+        .await?
+        .map_err(|full| {
+            AppError::OverQuota(match full {
+                QueueFull::User { waiting } => format!(
+                    "you have {waiting} jobs waiting, the most one user may queue ({}); wait for some to start",
+                    limits.queued_jobs_per_user
+                ),
+                QueueFull::Project { waiting } => format!(
+                    "the project has {waiting} jobs waiting, the most one project may queue ({})",
+                    limits.queued_jobs_per_project
+                ),
+            })
+        })?;
     state.scheduler_wake.notify_one();
     Ok(Submitted::Job(Box::new(job)))
 }

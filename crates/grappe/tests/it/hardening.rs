@@ -239,6 +239,20 @@ fn a_member_flooding_submissions_is_stopped_by_the_queue_quotas() {
             colleague_accepted += 1;
             assert!(colleague_accepted <= 8);
         }
+        // Concurrent submissions are counted one after the other: 8 at a time, exactly 5 queue.
+        let (other, racer) = project_with_member(&client, "raced", 100);
+        let body = json!({ "project": other, "command": ["sleep", "60"], "time_limit_s": 600 });
+        let accepted: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..4).filter(|_| client.post("/api/v1/jobs", Some(&racer), &body).status == 201).count()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|thread| thread.join().unwrap()).sum()
+        });
+        assert_eq!(accepted, 5, "{backend:?}");
         assert_eq!(client.get("/healthz", None).status, 200);
     }
 }
