@@ -1,7 +1,5 @@
--- A project's principal investigator (who may name its coordinators), the index the queue
--- quotas count pending jobs per user with.
+-- A project's principal investigator (who may name its coordinators).
 ALTER TABLE projects ADD COLUMN principal_investigator BIGINT;
-CREATE INDEX jobs_user_state ON jobs (user_id, state);
 
 -- The audit chain keyed (HMAC under a key kept outside the database), marked per event so that
 -- events from before it still verify; and the chain's head written down once a day, for the

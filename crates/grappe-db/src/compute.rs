@@ -25,6 +25,11 @@ pub struct ProjectRow {
     pub created_at: i64,
     /// Who may name the project's coordinators (besides administrators).
     pub principal_investigator: Option<i64>,
+    /// What was charged to it in all (the sum of its usage records).
+    pub used: Amount,
+    /// Its pending jobs: how many, and what they may use up to their time limits.
+    pub queued_jobs: i64,
+    pub queued: Amount,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,8 +216,8 @@ pub enum Requeued {
     Stale,
 }
 
-const PROJECT_COLUMNS: &str =
-    "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at, principal_investigator";
+const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at, \
+    principal_investigator, used_gpu_ms, used_cpu_ms, queued_jobs, queued_gpu_ms, queued_cpu_ms";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb";
@@ -243,6 +248,9 @@ fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
         valid_until: row.try_get("valid_until")?,
         created_at: row.try_get("created_at")?,
         principal_investigator: row.try_get("principal_investigator")?,
+        used: Amount { gpu_ms: row.try_get("used_gpu_ms")?, cpu_ms: row.try_get("used_cpu_ms")? },
+        queued_jobs: row.try_get("queued_jobs")?,
+        queued: Amount { gpu_ms: row.try_get("queued_gpu_ms")?, cpu_ms: row.try_get("queued_cpu_ms")? },
     })
 }
 
@@ -318,7 +326,71 @@ async fn charge(tx: &mut Tx, job: &JobRow, ended_at: i64) -> DbResult<()> {
     .bind(ms * job.cpus * job.nodes)
     .execute(&mut **tx)
     .await?;
+    sqlx::query("UPDATE projects SET used_gpu_ms = used_gpu_ms + $1, used_cpu_ms = used_cpu_ms + $2 WHERE id = $3")
+        .bind(ms * job.gpus * job.nodes)
+        .bind(ms * job.cpus * job.nodes)
+        .bind(job.project_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// What a pending job counts for in the queue totals of its project and its user.
+struct Queued {
+    project_id: i64,
+    user_id: Option<i64>,
+    gpu_ms: i64,
+    cpu_ms: i64,
+}
+
+impl Queued {
+    fn of(job: &JobRow) -> Queued {
+        let limit_ms = job.time_limit_s.saturating_mul(1000);
+        Queued {
+            project_id: job.project_id,
+            user_id: job.user_id,
+            gpu_ms: job.gpus * job.nodes * limit_ms,
+            cpu_ms: job.cpus * job.nodes * limit_ms,
+        }
+    }
+
+    /// The columns [`Queued::from_row`] reads, for `RETURNING`.
+    const COLUMNS: &str = "project_id, user_id, gpus, cpus, nodes, time_limit_s";
+
+    fn from_row(row: &AnyRow) -> DbResult<Queued> {
+        let (gpus, cpus, nodes, limit_s): (i64, i64, i64, i64) =
+            (row.try_get("gpus")?, row.try_get("cpus")?, row.try_get("nodes")?, row.try_get("time_limit_s")?);
+        let limit_ms = limit_s.saturating_mul(1000);
+        Ok(Queued {
+            project_id: row.try_get("project_id")?,
+            user_id: row.try_get("user_id")?,
+            gpu_ms: gpus * nodes * limit_ms,
+            cpu_ms: cpus * nodes * limit_ms,
+        })
+    }
+
+    /// Adds the job to (`sign` 1) or takes it from (-1) the queue totals, in the transaction that
+    /// moves it into or out of `pending`.
+    async fn count(&self, tx: &mut Tx, sign: i64) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE projects SET queued_jobs = queued_jobs + $1, queued_gpu_ms = queued_gpu_ms + $2, \
+             queued_cpu_ms = queued_cpu_ms + $3 WHERE id = $4",
+        )
+        .bind(sign)
+        .bind(sign * self.gpu_ms)
+        .bind(sign * self.cpu_ms)
+        .bind(self.project_id)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(user) = self.user_id {
+            sqlx::query("UPDATE users SET queued_jobs = queued_jobs + $1 WHERE id = $2")
+                .bind(sign)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The job's row if `run` is its current run, running on `instance`, read in the transaction.
@@ -401,25 +473,25 @@ impl Db {
     /// concurrent submissions are counted one after the other.
     pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE projects SET id = id WHERE id = $1").bind(job.project_id).execute(&mut *tx).await?;
+        // Updates that change nothing, to lock the rows and read the totals in one step.
+        let project = sqlx::query("UPDATE projects SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
+            .bind(job.project_id)
+            .fetch_one(&mut *tx)
+            .await?;
         if let Some(user) = job.user_id {
-            sqlx::query("UPDATE users SET id = id WHERE id = $1").bind(user).execute(&mut *tx).await?;
+            let waiting: i64 =
+                sqlx::query("UPDATE users SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
+                    .bind(user)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+            if waiting >= quota.per_user {
+                return Ok(Err(QueueFull::User { waiting }));
+            }
         }
-        let counts = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS mine, \
-             CAST(COALESCE(SUM(CASE WHEN project_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS project \
-             FROM jobs WHERE state = 'pending' AND (user_id = $1 OR project_id = $2)",
-        )
-        .bind(job.user_id)
-        .bind(job.project_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (mine, project): (i64, i64) = (counts.try_get("mine")?, counts.try_get("project")?);
-        if job.user_id.is_some() && mine >= quota.per_user {
-            return Ok(Err(QueueFull::User { waiting: mine }));
-        }
-        if project >= quota.per_project {
-            return Ok(Err(QueueFull::Project { waiting: project }));
+        let waiting: i64 = project.try_get(0)?;
+        if waiting >= quota.per_project {
+            return Ok(Err(QueueFull::Project { waiting }));
         }
         let now = now_ms();
         let row = sqlx::query(&format!(
@@ -444,6 +516,7 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         let created = job_from(&row)?;
+        Queued::of(&created).count(&mut tx, 1).await?;
         event(&mut tx, created.id, now, "pending", "submitted").await?;
         tx.commit().await?;
         Ok(Ok(created))
@@ -538,27 +611,29 @@ impl Db {
 
     /// What a project's active jobs take at `now`, in resource-milliseconds: `running`, what its
     /// running jobs have run so far (each up to its time limit); `reserved`, what its running
-    /// and pending jobs may still use up to their time limits. One aggregate, whatever the queue.
-    pub async fn project_commitments(&self, project_id: i64, now: i64) -> DbResult<Commitments> {
+    /// jobs may still use up to their time limits and its pending ones (the row's totals, as read).
+    /// One aggregate over the running jobs, whatever the queue.
+    pub async fn project_commitments(&self, project: &ProjectRow, now: i64) -> DbResult<Commitments> {
         // Elapsed time of a running job, clamped to [0, its time limit].
-        let elapsed = "CASE WHEN state <> 'running' OR started_at IS NULL THEN 0 \
+        let elapsed = "CASE WHEN started_at IS NULL THEN 0 \
                        WHEN $2 - started_at < 0 THEN 0 \
                        WHEN $2 - started_at > time_limit_s * 1000 THEN time_limit_s * 1000 \
                        ELSE $2 - started_at END";
         let row = sqlx::query(&format!(
             "SELECT CAST(COALESCE(SUM(gpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_gpu, \
              CAST(COALESCE(SUM(cpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_cpu, \
-             CAST(COALESCE(SUM(gpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS reserved_gpu, \
-             CAST(COALESCE(SUM(cpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS reserved_cpu \
-             FROM jobs WHERE project_id = $1 AND state IN ('pending', 'running')"
+             CAST(COALESCE(SUM(gpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS left_gpu, \
+             CAST(COALESCE(SUM(cpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS left_cpu \
+             FROM jobs WHERE project_id = $1 AND state = 'running'"
         ))
-        .bind(project_id)
+        .bind(project.id)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
+        let left = Amount { gpu_ms: row.try_get("left_gpu")?, cpu_ms: row.try_get("left_cpu")? };
         Ok(Commitments {
             running: Amount { gpu_ms: row.try_get("running_gpu")?, cpu_ms: row.try_get("running_cpu")? },
-            reserved: Amount { gpu_ms: row.try_get("reserved_gpu")?, cpu_ms: row.try_get("reserved_cpu")? },
+            reserved: left.plus(project.queued),
         })
     }
 
@@ -570,7 +645,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
              ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run, command, env",
+             RETURNING run, command, env, project_id, user_id, gpus, cpus, nodes, time_limit_s",
         )
         .bind(now)
         .bind(instance)
@@ -580,6 +655,7 @@ impl Db {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let new_run = NewRun { run: row.try_get("run")?, command: row.try_get("command")?, env: row.try_get("env")? };
+        Queued::from_row(&row)?.count(&mut tx, -1).await?;
         let run = new_run.run;
         let mut text = format!("run {run}");
         if !gpu_ids.is_empty() {
@@ -654,6 +730,7 @@ impl Db {
             .bind(job.run)
             .execute(&mut *tx)
             .await?;
+            Queued::of(&job).count(&mut tx, 1).await?;
             event(&mut tx, job.id, ended_at, "preempted", reason).await?;
             event(&mut tx, job.id, ended_at, "pending", &format!("requeued, restart {}", job.restart_count + 1))
                 .await?;
@@ -699,6 +776,7 @@ impl Db {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                Queued::of(&job).count(&mut tx, -1).await?;
                 event(&mut tx, id, now, "cancelled", &format!("by {actor}")).await?;
                 "cancelled".to_owned()
             }
@@ -730,17 +808,19 @@ impl Db {
     pub async fn end_pending(&self, id: i64, state: &str, reason: &str) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        let result =
-            sqlx::query("UPDATE jobs SET state = $1, reason = $2, ended_at = $3 WHERE id = $4 AND state = 'pending'")
-                .bind(state)
-                .bind(reason)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        if result.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let ended = sqlx::query(&format!(
+            "UPDATE jobs SET state = $1, reason = $2, ended_at = $3 WHERE id = $4 AND state = 'pending' \
+             RETURNING {}",
+            Queued::COLUMNS
+        ))
+        .bind(state)
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(ended) = ended else { return Ok(false) };
+        Queued::from_row(&ended)?.count(&mut tx, -1).await?;
         event(&mut tx, id, now, state, reason).await?;
         tx.commit().await?;
         Ok(true)
@@ -936,18 +1016,6 @@ impl Db {
                 })
             })
             .collect()
-    }
-
-    /// Usage charged to a project so far.
-    pub async fn project_usage(&self, project_id: i64) -> DbResult<Amount> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(gpu_ms), 0) AS BIGINT) AS gpu, CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT) AS cpu \
-             FROM usage_records WHERE project_id = $1",
-        )
-        .bind(project_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Amount { gpu_ms: row.try_get("gpu")?, cpu_ms: row.try_get("cpu")? })
     }
 
     /// Each charge of a project, oldest first.

@@ -107,8 +107,8 @@ impl Ledger {
 pub async fn ledger(state: &AppState, project: &ProjectRow) -> AppResult<Ledger> {
     Ok(Ledger {
         allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
-        used: state.db.project_usage(project.id).await?,
-        commitments: state.db.project_commitments(project.id, now_ms()).await?,
+        used: project.used,
+        commitments: state.db.project_commitments(project, now_ms()).await?,
     })
 }
 

@@ -647,7 +647,7 @@ impl Loop {
         let mut cached = Vec::with_capacity(projects.len());
         for project in &projects {
             // Charged, and what its running jobs have run so far (the 100 % rule).
-            let used = db.project_usage(project.id).await?.plus(db.project_commitments(project.id, now).await?.running);
+            let used = project.used.plus(db.project_commitments(project, now).await?.running);
             cached.push(CachedProject {
                 id: project.id,
                 valid_from: project.valid_from,

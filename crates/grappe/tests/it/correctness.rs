@@ -104,6 +104,25 @@ fn assert_charged_exactly(client: &Client, project: i64, jobs: &[i64]) {
         }
     }
     assert_eq!(charges.len(), expected, "one charge per ended run: {charges:?}");
+    // The project's totals (kept beside the itemised charges) agree with them; once every job
+    // has ended, nothing is running or reserved.
+    let totals = client.get(&format!("/api/v1/projects/{project}"), Some(ADMIN_TOKEN)).body;
+    let hours = |ms: i64| ms as f64 / 3_600_000.0;
+    let close = |field: &str, expected: f64| {
+        let value = totals[field].as_f64().unwrap();
+        assert!(
+            (value - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+            "{field}: {value} for {expected}: {totals}"
+        );
+    };
+    close("used_cpu_hours", hours(charges.iter().map(|charge| charge.cpu_ms).sum()));
+    close("used_gpu_hours", hours(charges.iter().map(|charge| charge.gpu_ms).sum()));
+    let ended = ["completed", "failed", "cancelled", "timeout"];
+    if jobs.iter().all(|id| ended.contains(&get(client, *id)["state"].as_str().unwrap())) {
+        for field in ["running_cpu_hours", "running_gpu_hours", "reserved_cpu_hours", "reserved_gpu_hours"] {
+            close(field, 0.0);
+        }
+    }
 }
 
 /// How many times a job's command really started: its `start` lines.
@@ -337,6 +356,7 @@ fn cancelled_pending_jobs_never_start() {
             assert_eq!(starts(&client, *id), 0, "{backend:?}: job {id} ran after its cancel");
         }
         assert_eq!(get(&client, blocker)["run"], 1);
+        assert_charged_exactly(&client, project, &[cancelled, vec![blocker]].concat());
     }
 }
 
