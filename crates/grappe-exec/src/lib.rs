@@ -305,10 +305,7 @@ impl LocalExecutor {
                     let note = format!("\ngrappe: output capped at {} bytes; {dropped} bytes dropped\n", out.cap);
                     let _ = out.file.write_all(note.as_bytes()).await;
                 }
-                // Handed to the kernel, not forced to disk: a journal commit per job costs more
-                // than the last lines of a log lost with the machine are worth (the job's state
-                // is in the database).
-                let _ = out.file.flush().await;
+                let _ = out.file.sync_all().await;
                 dropped
             };
             let (exit, ended_at_ms) = match Status::read(&status) {
