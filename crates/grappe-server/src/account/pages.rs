@@ -88,17 +88,11 @@ pub async fn login_submit(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn logout(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<crate::kit::extract::CsrfForm>,
 ) -> Result<Response, AppError> {
     if !caller::check_csrf(&caller, &form.csrf) {
         return Err(AppError::Forbidden("the form expired; reload the page and try again"));

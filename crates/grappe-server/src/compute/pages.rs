@@ -374,19 +374,13 @@ pub async fn job_page(
     Ok(render(&page, StatusCode::OK))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn cancel_form(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<crate::kit::extract::CsrfForm>,
 ) -> Result<Response, AppError> {
     let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
         Ok(target) => target,

@@ -47,3 +47,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
             .ok_or_else(|| AppError::NotFound(format!("no object with id `{raw}`")))
     }
 }
+
+/// A form that carries only its CSRF token (logout, cancel): checked by the handler.
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
