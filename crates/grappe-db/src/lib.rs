@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod compute;
+mod datasets;
 mod leases;
 mod migrate;
 mod programme;
@@ -24,6 +25,7 @@ pub use compute::{
     Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
     NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
+pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use leases::LeaseRow;
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 

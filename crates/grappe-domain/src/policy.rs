@@ -110,6 +110,36 @@ pub fn may_act_on_job(actor: &Actor, project_id: i64, owner: Option<i64>) -> boo
         || (owner.is_some() && actor.user_id() == owner && may_use_project(actor, project_id))
 }
 
+/// The projects whose objects the actor sees as a member, from its grants; `None`: every
+/// project (administrators).
+pub fn projects_used_by(actor: &Actor) -> Option<Vec<i64>> {
+    match actor {
+        _ if actor.is_admin() => None,
+        Actor::User { grants, .. } => Some(
+            grants
+                .iter()
+                .filter_map(|grant| match grant.scope {
+                    Scope::Object { kind: ScopeKind::Project, id } if grant.role == Role::ProjectMember => Some(id),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Actor::Anonymous | Actor::AdminToken => Some(Vec::new()),
+    }
+}
+
+/// Seeing a dataset (its page, versions, files, and reading it from a job): anyone if it is
+/// public; else the members of its project, and administrators.
+pub fn may_see_dataset(actor: &Actor, project_id: Option<i64>, public: bool) -> bool {
+    public || may_push_dataset(actor, project_id)
+}
+
+/// Pushing versions of a dataset: the members of its project; the programme's own datasets (no
+/// project) only administrators.
+pub fn may_push_dataset(actor: &Actor, project_id: Option<i64>) -> bool {
+    project_id.map_or(actor.is_admin(), |project_id| may_use_project(actor, project_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +228,24 @@ mod tests {
         let global =
             Actor::User { id: 13, grants: vec![RoleGrant { role: Role::ProjectMember, scope: Scope::Global }] };
         assert!(!may_use_project(&global, 3));
+    }
+
+    #[test]
+    fn private_datasets_are_their_projects_and_programme_datasets_are_admins() {
+        let member = user(&[(Role::ProjectMember, project(3))]);
+        let stranger = user(&[(Role::ProjectMember, project(4))]);
+        let admin = user(&[(Role::Admin, Scope::Global)]);
+        assert!(may_see_dataset(&Actor::Anonymous, Some(3), true));
+        assert!(!may_see_dataset(&Actor::Anonymous, Some(3), false));
+        assert!(may_see_dataset(&member, Some(3), false));
+        assert!(!may_see_dataset(&stranger, Some(3), false));
+        assert!(may_see_dataset(&admin, Some(3), false));
+        assert!(may_push_dataset(&member, Some(3)));
+        assert!(!may_push_dataset(&stranger, Some(3)));
+        assert!(!may_push_dataset(&member, None), "programme datasets: administrators only");
+        assert!(may_push_dataset(&Actor::AdminToken, None));
+        assert_eq!(projects_used_by(&member), Some(vec![3]));
+        assert_eq!(projects_used_by(&Actor::Anonymous), Some(vec![]));
+        assert_eq!(projects_used_by(&admin), None);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod compute;
+pub mod data;
 pub mod demo;
 pub mod kit;
 pub mod openapi;
@@ -39,6 +40,7 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
     let db = if config.audit_key.is_empty() { db } else { db.with_audit_key(&config.audit_key) };
     let instance = format!("{}-{}-{}", hostname(), std::process::id(), &caller::new_secret()[..6]);
     let config_limits = config.limits.clone();
+    let (config_store, config_data_dir) = (config.store.clone(), config.data_dir.clone());
     let (installation, secret) = db
         .installation(&caller::new_secret()[..16], &caller::new_secret())
         .await
@@ -69,6 +71,7 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         )),
         stopping: Arc::new(AtomicBool::new(false)),
         secret: secret.into_bytes().into(),
+        store: Arc::new(data::open_store(&config_store, &config_data_dir)?),
     })
 }
 

@@ -31,4 +31,5 @@ pub use manifest::{
 pub use pack::Compression;
 pub use store::{
     CommitCheck, Committed, Damage, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport, WriteStats,
+    scan_dir,
 };

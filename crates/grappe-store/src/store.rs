@@ -502,39 +502,21 @@ impl Store {
         claimed: &Mutex<HashSet<Digest>>,
         sink: &PackSink<'_>,
     ) -> Result<(FileEntry, WriteStats), StoreError> {
-        let file = open_regular(source)?;
-        let mut reader = ChunkReader::new(file, self.config.chunk_params);
-        let mut whole = Hasher::new();
-        let mut chunks = Vec::new();
         let mut stats = WriteStats::default();
-        while let Some(chunk) = reader.next_chunk().map_err(io_at(source, "read"))? {
-            whole.update(chunk);
-            let digest = Digest::of(chunk);
-            chunks.push(ChunkRef { digest, len_bytes: chunk.len() as u32 });
-            stats.chunks += 1;
-            stats.bytes_read += chunk.len() as u64;
-            if stats.bytes_read > self.config.limits.max_file_bytes {
-                return Err(ManifestError::File { path: path.clone(), reason: "larger than the limit".into() }.into());
-            }
+        let entry = chunk_file(path, source, &self.config, |digest, chunk| {
             let is_new = !self.read_index().chunks.contains_key(&digest)
                 && claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(digest);
             if is_new {
                 stats.new_chunks += 1;
                 stats.new_chunk_bytes += chunk.len() as u64;
                 let frame = pack::compress(chunk, self.config.compression);
-                if !sink.push(digest, chunk, frame.as_ref()) {
-                    // The flusher stopped: its error is reported by `ingest_dir`.
-                    break;
-                }
+                // The flusher stopped: its error is reported by `ingest_dir`.
+                return Ok::<bool, StoreError>(sink.push(digest, chunk, frame.as_ref()));
             }
-        }
-        let entry = FileEntry {
-            path: path.clone(),
-            size_bytes: stats.bytes_read,
-            digest: whole.finish(),
-            media_type: MediaType::guess(path),
-            chunks,
-        };
+            Ok(true)
+        })?;
+        stats.chunks = entry.chunks.len() as u64;
+        stats.bytes_read = entry.size_bytes;
         Ok((entry, stats))
     }
 
@@ -1189,6 +1171,57 @@ fn open_regular(path: &Path) -> Result<File, StoreError> {
 }
 
 /// The regular files under `dir`, with their dataset paths, sorted by path.
+/// Chunks and hashes one file, handing each chunk to `on_chunk` in order; `Ok(false)` from it
+/// stops the reading early (the entry is then incomplete, and the caller reports why).
+fn chunk_file<E: From<StoreError>>(
+    path: &DatasetPath,
+    source: &Path,
+    config: &StoreConfig,
+    mut on_chunk: impl FnMut(Digest, &[u8]) -> Result<bool, E>,
+) -> Result<FileEntry, E> {
+    let file = open_regular(source)?;
+    let mut reader = ChunkReader::new(file, config.chunk_params);
+    let mut whole = Hasher::new();
+    let mut chunks = Vec::new();
+    let mut size_bytes = 0u64;
+    while let Some(chunk) = reader.next_chunk().map_err(io_at(source, "read"))? {
+        whole.update(chunk);
+        let digest = Digest::of(chunk);
+        chunks.push(ChunkRef { digest, len_bytes: chunk.len() as u32 });
+        size_bytes += chunk.len() as u64;
+        if size_bytes > config.limits.max_file_bytes {
+            return Err(StoreError::from(ManifestError::File {
+                path: path.clone(),
+                reason: "larger than the limit".into(),
+            })
+            .into());
+        }
+        if !on_chunk(digest, chunk)? {
+            break;
+        }
+    }
+    Ok(FileEntry { path: path.clone(), size_bytes, digest: whole.finish(), media_type: MediaType::guess(path), chunks })
+}
+
+/// Chunks and hashes every file under `dir` as [`Store::ingest_dir`] does (same walk, same
+/// cuts, same manifest) without storing anything: each chunk goes to `on_chunk` with its file,
+/// in order. A client of a remote store sends the server those it lacks.
+pub fn scan_dir<E: From<StoreError>>(
+    dir: &Path,
+    config: &StoreConfig,
+    mut on_chunk: impl FnMut(&DatasetPath, Digest, &[u8]) -> Result<(), E>,
+) -> Result<Manifest, E> {
+    let files = walk(dir, &config.limits)?;
+    if files.is_empty() {
+        return Err(StoreError::from(ManifestError::Empty).into());
+    }
+    let mut entries = Vec::with_capacity(files.len());
+    for (path, source) in &files {
+        entries.push(chunk_file(path, source, config, |digest, chunk| on_chunk(path, digest, chunk).map(|()| true))?);
+    }
+    Ok(Manifest::new(entries, &config.limits).map_err(StoreError::from)?)
+}
+
 fn walk(dir: &Path, limits: &Limits) -> Result<Vec<(DatasetPath, PathBuf)>, StoreError> {
     let metadata = fs::metadata(dir).map_err(io_at(dir, "open folder"))?;
     if !metadata.is_dir() {

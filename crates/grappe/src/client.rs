@@ -15,6 +15,17 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// For transfers of any size: no limit on the whole, but a server that stops answering for a
+/// minute is given up on.
+fn transfer_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
 fn config_path() -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|dir| !dir.is_empty()) {
         Some(dir) => PathBuf::from(dir),
@@ -87,6 +98,27 @@ impl Session {
         let url = self.url(path);
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         agent.get(&url).header("Authorization", &self.bearer()).call().with_context(|| format!("reaching {url}"))
+    }
+
+    /// A POST of raw bytes (a batch of chunks, a manifest), given as long as it takes to send.
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = self.url(path);
+        transfer_agent()
+            .post(&url)
+            .header("Authorization", &self.bearer())
+            .header("Content-Type", "application/octet-stream")
+            .send(body)
+            .with_context(|| format!("reaching {url}"))
+    }
+
+    /// A GET of a file from `offset` on (`Range`), whose body may take as long as it takes.
+    pub fn get_from(&self, path: &str, offset: u64) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = self.url(path);
+        let mut request = transfer_agent().get(&url).header("Authorization", &self.bearer());
+        if offset > 0 {
+            request = request.header("Range", &format!("bytes={offset}-"));
+        }
+        request.call().with_context(|| format!("reaching {url}"))
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<ureq::http::Response<ureq::Body>> {

@@ -1,6 +1,6 @@
-//! `grappe dataset ...` and `grappe store ...` directly on a local store (`--store DIR`, by
-//! default `DATA_DIR/store`), through `grappe-store`. Pushing to and pulling from a server
-//! comes later.
+//! `grappe dataset ...` against the server the CLI is logged in to ([`crate::remote`]), or
+//! directly on a local store with `--store DIR` (or `--data-dir DIR`: its `store` folder);
+//! `grappe store ...` on a local store (by default `./grappe-data/store`).
 
 use std::path::PathBuf;
 
@@ -11,22 +11,30 @@ use grappe_store::{
 };
 use serde_json::{Value, json};
 
+use crate::client::{Session, answer};
+use crate::remote;
+
 #[derive(Args)]
 pub struct StoreTarget {
-    /// The store's folder (default: DATA_DIR/store).
+    /// Work on this store's folder directly, not through a server.
     #[arg(long, env = "GRAPPE_STORE", global = true)]
     store: Option<PathBuf>,
-    /// Data directory, whose `store` folder is used unless --store says otherwise.
-    #[arg(long, env = "GRAPPE_DATA_DIR", default_value = "./grappe-data", global = true)]
-    data_dir: PathBuf,
+    /// Work directly on this data directory's `store` folder, not through a server.
+    #[arg(long, env = "GRAPPE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     json: bool,
 }
 
 impl StoreTarget {
+    /// The local store's folder, if one was named.
+    fn local(&self) -> Option<PathBuf> {
+        self.store.clone().or_else(|| self.data_dir.as_ref().map(|dir| dir.join("store")))
+    }
+
     fn open(&self) -> anyhow::Result<Store> {
-        let root = self.store.clone().unwrap_or_else(|| self.data_dir.join("store"));
+        let root = self.local().unwrap_or_else(|| PathBuf::from("./grappe-data/store"));
         let blobs = LocalDir::open(&root, LocalDirConfig::default())
             .with_context(|| format!("opening the store at {}", root.display()))?;
         Store::open(blobs, StoreConfig::default()).with_context(|| format!("opening the store at {}", root.display()))
@@ -46,6 +54,12 @@ pub enum DatasetCommand {
         /// A split: `--split train=data/train.csv`; repeat for more paths and splits.
         #[arg(long = "split", value_name = "SPLIT=PATH")]
         splits: Vec<String>,
+        /// On a server, for a new dataset: the project that owns it (id or name).
+        #[arg(long)]
+        project: Option<String>,
+        /// On a server, for a new dataset: list it publicly (private to the project otherwise).
+        #[arg(long)]
+        public: bool,
     },
     /// Write a version's files into DIR (created, or an empty folder): NAME, NAME@TAG or
     /// NAME@VERSION (a version id or 8+ of its first hex digits).
@@ -69,15 +83,93 @@ pub enum StoreCommand {
     Gc,
 }
 
+fn read_card(card: Option<&PathBuf>) -> anyhow::Result<String> {
+    match card {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())),
+        None => Ok(String::new()),
+    }
+}
+
+/// `grappe dataset ...` on the server the CLI is logged in to.
+fn run_remote(target: &StoreTarget, command: DatasetCommand) -> anyhow::Result<()> {
+    let session = Session::load()
+        .context("`grappe dataset` works on the server you are logged in to, or on a local store with --store DIR")?;
+    let output = match command {
+        DatasetCommand::Push { dir, name, card, splits, project, public } => {
+            let request = remote::PushRequest {
+                dir: &dir,
+                name: &name,
+                card: read_card(card.as_ref())?,
+                splits: parse_splits(&splits)?,
+                project: project.as_deref(),
+                public,
+            };
+            remote::push(&session, request)?
+        }
+        DatasetCommand::Pull { reference, dir } => remote::pull(&session, &reference, &dir)?,
+        DatasetCommand::List => {
+            let list = answer(session.get("/api/v1/datasets")?)?;
+            if !target.json {
+                for dataset in list["items"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  {}  latest {}",
+                        dataset["name"].as_str().unwrap_or(""),
+                        dataset["visibility"].as_str().unwrap_or(""),
+                        dataset["title"].as_str().unwrap_or(""),
+                        dataset["latest_version"].as_str().unwrap_or("-")
+                    );
+                }
+                return Ok(());
+            }
+            json!({ "datasets": list["items"] })
+        }
+        DatasetCommand::Show { reference } => {
+            let (id, version) = remote::fetch_version(&session, &reference)?;
+            if !target.json {
+                print_version(&id, &version);
+                return Ok(());
+            }
+            version_json(&id, &version)
+        }
+        DatasetCommand::Diff { old, new } => {
+            let (old, old_version) = remote::fetch_version(&session, &old)?;
+            let (new, new_version) = remote::fetch_version(&session, &new)?;
+            let diff = old_version.diff(&new_version);
+            if !target.json {
+                print_diff(&diff);
+                return Ok(());
+            }
+            diff_json(&old, &new, &diff)
+        }
+        DatasetCommand::Tag { .. } => {
+            bail!("tags are for local stores (--store); a server names versions vN and by their ids")
+        }
+    };
+    crate::print_record(&output, target.json);
+    Ok(())
+}
+
+fn diff_json(old: &VersionId, new: &VersionId, diff: &VersionDiff) -> Value {
+    let paths = |paths: &[DatasetPath]| paths.iter().map(ToString::to_string).collect::<Vec<_>>();
+    json!({
+        "old": old.to_string(), "new": new.to_string(),
+        "added": paths(&diff.added), "removed": paths(&diff.removed), "changed": paths(&diff.changed),
+        "card_changed": diff.card_changed, "splits_changed": diff.splits_changed,
+    })
+}
+
 pub fn run_dataset(target: StoreTarget, command: DatasetCommand) -> anyhow::Result<()> {
+    if target.local().is_none() {
+        return run_remote(&target, command);
+    }
     let store = target.open()?;
     let output = match command {
-        DatasetCommand::Push { dir, name, card, splits } => {
+        DatasetCommand::Push { dir, name, card, splits, project, public } => {
+            if project.is_some() || public {
+                bail!("--project and --public are for a server; a local store has no owners");
+            }
             let name = Name::parse(&name)?;
-            let card = match card {
-                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-                None => String::new(),
-            };
+            let card = read_card(card.as_ref())?;
             let splits = parse_splits(&splits)?;
             let (committed, stats) = store.push_dir(&dir, &name, card, splits)?;
             json!({
@@ -133,12 +225,7 @@ pub fn run_dataset(target: StoreTarget, command: DatasetCommand) -> anyhow::Resu
                 print_diff(&diff);
                 return Ok(());
             }
-            let paths = |paths: &[DatasetPath]| paths.iter().map(ToString::to_string).collect::<Vec<_>>();
-            json!({
-                "old": old.to_string(), "new": new.to_string(),
-                "added": paths(&diff.added), "removed": paths(&diff.removed), "changed": paths(&diff.changed),
-                "card_changed": diff.card_changed, "splits_changed": diff.splits_changed,
-            })
+            diff_json(&old, &new, &diff)
         }
         DatasetCommand::Tag { reference, tag } => {
             let id = store.resolve(&reference)?;

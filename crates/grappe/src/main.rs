@@ -4,6 +4,7 @@
 mod client;
 mod dataset;
 mod job;
+mod remote;
 mod settings;
 mod simulate;
 
@@ -54,7 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
-    /// Push, pull, list, show and compare dataset versions (`--store DIR`: a local store).
+    /// Push, pull, list, show and compare dataset versions on the server you are logged in to
+    /// (`--store DIR`: directly on a local store).
     Dataset {
         #[command(flatten)]
         target: dataset::StoreTarget,

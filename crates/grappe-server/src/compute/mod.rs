@@ -26,6 +26,7 @@ use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, ApiQuery, Id};
 use crate::kit::page::iso_date;
+use crate::kit::range;
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::{AppState, ExecutorKind};
 
@@ -641,25 +642,6 @@ pub(crate) fn terminal(state: &str) -> bool {
 /// How much of a log one read takes: a request never holds a whole log in memory.
 const LOG_CHUNK: usize = 64 * 1024;
 
-/// A `Range: bytes=...` request over a file of `size` bytes: the first and last byte, or `None`
-/// if it cannot be satisfied. One range only; anything else is read as no range.
-fn byte_range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Some(None) };
-    if spec.contains(',') {
-        return Some(None);
-    }
-    let (first, last) = spec.split_once('-')?;
-    let range = match (first.trim(), last.trim()) {
-        ("", suffix) => {
-            let length: u64 = suffix.parse().ok()?;
-            (size.saturating_sub(length), size.checked_sub(1)?)
-        }
-        (first, "") => (first.parse().ok()?, size.checked_sub(1)?),
-        (first, last) => (first.parse().ok()?, last.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
-    };
-    (range.0 <= range.1 && range.0 < size).then_some(Some(range))
-}
-
 /// The bytes `first..=last` of a file, read a chunk at a time.
 fn file_stream(file: tokio::fs::File, first: u64, last: u64) -> Body {
     let stream = futures_util::stream::unfold((file, first), move |(mut file, at)| async move {
@@ -707,31 +689,9 @@ pub async fn job_logs(
             Err(error) => return Err(AppError::Internal(error.into())),
         };
         let size = file.metadata().await.map_err(anyhow::Error::from)?.len();
-        let requested = headers.get(header::RANGE).and_then(|value| value.to_str().ok());
-        let range = match requested.map(|text| byte_range(text, size)) {
-            None => None,
-            Some(Some(range)) => range,
-            Some(None) => {
-                let unsatisfied = format!("bytes */{size}");
-                return Ok(
-                    (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, unsatisfied)], "").into_response()
-                );
-            }
-        };
-        return Ok(match range {
-            Some((first, last)) => (
-                StatusCode::PARTIAL_CONTENT,
-                [
-                    text_plain,
-                    (header::ACCEPT_RANGES, "bytes"),
-                    (header::CONTENT_RANGE, &format!("bytes {first}-{last}/{size}")),
-                ],
-                file_stream(file, first, last),
-            )
-                .into_response(),
-            None if size == 0 => ([text_plain, (header::ACCEPT_RANGES, "bytes")], Vec::new()).into_response(),
-            None => ([text_plain, (header::ACCEPT_RANGES, "bytes")], file_stream(file, 0, size - 1)).into_response(),
-        });
+        return Ok(range::ranged(&headers, size, "text/plain; charset=utf-8", |first, last| {
+            file_stream(file, first, last)
+        }));
     }
     let holder = caller.audit_name();
     let Some(permit) = state.log_streams.try_acquire(&holder) else {
@@ -905,24 +865,4 @@ pub async fn job_metrics(
         .map(|m| json!({ "key": m.key, "value": m.value, "step": m.step, "timestamp": m.at }))
         .collect();
     Ok(Json(json!({ "items": items, "points": counts.points, "dropped": counts.dropped, "limit": limit })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::byte_range;
-
-    #[test]
-    fn ranges_are_read_as_rfc_9110_says() {
-        assert_eq!(byte_range("bytes=0-99", 1000), Some(Some((0, 99))));
-        assert_eq!(byte_range("bytes=900-", 1000), Some(Some((900, 999))));
-        assert_eq!(byte_range("bytes=-100", 1000), Some(Some((900, 999))));
-        assert_eq!(byte_range("bytes=-5000", 1000), Some(Some((0, 999))));
-        assert_eq!(byte_range("bytes=10-5000", 1000), Some(Some((10, 999))));
-        assert_eq!(byte_range("bytes=1000-", 1000), None, "past the end");
-        assert_eq!(byte_range("bytes=5-2", 1000), None);
-        assert_eq!(byte_range("bytes=0-0", 0), None, "an empty file has no byte");
-        assert_eq!(byte_range("bytes=a-b", 1000), None);
-        assert_eq!(byte_range("bytes=0-1,5-6", 1000), Some(None), "several ranges: the whole file");
-        assert_eq!(byte_range("items=0-1", 1000), Some(None));
-    }
 }

@@ -70,6 +70,20 @@ impl Locale {
         grappe_domain::money::group_thousands(value, grouping)
     }
 
+    /// A size in bytes with binary units as this language writes them: `1,5 Mio`, `1.5 MiB`.
+    pub fn bytes(self, value: u64) -> String {
+        const UNITS: [(&str, &str); 5] = [("o", "B"), ("Kio", "KiB"), ("Mio", "MiB"), ("Gio", "GiB"), ("Tio", "TiB")];
+        let mut scaled = value as f64;
+        let mut unit = 0;
+        while scaled >= 1024.0 && unit + 1 < UNITS.len() {
+            scaled /= 1024.0;
+            unit += 1;
+        }
+        let (fr, en) = UNITS[unit];
+        let figure = if unit == 0 { value.to_string() } else { format!("{scaled:.1}") };
+        format!("{}\u{a0}{}", figure.replace('.', &self.decimal_separator().to_string()), self.pick(fr, en))
+    }
+
     /// Picks the French or English variant of a stored text.
     pub fn pick<'a>(self, fr: &'a str, en: &'a str) -> &'a str {
         match self {
@@ -150,6 +164,13 @@ mod tests {
                 assert_ne!(Tr { locale }.t(key), key, "{key} in {locale:?}");
             }
         }
+    }
+
+    #[test]
+    fn sizes_in_each_language() {
+        assert_eq!(Locale::Fr.bytes(1536 * 1024), "1,5\u{a0}Mio");
+        assert_eq!(Locale::En.bytes(1536 * 1024), "1.5\u{a0}MiB");
+        assert_eq!(Locale::En.bytes(12), "12\u{a0}B");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`background`]: the lease-holding ticker.
 //! - [`permits`]: counted permits for what clients hold open (log streams).
 //! - [`serve`]: the accept loop, with its timeouts and connection caps.
+//! - [`range`]: byte ranges over bodies of known size (logs, dataset files).
 
 pub mod background;
 pub mod caller;
@@ -22,6 +23,7 @@ pub mod i18n;
 pub mod metrics;
 pub mod page;
 pub mod permits;
+pub mod range;
 pub mod route;
 pub mod serve;
 pub mod state;

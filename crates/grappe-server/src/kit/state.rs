@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub compute: ComputeConfig,
     /// What one client may hold or ask of the server (`kit::serve`, streams, queues).
     pub limits: Limits,
+    /// The data commons' store: a folder, or `s3://BUCKET/PREFIX?endpoint=...`; by default
+    /// `DATA_DIR/store`.
+    pub store: Option<String>,
 }
 
 /// Limits on what clients may hold or ask, each with a clear refusal past it.
@@ -58,6 +61,8 @@ pub struct Limits {
     /// Pending jobs per user and per project; past them, submissions get 429.
     pub queued_jobs_per_user: i64,
     pub queued_jobs_per_project: i64,
+    /// The most one request of a dataset push may carry (a batch of chunks, or a manifest).
+    pub dataset_upload_bytes: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +76,7 @@ impl Default for Limits {
             log_streams: 256,
             queued_jobs_per_user: 1000,
             queued_jobs_per_project: 10_000,
+            dataset_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -166,6 +172,7 @@ impl ServerConfig {
             compute: ComputeConfig::detect(),
             login_window: Duration::from_secs(15 * 60),
             limits: Limits::default(),
+            store: None,
         }
     }
 }
@@ -192,4 +199,6 @@ pub struct AppState {
     pub stopping: Arc<AtomicBool>,
     /// The installation's secret: the key of CSRF tokens.
     pub secret: Arc<[u8]>,
+    /// The data commons' store (datasets' bytes); its catalogue is in the database.
+    pub store: Arc<grappe_store::Store>,
 }

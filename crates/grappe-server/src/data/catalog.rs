@@ -1,0 +1,157 @@
+//! The public datasets as a DCAT-AP catalogue in JSON-LD, the format that national portals
+//! (data.gouv.fr, data.europa.eu) harvest: one `dcat:Dataset` per public dataset, its latest
+//! version's files as `dcat:Distribution`s with their download URL, media type and size.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use grappe_domain::policy::Actor;
+use serde_json::{Value, json};
+
+use crate::data::{CatalogQuery, load_version, search};
+use crate::kit::error::AppResult;
+use crate::kit::page::iso_date;
+use crate::kit::state::AppState;
+
+/// Distributions listed per dataset; the rest are reached through the version's API.
+const FILES_PER_DATASET: usize = 200;
+
+/// ISO 639-1 codes to the EU's language authority, which DCAT-AP asks for.
+fn language_uri(code: &str) -> Option<String> {
+    let authority = match code {
+        "fr" => "FRA",
+        "en" => "ENG",
+        "de" => "DEU",
+        "es" => "SPA",
+        "it" => "ITA",
+        "nl" => "NLD",
+        "pt" => "POR",
+        "br" => "BRE",
+        "oc" => "OCI",
+        "eu" => "EUS",
+        "ca" => "CAT",
+        "co" => "COS",
+        "ar" => "ARA",
+        _ => return None,
+    };
+    Some(format!("http://publications.europa.eu/resource/authority/language/{authority}"))
+}
+
+/// A licence identifier (as cards give it) to the URI portals recognise.
+pub(crate) fn licence_uri(licence: &str) -> Option<String> {
+    let uri = match licence.to_ascii_lowercase().as_str() {
+        "" | "other" | "unknown" => return None,
+        "etalab-2.0" | "lo-2.0" => "https://www.etalab.gouv.fr/licence-ouverte-open-licence/".to_owned(),
+        "cc-by-4.0" => "https://creativecommons.org/licenses/by/4.0/".to_owned(),
+        "cc-by-sa-4.0" => "https://creativecommons.org/licenses/by-sa/4.0/".to_owned(),
+        "cc0-1.0" => "https://creativecommons.org/publicdomain/zero/1.0/".to_owned(),
+        "odbl" | "odbl-1.0" => "https://opendatacommons.org/licenses/odbl/1-0/".to_owned(),
+        _ => format!("https://spdx.org/licenses/{licence}.html"),
+    };
+    Some(uri)
+}
+
+/// Where the server is reached: its public URL, or the `Host` the request came to.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let base = base_url(&state, &headers);
+    // Public datasets only, whoever asks: this is what portals publish.
+    let query = CatalogQuery { q: String::new(), licence: String::new(), language: String::new(), task: String::new() };
+    let mut datasets = Vec::new();
+    for dataset in search(&state, &Actor::Anonymous, &query).await? {
+        let versions = state.db.dataset_versions(dataset.id).await?;
+        let Some(latest) = versions.first() else { continue };
+        let version = load_version(&state, latest).await?;
+        let page = format!("{base}/data/{}", dataset.name);
+        let api = format!("{base}/api/v1/datasets/{}/versions/{}", dataset.name, latest.version);
+        let distributions: Vec<Value> = version
+            .manifest()
+            .files()
+            .iter()
+            .take(FILES_PER_DATASET)
+            .map(|file| {
+                json!({
+                    "@type": "dcat:Distribution",
+                    "dct:title": file.path.as_str(),
+                    "dcat:accessURL": { "@id": api },
+                    "dcat:downloadURL": { "@id": format!("{api}/files/{}", file.path) },
+                    "dcat:mediaType": { "@id": format!("https://www.iana.org/assignments/media-types/{}", file.media_type) },
+                    "dcat:byteSize": { "@value": file.size_bytes.to_string(), "@type": "xsd:nonNegativeInteger" },
+                    "spdx:checksum": {
+                        "@type": "spdx:Checksum",
+                        "spdx:algorithm": "blake3",
+                        "spdx:checksumValue": file.digest.to_hex(),
+                    },
+                })
+            })
+            .collect();
+        let mut entry = json!({
+            "@id": page,
+            "@type": "dcat:Dataset",
+            "dct:identifier": dataset.name,
+            "dct:title": dataset.title,
+            "dct:description": version.card(),
+            "dct:issued": { "@value": iso_date(dataset.created_at), "@type": "xsd:date" },
+            "dct:modified": { "@value": iso_date(latest.created_at), "@type": "xsd:date" },
+            "owl:versionInfo": format!("v{} ({})", latest.seq, latest.version),
+            "dcat:landingPage": { "@id": page },
+            "dcat:keyword": dataset.tasks,
+            "dct:language": dataset.languages.iter().filter_map(|code| language_uri(code)).map(|uri| json!({ "@id": uri })).collect::<Vec<_>>(),
+            "dcat:distribution": distributions,
+        });
+        if let Some(uri) = licence_uri(&dataset.licence) {
+            entry["dct:license"] = json!({ "@id": uri });
+        }
+        datasets.push(entry);
+    }
+    let document = json!({
+        "@context": {
+            "dcat": "http://www.w3.org/ns/dcat#",
+            "dct": "http://purl.org/dc/terms/",
+            "foaf": "http://xmlns.com/foaf/0.1/",
+            "owl": "http://www.w3.org/2002/07/owl#",
+            "spdx": "http://spdx.org/rdf/terms#",
+            "xsd": "http://www.w3.org/2001/XMLSchema#",
+        },
+        "@id": format!("{base}/api/v1/opendata/catalog"),
+        "@type": "dcat:Catalog",
+        "dct:title": [
+            { "@value": "Grappe : données ouvertes", "@language": "fr" },
+            { "@value": "Grappe: open data", "@language": "en" },
+        ],
+        "dct:description": [
+            { "@value": "Jeux de données ouverts pour entraîner et évaluer des modèles d'IA", "@language": "fr" },
+            { "@value": "Open datasets for training and testing AI models", "@language": "en" },
+        ],
+        "foaf:homepage": { "@id": format!("{base}/data") },
+        "dcat:dataset": datasets,
+    });
+    Ok(([(header::CONTENT_TYPE, "application/ld+json")], document.to_string()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{language_uri, licence_uri};
+
+    #[test]
+    fn languages_and_licences_become_the_uris_portals_know() {
+        assert_eq!(
+            language_uri("fr").as_deref(),
+            Some("http://publications.europa.eu/resource/authority/language/FRA")
+        );
+        assert_eq!(language_uri("xx"), None);
+        assert_eq!(
+            licence_uri("etalab-2.0").as_deref(),
+            Some("https://www.etalab.gouv.fr/licence-ouverte-open-licence/")
+        );
+        assert_eq!(licence_uri("MIT").as_deref(), Some("https://spdx.org/licenses/MIT.html"));
+        assert_eq!(licence_uri("other"), None);
+    }
+}
