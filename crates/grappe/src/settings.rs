@@ -21,9 +21,12 @@ pub struct ServeFlags {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, env = "GRAPPE_ADDR")]
     addr: Option<SocketAddr>,
-    /// Data directory: the SQLite database and, later, the data store.
+    /// Data directory: the SQLite database, jobs' files and (unless --store) the data store.
     #[arg(long, env = "GRAPPE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The data commons' store: a folder (default: DATA_DIR/store).
+    #[arg(long, env = "GRAPPE_STORE")]
+    store: Option<String>,
     /// Database URL: `postgres://...`, or `sqlite://PATH` (default: DATA_DIR/grappe.db).
     #[arg(long, env = "GRAPPE_DATABASE")]
     database: Option<String>,
@@ -47,6 +50,7 @@ pub struct ServeFlags {
 struct FileSettings {
     addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     database: Option<String>,
     executor: Option<String>,
     demo: Option<bool>,
@@ -79,6 +83,7 @@ struct FileSettings {
     max_log_streams: Option<usize>,
     max_queued_jobs_per_user: Option<i64>,
     max_queued_jobs_per_project: Option<i64>,
+    max_dataset_upload_bytes: Option<usize>,
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
@@ -153,6 +158,7 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     let data_dir = std::fs::canonicalize(&data_dir).with_context(|| format!("resolving {}", data_dir.display()))?;
     let mut config = ServerConfig::new(addr, database);
     config.data_dir = data_dir.clone();
+    config.store = flags.store.or(file.store);
     config.compute.executor = match executor {
         Executor::Local => grappe_server::ExecutorKind::Local,
         Executor::Slurm => grappe_server::ExecutorKind::Slurm,
@@ -267,6 +273,9 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     }
     if let Some(count) = env_number("GRAPPE_MAX_QUEUED_JOBS_PER_PROJECT")?.or(file.max_queued_jobs_per_project) {
         limits.queued_jobs_per_project = count;
+    }
+    if let Some(bytes) = env_number("GRAPPE_MAX_DATASET_UPLOAD_BYTES")?.or(file.max_dataset_upload_bytes) {
+        limits.dataset_upload_bytes = bytes;
     }
     if config.lease_tick >= config.lease_ttl {
         bail!("the lease tick ({:?}) must be shorter than the lease TTL ({:?})", config.lease_tick, config.lease_ttl);

@@ -50,6 +50,17 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/jobs/{id}/cancel"), SignedIn),
         (("POST", "/api/v1/jobs/{id}/metrics"), SignedIn),
         (("GET", "/api/v1/jobs/{id}/metrics"), SignedIn),
+        (("GET", "/api/v1/datasets"), Anyone),
+        (("POST", "/api/v1/datasets"), SignedIn),
+        (("GET", "/api/v1/datasets/{name}"), Anyone),
+        (("POST", "/api/v1/datasets/{name}/chunks/missing"), SignedIn),
+        (("POST", "/api/v1/datasets/{name}/chunks"), SignedIn),
+        (("POST", "/api/v1/datasets/{name}/versions"), SignedIn),
+        (("GET", "/api/v1/datasets/{name}/versions/{version}"), Anyone),
+        (("GET", "/api/v1/datasets/{name}/versions/{version}/manifest"), Anyone),
+        (("GET", "/api/v1/datasets/{name}/versions/{version}/files/{*path}"), Anyone),
+        (("GET", "/api/v1/opendata/catalog"), Anyone),
+        (("GET", "/data/{name}"), Anyone),
         (("GET", "/"), Anyone),
         (("GET", "/login"), Anyone),
         (("POST", "/login"), Anyone),
@@ -73,7 +84,12 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
 
 /// A concrete path: ids that exist nowhere, so that allowed writes change nothing.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "999999").replace("{grant_id}", "999999").replace("{code}", "en")
+    path.replace("{id}", "999999")
+        .replace("{grant_id}", "999999")
+        .replace("{code}", "en")
+        .replace("{name}", "no-such-dataset")
+        .replace("{version}", "latest")
+        .replace("{*path}", "a.csv")
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Backend, Server, ServerOptions, TempDir, TestDb};
 
-fn grappe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+pub(crate) fn grappe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_grappe"))
         .args(args)
         .envs(env.iter().copied())
@@ -21,7 +21,7 @@ fn grappe(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     child.wait_with_output().expect("wait grappe")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

@@ -10,6 +10,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod cluster;
+mod commons;
 mod compute;
 mod correctness;
 mod crash;

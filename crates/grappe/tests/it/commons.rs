@@ -1,0 +1,303 @@
+//! The data commons through a server: `grappe dataset push|pull|list|show|diff` over HTTP as a
+//! member runs them, what others see of private datasets on every route, resumed pushes and
+//! pulls, and bad uploads.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cli::{grappe, text};
+use crate::compute::project_with_member;
+use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TempDir, TestDb, backends, eventually};
+
+const PASSWORD: &str = "a long enough password";
+
+fn write(dir: &Path, path: &str, content: &[u8]) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// Bytes that do not compress or repeat, reproducibly.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// The CLI logged in as `email`: runs `grappe ARGS --json` and parses what it prints.
+struct Cli {
+    config: TempDir,
+}
+
+impl Cli {
+    fn login(server: &Server, email: &str) -> Cli {
+        let cli = Cli { config: TempDir::new("commons-cli") };
+        let output = grappe(&["login", "--url", &server.base, "--email", email], &cli.env(), "");
+        assert!(output.status.success(), "{}", text(&output));
+        cli
+    }
+
+    fn env(&self) -> [(&str, &str); 2] {
+        [("XDG_CONFIG_HOME", self.config.path().to_str().unwrap()), ("GRAPPE_PASSWORD", PASSWORD)]
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, Value, String) {
+        let output = grappe(&[args, &["--json"]].concat(), &self.env(), "");
+        let parsed = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        (output.status.success(), parsed, text(&output))
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let (ok, value, output) = self.run(args);
+        assert!(ok, "grappe {args:?}: {output}");
+        value
+    }
+}
+
+fn same_files(a: &Path, b: &Path, paths: &[&str]) {
+    for path in paths {
+        assert_eq!(std::fs::read(a.join(path)).unwrap(), std::fs::read(b.join(path)).unwrap(), "{path}");
+    }
+}
+
+#[test]
+fn push_pull_show_diff_over_http_and_private_datasets_stay_private() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions::default());
+        let client = server.client();
+        let (_, member_token) = project_with_member(&client, "commons-a", 1);
+        let (_, outsider_token) = project_with_member(&client, "commons-b", 1);
+        let member = Cli::login(&server, "commons-a@example.org");
+
+        let work = TempDir::new("commons-src");
+        let source = work.path().join("source");
+        write(&source, "train.csv", b"id,text\n1,bonjour\n2,salut\n");
+        write(&source, "test.csv", b"id,text\n3,au revoir\n");
+        write(&source, "raw/big.bin", &noise(3_000_000, 1));
+        let card = work.path().join("card.md");
+        std::fs::write(&card, "# Salutations\n\nDes salutations en français.\n").unwrap();
+        let (src, card) = (source.to_str().unwrap(), card.to_str().unwrap());
+        let push = ["dataset", "push", src, "--name", "salutations", "--card", card, "--split", "train=train.csv"];
+
+        // A first push sends everything; the dataset is private to its project.
+        let first = member.ok(&[&push[..], &["--project", "commons-a"]].concat());
+        assert_eq!(first["seq"], 1, "{first}");
+        assert_eq!(first["bytes_sent"], first["bytes"], "{first}");
+        let v1 = first["version"].as_str().unwrap().to_owned();
+        // The same folder again: nothing sent, nothing published.
+        let again = member.ok(&push);
+        assert_eq!((again["unchanged"].clone(), again["bytes_sent"].clone()), (json!(true), json!(0)), "{again}");
+        // One small edit: only the chunk around it travels.
+        write(&source, "test.csv", b"id,text\n3,au revoir\n4,adieu\n");
+        let second = member.ok(&push);
+        assert_eq!(second["seq"], 2, "{second}");
+        let total = second["bytes"].as_u64().unwrap();
+        let sent = second["bytes_sent"].as_u64().unwrap();
+        assert!(sent * 100 < total * 5, "a one-line edit sent {sent} of {total} bytes");
+
+        // Pull v1 back, byte for byte; show and diff read the server's manifests.
+        let out = work.path().join("v1");
+        let pulled = member.ok(&["dataset", "pull", "salutations@v1", out.to_str().unwrap()]);
+        assert_eq!(pulled["version"], v1.as_str());
+        std::fs::write(source.join("test.csv"), b"id,text\n3,au revoir\n").unwrap();
+        same_files(&source, &out, &["train.csv", "test.csv", "raw/big.bin"]);
+        let shown = member.ok(&["dataset", "show", "salutations@latest"]);
+        assert_eq!(shown["splits"]["train"], json!(["train.csv"]));
+        let diff = member.ok(&["dataset", "diff", &format!("salutations@{}", &v1[..12]), "salutations"]);
+        assert_eq!(diff["changed"], json!(["test.csv"]), "{diff}");
+        let listed = member.ok(&["dataset", "list"]);
+        assert_eq!(listed["datasets"][0]["name"], "salutations");
+
+        // To anyone outside the project the dataset does not exist, on every route.
+        let version_path = format!("/api/v1/datasets/salutations/versions/{v1}");
+        for token in [Some(outsider_token.as_str()), None] {
+            for path in [
+                "/api/v1/datasets/salutations".to_owned(),
+                version_path.clone(),
+                format!("{version_path}/manifest"),
+                format!("{version_path}/files/train.csv"),
+            ] {
+                client.get(&path, token).assert_envelope(404);
+            }
+            assert_eq!(client.get("/data/salutations", token).status, 404);
+            assert_eq!(client.get("/api/v1/datasets", token).body["items"], json!([]));
+            let catalog = client.get("/api/v1/opendata/catalog", token);
+            assert_eq!(catalog.body["dcat:dataset"], json!([]), "{}", catalog.text);
+        }
+        for (path, body) in [
+            ("/api/v1/datasets/salutations/chunks/missing", json!({ "chunks": [] })),
+            ("/api/v1/datasets/salutations/chunks", json!({})),
+            ("/api/v1/datasets/salutations/versions", json!({})),
+        ] {
+            client.post(path, Some(&outsider_token), &body).assert_envelope(404);
+        }
+        // The member sees it, with its files.
+        let file = client.get(&format!("{version_path}/files/train.csv"), Some(&member_token));
+        assert_eq!((file.status, file.text.as_str()), (200, "id,text\n1,bonjour\n2,salut\n"));
+        let page = client.get("/data/salutations", Some(&member_token));
+        assert!(page.status == 200 && page.text.contains("Salutations") && page.text.contains("grappe dataset pull"));
+
+        // A public dataset is listed for everyone and harvested with its files.
+        let public = ["dataset", "push", src, "--name", "salutations-ouvertes", "--card", card, "--public"];
+        member.ok(&[&public[..], &["--project", "commons-a"]].concat());
+        let listed = client.get("/api/v1/datasets?q=ouvertes", None);
+        assert_eq!(listed.body["items"][0]["name"], "salutations-ouvertes", "{}", listed.text);
+        let catalog = client.get("/api/v1/opendata/catalog", None);
+        assert_eq!(catalog.content_type, "application/ld+json");
+        let harvested = &catalog.body["dcat:dataset"][0];
+        assert_eq!(harvested["dct:identifier"], "salutations-ouvertes", "{}", catalog.text);
+        assert_eq!(harvested["dcat:distribution"].as_array().unwrap().len(), 3);
+        assert_eq!(client.get("/data", None).status, 200);
+        // Only its project's members push to it.
+        client
+            .post(
+                "/api/v1/datasets/salutations-ouvertes/chunks/missing",
+                Some(&outsider_token),
+                &json!({ "chunks": [] }),
+            )
+            .assert_envelope(403);
+    }
+}
+
+#[test]
+fn an_interrupted_pull_resumes_and_a_wrong_byte_is_never_kept() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    project_with_member(&client, "commons-pull", 1);
+    let member = Cli::login(&server, "commons-pull@example.org");
+    let work = TempDir::new("commons-pull");
+    let source = work.path().join("source");
+    let big = noise(4_000_000, 2);
+    write(&source, "big.bin", &big);
+    member.ok(&["dataset", "push", source.to_str().unwrap(), "--name", "gros", "--project", "commons-pull"]);
+    let version = member.ok(&["dataset", "show", "gros"]);
+    let digest = version["files"][0]["blake3"].as_str().unwrap().to_owned();
+    let out = work.path().join("out");
+    let partial = out.join(format!("big.bin.{}.grappe-partial", &digest[..16]));
+
+    // What an interrupted pull left: the first half. The pull fetches only the rest.
+    write(&out, &format!("big.bin.{}.grappe-partial", &digest[..16]), &big[..2_000_000]);
+    let pulled = member.ok(&["dataset", "pull", "gros", out.to_str().unwrap()]);
+    assert_eq!(pulled["bytes_downloaded"], 2_000_000, "{pulled}");
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), big);
+    assert!(!partial.exists());
+    // Pulled again: the file is there with the right hash, nothing travels.
+    let kept = member.ok(&["dataset", "pull", "gros", out.to_str().unwrap()]);
+    assert_eq!((kept["bytes_downloaded"].clone(), kept["bytes_kept"].clone()), (json!(0), json!(4_000_000)));
+
+    // A partial file with a wrong byte: the pull fails loudly and keeps nothing wrong.
+    let fresh = work.path().join("fresh");
+    let mut wrong = big[..1_000_000].to_vec();
+    wrong[500] ^= 1;
+    write(&fresh, &format!("big.bin.{}.grappe-partial", &digest[..16]), &wrong);
+    let (ok, _, output) = member.run(&["dataset", "pull", "gros", fresh.to_str().unwrap()]);
+    assert!(!ok && output.contains("do not hash"), "{output}");
+    assert!(!fresh.join("big.bin").exists());
+    let retried = member.ok(&["dataset", "pull", "gros", fresh.to_str().unwrap()]);
+    assert_eq!(retried["bytes_downloaded"], 4_000_000);
+    assert_eq!(std::fs::read(fresh.join("big.bin")).unwrap(), big);
+}
+
+#[test]
+fn a_push_killed_midway_resumes_and_the_store_verifies_clean() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    project_with_member(&client, "commons-kill", 1);
+    let member = Cli::login(&server, "commons-kill@example.org");
+    let work = TempDir::new("commons-kill");
+    let source = work.path().join("source");
+    for i in 0..8 {
+        write(&source, &format!("part-{i}.bin"), &noise(8 << 20, 10 + i));
+    }
+    let src = source.to_str().unwrap();
+    let args = ["dataset", "push", src, "--name", "coupure", "--project", "commons-kill", "--json"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grappe"))
+        .args(args)
+        .envs(member.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the server has stored some of it (a pack), long before the end.
+    let packs = server.data_dir().join("store").join("packs");
+    eventually(Duration::from_secs(60), "a first pack on the server", || {
+        std::fs::read_dir(&packs).ok().and_then(|mut entries| entries.next()).map(|_| ())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(client.get("/api/v1/datasets/coupure", Some(ADMIN_TOKEN)).body["versions"] == json!([]));
+
+    let resumed = member.ok(&args[..args.len() - 1]);
+    let (sent, total) = (resumed["bytes_sent"].as_u64().unwrap(), resumed["bytes"].as_u64().unwrap());
+    assert!(sent < total, "the second push sent everything again: {resumed}");
+    assert_eq!(resumed["seq"], 1);
+    let store = server.data_dir().join("store");
+    let verify = grappe(&["store", "verify", "--store", store.to_str().unwrap(), "--json"], &[], "");
+    assert!(verify.status.success(), "{}", text(&verify));
+    let report: Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["damage"], json!([]));
+}
+
+#[test]
+fn bad_uploads_get_clear_errors_and_change_nothing() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let options = ServerOptions {
+        env: vec![("GRAPPE_MAX_DATASET_UPLOAD_BYTES".into(), "1000000".into())],
+        ..ServerOptions::default()
+    };
+    let server = Server::start(&db.url, &options);
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "commons-bad", 1);
+    let token = Some(token.as_str());
+    let created = client.post("/api/v1/datasets", token, &json!({ "name": "mauvais", "project": project }));
+    assert_eq!(created.status, 201, "{}", created.text);
+    client.post("/api/v1/datasets", token, &json!({ "name": "mauvais", "project": project })).assert_envelope(409);
+    client.post("/api/v1/datasets", token, &json!({ "name": "../etc", "project": project })).assert_envelope(422);
+    client.post("/api/v1/datasets", token, &json!({ "name": "sans-projet" })).assert_envelope(422);
+
+    let post = |path: &str, body: Vec<u8>| {
+        client.request(
+            "POST",
+            &format!("/api/v1/datasets/mauvais/{path}"),
+            token,
+            Some(("application/octet-stream", body)),
+        )
+    };
+    // A chunk whose bytes do not hash to the digest it claims.
+    let mut frame = vec![7u8; 32];
+    frame.extend_from_slice(&3u32.to_le_bytes());
+    frame.extend_from_slice(b"abc");
+    post("chunks", frame.clone()).assert_envelope(400);
+    // A frame cut short, and a body over the limit.
+    post("chunks", frame[..20].to_vec()).assert_envelope(400);
+    post("chunks", vec![0u8; 1_500_000]).assert_envelope(413);
+    // Manifests: a path out of the dataset, garbage, a chunk the server never got.
+    let chunk = "a".repeat(64);
+    let traversal =
+        format!("grappe-version 1\nfiles 1\nfile 3 {chunk} text/plain 1 ../secret\n{chunk} 3\nsplits 0\ncard 0\n");
+    post("versions", traversal.into_bytes()).assert_envelope(422);
+    post("versions", b"not a manifest".to_vec()).assert_envelope(422);
+    let missing =
+        format!("grappe-version 1\nfiles 1\nfile 3 {chunk} text/plain 1 a.txt\n{chunk} 3\nsplits 0\ncard 0\n");
+    post("versions", missing.into_bytes()).assert_envelope(409);
+    let asked = client.post("/api/v1/datasets/mauvais/chunks/missing", token, &json!({ "chunks": ["zz"] }));
+    asked.assert_envelope(422);
+    // Nothing was published.
+    let dataset = client.get("/api/v1/datasets/mauvais", token);
+    assert_eq!(dataset.body["versions"], json!([]), "{}", dataset.text);
+    // Unknown versions are 404s.
+    client.get("/api/v1/datasets/mauvais/versions/latest", token).assert_envelope(404);
+    client.get("/api/v1/datasets/mauvais/versions/v7", token).assert_envelope(404);
+}
