@@ -32,3 +32,7 @@ CREATE TABLE dataset_versions (
     report TEXT NOT NULL DEFAULT '{}',
     UNIQUE (dataset_id, seq)
 );
+
+-- A job's declared inputs, resolved at submission to exact versions: a JSON array of
+-- {"dataset", "version"}.
+ALTER TABLE jobs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';

@@ -68,6 +68,8 @@ pub struct JobRow {
     pub nodes: i64,
     pub cpu_time_ms: Option<i64>,
     pub memory_peak_mb: Option<i64>,
+    /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
+    pub inputs: String,
 }
 
 /// A project as an administrator creates it.
@@ -96,6 +98,8 @@ pub struct NewJob<'a> {
     pub env: &'a str,
     pub network: bool,
     pub nodes: i64,
+    /// The dataset versions it reads: a JSON array of `{"dataset", "version"}`.
+    pub inputs: &'a str,
 }
 
 /// How many jobs may wait at once: per user (in all projects), per project.
@@ -220,12 +224,12 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
     principal_investigator, used_gpu_ms, used_cpu_ms, queued_jobs, queued_gpu_ms, queued_cpu_ms";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb";
+    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs";
 
-/// [`JOB_COLUMNS`] with an empty command and environment.
+/// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb";
+    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +239,8 @@ pub struct NewRun {
     pub command: String,
     /// The declared environment, as a JSON object.
     pub env: String,
+    /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
+    pub inputs: String,
 }
 
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
@@ -284,6 +290,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         nodes: row.try_get("nodes")?,
         cpu_time_ms: row.try_get("cpu_time_ms")?,
         memory_peak_mb: row.try_get("memory_peak_mb")?,
+        inputs: row.try_get("inputs")?,
     })
 }
 
@@ -496,8 +503,8 @@ impl Db {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-             reason, submitted_at, env, network, nodes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13) \
+             reason, submitted_at, env, network, nodes, inputs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, $14) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(job.project_id)
@@ -513,6 +520,7 @@ impl Db {
         .bind(job.env)
         .bind(i64::from(job.network))
         .bind(job.nodes)
+        .bind(job.inputs)
         .fetch_one(&mut *tx)
         .await?;
         let created = job_from(&row)?;
@@ -645,7 +653,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
              ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run, command, env, project_id, user_id, gpus, cpus, nodes, time_limit_s",
+             RETURNING run, command, env, inputs, project_id, user_id, gpus, cpus, nodes, time_limit_s",
         )
         .bind(now)
         .bind(instance)
@@ -654,7 +662,12 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let new_run = NewRun { run: row.try_get("run")?, command: row.try_get("command")?, env: row.try_get("env")? };
+        let new_run = NewRun {
+            run: row.try_get("run")?,
+            command: row.try_get("command")?,
+            env: row.try_get("env")?,
+            inputs: row.try_get("inputs")?,
+        };
         Queued::from_row(&row)?.count(&mut tx, -1).await?;
         let run = new_run.run;
         let mut text = format!("run {run}");

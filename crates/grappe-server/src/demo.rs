@@ -105,6 +105,7 @@ async fn demo_project(state: &AppState) -> AppResult<()> {
         env: "{}",
         network: false,
         nodes: 1,
+        inputs: "[]",
     };
     let quota = grappe_db::QueueQuota { per_user: i64::MAX, per_project: i64::MAX };
     state.db.create_job(job, quota).await?.ok(); // no quota: always queued

@@ -138,3 +138,6 @@ data-versions = Versions
 data-version-id = Version id
 data-date = Date
 data-push = Publish a new version
+job-inputs = Datasets it reads (optional)
+job-inputs-help = Names of datasets, with a version if you wish (name@v2), separated by spaces. The job finds them read-only in $GRAPPE_INPUTS/NAME.
+job-inputs-read = Datasets read

@@ -138,3 +138,6 @@ data-versions = Versions
 data-version-id = Identifiant de version
 data-date = Date
 data-push = Publier une nouvelle version
+job-inputs = Jeux de données lus (facultatif)
+job-inputs-help = Noms de jeux de données, avec une version si vous le souhaitez (nom@v2), séparés par des espaces. La tâche les trouve en lecture seule dans $GRAPPE_INPUTS/NOM.
+job-inputs-read = Jeux de données lus

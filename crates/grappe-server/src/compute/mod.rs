@@ -156,6 +156,7 @@ pub fn job_json(job: &JobRow) -> Value {
         "nodes": job.nodes,
         "network": job.network,
         "env": serde_json::from_str::<Value>(&job.env).unwrap_or(Value::Null),
+        "inputs": crate::data::inputs::stored_inputs(&job.inputs),
         "state": job.state,
         "reason": job.reason,
         "exit_code": job.exit_code,
@@ -376,6 +377,9 @@ pub struct NewJobBody {
     pub network: bool,
     #[serde(default = "one")]
     pub nodes: i64,
+    /// Dataset versions the job reads: `NAME`, `NAME@vN`, `NAME@VERSION_ID`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -446,6 +450,12 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     if let Some(until) = project.valid_until.filter(|until| *until < now) {
         return Err(AppError::Conflict(format!("the project's allocation ended on {}", iso_date(until))));
     }
+    if !body.inputs.is_empty() && state.config.compute.executor == ExecutorKind::Slurm {
+        return Err(AppError::Invalid(
+            "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
+        ));
+    }
+    let inputs = crate::data::inputs::resolve_inputs(state, caller, &body.inputs).await?;
     let request = JobRequest {
         command: body.command,
         name: body.name,
@@ -507,6 +517,7 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
                 env: &env,
                 network: spec.network(),
                 nodes,
+                inputs: &inputs,
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )

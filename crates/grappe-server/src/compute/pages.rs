@@ -216,6 +216,9 @@ pub struct JobForm {
     /// A checkbox: present when ticked.
     #[serde(default)]
     network: Option<String>,
+    /// Datasets the job reads, separated by spaces or commas.
+    #[serde(default)]
+    inputs: String,
 }
 
 pub async fn submit_form(
@@ -243,6 +246,7 @@ pub async fn submit_form(
         env: Default::default(),
         network: form.network.is_some(),
         nodes: 1,
+        inputs: form.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
         dry_run: false,
     };
     match submit(&state, &caller, body).await {
@@ -276,6 +280,8 @@ struct JobPage {
     metrics_dropped: Option<String>,
     /// More keys than charts drawn.
     more_metrics: bool,
+    /// The dataset versions it reads (its lineage).
+    inputs: Vec<crate::data::inputs::Input>,
 }
 
 /// The most metric charts on a job's page: its first keys by name.
@@ -369,6 +375,7 @@ pub async fn job_page(
         metric_points,
         metrics_dropped,
         more_metrics,
+        inputs: crate::data::inputs::stored_inputs(&job.inputs),
         job,
     };
     Ok(render(&page, StatusCode::OK))

@@ -924,6 +924,10 @@ async fn start_run(
             gpu_list.clone()
         };
         env.push(("CUDA_VISIBLE_DEVICES".to_owned(), visible));
+        let inputs = crate::data::inputs::prepare(state, &new_run.inputs, &dirs.run_dir, sandboxed).await?;
+        if let Some(place) = inputs.env {
+            env.push(("GRAPPE_INPUTS".to_owned(), place));
+        }
         let spec = LaunchSpec {
             job_id: job.id,
             run,
@@ -931,7 +935,7 @@ async fn start_run(
             env,
             workdir: dirs.work.clone(),
             writable: vec![dirs.checkpoints.clone()],
-            inputs: Vec::new(),
+            inputs: inputs.binds,
             log_path: dirs.run_dir.join("output.log"),
             run_dir: dirs.run_dir.clone(),
             cpus: job.cpus as u32,

@@ -17,6 +17,7 @@
 //! the owning project push versions (administrators for the programme's own datasets).
 
 pub mod catalog;
+pub mod inputs;
 pub mod pages;
 
 use std::path::Path;

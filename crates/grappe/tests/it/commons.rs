@@ -301,3 +301,45 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
     client.get("/api/v1/datasets/mauvais/versions/latest", token).assert_envelope(404);
     client.get("/api/v1/datasets/mauvais/versions/v7", token).assert_envelope(404);
 }
+
+#[test]
+fn jobs_read_their_declared_inputs_read_only_and_only_what_they_may() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &crate::compute::options(2));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "commons-job", 10);
+    let (outsider_project, outsider) = project_with_member(&client, "commons-job-b", 10);
+    let member = Cli::login(&server, "commons-job@example.org");
+    let work = TempDir::new("commons-job");
+    let source = work.path().join("source");
+    write(&source, "train.csv", b"id,text\n1,bonjour\n");
+    let src = source.to_str().unwrap();
+    member.ok(&["dataset", "push", src, "--name", "lecture", "--project", "commons-job"]);
+    write(&source, "train.csv", b"id,text\n1,bonsoir\n");
+    let second = member.ok(&["dataset", "push", src, "--name", "lecture"]);
+
+    // Pinned to v1 although v2 exists; the job reads it and cannot write there.
+    let script = "cat \"$GRAPPE_INPUTS/lecture/train.csv\"; \
+                  if touch \"$GRAPPE_INPUTS/lecture/new\" 2>/dev/null; then echo WRITABLE; else echo READ-ONLY; fi";
+    let body = json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60,
+                       "inputs": ["lecture@v1"] });
+    let job = crate::compute::submit(&client, &token, body);
+    assert_eq!(job["inputs"][0]["dataset"], "lecture");
+    assert_ne!(job["inputs"][0]["version"], second["version"], "v1, not the latest");
+    let id = job["id"].as_i64().unwrap();
+    let done = crate::compute::wait_state(&client, &token, id, &["completed", "failed"]);
+    let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token)).text;
+    assert_eq!(done["state"], "completed", "{done} {log}");
+    assert!(log.contains("1,bonjour") && log.contains("READ-ONLY"), "{log}");
+    let page = client.get(&format!("/compute/jobs/{id}"), Some(&token));
+    assert!(page.text.contains("href=\"/data/lecture\""), "the job's page names its inputs");
+
+    // Another project's member cannot read the private dataset through a job.
+    let body = json!({ "project": outsider_project, "command": ["true"], "time_limit_s": 60, "inputs": ["lecture"] });
+    client.post("/api/v1/jobs", Some(&outsider), &body).assert_envelope(422);
+    // Unknown versions and repeated inputs are refused.
+    for inputs in [json!(["lecture@v9"]), json!(["lecture", "lecture@v1"]), json!(["absent"])] {
+        let body = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "inputs": inputs });
+        client.post("/api/v1/jobs", Some(&token), &body).assert_envelope(422);
+    }
+}

@@ -1,0 +1,138 @@
+//! Datasets as job inputs. A job declares `"inputs": ["NAME@VERSION", ...]`; at submission each
+//! is resolved to an exact version the submitter may read (a later push does not change what the
+//! job reads, and a rerun reads the same bytes). At launch each version is materialised once per
+//! machine, in a read-only cache keyed by version id (`DATA_DIR/inputs/<id>`), and shown to the
+//! job read-only at `$GRAPPE_INPUTS/NAME`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use grappe_store::{Digest, VersionId};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{resolve, visible_dataset};
+use crate::kit::caller::Caller;
+use crate::kit::error::{AppError, AppResult};
+use crate::kit::state::AppState;
+
+/// Inputs one job may declare.
+pub const MAX_INPUTS: usize = 16;
+
+/// Where inputs are inside the sandbox.
+const SANDBOX_INPUTS: &str = "/grappe/inputs";
+
+/// One input of a job, as stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    pub dataset: String,
+    pub version: String,
+}
+
+/// Resolves a submission's inputs to exact versions the caller may read: the JSON to store.
+pub async fn resolve_inputs(state: &AppState, caller: &Caller, references: &[String]) -> AppResult<String> {
+    if references.len() > MAX_INPUTS {
+        return Err(AppError::Invalid(format!("at most {MAX_INPUTS} inputs, {} given", references.len())));
+    }
+    let mut inputs: Vec<Input> = Vec::with_capacity(references.len());
+    for reference in references {
+        let (name, which) = reference.split_once('@').unwrap_or((reference.as_str(), "latest"));
+        let unknown = |error: AppError| match error {
+            AppError::NotFound(detail) => AppError::Invalid(format!("input `{reference}`: {detail}")),
+            other => other,
+        };
+        let dataset = visible_dataset(state, caller, name).await.map_err(unknown)?;
+        if inputs.iter().any(|input| input.dataset == dataset.name) {
+            return Err(AppError::Invalid(format!("input `{reference}`: the dataset `{name}` is declared twice")));
+        }
+        let versions = state.db.dataset_versions(dataset.id).await?;
+        let row = resolve(&dataset, &versions, which).map_err(unknown)?;
+        inputs.push(Input { dataset: dataset.name.clone(), version: row.version.clone() });
+    }
+    Ok(serde_json::to_string(&inputs).map_err(anyhow::Error::from)?)
+}
+
+/// A job's stored inputs.
+pub fn stored_inputs(json: &str) -> Vec<Input> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// What a run needs to read its inputs: the read-only binds (cache, place in the sandbox) and
+/// `GRAPPE_INPUTS`. Without a sandbox the job sees a folder of links into the cache instead.
+pub struct Prepared {
+    pub binds: Vec<(PathBuf, PathBuf)>,
+    pub env: Option<String>,
+}
+
+pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandboxed: bool) -> anyhow::Result<Prepared> {
+    let inputs = stored_inputs(inputs_json);
+    if inputs.is_empty() {
+        return Ok(Prepared { binds: Vec::new(), env: None });
+    }
+    let mut binds = Vec::with_capacity(inputs.len());
+    for input in &inputs {
+        let cached = materialized(state, &input.version)
+            .await
+            .with_context(|| format!("preparing the input {}@{}", input.dataset, input.version))?;
+        binds.push((cached, Path::new(SANDBOX_INPUTS).join(&input.dataset)));
+    }
+    if sandboxed {
+        return Ok(Prepared { binds, env: Some(SANDBOX_INPUTS.to_owned()) });
+    }
+    let view = run_dir.join("inputs");
+    std::fs::create_dir_all(&view).with_context(|| format!("creating {}", view.display()))?;
+    for ((cached, _), input) in binds.iter().zip(&inputs) {
+        let link = view.join(&input.dataset);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(cached, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(Prepared { binds: Vec::new(), env: Some(view.display().to_string()) })
+}
+
+/// The version's files in the machine's cache, materialised first if they are not there yet:
+/// into a staging folder, made readable to jobs' identities (folders 0755, files 0644), then
+/// renamed into place, so that the cache holds whole versions only.
+async fn materialized(state: &AppState, version: &str) -> anyhow::Result<PathBuf> {
+    let id = VersionId(Digest::parse(version).map_err(|error| anyhow::anyhow!("{error}"))?);
+    let cache = state.config.data_dir.join("inputs");
+    let target = cache.join(id.to_string());
+    if target.is_dir() {
+        return Ok(target);
+    }
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let staging = cache.join(format!(".{id}.{}.{nonce}", std::process::id()));
+        std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+        let built = staging.join("v");
+        let result =
+            store.materialize(&id, &built).map_err(anyhow::Error::from).and_then(|_| readable_to_all(&built)).and_then(
+                |()| match std::fs::rename(&built, &target) {
+                    Ok(()) => Ok(()),
+                    // Another run materialised it meanwhile: theirs is the same.
+                    Err(_) if target.is_dir() => Ok(()),
+                    Err(error) => Err(error).with_context(|| format!("moving it to {}", target.display())),
+                },
+            );
+        let _ = std::fs::remove_dir_all(&staging);
+        result.map(|()| target)
+    })
+    .await?
+}
+
+fn readable_to_all(dir: &Path) -> anyhow::Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            readable_to_all(&path)?;
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("chmod {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
