@@ -6,7 +6,9 @@ use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
 
 use crate::account::api::{NewUserFields, create_user_from};
 use crate::kit::caller;
-use crate::kit::error::AppResult;
+use grappe_store::{DatasetPath, Name, Splits};
+
+use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::AppState;
 
 pub struct DemoAccount {
@@ -55,7 +57,47 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
         accounts.push(DemoAccount { role: *role, email, password });
     }
     demo_project(state).await?;
+    demo_dataset(state).await?;
     Ok(accounts)
+}
+
+/// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`),
+/// shipped in the binary, published as a public dataset of the programme with its card and
+/// splits.
+async fn demo_dataset(state: &AppState) -> AppResult<()> {
+    const NAME: &str = "communes-france";
+    const FILES: [(&str, &[u8]); 3] = [
+        ("train.csv", include_bytes!("../../../demo/datasets/communes-france/train.csv")),
+        ("validation.csv", include_bytes!("../../../demo/datasets/communes-france/validation.csv")),
+        ("test.csv", include_bytes!("../../../demo/datasets/communes-france/test.csv")),
+    ];
+    const CARD: &str = include_str!("../../../demo/datasets/communes-france.md");
+    let dataset = match state.db.dataset(NAME).await? {
+        Some(dataset) => dataset,
+        None => {
+            let new = grappe_db::NewDataset { name: NAME, project_id: None, public: true, created_by: None };
+            state.db.create_dataset(&new, "demo").await?
+        }
+    };
+    let folder = state.config.data_dir.join("demo").join(NAME);
+    let store = state.store.clone();
+    let (version, id) = crate::data::blocking(move || {
+        let build = || -> anyhow::Result<_> {
+            std::fs::create_dir_all(&folder)?;
+            let mut splits = Splits::new();
+            for (path, bytes) in FILES {
+                std::fs::write(folder.join(path), bytes)?;
+                let split = Name::parse(path.trim_end_matches(".csv"))?;
+                splits.entry(split).or_default().insert(DatasetPath::parse(path)?);
+            }
+            let (committed, _) = store.push_dir(&folder, &Name::parse(NAME)?, CARD.to_owned(), splits)?;
+            Ok((store.version(&committed.id)?, committed.id))
+        };
+        build().map_err(AppError::Internal)
+    })
+    .await?;
+    crate::data::publish(state, &dataset, &version, id, None, "demo").await?;
+    Ok(())
 }
 
 /// A project for the demo's project member, with a short "training" job that prints a falling

@@ -443,26 +443,41 @@ pub async fn commit(
         Ok((version, committed))
     })
     .await?;
+    let created_by = caller.user.as_ref().map(|user| user.id);
+    let (status, row) =
+        match publish(&state, &dataset, &version, committed.id, created_by, &caller.audit_name()).await? {
+            Published::New(row) => (StatusCode::CREATED, row),
+            Published::Unchanged(row) => (StatusCode::OK, row),
+        };
+    let mut answer = version_row_json(&row);
+    answer["dataset"] = Value::String(dataset.name);
+    answer["unchanged"] = Value::Bool(status == StatusCode::OK);
+    Ok((status, Json(answer)).into_response())
+}
+
+/// Publishes a version the store has committed: its card's headline and what validation found
+/// go to the catalogue with it.
+pub(crate) async fn publish(
+    state: &AppState,
+    dataset: &DatasetRow,
+    version: &Version,
+    id: VersionId,
+    created_by: Option<i64>,
+    actor: &str,
+) -> AppResult<Published> {
     let headline = headline(&dataset.name, version.card());
     let new = NewDatasetVersion {
-        version: &committed.id.to_string(),
+        version: &id.to_string(),
         files: version.manifest().files().len() as i64,
         size_bytes: version.manifest().total_bytes() as i64,
         report: "{}",
-        created_by: caller.user.as_ref().map(|user| user.id),
+        created_by,
         title: &headline.title,
         licence: &headline.licence,
         languages: &headline.languages,
         tasks: &headline.tasks,
     };
-    let (status, row) = match state.db.publish_dataset_version(&dataset, &new, &caller.audit_name()).await? {
-        Published::New(row) => (StatusCode::CREATED, row),
-        Published::Unchanged(row) => (StatusCode::OK, row),
-    };
-    let mut answer = version_row_json(&row);
-    answer["dataset"] = Value::String(dataset.name);
-    answer["unchanged"] = Value::Bool(status == StatusCode::OK);
-    Ok((status, Json(answer)).into_response())
+    Ok(state.db.publish_dataset_version(dataset, &new, actor).await?)
 }
 
 /// The dataset and the version a path names, if the caller may see them.
