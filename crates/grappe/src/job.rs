@@ -56,6 +56,10 @@ pub struct SubmitArgs {
     /// Run the job without any network (not even the loopback of this machine).
     #[arg(long)]
     no_network: bool,
+    /// A dataset the job reads, `NAME`, `NAME@vN` or `NAME@VERSION_ID` (repeat for more): read-only
+    /// at `$GRAPPE_INPUTS/NAME`.
+    #[arg(long = "input", value_name = "NAME[@VERSION]")]
+    inputs: Vec<String>,
     /// Memory: `16G`, `512M`, or megabytes.
     #[arg(long, default_value = "1G")]
     mem: String,
@@ -140,6 +144,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 nodes,
                 env,
                 no_network,
+                inputs,
                 mem,
                 time,
                 qos,
@@ -165,7 +170,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
             let project: Value = project.parse::<i64>().map_or_else(|_| json!(project), |id| json!(id));
             let body = json!({
                 "project": project, "command": argv, "cpus": cpus, "gpus": gpus, "nodes": nodes,
-                "env": variables, "network": !no_network,
+                "env": variables, "network": !no_network, "inputs": inputs,
                 "memory_mb": parse_memory_mb(&mem)?, "time_limit_s": parse_duration_s(&time)?,
                 "qos": qos, "name": name, "dry_run": dry_run,
             });
