@@ -397,3 +397,39 @@ fn a_page_on_another_port_cannot_cancel_a_job_or_log_the_victim_in_as_someone_el
     browser.wait_text("#account-email", "victim@example.org");
     client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&victim_token), &json!({}));
 }
+
+/// The open data catalogue as a newcomer uses it: in French, with the keyboard only (a search
+/// typed and Enter), then the dataset's page, in English and on a phone-sized screen.
+#[test]
+fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let browser = Browser::start();
+    browser.go(&format!("{}/data", server.base));
+    browser.wait_text("h1", "Communs de données ouvertes");
+    assert_eq!(browser.count("#datasets .card"), 1);
+    browser.screenshot("data-fr.png");
+    // A search that matches nothing says so; one that matches finds the communes.
+    browser.type_into("#q", "baleines\u{E007}");
+    browser.wait_count("#no-datasets", 1);
+    assert_eq!(browser.text("#no-datasets"), "Aucun jeu de données ne correspond à ces filtres.");
+    browser.go(&format!("{}/data?q=communes", server.base));
+    browser.wait_count("#datasets .card", 1);
+    browser.click("#datasets a");
+    browser.wait_text("h1", "Communes de France (COG 2026)");
+    assert!(browser.text("#pull-command").starts_with("grappe dataset pull communes-france@v1"));
+    assert_eq!(browser.count("#files tbody tr"), 3);
+    assert!(browser.text("#card").contains("Les 34 969 communes"), "{}", browser.text("#card"));
+    assert!(browser.text("#splits").contains("train.csv"));
+    browser.screenshot("dataset-fr.png");
+    browser.click("#lang-switch");
+    browser.wait_text("h2", "Get it");
+    browser.screenshot("dataset-en.png");
+    browser.session_call("POST", "/window/rect", Some(serde_json::json!({ "width": 390, "height": 844 })));
+    browser.go(&format!("{}/data/communes-france", server.base));
+    browser.wait_text("h2", "Get it");
+    browser.screenshot("dataset-en-390.png");
+    browser.go(&format!("{}/data", server.base));
+    browser.wait_count("#datasets .card", 1);
+    browser.screenshot("data-en-390.png");
+}
