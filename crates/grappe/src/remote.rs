@@ -67,6 +67,10 @@ struct Sent {
 
 struct Pusher<'a> {
     session: &'a Session,
+    request: &'a PushRequest<'a>,
+    /// The dataset is made on the server at the first batch, so that a folder refused here
+    /// (empty, or with a link) leaves nothing there.
+    ensured: bool,
     base: String,
     batch: Vec<(Digest, Vec<u8>)>,
     batch_bytes: usize,
@@ -89,11 +93,20 @@ impl Pusher<'_> {
         Ok(())
     }
 
+    fn ensure(&mut self) -> anyhow::Result<()> {
+        if !self.ensured {
+            ensure_dataset(self.session, self.request.name, self.request.project, self.request.public)?;
+            self.ensured = true;
+        }
+        Ok(())
+    }
+
     /// Offers the batch, then sends what the server lacks.
     fn flush(&mut self) -> anyhow::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.ensure()?;
         let offered: Vec<String> = self.batch.iter().map(|(digest, _)| digest.to_hex()).collect();
         let reply =
             answer(self.session.post(&format!("{}/chunks/missing", self.base), &json!({ "chunks": offered }))?)?;
@@ -168,11 +181,12 @@ pub struct PushRequest<'a> {
 }
 
 pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value> {
-    ensure_dataset(session, request.name, request.project, request.public)?;
     let config = StoreConfig::default();
     let bar = bar(folder_bytes(request.dir));
     let mut pusher = Pusher {
         session,
+        request: &request,
+        ensured: false,
         base: dataset_path(request.name)?,
         batch: Vec::new(),
         batch_bytes: 0,
@@ -182,7 +196,9 @@ pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value
     };
     let manifest = scan_dir(request.dir, &config, |_, digest, bytes| pusher.add(digest, bytes))?;
     pusher.flush()?;
-    let version = Version::new(manifest, request.card, request.splits, &config.limits)?;
+    // A folder of empty files has no chunk, and so no batch.
+    pusher.ensure()?;
+    let version = Version::new(manifest, request.card.clone(), request.splits.clone(), &config.limits)?;
     let encoded = version.encode();
     let committed = answer(session.post_bytes(&format!("{}/versions", pusher.base), &encoded)?)?;
     bar.finish_and_clear();
@@ -285,12 +301,13 @@ pub fn pull(session: &Session, reference: &str, dir: &Path) -> anyhow::Result<Va
             have = 0;
         }
         bar.inc(have);
+        // Opened (and so made) even for an empty file, which has nothing to download.
+        let mut out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&partial)
+            .with_context(|| format!("opening {}", partial.display()))?;
         if have < file.size_bytes {
-            let mut out = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&partial)
-                .with_context(|| format!("opening {}", partial.display()))?;
             let path = format!("{base}/files/{}", file.path);
             let mut response = session.get_from(&path, have)?;
             let resumed = response.status() == 206;

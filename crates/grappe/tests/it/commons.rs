@@ -180,6 +180,7 @@ fn an_interrupted_pull_resumes_and_a_wrong_byte_is_never_kept() {
     let source = work.path().join("source");
     let big = noise(4_000_000, 2);
     write(&source, "big.bin", &big);
+    write(&source, "empty.txt", b"");
     member.ok(&["dataset", "push", source.to_str().unwrap(), "--name", "gros", "--project", "commons-pull"]);
     let version = member.ok(&["dataset", "show", "gros"]);
     let digest = version["files"][0]["blake3"].as_str().unwrap().to_owned();
@@ -191,6 +192,7 @@ fn an_interrupted_pull_resumes_and_a_wrong_byte_is_never_kept() {
     let pulled = member.ok(&["dataset", "pull", "gros", out.to_str().unwrap()]);
     assert_eq!(pulled["bytes_downloaded"], 2_000_000, "{pulled}");
     assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(out.join("empty.txt")).unwrap(), b"");
     assert!(!partial.exists());
     // Pulled again: the file is there with the right hash, nothing travels.
     let kept = member.ok(&["dataset", "pull", "gros", out.to_str().unwrap()]);
