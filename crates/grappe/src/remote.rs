@@ -132,7 +132,12 @@ impl Pusher<'_> {
         }
         self.sent.chunks_offered += self.batch.len() as u64;
         self.sent.chunks_sent += count;
-        self.bar.set_message(format!("sent {}", indicatif::HumanBytes(self.sent.bytes_sent)));
+        let saved = self.bar.position().saturating_sub(self.sent.bytes_sent);
+        self.bar.set_message(format!(
+            "sent {}, {} already there",
+            indicatif::HumanBytes(self.sent.bytes_sent),
+            indicatif::HumanBytes(saved)
+        ));
         self.batch.clear();
         self.batch_bytes = 0;
         Ok(())
