@@ -16,6 +16,8 @@ CREATE TABLE datasets (
     languages TEXT NOT NULL DEFAULT '',
     tasks TEXT NOT NULL DEFAULT '',
     latest_version TEXT,
+    -- The latest version's size: what the dataset counts against its project's storage.
+    latest_bytes BIGINT NOT NULL DEFAULT 0,
     CHECK (public IN (0, 1))
 );
 

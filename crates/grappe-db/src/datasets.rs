@@ -23,6 +23,8 @@ pub struct DatasetRow {
     pub languages: Vec<String>,
     pub tasks: Vec<String>,
     pub latest_version: Option<String>,
+    /// The latest version's size in bytes.
+    pub latest_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +81,7 @@ pub enum Published {
 }
 
 const DATASET_COLUMNS: &str = "id, name, project_id, public, created_by, created_at, updated_at, title, licence, \
-                               languages, tasks, latest_version";
+                               languages, tasks, latest_version, latest_bytes";
 const VERSION_COLUMNS: &str = "dataset_id, version, seq, created_by, created_at, files, size_bytes, report";
 
 fn words(text: &str) -> Vec<String> {
@@ -105,6 +107,7 @@ fn dataset_from(row: &AnyRow) -> DbResult<DatasetRow> {
         languages: words(&row.try_get::<String, _>(9)?),
         tasks: words(&row.try_get::<String, _>(10)?),
         latest_version: row.try_get(11)?,
+        latest_bytes: row.try_get(12)?,
     })
 }
 
@@ -260,7 +263,7 @@ impl Db {
         let published = version_from(&row)?;
         sqlx::query(
             "UPDATE datasets SET latest_version = $2, updated_at = $3, title = $4, licence = $5, languages = $6, \
-             tasks = $7 WHERE id = $1",
+             tasks = $7, latest_bytes = $8 WHERE id = $1",
         )
         .bind(dataset.id)
         .bind(version.version)
@@ -269,6 +272,7 @@ impl Db {
         .bind(version.licence)
         .bind(spaced(version.languages))
         .bind(spaced(version.tasks))
+        .bind(version.size_bytes)
         .execute(&mut *tx)
         .await?;
         let object = format!("dataset:{}", dataset.name);
@@ -284,6 +288,16 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(Published::New(published))
+    }
+
+    /// What a project's datasets hold: the sum of their latest versions' sizes, in bytes.
+    pub async fn project_dataset_bytes(&self, project_id: i64) -> DbResult<i64> {
+        let row =
+            sqlx::query("SELECT CAST(COALESCE(SUM(latest_bytes), 0) AS BIGINT) FROM datasets WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// A dataset's versions, newest first.

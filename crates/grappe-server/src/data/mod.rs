@@ -158,6 +158,25 @@ async fn pushable_dataset(state: &AppState, caller: &Caller, name: &str) -> AppR
     Ok(dataset)
 }
 
+/// Refuses what would take a project's datasets past its storage allocation (`storage_gb`,
+/// counted as the sum of its datasets' latest versions): `dataset`'s latest version becoming
+/// `new_bytes`, or `incoming` more bytes arriving. The programme's own datasets have no quota.
+async fn check_storage(state: &AppState, dataset: &DatasetRow, new_bytes: u64, incoming: u64) -> AppResult<()> {
+    let Some(project_id) = dataset.project_id else { return Ok(()) };
+    let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
+    let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
+    let held = u64::try_from(state.db.project_dataset_bytes(project_id).await?).unwrap_or(0);
+    let after = held.saturating_sub(u64::try_from(dataset.latest_bytes).unwrap_or(0)).saturating_add(new_bytes);
+    if after.max(held.saturating_add(incoming)) > granted {
+        return Err(AppError::Conflict(format!(
+            "the project's datasets would hold more than its storage allocation ({} GiB; {held} bytes held now): \
+             ask for more storage, or make the dataset smaller",
+            project.storage_gb
+        )));
+    }
+    Ok(())
+}
+
 /// `latest`, a version id, 8 or more of its first hex digits, or `vN` (the Nth published).
 pub(crate) fn resolve<'a>(
     dataset: &DatasetRow,
@@ -369,8 +388,9 @@ pub async fn upload_chunks(
     UrlPath(name): UrlPath<String>,
     body: Body,
 ) -> AppResult<Json<Value>> {
-    pushable_dataset(&state, &caller, &name).await?;
+    let dataset = pushable_dataset(&state, &caller, &name).await?;
     let body = upload_body(&state, body).await?;
+    check_storage(&state, &dataset, 0, body.len() as u64).await?;
     let store = state.store.clone();
     let stats = blocking(move || {
         let frames = parse_frames(&body)?;
@@ -435,9 +455,10 @@ pub async fn commit(
     let body = upload_body(&state, body).await?;
     let store = state.store.clone();
     let dataset_name = Name::parse(&dataset.name).map_err(|error| AppError::Internal(error.into()))?;
+    let version =
+        Version::parse(&body, &state.store.config().limits).map_err(|error| AppError::Invalid(error.to_string()))?;
+    check_storage(&state, &dataset, version.manifest().total_bytes(), 0).await?;
     let (version, committed) = blocking(move || {
-        let version =
-            Version::parse(&body, &store.config().limits).map_err(|error| AppError::Invalid(error.to_string()))?;
         // The files' hashes come from the client: each file is read back whole and checked.
         let committed = store.commit_version(&version, &dataset_name, CommitCheck::WholeFiles).map_err(store_error)?;
         Ok((version, committed))

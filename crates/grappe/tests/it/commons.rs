@@ -63,6 +63,11 @@ impl Cli {
     }
 }
 
+/// The digest the store names a chunk by.
+fn blake3_of(bytes: &[u8]) -> Vec<u8> {
+    grappe_store::Digest::of(bytes).as_bytes().to_vec()
+}
+
 fn same_files(a: &Path, b: &Path, paths: &[&str]) {
     for path in paths {
         assert_eq!(std::fs::read(a.join(path)).unwrap(), std::fs::read(b.join(path)).unwrap(), "{path}");
@@ -299,6 +304,26 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
     // Nothing was published.
     let dataset = client.get("/api/v1/datasets/mauvais", token);
     assert_eq!(dataset.body["versions"], json!([]), "{}", dataset.text);
+    // A project without storage holds no dataset: its uploads and commits are refused.
+    let (user, bare_token) = client.new_user("commons-bare@example.org");
+    let bare = json!({ "name": "commons-bare", "gpu_hours": 1, "cpu_hours": 1, "members": [user] });
+    let bare_project = client.post("/api/v1/projects", Some(ADMIN_TOKEN), &bare).body["id"].as_i64().unwrap();
+    let bare_token = Some(bare_token.as_str());
+    assert_eq!(
+        client.post("/api/v1/datasets", bare_token, &json!({ "name": "nu", "project": bare_project })).status,
+        201
+    );
+    let frame = {
+        let bytes = b"abc";
+        let mut frame = blake3_of(bytes);
+        frame.extend_from_slice(&3u32.to_le_bytes());
+        frame.extend_from_slice(bytes);
+        frame
+    };
+    let refused =
+        client.request("POST", "/api/v1/datasets/nu/chunks", bare_token, Some(("application/octet-stream", frame)));
+    refused.assert_envelope(409);
+    assert!(refused.text.contains("storage allocation"), "{}", refused.text);
     // Unknown versions are 404s.
     client.get("/api/v1/datasets/mauvais/versions/latest", token).assert_envelope(404);
     client.get("/api/v1/datasets/mauvais/versions/v7", token).assert_envelope(404);

@@ -25,7 +25,7 @@ pub fn options(cpus: u32) -> ServerOptions {
 /// A project with one member; returns (project id, member token).
 pub fn project_with_member(client: &Client, name: &str, cpu_hours: i64) -> (i64, String) {
     let (user_id, token) = client.new_user(&format!("{name}@example.org"));
-    let body = json!({ "name": name, "gpu_hours": 10, "cpu_hours": cpu_hours, "members": [user_id] });
+    let body = json!({ "name": name, "gpu_hours": 10, "cpu_hours": cpu_hours, "storage_gb": 1, "members": [user_id] });
     let reply = client.post("/api/v1/projects", Some(ADMIN_TOKEN), &body);
     assert_eq!(reply.status, 201, "{}", reply.text);
     (reply.body["id"].as_i64().unwrap(), token)
