@@ -449,7 +449,7 @@ impl Checker {
         };
         let link = match link {
             Some(link) => self.text("license_link", &link, MAX_SHORT_CHARS).filter(|link| {
-                let valid = is_web_url(link) || DatasetPath::parse(link).is_ok();
+                let valid = is_web_url(link) || (!link.contains(':') && DatasetPath::parse(link).is_ok());
                 if !valid {
                     self.error(
                         "license_link",
