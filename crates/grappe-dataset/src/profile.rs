@@ -333,7 +333,7 @@ impl Context<'_> {
         loop {
             let full = pending.starts.len() >= limits.batch_rows || pending.bytes.len() >= limits.batch_bytes;
             if (full || at_end) && !pending.starts.is_empty() {
-                self.decode(decoder.as_mut(), &pending, &new_decoder, visit)?;
+                self.decode(format, decoder.as_mut(), &pending, &new_decoder, visit)?;
                 pending.clear();
             }
             if at_end {
@@ -350,6 +350,7 @@ impl Context<'_> {
     /// that fails alone names the line.
     fn decode(
         &self,
+        format: TextFormat,
         decoder: &mut dyn TextDecoder,
         pending: &Pending,
         new_decoder: &dyn Fn(usize) -> Result<Box<dyn TextDecoder>, ArrowError>,
@@ -374,10 +375,12 @@ impl Context<'_> {
             Ok(batches)
         };
         let batches = decode_all().map_err(|error| {
-            self.locate(pending, error, |record| {
-                let mut alone = new_decoder(1)?;
-                alone.decode(record)?;
-                alone.flush().map(|_| ())
+            self.locate(pending, &error, |record| {
+                if let TextFormat::Jsonl = format {
+                    json_object(record)?;
+                }
+                let mut alone = new_decoder(1).map_err(|e| self.explain(&e))?;
+                alone.decode(record).and_then(|_| alone.flush()).map(|_| ()).map_err(|e| self.explain(&e))
             })
         })?;
         for batch in &batches {
@@ -386,48 +389,59 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// The error of the first record that fails `check` alone, with its line; else `error` at
+    /// The message of the first record that fails `check` alone, at its line; else `error` at
     /// the first record's line.
     fn locate(
         &self,
         pending: &Pending,
-        error: ArrowError,
-        mut check: impl FnMut(&[u8]) -> Result<(), ArrowError>,
+        error: &ArrowError,
+        mut check: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> ProfileError {
-        let inferred = format!("(column types are inferred from the first {} rows)", self.limits.infer_rows);
         for (line, record) in pending.records() {
-            if let Err(error) = check(record) {
-                return self.line_error(line, format_args!("{error} {inferred}"));
+            if let Err(message) = check(record) {
+                return self.line_error(line, message);
             }
         }
         let line = pending.starts.first().map_or(1, |&(line, _)| line);
-        self.line_error(line, format_args!("in the rows from this line on: {error}"))
+        self.line_error(line, format_args!("in the rows from this line on: {}", self.explain(error)))
+    }
+
+    /// Arrow's message for one record, without its prefix and its own line count (it counts
+    /// what it was given, not the file); a value that does not fit its column's type gets a note
+    /// on where types come from.
+    fn explain(&self, error: &ArrowError) -> String {
+        let (text, typed) = match error {
+            ArrowError::ParseError(text) => (text, true),
+            // A JSON record reaches arrow once it is known to be a valid JSON object.
+            ArrowError::JsonError(text) => (text, true),
+            ArrowError::CsvError(text) => (text, false),
+            other => return other.to_string(),
+        };
+        let text = without_line_numbers(text);
+        if typed {
+            format!("{text} (column types are inferred from the first {} rows)", self.limits.infer_rows)
+        } else {
+            text
+        }
     }
 
     fn infer_csv(&self, delimiter: u8, header: &[u8], pending: &Pending) -> Result<SchemaRef, ProfileError> {
         let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter);
         let infer = |rows: &[u8]| format.infer_schema(header.chain(rows), None).map(|(schema, _)| Arc::new(schema));
-        infer(&pending.bytes).map_err(|error| self.locate(pending, error, |record| infer(record).map(|_| ())))
+        infer(&pending.bytes).map_err(|error| {
+            self.locate(pending, &error, |record| infer(record).map(|_| ()).map_err(|e| self.explain(&e)))
+        })
     }
 
     fn infer_json(&self, pending: &Pending) -> Result<SchemaRef, ProfileError> {
         let mut failure = None;
-        let values =
-            pending.records().map_while(|(line, record)| match serde_json::from_slice::<serde_json::Value>(record) {
-                Ok(value @ serde_json::Value::Object(_)) => Some(Ok(value)),
-                Ok(other) => {
-                    failure =
-                        Some(self.line_error(
-                            line,
-                            format_args!("expected a JSON object, found `{}`", cut(other.to_string())),
-                        ));
-                    None
-                }
-                Err(error) => {
-                    failure = Some(self.line_error(line, format_args!("not valid JSON: {error}")));
-                    None
-                }
-            });
+        let values = pending.records().map_while(|(line, record)| match json_object(record) {
+            Ok(value) => Some(Ok(value)),
+            Err(message) => {
+                failure = Some(self.line_error(line, message));
+                None
+            }
+        });
         let schema = arrow_json::reader::infer_json_schema_from_iterator(values);
         if let Some(failure) = failure {
             return Err(failure);
@@ -454,7 +468,7 @@ impl Context<'_> {
             .and_then(|_| reader.read_exact(&mut tail))
             .map_err(|e| self.file_error(format_args!("read error: {e}")))?;
         if &tail[4..] != b"PAR1" {
-            return Err(not_parquet("no `PAR1` at its end"));
+            return Err(not_parquet("no `PAR1` at its end (truncated?)"));
         }
         let footer_bytes = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
         if footer_bytes > self.limits.max_read_bytes {
@@ -707,6 +721,32 @@ pub(crate) fn capped_display(value: &dyn fmt::Display, max_chars: usize) -> Stri
     capped.text
 }
 
+/// One JSON line as an object, or what is wrong with it.
+fn json_object(record: &[u8]) -> Result<serde_json::Value, String> {
+    match serde_json::from_slice::<serde_json::Value>(record) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(other) => Err(format!("expected a JSON object, found `{}`", capped_display(&other, 100))),
+        Err(error) => Err(format!("not valid JSON: {error}")),
+    }
+}
+
+/// `text` without arrow's " at line N" and " for line N".
+fn without_line_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let found =
+            [" at line ", " for line "].iter().filter_map(|marker| rest.find(marker).map(|i| (i, marker.len()))).min();
+        let Some((at, marker_len)) = found else {
+            out.push_str(rest);
+            return out;
+        };
+        let digits = rest[at + marker_len..].bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str(&rest[..if digits == 0 { at + marker_len } else { at }]);
+        rest = &rest[at + marker_len + digits..];
+    }
+}
+
 /// A 64-bit hash of bytes, the same within one process (SipHash with fixed keys).
 pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
@@ -717,4 +757,28 @@ pub(crate) fn hash64(bytes: &[u8]) -> u64 {
 /// Cuts an error message from a parser, which may quote a whole row, to 500 characters.
 fn cut(message: String) -> String {
     capped_display(&message, 500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{capped_display, without_line_numbers};
+
+    #[test]
+    fn arrow_line_numbers_are_dropped() {
+        for (text, expected) in [
+            ("incorrect number of fields for line 1, expected 2 got 1", "incorrect number of fields, expected 2 got 1"),
+            ("value 'x' for column 0 at line 0. Row data: '[x]'", "value 'x' for column 0. Row data: '[x]'"),
+            ("at line end, for line x", "at line end, for line x"),
+            ("nothing", "nothing"),
+        ] {
+            assert_eq!(without_line_numbers(text), expected);
+        }
+    }
+
+    #[test]
+    fn display_is_cut_at_the_cap() {
+        assert_eq!(capped_display(&"abcdef", 3), "abc…");
+        assert_eq!(capped_display(&"abc", 3), "abc");
+        assert_eq!(capped_display(&"ééé", 2), "éé…");
+    }
 }

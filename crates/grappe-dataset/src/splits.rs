@@ -264,3 +264,28 @@ where
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::matches_pattern;
+
+    #[test]
+    fn star_matches_within_one_component() {
+        for (pattern, path, expected) in [
+            ("data/train.csv", "data/train.csv", true),
+            ("data/train.csv", "data/train.csvx", false),
+            ("data/*.csv", "data/a.csv", true),
+            ("data/*.csv", "data/.csv", true),
+            ("data/*.csv", "data/sub/a.csv", false),
+            ("*/*.csv", "a/b.csv", true),
+            ("data/train-*", "data/train-00001-of-00002.parquet", true),
+            ("data/*-*.csv", "data/a-b-c.csv", true),
+            ("data/*x", "data/abc", false),
+            ("*", "a/b", false),
+            ("**", "ab", true),
+            ("a*b*c*d", &"a".repeat(200), false),
+        ] {
+            assert_eq!(matches_pattern(pattern, path), expected, "{pattern} against {path}");
+        }
+    }
+}

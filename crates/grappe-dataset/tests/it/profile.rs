@@ -94,7 +94,10 @@ fn csv_header_only_and_empty_files() {
 
 #[test]
 fn csv_row_with_wrong_field_count_names_its_line() {
-    line_error(run("a.csv", "a,b\n1,2\n3,4\n5\n6,7\n", &ProfileLimits::DEFAULT), 4, "");
+    // Within the rows types are inferred from, and past them.
+    line_error(run("a.csv", "a,b\n1,2\n3,4\n5\n6,7\n", &ProfileLimits::DEFAULT), 4, "Expected 2 records, found 1");
+    let late = ProfileLimits { infer_rows: 1, ..ProfileLimits::DEFAULT };
+    line_error(run("a.csv", "a,b\n1,2\n3,4\n5\n6,7\n", &late), 4, "incorrect number of fields, expected 2 got 1");
 }
 
 #[test]
@@ -226,8 +229,12 @@ fn jsonl_errors_name_their_line() {
         4,
         "inferred from the first 2 rows",
     );
-    line_error(run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3, \"b\":1}\n", &late), 3, "b");
-    line_error(run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{oops}\n", &late), 4, "");
+    line_error(
+        run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3, \"b\":1}\n", &late),
+        3,
+        "column 'b' missing from schema",
+    );
+    line_error(run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{oops}\n", &late), 4, "not valid JSON");
 }
 
 fn parquet_file(compression: Compression) -> Vec<u8> {
