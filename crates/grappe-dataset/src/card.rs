@@ -217,11 +217,9 @@ impl Card {
         }
         let fields = parse_yaml(yaml).map_err(|message| one("front matter", message))?;
         let mut checker = Checker::default();
-        let card = checker.card(fields, body);
-        if checker.errors.is_empty() {
-            Ok(CardParse { card, warnings: checker.warnings })
-        } else {
-            Err(CardErrors { errors: checker.errors })
+        match checker.card(fields, body) {
+            Some(card) if checker.errors.is_empty() => Ok(CardParse { card, warnings: checker.warnings }),
+            _ => Err(CardErrors { errors: checker.errors }),
         }
     }
 }
@@ -296,11 +294,18 @@ impl Checker {
         self.warnings.push(CardIssue { field: field.into(), message: message.into() });
     }
 
-    fn card(&mut self, mut fields: Map<String, Value>, body: &str) -> Card {
+    /// The card, `None` when a required field is missing (each failure is in `errors`).
+    fn card(&mut self, mut fields: Map<String, Value>, body: &str) -> Option<Card> {
         let mut take = |name: &str| fields.remove(name);
         let pretty_name = take("pretty_name").and_then(|v| self.text("pretty_name", &v, MAX_SHORT_CHARS));
         let license = self.license(take("license"), take("license_name"), take("license_link"));
-        let languages = self.codes("language", take("language"), "an ISO 639-1, 639-2 or 639-3 code (2 or 3 lowercase letters, such as `fr` or `fra`), or `multilingual` or `code`", is_language);
+        let languages = self.codes(
+            "language",
+            take("language"),
+            "an ISO 639-1, 639-2 or 639-3 code (2 or 3 lowercase letters, such as `fr` or `fra`), or `multilingual` \
+             or `code`",
+            is_language,
+        );
         let task_categories = self.codes(
             "task_categories",
             take("task_categories"),
@@ -335,25 +340,23 @@ impl Checker {
         if languages.is_empty() {
             self.warn("language", "not declared");
         }
-        let license = license.unwrap_or(License::Id { id: String::new() });
-        let personal_data = personal_data.unwrap_or(PersonalData::None);
-        Card {
+        Some(Card {
+            license: license?,
+            personal_data: personal_data?,
             pretty_name,
-            license,
             languages,
             task_categories,
             size_categories,
             tags,
             configs,
             provenance,
-            personal_data,
             intended_uses,
             out_of_scope_uses,
             specificity,
             id_column,
             extra: fields.into_iter().collect(),
             body: body.to_string(),
-        }
+        })
     }
 
     /// A non-empty string of at most `max_chars` characters, trimmed.
@@ -415,7 +418,11 @@ impl Checker {
 
     fn license(&mut self, id: Option<Value>, name: Option<Value>, link: Option<Value>) -> Option<License> {
         let Some(id) = id else {
-            self.error("license", "required: a licence id such as `etalab-2.0`, `cc-by-4.0`, `odbl` or `mit`, or `other` with `license_name` and `license_link`");
+            self.error(
+                "license",
+                "required: a licence id such as `etalab-2.0`, `cc-by-4.0`, `odbl` or `mit`, or `other` with \
+                 `license_name` and `license_link`",
+            );
             return None;
         };
         let id = match &id {
@@ -509,11 +516,17 @@ impl Checker {
             let split = match entry.get("split") {
                 Some(split) => self.text(&format!("{field}.split"), split, MAX_SHORT_CHARS).and_then(|split| {
                     SplitName::parse(&split)
-                        .map_err(|_| self.error(&format!("{field}.split"), format!("expected 1 to 100 ASCII letters, digits, `.`, `_` or `-`, such as `train`; found `{split}`")))
+                        .map_err(|_| {
+                            let expected = "expected 1 to 100 ASCII letters, digits, `.`, `_` or `-`, such as `train`";
+                            self.error(&format!("{field}.split"), format!("{expected}; found `{split}`"))
+                        })
                         .ok()
                 }),
                 None => {
-                    self.error(&format!("{field}.split"), "required: the split's name, such as `train`, `validation` or `test`");
+                    self.error(
+                        &format!("{field}.split"),
+                        "required: the split's name, such as `train`, `validation` or `test`",
+                    );
                     None
                 }
             };

@@ -264,10 +264,14 @@ impl Context<'_> {
             RecordError::Io(error) => self.file_error(format_args!("read error: {error}")),
             RecordError::TooLong { line, max_bytes } => self.line_error(
                 line,
-                format_args!("a record longer than {max_bytes} bytes (read in bounded memory; is the file binary, or a quote left open?)"),
+                format_args!(
+                    "a record longer than {max_bytes} bytes (read in bounded memory; is the file binary, or a quote \
+                     left open?)"
+                ),
             ),
             RecordError::InvalidUtf8 { line, column_byte } => {
-                self.line_error(line, format_args!("invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8)"))
+                let message = format!("invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8)");
+                self.line_error(line, message)
             }
         }
     }
