@@ -25,7 +25,7 @@ use arrow_schema::{ArrowError, DataType, SchemaRef};
 use grappe_store::{DatasetPath, MediaType};
 use serde::Serialize;
 
-use crate::records::{RecordError, Records};
+use crate::records::{CsvByte, CsvState, RecordError, Records};
 
 /// Bounds on the work and memory of one profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,10 @@ impl Context<'_> {
     }
 
     fn check_columns(&self, schema: &SchemaRef) -> Result<(), ProfileError> {
-        let count = schema.fields().len();
+        self.check_column_count(schema.fields().len())
+    }
+
+    fn check_column_count(&self, count: usize) -> Result<(), ProfileError> {
         if count > self.limits.max_columns {
             return Err(self.file_error(format_args!("{count} columns, at most {}", self.limits.max_columns)));
         }
@@ -291,10 +294,18 @@ impl Context<'_> {
         visit: &mut Visit<'_>,
     ) -> Result<SchemaRef, ProfileError> {
         let limits = self.limits;
-        let mut records = Records::new(reader, matches!(format, TextFormat::Csv(_)), limits.max_record_bytes);
+        let csv_delimiter = match format {
+            TextFormat::Csv(delimiter) => Some(delimiter),
+            TextFormat::Jsonl => None,
+        };
+        let mut records = Records::new(reader, csv_delimiter, limits.max_record_bytes);
         let header = match format {
-            TextFormat::Csv(_) => match records.next_record().map_err(|e| self.record_error(e))? {
-                Some((_, header)) => Some(header.to_vec()),
+            TextFormat::Csv(delimiter) => match records.next_record().map_err(|e| self.record_error(e))? {
+                Some((_, header)) => {
+                    // Counted before arrow builds a field for each.
+                    self.check_column_count(csv_field_count(header, delimiter))?;
+                    Some(header.to_vec())
+                }
                 None => return Err(ProfileError::Empty { path: self.path.to_string() }),
             },
             TextFormat::Jsonl => None,
@@ -439,7 +450,13 @@ impl Context<'_> {
 
     fn infer_json(&self, pending: &Pending) -> Result<SchemaRef, ProfileError> {
         let mut failure = None;
+        let max_columns = self.limits.max_columns;
         let values = pending.records().map_while(|(line, record)| match json_object(record) {
+            // Counted before arrow builds a field for each.
+            Ok(value) if value.as_object().is_some_and(|fields| fields.len() > max_columns) => {
+                failure = Some(self.line_error(line, format_args!("more than {max_columns} fields")));
+                None
+            }
             Ok(value) => Some(Ok(value)),
             Err(message) => {
                 failure = Some(self.line_error(line, message));
@@ -723,6 +740,12 @@ pub(crate) fn capped_display(value: &dyn fmt::Display, max_chars: usize) -> Stri
         capped.text.push('…');
     }
     capped.text
+}
+
+/// The fields of a CSV record: its delimiters outside quotes, plus one.
+fn csv_field_count(record: &[u8], delimiter: u8) -> usize {
+    let mut state = CsvState::FieldStart;
+    1 + record.iter().filter(|&&byte| state.step(byte, delimiter) == CsvByte::Delimiter).count()
 }
 
 /// One JSON line as an object, or what is wrong with it.

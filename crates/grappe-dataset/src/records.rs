@@ -1,8 +1,9 @@
 //! Records of a text file (CSV rows, JSON lines), read in bounded memory with their line
 //! numbers, before any parser sees them.
 //!
-//! A record ends at a newline; for CSV, not at a newline inside a quoted field (`"` toggles
-//! quoting, so `""` inside quotes is a quote), as RFC 4180 and arrow-csv's defaults read it.
+//! A record ends at a newline; for CSV, not at a newline inside a quoted field, as RFC 4180 and
+//! arrow-csv's defaults (csv-core) read it: a field is quoted when it starts with `"`, `""`
+//! inside it is a quote, and a `"` inside an unquoted field is a plain character.
 //! A record longer than its bound is refused as soon as the bound is passed: a 1 GiB line is
 //! never held whole. Each record must be UTF-8; a leading byte order mark is dropped.
 
@@ -23,9 +24,47 @@ pub(crate) enum RecordError {
     },
 }
 
+/// Where a CSV scanner stands, byte by byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CsvState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` seen inside a quoted field: the end of the quotes, or the first of `""`.
+    QuoteInQuoted,
+}
+
+/// What one byte was to a CSV scanner.
+#[derive(PartialEq, Eq)]
+pub(crate) enum CsvByte {
+    Delimiter,
+    RecordEnd,
+    NewlineInQuotes,
+    Other,
+}
+
+impl CsvState {
+    pub(crate) fn step(&mut self, byte: u8, delimiter: u8) -> CsvByte {
+        use CsvState::*;
+        let (next, kind) = match (*self, byte) {
+            (Quoted, b'"') => (QuoteInQuoted, CsvByte::Other),
+            (Quoted, b'\n') => (Quoted, CsvByte::NewlineInQuotes),
+            (Quoted, _) => (Quoted, CsvByte::Other),
+            (QuoteInQuoted, b'"') => (Quoted, CsvByte::Other),
+            (FieldStart, b'"') => (Quoted, CsvByte::Other),
+            (_, b'\n') => (FieldStart, CsvByte::RecordEnd),
+            (_, b) if b == delimiter => (FieldStart, CsvByte::Delimiter),
+            _ => (Unquoted, CsvByte::Other),
+        };
+        *self = next;
+        kind
+    }
+}
+
 pub(crate) struct Records<R> {
     reader: R,
-    quoted_newlines: bool,
+    /// CSV's delimiter; `None` for JSON lines, which end at every newline.
+    csv_delimiter: Option<u8>,
     max_bytes: usize,
     /// The line the next record starts on (1-based).
     next_line: u64,
@@ -34,8 +73,8 @@ pub(crate) struct Records<R> {
 }
 
 impl<R: BufRead> Records<R> {
-    pub(crate) fn new(reader: R, quoted_newlines: bool, max_bytes: usize) -> Records<R> {
-        Records { reader, quoted_newlines, max_bytes, next_line: 1, at_start: true, buf: Vec::new() }
+    pub(crate) fn new(reader: R, csv_delimiter: Option<u8>, max_bytes: usize) -> Records<R> {
+        Records { reader, csv_delimiter, max_bytes, next_line: 1, at_start: true, buf: Vec::new() }
     }
 
     /// The next record that holds more than whitespace, with its first line; it always ends
@@ -66,7 +105,7 @@ impl<R: BufRead> Records<R> {
     fn read_record(&mut self) -> Result<bool, RecordError> {
         self.buf.clear();
         let first_line = self.next_line;
-        let mut in_quotes = false;
+        let mut csv = CsvState::FieldStart;
         loop {
             let available = self.reader.fill_buf().map_err(RecordError::Io)?;
             if available.is_empty() {
@@ -79,14 +118,18 @@ impl<R: BufRead> Records<R> {
             }
             let mut end = None;
             for (i, &byte) in available.iter().enumerate() {
-                match byte {
-                    b'"' if self.quoted_newlines => in_quotes = !in_quotes,
-                    b'\n' if in_quotes => self.next_line += 1,
-                    b'\n' => {
+                let kind = match self.csv_delimiter {
+                    Some(delimiter) => csv.step(byte, delimiter),
+                    None if byte == b'\n' => CsvByte::RecordEnd,
+                    None => CsvByte::Other,
+                };
+                match kind {
+                    CsvByte::NewlineInQuotes => self.next_line += 1,
+                    CsvByte::RecordEnd => {
                         end = Some(i + 1);
                         break;
                     }
-                    _ => {}
+                    CsvByte::Delimiter | CsvByte::Other => {}
                 }
             }
             let take = end.unwrap_or(available.len());

@@ -70,6 +70,10 @@ fn csv_quoted_newlines_bom_crlf_and_tsv() {
     let tsv = ok("a.tsv", "a\tb\n1\tx,y\n");
     assert_eq!(tsv.format, Format::Tsv);
     assert_eq!(types(&tsv), [("a", "Int64"), ("b", "Utf8")]);
+    // A `"` inside an unquoted field is a plain character, as csv-core reads it.
+    let inches = ok("c.csv", "size,n\n5\"3,1\n6\"1,2\n");
+    assert_eq!(inches.row_count, 2);
+    assert_eq!(inches.preview[1][0].as_deref(), Some("6\"1"));
     // A quoted newline moves the line numbers: the bad row is on line 5.
     line_error(run("b.csv", "id,text\n1,\"x\ny\"\n2,z\n3\n", &ProfileLimits::DEFAULT), 5, "");
 }
@@ -223,6 +227,8 @@ fn jsonl_errors_name_their_line() {
     let limits = ProfileLimits::DEFAULT;
     line_error(run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":\n", &limits), 3, "not valid JSON");
     line_error(run("a.jsonl", "{\"a\":1}\n[1,2]\n", &limits), 2, "expected a JSON object");
+    let deep = format!("{{\"a\":1}}\n{{\"a\":{}1{}}}\n", "[".repeat(100_000), "]".repeat(100_000));
+    line_error(run("a.jsonl", deep, &limits), 2, "recursion limit exceeded");
     let late = ProfileLimits { infer_rows: 2, ..ProfileLimits::DEFAULT };
     line_error(
         run("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":\"x\"}\n", &late),
@@ -323,4 +329,9 @@ fn too_many_columns_is_an_error() {
         Err(ProfileError::File { message, .. }) => assert_eq!(message, "20 columns, at most 10"),
         other => panic!("{other:?}"),
     }
+    // Quoted delimiters are not separators.
+    let quoted = (0..10).map(|i| format!("\"c,{i}\"")).collect::<Vec<_>>().join(",");
+    assert_eq!(run("a.csv", format!("{quoted}\n"), &limits).expect("10 columns").columns.len(), 10);
+    let object = (0..20).map(|i| format!("\"c{i}\": {i}")).collect::<Vec<_>>().join(", ");
+    line_error(run("a.jsonl", format!("{{\"a\": 1}}\n{{{object}}}\n"), &limits), 2, "more than 10 fields");
 }
