@@ -2,15 +2,21 @@
 //! Values and readers in, plain values out; every output derives `Serialize` for the server's
 //! pages and API.
 //!
-//! - [`card`]: [`Card::parse`] reads a card (Markdown with a YAML front matter, Hugging Face's
-//!   fields where they overlap plus Grappe's own) and returns every error found, each naming its
-//!   field.
-//! - [`render`]: [`render_markdown`] turns a card's body into sanitized HTML.
-//! - [`profile`]: [`profile()`] reads a CSV, TSV, JSON Lines or Parquet file in bounded memory
-//!   and returns its schema, row count, nulls, statistics and first rows, or an error naming the
-//!   file and the line.
-//! - [`splits`]: [`resolve_splits`] turns a card's declared splits into the version's files;
-//!   [`check_overlap`] checks that no id is in two splits.
+//! The public API:
+//!
+//! - [`card`]: `Card::parse(&str) -> Result<CardParse { card, warnings }, CardErrors>` reads a
+//!   card (Markdown with a YAML front matter, Hugging Face's fields where they overlap plus
+//!   Grappe's own) and returns every error found, each naming its field.
+//! - [`render`]: `render_markdown(&str) -> String` turns a card's body into sanitized HTML.
+//! - [`mod@profile`]: `profile(&DatasetPath, &MediaType, impl Read + Seek + Send + 'static,
+//!   &ProfileLimits) -> Result<FileProfile, ProfileError>` reads a CSV, TSV, JSON Lines or
+//!   Parquet file in bounded memory and returns its schema, row count, nulls, statistics and
+//!   first rows, or an error naming the file and the line.
+//! - [`splits`]: `resolve_splits(&config.data_files, &Manifest) -> Result<ResolvedSplits {
+//!   splits, warnings }, SplitErrors>` turns a card's declared splits into the version's files
+//!   (the `Splits` of `Version::new`); `check_overlap(&Splits, &Manifest, id_column, open,
+//!   &ProfileLimits, &OverlapLimits) -> Result<OverlapReport, ProfileError>` checks that no id
+//!   is in two splits, reading each file through `open(&DatasetPath) -> io::Result<reader>`.
 //!
 //! ```
 //! use std::io::Cursor;

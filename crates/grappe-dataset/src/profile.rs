@@ -178,7 +178,7 @@ pub(crate) fn for_each_batch<R: Read + Seek + Send + 'static>(
     limits: &ProfileLimits,
     visit: &mut Visit<'_>,
 ) -> Result<SchemaRef, ProfileError> {
-    let mut context = Context { path, limits };
+    let context = Context { path, limits };
     match format {
         Format::Csv => context.text(BufReader::with_capacity(64 << 10, reader), TextFormat::Csv(b','), visit),
         Format::Tsv => context.text(BufReader::with_capacity(64 << 10, reader), TextFormat::Csv(b'\t'), visit),
@@ -288,7 +288,7 @@ impl Context<'_> {
     }
 
     fn text<R: BufRead>(
-        &mut self,
+        &self,
         reader: R,
         format: TextFormat,
         visit: &mut Visit<'_>,

@@ -4,7 +4,7 @@
 //! ## Overlap in bounded memory
 //!
 //! Ids are read from the id column of every file of every split (batch by batch, as
-//! [`crate::profile`] reads files), rendered as text and hashed to 64 bits; a map from hash to
+//! [`mod@crate::profile`] reads files), rendered as text and hashed to 64 bits; a map from hash to
 //! the split that first held it is kept for at most `max_ids` ids (about 20 bytes each: 4
 //! million ids take about 80 MiB). Past that bound, later ids are still looked up, so an
 //! overlap with an id already indexed is found, but new ids are not indexed, and the report
