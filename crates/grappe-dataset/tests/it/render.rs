@@ -103,3 +103,22 @@ fn images_are_links_never_loaded() {
         "<p><a href=\"https://ci.example\" rel=\"nofollow ugc noopener noreferrer\">build</a></p>",
     );
 }
+
+/// Pathological Markdown (deep nesting, unclosed brackets and emphasis) renders in bounded
+/// time: a card's body is at most 1 MiB.
+#[test]
+fn pathological_markdown_renders_quickly() {
+    for (name, markdown) in [
+        ("brackets", "[".repeat(200_000)),
+        ("links", "[a](".repeat(100_000)),
+        ("emphasis", "*a **b ".repeat(50_000)),
+        ("quotes", "> ".repeat(50_000) + "x"),
+        ("lists", (0..700).map(|depth| format!("{}- x\n", "  ".repeat(depth))).collect::<String>()),
+        ("backticks", "`".repeat(100_000) + "x"),
+    ] {
+        let start = std::time::Instant::now();
+        let html = render_markdown(&markdown);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{name} took {:?}", start.elapsed());
+        assert!(html.len() < 64 * markdown.len() + 64, "{name}");
+    }
+}
