@@ -257,7 +257,12 @@ fn parse_yaml(yaml: &str) -> Result<Map<String, Value>, String> {
     options.strict_booleans = true;
     options.with_snippet = false;
     let value: Value = serde_saphyr::from_str_with_options(yaml, options).map_err(|error| {
-        let message = error.to_string();
+        // Lines counted in the card, whose first line is the opening `---`.
+        let mut render = serde_saphyr::RenderOptions::default();
+        render.line_offset = 1;
+        render.snippets = serde_saphyr::SnippetMode::Off;
+        let message =
+            error.render_with_options(render).replace(", set DuplicateKeyPolicy in Options if acceptable", "");
         let message: String = message.chars().take(500).collect();
         format!("not valid YAML within Grappe's bounds: {message}")
     })?;

@@ -204,7 +204,10 @@ fn bounds_on_lists_strings_and_front_matter() {
     let huge = format!("---\nlicense: mit\npersonal_data: none\nnotes: \"{}\"\n---\n", "y".repeat(70_000));
     check_errors(&huge, &[("front matter", "at most 65536")]);
     check_errors(&format!("---\n---\n{}", "z".repeat(1 << 20)), &[("card", "at most 1048576")]);
-    check_errors("---\nlicense: mit\nlicense: odbl\npersonal_data: none\n---\n", &[("front matter", "YAML")]);
+    check_errors(
+        "---\nlicense: mit\nlicense: odbl\npersonal_data: none\n---\n",
+        &[("front matter", "duplicate mapping key: license at line 3, column 1")],
+    );
     check_errors("---\n- a list\n---\n", &[("front matter", "expected a mapping of fields, found a list")]);
 }
 
