@@ -5,8 +5,8 @@
 //!
 //! Ids are read from the id column of every file of every split (batch by batch, as
 //! [`mod@crate::profile`] reads files), rendered as text and hashed to 64 bits; a map from hash to
-//! the split that first held it is kept for at most `max_ids` ids (about 20 bytes each: 4
-//! million ids take about 80 MiB). Past that bound, later ids are still looked up, so an
+//! the split that first held it is kept for at most `max_ids` ids (16 bytes an entry, 20 to 40
+//! with the hash table's spare room: 4 million ids take 80 to 160 MiB). Past that bound, later ids are still looked up, so an
 //! overlap with an id already indexed is found, but new ids are not indexed, and the report
 //! says it is incomplete. Two different ids share a 64-bit hash with probability about
 //! n²/2^65 (4·10⁻⁷ for 4 million ids): the examples quote the ids as read, for a person to
@@ -207,10 +207,9 @@ where
         complete: true,
     };
     let split_names: Vec<&SplitName> = splits.keys().collect();
-    let mut first_split: HashMap<u64, u16> = HashMap::new();
+    let mut first_split: HashMap<u64, usize> = HashMap::new();
     let mut id = String::new();
     for (split_index, (split, paths)) in splits.iter().enumerate() {
-        let split_index = u16::try_from(split_index).unwrap_or(u16::MAX);
         for path in paths {
             let file_error = |message: String| ProfileError::File { path: path.to_string(), message };
             let entry = manifest.file(path).ok_or_else(|| file_error("not a file of the version".into()))?;
@@ -240,10 +239,7 @@ where
                             if report.examples.len() < limits.max_examples {
                                 report.examples.push(OverlapExample {
                                     id: capped_display(&id, 200),
-                                    first_split: split_names
-                                        .get(usize::from(first))
-                                        .map(|s| s.to_string())
-                                        .unwrap_or_default(),
+                                    first_split: split_names.get(first).map(|s| s.to_string()).unwrap_or_default(),
                                     second_split: split.to_string(),
                                 });
                             }
