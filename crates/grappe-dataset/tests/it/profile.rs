@@ -335,3 +335,29 @@ fn too_many_columns_is_an_error() {
     let object = (0..20).map(|i| format!("\"c{i}\": {i}")).collect::<Vec<_>>().join(", ");
     line_error(run("a.jsonl", format!("{{\"a\": 1}}\n{{{object}}}\n"), &limits), 2, "more than 10 fields");
 }
+
+/// Parquet files with random bytes changed: each is profiled or refused with an error, never a
+/// panic (parquet 60.1 panics on a few; `profile` turns those into errors).
+#[test]
+fn parquet_with_random_damage_never_panics() {
+    let files = [parquet_file(Compression::UNCOMPRESSED), parquet_file(Compression::SNAPPY)];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut decoder_failures = 0;
+    for i in 0..1500 {
+        let mut bytes = files[i % 2].clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        if let Err(ProfileError::File { message, .. }) = run("x.parquet", bytes, &ProfileLimits::DEFAULT) {
+            decoder_failures += usize::from(message.starts_with("the decoder failed on damaged data"));
+        }
+    }
+    eprintln!("{decoder_failures} panics caught");
+}
