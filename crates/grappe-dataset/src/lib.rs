@@ -42,7 +42,7 @@ pub mod render;
 pub mod splits;
 
 pub use card::{Card, CardErrors, CardIssue, CardParse, Config, LegalBasis, License, PersonalData, Provenance};
-pub use profile::{ColumnProfile, ColumnStats, FileProfile, Format, ProfileError, ProfileLimits, profile};
+pub use profile::{ColumnProfile, ColumnStats, FileProfile, Format, ProfileError, ProfileLimits, TopValue, profile};
 pub use render::render_markdown;
 pub use splits::{
     OverlapExample, OverlapLimits, OverlapReport, ResolvedSplits, SplitErrors, SplitIssue, check_overlap,

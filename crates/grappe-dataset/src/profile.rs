@@ -11,7 +11,7 @@
 //! inference); a later row that does not fit those types is reported with its line, as is any
 //! row arrow cannot decode: a failed batch is decoded again one record at a time to find it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -42,8 +42,11 @@ pub struct ProfileLimits {
     pub preview_rows: usize,
     /// Characters of a preview cell; a longer value is cut and ends with `…`.
     pub preview_cell_chars: usize,
-    /// Distinct values counted exactly per text column; past it, "at least".
+    /// Distinct values counted exactly per text column; past it, "at least". Each takes about
+    /// 20 to 40 bytes, so 4096 take at most about 160 KiB a column.
     pub distinct_cap: usize,
+    /// Most frequent values listed for a categorical text column.
+    pub top_values: usize,
     /// Bytes of one read of a Parquet file: its footer, a column chunk.
     pub max_read_bytes: usize,
 }
@@ -58,6 +61,7 @@ impl ProfileLimits {
         preview_rows: 20,
         preview_cell_chars: 200,
         distinct_cap: 4096,
+        top_values: 10,
         max_read_bytes: 256 << 20,
     };
 }
@@ -123,17 +127,30 @@ pub enum ColumnStats {
         mean: Option<f64>,
     },
     /// Lengths in characters; `distinct` is exact unless `distinct_capped`, then a lower bound
-    /// (values are counted by a 64-bit hash).
+    /// (values are counted by a 64-bit hash). `top_values`, most frequent first, only for a
+    /// column of at most [`CATEGORICAL_MAX`] distinct values (labels, categories), else empty.
     Text {
         min_length: Option<u64>,
         max_length: Option<u64>,
         distinct: u64,
         distinct_capped: bool,
+        top_values: Vec<TopValue>,
     },
     Boolean {
         true_count: u64,
         false_count: u64,
     },
+}
+
+/// The most distinct values a text column may have for its most frequent values to be listed.
+pub const CATEGORICAL_MAX: usize = 256;
+
+/// A value and the rows that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopValue {
+    /// Cut to 100 characters.
+    pub value: String,
+    pub count: u64,
 }
 
 /// Why a file could not be profiled. Each names the file; text files name the line.
@@ -161,10 +178,10 @@ pub fn profile<R: Read + Seek + Send + 'static>(
         .ok_or_else(|| ProfileError::Unsupported { path: path.to_string(), media_type: media_type.to_string() })?;
     let mut profiler: Option<Profiler> = None;
     let schema = for_each_batch(path, format, reader, limits, &mut |batch| {
-        profiler.get_or_insert_with(|| Profiler::new(&batch.schema(), limits)).add(batch, limits)
+        profiler.get_or_insert_with(|| Profiler::new(&batch.schema())).add(batch, limits)
     })?;
-    let profiler = profiler.unwrap_or_else(|| Profiler::new(&schema, limits));
-    Ok(profiler.finish(path, format, &schema))
+    let profiler = profiler.unwrap_or_else(|| Profiler::new(&schema));
+    Ok(profiler.finish(path, format, &schema, limits))
 }
 
 /// A visitor of batches; its error ends the reading.
@@ -590,13 +607,13 @@ struct ColumnAccumulator {
 
 enum Accumulator {
     Numeric { min: f64, max: f64, sum: f64, count: u64 },
-    Text { min_length: u64, max_length: u64, count: u64, distinct: HashSet<u64>, capped: bool },
+    Text(TextAccumulator),
     Boolean { true_count: u64, false_count: u64 },
     Nothing,
 }
 
 impl Profiler {
-    fn new(schema: &SchemaRef, limits: &ProfileLimits) -> Profiler {
+    fn new(schema: &SchemaRef) -> Profiler {
         let columns = schema
             .fields()
             .iter()
@@ -606,13 +623,9 @@ impl Profiler {
                     t if t.is_numeric() => {
                         Accumulator::Numeric { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, count: 0 }
                     }
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Accumulator::Text {
-                        min_length: u64::MAX,
-                        max_length: 0,
-                        count: 0,
-                        distinct: HashSet::with_capacity(limits.distinct_cap.min(1024)),
-                        capped: false,
-                    },
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                        Accumulator::Text(TextAccumulator::default())
+                    }
                     DataType::Boolean => Accumulator::Boolean { true_count: 0, false_count: 0 },
                     _ => Accumulator::Nothing,
                 },
@@ -655,17 +668,9 @@ impl Profiler {
                         *count += 1;
                     }
                 }
-                Accumulator::Text { min_length, max_length, count, distinct, capped } => {
-                    for text in strings(column.as_ref()).flatten() {
-                        let length = text.chars().count() as u64;
-                        *min_length = (*min_length).min(length);
-                        *max_length = (*max_length).max(length);
-                        *count += 1;
-                        if distinct.len() < limits.distinct_cap {
-                            distinct.insert(hash64(text.as_bytes()));
-                        } else if !*capped && !distinct.contains(&hash64(text.as_bytes())) {
-                            *capped = true;
-                        }
+                Accumulator::Text(text) => {
+                    for value in strings(column.as_ref()).flatten() {
+                        text.add(value, limits);
                     }
                 }
                 Accumulator::Boolean { true_count, false_count } => {
@@ -681,7 +686,7 @@ impl Profiler {
         Ok(())
     }
 
-    fn finish(self, path: &DatasetPath, format: Format, schema: &SchemaRef) -> FileProfile {
+    fn finish(self, path: &DatasetPath, format: Format, schema: &SchemaRef, limits: &ProfileLimits) -> FileProfile {
         let columns = schema
             .fields()
             .iter()
@@ -697,12 +702,7 @@ impl Profiler {
                         max: (count > 0).then_some(max),
                         mean: (count > 0).then(|| sum / count as f64),
                     }),
-                    Accumulator::Text { min_length, max_length, count, distinct, capped } => Some(ColumnStats::Text {
-                        min_length: (count > 0).then_some(min_length),
-                        max_length: (count > 0).then_some(max_length),
-                        distinct: distinct.len() as u64,
-                        distinct_capped: capped,
-                    }),
+                    Accumulator::Text(text) => Some(text.finish(limits)),
                     Accumulator::Boolean { true_count, false_count } => {
                         Some(ColumnStats::Boolean { true_count, false_count })
                     }
@@ -711,6 +711,61 @@ impl Profiler {
             })
             .collect();
         FileProfile { path: path.to_string(), format, row_count: self.row_count, columns, preview: self.preview }
+    }
+}
+
+/// Lengths and distinct values of a text column; the values themselves are kept while there
+/// are at most [`CATEGORICAL_MAX`], for the most frequent.
+#[derive(Default)]
+struct TextAccumulator {
+    /// Over the non-null values.
+    count: u64,
+    min_length: u64,
+    max_length: u64,
+    /// Rows per distinct value's hash, for at most `distinct_cap` values.
+    counts: HashMap<u64, u64>,
+    /// The values, cut to 100 characters, while `counts` holds at most [`CATEGORICAL_MAX`].
+    values: HashMap<u64, String>,
+    capped: bool,
+}
+
+impl TextAccumulator {
+    fn add(&mut self, value: &str, limits: &ProfileLimits) {
+        let length = value.chars().count() as u64;
+        self.min_length = if self.count == 0 { length } else { self.min_length.min(length) };
+        self.max_length = self.max_length.max(length);
+        self.count += 1;
+        let hash = hash64(value.as_bytes());
+        if let Some(rows) = self.counts.get_mut(&hash) {
+            *rows += 1;
+        } else if self.counts.len() < limits.distinct_cap {
+            self.counts.insert(hash, 1);
+            if self.counts.len() <= CATEGORICAL_MAX {
+                self.values.insert(hash, capped_display(&value, 100));
+            } else if !self.values.is_empty() {
+                self.values = HashMap::new();
+            }
+        } else {
+            self.capped = true;
+        }
+    }
+
+    fn finish(self, limits: &ProfileLimits) -> ColumnStats {
+        // Past the cap, new values went uncounted: no list rather than a wrong one.
+        let values = if self.capped { HashMap::new() } else { self.values };
+        let mut top_values: Vec<TopValue> = values
+            .into_iter()
+            .map(|(hash, value)| TopValue { value, count: self.counts.get(&hash).copied().unwrap_or(0) })
+            .collect();
+        top_values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        top_values.truncate(limits.top_values);
+        ColumnStats::Text {
+            min_length: (self.count > 0).then_some(self.min_length),
+            max_length: (self.count > 0).then_some(self.max_length),
+            distinct: self.counts.len() as u64,
+            distinct_capped: self.capped,
+            top_values,
+        }
     }
 }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use grappe_dataset::{ColumnStats, FileProfile, Format, ProfileError, ProfileLimits, profile};
+use grappe_dataset::{ColumnStats, FileProfile, Format, ProfileError, ProfileLimits, TopValue, profile};
 use grappe_store::{DatasetPath, MediaType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -29,6 +29,10 @@ fn line_error(result: Result<FileProfile, ProfileError>, expected_line: u64, wor
     }
 }
 
+fn top(values: &[(&str, u64)]) -> Vec<TopValue> {
+    values.iter().map(|&(value, count)| TopValue { value: value.into(), count }).collect()
+}
+
 fn types(profile: &FileProfile) -> Vec<(&str, &str)> {
     profile.columns.iter().map(|c| (c.name.as_str(), c.data_type.as_str())).collect()
 }
@@ -52,7 +56,13 @@ fn csv_schema_counts_stats_and_preview() {
     );
     assert_eq!(
         profile.columns[2].stats,
-        Some(ColumnStats::Text { min_length: Some(4), max_length: Some(5), distinct: 2, distinct_capped: false })
+        Some(ColumnStats::Text {
+            min_length: Some(4),
+            max_length: Some(5),
+            distinct: 2,
+            distinct_capped: false,
+            top_values: top(&[("Paris", 2), ("Lyon", 1)])
+        })
     );
     assert_eq!(profile.columns[3].stats, Some(ColumnStats::Boolean { true_count: 2, false_count: 1 }));
     assert_eq!(profile.preview.len(), 4);
@@ -187,14 +197,53 @@ fn many_batches_give_the_same_statistics_and_capped_distinct_counts() {
     );
     assert_eq!(
         profile.columns[1].stats,
-        Some(ColumnStats::Text { min_length: Some(2), max_length: Some(3), distinct: 20, distinct_capped: true })
+        Some(ColumnStats::Text {
+            min_length: Some(2),
+            max_length: Some(3),
+            distinct: 20,
+            distinct_capped: true,
+            top_values: Vec::new()
+        })
     );
     assert_eq!(profile.preview.len(), 3);
     let exact = run("big.csv", csv, &ProfileLimits::DEFAULT).expect("profile");
     assert_eq!(
         exact.columns[1].stats,
-        Some(ColumnStats::Text { min_length: Some(2), max_length: Some(3), distinct: 50, distinct_capped: false })
+        Some(ColumnStats::Text {
+            min_length: Some(2),
+            max_length: Some(3),
+            distinct: 50,
+            distinct_capped: false,
+            // Ties in name order.
+            top_values: top(&[
+                ("g0", 200),
+                ("g1", 200),
+                ("g10", 200),
+                ("g11", 200),
+                ("g12", 200),
+                ("g13", 200),
+                ("g14", 200),
+                ("g15", 200),
+                ("g16", 200),
+                ("g17", 200)
+            ])
+        })
     );
+}
+
+#[test]
+fn top_values_only_for_categorical_columns() {
+    let mut csv = String::from("label,id\n");
+    for i in 0..1000 {
+        csv.push_str(&format!("{},x{i}\n", ["pos", "neg", "neutre"][i % 3]));
+    }
+    let profile = ok("a.csv", csv);
+    let top_of = |column: usize| match &profile.columns[column].stats {
+        Some(ColumnStats::Text { top_values, .. }) => top_values.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(top_of(0), top(&[("pos", 334), ("neg", 333), ("neutre", 333)]));
+    assert_eq!(top_of(1), []);
 }
 
 #[test]
@@ -273,7 +322,21 @@ fn parquet_written_here_is_profiled() {
         );
         assert_eq!(
             profile.columns[2].stats,
-            Some(ColumnStats::Text { min_length: Some(9), max_length: Some(9), distinct: 7, distinct_capped: false })
+            Some(ColumnStats::Text {
+                min_length: Some(9),
+                max_length: Some(9),
+                distinct: 7,
+                distinct_capped: false,
+                top_values: top(&[
+                    ("commune-0", 429),
+                    ("commune-1", 429),
+                    ("commune-2", 429),
+                    ("commune-3", 429),
+                    ("commune-4", 428),
+                    ("commune-5", 428),
+                    ("commune-6", 428)
+                ])
+            })
         );
         assert_eq!(profile.columns[3].stats, Some(ColumnStats::Boolean { true_count: 1500, false_count: 1500 }));
         assert_eq!(profile.preview[0], [Some("0".into()), None, Some("commune-0".into()), Some("true".into())]);
