@@ -246,3 +246,55 @@ fn hostile_yaml_is_refused_quickly() {
         assert!(message.contains("budget breached") || message.contains("recursion limit"), "{name}: {message}");
     }
 }
+
+/// A card as Hugging Face's hub writes it is read as is; only Grappe's required
+/// `personal_data` is missing.
+#[test]
+fn hugging_face_card_needs_only_personal_data() {
+    let card = r#"---
+annotations_creators:
+- no-annotation
+language_creators:
+- found
+language:
+- fr
+license: cc-by-sa-4.0
+multilinguality:
+- monolingual
+size_categories:
+- 1M<n<10M
+source_datasets:
+- original
+task_categories:
+- text-generation
+task_ids:
+- language-modeling
+pretty_name: Wikipédia FR
+dataset_info:
+  features:
+  - name: id
+    dtype: string
+  - name: text
+    dtype: string
+  splits:
+  - name: train
+    num_bytes: 7284734283
+    num_examples: 2564646
+  download_size: 4156574226
+  dataset_size: 7284734283
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+---
+
+# Dataset Card for Wikipédia FR
+"#;
+    check_errors(card, &[("personal_data", "required")]);
+    let with_personal_data = card.replacen("license:", "personal_data: none\nlicense:", 1);
+    let parsed = Card::parse(&with_personal_data).expect("valid");
+    let fields: Vec<&str> = parsed.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(fields, ["provenance"]);
+    assert_eq!(parsed.card.extra.len(), 6);
+}
