@@ -81,7 +81,7 @@ async fn demo_dataset(state: &AppState) -> AppResult<()> {
     };
     let folder = state.config.data_dir.join("demo").join(NAME);
     let store = state.store.clone();
-    let (version, id) = crate::data::blocking(move || {
+    let (version, checked, id) = crate::data::blocking(move || {
         let build = || -> anyhow::Result<_> {
             std::fs::create_dir_all(&folder)?;
             let mut splits = Splits::new();
@@ -93,10 +93,12 @@ async fn demo_dataset(state: &AppState) -> AppResult<()> {
             let (committed, _) = store.push_dir(&folder, &Name::parse(NAME)?, CARD.to_owned(), splits)?;
             Ok((store.version(&committed.id)?, committed.id))
         };
-        build().map_err(AppError::Internal)
+        let (version, id) = build().map_err(AppError::Internal)?;
+        let checked = crate::data::validate::check(&store, &version, true)?;
+        Ok((version, checked, id))
     })
     .await?;
-    crate::data::publish(state, &dataset, &version, id, None, "demo").await?;
+    crate::data::publish(state, &dataset, &version, &checked, id, None, "demo").await?;
     Ok(())
 }
 

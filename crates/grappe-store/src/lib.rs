@@ -30,6 +30,7 @@ pub use manifest::{
 };
 pub use pack::Compression;
 pub use store::{
-    CommitCheck, Committed, Damage, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport, WriteStats,
+    CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport,
+    WriteStats,
     scan_dir,
 };

@@ -1261,3 +1261,61 @@ const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Store>();
 };
+
+/// A stored file as a `Read + Seek` stream, reading one chunk at a time (each checked against
+/// its digest when read): for readers that need to seek, as Parquet's does, with memory bounded
+/// by one chunk whatever the file's size.
+pub struct FileReader {
+    store: std::sync::Arc<Store>,
+    file: FileEntry,
+    /// Where each chunk starts in the file.
+    starts: Vec<u64>,
+    position: u64,
+    /// The chunk last read: its index and bytes.
+    current: Option<(usize, Vec<u8>)>,
+}
+
+impl FileReader {
+    pub fn new(store: std::sync::Arc<Store>, file: FileEntry) -> FileReader {
+        let mut starts = Vec::with_capacity(file.chunks.len());
+        let mut at = 0u64;
+        for chunk in &file.chunks {
+            starts.push(at);
+            at += u64::from(chunk.len_bytes);
+        }
+        FileReader { store, file, starts, position: 0, current: None }
+    }
+}
+
+impl io::Read for FileReader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if buffer.is_empty() || self.position >= self.file.size_bytes {
+            return Ok(0);
+        }
+        // The chunk holding `position`: the last one starting at or before it.
+        let index = self.starts.partition_point(|start| *start <= self.position) - 1;
+        if self.current.as_ref().is_none_or(|(current, _)| *current != index) {
+            let bytes = self.store.read_chunk(&self.file.chunks[index].digest).map_err(io::Error::other)?;
+            self.current = Some((index, bytes));
+        }
+        let Some((_, bytes)) = &self.current else { return Ok(0) };
+        let offset = (self.position - self.starts[index]) as usize;
+        let count = buffer.len().min(bytes.len() - offset);
+        buffer[..count].copy_from_slice(&bytes[offset..offset + count]);
+        self.position += count as u64;
+        Ok(count)
+    }
+}
+
+impl io::Seek for FileReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::End(delta) => self.file.size_bytes.checked_add_signed(delta),
+            io::SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        let target = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.position = target;
+        Ok(target)
+    }
+}

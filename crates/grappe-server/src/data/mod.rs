@@ -19,6 +19,7 @@
 pub mod catalog;
 pub mod inputs;
 pub mod pages;
+pub mod validate;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use grappe_dataset::{Card, License, render_markdown};
 use grappe_db::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 use grappe_domain::policy::{self, Access, Actor};
 use grappe_store::{
@@ -413,35 +415,45 @@ pub(crate) struct Headline {
     pub tasks: Vec<String>,
 }
 
-/// A card's Markdown as HTML that is safe to put in a page: the text, escaped.
-pub(crate) fn render_card(card: &str) -> String {
-    let mut escaped = String::with_capacity(card.len() + 32);
-    for c in card.chars() {
-        match c {
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '&' => escaped.push_str("&amp;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
+/// A card's Markdown body as sanitized HTML; a card that does not parse (pushed straight to a
+/// store, with no server to check it) as escaped text.
+pub(crate) fn render_card(text: &str) -> String {
+    match Card::parse(text) {
+        Ok(parsed) => render_markdown(&parsed.card.body),
+        Err(_) if text.trim().is_empty() => String::new(),
+        Err(_) => {
+            let mut escaped = String::with_capacity(text.len() + 32);
+            for c in text.chars() {
+                match c {
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '&' => escaped.push_str("&amp;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            format!("<pre class=\"card-text\">{escaped}</pre>")
         }
     }
-    format!("<pre class=\"card-text\">{escaped}</pre>")
 }
 
-/// The card's headline, with the dataset's name as the title when the card gives none.
-pub(crate) fn headline(dataset: &str, card: &str) -> Headline {
-    let title = card
-        .lines()
-        .find_map(|line| line.strip_prefix("# "))
-        .map(str::trim)
-        .filter(|title| !title.is_empty())
-        .unwrap_or(dataset);
+/// The card's headline: its `pretty_name`, else its first heading, else the dataset's name.
+pub(crate) fn headline(dataset: &str, card: Option<&Card>) -> Headline {
+    let Some(card) = card else {
+        return Headline { title: dataset.to_owned(), licence: String::new(), languages: Vec::new(), tasks: Vec::new() };
+    };
+    let heading = card.body.lines().find_map(|line| line.strip_prefix("# ")).map(str::trim);
+    let title = card.pretty_name.as_deref().or(heading).filter(|title| !title.is_empty()).unwrap_or(dataset);
+    let licence = match &card.license {
+        License::Id { id } => id.clone(),
+        License::Other { name, .. } => name.clone(),
+    };
     Headline {
         title: title.chars().take(200).collect(),
-        licence: String::new(),
-        languages: Vec::new(),
-        tasks: Vec::new(),
+        licence,
+        languages: card.languages.clone(),
+        tasks: card.task_categories.clone(),
     }
 }
 
@@ -458,18 +470,20 @@ pub async fn commit(
     let version =
         Version::parse(&body, &state.store.config().limits).map_err(|error| AppError::Invalid(error.to_string()))?;
     check_storage(&state, &dataset, version.manifest().total_bytes(), 0).await?;
-    let (version, committed) = blocking(move || {
+    let public = dataset.public;
+    let (version, checked, committed) = blocking(move || {
+        let checked = validate::check(&store, &version, public)?;
         // The files' hashes come from the client: each file is read back whole and checked.
         let committed = store.commit_version(&version, &dataset_name, CommitCheck::WholeFiles).map_err(store_error)?;
-        Ok((version, committed))
+        Ok((version, checked, committed))
     })
     .await?;
     let created_by = caller.user.as_ref().map(|user| user.id);
-    let (status, row) =
-        match publish(&state, &dataset, &version, committed.id, created_by, &caller.audit_name()).await? {
-            Published::New(row) => (StatusCode::CREATED, row),
-            Published::Unchanged(row) => (StatusCode::OK, row),
-        };
+    let published = publish(&state, &dataset, &version, &checked, committed.id, created_by, &caller.audit_name()).await?;
+    let (status, row) = match published {
+        Published::New(row) => (StatusCode::CREATED, row),
+        Published::Unchanged(row) => (StatusCode::OK, row),
+    };
     let mut answer = version_row_json(&row);
     answer["dataset"] = Value::String(dataset.name);
     answer["unchanged"] = Value::Bool(status == StatusCode::OK);
@@ -482,16 +496,18 @@ pub(crate) async fn publish(
     state: &AppState,
     dataset: &DatasetRow,
     version: &Version,
+    checked: &validate::Checked,
     id: VersionId,
     created_by: Option<i64>,
     actor: &str,
 ) -> AppResult<Published> {
-    let headline = headline(&dataset.name, version.card());
+    let headline = headline(&dataset.name, checked.card.as_ref());
+    let report = serde_json::to_string(&checked.report).map_err(anyhow::Error::from)?;
     let new = NewDatasetVersion {
         version: &id.to_string(),
         files: version.manifest().files().len() as i64,
         size_bytes: version.manifest().total_bytes() as i64,
-        report: "{}",
+        report: &report,
         created_by,
         title: &headline.title,
         licence: &headline.licence,

@@ -5,6 +5,7 @@
 
 mod crash;
 mod damage;
+mod reader;
 mod store;
 
 use std::path::{Path, PathBuf};
