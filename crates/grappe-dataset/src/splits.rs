@@ -220,7 +220,7 @@ where
             let reader = open(path).map_err(|error| file_error(format!("read error: {error}")))?;
             let no_column = || format!("no column `{id_column}` (the card's `id_column`)");
             let options = FormatOptions::default();
-            let schema = for_each_batch(path, format, reader, profile_limits, &mut |batch| {
+            let decoded = for_each_batch(path, format, reader, profile_limits, &mut |batch| {
                 let column = batch.column_by_name(id_column).ok_or_else(|| ArrowError::SchemaError(no_column()))?;
                 let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
                 for row in 0..column.len() {
@@ -253,7 +253,7 @@ where
                 }
                 Ok(())
             })?;
-            if schema.index_of(id_column).is_err() {
+            if decoded.schema.index_of(id_column).is_err() {
                 return Err(file_error(no_column()));
             }
         }
