@@ -145,6 +145,10 @@ pub enum ColumnStats {
     },
 }
 
+/// Bytes of a Parquet file's footer (its metadata, decoded into memory whole). Footers of
+/// real files are kilobytes to a few megabytes.
+pub const MAX_PARQUET_FOOTER_BYTES: usize = 16 << 20;
+
 /// The most distinct values a text column may have for its most frequent values to be listed.
 pub const CATEGORICAL_MAX: usize = 256;
 
@@ -540,9 +544,9 @@ impl Context<'_> {
             return Err(not_parquet("no `PAR1` at its end (truncated?)"));
         }
         let footer_bytes = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
-        if footer_bytes > self.limits.max_read_bytes {
-            return Err(self
-                .file_error(format_args!("a footer of {footer_bytes} bytes, at most {}", self.limits.max_read_bytes)));
+        let max_footer_bytes = self.limits.max_read_bytes.min(MAX_PARQUET_FOOTER_BYTES);
+        if footer_bytes > max_footer_bytes {
+            return Err(self.file_error(format_args!("a footer of {footer_bytes} bytes, at most {max_footer_bytes}")));
         }
         let source =
             SeekSource { inner: Arc::new(Mutex::new(reader)), len, max_read_bytes: self.limits.max_read_bytes };

@@ -378,6 +378,15 @@ fn damaged_parquet_is_a_clear_error() {
             other => panic!("{case}: {other:?}"),
         }
     }
+    let mut forged = good.clone();
+    let at = forged.len() - 8;
+    forged[at..at + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    match run("x.parquet", forged, &ProfileLimits::DEFAULT) {
+        Err(ProfileError::File { message, .. }) => {
+            assert_eq!(message, "a footer of 2147483647 bytes, at most 16777216")
+        }
+        other => panic!("{other:?}"),
+    }
     let small = ProfileLimits { max_read_bytes: 100, ..ProfileLimits::DEFAULT };
     match run("x.parquet", good, &small) {
         Err(ProfileError::File { message, .. }) => assert!(message.contains("at most 100"), "{message}"),
