@@ -236,6 +236,15 @@ enum TextFormat {
     Jsonl,
 }
 
+impl TextFormat {
+    fn delimiter(self) -> Option<u8> {
+        match self {
+            TextFormat::Csv(delimiter) => Some(delimiter),
+            TextFormat::Jsonl => None,
+        }
+    }
+}
+
 /// The arrow decoders of CSV and JSON, which share this shape.
 trait TextDecoder {
     fn decode(&mut self, bytes: &[u8]) -> Result<usize, ArrowError>;
@@ -332,36 +341,34 @@ impl Context<'_> {
         Ok(())
     }
 
+    fn empty(&self) -> ProfileError {
+        ProfileError::Empty { path: self.path.to_string() }
+    }
+
+    /// For CSV, the header and the delimiter: `;` rather than `,` when the header has more
+    /// fields by it, as French spreadsheets write. The format as given for JSON lines.
+    fn csv_header<R: BufRead>(
+        &self,
+        records: &mut Records<R>,
+        format: TextFormat,
+    ) -> Result<(TextFormat, Option<Vec<u8>>), ProfileError> {
+        let TextFormat::Csv(delimiter) = format else { return Ok((format, None)) };
+        let Some((_, header)) = records.next_record().map_err(|e| self.record_error(e))? else {
+            return Err(self.empty());
+        };
+        let semicolons = delimiter == b',' && csv_field_count(header, b';') > csv_field_count(header, b',');
+        let delimiter = if semicolons { b';' } else { delimiter };
+        // Counted before arrow builds a field for each.
+        self.check_column_count(csv_field_count(header, delimiter))?;
+        let header = header.to_vec();
+        records.set_csv_delimiter(delimiter);
+        Ok((TextFormat::Csv(delimiter), Some(header)))
+    }
+
     fn text<R: BufRead>(&self, reader: R, format: TextFormat, visit: &mut Visit<'_>) -> Result<Decoded, ProfileError> {
         let limits = self.limits;
-        let csv_delimiter = match format {
-            TextFormat::Csv(delimiter) => Some(delimiter),
-            TextFormat::Jsonl => None,
-        };
-        let mut records = Records::new(reader, csv_delimiter, limits.max_record_bytes);
-        let header = match format {
-            TextFormat::Csv(_) => match records.next_record().map_err(|e| self.record_error(e))? {
-                Some((_, header)) => Some(header.to_vec()),
-                None => return Err(ProfileError::Empty { path: self.path.to_string() }),
-            },
-            TextFormat::Jsonl => None,
-        };
-        let format = match (format, &header) {
-            // French spreadsheets write `;`.
-            (TextFormat::Csv(b','), Some(header)) if csv_field_count(header, b';') > csv_field_count(header, b',') => {
-                TextFormat::Csv(b';')
-            }
-            _ => format,
-        };
-        let delimiter = match format {
-            TextFormat::Csv(delimiter) => Some(delimiter),
-            TextFormat::Jsonl => None,
-        };
-        if let (Some(delimiter), Some(header)) = (delimiter, &header) {
-            records.set_csv_delimiter(delimiter);
-            // Counted before arrow builds a field for each.
-            self.check_column_count(csv_field_count(header, delimiter))?;
-        }
+        let mut records = Records::new(reader, format.delimiter(), limits.max_record_bytes);
+        let (format, header) = self.csv_header(&mut records, format)?;
         let mut pending = Pending::default();
         let mut at_end = false;
         while pending.starts.len() < limits.infer_rows.max(1) && pending.bytes.len() < limits.batch_bytes {
@@ -375,7 +382,7 @@ impl Context<'_> {
         }
         let schema = match (format, &header) {
             (TextFormat::Csv(delimiter), Some(header)) => self.infer_csv(delimiter, header, &pending)?,
-            _ if pending.starts.is_empty() => return Err(ProfileError::Empty { path: self.path.to_string() }),
+            _ if pending.starts.is_empty() => return Err(self.empty()),
             _ => self.infer_json(&pending)?,
         };
         self.check_columns(&schema)?;
@@ -404,7 +411,7 @@ impl Context<'_> {
                 pending.clear();
             }
             if at_end {
-                return Ok(Decoded { schema, delimiter });
+                return Ok(Decoded { schema, delimiter: format.delimiter() });
             }
             match records.next_record().map_err(|e| self.record_error(e))? {
                 Some((line, record)) => pending.push(line, record),
@@ -530,7 +537,7 @@ impl Context<'_> {
         let not_parquet = |reason: &str| self.file_error(format_args!("not a Parquet file: {reason}"));
         let len = reader.seek(SeekFrom::End(0)).map_err(|e| self.file_error(format_args!("read error: {e}")))?;
         if len == 0 {
-            return Err(ProfileError::Empty { path: self.path.to_string() });
+            return Err(self.empty());
         }
         if len < 12 {
             return Err(not_parquet("shorter than its magic numbers"));
