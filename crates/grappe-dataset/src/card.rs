@@ -7,6 +7,23 @@
 //! expected. Fields Grappe does not read are kept in [`Card::extra`]; those Hugging Face defines
 //! are kept silently, any other is reported as a warning (often a misspelt field).
 //!
+//! Grappe's own fields, beside Hugging Face's (`license` and `personal_data` are required):
+//!
+//! ```yaml
+//! provenance:
+//!   source: Délibérations publiées par les communes   # required in `provenance`
+//!   producer: Etalab
+//!   collection_method: Moissonnage des sites des communes
+//!   url: https://www.data.gouv.fr/
+//! personal_data: none            # or {level: pseudonymised | personal, legal_basis: consent |
+//!                                #     contract | legal_obligation | vital_interests |
+//!                                #     public_task | legitimate_interests}
+//! intended_uses: [Entraîner des classifieurs d'actes administratifs]
+//! out_of_scope_uses: [Profilage d'élus]
+//! specificity: Langue administrative française, droit des collectivités
+//! id_column: id                  # no id in two splits
+//! ```
+//!
 //! The YAML is parsed by `serde-saphyr` under a budget (bytes, events, nodes, depth, anchors,
 //! aliases and alias replay), so a hostile front matter (an alias bomb, deep nesting) is refused
 //! in time and memory proportional to the bounds below, never expanded.

@@ -100,6 +100,9 @@ impl Format {
 pub struct FileProfile {
     pub path: String,
     pub format: Format,
+    /// CSV and TSV: the field delimiter (`,`, or `;` when the header has more fields by it, as
+    /// French spreadsheets write; a tab for TSV).
+    pub delimiter: Option<char>,
     pub row_count: u64,
     pub columns: Vec<ColumnProfile>,
     /// The first rows as text, one value per column, `None` for null.
@@ -142,6 +145,10 @@ pub enum ColumnStats {
     },
 }
 
+/// Bytes of a Parquet file's footer (its metadata, decoded into memory whole). Footers of
+/// real files are kilobytes to a few megabytes.
+pub const MAX_PARQUET_FOOTER_BYTES: usize = 16 << 20;
+
 /// The most distinct values a text column may have for its most frequent values to be listed.
 pub const CATEGORICAL_MAX: usize = 256;
 
@@ -177,17 +184,24 @@ pub fn profile<R: Read + Seek + Send + 'static>(
     let format = Format::from_media_type(media_type)
         .ok_or_else(|| ProfileError::Unsupported { path: path.to_string(), media_type: media_type.to_string() })?;
     let mut profiler: Option<Profiler> = None;
-    let schema = for_each_batch(path, format, reader, limits, &mut |batch| {
+    let decoded = for_each_batch(path, format, reader, limits, &mut |batch| {
         profiler.get_or_insert_with(|| Profiler::new(&batch.schema())).add(batch, limits)
     })?;
-    let profiler = profiler.unwrap_or_else(|| Profiler::new(&schema));
-    Ok(profiler.finish(path, format, &schema, limits))
+    let profiler = profiler.unwrap_or_else(|| Profiler::new(&decoded.schema));
+    Ok(profiler.finish(path, format, &decoded, limits))
+}
+
+/// What a file's decoding found besides its batches.
+pub(crate) struct Decoded {
+    pub(crate) schema: SchemaRef,
+    /// CSV and TSV: the field delimiter.
+    pub(crate) delimiter: Option<u8>,
 }
 
 /// A visitor of batches; its error ends the reading.
 pub(crate) type Visit<'a> = dyn FnMut(&RecordBatch) -> Result<(), ArrowError> + 'a;
 
-/// Decodes a file batch by batch, handing each to `visit`; returns the file's schema.
+/// Decodes a file batch by batch, handing each to `visit`.
 ///
 /// The decoders are arrow-rs's, which still panic on some damaged Parquet files (overflows,
 /// negative lengths: 7 of 3,000 files with random bytes changed, parquet 60.1); such a panic
@@ -198,7 +212,7 @@ pub(crate) fn for_each_batch<R: Read + Seek + Send + 'static>(
     reader: R,
     limits: &ProfileLimits,
     visit: &mut Visit<'_>,
-) -> Result<SchemaRef, ProfileError> {
+) -> Result<Decoded, ProfileError> {
     let context = Context { path, limits };
     // Nothing that outlives a panic is left half-changed: the caller gets an error and drops
     // what `visit` accumulated.
@@ -220,6 +234,15 @@ enum TextFormat {
     /// With its delimiter.
     Csv(u8),
     Jsonl,
+}
+
+impl TextFormat {
+    fn delimiter(self) -> Option<u8> {
+        match self {
+            TextFormat::Csv(delimiter) => Some(delimiter),
+            TextFormat::Jsonl => None,
+        }
+    }
 }
 
 /// The arrow decoders of CSV and JSON, which share this shape.
@@ -298,7 +321,10 @@ impl Context<'_> {
                 ),
             ),
             RecordError::InvalidUtf8 { line, column_byte } => {
-                let message = format!("invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8)");
+                let message = format!(
+                    "invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8; from a spreadsheet, \
+                     try `iconv -f WINDOWS-1252 -t UTF-8`)"
+                );
                 self.line_error(line, message)
             }
         }
@@ -315,29 +341,34 @@ impl Context<'_> {
         Ok(())
     }
 
-    fn text<R: BufRead>(
+    fn empty(&self) -> ProfileError {
+        ProfileError::Empty { path: self.path.to_string() }
+    }
+
+    /// For CSV, the header and the delimiter: `;` rather than `,` when the header has more
+    /// fields by it, as French spreadsheets write. The format as given for JSON lines.
+    fn csv_header<R: BufRead>(
         &self,
-        reader: R,
+        records: &mut Records<R>,
         format: TextFormat,
-        visit: &mut Visit<'_>,
-    ) -> Result<SchemaRef, ProfileError> {
+    ) -> Result<(TextFormat, Option<Vec<u8>>), ProfileError> {
+        let TextFormat::Csv(delimiter) = format else { return Ok((format, None)) };
+        let Some((_, header)) = records.next_record().map_err(|e| self.record_error(e))? else {
+            return Err(self.empty());
+        };
+        let semicolons = delimiter == b',' && csv_field_count(header, b';') > csv_field_count(header, b',');
+        let delimiter = if semicolons { b';' } else { delimiter };
+        // Counted before arrow builds a field for each.
+        self.check_column_count(csv_field_count(header, delimiter))?;
+        let header = header.to_vec();
+        records.set_csv_delimiter(delimiter);
+        Ok((TextFormat::Csv(delimiter), Some(header)))
+    }
+
+    fn text<R: BufRead>(&self, reader: R, format: TextFormat, visit: &mut Visit<'_>) -> Result<Decoded, ProfileError> {
         let limits = self.limits;
-        let csv_delimiter = match format {
-            TextFormat::Csv(delimiter) => Some(delimiter),
-            TextFormat::Jsonl => None,
-        };
-        let mut records = Records::new(reader, csv_delimiter, limits.max_record_bytes);
-        let header = match format {
-            TextFormat::Csv(delimiter) => match records.next_record().map_err(|e| self.record_error(e))? {
-                Some((_, header)) => {
-                    // Counted before arrow builds a field for each.
-                    self.check_column_count(csv_field_count(header, delimiter))?;
-                    Some(header.to_vec())
-                }
-                None => return Err(ProfileError::Empty { path: self.path.to_string() }),
-            },
-            TextFormat::Jsonl => None,
-        };
+        let mut records = Records::new(reader, format.delimiter(), limits.max_record_bytes);
+        let (format, header) = self.csv_header(&mut records, format)?;
         let mut pending = Pending::default();
         let mut at_end = false;
         while pending.starts.len() < limits.infer_rows.max(1) && pending.bytes.len() < limits.batch_bytes {
@@ -351,7 +382,7 @@ impl Context<'_> {
         }
         let schema = match (format, &header) {
             (TextFormat::Csv(delimiter), Some(header)) => self.infer_csv(delimiter, header, &pending)?,
-            _ if pending.starts.is_empty() => return Err(ProfileError::Empty { path: self.path.to_string() }),
+            _ if pending.starts.is_empty() => return Err(self.empty()),
             _ => self.infer_json(&pending)?,
         };
         self.check_columns(&schema)?;
@@ -380,7 +411,7 @@ impl Context<'_> {
                 pending.clear();
             }
             if at_end {
-                return Ok(schema);
+                return Ok(Decoded { schema, delimiter: format.delimiter() });
             }
             match records.next_record().map_err(|e| self.record_error(e))? {
                 Some((line, record)) => pending.push(line, record),
@@ -502,11 +533,11 @@ impl Context<'_> {
         &self,
         mut reader: R,
         visit: &mut Visit<'_>,
-    ) -> Result<SchemaRef, ProfileError> {
+    ) -> Result<Decoded, ProfileError> {
         let not_parquet = |reason: &str| self.file_error(format_args!("not a Parquet file: {reason}"));
         let len = reader.seek(SeekFrom::End(0)).map_err(|e| self.file_error(format_args!("read error: {e}")))?;
         if len == 0 {
-            return Err(ProfileError::Empty { path: self.path.to_string() });
+            return Err(self.empty());
         }
         if len < 12 {
             return Err(not_parquet("shorter than its magic numbers"));
@@ -520,9 +551,9 @@ impl Context<'_> {
             return Err(not_parquet("no `PAR1` at its end (truncated?)"));
         }
         let footer_bytes = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
-        if footer_bytes > self.limits.max_read_bytes {
-            return Err(self
-                .file_error(format_args!("a footer of {footer_bytes} bytes, at most {}", self.limits.max_read_bytes)));
+        let max_footer_bytes = self.limits.max_read_bytes.min(MAX_PARQUET_FOOTER_BYTES);
+        if footer_bytes > max_footer_bytes {
+            return Err(self.file_error(format_args!("a footer of {footer_bytes} bytes, at most {max_footer_bytes}")));
         }
         let source =
             SeekSource { inner: Arc::new(Mutex::new(reader)), len, max_read_bytes: self.limits.max_read_bytes };
@@ -537,7 +568,7 @@ impl Context<'_> {
             let batch = batch.map_err(|e| self.file_error(format_args!("unreadable Parquet: {e}")))?;
             visit(&batch).map_err(|e| self.file_error(e))?;
         }
-        Ok(schema)
+        Ok(Decoded { schema, delimiter: None })
     }
 }
 
@@ -686,8 +717,9 @@ impl Profiler {
         Ok(())
     }
 
-    fn finish(self, path: &DatasetPath, format: Format, schema: &SchemaRef, limits: &ProfileLimits) -> FileProfile {
-        let columns = schema
+    fn finish(self, path: &DatasetPath, format: Format, decoded: &Decoded, limits: &ProfileLimits) -> FileProfile {
+        let columns = decoded
+            .schema
             .fields()
             .iter()
             .zip(self.columns)
@@ -710,7 +742,14 @@ impl Profiler {
                 },
             })
             .collect();
-        FileProfile { path: path.to_string(), format, row_count: self.row_count, columns, preview: self.preview }
+        FileProfile {
+            path: path.to_string(),
+            format,
+            delimiter: decoded.delimiter.map(char::from),
+            row_count: self.row_count,
+            columns,
+            preview: self.preview,
+        }
     }
 }
 
@@ -867,8 +906,8 @@ mod tests {
         let reader = Cursor::new(b"a\n1\n".to_vec());
         let result = for_each_batch(&path, Format::Csv, reader, &ProfileLimits::DEFAULT, &mut |_| panic!("overflow"));
         assert_eq!(
-            result,
-            Err(ProfileError::File {
+            result.err(),
+            Some(ProfileError::File {
                 path: "a.csv".into(),
                 message: "the decoder failed on damaged data (overflow)".into()
             })

@@ -77,6 +77,11 @@ impl<R: BufRead> Records<R> {
         Records { reader, csv_delimiter, max_bytes, next_line: 1, at_start: true, buf: Vec::new() }
     }
 
+    /// Reads the next records as CSV with this delimiter.
+    pub(crate) fn set_csv_delimiter(&mut self, delimiter: u8) {
+        self.csv_delimiter = Some(delimiter);
+    }
+
     /// The next record that holds more than whitespace, with its first line; it always ends
     /// with `\n` (one is added to a last record without it).
     pub(crate) fn next_record(&mut self) -> Result<Option<(u64, &[u8])>, RecordError> {

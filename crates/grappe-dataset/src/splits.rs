@@ -11,6 +11,33 @@
 //! says it is incomplete. Two different ids share a 64-bit hash with probability about
 //! n²/2^65 (4·10⁻⁷ for 4 million ids): the examples quote the ids as read, for a person to
 //! confirm.
+//!
+//! ```
+//! use std::io::Cursor;
+//! use grappe_dataset::{Card, OverlapLimits, ProfileLimits, check_overlap, resolve_splits};
+//! use grappe_store::{DatasetPath, Digest, FileEntry, Limits, Manifest, MediaType};
+//!
+//! let card = "---\nlicense: mit\npersonal_data: none\nid_column: id\nconfigs:\n- data_files:\n  \
+//!             - {split: train, path: 'data/train-*.csv'}\n  - {split: test, path: data/test.csv}\n---\n";
+//! let card = Card::parse(card).expect("a valid card").card;
+//! let files = [("data/train-0.csv", "id\n1\n2\n"), ("data/test.csv", "id\n2\n3\n")];
+//! let entries = files.iter().map(|(path, bytes)| {
+//!     let path = DatasetPath::parse(path).expect("a path");
+//!     let digest = Digest::of(bytes.as_bytes());
+//!     FileEntry { media_type: MediaType::guess(&path), path, size_bytes: 0, digest, chunks: Vec::new() }
+//! });
+//! let manifest = Manifest::new(entries.collect(), &Limits::DEFAULT).expect("a manifest");
+//!
+//! let splits = resolve_splits(&card.configs[0].data_files, &manifest).expect("declared files exist").splits;
+//! let open = |path: &DatasetPath| {
+//!     let (_, bytes) = files.iter().find(|(name, _)| *name == path.as_str()).expect("a file");
+//!     Ok(Cursor::new(bytes.as_bytes().to_vec()))
+//! };
+//! let id_column = card.id_column.as_deref().expect("an id column");
+//! let report = check_overlap(&splits, &manifest, id_column, open, &ProfileLimits::DEFAULT, &OverlapLimits::DEFAULT)
+//!     .expect("readable files");
+//! assert_eq!((report.overlapping, report.examples[0].id.as_str()), (1, "2"));
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
@@ -220,7 +247,7 @@ where
             let reader = open(path).map_err(|error| file_error(format!("read error: {error}")))?;
             let no_column = || format!("no column `{id_column}` (the card's `id_column`)");
             let options = FormatOptions::default();
-            let schema = for_each_batch(path, format, reader, profile_limits, &mut |batch| {
+            let decoded = for_each_batch(path, format, reader, profile_limits, &mut |batch| {
                 let column = batch.column_by_name(id_column).ok_or_else(|| ArrowError::SchemaError(no_column()))?;
                 let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
                 for row in 0..column.len() {
@@ -253,7 +280,7 @@ where
                 }
                 Ok(())
             })?;
-            if schema.index_of(id_column).is_err() {
+            if decoded.schema.index_of(id_column).is_err() {
                 return Err(file_error(no_column()));
             }
         }

@@ -79,6 +79,7 @@ fn csv_quoted_newlines_bom_crlf_and_tsv() {
     assert_eq!(profile.preview[0][1].as_deref(), Some("two\r\nlines, \"quoted\""));
     let tsv = ok("a.tsv", "a\tb\n1\tx,y\n");
     assert_eq!(tsv.format, Format::Tsv);
+    assert_eq!(tsv.delimiter, Some('\t'));
     assert_eq!(types(&tsv), [("a", "Int64"), ("b", "Utf8")]);
     // A `"` inside an unquoted field is a plain character, as csv-core reads it.
     let inches = ok("c.csv", "size,n\n5\"3,1\n6\"1,2\n");
@@ -86,6 +87,18 @@ fn csv_quoted_newlines_bom_crlf_and_tsv() {
     assert_eq!(inches.preview[1][0].as_deref(), Some("6\"1"));
     // A quoted newline moves the line numbers: the bad row is on line 5.
     line_error(run("b.csv", "id,text\n1,\"x\ny\"\n2,z\n3\n", &ProfileLimits::DEFAULT), 5, "");
+}
+
+/// French spreadsheets write `;` between fields (and `,` in numbers): such a CSV is read by
+/// `;`, its quoted fields and newlines included.
+#[test]
+fn csv_with_semicolons_as_french_spreadsheets_write() {
+    let profile =
+        ok("communes.csv", "code;nom;population\n75056;Paris;\"2 133 111\"\n69123;\"Lyon;\nRhône\";522 250\n");
+    assert_eq!(profile.delimiter, Some(';'));
+    assert_eq!(types(&profile), [("code", "Int64"), ("nom", "Utf8"), ("population", "Utf8")]);
+    assert_eq!(profile.preview[1][1].as_deref(), Some("Lyon;\nRhône"));
+    assert_eq!(ok("a.csv", "a,b;c\n1,2;3\n").delimiter, Some(','));
 }
 
 #[test]
@@ -123,6 +136,7 @@ fn csv_value_that_breaks_the_inferred_type_names_its_line() {
 #[test]
 fn invalid_utf8_names_its_line() {
     line_error(run("a.csv", b"a,b\n1,ok\n2,caf\xe9\n".to_vec(), &ProfileLimits::DEFAULT), 3, "invalid UTF-8 at byte 6");
+    line_error(run("a.csv", b"a,b\n1,ok\n2,caf\xe9\n".to_vec(), &ProfileLimits::DEFAULT), 3, "iconv -f WINDOWS-1252");
     line_error(run("a.jsonl", b"{\"a\":1}\n{\"a\":\"\xff\"}\n".to_vec(), &ProfileLimits::DEFAULT), 2, "invalid UTF-8");
 }
 
@@ -363,6 +377,15 @@ fn damaged_parquet_is_a_clear_error() {
             }
             other => panic!("{case}: {other:?}"),
         }
+    }
+    let mut forged = good.clone();
+    let at = forged.len() - 8;
+    forged[at..at + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    match run("x.parquet", forged, &ProfileLimits::DEFAULT) {
+        Err(ProfileError::File { message, .. }) => {
+            assert_eq!(message, "a footer of 2147483647 bytes, at most 16777216")
+        }
+        other => panic!("{other:?}"),
     }
     let small = ProfileLimits { max_read_bytes: 100, ..ProfileLimits::DEFAULT };
     match run("x.parquet", good, &small) {
