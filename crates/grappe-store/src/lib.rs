@@ -31,6 +31,5 @@ pub use manifest::{
 pub use pack::Compression;
 pub use store::{
     CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport,
-    WriteStats,
-    scan_dir,
+    WriteStats, scan_dir,
 };

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use grappe_dataset::Card;
+use grappe_server::data::validate::declared_splits;
 use grappe_store::{Digest, Name, Splits, StoreConfig, Version, VersionId, scan_dir};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
@@ -186,6 +188,11 @@ pub struct PushRequest<'a> {
 }
 
 pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value> {
+    // The card is checked here first, as the server will, before anything is sent.
+    let card = match request.card.trim() {
+        "" => None,
+        text => Some(Card::parse(text).map_err(|errors| anyhow::anyhow!("{errors}"))?.card),
+    };
     let config = StoreConfig::default();
     let bar = bar(folder_bytes(request.dir));
     let mut pusher = Pusher {
@@ -203,7 +210,14 @@ pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value
     pusher.flush()?;
     // A folder of empty files has no chunk, and so no batch.
     pusher.ensure()?;
-    let version = Version::new(manifest, request.card.clone(), request.splits.clone(), &config.limits)?;
+    // Without --split, the splits the card declares.
+    let splits = match &card {
+        Some(card) if request.splits.is_empty() => {
+            declared_splits(card, &manifest).map_err(anyhow::Error::msg)?.unwrap_or_default()
+        }
+        _ => request.splits.clone(),
+    };
+    let version = Version::new(manifest, request.card.clone(), splits, &config.limits)?;
     let encoded = version.encode();
     let committed = answer(session.post_bytes(&format!("{}/versions", pusher.base), &encoded)?)?;
     bar.finish_and_clear();

@@ -441,7 +441,12 @@ pub(crate) fn render_card(text: &str) -> String {
 /// The card's headline: its `pretty_name`, else its first heading, else the dataset's name.
 pub(crate) fn headline(dataset: &str, card: Option<&Card>) -> Headline {
     let Some(card) = card else {
-        return Headline { title: dataset.to_owned(), licence: String::new(), languages: Vec::new(), tasks: Vec::new() };
+        return Headline {
+            title: dataset.to_owned(),
+            licence: String::new(),
+            languages: Vec::new(),
+            tasks: Vec::new(),
+        };
     };
     let heading = card.body.lines().find_map(|line| line.strip_prefix("# ")).map(str::trim);
     let title = card.pretty_name.as_deref().or(heading).filter(|title| !title.is_empty()).unwrap_or(dataset);
@@ -479,7 +484,8 @@ pub async fn commit(
     })
     .await?;
     let created_by = caller.user.as_ref().map(|user| user.id);
-    let published = publish(&state, &dataset, &version, &checked, committed.id, created_by, &caller.audit_name()).await?;
+    let published =
+        publish(&state, &dataset, &version, &checked, committed.id, created_by, &caller.audit_name()).await?;
     let (status, row) = match published {
         Published::New(row) => (StatusCode::CREATED, row),
         Published::Unchanged(row) => (StatusCode::OK, row),

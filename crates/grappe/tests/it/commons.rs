@@ -14,6 +14,27 @@ use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TempDir, TestDb, backen
 
 const PASSWORD: &str = "a long enough password";
 
+/// A card as Hugging Face's, with Grappe's own fields: splits declared, ids checked across them.
+const CARD: &str = "---
+pretty_name: Salutations
+license: etalab-2.0
+language: [fr]
+task_categories: [text-classification]
+personal_data: none
+id_column: id
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: train.csv
+  - split: test
+    path: test.csv
+---
+# Salutations
+
+Des salutations en **français**. <script>alert(1)</script>
+";
+
 fn write(dir: &Path, path: &str, content: &[u8]) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -90,9 +111,10 @@ fn push_pull_show_diff_over_http_and_private_datasets_stay_private() {
         write(&source, "test.csv", b"id,text\n3,au revoir\n");
         write(&source, "raw/big.bin", &noise(3_000_000, 1));
         let card = work.path().join("card.md");
-        std::fs::write(&card, "# Salutations\n\nDes salutations en français.\n").unwrap();
+        std::fs::write(&card, CARD).unwrap();
         let (src, card) = (source.to_str().unwrap(), card.to_str().unwrap());
-        let push = ["dataset", "push", src, "--name", "salutations", "--card", card, "--split", "train=train.csv"];
+        // The splits come from the card.
+        let push = ["dataset", "push", src, "--name", "salutations", "--card", card];
 
         // A first push sends everything; the dataset is private to its project.
         let first = member.ok(&[&push[..], &["--project", "commons-a"]].concat());
@@ -117,7 +139,28 @@ fn push_pull_show_diff_over_http_and_private_datasets_stay_private() {
         std::fs::write(source.join("test.csv"), b"id,text\n3,au revoir\n").unwrap();
         same_files(&source, &out, &["train.csv", "test.csv", "raw/big.bin"]);
         let shown = member.ok(&["dataset", "show", "salutations@latest"]);
-        assert_eq!(shown["splits"]["train"], json!(["train.csv"]));
+        assert_eq!(shown["splits"], json!({ "train": ["train.csv"], "test": ["test.csv"] }));
+        // The version's report: each CSV's schema and rows.
+        let report = client.get("/api/v1/datasets/salutations/versions/v2", Some(&member_token)).body;
+        let train = report["report"]["files"].as_array().unwrap().iter().find(|f| f["path"] == "train.csv").unwrap();
+        assert_eq!(train["row_count"], 2, "{report}");
+        assert_eq!(train["columns"][1]["name"], "text");
+
+        // Refused before anything is published: an id in two splits, a card that does not
+        // parse (every error named), a public dataset without a card.
+        write(&source, "test.csv", b"id,text\n1,bonjour again\n");
+        let (ok, _, output) = member.run(&push);
+        assert!(!ok && output.contains("already in another split"), "{output}");
+        std::fs::write(source.join("test.csv"), b"id,text\n3,au revoir\n").unwrap();
+        let bad_card = work.path().join("bad.md");
+        std::fs::write(&bad_card, "---\nlicense: [1, 2]\npersonal_data: personal\n---\n").unwrap();
+        let bad = ["dataset", "push", src, "--name", "salutations", "--card", bad_card.to_str().unwrap()];
+        let (ok, _, output) = member.run(&bad);
+        assert!(!ok && output.contains("license") && output.contains("legal_basis"), "{output}");
+        let public_bare = ["dataset", "push", src, "--name", "sans-fiche", "--project", "commons-a", "--public"];
+        let (ok, _, output) = member.run(&public_bare);
+        assert!(!ok && output.contains("needs a card"), "{output}");
+        assert_eq!(member.ok(&["dataset", "show", "salutations"])["version"], shown["version"], "nothing published");
         let diff = member.ok(&["dataset", "diff", &format!("salutations@{}", &v1[..12]), "salutations"]);
         assert_eq!(diff["changed"], json!(["test.csv"]), "{diff}");
         let listed = member.ok(&["dataset", "list"]);
@@ -151,6 +194,7 @@ fn push_pull_show_diff_over_http_and_private_datasets_stay_private() {
         assert_eq!((file.status, file.text.as_str()), (200, "id,text\n1,bonjour\n2,salut\n"));
         let page = client.get("/data/salutations", Some(&member_token));
         assert!(page.status == 200 && page.text.contains("Salutations") && page.text.contains("grappe dataset pull"));
+        assert!(page.text.contains("<strong>français</strong>") && !page.text.contains("<script>alert"), "sanitized");
 
         // A public dataset is listed for everyone and harvested with its files.
         let public = ["dataset", "push", src, "--name", "salutations-ouvertes", "--card", card, "--public"];
