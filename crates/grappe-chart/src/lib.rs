@@ -101,7 +101,8 @@ pub fn horizontal_bars(chart: &BarChart<'_>) -> String {
         svg_text(chart.description)
     );
     let mut legend_x = 0;
-    for (entry, colour) in chart.legend.iter().zip(COLOURS) {
+    // An empty entry is a level the chart does not use: no square for it.
+    for (entry, colour) in chart.legend.iter().zip(COLOURS).filter(|(entry, _)| !entry.is_empty()) {
         let _ = write!(
             svg,
             r##"<rect x="{legend_x}" y="6" width="14" height="14" fill="{colour}"/><text x="{}" y="18" fill="#1a1a1a">{}</text>"##,

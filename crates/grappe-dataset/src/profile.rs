@@ -502,9 +502,10 @@ impl Context<'_> {
     fn infer_csv(&self, delimiter: u8, header: &[u8], pending: &Pending) -> Result<SchemaRef, ProfileError> {
         let format = arrow_csv::reader::Format::default().with_header(true).with_delimiter(delimiter);
         let infer = |rows: &[u8]| format.infer_schema(header.chain(rows), None).map(|(schema, _)| Arc::new(schema));
-        infer(&pending.bytes).map_err(|error| {
+        let inferred = infer(&pending.bytes).map_err(|error| {
             self.locate(pending, &error, |record| infer(record).map(|_| ()).map_err(|e| self.explain(&e)))
-        })
+        })?;
+        Ok(codes_as_text(inferred, delimiter, pending))
     }
 
     fn infer_json(&self, pending: &Pending) -> Result<SchemaRef, ProfileError> {
@@ -849,6 +850,48 @@ pub(crate) fn capped_display(value: &dyn fmt::Display, max_chars: usize) -> Stri
 }
 
 /// The fields of a CSV record: its delimiters outside quotes, plus one.
+/// Columns typed as numbers whose sampled values have a leading zero (`01001`, `0612`) are
+/// codes, not quantities: INSEE commune and département codes, postcodes, phone numbers. They
+/// are read as text, which keeps their zeros and the letters that come later (Corsica's `2A`,
+/// past the rows types are inferred from).
+fn codes_as_text(schema: SchemaRef, delimiter: u8, pending: &Pending) -> SchemaRef {
+    use arrow_schema::{Field, Schema};
+    let numeric = |data_type: &DataType| matches!(data_type, DataType::Int64 | DataType::Float64);
+    if !schema.fields().iter().any(|field| numeric(field.data_type())) {
+        return schema;
+    }
+    let text_schema = Arc::new(Schema::new(
+        schema.fields().iter().map(|field| Field::new(field.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
+    ));
+    let mut decoder = arrow_csv::ReaderBuilder::new(text_schema)
+        .with_header(false)
+        .with_delimiter(delimiter)
+        .with_batch_size(pending.starts.len().max(1))
+        .build_decoder();
+    let sample = match decoder.decode(&pending.bytes).and_then(|_| decoder.flush()) {
+        Ok(Some(batch)) => batch,
+        _ => return schema,
+    };
+    let has_leading_zero = |value: &str| {
+        let digits = value.trim_start_matches(['+', '-']);
+        digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit()
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let code = numeric(field.data_type())
+                && sample
+                    .column(i)
+                    .as_string_opt::<i32>()
+                    .is_some_and(|values| values.iter().flatten().any(has_leading_zero));
+            if code { Field::new(field.name(), DataType::Utf8, true) } else { field.as_ref().clone() }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 fn csv_field_count(record: &[u8], delimiter: u8) -> usize {
     let mut state = CsvState::FieldStart;
     1 + record.iter().filter(|&&byte| state.step(byte, delimiter) == CsvByte::Delimiter).count()

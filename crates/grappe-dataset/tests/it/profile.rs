@@ -447,3 +447,25 @@ fn parquet_with_random_damage_never_panics() {
     }
     eprintln!("{decoder_failures} panics caught");
 }
+
+/// INSEE codes look like numbers for a thousand rows, then Corsica's `2A004` comes: columns
+/// whose numbers have a leading zero are codes, read as text from the start.
+#[test]
+fn codes_with_leading_zeros_are_text_and_quantities_stay_numbers() {
+    let mut csv = String::from("code,population\n");
+    for i in 0..1500 {
+        csv.push_str(&format!("{:05},{}\n", 1001 + i, 100 + i));
+    }
+    csv.push_str("2A004,60\n");
+    let profile = ok("communes.csv", csv);
+    assert_eq!(types(&profile), [("code", "Utf8"), ("population", "Int64")]);
+    assert_eq!(profile.row_count, 1501);
+    assert_eq!(profile.preview[0][0].as_deref(), Some("01001"), "the zero is kept");
+    // A column of plain numbers with a later letter is still a line error, as before.
+    let mut plain = String::from("n\n");
+    for i in 0..1500 {
+        plain.push_str(&format!("{}\n", 10 + i));
+    }
+    plain.push_str("x\n");
+    line_error(run("plain.csv", plain, &ProfileLimits::DEFAULT), 1502, "Int64");
+}

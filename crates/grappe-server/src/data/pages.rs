@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use grappe_db::DatasetRow;
 use grappe_domain::policy;
+use serde_json::Value;
 
 use crate::data::{CatalogQuery, load_version, render_card, search, visible_dataset};
 use crate::kit::caller::Caller;
@@ -114,6 +115,148 @@ struct SplitLine {
     files: String,
 }
 
+struct ColumnLine {
+    name: String,
+    data_type: String,
+    nulls: String,
+    summary: String,
+}
+
+/// What validation found in one file: its columns and first rows.
+struct FileReport {
+    path: String,
+    rows: String,
+    columns: Vec<ColumnLine>,
+    header: Vec<String>,
+    preview: Vec<Vec<String>>,
+}
+
+struct FileProblem {
+    path: String,
+    error: String,
+}
+
+/// Rows of the preview shown on the page (the report keeps more).
+const PREVIEW_ROWS: usize = 5;
+
+/// A figure with at most two decimals, as the reader's language writes it.
+fn decimal(locale: Locale, value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return locale.integer(value as i64);
+    }
+    let text = format!("{:.2}", value.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let fraction = fraction.trim_end_matches('0');
+    let sign = if value < 0.0 { "-" } else { "" };
+    let whole = locale.integer(whole.parse().unwrap_or(0));
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}{}{fraction}", locale.decimal_separator())
+    }
+}
+
+/// One line of a column's statistics.
+fn column_summary(locale: Locale, tr: &crate::kit::i18n::Tr, stats: &Value) -> String {
+    let number = |key: &str| stats[key].as_f64().map_or_else(|| "-".to_owned(), |v| decimal(locale, v));
+    match stats["kind"].as_str() {
+        Some("numeric") => format!(
+            "{} {} · {} {} · {} {}",
+            tr.t("data-min"),
+            number("min"),
+            tr.t("data-max"),
+            number("max"),
+            tr.t("data-mean"),
+            number("mean")
+        ),
+        Some("text") => {
+            let distinct = stats["distinct"].as_u64().map_or(0, |n| n as i64);
+            let at_least = if stats["distinct_capped"].as_bool() == Some(true) { "≥ " } else { "" };
+            let mut line = format!(
+                "{} {}–{} · {at_least}{} {}",
+                tr.t("data-length"),
+                number("min_length"),
+                number("max_length"),
+                locale.integer(distinct),
+                tr.t("data-distinct")
+            );
+            let top: Vec<String> = stats["top_values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(3)
+                .map(|top| {
+                    let count = top["count"].as_u64().map_or(0, |n| n as i64);
+                    format!("{} ({})", top["value"].as_str().unwrap_or(""), locale.integer(count))
+                })
+                .collect();
+            if !top.is_empty() {
+                line.push_str(&format!(" · {}", top.join(", ")));
+            }
+            line
+        }
+        Some("boolean") => format!("true {} · false {}", number("true_count"), number("false_count")),
+        _ => String::new(),
+    }
+}
+
+fn file_report(locale: Locale, tr: &crate::kit::i18n::Tr, file: &Value) -> FileReport {
+    let columns: Vec<ColumnLine> = file["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|column| ColumnLine {
+            name: column["name"].as_str().unwrap_or("").to_owned(),
+            data_type: column["data_type"].as_str().unwrap_or("").to_owned(),
+            nulls: locale.integer(column["null_count"].as_u64().map_or(0, |n| n as i64)),
+            summary: column_summary(locale, tr, &column["stats"]),
+        })
+        .collect();
+    let preview = file["preview"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(PREVIEW_ROWS)
+        .map(|row| row.as_array().into_iter().flatten().map(|cell| cell.as_str().unwrap_or("∅").to_owned()).collect())
+        .collect();
+    FileReport {
+        path: file["path"].as_str().unwrap_or("").to_owned(),
+        rows: locale.integer(file["row_count"].as_u64().map_or(0, |n| n as i64)),
+        header: columns.iter().map(|column| column.name.clone()).collect(),
+        columns,
+        preview,
+    }
+}
+
+/// Rows per split as a bar chart, when every file of every split was profiled.
+fn splits_chart(chrome: &Chrome, splits: &grappe_store::Splits, files: &[Value]) -> Option<String> {
+    let rows_of = |path: &str| files.iter().find(|f| f["path"] == path).and_then(|f| f["row_count"].as_u64());
+    let mut bars = Vec::new();
+    for (split, paths) in splits {
+        let rows: Option<u64> = paths.iter().map(|path| rows_of(path.as_str())).sum();
+        let rows = rows? as i64;
+        let text = chrome.tr.locale.integer(rows);
+        bars.push(grappe_chart::Bar {
+            label: split.to_string(),
+            whole: rows,
+            part: 0,
+            inner_part: 0,
+            value_text: text,
+        });
+    }
+    if bars.is_empty() {
+        return None;
+    }
+    let (title, description, legend) =
+        (chrome.tr.t("data-rows-chart"), chrome.tr.t("data-rows-chart-desc"), chrome.tr.t("data-rows"));
+    Some(grappe_chart::horizontal_bars(&grappe_chart::BarChart {
+        title: &title,
+        description: &description,
+        legend: [&legend, "", ""],
+        bars,
+    }))
+}
+
 #[derive(Template)]
 #[template(path = "dataset.html")]
 struct DatasetPage {
@@ -124,6 +267,11 @@ struct DatasetPage {
     files: Vec<FileLine>,
     more_files: usize,
     splits: Vec<SplitLine>,
+    splits_svg: Option<String>,
+    reports: Vec<FileReport>,
+    problems: Vec<FileProblem>,
+    not_profiled: Vec<String>,
+    card_warnings: Vec<String>,
     pull_command: String,
     may_push: bool,
     push_command: String,
@@ -166,6 +314,8 @@ pub async fn dataset_page(
         })
         .collect();
     let (mut files, mut splits, mut card_html, mut more_files) = (Vec::new(), Vec::new(), String::new(), 0);
+    let (mut splits_svg, mut reports, mut problems, mut not_profiled, mut card_warnings) =
+        (None, Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut pull_command = String::new();
     if let Some((row, version)) = &latest {
         let all = version.manifest().files();
@@ -189,6 +339,24 @@ pub async fn dataset_page(
             })
             .collect();
         card_html = render_card(version.card());
+        let report: Value = serde_json::from_str(&row.report).unwrap_or(Value::Null);
+        let profiled = report["files"].as_array().cloned().unwrap_or_default();
+        splits_svg = splits_chart(&chrome, version.splits(), &profiled);
+        reports = profiled.iter().map(|file| file_report(locale, &chrome.tr, file)).collect();
+        let texts = |key: &str| -> Vec<String> {
+            report[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        };
+        not_profiled = texts("not_profiled");
+        card_warnings = texts("card_warnings");
+        problems = report["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|problem| FileProblem {
+                path: problem["path"].as_str().unwrap_or("").to_owned(),
+                error: problem["error"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect();
         pull_command = format!("grappe dataset pull {}@v{} ./{}", dataset.name, row.seq, dataset.name);
     }
     let page = DatasetPage {
@@ -200,8 +368,27 @@ pub async fn dataset_page(
         files,
         more_files,
         splits,
+        splits_svg,
+        reports,
+        problems,
+        not_profiled,
+        card_warnings,
         pull_command,
         chrome,
     };
     Ok(render(&page, StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+    use crate::kit::i18n::Locale;
+
+    #[test]
+    fn decimals_as_each_language_writes_them() {
+        assert_eq!(decimal(Locale::Fr, 215_937_412.349), "215\u{202f}937\u{202f}412,35");
+        assert_eq!(decimal(Locale::En, -1970.4), "-1,970.4");
+        assert_eq!(decimal(Locale::En, 3.0), "3");
+        assert_eq!(decimal(Locale::Fr, 0.5), "0,5");
+    }
 }

@@ -422,6 +422,12 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     assert!(browser.text("#card").contains("Les 34 969 communes"), "{}", browser.text("#card"));
     assert!(browser.text("#splits").contains("train.csv"));
     browser.screenshot("dataset-fr.png");
+    // What validation found: rows per split as a chart, each file's columns and first rows.
+    assert_eq!(browser.count("#splits-chart svg"), 1);
+    assert!(browser.text("details.file-report summary").contains("lignes"));
+    let scroll = serde_json::json!({ "script": "document.getElementById('splits').scrollIntoView()", "args": [] });
+    browser.session_call("POST", "/execute/sync", Some(scroll));
+    browser.screenshot("dataset-validation-fr.png");
     browser.click("#lang-switch");
     browser.wait_text("h2", "Get it");
     browser.screenshot("dataset-en.png");
