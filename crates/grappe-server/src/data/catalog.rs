@@ -97,7 +97,7 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppRe
             "@type": "dcat:Dataset",
             "dct:identifier": dataset.name,
             "dct:title": dataset.title,
-            "dct:description": version.card(),
+            "dct:description": grappe_dataset::Card::parse(version.card()).map(|parsed| parsed.card.body).unwrap_or_default(),
             "dct:issued": { "@value": iso_date(dataset.created_at), "@type": "xsd:date" },
             "dct:modified": { "@value": iso_date(latest.created_at), "@type": "xsd:date" },
             "owl:versionInfo": format!("v{} ({})", latest.seq, latest.version),
