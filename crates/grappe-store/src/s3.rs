@@ -5,9 +5,10 @@
 //! read one ranged GET whose length is checked, `exists` a HEAD, `list` a listing of the key's
 //! folder filtered by the rest of the prefix.
 //!
-//! The trait is synchronous: the backend owns a runtime of one worker thread and blocks on it.
-//! It may be called from any thread that is not itself running async code, such as a
-//! `spawn_blocking` thread of another runtime (the server's).
+//! The trait is synchronous: the backend owns a runtime of one worker thread, hands it each
+//! request and waits for the answer on a channel. It may be called from any thread: a
+//! `spawn_blocking` thread of another runtime (as the server should), or even async code, whose
+//! thread it then blocks like any blocking call (without tokio's nested-runtime panic).
 //!
 //! ## Locks
 //!
@@ -134,8 +135,10 @@ impl S3Config {
 struct Worker(Option<tokio::runtime::Runtime>);
 
 impl Worker {
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.0.as_ref().expect("the runtime is only taken out by drop").block_on(future)
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.0 {
+            runtime.spawn(future);
+        }
     }
 }
 
@@ -152,6 +155,24 @@ struct Inner {
     config: S3Config,
     worker: Worker,
     local: Arc<LocalLocks>,
+}
+
+impl Inner {
+    /// Runs one request on the I/O thread and waits for its answer.
+    fn run<T, F>(&self, request: impl FnOnce(AmazonS3) -> F) -> object_store::Result<T>
+    where
+        F: Future<Output = object_store::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let future = request(self.client.clone());
+        self.worker.spawn(async move {
+            let _ = answer.send(future.await);
+        });
+        answered.recv().unwrap_or_else(|_| {
+            Err(object_store::Error::Generic { store: "S3", source: "the I/O thread stopped before answering".into() })
+        })
+    }
 }
 
 /// The in-process side of a store's locks, shared by every `S3Blobs` of this process on the
@@ -245,7 +266,7 @@ impl S3Blobs {
         let local = LocalLocks::of(&config);
         let blobs = S3Blobs { inner: Arc::new(Inner { client, config, worker: Worker(Some(runtime)), local }) };
         let probe = blobs.full(LOCKS);
-        let listed = blobs.inner.worker.block_on(blobs.inner.client.list_with_delimiter(Some(&probe)));
+        let listed = blobs.inner.run(|client| async move { client.list_with_delimiter(Some(&probe)).await });
         let Err(error) = listed else { return Ok(blobs) };
         // A listing's errors all come as `Generic`: the status and S3's error code tell them apart.
         let text = error_chain(&error);
@@ -292,12 +313,10 @@ impl S3Blobs {
         }
     }
 
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.inner.worker.block_on(future)
-    }
-
     fn size(&self, key: &str, path: &Path) -> Result<u64, BlobError> {
-        self.block_on(self.inner.client.head(path)).map(|meta| meta.size).map_err(|error| remote(key, "stat", error))
+        let path = path.clone();
+        let head = self.inner.run(|client| async move { client.head(&path).await });
+        head.map(|meta| meta.size).map_err(|error| remote(key, "stat", error))
     }
 }
 
@@ -326,15 +345,17 @@ fn remote(key: &str, op: &'static str, error: object_store::Error) -> BlobError 
 impl BlobStore for S3Blobs {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
         let path = self.object(key)?;
-        self.block_on(self.inner.client.put(&path, PutPayload::from(bytes.to_vec())))
+        let payload = PutPayload::from(bytes.to_vec());
+        self.inner
+            .run(|client| async move { client.put(&path, payload).await })
             .map(drop)
             .map_err(|error| remote(key, "put", error))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
         let path = self.object(key)?;
-        let client = &self.inner.client;
-        self.block_on(async { client.get(&path).await?.bytes().await })
+        self.inner
+            .run(|client| async move { client.get(&path).await?.bytes().await })
             .map(Vec::from)
             .map_err(|error| remote(key, "read", error))
     }
@@ -344,7 +365,12 @@ impl BlobStore for S3Blobs {
         let end = offset.saturating_add(len as u64);
         // S3 has no empty range, and answers a range past the end with fewer bytes or 416:
         // either way the object's size decides.
-        let read = if len == 0 { None } else { Some(self.block_on(self.inner.client.get_range(&path, offset..end))) };
+        let read = if len == 0 {
+            None
+        } else {
+            let path = path.clone();
+            Some(self.inner.run(|client| async move { client.get_range(&path, offset..end).await }))
+        };
         match read {
             Some(Ok(bytes)) if bytes.len() == len => return Ok(Vec::from(bytes)),
             Some(Err(object_store::Error::NotFound { .. })) => {
@@ -369,7 +395,7 @@ impl BlobStore for S3Blobs {
 
     fn exists(&self, key: &str) -> Result<bool, BlobError> {
         let path = self.object(key)?;
-        match self.block_on(self.inner.client.head(&path)) {
+        match self.inner.run(|client| async move { client.head(&path).await }) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(error) => Err(remote(key, "stat", error)),
@@ -387,9 +413,9 @@ impl BlobStore for S3Blobs {
             check_key(folder)?;
             Some(self.full(folder))
         };
-        let client = &self.inner.client;
         let objects = self
-            .block_on(client.list(listing.as_ref()).try_collect::<Vec<_>>())
+            .inner
+            .run(|client| async move { client.list(listing.as_ref()).try_collect::<Vec<_>>().await })
             .map_err(|error| remote(folder, "list", error))?;
         Ok(objects
             .iter()
@@ -400,7 +426,7 @@ impl BlobStore for S3Blobs {
 
     fn delete(&self, key: &str) -> Result<(), BlobError> {
         let path = self.object(key)?;
-        match self.block_on(self.inner.client.delete(&path)) {
+        match self.inner.run(|client| async move { client.delete(&path).await }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(remote(key, "delete", error)),
         }
@@ -476,8 +502,7 @@ impl S3Blobs {
     /// The lock object at `key`, `None` if there is none.
     fn read_lock(&self, key: &str) -> Result<Option<LockState>, BlobError> {
         let path = self.full(key);
-        let client = &self.inner.client;
-        let read = self.block_on(async {
+        let read = self.inner.run(|client| async move {
             let got = client.get(&path).await?;
             let e_tag = got.meta.e_tag.clone();
             Ok::<_, object_store::Error>((got.bytes().await?, e_tag))
@@ -494,11 +519,11 @@ impl S3Blobs {
         let path = self.full(key);
         let owner = new_owner();
         let lease = self.inner.config.lock_lease;
-        let client = &self.inner.client;
         let mut wait = Duration::from_millis(10);
         loop {
+            let (object, record) = (path.clone(), lock_record(&owner, lease));
             let create = PutOptions::from(PutMode::Create);
-            match self.block_on(client.put_opts(&path, lock_record(&owner, lease), create)) {
+            match self.inner.run(|client| async move { client.put_opts(&object, record, create).await }) {
                 Ok(put) => return self.hold(key, owner, put.e_tag),
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
                 Err(error) => return Err(remote(key, "create lock", error)),
@@ -509,7 +534,8 @@ impl S3Blobs {
             {
                 // Its holder died: take it over, unless another waiter did first.
                 let update = PutOptions::from(PutMode::Update(UpdateVersion { e_tag: Some(e_tag), version: None }));
-                match self.block_on(client.put_opts(&path, lock_record(&owner, lease), update)) {
+                let (object, record) = (path.clone(), lock_record(&owner, lease));
+                match self.inner.run(|client| async move { client.put_opts(&object, record, update).await }) {
                     Ok(put) => return self.hold(key, owner, put.e_tag),
                     Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {}
                     Err(error) => return Err(remote(key, "take over lock", error)),
@@ -533,7 +559,9 @@ impl S3Blobs {
         loop {
             if !exclusive_held()? {
                 let record = lock_record(&owner, self.inner.config.lock_lease);
-                self.block_on(self.inner.client.put(&path, record))
+                let path = path.clone();
+                self.inner
+                    .run(|client| async move { client.put(&path, record).await })
                     .map_err(|error| remote(&key, "write lock", error))?;
                 let held = self.hold(&key, owner.clone(), None)?;
                 if !exclusive_held()? {
@@ -554,20 +582,22 @@ impl S3Blobs {
         let folder = self.full(STORE_SHARED_LOCKS);
         let mut wait = Duration::from_millis(10);
         loop {
+            let folder = folder.clone();
             let markers = self
-                .block_on(self.inner.client.list(Some(&folder)).try_collect::<Vec<_>>())
+                .inner
+                .run(|client| async move { client.list(Some(&folder)).try_collect::<Vec<_>>().await })
                 .map_err(|error| remote(STORE_SHARED_LOCKS, "list locks", error))?;
             let mut live = false;
             for marker in markers {
                 let Some(key) = self.key_of(&marker.location) else { continue };
                 match self.read_lock(&key)? {
                     Some(state) if state.live() => live = true,
-                    Some(_) => {
-                        self.block_on(self.inner.client.delete(&marker.location)).or_else(|error| match error {
+                    Some(_) => self.inner.run(|client| async move { client.delete(&marker.location).await }).or_else(
+                        |error| match error {
                             object_store::Error::NotFound { .. } => Ok(()),
                             error => Err(remote(&key, "delete stale lock", error)),
-                        })?
-                    }
+                        },
+                    )?,
                     None => {}
                 }
             }
@@ -604,7 +634,8 @@ fn renew(inner: &Inner, path: &Path, owner: &str, mut e_tag: Option<String>, sto
             Some(e_tag) => PutMode::Update(UpdateVersion { e_tag: Some(e_tag.clone()), version: None }),
             None => PutMode::Overwrite,
         };
-        match inner.worker.block_on(inner.client.put_opts(path, lock_record(owner, lease), PutOptions::from(mode))) {
+        let (path, record) = (path.clone(), lock_record(owner, lease));
+        match inner.run(|client| async move { client.put_opts(&path, record, PutOptions::from(mode)).await }) {
             Ok(put) if e_tag.is_some() => e_tag = put.e_tag,
             Ok(_) => {}
             // Taken over: this holder's lease had ended before it could renew it.
@@ -631,7 +662,8 @@ impl Drop for HeldLock {
         // A lock taken over is another holder's now. A failed delete leaves a lock that others
         // take over once its lease ends.
         if still_held {
-            let _ = self.inner.worker.block_on(self.inner.client.delete(&self.path));
+            let path = self.path.clone();
+            let _ = self.inner.run(|client| async move { client.delete(&path).await });
         }
     }
 }

@@ -1,21 +1,20 @@
-//! `grappe dataset ...` and `grappe store ...` directly on a local store (`--store DIR`, by
-//! default `DATA_DIR/store`), through `grappe-store`. Pushing to and pulling from a server
-//! comes later.
+//! `grappe dataset ...` and `grappe store ...` directly on a store (`--store DIR` or
+//! `--store s3://BUCKET/PREFIX?endpoint=URL`, by default `DATA_DIR/store`), through
+//! `grappe-store`. Pushing to and pulling from a server comes later.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use grappe_store::{
-    DatasetPath, LocalDir, LocalDirConfig, Name, Splits, Store, StoreConfig, Version, VersionDiff, VersionId,
-};
+use grappe_store::{DatasetPath, Name, Splits, Store, StoreConfig, Version, VersionDiff, VersionId, open_blobs};
 use serde_json::{Value, json};
 
 #[derive(Args)]
 pub struct StoreTarget {
-    /// The store's folder (default: DATA_DIR/store).
+    /// The store: a folder (default: DATA_DIR/store), or s3://BUCKET/PREFIX[?endpoint=URL&region=NAME]
+    /// with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "GRAPPE_STORE", global = true)]
-    store: Option<PathBuf>,
+    store: Option<String>,
     /// Data directory, whose `store` folder is used unless --store says otherwise.
     #[arg(long, env = "GRAPPE_DATA_DIR", default_value = "./grappe-data", global = true)]
     data_dir: PathBuf,
@@ -26,10 +25,12 @@ pub struct StoreTarget {
 
 impl StoreTarget {
     fn open(&self) -> anyhow::Result<Store> {
-        let root = self.store.clone().unwrap_or_else(|| self.data_dir.join("store"));
-        let blobs = LocalDir::open(&root, LocalDirConfig::default())
-            .with_context(|| format!("opening the store at {}", root.display()))?;
-        Store::open(blobs, StoreConfig::default()).with_context(|| format!("opening the store at {}", root.display()))
+        let spec = match &self.store {
+            Some(spec) => spec.clone(),
+            None => self.data_dir.join("store").to_str().context("the data directory's path is not UTF-8")?.to_string(),
+        };
+        let blobs = open_blobs(&spec).with_context(|| format!("opening the store at {spec}"))?;
+        Store::open(blobs, StoreConfig::default()).with_context(|| format!("opening the store at {spec}"))
     }
 }
 

@@ -87,7 +87,7 @@ fn the_lock_excludes_between_stores(backend: Backend) {
 crate::on_each_backend!(blob_contract, exclusive_lock_waits_for_shared_and_times_out, the_lock_excludes_between_stores);
 
 #[test]
-fn s3_works_from_a_blocking_thread_of_another_runtime() {
+fn s3_works_from_a_blocking_thread_of_another_runtime_and_from_async_code() {
     let Some(backend) = Backend::s3() else { return };
     let place = Place::new(&backend, "spawn-blocking");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -105,8 +105,14 @@ fn s3_works_from_a_blocking_thread_of_another_runtime() {
             .await
         })
         .unwrap();
-    // Dropped inside async code: its runtime shuts down without blocking.
-    runtime.block_on(async move { drop(blobs) });
+    // Called straight from async code (the CLI's main task), it blocks that thread, no panic;
+    // dropped there, its runtime shuts down without blocking.
+    runtime.block_on(async move {
+        assert_eq!(blobs.get("refs/a").unwrap(), b"from spawn_blocking");
+        let lock = blobs.lock(Lock::Refs).unwrap();
+        drop(lock);
+        drop(blobs)
+    });
 }
 
 #[test]
