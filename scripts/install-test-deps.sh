@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs from Debian's packages, once: PostgreSQL (server and psql),
+# Installs what the test suite needs, once: from Debian's packages PostgreSQL (server and psql),
 # Chromium with its WebDriver, munge and Slurm (a single-node test cluster), and wrk for the
-# benchmarks. Idempotent: installed packages are
-# not fetched again, and the package lists are refreshed only when something is missing.
+# benchmarks; from the Rust registry the S3 test server s3s-fs (about 3 minutes of compiling on
+# 2 cores). Idempotent: installed packages are not fetched again, the package lists are
+# refreshed only when something is missing, and s3s-fs is built only when absent.
 set -euo pipefail
 
 packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3)
@@ -18,3 +19,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
+
+# s3s-fs 0.14.1 is the newest that builds with rustc 1.95 (0.17 needs 1.96).
+s3s_version=0.14.1
+cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
+if ! "$cargo_bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_version"; then
+  echo "installing: s3s-fs $s3s_version (cargo install)"
+  cargo install --quiet --locked "s3s-fs@$s3s_version" --features binary --root "${CARGO_HOME:-$HOME/.cargo}"
+fi

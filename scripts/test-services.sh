@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or stops) the services the tests talk to, on private ports and directories, so that
-# nothing else on the machine is touched: a PostgreSQL server, and a single-node Slurm (munge,
-# slurmctld, slurmd) on private ports with its own munge socket.
+# nothing else on the machine is touched: a PostgreSQL server, a single-node Slurm (munge,
+# slurmctld, slurmd) on private ports with its own munge socket, and an S3 server (s3s-fs, its
+# objects plain files under the state directory).
 #   scripts/test-services.sh start   # idempotent; prints the variables to export
 #   scripts/test-services.sh stop
 set -euo pipefail
@@ -29,6 +30,37 @@ start() {
   fi
   echo "export GRAPPE_TEST_POSTGRES=postgres://grappe@127.0.0.1:$pg_port/postgres"
   start_slurm
+  start_s3
+}
+
+s3_port=${GRAPPE_TEST_S3_PORT:-18014}
+s3_dir=$state_dir/s3
+s3_bucket=grappe-test
+
+start_s3() {
+  local s3s_fs=${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs
+  [ -x "$s3s_fs" ] || { echo "s3s-fs is not installed: run scripts/install-test-deps.sh" >&2; exit 1; }
+  # s3s-fs keeps a bucket as a folder of its root.
+  mkdir -p "$s3_dir/data/$s3_bucket"
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null; then
+    nohup "$s3s_fs" --host 127.0.0.1 --port "$s3_port" --access-key grappe-test --secret-key grappe-test-secret \
+      "$s3_dir/data" >"$s3_dir/s3s-fs.log" 2>&1 &
+    echo $! >"$s3_dir/s3s-fs.pid"
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break
+      sleep 0.1
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null || { echo "s3s-fs did not come up: $s3_dir/s3s-fs.log" >&2; exit 1; }
+  fi
+  echo "export GRAPPE_TEST_S3='s3://$s3_bucket/tests?endpoint=http://127.0.0.1:$s3_port'"
+  echo "export GRAPPE_TEST_S3_DIR=$s3_dir/data/$s3_bucket/tests"
+  echo "export AWS_ACCESS_KEY_ID=grappe-test"
+  echo "export AWS_SECRET_ACCESS_KEY=grappe-test-secret"
+}
+
+stop_s3() {
+  [ -s "$s3_dir/s3s-fs.pid" ] && kill "$(cat "$s3_dir/s3s-fs.pid")" 2>/dev/null || true
+  rm -f "$s3_dir/s3s-fs.pid"
 }
 
 slurm_dir=$state_dir/slurm
@@ -96,6 +128,7 @@ stop_slurm() {
 }
 
 stop() {
+  stop_s3
   stop_slurm
   if [ -s "$pg_dir/PG_VERSION" ]; then
     as_pg "$pg_bin/pg_ctl" -D "$pg_dir" -m fast -w stop >/dev/null 2>&1 || true

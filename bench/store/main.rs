@@ -1,5 +1,6 @@
 //! The store benchmark: `bench/store/run.sh [SIZE_MIB]`, or directly
-//! `cargo bench -p grappe-store --bench store -- [--size-mib N] [--work DIR] [--dvc PATH]`.
+//! `cargo bench -p grappe-store --bench store -- [--size-mib N] [--work DIR] [--dvc PATH]
+//! [--s3 s3://BUCKET/PREFIX?endpoint=URL --s3-dir DIR]`.
 //!
 //! Generates about SIZE_MIB (default 2048) of mixed text, CSV and binary files (`data.rs`) and a
 //! second version with about 1 % of the bytes edited (insertions and overwrites spread over the
@@ -8,6 +9,10 @@
 //!
 //! - Grappe's local store (`Store::push_dir`: chunk, hash, compress, pack, fsync), with zstd
 //!   level 1 (the default), level 3, and without compression;
+//! - Grappe on S3 (zstd 1), when `--s3` names a store (`run.sh` gives the test server of
+//!   `scripts/test-services.sh`, s3s-fs on this machine: the row measures the client and the
+//!   HTTP round trips, not a remote network); `--s3-dir` is the folder where that server keeps
+//!   the prefix's objects, whose size is the bytes stored;
 //! - `cp -r`, and `cp -r` followed by `sync` (Grappe fsyncs what it writes; cp alone does not);
 //! - `sha256sum` over every file (hashing alone, the least any content-addressed tool does);
 //! - DVC (`dvc add` then `dvc push` to a local remote), if its binary is found.
@@ -24,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use grappe_store::{Compression, LocalDir, LocalDirConfig, Name, Splits, Store, StoreConfig};
+use grappe_store::{Compression, Name, Splits, Store, StoreConfig, open_blobs};
 
 struct Row {
     tool: String,
@@ -46,12 +51,21 @@ fn run() -> Result<(), String> {
     let mut size_mib: u64 = 2048;
     let mut work = std::env::temp_dir().join("grappe-bench-store");
     let mut dvc = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/store/.venv/bin/dvc"));
+    let mut s3: Option<(String, PathBuf)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--size-mib" => size_mib = args.next().and_then(|v| v.parse().ok()).ok_or("--size-mib N")?,
             "--work" => work = PathBuf::from(args.next().ok_or("--work DIR")?),
             "--dvc" => dvc = PathBuf::from(args.next().ok_or("--dvc PATH")?),
+            "--s3" => {
+                let spec = args.next().ok_or("--s3 SPEC --s3-dir DIR")?;
+                let dir = match (args.next().as_deref(), args.next()) {
+                    (Some("--s3-dir"), Some(dir)) => PathBuf::from(dir),
+                    _ => return Err("--s3 SPEC --s3-dir DIR".into()),
+                };
+                s3 = Some((spec, dir));
+            }
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
@@ -84,15 +98,23 @@ fn run() -> Result<(), String> {
     let load_before = load_average();
     let mut rows = Vec::new();
 
-    let grappe_variants = [
-        ("Grappe store (zstd 1, the default)", Compression::default()),
-        ("Grappe store (zstd 3)", Compression::Zstd { level: 3 }),
-        ("Grappe store (no compression)", Compression::None),
+    // (label, compression, the store's spec, the folder holding its blobs as files)
+    let local = work.join("grappe");
+    let local_spec = local.to_str().ok_or("the work folder's path is not UTF-8")?.to_string();
+    let mut grappe_variants = vec![
+        ("Grappe store (zstd 1, the default)", Compression::default(), local_spec.clone(), local.clone()),
+        ("Grappe store (zstd 3)", Compression::Zstd { level: 3 }, local_spec.clone(), local.clone()),
+        ("Grappe store (no compression)", Compression::None, local_spec, local),
     ];
-    for (label, compression) in grappe_variants {
-        let root = work.join("grappe");
+    if let Some((spec, dir)) = &s3 {
+        let (location, query) = spec.split_once('?').unwrap_or((spec, ""));
+        let spec = format!("{}/grappe-bench-store?{query}", location.trim_end_matches('/'));
+        let label = "Grappe on S3 (s3s-fs on this machine, zstd 1)";
+        grappe_variants.push((label, Compression::default(), spec, dir.join("grappe-bench-store")));
+    }
+    for (label, compression, spec, root) in grappe_variants {
         let _ = std::fs::remove_dir_all(&root);
-        let blobs = LocalDir::open(&root, LocalDirConfig::default()).map_err(|e| e.to_string())?;
+        let blobs = open_blobs(&spec).map_err(|e| e.to_string())?;
         let store =
             Store::open(blobs, StoreConfig { compression, ..StoreConfig::default() }).map_err(|e| e.to_string())?;
         let name = Name::parse("bench").map_err(|e| e.to_string())?;

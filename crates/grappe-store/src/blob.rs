@@ -1,7 +1,8 @@
 //! `BlobStore`: where the store's bytes live. A narrow, synchronous key-value interface that a
-//! local directory ([`LocalDir`]) implements today and an S3-compatible object store can
-//! implement later: whole-object atomic `put`, `get`, ranged `get_range`, `exists`, `list` by
-//! prefix, `delete`, and a `lock` that keeps writers and the garbage collector apart.
+//! local directory ([`LocalDir`]) and an S3-compatible object store ([`crate::s3::S3Blobs`])
+//! implement: whole-object atomic `put`, `get`, ranged `get_range`, `exists`, `list` by prefix,
+//! `delete`, and a `lock` that keeps writers and the garbage collector apart. [`open_blobs`]
+//! opens either from a spec string (a folder, or `s3://BUCKET/PREFIX?...`).
 //!
 //! Keys are `/`-separated paths of ASCII letters, digits, `.`, `_`, `-` and `@`, no segment empty,
 //! `.` or `..` (`packs/<id>.pack`, `refs/<name>`); a key never starts or ends with `/`.
@@ -12,6 +13,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::s3::{S3Blobs, S3Config};
 
 /// A failure of the blob store, naming the key it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,8 @@ pub enum BlobError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot open the store {store}: {reason}")]
+    Open { store: String, reason: String },
     #[error("store lock {lock:?} not obtained within {waited_s} s (another writer or gc holds it)")]
     LockTimeout { lock: Lock, waited_s: u64 },
 }
@@ -70,9 +75,8 @@ pub trait BlobStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError>;
     /// Removes the blob; removing a missing blob is not an error.
     fn delete(&self, key: &str) -> Result<(), BlobError>;
-    /// Waits for `lock` (within a bounded time) and holds it until the guard is dropped. An S3
-    /// implementation would take it from whatever coordinates its writers (the server's lease
-    /// rows, or a conditional put of a lock object).
+    /// Waits for `lock` (within a bounded time) and holds it until the guard is dropped (S3:
+    /// lock objects created by conditional puts, see [`crate::s3`]).
     fn lock(&self, lock: Lock) -> Result<LockGuard, BlobError>;
     /// Removes what interrupted `put`s left behind; called by gc under `StoreExclusive`.
     /// Returns the number of leftovers removed.
@@ -106,6 +110,19 @@ impl<B: BlobStore + ?Sized> BlobStore for Box<B> {
     fn clean_temporaries(&self) -> Result<u64, BlobError> {
         (**self).clean_temporaries()
     }
+}
+
+/// Opens the blob store that `spec` names: `s3://BUCKET/PREFIX?endpoint=URL&region=NAME` (see
+/// [`S3Config`]), else a local folder (created if needed).
+pub fn open_blobs(spec: &str) -> Result<Box<dyn BlobStore>, BlobError> {
+    if spec.starts_with("s3://") {
+        return Ok(Box::new(S3Blobs::open(S3Config::parse(spec)?)?));
+    }
+    if spec.contains("://") {
+        let reason = "a store is a folder or s3://BUCKET/PREFIX".to_string();
+        return Err(BlobError::Open { store: spec.to_string(), reason });
+    }
+    Ok(Box::new(LocalDir::open(spec, LocalDirConfig::default())?))
 }
 
 /// Checks a key's shape (see the module comment).

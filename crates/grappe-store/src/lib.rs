@@ -8,7 +8,8 @@
 //! - [`pack`]: the pack and index formats, and the checks on both sides of a chunk's trip.
 //! - [`manifest`]: paths, names, media types, [`Manifest`], [`Version`] and its canonical
 //!   encoding (the version id is its BLAKE3).
-//! - [`blob`]: [`BlobStore`] and [`LocalDir`].
+//! - [`blob`]: [`BlobStore`], [`LocalDir`] and [`open_blobs`] (a folder or an `s3://` URL).
+//! - [`s3`]: [`S3Blobs`], the blob store on an S3-compatible object store.
 //! - [`store`]: [`Store`]: ingest, push, commit, read, materialize, verify, gc, diff; its module
 //!   comment states the atomicity and locking rules.
 
@@ -17,11 +18,12 @@ pub mod chunk;
 pub mod digest;
 pub mod manifest;
 pub mod pack;
+pub mod s3;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
-pub use blob::{BlobError, BlobStore, LocalDir, LocalDirConfig, Lock, LockGuard};
+pub use blob::{BlobError, BlobStore, LocalDir, LocalDirConfig, Lock, LockGuard, open_blobs};
 pub use chunk::ChunkParams;
 pub use digest::Digest;
 pub use manifest::{
@@ -29,6 +31,7 @@ pub use manifest::{
     Version, VersionDiff, VersionId,
 };
 pub use pack::Compression;
+pub use s3::{S3Blobs, S3Config};
 pub use store::{
     CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport,
     WriteStats, scan_dir,

@@ -60,12 +60,17 @@ pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     /// Creates the folder; panics if it cannot (for tests and benchmarks only).
-    #[allow(clippy::expect_used)]
     pub fn new(label: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// Creates the folder under `parent` (such as an S3 test server's bucket folder).
+    #[allow(clippy::expect_used)]
+    pub fn new_in(parent: &std::path::Path, label: &str) -> TempDir {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("grappe-store-{}-{label}-{n}", std::process::id()));
+        let dir = parent.join(format!("grappe-store-{}-{label}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create a temporary folder");
         TempDir(dir)

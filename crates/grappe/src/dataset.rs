@@ -1,14 +1,13 @@
 //! `grappe dataset ...` against the server the CLI is logged in to ([`crate::remote`]), or
-//! directly on a local store with `--store DIR` (or `--data-dir DIR`: its `store` folder);
-//! `grappe store ...` on a local store (by default `./grappe-data/store`).
+//! directly on a store with `--store` (a folder, or `s3://BUCKET/PREFIX?endpoint=URL`; or
+//! `--data-dir DIR`: its `store` folder); `grappe store ...` on a store (by default
+//! `./grappe-data/store`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use grappe_store::{
-    DatasetPath, LocalDir, LocalDirConfig, Name, Splits, Store, StoreConfig, Version, VersionDiff, VersionId,
-};
+use grappe_store::{DatasetPath, Name, Splits, Store, StoreConfig, Version, VersionDiff, VersionId, open_blobs};
 use serde_json::{Value, json};
 
 use crate::client::{Session, answer};
@@ -16,9 +15,10 @@ use crate::remote;
 
 #[derive(Args)]
 pub struct StoreTarget {
-    /// Work on this store's folder directly, not through a server.
+    /// Work on this store directly, not through a server: a folder, or
+    /// s3://BUCKET/PREFIX[?endpoint=URL&region=NAME] with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "GRAPPE_STORE", global = true)]
-    store: Option<PathBuf>,
+    store: Option<String>,
     /// Work directly on this data directory's `store` folder, not through a server.
     #[arg(long, env = "GRAPPE_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -28,16 +28,22 @@ pub struct StoreTarget {
 }
 
 impl StoreTarget {
-    /// The local store's folder, if one was named.
-    fn local(&self) -> Option<PathBuf> {
-        self.store.clone().or_else(|| self.data_dir.as_ref().map(|dir| dir.join("store")))
+    /// The store named on the command line (`--store`, or `--data-dir`'s `store` folder), if any.
+    fn local(&self) -> anyhow::Result<Option<String>> {
+        match (&self.store, &self.data_dir) {
+            (Some(spec), _) => Ok(Some(spec.clone())),
+            (None, Some(dir)) => {
+                let folder = dir.join("store");
+                Ok(Some(folder.to_str().context("the data directory's path is not UTF-8")?.to_owned()))
+            }
+            (None, None) => Ok(None),
+        }
     }
 
     fn open(&self) -> anyhow::Result<Store> {
-        let root = self.local().unwrap_or_else(|| PathBuf::from("./grappe-data/store"));
-        let blobs = LocalDir::open(&root, LocalDirConfig::default())
-            .with_context(|| format!("opening the store at {}", root.display()))?;
-        Store::open(blobs, StoreConfig::default()).with_context(|| format!("opening the store at {}", root.display()))
+        let spec = self.local()?.unwrap_or_else(|| "./grappe-data/store".to_owned());
+        let blobs = open_blobs(&spec).with_context(|| format!("opening the store at {spec}"))?;
+        Store::open(blobs, StoreConfig::default()).with_context(|| format!("opening the store at {spec}"))
     }
 }
 
@@ -159,7 +165,7 @@ fn diff_json(old: &VersionId, new: &VersionId, diff: &VersionDiff) -> Value {
 }
 
 pub fn run_dataset(target: StoreTarget, command: DatasetCommand) -> anyhow::Result<()> {
-    if target.local().is_none() {
+    if target.local()?.is_none() {
         return run_remote(&target, command);
     }
     let store = target.open()?;

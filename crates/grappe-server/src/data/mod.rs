@@ -33,8 +33,7 @@ use grappe_dataset::{Card, License, render_markdown};
 use grappe_db::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 use grappe_domain::policy::{self, Access, Actor};
 use grappe_store::{
-    CommitCheck, DatasetPath, Digest, FileEntry, LocalDir, LocalDirConfig, Name, Store, StoreConfig, StoreError,
-    Version, VersionId,
+    CommitCheck, DatasetPath, Digest, FileEntry, Name, Store, StoreConfig, StoreError, Version, VersionId, open_blobs,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -110,13 +109,16 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The store the server keeps datasets in: `spec` (a folder), or `DATA_DIR/store`.
+/// The store the server keeps datasets in: `spec` (a folder, or `s3://BUCKET/PREFIX?...`), or
+/// `DATA_DIR/store`.
 pub fn open_store(spec: &Option<String>, data_dir: &Path) -> anyhow::Result<Store> {
-    let root = spec.as_ref().map_or_else(|| data_dir.join("store"), std::path::PathBuf::from);
-    let blobs = LocalDir::open(&root, LocalDirConfig::default())
-        .map_err(|error| anyhow::anyhow!("opening the data store at {}: {error}", root.display()))?;
+    let spec = match spec {
+        Some(spec) => spec.clone(),
+        None => data_dir.join("store").display().to_string(),
+    };
+    let blobs = open_blobs(&spec).map_err(|error| anyhow::anyhow!("opening the data store at {spec}: {error}"))?;
     Store::open(blobs, StoreConfig::default())
-        .map_err(|error| anyhow::anyhow!("opening the data store at {}: {error}", root.display()))
+        .map_err(|error| anyhow::anyhow!("opening the data store at {spec}: {error}"))
 }
 
 /// A store error as the client should see it: what it sent wrong, or our failure.

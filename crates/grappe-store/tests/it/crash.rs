@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use grappe_store::testing::{Rng, TempDir};
 use grappe_store::{Digest, Splits};
 
-use crate::{TestStore, du, name, random_files, read_tree, write_files};
+use crate::{Backend, TestStore, du, name, random_files, read_tree, write_files};
 
 #[test]
 fn leftovers_of_interrupted_writes_are_accepted_then_collected() {
@@ -45,15 +45,14 @@ fn leftovers_of_interrupted_writes_are_accepted_then_collected() {
 fn crash_child_push() {
     let Ok(spec) = std::env::var("GRAPPE_STORE_CRASH_CHILD") else { return };
     let (store, source) = spec.split_once('\n').unwrap();
-    let store = crate::open_store(std::path::Path::new(store), crate::small_config());
+    let store = crate::open_store(store, crate::small_config());
     store.push_dir(std::path::Path::new(source), &name("big"), String::new(), Splits::new()).unwrap();
     // Reaching here means the parent was too slow to kill: say so, it checks.
     println!("CHILD FINISHED");
 }
 
-#[test]
-fn a_push_killed_with_sigkill_resumes_and_verifies() {
-    let test = TestStore::new("sigkill");
+fn a_push_killed_with_sigkill_resumes_and_verifies(backend: Backend) {
+    let test = TestStore::on(&backend, "sigkill");
     let source = TempDir::new("sigkill-src");
     let mut rng = Rng::new(30);
     let files: Vec<(String, Vec<u8>)> = (0..24).map(|i| (format!("part{i:02}.bin"), rng.bytes(4 << 20))).collect();
@@ -62,7 +61,7 @@ fn a_push_killed_with_sigkill_resumes_and_verifies() {
     for attempt in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash::crash_child_push", "--nocapture", "--test-threads=1"])
-            .env("GRAPPE_STORE_CRASH_CHILD", format!("{}\n{}", test.root().display(), source.path().display()))
+            .env("GRAPPE_STORE_CRASH_CHILD", format!("{}\n{}", test.spec(), source.path().display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -99,3 +98,5 @@ fn a_push_killed_with_sigkill_resumes_and_verifies() {
     expected.sort();
     assert!(read_tree(&out.path().join("x")) == expected);
 }
+
+crate::on_each_backend!(a_push_killed_with_sigkill_resumes_and_verifies);

@@ -4,11 +4,12 @@
 use grappe_store::testing::{Rng, TempDir};
 use grappe_store::{Damage, DatasetPath, Splits, StoreError, VersionId};
 
-use crate::{TestStore, name, write_files};
+use crate::{Backend, TestStore, name, write_files};
 
-/// A store with one version of a few files; returns it, the version and the packs' paths.
-fn stored(label: &str) -> (TestStore, VersionId, Vec<std::path::PathBuf>) {
-    let test = TestStore::new(label);
+/// A store with one version of a few files; returns it, the version and the packs' paths (files
+/// on both backends: the S3 test server keeps objects as files).
+fn stored(backend: &Backend, label: &str) -> (TestStore, VersionId, Vec<std::path::PathBuf>) {
+    let test = TestStore::on(backend, label);
     let source = TempDir::new(&format!("{label}-src"));
     let mut rng = Rng::new(9);
     // Random (stored raw) and text (stored compressed) files.
@@ -40,9 +41,8 @@ fn read_all(test: &TestStore, id: &VersionId) -> Vec<Result<Vec<u8>, StoreError>
         .collect()
 }
 
-#[test]
-fn a_flipped_byte_anywhere_in_a_pack_is_named_and_never_read_as_data() {
-    let (test, id, packs) = stored("flip");
+fn a_flipped_byte_anywhere_in_a_pack_is_named_and_never_read_as_data(backend: Backend) {
+    let (test, id, packs) = stored(&backend, "flip");
     assert!(packs.len() >= 2);
     let mut rng = Rng::new(10);
     for round in 0..12 {
@@ -84,9 +84,8 @@ fn a_flipped_byte_anywhere_in_a_pack_is_named_and_never_read_as_data() {
     }
 }
 
-#[test]
-fn damage_message_names_pack_and_offset() {
-    let (test, id, packs) = stored("message");
+fn damage_message_names_pack_and_offset(backend: Backend) {
+    let (test, id, packs) = stored(&backend, "message");
     flip_byte(&packs[0], 100);
     let results = read_all(&test, &id);
     let error = results.into_iter().find_map(Result::err).unwrap();
@@ -95,9 +94,8 @@ fn damage_message_names_pack_and_offset() {
     assert!(text.contains(&pack_id) && text.contains("at offset 8"), "{text}");
 }
 
-#[test]
-fn a_truncated_pack_is_named() {
-    let (test, id, packs) = stored("truncated");
+fn a_truncated_pack_is_named(backend: Backend) {
+    let (test, id, packs) = stored(&backend, "truncated");
     let pack = &packs[0];
     let len = std::fs::metadata(pack).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(pack).unwrap().set_len(len / 2).unwrap();
@@ -110,9 +108,8 @@ fn a_truncated_pack_is_named() {
     assert!(error.to_string().contains("truncated"), "{error}");
 }
 
-#[test]
-fn a_missing_pack_and_a_damaged_index_version_and_ref_are_named() {
-    let (test, id, packs) = stored("missing");
+fn a_missing_pack_and_a_damaged_index_version_and_ref_are_named(backend: Backend) {
+    let (test, id, packs) = stored(&backend, "missing");
     std::fs::remove_file(&packs[0]).unwrap();
     let index = test.root().join("index").join(format!("{}.idx", packs[1].file_stem().unwrap().to_string_lossy()));
     flip_byte(&index, 30);
@@ -133,3 +130,10 @@ fn a_missing_pack_and_a_damaged_index_version_and_ref_are_named() {
     // gc refuses to run on a store whose versions it cannot read: it would delete their chunks.
     assert!(test.store.gc().is_err());
 }
+
+crate::on_each_backend!(
+    a_flipped_byte_anywhere_in_a_pack_is_named_and_never_read_as_data,
+    damage_message_names_pack_and_offset,
+    a_truncated_pack_is_named,
+    a_missing_pack_and_a_damaged_index_version_and_ref_are_named,
+);

@@ -8,11 +8,10 @@ use grappe_store::{
     StoreError, Version,
 };
 
-use crate::{TestStore, du, name, random_files, read_tree, write_files};
+use crate::{Backend, TestStore, du, name, random_files, read_tree, write_files};
 
-#[test]
-fn many_files_round_trip() {
-    let test = TestStore::new("round-trip");
+fn many_files_round_trip(backend: Backend) {
+    let test = TestStore::on(&backend, "round-trip");
     let source = TempDir::new("round-trip-src");
     let mut rng = Rng::new(1);
     let mut files = random_files(&mut rng, 60, 600_000);
@@ -57,9 +56,8 @@ fn ingest_is_deterministic() {
     assert_eq!(again.stats.packs_written, 0);
 }
 
-#[test]
-fn second_version_stores_only_what_changed() {
-    let test = TestStore::new("dedup");
+fn second_version_stores_only_what_changed(backend: Backend) {
+    let test = TestStore::on(&backend, "dedup");
     let source = TempDir::new("dedup-src");
     let mut rng = Rng::new(3);
     let mut files: Vec<(String, Vec<u8>)> = (0..8).map(|i| (format!("f{i}.bin"), rng.bytes(2 << 20))).collect();
@@ -82,9 +80,8 @@ fn second_version_stores_only_what_changed() {
     assert!(diff.removed.is_empty());
 }
 
-#[test]
-fn pushing_the_same_version_twice_is_a_no_op() {
-    let test = TestStore::new("twice");
+fn pushing_the_same_version_twice_is_a_no_op(backend: Backend) {
+    let test = TestStore::on(&backend, "twice");
     let source = TempDir::new("twice-src");
     write_files(source.path(), &random_files(&mut Rng::new(4), 10, 200_000));
     let (first, _) = test.store.push_dir(source.path(), &name("d"), "card".into(), Splits::new()).unwrap();
@@ -163,9 +160,8 @@ fn manifests_from_outside_with_bad_paths_are_refused() {
     assert!(Version::parse(&not_utf8, &limits).is_err());
 }
 
-#[test]
-fn a_manifest_that_lies_is_refused_at_commit() {
-    let test = TestStore::new("lying");
+fn a_manifest_that_lies_is_refused_at_commit(backend: Backend) {
+    let test = TestStore::on(&backend, "lying");
     let chunk = b"the real bytes".to_vec();
     test.store.put_chunks(&[(Digest::of(&chunk), &chunk)]).unwrap();
     let limits = Limits::DEFAULT;
@@ -184,9 +180,8 @@ fn a_manifest_that_lies_is_refused_at_commit() {
     assert!(test.store.versions().unwrap().is_empty());
 }
 
-#[test]
-fn put_chunks_checks_what_it_is_sent() {
-    let test = TestStore::new("put-chunks");
+fn put_chunks_checks_what_it_is_sent(backend: Backend) {
+    let test = TestStore::on(&backend, "put-chunks");
     let a = b"chunk a".to_vec();
     let b = b"chunk b".to_vec();
     let missing = test.store.has_chunks(&[Digest::of(&a), Digest::of(&b), Digest::of(&a)]).unwrap();
@@ -202,9 +197,8 @@ fn put_chunks_checks_what_it_is_sent() {
     assert!(test.reopen().has_chunks(&[Digest::of(&a), Digest::of(&b)]).unwrap().is_empty());
 }
 
-#[test]
-fn splits_tags_and_references() {
-    let test = TestStore::new("refs");
+fn splits_tags_and_references(backend: Backend) {
+    let test = TestStore::on(&backend, "refs");
     let source = TempDir::new("refs-src");
     write_files(source.path(), &[("train.csv".into(), b"id\n1\n".to_vec()), ("test.csv".into(), b"id\n2\n".to_vec())]);
     let mut splits = Splits::new();
@@ -226,11 +220,10 @@ fn splits_tags_and_references() {
     assert_eq!(test.store.tags(&name("cities")).unwrap(), vec![(name("first"), v1.id)]);
 }
 
-#[test]
-fn gc_keeps_what_versions_use_and_removes_the_rest() {
+fn gc_keeps_what_versions_use_and_removes_the_rest(backend: Backend) {
     // Rewrite every pack with any garbage, so that gc removes exactly what is unused.
     let config = grappe_store::StoreConfig { gc_rewrite_below_live_percent: 100, ..crate::small_config() };
-    let test = TestStore::with_config("gc", config);
+    let test = TestStore::with_config(&backend, "gc", config);
     let source = TempDir::new("gc-src");
     let mut rng = Rng::new(5);
     let shared: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("shared{i}.bin"), rng.bytes(1 << 20))).collect();
@@ -265,11 +258,10 @@ fn gc_keeps_what_versions_use_and_removes_the_rest() {
     assert_eq!(test.store.gc().unwrap().chunks_removed, 0, "a second gc finds nothing");
 }
 
-#[test]
-fn gc_rewrites_mostly_garbage_packs() {
+fn gc_rewrites_mostly_garbage_packs(backend: Backend) {
     // One big pack holding a used small file and unused big ones.
     let config = grappe_store::StoreConfig { pack_target_bytes: 64 << 20, ..crate::small_config() };
-    let test = TestStore::with_config("gc-rewrite", config);
+    let test = TestStore::with_config(&backend, "gc-rewrite", config);
     let source = TempDir::new("gc-rewrite-src");
     let mut rng = Rng::new(6);
     write_files(source.path(), &[("keep.bin".into(), rng.bytes(100_000)), ("drop.bin".into(), rng.bytes(3 << 20))]);
@@ -286,9 +278,8 @@ fn gc_rewrites_mostly_garbage_packs() {
     assert!(test.store.verify().unwrap().is_clean());
 }
 
-#[test]
-fn concurrent_writers_and_gc_do_not_corrupt_the_store() {
-    let test = TestStore::new("concurrent");
+fn concurrent_writers_and_gc_do_not_corrupt_the_store(backend: Backend) {
+    let test = TestStore::on(&backend, "concurrent");
     let sources: Vec<TempDir> = (0..4).map(|i| TempDir::new(&format!("concurrent-src-{i}"))).collect();
     for (i, source) in sources.iter().enumerate() {
         let mut rng = Rng::new(100 + i as u64 % 2); // two pairs of identical sources: shared chunks
@@ -299,10 +290,10 @@ fn concurrent_writers_and_gc_do_not_corrupt_the_store() {
             .iter()
             .enumerate()
             .map(|(i, source)| {
-                let root = test.root();
+                let spec = test.spec();
                 scope.spawn(move || {
                     // Each writer opens its own Store, as separate processes would.
-                    let store = crate::open_store(&root, crate::small_config());
+                    let store = crate::open_store(spec, crate::small_config());
                     let (committed, _) = store
                         .push_dir(source.path(), &name(&format!("d{}", i % 2)), String::new(), Splits::new())
                         .unwrap();
@@ -387,3 +378,15 @@ fn random_versions_round_trip_and_share_chunks() {
     }
     assert!(test.store.verify().unwrap().is_clean());
 }
+
+crate::on_each_backend!(
+    many_files_round_trip,
+    second_version_stores_only_what_changed,
+    pushing_the_same_version_twice_is_a_no_op,
+    a_manifest_that_lies_is_refused_at_commit,
+    put_chunks_checks_what_it_is_sent,
+    splits_tags_and_references,
+    gc_keeps_what_versions_use_and_removes_the_rest,
+    gc_rewrites_mostly_garbage_packs,
+    concurrent_writers_and_gc_do_not_corrupt_the_store,
+);

@@ -414,3 +414,47 @@ fn jobs_read_their_declared_inputs_read_only_and_only_what_they_may() {
         client.post("/api/v1/jobs", Some(&token), &body).assert_envelope(422);
     }
 }
+
+/// A fresh prefix of the S3 test server's bucket, or `None` when S3 is explicitly skipped.
+fn s3_store(label: &str) -> Option<String> {
+    match std::env::var("GRAPPE_TEST_S3") {
+        Ok(spec) if !spec.is_empty() => {
+            let (base, query) = spec.split_once('?').unwrap_or((&spec, ""));
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            Some(format!("{base}/{label}-{}-{nanos}?{query}", std::process::id()))
+        }
+        _ if std::env::var("GRAPPE_TEST_SKIP_S3").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: the server on S3 (GRAPPE_TEST_SKIP_S3=1)");
+            None
+        }
+        _ => panic!("GRAPPE_TEST_S3 is not set: run the tests with scripts/test.sh, or set GRAPPE_TEST_SKIP_S3=1"),
+    }
+}
+
+#[test]
+fn a_server_on_s3_takes_pushes_serves_pulls_and_its_store_verifies() {
+    let Some(store) = s3_store("server") else { return };
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let options = ServerOptions { args: vec!["--store".into(), store.clone()], ..ServerOptions::default() };
+    let server = Server::start(&db.url, &options);
+    project_with_member(&server.client(), "commons-s3", 1);
+    let member = Cli::login(&server, "commons-s3@example.org");
+    let work = TempDir::new("commons-s3");
+    let source = work.path().join("source");
+    write(&source, "a.bin", &noise(2_000_000, 5));
+    write(&source, "notes/b.txt", b"sur S3\n");
+    let src = source.to_str().unwrap();
+    let first = member.ok(&["dataset", "push", src, "--name", "nuage", "--project", "commons-s3"]);
+    write(&source, "notes/b.txt", b"sur S3, encore\n");
+    let second = member.ok(&["dataset", "push", src, "--name", "nuage"]);
+    assert!(second["bytes_sent"].as_u64().unwrap() < 100_000, "{second}");
+    let out = work.path().join("out");
+    member.ok(&["dataset", "pull", "nuage@v1", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), noise(2_000_000, 5));
+    assert_eq!(std::fs::read(out.join("notes/b.txt")).unwrap(), b"sur S3\n");
+    assert_eq!(first["seq"], 1);
+    let verify = grappe(&["store", "verify", "--store", &store, "--json"], &[], "");
+    assert!(verify.status.success(), "{}", text(&verify));
+    let report: Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!((report["versions"].clone(), report["damage"].clone()), (json!(2), json!([])), "{report}");
+}
