@@ -11,7 +11,7 @@ use crate::{name, open_store, small_config, write_files};
 #[test]
 fn reads_and_seeks_match_the_file_everywhere() {
     let dir = TempDir::new("reader");
-    let store = Arc::new(open_store(&dir.path().join("store"), small_config()));
+    let store = Arc::new(open_store(dir.path().join("store").to_str().unwrap(), small_config()));
     let content = Rng::new(7).bytes(1_500_000);
     let source = dir.path().join("source");
     write_files(&source, &[("data.bin".to_owned(), content.clone()), ("empty".to_owned(), Vec::new())]);
