@@ -6,12 +6,13 @@ use std::sync::Arc;
 use grappe_store::testing::{Rng, TempDir};
 use grappe_store::{FileReader, Splits};
 
-use crate::{name, open_store, small_config, write_files};
+use crate::{Backend, name, open_store, small_config, write_files};
 
-#[test]
-fn reads_and_seeks_match_the_file_everywhere() {
+fn reads_and_seeks_match_the_file_everywhere(backend: Backend) {
     let dir = TempDir::new("reader");
-    let store = Arc::new(open_store(dir.path().join("store").to_str().unwrap(), small_config()));
+    // A second `Store` on the test's place (kept until the end), shared as the server shares it.
+    let test = crate::TestStore::on(&backend, "reader");
+    let store = Arc::new(open_store(test.spec(), small_config()));
     let content = Rng::new(7).bytes(1_500_000);
     let source = dir.path().join("source");
     write_files(&source, &[("data.bin".to_owned(), content.clone()), ("empty".to_owned(), Vec::new())]);
@@ -43,3 +44,5 @@ fn reads_and_seeks_match_the_file_everywhere() {
     FileReader::new(store, empty.clone()).read_to_end(&mut nothing).unwrap();
     assert!(nothing.is_empty());
 }
+
+crate::on_each_backend!(reads_and_seeks_match_the_file_everywhere);
