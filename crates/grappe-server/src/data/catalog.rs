@@ -63,7 +63,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let base = base_url(&state, &headers);
     // Public datasets only, whoever asks: this is what portals publish.
-    let query = CatalogQuery { q: String::new(), licence: String::new(), language: String::new(), task: String::new() };
+    let query = CatalogQuery::default();
     let mut datasets = Vec::new();
     for dataset in search(&state, &Actor::Anonymous, &query).await? {
         let versions = state.db.dataset_versions(dataset.id).await?;

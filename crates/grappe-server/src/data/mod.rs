@@ -217,7 +217,7 @@ pub(crate) async fn load_version(state: &AppState, row: &DatasetVersionRow) -> A
     blocking(move || store.version(&id).map_err(store_error)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct CatalogQuery {
     #[serde(default)]
     pub q: String,
@@ -423,20 +423,7 @@ pub(crate) fn render_card(text: &str) -> String {
     match Card::parse(text) {
         Ok(parsed) => render_markdown(&parsed.card.body),
         Err(_) if text.trim().is_empty() => String::new(),
-        Err(_) => {
-            let mut escaped = String::with_capacity(text.len() + 32);
-            for c in text.chars() {
-                match c {
-                    '<' => escaped.push_str("&lt;"),
-                    '>' => escaped.push_str("&gt;"),
-                    '&' => escaped.push_str("&amp;"),
-                    '"' => escaped.push_str("&quot;"),
-                    '\'' => escaped.push_str("&#39;"),
-                    c => escaped.push(c),
-                }
-            }
-            format!("<pre class=\"card-text\">{escaped}</pre>")
-        }
+        Err(_) => format!("<pre class=\"card-text\">{}</pre>", grappe_chart::escape(text)),
     }
 }
 

@@ -75,8 +75,7 @@ pub async fn catalogue(
     ApiQuery(query): ApiQuery<CatalogQuery>,
 ) -> AppResult<Response> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let everything =
-        CatalogQuery { q: String::new(), licence: String::new(), language: String::new(), task: String::new() };
+    let everything = CatalogQuery::default();
     let all = search(&state, &caller.actor, &everything).await?;
     let found = search(&state, &caller.actor, &query).await?;
     let page = CataloguePage {
