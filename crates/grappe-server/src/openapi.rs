@@ -58,7 +58,25 @@ fn schemas() -> Value {
                 "name": string, "cpus": { "type": "integer", "minimum": 1 }, "gpus": { "type": "integer", "minimum": 0 },
                 "memory_mb": { "type": "integer", "minimum": 1 }, "time_limit_s": { "type": "integer", "minimum": 1 },
                 "qos": { "enum": ["dev", "normal", "long"] }, "dry_run": { "type": "boolean" },
+                "env": { "type": "object", "additionalProperties": string },
+                "network": { "type": "boolean" }, "nodes": { "type": "integer", "minimum": 1 },
+                "inputs": {
+                    "type": "array", "maxItems": crate::data::inputs::MAX_INPUTS,
+                    "items": { "type": "string", "description": "DATASET, DATASET@vN or DATASET@VERSION_ID: read-only at $GRAPPE_INPUTS/DATASET" },
+                },
             },
+        },
+        "NewDataset": {
+            "type": "object", "required": ["name"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
+                "project": { "type": ["integer", "null"], "description": "the owning project (only administrators may leave it out)" },
+                "public": { "type": "boolean", "description": "listed for everyone and in the DCAT-AP catalogue; private to the project by default" },
+            },
+        },
+        "ChunkList": {
+            "type": "object", "required": ["chunks"],
+            "properties": { "chunks": { "type": "array", "items": { "type": "string", "pattern": "^[0-9a-f]{64}$" } } },
         },
         "LogBatch": {
             "type": "object", "required": ["metrics"],
@@ -93,7 +111,11 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }))
+            .map(|name| {
+                // Ids are integers; names, versions and file paths (`{*path}`, slashes allowed) text.
+                let kind = if name == "id" || name.ends_with("_id") { "integer" } else { "string" };
+                json!({ "name": name.trim_start_matches('*'), "in": "path", "required": true, "schema": { "type": kind } })
+            })
             .collect();
         let error =
             json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
@@ -114,7 +136,7 @@ pub fn document() -> Value {
                 "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } },
             });
         }
-        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        let entry = paths.entry(route.path.replace("{*", "{")).or_insert_with(|| json!({}));
         entry[route.method.as_str().to_lowercase()] = operation;
     }
     json!({
@@ -144,7 +166,7 @@ mod tests {
     fn every_api_route_is_documented_with_its_access() {
         let document = document();
         for route in table().into_iter().filter(|route| route.kind == Kind::Api) {
-            let operation = &document["paths"][route.path][route.method.as_str().to_lowercase()];
+            let operation = &document["paths"][route.path.replace("{*", "{")][route.method.as_str().to_lowercase()];
             assert_eq!(operation["x-grappe-access"], access_text(route.access), "{}", route.path);
             if let Some(body) = route.body {
                 assert!(document["components"]["schemas"][body].is_object(), "schema {body}");
