@@ -135,23 +135,20 @@ struct Location {
     entry: IndexEntry,
 }
 
-/// Chunks back to back in one pack, read together (see `Store::runs`).
+/// Chunks in order in one pack, close to each other, read together (see `Store::runs`).
 #[derive(Debug)]
 struct Run {
     pack: Digest,
     entries: Vec<IndexEntry>,
-    len_bytes: usize,
+    start: u64,
+    end: u64,
 }
 
 /// The most bytes one read of a run asks for.
-const MAX_RUN_BYTES: usize = 8 << 20;
-
-impl Run {
-    /// Where the run ends in its pack.
-    fn end(&self) -> u64 {
-        self.entries.last().map(|entry| entry.offset + entry.entry_bytes() as u64).unwrap_or(0)
-    }
-}
+const MAX_RUN_BYTES: u64 = 8 << 20;
+/// The most bytes of other chunks a run reads past between two of its own (files ingested in
+/// parallel interleave their chunks in a pack).
+const MAX_RUN_GAP_BYTES: u64 = 512 << 10;
 
 fn damaged(pack: &Digest, entry: &IndexEntry, reason: String) -> StoreError {
     StoreError::DamagedChunk { pack: *pack, offset: entry.offset, digest: entry.digest, reason }
@@ -774,9 +771,9 @@ impl Store {
         decode_entry(&entry, &bytes).map_err(|damage: ChunkDamage| damaged(&pack, &entry, damage.to_string()))
     }
 
-    /// A file's chunks grouped into runs that lie back to back in one pack, each read with one
-    /// ranged read (on S3 one request, not one per chunk). A chunk not in the index is a run of
-    /// its own (`Err`), read by `read_chunk`, which reloads the index.
+    /// A file's chunks grouped into runs that lie in order and close together in one pack, each
+    /// read with one ranged read (on S3 one request, not one per chunk). A chunk not in the
+    /// index is a run of its own (`Err`), read by `read_chunk`, which reloads the index.
     fn runs(&self, chunks: &[ChunkRef]) -> Vec<Result<Run, Digest>> {
         let index = self.read_index();
         let mut runs: Vec<Result<Run, Digest>> = Vec::new();
@@ -785,17 +782,18 @@ impl Store {
                 runs.push(Err(chunk.digest));
                 continue;
             };
-            let entry_bytes = location.entry.entry_bytes();
+            let (start, end) = (location.entry.offset, location.entry.offset + location.entry.entry_bytes() as u64);
             if let Some(Ok(run)) = runs.last_mut()
                 && run.pack == location.pack
-                && run.end() == location.entry.offset
-                && run.len_bytes + entry_bytes <= MAX_RUN_BYTES
+                && start >= run.end
+                && start - run.end <= MAX_RUN_GAP_BYTES
+                && end - run.start <= MAX_RUN_BYTES
             {
-                run.len_bytes += entry_bytes;
+                run.end = end;
                 run.entries.push(location.entry);
                 continue;
             }
-            runs.push(Ok(Run { pack: location.pack, entries: vec![location.entry], len_bytes: entry_bytes }));
+            runs.push(Ok(Run { pack: location.pack, entries: vec![location.entry], start, end }));
         }
         runs
     }
@@ -809,8 +807,8 @@ impl Store {
             Ok(run) => return run.entries.iter().map(|entry| self.read_chunk(&entry.digest)).collect(),
             Err(digest) => return Ok(vec![self.read_chunk(&digest)?]),
         };
-        let start = run.end() - run.len_bytes as u64;
-        let Ok(bytes) = self.blobs.get_range(&pack_key(&run.pack), start, run.len_bytes) else {
+        let (start, len_bytes) = (run.start, (run.end - run.start) as usize);
+        let Ok(bytes) = self.blobs.get_range(&pack_key(&run.pack), start, len_bytes) else {
             return run.entries.iter().map(|entry| self.read_chunk(&entry.digest)).collect();
         };
         run.entries
