@@ -40,9 +40,11 @@ s3_bucket=grappe-test
 start_s3() {
   local s3s_fs=${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs
   [ -x "$s3s_fs" ] || { echo "s3s-fs is not installed: run scripts/install-test-deps.sh" >&2; exit 1; }
-  # s3s-fs keeps a bucket as a folder of its root.
-  mkdir -p "$s3_dir/data/$s3_bucket"
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null; then
+    # A fresh server starts empty: tests remove their objects' files, not the metadata files
+    # s3s-fs keeps beside them. It keeps a bucket as a folder of its root.
+    rm -rf "$s3_dir/data"
+    mkdir -p "$s3_dir/data/$s3_bucket"
     nohup "$s3s_fs" --host 127.0.0.1 --port "$s3_port" --access-key grappe-test --secret-key grappe-test-secret \
       "$s3_dir/data" >"$s3_dir/s3s-fs.log" 2>&1 &
     echo $! >"$s3_dir/s3s-fs.pid"
@@ -52,6 +54,7 @@ start_s3() {
     done
     (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null || { echo "s3s-fs did not come up: $s3_dir/s3s-fs.log" >&2; exit 1; }
   fi
+  mkdir -p "$s3_dir/data/$s3_bucket"
   echo "export GRAPPE_TEST_S3='s3://$s3_bucket/tests?endpoint=http://127.0.0.1:$s3_port'"
   echo "export GRAPPE_TEST_S3_DIR=$s3_dir/data/$s3_bucket/tests"
   echo "export AWS_ACCESS_KEY_ID=grappe-test"

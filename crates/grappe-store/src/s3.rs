@@ -27,9 +27,9 @@
 //! Within one process, the stores opened on one bucket and prefix first take an in-process lock
 //! of the same kind, so that a process's threads never race each other at the server, and only
 //! processes do. That race is settled by the server's conditional PUT: atomic on AWS S3 (since
-//! 2024), MinIO and R2 (as `object_store` documents), not on the test server s3s-fs 0.14.1, which checks
-//! `If-None-Match` before writing (measured: 6 racing creates, 20 rounds in 40 with two
-//! winners). On a server like it, one process (the Grappe server) must own the store.
+//! 2024), MinIO and R2 (as `object_store` documents); not on the test server, s3s-fs 0.14.1,
+//! which checks `If-None-Match` before it writes (measured: 6 racing creates, two winners in 20
+//! rounds of 40). On a server like it, one process (the Grappe server) must own the store.
 //!
 //! A holder renews its lease every quarter lease from a thread of its own, and deletes the
 //! object when the guard is dropped. Waiting backs off from 10 ms to 500 ms and gives up after
@@ -37,7 +37,7 @@
 //! within the lease. A holder that stops for longer than its lease (a paused VM) may lose the
 //! lock without knowing it; with a lease of a minute, that is the accepted risk.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,9 +185,9 @@ struct LocalLocks {
 
 impl LocalLocks {
     fn of(config: &S3Config) -> Arc<LocalLocks> {
-        static STORES: Mutex<Option<HashMap<String, Arc<LocalLocks>>>> = Mutex::new(None);
+        static STORES: Mutex<BTreeMap<String, Arc<LocalLocks>>> = Mutex::new(BTreeMap::new());
         let mut stores = STORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(stores.get_or_insert_with(HashMap::new).entry(config.display()).or_default())
+        Arc::clone(stores.entry(config.display()).or_default())
     }
 
     /// Takes the in-process side of `lock`, polling until `deadline`.

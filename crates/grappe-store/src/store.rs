@@ -135,6 +135,25 @@ struct Location {
     entry: IndexEntry,
 }
 
+/// Chunks in order in one pack, close to each other, read together (see `Store::runs`).
+#[derive(Debug)]
+struct Run {
+    pack: Digest,
+    entries: Vec<IndexEntry>,
+    start: u64,
+    end: u64,
+}
+
+/// The most bytes one read of a run asks for.
+const MAX_RUN_BYTES: u64 = 8 << 20;
+/// The most bytes of other chunks a run reads past between two of its own (files ingested in
+/// parallel interleave their chunks in a pack).
+const MAX_RUN_GAP_BYTES: u64 = 512 << 10;
+
+fn damaged(pack: &Digest, entry: &IndexEntry, reason: String) -> StoreError {
+    StoreError::DamagedChunk { pack: *pack, offset: entry.offset, digest: entry.digest, reason }
+}
+
 #[derive(Debug, Default)]
 struct ChunkIndex {
     chunks: HashMap<Digest, Location>,
@@ -724,13 +743,66 @@ impl Store {
     fn read_chunk_once(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         let location = *self.read_index().chunks.get(digest).ok_or(StoreError::MissingChunk { digest: *digest })?;
         let Location { pack, entry } = location;
-        let damaged = |reason: String| StoreError::DamagedChunk { pack, offset: entry.offset, digest: *digest, reason };
         let bytes = match self.blobs.get_range(&pack_key(&pack), entry.offset, entry.entry_bytes()) {
             Ok(bytes) => bytes,
-            Err(error @ BlobError::OutOfRange { .. }) => return Err(damaged(format!("pack is truncated ({error})"))),
+            Err(error @ BlobError::OutOfRange { .. }) => {
+                return Err(damaged(&pack, &entry, format!("pack is truncated ({error})")));
+            }
             Err(error) => return Err(error.into()),
         };
-        decode_entry(&entry, &bytes).map_err(|damage: ChunkDamage| damaged(damage.to_string()))
+        decode_entry(&entry, &bytes).map_err(|damage: ChunkDamage| damaged(&pack, &entry, damage.to_string()))
+    }
+
+    /// A file's chunks grouped into runs that lie in order and close together in one pack, each
+    /// read with one ranged read (on S3 one request, not one per chunk). A chunk not in the
+    /// index is a run of its own (`Err`), read by `read_chunk`, which reloads the index.
+    fn runs(&self, chunks: &[ChunkRef]) -> Vec<Result<Run, Digest>> {
+        let index = self.read_index();
+        let mut runs: Vec<Result<Run, Digest>> = Vec::new();
+        for chunk in chunks {
+            let Some(location) = index.chunks.get(&chunk.digest) else {
+                runs.push(Err(chunk.digest));
+                continue;
+            };
+            let (start, end) = (location.entry.offset, location.entry.offset + location.entry.entry_bytes() as u64);
+            if let Some(Ok(run)) = runs.last_mut()
+                && run.pack == location.pack
+                && start >= run.end
+                && start - run.end <= MAX_RUN_GAP_BYTES
+                && end - run.start <= MAX_RUN_BYTES
+            {
+                run.end = end;
+                run.entries.push(location.entry);
+                continue;
+            }
+            runs.push(Ok(Run { pack: location.pack, entries: vec![location.entry], start, end }));
+        }
+        runs
+    }
+
+    /// The chunks of a run, each checked. If the run cannot be read whole (its pack rewritten
+    /// by a gc elsewhere, or truncated), its chunks are read one by one by `read_chunk`, which
+    /// retries and names the damage.
+    fn read_run(&self, run: Result<Run, Digest>) -> Result<Vec<Vec<u8>>, StoreError> {
+        let run = match run {
+            Ok(run) if run.entries.len() > 1 => run,
+            Ok(run) => return run.entries.iter().map(|entry| self.read_chunk(&entry.digest)).collect(),
+            Err(digest) => return Ok(vec![self.read_chunk(&digest)?]),
+        };
+        let (start, len_bytes) = (run.start, (run.end - run.start) as usize);
+        let Ok(bytes) = self.blobs.get_range(&pack_key(&run.pack), start, len_bytes) else {
+            return run.entries.iter().map(|entry| self.read_chunk(&entry.digest)).collect();
+        };
+        run.entries
+            .iter()
+            .map(|entry| {
+                let at = (entry.offset - start) as usize;
+                let stored = bytes
+                    .get(at..at + entry.entry_bytes())
+                    .ok_or_else(|| damaged(&run.pack, entry, "short read of its pack".into()))?;
+                decode_entry(entry, stored).map_err(|damage| damaged(&run.pack, entry, damage.to_string()))
+            })
+            .collect()
     }
 
     /// Writes one file of a version to `out`, chunk by chunk, each checked; the whole-file hash
@@ -749,11 +821,12 @@ impl Store {
     fn copy_file(&self, file: &FileEntry, out: &mut dyn Write, shown_as: &Path) -> Result<u64, StoreError> {
         let mut whole = Hasher::new();
         let mut written = 0u64;
-        for chunk in &file.chunks {
-            let bytes = self.read_chunk(&chunk.digest)?;
-            whole.update(&bytes);
-            out.write_all(&bytes).map_err(io_at(shown_as, "write"))?;
-            written += bytes.len() as u64;
+        for run in self.runs(&file.chunks) {
+            for bytes in self.read_run(run)? {
+                whole.update(&bytes);
+                out.write_all(&bytes).map_err(io_at(shown_as, "write"))?;
+                written += bytes.len() as u64;
+            }
         }
         let actual = whole.finish();
         if actual != file.digest || written != file.size_bytes {
