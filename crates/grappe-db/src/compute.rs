@@ -621,7 +621,11 @@ impl Db {
     /// running jobs have run so far (each up to its time limit); `reserved`, what its running
     /// jobs may still use up to their time limits and its pending ones (the row's totals, as read).
     /// One aggregate over the running jobs, whatever the queue.
-    pub async fn project_commitments(&self, project: &ProjectRow, now: i64) -> DbResult<Commitments> {
+    /// A project's standing at `now`: what it was charged, and what its running and queued jobs
+    /// may still use. One statement, so one snapshot: a job that starts or ends meanwhile is
+    /// counted once (a separate read of the project's row and then of its running jobs could
+    /// count a job just started both as queued and as running).
+    pub async fn project_standing(&self, project_id: i64, now: i64) -> DbResult<(Amount, Commitments)> {
         // Elapsed time of a running job, clamped to [0, its time limit].
         let elapsed = "CASE WHEN started_at IS NULL THEN 0 \
                        WHEN $2 - started_at < 0 THEN 0 \
@@ -631,18 +635,25 @@ impl Db {
             "SELECT CAST(COALESCE(SUM(gpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_gpu, \
              CAST(COALESCE(SUM(cpus * nodes * ({elapsed})), 0) AS BIGINT) AS running_cpu, \
              CAST(COALESCE(SUM(gpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS left_gpu, \
-             CAST(COALESCE(SUM(cpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS left_cpu \
+             CAST(COALESCE(SUM(cpus * nodes * (time_limit_s * 1000 - ({elapsed}))), 0) AS BIGINT) AS left_cpu, \
+             (SELECT used_gpu_ms FROM projects WHERE id = $1) AS used_gpu, \
+             (SELECT used_cpu_ms FROM projects WHERE id = $1) AS used_cpu, \
+             (SELECT queued_gpu_ms FROM projects WHERE id = $1) AS queued_gpu, \
+             (SELECT queued_cpu_ms FROM projects WHERE id = $1) AS queued_cpu \
              FROM jobs WHERE project_id = $1 AND state = 'running'"
         ))
-        .bind(project.id)
+        .bind(project_id)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        let left = Amount { gpu_ms: row.try_get("left_gpu")?, cpu_ms: row.try_get("left_cpu")? };
-        Ok(Commitments {
-            running: Amount { gpu_ms: row.try_get("running_gpu")?, cpu_ms: row.try_get("running_cpu")? },
-            reserved: left.plus(project.queued),
-        })
+        let amount = |gpu: &str, cpu: &str| -> DbResult<Amount> {
+            let read = |column: &str| -> DbResult<i64> { Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0)) };
+            Ok(Amount { gpu_ms: read(gpu)?, cpu_ms: read(cpu)? })
+        };
+        let left = amount("left_gpu", "left_cpu")?;
+        let used = amount("used_gpu", "used_cpu")?;
+        let queued = amount("queued_gpu", "queued_cpu")?;
+        Ok((used, Commitments { running: amount("running_gpu", "running_cpu")?, reserved: left.plus(queued) }))
     }
 
     /// pending -> running, as a new run on `instance`, before anything is started: the run

@@ -10,7 +10,7 @@
 //! A budget of zero means "not limited" only for CPU-hours beside GPU-hours. Amounts are in
 //! milliseconds of one CPU or one GPU, exact: a run of 260 ms on 1,000 CPUs is 260,000 CPU-ms.
 //! What running and queued jobs take is counted by the database in one aggregate
-//! (`grappe_db::Db::project_commitments`).
+//! (`grappe_db::Db::project_standing`).
 
 /// GPU-hours and CPU-hours granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,10 +106,11 @@ impl Ledger {
 }
 
 pub async fn ledger(state: &AppState, project: &ProjectRow) -> AppResult<Ledger> {
+    let (used, commitments) = state.db.project_standing(project.id, now_ms()).await?;
     Ok(Ledger {
         allocation: Allocation { gpu_hours: project.gpu_hours, cpu_hours: project.cpu_hours },
-        used: project.used,
-        commitments: state.db.project_commitments(project, now_ms()).await?,
+        used,
+        commitments,
     })
 }
 

@@ -647,7 +647,8 @@ impl Loop {
         let mut cached = Vec::with_capacity(projects.len());
         for project in &projects {
             // Charged, and what its running jobs have run so far (the 100 % rule).
-            let used = project.used.plus(db.project_commitments(project, now).await?.running);
+            let (charged, commitments) = db.project_standing(project.id, now).await?;
+            let used = charged.plus(commitments.running);
             cached.push(CachedProject {
                 id: project.id,
                 valid_from: project.valid_from,
