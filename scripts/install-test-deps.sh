@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, once: from Debian's packages PostgreSQL (server and psql),
 # Chromium with its WebDriver, munge and Slurm (a single-node test cluster), and wrk for the
-# benchmarks; from the Rust registry the S3 test server s3s-fs (about 3 minutes of compiling on
-# 2 cores). Idempotent: installed packages are not fetched again, the package lists are
-# refreshed only when something is missing, and s3s-fs is built only when absent.
+# benchmarks; from the Rust registry the S3 test server s3s-fs (cargo install: 2 minutes on
+# 2 shared cores, measured 2026-11-29). Idempotent: installed packages are not fetched again,
+# the package lists are refreshed only when something is missing, and s3s-fs is built only
+# when absent.
 set -euo pipefail
 
 packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3)
