@@ -340,6 +340,8 @@ pub fn pull(session: &Session, reference: &str, dir: &Path) -> anyhow::Result<Va
                 bar.set_position(bar.position().saturating_sub(have));
             }
             let mut reader = response.body_mut().as_reader();
+            // Where this answer starts in the file, and what of it is written.
+            let (start, mut written) = (if resumed { have } else { 0 }, 0u64);
             let mut buffer = vec![0u8; 1 << 20];
             loop {
                 let read = match reader.read(&mut buffer) {
@@ -347,12 +349,20 @@ pub fn pull(session: &Session, reference: &str, dir: &Path) -> anyhow::Result<Va
                     Ok(read) => read,
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                     Err(error) => {
-                        return Err(error)
-                            .with_context(|| format!("downloading {} (run the pull again to resume)", file.path));
+                        let at = start + written;
+                        return Err(error).with_context(|| {
+                            format!(
+                                "downloading {}: the server stopped sending at byte {at}; run the pull again to \
+                                 resume (if it stops at the same byte again, the server's copy is damaged: its \
+                                 operator's `grappe store verify` names it)",
+                                file.path
+                            )
+                        });
                     }
                 };
                 out.write_all(&buffer[..read]).with_context(|| format!("writing {}", partial.display()))?;
                 downloaded += read as u64;
+                written += read as u64;
                 bar.inc(read as u64);
             }
             out.sync_all()?;

@@ -435,9 +435,10 @@ fn s3_store(label: &str) -> Option<String> {
 fn a_server_on_s3_takes_pushes_serves_pulls_and_its_store_verifies() {
     let Some(store) = s3_store("server") else { return };
     let db = TestDb::new(crate::harness::Backend::Sqlite);
-    let options = ServerOptions { args: vec!["--store".into(), store.clone()], ..ServerOptions::default() };
+    let mut options = crate::compute::options(2);
+    options.args = vec!["--store".into(), store.clone()];
     let server = Server::start(&db.url, &options);
-    project_with_member(&server.client(), "commons-s3", 1);
+    let (_, member_token) = project_with_member(&server.client(), "commons-s3", 1);
     let member = Cli::login(&server, "commons-s3@example.org");
     let work = TempDir::new("commons-s3");
     let source = work.path().join("source");
@@ -457,4 +458,36 @@ fn a_server_on_s3_takes_pushes_serves_pulls_and_its_store_verifies() {
     assert!(verify.status.success(), "{}", text(&verify));
     let report: Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!((report["versions"].clone(), report["damage"].clone()), (json!(2), json!([])), "{report}");
+    // A job reads the version from the S3 store, read-only.
+    let project = server.client().get("/api/v1/projects", Some(&member_token)).body["items"][0]["id"].clone();
+    let body = json!({ "project": project, "command": ["cat", "/grappe/inputs/nuage/notes/b.txt"],
+                       "time_limit_s": 60, "inputs": ["nuage@v1"] });
+    let id = crate::compute::submit(&server.client(), &member_token, body)["id"].as_i64().unwrap();
+    let done = crate::compute::wait_state(&server.client(), &member_token, id, &["completed", "failed"]);
+    let log = server.client().get(&format!("/api/v1/jobs/{id}/logs"), Some(&member_token)).text;
+    assert_eq!((done["state"].as_str(), log.as_str()), (Some("completed"), "sur S3\n"), "{done}");
+}
+
+#[test]
+fn a_flipped_byte_in_the_servers_store_fails_the_pull_loudly_and_keeps_nothing() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    project_with_member(&server.client(), "commons-flip", 1);
+    let member = Cli::login(&server, "commons-flip@example.org");
+    let work = TempDir::new("commons-flip");
+    let source = work.path().join("source");
+    write(&source, "data.bin", &noise(1_000_000, 9));
+    member.ok(&["dataset", "push", source.to_str().unwrap(), "--name", "abime", "--project", "commons-flip"]);
+    let packs = server.data_dir().join("store").join("packs");
+    let pack = std::fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = work.path().join("out");
+    let (ok, _, output) = member.run(&["dataset", "pull", "abime", out.to_str().unwrap()]);
+    assert!(!ok && output.contains("the server stopped sending"), "a pull of damaged bytes must fail: {output}");
+    assert!(!out.join("data.bin").exists(), "nothing wrong is kept");
+    let verify = grappe(&["store", "verify", "--store", server.data_dir().join("store").to_str().unwrap()], &[], "");
+    assert!(!verify.status.success() && text(&verify).contains("DAMAGED"), "{}", text(&verify));
 }
