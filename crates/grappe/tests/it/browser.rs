@@ -435,6 +435,14 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     browser.go(&format!("{}/data/communes-france", server.base));
     browser.wait_text("h2", "Get it");
     browser.screenshot("dataset-en-390.png");
+    // Nothing makes the page scroll sideways on a phone: wide tables scroll in their own box.
+    let widest = serde_json::json!({ "script": "const w = window.innerWidth; \
+        if (document.documentElement.scrollWidth <= w) return ''; \
+        return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1) \
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)) \
+        .join(', ');", "args": [] });
+    let overflowing = browser.session_call("POST", "/execute/sync", Some(widest));
+    assert_eq!(overflowing, "", "elements wider than a 390 px screen");
     browser.go(&format!("{}/data", server.base));
     browser.wait_count("#datasets .card", 1);
     browser.screenshot("data-en-390.png");
