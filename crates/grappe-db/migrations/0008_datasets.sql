@@ -32,6 +32,9 @@ CREATE TABLE dataset_versions (
     size_bytes BIGINT NOT NULL,
     -- What validation found (JSON): per-file schema and statistics, split checks, card warnings.
     report TEXT NOT NULL DEFAULT '{}',
+    -- Its first files (JSON: path, size, media type, digest), for the catalogue and harvesters,
+    -- so that listing datasets never reads their manifests from the store.
+    listing TEXT NOT NULL DEFAULT '[]',
     UNIQUE (dataset_id, seq)
 );
 

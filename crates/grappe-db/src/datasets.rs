@@ -40,6 +40,8 @@ pub struct DatasetVersionRow {
     pub size_bytes: i64,
     /// What validation found, as JSON.
     pub report: String,
+    /// Its first files, as JSON (see [`NewDatasetVersion::listing`]).
+    pub listing: String,
 }
 
 pub struct NewDataset<'a> {
@@ -55,6 +57,8 @@ pub struct NewDatasetVersion<'a> {
     pub files: i64,
     pub size_bytes: i64,
     pub report: &'a str,
+    /// Its first files: a JSON array of `{"path", "size_bytes", "media_type", "digest"}`.
+    pub listing: &'a str,
     pub created_by: Option<i64>,
     pub title: &'a str,
     pub licence: &'a str,
@@ -82,7 +86,7 @@ pub enum Published {
 
 const DATASET_COLUMNS: &str = "id, name, project_id, public, created_by, created_at, updated_at, title, licence, \
                                languages, tasks, latest_version, latest_bytes";
-const VERSION_COLUMNS: &str = "dataset_id, version, seq, created_by, created_at, files, size_bytes, report";
+const VERSION_COLUMNS: &str = "dataset_id, version, seq, created_by, created_at, files, size_bytes, report, listing";
 
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
@@ -121,6 +125,7 @@ fn version_from(row: &AnyRow) -> DbResult<DatasetVersionRow> {
         files: row.try_get(5)?,
         size_bytes: row.try_get(6)?,
         report: row.try_get(7)?,
+        listing: row.try_get(8)?,
     })
 }
 
@@ -247,9 +252,10 @@ impl Db {
             return Ok(Published::Unchanged(version_from(&row)?));
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO dataset_versions (dataset_id, version, seq, created_by, created_at, files, size_bytes, report) \
+            "INSERT INTO dataset_versions (dataset_id, version, seq, created_by, created_at, files, size_bytes, report, \
+             listing) \
              VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM dataset_versions WHERE dataset_id = $1), \
-             $3, $4, $5, $6, $7) RETURNING {VERSION_COLUMNS}"
+             $3, $4, $5, $6, $7, $8) RETURNING {VERSION_COLUMNS}"
         ))
         .bind(dataset.id)
         .bind(version.version)
@@ -258,6 +264,7 @@ impl Db {
         .bind(version.files)
         .bind(version.size_bytes)
         .bind(version.report)
+        .bind(version.listing)
         .fetch_one(&mut *tx)
         .await?;
         let published = version_from(&row)?;

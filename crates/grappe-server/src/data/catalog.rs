@@ -8,13 +8,10 @@ use axum::response::{IntoResponse, Response};
 use grappe_domain::policy::Actor;
 use serde_json::{Value, json};
 
-use crate::data::{CatalogQuery, load_version, search};
+use crate::data::{CatalogQuery, search};
 use crate::kit::error::AppResult;
 use crate::kit::page::iso_date;
 use crate::kit::state::AppState;
-
-/// Distributions listed per dataset; the rest are reached through the version's API.
-const FILES_PER_DATASET: usize = 200;
 
 /// ISO 639-1 codes to the EU's language authority, which DCAT-AP asks for.
 fn language_uri(code: &str) -> Option<String> {
@@ -68,36 +65,36 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppRe
     for dataset in search(&state, &Actor::Anonymous, &query).await? {
         let versions = state.db.dataset_versions(dataset.id).await?;
         let Some(latest) = versions.first() else { continue };
-        let version = load_version(&state, latest).await?;
         let page = format!("{base}/data/{}", dataset.name);
         let api = format!("{base}/api/v1/datasets/{}/versions/{}", dataset.name, latest.version);
-        let distributions: Vec<Value> = version
-            .manifest()
-            .files()
+        // From the catalogue's own record of the version: no manifest is read from the store.
+        let listing: Vec<Value> = serde_json::from_str(&latest.listing).unwrap_or_default();
+        let distributions: Vec<Value> = listing
             .iter()
-            .take(FILES_PER_DATASET)
             .map(|file| {
+                let path = file["path"].as_str().unwrap_or_default();
                 json!({
                     "@type": "dcat:Distribution",
-                    "dct:title": file.path.as_str(),
+                    "dct:title": path,
                     "dcat:accessURL": { "@id": api },
-                    "dcat:downloadURL": { "@id": format!("{api}/files/{}", file.path) },
-                    "dcat:mediaType": { "@id": format!("https://www.iana.org/assignments/media-types/{}", file.media_type) },
-                    "dcat:byteSize": { "@value": file.size_bytes.to_string(), "@type": "xsd:nonNegativeInteger" },
+                    "dcat:downloadURL": { "@id": format!("{api}/files/{path}") },
+                    "dcat:mediaType": { "@id": format!("https://www.iana.org/assignments/media-types/{}", file["media_type"].as_str().unwrap_or_default()) },
+                    "dcat:byteSize": { "@value": file["size_bytes"].to_string(), "@type": "xsd:nonNegativeInteger" },
                     "spdx:checksum": {
                         "@type": "spdx:Checksum",
                         "spdx:algorithm": "blake3",
-                        "spdx:checksumValue": file.digest.to_hex(),
+                        "spdx:checksumValue": file["digest"],
                     },
                 })
             })
             .collect();
+        let report: Value = serde_json::from_str(&latest.report).unwrap_or(Value::Null);
         let mut entry = json!({
             "@id": page,
             "@type": "dcat:Dataset",
             "dct:identifier": dataset.name,
             "dct:title": dataset.title,
-            "dct:description": grappe_dataset::Card::parse(version.card()).map(|parsed| parsed.card.body).unwrap_or_default(),
+            "dct:description": report["description"].as_str().unwrap_or_default(),
             "dct:issued": { "@value": iso_date(dataset.created_at), "@type": "xsd:date" },
             "dct:modified": { "@value": iso_date(latest.created_at), "@type": "xsd:date" },
             "owl:versionInfo": format!("v{} ({})", latest.seq, latest.version),

@@ -485,6 +485,9 @@ pub async fn commit(
     Ok((status, Json(answer)).into_response())
 }
 
+/// Files of a version listed in the catalogue (its first, by path); all are in its manifest.
+pub(crate) const LISTED_FILES: usize = 200;
+
 /// Publishes a version the store has committed: its card's headline and what validation found
 /// go to the catalogue with it.
 pub(crate) async fn publish(
@@ -498,11 +501,14 @@ pub(crate) async fn publish(
 ) -> AppResult<Published> {
     let headline = headline(&dataset.name, checked.card.as_ref());
     let report = serde_json::to_string(&checked.report).map_err(anyhow::Error::from)?;
+    let listing: Vec<Value> = version.manifest().files().iter().take(LISTED_FILES).map(file_json).collect();
+    let listing = Value::Array(listing).to_string();
     let new = NewDatasetVersion {
         version: &id.to_string(),
         files: version.manifest().files().len() as i64,
         size_bytes: version.manifest().total_bytes() as i64,
         report: &report,
+        listing: &listing,
         created_by,
         title: &headline.title,
         licence: &headline.licence,

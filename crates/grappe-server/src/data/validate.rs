@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use crate::kit::error::AppError;
 
+/// Characters of a card's text kept as the dataset's description in the catalogue.
+const DESCRIPTION_CHARS: usize = 2000;
+
 /// Bytes of tabular files profiled per version; files past it are listed as not profiled.
 const PROFILED_BYTES: u64 = 1 << 30;
 
@@ -37,6 +40,9 @@ pub struct FileError {
 /// What validation found, stored with the version and shown on its page.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The card's text without its front matter, cut to [`DESCRIPTION_CHARS`]: what harvesters
+    /// get as the dataset's description.
+    pub description: String,
     pub card_warnings: Vec<String>,
     pub files: Vec<FileProfile>,
     pub errors: Vec<FileError>,
@@ -110,7 +116,15 @@ pub fn check(store: &Arc<Store>, version: &Version, public: bool) -> Result<Chec
             overlap = Some(report);
         }
     }
-    let mut report = Report { card_warnings, files: Vec::new(), errors: Vec::new(), not_profiled: Vec::new(), overlap };
+    let description = card.as_ref().map(|card| card.body.trim().chars().take(DESCRIPTION_CHARS).collect());
+    let mut report = Report {
+        description: description.unwrap_or_default(),
+        card_warnings,
+        files: Vec::new(),
+        errors: Vec::new(),
+        not_profiled: Vec::new(),
+        overlap,
+    };
     let mut budget = PROFILED_BYTES;
     for file in manifest.files() {
         if Format::from_media_type(&file.media_type).is_none() {
