@@ -206,6 +206,9 @@ fn push_pull_show_diff_over_http_and_private_datasets_stay_private() {
         let harvested = &catalog.body["dcat:dataset"][0];
         assert_eq!(harvested["dct:identifier"], "salutations-ouvertes", "{}", catalog.text);
         assert_eq!(harvested["dcat:distribution"].as_array().unwrap().len(), 3);
+        let description = harvested["dct:description"].as_str().unwrap();
+        assert!(description.starts_with("# Salutations") && !description.contains("license:"), "{description}");
+        assert_eq!(harvested["dct:license"]["@id"], "https://www.etalab.gouv.fr/licence-ouverte-open-licence/");
         assert_eq!(client.get("/data", None).status, 200);
         // Only its project's members push to it.
         client
