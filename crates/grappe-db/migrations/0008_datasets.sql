@@ -41,3 +41,13 @@ CREATE TABLE dataset_versions (
 -- A job's declared inputs, resolved at submission to exact versions: a JSON array of
 -- {"dataset", "version"}.
 ALTER TABLE jobs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
+
+-- Which projects may use a stored chunk without sending it: those that sent it, or whose
+-- versions use it; project 0 stands for public versions (anyone's). The store deduplicates
+-- across datasets; this keeps "does the server have this chunk" from telling one project about
+-- another's private data, and a version from naming chunks its project never had.
+CREATE TABLE dataset_chunks (
+    project_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (project_id, digest)
+);

@@ -84,6 +84,9 @@ pub enum Published {
     Unchanged(DatasetVersionRow),
 }
 
+/// Digests per statement (well under SQLite's 32,766 parameters and PostgreSQL's 65,535).
+const CHUNK_BATCH: usize = 1000;
+
 const DATASET_COLUMNS: &str = "id, name, project_id, public, created_by, created_at, updated_at, title, licence, \
                                languages, tasks, latest_version, latest_bytes";
 const VERSION_COLUMNS: &str = "dataset_id, version, seq, created_by, created_at, files, size_bytes, report, listing";
@@ -295,6 +298,46 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(Published::New(published))
+    }
+
+    /// Records that `project` (0: anyone, for public versions) may use these chunks.
+    pub async fn add_dataset_chunks(&self, project: i64, digests: &[String]) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        for batch in digests.chunks(CHUNK_BATCH) {
+            let values: Vec<String> = (0..batch.len()).map(|i| format!("($1, ${})", i + 2)).collect();
+            let sql = format!(
+                "INSERT INTO dataset_chunks (project_id, digest) VALUES {} ON CONFLICT DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(project);
+            for digest in batch {
+                query = query.bind(digest.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Which of `digests` any of `projects` may use.
+    pub async fn known_dataset_chunks(&self, projects: &[i64], digests: &[String]) -> DbResult<Vec<String>> {
+        let mut known = Vec::new();
+        let projects = projects.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        for batch in digests.chunks(CHUNK_BATCH) {
+            let places: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 1)).collect();
+            let sql = format!(
+                "SELECT DISTINCT digest FROM dataset_chunks WHERE project_id IN ({projects}) AND digest IN ({})",
+                places.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for digest in batch {
+                query = query.bind(digest.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                known.push(row.try_get(0)?);
+            }
+        }
+        Ok(known)
     }
 
     /// What a project's datasets hold: the sum of their latest versions' sizes, in bytes.

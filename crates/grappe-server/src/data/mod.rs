@@ -181,6 +181,19 @@ async fn check_storage(state: &AppState, dataset: &DatasetRow, new_bytes: u64, i
     Ok(())
 }
 
+/// The projects whose chunks a push to `dataset` may reuse without sending them: the dataset's
+/// project's and those of public versions (0); `None`: any (administrators see every dataset).
+fn chunk_scope(caller: &Caller, dataset: &DatasetRow) -> Option<Vec<i64>> {
+    (!caller.actor.is_admin()).then(|| vec![dataset.project_id.unwrap_or(0), 0])
+}
+
+/// A version's chunks, each once, as hex.
+fn version_chunks(version: &Version) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let files = version.manifest().files();
+    files.iter().flat_map(|file| &file.chunks).filter(|c| seen.insert(c.digest)).map(|c| c.digest.to_hex()).collect()
+}
+
 /// `latest`, a version id, 8 or more of its first hex digits, or `vN` (the Nth published).
 pub(crate) fn resolve<'a>(
     dataset: &DatasetRow,
@@ -342,7 +355,7 @@ pub async fn missing_chunks(
     UrlPath(name): UrlPath<String>,
     ApiJson(body): ApiJson<ChunkList>,
 ) -> AppResult<Json<Value>> {
-    pushable_dataset(&state, &caller, &name).await?;
+    let dataset = pushable_dataset(&state, &caller, &name).await?;
     if body.chunks.len() > MISSING_BATCH {
         return Err(AppError::Invalid(format!(
             "at most {MISSING_BATCH} chunks per request, {} sent",
@@ -355,8 +368,21 @@ pub async fn missing_chunks(
         .map(|text| Digest::parse(text).map_err(|error| AppError::Invalid(error.to_string())))
         .collect::<AppResult<Vec<Digest>>>()?;
     let store = state.store.clone();
-    let missing = blocking(move || store.has_chunks(&digests).map_err(store_error)).await?;
-    Ok(Json(json!({ "missing": missing.iter().map(Digest::to_hex).collect::<Vec<_>>() })))
+    let asked = digests.clone();
+    let absent = blocking(move || store.has_chunks(&asked).map_err(store_error)).await?;
+    let mut missing: Vec<String> = absent.iter().map(Digest::to_hex).collect();
+    // A chunk the store has is reported only if this project may use it: else the answer would
+    // tell whether some other project's private data holds these bytes.
+    if let Some(projects) = chunk_scope(&caller, &dataset) {
+        let absent: std::collections::HashSet<Digest> = absent.into_iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        let present: Vec<String> =
+            digests.iter().filter(|d| !absent.contains(d) && seen.insert(**d)).map(Digest::to_hex).collect();
+        let known: std::collections::HashSet<String> =
+            state.db.known_dataset_chunks(&projects, &present).await?.into_iter().collect();
+        missing.extend(present.into_iter().filter(|digest| !known.contains(digest)));
+    }
+    Ok(Json(json!({ "missing": missing })))
 }
 
 /// A request body of at most the push limit.
@@ -396,11 +422,15 @@ pub async fn upload_chunks(
     let body = upload_body(&state, body).await?;
     check_storage(&state, &dataset, 0, body.len() as u64).await?;
     let store = state.store.clone();
-    let stats = blocking(move || {
+    let (stats, sent) = blocking(move || {
         let frames = parse_frames(&body)?;
-        store.put_chunks(&frames).map_err(store_error)
+        let stats = store.put_chunks(&frames).map_err(store_error)?;
+        Ok((stats, frames.iter().map(|(digest, _)| digest.to_hex()).collect::<Vec<_>>()))
     })
     .await?;
+    if let Some(project) = dataset.project_id {
+        state.db.add_dataset_chunks(project, &sent).await?;
+    }
     Ok(Json(json!({
         "chunks": stats.chunks,
         "new_chunks": stats.new_chunks,
@@ -464,6 +494,16 @@ pub async fn commit(
     let version =
         Version::parse(&body, &state.store.config().limits).map_err(|error| AppError::Invalid(error.to_string()))?;
     check_storage(&state, &dataset, version.manifest().total_bytes(), 0).await?;
+    if let Some(projects) = chunk_scope(&caller, &dataset) {
+        let chunks = version_chunks(&version);
+        let known: std::collections::HashSet<String> =
+            state.db.known_dataset_chunks(&projects, &chunks).await?.into_iter().collect();
+        if let Some(unsent) = chunks.iter().find(|digest| !known.contains(*digest)) {
+            return Err(AppError::Conflict(format!(
+                "chunk {unsent} was never sent for this project: ask which chunks are missing and send them"
+            )));
+        }
+    }
     let public = dataset.public;
     let (version, checked, committed) = blocking(move || {
         let checked = validate::check(&store, &version, public)?;
@@ -515,7 +555,16 @@ pub(crate) async fn publish(
         languages: &headline.languages,
         tasks: &headline.tasks,
     };
-    Ok(state.db.publish_dataset_version(dataset, &new, actor).await?)
+    let published = state.db.publish_dataset_version(dataset, &new, actor).await?;
+    // Its chunks are its project's to reuse, and everyone's once it is public.
+    let chunks = version_chunks(version);
+    if let Some(project) = dataset.project_id {
+        state.db.add_dataset_chunks(project, &chunks).await?;
+    }
+    if dataset.public {
+        state.db.add_dataset_chunks(0, &chunks).await?;
+    }
+    Ok(published)
 }
 
 /// The dataset and the version a path names, if the caller may see them.

@@ -494,3 +494,81 @@ fn a_flipped_byte_in_the_servers_store_fails_the_pull_loudly_and_keeps_nothing()
     let verify = grappe(&["store", "verify", "--store", server.data_dir().join("store").to_str().unwrap()], &[], "");
     assert!(!verify.status.success() && text(&verify).contains("DAMAGED"), "{}", text(&verify));
 }
+
+/// The store keeps one copy of equal bytes, but a project learns nothing of another's private
+/// data from it: the server asks it for the bytes as if it had none, and a version that names
+/// chunks its project never sent is refused. Public bytes are everyone's to reuse.
+#[test]
+fn deduplication_tells_no_project_what_another_keeps_private() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    let (_, a_token) = project_with_member(&client, "commons-dedup-a", 1);
+    let (b_project, b_token) = project_with_member(&client, "commons-dedup-b", 1);
+    let a = Cli::login(&server, "commons-dedup-a@example.org");
+    let b = Cli::login(&server, "commons-dedup-b@example.org");
+    let work = TempDir::new("commons-dedup");
+    let secret = work.path().join("secret");
+    write(&secret, "secret.bin", &noise(500_000, 11));
+    let pushed =
+        a.ok(&["dataset", "push", secret.to_str().unwrap(), "--name", "secret-a", "--project", "commons-dedup-a"]);
+    let version = pushed["version"].as_str().unwrap();
+
+    // B holds the same bytes: it is asked for all of them, as if the server had none.
+    let same =
+        b.ok(&["dataset", "push", secret.to_str().unwrap(), "--name", "copie-b", "--project", "commons-dedup-b"]);
+    assert_eq!(same["bytes_sent"], same["bytes"], "{same}");
+
+    // Having sent the bytes, B may name them: A's very manifest commits for B.
+    let manifest = client.get(&format!("/api/v1/datasets/secret-a/versions/{version}/manifest"), Some(&a_token));
+    assert_eq!(manifest.status, 200);
+    let body = json!({ "name": "vol-b", "project": b_project });
+    assert_eq!(client.post("/api/v1/datasets", Some(&b_token), &body).status, 201);
+    let stolen = client.request(
+        "POST",
+        "/api/v1/datasets/vol-b/versions",
+        Some(&b_token),
+        Some(("application/octet-stream", manifest.text.into_bytes())),
+    );
+    assert_eq!(stolen.status, 201, "{}", stolen.text);
+    // C never held them: naming A's chunks is refused, whatever it learnt of their digests, and
+    // asking about one of them gets "missing".
+    let (c_project, c_token) = project_with_member(&client, "commons-dedup-c", 1);
+    let body = json!({ "name": "vol-c", "project": c_project });
+    assert_eq!(client.post("/api/v1/datasets", Some(&c_token), &body).status, 201);
+    let manifest = client.get(&format!("/api/v1/datasets/secret-a/versions/{version}/manifest"), Some(&a_token));
+    let refused = client.request(
+        "POST",
+        "/api/v1/datasets/vol-c/versions",
+        Some(&c_token),
+        Some(("application/octet-stream", manifest.text.into_bytes())),
+    );
+    refused.assert_envelope(409);
+    assert!(refused.text.contains("never sent for this project"), "{}", refused.text);
+    let asked = client.post(
+        "/api/v1/datasets/vol-c/chunks/missing",
+        Some(&c_token),
+        &json!({ "chunks": [same_first_chunk(&client, &a_token, version)] }),
+    );
+    assert_eq!(asked.body["missing"].as_array().unwrap().len(), 1, "{}", asked.text);
+
+    // Public bytes: anyone reuses them without sending.
+    let open = work.path().join("open");
+    write(&open, "open.bin", &noise(500_000, 12));
+    std::fs::write(work.path().join("card.md"), CARD.replace("configs:", "x-configs:")).unwrap();
+    let card = work.path().join("card.md");
+    let mut args =
+        vec!["dataset", "push", open.to_str().unwrap(), "--name", "ouvert-a", "--project", "commons-dedup-a"];
+    args.extend(["--public", "--card", card.to_str().unwrap()]);
+    a.ok(&args);
+    let reused =
+        b.ok(&["dataset", "push", open.to_str().unwrap(), "--name", "ouvert-b", "--project", "commons-dedup-b"]);
+    assert_eq!(reused["bytes_sent"], 0, "{reused}");
+}
+
+/// The digest of the first chunk of a version's first file, from its canonical manifest.
+fn same_first_chunk(client: &crate::harness::Client, token: &str, version: &str) -> String {
+    let manifest = client.get(&format!("/api/v1/datasets/secret-a/versions/{version}/manifest"), Some(token)).text;
+    // The canonical encoding: `file ...` then one `DIGEST LENGTH` line per chunk.
+    manifest.lines().nth(3).unwrap().split(' ').next().unwrap().to_owned()
+}
