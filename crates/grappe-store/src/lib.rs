@@ -33,6 +33,6 @@ pub use manifest::{
 pub use pack::Compression;
 pub use s3::{S3Blobs, S3Config};
 pub use store::{
-    CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, Store, StoreConfig, StoreError, VerifyReport,
-    WriteStats, scan_dir,
+    CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, READ_WINDOW_BYTES, Store, StoreConfig, StoreError,
+    VerifyReport, WriteStats, read_window, scan_dir,
 };

@@ -805,6 +805,16 @@ impl Store {
             .collect()
     }
 
+    /// These chunks' raw bytes, in order, each checked; chunks close together in a pack are read
+    /// with one ranged read (on S3 one request, not one per chunk).
+    pub fn read_chunks(&self, chunks: &[ChunkRef]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut all = Vec::with_capacity(chunks.len());
+        for run in self.runs(chunks) {
+            all.extend(self.read_run(run)?);
+        }
+        Ok(all)
+    }
+
     /// Writes one file of a version to `out`, chunk by chunk, each checked; the whole-file hash
     /// is checked at the end. On any error the bytes written so far are correct but
     /// incomplete: write to a temporary file (as `materialize` does) to never expose them.
@@ -1335,17 +1345,33 @@ const _: fn() = || {
     send_sync::<Store>();
 };
 
-/// A stored file as a `Read + Seek` stream, reading one chunk at a time (each checked against
-/// its digest when read): for readers that need to seek, as Parquet's does, with memory bounded
-/// by one chunk whatever the file's size.
+/// A stored file as a `Read + Seek` stream: for readers that need to seek, as Parquet's does.
+/// It reads a window of consecutive chunks at a time (at most [`READ_WINDOW_BYTES`] of them,
+/// each checked against its digest), so memory is bounded whatever the file's size and a
+/// sequential read makes few requests.
 pub struct FileReader {
     store: std::sync::Arc<Store>,
     file: FileEntry,
     /// Where each chunk starts in the file.
     starts: Vec<u64>,
     position: u64,
-    /// The chunk last read: its index and bytes.
-    current: Option<(usize, Vec<u8>)>,
+    /// The chunks last read: the index of the first, and their bytes.
+    window: Option<(usize, Vec<Vec<u8>>)>,
+}
+
+/// Raw bytes of the chunks a [`FileReader`] (and a server streaming a file) reads at once.
+pub const READ_WINDOW_BYTES: u64 = 8 << 20;
+
+/// The chunks from `first` on that make one window: at least one, at most
+/// [`READ_WINDOW_BYTES`] of them.
+pub fn read_window(chunks: &[ChunkRef], first: usize) -> std::ops::Range<usize> {
+    let mut end = first;
+    let mut bytes = 0u64;
+    while end < chunks.len() && (end == first || bytes + u64::from(chunks[end].len_bytes) <= READ_WINDOW_BYTES) {
+        bytes += u64::from(chunks[end].len_bytes);
+        end += 1;
+    }
+    first..end
 }
 
 impl FileReader {
@@ -1356,7 +1382,7 @@ impl FileReader {
             starts.push(at);
             at += u64::from(chunk.len_bytes);
         }
-        FileReader { store, file, starts, position: 0, current: None }
+        FileReader { store, file, starts, position: 0, window: None }
     }
 }
 
@@ -1367,11 +1393,15 @@ impl io::Read for FileReader {
         }
         // The chunk holding `position`: the last one starting at or before it.
         let index = self.starts.partition_point(|start| *start <= self.position) - 1;
-        if self.current.as_ref().is_none_or(|(current, _)| *current != index) {
-            let bytes = self.store.read_chunk(&self.file.chunks[index].digest).map_err(io::Error::other)?;
-            self.current = Some((index, bytes));
+        let loaded =
+            self.window.as_ref().is_some_and(|(first, chunks)| (*first..first + chunks.len()).contains(&index));
+        if !loaded {
+            let range = read_window(&self.file.chunks, index);
+            let chunks = self.store.read_chunks(&self.file.chunks[range]).map_err(io::Error::other)?;
+            self.window = Some((index, chunks));
         }
-        let Some((_, bytes)) = &self.current else { return Ok(0) };
+        let Some((first, chunks)) = &self.window else { return Ok(0) };
+        let bytes = &chunks[index - first];
         let offset = (self.position - self.starts[index]) as usize;
         let count = buffer.len().min(bytes.len() - offset);
         buffer[..count].copy_from_slice(&bytes[offset..offset + count]);

@@ -287,6 +287,14 @@ fn file_digest(path: &Path) -> Option<Digest> {
     }
 }
 
+/// What a pull cut short at byte `at` of `path` means, and what to do.
+fn stopped(path: &grappe_store::DatasetPath, at: u64) -> String {
+    format!(
+        "downloading {path}: the server stopped sending at byte {at}; run the pull again to resume (if it stops \
+         at the same byte again, the server's copy is damaged: its operator's `grappe store verify` names it)"
+    )
+}
+
 /// Where the bytes of a file being pulled wait: named after its content, so that what an
 /// interrupted pull left is resumed only for the same content.
 fn partial_path(target: &Path, digest: &Digest) -> PathBuf {
@@ -328,7 +336,8 @@ pub fn pull(session: &Session, reference: &str, dir: &Path) -> anyhow::Result<Va
             .with_context(|| format!("opening {}", partial.display()))?;
         if have < file.size_bytes {
             let path = format!("{base}/files/{}", file.path);
-            let mut response = session.get_from(&path, have)?;
+            // A server that fails on the file's first bytes drops the connection before it answers.
+            let mut response = session.get_from(&path, have).with_context(|| stopped(&file.path, have))?;
             let resumed = response.status() == 206;
             if !response.status().is_success() {
                 answer(response)?;
@@ -349,15 +358,7 @@ pub fn pull(session: &Session, reference: &str, dir: &Path) -> anyhow::Result<Va
                     Ok(read) => read,
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                     Err(error) => {
-                        let at = start + written;
-                        return Err(error).with_context(|| {
-                            format!(
-                                "downloading {}: the server stopped sending at byte {at}; run the pull again to \
-                                 resume (if it stops at the same byte again, the server's copy is damaged: its \
-                                 operator's `grappe store verify` names it)",
-                                file.path
-                            )
-                        });
+                        return Err(error).with_context(|| stopped(&file.path, start + written));
                     }
                 };
                 out.write_all(&buffer[..read]).with_context(|| format!("writing {}", partial.display()))?;

@@ -34,6 +34,7 @@ use grappe_db::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDat
 use grappe_domain::policy::{self, Access, Actor};
 use grappe_store::{
     CommitCheck, DatasetPath, Digest, FileEntry, Name, Store, StoreConfig, StoreError, Version, VersionId, open_blobs,
+    read_window,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -640,34 +641,41 @@ pub async fn file(
     }))
 }
 
-/// The bytes `first..=last` of a stored file, read a chunk at a time off the async threads,
-/// each chunk checked against its digest. A damaged chunk ends the body early (the client sees
-/// a short answer, never wrong bytes).
+/// The bytes `first..=last` of a stored file, read a window of chunks at a time off the async
+/// threads, each chunk checked against its digest. A damaged chunk ends the body early (the
+/// client sees a short answer, never wrong bytes).
 fn file_stream(store: Arc<Store>, file: FileEntry, first: u64, last: u64) -> Body {
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut at = 0u64;
-        for chunk in &file.chunks {
-            let end = at + u64::from(chunk.len_bytes);
-            if end > first {
+        // The first chunk that ends past `first`, and where it starts.
+        let (mut index, mut at) = (0, 0u64);
+        while index < file.chunks.len() && at + u64::from(file.chunks[index].len_bytes) <= first {
+            at += u64::from(file.chunks[index].len_bytes);
+            index += 1;
+        }
+        while index < file.chunks.len() && at <= last {
+            let window = read_window(&file.chunks, index);
+            index = window.end;
+            let chunks = match store.read_chunks(&file.chunks[window]) {
+                Ok(chunks) => chunks,
+                Err(error) => {
+                    tracing::error!(error = %error, file = %file.path, "a dataset file could not be read");
+                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
+                    return;
+                }
+            };
+            for bytes in chunks {
+                let end = at + bytes.len() as u64;
                 if at > last {
                     return;
                 }
-                let bytes = match store.read_chunk(&chunk.digest) {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        tracing::error!(error = %error, file = %file.path, "a dataset file could not be read");
-                        let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
-                        return;
-                    }
-                };
                 let from = first.saturating_sub(at) as usize;
                 let to = ((last + 1).min(end) - at) as usize;
                 if sender.blocking_send(Ok(bytes[from..to].to_vec())).is_err() {
                     return;
                 }
+                at = end;
             }
-            at = end;
         }
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {

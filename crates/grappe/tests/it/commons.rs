@@ -313,8 +313,8 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
     };
     let server = Server::start(&db.url, &options);
     let client = server.client();
-    let (project, token) = project_with_member(&client, "commons-bad", 1);
-    let token = Some(token.as_str());
+    let (project, member_token) = project_with_member(&client, "commons-bad", 1);
+    let token = Some(member_token.as_str());
     let created = client.post("/api/v1/datasets", token, &json!({ "name": "mauvais", "project": project }));
     assert_eq!(created.status, 201, "{}", created.text);
     client.post("/api/v1/datasets", token, &json!({ "name": "mauvais", "project": project })).assert_envelope(409);
@@ -336,7 +336,10 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
     post("chunks", frame.clone()).assert_envelope(400);
     // A frame cut short, and a body over the limit.
     post("chunks", frame[..20].to_vec()).assert_envelope(400);
-    post("chunks", vec![0u8; 1_500_000]).assert_envelope(413);
+    for announce_length in [true, false] {
+        let (base, path, kind) = (&server.base, "/api/v1/datasets/mauvais/chunks", "application/octet-stream");
+        crate::bad_input::assert_oversized_is_refused_at(base, path, &member_token, kind, announce_length);
+    }
     // Manifests: a path out of the dataset, garbage, a chunk the server never got.
     let chunk = "a".repeat(64);
     let traversal =
