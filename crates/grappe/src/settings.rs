@@ -72,6 +72,7 @@ struct FileSettings {
     sandbox_binds: Option<Vec<PathBuf>>,
     cgroup_parent: Option<String>,
     job_max_procs: Option<u64>,
+    inputs_cache_bytes: Option<u64>,
     preempt_exempt_s: Option<i64>,
     slurm_max_nodes: Option<u32>,
     slurm_accounting: Option<bool>,
@@ -200,6 +201,9 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
             bail!("GRAPPE_CGROUP_PARENT `{parent}` must be a name under the cgroup hierarchy");
         }
         compute.cgroup_parent = parent;
+    }
+    if let Some(bytes) = env_number("GRAPPE_INPUTS_CACHE_BYTES")?.or(file.inputs_cache_bytes) {
+        compute.inputs_cache_bytes = bytes;
     }
     if let Some(procs) = env_number("GRAPPE_JOB_MAX_PROCS")?.or(file.job_max_procs) {
         compute.max_procs = procs;

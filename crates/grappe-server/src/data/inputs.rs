@@ -2,7 +2,8 @@
 //! is resolved to an exact version the submitter may read (a later push does not change what the
 //! job reads, and a rerun reads the same bytes). At launch each version is materialised once per
 //! machine, in a read-only cache keyed by version id (`DATA_DIR/inputs/<id>`), and shown to the
-//! job read-only at `$GRAPPE_INPUTS/NAME`.
+//! job read-only at `$GRAPPE_INPUTS/NAME`. The cache keeps at most `inputs_cache_bytes`,
+//! removing the versions no running job reads, least recently used first.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -70,11 +71,16 @@ pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandbo
         return Ok(Prepared { binds: Vec::new(), env: None });
     }
     let mut binds = Vec::with_capacity(inputs.len());
+    let mut added = false;
     for input in &inputs {
-        let cached = materialized(state, &input.version)
+        let (cached, new) = materialized(state, &input.version)
             .await
             .with_context(|| format!("preparing the input {}@{}", input.dataset, input.version))?;
+        added |= new;
         binds.push((cached, Path::new(SANDBOX_INPUTS).join(&input.dataset)));
+    }
+    if added {
+        evict(state).await?;
     }
     if sandboxed {
         return Ok(Prepared { binds, env: Some(SANDBOX_INPUTS.to_owned()) });
@@ -89,18 +95,20 @@ pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandbo
     Ok(Prepared { binds: Vec::new(), env: Some(view.display().to_string()) })
 }
 
-/// The version's files in the machine's cache, materialised first if they are not there yet:
-/// into a staging folder, made readable to jobs' identities (folders 0755, files 0644), then
-/// renamed into place, so that the cache holds whole versions only.
-async fn materialized(state: &AppState, version: &str) -> anyhow::Result<PathBuf> {
+/// The version's files in the machine's cache, and whether they were just added: materialised
+/// first if they are not there yet, into a staging folder, made readable to jobs' identities
+/// (folders 0755, files 0644), then renamed into place, so that the cache holds whole versions
+/// only. A version found there is marked as used now (its folder's time), for eviction.
+async fn materialized(state: &AppState, version: &str) -> anyhow::Result<(PathBuf, bool)> {
     let id = VersionId(Digest::parse(version).map_err(|error| anyhow::anyhow!("{error}"))?);
     let cache = state.config.data_dir.join("inputs");
     let target = cache.join(id.to_string());
     if target.is_dir() {
-        return Ok(target);
+        let _ = std::fs::File::open(&target).and_then(|dir| dir.set_modified(std::time::SystemTime::now()));
+        return Ok((target, false));
     }
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(PathBuf, bool)> {
         std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let staging = cache.join(format!(".{id}.{}.{nonce}", std::process::id()));
@@ -116,9 +124,66 @@ async fn materialized(state: &AppState, version: &str) -> anyhow::Result<PathBuf
                 },
             );
         let _ = std::fs::remove_dir_all(&staging);
-        result.map(|()| target)
+        result.map(|()| (target, true))
     })
     .await?
+}
+
+/// Keeps the cache within `inputs_cache_bytes`: removes the versions no running job reads,
+/// least recently used first. A version a job is starting with is already read by a running
+/// job (its start is recorded before its inputs are prepared), so it is never removed under it.
+async fn evict(state: &AppState) -> anyhow::Result<()> {
+    let limit = state.config.compute.inputs_cache_bytes;
+    let in_use: std::collections::HashSet<String> = state
+        .db
+        .running_jobs()
+        .await?
+        .iter()
+        .flat_map(|job| stored_inputs(&job.inputs))
+        .map(|input| input.version)
+        .collect();
+    let cache = state.config.data_dir.join("inputs");
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut versions = Vec::new();
+        for entry in std::fs::read_dir(&cache).with_context(|| format!("listing {}", cache.display()))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Whole versions only: staging folders start with a dot.
+            if name.starts_with('.') || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let used = entry.metadata()?.modified()?;
+            versions.push((used, tree_bytes(&entry.path()), name, entry.path()));
+        }
+        let mut total: u64 = versions.iter().map(|(_, bytes, _, _)| bytes).sum();
+        versions.sort();
+        for (_, bytes, name, path) in versions {
+            if total <= limit {
+                break;
+            }
+            if in_use.contains(&name) {
+                continue;
+            }
+            if std::fs::remove_dir_all(&path).is_ok() {
+                tracing::info!(version = name, bytes, "an input version left the cache");
+                total -= bytes;
+            }
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// The bytes of the files under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_bytes(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 fn readable_to_all(dir: &Path) -> anyhow::Result<()> {

@@ -118,6 +118,9 @@ pub struct ComputeConfig {
     pub cgroup_parent: String,
     /// Most processes and threads one job may have.
     pub max_procs: u64,
+    /// The most bytes the cache of dataset versions that jobs read (`DATA_DIR/inputs`) keeps:
+    /// past it, the versions no running job reads are removed, least recently used first.
+    pub inputs_cache_bytes: u64,
     /// A running job younger than this is not preempted.
     pub preempt_exempt_s: i64,
     /// Most nodes one Slurm job may ask for.
@@ -145,6 +148,7 @@ impl ComputeConfig {
             sandbox_binds: Vec::new(),
             cgroup_parent: "grappe".to_owned(),
             max_procs: 4096,
+            inputs_cache_bytes: 100 << 30,
             preempt_exempt_s: 0,
             slurm_max_nodes: 16,
             slurm_accounting: false,

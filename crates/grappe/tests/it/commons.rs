@@ -382,7 +382,10 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
 #[test]
 fn jobs_read_their_declared_inputs_read_only_and_only_what_they_may() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
-    let server = Server::start(&db.url, &crate::compute::options(2));
+    let mut options = crate::compute::options(2);
+    // A cache that holds less than one version: each new one pushes out those no job reads.
+    options.env.push(("GRAPPE_INPUTS_CACHE_BYTES".into(), "1".into()));
+    let server = Server::start(&db.url, &options);
     let client = server.client();
     let (project, token) = project_with_member(&client, "commons-job", 10);
     let (outsider_project, outsider) = project_with_member(&client, "commons-job-b", 10);
@@ -410,6 +413,19 @@ fn jobs_read_their_declared_inputs_read_only_and_only_what_they_may() {
     assert!(log.contains("1,bonjour") && log.contains("READ-ONLY"), "{log}");
     let page = client.get(&format!("/compute/jobs/{id}"), Some(&token));
     assert!(page.text.contains("href=\"/data/lecture\""), "the job's page names its inputs");
+    let cached = |dir: &Path| -> Vec<String> {
+        let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|name| !name.starts_with('.')).collect()
+    };
+    let cache = server.data_dir().join("inputs");
+    assert_eq!(cached(&cache), [job["inputs"][0]["version"].as_str().unwrap()]);
+    // The latest version, in a cache too small for two: v1, read by no running job, leaves it.
+    let body = json!({ "project": project, "command": ["cat", "/grappe/inputs/lecture/train.csv"],
+                       "time_limit_s": 60, "inputs": ["lecture"] });
+    let latest = crate::compute::submit(&client, &token, body)["id"].as_i64().unwrap();
+    crate::compute::wait_state(&client, &token, latest, &["completed"]);
+    assert_eq!(client.get(&format!("/api/v1/jobs/{latest}/logs"), Some(&token)).text, "id,text\n1,bonsoir\n");
+    assert_eq!(cached(&cache), [second["version"].as_str().unwrap()]);
 
     // Another project's member cannot read the private dataset through a job.
     let body = json!({ "project": outsider_project, "command": ["true"], "time_limit_s": 60, "inputs": ["lecture"] });
