@@ -34,5 +34,5 @@ pub use pack::Compression;
 pub use s3::{S3Blobs, S3Config};
 pub use store::{
     CommitCheck, Committed, Damage, FileReader, GcReport, Ingested, READ_WINDOW_BYTES, Store, StoreConfig, StoreError,
-    VerifyReport, WriteStats, read_window, scan_dir,
+    VerifyReport, WriteStats, folder_bytes, read_window, scan_dir,
 };

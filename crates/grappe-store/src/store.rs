@@ -1305,6 +1305,23 @@ pub fn scan_dir<E: From<StoreError>>(
     Ok(Manifest::new(entries, &config.limits).map_err(StoreError::from)?)
 }
 
+/// The bytes of the regular files under `dir`, at any depth (what cannot be read counts 0).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 fn walk(dir: &Path, limits: &Limits) -> Result<Vec<(DatasetPath, PathBuf)>, StoreError> {
     let metadata = fs::metadata(dir).map_err(io_at(dir, "open folder"))?;
     if !metadata.is_dir() {

@@ -41,19 +41,6 @@ fn bar(total: u64) -> ProgressBar {
     bar
 }
 
-/// The sizes of the regular files under `dir`, for the progress bar's total.
-fn folder_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => folder_bytes(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}
-
 /// A dataset name, safe in a URL path (its characters are all unreserved).
 fn dataset_path(name: &str) -> anyhow::Result<String> {
     Ok(format!("/api/v1/datasets/{}", Name::parse(name)?))
@@ -194,7 +181,7 @@ pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value
         text => Some(Card::parse(text).map_err(|errors| anyhow::anyhow!("{errors}"))?.card),
     };
     let config = StoreConfig::default();
-    let bar = bar(folder_bytes(request.dir));
+    let bar = bar(grappe_store::folder_bytes(request.dir));
     let mut pusher = Pusher {
         session,
         request: &request,

@@ -153,7 +153,7 @@ async fn evict(state: &AppState) -> anyhow::Result<()> {
                 continue;
             }
             let used = entry.metadata()?.modified()?;
-            versions.push((used, tree_bytes(&entry.path()), name, entry.path()));
+            versions.push((used, grappe_store::folder_bytes(&entry.path()), name, entry.path()));
         }
         let mut total: u64 = versions.iter().map(|(_, bytes, _, _)| bytes).sum();
         versions.sort();
@@ -172,18 +172,6 @@ async fn evict(state: &AppState) -> anyhow::Result<()> {
         Ok(())
     })
     .await?
-}
-
-/// The bytes of the files under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => tree_bytes(&entry.path()),
-            _ => entry.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }
 
 fn readable_to_all(dir: &Path) -> anyhow::Result<()> {

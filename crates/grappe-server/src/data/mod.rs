@@ -21,6 +21,7 @@ pub mod inputs;
 pub mod pages;
 pub mod validate;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -190,7 +191,7 @@ fn chunk_scope(caller: &Caller, dataset: &DatasetRow) -> Option<Vec<i64>> {
 
 /// A version's chunks, each once, as hex.
 fn version_chunks(version: &Version) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let files = version.manifest().files();
     files.iter().flat_map(|file| &file.chunks).filter(|c| seen.insert(c.digest)).map(|c| c.digest.to_hex()).collect()
 }
@@ -375,12 +376,11 @@ pub async fn missing_chunks(
     // A chunk the store has is reported only if this project may use it: else the answer would
     // tell whether some other project's private data holds these bytes.
     if let Some(projects) = chunk_scope(&caller, &dataset) {
-        let absent: std::collections::HashSet<Digest> = absent.into_iter().collect();
-        let mut seen = std::collections::HashSet::new();
+        let absent: HashSet<Digest> = absent.into_iter().collect();
+        let mut seen = HashSet::new();
         let present: Vec<String> =
             digests.iter().filter(|d| !absent.contains(d) && seen.insert(**d)).map(Digest::to_hex).collect();
-        let known: std::collections::HashSet<String> =
-            state.db.known_dataset_chunks(&projects, &present).await?.into_iter().collect();
+        let known: HashSet<String> = state.db.known_dataset_chunks(&projects, &present).await?.into_iter().collect();
         missing.extend(present.into_iter().filter(|digest| !known.contains(digest)));
     }
     Ok(Json(json!({ "missing": missing })))
@@ -497,8 +497,7 @@ pub async fn commit(
     check_storage(&state, &dataset, version.manifest().total_bytes(), 0).await?;
     if let Some(projects) = chunk_scope(&caller, &dataset) {
         let chunks = version_chunks(&version);
-        let known: std::collections::HashSet<String> =
-            state.db.known_dataset_chunks(&projects, &chunks).await?.into_iter().collect();
+        let known: HashSet<String> = state.db.known_dataset_chunks(&projects, &chunks).await?.into_iter().collect();
         if let Some(unsent) = chunks.iter().find(|digest| !known.contains(*digest)) {
             return Err(AppError::Conflict(format!(
                 "chunk {unsent} was never sent for this project: ask which chunks are missing and send them"

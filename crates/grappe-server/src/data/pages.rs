@@ -138,26 +138,9 @@ struct FileProblem {
 /// Rows of the preview shown on the page (the report keeps more).
 const PREVIEW_ROWS: usize = 5;
 
-/// A figure with at most two decimals, as the reader's language writes it.
-fn decimal(locale: Locale, value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        return locale.integer(value as i64);
-    }
-    let text = format!("{:.2}", value.abs());
-    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    let fraction = fraction.trim_end_matches('0');
-    let sign = if value < 0.0 { "-" } else { "" };
-    let whole = locale.integer(whole.parse().unwrap_or(0));
-    if fraction.is_empty() {
-        format!("{sign}{whole}")
-    } else {
-        format!("{sign}{whole}{}{fraction}", locale.decimal_separator())
-    }
-}
-
 /// One line of a column's statistics.
 fn column_summary(locale: Locale, tr: &crate::kit::i18n::Tr, stats: &Value) -> String {
-    let number = |key: &str| stats[key].as_f64().map_or_else(|| "-".to_owned(), |v| decimal(locale, v));
+    let number = |key: &str| stats[key].as_f64().map_or_else(|| "-".to_owned(), |v| locale.decimal(v));
     match stats["kind"].as_str() {
         Some("numeric") => format!(
             "{} {} · {} {} · {} {}",
@@ -376,18 +359,4 @@ pub async fn dataset_page(
         chrome,
     };
     Ok(render(&page, StatusCode::OK))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decimal;
-    use crate::kit::i18n::Locale;
-
-    #[test]
-    fn decimals_as_each_language_writes_them() {
-        assert_eq!(decimal(Locale::Fr, 215_937_412.349), "215\u{202f}937\u{202f}412,35");
-        assert_eq!(decimal(Locale::En, -1970.4), "-1,970.4");
-        assert_eq!(decimal(Locale::En, 3.0), "3");
-        assert_eq!(decimal(Locale::Fr, 0.5), "0,5");
-    }
 }

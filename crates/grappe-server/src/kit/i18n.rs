@@ -70,6 +70,24 @@ impl Locale {
         grappe_domain::money::group_thousands(value, grouping)
     }
 
+    /// A figure with at most two decimals, as this language writes it: `215 937 412,35`,
+    /// `-1,970.4`.
+    pub fn decimal(self, value: f64) -> String {
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            return self.integer(value as i64);
+        }
+        let text = format!("{:.2}", value.abs());
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let fraction = fraction.trim_end_matches('0');
+        let sign = if value < 0.0 { "-" } else { "" };
+        let whole = self.integer(whole.parse().unwrap_or(0));
+        if fraction.is_empty() {
+            format!("{sign}{whole}")
+        } else {
+            format!("{sign}{whole}{}{fraction}", self.decimal_separator())
+        }
+    }
+
     /// A size in bytes with binary units as this language writes them: `1,5 Mio`, `1.5 MiB`.
     pub fn bytes(self, value: u64) -> String {
         const UNITS: [(&str, &str); 5] = [("o", "B"), ("Kio", "KiB"), ("Mio", "MiB"), ("Gio", "GiB"), ("Tio", "TiB")];
@@ -164,6 +182,14 @@ mod tests {
                 assert_ne!(Tr { locale }.t(key), key, "{key} in {locale:?}");
             }
         }
+    }
+
+    #[test]
+    fn decimals_as_each_language_writes_them() {
+        assert_eq!(Locale::Fr.decimal(215_937_412.349), "215\u{202f}937\u{202f}412,35");
+        assert_eq!(Locale::En.decimal(-1970.4), "-1,970.4");
+        assert_eq!(Locale::En.decimal(3.0), "3");
+        assert_eq!(Locale::Fr.decimal(0.5), "0,5");
     }
 
     #[test]

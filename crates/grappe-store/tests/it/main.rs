@@ -209,19 +209,5 @@ pub fn read_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Total bytes of the files under `dir`.
 pub fn du(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let metadata = entry.metadata().unwrap();
-            if metadata.is_dir() {
-                pending.push(entry.path());
-            } else {
-                total += metadata.len();
-            }
-        }
-    }
-    total
+    grappe_store::folder_bytes(dir)
 }

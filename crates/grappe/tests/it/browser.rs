@@ -446,4 +446,10 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     browser.go(&format!("{}/data", server.base));
     browser.wait_count("#datasets .card", 1);
     browser.screenshot("data-en-390.png");
+    browser.click("#lang-switch");
+    browser.wait_text("h1", "Communs de données ouvertes");
+    browser.screenshot("data-fr-390.png");
+    browser.go(&format!("{}/data/communes-france", server.base));
+    browser.wait_text("h2", "Le récupérer");
+    browser.screenshot("dataset-fr-390.png");
 }
