@@ -179,6 +179,14 @@ impl Db {
         Ok(created)
     }
 
+    pub async fn dataset_by_id(&self, id: i64) -> DbResult<Option<DatasetRow>> {
+        let row = sqlx::query(&format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(dataset_from).transpose()
+    }
+
     pub async fn dataset(&self, name: &str) -> DbResult<Option<DatasetRow>> {
         let row = sqlx::query(&format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE name = $1"))
             .bind(name)

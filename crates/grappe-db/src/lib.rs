@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod challenges;
 mod compute;
 mod datasets;
 mod leases;
@@ -21,6 +22,10 @@ use sqlx::{AnyPool, Executor};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
+pub use challenges::{
+    ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,
+    TeamRow,
+};
 pub use compute::{
     Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
     NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,

@@ -140,6 +140,18 @@ pub fn may_push_dataset(actor: &Actor, project_id: Option<i64>) -> bool {
     project_id.map_or(actor.is_admin(), |project_id| may_use_project(actor, project_id))
 }
 
+/// Creating a challenge: challenge organisers over everything, and administrators.
+pub fn may_create_challenge(actor: &Actor) -> bool {
+    actor.has_global_role(Role::ChallengeOrganiser)
+}
+
+/// Organising one challenge (its private board before the end, baselines, every team's
+/// submissions): its creator, its organisers, and administrators.
+pub fn may_organise_challenge(actor: &Actor, challenge_id: i64, created_by: Option<i64>) -> bool {
+    actor.has_role_over(Role::ChallengeOrganiser, &Scope::Object { kind: ScopeKind::Challenge, id: challenge_id })
+        || (created_by.is_some() && actor.user_id() == created_by)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! background loops, in one process. [`run`] is all the binary calls.
 
 pub mod account;
+pub mod challenges;
 pub mod compute;
 pub mod data;
 pub mod demo;
@@ -96,6 +97,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     println!("Grappe listening on http://{addr} (database: {})", state.db.backend().as_str());
     let (stop_loops, loops_stopped) = watch::channel(false);
     let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped.clone()));
+    let scoring = tokio::spawn(challenges::scoring::run(state.clone(), loops_stopped.clone()));
     let scheduler = tokio::spawn(compute::scheduler::run(state.clone(), loops_stopped));
     let db = state.db.clone();
     let config = &state.config;
@@ -116,6 +118,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     let _ = stop_loops.send(true);
     let _ = ticker.await;
     let _ = scheduler.await;
+    let _ = scoring.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

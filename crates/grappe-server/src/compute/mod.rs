@@ -444,6 +444,26 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     let project = project
         .filter(|project| policy::may_use_project(&caller.actor, project.id))
         .ok_or_else(|| AppError::NotFound("project not found".into()))?;
+    if !body.inputs.is_empty() && state.config.compute.executor == ExecutorKind::Slurm {
+        return Err(AppError::Invalid(
+            "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
+        ));
+    }
+    let inputs = crate::data::inputs::resolve_inputs(state, caller, &body.inputs).await?;
+    queue(state, caller.actor.user_id(), &project, body, &inputs).await
+}
+
+/// Checks and queues a job of `user_id` on `project`, reading `inputs` (resolved, as stored):
+/// the project's dates, the job's spec, QoS and the allocation; whether the user may use the
+/// project is the caller's to check ([`submit`]; a challenge runs participants' code on its own
+/// project).
+pub async fn queue(
+    state: &AppState,
+    user_id: Option<i64>,
+    project: &ProjectRow,
+    body: NewJobBody,
+    inputs: &str,
+) -> AppResult<Submitted> {
     let now = now_ms();
     if project.valid_from > now {
         return Err(AppError::Conflict(format!("the project's allocation starts on {}", iso_date(project.valid_from))));
@@ -451,12 +471,6 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     if let Some(until) = project.valid_until.filter(|until| *until < now) {
         return Err(AppError::Conflict(format!("the project's allocation ended on {}", iso_date(until))));
     }
-    if !body.inputs.is_empty() && state.config.compute.executor == ExecutorKind::Slurm {
-        return Err(AppError::Invalid(
-            "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
-        ));
-    }
-    let inputs = crate::data::inputs::resolve_inputs(state, caller, &body.inputs).await?;
     let request = JobRequest {
         command: body.command,
         name: body.name,
@@ -471,7 +485,7 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
         nodes: body.nodes,
     };
     let spec = JobSpec::parse(request, &node_shape(state))?;
-    let ledger = ledger(state, &project).await?;
+    let ledger = ledger(state, project).await?;
     ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
     let nodes = i64::from(spec.nodes());
     let cost = Amount::of(
@@ -507,7 +521,7 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
         .create_job(
             NewJob {
                 project_id: project.id,
-                user_id: caller.actor.user_id(),
+                user_id,
                 name: spec.name().as_str(),
                 command: &command,
                 qos: spec.qos(),
@@ -518,7 +532,7 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
                 env: &env,
                 network: spec.network(),
                 nodes,
-                inputs: &inputs,
+                inputs,
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )

@@ -12,9 +12,9 @@ use grappe_domain::policy;
 use serde::Deserialize;
 
 use super::{NewJobBody, ProjectRef, Submitted, scheduler, submit, terminal};
-use crate::kit::caller::{self, Caller};
+use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
-use crate::kit::page::{Chrome, iso_date, message_page, render};
+use crate::kit::page::{Chrome, form_target, iso_date, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -129,11 +129,6 @@ struct ProjectPage {
     gpus_here: u32,
 }
 
-fn not_found(chrome: Chrome) -> Response {
-    let message = chrome.tr.t("error-not-found");
-    message_page(chrome, StatusCode::NOT_FOUND, message)
-}
-
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
 fn usage_chart(project: &ProjectRow, records: &[UsageRecord], tr: &crate::kit::i18n::Tr) -> String {
     // GPU-hours when the project has used or holds any, else CPU-hours.
@@ -175,8 +170,8 @@ pub async fn project_page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
-    let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found(chrome)) };
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found_page(chrome)) };
+    let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
     let records = state.db.usage_records(id).await?;
     let usage_svg = usage_chart(&project, &records, &chrome.tr);
     let members = state.db.project_member_ids(id).await?.len();
@@ -189,16 +184,6 @@ pub async fn project_page(
 }
 
 /// What every compute form checks first: its CSRF token, then the id in its path.
-fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
-    if !caller::check_csrf(caller, csrf) {
-        let message = chrome.tr.t("login-csrf");
-        return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
-    }
-    match id.parse::<i64>() {
-        Ok(id) => Ok((chrome, id)),
-        Err(_) => Err(Box::new(not_found(chrome))),
-    }
-}
 
 #[derive(Deserialize)]
 pub struct JobForm {
@@ -325,8 +310,8 @@ pub async fn job_page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found(chrome)) };
-    let Ok(job) = super::job_for(&state, &caller, id).await else { return Ok(not_found(chrome)) };
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found_page(chrome)) };
+    let Ok(job) = super::job_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
     let project = state.db.project(job.project_id).await?.map_or_else(String::new, |p| p.name);
     let events = state
         .db
@@ -396,7 +381,7 @@ pub async fn cancel_form(
     match super::job_to_act_on(&state, &caller, id).await {
         Ok(_) => {}
         Err(error @ AppError::Forbidden(_)) => return Ok(message_page(chrome, error.status(), error.to_string())),
-        Err(_) => return Ok(not_found(chrome)),
+        Err(_) => return Ok(not_found_page(chrome)),
     }
     state.db.cancel_job(id, &caller.audit_name()).await?;
     state.scheduler_wake.notify_one();

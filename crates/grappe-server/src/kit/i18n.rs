@@ -76,9 +76,15 @@ impl Locale {
         if value.fract() == 0.0 && value.abs() < 1e15 {
             return self.integer(value as i64);
         }
-        let text = format!("{:.2}", value.abs());
+        let text = self.fixed(value, 2);
+        let text = text.trim_end_matches('0');
+        text.strip_suffix(self.decimal_separator()).unwrap_or(text).to_owned()
+    }
+
+    /// A figure with exactly `places` decimals, as this language writes it: `0,8200`, `0.8200`.
+    pub fn fixed(self, value: f64, places: usize) -> String {
+        let text = format!("{:.*}", places, value.abs());
         let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-        let fraction = fraction.trim_end_matches('0');
         let sign = if value < 0.0 { "-" } else { "" };
         let whole = self.integer(whole.parse().unwrap_or(0));
         if fraction.is_empty() {

@@ -112,6 +112,25 @@ pub fn message_page(chrome: Chrome, status: StatusCode, message: String) -> Resp
     render(&ErrorPage { chrome, message }, status)
 }
 
+/// The page for an object that does not exist, or that the reader may not see.
+pub fn not_found_page(chrome: Chrome) -> Response {
+    let message = chrome.tr.t("error-not-found");
+    message_page(chrome, StatusCode::NOT_FOUND, message)
+}
+
+/// The object a page's form acts on: its CSRF token checked, its id (a path segment) parsed;
+/// else the page to answer.
+pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
+    if !caller::check_csrf(caller, csrf) {
+        let message = chrome.tr.t("login-csrf");
+        return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
+    }
+    match id.parse::<i64>() {
+        Ok(id) => Ok((chrome, id)),
+        Err(_) => Err(Box::new(not_found_page(chrome))),
+    }
+}
+
 /// `YYYY-MM-DD` (UTC) of Unix milliseconds, by the civil-from-days algorithm.
 pub fn iso_date(unix_ms: i64) -> String {
     let days = unix_ms.div_euclid(86_400_000);
@@ -125,6 +144,12 @@ pub fn iso_date(unix_ms: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// `2026-11-29 14:05 UTC`: a date and a minute, in UTC.
+pub fn iso_datetime(unix_ms: i64) -> String {
+    let minutes = unix_ms.rem_euclid(86_400_000) / 60_000;
+    format!("{} {:02}:{:02} UTC", iso_date(unix_ms), minutes / 60, minutes % 60)
 }
 
 /// The answer to a path no route matches: a page for browsers, the envelope for everyone else.

@@ -78,6 +78,23 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/data"), Anyone),
         (("GET", "/models"), Anyone),
         (("GET", "/challenges"), Anyone),
+        (("GET", "/challenges/{id}"), Anyone),
+        (("POST", "/challenges/{id}/teams"), SignedIn),
+        (("POST", "/challenges/{id}/submissions"), SignedIn),
+        (("GET", "/api/v1/challenges"), Anyone),
+        (("POST", "/api/v1/challenges"), SignedIn),
+        (("GET", "/api/v1/challenges/{id}"), Anyone),
+        (("GET", "/api/v1/challenges/{id}/leaderboard"), Anyone),
+        (("GET", "/api/v1/challenges/{id}/leaderboard.csv"), Anyone),
+        (("POST", "/api/v1/challenges/{id}/teams"), SignedIn),
+        (("GET", "/api/v1/challenges/{id}/team"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/team/invitations"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/teams/{team}/join"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/team/leave"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/submissions"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/submissions/code"), SignedIn),
+        (("GET", "/api/v1/challenges/{id}/submissions/{submission}"), SignedIn),
+        (("POST", "/api/v1/challenges/{id}/finals"), SignedIn),
         (("GET", "/booster"), Anyone),
     ])
 }
@@ -86,6 +103,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
 fn concrete(path: &str) -> String {
     path.replace("{id}", "999999")
         .replace("{grant_id}", "999999")
+        .replace("{team}", "999999")
+        .replace("{submission}", "999999")
         .replace("{code}", "en")
         .replace("{name}", "no-such-dataset")
         .replace("{version}", "latest")

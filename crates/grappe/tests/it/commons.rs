@@ -35,7 +35,7 @@ configs:
 Des salutations en **français**. <script>alert(1)</script>
 ";
 
-fn write(dir: &Path, path: &str, content: &[u8]) {
+pub fn write(dir: &Path, path: &str, content: &[u8]) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
@@ -55,12 +55,12 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The CLI logged in as `email`: runs `grappe ARGS --json` and parses what it prints.
-struct Cli {
+pub struct Cli {
     config: TempDir,
 }
 
 impl Cli {
-    fn login(server: &Server, email: &str) -> Cli {
+    pub fn login(server: &Server, email: &str) -> Cli {
         let cli = Cli { config: TempDir::new("commons-cli") };
         let output = grappe(&["login", "--url", &server.base, "--email", email], &cli.env(), "");
         assert!(output.status.success(), "{}", text(&output));
@@ -77,7 +77,7 @@ impl Cli {
         (output.status.success(), parsed, text(&output))
     }
 
-    fn ok(&self, args: &[&str]) -> Value {
+    pub fn ok(&self, args: &[&str]) -> Value {
         let (ok, value, output) = self.run(args);
         assert!(ok, "grappe {args:?}: {output}");
         value
