@@ -56,41 +56,63 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
         }
         accounts.push(DemoAccount { role: *role, email, password });
     }
-    demo_project(state).await?;
-    demo_dataset(state).await?;
+    let project = demo_project(state).await?;
+    demo_dataset(state, COMMUNES).await?;
+    demo_dataset(state, CODE_DU_TRAVAIL).await?;
+    demo_challenge(state, project).await?;
     Ok(accounts)
 }
 
-/// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`),
-/// shipped in the binary, published as a public dataset of the programme with its card and
-/// splits.
-async fn demo_dataset(state: &AppState) -> AppResult<()> {
-    const NAME: &str = "communes-france";
-    const FILES: [(&str, &[u8]); 3] = [
+/// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`).
+const COMMUNES: (&str, &[(&str, &[u8])], &str) = (
+    "communes-france",
+    &[
         ("train.csv", include_bytes!("../../../demo/datasets/communes-france/train.csv")),
         ("validation.csv", include_bytes!("../../../demo/datasets/communes-france/validation.csv")),
         ("test.csv", include_bytes!("../../../demo/datasets/communes-france/test.csv")),
-    ];
-    const CARD: &str = include_str!("../../../demo/datasets/communes-france.md");
-    let dataset = match state.db.dataset(NAME).await? {
+    ],
+    include_str!("../../../demo/datasets/communes-france.md"),
+);
+
+/// Articles of the Code du travail by part (DILA's LEGI base, Licence Ouverte; see
+/// `demo/datasets/NOTICE.md`): the demo challenge's data. Its test labels are not in it.
+const CODE_DU_TRAVAIL: (&str, &[(&str, &[u8])], &str) = (
+    "code-du-travail",
+    &[
+        ("train.csv", include_bytes!("../../../demo/datasets/code-du-travail/train.csv")),
+        ("test.csv", include_bytes!("../../../demo/datasets/code-du-travail/test.csv")),
+    ],
+    include_str!("../../../demo/datasets/code-du-travail.md"),
+);
+
+/// The demo challenge's hidden test labels.
+const CODE_DU_TRAVAIL_LABELS: &str = include_str!("../../../demo/challenges/code-du-travail-labels.csv");
+
+/// A dataset shipped in the binary (`name`, its files, each its own split, and its card),
+/// published as a public dataset of the programme.
+async fn demo_dataset(
+    state: &AppState,
+    (name, files, card): (&'static str, &'static [(&'static str, &'static [u8])], &'static str),
+) -> AppResult<()> {
+    let dataset = match state.db.dataset(name).await? {
         Some(dataset) => dataset,
         None => {
-            let new = grappe_db::NewDataset { name: NAME, project_id: None, public: true, created_by: None };
+            let new = grappe_db::NewDataset { name, project_id: None, public: true, created_by: None };
             state.db.create_dataset(&new, "demo").await?
         }
     };
-    let folder = state.config.data_dir.join("demo").join(NAME);
+    let folder = state.config.data_dir.join("demo").join(name);
     let store = state.store.clone();
     let (version, checked, id) = crate::data::blocking(move || {
         let build = || -> anyhow::Result<_> {
             std::fs::create_dir_all(&folder)?;
             let mut splits = Splits::new();
-            for (path, bytes) in FILES {
+            for (path, bytes) in files {
                 std::fs::write(folder.join(path), bytes)?;
                 let split = Name::parse(path.trim_end_matches(".csv"))?;
                 splits.entry(split).or_default().insert(DatasetPath::parse(path)?);
             }
-            let (committed, _) = store.push_dir(&folder, &Name::parse(NAME)?, CARD.to_owned(), splits)?;
+            let (committed, _) = store.push_dir(&folder, &Name::parse(name)?, card.to_owned(), splits)?;
             Ok((store.version(&committed.id)?, committed.id))
         };
         let (version, id) = build().map_err(AppError::Internal)?;
@@ -102,12 +124,61 @@ async fn demo_dataset(state: &AppState) -> AppResult<()> {
     Ok(())
 }
 
+/// The demo challenge on the Code du travail, organised by the demo's challenge organiser, open
+/// for thirty days from its creation, code submissions run on the demo project; with a
+/// baseline (every article in the most frequent part of the training set).
+async fn demo_challenge(state: &AppState, project: i64) -> AppResult<()> {
+    const NAME: &str = "code-du-travail";
+    if state.db.challenges(1000).await?.iter().any(|c| c.name == NAME) {
+        return Ok(());
+    }
+    let email = grappe_domain::account::Email::parse("challenge-organiser@demo.grappe.fr")?;
+    let Some(user) = state.db.user_by_email(&email).await? else { return Ok(()) };
+    let organiser = caller::caller_of_user(state, user).await?;
+    let now = grappe_db::now_ms();
+    let body = crate::challenges::NewChallengeBody {
+        name: NAME.to_owned(),
+        title: "Le Code du travail, partie par partie".to_owned(),
+        description: "Retrouvez la **partie** du Code du travail (parmi huit) de chaque article, d'après son seul texte. \
+            Les données d'entraînement et les textes du test sont dans le jeu `code-du-travail` ; les étiquettes du test \
+            sont cachées. Soumettez un fichier `id,label`, ou du code qui écrit `predictions.csv` sans réseau.\n\n\
+            Find the **part** of the French labour code (among eight) of each article from its text alone."
+            .to_owned(),
+        dataset: NAME.to_owned(),
+        metric: "f1_macro".to_owned(),
+        labels: CODE_DU_TRAVAIL_LABELS.to_owned(),
+        public_percent: 30,
+        phases: vec![crate::challenges::Phase {
+            name: "Phase unique".to_owned(),
+            starts_at: now - 3_600_000,
+            ends_at: now + 30 * grappe_db::DAY_MS,
+        }],
+        per_day: 5,
+        total: 100,
+        team_size: 4,
+        ladder_step: None,
+        code: Some(crate::challenges::CodeResources { project, cpus: 1, memory_mb: 1024, time_limit_s: 900 }),
+    };
+    let (challenge, _) = crate::challenges::new_challenge(state, &organiser, body).await?;
+    let team = crate::challenges::NewTeamBody { name: "Référence".to_owned(), baseline: true };
+    crate::challenges::new_team(state, &organiser, &challenge, team).await?;
+    let mut baseline = String::from("id,label\n");
+    for line in CODE_DU_TRAVAIL_LABELS.lines().skip(1) {
+        let id = line.split(',').next().unwrap_or_default();
+        baseline.push_str(&format!("{id},sante-securite\n"));
+    }
+    crate::challenges::submit_predictions(state, &organiser, &challenge, baseline.as_bytes(), "classe majoritaire")
+        .await?;
+    Ok(())
+}
+
 /// A project for the demo's project member, with a short "training" job that prints a falling
 /// loss as metrics, so that the compute pages have something to show.
-async fn demo_project(state: &AppState) -> AppResult<()> {
+/// The demo project's id.
+async fn demo_project(state: &AppState) -> AppResult<i64> {
     const NAME: &str = "demo-llm-finetune";
-    if state.db.project_by_name(NAME).await?.is_some() {
-        return Ok(());
+    if let Some(project) = state.db.project_by_name(NAME).await? {
+        return Ok(project.id);
     }
     let new = grappe_db::NewProject {
         name: NAME,
@@ -123,6 +194,8 @@ async fn demo_project(state: &AppState) -> AppResult<()> {
     let people = [
         ("project-member@demo.grappe.fr", &[Role::ProjectMember][..]),
         ("project-coordinator@demo.grappe.fr", &[Role::ProjectMember, Role::ProjectCoordinator][..]),
+        // The demo challenge runs code submissions on this project.
+        ("challenge-organiser@demo.grappe.fr", &[Role::ProjectMember][..]),
     ];
     for (email, roles) in people {
         if let Some(user) = state.db.user_by_email(&grappe_domain::account::Email::parse(email)?).await? {
@@ -153,5 +226,5 @@ async fn demo_project(state: &AppState) -> AppResult<()> {
     };
     let quota = grappe_db::QueueQuota { per_user: i64::MAX, per_project: i64::MAX };
     state.db.create_job(job, quota).await?.ok(); // no quota: always queued
-    Ok(())
+    Ok(project.id)
 }

@@ -90,7 +90,7 @@ pub fn routes() -> Vec<Route> {
             Post,
             "/api/v1/challenges/{id}/submissions",
             SignedIn,
-            "Submit predictions (a CSV body: id and one value column)",
+            "Submit predictions: a CSV body (id and one value column), or a job's output as JSON",
             submit_file,
         ),
         route(
@@ -449,6 +449,17 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewChallengeBody>,
 ) -> AppResult<Response> {
+    let (created, dataset) = new_challenge(&state, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(challenge_json(&created, &dataset, now_ms()))).into_response())
+}
+
+/// Checks and creates a challenge (with its dataset's name): the one path for the API and the
+/// demo.
+pub async fn new_challenge(
+    state: &AppState,
+    caller: &Caller,
+    body: NewChallengeBody,
+) -> AppResult<(ChallengeRow, String)> {
     if !policy::may_create_challenge(&caller.actor) {
         return Err(AppError::Forbidden("only challenge organisers create challenges"));
     }
@@ -480,7 +491,7 @@ pub async fn create(
         }
     }
     // The dataset: public, resolved to one version as a job's input is.
-    let resolved = crate::data::inputs::resolve_inputs(&state, &caller, std::slice::from_ref(&body.dataset)).await?;
+    let resolved = crate::data::inputs::resolve_inputs(state, caller, std::slice::from_ref(&body.dataset)).await?;
     let input = crate::data::inputs::stored_inputs(&resolved)
         .into_iter()
         .next()
@@ -540,7 +551,7 @@ pub async fn create(
         labels: &labels,
     };
     let created = state.db.create_challenge(&new, &caller.audit_name()).await?;
-    Ok((StatusCode::CREATED, Json(challenge_json(&created, &dataset.name, now_ms()))).into_response())
+    Ok((created, dataset.name))
 }
 
 /// One line of a board, for the API, the CSV and the page.
@@ -939,19 +950,55 @@ pub async fn submit_file(
 ) -> AppResult<Response> {
     let challenge = challenge_for(&state, id).await?;
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !media.starts_with("text/csv") {
-        return Err(AppError::UnsupportedMediaType("send the predictions as `Content-Type: text/csv`".into()));
-    }
-    let bytes = axum::body::to_bytes(body, state.config.limits.dataset_upload_bytes)
-        .await
-        .map_err(|_| AppError::PayloadTooLarge)?;
-    let submission = submit_predictions(&state, &caller, &challenge, &bytes, &query.note).await?;
+    let limit = state.config.limits.dataset_upload_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let (predictions, note) = if media.starts_with("text/csv") {
+        (bytes.to_vec(), query.note)
+    } else if media.starts_with("application/json") {
+        let output: JobOutput = serde_json::from_slice(&bytes)
+            .map_err(|error| AppError::BadRequest(format!("a job's output, as {{\"job\", \"path\"}}: {error}")))?;
+        (job_output(&state, &caller, &output).await?, output.note)
+    } else {
+        return Err(AppError::UnsupportedMediaType(
+            "send the predictions as `Content-Type: text/csv`, or name a job's output as JSON".into(),
+        ));
+    };
+    let submission = submit_predictions(&state, &caller, &challenge, &predictions, &note).await?;
     let organiser = organises(&caller, &challenge);
     Ok((
         StatusCode::CREATED,
         Json(submission_json(&submission, private_visible(&caller, &challenge, now_ms()), organiser)),
     )
         .into_response())
+}
+
+/// Predictions a job wrote, submitted as a file: `{"job", "path"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOutput {
+    pub job: i64,
+    #[serde(default = "predictions_csv")]
+    pub path: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn predictions_csv() -> String {
+    scoring::PREDICTIONS.to_owned()
+}
+
+/// The file a completed job of the caller's wrote in its working directory.
+async fn job_output(state: &AppState, caller: &Caller, output: &JobOutput) -> AppResult<Vec<u8>> {
+    let job = state
+        .db
+        .job(output.job)
+        .await?
+        .filter(|job| policy::may_act_on_job(&caller.actor, job.project_id, job.user_id))
+        .ok_or_else(|| AppError::NotFound(format!("job {} not found", output.job)))?;
+    if job.state != "completed" {
+        return Err(AppError::Conflict(format!("job {} has not completed (it is {})", job.id, job.state)));
+    }
+    scoring::read_predictions(state, job.id, &output.path).await.map_err(AppError::Invalid)
 }
 
 #[derive(Deserialize)]

@@ -69,7 +69,7 @@ async fn settle(state: &AppState, submission: &SubmissionRow, job: Option<&JobRo
             .then(|| Outcome::Failed { reason: "the platform did not start it".to_owned(), counts: false }));
     };
     Ok(match job.state.as_str() {
-        "completed" => Some(match read_predictions(state, job.id).await {
+        "completed" => Some(match read_predictions(state, job.id, PREDICTIONS).await {
             Ok(bytes) => {
                 let challenge = challenge_for(state, submission.challenge_id).await?;
                 match score_predictions(state, &challenge, &bytes).await {
@@ -98,11 +98,11 @@ fn with_reason(reason: &str) -> String {
     if reason.is_empty() { String::new() } else { format!(": {reason}") }
 }
 
-/// The predictions a job left, or why there are none to score. Read only as a regular file of
-/// the job's working directory, opened and checked to be the very file found (no link, no
+/// The predictions a job left at `relative` in its working directory, or why there are none to
+/// score. Read only as a regular file, opened and checked to be the very file found (no link, no
 /// swap in between), and at most the upload limit.
-async fn read_predictions(state: &AppState, job_id: i64) -> Result<Vec<u8>, String> {
-    let path = crate::compute::scheduler::jobs_dir(state).join(job_id.to_string()).join("work").join(PREDICTIONS);
+pub async fn read_predictions(state: &AppState, job_id: i64, relative: &str) -> Result<Vec<u8>, String> {
+    let path = crate::compute::scheduler::job_work_path(state, job_id, relative)?;
     let limit = state.config.limits.dataset_upload_bytes as u64;
     tokio::task::spawn_blocking(move || read_regular(&path, limit))
         .await
@@ -111,23 +111,24 @@ async fn read_predictions(state: &AppState, job_id: i64) -> Result<Vec<u8>, Stri
 
 fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::MetadataExt;
-    let missing = || format!("the code wrote no {PREDICTIONS} in its working directory");
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let missing = || format!("the job wrote no {name} in its working directory");
     let found = std::fs::symlink_metadata(path).map_err(|_| missing())?;
     if !found.file_type().is_file() {
-        return Err(format!("{PREDICTIONS} is not a regular file"));
+        return Err(format!("{name} is not a regular file"));
     }
     let file = std::fs::File::open(path).map_err(|_| missing())?;
     let opened = file.metadata().map_err(|_| missing())?;
     if (opened.dev(), opened.ino()) != (found.dev(), found.ino()) || !opened.file_type().is_file() {
-        return Err(format!("{PREDICTIONS} changed while it was read"));
+        return Err(format!("{name} changed while it was read"));
     }
     if opened.len() > limit {
-        return Err(format!("{PREDICTIONS} is larger than {limit} bytes"));
+        return Err(format!("{name} is larger than {limit} bytes"));
     }
     let mut bytes = Vec::with_capacity(opened.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|error| format!("reading {PREDICTIONS}: {error}"))?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|error| format!("reading {name}: {error}"))?;
     if bytes.len() as u64 > limit {
-        return Err(format!("{PREDICTIONS} is larger than {limit} bytes"));
+        return Err(format!("{name} is larger than {limit} bytes"));
     }
     Ok(bytes)
 }

@@ -136,6 +136,35 @@ pub fn jobs_dir(state: &AppState) -> PathBuf {
     state.config.data_dir.join("jobs")
 }
 
+/// A path under a job's working directory, for the server to read what the job left: relative,
+/// its parts plain names, each folder on the way a real folder (the job owns its directory and
+/// could have put a link there to anywhere). Whatever reads the file must still refuse a link
+/// in its last part.
+pub fn job_work_path(state: &AppState, job_id: i64, relative: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let relative = std::path::Path::new(relative);
+    let parts: Vec<&std::ffi::OsStr> = relative
+        .components()
+        .map(|part| match part {
+            Component::Normal(name) => Ok(name),
+            _ => Err(format!("`{}`: a path inside the job's working directory, without `..`", relative.display())),
+        })
+        .collect::<Result<_, _>>()?;
+    if parts.is_empty() {
+        return Err("give a path inside the job's working directory".to_owned());
+    }
+    let mut path = jobs_dir(state).join(job_id.to_string()).join("work");
+    for folder in &parts[..parts.len() - 1] {
+        path.push(folder);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            _ => return Err(format!("`{}` is not a folder of the job's working directory", relative.display())),
+        }
+    }
+    path.push(parts[parts.len() - 1]);
+    Ok(path)
+}
+
 pub fn local_node(state: &AppState) -> Node {
     let compute = &state.config.compute;
     Node {

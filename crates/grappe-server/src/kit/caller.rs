@@ -199,6 +199,12 @@ async fn actor_of(state: &AppState, user: UserRow) -> Result<(Actor, Option<User
     Ok((Actor::User { id: user.id, grants }, Some(user)))
 }
 
+/// A user as the server itself acts for them (the demo's content), with their grants.
+pub async fn caller_of_user(state: &AppState, user: UserRow) -> Result<Caller, AppError> {
+    let (actor, user) = actor_of(state, user).await?;
+    Ok(Caller { actor, user, via: Via::Nothing, csrf: String::new() })
+}
+
 /// Credentials to caller. A bearer token that is present but invalid is refused (401) even on
 /// public routes; a stale session cookie only makes the caller anonymous.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<UserRow>, Via), AppError> {
