@@ -312,13 +312,21 @@ pub fn line_chart(chart: &LineChart<'_>) -> String {
                 (PLOT_LEFT + x_scale.fraction(*x) * PLOT_W, PLOT_TOP + PLOT_H - y_scale.fraction(*y) * PLOT_H)
             })
             .collect();
+        let kept = lttb(&plotted, MAX_LINE_POINTS);
         let mut path = String::new();
-        for (i, (px, py)) in lttb(&plotted, MAX_LINE_POINTS).into_iter().enumerate() {
+        for (i, (px, py)) in kept.iter().enumerate() {
             let _ = write!(path, "{}{px:.1},{py:.1}", if i == 0 { "M" } else { " L" });
         }
         let colour = svg_text(series.colour);
-        if !path.is_empty() {
-            let _ = write!(svg, r##"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>"##);
+        match kept.first() {
+            // A line of no length (one point, or all at one place) is drawn as a dot.
+            Some(&(x, y)) if kept.iter().all(|&(px, py)| (px - x).abs() < 0.5 && (py - y).abs() < 0.5) => {
+                let _ = write!(svg, r##"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{colour}"/>"##);
+            }
+            Some(_) => {
+                let _ = write!(svg, r##"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>"##);
+            }
+            None => {}
         }
         let _ = write!(
             svg,

@@ -145,7 +145,7 @@ fn lines(board: &[BoardLine], locale: Locale, own_team: Option<i64>) -> Vec<Line
         .collect()
 }
 
-/// The five leading teams' best public score over time (days since the opening).
+/// The five leading teams' best public score over time (days since the opening), as steps.
 async fn history_chart(
     state: &AppState,
     challenge: &ChallengeRow,
@@ -160,21 +160,27 @@ async fn history_chart(
         return Ok(None);
     }
     let day = grappe_db::DAY_MS as f64;
+    let at = |ms: i64| (ms - challenge.opens_at) as f64 / day;
+    let end = at(now_ms().min(challenge.closes_at));
+    // Each team's best so far as steps, held to now, so that one submission draws a line too.
     let series_points: Vec<(String, Vec<(f64, f64)>)> = leaders
         .iter()
         .map(|leader| {
             let mut best: Option<f64> = None;
-            let points = entries
-                .iter()
-                .filter(|e| e.team == leader.team_id)
-                .map(|e| {
-                    let better = best.is_none_or(|b| if higher { e.shown > b } else { e.shown < b });
-                    if better {
-                        best = Some(e.shown);
+            let mut points = Vec::new();
+            for entry in entries.iter().filter(|e| e.team == leader.team_id) {
+                let better = best.is_none_or(|b| if higher { entry.shown > b } else { entry.shown < b });
+                if better {
+                    if let Some(previous) = best {
+                        points.push((at(entry.created_at), previous));
                     }
-                    ((e.created_at - challenge.opens_at) as f64 / day, best.unwrap_or(e.shown))
-                })
-                .collect();
+                    best = Some(entry.shown);
+                    points.push((at(entry.created_at), entry.shown));
+                }
+            }
+            if let Some(best) = best {
+                points.push((end.max(points.last().map_or(end, |p| p.0)), best));
+            }
             (leader.team.clone(), points)
         })
         .collect();

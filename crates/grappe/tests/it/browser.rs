@@ -140,6 +140,21 @@ impl Browser {
         self.session_call("GET", "/url", None).as_str().unwrap_or("").to_owned()
     }
 
+    fn scroll_to(&self, id: &str) {
+        let scroll = json!({ "script": "document.getElementById(arguments[0]).scrollIntoView()", "args": [id] });
+        self.session_call("POST", "/execute/sync", Some(scroll));
+    }
+
+    /// The elements wider than the window (at most five), if the page scrolls sideways.
+    fn overflowing(&self) -> String {
+        let widest = json!({ "script": "const w = window.innerWidth; \
+            if (document.documentElement.scrollWidth <= w) return ''; \
+            return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1) \
+            .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)) \
+            .join(', ');", "args": [] });
+        self.session_call("POST", "/execute/sync", Some(widest)).as_str().unwrap_or_default().to_owned()
+    }
+
     fn screenshot(&self, name: &str) {
         let encoded = self.session_call("GET", "/screenshot", None);
         let png = base64_decode(encoded.as_str().expect("screenshot"));
@@ -425,8 +440,7 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     // What validation found: rows per split as a chart, each file's columns and first rows.
     assert_eq!(browser.count("#splits-chart svg"), 1);
     assert!(browser.text("details.file-report summary").contains("lignes"));
-    let scroll = serde_json::json!({ "script": "document.getElementById('splits').scrollIntoView()", "args": [] });
-    browser.session_call("POST", "/execute/sync", Some(scroll));
+    browser.scroll_to("splits");
     browser.screenshot("dataset-validation-fr.png");
     browser.click("#lang-switch");
     browser.wait_text("h2", "Get it");
@@ -436,13 +450,7 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     browser.wait_text("h2", "Get it");
     browser.screenshot("dataset-en-390.png");
     // Nothing makes the page scroll sideways on a phone: wide tables scroll in their own box.
-    let widest = serde_json::json!({ "script": "const w = window.innerWidth; \
-        if (document.documentElement.scrollWidth <= w) return ''; \
-        return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1) \
-        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)) \
-        .join(', ');", "args": [] });
-    let overflowing = browser.session_call("POST", "/execute/sync", Some(widest));
-    assert_eq!(overflowing, "", "elements wider than a 390 px screen");
+    assert_eq!(browser.overflowing(), "", "elements wider than a 390 px screen");
     browser.go(&format!("{}/data", server.base));
     browser.wait_count("#datasets .card", 1);
     browser.screenshot("data-en-390.png");
@@ -452,4 +460,61 @@ fn find_a_dataset_in_the_catalogue_with_the_keyboard_and_read_its_page() {
     browser.go(&format!("{}/data/communes-france", server.base));
     browser.wait_text("h2", "Le récupérer");
     browser.screenshot("dataset-fr-390.png");
+}
+
+#[test]
+fn take_part_in_the_demo_challenge_from_a_phone_with_the_keyboard() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("participant");
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 844 })));
+    browser.go(&format!("{}/login?next=/challenges", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_text("h1", "Défi international");
+    assert_eq!(browser.count("#challenges .card"), 1);
+    browser.click("#challenges a");
+    browser.wait_text("h1", "Le Code du travail, partie par partie");
+    // The baseline is on the board, unranked; the private board waits for the close.
+    assert!(browser.text("#public-board").contains("classe majoritaire"), "{}", browser.text("#public-board"));
+    assert!(browser.text("#private-hidden").contains("Révélé à la clôture"));
+    // A team, by the keyboard alone: type the name, press Enter.
+    browser.type_into("#team-name-input", "Les Prud'hommes\u{E007}");
+    browser.wait_text("#team-name", "Les Prud'hommes");
+    // Predictions pasted into the form: every article in "emploi".
+    let labels = include_str!("../../../../demo/challenges/code-du-travail-labels.csv");
+    let mut predictions = String::from("id,label\n");
+    for line in labels.lines().skip(1) {
+        predictions.push_str(&format!("{},emploi\n", line.split(',').next().unwrap()));
+    }
+    let fill =
+        json!({ "script": "document.getElementById('predictions').value = arguments[0];", "args": [predictions] });
+    browser.session_call("POST", "/execute/sync", Some(fill));
+    browser.type_into("#note", "tout en emploi\u{E007}");
+    browser.wait_count("#team-submissions tbody tr", 1);
+    assert!(browser.text("#team-submissions").contains("notée"), "{}", browser.text("#team-submissions"));
+    let board = browser.text("#public-board");
+    assert!(board.contains("Les Prud'hommes"), "{board}");
+    assert_eq!(browser.count("#public-board tr.current"), 1, "the reader's team is marked");
+    assert_eq!(browser.count("#history-chart svg"), 1);
+    assert_eq!(browser.overflowing(), "", "elements wider than a 390 px screen");
+    browser.screenshot("challenge-team-fr-390.png");
+    browser.scroll_to("public-board-title");
+    browser.screenshot("challenge-board-fr-390.png");
+    // A bad file is refused in French terms of lines and ids, and does not count.
+    browser.go(&format!("{}/challenges/1", server.base));
+    let fill =
+        json!({ "script": "document.getElementById('predictions').value = 'id,label\\nnope,emploi\\n';", "args": [] });
+    browser.session_call("POST", "/execute/sync", Some(fill));
+    browser.click("#submit-form button");
+    browser.wait_count("main p", 1);
+    assert!(browser.text("main").contains("nope"), "{}", browser.text("main"));
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 1280, "height": 1000 })));
+    browser.go(&format!("{}/challenges/1", server.base));
+    browser.wait_count("#team-submissions tbody tr", 1);
+    browser.click("#lang-switch");
+    browser.wait_text("#public-board-title", "Public leaderboard");
+    browser.scroll_to("public-board-title");
+    browser.screenshot("challenge-board-en.png");
 }
