@@ -100,13 +100,19 @@ impl Session {
         agent.get(&url).header("Authorization", &self.bearer()).call().with_context(|| format!("reaching {url}"))
     }
 
-    /// A POST of raw bytes (a batch of chunks, a manifest), given as long as it takes to send.
-    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+    /// A POST of raw bytes (a batch of chunks, a manifest, predictions), given as long as it
+    /// takes to send.
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let url = self.url(path);
         transfer_agent()
             .post(&url)
             .header("Authorization", &self.bearer())
-            .header("Content-Type", "application/octet-stream")
+            .header("Content-Type", content_type)
             .send(body)
             .with_context(|| format!("reaching {url}"))
     }

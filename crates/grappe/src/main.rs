@@ -1,6 +1,7 @@
 //! `grappe`: one binary for every role. `serve` runs the platform; `admin` acts on its database
 //! from the shell; `login` and `whoami` talk to a running server.
 
+mod challenge;
 mod client;
 mod dataset;
 mod job;
@@ -54,6 +55,11 @@ enum Command {
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
+    },
+    /// Take part in challenges: teams, submissions (files, a job's output, code), leaderboards.
+    Challenge {
+        #[command(subcommand)]
+        command: challenge::ChallengeCommand,
     },
     /// Push, pull, list, show and compare dataset versions on the server you are logged in to
     /// (`--store DIR`: directly on a local store).
@@ -183,6 +189,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
         Command::Job { command } => job::run(command),
+        Command::Challenge { command } => challenge::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),
         Command::Store { target, command } => dataset::run_store(target, command),
         Command::Audit { target, command: AuditCommand::Verify } => audit_verify(target).await,

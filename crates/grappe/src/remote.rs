@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Session, answer};
 
+const OCTETS: &str = "application/octet-stream";
+
 /// Chunks offered to the server at once.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -117,7 +119,7 @@ impl Pusher<'_> {
             }
         }
         if count > 0 {
-            answer(self.session.post_bytes(&format!("{}/chunks", self.base), &body)?)?;
+            answer(self.session.post_bytes(&format!("{}/chunks", self.base), OCTETS, &body)?)?;
         }
         self.sent.chunks_offered += self.batch.len() as u64;
         self.sent.chunks_sent += count;
@@ -206,7 +208,7 @@ pub fn push(session: &Session, request: PushRequest<'_>) -> anyhow::Result<Value
     };
     let version = Version::new(manifest, request.card.clone(), splits, &config.limits)?;
     let encoded = version.encode();
-    let committed = answer(session.post_bytes(&format!("{}/versions", pusher.base), &encoded)?)?;
+    let committed = answer(session.post_bytes(&format!("{}/versions", pusher.base), OCTETS, &encoded)?)?;
     bar.finish_and_clear();
     let total = version.manifest().total_bytes();
     Ok(json!({

@@ -375,6 +375,19 @@ echo wrote"#
         assert_eq!(ended["counts"], true, "{ended}");
         assert!(ended["reason"].as_str().unwrap().contains(words), "{ended}");
     }
+    // The CLI: a file, the team and the board.
+    let cli = Cli::login(&server, "dan@example.org");
+    let work = TempDir::new("challenge-cli");
+    let file = work.path().join("predictions.csv");
+    std::fs::write(&file, predictions(|i| i % 2 == 0)).unwrap();
+    let id_text = id.to_string();
+    let scored = cli.ok(&["challenge", "submit", &id_text, file.to_str().unwrap(), "--note", "à la main"]);
+    assert_eq!(scored["state"], "scored", "{scored}");
+    assert_eq!(scored["note"], "à la main");
+    let team = cli.ok(&["challenge", "team", &id_text]);
+    assert_eq!(team["submissions"].as_array().unwrap().len(), 4, "{team}");
+    let board = cli.ok(&["challenge", "board", &id_text]);
+    assert_eq!(board["rows"][0]["team"], "Dan", "{board}");
     // A challenge without code submissions says so.
     let files_only =
         client.post("/api/v1/challenges", Some(&organiser), &challenge_body("defi-fichiers", 3_600_000, json!({})));
