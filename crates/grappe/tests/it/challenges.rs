@@ -375,6 +375,17 @@ echo wrote"#
         assert_eq!(ended["counts"], true, "{ended}");
         assert!(ended["reason"].as_str().unwrap().contains(words), "{ended}");
     }
+    // Cancelled by the platform (here an administrator): it does not count.
+    let reply = submit(json!(["sleep", "30"]));
+    let (cancelled, cancelled_job) = (reply.body["id"].as_i64().unwrap(), reply.body["job"].as_i64().unwrap());
+    let reply = client.post(&format!("/api/v1/jobs/{cancelled_job}/cancel"), Some(ADMIN_TOKEN), &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let ended = eventually(Duration::from_secs(60), "the cancelled submission to end", || {
+        let s = client.get(&format!("/api/v1/challenges/{id}/submissions/{cancelled}"), Some(&dan)).body;
+        (s["state"] != "running").then_some(s)
+    });
+    assert_eq!((ended["state"].as_str(), ended["counts"].as_bool()), (Some("failed"), Some(false)), "{ended}");
+
     // The CLI: a file, the team and the board.
     let cli = Cli::login(&server, "dan@example.org");
     let work = TempDir::new("challenge-cli");
@@ -385,7 +396,7 @@ echo wrote"#
     assert_eq!(scored["state"], "scored", "{scored}");
     assert_eq!(scored["note"], "à la main");
     let team = cli.ok(&["challenge", "team", &id_text]);
-    assert_eq!(team["submissions"].as_array().unwrap().len(), 4, "{team}");
+    assert_eq!(team["submissions"].as_array().unwrap().len(), 5, "{team}");
     let board = cli.ok(&["challenge", "board", &id_text]);
     assert_eq!(board["rows"][0]["team"], "Dan", "{board}");
     // A challenge without code submissions says so.
