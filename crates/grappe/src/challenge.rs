@@ -100,7 +100,7 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
                 println!("{reply}");
                 return Ok(());
             }
-            println!("{:>4}  {:<8} {:<16} {}", "ID", "STATUS", "METRIC", "TITLE");
+            println!("{:>4}  {:<8} {:<16} TITLE", "ID", "STATUS", "METRIC");
             for c in reply["items"].as_array().into_iter().flatten() {
                 let text = |key: &str| c[key].as_str().unwrap_or("").to_owned();
                 println!("{:>4}  {:<8} {:<16} {}", c["id"], text("status"), text("metric"), text("title"));
@@ -130,11 +130,13 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
         ChallengeCommand::Team { id, create, invite, json: as_json } => {
             if let Some(name) = create {
                 let reply = answer(session.post(&format!("/api/v1/challenges/{id}/teams"), &json!({ "name": name }))?)?;
-                return Ok(print(&reply, as_json));
+                print(&reply, as_json);
+                return Ok(());
             }
             if let Some(email) = invite {
                 let path = format!("/api/v1/challenges/{id}/team/invitations");
-                return Ok(print(&answer(session.post(&path, &json!({ "email": email }))?)?, as_json));
+                print(&answer(session.post(&path, &json!({ "email": email }))?)?, as_json);
+                return Ok(());
             }
             let reply = answer(session.get(&format!("/api/v1/challenges/{id}/team"))?)?;
             if as_json {

@@ -30,7 +30,7 @@ configs:
 
 /// Labels no prediction guesses by chance, so that a leak is seen.
 fn label(i: usize) -> &'static str {
-    if i % 3 == 0 { "zorglub" } else { "plumeau" }
+    if i.is_multiple_of(3) { "zorglub" } else { "plumeau" }
 }
 
 const ROWS: usize = 60;
