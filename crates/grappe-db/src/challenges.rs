@@ -623,16 +623,7 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         let submission = submission_from(&row)?;
-        if let Some(score) = submission.shown_score {
-            let object = format!("challenge:{}", new.challenge_id);
-            let detail = format!("submission {} of team {}: public {score}", submission.id, new.team_id);
-            audit::append(
-                &mut tx,
-                self.audit_key(),
-                &AuditEntry { actor: "grappe", action: "submission.score", object: &object, detail: &detail },
-            )
-            .await?;
-        }
+        self.audit_score(&mut tx, &submission, submission.shown_score).await?;
         tx.commit().await?;
         Ok(Ok(submission))
     }
@@ -674,18 +665,20 @@ impl Db {
         if ended.rows_affected() == 0 {
             return Ok(false);
         }
-        if let Some(score) = show {
-            let object = format!("challenge:{}", submission.challenge_id);
-            let detail = format!("submission {} of team {}: public {score}", submission.id, submission.team_id);
-            audit::append(
-                &mut tx,
-                self.audit_key(),
-                &AuditEntry { actor: "grappe", action: "submission.score", object: &object, detail: &detail },
-            )
-            .await?;
-        }
+        self.audit_score(&mut tx, submission, show).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records a score in the audit chain: what the public board shows of it.
+    async fn audit_score(&self, tx: &mut Tx, submission: &SubmissionRow, shown: Option<f64>) -> DbResult<()> {
+        if let Some(score) = shown {
+            let object = format!("challenge:{}", submission.challenge_id);
+            let detail = format!("submission {} of team {}: public {score}", submission.id, submission.team_id);
+            let entry = AuditEntry { actor: "grappe", action: "submission.score", object: &object, detail: &detail };
+            audit::append(tx, self.audit_key(), &entry).await?;
+        }
+        Ok(())
     }
 
     /// Running code submissions with their job's state (`None` before the job is named), at

@@ -308,12 +308,29 @@ pub struct TeamForm {
     name: String,
 }
 
-/// A form's error as a page in the reader's language, or the error itself if it is ours.
-fn refusal(chrome: Chrome, error: AppError) -> Result<Response, AppError> {
-    if error.status().is_client_error() {
-        Ok(message_page(chrome, error.status(), error.to_string()))
-    } else {
-        Err(error)
+/// The challenge a page's form acts on, its CSRF token checked; else the page to answer.
+async fn form_challenge(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+    csrf: &str,
+) -> Result<(Chrome, ChallengeRow), Response> {
+    let (chrome, id) = form_target(Chrome::new(headers, uri, Some(caller)), caller, csrf, id).map_err(|page| *page)?;
+    match challenge_for(state, id).await {
+        Ok(challenge) => Ok((chrome, challenge)),
+        Err(_) => Err(not_found_page(chrome)),
+    }
+}
+
+/// After a form: back to the challenge's page at `anchor`, or its error as a page in the
+/// reader's language (or the error itself, if it is ours).
+fn after_form<T>(chrome: Chrome, id: i64, anchor: &str, done: Result<T, AppError>) -> Result<Response, AppError> {
+    match done {
+        Ok(_) => Ok(Redirect::to(&format!("/challenges/{id}#{anchor}")).into_response()),
+        Err(error) if error.status().is_client_error() => Ok(message_page(chrome, error.status(), error.to_string())),
+        Err(error) => Err(error),
     }
 }
 
@@ -325,18 +342,12 @@ pub async fn team_form(
     Path(id): Path<String>,
     Form(form): Form<TeamForm>,
 ) -> Result<Response, AppError> {
-    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+    let (chrome, challenge) = match form_challenge(&state, &caller, &headers, &uri, &id, &form.csrf).await {
         Ok(target) => target,
-        Err(refused) => return Ok(*refused),
+        Err(page) => return Ok(page),
     };
-    let challenge = match challenge_for(&state, id).await {
-        Ok(challenge) => challenge,
-        Err(_) => return Ok(not_found_page(chrome)),
-    };
-    match new_team(&state, &caller, &challenge, NewTeamBody { name: form.name, baseline: false }).await {
-        Ok(_) => Ok(Redirect::to(&format!("/challenges/{id}#team")).into_response()),
-        Err(error) => refusal(chrome, error),
-    }
+    let done = new_team(&state, &caller, &challenge, NewTeamBody { name: form.name, baseline: false }).await;
+    after_form(chrome, challenge.id, "team", done)
 }
 
 #[derive(Deserialize)]
@@ -357,16 +368,10 @@ pub async fn submission_form(
     Path(id): Path<String>,
     Form(form): Form<SubmissionForm>,
 ) -> Result<Response, AppError> {
-    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+    let (chrome, challenge) = match form_challenge(&state, &caller, &headers, &uri, &id, &form.csrf).await {
         Ok(target) => target,
-        Err(refused) => return Ok(*refused),
+        Err(page) => return Ok(page),
     };
-    let challenge = match challenge_for(&state, id).await {
-        Ok(challenge) => challenge,
-        Err(_) => return Ok(not_found_page(chrome)),
-    };
-    match submit_predictions(&state, &caller, &challenge, form.predictions.as_bytes(), &form.note).await {
-        Ok(_) => Ok(Redirect::to(&format!("/challenges/{id}#submissions")).into_response()),
-        Err(error) => refusal(chrome, error),
-    }
+    let done = submit_predictions(&state, &caller, &challenge, form.predictions.as_bytes(), &form.note).await;
+    after_form(chrome, challenge.id, "submissions", done)
 }

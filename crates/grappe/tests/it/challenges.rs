@@ -6,27 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::commons::{Cli, write};
+use crate::commons::{CARD, Cli, write};
 use crate::compute::project_with_member;
 use crate::harness::{ADMIN_TOKEN, Client, Server, ServerOptions, TempDir, TestDb, backends, eventually};
-
-const CARD: &str = "---
-pretty_name: Défi
-license: etalab-2.0
-language: [fr]
-task_categories: [text-classification]
-personal_data: none
-id_column: id
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: train.csv
-  - split: test
-    path: test.csv
----
-# Défi
-";
 
 /// Labels no prediction guesses by chance, so that a leak is seen.
 fn label(i: usize) -> &'static str {

@@ -15,7 +15,7 @@ use crate::harness::{ADMIN_TOKEN, Server, ServerOptions, TempDir, TestDb, backen
 const PASSWORD: &str = "a long enough password";
 
 /// A card as Hugging Face's, with Grappe's own fields: splits declared, ids checked across them.
-const CARD: &str = "---
+pub const CARD: &str = "---
 pretty_name: Salutations
 license: etalab-2.0
 language: [fr]
