@@ -19,4 +19,5 @@ mod hardening;
 mod harness;
 mod metrics;
 mod sandbox;
+mod score;
 mod simulate;
