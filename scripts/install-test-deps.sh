@@ -4,10 +4,12 @@
 # benchmarks; from the Rust registry the S3 test server s3s-fs (cargo install: 2 minutes on
 # 2 shared cores, measured 2026-11-29). Idempotent: installed packages are not fetched again,
 # the package lists are refreshed only when something is missing, and s3s-fs is built only
-# when absent.
+# when absent. The reference metrics (scikit-learn, sacrebleu) go into a Python virtual
+# environment outside the clone, `${XDG_CACHE_HOME:-$HOME/.cache}/grappe/python`, rebuilt only
+# when its pinned versions are not those below.
 set -euo pipefail
 
-packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3)
+packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3 python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -27,4 +29,17 @@ cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
 if ! "$cargo_bin/s3s-fs" --version 2>/dev/null | grep -qF "$s3s_version"; then
   echo "installing: s3s-fs $s3s_version (cargo install)"
   cargo install --quiet --locked "s3s-fs@$s3s_version" --features binary --root "${CARGO_HOME:-$HOME/.cargo}"
+fi
+
+# grappe-eval's reference cases (crates/grappe-eval/tests/fixtures/generate.py) and the
+# `bench/score` peer. numpy 2.4 is the newest for Debian 12's Python 3.11 (2.5 needs 3.12).
+python_env=${XDG_CACHE_HOME:-$HOME/.cache}/grappe/python
+python_pins=(scikit-learn==1.9.1 sacrebleu==2.6.0 numpy==2.4.6 pandas==3.1.1 scipy==1.17.1)
+python_check='import importlib.metadata as m, sys
+wanted = dict(pin.split("==") for pin in sys.argv[1:])
+sys.exit(any(m.version(name) != version for name, version in wanted.items()))'
+if ! "$python_env/bin/python" -c "$python_check" "${python_pins[@]}" 2>/dev/null; then
+  echo "installing: ${python_pins[*]} into $python_env"
+  /usr/bin/python3 -m venv "$python_env"
+  "$python_env/bin/pip" install --quiet --disable-pip-version-check "${python_pins[@]}"
 fi

@@ -9,6 +9,11 @@ scripts/install-test-deps.sh
 eval "$(scripts/test-services.sh start)"
 trap 'scripts/test-services.sh stop' EXIT
 export GRAPPE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
+# grappe-eval's reference cases, written by scikit-learn and sacrebleu for this run.
+eval_fixtures=$(mktemp -d)
+trap 'scripts/test-services.sh stop; rm -rf "$eval_fixtures"' EXIT
+"${XDG_CACHE_HOME:-$HOME/.cache}/grappe/python/bin/python" crates/grappe-eval/tests/fixtures/generate.py "$eval_fixtures"
+export GRAPPE_TEST_EVAL_FIXTURES=$eval_fixtures
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

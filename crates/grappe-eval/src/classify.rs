@@ -1,20 +1,24 @@
 //! Classification metrics, as scikit-learn 1.9 defines them: `accuracy_score`, and
 //! `precision_score`, `recall_score`, `f1_score` with `average="macro"` or `"micro"`.
 //!
-//! Labels are compared as text. The labels averaged over are those of the truth and of the
-//! predictions together, as scikit-learn's `unique_labels`; a ratio with a zero denominator is
-//! 0, scikit-learn's default `zero_division` (with its warning).
+//! Classes are numbered (`labels` numbers the text labels of files, compared as text). The
+//! classes averaged over are those of the truth and of the predictions together, as
+//! scikit-learn's `unique_labels`; a ratio with a zero denominator is 0, scikit-learn's default
+//! `zero_division` (with its warning).
 
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
+use crate::Metric;
 use crate::error::ScoreError;
 use crate::matching::Matched;
-use crate::table::Table;
 
 /// Up to this many labels are looked up by a linear scan, faster than hashing for a few.
 const SCAN_LABELS: usize = 16;
+
+/// Class numbers must be below this: counts are kept in a vector indexed by class.
+pub const MAX_CLASSES: u32 = 1 << 24;
 
 /// Labels numbered in order of appearance.
 #[derive(Default)]
@@ -24,73 +28,77 @@ struct Labels<'a> {
 }
 
 impl<'a> Labels<'a> {
-    fn number(&mut self, label: &'a str) -> usize {
+    fn number(&mut self, label: &'a str) -> u32 {
         if self.names.len() <= SCAN_LABELS {
             if let Some(found) = self.names.iter().position(|name| *name == label) {
-                return found;
+                return found as u32;
             }
         } else if let Some(&found) = self.index.get(label) {
-            return found as usize;
+            return found;
         }
-        let number = self.names.len();
+        let number = self.names.len() as u32;
         self.names.push(label);
         if self.names.len() > SCAN_LABELS {
             if self.index.is_empty() {
                 self.index.extend(self.names.iter().enumerate().map(|(number, name)| (*name, number as u32)));
             } else {
-                self.index.insert(label, number as u32);
+                self.index.insert(label, number);
             }
         }
         number
     }
 }
 
-fn label<'t>(table: &Table, row: u32, text: &'t str) -> Result<&'t str, ScoreError> {
-    if text.is_empty() {
-        return Err(table.row_error(row, "empty label".to_owned()));
-    }
-    Ok(text)
-}
-
-fn pair<'a>(matched: &Matched<'a>, row: u32) -> Result<(&'a str, &'a str), ScoreError> {
-    let (truth, prediction) = matched.values(row);
-    Ok((label(matched.truth, row, truth)?, label(matched.predictions, matched.partner(row), prediction)?))
-}
-
-pub(crate) fn check(matched: &Matched<'_>) -> Result<(), ScoreError> {
-    (0..matched.len()).try_for_each(|row| pair(matched, row).map(drop))
-}
-
-/// Rows whose labels are equal, and rows.
-fn correct(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<(u64, u64), ScoreError> {
-    let (mut correct, mut count) = (0u64, 0u64);
+/// The labels of the given truth rows and of their predictions, numbered from 0 in order of
+/// appearance (so fewer than rows × 2, below `MAX_CLASSES` for files under 4 GiB).
+pub(crate) fn labels(
+    matched: &Matched<'_>,
+    rows: impl Iterator<Item = u32>,
+) -> Result<(Vec<u32>, Vec<u32>), ScoreError> {
+    let mut labels = Labels::default();
+    let (mut truth, mut predictions) = (Vec::new(), Vec::new());
     for row in rows {
-        let (truth, prediction) = pair(matched, row)?;
-        correct += u64::from(truth == prediction);
-        count += 1;
+        let (truth_text, prediction_text) = matched.values(row);
+        if truth_text.is_empty() {
+            return Err(matched.truth.row_error(row, "empty label".to_owned()));
+        }
+        if prediction_text.is_empty() {
+            return Err(matched.predictions.row_error(matched.partner(row), "empty label".to_owned()));
+        }
+        truth.push(labels.number(truth_text));
+        predictions.push(labels.number(prediction_text));
     }
-    Ok((correct, count))
+    Ok((truth, predictions))
 }
 
-pub(crate) fn accuracy(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
-    let (correct, count) = correct(matched, rows)?;
-    Ok(correct as f64 / count as f64)
+/// Equal, non-empty lengths.
+pub(crate) fn check_lengths(metric: Metric, truth: usize, predictions: usize) -> Result<(), ScoreError> {
+    if truth != predictions {
+        return Err(ScoreError::Undefined {
+            metric,
+            reason: format!("{truth} truth values but {predictions} predictions"),
+        });
+    }
+    if truth == 0 {
+        return Err(ScoreError::Undefined { metric, reason: "no values".to_owned() });
+    }
+    Ok(())
+}
+
+/// Fraction of equal classes.
+pub fn accuracy(truth: &[u32], predictions: &[u32]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::Accuracy, truth.len(), predictions.len())?;
+    let correct = truth.iter().zip(predictions).filter(|(truth, prediction)| truth == prediction).count();
+    Ok(correct as f64 / truth.len() as f64)
 }
 
 /// Micro-averaged F1 of single-label data: every error is one false positive and one false
 /// negative, so precision, recall and F1 all equal the accuracy.
-pub(crate) fn f1_micro(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
-    let (correct, count) = correct(matched, rows)?;
-    let (true_positives, wrong) = (correct as f64, (count - correct) as f64);
-    let denominator = 2.0 * true_positives + 2.0 * wrong;
-    Ok(if denominator > 0.0 { 2.0 * true_positives / denominator } else { 0.0 })
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Average {
-    Precision,
-    Recall,
-    F1,
+pub fn f1_micro(truth: &[u32], predictions: &[u32]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::F1Micro, truth.len(), predictions.len())?;
+    let correct = truth.iter().zip(predictions).filter(|(truth, prediction)| truth == prediction).count();
+    let (true_positives, wrong) = (correct as f64, (truth.len() - correct) as f64);
+    Ok(2.0 * true_positives / (2.0 * true_positives + 2.0 * wrong))
 }
 
 #[derive(Clone, Copy, Default)]
@@ -100,34 +108,42 @@ struct Counts {
     actual: u64,
 }
 
-pub(crate) fn macro_average(
-    matched: &Matched<'_>,
-    rows: impl Iterator<Item = u32>,
-    average: Average,
-) -> Result<f64, ScoreError> {
-    let mut labels = Labels::default();
-    let mut counts: Vec<Counts> = Vec::new();
-    for row in rows {
-        let (truth, prediction) = pair(matched, row)?;
-        let truth = labels.number(truth);
-        let prediction = labels.number(prediction);
-        if counts.len() < labels.names.len() {
-            counts.resize(labels.names.len(), Counts::default());
-        }
-        counts[truth].actual += 1;
-        counts[prediction].predicted += 1;
-        counts[truth].true_positives += u64::from(truth == prediction);
+/// Per class: true positives, predictions of it, truths of it; only classes that occur.
+fn class_counts(metric: Metric, truth: &[u32], predictions: &[u32]) -> Result<Vec<Counts>, ScoreError> {
+    check_lengths(metric, truth.len(), predictions.len())?;
+    let largest = truth.iter().chain(predictions).copied().max().unwrap_or(0);
+    if largest >= MAX_CLASSES {
+        return Err(ScoreError::Undefined { metric, reason: format!("class {largest} is over {MAX_CLASSES}") });
     }
-    let ratio = |numerator: u64, denominator: u64| {
-        if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
-    };
-    let sum: f64 = counts
-        .iter()
-        .map(|counts| match average {
-            Average::Precision => ratio(counts.true_positives, counts.predicted),
-            Average::Recall => ratio(counts.true_positives, counts.actual),
-            Average::F1 => ratio(2 * counts.true_positives, counts.predicted + counts.actual),
-        })
-        .sum();
-    Ok(sum / counts.len() as f64)
+    let mut counts = vec![Counts::default(); largest as usize + 1];
+    for (&truth, &prediction) in truth.iter().zip(predictions) {
+        counts[truth as usize].actual += 1;
+        counts[prediction as usize].predicted += 1;
+        counts[truth as usize].true_positives += u64::from(truth == prediction);
+    }
+    counts.retain(|counts| counts.actual + counts.predicted > 0);
+    Ok(counts)
+}
+
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
+}
+
+fn mean(values: impl Iterator<Item = f64>, count: usize) -> f64 {
+    values.sum::<f64>() / count as f64
+}
+
+pub fn precision_macro(truth: &[u32], predictions: &[u32]) -> Result<f64, ScoreError> {
+    let counts = class_counts(Metric::PrecisionMacro, truth, predictions)?;
+    Ok(mean(counts.iter().map(|c| ratio(c.true_positives, c.predicted)), counts.len()))
+}
+
+pub fn recall_macro(truth: &[u32], predictions: &[u32]) -> Result<f64, ScoreError> {
+    let counts = class_counts(Metric::RecallMacro, truth, predictions)?;
+    Ok(mean(counts.iter().map(|c| ratio(c.true_positives, c.actual)), counts.len()))
+}
+
+pub fn f1_macro(truth: &[u32], predictions: &[u32]) -> Result<f64, ScoreError> {
+    let counts = class_counts(Metric::F1Macro, truth, predictions)?;
+    Ok(mean(counts.iter().map(|c| ratio(2 * c.true_positives, c.predicted + c.actual)), counts.len()))
 }

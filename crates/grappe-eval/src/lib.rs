@@ -119,11 +119,21 @@ impl FromStr for Metric {
     }
 }
 
+/// The metrics on values already in memory, for callers that hold arrays rather than files
+/// (and for the in-memory benchmark). Lengths must be equal and non-zero; classes are numbers
+/// below `MAX_CLASSES`; truth for `roc_auc` and `log_loss` is `true` for class 1.
+pub mod arrays {
+    pub use crate::classify::{MAX_CLASSES, accuracy, f1_macro, f1_micro, precision_macro, recall_macro};
+    pub use crate::ranking::{log_loss, roc_auc};
+    pub use crate::regress::{mae, r2, rmse};
+    pub use crate::text::{bleu, chrf, exact_match};
+}
+
 /// Matches rows by id (a missing, duplicated or unknown id, or an unparsable value, is an error
 /// naming role, line and id), then computes the metric over all rows.
 pub fn score(metric: Metric, truth: &Table, predictions: &Table) -> Result<f64, ScoreError> {
     let matched = Matched::new(truth, predictions)?;
-    compute(metric, &matched, 0..matched.len())
+    Values::read(metric, &matched)?.compute(metric)
 }
 
 /// Same validation once over all rows, then the metric on the rows whose id `in_first`
@@ -135,45 +145,90 @@ pub fn score_parts(
     in_first: &dyn Fn(&str) -> bool,
 ) -> Result<(f64, f64), ScoreError> {
     let matched = Matched::new(truth, predictions)?;
-    let (first, second): (Vec<u32>, Vec<u32>) = (0..matched.len()).partition(|&row| in_first(truth.id(row)));
-    if first.is_empty() || second.is_empty() {
-        return Err(ScoreError::EmptyPart { first: first.is_empty() });
+    let values = Values::read(metric, &matched)?;
+    let first: Vec<bool> = truth.ids().map(in_first).collect();
+    let first_count = first.iter().filter(|&&in_first| in_first).count();
+    if first_count == 0 || first_count == first.len() {
+        return Err(ScoreError::EmptyPart { first: first_count == 0 });
     }
-    // Every value is checked before either part is computed, so that an error does not depend
-    // on which part the bad row fell in.
-    check_values(metric, &matched)?;
-    let first_value = compute(metric, &matched, first.iter().copied())?;
-    let second_value = compute(metric, &matched, second.iter().copied())?;
-    Ok((first_value, second_value))
+    let (first_values, second_values) = values.split(&first);
+    Ok((first_values.compute(metric)?, second_values.compute(metric)?))
 }
 
-/// Parses every value the metric reads, so that a bad value is reported before any part.
-fn check_values(metric: Metric, matched: &Matched<'_>) -> Result<(), ScoreError> {
-    match metric {
-        Metric::Mae | Metric::Rmse | Metric::R2 => regress::check(matched),
-        Metric::RocAuc | Metric::LogLoss => ranking::check(metric, matched),
-        Metric::Accuracy | Metric::F1Macro | Metric::F1Micro | Metric::PrecisionMacro | Metric::RecallMacro => {
-            classify::check(matched)
+/// The values a metric reads, in the truth's row order: read once, checked once.
+enum Values<'a> {
+    Classes(Vec<u32>, Vec<u32>),
+    Numbers(Vec<f64>, Vec<f64>),
+    Binary(Vec<bool>, Vec<f64>),
+    Texts(Vec<&'a str>, Vec<&'a str>),
+}
+
+impl<'a> Values<'a> {
+    fn read(metric: Metric, matched: &Matched<'a>) -> Result<Values<'a>, ScoreError> {
+        let rows = 0..matched.len();
+        Ok(match metric {
+            Metric::Accuracy | Metric::F1Macro | Metric::F1Micro | Metric::PrecisionMacro | Metric::RecallMacro => {
+                let (truth, predictions) = classify::labels(matched, rows)?;
+                Values::Classes(truth, predictions)
+            }
+            Metric::Mae | Metric::Rmse | Metric::R2 => {
+                let (truth, predictions) = regress::numbers(matched, rows)?;
+                Values::Numbers(truth, predictions)
+            }
+            Metric::RocAuc | Metric::LogLoss => {
+                let (truth, scores) = ranking::classes_and_scores(metric, matched, rows)?;
+                Values::Binary(truth, scores)
+            }
+            Metric::Bleu | Metric::Chrf | Metric::ExactMatch => {
+                let (references, hypotheses) = rows.map(|row| matched.values(row)).unzip();
+                Values::Texts(references, hypotheses)
+            }
+        })
+    }
+
+    /// The rows marked `true`, and the others.
+    fn split(self, first: &[bool]) -> (Values<'a>, Values<'a>) {
+        fn halves<T: Copy>(values: &[T], first: &[bool]) -> (Vec<T>, Vec<T>) {
+            let (mut ones, mut others) = (Vec::new(), Vec::new());
+            for (value, &in_first) in values.iter().zip(first) {
+                if in_first { ones.push(*value) } else { others.push(*value) }
+            }
+            (ones, others)
         }
-        Metric::Bleu | Metric::Chrf | Metric::ExactMatch => Ok(()),
+        macro_rules! split {
+            ($variant:ident, $truth:expr, $predictions:expr) => {{
+                let (truth_first, truth_second) = halves(&$truth, first);
+                let (predictions_first, predictions_second) = halves(&$predictions, first);
+                (Values::$variant(truth_first, predictions_first), Values::$variant(truth_second, predictions_second))
+            }};
+        }
+        match self {
+            Values::Classes(truth, predictions) => split!(Classes, truth, predictions),
+            Values::Numbers(truth, predictions) => split!(Numbers, truth, predictions),
+            Values::Binary(truth, predictions) => split!(Binary, truth, predictions),
+            Values::Texts(truth, predictions) => split!(Texts, truth, predictions),
+        }
     }
-}
 
-/// The metric over the given truth rows (indices into the truth table) and their partners.
-fn compute(metric: Metric, matched: &Matched<'_>, rows: impl Iterator<Item = u32> + Clone) -> Result<f64, ScoreError> {
-    match metric {
-        Metric::Accuracy => classify::accuracy(matched, rows),
-        Metric::F1Macro => classify::macro_average(matched, rows, classify::Average::F1),
-        Metric::F1Micro => classify::f1_micro(matched, rows),
-        Metric::PrecisionMacro => classify::macro_average(matched, rows, classify::Average::Precision),
-        Metric::RecallMacro => classify::macro_average(matched, rows, classify::Average::Recall),
-        Metric::Mae => regress::mae(matched, rows),
-        Metric::Rmse => regress::rmse(matched, rows),
-        Metric::R2 => regress::r2(matched, rows),
-        Metric::RocAuc => ranking::roc_auc(matched, rows),
-        Metric::LogLoss => ranking::log_loss(matched, rows),
-        Metric::Bleu => Ok(text::bleu(matched, rows)),
-        Metric::Chrf => Ok(text::chrf(matched, rows)),
-        Metric::ExactMatch => Ok(text::exact_match(matched, rows)),
+    fn compute(&self, metric: Metric) -> Result<f64, ScoreError> {
+        match (self, metric) {
+            (Values::Classes(truth, predictions), Metric::Accuracy) => arrays::accuracy(truth, predictions),
+            (Values::Classes(truth, predictions), Metric::F1Macro) => arrays::f1_macro(truth, predictions),
+            (Values::Classes(truth, predictions), Metric::F1Micro) => arrays::f1_micro(truth, predictions),
+            (Values::Classes(truth, predictions), Metric::PrecisionMacro) => {
+                arrays::precision_macro(truth, predictions)
+            }
+            (Values::Classes(truth, predictions), Metric::RecallMacro) => arrays::recall_macro(truth, predictions),
+            (Values::Numbers(truth, predictions), Metric::Mae) => arrays::mae(truth, predictions),
+            (Values::Numbers(truth, predictions), Metric::Rmse) => arrays::rmse(truth, predictions),
+            (Values::Numbers(truth, predictions), Metric::R2) => arrays::r2(truth, predictions),
+            (Values::Binary(truth, scores), Metric::RocAuc) => arrays::roc_auc(truth, scores),
+            (Values::Binary(truth, probabilities), Metric::LogLoss) => arrays::log_loss(truth, probabilities),
+            (Values::Texts(references, hypotheses), Metric::Bleu) => arrays::bleu(references, hypotheses),
+            (Values::Texts(references, hypotheses), Metric::Chrf) => arrays::chrf(references, hypotheses),
+            (Values::Texts(references, hypotheses), Metric::ExactMatch) => arrays::exact_match(references, hypotheses),
+            // `read` chose the variant from the metric.
+            (_, metric) => Err(ScoreError::Undefined { metric, reason: "values of another kind".to_owned() }),
+        }
     }
 }

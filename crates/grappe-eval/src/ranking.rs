@@ -6,35 +6,36 @@
 //! the negatives below it and tied with it: the Mann-Whitney U statistic, in exact integers.
 
 use crate::Metric;
+use crate::classify::check_lengths;
 use crate::error::ScoreError;
 use crate::matching::Matched;
 use crate::regress::number;
 
-/// A truth value of 0 or 1 (as a number: `1`, `1.0`).
-fn class(matched: &Matched<'_>, row: u32, text: &str) -> Result<bool, ScoreError> {
-    let value = number(matched.truth, row, text)?;
-    if value == 0.0 || value == 1.0 {
-        Ok(value == 1.0)
-    } else {
-        Err(matched.truth.row_error(row, format!("the truth is {value}: expected 0 or 1")))
+/// The classes (0 or 1, written as numbers: `1`, `1.0`) of the given truth rows and the scores
+/// of their predictions; for log loss, probabilities in [0, 1].
+pub(crate) fn classes_and_scores(
+    metric: Metric,
+    matched: &Matched<'_>,
+    rows: impl Iterator<Item = u32>,
+) -> Result<(Vec<bool>, Vec<f64>), ScoreError> {
+    let (mut classes, mut scores) = (Vec::new(), Vec::new());
+    for row in rows {
+        let (truth_text, prediction_text) = matched.values(row);
+        let truth = number(matched.truth, row, truth_text)?;
+        if truth != 0.0 && truth != 1.0 {
+            return Err(matched.truth.row_error(row, format!("the truth is {truth}: expected 0 or 1")));
+        }
+        let prediction_row = matched.partner(row);
+        let score = number(matched.predictions, prediction_row, prediction_text)?;
+        if metric == Metric::LogLoss && !(0.0..=1.0).contains(&score) {
+            return Err(matched
+                .predictions
+                .row_error(prediction_row, format!("the probability {score} is outside [0, 1]")));
+        }
+        classes.push(truth == 1.0);
+        scores.push(score);
     }
-}
-
-fn pair(matched: &Matched<'_>, metric: Metric, row: u32) -> Result<(bool, f64), ScoreError> {
-    let (truth_text, prediction_text) = matched.values(row);
-    let truth = class(matched, row, truth_text)?;
-    let prediction_row = matched.partner(row);
-    let prediction = number(matched.predictions, prediction_row, prediction_text)?;
-    if metric == Metric::LogLoss && !(0.0..=1.0).contains(&prediction) {
-        return Err(matched
-            .predictions
-            .row_error(prediction_row, format!("the probability {prediction} is outside [0, 1]")));
-    }
-    Ok((truth, prediction))
-}
-
-pub(crate) fn check(metric: Metric, matched: &Matched<'_>) -> Result<(), ScoreError> {
-    (0..matched.len()).try_for_each(|row| pair(matched, metric, row).map(drop))
+    Ok((classes, scores))
 }
 
 fn one_class(metric: Metric, positive: bool) -> ScoreError {
@@ -45,17 +46,18 @@ fn one_class(metric: Metric, positive: bool) -> ScoreError {
     }
 }
 
-/// An f64's bits, ordered as the numbers are (-0.0 and 0.0 made one).
+/// An f64's bits, ordered as the numbers are (-0.0 and 0.0 made one). NaN sorts past the ends.
 fn sort_key(value: f64) -> u64 {
     let bits = (value + 0.0).to_bits();
     if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
 }
 
-pub(crate) fn roc_auc(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
+/// Area under the ROC curve of `scores` (higher meaning class 1) against `truth`.
+pub fn roc_auc(truth: &[bool], scores: &[f64]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::RocAuc, truth.len(), scores.len())?;
     let mut positives = Vec::new();
     let mut negatives = Vec::new();
-    for row in rows {
-        let (truth, score) = pair(matched, Metric::RocAuc, row)?;
+    for (&truth, &score) in truth.iter().zip(scores) {
         if truth { positives.push(sort_key(score)) } else { negatives.push(sort_key(score)) }
     }
     if positives.is_empty() || negatives.is_empty() {
@@ -80,18 +82,18 @@ pub(crate) fn roc_auc(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) ->
     Ok(twice_u as f64 / pairs as f64)
 }
 
-pub(crate) fn log_loss(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
+/// Mean negative log-likelihood of `truth` under `probabilities` (of class 1, in [0, 1]).
+pub fn log_loss(truth: &[bool], probabilities: &[f64]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::LogLoss, truth.len(), probabilities.len())?;
     let eps = f64::EPSILON;
-    let (mut sum, mut count, mut positives) = (0.0, 0u64, 0u64);
-    for row in rows {
-        let (truth, probability) = pair(matched, Metric::LogLoss, row)?;
+    let (mut sum, mut positives) = (0.0, 0usize);
+    for (&truth, &probability) in truth.iter().zip(probabilities) {
         let of_truth = if truth { probability } else { 1.0 - probability };
         sum -= of_truth.clamp(eps, 1.0 - eps).ln();
-        count += 1;
-        positives += u64::from(truth);
+        positives += usize::from(truth);
     }
-    if positives == 0 || positives == count {
+    if positives == 0 || positives == truth.len() {
         return Err(one_class(Metric::LogLoss, positives != 0));
     }
-    Ok(sum / count as f64)
+    Ok(sum / truth.len() as f64)
 }

@@ -6,7 +6,8 @@
 //! One pass each; R²'s denominator is kept with Welford's update, exact for constant truth.
 
 use crate::Metric;
-use crate::error::ScoreError;
+use crate::classify::check_lengths;
+use crate::error::{ScoreError, shorten};
 use crate::matching::Matched;
 use crate::table::Table;
 
@@ -20,57 +21,50 @@ pub(crate) fn number(table: &Table, row: u32, text: &str) -> Result<f64, ScoreEr
         }
         Ok(_) => Err(table.row_error(row, "the value is infinite: expected a finite number".to_owned())),
         Err(_) if trimmed.is_empty() => Err(table.row_error(row, "empty value: expected a number".to_owned())),
-        Err(_) => Err(table.row_error(row, format!("\"{}\" is not a number", crate::error::shorten(text)))),
+        Err(_) => Err(table.row_error(row, format!("\"{}\" is not a number", shorten(text)))),
     }
 }
 
-/// Both numbers of a truth row.
-fn pair(matched: &Matched<'_>, row: u32) -> Result<(f64, f64), ScoreError> {
-    let (truth_text, prediction_text) = matched.values(row);
-    let truth = number(matched.truth, row, truth_text)?;
-    let prediction = number(matched.predictions, matched.partner(row), prediction_text)?;
-    Ok((truth, prediction))
-}
-
-pub(crate) fn check(matched: &Matched<'_>) -> Result<(), ScoreError> {
-    (0..matched.len()).try_for_each(|row| pair(matched, row).map(drop))
-}
-
-pub(crate) fn mae(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
-    let (mut sum, mut count) = (0.0, 0u64);
+/// The numbers of the given truth rows and of their predictions.
+pub(crate) fn numbers(
+    matched: &Matched<'_>,
+    rows: impl Iterator<Item = u32>,
+) -> Result<(Vec<f64>, Vec<f64>), ScoreError> {
+    let (mut truth, mut predictions) = (Vec::new(), Vec::new());
     for row in rows {
-        let (truth, prediction) = pair(matched, row)?;
-        sum += (truth - prediction).abs();
-        count += 1;
+        let (truth_text, prediction_text) = matched.values(row);
+        truth.push(number(matched.truth, row, truth_text)?);
+        predictions.push(number(matched.predictions, matched.partner(row), prediction_text)?);
     }
-    Ok(sum / count as f64)
+    Ok((truth, predictions))
 }
 
-pub(crate) fn rmse(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
-    let (mut sum, mut count) = (0.0, 0u64);
-    for row in rows {
-        let (truth, prediction) = pair(matched, row)?;
-        sum += (truth - prediction) * (truth - prediction);
-        count += 1;
-    }
-    Ok((sum / count as f64).sqrt())
+pub fn mae(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::Mae, truth.len(), predictions.len())?;
+    let sum: f64 = truth.iter().zip(predictions).map(|(t, p)| (t - p).abs()).sum();
+    Ok(sum / truth.len() as f64)
 }
 
-pub(crate) fn r2(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> Result<f64, ScoreError> {
-    let (mut residual, mut mean, mut spread, mut count) = (0.0, 0.0, 0.0, 0u64);
-    for row in rows {
-        let (truth, prediction) = pair(matched, row)?;
-        residual += (truth - prediction) * (truth - prediction);
-        count += 1;
-        let delta = truth - mean;
-        mean += delta / count as f64;
-        spread += delta * (truth - mean);
-    }
-    if count < 2 {
+pub fn rmse(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::Rmse, truth.len(), predictions.len())?;
+    let sum: f64 = truth.iter().zip(predictions).map(|(t, p)| (t - p) * (t - p)).sum();
+    Ok((sum / truth.len() as f64).sqrt())
+}
+
+pub fn r2(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::R2, truth.len(), predictions.len())?;
+    if truth.len() < 2 {
         return Err(ScoreError::Undefined {
             metric: Metric::R2,
             reason: "fewer than two rows (scikit-learn warns and returns NaN)".to_owned(),
         });
+    }
+    let (mut residual, mut mean, mut spread) = (0.0, 0.0, 0.0);
+    for (count, (&truth, &prediction)) in truth.iter().zip(predictions).enumerate() {
+        residual += (truth - prediction) * (truth - prediction);
+        let delta = truth - mean;
+        mean += delta / (count + 1) as f64;
+        spread += delta * (truth - mean);
     }
     Ok(match (residual == 0.0, spread == 0.0) {
         (true, _) => 1.0,

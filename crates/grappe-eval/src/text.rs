@@ -10,7 +10,9 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use crate::matching::Matched;
+use crate::Metric;
+use crate::classify::check_lengths;
+use crate::error::ScoreError;
 
 const BLEU_ORDER: usize = 4;
 const CHRF_ORDER: usize = 6;
@@ -22,14 +24,11 @@ fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-pub(crate) fn exact_match(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> f64 {
-    let (mut equal, mut count) = (0u64, 0u64);
-    for row in rows {
-        let (reference, hypothesis) = matched.values(row);
-        equal += u64::from(reference == hypothesis);
-        count += 1;
-    }
-    equal as f64 / count as f64
+/// Fraction of hypotheses identical to their reference.
+pub fn exact_match(references: &[&str], hypotheses: &[&str]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::ExactMatch, references.len(), hypotheses.len())?;
+    let equal = references.iter().zip(hypotheses).filter(|(reference, hypothesis)| reference == hypothesis).count();
+    Ok(equal as f64 / references.len() as f64)
 }
 
 /// How many items the sorted `hypothesis` shares with the sorted `reference`, each item counted
@@ -119,14 +118,15 @@ fn number_tokens<'t>(tokens: impl Iterator<Item = &'t str>, numbers: &mut HashMa
     }
 }
 
-pub(crate) fn bleu(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> f64 {
+/// Corpus BLEU of the hypotheses against one reference each, 0-100.
+pub fn bleu(references: &[&str], hypotheses: &[&str]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::Bleu, references.len(), hypotheses.len())?;
     let mut correct = [0u64; BLEU_ORDER];
     let mut total = [0u64; BLEU_ORDER];
     let (mut hypothesis_length, mut reference_length) = (0u64, 0u64);
     let (mut hypothesis_ids, mut reference_ids) = (Vec::new(), Vec::new());
     let (mut hypothesis_ngrams, mut reference_ngrams) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (reference, hypothesis) = matched.values(row);
+    for (reference, hypothesis) in references.iter().zip(hypotheses) {
         let reference = tokenize_13a(python_rstrip(reference));
         let hypothesis = tokenize_13a(python_rstrip(hypothesis));
         // A segment holds fewer than 2^32 tokens (files are under 4 GiB): 32-bit digits.
@@ -142,7 +142,7 @@ pub(crate) fn bleu(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> f6
             correct[n - 1] += clipped_matches(&hypothesis_ngrams, &reference_ngrams);
         }
     }
-    bleu_from_counts(&correct, &total, hypothesis_length, reference_length)
+    Ok(bleu_from_counts(&correct, &total, hypothesis_length, reference_length))
 }
 
 /// sacrebleu's `BLEU.compute_bleu` with `smooth_method="exp"` and no effective order.
@@ -176,12 +176,13 @@ fn bleu_from_counts(correct: &[u64; BLEU_ORDER], total: &[u64; BLEU_ORDER], sys_
 /// Per character order: hypothesis n-grams, reference n-grams, matches.
 type ChrfCounts = [[u64; 3]; CHRF_ORDER];
 
-pub(crate) fn chrf(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> f64 {
+/// Corpus chrF of the hypotheses against one reference each, 0-100.
+pub fn chrf(references: &[&str], hypotheses: &[&str]) -> Result<f64, ScoreError> {
+    check_lengths(Metric::Chrf, references.len(), hypotheses.len())?;
     let mut counts: ChrfCounts = [[0; 3]; CHRF_ORDER];
     let (mut hypothesis_chars, mut reference_chars) = (Vec::new(), Vec::new());
     let (mut hypothesis_ngrams, mut reference_ngrams) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (reference, hypothesis) = matched.values(row);
+    for (reference, hypothesis) in references.iter().zip(hypotheses) {
         // Code points fit in 21 bits: six of them in one u128.
         reference_chars.clear();
         reference_chars.extend(reference.chars().filter(|&c| !is_python_space(c)).map(u32::from));
@@ -199,7 +200,7 @@ pub(crate) fn chrf(matched: &Matched<'_>, rows: impl Iterator<Item = u32>) -> f6
             order[2] += clipped_matches(&hypothesis_ngrams, &reference_ngrams);
         }
     }
-    chrf_from_counts(&counts)
+    Ok(chrf_from_counts(&counts))
 }
 
 /// sacrebleu's `CHRF._compute_f_score` without epsilon smoothing: precision and recall averaged

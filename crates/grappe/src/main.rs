@@ -6,6 +6,7 @@ mod client;
 mod dataset;
 mod job;
 mod remote;
+mod score;
 mod settings;
 mod simulate;
 
@@ -51,6 +52,9 @@ enum Command {
     /// Replay a workload trace (SWF) under a scheduling policy and print wait, slowdown and
     /// utilization.
     Simulate(simulate::SimulateFlags),
+    /// Score a predictions file against a truth file (CSV: `id` and one value column) with a
+    /// scikit-learn or sacrebleu metric; exit code 2 on a bad file or row.
+    Score(score::ScoreFlags),
     /// Submit, follow and cancel jobs on the server you are logged in to.
     Job {
         #[command(subcommand)]
@@ -164,6 +168,10 @@ impl RoleArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Scoring is pure computation on two files: no runtime, no logging set-up.
+    if let Command::Score(flags) = cli.command {
+        return score::run(flags);
+    }
     settings::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -188,6 +196,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Login { url, email, password_env } => client::login(&url, email, &password_env),
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
+        // `main` runs it before starting the runtime, for its own exit codes.
+        Command::Score(_) => bail!("`grappe score` runs outside the runtime"),
         Command::Job { command } => job::run(command),
         Command::Challenge { command } => challenge::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),

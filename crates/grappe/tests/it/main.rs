@@ -20,4 +20,5 @@ mod hardening;
 mod harness;
 mod metrics;
 mod sandbox;
+mod score;
 mod simulate;
