@@ -183,19 +183,18 @@ impl Trainer {
         let loss = -(exps[example.label] / total).max(1e-30).ln();
         let (rate, l2) = (self.config.learning_rate, self.config.l2);
         let model = &mut state.model;
-        for k in 0..classes {
-            let g = gradients[k];
-            state.squared_bias[k] += g * g;
-            model.bias[k] -= rate * g / (state.squared_bias[k].sqrt() + EPSILON);
+        for ((bias, squared), &g) in model.bias.iter_mut().zip(&mut state.squared_bias).zip(&gradients) {
+            *squared += g * g;
+            *bias -= rate * g / (squared.sqrt() + EPSILON);
         }
         for (&index, &value) in example.features.indices.iter().zip(&example.features.values) {
             let at = index as usize * classes;
             let weights = &mut model.weights[at..at + classes];
             let squared = &mut state.squared_weights[at..at + classes];
-            for k in 0..classes {
-                let g = gradients[k] * value + l2 * weights[k];
-                squared[k] += g * g;
-                weights[k] -= rate * g / (squared[k].sqrt() + EPSILON);
+            for ((weight, squared), &gradient) in weights.iter_mut().zip(squared).zip(&gradients) {
+                let g = gradient * value + l2 * *weight;
+                *squared += g * g;
+                *weight -= rate * g / (squared.sqrt() + EPSILON);
             }
         }
         loss

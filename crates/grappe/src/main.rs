@@ -7,6 +7,7 @@ mod job;
 mod remote;
 mod settings;
 mod simulate;
+mod train;
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -54,6 +55,12 @@ enum Command {
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
+    },
+    /// Train a model with a built-in recipe, on this machine or as a job; resumes from its
+    /// checkpoint.
+    Train {
+        #[command(subcommand)]
+        command: train::TrainCommand,
     },
     /// Push, pull, list, show and compare dataset versions on the server you are logged in to
     /// (`--store DIR`: directly on a local store).
@@ -168,6 +175,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<train::Stopped>() => {
+            eprintln!("{error}");
+            ExitCode::from(143)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -183,6 +194,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
         Command::Job { command } => job::run(command),
+        Command::Train { command } => train::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),
         Command::Store { target, command } => dataset::run_store(target, command),
         Command::Audit { target, command: AuditCommand::Verify } => audit_verify(target).await,

@@ -18,5 +18,6 @@ mod dataset;
 mod hardening;
 mod harness;
 mod metrics;
+mod models;
 mod sandbox;
 mod simulate;
