@@ -55,12 +55,12 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The CLI logged in as `email`: runs `grappe ARGS --json` and parses what it prints.
-struct Cli {
+pub(crate) struct Cli {
     config: TempDir,
 }
 
 impl Cli {
-    fn login(server: &Server, email: &str) -> Cli {
+    pub(crate) fn login(server: &Server, email: &str) -> Cli {
         let cli = Cli { config: TempDir::new("commons-cli") };
         let output = grappe(&["login", "--url", &server.base, "--email", email], &cli.env(), "");
         assert!(output.status.success(), "{}", text(&output));
@@ -71,13 +71,13 @@ impl Cli {
         [("XDG_CONFIG_HOME", self.config.path().to_str().unwrap()), ("GRAPPE_PASSWORD", PASSWORD)]
     }
 
-    fn run(&self, args: &[&str]) -> (bool, Value, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (bool, Value, String) {
         let output = grappe(&[args, &["--json"]].concat(), &self.env(), "");
         let parsed = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
         (output.status.success(), parsed, text(&output))
     }
 
-    fn ok(&self, args: &[&str]) -> Value {
+    pub(crate) fn ok(&self, args: &[&str]) -> Value {
         let (ok, value, output) = self.run(args);
         assert!(ok, "grappe {args:?}: {output}");
         value

@@ -4,9 +4,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
 
 use crate::cli::text;
-use crate::harness::TempDir;
+use crate::commons::Cli;
+use crate::compute::{options, project_with_member, states, submit, wait_log, wait_state};
+use crate::harness::{Backend, Server, TempDir, TestDb, eventually};
 
 /// Topics of a small French classification set, with words that give each away among words
 /// that do not.
@@ -147,4 +152,64 @@ fn training_stopped_by_sigterm_or_killed_resumes_to_the_same_model() {
     let torn = train_command(&data, &resumed, &checkpoints).output().unwrap();
     assert!(!torn.status.success());
     assert!(text(&torn).contains("cannot be read") && text(&torn).contains("torn"), "{}", text(&torn));
+}
+
+/// The training command of a job reading the dataset `name` from its inputs.
+pub fn training_script(name: &str, epochs: u32) -> String {
+    format!(
+        "exec grappe train text-classifier --train \"$GRAPPE_INPUTS/{name}/train.csv\" \
+         --validation \"$GRAPPE_INPUTS/{name}/validation.csv\" --test \"$GRAPPE_INPUTS/{name}/test.csv\" \
+         --predictions out/predictions.csv --out out/model --epochs {epochs} --buckets-log2 18"
+    )
+}
+
+/// A project member who pushed a French dataset `name` of `rows` training rows; (project id,
+/// API token).
+pub fn project_with_dataset(server: &Server, project: &str, name: &str, rows: usize) -> (i64, String) {
+    let client = server.client();
+    let (id, token) = project_with_member(&client, project, 100);
+    let member = Cli::login(server, &format!("{project}@example.org"));
+    let data = TempDir::new("model-data");
+    french_dataset(data.path(), rows);
+    member.ok(&["dataset", "push", data.path().to_str().unwrap(), "--name", name, "--project", project]);
+    (id, token)
+}
+
+#[test]
+fn training_as_a_job_is_preempted_and_resumes_from_its_checkpoint() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_dataset(&server, "trainers", "lois", 20_000);
+    let body = json!({ "project": project, "command": ["sh", "-c", training_script("lois", 20)],
+                       "time_limit_s": 600, "memory_mb": 2048, "qos": "long", "inputs": ["lois"] });
+    let id = submit(&client, &token, body)["id"].as_i64().unwrap();
+    wait_log(&client, &token, id, "epoch 1/20");
+    // A job of a higher QoS takes the only CPU: the training stops at a batch boundary, saves its
+    // checkpoint, and is requeued.
+    let dev = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "qos": "dev" });
+    wait_state(&client, &token, submit(&client, &token, dev)["id"].as_i64().unwrap(), &["completed"]);
+    let job = eventually(Duration::from_secs(120), "the training to end", || {
+        let job = client.get(&format!("/api/v1/jobs/{id}"), Some(&token)).body;
+        ["completed", "failed", "cancelled", "timeout"].contains(&job["state"].as_str()?).then_some(job)
+    });
+    let log = client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token)).text;
+    assert_eq!(job["state"], "completed", "{job}\n{log}");
+    assert_eq!(job["restart_count"], 1, "{log}");
+    assert_eq!(states(&client, &token, id), ["pending", "running", "preempted", "pending", "running", "completed"]);
+    assert!(log.contains("stopped by SIGTERM; checkpoint saved at epoch "), "{log}");
+    let resumed = log.split("resumed from epoch ").nth(1).and_then(|rest| rest.split(',').next());
+    let resumed: u32 = resumed.and_then(|epoch| epoch.parse().ok()).unwrap_or_else(|| panic!("{log}"));
+    assert!((1..20).contains(&resumed), "{log}");
+    assert!(log.contains("epoch 20/20: loss "), "{log}");
+    assert!(log.contains("validation: accuracy 1.0000"), "{log}");
+    let metrics = client.get(&format!("/api/v1/jobs/{id}/metrics"), Some(&token)).body;
+    let mut keys: Vec<&str> = metrics["items"].as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
+    keys.dedup();
+    assert_eq!(keys, ["loss", "validation_accuracy", "validation_f1_macro"], "{metrics}");
+    assert_eq!(metrics["points"], 60, "one point of each per epoch, none repeated by the resumed run");
+    let model = server.data_dir().join(format!("jobs/{id}/work/out/model"));
+    for file in ["model.bin", "labels.txt", "metrics.json"] {
+        assert!(model.join(file).is_file(), "{file}");
+    }
 }
