@@ -132,6 +132,18 @@ fn version_from(row: &AnyRow) -> DbResult<DatasetVersionRow> {
     })
 }
 
+/// The SQL condition on a table with `public` and `project_id` columns: public rows and those of
+/// `projects` (every row with `None`).
+pub(crate) fn visible_in(projects: Option<&[i64]>) -> String {
+    match projects {
+        None => "1 = 1".to_owned(),
+        Some([]) => "public = 1".to_owned(),
+        Some(ids) => {
+            format!("(public = 1 OR project_id IN ({}))", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
 /// `%text%` for LIKE, with the wildcards of `text` escaped (`\` is the escape character).
 fn like_containing(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
@@ -195,14 +207,7 @@ impl Db {
         filter: &DatasetFilter<'_>,
         limit: i64,
     ) -> DbResult<Vec<DatasetRow>> {
-        let visible = match projects {
-            None => "1 = 1".to_owned(),
-            Some([]) => "public = 1".to_owned(),
-            Some(ids) => format!(
-                "(public = 1 OR project_id IN ({}))",
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        };
+        let visible = visible_in(projects);
         let rows = sqlx::query(&format!(
             "SELECT {DATASET_COLUMNS} FROM datasets WHERE {visible} AND latest_version IS NOT NULL \
              AND ($1 = '' OR LOWER(name) LIKE LOWER($2) ESCAPE '\\' OR LOWER(title) LIKE LOWER($2) ESCAPE '\\') \

@@ -10,6 +10,7 @@ mod compute;
 mod datasets;
 mod leases;
 mod migrate;
+mod models;
 mod programme;
 
 use std::str::FromStr;
@@ -27,6 +28,7 @@ pub use compute::{
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use leases::LeaseRow;
+pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "projects_people", include_str!("../migrations/0006_projects_people.sql")),
     (7, "ledgers", include_str!("../migrations/0007_ledgers.sql")),
     (8, "datasets", include_str!("../migrations/0008_datasets.sql")),
+    (10, "models", include_str!("../migrations/0010_models.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

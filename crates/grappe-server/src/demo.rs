@@ -81,7 +81,7 @@ async fn demo_dataset(state: &AppState) -> AppResult<()> {
     };
     let folder = state.config.data_dir.join("demo").join(NAME);
     let store = state.store.clone();
-    let (version, checked, id) = crate::data::blocking(move || {
+    let (version, checked, id) = crate::kit::stored::blocking(move || {
         let build = || -> anyhow::Result<_> {
             std::fs::create_dir_all(&folder)?;
             let mut splits = Splits::new();
