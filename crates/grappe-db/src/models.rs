@@ -49,6 +49,7 @@ pub struct NewModel<'a> {
     pub name: &'a str,
     pub project_id: i64,
     pub public: bool,
+    pub card: &'a str,
     pub created_by: Option<i64>,
 }
 
@@ -112,12 +113,13 @@ impl Db {
     pub async fn create_model(&self, model: &NewModel<'_>, actor: &str) -> DbResult<ModelRow> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO models (name, project_id, public, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING {MODEL_COLUMNS}"
+            "INSERT INTO models (name, project_id, public, card, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MODEL_COLUMNS}"
         ))
         .bind(model.name)
         .bind(model.project_id)
         .bind(i64::from(model.public))
+        .bind(model.card)
         .bind(model.created_by)
         .bind(now_ms())
         .fetch_one(&mut *tx)

@@ -138,10 +138,6 @@ struct CachedProject {
     usage_share: f64,
 }
 
-pub fn jobs_dir(state: &AppState) -> PathBuf {
-    state.config.data_dir.join("jobs")
-}
-
 pub fn local_node(state: &AppState) -> Node {
     let compute = &state.config.compute;
     Node {
@@ -523,7 +519,7 @@ impl Loop {
     async fn recover(&mut self, job: &JobRow) -> anyhow::Result<()> {
         let Some(instance) = job.instance.as_deref() else { return Ok(()) };
         let run = RunRef { job_id: job.id, run: job.run, instance };
-        let run_dir = jobs_dir(&self.state).join(job.id.to_string());
+        let run_dir = self.state.config.job_dir(job.id);
         let db = &self.state.db;
         let status = Status::read(&grappe_exec::status_path(&run_dir, job.run));
         let ending = |state, exit_code, reason: String, ended_at| (state, exit_code, reason, ended_at);
@@ -990,7 +986,7 @@ struct JobDirs {
 
 /// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
 fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
-    let run_dir = jobs_dir(state).join(job.id.to_string());
+    let run_dir = state.config.job_dir(job.id);
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
     for dir in [&dirs.work, &dirs.checkpoints] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
