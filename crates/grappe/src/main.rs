@@ -4,6 +4,7 @@
 mod client;
 mod dataset;
 mod job;
+mod model;
 mod remote;
 mod settings;
 mod simulate;
@@ -55,6 +56,12 @@ enum Command {
     Job {
         #[command(subcommand)]
         command: job::JobCommand,
+    },
+    /// Create models, register versions from jobs' output, list and show them, on the server
+    /// you are logged in to.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
     },
     /// Train a model with a built-in recipe, on this machine or as a job; resumes from its
     /// checkpoint.
@@ -194,6 +201,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Whoami { json } => client::whoami(json),
         Command::Simulate(flags) => simulate::run(flags),
         Command::Job { command } => job::run(command),
+        Command::Model { command } => model::run(command),
         Command::Train { command } => train::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),
         Command::Store { target, command } => dataset::run_store(target, command),

@@ -49,11 +49,11 @@ pub fn routes() -> Vec<Route> {
             register,
         )
         .body("NewModelVersion"),
-        route(Api, Get, "/api/v1/models/{name}/versions/{number}", Public, "A version: lineage, files, card", version),
+        route(Api, Get, "/api/v1/models/{name}/versions/{version}", Public, "A version: lineage, files, card", version),
         route(
             Api,
             Get,
-            "/api/v1/models/{name}/versions/{number}/files/{*path}",
+            "/api/v1/models/{name}/versions/{version}/files/{*path}",
             Public,
             "A file of a version; Range for a part",
             file,
@@ -87,15 +87,18 @@ fn check_card(card: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// `vN`, or `N`: a version by its number.
-fn version_number(text: &str) -> Option<i64> {
-    text.strip_prefix('v').unwrap_or(text).parse().ok()
-}
-
+/// `latest`, `N` or `vN` among `versions` (newest first).
 fn find_version<'a>(model: &ModelRow, versions: &'a [ModelVersionRow], which: &str) -> AppResult<&'a ModelVersionRow> {
-    version_number(which)
-        .and_then(|seq| versions.iter().find(|v| v.seq == seq))
-        .ok_or_else(|| AppError::NotFound(format!("model `{}` has no version `{which}`", model.name)))
+    let found = match which {
+        "latest" => versions.first(),
+        _ => which
+            .strip_prefix('v')
+            .unwrap_or(which)
+            .parse()
+            .ok()
+            .and_then(|seq: i64| versions.iter().find(|v| v.seq == seq)),
+    };
+    found.ok_or_else(|| AppError::NotFound(format!("model `{}` has no version `{which}`", model.name)))
 }
 
 fn model_json(model: &ModelRow) -> Value {

@@ -76,6 +76,13 @@ struct VersionView {
     size: String,
 }
 
+/// A figure with up to four decimals (metrics near 0, a few seconds of compute in hours).
+fn precise(locale: Locale, value: f64) -> String {
+    let text = format!("{value:.4}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    text.replace('.', &locale.decimal_separator().to_string())
+}
+
 fn view_of(locale: Locale, row: &ModelVersionRow) -> VersionView {
     let inputs: Value = serde_json::from_str(&row.inputs).unwrap_or(Value::Null);
     let metrics: Value = serde_json::from_str(&row.metrics).unwrap_or(Value::Null);
@@ -99,11 +106,11 @@ fn view_of(locale: Locale, row: &ModelVersionRow) -> VersionView {
             .flatten()
             .map(|(key, value)| Metric {
                 key: key.clone(),
-                value: value.as_f64().map_or_else(String::new, |v| locale.decimal(v)),
+                value: value.as_f64().map_or_else(String::new, |v| precise(locale, v)),
             })
             .collect(),
-        cpu_hours: locale.decimal(hours(row.cpu_ms)),
-        gpu_hours: locale.decimal(hours(row.gpu_ms)),
+        cpu_hours: precise(locale, hours(row.cpu_ms)),
+        gpu_hours: precise(locale, hours(row.gpu_ms)),
         files: locale.integer(row.files),
         size: locale.bytes(row.size_bytes.max(0) as u64),
     }
@@ -139,7 +146,10 @@ pub async fn model_page(
     let rows = state.db.model_versions(model.id).await?;
     let locale = chrome.tr.locale;
     let page = ModelPage {
-        card_html: grappe_dataset::render_markdown(rows.first().map_or(&model.card, |row| &row.card)),
+        // The latest version's card that has one, else the model's.
+        card_html: grappe_dataset::render_markdown(
+            rows.iter().map(|row| &row.card).find(|card| !card.is_empty()).unwrap_or(&model.card),
+        ),
         versions: rows.iter().map(|row| view_of(locale, row)).collect(),
         may_register: policy::may_use_project(&caller.actor, model.project_id),
         register_command: format!("grappe model register {} --job JOB --path out/model --card CARD.md", model.name),

@@ -212,4 +212,105 @@ fn training_as_a_job_is_preempted_and_resumes_from_its_checkpoint() {
     for file in ["model.bin", "labels.txt", "metrics.json"] {
         assert!(model.join(file).is_file(), "{file}");
     }
+    registered_with_its_lineage(&server, &token, project, id);
+}
+
+/// The training job's output registered as a model: its lineage comes from the server's records.
+fn registered_with_its_lineage(server: &Server, token: &str, project: i64, job: i64) {
+    let client = server.client();
+    let body = json!({ "name": "classifieur-lois", "project": project, "card": "# Classifieur\n\nDes **lois**." });
+    assert_eq!(client.post("/api/v1/models", Some(token), &body).status, 201);
+    let card = "# Classifieur des articles\n\nEntraîné sur *lois*. <script>alert(1)</script>";
+    let body = json!({ "job": job, "path": "out/model", "card": card });
+    let reply = client.post("/api/v1/models/classifieur-lois/versions", Some(token), &body);
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let version = reply.body;
+    assert_eq!((version["version"].as_i64(), version["job"].as_i64()), (Some(1), Some(job)), "{version}");
+    assert_eq!(version["inputs"][0]["dataset"], "lois", "{version}");
+    assert_eq!(version["metrics"]["validation_accuracy"], 1.0, "{version}");
+    assert!(version["metrics"]["loss"].as_f64().unwrap() < 0.1, "{version}");
+    assert!(version["cpu_ms"].as_i64().unwrap() > 0 && version["gpu_ms"] == 0, "{version}");
+    assert_eq!(version["files"], 3, "{version}");
+    // The files as the job wrote them.
+    let out = server.data_dir().join(format!("jobs/{job}/work/out/model"));
+    let labels = client.get("/api/v1/models/classifieur-lois/versions/1/files/labels.txt", Some(token));
+    assert_eq!((labels.status, labels.text), (200, std::fs::read_to_string(out.join("labels.txt")).unwrap()));
+    let files = client.get("/api/v1/models/classifieur-lois/versions/v1", Some(token)).body["files"].clone();
+    let model_bin = files.as_array().unwrap().iter().find(|file| file["path"] == "model.bin").unwrap();
+    let written = grappe_store::Digest::of(&std::fs::read(out.join("model.bin")).unwrap()).to_hex();
+    assert_eq!(model_bin["digest"], written.as_str());
+    // A second version, from the first.
+    let body = json!({ "job": job, "path": "out/model", "base": "classifieur-lois@1" });
+    let second = client.post("/api/v1/models/classifieur-lois/versions", Some(token), &body);
+    assert_eq!((second.status, second.body["base"].as_str()), (201, Some("classifieur-lois@1")), "{}", second.text);
+    // The page: lineage with links, compute, metrics, the card rendered without its script.
+    let page = client.get("/models/classifieur-lois", Some(token)).text;
+    let job_link = format!("href=\"/compute/jobs/{job}\"");
+    for needle in [job_link.as_str(), "href=\"/data/lois\"", "href=\"/models/classifieur-lois#version-1\""] {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+    assert!(page.contains("<h2>Classifieur des articles</h2>") && !page.contains("<script>alert"), "{page}");
+    assert!(page.contains("validation_accuracy") && page.contains("CPU"), "{page}");
+    // Private: to anyone else it does not exist.
+    let (_, outsider) = client.new_user("curious@example.org");
+    for path in
+        ["/api/v1/models/classifieur-lois", "/api/v1/models/classifieur-lois/versions/1", "/models/classifieur-lois"]
+    {
+        assert_eq!(client.get(path, Some(&outsider)).status, 404, "{path}");
+    }
+    assert_eq!(client.get("/api/v1/models", Some(&outsider)).body["items"], json!([]));
+    let listed = client.get("/api/v1/models", Some(token)).body;
+    assert_eq!(listed["items"][0]["name"], "classifieur-lois", "{listed}");
+    // The CLI shows it.
+    let member = Cli::login(server, "trainers@example.org");
+    let shown = member.ok(&["model", "show", "classifieur-lois"]);
+    assert_eq!(shown["versions"][1]["job"], job, "{shown}");
+}
+
+#[test]
+fn registering_refuses_paths_out_of_the_job_failed_jobs_and_outsiders() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "registry", 100);
+    let (other_project, other) = project_with_member(&client, "registry-other", 100);
+    let script = "mkdir -p out/model out/links && echo w > out/model/weights && ln -s / out/escape \
+                  && ln -s /etc/passwd out/links/passwd && echo 'GRAPPE_METRIC {\"key\":\"accuracy\",\"value\":0.5,\"step\":1}'";
+    let job =
+        submit(&client, &token, json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60 }));
+    let job = wait_state(&client, &token, job["id"].as_i64().unwrap(), &["completed"])["id"].as_i64().unwrap();
+    let failing = "mkdir -p out/model && echo w > out/model/weights && exit 3";
+    let failed =
+        submit(&client, &token, json!({ "project": project, "command": ["sh", "-c", failing], "time_limit_s": 60 }));
+    let failed = wait_state(&client, &token, failed["id"].as_i64().unwrap(), &["failed"])["id"].as_i64().unwrap();
+    assert_eq!(client.post("/api/v1/models", Some(&token), &json!({ "name": "m", "project": project })).status, 201);
+    let register = |token: &str, model: &str, job: i64, path: &str| {
+        let reply =
+            client.post(&format!("/api/v1/models/{model}/versions"), Some(token), &json!({ "job": job, "path": path }));
+        (reply.status, reply.text)
+    };
+    for path in ["../..", "/etc", "out/../../..", "out/escape", "out/missing", "out/model/weights", ""] {
+        let (status, text) = register(&token, "m", job, path);
+        assert_eq!(status, 422, "{path}: {text}");
+    }
+    let (status, text) = register(&token, "m", job, "out/links");
+    assert!(status == 422 && text.contains("symbolic links"), "{status} {text}");
+    let (status, text) = register(&token, "m", failed, "out/model");
+    assert!(status == 409 && text.contains("failed"), "{status} {text}");
+    let (status, text) = register(&token, "m", job, "out/model");
+    assert_eq!(status, 201, "{text}");
+    let version: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((version["metrics"]["accuracy"].as_f64(), version["inputs"].clone()), (Some(0.5), json!([])));
+    // Outsiders: the private model does not exist for them, nor does the job of another project.
+    assert_eq!(register(&other, "m", job, "out/model").0, 404);
+    assert_eq!(
+        client.post("/api/v1/models", Some(&other), &json!({ "name": "n", "project": other_project })).status,
+        201
+    );
+    assert_eq!(register(&other, "n", job, "out/model").0, 404);
+    assert_eq!(client.post("/api/v1/models", Some(&other), &json!({ "name": "x", "project": project })).status, 403);
+    assert_eq!(client.post("/api/v1/models", Some(&token), &json!({ "name": "m", "project": project })).status, 409);
+    // Registration is audited.
+    let audit = client.get("/api/v1/audit", Some(crate::harness::ADMIN_TOKEN)).text;
+    assert!(audit.contains("model.register") && audit.contains("model.create"), "{audit}");
 }
