@@ -2,7 +2,8 @@
 //! and character n-grams of each word padded as `<word>`, each hashed (FNV-1a, then SplitMix64's
 //! finaliser) into `2^buckets_log2` buckets with a sign from the hash's top bit, so that
 //! collisions cancel on average instead of piling up; counts made sublinear (`1 + ln tf`), then
-//! the vector scaled to unit length.
+//! the vector scaled to unit length; then weighed by the training set's inverse document
+//! frequencies ([`idf`], [`weigh`]) and scaled to unit length again.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -117,11 +118,43 @@ pub fn featurize(text: &str, config: &FeatureConfig) -> SparseVector {
     for value in &mut vector.values {
         *value = if *value == 0.0 { 0.0 } else { value.signum() * (1.0 + value.abs().ln()) };
     }
-    let norm = vector.values.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.values.iter_mut().for_each(|v| *v /= norm);
-    }
+    normalize(&mut vector);
     vector
+}
+
+/// Inverse document frequencies of the buckets over `examples` (smoothed as scikit-learn's
+/// `TfidfVectorizer`: `ln((1 + n) / (1 + df)) + 1`), so that words every text holds weigh less.
+pub fn idf(examples: &[SparseVector], buckets: usize) -> Vec<f32> {
+    let mut document_frequency = vec![0u32; buckets];
+    for example in examples {
+        for &index in &example.indices {
+            document_frequency[index as usize] += 1;
+        }
+    }
+    let n = examples.len() as f32;
+    document_frequency.iter().map(|&df| ((1.0 + n) / (1.0 + df as f32)).ln() + 1.0).collect()
+}
+
+/// The features of one text weighed by `idf`: what a model reads.
+pub fn weighed_features(text: &str, config: &FeatureConfig, idf: &[f32]) -> SparseVector {
+    let mut x = featurize(text, config);
+    weigh(&mut x, idf);
+    x
+}
+
+/// `x` weighed by `idf`, then scaled to unit length again.
+pub fn weigh(x: &mut SparseVector, idf: &[f32]) {
+    for (value, &index) in x.values.iter_mut().zip(&x.indices) {
+        *value *= idf[index as usize];
+    }
+    normalize(x);
+}
+
+fn normalize(x: &mut SparseVector) {
+    let norm = x.values.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        x.values.iter_mut().for_each(|v| *v /= norm);
+    }
 }
 
 /// FNV-1a, 64 bits, started from a byte naming the kind of n-gram.

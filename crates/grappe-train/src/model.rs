@@ -3,7 +3,7 @@
 
 use crate::DecodeError;
 use crate::codec::{Reader, Writer, frame, unframe};
-use crate::features::{FeatureConfig, SparseVector, featurize};
+use crate::features::{FeatureConfig, SparseVector, weighed_features};
 
 const MAGIC: &[u8; 8] = b"GRPMODEL";
 const VERSION: u32 = 1;
@@ -12,15 +12,22 @@ const VERSION: u32 = 1;
 pub struct Model {
     pub(crate) features: FeatureConfig,
     pub(crate) labels: Vec<String>,
+    /// The training set's inverse document frequency of each bucket.
+    pub(crate) idf: Vec<f32>,
     /// Bucket-major: the weights of bucket `i` are `weights[i * labels.len()..][..labels.len()]`.
     pub(crate) weights: Vec<f32>,
     pub(crate) bias: Vec<f32>,
 }
 
 impl Model {
-    pub(crate) fn zeros(features: FeatureConfig, labels: Vec<String>) -> Model {
+    pub(crate) fn zeros(features: FeatureConfig, labels: Vec<String>, idf: Vec<f32>) -> Model {
         let classes = labels.len();
-        Model { features, weights: vec![0.0; features.buckets() * classes], bias: vec![0.0; classes], labels }
+        Model { features, weights: vec![0.0; features.buckets() * classes], bias: vec![0.0; classes], labels, idf }
+    }
+
+    /// A text's features as this model weighs them.
+    pub fn featurize(&self, text: &str) -> SparseVector {
+        weighed_features(text, &self.features, &self.idf)
     }
 
     pub fn labels(&self) -> &[String] {
@@ -44,7 +51,8 @@ impl Model {
         logits
     }
 
-    /// The index of the most likely label of a featurized text (the first on ties).
+    /// The index of the most likely label of a text featurized by [`Model::featurize`] (the
+    /// first on ties).
     pub fn predict_features(&self, x: &SparseVector) -> usize {
         let logits = self.logits(x);
         let mut best = 0;
@@ -58,7 +66,7 @@ impl Model {
 
     /// The most likely label of a text.
     pub fn predict(&self, text: &str) -> &str {
-        &self.labels[self.predict_features(&featurize(text, &self.features))]
+        &self.labels[self.predict_features(&self.featurize(text))]
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -83,6 +91,7 @@ impl Model {
         for label in &self.labels {
             out.bytes(label.as_bytes());
         }
+        out.f32s(&self.idf);
         out.f32s(&self.weights);
         out.f32s(&self.bias);
     }
@@ -100,11 +109,13 @@ impl Model {
             return Err(DecodeError::Malformed(format!("{count} labels")));
         }
         let labels = (0..count).map(|_| input.string()).collect::<Result<Vec<_>, _>>()?;
+        let idf = input.f32s()?;
         let weights = input.f32s()?;
         let bias = input.f32s()?;
-        if weights.len() != features.buckets() * labels.len() || bias.len() != labels.len() {
+        let buckets = features.buckets();
+        if idf.len() != buckets || weights.len() != buckets * labels.len() || bias.len() != labels.len() {
             return Err(DecodeError::Malformed("weights of the wrong shape".to_owned()));
         }
-        Ok(Model { features, labels, weights, bias })
+        Ok(Model { features, labels, idf, weights, bias })
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::codec::{Reader, Writer, frame, unframe};
-use crate::features::{FeatureConfig, SparseVector, featurize};
+use crate::features::{FeatureConfig, SparseVector, featurize, idf, weigh, weighed_features};
 use crate::model::Model;
 use crate::rng::{SplitMix64, mix64};
 use crate::{DecodeError, TrainError};
@@ -39,6 +39,7 @@ pub struct Example {
 pub struct Trainer {
     config: TrainConfig,
     labels: Vec<String>,
+    idf: Vec<f32>,
     examples: Vec<Example>,
     fingerprint: [u8; 32],
 }
@@ -97,7 +98,7 @@ impl Trainer {
         hasher.update(&config.seed.to_le_bytes());
         hasher.update(&config.learning_rate.to_le_bytes());
         hasher.update(&config.l2.to_le_bytes());
-        let examples = rows
+        let mut examples: Vec<Example> = rows
             .iter()
             .map(|(text, label)| {
                 for part in [text, label] {
@@ -108,7 +109,13 @@ impl Trainer {
                 Example { features: featurize(text, &config.features), label }
             })
             .collect();
-        Ok(Trainer { config, labels, examples, fingerprint: *hasher.finalize().as_bytes() })
+        let features: Vec<SparseVector> = examples.iter().map(|example| example.features.clone()).collect();
+        let idf = idf(&features, config.features.buckets());
+        drop(features);
+        for example in &mut examples {
+            weigh(&mut example.features, &idf);
+        }
+        Ok(Trainer { config, labels, idf, examples, fingerprint: *hasher.finalize().as_bytes() })
     }
 
     pub fn labels(&self) -> &[String] {
@@ -119,9 +126,14 @@ impl Trainer {
         self.examples.len()
     }
 
+    /// A text's features as the models of this run weigh them.
+    pub fn featurize(&self, text: &str) -> SparseVector {
+        weighed_features(text, &self.config.features, &self.idf)
+    }
+
     /// The state of a run that has not started.
     pub fn start(&self) -> Checkpoint {
-        let model = Model::zeros(self.config.features, self.labels.clone());
+        let model = Model::zeros(self.config.features, self.labels.clone(), self.idf.clone());
         Checkpoint {
             fingerprint: self.fingerprint,
             epoch: 0,

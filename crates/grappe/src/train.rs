@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use grappe_dataset::CsvRows;
-use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer, featurize, scores};
+use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer, scores};
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -97,7 +97,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
     drop(rows);
     println!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
     let validation = match &flags.validation {
-        Some(path) => Some(Labelled::read(path, &flags, trainer.labels(), &config.features)?),
+        Some(path) => Some(Labelled::read(path, &flags, &trainer)?),
         None => None,
     };
     let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
@@ -183,12 +183,8 @@ struct Labelled {
 }
 
 impl Labelled {
-    fn read(
-        path: &Path,
-        flags: &TextClassifierFlags,
-        labels: &[String],
-        config: &FeatureConfig,
-    ) -> anyhow::Result<Labelled> {
+    fn read(path: &Path, flags: &TextClassifierFlags, trainer: &Trainer) -> anyhow::Result<Labelled> {
+        let labels = trainer.labels();
         let rows = read_columns(path, &[&flags.text_column, &flags.label_column])?;
         let mut unknown: Vec<&str> = Vec::new();
         let truth = rows
@@ -204,7 +200,7 @@ impl Labelled {
                 }
             })
             .collect();
-        let features = rows.iter().map(|row| featurize(&row[0], config)).collect();
+        let features = rows.iter().map(|row| trainer.featurize(&row[0])).collect();
         Ok(Labelled { features, truth })
     }
 
