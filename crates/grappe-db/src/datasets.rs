@@ -345,16 +345,6 @@ impl Db {
         Ok(known)
     }
 
-    /// What a project's datasets hold: the sum of their latest versions' sizes, in bytes.
-    pub async fn project_dataset_bytes(&self, project_id: i64) -> DbResult<i64> {
-        let row =
-            sqlx::query("SELECT CAST(COALESCE(SUM(latest_bytes), 0) AS BIGINT) FROM datasets WHERE project_id = $1")
-                .bind(project_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get(0)?)
-    }
-
     /// A dataset's versions, newest first.
     pub async fn dataset_versions(&self, dataset_id: i64) -> DbResult<Vec<DatasetVersionRow>> {
         let rows = sqlx::query(&format!(

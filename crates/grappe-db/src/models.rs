@@ -221,11 +221,13 @@ impl Db {
         Ok(added)
     }
 
-    /// What a project's models hold: the sum of their versions' sizes, in bytes.
-    pub async fn project_model_bytes(&self, project_id: i64) -> DbResult<i64> {
+    /// What a project holds against its storage allocation, in bytes: its datasets' latest
+    /// versions and every version of its models.
+    pub async fn project_stored_bytes(&self, project_id: i64) -> DbResult<i64> {
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(v.size_bytes), 0) AS BIGINT) FROM model_versions v \
-             JOIN models m ON m.id = v.model_id WHERE m.project_id = $1",
+            "SELECT CAST((SELECT COALESCE(SUM(latest_bytes), 0) FROM datasets WHERE project_id = $1) \
+             + (SELECT COALESCE(SUM(v.size_bytes), 0) FROM model_versions v JOIN models m ON m.id = v.model_id \
+             WHERE m.project_id = $1) AS BIGINT)",
         )
         .bind(project_id)
         .fetch_one(&self.pool)

@@ -252,9 +252,7 @@ fn folder_inside(work: &Path, path: &str) -> AppResult<PathBuf> {
 async fn check_storage(state: &AppState, project_id: i64, incoming: u64) -> AppResult<()> {
     let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
     let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
-    let datasets = state.db.project_dataset_bytes(project_id).await?;
-    let models = state.db.project_model_bytes(project_id).await?;
-    let held = u64::try_from(datasets.saturating_add(models)).unwrap_or(0);
+    let held = u64::try_from(state.db.project_stored_bytes(project_id).await?).unwrap_or(0);
     if held.saturating_add(incoming) > granted {
         return Err(AppError::Conflict(format!(
             "the project's datasets and models would hold more than its storage allocation ({} GiB; {held} bytes \
