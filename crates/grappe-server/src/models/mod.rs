@@ -80,6 +80,12 @@ pub(crate) async fn visible_model(state: &AppState, caller: &Caller, name: &str)
     Ok(model)
 }
 
+/// The name a model's versions have in the store, beside the datasets' names.
+fn store_name(model: &str) -> AppResult<Name> {
+    Name::parse(&format!("model.{model}"))
+        .map_err(|_| AppError::Invalid(format!("a model's name is at most {} characters", 100 - "model.".len())))
+}
+
 fn check_card(card: &str) -> AppResult<()> {
     if card.len() > CARD_MAX_BYTES {
         return Err(AppError::Invalid(format!("the card is {} bytes, at most {CARD_MAX_BYTES}", card.len())));
@@ -163,6 +169,7 @@ pub async fn create(
     ApiJson(body): ApiJson<NewModelBody>,
 ) -> AppResult<Response> {
     let name = Name::parse(&body.name).map_err(|error| AppError::Invalid(error.to_string()))?;
+    store_name(name.as_str())?;
     check_card(&body.card)?;
     if state.db.project(body.project).await?.is_none() {
         return Err(AppError::Invalid(format!("no project {}", body.project)));
@@ -296,12 +303,16 @@ pub async fn register(
         Some(base) => Some(base_version(&state, &caller, base).await?),
         None => None,
     };
-    let folder = folder_inside(&state.config.job_dir(job.id).join("work"), &body.path)?;
-    let scanned = folder.clone();
-    let size = blocking(move || Ok(folder_bytes(&scanned))).await?;
+    let (work, path) = (state.config.job_dir(job.id).join("work"), body.path.clone());
+    let (folder, size) = blocking(move || {
+        let folder = folder_inside(&work, &path)?;
+        let size = folder_bytes(&folder);
+        Ok((folder, size))
+    })
+    .await?;
     check_storage(&state, model.project_id, size).await?;
     let store = state.store.clone();
-    let store_name = Name::parse(&format!("model.{}", model.name)).map_err(|error| AppError::Internal(error.into()))?;
+    let store_name = store_name(&model.name)?;
     let version_card = card.clone();
     let shown = body.path.clone();
     let (committed, version) = blocking(move || {

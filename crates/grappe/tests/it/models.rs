@@ -310,6 +310,8 @@ fn registering_refuses_paths_out_of_the_job_failed_jobs_and_outsiders() {
     assert_eq!(register(&other, "n", job, "out/model").0, 404);
     assert_eq!(client.post("/api/v1/models", Some(&other), &json!({ "name": "x", "project": project })).status, 403);
     assert_eq!(client.post("/api/v1/models", Some(&token), &json!({ "name": "m", "project": project })).status, 409);
+    let long = json!({ "name": "a".repeat(100), "project": project });
+    assert_eq!(client.post("/api/v1/models", Some(&token), &long).status, 422, "its store name would be too long");
     // Registration is audited.
     let audit = client.get("/api/v1/audit", Some(crate::harness::ADMIN_TOKEN)).text;
     assert!(audit.contains("model.register") && audit.contains("model.create"), "{audit}");
