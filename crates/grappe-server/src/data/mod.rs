@@ -155,24 +155,14 @@ async fn pushable_dataset(state: &AppState, caller: &Caller, name: &str) -> AppR
     Ok(dataset)
 }
 
-/// Refuses what would take a project's datasets past its storage allocation (`storage_gb`,
-/// counted as the sum of its datasets' latest versions and its models' versions): `dataset`'s
-/// latest version becoming
-/// `new_bytes`, or `incoming` more bytes arriving. The programme's own datasets have no quota.
+/// Refuses what would take a project past its storage allocation: `dataset`'s latest version
+/// becoming `new_bytes`, or `incoming` more bytes arriving. The programme's own datasets have
+/// no quota.
 async fn check_storage(state: &AppState, dataset: &DatasetRow, new_bytes: u64, incoming: u64) -> AppResult<()> {
     let Some(project_id) = dataset.project_id else { return Ok(()) };
-    let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
-    let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
-    let held = u64::try_from(state.db.project_stored_bytes(project_id).await?).unwrap_or(0);
-    let after = held.saturating_sub(u64::try_from(dataset.latest_bytes).unwrap_or(0)).saturating_add(new_bytes);
-    if after.max(held.saturating_add(incoming)) > granted {
-        return Err(AppError::Conflict(format!(
-            "the project's datasets and models would hold more than its storage allocation ({} GiB; {held} bytes held now): \
-             ask for more storage, or make the dataset smaller",
-            project.storage_gb
-        )));
-    }
-    Ok(())
+    let latest = u64::try_from(dataset.latest_bytes).unwrap_or(0);
+    let after = |held: u64| held.saturating_sub(latest).saturating_add(new_bytes).max(held.saturating_add(incoming));
+    stored::check_storage(state, project_id, after, "make the dataset smaller").await
 }
 
 /// The projects whose chunks a push to `dataset` may reuse without sending them: the dataset's

@@ -1,5 +1,5 @@
-//! Files of the store served over HTTP, and store work run off the async threads: what the
-//! data commons and the model registry both serve.
+//! Files of the store served over HTTP, store work run off the async threads, and the storage
+//! allocation: what the data commons and the model registry share.
 
 use std::sync::Arc;
 
@@ -10,6 +10,29 @@ use grappe_store::{FileEntry, Store, read_window};
 
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::range;
+use crate::kit::state::AppState;
+
+/// Refuses what would take a project past its storage allocation (`storage_gb`), which its
+/// datasets' latest versions and its models' versions share: `after(held)` is what it would
+/// hold given what it holds now; `remedy` says what else the caller may do.
+pub async fn check_storage(
+    state: &AppState,
+    project_id: i64,
+    after: impl FnOnce(u64) -> u64,
+    remedy: &str,
+) -> AppResult<()> {
+    let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
+    let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
+    let held = u64::try_from(state.db.project_stored_bytes(project_id).await?).unwrap_or(0);
+    if after(held) > granted {
+        return Err(AppError::Conflict(format!(
+            "the project's datasets and models would hold more than its storage allocation ({} GiB; {held} bytes \
+             held now): ask for more storage, or {remedy}",
+            project.storage_gb
+        )));
+    }
+    Ok(())
+}
 
 /// Runs store work off the async threads.
 pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, AppError> + Send + 'static) -> AppResult<T> {

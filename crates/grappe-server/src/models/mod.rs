@@ -255,21 +255,6 @@ fn folder_inside(work: &Path, path: &str) -> AppResult<PathBuf> {
     Ok(folder)
 }
 
-/// Refuses what would take a project's datasets and models past its storage allocation.
-async fn check_storage(state: &AppState, project_id: i64, incoming: u64) -> AppResult<()> {
-    let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
-    let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
-    let held = u64::try_from(state.db.project_stored_bytes(project_id).await?).unwrap_or(0);
-    if held.saturating_add(incoming) > granted {
-        return Err(AppError::Conflict(format!(
-            "the project's datasets and models would hold more than its storage allocation ({} GiB; {held} bytes \
-             held now, {incoming} more): ask for more storage, or register fewer files",
-            project.storage_gb
-        )));
-    }
-    Ok(())
-}
-
 /// `NAME@N`: a version the caller may see.
 async fn base_version(state: &AppState, caller: &Caller, base: &str) -> AppResult<i64> {
     let (name, which) =
@@ -310,7 +295,7 @@ pub async fn register(
         Ok((folder, size))
     })
     .await?;
-    check_storage(&state, model.project_id, size).await?;
+    stored::check_storage(&state, model.project_id, |held| held.saturating_add(size), "register fewer files").await?;
     let store = state.store.clone();
     let store_name = store_name(&model.name)?;
     let version_card = card.clone();
