@@ -7,6 +7,8 @@
 //! - [`card`]: `Card::parse(&str) -> Result<CardParse { card, warnings }, CardErrors>` reads a
 //!   card (Markdown with a YAML front matter, Hugging Face's fields where they overlap plus
 //!   Grappe's own) and returns every error found, each naming its field.
+//! - [`records`]: `CsvRows::new(reader, delimiter, max_record_bytes).next_row()`: CSV rows as
+//!   unquoted text fields with their line numbers, in bounded memory.
 //! - [`render`]: `render_markdown(&str) -> String` turns a card's body into sanitized HTML.
 //! - [`mod@profile`]: `profile(&DatasetPath, &MediaType, impl Read + Seek + Send + 'static,
 //!   &ProfileLimits) -> Result<FileProfile, ProfileError>` reads a CSV, TSV, JSON Lines or
@@ -37,12 +39,13 @@
 
 pub mod card;
 pub mod profile;
-mod records;
+pub mod records;
 pub mod render;
 pub mod splits;
 
 pub use card::{Card, CardErrors, CardIssue, CardParse, Config, LegalBasis, License, PersonalData, Provenance};
 pub use profile::{ColumnProfile, ColumnStats, FileProfile, Format, ProfileError, ProfileLimits, TopValue, profile};
+pub use records::{CsvRows, RecordError};
 pub use render::render_markdown;
 pub use splits::{
     OverlapExample, OverlapLimits, OverlapReport, ResolvedSplits, SplitErrors, SplitIssue, check_overlap,

@@ -313,19 +313,10 @@ impl Context<'_> {
     fn record_error(&self, error: RecordError) -> ProfileError {
         match error {
             RecordError::Io(error) => self.file_error(format_args!("read error: {error}")),
-            RecordError::TooLong { line, max_bytes } => self.line_error(
-                line,
-                format_args!(
-                    "a record longer than {max_bytes} bytes (read in bounded memory; is the file binary, or a quote \
-                     left open?)"
-                ),
-            ),
-            RecordError::InvalidUtf8 { line, column_byte } => {
-                let message = format!(
-                    "invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8; from a spreadsheet, \
-                     try `iconv -f WINDOWS-1252 -t UTF-8`)"
-                );
-                self.line_error(line, message)
+            RecordError::TooLong { line, .. } | RecordError::InvalidUtf8 { line, .. } => {
+                let message = error.to_string();
+                let prefix = format!("line {line}: ");
+                self.line_error(line, message.strip_prefix(&prefix).unwrap_or(&message))
             }
         }
     }

@@ -10,18 +10,64 @@
 use std::io::{self, BufRead};
 
 /// Why a record could not be read.
-#[derive(Debug)]
-pub(crate) enum RecordError {
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("read error: {0}")]
     Io(io::Error),
     /// `line` is the record's first line.
-    TooLong {
-        line: u64,
-        max_bytes: usize,
-    },
-    InvalidUtf8 {
-        line: u64,
-        column_byte: usize,
-    },
+    #[error(
+        "line {line}: a record longer than {max_bytes} bytes (read in bounded memory; is the file binary, or a \
+         quote left open?)"
+    )]
+    TooLong { line: u64, max_bytes: usize },
+    #[error(
+        "line {line}: invalid UTF-8 at byte {column_byte} of the line (text files must be UTF-8; from a \
+         spreadsheet, try `iconv -f WINDOWS-1252 -t UTF-8`)"
+    )]
+    InvalidUtf8 { line: u64, column_byte: usize },
+}
+
+/// The rows of a CSV file as unquoted fields, with the line each starts on: for readers that
+/// want text values rather than Arrow batches (the training recipe). A record ending in `\r\n`
+/// loses its `\r`.
+pub struct CsvRows<R> {
+    records: Records<R>,
+    delimiter: u8,
+}
+
+impl<R: BufRead> CsvRows<R> {
+    pub fn new(reader: R, delimiter: u8, max_record_bytes: usize) -> CsvRows<R> {
+        CsvRows { records: Records::new(reader, Some(delimiter), max_record_bytes), delimiter }
+    }
+
+    /// The next row that holds more than whitespace.
+    pub fn next_row(&mut self) -> Result<Option<(u64, Vec<String>)>, RecordError> {
+        let delimiter = self.delimiter;
+        let Some((line, record)) = self.records.next_record()? else { return Ok(None) };
+        let record = match record {
+            [rest @ .., b'\r', b'\n'] => rest,
+            [rest @ .., b'\n'] => rest,
+            rest => rest,
+        };
+        let mut fields = Vec::new();
+        let mut field = Vec::new();
+        let mut state = CsvState::FieldStart;
+        for &byte in record {
+            let before = state;
+            match (state.step(byte, delimiter), before, byte) {
+                (CsvByte::Delimiter | CsvByte::RecordEnd, ..) => fields.push(std::mem::take(&mut field)),
+                // Opening and closing quotes, and the first of `""`.
+                (CsvByte::Other, CsvState::FieldStart | CsvState::Quoted, b'"') => {}
+                _ => field.push(byte),
+            }
+        }
+        fields.push(field);
+        let fields = fields
+            .into_iter()
+            .map(|field| String::from_utf8(field).expect("a record of UTF-8 cut at ASCII bytes"))
+            .collect();
+        Ok(Some((line, fields)))
+    }
 }
 
 /// Where a CSV scanner stands, byte by byte.
@@ -154,5 +200,39 @@ impl<R: BufRead> Records<R> {
                 return Ok(true);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &str) -> Vec<(u64, Vec<String>)> {
+        let mut reader = CsvRows::new(text.as_bytes(), b',', 1000);
+        std::iter::from_fn(|| reader.next_row().unwrap()).collect()
+    }
+
+    #[test]
+    fn csv_rows_are_unquoted() {
+        let text = "id,text\r\n1,\"Il dit \"\"oui\"\",\npuis part\"\n\n2,plain\"quote\n3,\"\"\n";
+        let expected = [
+            (1, vec!["id", "text"]),
+            (2, vec!["1", "Il dit \"oui\",\npuis part"]),
+            (5, vec!["2", "plain\"quote"]),
+            (6, vec!["3", ""]),
+        ];
+        let expected: Vec<(u64, Vec<String>)> =
+            expected.iter().map(|(line, fields)| (*line, fields.iter().map(|f| f.to_string()).collect())).collect();
+        assert_eq!(rows(text), expected);
+        assert_eq!(rows("a,b"), [(1, vec!["a".to_owned(), "b".to_owned()])]);
+    }
+
+    #[test]
+    fn a_csv_row_too_long_is_refused_with_its_line() {
+        let text = format!("a\n\"open quote\n{}", "more\n".repeat(100));
+        let mut reader = CsvRows::new(text.as_bytes(), b',', 50);
+        assert!(reader.next_row().unwrap().is_some());
+        let error = reader.next_row().unwrap_err();
+        assert!(error.to_string().starts_with("line 2: a record longer than 50 bytes"), "{error}");
     }
 }

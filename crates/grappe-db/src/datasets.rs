@@ -132,6 +132,18 @@ fn version_from(row: &AnyRow) -> DbResult<DatasetVersionRow> {
     })
 }
 
+/// The SQL condition on a table with `public` and `project_id` columns: public rows and those of
+/// `projects` (every row with `None`).
+pub(crate) fn visible_in(projects: Option<&[i64]>) -> String {
+    match projects {
+        None => "1 = 1".to_owned(),
+        Some([]) => "public = 1".to_owned(),
+        Some(ids) => {
+            format!("(public = 1 OR project_id IN ({}))", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
 /// `%text%` for LIKE, with the wildcards of `text` escaped (`\` is the escape character).
 fn like_containing(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
@@ -203,14 +215,7 @@ impl Db {
         filter: &DatasetFilter<'_>,
         limit: i64,
     ) -> DbResult<Vec<DatasetRow>> {
-        let visible = match projects {
-            None => "1 = 1".to_owned(),
-            Some([]) => "public = 1".to_owned(),
-            Some(ids) => format!(
-                "(public = 1 OR project_id IN ({}))",
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        };
+        let visible = visible_in(projects);
         let rows = sqlx::query(&format!(
             "SELECT {DATASET_COLUMNS} FROM datasets WHERE {visible} AND latest_version IS NOT NULL \
              AND ($1 = '' OR LOWER(name) LIKE LOWER($2) ESCAPE '\\' OR LOWER(title) LIKE LOWER($2) ESCAPE '\\') \
@@ -346,16 +351,6 @@ impl Db {
             }
         }
         Ok(known)
-    }
-
-    /// What a project's datasets hold: the sum of their latest versions' sizes, in bytes.
-    pub async fn project_dataset_bytes(&self, project_id: i64) -> DbResult<i64> {
-        let row =
-            sqlx::query("SELECT CAST(COALESCE(SUM(latest_bytes), 0) AS BIGINT) FROM datasets WHERE project_id = $1")
-                .bind(project_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get(0)?)
     }
 
     /// A dataset's versions, newest first.

@@ -11,6 +11,7 @@ mod compute;
 mod datasets;
 mod leases;
 mod migrate;
+mod models;
 mod programme;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use compute::{
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use leases::LeaseRow;
+pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
 
 #[derive(Debug, thiserror::Error)]

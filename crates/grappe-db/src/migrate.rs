@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "ledgers", include_str!("../migrations/0007_ledgers.sql")),
     (8, "datasets", include_str!("../migrations/0008_datasets.sql")),
     (9, "challenges", include_str!("../migrations/0009_challenges.sql")),
+    (10, "models", include_str!("../migrations/0010_models.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

@@ -103,7 +103,7 @@ async fn demo_dataset(
     };
     let folder = state.config.data_dir.join("demo").join(name);
     let store = state.store.clone();
-    let (version, checked, id) = crate::data::blocking(move || {
+    let (version, checked, id) = crate::kit::stored::blocking(move || {
         let build = || -> anyhow::Result<_> {
             std::fs::create_dir_all(&folder)?;
             let mut splits = Splits::new();

@@ -7,6 +7,7 @@ pub mod compute;
 pub mod data;
 pub mod demo;
 pub mod kit;
+pub mod models;
 pub mod openapi;
 pub mod programme;
 pub mod routes;

@@ -74,6 +74,24 @@ fn schemas() -> Value {
                 "public": { "type": "boolean", "description": "listed for everyone and in the DCAT-AP catalogue; private to the project by default" },
             },
         },
+        "NewModel": {
+            "type": "object", "required": ["name", "project"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
+                "project": { "type": "integer", "description": "the owning project" },
+                "public": { "type": "boolean", "description": "listed for everyone; private to the project by default" },
+                "card": { "type": "string", "description": "the model's card (Markdown)" },
+            },
+        },
+        "NewModelVersion": {
+            "type": "object", "required": ["job", "path"],
+            "properties": {
+                "job": { "type": "integer", "description": "a job that succeeded, which the caller may act on" },
+                "path": { "type": "string", "description": "a folder under the job's working directory" },
+                "base": { "type": "string", "description": "the version it was trained from: NAME@N" },
+                "card": { "type": "string", "description": "the version's card (Markdown)" },
+            },
+        },
         "ChunkList": {
             "type": "object", "required": ["chunks"],
             "properties": { "chunks": { "type": "array", "items": { "type": "string", "pattern": "^[0-9a-f]{64}$" } } },

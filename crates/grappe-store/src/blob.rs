@@ -228,28 +228,34 @@ pub(crate) fn create_dir_durably(folder: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` at `path` atomically and durably: into `temp` (a new file, on the same file
+/// system), fsync, rename over `path` (its folders created), fsync of its folder. `temp` is
+/// removed if anything fails: `path` then holds what it held before, or nothing.
+pub fn write_durably(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        if let Some(parent) = path.parent() {
+            create_dir_durably(parent)?;
+        }
+        fs::rename(temp, path)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(temp);
+    })
+}
+
 impl BlobStore for LocalDir {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
         let path = self.path(key)?;
         let temp = self.temp_path();
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            drop(file);
-            if let Some(parent) = path.parent() {
-                create_dir_durably(parent)?;
-            }
-            fs::rename(&temp, &path)?;
-            if let Some(parent) = path.parent() {
-                sync_dir(parent)?;
-            }
-            Ok(())
-        };
-        write().map_err(|source| {
-            let _ = fs::remove_file(&temp);
-            BlobError::Io { key: key.to_string(), op: "put", source }
-        })
+        write_durably(&temp, &path, bytes).map_err(|source| BlobError::Io { key: key.to_string(), op: "put", source })
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {

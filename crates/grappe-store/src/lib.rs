@@ -8,7 +8,8 @@
 //! - [`pack`]: the pack and index formats, and the checks on both sides of a chunk's trip.
 //! - [`manifest`]: paths, names, media types, [`Manifest`], [`Version`] and its canonical
 //!   encoding (the version id is its BLAKE3).
-//! - [`blob`]: [`BlobStore`], [`LocalDir`] and [`open_blobs`] (a folder or an `s3://` URL).
+//! - [`blob`]: [`BlobStore`], [`LocalDir`] and [`open_blobs`] (a folder or an `s3://` URL);
+//!   [`write_durably`], a file written atomically and durably.
 //! - [`s3`]: [`S3Blobs`], the blob store on an S3-compatible object store.
 //! - [`store`]: [`Store`]: ingest, push, commit, read, materialize, verify, gc, diff; its module
 //!   comment states the atomicity and locking rules.
@@ -23,7 +24,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
-pub use blob::{BlobError, BlobStore, LocalDir, LocalDirConfig, Lock, LockGuard, open_blobs};
+pub use blob::{BlobError, BlobStore, LocalDir, LocalDirConfig, Lock, LockGuard, open_blobs, write_durably};
 pub use chunk::ChunkParams;
 pub use digest::Digest;
 pub use manifest::{

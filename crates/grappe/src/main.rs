@@ -5,10 +5,12 @@ mod challenge;
 mod client;
 mod dataset;
 mod job;
+mod model;
 mod remote;
 mod score;
 mod settings;
 mod simulate;
+mod train;
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -64,6 +66,18 @@ enum Command {
     Challenge {
         #[command(subcommand)]
         command: challenge::ChallengeCommand,
+    },
+    /// Create models, register versions from jobs' output, list and show them, on the server
+    /// you are logged in to.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
+    /// Train a model with a built-in recipe, on this machine or as a job; resumes from its
+    /// checkpoint.
+    Train {
+        #[command(subcommand)]
+        command: train::TrainCommand,
     },
     /// Push, pull, list, show and compare dataset versions on the server you are logged in to
     /// (`--store DIR`: directly on a local store).
@@ -182,6 +196,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<train::Stopped>() => {
+            eprintln!("{error}");
+            ExitCode::from(143)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -200,6 +218,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Score(_) => bail!("`grappe score` runs outside the runtime"),
         Command::Job { command } => job::run(command),
         Command::Challenge { command } => challenge::run(command),
+        Command::Model { command } => model::run(command),
+        Command::Train { command } => train::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),
         Command::Store { target, command } => dataset::run_store(target, command),
         Command::Audit { target, command: AuditCommand::Verify } => audit_verify(target).await,

@@ -11,7 +11,7 @@ use grappe_db::{JobRow, MetricKey, ProjectRow, UsageRecord};
 use grappe_domain::policy;
 use serde::Deserialize;
 
-use super::{NewJobBody, ProjectRef, Submitted, scheduler, submit, terminal};
+use super::{NewJobBody, ProjectRef, Submitted, submit, terminal};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::page::{Chrome, form_target, iso_date, message_page, not_found_page, render};
@@ -320,7 +320,7 @@ pub async fn job_page(
         .into_iter()
         .map(|event| EventLine { at: when(event.at), state: event.state, detail: event.detail })
         .collect();
-    let log = log_tail(&scheduler::jobs_dir(&state).join(id.to_string()).join("output.log"), 64 * 1024).await;
+    let log = log_tail(&state.config.job_dir(id).join("output.log"), 64 * 1024).await;
     let mut keys = state.db.job_metric_keys(id, METRIC_CHARTS_MAX as i64 + 1).await?;
     let more_metrics = keys.len() > METRIC_CHARTS_MAX;
     keys.truncate(METRIC_CHARTS_MAX);

@@ -33,8 +33,14 @@ pub const LEASE: &str = "scheduler";
 /// Why a job of a project outside its allocation's period waits.
 const OUTSIDE_PERIOD: &str = "AllocationPeriod";
 
-/// The PATH every job starts with.
+/// The PATH every job starts with, before the folder where it finds `grappe` (last, so that a
+/// system's programs come first).
 const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where a sandboxed job finds this program, so that `grappe train ...` is a job command like
+/// any other: the server's own executable, bound read-only. Not under `/opt`: the system
+/// folders are bound read-only whole, and bwrap cannot make a mount point inside one.
+const JOB_GRAPPE_DIR: &str = "/run/grappe/bin";
 
 /// Why this process is stopping a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +138,6 @@ struct CachedProject {
     usage_share: f64,
 }
 
-pub fn jobs_dir(state: &AppState) -> PathBuf {
-    state.config.data_dir.join("jobs")
-}
-
 /// A path under a job's working directory, for the server to read what the job left: relative,
 /// its parts plain names, each folder on the way a real folder (the job owns its directory and
 /// could have put a link there to anywhere). Whatever reads the file must still refuse a link
@@ -153,7 +155,7 @@ pub fn job_work_path(state: &AppState, job_id: i64, relative: &str) -> Result<Pa
     if parts.is_empty() {
         return Err("give a path inside the job's working directory".to_owned());
     }
-    let mut path = jobs_dir(state).join(job_id.to_string()).join("work");
+    let mut path = state.config.job_dir(job_id).join("work");
     for folder in &parts[..parts.len() - 1] {
         path.push(folder);
         match std::fs::symlink_metadata(&path) {
@@ -546,7 +548,7 @@ impl Loop {
     async fn recover(&mut self, job: &JobRow) -> anyhow::Result<()> {
         let Some(instance) = job.instance.as_deref() else { return Ok(()) };
         let run = RunRef { job_id: job.id, run: job.run, instance };
-        let run_dir = jobs_dir(&self.state).join(job.id.to_string());
+        let run_dir = self.state.config.job_dir(job.id);
         let db = &self.state.db;
         let status = Status::read(&grappe_exec::status_path(&run_dir, job.run));
         let ending = |state, exit_code, reason: String, ended_at| (state, exit_code, reason, ended_at);
@@ -839,7 +841,7 @@ impl Loop {
                     argv: serde_json::from_str(&job.command)?,
                     workdir: dirs.work.clone(),
                     log_path: dirs.run_dir.join("output.log"),
-                    env: job_env(&job, &job.env, &dirs)?,
+                    env: job_env(&job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?,
                     nodes: job.nodes as u32,
                     cpus: job.cpus as u32,
                     gpus: job.gpus as u32,
@@ -944,7 +946,8 @@ async fn start_run(
         let sandboxed = executor.config().isolation.is_sandboxed();
         let identity = identity(&state.config, job.project_id);
         let dirs = prepare_dirs(state, job, identity)?;
-        let mut env = job_env(job, &new_run.env, &dirs)?;
+        let (grappe_bind, grappe_dir) = grappe_for_jobs(sandboxed)?;
+        let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
         env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
         // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
@@ -965,7 +968,7 @@ async fn start_run(
             env,
             workdir: dirs.work.clone(),
             writable: vec![dirs.checkpoints.clone()],
-            inputs: inputs.binds,
+            inputs: inputs.binds.into_iter().chain(grappe_bind).collect(),
             log_path: dirs.run_dir.join("output.log"),
             run_dir: dirs.run_dir.clone(),
             cpus: job.cpus as u32,
@@ -990,6 +993,18 @@ async fn start_run(
     }
 }
 
+/// This program for a job: the read-only bind a sandboxed job needs to see it, and the folder to
+/// put last on the job's PATH (`JOB_GRAPPE_DIR` in the sandbox; else, as on Slurm's nodes,
+/// where Grappe is installed alike, the executable's own folder).
+fn grappe_for_jobs(sandboxed: bool) -> anyhow::Result<(Option<(PathBuf, PathBuf)>, PathBuf)> {
+    let program = std::env::current_exe().context("finding this program, for jobs")?;
+    if sandboxed {
+        let dir = PathBuf::from(JOB_GRAPPE_DIR);
+        return Ok((Some((program, dir.join("grappe"))), dir));
+    }
+    Ok((None, program.parent().context("this program's folder")?.to_path_buf()))
+}
+
 /// A job's directories: its own (log, run status files: the server's only), its working
 /// directory and its checkpoint directory (kept across requeues), the last two the job's own.
 struct JobDirs {
@@ -1000,7 +1015,7 @@ struct JobDirs {
 
 /// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
 fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
-    let run_dir = jobs_dir(state).join(job.id.to_string());
+    let run_dir = state.config.job_dir(job.id);
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
     for dir in [&dirs.work, &dirs.checkpoints] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -1013,9 +1028,9 @@ fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) ->
 
 /// The whole environment of a job: an allowlist, the job's own variables, and what it declared
 /// (`declared`: its stored JSON object).
-fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs) -> anyhow::Result<Vec<(String, String)>> {
+fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs, grappe_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = vec![
-        ("PATH".to_owned(), JOB_PATH.to_owned()),
+        ("PATH".to_owned(), format!("{JOB_PATH}:{}", grappe_dir.display())),
         ("HOME".to_owned(), dirs.work.display().to_string()),
         ("TMPDIR".to_owned(), "/tmp".to_owned()),
         ("LANG".to_owned(), std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".to_owned())),

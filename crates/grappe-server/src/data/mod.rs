@@ -23,7 +23,6 @@ pub mod validate;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
@@ -35,7 +34,6 @@ use grappe_db::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDat
 use grappe_domain::policy::{self, Access, Actor};
 use grappe_store::{
     CommitCheck, DatasetPath, Digest, FileEntry, Name, Store, StoreConfig, StoreError, Version, VersionId, open_blobs,
-    read_window,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,9 +41,9 @@ use serde_json::{Value, json};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, ApiQuery};
-use crate::kit::range;
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
+use crate::kit::stored::{self, blocking};
 
 pub fn routes() -> Vec<Route> {
     use Access::{Public, SignedIn};
@@ -138,13 +136,6 @@ fn store_error(error: StoreError) -> AppError {
     }
 }
 
-/// Runs store work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
-) -> AppResult<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| AppError::Internal(error.into()))?
-}
-
 /// The dataset `name` if the caller may see it; to anyone else it does not exist.
 pub(crate) async fn visible_dataset(state: &AppState, caller: &Caller, name: &str) -> AppResult<DatasetRow> {
     let not_found = || AppError::NotFound(format!("no dataset named `{name}`"));
@@ -164,23 +155,14 @@ async fn pushable_dataset(state: &AppState, caller: &Caller, name: &str) -> AppR
     Ok(dataset)
 }
 
-/// Refuses what would take a project's datasets past its storage allocation (`storage_gb`,
-/// counted as the sum of its datasets' latest versions): `dataset`'s latest version becoming
-/// `new_bytes`, or `incoming` more bytes arriving. The programme's own datasets have no quota.
+/// Refuses what would take a project past its storage allocation: `dataset`'s latest version
+/// becoming `new_bytes`, or `incoming` more bytes arriving. The programme's own datasets have
+/// no quota.
 async fn check_storage(state: &AppState, dataset: &DatasetRow, new_bytes: u64, incoming: u64) -> AppResult<()> {
     let Some(project_id) = dataset.project_id else { return Ok(()) };
-    let project = state.db.project(project_id).await?.ok_or_else(|| AppError::NotFound("project not found".into()))?;
-    let granted = u64::try_from(project.storage_gb).unwrap_or(0).saturating_mul(1 << 30);
-    let held = u64::try_from(state.db.project_dataset_bytes(project_id).await?).unwrap_or(0);
-    let after = held.saturating_sub(u64::try_from(dataset.latest_bytes).unwrap_or(0)).saturating_add(new_bytes);
-    if after.max(held.saturating_add(incoming)) > granted {
-        return Err(AppError::Conflict(format!(
-            "the project's datasets would hold more than its storage allocation ({} GiB; {held} bytes held now): \
-             ask for more storage, or make the dataset smaller",
-            project.storage_gb
-        )));
-    }
-    Ok(())
+    let latest = u64::try_from(dataset.latest_bytes).unwrap_or(0);
+    let after = |held: u64| held.saturating_sub(latest).saturating_add(new_bytes).max(held.saturating_add(incoming));
+    stored::check_storage(state, project_id, after, "make the dataset smaller").await
 }
 
 /// The projects whose chunks a push to `dataset` may reuse without sending them: the dataset's
@@ -633,52 +615,5 @@ pub async fn file(
         .file(&path)
         .ok_or_else(|| AppError::NotFound(format!("dataset `{}` has no file `{path}` in this version", dataset.name)))?
         .clone();
-    let content_type = entry.media_type.as_str().to_owned();
-    let store = state.store.clone();
-    Ok(range::ranged(&headers, entry.size_bytes, &content_type, move |first, last| {
-        file_stream(store, entry, first, last)
-    }))
-}
-
-/// The bytes `first..=last` of a stored file, read a window of chunks at a time off the async
-/// threads, each chunk checked against its digest. A damaged chunk ends the body early (the
-/// client sees a short answer, never wrong bytes).
-fn file_stream(store: Arc<Store>, file: FileEntry, first: u64, last: u64) -> Body {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    tokio::task::spawn_blocking(move || {
-        // The first chunk that ends past `first`, and where it starts.
-        let (mut index, mut at) = (0, 0u64);
-        while index < file.chunks.len() && at + u64::from(file.chunks[index].len_bytes) <= first {
-            at += u64::from(file.chunks[index].len_bytes);
-            index += 1;
-        }
-        while index < file.chunks.len() && at <= last {
-            let window = read_window(&file.chunks, index);
-            index = window.end;
-            let chunks = match store.read_chunks(&file.chunks[window]) {
-                Ok(chunks) => chunks,
-                Err(error) => {
-                    tracing::error!(error = %error, file = %file.path, "a dataset file could not be read");
-                    let _ = sender.blocking_send(Err(std::io::Error::other(error.to_string())));
-                    return;
-                }
-            };
-            for bytes in chunks {
-                let end = at + bytes.len() as u64;
-                if at > last {
-                    return;
-                }
-                let from = first.saturating_sub(at) as usize;
-                let to = ((last + 1).min(end) - at) as usize;
-                if sender.blocking_send(Ok(bytes[from..to].to_vec())).is_err() {
-                    return;
-                }
-                at = end;
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
-    Body::from_stream(stream)
+    Ok(stored::serve_file(&headers, state.store.clone(), entry))
 }

@@ -76,7 +76,15 @@ impl Locale {
         if value.fract() == 0.0 && value.abs() < 1e15 {
             return self.integer(value as i64);
         }
-        let text = self.fixed(value, 2);
+        self.trimmed(value, 2)
+    }
+
+    /// A figure with at most `places` decimals, trailing zeros left out: `0,7468`, `12,5`.
+    pub fn trimmed(self, value: f64, places: usize) -> String {
+        let text = self.fixed(value, places);
+        if places == 0 {
+            return text;
+        }
         let text = text.trim_end_matches('0');
         text.strip_suffix(self.decimal_separator()).unwrap_or(text).to_owned()
     }

@@ -14,6 +14,7 @@
 //! - [`permits`]: counted permits for what clients hold open (log streams).
 //! - [`serve`]: the accept loop, with its timeouts and connection caps.
 //! - [`range`]: byte ranges over bodies of known size (logs, dataset files).
+//! - [`stored`]: store files served with `Range`, store work off the async threads.
 
 pub mod background;
 pub mod caller;
@@ -27,3 +28,4 @@ pub mod range;
 pub mod route;
 pub mod serve;
 pub mod state;
+pub mod stored;

@@ -157,6 +157,12 @@ impl ComputeConfig {
 }
 
 impl ServerConfig {
+    /// A job's own folder: its log and run files, `work/` (its working directory) and
+    /// `checkpoints/`.
+    pub fn job_dir(&self, job_id: i64) -> std::path::PathBuf {
+        self.data_dir.join("jobs").join(job_id.to_string())
+    }
+
     pub fn new(addr: std::net::SocketAddr, database_url: String) -> ServerConfig {
         ServerConfig {
             addr,

@@ -71,7 +71,7 @@ impl Cli {
         [("XDG_CONFIG_HOME", self.config.path().to_str().unwrap()), ("GRAPPE_PASSWORD", PASSWORD)]
     }
 
-    fn run(&self, args: &[&str]) -> (bool, Value, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (bool, Value, String) {
         let output = grappe(&[args, &["--json"]].concat(), &self.env(), "");
         let parsed = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
         (output.status.success(), parsed, text(&output))

@@ -19,6 +19,7 @@ mod dataset;
 mod hardening;
 mod harness;
 mod metrics;
+mod models;
 mod sandbox;
 mod score;
 mod simulate;

@@ -246,6 +246,21 @@ fn memory_processes_and_cpus_are_limited_on(backend: Backend) {
 }
 
 #[test]
+fn grappe_itself_is_on_a_sandboxed_jobs_path_read_only() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "tools", 100);
+    let script =
+        "command -v grappe; grappe --version; { echo x > /run/grappe/bin/grappe; } 2>/dev/null || echo read-only";
+    let (job, log) = run(&client, &token, project, script, json!({}));
+    assert_eq!(job["state"], "completed", "{job}");
+    assert!(log.starts_with("/run/grappe/bin/grappe\ngrappe 0.0.0\n") && log.ends_with("read-only\n"), "{log}");
+    let (job, log) = run(&client, &token, project, "ls /run/grappe/bin", json!({}));
+    assert_eq!((job["state"].as_str(), log.as_str()), (Some("completed"), "grappe\n"), "nothing else of its folder");
+}
+
+#[test]
 fn a_server_that_is_not_root_sandboxes_jobs_in_a_user_namespace() {
     let db = TestDb::new(Backend::Sqlite);
     let mut opts = options(1);
@@ -291,9 +306,10 @@ fn without_a_sandbox_the_server_refuses_to_start_unless_told_otherwise() {
     let server = Server::start(&db.url, &opts);
     let client = server.client();
     let (project, token) = project_with_member(&client, "unsafe", 100);
-    let (job, log) = run(&client, &token, project, "echo ran; env", json!({}));
+    let (job, log) = run(&client, &token, project, "echo ran; env; grappe --version", json!({}));
     assert_eq!(job["state"], "completed", "{job}");
     assert!(log.contains("ran") && !log.contains(ADMIN_TOKEN), "the environment is still cleaned: {log}");
+    assert!(log.contains("\ngrappe 0.0.0\n"), "grappe is on the PATH: {log}");
     let page = client.get("/compute", Some(&token)).text;
     assert!(page.contains("id=\"unsafe-executor\""), "{page}");
 }

@@ -1,0 +1,259 @@
+//! `grappe train`: the built-in training recipes as a command, for a laptop or as a job. The
+//! recipe itself is `grappe-train` (pure); this reads the CSV files, writes checkpoints
+//! atomically after every epoch and when SIGTERM asks it to stop, resumes from the last one,
+//! prints `GRAPPE_METRIC` lines for the compute service, and writes the model and its metrics.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use grappe_dataset::CsvRows;
+use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer, scores};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// A text classifier: hashed word and character n-grams, logistic regression, on CPU.
+    TextClassifier(TextClassifierFlags),
+}
+
+#[derive(Args)]
+pub struct TextClassifierFlags {
+    /// The training file: CSV with a header.
+    #[arg(long)]
+    train: PathBuf,
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// The id column of the test file, copied into the predictions.
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// A labelled file scored after every epoch (accuracy, macro F1).
+    #[arg(long)]
+    validation: Option<PathBuf>,
+    /// An unlabelled file to predict, into `--predictions` as CSV `id,label`.
+    #[arg(long, requires = "predictions")]
+    test: Option<PathBuf>,
+    #[arg(long, requires = "test")]
+    predictions: Option<PathBuf>,
+    /// Where to write `model.bin`, `labels.txt` and `metrics.json`.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = TrainConfig::DEFAULT.epochs)]
+    epochs: u32,
+    #[arg(long, default_value_t = TrainConfig::DEFAULT.seed)]
+    seed: u64,
+    #[arg(long, default_value_t = TrainConfig::DEFAULT.learning_rate)]
+    learning_rate: f32,
+    /// Feature buckets: 2^this.
+    #[arg(long, default_value_t = FeatureConfig::DEFAULT.buckets_log2)]
+    buckets_log2: u32,
+    /// Where checkpoints are kept (as a job: its checkpoint directory, kept across requeues);
+    /// without it, `OUT/checkpoints`.
+    #[arg(long, env = "GRAPPE_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
+}
+
+/// The run stopped on SIGTERM after saving its checkpoint: `grappe` exits with 143 (128 +
+/// SIGTERM), as a process killed by it would, so that no script takes it for a finished run.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by SIGTERM; checkpoint saved at epoch {epoch}, example {position}")]
+pub struct Stopped {
+    epoch: u32,
+    position: u64,
+}
+
+/// Examples between two looks at the stop flag.
+const BATCH: usize = 256;
+/// The longest CSV record read.
+const MAX_RECORD_BYTES: usize = 4 << 20;
+const CHECKPOINT_FILE: &str = "text-classifier.ckpt";
+
+pub fn run(command: TrainCommand) -> anyhow::Result<()> {
+    match command {
+        TrainCommand::TextClassifier(flags) => text_classifier(flags),
+    }
+}
+
+fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("handling SIGTERM")?;
+    let config = TrainConfig {
+        features: FeatureConfig { buckets_log2: flags.buckets_log2, ..FeatureConfig::DEFAULT },
+        epochs: flags.epochs,
+        seed: flags.seed,
+        learning_rate: flags.learning_rate,
+        ..TrainConfig::DEFAULT
+    };
+    let rows = read_columns(&flags.train, &[&flags.text_column, &flags.label_column])?;
+    let rows: Vec<(String, String)> =
+        rows.into_iter().map(|mut row| (std::mem::take(&mut row[0]), row.swap_remove(1))).collect();
+    let trainer = Trainer::new(config, &rows).with_context(|| format!("training on {}", flags.train.display()))?;
+    drop(rows);
+    println!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
+    let validation = match &flags.validation {
+        Some(path) => Some(Labelled::read(path, &flags, &trainer)?),
+        None => None,
+    };
+    let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
+    let checkpoint_path = checkpoint_dir.join(CHECKPOINT_FILE);
+    let mut state = match std::fs::read(&checkpoint_path) {
+        Ok(bytes) => {
+            let checkpoint = Checkpoint::from_bytes(&bytes).with_context(|| {
+                format!("the checkpoint {} cannot be read: delete it to start over", checkpoint_path.display())
+            })?;
+            let state = trainer.resume(checkpoint).with_context(|| {
+                format!(
+                    "refusing to resume from {}: delete it, or give another --checkpoint-dir, to start over",
+                    checkpoint_path.display()
+                )
+            })?;
+            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            state
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => trainer.start(),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", checkpoint_path.display())),
+    };
+    while !trainer.is_done(&state) {
+        if stop.load(Ordering::Relaxed) {
+            save(&checkpoint_path, &state.to_bytes())?;
+            return Err(Stopped { epoch: state.epoch, position: state.position }.into());
+        }
+        let Some(loss) = trainer.step(&mut state, BATCH) else { continue };
+        let epoch = state.epoch;
+        metric("loss", loss, epoch);
+        if let Some(validation) = &validation {
+            let scored = validation.score(state.model());
+            metric("validation_accuracy", scored.accuracy, epoch);
+            metric("validation_f1_macro", scored.f1_macro, epoch);
+        }
+        save(&checkpoint_path, &state.to_bytes())?;
+        println!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
+    }
+    write_outputs(&flags, &state, trainer.examples(), validation.as_ref())
+}
+
+fn write_outputs(
+    flags: &TextClassifierFlags,
+    state: &Checkpoint,
+    examples: usize,
+    validation: Option<&Labelled>,
+) -> anyhow::Result<()> {
+    let model = state.model();
+    save(&flags.out.join("model.bin"), &model.to_bytes())?;
+    let labels: String = model.labels().iter().map(|label| format!("{label}\n")).collect();
+    save(&flags.out.join("labels.txt"), labels.as_bytes())?;
+    let mut metrics = json!({
+        "recipe": "text-classifier",
+        "epochs": state.epoch,
+        "examples": examples,
+        "labels": model.labels().len(),
+        "train_loss": state.losses.last(),
+        "train_losses": state.losses,
+    });
+    if let Some(validation) = validation {
+        let scored = validation.score(model);
+        metrics["validation_accuracy"] = json!(scored.accuracy);
+        metrics["validation_f1_macro"] = json!(scored.f1_macro);
+        println!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
+    }
+    save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
+    if let (Some(test), Some(predictions)) = (&flags.test, &flags.predictions) {
+        let rows = read_columns(test, &[&flags.id_column, &flags.text_column])?;
+        let mut out = String::from("id,label\n");
+        for row in &rows {
+            out.push_str(&format!("{},{}\n", csv_field(&row[0]), csv_field(model.predict(&row[1]))));
+        }
+        save(predictions, out.as_bytes())?;
+        println!("{} predictions written to {}", rows.len(), predictions.display());
+    }
+    println!("model written to {}", flags.out.display());
+    Ok(())
+}
+
+/// A labelled file, featurized once; labels unknown to the model are numbered after its own.
+struct Labelled {
+    features: Vec<SparseVector>,
+    truth: Vec<usize>,
+}
+
+impl Labelled {
+    fn read(path: &Path, flags: &TextClassifierFlags, trainer: &Trainer) -> anyhow::Result<Labelled> {
+        let labels = trainer.labels();
+        let rows = read_columns(path, &[&flags.text_column, &flags.label_column])?;
+        let mut unknown: Vec<&str> = Vec::new();
+        let truth = rows
+            .iter()
+            .map(|row| match labels.binary_search(&row[1]) {
+                Ok(index) => index,
+                Err(_) => {
+                    let at = unknown.iter().position(|label| *label == row[1]).unwrap_or_else(|| {
+                        unknown.push(&row[1]);
+                        unknown.len() - 1
+                    });
+                    labels.len() + at
+                }
+            })
+            .collect();
+        let features = rows.iter().map(|row| trainer.featurize(&row[0])).collect();
+        Ok(Labelled { features, truth })
+    }
+
+    fn score(&self, model: &Model) -> grappe_train::Scores {
+        let predicted: Vec<usize> = self.features.iter().map(|x| model.predict_features(x)).collect();
+        scores(&self.truth, &predicted)
+    }
+}
+
+/// The named columns of every row of a CSV file with a header, in the order asked.
+fn read_columns(path: &Path, columns: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rows = CsvRows::new(BufReader::new(file), b',', MAX_RECORD_BYTES);
+    let context = || format!("reading {}", path.display());
+    let Some((_, header)) = rows.next_row().with_context(context)? else { bail!("{} is empty", path.display()) };
+    let at: Vec<usize> = columns
+        .iter()
+        .map(|column| {
+            header.iter().position(|name| name == column).with_context(|| {
+                format!("{} has no column `{column}` (its columns: {})", path.display(), header.join(", "))
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut out = Vec::new();
+    while let Some((line, mut fields)) = rows.next_row().with_context(context)? {
+        if fields.len() != header.len() {
+            bail!("{} line {line}: {} fields where the header has {}", path.display(), fields.len(), header.len());
+        }
+        out.push(at.iter().map(|&i| std::mem::take(&mut fields[i])).collect());
+    }
+    Ok(out)
+}
+
+/// A CSV field, quoted when it must be.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+fn metric(key: &str, value: f64, step: u32) {
+    println!("GRAPPE_METRIC {}", json!({ "key": key, "value": value, "step": step }));
+}
+
+/// Writes a file atomically and durably, beside where it goes.
+fn save(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let path = &std::path::absolute(path).with_context(|| format!("finding {}", path.display()))?;
+    let name = path.file_name().context("a file name")?.to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    grappe_store::write_durably(&temp, path, bytes).with_context(|| format!("writing {}", path.display()))
+}
