@@ -56,9 +56,9 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
         }
         accounts.push(DemoAccount { role: *role, email, password });
     }
-    let project = demo_project(state).await?;
     demo_dataset(state, COMMUNES).await?;
     demo_dataset(state, CODE_DU_TRAVAIL).await?;
+    let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
     Ok(accounts)
 }
@@ -172,59 +172,152 @@ async fn demo_challenge(state: &AppState, project: i64) -> AppResult<()> {
     Ok(())
 }
 
-/// A project for the demo's project member, with a short "training" job that prints a falling
-/// loss as metrics, so that the compute pages have something to show.
-/// The demo project's id.
+/// The demo's training: the built-in recipe on the Code du travail, as a job of the demo
+/// project's member, writing its model and its predictions for the challenge's test.
+const TRAINING: [&str; 13] = [
+    "grappe",
+    "train",
+    "text-classifier",
+    "--train",
+    "$GRAPPE_INPUTS/code-du-travail/train.csv",
+    "--test",
+    "$GRAPPE_INPUTS/code-du-travail/test.csv",
+    "--predictions",
+    "predictions.csv",
+    "--out",
+    "model",
+    "--epochs",
+    "10",
+];
+const TRAINING_NAME: &str = "entrainement-demo";
+const MODEL: &str = "classifieur-code-du-travail";
+const MODEL_CARD: &str = "# Classifieur du Code du travail\n\n\
+    Régression logistique sur des n-grammes de mots et de caractères hachés (recette intégrée \
+    `grappe train text-classifier`), entraînée sur les 3 000 articles du jeu `code-du-travail` : \
+    elle donne la partie du code d'un article d'après son texte.\n\n\
+    Logistic regression on hashed word and character n-grams (Grappe's built-in recipe), trained \
+    on the `code-du-travail` dataset: the part of the French labour code an article belongs to.\n";
+
+/// The demo project (its id), for the demo's project member and coordinator, with the demo's
+/// training job queued once; then, in the background, its model registered and its predictions
+/// submitted to the challenge once it completed.
 async fn demo_project(state: &AppState) -> AppResult<i64> {
     const NAME: &str = "demo-llm-finetune";
-    if let Some(project) = state.db.project_by_name(NAME).await? {
-        return Ok(project.id);
-    }
-    let new = grappe_db::NewProject {
-        name: NAME,
-        gpu_hours: 1000,
-        cpu_hours: 20_000,
-        storage_gb: 500,
-        valid_from: None,
-        valid_until: None,
-        principal_investigator: None,
+    let member_email = grappe_domain::account::Email::parse("project-member@demo.grappe.fr")?;
+    let Some(member) = state.db.user_by_email(&member_email).await? else {
+        return Err(anyhow::anyhow!("the demo's project member is missing").into());
     };
-    let project = state.db.create_project(&new, "demo").await?;
-    let scope = Scope::Object { kind: grappe_domain::account::ScopeKind::Project, id: project.id };
-    let people = [
-        ("project-member@demo.grappe.fr", &[Role::ProjectMember][..]),
-        ("project-coordinator@demo.grappe.fr", &[Role::ProjectMember, Role::ProjectCoordinator][..]),
-        // The demo challenge runs code submissions on this project.
-        ("challenge-organiser@demo.grappe.fr", &[Role::ProjectMember][..]),
-    ];
-    for (email, roles) in people {
-        if let Some(user) = state.db.user_by_email(&grappe_domain::account::Email::parse(email)?).await? {
-            for role in roles {
-                state.db.grant_role(user.id, &RoleGrant { role: *role, scope: scope.clone() }, "demo").await?;
+    let project = match state.db.project_by_name(NAME).await? {
+        Some(project) => project,
+        None => {
+            let new = grappe_db::NewProject {
+                name: NAME,
+                gpu_hours: 1000,
+                cpu_hours: 20_000,
+                storage_gb: 500,
+                valid_from: None,
+                valid_until: None,
+                principal_investigator: None,
+            };
+            let project = state.db.create_project(&new, "demo").await?;
+            let scope = Scope::Object { kind: grappe_domain::account::ScopeKind::Project, id: project.id };
+            let people = [
+                ("project-member@demo.grappe.fr", &[Role::ProjectMember][..]),
+                ("project-coordinator@demo.grappe.fr", &[Role::ProjectMember, Role::ProjectCoordinator][..]),
+                // The demo challenge runs code submissions on this project.
+                ("challenge-organiser@demo.grappe.fr", &[Role::ProjectMember][..]),
+            ];
+            for (email, roles) in people {
+                if let Some(user) = state.db.user_by_email(&grappe_domain::account::Email::parse(email)?).await? {
+                    for role in roles {
+                        state.db.grant_role(user.id, &RoleGrant { role: *role, scope: scope.clone() }, "demo").await?;
+                    }
+                }
             }
+            let caller = caller::caller_of_user(state, member.clone()).await?;
+            let inputs = crate::data::inputs::resolve_inputs(state, &caller, &["code-du-travail".to_owned()]).await?;
+            let body = crate::compute::NewJobBody {
+                project: crate::compute::ProjectRef::Id(project.id),
+                command: vec!["sh".to_owned(), "-c".to_owned(), TRAINING.join(" ")],
+                name: Some(TRAINING_NAME.to_owned()),
+                cpus: 1,
+                gpus: Some(0),
+                gpus_per_node: None,
+                memory_mb: 1024,
+                time_limit_s: 1800,
+                qos: "normal".to_owned(),
+                env: Default::default(),
+                network: false,
+                nodes: 1,
+                inputs: Vec::new(),
+                dry_run: false,
+            };
+            crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
+            project
         }
-    }
-    let script = "for step in $(seq 1 30); do \
-        echo \"step $step\"; \
-        echo \"GRAPPE_METRIC {\\\"key\\\": \\\"loss\\\", \\\"value\\\": $(awk -v s=$step 'BEGIN { print 3 / (1 + s / 4) }'), \\\"step\\\": $step}\"; \
-        sleep 0.2; done";
-    let command = serde_json::to_string(&["sh", "-c", script]).map_err(anyhow::Error::from)?;
-    let job = grappe_db::NewJob {
-        project_id: project.id,
-        user_id: None,
-        name: "fine-tune (demo)",
-        command: &command,
-        qos: "dev",
-        cpus: 1,
-        gpus: 0,
-        memory_mb: 512,
-        time_limit_s: 600,
-        env: "{}",
-        network: false,
-        nodes: 1,
-        inputs: "[]",
     };
-    let quota = grappe_db::QueueQuota { per_user: i64::MAX, per_project: i64::MAX };
-    state.db.create_job(job, quota).await?.ok(); // no quota: always queued
+    let jobs = state.db.list_jobs(Some(&[project.id]), i64::MAX, 1000).await?;
+    if let Some(job) = jobs.iter().filter(|job| job.name == TRAINING_NAME).min_by_key(|job| job.id) {
+        tokio::spawn(follow_training(state.clone(), member, job.id));
+    }
     Ok(project.id)
+}
+
+/// Once the demo's training job completed: its model registered (public), and its predictions
+/// submitted to the demo challenge by the member's team. Each step only once, across restarts.
+async fn follow_training(state: AppState, member: grappe_db::UserRow, job_id: i64) {
+    let job = loop {
+        match state.db.job(job_id).await {
+            Ok(Some(job)) if crate::compute::terminal(&job.state) => break job,
+            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+            _ => return,
+        }
+    };
+    if job.state != "completed" {
+        tracing::warn!(job.id = job_id, state = %job.state, "the demo's training did not complete");
+        return;
+    }
+    if let Err(error) = chain(&state, member, &job).await {
+        tracing::warn!(error = %error, "the demo's model or submission failed");
+    }
+}
+
+async fn chain(state: &AppState, member: grappe_db::UserRow, job: &grappe_db::JobRow) -> AppResult<()> {
+    let caller = caller::caller_of_user(state, member).await?;
+    let model = match state.db.model(MODEL).await? {
+        Some(model) => model,
+        None => {
+            let body = crate::models::NewModelBody {
+                name: MODEL.to_owned(),
+                project: job.project_id,
+                public: true,
+                card: MODEL_CARD.to_owned(),
+            };
+            crate::models::new_model(state, &caller, body).await?
+        }
+    };
+    if state.db.model_versions(model.id).await?.is_empty() {
+        let body = crate::models::NewVersionBody { job: job.id, path: "model".to_owned(), base: None, card: None };
+        crate::models::register_version(state, &caller, MODEL, body).await?;
+    }
+    let Some(challenge) = state.db.challenges(1000).await?.into_iter().find(|c| c.name == "code-du-travail") else {
+        return Ok(());
+    };
+    let user = caller.actor.user_id().unwrap_or_default();
+    let team = match state.db.team_of(challenge.id, user).await? {
+        Some(team) => team,
+        None => {
+            let body = crate::challenges::NewTeamBody { name: "Équipe démo".to_owned(), baseline: false };
+            crate::challenges::new_team(state, &caller, &challenge, body).await?
+        }
+    };
+    if state.db.team_submissions(team.id).await?.is_empty() {
+        let output = crate::challenges::JobOutput {
+            job: job.id,
+            path: "predictions.csv".to_owned(),
+            note: "grappe train text-classifier".to_owned(),
+        };
+        crate::challenges::submit_job_output(state, &caller, &challenge, &output).await?;
+    }
+    Ok(())
 }

@@ -987,6 +987,18 @@ fn predictions_csv() -> String {
     scoring::PREDICTIONS.to_owned()
 }
 
+/// Submits the predictions a completed job of the caller's wrote: the one path for the API and
+/// the demo.
+pub async fn submit_job_output(
+    state: &AppState,
+    caller: &Caller,
+    challenge: &ChallengeRow,
+    output: &JobOutput,
+) -> AppResult<SubmissionRow> {
+    let predictions = job_output(state, caller, output).await?;
+    submit_predictions(state, caller, challenge, &predictions, &output.note).await
+}
+
 /// The file a completed job of the caller's wrote in its working directory.
 async fn job_output(state: &AppState, caller: &Caller, output: &JobOutput) -> AppResult<Vec<u8>> {
     let job = state

@@ -168,6 +168,12 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewModelBody>,
 ) -> AppResult<Response> {
+    let created = new_model(&state, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(model_json(&created))).into_response())
+}
+
+/// Checks and creates a model: the one path for the API and the demo.
+pub async fn new_model(state: &AppState, caller: &Caller, body: NewModelBody) -> AppResult<ModelRow> {
     let name = Name::parse(&body.name).map_err(|error| AppError::Invalid(error.to_string()))?;
     store_name(name.as_str())?;
     check_card(&body.card)?;
@@ -184,8 +190,7 @@ pub async fn create(
         card: &body.card,
         created_by: caller.user.as_ref().map(|user| user.id),
     };
-    let created = state.db.create_model(&new, &caller.audit_name()).await?;
-    Ok((StatusCode::CREATED, Json(model_json(&created))).into_response())
+    Ok(state.db.create_model(&new, &caller.audit_name()).await?)
 }
 
 pub async fn show(
@@ -269,24 +274,36 @@ pub async fn register(
     UrlPath(name): UrlPath<String>,
     ApiJson(body): ApiJson<NewVersionBody>,
 ) -> AppResult<Response> {
-    let model = visible_model(&state, &caller, &name).await?;
+    let (model, added) = register_version(&state, &caller, &name, body).await?;
+    Ok((StatusCode::CREATED, Json(version_json(&model, &added))).into_response())
+}
+
+/// Registers a completed job's output folder as a new version of a model, its lineage from the
+/// server's records: the one path for the API and the demo.
+pub async fn register_version(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: NewVersionBody,
+) -> AppResult<(ModelRow, ModelVersionRow)> {
+    let model = visible_model(state, caller, name).await?;
     if !policy::may_use_project(&caller.actor, model.project_id) {
         return Err(AppError::Forbidden("only the model's project's members register its versions"));
     }
     let card = body.card.unwrap_or_default();
     check_card(&card)?;
-    let job = finished_job(&state, &caller, body.job).await?;
+    let job = finished_job(state, caller, body.job).await?;
     let base_version_id = match &body.base {
-        Some(base) => Some(base_version(&state, &caller, base).await?),
+        Some(base) => Some(base_version(state, caller, base).await?),
         None => None,
     };
-    let folder = folder_inside(&state, job.id, &body.path)?;
+    let folder = folder_inside(state, job.id, &body.path)?;
     let (folder, size) = blocking(move || {
         let size = folder_bytes(&folder);
         Ok((folder, size))
     })
     .await?;
-    stored::check_storage(&state, model.project_id, |held| held.saturating_add(size), "register fewer files").await?;
+    stored::check_storage(state, model.project_id, |held| held.saturating_add(size), "register fewer files").await?;
     let store = state.store.clone();
     let store_name = store_name(&model.name)?;
     let version_card = card.clone();
@@ -309,7 +326,7 @@ pub async fn register(
         job_id: Some(job.id),
         base_version_id,
         inputs: &job.inputs,
-        metrics: &last_metrics(&state, job.id).await?,
+        metrics: &last_metrics(state, job.id).await?,
         cpu_ms,
         gpu_ms,
         store_version: &committed.id.to_string(),
@@ -319,7 +336,7 @@ pub async fn register(
         created_by: caller.user.as_ref().map(|user| user.id),
     };
     let added = state.db.add_model_version(&model, &new, &caller.audit_name()).await?;
-    Ok((StatusCode::CREATED, Json(version_json(&model, &added))).into_response())
+    Ok((model, added))
 }
 
 /// The model, the version a path names and its stored content, if the caller may see them.
