@@ -32,11 +32,26 @@ fn metrics(client: &Client, token: &str, job: i64) -> Value {
 }
 
 /// The points of each line the job page draws.
+/// The points of each line drawn on a page, in order: a path's, or 1 for a dot (a line of no
+/// length).
 fn drawn_lines(page: &str) -> Vec<usize> {
-    page.split(r#"<path d=""#)
-        .skip(1)
-        .map(|path| path.split('"').next().unwrap_or("").matches('L').count() + 1)
-        .collect()
+    const PATH: &str = "<path d=\"";
+    const DOT: &str = "<circle ";
+    let mut lines = Vec::new();
+    let mut rest = page;
+    loop {
+        match (rest.find(PATH), rest.find(DOT)) {
+            (Some(path), dot) if dot.is_none_or(|dot| path < dot) => {
+                rest = &rest[path + PATH.len()..];
+                lines.push(rest.split('"').next().unwrap_or("").matches('L').count() + 1);
+            }
+            (_, Some(dot)) => {
+                rest = &rest[dot + DOT.len()..];
+                lines.push(1);
+            }
+            _ => return lines,
+        }
+    }
 }
 
 fn post_metrics(client: &Client, token: &str, job: i64, body: &str) -> crate::harness::Reply {
