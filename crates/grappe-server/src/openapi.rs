@@ -74,6 +74,40 @@ fn schemas() -> Value {
                 "public": { "type": "boolean", "description": "listed for everyone and in the DCAT-AP catalogue; private to the project by default" },
             },
         },
+        "NewChallenge": {
+            "type": "object", "required": ["name", "title", "dataset", "metric", "labels", "phases"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
+                "title": { "type": "string" },
+                "description": { "type": "string", "description": "Markdown" },
+                "dataset": { "type": "string", "description": "a public dataset: NAME, NAME@vN or NAME@VERSION_ID" },
+                "metric": { "type": "string", "enum": ["accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mae", "rmse", "r2", "roc_auc", "log_loss", "bleu", "chrf", "exact_match"] },
+                "labels": { "type": "string", "description": "the hidden test labels: CSV with an id column and one value column" },
+                "public_percent": { "type": "integer", "minimum": 1, "maximum": 99, "default": 30 },
+                "phases": { "type": "array", "items": { "type": "object", "required": ["name", "starts_at", "ends_at"], "properties": {
+                    "name": { "type": "string" }, "starts_at": { "type": "integer", "description": "Unix ms, UTC" }, "ends_at": { "type": "integer" } } } },
+                "per_day": { "type": "integer", "default": 5, "description": "submissions per team per UTC day" },
+                "total": { "type": "integer", "default": 100 },
+                "team_size": { "type": "integer", "default": 5 },
+                "ladder_step": { "type": ["number", "null"], "description": "the Ladder: show only public gains larger than this step" },
+                "code": { "type": ["object", "null"], "description": "accept code, run on this project", "properties": {
+                    "project": { "type": "integer" }, "cpus": { "type": "integer" }, "memory_mb": { "type": "integer" }, "time_limit_s": { "type": "integer" } } },
+            },
+        },
+        "NewTeam": {
+            "type": "object", "required": ["name"],
+            "properties": { "name": { "type": "string" }, "baseline": { "type": "boolean", "description": "organisers only" } },
+        },
+        "Invitation": { "type": "object", "required": ["email"], "properties": { "email": { "type": "string" } } },
+        "CodeSubmission": {
+            "type": "object", "required": ["command"],
+            "properties": {
+                "command": { "type": "array", "items": { "type": "string" }, "description": "writes predictions.csv in its working directory" },
+                "inputs": { "type": "array", "items": { "type": "string" } },
+                "note": { "type": "string" },
+            },
+        },
+        "Finals": { "type": "object", "required": ["submissions"], "properties": { "submissions": { "type": "array", "items": { "type": "integer" }, "maxItems": 2 } } },
         "NewModel": {
             "type": "object", "required": ["name", "project"],
             "properties": {
