@@ -10,32 +10,24 @@ use crate::classify::check_lengths;
 use crate::error::ScoreError;
 use crate::matching::Matched;
 use crate::regress::number;
+use crate::table::Role;
 
-/// The classes (0 or 1, written as numbers: `1`, `1.0`) of the given truth rows and the scores
-/// of their predictions; for log loss, probabilities in [0, 1].
-pub(crate) fn classes_and_scores(
-    metric: Metric,
-    matched: &Matched<'_>,
-    rows: impl Iterator<Item = u32>,
-) -> Result<(Vec<bool>, Vec<f64>), ScoreError> {
-    let (mut classes, mut scores) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (truth_text, prediction_text) = matched.values(row);
-        let truth = number(matched.truth, row, truth_text)?;
-        if truth != 0.0 && truth != 1.0 {
-            return Err(matched.truth.row_error(row, format!("the truth is {truth}: expected 0 or 1")));
+/// The classes of the truth (0 or 1, written as numbers: `1`, `1.0`) and the scores of the
+/// predictions; for log loss, probabilities in [0, 1].
+pub(crate) fn classes_and_scores(metric: Metric, matched: &Matched<'_>) -> Result<(Vec<bool>, Vec<f64>), ScoreError> {
+    let (truth, scores) = matched.read(|table, row, text| {
+        let value = number(table, row, text)?;
+        match table.role() {
+            Role::Truth if value != 0.0 && value != 1.0 => {
+                Err(table.row_error(row, format!("the truth is {value}: expected 0 or 1")))
+            }
+            Role::Predictions if metric == Metric::LogLoss && !(0.0..=1.0).contains(&value) => {
+                Err(table.row_error(row, format!("the probability {value} is outside [0, 1]")))
+            }
+            _ => Ok(value),
         }
-        let prediction_row = matched.partner(row);
-        let score = number(matched.predictions, prediction_row, prediction_text)?;
-        if metric == Metric::LogLoss && !(0.0..=1.0).contains(&score) {
-            return Err(matched
-                .predictions
-                .row_error(prediction_row, format!("the probability {score} is outside [0, 1]")));
-        }
-        classes.push(truth == 1.0);
-        scores.push(score);
-    }
-    Ok((classes, scores))
+    })?;
+    Ok((truth.into_iter().map(|class| class == 1.0).collect(), scores))
 }
 
 fn one_class(metric: Metric, positive: bool) -> ScoreError {

@@ -25,18 +25,9 @@ pub(crate) fn number(table: &Table, row: u32, text: &str) -> Result<f64, ScoreEr
     }
 }
 
-/// The numbers of the given truth rows and of their predictions.
-pub(crate) fn numbers(
-    matched: &Matched<'_>,
-    rows: impl Iterator<Item = u32>,
-) -> Result<(Vec<f64>, Vec<f64>), ScoreError> {
-    let (mut truth, mut predictions) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (truth_text, prediction_text) = matched.values(row);
-        truth.push(number(matched.truth, row, truth_text)?);
-        predictions.push(number(matched.predictions, matched.partner(row), prediction_text)?);
-    }
-    Ok((truth, predictions))
+/// The numbers of the truth and of the predictions.
+pub(crate) fn numbers(matched: &Matched<'_>) -> Result<(Vec<f64>, Vec<f64>), ScoreError> {
+    matched.read(number)
 }
 
 pub fn mae(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {

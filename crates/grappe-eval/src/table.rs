@@ -71,7 +71,7 @@ impl Table {
             }
             let line = scanner.line;
             let fields = scanner.record()?;
-            if !fields.is_empty() {
+            if fields.count > 0 {
                 break (fields, line);
             }
         };
@@ -153,16 +153,17 @@ impl Table {
         self.rows.iter().map(|row| self.span(row.id))
     }
 
+    /// The value column, in file order.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|row| self.span(row.value))
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
 
     pub(crate) fn id(&self, row: u32) -> &str {
         self.span(self.rows[row as usize].id)
-    }
-
-    pub(crate) fn value(&self, row: u32) -> &str {
-        self.span(self.rows[row as usize].value)
     }
 
     pub(crate) fn line(&self, row: u32) -> u64 {
@@ -221,9 +222,9 @@ impl Scanner<'_> {
         ScoreError::File { role: self.role, line: Some(line), problem: problem.to_owned() }
     }
 
-    /// One record's fields; none for a blank line.
-    fn record(&mut self) -> Result<Vec<Span>, ScoreError> {
-        let mut fields = Vec::with_capacity(2);
+    /// One record's fields (at most 3 are kept: more is an error); none for a blank line.
+    fn record(&mut self) -> Result<Fields, ScoreError> {
+        let mut fields = Fields { spans: [Span { start: 0, end: 0 }; 3], count: 0 };
         let record_line = self.line;
         let rest = &self.bytes[self.position..];
         if rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n") {
@@ -232,13 +233,14 @@ impl Scanner<'_> {
             return Ok(fields);
         }
         loop {
-            if fields.len() == 3 {
-                // A record of many fields is an error; stop before a huge line fills memory.
+            if fields.count == 3 {
+                // Many fields are an error; the rest of the record is skipped, not kept.
                 self.skip_record(record_line)?;
                 return Ok(fields);
             }
             let (span, end) = self.field(record_line)?;
-            fields.push(span);
+            fields.spans[fields.count] = span;
+            fields.count += 1;
             match end {
                 FieldEnd::Comma => {}
                 FieldEnd::Newline | FieldEnd::Eof => return Ok(fields),
@@ -336,6 +338,17 @@ impl Scanner<'_> {
         let start = self.bytes.len() + self.unescaped.len();
         self.unescaped.push_str(&content);
         Ok((span(start, start + content.len()), end))
+    }
+}
+
+struct Fields {
+    spans: [Span; 3],
+    count: usize,
+}
+
+impl Fields {
+    fn as_slice(&self) -> &[Span] {
+        &self.spans[..self.count]
     }
 }
 
