@@ -56,7 +56,9 @@ impl<'a> Matched<'a> {
             Some(numeric) => Index::Numeric(numeric),
             None => Index::Hash(hash_index(truth)?),
         };
-        let mut prediction_of = vec![NONE; truth.len()];
+        // One bit per truth row, small enough to stay in cache: the line of a first duplicate
+        // is looked up again only for the message.
+        let mut taken = vec![0u64; truth.len().div_ceil(64)];
         let mut truth_rows = Vec::with_capacity(predictions.len());
         for (row, id) in predictions.ids().enumerate() {
             let row = row as u32;
@@ -67,16 +69,19 @@ impl<'a> Matched<'a> {
             let Some(truth_row) = found else {
                 return Err(predictions.row_error(row, "no such id in the truth".to_owned()));
             };
-            let first = &mut prediction_of[truth_row as usize];
-            if *first != NONE {
-                let first_line = predictions.line(*first);
+            let (word, bit) = (truth_row as usize / 64, 1u64 << (truth_row % 64));
+            if taken[word] & bit != 0 {
+                let first = truth_rows.iter().position(|&other| other == truth_row).unwrap_or_default();
+                let first_line = predictions.line(first as u32);
                 return Err(predictions.row_error(row, format!("duplicate id, first on line {first_line}")));
             }
-            *first = row;
+            taken[word] |= bit;
             truth_rows.push(truth_row);
         }
-        if let Some(missing) = prediction_of.iter().position(|&row| row == NONE) {
-            let missing = missing as u32;
+        if truth_rows.len() < truth.len() {
+            let missing = (0..truth.len() as u32)
+                .find(|&row| taken[row as usize / 64] & (1 << (row % 64)) == 0)
+                .unwrap_or_default();
             return Err(ScoreError::MissingId { truth_line: truth.line(missing), id: shorten(truth.id(missing)) });
         }
         Ok(Matched { truth, predictions, truth_rows: Some(truth_rows) })
@@ -155,8 +160,10 @@ struct NumericIds<'a> {
     /// `width` digits, which makes them so too.
     canonical: bool,
     width: usize,
-    /// Truth row by number minus `lowest`.
-    slots: Vec<u32>,
+    rows: usize,
+    /// Truth row by number minus `lowest`; none when the truth's numbers are `lowest`,
+    /// `lowest + 1`... in file order, the common case, where the row is the number's offset.
+    slots: Option<Vec<u32>>,
 }
 
 impl<'a> NumericIds<'a> {
@@ -167,8 +174,11 @@ impl<'a> NumericIds<'a> {
         let (mut lowest, mut highest, mut canonical, width) =
             (first, first, !has_leading_zero(first_digits), first_digits.len());
         let mut same_width = true;
-        for id in ids {
+        // Whether the numbers so far are `first`, `first + 1`...: then `first` is the lowest.
+        let mut consecutive = true;
+        for (row, id) in ids.enumerate() {
             let Some((id_prefix, digits, number)) = split_number(id) else { return Ok(None) };
+            consecutive &= number.checked_sub(first) == Some(row as u64 + 1);
             if id_prefix != prefix {
                 return Ok(None);
             }
@@ -184,17 +194,20 @@ impl<'a> NumericIds<'a> {
         if span > DENSE_SLACK * truth.len() as u64 + 1024 {
             return Ok(None);
         }
-        let mut numeric = NumericIds { prefix, lowest, canonical, width, slots: vec![NONE; span as usize] };
+        if consecutive {
+            return Ok(Some(NumericIds { prefix, lowest, canonical, width, rows: truth.len(), slots: None }));
+        }
+        let mut slots = vec![NONE; span as usize];
         for (row, id) in truth.ids().enumerate() {
             let Some((_, _, number)) = split_number(id) else { return Ok(None) };
-            let slot = &mut numeric.slots[(number - lowest) as usize];
+            let slot = &mut slots[(number - lowest) as usize];
             if *slot != NONE {
                 let first_line = truth.line(*slot);
                 return Err(truth.row_error(row as u32, format!("duplicate id, first on line {first_line}")));
             }
             *slot = row as u32;
         }
-        Ok(Some(numeric))
+        Ok(Some(NumericIds { prefix, lowest, canonical, width, rows: truth.len(), slots: Some(slots) }))
     }
 
     fn find(&self, id: &str) -> Option<u32> {
@@ -204,8 +217,11 @@ impl<'a> NumericIds<'a> {
         if !same_shape || number < self.lowest {
             return None;
         }
-        let row = *self.slots.get(usize::try_from(number - self.lowest).ok()?)?;
-        (row != NONE).then_some(row)
+        let offset = usize::try_from(number - self.lowest).ok()?;
+        match &self.slots {
+            None => u32::try_from(offset).ok().filter(|&row| row != NONE && offset < self.rows),
+            Some(slots) => slots.get(offset).copied().filter(|&row| row != NONE),
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! may hold commas, newlines and doubled quotes; CRLF or LF line ends; a UTF-8 BOM skipped;
 //! blank lines skipped, as pandas does).
 //!
-//! A `Table` owns its text once: the file after its BOM, then the unescaped copies of the few
-//! quoted fields that held a doubled quote. Rows are spans into it, 20 bytes a row, so a file
-//! is limited to 4 GiB (an error says so).
+//! A `Table` owns its text once: the file (`from_bytes` takes it without a copy), then the
+//! unescaped copies of the few quoted fields that held a doubled quote. Rows are spans into it,
+//! 20 bytes a row, so a file is limited to 4 GiB (an error says so).
 
 use std::fmt;
 
@@ -51,88 +51,30 @@ pub struct Table {
     rows: Vec<Row>,
 }
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+const BOM: &str = "\u{feff}";
 
 impl Table {
     pub fn parse(bytes: &[u8], role: Role) -> Result<Table, ScoreError> {
-        let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        Table::from_bytes(bytes.to_vec(), role)
+    }
+
+    /// Same as `parse`, keeping the file's bytes as the table's text instead of copying them.
+    pub fn from_bytes(bytes: Vec<u8>, role: Role) -> Result<Table, ScoreError> {
         let file_error = |line: Option<u64>, problem: String| ScoreError::File { role, line, problem };
         if u32::try_from(bytes.len()).is_err() {
             return Err(file_error(None, format!("the file has {} bytes, over the limit of 4 GiB", bytes.len())));
         }
-        let text = std::str::from_utf8(bytes).map_err(|error| {
-            let line = line_of(bytes, error.valid_up_to());
+        let mut text = String::from_utf8(bytes).map_err(|error| {
+            let line = line_of(error.as_bytes(), error.utf8_error().valid_up_to());
             file_error(Some(line), "not valid UTF-8".to_owned())
         })?;
-        let mut scanner = Scanner { bytes, position: 0, line: 1, unescaped: String::new(), role };
-        let (header, header_line) = loop {
-            if scanner.at_end() {
-                return Err(file_error(None, "the file is empty: expected a header `id,<value column>`".to_owned()));
-            }
-            let line = scanner.line;
-            let fields = scanner.record()?;
-            if fields.count > 0 {
-                break (fields, line);
-            }
-        };
-        let id_first = match header.as_slice() {
-            [first, second] => {
-                let first = scanner.field_text(text, *first);
-                let second = scanner.field_text(text, *second);
-                match (first == "id", second == "id") {
-                    (true, false) => true,
-                    (false, true) => false,
-                    (true, true) => {
-                        return Err(file_error(Some(header_line), "two `id` columns in the header".to_owned()));
-                    }
-                    (false, false) => {
-                        return Err(file_error(
-                            Some(header_line),
-                            format!(
-                                "no `id` column in the header (found \"{}\" and \"{}\")",
-                                shorten(first),
-                                shorten(second)
-                            ),
-                        ));
-                    }
-                }
-            }
-            fields => {
-                return Err(file_error(
-                    Some(header_line),
-                    format!("the header has {}: expected two columns, `id` and one value column", count(fields.len())),
-                ));
-            }
-        };
-        let mut rows = Vec::with_capacity(bytes.len() / 16);
-        while !scanner.at_end() {
-            let line = scanner.line;
-            let fields = scanner.record()?;
-            match fields.as_slice() {
-                [] => {}
-                [first, second] => {
-                    let (id, value) = if id_first { (*first, *second) } else { (*second, *first) };
-                    rows.push(Row { id, value, line: line as u32 });
-                }
-                fields => {
-                    let id = if id_first { fields[0] } else { fields.get(1).copied().unwrap_or(fields[0]) };
-                    return Err(ScoreError::Row {
-                        role,
-                        line,
-                        id: shorten(scanner.field_text(text, id)),
-                        problem: format!("{}: expected two", count(fields.len())),
-                    });
-                }
-            }
-        }
-        let unescaped = scanner.unescaped;
+        let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
+        let (rows, unescaped) = scan(&text, start, role)?;
         if u32::try_from(text.len() + unescaped.len()).is_err() {
             return Err(file_error(None, "the file and its unescaped fields are over the limit of 4 GiB".to_owned()));
         }
-        let mut owned = String::with_capacity(text.len() + unescaped.len());
-        owned.push_str(text);
-        owned.push_str(&unescaped);
-        let table = Table { role, text: owned, rows };
+        text.push_str(&unescaped);
+        let table = Table { role, text, rows };
         for index in 0..table.rows.len() {
             if table.id(index as u32).is_empty() {
                 return Err(table.row_error(index as u32, "empty id".to_owned()));
@@ -179,6 +121,75 @@ impl Table {
         // Spans end on ASCII delimiters of valid UTF-8 text, so they are character boundaries.
         self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
     }
+}
+
+/// The rows of a file's text from `start` (past a BOM), and the unescaped quoted fields that
+/// their spans past the text's end point into.
+fn scan(text: &str, start: usize, role: Role) -> Result<(Vec<Row>, String), ScoreError> {
+    let file_error = |line: Option<u64>, problem: String| ScoreError::File { role, line, problem };
+    let bytes = text.as_bytes();
+    let mut scanner = Scanner { bytes, position: start, line: 1, unescaped: String::new(), role };
+    let (header, header_line) = loop {
+        if scanner.at_end() {
+            return Err(file_error(None, "the file is empty: expected a header `id,<value column>`".to_owned()));
+        }
+        let line = scanner.line;
+        let fields = scanner.record()?;
+        if fields.count > 0 {
+            break (fields, line);
+        }
+    };
+    let id_first = match header.as_slice() {
+        [first, second] => {
+            let first = scanner.field_text(text, *first);
+            let second = scanner.field_text(text, *second);
+            match (first == "id", second == "id") {
+                (true, false) => true,
+                (false, true) => false,
+                (true, true) => {
+                    return Err(file_error(Some(header_line), "two `id` columns in the header".to_owned()));
+                }
+                (false, false) => {
+                    return Err(file_error(
+                        Some(header_line),
+                        format!(
+                            "no `id` column in the header (found \"{}\" and \"{}\")",
+                            shorten(first),
+                            shorten(second)
+                        ),
+                    ));
+                }
+            }
+        }
+        fields => {
+            return Err(file_error(
+                Some(header_line),
+                format!("the header has {}: expected two columns, `id` and one value column", count(fields.len())),
+            ));
+        }
+    };
+    let mut rows = Vec::with_capacity(bytes.len() / 16);
+    while !scanner.at_end() {
+        let line = scanner.line;
+        let fields = scanner.record()?;
+        match fields.as_slice() {
+            [] => {}
+            [first, second] => {
+                let (id, value) = if id_first { (*first, *second) } else { (*second, *first) };
+                rows.push(Row { id, value, line: line as u32 });
+            }
+            fields => {
+                let id = if id_first { fields[0] } else { fields.get(1).copied().unwrap_or(fields[0]) };
+                return Err(ScoreError::Row {
+                    role,
+                    line,
+                    id: shorten(scanner.field_text(text, id)),
+                    problem: format!("{}: expected two", count(fields.len())),
+                });
+            }
+        }
+    }
+    Ok((rows, scanner.unescaped))
 }
 
 /// A number of fields, as read: `Scanner::record` stops counting at 3.
