@@ -46,8 +46,10 @@ impl<'a> Matched<'a> {
             });
         }
         // Files of 4 GiB hold fewer than u32::MAX rows, and NONE stays free.
-        if truth.len() >= NONE as usize || predictions.len() >= NONE as usize {
-            return Err(ScoreError::File { role: truth.role(), line: None, problem: "too many rows".to_owned() });
+        for table in [truth, predictions] {
+            if table.len() >= NONE as usize {
+                return Err(ScoreError::File { role: table.role(), line: None, problem: "too many rows".to_owned() });
+            }
         }
         if aligned_and_unique(truth, predictions) {
             return Ok(Matched { truth, predictions, truth_rows: None });
