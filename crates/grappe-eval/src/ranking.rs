@@ -60,7 +60,7 @@ fn radix_sort(keys: &mut Vec<u64>) {
     }
     let mut buffer = vec![0u64; keys.len()];
     for (pass, counts) in counts.chunks_exact_mut(BUCKETS).enumerate() {
-        if counts.iter().any(|&count| count == keys.len()) {
+        if counts.contains(&keys.len()) {
             continue;
         }
         let mut next = 0;
