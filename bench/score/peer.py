@@ -5,7 +5,7 @@ or sacrebleu computes the metric.
 Usage: peer.py e2e|memory METRIC TRUTH PREDICTIONS
 Prints one JSON object: the value and the seconds timed. `e2e`: from reading the files to the
 value (the interpreter's start and the imports are not timed). `memory`: the metric call alone,
-on numpy arrays (lists of strings for text) already loaded and matched.
+on numpy arrays (labels as integer codes; lists of strings for text) already loaded and matched.
 """
 
 import json
@@ -36,6 +36,7 @@ METRICS = {
     "exact_match": lambda refs, hyps: float(np.mean(np.asarray(refs, dtype=object) == np.asarray(hyps, dtype=object))),
 }
 TEXT = {"bleu", "chrf", "exact_match"}
+CLASSES = {"accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro"}
 
 
 def load(metric, truth_path, predictions_path):
@@ -55,6 +56,10 @@ def main():
         seconds = time.perf_counter() - start
     else:
         truth, predictions = load(metric, truth_path, predictions_path)
+        if metric in CLASSES:
+            # Integer codes, as grappe-eval's arrays hold: scikit-learn on strings sorts them.
+            codes, _ = pd.factorize(np.concatenate([truth, predictions]))
+            truth, predictions = codes[: len(truth)], codes[len(truth) :]
         start = time.perf_counter()
         value = compute(truth, predictions)
         seconds = time.perf_counter() - start

@@ -2,6 +2,7 @@
 # bench/score: `grappe score` (release build) against pandas + scikit-learn / sacrebleu, in the
 # same run, one core each (taskset -c 0).
 #   bench/score/run.sh [ROWS] [PAIRS]     (default 10,000,000 rows, 100,000 sentence pairs)
+#   BENCH_SCORE_METRICS="r2 bleu" bench/score/run.sh     (only these metrics)
 # (a) end to end, from the contract's two CSV files to the value: the whole `grappe score`
 #     process, against pandas reading both files, merging on `id`, and the library's call
 #     (the peer's interpreter start and imports not counted);
@@ -50,8 +51,10 @@ echo "## (a) end to end: CSV files to the value"
 echo
 echo "| metric | predictions | rows | ours (s) | peer (s) | peer/ours | values equal? | value |"
 echo "|---|---|---|---|---|---|---|---|"
+only=" ${BENCH_SCORE_METRICS:-${cases[*]}} "
 for case in "${cases[@]}"; do
   read -r metric stem predictions count <<<"$case"
+  [[ $only == *" $metric "* ]] || continue
   start=$(now)
   ours=$(taskset -c 0 target/release/grappe score --metric "$metric" --truth "$data/$stem.truth.csv" \
     --predictions "$data/$predictions.csv" --json)
@@ -68,6 +71,7 @@ echo "|---|---|---|---|---|---|---|---|"
 for case in "${cases[@]}"; do
   read -r metric stem predictions count <<<"$case"
   [ "$predictions" = classes.aligned ] && continue
+  [[ $only == *" $metric "* ]] || continue
   ours=$(taskset -c 0 target/release/examples/inmemory "$metric" "$data/$stem.truth.csv" "$data/$predictions.csv")
   peer=$(taskset -c 0 "$python" bench/score/peer.py memory "$metric" "$data/$stem.truth.csv" "$data/$predictions.csv")
   row "$metric" "$predictions" "$count" "$(field "$ours" seconds)" "$(field "$peer" seconds)" \
