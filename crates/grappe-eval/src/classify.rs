@@ -49,26 +49,16 @@ impl<'a> Labels<'a> {
     }
 }
 
-/// The labels of the given truth rows and of their predictions, numbered from 0 in order of
-/// appearance (so fewer than rows × 2, below `MAX_CLASSES` for files under 4 GiB).
-pub(crate) fn labels(
-    matched: &Matched<'_>,
-    rows: impl Iterator<Item = u32>,
-) -> Result<(Vec<u32>, Vec<u32>), ScoreError> {
+/// The labels of the truth and of the predictions, numbered from 0 in order of appearance (so
+/// fewer than rows × 2, below `MAX_CLASSES` for files under 4 GiB).
+pub(crate) fn labels(matched: &Matched<'_>) -> Result<(Vec<u32>, Vec<u32>), ScoreError> {
     let mut labels = Labels::default();
-    let (mut truth, mut predictions) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (truth_text, prediction_text) = matched.values(row);
-        if truth_text.is_empty() {
-            return Err(matched.truth.row_error(row, "empty label".to_owned()));
+    matched.read(|table, row, text| {
+        if text.is_empty() {
+            return Err(table.row_error(row, "empty label".to_owned()));
         }
-        if prediction_text.is_empty() {
-            return Err(matched.predictions.row_error(matched.partner(row), "empty label".to_owned()));
-        }
-        truth.push(labels.number(truth_text));
-        predictions.push(labels.number(prediction_text));
-    }
-    Ok((truth, predictions))
+        Ok(labels.number(text))
+    })
 }
 
 /// Equal, non-empty lengths.

@@ -165,22 +165,21 @@ enum Values<'a> {
 
 impl<'a> Values<'a> {
     fn read(metric: Metric, matched: &Matched<'a>) -> Result<Values<'a>, ScoreError> {
-        let rows = 0..matched.len();
         Ok(match metric {
             Metric::Accuracy | Metric::F1Macro | Metric::F1Micro | Metric::PrecisionMacro | Metric::RecallMacro => {
-                let (truth, predictions) = classify::labels(matched, rows)?;
+                let (truth, predictions) = classify::labels(matched)?;
                 Values::Classes(truth, predictions)
             }
             Metric::Mae | Metric::Rmse | Metric::R2 => {
-                let (truth, predictions) = regress::numbers(matched, rows)?;
+                let (truth, predictions) = regress::numbers(matched)?;
                 Values::Numbers(truth, predictions)
             }
             Metric::RocAuc | Metric::LogLoss => {
-                let (truth, scores) = ranking::classes_and_scores(metric, matched, rows)?;
+                let (truth, scores) = ranking::classes_and_scores(metric, matched)?;
                 Values::Binary(truth, scores)
             }
             Metric::Bleu | Metric::Chrf | Metric::ExactMatch => {
-                let (references, hypotheses) = rows.map(|row| matched.values(row)).unzip();
+                let (references, hypotheses) = matched.read(|_, _, text| Ok(text))?;
                 Values::Texts(references, hypotheses)
             }
         })

@@ -3,7 +3,7 @@
 //! perfect predictions and 0.0 otherwise; fewer than two rows is undefined, where scikit-learn
 //! warns and returns NaN).
 //!
-//! One pass each; R²'s denominator is kept with Welford's update, exact for constant truth.
+//! One pass each, two for R² (the mean, then the squares).
 
 use crate::Metric;
 use crate::classify::check_lengths;
@@ -25,18 +25,9 @@ pub(crate) fn number(table: &Table, row: u32, text: &str) -> Result<f64, ScoreEr
     }
 }
 
-/// The numbers of the given truth rows and of their predictions.
-pub(crate) fn numbers(
-    matched: &Matched<'_>,
-    rows: impl Iterator<Item = u32>,
-) -> Result<(Vec<f64>, Vec<f64>), ScoreError> {
-    let (mut truth, mut predictions) = (Vec::new(), Vec::new());
-    for row in rows {
-        let (truth_text, prediction_text) = matched.values(row);
-        truth.push(number(matched.truth, row, truth_text)?);
-        predictions.push(number(matched.predictions, matched.partner(row), prediction_text)?);
-    }
-    Ok((truth, predictions))
+/// The numbers of the truth and of the predictions.
+pub(crate) fn numbers(matched: &Matched<'_>) -> Result<(Vec<f64>, Vec<f64>), ScoreError> {
+    matched.read(number)
 }
 
 pub fn mae(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {
@@ -59,12 +50,17 @@ pub fn r2(truth: &[f64], predictions: &[f64]) -> Result<f64, ScoreError> {
             reason: "fewer than two rows (scikit-learn warns and returns NaN)".to_owned(),
         });
     }
-    let (mut residual, mut mean, mut spread) = (0.0, 0.0, 0.0);
-    for (count, (&truth, &prediction)) in truth.iter().zip(predictions).enumerate() {
+    // Two passes, as scikit-learn: the mean, then the squares. Constant truth is seen exactly
+    // (a computed mean of equal values may differ from them in the last bit).
+    let mean = truth.iter().sum::<f64>() / truth.len() as f64;
+    let constant = truth.iter().all(|&value| value == truth[0]);
+    let (mut residual, mut spread) = (0.0, 0.0);
+    for (&truth, &prediction) in truth.iter().zip(predictions) {
         residual += (truth - prediction) * (truth - prediction);
-        let delta = truth - mean;
-        mean += delta / (count + 1) as f64;
-        spread += delta * (truth - mean);
+        spread += (truth - mean) * (truth - mean);
+    }
+    if constant {
+        spread = 0.0;
     }
     Ok(match (residual == 0.0, spread == 0.0) {
         (true, _) => 1.0,

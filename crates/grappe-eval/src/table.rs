@@ -2,9 +2,9 @@
 //! may hold commas, newlines and doubled quotes; CRLF or LF line ends; a UTF-8 BOM skipped;
 //! blank lines skipped, as pandas does).
 //!
-//! A `Table` owns its text once: the file after its BOM, then the unescaped copies of the few
-//! quoted fields that held a doubled quote. Rows are spans into it, 20 bytes a row, so a file
-//! is limited to 4 GiB (an error says so).
+//! A `Table` owns its text once: the file (`from_bytes` takes it without a copy), then the
+//! unescaped copies of the few quoted fields that held a doubled quote. Rows are spans into it,
+//! 20 bytes a row, so a file is limited to 4 GiB (an error says so).
 
 use std::fmt;
 
@@ -51,88 +51,30 @@ pub struct Table {
     rows: Vec<Row>,
 }
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+const BOM: &str = "\u{feff}";
 
 impl Table {
     pub fn parse(bytes: &[u8], role: Role) -> Result<Table, ScoreError> {
-        let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        Table::from_bytes(bytes.to_vec(), role)
+    }
+
+    /// Same as `parse`, keeping the file's bytes as the table's text instead of copying them.
+    pub fn from_bytes(bytes: Vec<u8>, role: Role) -> Result<Table, ScoreError> {
         let file_error = |line: Option<u64>, problem: String| ScoreError::File { role, line, problem };
         if u32::try_from(bytes.len()).is_err() {
             return Err(file_error(None, format!("the file has {} bytes, over the limit of 4 GiB", bytes.len())));
         }
-        let text = std::str::from_utf8(bytes).map_err(|error| {
-            let line = line_of(bytes, error.valid_up_to());
+        let mut text = String::from_utf8(bytes).map_err(|error| {
+            let line = line_of(error.as_bytes(), error.utf8_error().valid_up_to());
             file_error(Some(line), "not valid UTF-8".to_owned())
         })?;
-        let mut scanner = Scanner { bytes, position: 0, line: 1, unescaped: String::new(), role };
-        let (header, header_line) = loop {
-            if scanner.at_end() {
-                return Err(file_error(None, "the file is empty: expected a header `id,<value column>`".to_owned()));
-            }
-            let line = scanner.line;
-            let fields = scanner.record()?;
-            if !fields.is_empty() {
-                break (fields, line);
-            }
-        };
-        let id_first = match header.as_slice() {
-            [first, second] => {
-                let first = scanner.field_text(text, *first);
-                let second = scanner.field_text(text, *second);
-                match (first == "id", second == "id") {
-                    (true, false) => true,
-                    (false, true) => false,
-                    (true, true) => {
-                        return Err(file_error(Some(header_line), "two `id` columns in the header".to_owned()));
-                    }
-                    (false, false) => {
-                        return Err(file_error(
-                            Some(header_line),
-                            format!(
-                                "no `id` column in the header (found \"{}\" and \"{}\")",
-                                shorten(first),
-                                shorten(second)
-                            ),
-                        ));
-                    }
-                }
-            }
-            fields => {
-                return Err(file_error(
-                    Some(header_line),
-                    format!("the header has {}: expected two columns, `id` and one value column", count(fields.len())),
-                ));
-            }
-        };
-        let mut rows = Vec::with_capacity(bytes.len() / 16);
-        while !scanner.at_end() {
-            let line = scanner.line;
-            let fields = scanner.record()?;
-            match fields.as_slice() {
-                [] => {}
-                [first, second] => {
-                    let (id, value) = if id_first { (*first, *second) } else { (*second, *first) };
-                    rows.push(Row { id, value, line: line as u32 });
-                }
-                fields => {
-                    let id = if id_first { fields[0] } else { fields.get(1).copied().unwrap_or(fields[0]) };
-                    return Err(ScoreError::Row {
-                        role,
-                        line,
-                        id: shorten(scanner.field_text(text, id)),
-                        problem: format!("{}: expected two", count(fields.len())),
-                    });
-                }
-            }
-        }
-        let unescaped = scanner.unescaped;
+        let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
+        let (rows, unescaped) = scan(&text, start, role)?;
         if u32::try_from(text.len() + unescaped.len()).is_err() {
             return Err(file_error(None, "the file and its unescaped fields are over the limit of 4 GiB".to_owned()));
         }
-        let mut owned = String::with_capacity(text.len() + unescaped.len());
-        owned.push_str(text);
-        owned.push_str(&unescaped);
-        let table = Table { role, text: owned, rows };
+        text.push_str(&unescaped);
+        let table = Table { role, text, rows };
         for index in 0..table.rows.len() {
             if table.id(index as u32).is_empty() {
                 return Err(table.row_error(index as u32, "empty id".to_owned()));
@@ -153,16 +95,17 @@ impl Table {
         self.rows.iter().map(|row| self.span(row.id))
     }
 
+    /// The value column, in file order.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|row| self.span(row.value))
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
 
     pub(crate) fn id(&self, row: u32) -> &str {
         self.span(self.rows[row as usize].id)
-    }
-
-    pub(crate) fn value(&self, row: u32) -> &str {
-        self.span(self.rows[row as usize].value)
     }
 
     pub(crate) fn line(&self, row: u32) -> u64 {
@@ -178,6 +121,75 @@ impl Table {
         // Spans end on ASCII delimiters of valid UTF-8 text, so they are character boundaries.
         self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
     }
+}
+
+/// The rows of a file's text from `start` (past a BOM), and the unescaped quoted fields that
+/// their spans past the text's end point into.
+fn scan(text: &str, start: usize, role: Role) -> Result<(Vec<Row>, String), ScoreError> {
+    let file_error = |line: Option<u64>, problem: String| ScoreError::File { role, line, problem };
+    let bytes = text.as_bytes();
+    let mut scanner = Scanner { bytes, position: start, line: 1, unescaped: String::new(), role };
+    let (header, header_line) = loop {
+        if scanner.at_end() {
+            return Err(file_error(None, "the file is empty: expected a header `id,<value column>`".to_owned()));
+        }
+        let line = scanner.line;
+        let fields = scanner.record()?;
+        if fields.count > 0 {
+            break (fields, line);
+        }
+    };
+    let id_first = match header.as_slice() {
+        [first, second] => {
+            let first = scanner.field_text(text, *first);
+            let second = scanner.field_text(text, *second);
+            match (first == "id", second == "id") {
+                (true, false) => true,
+                (false, true) => false,
+                (true, true) => {
+                    return Err(file_error(Some(header_line), "two `id` columns in the header".to_owned()));
+                }
+                (false, false) => {
+                    return Err(file_error(
+                        Some(header_line),
+                        format!(
+                            "no `id` column in the header (found \"{}\" and \"{}\")",
+                            shorten(first),
+                            shorten(second)
+                        ),
+                    ));
+                }
+            }
+        }
+        fields => {
+            return Err(file_error(
+                Some(header_line),
+                format!("the header has {}: expected two columns, `id` and one value column", count(fields.len())),
+            ));
+        }
+    };
+    let mut rows = Vec::with_capacity(bytes.len() / 16);
+    while !scanner.at_end() {
+        let line = scanner.line;
+        let fields = scanner.record()?;
+        match fields.as_slice() {
+            [] => {}
+            [first, second] => {
+                let (id, value) = if id_first { (*first, *second) } else { (*second, *first) };
+                rows.push(Row { id, value, line: line as u32 });
+            }
+            fields => {
+                let id = if id_first { fields[0] } else { fields.get(1).copied().unwrap_or(fields[0]) };
+                return Err(ScoreError::Row {
+                    role,
+                    line,
+                    id: shorten(scanner.field_text(text, id)),
+                    problem: format!("{}: expected two", count(fields.len())),
+                });
+            }
+        }
+    }
+    Ok((rows, scanner.unescaped))
 }
 
 /// A number of fields, as read: `Scanner::record` stops counting at 3.
@@ -221,9 +233,9 @@ impl Scanner<'_> {
         ScoreError::File { role: self.role, line: Some(line), problem: problem.to_owned() }
     }
 
-    /// One record's fields; none for a blank line.
-    fn record(&mut self) -> Result<Vec<Span>, ScoreError> {
-        let mut fields = Vec::with_capacity(2);
+    /// One record's fields (at most 3 are kept: more is an error); none for a blank line.
+    fn record(&mut self) -> Result<Fields, ScoreError> {
+        let mut fields = Fields { spans: [Span { start: 0, end: 0 }; 3], count: 0 };
         let record_line = self.line;
         let rest = &self.bytes[self.position..];
         if rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n") {
@@ -232,13 +244,14 @@ impl Scanner<'_> {
             return Ok(fields);
         }
         loop {
-            if fields.len() == 3 {
-                // A record of many fields is an error; stop before a huge line fills memory.
+            if fields.count == 3 {
+                // Many fields are an error; the rest of the record is skipped, not kept.
                 self.skip_record(record_line)?;
                 return Ok(fields);
             }
             let (span, end) = self.field(record_line)?;
-            fields.push(span);
+            fields.spans[fields.count] = span;
+            fields.count += 1;
             match end {
                 FieldEnd::Comma => {}
                 FieldEnd::Newline | FieldEnd::Eof => return Ok(fields),
@@ -336,6 +349,17 @@ impl Scanner<'_> {
         let start = self.bytes.len() + self.unescaped.len();
         self.unescaped.push_str(&content);
         Ok((span(start, start + content.len()), end))
+    }
+}
+
+struct Fields {
+    spans: [Span; 3],
+    count: usize,
+}
+
+impl Fields {
+    fn as_slice(&self) -> &[Span] {
+        &self.spans[..self.count]
     }
 }
 

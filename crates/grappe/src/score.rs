@@ -62,5 +62,5 @@ fn score(flags: &ScoreFlags) -> Result<(Metric, f64, usize), String> {
 
 fn load(path: &Path, role: Role) -> Result<Table, String> {
     let bytes = std::fs::read(path).map_err(|error| format!("{role}: reading {}: {error}", path.display()))?;
-    Table::parse(&bytes, role).map_err(|error| format!("{error} ({})", path.display()))
+    Table::from_bytes(bytes, role).map_err(|error| format!("{error} ({})", path.display()))
 }

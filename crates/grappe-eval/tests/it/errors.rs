@@ -219,3 +219,49 @@ fn hostile_inputs_are_errors_not_panics() {
         let _ = score(metric, &ok, &ok);
     }
 }
+
+#[test]
+fn numeric_ids_match_as_text_does() {
+    // Zero-padded ids of one width: "q007" is not "q7".
+    let truth = "id,y\nq005,1\nq007,2\nq010,3\n";
+    check_value(Metric::Mae, truth, "id,y\nq010,3\nq005,1\nq007,2\n", 0.0);
+    check_error(
+        Metric::Mae,
+        truth,
+        "id,y\nq010,3\nq005,1\nq7,2\n",
+        "predictions, line 4, id \"q7\": no such id in the truth",
+    );
+    check_error(
+        Metric::Mae,
+        truth,
+        "id,y\nq010,3\nq005,1\nr007,2\n",
+        "predictions, line 4, id \"r007\": no such id in the truth",
+    );
+    // Numbers without leading zeros: "07" is not "7".
+    let truth = "id,y\n5,1\n7,2\n10,3\n";
+    check_value(Metric::Mae, truth, "id,y\n10,4\n5,1\n7,2\n", 1.0 / 3.0);
+    check_error(
+        Metric::Mae,
+        truth,
+        "id,y\n10,3\n5,1\n07,2\n",
+        "predictions, line 4, id \"07\": no such id in the truth",
+    );
+    check_error(
+        Metric::Mae,
+        truth,
+        "id,y\n10,3\n5,1\n7,2\n5,1\n",
+        "predictions, line 5, id \"5\": duplicate id, first on line 3",
+    );
+    check_error(Metric::Mae, "id,y\n5,1\n7,2\n5,3\n", truth, "truth, line 4, id \"5\": duplicate id, first on line 2");
+    check_error(
+        Metric::Mae,
+        truth,
+        "id,y\n10,3\n5,1\n99999999999999999999,2\n",
+        "predictions, line 4, id \"99999999999999999999\": no such id in the truth",
+    );
+    // Mixed widths with leading zeros: hashed as text, "07" and "7" both present and distinct.
+    let truth = "id,y\n07,1\n7,2\n010,3\n";
+    check_value(Metric::Mae, truth, "id,y\n7,2\n010,3\n07,1\n", 0.0);
+    // Sparse numbers: hashed.
+    check_value(Metric::Mae, "id,y\n1,1\n900000000000,2\n", "id,y\n900000000000,2\n1,1\n", 0.0);
+}
