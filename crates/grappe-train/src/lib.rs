@@ -40,7 +40,7 @@ pub mod train;
 
 pub use features::{FeatureConfig, SparseVector, featurize};
 pub use model::Model;
-pub use train::{Checkpoint, Example, Scores, TrainConfig, Trainer, scores};
+pub use train::{Checkpoint, Example, TrainConfig, Trainer};
 
 /// The most labels a model may have.
 pub const MAX_LABELS: usize = 1024;

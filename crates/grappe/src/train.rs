@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use grappe_dataset::CsvRows;
-use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer, scores};
+use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer};
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -128,7 +128,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
         let epoch = state.epoch;
         metric("loss", loss, epoch);
         if let Some(validation) = &validation {
-            let scored = validation.score(state.model());
+            let scored = validation.score(state.model())?;
             metric("validation_accuracy", scored.accuracy, epoch);
             metric("validation_f1_macro", scored.f1_macro, epoch);
         }
@@ -157,7 +157,7 @@ fn write_outputs(
         "train_losses": state.losses,
     });
     if let Some(validation) = validation {
-        let scored = validation.score(model);
+        let scored = validation.score(model)?;
         metrics["validation_accuracy"] = json!(scored.accuracy);
         metrics["validation_f1_macro"] = json!(scored.f1_macro);
         println!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
@@ -204,10 +204,22 @@ impl Labelled {
         Ok(Labelled { features, truth })
     }
 
-    fn score(&self, model: &Model) -> grappe_train::Scores {
-        let predicted: Vec<usize> = self.features.iter().map(|x| model.predict_features(x)).collect();
-        scores(&self.truth, &predicted)
+    /// Accuracy and macro F1 of the model on this file, as `grappe score` computes them.
+    fn score(&self, model: &Model) -> anyhow::Result<Scores> {
+        let label = |index: usize| u32::try_from(index).unwrap_or(u32::MAX);
+        let truth: Vec<u32> = self.truth.iter().map(|&t| label(t)).collect();
+        let predicted: Vec<u32> = self.features.iter().map(|x| label(model.predict_features(x))).collect();
+        Ok(Scores {
+            accuracy: grappe_eval::arrays::accuracy(&truth, &predicted)?,
+            f1_macro: grappe_eval::arrays::f1_macro(&truth, &predicted)?,
+        })
     }
+}
+
+/// What a validation file gives after an epoch.
+struct Scores {
+    accuracy: f64,
+    f1_macro: f64,
 }
 
 /// The named columns of every row of a CSV file with a header, in the order asked.
