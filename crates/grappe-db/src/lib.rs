@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod calls;
 mod challenges;
 mod compute;
 mod datasets;
@@ -23,6 +24,9 @@ use sqlx::{AnyPool, Executor};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
+pub use calls::{
+    ApplicationFields, ApplicationRow, ApplicationVersionRow, CallRow, NewCall, NotSaved, call_takes_applications,
+};
 pub use challenges::{
     ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,
     TeamRow,

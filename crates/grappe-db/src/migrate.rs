@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "datasets", include_str!("../migrations/0008_datasets.sql")),
     (9, "challenges", include_str!("../migrations/0009_challenges.sql")),
     (10, "models", include_str!("../migrations/0010_models.sql")),
+    (11, "calls", include_str!("../migrations/0011_calls.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

@@ -140,6 +140,17 @@ pub fn may_push_dataset(actor: &Actor, project_id: Option<i64>) -> bool {
     project_id.map_or(actor.is_admin(), |project_id| may_use_project(actor, project_id))
 }
 
+/// Creating a call for proposals: call managers over everything, and administrators.
+pub fn may_create_call(actor: &Actor) -> bool {
+    actor.has_global_role(Role::CallManager)
+}
+
+/// Managing one call (its applications, jurors, conflicts, decisions): its call managers and
+/// administrators.
+pub fn may_manage_call(actor: &Actor, call_id: i64) -> bool {
+    actor.has_role_over(Role::CallManager, &Scope::Object { kind: ScopeKind::Call, id: call_id })
+}
+
 /// Creating a challenge: challenge organisers over everything, and administrators.
 pub fn may_create_challenge(actor: &Actor) -> bool {
     actor.has_global_role(Role::ChallengeOrganiser)

@@ -2,6 +2,7 @@
 //! background loops, in one process. [`run`] is all the binary calls.
 
 pub mod account;
+pub mod calls;
 pub mod challenges;
 pub mod compute;
 pub mod data;
@@ -83,6 +84,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(page::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(ensure_envelope))
+        .layer(middleware::from_fn(close_after_unread_body))
         .layer(middleware::from_fn_with_state(state.clone(), answer_in_time))
         .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
@@ -196,6 +198,24 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         "OPTIONS" => "OPTIONS",
         _ => "OTHER",
     }
+}
+
+/// A refusal or an error may be answered before the request's body was read (a rule's refusal,
+/// a 404 before the upload): the connection then holds bytes the server will not read, and
+/// hyper closes it, racing a client that already sends its next request on it. Saying
+/// `Connection: close` on those answers tells the client not to reuse the connection.
+async fn close_after_unread_body(request: Request, next: Next) -> Response {
+    let has_body = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|length| length != "0")
+        || request.headers().contains_key(axum::http::header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    if has_body && response.status().as_u16() >= 300 {
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Gives every error that the framework answers itself (405, a form that does not parse) the

@@ -74,6 +74,33 @@ fn schemas() -> Value {
                 "public": { "type": "boolean", "description": "listed for everyone and in the DCAT-AP catalogue; private to the project by default" },
             },
         },
+        "NewCall": {
+            "type": "object", "required": ["name", "instrument", "title_fr", "title_en", "criteria", "envelope_cents", "opens_at"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
+                "instrument": { "type": "string", "description": "the programme instrument whose budget line the call spends" },
+                "title_fr": { "type": "string" }, "title_en": { "type": "string" },
+                "text_fr": { "type": "string", "description": "Markdown" }, "text_en": { "type": "string", "description": "Markdown" },
+                "criteria": { "type": "array", "items": { "type": "object", "required": ["key", "fr", "en", "weight"], "properties": {
+                    "key": { "type": "string" }, "fr": { "type": "string" }, "en": { "type": "string" }, "weight": { "type": "number" } } } },
+                "scale_max": { "type": "integer", "default": 5 },
+                "envelope_cents": { "type": "integer" },
+                "reviewers_per_application": { "type": "integer", "default": 3 },
+                "opens_at": { "type": "integer", "description": "Unix ms, UTC" },
+                "closes_at": { "type": ["integer", "null"], "description": "the deadline; none: a rolling call" },
+                "review_ends_at": { "type": ["integer", "null"] },
+            },
+        },
+        "Application": {
+            "type": "object", "required": ["organisation", "title", "summary", "requested_cents"],
+            "properties": {
+                "organisation": { "type": "string" }, "title": { "type": "string" }, "summary": { "type": "string" },
+                "partners": { "type": "array", "items": { "type": "string" } },
+                "keywords": { "type": "array", "items": { "type": "string" } },
+                "requested_cents": { "type": "integer" }, "requested_gpu_hours": { "type": "integer" },
+                "version": { "type": "integer", "description": "on a save: the version read (a save over a newer one is refused)" },
+            },
+        },
         "NewChallenge": {
             "type": "object", "required": ["name", "title", "dataset", "metric", "labels", "phases"],
             "properties": {

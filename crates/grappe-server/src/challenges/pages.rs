@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use grappe_chart as chart;
 use grappe_db::{ChallengeRow, now_ms};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use crate::challenges::{
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::{Locale, Tr};
-use crate::kit::page::{Chrome, form_target, iso_datetime, message_page, not_found_page, render};
+use crate::kit::page::{Chrome, after_form, form_target, iso_datetime, not_found_page, render};
 use crate::kit::state::AppState;
 
 struct ChallengeCard {
@@ -324,16 +324,6 @@ async fn form_challenge(
     }
 }
 
-/// After a form: back to the challenge's page at `anchor`, or its error as a page in the
-/// reader's language (or the error itself, if it is ours).
-fn after_form<T>(chrome: Chrome, id: i64, anchor: &str, done: Result<T, AppError>) -> Result<Response, AppError> {
-    match done {
-        Ok(_) => Ok(Redirect::to(&format!("/challenges/{id}#{anchor}")).into_response()),
-        Err(error) if error.status().is_client_error() => Ok(message_page(chrome, error.status(), error.to_string())),
-        Err(error) => Err(error),
-    }
-}
-
 pub async fn team_form(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -347,7 +337,7 @@ pub async fn team_form(
         Err(page) => return Ok(page),
     };
     let done = new_team(&state, &caller, &challenge, NewTeamBody { name: form.name, baseline: false }).await;
-    after_form(chrome, challenge.id, "team", done)
+    after_form(chrome, &format!("/challenges/{}#team", challenge.id), done)
 }
 
 #[derive(Deserialize)]
@@ -373,5 +363,5 @@ pub async fn submission_form(
         Err(page) => return Ok(page),
     };
     let done = submit_predictions(&state, &caller, &challenge, form.predictions.as_bytes(), &form.note).await;
-    after_form(chrome, challenge.id, "submissions", done)
+    after_form(chrome, &format!("/challenges/{}#submissions", challenge.id), done)
 }

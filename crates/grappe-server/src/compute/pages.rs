@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{NewJobBody, ProjectRef, Submitted, submit, terminal};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
-use crate::kit::page::{Chrome, form_target, iso_date, message_page, not_found_page, render};
+use crate::kit::page::{Chrome, after_form, form_target, iso_date, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -234,12 +234,12 @@ pub async fn submit_form(
         inputs: form.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
         dry_run: false,
     };
-    match submit(&state, &caller, body).await {
-        Ok(Submitted::Job(job)) => Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response()),
-        Ok(Submitted::Estimate(_)) => Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response()),
-        Err(error) if error.status().is_client_error() => Ok(message_page(chrome, error.status(), error.to_string())),
-        Err(error) => Err(error),
-    }
+    let done = submit(&state, &caller, body).await;
+    let to = match &done {
+        Ok(Submitted::Job(job)) => format!("/compute/jobs/{}", job.id),
+        _ => format!("/compute/projects/{id}"),
+    };
+    after_form(chrome, &to, done)
 }
 
 struct EventLine {

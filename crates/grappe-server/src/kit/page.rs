@@ -131,6 +131,16 @@ pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Res
     }
 }
 
+/// After a page's form: to `to`, or the refusal as a page in the reader's language (an error of
+/// ours stays an error).
+pub fn after_form<T>(chrome: Chrome, to: &str, done: Result<T, AppError>) -> Result<Response, AppError> {
+    match done {
+        Ok(_) => Ok(axum::response::Redirect::to(to).into_response()),
+        Err(error) if error.status().is_client_error() => Ok(message_page(chrome, error.status(), error.to_string())),
+        Err(error) => Err(error),
+    }
+}
+
 /// `YYYY-MM-DD` (UTC) of Unix milliseconds, by the civil-from-days algorithm.
 pub fn iso_date(unix_ms: i64) -> String {
     let days = unix_ms.div_euclid(86_400_000);

@@ -21,7 +21,7 @@ use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
 /// The module pages, each an empty state until its module lands.
-pub const MODULE_PAGES: [(&str, &str); 2] = [("/calls", "Calls and jury module"), ("/booster", "IA Booster module")];
+pub const MODULE_PAGES: [(&str, &str); 1] = [("/booster", "IA Booster module")];
 
 pub fn routes() -> Vec<Route> {
     use Access::{GlobalRole, Public};

@@ -76,6 +76,16 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/static/app.css"), Anyone),
         (("GET", "/static/job.js"), Anyone),
         (("GET", "/calls"), Anyone),
+        (("GET", "/calls/{id}"), Anyone),
+        (("POST", "/calls/{id}/applications"), SignedIn),
+        (("GET", "/api/v1/calls"), Anyone),
+        (("POST", "/api/v1/calls"), SignedIn),
+        (("GET", "/api/v1/calls/{id}"), Anyone),
+        (("POST", "/api/v1/calls/{id}/applications"), SignedIn),
+        (("GET", "/api/v1/calls/{id}/applications"), SignedIn),
+        (("GET", "/api/v1/applications/{id}"), SignedIn),
+        (("POST", "/api/v1/applications/{id}"), SignedIn),
+        (("GET", "/api/v1/applications/{id}/versions"), SignedIn),
         (("GET", "/compute"), Anyone),
         (("GET", "/compute/projects/{id}"), SignedIn),
         (("POST", "/compute/projects/{id}/jobs"), SignedIn),
@@ -155,7 +165,9 @@ fn every_route_times_every_role() {
                     Kind::Api => ("application/json", b"{}".to_vec()),
                     Kind::Page => ("application/x-www-form-urlencoded", Vec::new()),
                 });
-                let reply = client.request(route.method.as_str(), &concrete(route.path), token.as_deref(), body);
+                let reply = client
+                    .try_request(route.method.as_str(), &concrete(route.path), token.as_deref(), body)
+                    .unwrap_or_else(|e| panic!("{backend:?} {name} {} {}: {e:?}", route.method.as_str(), route.path));
                 let context = format!(
                     "{backend:?} {name} {} {} -> {} {}",
                     route.method.as_str(),

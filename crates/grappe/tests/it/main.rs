@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod bad_input;
 mod browser;
+mod calls;
 mod challenges;
 mod cli;
 mod cluster;

@@ -1,0 +1,369 @@
+//! Calls for proposals and their applications. An application is saved whole each time, as a
+//! new version kept beside the others; the deadline is checked in the transaction that saves
+//! it, against the time the database writes, so that no edit lands after it.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::{self, AuditEntry};
+use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    pub id: i64,
+    pub name: String,
+    pub instrument: String,
+    pub title_fr: String,
+    pub title_en: String,
+    pub text_fr: String,
+    pub text_en: String,
+    /// JSON: `[{"key", "fr", "en", "weight"}]`.
+    pub criteria: String,
+    pub scale_max: i64,
+    pub envelope_cents: i64,
+    pub reviewers_per_application: i64,
+    pub opens_at: i64,
+    /// `None`: a rolling call.
+    pub closes_at: Option<i64>,
+    pub review_ends_at: Option<i64>,
+    pub created_by: Option<i64>,
+    pub created_at: i64,
+}
+
+pub struct NewCall<'a> {
+    pub name: &'a str,
+    pub instrument: &'a str,
+    pub title_fr: &'a str,
+    pub title_en: &'a str,
+    pub text_fr: &'a str,
+    pub text_en: &'a str,
+    pub criteria: &'a str,
+    pub scale_max: i64,
+    pub envelope_cents: i64,
+    pub reviewers_per_application: i64,
+    pub opens_at: i64,
+    pub closes_at: Option<i64>,
+    pub review_ends_at: Option<i64>,
+    pub created_by: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationRow {
+    pub id: i64,
+    pub call_id: i64,
+    pub submitted_by: i64,
+    pub organisation: String,
+    pub title: String,
+    pub summary: String,
+    /// JSON arrays of strings.
+    pub partners: String,
+    pub keywords: String,
+    pub requested_cents: i64,
+    pub requested_gpu_hours: i64,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an applicant writes; saved whole as a new version.
+pub struct ApplicationFields<'a> {
+    pub organisation: &'a str,
+    pub title: &'a str,
+    pub summary: &'a str,
+    pub partners: &'a str,
+    pub keywords: &'a str,
+    pub requested_cents: i64,
+    pub requested_gpu_hours: i64,
+    /// The whole saved state, as JSON, kept as the version's record.
+    pub body: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationVersionRow {
+    pub version: i64,
+    pub body: String,
+    pub saved_by: i64,
+    pub saved_at: i64,
+}
+
+/// Why an application was not saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSaved {
+    /// The call does not take applications at this time: it opens later, or its deadline passed.
+    Closed,
+    /// Someone saved another version meanwhile (the version the writer read is not the last).
+    Stale { last: i64 },
+}
+
+const CALL_COLUMNS: &str = "id, name, instrument, title_fr, title_en, text_fr, text_en, criteria, scale_max, \
+    envelope_cents, reviewers_per_application, opens_at, closes_at, review_ends_at, created_by, created_at";
+const APPLICATION_COLUMNS: &str = "id, call_id, submitted_by, organisation, title, summary, partners, keywords, \
+    requested_cents, requested_gpu_hours, version, created_at, updated_at";
+
+fn call_from(row: &AnyRow) -> DbResult<CallRow> {
+    Ok(CallRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        instrument: row.try_get(2)?,
+        title_fr: row.try_get(3)?,
+        title_en: row.try_get(4)?,
+        text_fr: row.try_get(5)?,
+        text_en: row.try_get(6)?,
+        criteria: row.try_get(7)?,
+        scale_max: row.try_get(8)?,
+        envelope_cents: row.try_get(9)?,
+        reviewers_per_application: row.try_get(10)?,
+        opens_at: row.try_get(11)?,
+        closes_at: row.try_get(12)?,
+        review_ends_at: row.try_get(13)?,
+        created_by: row.try_get(14)?,
+        created_at: row.try_get(15)?,
+    })
+}
+
+fn application_from(row: &AnyRow) -> DbResult<ApplicationRow> {
+    Ok(ApplicationRow {
+        id: row.try_get(0)?,
+        call_id: row.try_get(1)?,
+        submitted_by: row.try_get(2)?,
+        organisation: row.try_get(3)?,
+        title: row.try_get(4)?,
+        summary: row.try_get(5)?,
+        partners: row.try_get(6)?,
+        keywords: row.try_get(7)?,
+        requested_cents: row.try_get(8)?,
+        requested_gpu_hours: row.try_get(9)?,
+        version: row.try_get(10)?,
+        created_at: row.try_get(11)?,
+        updated_at: row.try_get(12)?,
+    })
+}
+
+/// Whether a call takes applications at `now`: open, and before its deadline if it has one.
+pub fn call_takes_applications(call: &CallRow, now: i64) -> bool {
+    call.opens_at <= now && call.closes_at.is_none_or(|closes| now < closes)
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn save_version(
+    tx: &mut Tx,
+    application_id: i64,
+    version: i64,
+    fields: &ApplicationFields<'_>,
+    user_id: i64,
+    now: i64,
+) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO application_versions (application_id, version, body, saved_by, saved_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(application_id)
+    .bind(version)
+    .bind(fields.body)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    pub async fn create_call(&self, new: &NewCall<'_>, actor: &str) -> DbResult<CallRow> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO calls (name, instrument, title_fr, title_en, text_fr, text_en, criteria, scale_max, \
+             envelope_cents, reviewers_per_application, opens_at, closes_at, review_ends_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {CALL_COLUMNS}"
+        ))
+        .bind(new.name)
+        .bind(new.instrument)
+        .bind(new.title_fr)
+        .bind(new.title_en)
+        .bind(new.text_fr)
+        .bind(new.text_en)
+        .bind(new.criteria)
+        .bind(new.scale_max)
+        .bind(new.envelope_cents)
+        .bind(new.reviewers_per_application)
+        .bind(new.opens_at)
+        .bind(new.closes_at)
+        .bind(new.review_ends_at)
+        .bind(new.created_by)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_as("a call with this name"))?;
+        let call = call_from(&row)?;
+        let object = format!("call:{}", call.id);
+        let detail = format!("{} on {}, envelope {} cents", call.name, call.instrument, call.envelope_cents);
+        let entry = AuditEntry { actor, action: "call.create", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(call)
+    }
+
+    pub async fn call(&self, id: i64) -> DbResult<Option<CallRow>> {
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(call_from).transpose()
+    }
+
+    pub async fn call_by_name(&self, name: &str) -> DbResult<Option<CallRow>> {
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(call_from).transpose()
+    }
+
+    /// Calls, newest first, at most `limit`.
+    pub async fn calls(&self, limit: i64) -> DbResult<Vec<CallRow>> {
+        let rows = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(call_from).collect()
+    }
+
+    /// A new application, its first version saved, if the call takes applications now.
+    pub async fn create_application(
+        &self,
+        call: &CallRow,
+        user_id: i64,
+        fields: &ApplicationFields<'_>,
+    ) -> DbResult<Result<ApplicationRow, NotSaved>> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        if !call_takes_applications(call, now) {
+            return Ok(Err(NotSaved::Closed));
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO applications (call_id, submitted_by, organisation, title, summary, partners, keywords, \
+             requested_cents, requested_gpu_hours, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) RETURNING {APPLICATION_COLUMNS}"
+        ))
+        .bind(call.id)
+        .bind(user_id)
+        .bind(fields.organisation)
+        .bind(fields.title)
+        .bind(fields.summary)
+        .bind(fields.partners)
+        .bind(fields.keywords)
+        .bind(fields.requested_cents)
+        .bind(fields.requested_gpu_hours)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let application = application_from(&row)?;
+        save_version(&mut tx, application.id, 1, fields, user_id, now).await?;
+        let object = format!("call:{}", call.id);
+        let detail = format!("application {} by user {user_id}", application.id);
+        let entry = AuditEntry {
+            actor: &format!("user:{user_id}"),
+            action: "application.create",
+            object: &object,
+            detail: &detail,
+        };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(Ok(application))
+    }
+
+    /// Saves a new version of an application, if the call still takes applications and
+    /// `read_version` is its last version (no edit of someone else is overwritten unseen).
+    pub async fn update_application(
+        &self,
+        call: &CallRow,
+        application_id: i64,
+        read_version: i64,
+        user_id: i64,
+        fields: &ApplicationFields<'_>,
+    ) -> DbResult<Result<ApplicationRow, NotSaved>> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        if !call_takes_applications(call, now) {
+            return Ok(Err(NotSaved::Closed));
+        }
+        let updated = sqlx::query(&format!(
+            "UPDATE applications SET organisation = $1, title = $2, summary = $3, partners = $4, keywords = $5, \
+             requested_cents = $6, requested_gpu_hours = $7, version = version + 1, updated_at = $8 \
+             WHERE id = $9 AND version = $10 RETURNING {APPLICATION_COLUMNS}"
+        ))
+        .bind(fields.organisation)
+        .bind(fields.title)
+        .bind(fields.summary)
+        .bind(fields.partners)
+        .bind(fields.keywords)
+        .bind(fields.requested_cents)
+        .bind(fields.requested_gpu_hours)
+        .bind(now)
+        .bind(application_id)
+        .bind(read_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = updated else {
+            let last: i64 = sqlx::query("SELECT version FROM applications WHERE id = $1")
+                .bind(application_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| DbError::NotFound(format!("application {application_id}")))?
+                .try_get(0)?;
+            return Ok(Err(NotSaved::Stale { last }));
+        };
+        let application = application_from(&row)?;
+        save_version(&mut tx, application.id, application.version, fields, user_id, now).await?;
+        tx.commit().await?;
+        Ok(Ok(application))
+    }
+
+    pub async fn application(&self, id: i64) -> DbResult<Option<ApplicationRow>> {
+        let row = sqlx::query(&format!("SELECT {APPLICATION_COLUMNS} FROM applications WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(application_from).transpose()
+    }
+
+    /// A call's applications, by id; only those of `user` when given.
+    pub async fn applications(&self, call_id: i64, user: Option<i64>) -> DbResult<Vec<ApplicationRow>> {
+        let rows = match user {
+            Some(user) => sqlx::query(&format!(
+                "SELECT {APPLICATION_COLUMNS} FROM applications WHERE call_id = $1 AND submitted_by = $2 ORDER BY id"
+            ))
+            .bind(call_id)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query(&format!("SELECT {APPLICATION_COLUMNS} FROM applications WHERE call_id = $1 ORDER BY id"))
+                    .bind(call_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(application_from).collect()
+    }
+
+    /// Every saved state of an application, oldest first.
+    pub async fn application_versions(&self, application_id: i64) -> DbResult<Vec<ApplicationVersionRow>> {
+        let rows = sqlx::query(
+            "SELECT version, body, saved_by, saved_at FROM application_versions WHERE application_id = $1 \
+             ORDER BY version",
+        )
+        .bind(application_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApplicationVersionRow {
+                    version: row.try_get(0)?,
+                    body: row.try_get(1)?,
+                    saved_by: row.try_get(2)?,
+                    saved_at: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
