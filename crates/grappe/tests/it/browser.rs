@@ -519,3 +519,39 @@ fn take_part_in_the_demo_challenge_from_a_phone_with_the_keyboard() {
     browser.scroll_to("public-board-title");
     browser.screenshot("challenge-board-en.png");
 }
+
+#[test]
+fn apply_to_the_demo_call_from_a_phone_with_the_keyboard() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("applicant");
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 844 })));
+    browser.go(&format!("{}/login?next=/calls", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_text("h1", "Appels et jury international");
+    browser.click("#calls a");
+    browser.wait_text("h1", "Pôles de recherche et de formation en IA (IA-Clusters)");
+    assert!(browser.text("#criteria").contains("Attractivité internationale"), "{}", browser.text("#criteria"));
+    assert!(browser.text("#call-facts").contains("360 M€"), "{}", browser.text("#call-facts"));
+    assert_eq!(browser.count("#application-list tbody tr"), 3, "the demo applicant's three");
+    // A fourth, by the keyboard: each field typed, Enter in the last one.
+    browser.type_into("#organisation", "Université de Lille");
+    browser.type_into("#app-title", "Pôle IA Hauts-de-France");
+    browser.type_into("#summary", "Formation et recherche en IA pour l'industrie du Nord.");
+    browser.type_into("#partners", "Inria, Centrale Lille");
+    browser.type_into("#keywords", "industrie, robotique");
+    browser.type_into("#requested", "25000000");
+    browser.type_into("#gpu-hours", "500000\u{E007}");
+    browser.wait_count("#application-list tbody tr", 4);
+    assert!(browser.text("#application-list").contains("Pôle IA Hauts-de-France"));
+    assert_eq!(browser.overflowing(), "", "elements wider than a 390 px screen");
+    browser.screenshot("call-fr-390.png");
+    browser.scroll_to("applications");
+    browser.screenshot("call-applications-fr-390.png");
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 1280, "height": 1000 })));
+    browser.click("#lang-switch");
+    browser.wait_text("#criteria-title", "Criteria");
+    browser.screenshot("call-en.png");
+}
