@@ -50,3 +50,55 @@ CREATE TABLE application_versions (
     saved_at BIGINT NOT NULL,
     PRIMARY KEY (application_id, version)
 );
+
+-- The jury of a call: who, from which country and organisation, with which expertise.
+CREATE TABLE call_jurors (
+    call_id BIGINT NOT NULL REFERENCES calls (id),
+    user_id BIGINT NOT NULL,
+    country TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    -- JSON array of strings.
+    keywords TEXT NOT NULL,
+    invited_by BIGINT,
+    invited_at BIGINT NOT NULL,
+    PRIMARY KEY (call_id, user_id)
+);
+
+-- Conflicts of interest between a juror and an application: declared by the juror, detected by
+-- the server (same organisation, same e-mail domain, the juror's organisation a partner), or
+-- added by a manager; a manager may lift one, saying why. Never deleted: lifted ones stay.
+CREATE TABLE call_conflicts (
+    call_id BIGINT NOT NULL REFERENCES calls (id),
+    application_id BIGINT NOT NULL REFERENCES applications (id),
+    user_id BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    active BIGINT NOT NULL,
+    changed_by TEXT NOT NULL,
+    changed_at BIGINT NOT NULL,
+    why TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (application_id, user_id)
+);
+
+CREATE TABLE call_assignments (
+    call_id BIGINT NOT NULL REFERENCES calls (id),
+    application_id BIGINT NOT NULL REFERENCES applications (id),
+    user_id BIGINT NOT NULL,
+    affinity DOUBLE PRECISION NOT NULL,
+    assigned_at BIGINT NOT NULL,
+    PRIMARY KEY (application_id, user_id)
+);
+
+-- A juror's review of an application: a score and a justification per criterion (JSON objects
+-- keyed by the criterion's key), a confidence from 1 to 5. One per juror and application.
+CREATE TABLE call_reviews (
+    call_id BIGINT NOT NULL REFERENCES calls (id),
+    application_id BIGINT NOT NULL REFERENCES applications (id),
+    user_id BIGINT NOT NULL,
+    scores TEXT NOT NULL,
+    justifications TEXT NOT NULL,
+    confidence BIGINT NOT NULL,
+    submitted_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (application_id, user_id)
+);

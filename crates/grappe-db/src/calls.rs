@@ -367,3 +367,359 @@ impl Db {
             .collect()
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JurorRow {
+    pub user_id: i64,
+    pub name: String,
+    pub email: String,
+    pub country: String,
+    pub organisation: String,
+    /// JSON array of strings.
+    pub keywords: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRow {
+    pub application_id: i64,
+    pub user_id: i64,
+    /// `declared`, `detected` or `manager`.
+    pub source: String,
+    pub reason: String,
+    pub active: bool,
+    pub changed_by: String,
+    pub changed_at: i64,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentRow {
+    pub application_id: i64,
+    pub user_id: i64,
+    pub affinity: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    pub application_id: i64,
+    pub user_id: i64,
+    /// JSON objects keyed by criterion.
+    pub scores: String,
+    pub justifications: String,
+    pub confidence: i64,
+    pub submitted_at: i64,
+    pub updated_at: i64,
+}
+
+/// A juror as a call manager invites them.
+pub struct NewJuror<'a> {
+    pub country: &'a str,
+    pub organisation: &'a str,
+    pub keywords: &'a str,
+    pub invited_by: Option<i64>,
+}
+
+/// A review as its juror writes it.
+pub struct ReviewFields<'a> {
+    pub scores: &'a str,
+    pub justifications: &'a str,
+    pub confidence: i64,
+}
+
+fn conflict_from(row: &AnyRow) -> DbResult<ConflictRow> {
+    Ok(ConflictRow {
+        application_id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        source: row.try_get(2)?,
+        reason: row.try_get(3)?,
+        active: row.try_get::<i64, _>(4)? != 0,
+        changed_by: row.try_get(5)?,
+        changed_at: row.try_get(6)?,
+        why: row.try_get(7)?,
+    })
+}
+
+fn review_from(row: &AnyRow) -> DbResult<ReviewRow> {
+    Ok(ReviewRow {
+        application_id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        scores: row.try_get(2)?,
+        justifications: row.try_get(3)?,
+        confidence: row.try_get(4)?,
+        submitted_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
+}
+
+const CONFLICT_COLUMNS: &str = "application_id, user_id, source, reason, active, changed_by, changed_at, why";
+const REVIEW_COLUMNS: &str = "application_id, user_id, scores, justifications, confidence, submitted_at, updated_at";
+
+impl Db {
+    /// Invites a user into a call's jury, or updates what is known of them (idempotent).
+    pub async fn invite_juror(&self, call_id: i64, user_id: i64, juror: &NewJuror<'_>, actor: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query(
+            "UPDATE call_jurors SET country = $1, organisation = $2, keywords = $3 WHERE call_id = $4 AND user_id = $5",
+        )
+        .bind(juror.country)
+        .bind(juror.organisation)
+        .bind(juror.keywords)
+        .bind(call_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO call_jurors (call_id, user_id, country, organisation, keywords, invited_by, invited_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(call_id)
+            .bind(user_id)
+            .bind(juror.country)
+            .bind(juror.organisation)
+            .bind(juror.keywords)
+            .bind(juror.invited_by)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            let object = format!("call:{call_id}");
+            let detail = format!("juror user:{user_id} ({}, {})", juror.organisation, juror.country);
+            let entry = AuditEntry { actor, action: "juror.invite", object: &object, detail: &detail };
+            audit::append(&mut tx, self.audit_key(), &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn jurors(&self, call_id: i64) -> DbResult<Vec<JurorRow>> {
+        let rows = sqlx::query(
+            "SELECT j.user_id, u.name, u.email, j.country, j.organisation, j.keywords FROM call_jurors j \
+             JOIN users u ON u.id = j.user_id WHERE j.call_id = $1 ORDER BY j.user_id",
+        )
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JurorRow {
+                    user_id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    email: row.try_get(2)?,
+                    country: row.try_get(3)?,
+                    organisation: row.try_get(4)?,
+                    keywords: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a conflict, or makes it active again with its new source and reason; a conflict
+    /// the server detects is only added if none was ever recorded for the pair (a lifted one
+    /// stays lifted). True if something changed.
+    pub async fn record_conflict(
+        &self,
+        call_id: i64,
+        conflict: &ConflictRow,
+        actor: &str,
+    ) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let existing = sqlx::query("SELECT active FROM call_conflicts WHERE application_id = $1 AND user_id = $2")
+            .bind(conflict.application_id)
+            .bind(conflict.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let changed = match existing {
+            Some(_) if conflict.source == "detected" => false,
+            Some(row) => {
+                let was_active = row.try_get::<i64, _>(0)? != 0;
+                sqlx::query(
+                    "UPDATE call_conflicts SET source = $1, reason = $2, active = $3, changed_by = $4, changed_at = $5, \
+                     why = $6 WHERE application_id = $7 AND user_id = $8",
+                )
+                .bind(&conflict.source)
+                .bind(&conflict.reason)
+                .bind(i64::from(conflict.active))
+                .bind(&conflict.changed_by)
+                .bind(conflict.changed_at)
+                .bind(&conflict.why)
+                .bind(conflict.application_id)
+                .bind(conflict.user_id)
+                .execute(&mut *tx)
+                .await?;
+                was_active != conflict.active || conflict.active
+            }
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO call_conflicts (call_id, {CONFLICT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(call_id)
+                .bind(conflict.application_id)
+                .bind(conflict.user_id)
+                .bind(&conflict.source)
+                .bind(&conflict.reason)
+                .bind(i64::from(conflict.active))
+                .bind(&conflict.changed_by)
+                .bind(conflict.changed_at)
+                .bind(&conflict.why)
+                .execute(&mut *tx)
+                .await?;
+                true
+            }
+        };
+        if changed {
+            let object = format!("call:{call_id}");
+            let detail = format!(
+                "application {} juror user:{} {} ({}): {}{}",
+                conflict.application_id,
+                conflict.user_id,
+                if conflict.active { "conflicted" } else { "lifted" },
+                conflict.source,
+                conflict.reason,
+                if conflict.why.is_empty() { String::new() } else { format!("; why: {}", conflict.why) }
+            );
+            let entry = AuditEntry { actor, action: "conflict.change", object: &object, detail: &detail };
+            audit::append(&mut tx, self.audit_key(), &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Every conflict of a call, lifted ones included.
+    pub async fn conflicts(&self, call_id: i64) -> DbResult<Vec<ConflictRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONFLICT_COLUMNS} FROM call_conflicts WHERE call_id = $1 ORDER BY application_id, user_id"
+        ))
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(conflict_from).collect()
+    }
+
+    /// Replaces a call's assignment, if no review was written yet.
+    pub async fn replace_assignments(
+        &self,
+        call_id: i64,
+        pairs: &[AssignmentRow],
+        actor: &str,
+    ) -> DbResult<Result<(), i64>> {
+        let mut tx = self.write_tx().await?;
+        let reviews: i64 = sqlx::query("SELECT COUNT(*) FROM call_reviews WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if reviews > 0 {
+            return Ok(Err(reviews));
+        }
+        sqlx::query("DELETE FROM call_assignments WHERE call_id = $1").bind(call_id).execute(&mut *tx).await?;
+        let now = now_ms();
+        for pair in pairs {
+            sqlx::query(
+                "INSERT INTO call_assignments (call_id, application_id, user_id, affinity, assigned_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(call_id)
+            .bind(pair.application_id)
+            .bind(pair.user_id)
+            .bind(pair.affinity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let total: f64 = pairs.iter().map(|pair| pair.affinity).sum();
+        let object = format!("call:{call_id}");
+        let detail = format!("{} pairs, total affinity {total}", pairs.len());
+        let entry = AuditEntry { actor, action: "assignment.replace", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    pub async fn assignments(&self, call_id: i64) -> DbResult<Vec<AssignmentRow>> {
+        let rows = sqlx::query(
+            "SELECT application_id, user_id, affinity FROM call_assignments WHERE call_id = $1 \
+             ORDER BY application_id, user_id",
+        )
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(AssignmentRow { application_id: row.try_get(0)?, user_id: row.try_get(1)?, affinity: row.try_get(2)? }))
+            .collect()
+    }
+
+    /// Whether the juror is assigned the application and not (actively) conflicted with it: the
+    /// one test of a juror's access to an application.
+    pub async fn may_review(&self, application_id: i64, user_id: i64) -> DbResult<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM call_assignments a WHERE a.application_id = $1 AND a.user_id = $2 AND NOT EXISTS \
+             (SELECT 1 FROM call_conflicts c WHERE c.application_id = $1 AND c.user_id = $2 AND c.active = 1)",
+        )
+        .bind(application_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Saves a juror's review (one per juror and application: a second save edits it), in the
+    /// audit chain with it.
+    pub async fn save_review(
+        &self,
+        call_id: i64,
+        application_id: i64,
+        user_id: i64,
+        review: &ReviewFields<'_>,
+    ) -> DbResult<ReviewRow> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let updated = sqlx::query(&format!(
+            "UPDATE call_reviews SET scores = $1, justifications = $2, confidence = $3, updated_at = $4 \
+             WHERE application_id = $5 AND user_id = $6 RETURNING {REVIEW_COLUMNS}"
+        ))
+        .bind(review.scores)
+        .bind(review.justifications)
+        .bind(review.confidence)
+        .bind(now)
+        .bind(application_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (row, action) = match updated {
+            Some(row) => (row, "review.edit"),
+            None => {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO call_reviews (call_id, {REVIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                     RETURNING {REVIEW_COLUMNS}"
+                ))
+                .bind(call_id)
+                .bind(application_id)
+                .bind(user_id)
+                .bind(review.scores)
+                .bind(review.justifications)
+                .bind(review.confidence)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict_as("a review of this application by this juror"))?;
+                (row, "review.submit")
+            }
+        };
+        let saved = review_from(&row)?;
+        let object = format!("call:{call_id}");
+        let detail = format!("application {application_id} juror user:{user_id}: {}", review.scores);
+        let entry = AuditEntry { actor: &format!("user:{user_id}"), action, object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    pub async fn reviews(&self, application_id: i64) -> DbResult<Vec<ReviewRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM call_reviews WHERE application_id = $1 ORDER BY user_id"))
+                .bind(application_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(review_from).collect()
+    }
+}
