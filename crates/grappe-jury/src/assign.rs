@@ -160,7 +160,8 @@ pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
         .flat_map(|(a, reviewers)| reviewers.iter().map(move |&(r, _)| (a, r as usize)))
         .collect();
     pairs.sort_unstable();
-    let total_affinity = pairs.iter().map(|&(a, r)| problem.affinity(a, r as u32)).sum();
+    // From +0.0: an empty `sum` of floats is -0.0.
+    let total_affinity = pairs.iter().fold(0.0, |total, &(a, r)| total + problem.affinity(a, r as u32));
     Ok(Assignment { pairs, total_affinity })
 }
 
