@@ -5,6 +5,7 @@ mod challenge;
 mod client;
 mod dataset;
 mod job;
+mod jury;
 mod model;
 mod remote;
 mod score;
@@ -57,6 +58,12 @@ enum Command {
     /// Score a predictions file against a truth file (CSV: `id` and one value column) with a
     /// scikit-learn or sacrebleu metric; exit code 2 on a bad file or row.
     Score(score::ScoreFlags),
+    /// The jury's tools: `assign` reviewers to applications (JSON in, JSON out; exit code 1 when
+    /// no assignment exists, 2 on bad input).
+    Jury {
+        #[command(subcommand)]
+        command: jury::JuryCommand,
+    },
     /// Submit, follow and cancel jobs on the server you are logged in to.
     Job {
         #[command(subcommand)]
@@ -186,6 +193,10 @@ fn main() -> ExitCode {
     if let Command::Score(flags) = cli.command {
         return score::run(flags);
     }
+    let cli = match cli.command {
+        Command::Jury { command } => return jury::run(command),
+        command => Cli { command },
+    };
     settings::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -216,6 +227,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Simulate(flags) => simulate::run(flags),
         // `main` runs it before starting the runtime, for its own exit codes.
         Command::Score(_) => bail!("`grappe score` runs outside the runtime"),
+        Command::Jury { .. } => bail!("`grappe jury` runs outside the runtime"),
         Command::Job { command } => job::run(command),
         Command::Challenge { command } => challenge::run(command),
         Command::Model { command } => model::run(command),

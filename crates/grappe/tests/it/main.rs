@@ -19,6 +19,7 @@ mod crash;
 mod dataset;
 mod hardening;
 mod harness;
+mod jury;
 mod metrics;
 mod models;
 mod sandbox;

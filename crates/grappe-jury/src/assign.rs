@@ -1,0 +1,364 @@
+//! The assignment as a min-cost flow, solved exactly by successive shortest paths.
+//!
+//! **The network.** A node per application, per reviewer, and a sink. Each application has a
+//! supply of k units; an application sends a unit to a reviewer over the pair's edge (capacity
+//! 1, cost `-affinity`, scaled to integers by [`Problem`]); a reviewer passes at most L units to
+//! the sink. A flow that ships every supply is an assignment (integral: the capacities are), and
+//! its cost is minus its total affinity, so a minimum-cost flow is a maximal assignment.
+//!
+//! **Unlisted pairs without 10^8 edges.** Every pair that is neither listed in `affinity` nor
+//! conflicted has an edge of cost 0. We never store these edges: Dijkstra enumerates them
+//! lazily. With potentials `p`, the reduced cost of such an edge `a -> r` is `p(a) - p(r)`; for
+//! every application the reviewers in decreasing `p(r)` are its unlisted edges in increasing
+//! reduced cost. We keep the reviewers in one ordered set by `(-p(r), r)`; when an application
+//! is settled at distance `d(a)` it pushes only one heap entry, its cheapest unlisted edge to a
+//! reviewer not yet settled (skipping its own listed, conflicted and already assigned
+//! reviewers); when that entry is popped it relaxes that reviewer and pushes the next one. As the
+//! entries of one application come out in nondecreasing key, the heap pops exactly what Dijkstra
+//! on the full graph would, and each application costs as many heap entries as unlisted edges
+//! Dijkstra actually looks at, not `reviewers`. Unlisted edges that carry flow are stored, as
+//! any assigned pair is, and their backward edges are ordinary edges.
+//!
+//! **Why the result is optimal.** We add the units one at a time (round robin over the
+//! applications: the first reviewer of every application, then the second, ...), each along a
+//! shortest path in the residual network from its application to the sink (Dijkstra on reduced
+//! costs `c(u, v) + p(u) - p(v) >= 0`). This is the successive-shortest-path method: a flow
+//! augmented along a shortest path stays of minimum cost among the flows with the same supplies
+//! (no negative cycle appears; Ahuja, Magnanti and Orlin, *Network Flows*, ch. 9), so after the
+//! last unit the flow is a minimum-cost flow, that is, a maximal assignment. The first
+//! potentials are feasible: `p(a) = 0`, `p(r) = min(0, min over listed a of c(a, r))`, `p(sink)
+//! = min p(r)`. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
+//! for every settled node and nothing else. This keeps every residual reduced cost nonnegative:
+//! for an edge `u -> v` with both settled, `d(v) <= d(u) + c'`; with `u` settled and `v` not,
+//! `d(u) + c' >= D` (else `v` would have been settled before the sink); with `v` settled and `u`
+//! not, `d(v) <= D`; and the path's edges get reduced cost 0, so their reversed edges too.
+//! Potentials stay within a path's cost (`|p| <= nodes * max |cost|`), distances within three
+//! times that, which the scale of [`Problem`] keeps inside `i64`.
+//!
+//! **Infeasibility.** Before the flow, two counts: an application with fewer than k
+//! non-conflicted reviewers, or `k * applications > min(L, applications) * reviewers`. Past
+//! them, when Dijkstra from application `a0` empties its heap without reaching the sink, the
+//! applications it reached, `X`, violate Hall's condition for this b-matching: every reviewer it
+//! reached is full, with all its applications in `X` (its backward edges were followed), and
+//! every non-conflicted pair between `X` and a reviewer it did not reach already carries flow;
+//! so `sum over r of min(L, |X minus r's conflicts|)`, the most reviews `X` could ever get, is at
+//! most the flow now into `X`, which is below `k * |X|` since `a0` lacks a reviewer.
+//!
+//! **Determinism.** Applications are served in their order, the heap breaks ties by node index,
+//! the ordered set by reviewer index: the same problem gives the same assignment.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::fmt;
+use std::ops::Bound;
+
+use crate::problem::Problem;
+
+/// A maximal assignment: the pairs (application, reviewer) by positions, sorted, and their
+/// total affinity (the listed affinities of the pairs, added in that order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub pairs: Vec<(usize, usize)>,
+    pub total_affinity: f64,
+}
+
+/// Why no assignment exists, naming applications by their ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Infeasible {
+    /// An application with fewer non-conflicted reviewers than k.
+    TooFewReviewers { application: String, allowed: usize, needed: usize },
+    /// More reviews needed, `k * applications`, than reviewers can give, `min(L, applications)
+    /// * reviewers`.
+    Capacity { applications: usize, reviewers: usize, needed: u64, available: u64 },
+    /// A set of applications (Hall's condition) that needs more reviews than the reviewers who
+    /// may review them can give: each at most L, and one per application.
+    Hall { applications: Vec<String>, needed: u64, available: u64 },
+}
+
+impl fmt::Display for Infeasible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no assignment exists: ")?;
+        match self {
+            Self::TooFewReviewers { application, allowed, needed } => write!(
+                f,
+                "application {application} has only {allowed} non-conflicted reviewer{}, needs {needed}",
+                plural(*allowed as u64)
+            ),
+            Self::Capacity { applications, reviewers, needed, available } => write!(
+                f,
+                "{} applications x k = {} reviews needed > {} reviewers x L = {} reviews available",
+                thousands(*applications as u64),
+                thousands(*needed),
+                thousands(*reviewers as u64),
+                thousands(*available)
+            ),
+            Self::Hall { applications, needed, available } => {
+                const SHOWN: usize = 10;
+                write!(f, "these {} applications need {} reviews (", applications.len(), thousands(*needed))?;
+                for (i, application) in applications.iter().take(SHOWN).enumerate() {
+                    write!(f, "{}{application}", if i == 0 { "" } else { ", " })?;
+                }
+                if applications.len() > SHOWN {
+                    write!(f, " and {} more", applications.len() - SHOWN)?;
+                }
+                write!(
+                    f,
+                    "), but the reviewers without a conflict with them can give at most {} (each at most L, one per application)",
+                    thousands(*available)
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Infeasible {}
+
+fn plural(count: u64) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// `3000` as `3,000`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Every application gets exactly k distinct reviewers, no reviewer more than L applications,
+/// no conflicted pair, total affinity maximal; or why that cannot be.
+pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
+    let (n, m, k) = (problem.applications(), problem.reviewers(), problem.k);
+    for a in 0..n {
+        let allowed = m - problem.conflicts(a).len();
+        if allowed < k {
+            let application = problem.applications[a].clone();
+            return Err(Infeasible::TooFewReviewers { application, allowed, needed: k });
+        }
+    }
+    let load = problem.max_load.min(n);
+    let needed = k as u64 * n as u64;
+    let available = load as u64 * m as u64;
+    if needed > available {
+        return Err(Infeasible::Capacity { applications: n, reviewers: m, needed, available });
+    }
+    let mut flow = Flow::new(problem, load);
+    for _ in 0..k {
+        for a in 0..n {
+            flow.augment_from(a as u32).map_err(|reached| hall(problem, load, &reached))?;
+        }
+    }
+    let mut pairs: Vec<(usize, usize)> = flow
+        .app_pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(a, reviewers)| reviewers.iter().map(move |&(r, _)| (a, r as usize)))
+        .collect();
+    pairs.sort_unstable();
+    // From +0.0: an empty `sum` of floats is -0.0.
+    let total_affinity = pairs.iter().fold(0.0, |total, &(a, r)| total + problem.affinity(a, r as u32));
+    Ok(Assignment { pairs, total_affinity })
+}
+
+/// The Hall violation of the applications Dijkstra reached (see the module comment).
+fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
+    let mut conflicts_in_set = vec![0_usize; problem.reviewers()];
+    for &a in reached {
+        for &r in problem.conflicts(a as usize) {
+            conflicts_in_set[r as usize] += 1;
+        }
+    }
+    let size = reached.len();
+    let available = conflicts_in_set.iter().map(|&conflicts| (size - conflicts).min(load) as u64).sum();
+    let mut sorted = reached.to_vec();
+    sorted.sort_unstable();
+    let applications = sorted.iter().map(|&a| problem.applications[a as usize].clone()).collect();
+    Infeasible::Hall { applications, needed: (problem.k * size) as u64, available }
+}
+
+const UNREACHED: i64 = i64::MAX;
+/// The `cursor` of a heap entry that settles its node (not an unlisted edge).
+const SETTLE: u32 = u32::MAX;
+
+struct Flow<'p> {
+    problem: &'p Problem,
+    n: usize,
+    load: usize,
+    /// Applications, then reviewers, then the sink.
+    potential: Vec<i64>,
+    /// Assigned pairs by application: (reviewer, cost), at most k each.
+    app_pairs: Vec<Vec<(u32, i64)>>,
+    /// Assigned pairs by reviewer: (application, cost), at most L each.
+    reviewer_pairs: Vec<Vec<(u32, i64)>>,
+    /// Reviewers by `(-p(r), r)`: unlisted edges in increasing reduced cost.
+    by_potential: BTreeSet<(i64, u32)>,
+    // Dijkstra's scratch, reset through `touched` only.
+    distance: Vec<i64>,
+    settled: Vec<bool>,
+    /// The node a node was reached from, and for a reviewer the cost of that forward edge.
+    parent: Vec<(u32, i64)>,
+    touched: Vec<u32>,
+    /// (key, node, cursor): `cursor == SETTLE` settles `node`; otherwise `node` is an
+    /// application and `cursor` the reviewer of its next unlisted edge.
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+}
+
+impl<'p> Flow<'p> {
+    fn new(problem: &'p Problem, load: usize) -> Flow<'p> {
+        let (n, m) = (problem.applications(), problem.reviewers());
+        let mut potential = vec![0_i64; n + m + 1];
+        for a in 0..n {
+            for listed in problem.listed(a) {
+                let p = &mut potential[n + listed.reviewer as usize];
+                *p = (*p).min(listed.cost);
+            }
+        }
+        potential[n + m] = potential[n..n + m].iter().copied().min().unwrap_or(0);
+        let by_potential = (0..m as u32).map(|r| (-potential[n + r as usize], r)).collect();
+        Flow {
+            problem,
+            n,
+            load,
+            potential,
+            app_pairs: vec![Vec::with_capacity(problem.k); n],
+            reviewer_pairs: vec![Vec::new(); m],
+            by_potential,
+            distance: vec![UNREACHED; n + m + 1],
+            settled: vec![false; n + m + 1],
+            parent: vec![(0, 0); n + m + 1],
+            touched: Vec::new(),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn sink(&self) -> u32 {
+        self.potential.len() as u32 - 1
+    }
+
+    /// Ships one more unit from application `a0` along a shortest path; without a path, the
+    /// applications reached (a Hall violation).
+    fn augment_from(&mut self, a0: u32) -> Result<(), Vec<u32>> {
+        for &v in &self.touched {
+            self.distance[v as usize] = UNREACHED;
+            self.settled[v as usize] = false;
+        }
+        self.touched.clear();
+        self.heap.clear();
+        let sink = self.sink();
+        self.relax(a0, 0, (a0, 0));
+        let mut settled_order = Vec::new();
+        while let Some(Reverse((key, node, cursor))) = self.heap.pop() {
+            if cursor != SETTLE {
+                let reviewer = self.n as u32 + cursor;
+                if !self.settled[reviewer as usize] {
+                    self.relax(reviewer, key, (node, 0));
+                }
+                self.push_unlisted(node, Bound::Excluded(cursor));
+                continue;
+            }
+            if self.settled[node as usize] || key > self.distance[node as usize] {
+                continue;
+            }
+            self.settled[node as usize] = true;
+            settled_order.push(node);
+            if node == sink {
+                break;
+            }
+            let p_node = self.potential[node as usize];
+            if (node as usize) < self.n {
+                let a = node as usize;
+                for listed in self.problem.listed(a) {
+                    let r = listed.reviewer;
+                    if self.app_pairs[a].iter().any(|&(assigned, _)| assigned == r) {
+                        continue;
+                    }
+                    let v = self.n as u32 + r;
+                    let reduced = listed.cost + p_node - self.potential[v as usize];
+                    self.relax(v, key + reduced, (node, listed.cost));
+                }
+                self.push_unlisted(node, Bound::Unbounded);
+            } else {
+                let r = node as usize - self.n;
+                if self.reviewer_pairs[r].len() < self.load {
+                    let reduced = p_node - self.potential[sink as usize];
+                    self.relax(sink, key + reduced, (node, 0));
+                }
+                for i in 0..self.reviewer_pairs[r].len() {
+                    let (a, cost) = self.reviewer_pairs[r][i];
+                    let reduced = -cost + p_node - self.potential[a as usize];
+                    self.relax(a, key + reduced, (node, 0));
+                }
+            }
+        }
+        if !self.settled[sink as usize] {
+            return Err(settled_order.into_iter().filter(|&v| (v as usize) < self.n).collect());
+        }
+        let at_sink = self.distance[sink as usize];
+        for &v in &settled_order {
+            let shift = self.distance[v as usize] - at_sink;
+            if shift == 0 {
+                continue;
+            }
+            let old = self.potential[v as usize];
+            self.potential[v as usize] = old + shift;
+            if v as usize >= self.n && v != sink {
+                let r = v - self.n as u32;
+                self.by_potential.remove(&(-old, r));
+                self.by_potential.insert((-(old + shift), r));
+            }
+        }
+        // Walk back: sink <- reviewer <- application (new pair) <- reviewer (pair undone) ...
+        let mut reviewer = self.parent[sink as usize].0;
+        loop {
+            let (app, cost) = self.parent[reviewer as usize];
+            let r = reviewer - self.n as u32;
+            self.app_pairs[app as usize].push((r, cost));
+            self.reviewer_pairs[r as usize].push((app, cost));
+            if app == a0 {
+                return Ok(());
+            }
+            let previous = self.parent[app as usize].0;
+            let old = previous - self.n as u32;
+            self.app_pairs[app as usize].retain(|&(assigned, _)| assigned != old);
+            self.reviewer_pairs[old as usize].retain(|&(assigned, _)| assigned != app);
+            reviewer = previous;
+        }
+    }
+
+    fn relax(&mut self, v: u32, key: i64, parent: (u32, i64)) {
+        let distance = &mut self.distance[v as usize];
+        if key < *distance {
+            if *distance == UNREACHED {
+                self.touched.push(v);
+            }
+            *distance = key;
+            self.parent[v as usize] = parent;
+            self.heap.push(Reverse((key, v, SETTLE)));
+        }
+    }
+
+    /// Pushes application `a`'s cheapest unlisted edge after `after` to a reviewer not settled.
+    fn push_unlisted(&mut self, a: u32, after: Bound<u32>) {
+        let n = self.n;
+        let from = match after {
+            Bound::Excluded(r) => Bound::Excluded((-self.potential[n + r as usize], r)),
+            _ => Bound::Unbounded,
+        };
+        let blocked = self.problem.blocked(a as usize);
+        let assigned = &self.app_pairs[a as usize];
+        let next = self.by_potential.range((from, Bound::Unbounded)).find(|&&(_, r)| {
+            !self.settled[n + r as usize]
+                && blocked.binary_search(&r).is_err()
+                && !assigned.iter().any(|&(taken, _)| taken == r)
+        });
+        if let Some(&(minus_p, r)) = next {
+            let key = self.distance[a as usize] + self.potential[a as usize] + minus_p;
+            self.heap.push(Reverse((key, a, r)));
+        }
+    }
+}

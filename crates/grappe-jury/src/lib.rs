@@ -1,0 +1,16 @@
+//! The international jury's algorithms, pure: values in, values out. No I/O, no clock, no serde,
+//! no HTTP: the CLI and the server parse their inputs and hand us plain values.
+//!
+//! [`assign`]: every application gets exactly k reviewers, no reviewer more than L
+//! applications, no conflicted pair, total affinity maximal, by our own min-cost flow
+//! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
+//! assignment exists, an [`Infeasible`] says which constraint cannot be met.
+
+mod assign;
+mod problem;
+
+pub use assign::{Assignment, Infeasible, assign};
+pub use problem::{Problem, ProblemError, ProblemSpec};
+
+#[cfg(test)]
+mod assign_tests;
