@@ -516,12 +516,7 @@ impl Db {
     /// Records a conflict, or makes it active again with its new source and reason; a conflict
     /// the server detects is only added if none was ever recorded for the pair (a lifted one
     /// stays lifted). True if something changed.
-    pub async fn record_conflict(
-        &self,
-        call_id: i64,
-        conflict: &ConflictRow,
-        actor: &str,
-    ) -> DbResult<bool> {
+    pub async fn record_conflict(&self, call_id: i64, conflict: &ConflictRow, actor: &str) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
         let existing = sqlx::query("SELECT active FROM call_conflicts WHERE application_id = $1 AND user_id = $2")
             .bind(conflict.application_id)
@@ -644,7 +639,13 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok(AssignmentRow { application_id: row.try_get(0)?, user_id: row.try_get(1)?, affinity: row.try_get(2)? }))
+            .map(|row| {
+                Ok(AssignmentRow {
+                    application_id: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    affinity: row.try_get(2)?,
+                })
+            })
             .collect()
     }
 
@@ -715,11 +716,12 @@ impl Db {
     }
 
     pub async fn reviews(&self, application_id: i64) -> DbResult<Vec<ReviewRow>> {
-        let rows =
-            sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM call_reviews WHERE application_id = $1 ORDER BY user_id"))
-                .bind(application_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REVIEW_COLUMNS} FROM call_reviews WHERE application_id = $1 ORDER BY user_id"
+        ))
+        .bind(application_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(review_from).collect()
     }
 }

@@ -4,8 +4,10 @@
 //! [`assign`]: every application gets exactly k reviewers, no reviewer more than L
 //! applications, no conflicted pair, total affinity maximal, by our own min-cost flow
 //! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
-//! assignment exists, an [`Infeasible`] says which constraint cannot be met.
+//! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`affinity`]:
+//! TF-IDF affinities between applications' and reviewers' words.
 
+pub mod affinity;
 mod assign;
 mod problem;
 

@@ -173,9 +173,13 @@ async fn demo_challenge(state: &AppState, project: i64) -> AppResult<()> {
     Ok(())
 }
 
-/// The demo's applications to the IA-cluster call: organisation, title, summary, partners,
-/// keywords, millions of euros and GPU-hours asked.
-const APPLICATIONS: [(&str, &str, &str, &[&str], &[&str], i64, i64); 3] = [
+/// A demo application: organisation, title, summary, partners, keywords, millions of euros and
+/// GPU-hours asked.
+type DemoApplication =
+    (&'static str, &'static str, &'static str, &'static [&'static str], &'static [&'static str], i64, i64);
+
+/// The demo's applications to the IA-cluster call.
+const APPLICATIONS: [DemoApplication; 3] = [
     (
         "Université Paris-Saclay",
         "DataIA Saclay : un pôle d'IA pour la science et l'industrie",

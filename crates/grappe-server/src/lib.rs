@@ -1,5 +1,7 @@
 //! Grappe's HTTP server: the JSON API under `/api/v1`, the web UI, health and metrics, and the
 //! background loops, in one process. [`run`] is all the binary calls.
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "512"]
 
 pub mod account;
 pub mod calls;

@@ -101,6 +101,26 @@ fn schemas() -> Value {
                 "version": { "type": "integer", "description": "on a save: the version read (a save over a newer one is refused)" },
             },
         },
+        "NewJuror": {
+            "type": "object", "required": ["email", "country", "organisation"],
+            "properties": { "email": { "type": "string" }, "country": { "type": "string" }, "organisation": { "type": "string" },
+                "keywords": { "type": "array", "items": { "type": "string" }, "description": "expertise, for the affinity" } },
+        },
+        "Conflict": {
+            "type": "object", "required": ["application", "juror", "active", "why"],
+            "properties": { "application": { "type": "integer" }, "juror": { "type": "integer", "description": "the juror's user id" },
+                "active": { "type": "boolean", "description": "true adds the conflict, false lifts it" }, "why": { "type": "string" } },
+        },
+        "Declaration": { "type": "object", "required": ["reason"], "properties": { "reason": { "type": "string" } } },
+        "Assign": { "type": "object", "properties": { "max_load": { "type": "integer", "description": "L; by default the fewest that can work, plus one" } } },
+        "Review": {
+            "type": "object", "required": ["scores", "justifications", "confidence"],
+            "properties": {
+                "scores": { "type": "object", "additionalProperties": { "type": "number" }, "description": "by criterion key, 0 to the call's scale" },
+                "justifications": { "type": "object", "additionalProperties": { "type": "string" } },
+                "confidence": { "type": "integer", "minimum": 1, "maximum": 5 },
+            },
+        },
         "NewChallenge": {
             "type": "object", "required": ["name", "title", "dataset", "metric", "labels", "phases"],
             "properties": {

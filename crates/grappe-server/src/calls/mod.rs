@@ -5,6 +5,7 @@
 //! each time, and locked by the server at the deadline. Applicants see their own applications,
 //! the call's managers all of them; anyone else gets 404.
 
+pub mod jury;
 pub mod pages;
 
 use axum::extract::{Path as UrlPath, State};
@@ -64,6 +65,84 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Every saved version of an application",
             versions,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/calls/{id}/jurors",
+            SignedIn,
+            "Invite a juror (the call's managers)",
+            jury::add_juror,
+        )
+        .body("NewJuror"),
+        route(Api, Get, "/api/v1/calls/{id}/jurors", SignedIn, "The call's jurors (its managers)", jury::jurors),
+        route(
+            Api,
+            Get,
+            "/api/v1/calls/{id}/conflicts",
+            SignedIn,
+            "Conflicts of interest, lifted ones too (the call's managers)",
+            jury::conflicts,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/calls/{id}/conflicts",
+            SignedIn,
+            "Add or lift a conflict, saying why (the call's managers)",
+            jury::set_conflict,
+        )
+        .body("Conflict"),
+        route(
+            Api,
+            Post,
+            "/api/v1/applications/{id}/conflict",
+            SignedIn,
+            "Declare a conflict with an application (its call's jurors)",
+            jury::declare_conflict,
+        )
+        .body("Declaration"),
+        route(
+            Api,
+            Post,
+            "/api/v1/calls/{id}/assignment",
+            SignedIn,
+            "Assign k jurors to every application, total affinity maximal (the call's managers)",
+            jury::assign,
+        )
+        .body("Assign"),
+        route(
+            Api,
+            Get,
+            "/api/v1/calls/{id}/assignment",
+            SignedIn,
+            "The call's assignment (its managers)",
+            jury::assignment,
+        ),
+        route(
+            Api,
+            Get,
+            "/api/v1/calls/{id}/assigned",
+            SignedIn,
+            "The applications assigned to the caller, not conflicted",
+            jury::assigned,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/applications/{id}/review",
+            SignedIn,
+            "Write or rewrite one's review (an assigned juror, not conflicted)",
+            jury::review,
+        )
+        .body("Review"),
+        route(
+            Api,
+            Get,
+            "/api/v1/applications/{id}/reviews",
+            SignedIn,
+            "Reviews: all for managers; others' for a juror once theirs is in",
+            jury::reviews,
         ),
         route(Page, Get, "/calls", Public, "Calls and jury", pages::list_page),
         route(Page, Get, "/calls/{id}", Public, "A call and the reader's applications", pages::call_page),
@@ -431,13 +510,19 @@ pub async fn applications(
     Ok(Json(json!({ "items": items })))
 }
 
-/// An application the caller may read: its author's, or any for the call's managers; others
-/// get 404, as for one that does not exist.
+/// An application the caller may read: its author's; any for the call's managers; those
+/// assigned to a juror and not conflicted; others get 404, as for one that does not exist.
 pub(crate) async fn readable_application(state: &AppState, caller: &Caller, id: i64) -> AppResult<ApplicationRow> {
-    let found = state.db.application(id).await?.filter(|application| {
-        caller.actor.user_id() == Some(application.submitted_by)
-            || policy::may_manage_call(&caller.actor, application.call_id)
-    });
+    let found = match state.db.application(id).await? {
+        Some(application)
+            if caller.actor.user_id() == Some(application.submitted_by)
+                || policy::may_manage_call(&caller.actor, application.call_id)
+                || jury::juror_reads(state, caller, &application).await? =>
+        {
+            Some(application)
+        }
+        _ => None,
+    };
     found.ok_or_else(|| AppError::NotFound(format!("application {id} not found")))
 }
 

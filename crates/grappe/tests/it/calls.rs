@@ -132,3 +132,148 @@ fn applications_are_versioned_until_the_deadline_and_read_only_by_their_author_a
         assert_eq!(client.get(&format!("/api/v1/calls/{id}"), None).body["phase"], "review");
     }
 }
+
+fn review_body(score: f64) -> Value {
+    json!({
+        "scores": { "teaching": score, "research": score },
+        "justifications": { "teaching": "Solide.", "research": "Remarquable." },
+        "confidence": 4,
+    })
+}
+
+/// Jurors, conflicts (detected, declared, lifted), an optimal assignment without conflicted
+/// pairs, and reviews that only assigned, unconflicted jurors write and read.
+#[test]
+fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+        let client = server.client();
+        let manager = call_manager(&client);
+        let mut body = call_body("jury", Some(5000));
+        body["reviewers_per_application"] = json!(2);
+        let call = client.post("/api/v1/calls", Some(&manager), &body);
+        assert_eq!(call.status, 201, "{}", call.text);
+        let id = call.body["id"].as_i64().unwrap();
+        let (_, applicant) = client.new_user("porteur@saclay.fr");
+        let mut apps = Vec::new();
+        for (title, keywords) in [
+            ("IA et santé", ["santé", "imagerie"]),
+            ("Robots", ["robotique", "industrie"]),
+            ("Langues", ["langues", "traduction"]),
+        ] {
+            let mut body = application(title);
+            body["keywords"] = json!(keywords);
+            let reply = client.post(&format!("/api/v1/calls/{id}/applications"), Some(&applicant), &body);
+            assert_eq!(reply.status, 201, "{}", reply.text);
+            apps.push(reply.body["id"].as_i64().unwrap());
+        }
+        // Four jurors; the second from the applicant's organisation, the third a partner's.
+        let jurors: Vec<(i64, String)> = [
+            ("ada@ethz.ch", "ETH Zürich", vec!["santé", "imagerie"]),
+            ("bea@universite-paris-saclay.fr", "Université Paris-Saclay", vec!["robotique"]),
+            ("carl@inria.fr", "Inria", vec!["langues"]),
+            ("dora@kth.se", "KTH", vec!["robotique", "industrie", "traduction"]),
+        ]
+        .into_iter()
+        .map(|(email, organisation, keywords)| {
+            let (user, token) = client.new_user(email);
+            let body = json!({ "email": email, "country": "EU", "organisation": organisation, "keywords": keywords });
+            let reply = client.post(&format!("/api/v1/calls/{id}/jurors"), Some(&manager), &body);
+            assert_eq!(reply.status, 201, "{}", reply.text);
+            (user, token)
+        })
+        .collect();
+        assert_eq!(
+            client
+                .post(
+                    &format!("/api/v1/calls/{id}/jurors"),
+                    Some(&jurors[0].1),
+                    &json!({ "email": "x@y.z", "country": "FR", "organisation": "X" })
+                )
+                .status,
+            403
+        );
+        let conflicts = client.get(&format!("/api/v1/calls/{id}/conflicts"), Some(&manager)).body;
+        let active: Vec<(i64, String)> = conflicts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["juror"].as_i64().unwrap(), c["reason"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            active.iter().filter(|(juror, _)| *juror == jurors[1].0).count(),
+            3,
+            "same organisation: {active:?}"
+        );
+        assert!(active.iter().any(|(juror, reason)| *juror == jurors[2].0 && reason.contains("partner")), "{active:?}");
+
+        // Carl is conflicted with everything (a partner), Bea too: two jurors, two per
+        // application, three applications at most each: feasible only with L = 3.
+        let tight = client.post(&format!("/api/v1/calls/{id}/assignment"), Some(&manager), &json!({ "max_load": 1 }));
+        assert_eq!(tight.status, 409, "{}", tight.text);
+        // Lift Carl's conflict with the languages application, saying why.
+        let lift = json!({ "application": apps[2], "juror": jurors[2].0, "active": false, "why": "Inria n'est partenaire que pour la santé" });
+        assert_eq!(client.post(&format!("/api/v1/calls/{id}/conflicts"), Some(&manager), &lift).status, 200);
+        let assigned = client.post(&format!("/api/v1/calls/{id}/assignment"), Some(&manager), &json!({}));
+        assert_eq!(assigned.status, 200, "{}", assigned.text);
+        let pairs: Vec<(i64, i64)> = assigned.body["assignment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["application"].as_i64().unwrap(), p["juror"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(pairs.len(), 6, "{pairs:?}");
+        for app in &apps {
+            assert_eq!(pairs.iter().filter(|(a, _)| a == app).count(), 2, "two each: {pairs:?}");
+        }
+        assert!(!pairs.iter().any(|(_, juror)| *juror == jurors[1].0), "Bea is conflicted with all: {pairs:?}");
+        assert!(!pairs.iter().any(|(a, juror)| *juror == jurors[2].0 && *a != apps[2]), "Carl only on languages");
+        assert!(pairs.contains(&(apps[0], jurors[0].0)), "Ada, health, on health: {pairs:?}");
+
+        // Reviews wait for the deadline; then only assigned, unconflicted jurors see and review.
+        let closes = call.body["closes_at"].as_i64().unwrap();
+        std::thread::sleep(Duration::from_millis((closes - now_ms() + 100).max(0) as u64));
+        let health = apps[0];
+        let reviewer = jurors.iter().find(|(user, _)| pairs.contains(&(health, *user))).unwrap();
+        let outsider = &jurors[1];
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}"), Some(&outsider.1)).status, 404);
+        assert_eq!(
+            client.post(&format!("/api/v1/applications/{health}/review"), Some(&outsider.1), &review_body(4.0)).status,
+            404
+        );
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}"), Some(&reviewer.1)).status, 200);
+        let bad = client.post(&format!("/api/v1/applications/{health}/review"), Some(&reviewer.1), &review_body(9.0));
+        assert_eq!(bad.status, 422, "{}", bad.text);
+        for _ in 0..2 {
+            let reply =
+                client.post(&format!("/api/v1/applications/{health}/review"), Some(&reviewer.1), &review_body(4.0));
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        }
+        let other = jurors.iter().find(|(user, _)| *user != reviewer.0 && pairs.contains(&(health, *user))).unwrap();
+        let before = client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&other.1)).body;
+        assert_eq!(before["items"].as_array().unwrap().len(), 0, "no peeking before one's own: {before}");
+        let reply = client.post(&format!("/api/v1/applications/{health}/review"), Some(&other.1), &review_body(3.0));
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let after = client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&other.1)).body;
+        assert_eq!(
+            after["items"].as_array().unwrap().len(),
+            2,
+            "both, once one's own is in (the double save is one): {after}"
+        );
+        // Reassigning now would drop reviews: refused.
+        assert_eq!(client.post(&format!("/api/v1/calls/{id}/assignment"), Some(&manager), &json!({})).status, 409);
+        // A juror who declares a conflict loses the application.
+        let declared = client.post(
+            &format!("/api/v1/applications/{health}/conflict"),
+            Some(&other.1),
+            &json!({ "reason": "ancien directeur de thèse" }),
+        );
+        assert_eq!(declared.status, 200, "{}", declared.text);
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}"), Some(&other.1)).status, 404);
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&other.1)).status, 404);
+        // The applicant sees neither the jury nor the reviews.
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&applicant)).status, 404);
+        assert_eq!(client.get(&format!("/api/v1/calls/{id}/assignment"), Some(&applicant)).status, 403);
+    }
+}
