@@ -102,3 +102,18 @@ CREATE TABLE call_reviews (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (application_id, user_id)
 );
+
+-- The decision on an application: selected or not, with the amount and GPU-hours granted, the
+-- compute project it became and the budget line it was committed on. Recorded once, in the
+-- transaction that creates the project, grants its members and commits the amount.
+CREATE TABLE call_decisions (
+    application_id BIGINT PRIMARY KEY REFERENCES applications (id),
+    call_id BIGINT NOT NULL REFERENCES calls (id),
+    selected BIGINT NOT NULL,
+    amount_cents BIGINT NOT NULL,
+    gpu_hours BIGINT NOT NULL,
+    project_id BIGINT,
+    budget_line TEXT,
+    decided_by TEXT NOT NULL,
+    decided_at BIGINT NOT NULL
+);

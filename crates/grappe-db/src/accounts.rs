@@ -179,8 +179,21 @@ impl Db {
 
     /// Grants a role; granting one the user already holds returns the existing grant.
     pub async fn grant_role(&self, user_id: i64, grant: &RoleGrant, actor: &str) -> DbResult<GrantRow> {
-        let (scope_kind, scope_id) = grant.scope.to_columns();
         let mut tx = self.write_tx().await?;
+        let created = self.grant_in(&mut tx, user_id, grant, actor).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Grants a role inside a transaction (idempotent), audited in it.
+    pub(crate) async fn grant_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        user_id: i64,
+        grant: &RoleGrant,
+        actor: &str,
+    ) -> DbResult<GrantRow> {
+        let (scope_kind, scope_id) = grant.scope.to_columns();
         let existing = sqlx::query(
             "SELECT id, user_id, role, scope_kind, scope_id FROM role_grants \
              WHERE user_id = $1 AND role = $2 AND scope_kind = $3 AND scope_id = $4",
@@ -189,7 +202,7 @@ impl Db {
         .bind(grant.role.as_str())
         .bind(scope_kind)
         .bind(scope_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         if let Some(row) = existing {
             return grant_from(&row);
@@ -203,7 +216,7 @@ impl Db {
         .bind(scope_kind)
         .bind(scope_id)
         .bind(now_ms())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(db_error) if db_error.is_foreign_key_violation() => {
@@ -214,8 +227,7 @@ impl Db {
         let created = grant_from(&row)?;
         let detail = format!("{} {}", grant.role, grant.scope);
         let entry = AuditEntry { actor, action: "role.grant", object: &format!("user:{user_id}"), detail: &detail };
-        audit::append(&mut tx, self.audit_key(), &entry).await?;
-        tx.commit().await?;
+        audit::append(tx, self.audit_key(), &entry).await?;
         Ok(created)
     }
 

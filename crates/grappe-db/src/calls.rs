@@ -725,3 +725,178 @@ impl Db {
         rows.iter().map(review_from).collect()
     }
 }
+
+/// A decision on an application, as the call's managers take it.
+pub struct NewDecision<'a> {
+    pub application: &'a ApplicationRow,
+    pub selected: bool,
+    pub amount_cents: i64,
+    pub gpu_hours: i64,
+    /// The compute project a selected application becomes.
+    pub project_name: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub application_id: i64,
+    pub call_id: i64,
+    pub selected: bool,
+    pub amount_cents: i64,
+    pub gpu_hours: i64,
+    pub project_id: Option<i64>,
+    pub budget_line: Option<String>,
+    pub decided_by: String,
+    pub decided_at: i64,
+}
+
+/// Why a batch of decisions was refused (nothing of it recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionRefused {
+    AlreadyDecided { application_id: i64 },
+    OverEnvelope { asked_cents: i64, left_cents: i64 },
+    NoBudgetLine { instrument: String },
+}
+
+const DECISION_COLUMNS: &str = "application_id, call_id, selected, amount_cents, gpu_hours, project_id, budget_line, \
+    decided_by, decided_at";
+
+fn decision_from(row: &AnyRow) -> DbResult<DecisionRow> {
+    Ok(DecisionRow {
+        application_id: row.try_get(0)?,
+        call_id: row.try_get(1)?,
+        selected: row.try_get::<i64, _>(2)? != 0,
+        amount_cents: row.try_get(3)?,
+        gpu_hours: row.try_get(4)?,
+        project_id: row.try_get(5)?,
+        budget_line: row.try_get(6)?,
+        decided_by: row.try_get(7)?,
+        decided_at: row.try_get(8)?,
+    })
+}
+
+impl Db {
+    /// Records a batch of decisions, all or none: each selected application becomes a compute
+    /// project (its applicant principal investigator, member and coordinator) with its
+    /// GPU-hours, and its amount is committed on the first budget line of the call's
+    /// instrument; the call's envelope is never passed.
+    pub async fn decide(
+        &self,
+        call: &CallRow,
+        decisions: &[NewDecision<'_>],
+        actor: &str,
+    ) -> DbResult<Result<Vec<DecisionRow>, DecisionRefused>> {
+        use grappe_domain::account::{Role, RoleGrant, Scope, ScopeKind};
+        let mut tx = self.write_tx().await?;
+        for decision in decisions {
+            let done = sqlx::query("SELECT 1 FROM call_decisions WHERE application_id = $1")
+                .bind(decision.application.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_some() {
+                return Ok(Err(DecisionRefused::AlreadyDecided { application_id: decision.application.id }));
+            }
+        }
+        let granted: i64 =
+            sqlx::query("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM call_decisions WHERE call_id = $1")
+                .bind(call.id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        let asked: i64 = decisions.iter().filter(|d| d.selected).map(|d| d.amount_cents).sum();
+        if granted.saturating_add(asked) > call.envelope_cents {
+            return Ok(Err(DecisionRefused::OverEnvelope {
+                asked_cents: asked,
+                left_cents: call.envelope_cents - granted,
+            }));
+        }
+        let line = sqlx::query(
+            "SELECT b.code FROM budget_lines b JOIN instruments i ON i.id = b.instrument_id WHERE i.code = $1 \
+             ORDER BY b.position LIMIT 1",
+        )
+        .bind(&call.instrument)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(line) = line else {
+            return Ok(Err(DecisionRefused::NoBudgetLine { instrument: call.instrument.clone() }));
+        };
+        let line: String = line.try_get(0)?;
+        let now = now_ms();
+        let mut recorded = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let application = decision.application;
+            let (project_id, budget_line) = if decision.selected {
+                let project = crate::NewProject {
+                    name: decision.project_name,
+                    gpu_hours: decision.gpu_hours,
+                    cpu_hours: 0,
+                    storage_gb: 100,
+                    valid_from: None,
+                    valid_until: None,
+                    principal_investigator: Some(application.submitted_by),
+                };
+                let project = self.create_project_in(&mut tx, &project, actor).await?;
+                let scope = Scope::Object { kind: ScopeKind::Project, id: project.id };
+                for role in [Role::ProjectMember, Role::ProjectCoordinator] {
+                    let grant = RoleGrant { role, scope: scope.clone() };
+                    self.grant_in(&mut tx, application.submitted_by, &grant, actor).await?;
+                }
+                sqlx::query("UPDATE budget_lines SET committed_cents = committed_cents + $1 WHERE code = $2")
+                    .bind(decision.amount_cents)
+                    .bind(&line)
+                    .execute(&mut *tx)
+                    .await?;
+                (Some(project.id), Some(line.clone()))
+            } else {
+                (None, None)
+            };
+            let row = sqlx::query(&format!(
+                "INSERT INTO call_decisions ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 RETURNING {DECISION_COLUMNS}"
+            ))
+            .bind(application.id)
+            .bind(call.id)
+            .bind(i64::from(decision.selected))
+            .bind(if decision.selected { decision.amount_cents } else { 0 })
+            .bind(if decision.selected { decision.gpu_hours } else { 0 })
+            .bind(project_id)
+            .bind(&budget_line)
+            .bind(actor)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let row = decision_from(&row)?;
+            let object = format!("call:{}", call.id);
+            let detail = format!(
+                "application {}: {}{}",
+                application.id,
+                if row.selected { "selected" } else { "not selected" },
+                if row.selected {
+                    format!(
+                        ", {} cents and {} GPU-hours on {line}, project {}",
+                        row.amount_cents,
+                        row.gpu_hours,
+                        project_id.unwrap_or(0)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            let entry = AuditEntry { actor, action: "decision.record", object: &object, detail: &detail };
+            audit::append(&mut tx, self.audit_key(), &entry).await?;
+            recorded.push(row);
+        }
+        tx.commit().await?;
+        Ok(Ok(recorded))
+    }
+
+    /// A call's decisions, by application.
+    pub async fn decisions(&self, call_id: i64) -> DbResult<Vec<DecisionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM call_decisions WHERE call_id = $1 ORDER BY application_id"
+        ))
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decision_from).collect()
+    }
+}

@@ -416,6 +416,18 @@ async fn current_run(tx: &mut Tx, run: RunRef<'_>) -> DbResult<Option<JobRow>> {
 impl Db {
     pub async fn create_project(&self, project: &NewProject<'_>, actor: &str) -> DbResult<ProjectRow> {
         let mut tx = self.write_tx().await?;
+        let created = self.create_project_in(&mut tx, project, actor).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Creates a project inside a transaction, audited in it.
+    pub(crate) async fn create_project_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project: &NewProject<'_>,
+        actor: &str,
+    ) -> DbResult<ProjectRow> {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO projects (name, gpu_hours, cpu_hours, storage_gb, valid_from, valid_until, created_at, \
@@ -429,15 +441,14 @@ impl Db {
         .bind(project.valid_until)
         .bind(now)
         .bind(project.principal_investigator)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await
         .map_err(conflict_as("a project with this name"))?;
         let created = project_from(&row)?;
         let detail = format!("{} GPU-hours, {} CPU-hours", project.gpu_hours, project.cpu_hours);
         let entry =
             AuditEntry { actor, action: "project.create", object: &format!("project:{}", created.id), detail: &detail };
-        audit::append(&mut tx, self.audit_key(), &entry).await?;
-        tx.commit().await?;
+        audit::append(tx, self.audit_key(), &entry).await?;
         Ok(created)
     }
 

@@ -121,6 +121,12 @@ fn schemas() -> Value {
                 "confidence": { "type": "integer", "minimum": 1, "maximum": 5 },
             },
         },
+        "Decisions": {
+            "type": "object", "required": ["decisions"],
+            "properties": { "decisions": { "type": "array", "items": { "type": "object", "required": ["application", "selected"], "properties": {
+                "application": { "type": "integer" }, "selected": { "type": "boolean" },
+                "amount_cents": { "type": "integer", "description": "at most what was asked" }, "gpu_hours": { "type": "integer" } } } } },
+        },
         "NewChallenge": {
             "type": "object", "required": ["name", "title", "dataset", "metric", "labels", "phases"],
             "properties": {

@@ -5,6 +5,7 @@
 //! each time, and locked by the server at the deadline. Applicants see their own applications,
 //! the call's managers all of them; anyone else gets 404.
 
+pub mod decisions;
 pub mod jury;
 pub mod pages;
 
@@ -143,6 +144,39 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Reviews: all for managers; others' for a juror once theirs is in",
             jury::reviews,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/calls/{id}/decisions",
+            SignedIn,
+            "Decide a batch: projects, allocations and commitments, all or none (the call's managers)",
+            decisions::decide,
+        )
+        .body("Decisions"),
+        route(
+            Api,
+            Get,
+            "/api/v1/calls/{id}/decisions",
+            Public,
+            "Decisions: the selected applications (open data); all for the call's managers",
+            decisions::decisions,
+        ),
+        route(
+            Api,
+            Get,
+            "/api/v1/calls/{id}/decisions.csv",
+            Public,
+            "Decisions as CSV (open data)",
+            decisions::decisions_csv,
+        ),
+        route(
+            Api,
+            Get,
+            "/api/v1/applications/{id}/decision",
+            SignedIn,
+            "An application's decision and its reviews without names (its author, managers)",
+            decisions::application_decision,
         ),
         route(Page, Get, "/calls", Public, "Calls and jury", pages::list_page),
         route(Page, Get, "/calls/{id}", Public, "A call and the reader's applications", pages::call_page),

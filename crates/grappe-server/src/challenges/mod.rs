@@ -673,12 +673,6 @@ pub async fn leaderboard(
     })))
 }
 
-/// A CSV field, quoted when it must be (RFC 4180), and defused against spreadsheet formulas.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
-}
-
 pub async fn leaderboard_csv(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -692,7 +686,7 @@ pub async fn leaderboard_csv(
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             line.rank.map(|r| r.to_string()).unwrap_or_default(),
-            csv_field(&line.team),
+            crate::kit::page::csv_field(&line.team),
             line.score,
             line.submission,
             crate::kit::page::iso_datetime(line.submitted_at),

@@ -141,6 +141,13 @@ pub fn after_form<T>(chrome: Chrome, to: &str, done: Result<T, AppError>) -> Res
     }
 }
 
+/// A CSV field, quoted when it must be (RFC 4180), and defused against spreadsheet formulas
+/// (a leading `=`, `+`, `-` or `@` gets a `'`).
+pub fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
 /// `YYYY-MM-DD` (UTC) of Unix milliseconds, by the civil-from-days algorithm.
 pub fn iso_date(unix_ms: i64) -> String {
     let days = unix_ms.div_euclid(86_400_000);

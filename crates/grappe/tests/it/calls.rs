@@ -275,5 +275,56 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
         // The applicant sees neither the jury nor the reviews.
         assert_eq!(client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&applicant)).status, 404);
         assert_eq!(client.get(&format!("/api/v1/calls/{id}/assignment"), Some(&applicant)).status, 403);
+
+        // Decisions, all or none: the first two applications selected (the first cut), the third
+        // not; a batch naming a decided application records nothing.
+        let decide = |decisions: Value| {
+            client.post(&format!("/api/v1/calls/{id}/decisions"), Some(&manager), &json!({ "decisions": decisions }))
+        };
+        assert_eq!(
+            decide(json!([{ "application": apps[0], "selected": true, "amount_cents": 4_000_000_001i64 }])).status,
+            422,
+            "more than asked"
+        );
+        let taken = decide(json!([
+            { "application": apps[0], "selected": true, "amount_cents": 3_000_000_000i64, "gpu_hours": 50_000 },
+            { "application": apps[1], "selected": true, "amount_cents": 4_000_000_000i64, "gpu_hours": 100_000 },
+        ]));
+        assert_eq!(taken.status, 200, "{}", taken.text);
+        let again = decide(json!([
+            { "application": apps[2], "selected": false },
+            { "application": apps[0], "selected": false },
+        ]));
+        assert_eq!(again.status, 409, "{}", again.text);
+        let public = client.get(&format!("/api/v1/calls/{id}/decisions"), None).body;
+        assert_eq!(public["items"].as_array().unwrap().len(), 2, "the third stays undecided: {public}");
+        assert_eq!(decide(json!([{ "application": apps[2], "selected": false }])).status, 200);
+        let public = client.get(&format!("/api/v1/calls/{id}/decisions"), None).body;
+        assert_eq!(public["items"].as_array().unwrap().len(), 2, "only the selected are open data: {public}");
+        let csv = client.get(&format!("/api/v1/calls/{id}/decisions.csv"), None).text;
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        // The selected became projects of the applicant, and the programme's commitment moved.
+        let projects = client.get("/api/v1/projects", Some(&applicant)).body;
+        let granted: Vec<i64> =
+            projects["items"].as_array().unwrap().iter().map(|p| p["gpu_hours"].as_i64().unwrap()).collect();
+        assert_eq!(granted.len(), 2, "{projects}");
+        assert!(granted.contains(&50_000) && granted.contains(&100_000), "{projects}");
+        let programme = client.get("/api/v1/programme", None).body;
+        let committed: i64 = programme["instruments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["code"] == "ia_cluster")
+            .flat_map(|i| i["budget_lines"].as_array().unwrap().iter())
+            .map(|line| line["committed_cents"].as_i64().unwrap())
+            .sum();
+        assert_eq!(committed, 7_000_000_000, "{programme}");
+        // The applicant reads the decision and the reviews, without the jurors' names.
+        let decision = client.get(&format!("/api/v1/applications/{health}/decision"), Some(&applicant));
+        assert_eq!(decision.status, 200, "{}", decision.text);
+        assert_eq!(decision.body["amount_cents"], 3_000_000_000i64);
+        assert_eq!(decision.body["reviews"].as_array().unwrap().len(), 2);
+        assert!(!decision.text.contains("juror") && !decision.text.contains("ethz"), "{}", decision.text);
+        assert_eq!(client.get(&format!("/api/v1/applications/{health}/decision"), Some(&outsider.1)).status, 404);
     }
 }

@@ -1,0 +1,242 @@
+//! Decisions: the call's managers decide a batch of applications once the call is closed (a
+//! rolling call, one by one at any time); each selected application becomes a compute project
+//! with its GPU-hours and its amount is committed on the programme's budget line, all in one
+//! transaction. Applicants read their decision and their reviews without the jurors' names;
+//! the selected applications are open data (JSON and CSV).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use grappe_db::{ApplicationRow, CallRow, DecisionRefused, DecisionRow, NewDecision, now_ms};
+use grappe_domain::policy;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::calls::{Phase, call_for, readable_application};
+use crate::kit::caller::Caller;
+use crate::kit::error::{AppError, AppResult};
+use crate::kit::extract::ApiJson;
+use crate::kit::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub application: i64,
+    pub selected: bool,
+    /// The amount granted: at most what was asked (it may be cut).
+    #[serde(default)]
+    pub amount_cents: i64,
+    #[serde(default)]
+    pub gpu_hours: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsBody {
+    pub decisions: Vec<DecisionBody>,
+}
+
+/// The most decisions of one batch.
+const MAX_BATCH: usize = 1000;
+
+fn decision_json(decision: &DecisionRow, application: Option<&ApplicationRow>) -> Value {
+    json!({
+        "application": decision.application_id,
+        "title": application.map(|a| a.title.clone()),
+        "organisation": application.map(|a| a.organisation.clone()),
+        "selected": decision.selected,
+        "amount_cents": decision.amount_cents,
+        "gpu_hours": decision.gpu_hours,
+        "project": decision.project_id,
+        "budget_line": decision.budget_line,
+        "decided_at": decision.decided_at,
+    })
+}
+
+/// Checks and records a batch of decisions: the one path for the API and the demo.
+pub async fn take_decisions(
+    state: &AppState,
+    caller: &Caller,
+    call: &CallRow,
+    body: DecisionsBody,
+) -> AppResult<Vec<DecisionRow>> {
+    if !policy::may_manage_call(&caller.actor, call.id) {
+        return Err(AppError::Forbidden("only the call's managers decide"));
+    }
+    let phase = Phase::of(call, now_ms());
+    if call.closes_at.is_some() && matches!(phase, Phase::Draft | Phase::Open) {
+        return Err(AppError::Conflict("decisions are taken once the call is closed".into()));
+    }
+    if body.decisions.is_empty() || body.decisions.len() > MAX_BATCH {
+        return Err(AppError::Invalid(format!("`decisions`: 1 to {MAX_BATCH}")));
+    }
+    let applications: HashMap<i64, ApplicationRow> =
+        state.db.applications(call.id, None).await?.into_iter().map(|a| (a.id, a)).collect();
+    let mut names = Vec::with_capacity(body.decisions.len());
+    for (i, decision) in body.decisions.iter().enumerate() {
+        let Some(application) = applications.get(&decision.application) else {
+            return Err(AppError::Invalid(format!(
+                "decisions[{i}]: no application {} in this call",
+                decision.application
+            )));
+        };
+        if body.decisions[..i].iter().any(|other| other.application == decision.application) {
+            return Err(AppError::Invalid(format!("decisions[{i}]: application {} twice", decision.application)));
+        }
+        if decision.selected {
+            if !(1..=application.requested_cents).contains(&decision.amount_cents) {
+                return Err(AppError::Invalid(format!(
+                    "decisions[{i}].amount_cents: above 0, at most the {} cents asked",
+                    application.requested_cents
+                )));
+            }
+            if !(0..=application.requested_gpu_hours).contains(&decision.gpu_hours) {
+                return Err(AppError::Invalid(format!(
+                    "decisions[{i}].gpu_hours: at most the {} asked",
+                    application.requested_gpu_hours
+                )));
+            }
+        }
+        names.push(format!("{}-{}", call.name, application.id));
+    }
+    let decisions: Vec<NewDecision> = body
+        .decisions
+        .iter()
+        .zip(&names)
+        .map(|(decision, name)| NewDecision {
+            application: &applications[&decision.application],
+            selected: decision.selected,
+            amount_cents: decision.amount_cents,
+            gpu_hours: decision.gpu_hours,
+            project_name: name,
+        })
+        .collect();
+    state.db.decide(call, &decisions, &caller.audit_name()).await?.map_err(|refused| match refused {
+        DecisionRefused::AlreadyDecided { application_id } => {
+            AppError::Conflict(format!("application {application_id} is already decided"))
+        }
+        DecisionRefused::OverEnvelope { asked_cents, left_cents } => AppError::Conflict(format!(
+            "these decisions grant {asked_cents} cents; {left_cents} are left in the call's envelope"
+        )),
+        DecisionRefused::NoBudgetLine { instrument } => {
+            AppError::Conflict(format!("the programme has no budget line for `{instrument}`"))
+        }
+    })
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<DecisionsBody>,
+) -> AppResult<Json<Value>> {
+    let call = call_for(&state, id).await?;
+    let recorded = take_decisions(&state, &caller, &call, body).await?;
+    let items: Vec<Value> = recorded.iter().map(|d| decision_json(d, None)).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// The decisions to show this caller: every one to the call's managers, the selected ones
+/// (open data) to anyone else.
+async fn shown(
+    state: &AppState,
+    caller: &Caller,
+    call: &CallRow,
+) -> AppResult<Vec<(DecisionRow, Option<ApplicationRow>)>> {
+    let manager = policy::may_manage_call(&caller.actor, call.id);
+    let applications: HashMap<i64, ApplicationRow> =
+        state.db.applications(call.id, None).await?.into_iter().map(|a| (a.id, a)).collect();
+    Ok(state
+        .db
+        .decisions(call.id)
+        .await?
+        .into_iter()
+        .filter(|decision| manager || decision.selected)
+        .map(|decision| {
+            let application = applications.get(&decision.application_id).cloned();
+            (decision, application)
+        })
+        .collect())
+}
+
+pub async fn decisions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+) -> AppResult<Json<Value>> {
+    let call = call_for(&state, id).await?;
+    let items: Vec<Value> =
+        shown(&state, &caller, &call).await?.iter().map(|(d, a)| decision_json(d, a.as_ref())).collect();
+    Ok(Json(json!({ "call": call.name, "items": items })))
+}
+
+pub async fn decisions_csv(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+) -> AppResult<Response> {
+    let call = call_for(&state, id).await?;
+    let mut csv = String::from("application,title,organisation,selected,amount_cents,gpu_hours,decided_at\n");
+    for (decision, application) in shown(&state, &caller, &call).await? {
+        let field = |text: Option<&str>| crate::kit::page::csv_field(text.unwrap_or(""));
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            decision.application_id,
+            field(application.as_ref().map(|a| a.title.as_str())),
+            field(application.as_ref().map(|a| a.organisation.as_str())),
+            decision.selected,
+            decision.amount_cents,
+            decision.gpu_hours,
+            crate::kit::page::iso_datetime(decision.decided_at)
+        ));
+    }
+    let disposition = format!("attachment; filename=\"{}-decisions.csv\"", call.name);
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        csv,
+    )
+        .into_response())
+}
+
+/// An application's decision, with its reviews without the jurors' names, for its author and
+/// the call's managers, once decided.
+pub async fn application_decision(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+) -> AppResult<Json<Value>> {
+    let application = readable_application(&state, &caller, id).await?;
+    let author_or_manager = caller.actor.user_id() == Some(application.submitted_by)
+        || policy::may_manage_call(&caller.actor, application.call_id);
+    if !author_or_manager {
+        return Err(AppError::NotFound(format!("application {id} not found")));
+    }
+    let decision = state
+        .db
+        .decisions(application.call_id)
+        .await?
+        .into_iter()
+        .find(|decision| decision.application_id == application.id)
+        .ok_or_else(|| AppError::NotFound("no decision yet".into()))?;
+    let reviews: Vec<Value> = state
+        .db
+        .reviews(application.id)
+        .await?
+        .iter()
+        .enumerate()
+        .map(|(i, review)| {
+            json!({
+                "reviewer": format!("R{}", i + 1),
+                "scores": serde_json::from_str::<Value>(&review.scores).unwrap_or(Value::Null),
+                "justifications": serde_json::from_str::<Value>(&review.justifications).unwrap_or(Value::Null),
+                "confidence": review.confidence,
+            })
+        })
+        .collect();
+    let mut answer = decision_json(&decision, Some(&application));
+    answer["reviews"] = Value::Array(reviews);
+    Ok(Json(answer))
+}
