@@ -715,6 +715,19 @@ impl Db {
         Ok(saved)
     }
 
+    /// The reviews that count: those of jurors not (actively) conflicted with the application.
+    pub async fn counted_reviews(&self, application_id: i64) -> DbResult<Vec<ReviewRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM call_reviews r WHERE r.application_id = $1 AND NOT EXISTS (SELECT 1 FROM call_conflicts c \
+             WHERE c.application_id = r.application_id AND c.user_id = r.user_id AND c.active = 1) ORDER BY r.user_id",
+            REVIEW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(application_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(review_from).collect()
+    }
+
     pub async fn reviews(&self, application_id: i64) -> DbResult<Vec<ReviewRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {REVIEW_COLUMNS} FROM call_reviews WHERE application_id = $1 ORDER BY user_id"

@@ -5,10 +5,12 @@
 //! applications, no conflicted pair, total affinity maximal, by our own min-cost flow
 //! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
 //! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`affinity`]:
-//! TF-IDF affinities between applications' and reviewers' words.
+//! TF-IDF affinities between applications' and reviewers' words. [`calibrate`]: z-scores and the
+//! least-squares model of juror bias.
 
 pub mod affinity;
 mod assign;
+pub mod calibrate;
 mod problem;
 
 pub use assign::{Assignment, Infeasible, assign};

@@ -223,7 +223,7 @@ pub async fn application_decision(
         .ok_or_else(|| AppError::NotFound("no decision yet".into()))?;
     let reviews: Vec<Value> = state
         .db
-        .reviews(application.id)
+        .counted_reviews(application.id)
         .await?
         .iter()
         .enumerate()
@@ -239,4 +239,122 @@ pub async fn application_decision(
     let mut answer = decision_json(&decision, Some(&application));
     answer["reviews"] = Value::Array(reviews);
     Ok(Json(answer))
+}
+
+/// One application of the ranking.
+pub struct Ranked {
+    pub application: ApplicationRow,
+    pub reviews: usize,
+    /// The mean of its reviews' weighted scores, on the call's scale.
+    pub raw: Option<f64>,
+    /// The mean z-score of its reviews within each juror's own.
+    pub z: Option<f64>,
+    /// Quality in the least-squares model of juror bias, on the call's scale.
+    pub calibrated: Option<f64>,
+    /// Highest minus lowest weighted score of its reviews.
+    pub spread: f64,
+    /// Large spreads are flagged for discussion (over 40 % of the scale).
+    pub flagged: bool,
+    /// What the applications ranked up to this one ask, in all.
+    pub cumulative_cents: i64,
+    /// Whether that still fits the envelope.
+    pub fits: bool,
+}
+
+/// A review's weighted score: the criteria's weighted mean.
+fn weighted(call: &CallRow, scores: &str) -> Option<f64> {
+    let scores: serde_json::Map<String, Value> = serde_json::from_str(scores).ok()?;
+    let criteria = crate::calls::criteria(call);
+    let total: f64 = criteria.iter().map(|c| c.weight).sum();
+    (total > 0.0).then(|| {
+        criteria.iter().map(|c| c.weight * scores.get(&c.key).and_then(Value::as_f64).unwrap_or(0.0)).sum::<f64>()
+            / total
+    })
+}
+
+/// The call's applications ranked by calibrated score (then raw), with what fits the envelope.
+pub async fn ranking_of(state: &AppState, call: &CallRow) -> AppResult<Vec<Ranked>> {
+    let applications = state.db.applications(call.id, None).await?;
+    let mut jurors: HashMap<i64, usize> = HashMap::new();
+    let mut reviews: Vec<(usize, usize, f64)> = Vec::new();
+    for (a, application) in applications.iter().enumerate() {
+        for review in state.db.counted_reviews(application.id).await? {
+            let next = jurors.len();
+            let j = *jurors.entry(review.user_id).or_insert(next);
+            if let Some(score) = weighted(call, &review.scores) {
+                reviews.push((a, j, score));
+            }
+        }
+    }
+    let z = grappe_jury::calibrate::z_scores(&reviews, jurors.len());
+    let (quality, _) = grappe_jury::calibrate::bias_model(&reviews, applications.len(), jurors.len());
+    let mut ranked: Vec<Ranked> = applications
+        .into_iter()
+        .enumerate()
+        .map(|(a, application)| {
+            let own: Vec<(f64, f64)> =
+                reviews.iter().zip(&z).filter(|((x, _, _), _)| *x == a).map(|((_, _, s), z)| (*s, *z)).collect();
+            let n = own.len();
+            let mean = |f: &dyn Fn(&(f64, f64)) -> f64| (n > 0).then(|| own.iter().map(f).sum::<f64>() / n as f64);
+            let max = own.iter().map(|(s, _)| *s).fold(f64::NEG_INFINITY, f64::max);
+            let min = own.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
+            let spread = if n > 1 { max - min } else { 0.0 };
+            Ranked {
+                application,
+                reviews: n,
+                raw: mean(&|(s, _)| *s),
+                z: mean(&|(_, z)| *z),
+                calibrated: quality[a].is_finite().then_some(quality[a]),
+                spread,
+                flagged: spread > 0.4 * call.scale_max as f64,
+                cumulative_cents: 0,
+                fits: false,
+            }
+        })
+        .collect();
+    let key = |r: &Ranked| (r.calibrated.unwrap_or(f64::NEG_INFINITY), r.raw.unwrap_or(f64::NEG_INFINITY));
+    ranked.sort_by(|x, y| {
+        let (a, b) = (key(x), key(y));
+        b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)).then(x.application.id.cmp(&y.application.id))
+    });
+    let mut cumulative = 0i64;
+    for line in &mut ranked {
+        cumulative = cumulative.saturating_add(line.application.requested_cents);
+        line.cumulative_cents = cumulative;
+        line.fits = cumulative <= call.envelope_cents;
+    }
+    Ok(ranked)
+}
+
+pub async fn ranking(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+) -> AppResult<Json<Value>> {
+    let call = call_for(&state, id).await?;
+    if !policy::may_manage_call(&caller.actor, call.id) {
+        return Err(AppError::Forbidden("only the call's managers see the ranking"));
+    }
+    let items: Vec<Value> = ranking_of(&state, &call)
+        .await?
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "rank": i + 1,
+                "application": r.application.id,
+                "title": r.application.title,
+                "reviews": r.reviews,
+                "raw": r.raw,
+                "z": r.z,
+                "calibrated": r.calibrated,
+                "spread": r.spread,
+                "flagged": r.flagged,
+                "requested_cents": r.application.requested_cents,
+                "cumulative_cents": r.cumulative_cents,
+                "fits": r.fits,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "envelope_cents": call.envelope_cents, "items": items })))
 }

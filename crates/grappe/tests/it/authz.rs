@@ -97,6 +97,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/applications/{id}/review"), SignedIn),
         (("GET", "/api/v1/applications/{id}/reviews"), SignedIn),
         (("POST", "/api/v1/calls/{id}/decisions"), SignedIn),
+        (("GET", "/api/v1/calls/{id}/ranking"), SignedIn),
         (("GET", "/api/v1/calls/{id}/decisions"), Anyone),
         (("GET", "/api/v1/calls/{id}/decisions.csv"), Anyone),
         (("GET", "/api/v1/applications/{id}/decision"), SignedIn),

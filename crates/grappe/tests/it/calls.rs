@@ -276,6 +276,17 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
         assert_eq!(client.get(&format!("/api/v1/applications/{health}/reviews"), Some(&applicant)).status, 404);
         assert_eq!(client.get(&format!("/api/v1/calls/{id}/assignment"), Some(&applicant)).status, 403);
 
+        // The ranking counts the reviews of unconflicted jurors: the health application's 4
+        // (the 3 of the juror who then declared a conflict does not count).
+        let ranking = client.get(&format!("/api/v1/calls/{id}/ranking"), Some(&manager));
+        assert_eq!(ranking.status, 200, "{}", ranking.text);
+        let first = &ranking.body["items"][0];
+        assert_eq!(first["application"], health, "{}", ranking.text);
+        assert_eq!(first["reviews"], 1);
+        assert!((first["raw"].as_f64().unwrap() - 4.0).abs() < 1e-9, "{first}");
+        assert_eq!(first["flagged"], false);
+        assert_eq!(first["fits"], true);
+        assert_eq!(client.get(&format!("/api/v1/calls/{id}/ranking"), Some(&reviewer.1)).status, 403);
         // Decisions, all or none: the first two applications selected (the first cut), the third
         // not; a batch naming a decided application records nothing.
         let decide = |decisions: Value| {
@@ -323,7 +334,7 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
         let decision = client.get(&format!("/api/v1/applications/{health}/decision"), Some(&applicant));
         assert_eq!(decision.status, 200, "{}", decision.text);
         assert_eq!(decision.body["amount_cents"], 3_000_000_000i64);
-        assert_eq!(decision.body["reviews"].as_array().unwrap().len(), 2);
+        assert_eq!(decision.body["reviews"].as_array().unwrap().len(), 1, "the conflicted juror's does not count");
         assert!(!decision.text.contains("juror") && !decision.text.contains("ethz"), "{}", decision.text);
         assert_eq!(client.get(&format!("/api/v1/applications/{health}/decision"), Some(&outsider.1)).status, 404);
     }
