@@ -297,15 +297,20 @@ pub async fn assign(
     UrlPath(id): UrlPath<i64>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> AppResult<Json<Value>> {
-    let call = managed_call(&state, &caller, id).await?;
-    detect_conflicts(&state, &call).await?;
+    Ok(Json(assign_call(&state, &caller, id, body.max_load).await?))
+}
+
+/// Assigns the call's jurors: the one path for the API and the manager's page.
+pub async fn assign_call(state: &AppState, caller: &Caller, id: i64, max_load: Option<usize>) -> AppResult<Value> {
+    let call = managed_call(state, caller, id).await?;
+    detect_conflicts(state, &call).await?;
     let applications = state.db.applications(call.id, None).await?;
     let jurors = state.db.jurors(call.id).await?;
     if applications.is_empty() || jurors.is_empty() {
         return Err(AppError::Conflict("the call needs applications and jurors to assign".into()));
     }
     let k = call.reviewers_per_application as usize;
-    let max_load = body.max_load.unwrap_or_else(|| (k * applications.len()).div_ceil(jurors.len()) + 1);
+    let max_load = max_load.unwrap_or_else(|| (k * applications.len()).div_ceil(jurors.len()) + 1);
     let app_index: HashMap<i64, usize> = applications.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
     let juror_index: HashMap<i64, usize> = jurors.iter().enumerate().map(|(i, j)| (j.user_id, i)).collect();
     let conflicts: Vec<(usize, usize)> = state
@@ -358,7 +363,7 @@ pub async fn assign(
     if let Err(reviews) = state.db.replace_assignments(call.id, &pairs, &caller.audit_name()).await? {
         return Err(AppError::Conflict(format!("{reviews} reviews are written: the assignment is kept")));
     }
-    Ok(Json(assignment_json(&pairs, max_load)))
+    Ok(assignment_json(&pairs, max_load))
 }
 
 /// "application 3" (a position) as "application 17" (its id) in the solver's explanation.
@@ -444,6 +449,11 @@ pub async fn review(
     UrlPath(id): UrlPath<i64>,
     ApiJson(body): ApiJson<ReviewBody>,
 ) -> AppResult<Json<Value>> {
+    Ok(Json(review_json(&write_review(&state, &caller, id, body).await?)))
+}
+
+/// Checks and saves a juror's review: the one path for the API and the juror's page.
+pub async fn write_review(state: &AppState, caller: &Caller, id: i64, body: ReviewBody) -> AppResult<ReviewRow> {
     let user = caller.actor.user_id().ok_or(AppError::Forbidden("jurors are user accounts"))?;
     let application = state.db.application(id).await?;
     let allowed = match &application {
@@ -453,7 +463,7 @@ pub async fn review(
     let Some(application) = application.filter(|_| allowed) else {
         return Err(AppError::NotFound(format!("application {id} not found")));
     };
-    let call = call_for(&state, application.call_id).await?;
+    let call = call_for(state, application.call_id).await?;
     if Phase::of(&call, now_ms()) != Phase::Review {
         return Err(AppError::Conflict("reviews are written during the call's review phase".into()));
     }
@@ -484,8 +494,7 @@ pub async fn review(
         justifications: &Value::Object(body.justifications).to_string(),
         confidence: body.confidence,
     };
-    let saved = state.db.save_review(call.id, application.id, user, &fields).await?;
-    Ok(Json(review_json(&saved)))
+    Ok(state.db.save_review(call.id, application.id, user, &fields).await?)
 }
 
 /// An application's reviews: all of them for the call's managers; for a juror who may review

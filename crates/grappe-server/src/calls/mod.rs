@@ -189,6 +189,22 @@ pub fn routes() -> Vec<Route> {
         route(Page, Get, "/calls", Public, "Calls and jury", pages::list_page),
         route(Page, Get, "/calls/{id}", Public, "A call and the reader's applications", pages::call_page),
         route(Page, Post, "/calls/{id}/applications", SignedIn, "Apply from the form", pages::apply_form),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/assignment",
+            SignedIn,
+            "Assign the jury from the page (managers)",
+            pages::assign_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/reviews/{application}",
+            SignedIn,
+            "Write one's review from the page (assigned jurors)",
+            pages::review_form,
+        ),
     ]
 }
 

@@ -90,6 +90,74 @@ struct ApplicationLine {
     updated: String,
 }
 
+struct JurorLine {
+    name: String,
+    organisation: String,
+    country: String,
+    keywords: String,
+    assigned: usize,
+    reviewed: usize,
+}
+
+struct ConflictLine {
+    application: i64,
+    juror: String,
+    source: String,
+    reason: String,
+    active: bool,
+}
+
+/// One row of the assignment matrix: an application and, per juror, "assigned", "conflict" or
+/// "".
+struct MatrixRow {
+    id: i64,
+    title: String,
+    cells: Vec<&'static str>,
+}
+
+struct RankLine {
+    rank: usize,
+    id: i64,
+    title: String,
+    reviews: usize,
+    raw: String,
+    calibrated: String,
+    flagged: bool,
+    requested: String,
+    cumulative: String,
+    fits: bool,
+    decision: String,
+}
+
+/// What the call's managers see.
+struct ManagerView {
+    jurors: Vec<JurorLine>,
+    conflicts: Vec<ConflictLine>,
+    matrix: Vec<MatrixRow>,
+    juror_names: Vec<String>,
+    ranking: Vec<RankLine>,
+    ranking_svg: Option<String>,
+    may_assign: bool,
+}
+
+struct CriterionField {
+    key: String,
+    name: String,
+    score: String,
+    justification: String,
+}
+
+/// An application assigned to the reader, a juror, with their review so far.
+struct ToReview {
+    id: i64,
+    title: String,
+    organisation: String,
+    summary: String,
+    fields: Vec<CriterionField>,
+    confidence: i64,
+    done: bool,
+}
+
 #[derive(Template)]
 #[template(path = "call.html")]
 struct CallPage {
@@ -106,6 +174,10 @@ struct CallPage {
     signed_in: bool,
     manager: bool,
     applications: Vec<ApplicationLine>,
+    manage: Option<ManagerView>,
+    to_review: Vec<ToReview>,
+    reviewing: bool,
+    scale: Vec<i64>,
 }
 
 fn line(locale: Locale, application: &ApplicationRow) -> ApplicationLine {
@@ -138,7 +210,16 @@ pub async fn call_page(
         None if manager => state.db.applications(call.id, None).await?,
         None => Vec::new(),
     };
+    let manage = if manager { Some(manager_view(&state, &call, &chrome.tr).await?) } else { None };
+    let (reviewing, to_review) = match caller.actor.user_id() {
+        Some(user) => juror_view(&state, &call, user, locale).await?,
+        None => (false, Vec::new()),
+    };
     let page = CallPage {
+        manage,
+        to_review,
+        reviewing,
+        scale: (0..=call.scale_max).collect(),
         title: title(locale, &call),
         text: grappe_dataset::render_markdown(locale.pick(&call.text_fr, &call.text_en)),
         phase: phase_label(&chrome.tr, phase),
@@ -210,4 +291,214 @@ pub async fn apply_form(
     };
     let done = new_application(&state, &caller, &call, body).await;
     after_form(chrome, &format!("/calls/{id}#applications"), done)
+}
+
+async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<ManagerView, AppError> {
+    let locale = tr.locale;
+    let jurors = state.db.jurors(call.id).await?;
+    let applications = state.db.applications(call.id, None).await?;
+    let assignments = state.db.assignments(call.id).await?;
+    let conflicts = state.db.conflicts(call.id).await?;
+    let mut reviewed: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+    for application in &applications {
+        for review in state.db.reviews(application.id).await? {
+            reviewed.insert((review.application_id, review.user_id));
+        }
+    }
+    let name_of =
+        |user: i64| jurors.iter().find(|j| j.user_id == user).map_or_else(|| user.to_string(), |j| j.name.clone());
+    let decisions = state.db.decisions(call.id).await?;
+    let ranked = crate::calls::decisions::ranking_of(state, call).await?;
+    let score = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |v| locale.fixed(v, 2));
+    let bars: Vec<grappe_chart::Bar> = ranked
+        .iter()
+        .filter_map(|r| {
+            let value = r.calibrated?;
+            Some(grappe_chart::Bar {
+                label: format!("#{} {}", r.application.id, r.application.title),
+                whole: call.scale_max * 1000,
+                part: (value.clamp(0.0, call.scale_max as f64) * 1000.0) as i64,
+                inner_part: 0,
+                value_text: locale.fixed(value, 2),
+            })
+        })
+        .collect();
+    let (title, description, legend) =
+        (tr.t("call-ranking-chart"), tr.t("call-ranking-chart-desc"), tr.t("call-calibrated"));
+    let ranking_svg = (!bars.is_empty()).then(|| {
+        grappe_chart::horizontal_bars(&grappe_chart::BarChart {
+            title: &title,
+            description: &description,
+            legend: [&legend, "", ""],
+            bars,
+        })
+    });
+    Ok(ManagerView {
+        jurors: jurors
+            .iter()
+            .map(|j| JurorLine {
+                name: j.name.clone(),
+                organisation: j.organisation.clone(),
+                country: j.country.clone(),
+                keywords: serde_json::from_str::<Vec<String>>(&j.keywords).unwrap_or_default().join(", "),
+                assigned: assignments.iter().filter(|a| a.user_id == j.user_id).count(),
+                reviewed: reviewed.iter().filter(|(_, user)| *user == j.user_id).count(),
+            })
+            .collect(),
+        conflicts: conflicts
+            .iter()
+            .map(|c| ConflictLine {
+                application: c.application_id,
+                juror: name_of(c.user_id),
+                source: tr.t(&format!("call-conflict-{}", c.source)),
+                reason: c.reason.clone(),
+                active: c.active,
+            })
+            .collect(),
+        matrix: applications
+            .iter()
+            .map(|a| MatrixRow {
+                id: a.id,
+                title: a.title.clone(),
+                cells: jurors
+                    .iter()
+                    .map(|j| {
+                        if conflicts.iter().any(|c| c.active && c.application_id == a.id && c.user_id == j.user_id) {
+                            "conflict"
+                        } else if reviewed.contains(&(a.id, j.user_id)) {
+                            "reviewed"
+                        } else if assignments.iter().any(|p| p.application_id == a.id && p.user_id == j.user_id) {
+                            "assigned"
+                        } else {
+                            ""
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+        juror_names: jurors.iter().map(|j| j.name.clone()).collect(),
+        ranking: ranked
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RankLine {
+                rank: i + 1,
+                id: r.application.id,
+                title: r.application.title.clone(),
+                reviews: r.reviews,
+                raw: score(r.raw),
+                calibrated: score(r.calibrated),
+                flagged: r.flagged,
+                requested: money(locale, r.application.requested_cents),
+                cumulative: money(locale, r.cumulative_cents),
+                fits: r.fits,
+                decision: decisions.iter().find(|d| d.application_id == r.application.id).map_or_else(
+                    String::new,
+                    |d| {
+                        if d.selected {
+                            format!("{} · {}", tr.t("call-selected"), money(locale, d.amount_cents))
+                        } else {
+                            tr.t("call-not-selected")
+                        }
+                    },
+                ),
+            })
+            .collect(),
+        ranking_svg,
+        may_assign: !jurors.is_empty() && !applications.is_empty() && reviewed.is_empty(),
+    })
+}
+
+/// Whether the reader is a juror of the call, and the applications they may review.
+async fn juror_view(
+    state: &AppState,
+    call: &CallRow,
+    user: i64,
+    locale: Locale,
+) -> Result<(bool, Vec<ToReview>), AppError> {
+    if !state.db.jurors(call.id).await?.iter().any(|j| j.user_id == user) {
+        return Ok((false, Vec::new()));
+    }
+    let mut to_review = Vec::new();
+    for pair in state.db.assignments(call.id).await?.iter().filter(|p| p.user_id == user) {
+        if !state.db.may_review(pair.application_id, user).await? {
+            continue;
+        }
+        let Some(application) = state.db.application(pair.application_id).await? else { continue };
+        let own = state.db.reviews(application.id).await?.into_iter().find(|r| r.user_id == user);
+        let scores: serde_json::Map<String, serde_json::Value> =
+            own.as_ref().and_then(|r| serde_json::from_str(&r.scores).ok()).unwrap_or_default();
+        let texts: serde_json::Map<String, serde_json::Value> =
+            own.as_ref().and_then(|r| serde_json::from_str(&r.justifications).ok()).unwrap_or_default();
+        to_review.push(ToReview {
+            id: application.id,
+            title: application.title.clone(),
+            organisation: application.organisation.clone(),
+            summary: application.summary.clone(),
+            fields: criteria(call)
+                .into_iter()
+                .map(|c| CriterionField {
+                    score: scores
+                        .get(&c.key)
+                        .and_then(serde_json::Value::as_f64)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    justification: texts.get(&c.key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned(),
+                    name: locale.pick(&c.fr, &c.en).to_owned(),
+                    key: c.key,
+                })
+                .collect(),
+            confidence: own.as_ref().map_or(3, |r| r.confidence),
+            done: own.is_some(),
+        });
+    }
+    Ok((true, to_review))
+}
+
+pub async fn assign_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<crate::kit::extract::CsrfForm>,
+) -> Result<Response, AppError> {
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(page) => return Ok(*page),
+    };
+    let done = crate::calls::jury::assign_call(&state, &caller, id, None).await;
+    after_form(chrome, &format!("/calls/{id}#assignment"), done)
+}
+
+pub async fn review_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, application)): Path<(String, i64)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, csrf, &id) {
+        Ok(target) => target,
+        Err(page) => return Ok(*page),
+    };
+    let mut scores = serde_json::Map::new();
+    let mut justifications = serde_json::Map::new();
+    let mut confidence = 0;
+    for (key, value) in &form {
+        if let Some(criterion) = key.strip_prefix("score.") {
+            scores.insert(
+                criterion.to_owned(),
+                value.parse::<f64>().map_or(serde_json::Value::Null, serde_json::Value::from),
+            );
+        } else if let Some(criterion) = key.strip_prefix("why.") {
+            justifications.insert(criterion.to_owned(), serde_json::Value::from(value.as_str()));
+        } else if key == "confidence" {
+            confidence = value.parse().unwrap_or(0);
+        }
+    }
+    let body = crate::calls::jury::ReviewBody { scores, justifications, confidence };
+    let done = crate::calls::jury::write_review(&state, &caller, application, body).await;
+    after_form(chrome, &format!("/calls/{id}#review-{application}"), done)
 }

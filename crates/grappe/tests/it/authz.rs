@@ -78,6 +78,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/calls"), Anyone),
         (("GET", "/calls/{id}"), Anyone),
         (("POST", "/calls/{id}/applications"), SignedIn),
+        (("POST", "/calls/{id}/assignment"), SignedIn),
+        (("POST", "/calls/{id}/reviews/{application}"), SignedIn),
         (("GET", "/api/v1/calls"), Anyone),
         (("POST", "/api/v1/calls"), SignedIn),
         (("GET", "/api/v1/calls/{id}"), Anyone),
@@ -136,6 +138,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "999999")
         .replace("{grant_id}", "999999")
         .replace("{team}", "999999")
+        .replace("{application}", "999999")
         .replace("{submission}", "999999")
         .replace("{code}", "en")
         .replace("{name}", "no-such-dataset")
