@@ -555,3 +555,75 @@ fn apply_to_the_demo_call_from_a_phone_with_the_keyboard() {
     browser.wait_text("#criteria-title", "Criteria");
     browser.screenshot("call-en.png");
 }
+
+/// A juror reviews by the keyboard; the call manager sees the matrix, the progress and the
+/// ranking as a chart.
+#[test]
+fn review_as_a_juror_and_follow_it_as_the_call_manager() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let (manager_email, manager_password) = server.demo_password("call_manager");
+    // A juror of another domain than the demo's accounts (the same e-mail domain is a conflict).
+    let (juror_email, juror_password) = ("expert@kuleuven.be".to_owned(), "a long enough password".to_owned());
+    client.new_user(&juror_email);
+    let (applicant_email, applicant_password) = server.demo_password("applicant");
+    let manager = client.token_for(&manager_email, &manager_password);
+    let applicant = client.token_for(&applicant_email, &applicant_password);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let call = client.post(
+        "/api/v1/calls",
+        Some(&manager),
+        &json!({
+            "name": "booster-rapide", "instrument": "ia_booster", "title_fr": "IA Booster express", "title_en": "IA Booster express",
+            "criteria": [{ "key": "impact", "fr": "Impact", "en": "Impact", "weight": 2 }, { "key": "faisabilite", "fr": "Faisabilité", "en": "Feasibility", "weight": 1 }],
+            "envelope_cents": 10_000_000, "reviewers_per_application": 1, "opens_at": now - 1000, "closes_at": now + 3000,
+        }),
+    );
+    assert_eq!(call.status, 201, "{}", call.text);
+    let id = call.body["id"].as_i64().unwrap();
+    let application = json!({ "organisation": "Occitanie Vision", "title": "Contrôle qualité par vision", "summary": "Une PME.", "requested_cents": 5_000_000, "keywords": ["vision"] });
+    assert_eq!(client.post(&format!("/api/v1/calls/{id}/applications"), Some(&applicant), &application).status, 201);
+    let juror = json!({ "email": juror_email, "country": "BE", "organisation": "KU Leuven", "keywords": ["vision", "industrie"] });
+    assert_eq!(client.post(&format!("/api/v1/calls/{id}/jurors"), Some(&manager), &juror).status, 201);
+    std::thread::sleep(Duration::from_millis(3200));
+    let browser = Browser::start();
+    // The manager assigns from the page.
+    browser.go(&format!("{}/login?next=/calls/{id}", server.base));
+    browser.type_into("#email", &manager_email);
+    browser.type_into("#password", &format!("{manager_password}\u{E007}"));
+    browser.wait_text("h1", "IA Booster express");
+    browser.click("#assign-submit");
+    browser.wait_count("#matrix td.cell-assigned", 1);
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    // The juror reviews with the keyboard alone.
+    browser.go(&format!("{}/login?next=/calls/{id}", server.base));
+    browser.type_into("#email", &juror_email);
+    browser.type_into("#password", &format!("{juror_password}\u{E007}"));
+    browser.wait_text("#to-review", "Dossiers à évaluer");
+    let form = "#to-review ~ section form";
+    browser.type_into(&format!("{form} select[name='score.impact']"), "4");
+    browser.type_into(&format!("{form} textarea[name='why.impact']"), "Un vrai besoin industriel.");
+    browser.type_into(&format!("{form} select[name='score.faisabilite']"), "3");
+    browser.type_into(&format!("{form} textarea[name='why.faisabilite']"), "Équipe réduite.");
+    browser.click(&format!("{form} button"));
+    browser.wait_count("#to-review ~ section .badge", 1);
+    browser.screenshot("call-review-fr.png");
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    // The manager follows: reviewed in the matrix, and the ranking drawn.
+    browser.go(&format!("{}/login?next=/calls/{id}", server.base));
+    browser.type_into("#email", &manager_email);
+    browser.type_into("#password", &format!("{manager_password}\u{E007}"));
+    browser.wait_count("#matrix td.cell-reviewed", 1);
+    assert_eq!(browser.count("#ranking-chart svg"), 1);
+    assert!(
+        browser.text("#ranking-table").contains("3,67"),
+        "weighted (2×4 + 3) / 3: {}",
+        browser.text("#ranking-table")
+    );
+    assert!(browser.text("#jurors").contains("1 / 1"), "{}", browser.text("#jurors"));
+    browser.scroll_to("assignment");
+    browser.screenshot("call-manager-fr.png");
+}
