@@ -26,8 +26,10 @@
 //! augmented along a shortest path stays of minimum cost among the flows with the same supplies
 //! (no negative cycle appears; Ahuja, Magnanti and Orlin, *Network Flows*, ch. 9), so after the
 //! last unit the flow is a minimum-cost flow, that is, a maximal assignment. The first
-//! potentials are feasible: `p(a) = 0`, `p(r) = min(0, min over listed a of c(a, r))`, `p(sink)
-//! = min p(r)`. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
+//! potentials are feasible: `p(r) = p(sink) = 0`, `p(a) = -min(0, min over listed r of c(a,
+//! r))`. They keep every reviewer with room at the sink's potential (a settled one is settled at
+//! the sink's distance, so it is not moved; loads never go down), so the search ends at the first
+//! reviewer with room it settles. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
 //! for every settled node and nothing else. This keeps every residual reduced cost nonnegative:
 //! for an edge `u -> v` with both settled, `d(v) <= d(u) + c'`; with `u` settled and `v` not,
 //! `d(u) + c' >= D` (else `v` would have been settled before the sink); with `v` settled and `u`
@@ -211,14 +213,13 @@ struct Flow<'p> {
 impl<'p> Flow<'p> {
     fn new(problem: &'p Problem, load: usize) -> Flow<'p> {
         let (n, m) = (problem.applications(), problem.reviewers());
+        // Reviewers and the sink at 0, each application at minus its cheapest edge: every
+        // reduced cost is nonnegative, an application's best reviewer is at distance 0, and a
+        // reviewer with room is at the sink's potential, so Dijkstra stops at the first one.
         let mut potential = vec![0_i64; n + m + 1];
-        for a in 0..n {
-            for listed in problem.listed(a) {
-                let p = &mut potential[n + listed.reviewer as usize];
-                *p = (*p).min(listed.cost);
-            }
+        for (a, p) in potential.iter_mut().enumerate().take(n) {
+            *p = -problem.listed(a).iter().map(|listed| listed.cost).min().unwrap_or(0).min(0);
         }
-        potential[n + m] = potential[n..n + m].iter().copied().min().unwrap_or(0);
         let by_potential = (0..m as u32).map(|r| (-potential[n + r as usize], r)).collect();
         Flow {
             problem,
@@ -272,14 +273,24 @@ impl<'p> Flow<'p> {
             let p_node = self.potential[node as usize];
             if (node as usize) < self.n {
                 let a = node as usize;
+                // By cost: once `key + cost + p(a)`, a lower bound of the reduced distance
+                // (reviewers' potentials never rise above 0), reaches the sink's tentative
+                // distance, no later edge can lead to a node settled before the sink.
                 for listed in self.problem.listed(a) {
+                    if key + listed.cost + p_node >= self.distance[sink as usize] {
+                        break;
+                    }
                     let r = listed.reviewer;
                     if self.app_pairs[a].iter().any(|&(assigned, _)| assigned == r) {
                         continue;
                     }
                     let v = self.n as u32 + r;
-                    let reduced = listed.cost + p_node - self.potential[v as usize];
-                    self.relax(v, key + reduced, (node, listed.cost));
+                    let distance = key + listed.cost + p_node - self.potential[v as usize];
+                    self.relax(v, distance, (node, listed.cost));
+                    if self.reviewer_pairs[r as usize].len() < self.load {
+                        let to_sink = distance + self.potential[v as usize] - self.potential[sink as usize];
+                        self.relax(sink, to_sink, (v, 0));
+                    }
                 }
                 self.push_unlisted(node, Bound::Unbounded);
             } else {
@@ -358,7 +369,9 @@ impl<'p> Flow<'p> {
         });
         if let Some(&(minus_p, r)) = next {
             let key = self.distance[a as usize] + self.potential[a as usize] + minus_p;
-            self.heap.push(Reverse((key, a, r)));
+            if key < self.distance[self.sink() as usize] {
+                self.heap.push(Reverse((key, a, r)));
+            }
         }
     }
 }

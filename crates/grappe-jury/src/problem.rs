@@ -80,7 +80,7 @@ pub struct Problem {
     pub(crate) k: usize,
     pub(crate) max_load: usize,
     /// Listed pairs by application (CSR): `listed[listed_start[a]..listed_start[a + 1]]`, sorted
-    /// by reviewer, conflicted pairs left out.
+    /// by cost then reviewer, conflicted pairs left out.
     pub(crate) listed_start: Vec<usize>,
     pub(crate) listed: Vec<Listed>,
     /// Conflicts by application (CSR), sorted by reviewer.
@@ -179,6 +179,8 @@ impl Problem {
                     (_, None) => break,
                 }
             }
+            // By cost, cheapest (highest affinity) first, for Dijkstra's lazy enumeration.
+            listed[listed_start[a as usize]..].sort_unstable_by_key(|entry| (entry.cost, entry.reviewer));
             listed_start[a as usize + 1] = listed.len();
             conflict_start[a as usize + 1] = j;
             blocked_start[a as usize + 1] = blocked.len();
@@ -227,8 +229,7 @@ impl Problem {
 
     /// The affinity of a pair: listed, or 0.
     pub(crate) fn affinity(&self, a: usize, r: u32) -> f64 {
-        let listed = self.listed(a);
-        listed.binary_search_by_key(&r, |entry| entry.reviewer).map_or(0.0, |at| listed[at].affinity)
+        self.listed(a).iter().find(|entry| entry.reviewer == r).map_or(0.0, |entry| entry.affinity)
     }
 }
 
