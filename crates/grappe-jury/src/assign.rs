@@ -19,8 +19,8 @@
 //! Dijkstra actually looks at, not `reviewers`. Unlisted edges that carry flow are stored, as
 //! any assigned pair is, and their backward edges are ordinary edges.
 //!
-//! **Why the result is optimal.** We add the units one at a time (round robin over the
-//! applications: the first reviewer of every application, then the second, ...), each along a
+//! **Why the result is optimal.** We add the units one at a time (application by application,
+//! in their order, k units each), each along a
 //! shortest path in the residual network from its application to the sink (Dijkstra on reduced
 //! costs `c(u, v) + p(u) - p(v) >= 0`). This is the successive-shortest-path method: a flow
 //! augmented along a shortest path stays of minimum cost among the flows with the same supplies
@@ -150,8 +150,8 @@ pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
         return Err(Infeasible::Capacity { applications: n, reviewers: m, needed, available });
     }
     let mut flow = Flow::new(problem, load);
-    for _ in 0..k {
-        for a in 0..n {
+    for a in 0..n {
+        for _ in 0..k {
             flow.augment_from(a as u32).map_err(|reached| hall(problem, load, &reached))?;
         }
     }
