@@ -137,7 +137,7 @@ fn thousands(value: u64) -> String {
 pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
     let (n, m, k) = (problem.applications(), problem.reviewers(), problem.k);
     for a in 0..n {
-        let allowed = m - problem.conflicts(a).len();
+        let allowed = if problem.unlisted { m - problem.conflicts(a).len() } else { problem.listed(a).len() };
         if allowed < k {
             let application = problem.applications[a].clone();
             return Err(Infeasible::TooFewReviewers { application, allowed, needed: k });
@@ -167,16 +167,73 @@ pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
     Ok(Assignment { pairs, total_affinity })
 }
 
-/// The Hall violation of the applications Dijkstra reached (see the module comment).
-fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
-    let mut conflicts_in_set = vec![0_usize; problem.reviewers()];
-    for &a in reached {
-        for &r in problem.conflicts(a as usize) {
-            conflicts_in_set[r as usize] += 1;
+/// An assignment of [`assign_fair`]: the worst pair's affinity first, then the total.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FairAssignment {
+    pub assignment: Assignment,
+    /// The largest `t` such that some assignment uses only pairs of affinity at least `t`; none
+    /// when there is no application.
+    pub worst_pair_affinity: Option<f64>,
+}
+
+/// The fairness mode: first the worst assigned pair's affinity as high as it can be (a
+/// bottleneck assignment, exact: a binary search over the affinities that occur, 0 included when
+/// an unlisted pair may be assigned, each step one [`assign`] of [`Problem::at_least`] that
+/// threshold), then, among the assignments that use only pairs at least that good, the total
+/// affinity maximal. What it guarantees: no assignment has a better worst pair; none with that
+/// worst pair has a larger total. It is not FairFlow's heuristic on each application's sum of
+/// affinities (maximising the worst application's sum exactly is NP-hard); every application's
+/// sum is at least k times the worst pair. Costs `log2(distinct affinities)` flows.
+pub fn assign_fair(problem: &Problem) -> Result<FairAssignment, Infeasible> {
+    // Infeasible at any threshold means infeasible as it is: say why, as `assign` does.
+    let loosest = assign(problem)?;
+    let mut thresholds: Vec<f64> = problem.listed.iter().map(|listed| listed.affinity).collect();
+    if problem.unlisted {
+        thresholds.push(0.0);
+    }
+    thresholds.sort_unstable_by(f64::total_cmp);
+    thresholds.dedup();
+    // Feasible at `thresholds[low]`, infeasible at `thresholds[high]` (none: `len`). The loosest
+    // assignment is feasible at its own worst pair, and the most total affinity there.
+    let worst = |assignment: &Assignment| {
+        assignment.pairs.iter().map(|&(a, r)| problem.affinity(a, r as u32)).min_by(f64::total_cmp)
+    };
+    let Some(loosest_worst) = worst(&loosest) else {
+        return Ok(FairAssignment { assignment: loosest, worst_pair_affinity: None });
+    };
+    let mut low = thresholds.partition_point(|&t| t < loosest_worst);
+    let mut high = thresholds.len();
+    let mut best = loosest;
+    while low + 1 < high {
+        let middle = low + (high - low) / 2;
+        match assign(&problem.at_least(thresholds[middle])) {
+            Ok(assignment) => {
+                low = middle;
+                best = assignment;
+            }
+            Err(_) => high = middle,
         }
     }
+    Ok(FairAssignment { worst_pair_affinity: worst(&best), assignment: best })
+}
+
+/// The Hall violation of the applications Dijkstra reached (see the module comment).
+fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
+    // How many applications of the set each reviewer may review.
     let size = reached.len();
-    let available = conflicts_in_set.iter().map(|&conflicts| (size - conflicts).min(load) as u64).sum();
+    let mut allowed = vec![if problem.unlisted { size } else { 0 }; problem.reviewers()];
+    for &a in reached {
+        if problem.unlisted {
+            for &r in problem.conflicts(a as usize) {
+                allowed[r as usize] -= 1;
+            }
+        } else {
+            for listed in problem.listed(a as usize) {
+                allowed[listed.reviewer as usize] += 1;
+            }
+        }
+    }
+    let available = allowed.iter().map(|&allowed| allowed.min(load) as u64).sum();
     let mut sorted = reached.to_vec();
     sorted.sort_unstable();
     let applications = sorted.iter().map(|&a| problem.applications[a as usize].clone()).collect();
@@ -355,6 +412,9 @@ impl<'p> Flow<'p> {
 
     /// Pushes application `a`'s cheapest unlisted edge after `after` to a reviewer not settled.
     fn push_unlisted(&mut self, a: u32, after: Bound<u32>) {
+        if !self.problem.unlisted {
+            return;
+        }
         let n = self.n;
         let from = match after {
             Bound::Excluded(r) => Bound::Excluded((-self.potential[n + r as usize], r)),

@@ -4,12 +4,14 @@
 //! [`assign`]: every application gets exactly k reviewers, no reviewer more than L
 //! applications, no conflicted pair, total affinity maximal, by our own min-cost flow
 //! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
-//! assignment exists, an [`Infeasible`] says which constraint cannot be met.
+//! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`assign_fair`], the
+//! fairness mode: the worst assigned pair's affinity maximal first (exact, a bottleneck
+//! assignment by binary search), then the total.
 
 mod assign;
 mod problem;
 
-pub use assign::{Assignment, Infeasible, assign};
+pub use assign::{Assignment, FairAssignment, Infeasible, assign, assign_fair};
 pub use problem::{Problem, ProblemError, ProblemSpec};
 
 #[cfg(test)]

@@ -91,6 +91,9 @@ pub struct Problem {
     pub(crate) blocked_start: Vec<usize>,
     pub(crate) blocked: Vec<u32>,
     exact: bool,
+    /// Whether unlisted, non-conflicted pairs may be assigned (at affinity 0); false only in a
+    /// problem [`Problem::at_least`] restricted to positive affinities.
+    pub(crate) unlisted: bool,
 }
 
 impl Problem {
@@ -198,7 +201,34 @@ impl Problem {
             blocked_start,
             blocked,
             exact,
+            unlisted: true,
         })
+    }
+
+    /// The same problem where only pairs of affinity at least `threshold` may be assigned: listed
+    /// pairs below it become conflicts, unlisted pairs (affinity 0) are dropped when `threshold >
+    /// 0`. Costs are the same, so optima compare exactly.
+    pub(crate) fn at_least(&self, threshold: f64) -> Problem {
+        let n = self.applications();
+        let mut restricted = self.clone();
+        restricted.unlisted = self.unlisted && threshold <= 0.0;
+        restricted.listed.clear();
+        restricted.conflicts.clear();
+        for a in 0..n {
+            let mut conflicts: Vec<u32> = self.conflicts(a).to_vec();
+            for listed in self.listed(a) {
+                if listed.affinity >= threshold {
+                    restricted.listed.push(*listed);
+                } else {
+                    conflicts.push(listed.reviewer);
+                }
+            }
+            conflicts.sort_unstable();
+            restricted.conflicts.extend(conflicts);
+            restricted.listed_start[a + 1] = restricted.listed.len();
+            restricted.conflict_start[a + 1] = restricted.conflicts.len();
+        }
+        restricted
     }
 
     /// Whether every affinity became an integer cost exactly, so that the optimum found is the

@@ -2,7 +2,8 @@
 //! "max_load": L, "affinity": [[a, r, score], ...], "conflicts": [[a, r], ...], "applications":
 //! [...], "reviewers": [...]}` (ids are JSON strings or numbers, printed back as given), solves it
 //! with `grappe-jury`, and prints `{"assignment": [[a, r], ...], "total_affinity": X}` with
-//! `--json`. Exit code 1 with the explanation on stderr when no assignment exists; 2 on bad
+//! `--json`; `--fair` maximises the worst pair's affinity first (`grappe_jury::assign_fair`) and
+//! adds `"worst_pair_affinity"`. Exit code 1 with the explanation on stderr when no assignment exists; 2 on bad
 //! input (unreadable file, bad JSON, unknown or repeated ids, k or L out of range).
 
 use std::borrow::Cow;
@@ -32,6 +33,10 @@ pub struct AssignFlags {
     /// Print `{"assignment": [[a, r], ...], "total_affinity": X}`.
     #[arg(long)]
     json: bool,
+    /// Fairness mode: first the worst assigned pair's affinity as high as any assignment allows,
+    /// then the total affinity maximal among those; prints `worst_pair_affinity` too.
+    #[arg(long)]
+    fair: bool,
 }
 
 const INFEASIBLE: u8 = 1;
@@ -53,8 +58,13 @@ pub fn run(command: JuryCommand) -> ExitCode {
             return ExitCode::from(BAD_INPUT);
         }
     };
-    let assignment = match grappe_jury::assign(&problem) {
-        Ok(assignment) => assignment,
+    let solved = if flags.fair {
+        grappe_jury::assign_fair(&problem).map(|fair| (fair.assignment, fair.worst_pair_affinity))
+    } else {
+        grappe_jury::assign(&problem).map(|assignment| (assignment, None))
+    };
+    let (assignment, worst_pair) = match solved {
+        Ok(solved) => solved,
         Err(infeasible) => {
             eprintln!("error: {infeasible}");
             return ExitCode::from(INFEASIBLE);
@@ -68,12 +78,19 @@ pub fn run(command: JuryCommand) -> ExitCode {
             let _ = write!(out, "{comma}[{}, {}]", ids.applications[a].json(), ids.reviewers[r].json());
         }
         let total = serde_json::Value::from(assignment.total_affinity);
-        let _ = writeln!(out, "], \"total_affinity\": {total}}}");
+        let _ = write!(out, "], \"total_affinity\": {total}");
+        if let Some(worst) = worst_pair {
+            let _ = write!(out, ", \"worst_pair_affinity\": {}", serde_json::Value::from(worst));
+        }
+        out.push_str("}\n");
     } else {
         for &(a, r) in &assignment.pairs {
             let _ = writeln!(out, "{}\t{}", ids.applications[a].json(), ids.reviewers[r].json());
         }
         let _ = writeln!(out, "total affinity: {}", assignment.total_affinity);
+        if let Some(worst) = worst_pair {
+            let _ = writeln!(out, "worst pair's affinity: {worst}");
+        }
     }
     print!("{out}");
     ExitCode::SUCCESS
