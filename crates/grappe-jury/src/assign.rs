@@ -343,6 +343,9 @@ impl<'p> Flow<'p> {
                     }
                     let v = self.n as u32 + r;
                     let distance = key + listed.cost + p_node - self.potential[v as usize];
+                    if distance >= self.distance[sink as usize] {
+                        continue; // settled after the sink, if ever: no use
+                    }
                     self.relax(v, distance, (node, listed.cost));
                     if self.reviewer_pairs[r as usize].len() < self.load {
                         let to_sink = distance + self.potential[v as usize] - self.potential[sink as usize];
