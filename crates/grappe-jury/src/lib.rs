@@ -6,10 +6,13 @@
 //! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
 //! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`assign_fair`], the
 //! fairness mode: the worst assigned pair's affinity maximal first (exact, a bottleneck
-//! assignment by binary search), then the total.
+//! assignment by binary search), then the total. `calibrate`: per-juror z-scores and the
+//! least-squares bias model (quality plus juror offset); `rank`: Borda and Schulze rankings.
 
 mod assign;
+pub mod calibrate;
 mod problem;
+pub mod rank;
 
 pub use assign::{Assignment, FairAssignment, Infeasible, assign, assign_fair};
 pub use problem::{Problem, ProblemError, ProblemSpec};
