@@ -97,7 +97,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(spec: ProblemSpec) -> Result<Problem, ProblemError> {
+    pub fn new(mut spec: ProblemSpec) -> Result<Problem, ProblemError> {
         let n = spec.applications.len();
         let m = spec.reviewers.len();
         if n > MAX_SIDE {
@@ -142,8 +142,11 @@ impl Problem {
             let (application, reviewer) = name(pair[0].0 as usize, pair[0].1 as usize);
             return Err(ProblemError::Duplicate { list: "conflicts", application, reviewer });
         }
-        let mut affinity: Vec<(u32, u32, f64)> =
-            spec.affinity.iter().map(|&(a, r, affinity)| (a as u32, r as u32, affinity)).collect();
+        // Consumed as it is narrowed: the caller's pairs are freed before the problem is built.
+        let mut affinity: Vec<(u32, u32, f64)> = std::mem::take(&mut spec.affinity)
+            .into_iter()
+            .map(|(a, r, affinity)| (a as u32, r as u32, affinity))
+            .collect();
         affinity.sort_unstable_by_key(|&(a, r, _)| (a, r));
         if let Some(pair) = affinity.windows(2).find(|pair| (pair[0].0, pair[0].1) == (pair[1].0, pair[1].1)) {
             let (application, reviewer) = name(pair[0].0 as usize, pair[0].1 as usize);

@@ -174,34 +174,46 @@ struct Ids<'a> {
 
 fn parse(text: &str) -> Result<(Problem, Ids<'_>), String> {
     let input: Input = serde_json::from_str(text).map_err(|error| error.to_string())?;
-    let applications = index("applications", &input.applications)?;
-    let reviewers = index("reviewers", &input.reviewers)?;
-    let find = |list: &str, item: usize, a: &Id, r: &Id| -> Result<(usize, usize), String> {
-        let a = *applications
-            .get(a)
-            .ok_or_else(|| format!("{list} entry {item}: application {} is not in \"applications\"", a.json()))?;
-        let r = *reviewers
-            .get(r)
-            .ok_or_else(|| format!("{list} entry {item}: reviewer {} is not in \"reviewers\"", r.json()))?;
-        Ok((a, r))
+    let Input {
+        reviewers_per_application,
+        max_load,
+        applications,
+        reviewers,
+        affinity: raw_affinity,
+        conflicts: raw_conflicts,
+    } = input;
+    // The ids' pairs become positions, and are freed before the problem is built.
+    let (affinity, conflicts) = {
+        let application_index = index("applications", &applications)?;
+        let reviewer_index = index("reviewers", &reviewers)?;
+        let find = |list: &str, item: usize, a: &Id, r: &Id| -> Result<(usize, usize), String> {
+            let a = *application_index
+                .get(a)
+                .ok_or_else(|| format!("{list} entry {item}: application {} is not in \"applications\"", a.json()))?;
+            let r = *reviewer_index
+                .get(r)
+                .ok_or_else(|| format!("{list} entry {item}: reviewer {} is not in \"reviewers\"", r.json()))?;
+            Ok((a, r))
+        };
+        let mut affinity = Vec::with_capacity(raw_affinity.len());
+        for (item, (a, r, score)) in raw_affinity.into_iter().enumerate() {
+            let (a, r) = find("affinity", item, &a, &r)?;
+            affinity.push((a, r, score));
+        }
+        let mut conflicts = Vec::with_capacity(raw_conflicts.len());
+        for (item, (a, r)) in raw_conflicts.into_iter().enumerate() {
+            conflicts.push(find("conflicts", item, &a, &r)?);
+        }
+        (affinity, conflicts)
     };
-    let mut affinity = Vec::with_capacity(input.affinity.len());
-    for (item, (a, r, score)) in input.affinity.iter().enumerate() {
-        let (a, r) = find("affinity", item, a, r)?;
-        affinity.push((a, r, *score));
-    }
-    let mut conflicts = Vec::with_capacity(input.conflicts.len());
-    for (item, (a, r)) in input.conflicts.iter().enumerate() {
-        conflicts.push(find("conflicts", item, a, r)?);
-    }
     let spec = ProblemSpec {
-        applications: input.applications.iter().map(Id::json).collect(),
-        reviewers: input.reviewers.iter().map(Id::json).collect(),
-        reviewers_per_application: usize::try_from(input.reviewers_per_application).unwrap_or(usize::MAX),
-        max_load: usize::try_from(input.max_load).unwrap_or(usize::MAX),
+        applications: applications.iter().map(Id::json).collect(),
+        reviewers: reviewers.iter().map(Id::json).collect(),
+        reviewers_per_application: usize::try_from(reviewers_per_application).unwrap_or(usize::MAX),
+        max_load: usize::try_from(max_load).unwrap_or(usize::MAX),
         affinity,
         conflicts,
     };
     let problem = Problem::new(spec).map_err(|error| error.to_string())?;
-    Ok((problem, Ids { applications: input.applications, reviewers: input.reviewers }))
+    Ok((problem, Ids { applications, reviewers }))
 }
