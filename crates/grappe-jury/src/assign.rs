@@ -244,6 +244,19 @@ const UNREACHED: i64 = i64::MAX;
 /// The `cursor` of a heap entry that settles its node (not an unlisted edge).
 const SETTLE: u32 = u32::MAX;
 
+/// A listed pair in the flow: `bound <= cost - p(reviewer)` at all times.
+#[derive(Clone, Copy)]
+struct Edge {
+    bound: i64,
+    cost: i64,
+    reviewer: u32,
+}
+
+/// An application's listed pairs are sorted again once a scan of them wasted this many pairs
+/// (and at least half of those it looked at) on reviewers their bound made look cheaper than
+/// they were. In tests, after every wasted pair, so that the brute-force comparisons exercise it.
+const REFRESH_WASTED: usize = if cfg!(test) { 1 } else { 8 };
+
 struct Flow<'p> {
     problem: &'p Problem,
     n: usize,
@@ -256,6 +269,10 @@ struct Flow<'p> {
     reviewer_pairs: Vec<Vec<(u32, i64)>>,
     /// Reviewers by `(-p(r), r)`: unlisted edges in increasing reduced cost.
     by_potential: BTreeSet<(i64, u32)>,
+    /// Each application's listed pairs (the CSR of `Problem::listed`), sorted by a lower bound of
+    /// `cost - p(r)`, taken when last sorted: reviewers' potentials never rise, so it stays a
+    /// lower bound; `refresh` sorts an application's pairs again by their current value.
+    edges: Vec<Edge>,
     // Dijkstra's scratch, reset through `touched` only.
     distance: Vec<i64>,
     settled: Vec<bool>,
@@ -286,6 +303,11 @@ impl<'p> Flow<'p> {
             app_pairs: vec![Vec::with_capacity(problem.k); n],
             reviewer_pairs: vec![Vec::new(); m],
             by_potential,
+            edges: problem
+                .listed
+                .iter()
+                .map(|listed| Edge { bound: listed.cost, cost: listed.cost, reviewer: listed.reviewer })
+                .collect(),
             distance: vec![UNREACHED; n + m + 1],
             settled: vec![false; n + m + 1],
             parent: vec![(0, 0); n + m + 1],
@@ -330,27 +352,34 @@ impl<'p> Flow<'p> {
             let p_node = self.potential[node as usize];
             if (node as usize) < self.n {
                 let a = node as usize;
-                // By cost: once `key + cost + p(a)`, a lower bound of the reduced distance
-                // (reviewers' potentials never rise above 0), reaches the sink's tentative
-                // distance, no later edge can lead to a node settled before the sink.
-                for listed in self.problem.listed(a) {
-                    if key + listed.cost + p_node >= self.distance[sink as usize] {
+                // By bound: once `key + bound + p(a)`, a lower bound of the reduced distance,
+                // reaches the sink's tentative distance, no later edge can lead to a node settled
+                // before the sink.
+                let (mut scanned, mut wasted) = (0_usize, 0_usize);
+                for i in self.problem.listed_start[a]..self.problem.listed_start[a + 1] {
+                    let edge = self.edges[i];
+                    if key + edge.bound + p_node >= self.distance[sink as usize] {
                         break;
                     }
-                    let r = listed.reviewer;
+                    scanned += 1;
+                    let r = edge.reviewer;
                     if self.app_pairs[a].iter().any(|&(assigned, _)| assigned == r) {
                         continue;
                     }
                     let v = self.n as u32 + r;
-                    let distance = key + listed.cost + p_node - self.potential[v as usize];
+                    let distance = key + edge.cost + p_node - self.potential[v as usize];
                     if distance >= self.distance[sink as usize] {
+                        wasted += 1;
                         continue; // settled after the sink, if ever: no use
                     }
-                    self.relax(v, distance, (node, listed.cost));
+                    self.relax(v, distance, (node, edge.cost));
                     if self.reviewer_pairs[r as usize].len() < self.load {
                         let to_sink = distance + self.potential[v as usize] - self.potential[sink as usize];
                         self.relax(sink, to_sink, (v, 0));
                     }
+                }
+                if wasted >= REFRESH_WASTED && 2 * wasted >= scanned {
+                    self.refresh(a);
                 }
                 self.push_unlisted(node, Bound::Unbounded);
             } else {
@@ -399,6 +428,15 @@ impl<'p> Flow<'p> {
             self.reviewer_pairs[old as usize].retain(|&(assigned, _)| assigned != app);
             reviewer = previous;
         }
+    }
+
+    /// Sorts application `a`'s listed pairs again by `cost - p(r)` now.
+    fn refresh(&mut self, a: usize) {
+        let edges = &mut self.edges[self.problem.listed_start[a]..self.problem.listed_start[a + 1]];
+        for edge in edges.iter_mut() {
+            edge.bound = edge.cost - self.potential[self.n + edge.reviewer as usize];
+        }
+        edges.sort_unstable_by_key(|edge| (edge.bound, edge.reviewer));
     }
 
     fn relax(&mut self, v: u32, key: i64, parent: (u32, i64)) {
