@@ -37,6 +37,16 @@
 //! Potentials stay within a path's cost (`|p| <= nodes * max |cost|`), distances within three
 //! times that, which the scale of [`Problem`] keeps inside `i64`.
 //!
+//! **Cutting the searches, exactly.** Reviewers' potentials start at 0 and only fall (`d(v) -
+//! D <= 0`). Each application keeps its listed pairs sorted by `bound <= c(a, r) - p(r)`: at
+//! first the cost, later `c(a, r) - p(r)` as it was when the list was last sorted, still a lower
+//! bound since `p(r)` has only fallen since. Scanning a settled application in that order, once
+//! `d(a) + bound + p(a)` reaches the sink's tentative distance (set as soon as a reviewer with
+//! room is reached), every later pair leads to a node that would settle after the sink, which
+//! changes neither the path nor the potentials: the scan stops. An edge whose exact reduced
+//! distance reaches that bound is skipped for the same reason. A scan that skips many pairs
+//! (their bound was stale) sorts the application's list again with the current potentials.
+//!
 //! **Infeasibility.** Before the flow, two counts: an application with fewer than k
 //! non-conflicted reviewers, or `k * applications > min(L, applications) * reviewers`. Past
 //! them, when Dijkstra from application `a0` empties its heap without reaching the sink, the
