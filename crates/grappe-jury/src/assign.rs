@@ -19,21 +19,33 @@
 //! Dijkstra actually looks at, not `reviewers`. Unlisted edges that carry flow are stored, as
 //! any assigned pair is, and their backward edges are ordinary edges.
 //!
-//! **Why the result is optimal.** We add the units one at a time (round robin over the
-//! applications: the first reviewer of every application, then the second, ...), each along a
+//! **Why the result is optimal.** We add the units one at a time (application by application,
+//! in their order, k units each), each along a
 //! shortest path in the residual network from its application to the sink (Dijkstra on reduced
 //! costs `c(u, v) + p(u) - p(v) >= 0`). This is the successive-shortest-path method: a flow
 //! augmented along a shortest path stays of minimum cost among the flows with the same supplies
 //! (no negative cycle appears; Ahuja, Magnanti and Orlin, *Network Flows*, ch. 9), so after the
 //! last unit the flow is a minimum-cost flow, that is, a maximal assignment. The first
-//! potentials are feasible: `p(a) = 0`, `p(r) = min(0, min over listed a of c(a, r))`, `p(sink)
-//! = min p(r)`. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
+//! potentials are feasible: `p(r) = p(sink) = 0`, `p(a) = -min(0, min over listed r of c(a,
+//! r))`. They keep every reviewer with room at the sink's potential (a settled one is settled at
+//! the sink's distance, so it is not moved; loads never go down), so the search ends at the first
+//! reviewer with room it settles. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
 //! for every settled node and nothing else. This keeps every residual reduced cost nonnegative:
 //! for an edge `u -> v` with both settled, `d(v) <= d(u) + c'`; with `u` settled and `v` not,
 //! `d(u) + c' >= D` (else `v` would have been settled before the sink); with `v` settled and `u`
 //! not, `d(v) <= D`; and the path's edges get reduced cost 0, so their reversed edges too.
 //! Potentials stay within a path's cost (`|p| <= nodes * max |cost|`), distances within three
 //! times that, which the scale of [`Problem`] keeps inside `i64`.
+//!
+//! **Cutting the searches, exactly.** Reviewers' potentials start at 0 and only fall (`d(v) -
+//! D <= 0`). Each application keeps its listed pairs sorted by `bound <= c(a, r) - p(r)`: at
+//! first the cost, later `c(a, r) - p(r)` as it was when the list was last sorted, still a lower
+//! bound since `p(r)` has only fallen since. Scanning a settled application in that order, once
+//! `d(a) + bound + p(a)` reaches the sink's tentative distance (set as soon as a reviewer with
+//! room is reached), every later pair leads to a node that would settle after the sink, which
+//! changes neither the path nor the potentials: the scan stops. An edge whose exact reduced
+//! distance reaches that bound is skipped for the same reason. A scan that skips many pairs
+//! (their bound was stale) sorts the application's list again with the current potentials.
 //!
 //! **Infeasibility.** Before the flow, two counts: an application with fewer than k
 //! non-conflicted reviewers, or `k * applications > min(L, applications) * reviewers`. Past
@@ -135,7 +147,7 @@ fn thousands(value: u64) -> String {
 pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
     let (n, m, k) = (problem.applications(), problem.reviewers(), problem.k);
     for a in 0..n {
-        let allowed = m - problem.conflicts(a).len();
+        let allowed = if problem.unlisted { m - problem.conflicts(a).len() } else { problem.listed(a).len() };
         if allowed < k {
             let application = problem.applications[a].clone();
             return Err(Infeasible::TooFewReviewers { application, allowed, needed: k });
@@ -148,8 +160,8 @@ pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
         return Err(Infeasible::Capacity { applications: n, reviewers: m, needed, available });
     }
     let mut flow = Flow::new(problem, load);
-    for _ in 0..k {
-        for a in 0..n {
+    for a in 0..n {
+        for _ in 0..k {
             flow.augment_from(a as u32).map_err(|reached| hall(problem, load, &reached))?;
         }
     }
@@ -165,16 +177,73 @@ pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
     Ok(Assignment { pairs, total_affinity })
 }
 
-/// The Hall violation of the applications Dijkstra reached (see the module comment).
-fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
-    let mut conflicts_in_set = vec![0_usize; problem.reviewers()];
-    for &a in reached {
-        for &r in problem.conflicts(a as usize) {
-            conflicts_in_set[r as usize] += 1;
+/// An assignment of [`assign_fair`]: the worst pair's affinity first, then the total.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FairAssignment {
+    pub assignment: Assignment,
+    /// The largest `t` such that some assignment uses only pairs of affinity at least `t`; none
+    /// when there is no application.
+    pub worst_pair_affinity: Option<f64>,
+}
+
+/// The fairness mode: first the worst assigned pair's affinity as high as it can be (a
+/// bottleneck assignment, exact: a binary search over the affinities that occur, 0 included when
+/// an unlisted pair may be assigned, each step one [`assign`] of [`Problem::at_least`] that
+/// threshold), then, among the assignments that use only pairs at least that good, the total
+/// affinity maximal. What it guarantees: no assignment has a better worst pair; none with that
+/// worst pair has a larger total. It is not FairFlow's heuristic on each application's sum of
+/// affinities (maximising the worst application's sum exactly is NP-hard); every application's
+/// sum is at least k times the worst pair. Costs `log2(distinct affinities)` flows.
+pub fn assign_fair(problem: &Problem) -> Result<FairAssignment, Infeasible> {
+    // Infeasible at any threshold means infeasible as it is: say why, as `assign` does.
+    let loosest = assign(problem)?;
+    let mut thresholds: Vec<f64> = problem.listed.iter().map(|listed| listed.affinity).collect();
+    if problem.unlisted {
+        thresholds.push(0.0);
+    }
+    thresholds.sort_unstable_by(f64::total_cmp);
+    thresholds.dedup();
+    // Feasible at `thresholds[low]`, infeasible at `thresholds[high]` (none: `len`). The loosest
+    // assignment is feasible at its own worst pair, and the most total affinity there.
+    let worst = |assignment: &Assignment| {
+        assignment.pairs.iter().map(|&(a, r)| problem.affinity(a, r as u32)).min_by(f64::total_cmp)
+    };
+    let Some(loosest_worst) = worst(&loosest) else {
+        return Ok(FairAssignment { assignment: loosest, worst_pair_affinity: None });
+    };
+    let mut low = thresholds.partition_point(|&t| t < loosest_worst);
+    let mut high = thresholds.len();
+    let mut best = loosest;
+    while low + 1 < high {
+        let middle = low + (high - low) / 2;
+        match assign(&problem.at_least(thresholds[middle])) {
+            Ok(assignment) => {
+                low = middle;
+                best = assignment;
+            }
+            Err(_) => high = middle,
         }
     }
+    Ok(FairAssignment { worst_pair_affinity: worst(&best), assignment: best })
+}
+
+/// The Hall violation of the applications Dijkstra reached (see the module comment).
+fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
+    // How many applications of the set each reviewer may review.
     let size = reached.len();
-    let available = conflicts_in_set.iter().map(|&conflicts| (size - conflicts).min(load) as u64).sum();
+    let mut allowed = vec![if problem.unlisted { size } else { 0 }; problem.reviewers()];
+    for &a in reached {
+        if problem.unlisted {
+            for &r in problem.conflicts(a as usize) {
+                allowed[r as usize] -= 1;
+            }
+        } else {
+            for listed in problem.listed(a as usize) {
+                allowed[listed.reviewer as usize] += 1;
+            }
+        }
+    }
+    let available = allowed.iter().map(|&allowed| allowed.min(load) as u64).sum();
     let mut sorted = reached.to_vec();
     sorted.sort_unstable();
     let applications = sorted.iter().map(|&a| problem.applications[a as usize].clone()).collect();
@@ -184,6 +253,19 @@ fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
 const UNREACHED: i64 = i64::MAX;
 /// The `cursor` of a heap entry that settles its node (not an unlisted edge).
 const SETTLE: u32 = u32::MAX;
+
+/// A listed pair in the flow: `bound <= cost - p(reviewer)` at all times.
+#[derive(Clone, Copy)]
+struct Edge {
+    bound: i64,
+    cost: i64,
+    reviewer: u32,
+}
+
+/// An application's listed pairs are sorted again once a scan of them wasted this many pairs
+/// (and at least half of those it looked at) on reviewers their bound made look cheaper than
+/// they were. In tests, after every wasted pair, so that the brute-force comparisons exercise it.
+const REFRESH_WASTED: usize = if cfg!(test) { 1 } else { 8 };
 
 struct Flow<'p> {
     problem: &'p Problem,
@@ -197,6 +279,10 @@ struct Flow<'p> {
     reviewer_pairs: Vec<Vec<(u32, i64)>>,
     /// Reviewers by `(-p(r), r)`: unlisted edges in increasing reduced cost.
     by_potential: BTreeSet<(i64, u32)>,
+    /// Each application's listed pairs (the CSR of `Problem::listed`), sorted by a lower bound of
+    /// `cost - p(r)`, taken when last sorted: reviewers' potentials never rise, so it stays a
+    /// lower bound; `refresh` sorts an application's pairs again by their current value.
+    edges: Vec<Edge>,
     // Dijkstra's scratch, reset through `touched` only.
     distance: Vec<i64>,
     settled: Vec<bool>,
@@ -211,14 +297,13 @@ struct Flow<'p> {
 impl<'p> Flow<'p> {
     fn new(problem: &'p Problem, load: usize) -> Flow<'p> {
         let (n, m) = (problem.applications(), problem.reviewers());
+        // Reviewers and the sink at 0, each application at minus its cheapest edge: every
+        // reduced cost is nonnegative, an application's best reviewer is at distance 0, and a
+        // reviewer with room is at the sink's potential, so Dijkstra stops at the first one.
         let mut potential = vec![0_i64; n + m + 1];
-        for a in 0..n {
-            for listed in problem.listed(a) {
-                let p = &mut potential[n + listed.reviewer as usize];
-                *p = (*p).min(listed.cost);
-            }
+        for (a, p) in potential.iter_mut().enumerate().take(n) {
+            *p = -problem.listed(a).iter().map(|listed| listed.cost).min().unwrap_or(0).min(0);
         }
-        potential[n + m] = potential[n..n + m].iter().copied().min().unwrap_or(0);
         let by_potential = (0..m as u32).map(|r| (-potential[n + r as usize], r)).collect();
         Flow {
             problem,
@@ -228,6 +313,11 @@ impl<'p> Flow<'p> {
             app_pairs: vec![Vec::with_capacity(problem.k); n],
             reviewer_pairs: vec![Vec::new(); m],
             by_potential,
+            edges: problem
+                .listed
+                .iter()
+                .map(|listed| Edge { bound: listed.cost, cost: listed.cost, reviewer: listed.reviewer })
+                .collect(),
             distance: vec![UNREACHED; n + m + 1],
             settled: vec![false; n + m + 1],
             parent: vec![(0, 0); n + m + 1],
@@ -272,14 +362,34 @@ impl<'p> Flow<'p> {
             let p_node = self.potential[node as usize];
             if (node as usize) < self.n {
                 let a = node as usize;
-                for listed in self.problem.listed(a) {
-                    let r = listed.reviewer;
+                // By bound: once `key + bound + p(a)`, a lower bound of the reduced distance,
+                // reaches the sink's tentative distance, no later edge can lead to a node settled
+                // before the sink.
+                let (mut scanned, mut wasted) = (0_usize, 0_usize);
+                for i in self.problem.listed_start[a]..self.problem.listed_start[a + 1] {
+                    let edge = self.edges[i];
+                    if key + edge.bound + p_node >= self.distance[sink as usize] {
+                        break;
+                    }
+                    scanned += 1;
+                    let r = edge.reviewer;
                     if self.app_pairs[a].iter().any(|&(assigned, _)| assigned == r) {
                         continue;
                     }
                     let v = self.n as u32 + r;
-                    let reduced = listed.cost + p_node - self.potential[v as usize];
-                    self.relax(v, key + reduced, (node, listed.cost));
+                    let distance = key + edge.cost + p_node - self.potential[v as usize];
+                    if distance >= self.distance[sink as usize] {
+                        wasted += 1;
+                        continue; // settled after the sink, if ever: no use
+                    }
+                    self.relax(v, distance, (node, edge.cost));
+                    if self.reviewer_pairs[r as usize].len() < self.load {
+                        let to_sink = distance + self.potential[v as usize] - self.potential[sink as usize];
+                        self.relax(sink, to_sink, (v, 0));
+                    }
+                }
+                if wasted >= REFRESH_WASTED && 2 * wasted >= scanned {
+                    self.refresh(a);
                 }
                 self.push_unlisted(node, Bound::Unbounded);
             } else {
@@ -330,6 +440,15 @@ impl<'p> Flow<'p> {
         }
     }
 
+    /// Sorts application `a`'s listed pairs again by `cost - p(r)` now.
+    fn refresh(&mut self, a: usize) {
+        let edges = &mut self.edges[self.problem.listed_start[a]..self.problem.listed_start[a + 1]];
+        for edge in edges.iter_mut() {
+            edge.bound = edge.cost - self.potential[self.n + edge.reviewer as usize];
+        }
+        edges.sort_unstable_by_key(|edge| (edge.bound, edge.reviewer));
+    }
+
     fn relax(&mut self, v: u32, key: i64, parent: (u32, i64)) {
         let distance = &mut self.distance[v as usize];
         if key < *distance {
@@ -344,6 +463,9 @@ impl<'p> Flow<'p> {
 
     /// Pushes application `a`'s cheapest unlisted edge after `after` to a reviewer not settled.
     fn push_unlisted(&mut self, a: u32, after: Bound<u32>) {
+        if !self.problem.unlisted {
+            return;
+        }
         let n = self.n;
         let from = match after {
             Bound::Excluded(r) => Bound::Excluded((-self.potential[n + r as usize], r)),
@@ -358,7 +480,9 @@ impl<'p> Flow<'p> {
         });
         if let Some(&(minus_p, r)) = next {
             let key = self.distance[a as usize] + self.potential[a as usize] + minus_p;
-            self.heap.push(Reverse((key, a, r)));
+            if key < self.distance[self.sink() as usize] {
+                self.heap.push(Reverse((key, a, r)));
+            }
         }
     }
 }

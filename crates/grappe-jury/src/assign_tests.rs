@@ -252,3 +252,73 @@ fn a_larger_random_problem_meets_every_constraint() {
     check_constraints(&problem, &assignment);
     assert_eq!(solve(problem).unwrap(), assignment, "deterministic");
 }
+
+/// The fairness mode by brute force: the highest threshold at which some assignment uses only
+/// pairs at least that good, and the best total there.
+fn brute_force_fair(problem: &ProblemSpec) -> Option<(i64, i64)> {
+    let affinity = |a: usize, r: usize| {
+        problem.affinity.iter().find(|&&(x, y, _)| (x, y) == (a, r)).map_or(0, |entry| entry.2 as i64)
+    };
+    let (n, m) = (problem.applications.len(), problem.reviewers.len());
+    let mut thresholds: Vec<i64> =
+        (0..n).flat_map(|a| (0..m).map(move |r| (a, r))).map(|(a, r)| affinity(a, r)).collect();
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    thresholds.into_iter().rev().find_map(|threshold| {
+        let mut restricted = problem.clone();
+        for a in 0..n {
+            for r in 0..m {
+                if affinity(a, r) < threshold && !restricted.conflicts.contains(&(a, r)) {
+                    restricted.conflicts.push((a, r));
+                }
+            }
+        }
+        brute_force(&restricted).map(|total| (threshold, total))
+    })
+}
+
+#[test]
+fn the_fairness_mode_raises_the_worst_pair_then_the_total() {
+    // The best total (10 + 0) leaves A1 an unlisted reviewer (affinity 0); the fair assignment
+    // gives every application a pair of affinity 2 at least, and the best total then (2 + 3).
+    let mut problem = spec(2, 2, 1, 1);
+    problem.affinity = vec![(0, 0, 10.0), (0, 1, 2.0), (1, 0, 3.0)];
+    let best = solve(problem.clone()).unwrap();
+    assert_eq!(best, Assignment { pairs: vec![(0, 0), (1, 1)], total_affinity: 10.0 });
+    let fair = crate::assign_fair(&Problem::new(problem.clone()).unwrap()).unwrap();
+    check_constraints(&problem, &fair.assignment);
+    assert_eq!(fair.worst_pair_affinity, Some(2.0));
+    assert_eq!(fair.assignment, Assignment { pairs: vec![(0, 1), (1, 0)], total_affinity: 5.0 });
+}
+
+#[test]
+fn random_small_problems_match_brute_force_in_the_fairness_mode() {
+    let mut rng = Rng(0x6661_6972);
+    let mut feasible = 0;
+    for case in 0..600 {
+        let (n, m) = (rng.range(1, 5), rng.range(1, 5));
+        let mut problem = spec(n, m, rng.range(1, m.min(3)), rng.range(1, 3));
+        for a in 0..n {
+            for r in 0..m {
+                if rng.range(0, 9) < 6 {
+                    problem.affinity.push((a, r, rng.range(0, 12) as f64 - 3.0));
+                }
+                if rng.range(0, 9) < 1 {
+                    problem.conflicts.push((a, r));
+                }
+            }
+        }
+        let got = crate::assign_fair(&Problem::new(problem.clone()).unwrap());
+        match (got, brute_force_fair(&problem)) {
+            (Ok(fair), Some((worst, total))) => {
+                check_constraints(&problem, &fair.assignment);
+                assert_eq!(fair.worst_pair_affinity, Some(worst as f64), "case {case}: {problem:?}");
+                assert_eq!(fair.assignment.total_affinity, total as f64, "case {case}: {problem:?}");
+                feasible += 1;
+            }
+            (Err(_), None) => {}
+            (got, expected) => panic!("case {case}: {got:?}, brute force {expected:?}, {problem:?}"),
+        }
+    }
+    assert!(feasible > 300, "{feasible} feasible");
+}

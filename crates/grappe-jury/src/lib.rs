@@ -4,16 +4,19 @@
 //! [`assign`]: every application gets exactly k reviewers, no reviewer more than L
 //! applications, no conflicted pair, total affinity maximal, by our own min-cost flow
 //! (`assign.rs`, whose module comment has the algorithm and the proof of optimality); when no
-//! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`affinity`]:
-//! TF-IDF affinities between applications' and reviewers' words. [`calibrate`]: z-scores and the
-//! least-squares model of juror bias.
+//! assignment exists, an [`Infeasible`] says which constraint cannot be met. [`assign_fair`], the
+//! fairness mode: the worst assigned pair's affinity maximal first (exact, a bottleneck
+//! assignment by binary search), then the total. `calibrate`: per-juror z-scores and the
+//! least-squares bias model (quality plus juror offset); `rank`: Borda and Schulze rankings;
+//! [`affinity`]: TF-IDF affinities between applications' and reviewers' words.
 
 pub mod affinity;
 mod assign;
 pub mod calibrate;
 mod problem;
+pub mod rank;
 
-pub use assign::{Assignment, Infeasible, assign};
+pub use assign::{Assignment, FairAssignment, Infeasible, assign, assign_fair};
 pub use problem::{Problem, ProblemError, ProblemSpec};
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub struct Problem {
     pub(crate) k: usize,
     pub(crate) max_load: usize,
     /// Listed pairs by application (CSR): `listed[listed_start[a]..listed_start[a + 1]]`, sorted
-    /// by reviewer, conflicted pairs left out.
+    /// by cost then reviewer, conflicted pairs left out.
     pub(crate) listed_start: Vec<usize>,
     pub(crate) listed: Vec<Listed>,
     /// Conflicts by application (CSR), sorted by reviewer.
@@ -91,10 +91,13 @@ pub struct Problem {
     pub(crate) blocked_start: Vec<usize>,
     pub(crate) blocked: Vec<u32>,
     exact: bool,
+    /// Whether unlisted, non-conflicted pairs may be assigned (at affinity 0); false only in a
+    /// problem [`Problem::at_least`] restricted to positive affinities.
+    pub(crate) unlisted: bool,
 }
 
 impl Problem {
-    pub fn new(spec: ProblemSpec) -> Result<Problem, ProblemError> {
+    pub fn new(mut spec: ProblemSpec) -> Result<Problem, ProblemError> {
         let n = spec.applications.len();
         let m = spec.reviewers.len();
         if n > MAX_SIDE {
@@ -139,8 +142,11 @@ impl Problem {
             let (application, reviewer) = name(pair[0].0 as usize, pair[0].1 as usize);
             return Err(ProblemError::Duplicate { list: "conflicts", application, reviewer });
         }
-        let mut affinity: Vec<(u32, u32, f64)> =
-            spec.affinity.iter().map(|&(a, r, affinity)| (a as u32, r as u32, affinity)).collect();
+        // Consumed as it is narrowed: the caller's pairs are freed before the problem is built.
+        let mut affinity: Vec<(u32, u32, f64)> = std::mem::take(&mut spec.affinity)
+            .into_iter()
+            .map(|(a, r, affinity)| (a as u32, r as u32, affinity))
+            .collect();
         affinity.sort_unstable_by_key(|&(a, r, _)| (a, r));
         if let Some(pair) = affinity.windows(2).find(|pair| (pair[0].0, pair[0].1) == (pair[1].0, pair[1].1)) {
             let (application, reviewer) = name(pair[0].0 as usize, pair[0].1 as usize);
@@ -179,6 +185,8 @@ impl Problem {
                     (_, None) => break,
                 }
             }
+            // By cost, cheapest (highest affinity) first, for Dijkstra's lazy enumeration.
+            listed[listed_start[a as usize]..].sort_unstable_by_key(|entry| (entry.cost, entry.reviewer));
             listed_start[a as usize + 1] = listed.len();
             conflict_start[a as usize + 1] = j;
             blocked_start[a as usize + 1] = blocked.len();
@@ -196,7 +204,34 @@ impl Problem {
             blocked_start,
             blocked,
             exact,
+            unlisted: true,
         })
+    }
+
+    /// The same problem where only pairs of affinity at least `threshold` may be assigned: listed
+    /// pairs below it become conflicts, unlisted pairs (affinity 0) are dropped when `threshold >
+    /// 0`. Costs are the same, so optima compare exactly.
+    pub(crate) fn at_least(&self, threshold: f64) -> Problem {
+        let n = self.applications();
+        let mut restricted = self.clone();
+        restricted.unlisted = self.unlisted && threshold <= 0.0;
+        restricted.listed.clear();
+        restricted.conflicts.clear();
+        for a in 0..n {
+            let mut conflicts: Vec<u32> = self.conflicts(a).to_vec();
+            for listed in self.listed(a) {
+                if listed.affinity >= threshold {
+                    restricted.listed.push(*listed);
+                } else {
+                    conflicts.push(listed.reviewer);
+                }
+            }
+            conflicts.sort_unstable();
+            restricted.conflicts.extend(conflicts);
+            restricted.listed_start[a + 1] = restricted.listed.len();
+            restricted.conflict_start[a + 1] = restricted.conflicts.len();
+        }
+        restricted
     }
 
     /// Whether every affinity became an integer cost exactly, so that the optimum found is the
@@ -227,8 +262,7 @@ impl Problem {
 
     /// The affinity of a pair: listed, or 0.
     pub(crate) fn affinity(&self, a: usize, r: u32) -> f64 {
-        let listed = self.listed(a);
-        listed.binary_search_by_key(&r, |entry| entry.reviewer).map_or(0.0, |at| listed[at].affinity)
+        self.listed(a).iter().find(|entry| entry.reviewer == r).map_or(0.0, |entry| entry.affinity)
     }
 }
 

@@ -2,7 +2,8 @@
 //! "max_load": L, "affinity": [[a, r, score], ...], "conflicts": [[a, r], ...], "applications":
 //! [...], "reviewers": [...]}` (ids are JSON strings or numbers, printed back as given), solves it
 //! with `grappe-jury`, and prints `{"assignment": [[a, r], ...], "total_affinity": X}` with
-//! `--json`. Exit code 1 with the explanation on stderr when no assignment exists; 2 on bad
+//! `--json`; `--fair` maximises the worst pair's affinity first (`grappe_jury::assign_fair`) and
+//! adds `"worst_pair_affinity"`. Exit code 1 with the explanation on stderr when no assignment exists; 2 on bad
 //! input (unreadable file, bad JSON, unknown or repeated ids, k or L out of range).
 
 use std::borrow::Cow;
@@ -32,6 +33,10 @@ pub struct AssignFlags {
     /// Print `{"assignment": [[a, r], ...], "total_affinity": X}`.
     #[arg(long)]
     json: bool,
+    /// Fairness mode: first the worst assigned pair's affinity as high as any assignment allows,
+    /// then the total affinity maximal among those; prints `worst_pair_affinity` too.
+    #[arg(long)]
+    fair: bool,
 }
 
 const INFEASIBLE: u8 = 1;
@@ -53,8 +58,13 @@ pub fn run(command: JuryCommand) -> ExitCode {
             return ExitCode::from(BAD_INPUT);
         }
     };
-    let assignment = match grappe_jury::assign(&problem) {
-        Ok(assignment) => assignment,
+    let solved = if flags.fair {
+        grappe_jury::assign_fair(&problem).map(|fair| (fair.assignment, fair.worst_pair_affinity))
+    } else {
+        grappe_jury::assign(&problem).map(|assignment| (assignment, None))
+    };
+    let (assignment, worst_pair) = match solved {
+        Ok(solved) => solved,
         Err(infeasible) => {
             eprintln!("error: {infeasible}");
             return ExitCode::from(INFEASIBLE);
@@ -68,12 +78,19 @@ pub fn run(command: JuryCommand) -> ExitCode {
             let _ = write!(out, "{comma}[{}, {}]", ids.applications[a].json(), ids.reviewers[r].json());
         }
         let total = serde_json::Value::from(assignment.total_affinity);
-        let _ = writeln!(out, "], \"total_affinity\": {total}}}");
+        let _ = write!(out, "], \"total_affinity\": {total}");
+        if let Some(worst) = worst_pair {
+            let _ = write!(out, ", \"worst_pair_affinity\": {}", serde_json::Value::from(worst));
+        }
+        out.push_str("}\n");
     } else {
         for &(a, r) in &assignment.pairs {
             let _ = writeln!(out, "{}\t{}", ids.applications[a].json(), ids.reviewers[r].json());
         }
         let _ = writeln!(out, "total affinity: {}", assignment.total_affinity);
+        if let Some(worst) = worst_pair {
+            let _ = writeln!(out, "worst pair's affinity: {worst}");
+        }
     }
     print!("{out}");
     ExitCode::SUCCESS
@@ -157,34 +174,46 @@ struct Ids<'a> {
 
 fn parse(text: &str) -> Result<(Problem, Ids<'_>), String> {
     let input: Input = serde_json::from_str(text).map_err(|error| error.to_string())?;
-    let applications = index("applications", &input.applications)?;
-    let reviewers = index("reviewers", &input.reviewers)?;
-    let find = |list: &str, item: usize, a: &Id, r: &Id| -> Result<(usize, usize), String> {
-        let a = *applications
-            .get(a)
-            .ok_or_else(|| format!("{list} entry {item}: application {} is not in \"applications\"", a.json()))?;
-        let r = *reviewers
-            .get(r)
-            .ok_or_else(|| format!("{list} entry {item}: reviewer {} is not in \"reviewers\"", r.json()))?;
-        Ok((a, r))
+    let Input {
+        reviewers_per_application,
+        max_load,
+        applications,
+        reviewers,
+        affinity: raw_affinity,
+        conflicts: raw_conflicts,
+    } = input;
+    // The ids' pairs become positions, and are freed before the problem is built.
+    let (affinity, conflicts) = {
+        let application_index = index("applications", &applications)?;
+        let reviewer_index = index("reviewers", &reviewers)?;
+        let find = |list: &str, item: usize, a: &Id, r: &Id| -> Result<(usize, usize), String> {
+            let a = *application_index
+                .get(a)
+                .ok_or_else(|| format!("{list} entry {item}: application {} is not in \"applications\"", a.json()))?;
+            let r = *reviewer_index
+                .get(r)
+                .ok_or_else(|| format!("{list} entry {item}: reviewer {} is not in \"reviewers\"", r.json()))?;
+            Ok((a, r))
+        };
+        let mut affinity = Vec::with_capacity(raw_affinity.len());
+        for (item, (a, r, score)) in raw_affinity.into_iter().enumerate() {
+            let (a, r) = find("affinity", item, &a, &r)?;
+            affinity.push((a, r, score));
+        }
+        let mut conflicts = Vec::with_capacity(raw_conflicts.len());
+        for (item, (a, r)) in raw_conflicts.into_iter().enumerate() {
+            conflicts.push(find("conflicts", item, &a, &r)?);
+        }
+        (affinity, conflicts)
     };
-    let mut affinity = Vec::with_capacity(input.affinity.len());
-    for (item, (a, r, score)) in input.affinity.iter().enumerate() {
-        let (a, r) = find("affinity", item, a, r)?;
-        affinity.push((a, r, *score));
-    }
-    let mut conflicts = Vec::with_capacity(input.conflicts.len());
-    for (item, (a, r)) in input.conflicts.iter().enumerate() {
-        conflicts.push(find("conflicts", item, a, r)?);
-    }
     let spec = ProblemSpec {
-        applications: input.applications.iter().map(Id::json).collect(),
-        reviewers: input.reviewers.iter().map(Id::json).collect(),
-        reviewers_per_application: usize::try_from(input.reviewers_per_application).unwrap_or(usize::MAX),
-        max_load: usize::try_from(input.max_load).unwrap_or(usize::MAX),
+        applications: applications.iter().map(Id::json).collect(),
+        reviewers: reviewers.iter().map(Id::json).collect(),
+        reviewers_per_application: usize::try_from(reviewers_per_application).unwrap_or(usize::MAX),
+        max_load: usize::try_from(max_load).unwrap_or(usize::MAX),
         affinity,
         conflicts,
     };
     let problem = Problem::new(spec).map_err(|error| error.to_string())?;
-    Ok((problem, Ids { applications: input.applications, reviewers: input.reviewers }))
+    Ok((problem, Ids { applications, reviewers }))
 }

@@ -255,6 +255,9 @@ pub struct Ranked {
     pub spread: f64,
     /// Large spreads are flagged for discussion (over 40 % of the scale).
     pub flagged: bool,
+    /// Its place by Borda and by Schulze over the jurors' own orderings.
+    pub borda: usize,
+    pub schulze: usize,
     /// What the applications ranked up to this one ask, in all.
     pub cumulative_cents: i64,
     /// Whether that still fits the envelope.
@@ -272,28 +275,51 @@ fn weighted(call: &CallRow, scores: &str) -> Option<f64> {
     })
 }
 
-/// The call's applications ranked by calibrated score (then raw), with what fits the envelope.
+/// The call's applications ranked by calibrated score (then raw), with what fits the envelope;
+/// and the Borda and Schulze places from each juror's own ordering, for comparison.
 pub async fn ranking_of(state: &AppState, call: &CallRow) -> AppResult<Vec<Ranked>> {
     let applications = state.db.applications(call.id, None).await?;
     let mut jurors: HashMap<i64, usize> = HashMap::new();
-    let mut reviews: Vec<(usize, usize, f64)> = Vec::new();
+    // (juror, application, weighted score), by positions.
+    let mut reviews: Vec<grappe_jury::calibrate::Review> = Vec::new();
     for (a, application) in applications.iter().enumerate() {
         for review in state.db.counted_reviews(application.id).await? {
             let next = jurors.len();
             let j = *jurors.entry(review.user_id).or_insert(next);
             if let Some(score) = weighted(call, &review.scores) {
-                reviews.push((a, j, score));
+                reviews.push((j, a, score));
             }
         }
     }
-    let z = grappe_jury::calibrate::z_scores(&reviews, jurors.len());
-    let (quality, _) = grappe_jury::calibrate::bias_model(&reviews, applications.len(), jurors.len());
+    let calibration = |error: grappe_jury::calibrate::CalibrationError| AppError::Internal(anyhow::anyhow!("{error}"));
+    let z = grappe_jury::calibrate::z_scores(&reviews, jurors.len()).map_err(calibration)?;
+    let model = grappe_jury::calibrate::bias_model(&reviews, jurors.len(), applications.len()).map_err(calibration)?;
+    // Each juror's ordering of the applications they reviewed, best first.
+    let mut orderings: Vec<Vec<(f64, usize)>> = vec![Vec::new(); jurors.len()];
+    for &(j, a, score) in &reviews {
+        orderings[j].push((score, a));
+    }
+    let orderings: Vec<Vec<usize>> = orderings
+        .into_iter()
+        .map(|mut own| {
+            own.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            own.into_iter().map(|(_, a)| a).collect()
+        })
+        .collect();
+    let place = |order: Vec<usize>| {
+        let mut places = vec![0; applications.len()];
+        order.into_iter().enumerate().for_each(|(i, a)| places[a] = i + 1);
+        places
+    };
+    let borda = place(grappe_jury::rank::borda(&orderings, applications.len()).into_iter().map(|(a, _)| a).collect());
+    let schulze =
+        place(grappe_jury::rank::schulze(&orderings, applications.len()).into_iter().map(|(a, _)| a).collect());
     let mut ranked: Vec<Ranked> = applications
         .into_iter()
         .enumerate()
         .map(|(a, application)| {
             let own: Vec<(f64, f64)> =
-                reviews.iter().zip(&z).filter(|((x, _, _), _)| *x == a).map(|((_, _, s), z)| (*s, *z)).collect();
+                reviews.iter().zip(&z).filter(|((_, x, _), _)| *x == a).map(|((_, _, s), z)| (*s, *z)).collect();
             let n = own.len();
             let mean = |f: &dyn Fn(&(f64, f64)) -> f64| (n > 0).then(|| own.iter().map(f).sum::<f64>() / n as f64);
             let max = own.iter().map(|(s, _)| *s).fold(f64::NEG_INFINITY, f64::max);
@@ -304,9 +330,11 @@ pub async fn ranking_of(state: &AppState, call: &CallRow) -> AppResult<Vec<Ranke
                 reviews: n,
                 raw: mean(&|(s, _)| *s),
                 z: mean(&|(_, z)| *z),
-                calibrated: quality[a].is_finite().then_some(quality[a]),
+                calibrated: model.quality[a],
                 spread,
                 flagged: spread > 0.4 * call.scale_max as f64,
+                borda: borda[a],
+                schulze: schulze[a],
                 cumulative_cents: 0,
                 fits: false,
             }
@@ -350,6 +378,8 @@ pub async fn ranking(
                 "calibrated": r.calibrated,
                 "spread": r.spread,
                 "flagged": r.flagged,
+                "borda": r.borda,
+                "schulze": r.schulze,
                 "requested_cents": r.application.requested_cents,
                 "cumulative_cents": r.cumulative_cents,
                 "fits": r.fits,

@@ -7,12 +7,17 @@ use serde_json::{Value, json};
 
 use crate::harness::TempDir;
 
-/// Exit code, stdout, stderr of `grappe jury assign --input PROBLEM --json`.
+/// Exit code, stdout, stderr of `grappe jury assign --input PROBLEM --json [EXTRA]`.
 fn assign(dir: &TempDir, name: &str, problem: &str) -> (Option<i32>, String, String) {
+    assign_with(dir, name, problem, &[])
+}
+
+fn assign_with(dir: &TempDir, name: &str, problem: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let path = dir.path().join(name);
     std::fs::write(&path, problem).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_grappe"))
         .args(["jury", "assign", "--input", path.to_str().unwrap(), "--json"])
+        .args(extra)
         .output()
         .expect("run grappe");
     (
@@ -39,6 +44,16 @@ fn jury_assign_prints_the_contract_json_with_ids_as_given() {
     assert_eq!(code, Some(0), "{stderr}");
     let value: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(value, json!({"assignment": [["A1", "r1"], [2, "r3"]], "total_affinity": 0.9}));
+
+    // --fair: the worst pair first. A2 can only have r1 (0.5) or r3 (0), so r1 goes to A2 and A1
+    // takes 7 (0.25): worst pair 0.25 instead of 0.
+    let (code, stdout, stderr) = assign_with(&dir, "problem.json", &problem.to_string(), &["--fair"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        value,
+        json!({"assignment": [["A1", 7], [2, "r1"]], "total_affinity": 0.75, "worst_pair_affinity": 0.25})
+    );
 }
 
 #[test]
