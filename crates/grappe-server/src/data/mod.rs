@@ -404,16 +404,24 @@ pub async fn upload_chunks(
     let dataset = pushable_dataset(&state, &caller, &name).await?;
     let body = upload_body(&state, body).await?;
     check_storage(&state, &dataset, 0, body.len() as u64).await?;
-    let store = state.store.clone();
-    let (stats, sent) = blocking(move || {
-        let frames = parse_frames(&body)?;
-        let stats = store.put_chunks(&frames).map_err(store_error)?;
-        Ok((stats, frames.iter().map(|(digest, _)| digest.to_hex()).collect::<Vec<_>>()))
+    // Storing the chunks and recording them for the project run to the end in a task of their
+    // own: a client that goes away in between would otherwise leave stored chunks the project
+    // is not told it has, and its next push would send them all again.
+    let (store, db, project) = (state.store.clone(), state.db.clone(), dataset.project_id);
+    let stats = tokio::spawn(async move {
+        let (stats, sent) = blocking(move || {
+            let frames = parse_frames(&body)?;
+            let stats = store.put_chunks(&frames).map_err(store_error)?;
+            Ok((stats, frames.iter().map(|(digest, _)| digest.to_hex()).collect::<Vec<_>>()))
+        })
+        .await?;
+        if let Some(project) = project {
+            db.add_dataset_chunks(project, &sent).await?;
+        }
+        Ok::<_, AppError>(stats)
     })
-    .await?;
-    if let Some(project) = dataset.project_id {
-        state.db.add_dataset_chunks(project, &sent).await?;
-    }
+    .await
+    .map_err(anyhow::Error::from)??;
     Ok(Json(json!({
         "chunks": stats.chunks,
         "new_chunks": stats.new_chunks,
