@@ -199,6 +199,14 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             Page,
+            Get,
+            "/calls/{id}/applications/{application}/letter",
+            SignedIn,
+            "An application's decision letter, printable (its author, managers)",
+            pages::letter_page,
+        ),
+        route(
+            Page,
             Post,
             "/calls/{id}/reviews/{application}",
             SignedIn,

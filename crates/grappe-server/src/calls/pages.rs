@@ -88,6 +88,8 @@ struct ApplicationLine {
     gpu_hours: String,
     version: i64,
     updated: String,
+    /// Decided: its letter can be read.
+    decided: bool,
 }
 
 struct JurorLine {
@@ -182,7 +184,7 @@ struct CallPage {
     scale: Vec<i64>,
 }
 
-fn line(locale: Locale, application: &ApplicationRow) -> ApplicationLine {
+fn line(locale: Locale, application: &ApplicationRow, decided: &[i64]) -> ApplicationLine {
     ApplicationLine {
         id: application.id,
         title: application.title.clone(),
@@ -191,6 +193,7 @@ fn line(locale: Locale, application: &ApplicationRow) -> ApplicationLine {
         gpu_hours: locale.integer(application.requested_gpu_hours),
         version: application.version,
         updated: iso_datetime(application.updated_at),
+        decided: decided.contains(&application.id),
     }
 }
 
@@ -212,6 +215,7 @@ pub async fn call_page(
         None if manager => state.db.applications(call.id, None).await?,
         None => Vec::new(),
     };
+    let decided: Vec<i64> = state.db.decisions(call.id).await?.iter().map(|d| d.application_id).collect();
     let manage = if manager { Some(manager_view(&state, &call, &chrome.tr).await?) } else { None };
     let (reviewing, to_review) = match caller.actor.user_id() {
         Some(user) => juror_view(&state, &call, user, locale).await?,
@@ -235,7 +239,7 @@ pub async fn call_page(
             .collect(),
         signed_in: caller.actor.user_id().is_some(),
         manager,
-        applications: applications.iter().map(|a| line(locale, a)).collect(),
+        applications: applications.iter().map(|a| line(locale, a, &decided)).collect(),
         call,
         chrome,
     };
@@ -505,4 +509,86 @@ pub async fn review_form(
     let body = crate::calls::jury::ReviewBody { scores, justifications, confidence };
     let done = crate::calls::jury::write_review(&state, &caller, application, body).await;
     after_form(chrome, &format!("/calls/{id}#review-{application}"), done)
+}
+
+#[derive(Template)]
+#[template(path = "letter.html")]
+struct LetterPage {
+    chrome: Chrome,
+    date: String,
+    organisation: String,
+    call_title: String,
+    application_id: i64,
+    application_title: String,
+    selected: bool,
+    amount: String,
+    gpu_hours: String,
+    project: Option<i64>,
+    /// Each review, without its juror's name: "Reviewer 1", and a line per criterion.
+    reviews: Vec<(String, Vec<String>)>,
+}
+
+/// An application's decision letter, in the reader's language, for its author and the call's
+/// managers, once decided: printable (the page's chrome is left out on paper).
+pub async fn letter_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, application)): Path<(String, i64)>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found_page(chrome)) };
+    let Ok(call) = call_for(&state, id).await else { return Ok(not_found_page(chrome)) };
+    let found = state.db.application(application).await?.filter(|a| {
+        a.call_id == call.id
+            && (caller.actor.user_id() == Some(a.submitted_by) || policy::may_manage_call(&caller.actor, call.id))
+    });
+    let Some(application) = found else { return Ok(not_found_page(chrome)) };
+    let Some(decision) = state.db.decisions(call.id).await?.into_iter().find(|d| d.application_id == application.id)
+    else {
+        return Ok(not_found_page(chrome));
+    };
+    let locale = chrome.tr.locale;
+    let criteria = criteria(&call);
+    let reviews = state
+        .db
+        .counted_reviews(application.id)
+        .await?
+        .iter()
+        .enumerate()
+        .map(|(i, review)| {
+            let scores: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&review.scores).unwrap_or_default();
+            let texts: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&review.justifications).unwrap_or_default();
+            let lines = criteria
+                .iter()
+                .map(|c| {
+                    let score = scores
+                        .get(&c.key)
+                        .and_then(serde_json::Value::as_f64)
+                        .map_or_else(String::new, |s| locale.trimmed(s, 1));
+                    let text = texts.get(&c.key).and_then(serde_json::Value::as_str).unwrap_or_default();
+                    let colon = locale.pick(" :", ":");
+                    format!("{}{colon} {score} / {} — {text}", locale.pick(&c.fr, &c.en), call.scale_max)
+                })
+                .collect();
+            (format!("{} {}", chrome.tr.t("letter-reviewer"), i + 1), lines)
+        })
+        .collect();
+    let page = LetterPage {
+        date: crate::kit::page::iso_date(decision.decided_at),
+        organisation: application.organisation.clone(),
+        call_title: title(locale, &call),
+        application_id: application.id,
+        application_title: application.title.clone(),
+        selected: decision.selected,
+        amount: money(locale, decision.amount_cents),
+        gpu_hours: locale.integer(decision.gpu_hours),
+        project: decision.project_id,
+        reviews,
+        chrome,
+    };
+    Ok(render(&page, StatusCode::OK))
 }

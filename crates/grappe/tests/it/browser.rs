@@ -626,4 +626,23 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     assert!(browser.text("#jurors").contains("1 / 1"), "{}", browser.text("#jurors"));
     browser.scroll_to("assignment");
     browser.screenshot("call-manager-fr.png");
+    // The decision, then the applicant's letter, in French, printable.
+    let application = client.get(&format!("/api/v1/calls/{id}/applications"), Some(&manager)).body["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let decisions = json!({ "decisions": [{ "application": application, "selected": true, "amount_cents": 4_000_000, "gpu_hours": 0 }] });
+    assert_eq!(client.post(&format!("/api/v1/calls/{id}/decisions"), Some(&manager), &decisions).status, 200);
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    browser.go(&format!("{}/login?next=/calls/{id}", server.base));
+    browser.type_into("#email", &applicant_email);
+    browser.type_into("#password", &format!("{applicant_password}\u{E007}"));
+    browser.wait_count("#application-list a", 1);
+    browser.click("#application-list a");
+    browser.wait_count("#letter", 1);
+    assert!(browser.text("#letter-decision").contains("a retenu votre dossier"), "{}", browser.text("#letter"));
+    assert!(browser.text("#letter").contains("40\u{202f}000 €"), "{}", browser.text("#letter"));
+    assert!(browser.text("#letter").contains("Un vrai besoin industriel."), "the reviews, without names");
+    assert!(!browser.text("#letter").contains("kuleuven"), "no juror's name");
+    browser.screenshot("call-letter-fr.png");
 }
