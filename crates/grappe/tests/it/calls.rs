@@ -337,5 +337,21 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
         assert_eq!(decision.body["reviews"].as_array().unwrap().len(), 1, "the conflicted juror's does not count");
         assert!(!decision.text.contains("juror") && !decision.text.contains("ethz"), "{}", decision.text);
         assert_eq!(client.get(&format!("/api/v1/applications/{health}/decision"), Some(&outsider.1)).status, 404);
+        // A conflicted juror reaches the application by no route: API, versions, reviews, its
+        // review, its decision, its letter, the call's page.
+        for path in [
+            format!("/api/v1/applications/{health}"),
+            format!("/api/v1/applications/{health}/versions"),
+            format!("/api/v1/applications/{health}/reviews"),
+            format!("/api/v1/applications/{health}/decision"),
+            format!("/calls/{id}/applications/{health}/letter"),
+        ] {
+            assert_eq!(client.get(&path, Some(&outsider.1)).status, 404, "{path}");
+        }
+        let review =
+            client.post(&format!("/api/v1/applications/{health}/review"), Some(&outsider.1), &review_body(5.0));
+        assert_eq!(review.status, 404);
+        let page = client.request("GET", &format!("/calls/{id}"), Some(&outsider.1), None);
+        assert!(!page.text.contains("IA et santé"), "the call's page shows a conflicted juror the application");
     }
 }
