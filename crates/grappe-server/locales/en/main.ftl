@@ -317,3 +317,4 @@ letter-reviewer = Reviewer
 letter-signature = For the programme, the call's managers.
 letter-print = Print this page (Ctrl+P) to keep the letter: the site's menus are left out on paper.
 call-decision-letter = Decision letter
+call-decide-button = Record these decisions (all or none)

@@ -317,3 +317,4 @@ letter-reviewer = Évaluateur
 letter-signature = Pour le programme, les gestionnaires de l'appel.
 letter-print = Imprimez cette page (Ctrl+P) pour garder la lettre : les menus du site ne sont pas imprimés.
 call-decision-letter = Lettre de décision
+call-decide-button = Enregistrer ces décisions (toutes ou aucune)

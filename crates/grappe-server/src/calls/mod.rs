@@ -199,6 +199,14 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             Page,
+            Post,
+            "/calls/{id}/decisions",
+            SignedIn,
+            "Decide from the ranking's form (the call's managers)",
+            pages::decisions_form,
+        ),
+        route(
+            Page,
             Get,
             "/calls/{id}/applications/{application}/letter",
             SignedIn,

@@ -131,6 +131,10 @@ struct RankLine {
     cumulative: String,
     fits: bool,
     decision: String,
+    /// Not decided yet: the form offers it, with what was asked.
+    undecided: bool,
+    requested_euros: i64,
+    requested_gpu_hours: i64,
 }
 
 /// What the call's managers see.
@@ -142,6 +146,8 @@ struct ManagerView {
     ranking: Vec<RankLine>,
     ranking_svg: Option<String>,
     may_assign: bool,
+    /// Whether decisions may be taken now (the call closed, or a rolling one).
+    may_decide: bool,
 }
 
 struct CriterionField {
@@ -399,6 +405,9 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
                 requested: money(locale, r.application.requested_cents),
                 cumulative: money(locale, r.cumulative_cents),
                 fits: r.fits,
+                undecided: !decisions.iter().any(|d| d.application_id == r.application.id),
+                requested_euros: r.application.requested_cents / 100,
+                requested_gpu_hours: r.application.requested_gpu_hours,
                 decision: decisions.iter().find(|d| d.application_id == r.application.id).map_or_else(
                     String::new,
                     |d| {
@@ -413,6 +422,7 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
             .collect(),
         ranking_svg,
         may_assign: !jurors.is_empty() && !applications.is_empty() && reviewed.is_empty(),
+        may_decide: call.closes_at.is_none() || !matches!(Phase::of(call, now_ms()), Phase::Draft | Phase::Open),
     })
 }
 
@@ -591,4 +601,44 @@ pub async fn letter_page(
         chrome,
     };
     Ok(render(&page, StatusCode::OK))
+}
+
+/// The managers' decision form: per application, `decide.ID` (`yes`, `no`, or empty to leave
+/// it), `amount.ID` in euros and `gpu.ID`.
+pub async fn decisions_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (chrome, id) =
+        match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, field("csrf").unwrap_or(""), &id) {
+            Ok(target) => target,
+            Err(page) => return Ok(*page),
+        };
+    let Ok(call) = call_for(&state, id).await else { return Ok(not_found_page(chrome)) };
+    let number = |name: String| field(&name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+    let decisions = form
+        .iter()
+        .filter_map(|(key, value)| {
+            let application = key.strip_prefix("decide.")?.parse::<i64>().ok()?;
+            let selected = match value.as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return None,
+            };
+            Some(crate::calls::decisions::DecisionBody {
+                application,
+                selected,
+                amount_cents: number(format!("amount.{application}")).saturating_mul(100),
+                gpu_hours: number(format!("gpu.{application}")),
+            })
+        })
+        .collect();
+    let body = crate::calls::decisions::DecisionsBody { decisions };
+    let done = crate::calls::decisions::take_decisions(&state, &caller, &call, body).await;
+    after_form(chrome, &format!("/calls/{id}#ranking"), done)
 }

@@ -79,6 +79,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/calls/{id}"), Anyone),
         (("POST", "/calls/{id}/applications"), SignedIn),
         (("POST", "/calls/{id}/assignment"), SignedIn),
+        (("POST", "/calls/{id}/decisions"), SignedIn),
         (("GET", "/calls/{id}/applications/{application}/letter"), SignedIn),
         (("POST", "/calls/{id}/reviews/{application}"), SignedIn),
         (("GET", "/api/v1/calls"), Anyone),

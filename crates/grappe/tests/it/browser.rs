@@ -626,12 +626,14 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     assert!(browser.text("#jurors").contains("1 / 1"), "{}", browser.text("#jurors"));
     browser.scroll_to("assignment");
     browser.screenshot("call-manager-fr.png");
-    // The decision, then the applicant's letter, in French, printable.
-    let application = client.get(&format!("/api/v1/calls/{id}/applications"), Some(&manager)).body["items"][0]["id"]
-        .as_i64()
-        .unwrap();
-    let decisions = json!({ "decisions": [{ "application": application, "selected": true, "amount_cents": 4_000_000, "gpu_hours": 0 }] });
-    assert_eq!(client.post(&format!("/api/v1/calls/{id}/decisions"), Some(&manager), &decisions).status, 200);
+    // The decision from the ranking's form (the amount cut to 40,000 €), then the applicant's
+    // letter, in French, printable.
+    browser.type_into("#ranking-table select", "retenu");
+    let cut = json!({ "script": "document.querySelector(\"#ranking-table input[name^='amount.']\").value = '40000';", "args": [] });
+    browser.session_call("POST", "/execute/sync", Some(cut));
+    browser.click("#decide-submit");
+    browser.wait_count("#ranking-table select", 0);
+    assert!(browser.text("#ranking-table").contains("retenu · 40"), "{}", browser.text("#ranking-table"));
     browser.click("#logout");
     browser.wait_count("#login-link", 1);
     browser.go(&format!("{}/login?next=/calls/{id}", server.base));
