@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+use crate::{Db, DbError, DbResult, conflict_as, now_ms, qualified};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRow {
@@ -720,7 +720,7 @@ impl Db {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM call_reviews r WHERE r.application_id = $1 AND NOT EXISTS (SELECT 1 FROM call_conflicts c \
              WHERE c.application_id = r.application_id AND c.user_id = r.user_id AND c.active = 1) ORDER BY r.user_id",
-            REVIEW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+            qualified("r", REVIEW_COLUMNS)
         ))
         .bind(application_id)
         .fetch_all(&self.pool)

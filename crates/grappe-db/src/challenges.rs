@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+use crate::{Db, DbError, DbResult, conflict_as, now_ms, qualified};
 
 /// A UTC day, in milliseconds: the limits per day count from midnight UTC.
 pub const DAY_MS: i64 = 86_400_000;
@@ -343,6 +343,14 @@ impl Db {
         row.as_ref().map(challenge_from).transpose()
     }
 
+    pub async fn challenge_by_name(&self, name: &str) -> DbResult<Option<ChallengeRow>> {
+        let row = sqlx::query(&format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(challenge_from).transpose()
+    }
+
     /// Every challenge, newest first, at most `limit`.
     pub async fn challenges(&self, limit: i64) -> DbResult<Vec<ChallengeRow>> {
         let rows = sqlx::query(&format!("SELECT {CHALLENGE_COLUMNS} FROM challenges ORDER BY id DESC LIMIT $1"))
@@ -416,7 +424,7 @@ impl Db {
         let row = sqlx::query(&format!(
             "SELECT {} FROM challenge_teams t JOIN challenge_members m ON m.team_id = t.id \
              WHERE m.challenge_id = $1 AND m.user_id = $2",
-            TEAM_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            qualified("t", TEAM_COLUMNS)
         ))
         .bind(challenge_id)
         .bind(user_id)
@@ -466,7 +474,7 @@ impl Db {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM challenge_teams t JOIN challenge_invites i ON i.team_id = t.id \
              WHERE t.challenge_id = $1 AND i.user_id = $2 AND t.merged_into IS NULL ORDER BY t.id",
-            TEAM_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            qualified("t", TEAM_COLUMNS)
         ))
         .bind(challenge_id)
         .bind(user_id)
@@ -687,7 +695,7 @@ impl Db {
         let rows = sqlx::query(&format!(
             "SELECT {}, j.state FROM challenge_submissions s LEFT JOIN jobs j ON j.id = s.job_id \
              WHERE s.state = 'running' ORDER BY s.id LIMIT $1",
-            SUBMISSION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+            qualified("s", SUBMISSION_COLUMNS)
         ))
         .bind(limit)
         .fetch_all(&self.pool)

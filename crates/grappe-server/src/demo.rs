@@ -130,7 +130,7 @@ async fn demo_dataset(
 /// baseline (every article in the most frequent part of the training set).
 async fn demo_challenge(state: &AppState, project: i64) -> AppResult<()> {
     const NAME: &str = "code-du-travail";
-    if state.db.challenges(1000).await?.iter().any(|c| c.name == NAME) {
+    if state.db.challenge_by_name(NAME).await?.is_some() {
         return Ok(());
     }
     let email = grappe_domain::account::Email::parse("challenge-organiser@demo.grappe.fr")?;
@@ -404,7 +404,7 @@ async fn chain(state: &AppState, member: grappe_db::UserRow, job: &grappe_db::Jo
         let body = crate::models::NewVersionBody { job: job.id, path: "model".to_owned(), base: None, card: None };
         crate::models::register_version(state, &caller, MODEL, body).await?;
     }
-    let Some(challenge) = state.db.challenges(1000).await?.into_iter().find(|c| c.name == "code-du-travail") else {
+    let Some(challenge) = state.db.challenge_by_name("code-du-travail").await? else {
         return Ok(());
     };
     let user = caller.actor.user_id().unwrap_or_default();

@@ -20,7 +20,7 @@ use grappe_domain::policy;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::calls::{Phase, call_for, criteria};
+use crate::calls::{Phase, call_for, criteria, strings, text_field};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::ApiJson;
@@ -36,10 +36,6 @@ async fn managed_call(state: &AppState, caller: &Caller, id: i64) -> AppResult<C
         return Err(AppError::Forbidden("only the call's managers do this"));
     }
     Ok(call)
-}
-
-fn strings(json: &str) -> Vec<String> {
-    serde_json::from_str(json).unwrap_or_default()
 }
 
 fn juror_json(juror: &JurorRow) -> Value {
@@ -76,14 +72,6 @@ pub struct NewJurorBody {
     pub keywords: Vec<String>,
 }
 
-fn text(what: &str, value: &str, max: usize) -> AppResult<String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(AppError::Invalid(format!("`{what}`: 1 to {max} characters, no control characters")));
-    }
-    Ok(value.to_owned())
-}
-
 /// Invites a juror (an existing account) into the call's jury: the one path for the API and
 /// the demo. The conflicts the server can see are recorded at once.
 pub async fn invite_juror(state: &AppState, caller: &Caller, call: &CallRow, body: NewJurorBody) -> AppResult<()> {
@@ -93,8 +81,8 @@ pub async fn invite_juror(state: &AppState, caller: &Caller, call: &CallRow, bod
         .user_by_email(&email)
         .await?
         .ok_or_else(|| AppError::Invalid(format!("no account for {}: create it first", body.email)))?;
-    let country = text("country", &body.country, 100)?;
-    let organisation = text("organisation", &body.organisation, 200)?;
+    let country = text_field("country", &body.country, 100)?;
+    let organisation = text_field("organisation", &body.organisation, 200)?;
     if body.keywords.len() > 50 {
         return Err(AppError::Invalid("`keywords`: at most 50".into()));
     }
@@ -102,7 +90,7 @@ pub async fn invite_juror(state: &AppState, caller: &Caller, call: &CallRow, bod
         .keywords
         .iter()
         .enumerate()
-        .map(|(i, k)| text(&format!("keywords[{i}]"), k, 100))
+        .map(|(i, k)| text_field(&format!("keywords[{i}]"), k, 100))
         .collect::<AppResult<_>>()?;
     let keywords = serde_json::to_string(&keywords).map_err(anyhow::Error::from)?;
     let juror = NewJuror {
@@ -220,7 +208,7 @@ pub async fn set_conflict(
     ApiJson(body): ApiJson<ConflictBody>,
 ) -> AppResult<Json<Value>> {
     let call = managed_call(&state, &caller, id).await?;
-    let why = text("why", &body.why, 500)?;
+    let why = text_field("why", &body.why, 500)?;
     let application = state
         .db
         .application(body.application)
@@ -266,7 +254,7 @@ pub async fn declare_conflict(
     let Some(application) = application.filter(|_| juror_of) else {
         return Err(AppError::NotFound(format!("application {id} not found")));
     };
-    let reason = text("reason", &body.reason, 500)?;
+    let reason = text_field("reason", &body.reason, 500)?;
     let conflict = ConflictRow {
         application_id: application.id,
         user_id: user,

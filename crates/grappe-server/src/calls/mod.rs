@@ -328,7 +328,8 @@ fn call_json(call: &CallRow, now: i64) -> Value {
     })
 }
 
-fn strings(json: &str) -> Vec<String> {
+/// A stored JSON list of strings (partners, keywords).
+pub(crate) fn strings(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
@@ -364,12 +365,13 @@ pub async fn show(State(state): State<AppState>, UrlPath(id): UrlPath<i64>) -> A
     Ok(Json(call_json(&call_for(&state, id).await?, now_ms())))
 }
 
-fn text_field(what: &str, value: &str, max_chars: usize) -> AppResult<()> {
+/// A short text field: trimmed, 1 to `max_chars` characters, no control characters.
+pub(crate) fn text_field(what: &str, value: &str, max_chars: usize) -> AppResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max_chars || value.chars().any(char::is_control) {
         return Err(AppError::Invalid(format!("`{what}`: 1 to {max_chars} characters, no control characters")));
     }
-    Ok(())
+    Ok(value.to_owned())
 }
 
 fn check_call(state_instruments: &[String], body: &NewCallBody) -> AppResult<()> {

@@ -8,7 +8,6 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use grappe_db::{ApplicationRow, CallRow, now_ms};
-use grappe_domain::money::{Cents, format_short};
 use grappe_domain::policy;
 use serde::Deserialize;
 
@@ -38,10 +37,6 @@ fn title(locale: Locale, call: &CallRow) -> String {
     locale.pick(&call.title_fr, &call.title_en).to_owned()
 }
 
-fn money(locale: Locale, cents: i64) -> String {
-    format_short(Cents::new(cents), locale.decimal_separator())
-}
-
 fn phase_label(tr: &Tr, phase: Phase) -> String {
     tr.t(&format!("call-phase-{}", phase.as_str()))
 }
@@ -68,7 +63,7 @@ pub async fn list_page(
             id: call.id,
             title: title(locale, call),
             phase: phase_label(&chrome.tr, Phase::of(call, now)),
-            envelope: money(locale, call.envelope_cents),
+            envelope: locale.money(call.envelope_cents),
             closes: deadline(&chrome.tr, call),
         })
         .collect();
@@ -195,7 +190,7 @@ fn line(locale: Locale, application: &ApplicationRow, decided: &[i64]) -> Applic
         id: application.id,
         title: application.title.clone(),
         organisation: application.organisation.clone(),
-        requested: money(locale, application.requested_cents),
+        requested: locale.money(application.requested_cents),
         gpu_hours: locale.integer(application.requested_gpu_hours),
         version: application.version,
         updated: iso_datetime(application.updated_at),
@@ -236,7 +231,7 @@ pub async fn call_page(
         text: grappe_dataset::render_markdown(locale.pick(&call.text_fr, &call.text_en)),
         phase: phase_label(&chrome.tr, phase),
         open: phase == Phase::Open,
-        envelope: money(locale, call.envelope_cents),
+        envelope: locale.money(call.envelope_cents),
         opens: iso_datetime(call.opens_at),
         closes: deadline(&chrome.tr, &call),
         criteria: criteria(&call)
@@ -402,8 +397,8 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
                 borda: r.borda,
                 schulze: r.schulze,
                 flagged: r.flagged,
-                requested: money(locale, r.application.requested_cents),
-                cumulative: money(locale, r.cumulative_cents),
+                requested: locale.money(r.application.requested_cents),
+                cumulative: locale.money(r.cumulative_cents),
                 fits: r.fits,
                 undecided: !decisions.iter().any(|d| d.application_id == r.application.id),
                 requested_euros: r.application.requested_cents / 100,
@@ -412,7 +407,7 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
                     String::new,
                     |d| {
                         if d.selected {
-                            format!("{} · {}", tr.t("call-selected"), money(locale, d.amount_cents))
+                            format!("{} · {}", tr.t("call-selected"), locale.money(d.amount_cents))
                         } else {
                             tr.t("call-not-selected")
                         }
@@ -594,7 +589,7 @@ pub async fn letter_page(
         application_id: application.id,
         application_title: application.title.clone(),
         selected: decision.selected,
-        amount: money(locale, decision.amount_cents),
+        amount: locale.money(decision.amount_cents),
         gpu_hours: locale.integer(decision.gpu_hours),
         project: decision.project_id,
         reviews,

@@ -946,18 +946,17 @@ pub async fn submit_file(
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let limit = state.config.limits.dataset_upload_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
-    let (predictions, note) = if media.starts_with("text/csv") {
-        (bytes.to_vec(), query.note)
+    let submission = if media.starts_with("text/csv") {
+        submit_predictions(&state, &caller, &challenge, &bytes, &query.note).await?
     } else if media.starts_with("application/json") {
         let output: JobOutput = serde_json::from_slice(&bytes)
             .map_err(|error| AppError::BadRequest(format!("a job's output, as {{\"job\", \"path\"}}: {error}")))?;
-        (job_output(&state, &caller, &output).await?, output.note)
+        submit_job_output(&state, &caller, &challenge, &output).await?
     } else {
         return Err(AppError::UnsupportedMediaType(
             "send the predictions as `Content-Type: text/csv`, or name a job's output as JSON".into(),
         ));
     };
-    let submission = submit_predictions(&state, &caller, &challenge, &predictions, &note).await?;
     let organiser = organises(&caller, &challenge);
     Ok((
         StatusCode::CREATED,

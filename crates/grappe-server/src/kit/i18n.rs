@@ -70,6 +70,11 @@ impl Locale {
         grappe_domain::money::group_thousands(value, grouping)
     }
 
+    /// An amount in cents as its short human figure in this language: `1,5 Md€`, `1.5 bn €`.
+    pub fn money(self, cents: i64) -> String {
+        grappe_domain::money::format_short(grappe_domain::money::Cents::new(cents), self.decimal_separator())
+    }
+
     /// A figure with at most two decimals, as this language writes it: `215 937 412,35`,
     /// `-1,970.4`.
     pub fn decimal(self, value: f64) -> String {

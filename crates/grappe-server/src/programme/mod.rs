@@ -8,7 +8,6 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use grappe_chart::{self as chart, Bar, BarChart};
 use grappe_db::StoredProgramme;
-use grappe_domain::money::{Cents, format_short};
 use grappe_domain::policy::Access;
 use serde_json::{Value, json};
 
@@ -109,7 +108,7 @@ struct Dashboard {
 
 fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
     let locale = chrome.tr.locale;
-    let money = |cents: i64| format_short(Cents::new(cents), locale.decimal_separator());
+    let money = |cents: i64| locale.money(cents);
     let all_lines = programme.instruments.iter().flat_map(|instrument| instrument.budget_lines.iter());
     let lines: Vec<LineView> = all_lines
         .clone()
