@@ -15,6 +15,8 @@ trap 'scripts/test-services.sh stop; rm -rf "$eval_fixtures"' EXIT
 "${XDG_CACHE_HOME:-$HOME/.cache}/grappe/python/bin/python" crates/grappe-eval/tests/fixtures/generate.py "$eval_fixtures"
 export GRAPPE_TEST_EVAL_FIXTURES=$eval_fixtures
 
+# One cold build: incremental data would only fill the disk (it doubled the target folder).
+export CARGO_INCREMENTAL=0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -47,6 +47,14 @@ pub struct NewCall<'a> {
     pub created_by: Option<i64>,
 }
 
+/// A call's dates, in milliseconds since the epoch: no deadline makes a rolling call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallDates {
+    pub opens_at: i64,
+    pub closes_at: Option<i64>,
+    pub review_ends_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplicationRow {
     pub id: i64,
@@ -63,6 +71,8 @@ pub struct ApplicationRow {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The data store's version of its attachments (a BLAKE3 in hex); none without files.
+    pub attachments: Option<String>,
 }
 
 /// What an applicant writes; saved whole as a new version.
@@ -84,6 +94,8 @@ pub struct ApplicationVersionRow {
     pub body: String,
     pub saved_by: i64,
     pub saved_at: i64,
+    /// The attachment set it had (the data store's version).
+    pub attachments: Option<String>,
 }
 
 /// Why an application was not saved.
@@ -98,7 +110,7 @@ pub enum NotSaved {
 const CALL_COLUMNS: &str = "id, name, instrument, title_fr, title_en, text_fr, text_en, criteria, scale_max, \
     envelope_cents, reviewers_per_application, opens_at, closes_at, review_ends_at, created_by, created_at";
 const APPLICATION_COLUMNS: &str = "id, call_id, submitted_by, organisation, title, summary, partners, keywords, \
-    requested_cents, requested_gpu_hours, version, created_at, updated_at";
+    requested_cents, requested_gpu_hours, version, created_at, updated_at, attachments";
 
 fn call_from(row: &AnyRow) -> DbResult<CallRow> {
     Ok(CallRow {
@@ -136,6 +148,7 @@ fn application_from(row: &AnyRow) -> DbResult<ApplicationRow> {
         version: row.try_get(10)?,
         created_at: row.try_get(11)?,
         updated_at: row.try_get(12)?,
+        attachments: row.try_get(13)?,
     })
 }
 
@@ -146,22 +159,29 @@ pub fn call_takes_applications(call: &CallRow, now: i64) -> bool {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-async fn save_version(
-    tx: &mut Tx,
-    application_id: i64,
-    version: i64,
-    fields: &ApplicationFields<'_>,
-    user_id: i64,
-    now: i64,
-) -> DbResult<()> {
+/// The last version of an application (to say why a save was refused).
+async fn last_version(tx: &mut Tx, application_id: i64) -> DbResult<i64> {
+    Ok(sqlx::query("SELECT version FROM applications WHERE id = $1")
+        .bind(application_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("application {application_id}")))?
+        .try_get(0)?)
+}
+
+/// Records `application` as it now is (its version number and attachment set) with `body`,
+/// the whole saved state as JSON.
+async fn save_version(tx: &mut Tx, application: &ApplicationRow, body: &str, user_id: i64, now: i64) -> DbResult<()> {
     sqlx::query(
-        "INSERT INTO application_versions (application_id, version, body, saved_by, saved_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO application_versions (application_id, version, body, saved_by, saved_at, attachments) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(application_id)
-    .bind(version)
-    .bind(fields.body)
+    .bind(application.id)
+    .bind(application.version)
+    .bind(body)
     .bind(user_id)
     .bind(now)
+    .bind(application.attachments.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -200,6 +220,36 @@ impl Db {
         audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
         Ok(call)
+    }
+
+    /// Moves a call's dates (a deadline extended, a phase ended early), audited; refused once any
+    /// of its applications is decided, since a reopened call would unlock decided applications.
+    pub async fn set_call_dates(&self, call_id: i64, dates: &CallDates, actor: &str) -> DbResult<Option<CallRow>> {
+        let mut tx = self.write_tx().await?;
+        let decided: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_decisions WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if decided > 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "UPDATE calls SET opens_at = $2, closes_at = $3, review_ends_at = $4 WHERE id = $1 RETURNING {CALL_COLUMNS}"
+        ))
+        .bind(call_id)
+        .bind(dates.opens_at)
+        .bind(dates.closes_at)
+        .bind(dates.review_ends_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let call = call_from(&row)?;
+        let object = format!("call:{call_id}");
+        let detail =
+            format!("opens {}, closes {:?}, review ends {:?}", dates.opens_at, dates.closes_at, dates.review_ends_at);
+        let entry = AuditEntry { actor, action: "call.dates", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(Some(call))
     }
 
     pub async fn call(&self, id: i64) -> DbResult<Option<CallRow>> {
@@ -257,7 +307,7 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         let application = application_from(&row)?;
-        save_version(&mut tx, application.id, 1, fields, user_id, now).await?;
+        save_version(&mut tx, &application, fields.body, user_id, now).await?;
         let object = format!("call:{}", call.id);
         let detail = format!("application {} by user {user_id}", application.id);
         let entry = AuditEntry {
@@ -304,16 +354,51 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = updated else {
-            let last: i64 = sqlx::query("SELECT version FROM applications WHERE id = $1")
-                .bind(application_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| DbError::NotFound(format!("application {application_id}")))?
-                .try_get(0)?;
-            return Ok(Err(NotSaved::Stale { last }));
+            return Ok(Err(NotSaved::Stale { last: last_version(&mut tx, application_id).await? }));
         };
         let application = application_from(&row)?;
-        save_version(&mut tx, application.id, application.version, fields, user_id, now).await?;
+        save_version(&mut tx, &application, fields.body, user_id, now).await?;
+        tx.commit().await?;
+        Ok(Ok(application))
+    }
+
+    /// Points an application at a new attachment set (the store's version, none for no files)
+    /// as a new version, if the call still takes applications and `read_version` is its last.
+    /// The version's record is the last one's, with the new set.
+    pub async fn set_attachments(
+        &self,
+        call: &CallRow,
+        application_id: i64,
+        read_version: i64,
+        user_id: i64,
+        attachments: Option<&str>,
+    ) -> DbResult<Result<ApplicationRow, NotSaved>> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        if !call_takes_applications(call, now) {
+            return Ok(Err(NotSaved::Closed));
+        }
+        let updated = sqlx::query(&format!(
+            "UPDATE applications SET attachments = $1, version = version + 1, updated_at = $2 \
+             WHERE id = $3 AND version = $4 RETURNING {APPLICATION_COLUMNS}"
+        ))
+        .bind(attachments)
+        .bind(now)
+        .bind(application_id)
+        .bind(read_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = updated else {
+            return Ok(Err(NotSaved::Stale { last: last_version(&mut tx, application_id).await? }));
+        };
+        let application = application_from(&row)?;
+        let body: String =
+            sqlx::query_scalar("SELECT body FROM application_versions WHERE application_id = $1 AND version = $2")
+                .bind(application_id)
+                .bind(read_version)
+                .fetch_one(&mut *tx)
+                .await?;
+        save_version(&mut tx, &application, &body, user_id, now).await?;
         tx.commit().await?;
         Ok(Ok(application))
     }
@@ -349,7 +434,7 @@ impl Db {
     /// Every saved state of an application, oldest first.
     pub async fn application_versions(&self, application_id: i64) -> DbResult<Vec<ApplicationVersionRow>> {
         let rows = sqlx::query(
-            "SELECT version, body, saved_by, saved_at FROM application_versions WHERE application_id = $1 \
+            "SELECT version, body, saved_by, saved_at, attachments FROM application_versions WHERE application_id = $1 \
              ORDER BY version",
         )
         .bind(application_id)
@@ -362,6 +447,7 @@ impl Db {
                     body: row.try_get(1)?,
                     saved_by: row.try_get(2)?,
                     saved_at: row.try_get(3)?,
+                    attachments: row.try_get(4)?,
                 })
             })
             .collect()
@@ -736,6 +822,69 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(review_from).collect()
+    }
+}
+
+/// A message of the jury's discussion of an application, with its author's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub application_id: i64,
+    pub user_id: i64,
+    pub author: String,
+    pub body: String,
+    pub posted_at: i64,
+}
+
+impl Db {
+    /// Adds a message to an application's discussion, in the audit chain with it.
+    pub async fn post_message(&self, application: &ApplicationRow, user_id: i64, body: &str) -> DbResult<i64> {
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO call_messages (call_id, application_id, user_id, body, posted_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(application.call_id)
+        .bind(application.id)
+        .bind(user_id)
+        .bind(body)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let object = format!("application:{}", application.id);
+        let detail = format!("message {id}, {} bytes", body.len());
+        let entry = AuditEntry {
+            actor: &format!("user:{user_id}"),
+            action: "application.message",
+            object: &object,
+            detail: &detail,
+        };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// An application's discussion, oldest first.
+    pub async fn messages(&self, application_id: i64) -> DbResult<Vec<MessageRow>> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.application_id, m.user_id, u.name, m.body, m.posted_at FROM call_messages m \
+             JOIN users u ON u.id = m.user_id WHERE m.application_id = $1 ORDER BY m.id",
+        )
+        .bind(application_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MessageRow {
+                    id: row.try_get(0)?,
+                    application_id: row.try_get(1)?,
+                    user_id: row.try_get(2)?,
+                    author: row.try_get(3)?,
+                    body: row.try_get(4)?,
+                    posted_at: row.try_get(5)?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -25,8 +25,9 @@ pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
 pub use calls::{
-    ApplicationFields, ApplicationRow, ApplicationVersionRow, AssignmentRow, CallRow, ConflictRow, DecisionRefused,
-    DecisionRow, JurorRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields, ReviewRow, call_takes_applications,
+    ApplicationFields, ApplicationRow, ApplicationVersionRow, AssignmentRow, CallDates, CallRow, ConflictRow,
+    DecisionRefused, DecisionRow, JurorRow, MessageRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields,
+    ReviewRow, call_takes_applications,
 };
 pub use challenges::{
     ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,

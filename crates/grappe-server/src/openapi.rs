@@ -91,6 +91,18 @@ fn schemas() -> Value {
                 "review_ends_at": { "type": ["integer", "null"] },
             },
         },
+        "Message": {
+            "type": "object", "required": ["body"],
+            "properties": { "body": { "type": "string", "description": "1 to 4,000 characters" } },
+        },
+        "CallDates": {
+            "type": "object", "required": ["opens_at"],
+            "properties": {
+                "opens_at": { "type": "integer", "description": "Unix ms, UTC" },
+                "closes_at": { "type": ["integer", "null"], "description": "the deadline; none: a rolling call" },
+                "review_ends_at": { "type": ["integer", "null"] },
+            },
+        },
         "Application": {
             "type": "object", "required": ["organisation", "title", "summary", "requested_cents"],
             "properties": {

@@ -552,6 +552,7 @@ mod tests {
             version: 1,
             created_at: 0,
             updated_at: 0,
+            attachments: None,
         }
     }
 

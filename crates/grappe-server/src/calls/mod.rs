@@ -5,7 +5,9 @@
 //! each time, and locked by the server at the deadline. Applicants see their own applications,
 //! the call's managers all of them; anyone else gets 404.
 
+pub mod attachments;
 pub mod decisions;
+pub mod discussion;
 pub mod jury;
 pub mod pages;
 
@@ -13,7 +15,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use grappe_db::{ApplicationFields, ApplicationRow, CallRow, NewCall, NotSaved, call_takes_applications, now_ms};
+use grappe_db::{
+    ApplicationFields, ApplicationRow, CallDates, CallRow, NewCall, NotSaved, call_takes_applications, now_ms,
+};
 use grappe_domain::money::{Cents, format_short};
 use grappe_domain::policy::{self, Access};
 use serde::{Deserialize, Serialize};
@@ -28,11 +32,20 @@ use crate::kit::state::AppState;
 pub fn routes() -> Vec<Route> {
     use Access::{Public, SignedIn};
     use Kind::{Api, Page};
-    use Method::{Get, Post};
+    use Method::{Delete, Get, Post};
     vec![
         route(Api, Get, "/api/v1/calls", Public, "Calls for proposals, newest first", list),
         route(Api, Post, "/api/v1/calls", SignedIn, "Open a call (call managers)", create).body("NewCall"),
         route(Api, Get, "/api/v1/calls/{id}", Public, "A call: criteria, envelope, dates, phase", show),
+        route(
+            Api,
+            Post,
+            "/api/v1/calls/{id}/dates",
+            SignedIn,
+            "Move the call's dates, until its first decision (its managers)",
+            dates,
+        )
+        .body("CallDates"),
         route(Api, Post, "/api/v1/calls/{id}/applications", SignedIn, "Apply to a call", apply).body("Application"),
         route(
             Api,
@@ -67,6 +80,55 @@ pub fn routes() -> Vec<Route> {
             "Every saved version of an application",
             versions,
         ),
+        route(
+            Api,
+            Get,
+            "/api/v1/applications/{id}/attachments",
+            SignedIn,
+            "An application's attachments (whoever may read it)",
+            attachments::list,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/applications/{id}/attachments",
+            SignedIn,
+            "Attach a file (?name=&version=, the raw bytes), until the deadline (its author)",
+            attachments::upload,
+        ),
+        route(
+            Api,
+            Get,
+            "/api/v1/applications/{id}/attachments/{name}",
+            SignedIn,
+            "Download an attachment (whoever may read the application)",
+            attachments::download,
+        ),
+        route(
+            Api,
+            Delete,
+            "/api/v1/applications/{id}/attachments/{name}",
+            SignedIn,
+            "Remove an attachment (?version=), until the deadline (its author)",
+            attachments::remove,
+        ),
+        route(
+            Api,
+            Get,
+            "/api/v1/applications/{id}/discussion",
+            SignedIn,
+            "The jury's discussion of an application (managers; its jurors once their review is in)",
+            discussion::messages,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/applications/{id}/discussion",
+            SignedIn,
+            "Post to the jury's discussion (managers; its jurors once their review is in)",
+            discussion::post,
+        )
+        .body("Message"),
         route(
             Api,
             Post,
@@ -413,17 +475,64 @@ fn check_call(state_instruments: &[String], body: &NewCallBody) -> AppResult<()>
     if !(1..=20).contains(&body.reviewers_per_application) {
         return Err(AppError::Invalid("`reviewers_per_application`: 1 to 20".into()));
     }
-    if let Some(closes) = body.closes_at
-        && closes <= body.opens_at
+    check_dates(&body.dates())
+}
+
+impl NewCallBody {
+    fn dates(&self) -> CallDates {
+        CallDates { opens_at: self.opens_at, closes_at: self.closes_at, review_ends_at: self.review_ends_at }
+    }
+}
+
+/// A call's dates follow each other: it opens, closes (unless rolling), then its review ends.
+fn check_dates(dates: &CallDates) -> AppResult<()> {
+    if let Some(closes) = dates.closes_at
+        && closes <= dates.opens_at
     {
         return Err(AppError::Invalid("`closes_at`: after `opens_at`".into()));
     }
-    if let Some(ends) = body.review_ends_at
-        && ends <= body.closes_at.unwrap_or(body.opens_at)
+    if let Some(ends) = dates.review_ends_at
+        && ends <= dates.closes_at.unwrap_or(dates.opens_at)
     {
         return Err(AppError::Invalid("`review_ends_at`: after the deadline".into()));
     }
     Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatesBody {
+    pub opens_at: i64,
+    #[serde(default)]
+    pub closes_at: Option<i64>,
+    #[serde(default)]
+    pub review_ends_at: Option<i64>,
+}
+
+/// Moves a call's dates (its managers), until its first decision: the one path for the API and
+/// the demo.
+pub async fn move_dates(state: &AppState, caller: &Caller, call: &CallRow, body: DatesBody) -> AppResult<CallRow> {
+    if !policy::may_manage_call(&caller.actor, call.id) {
+        return Err(AppError::Forbidden("only the call's managers move its dates"));
+    }
+    let dates = CallDates { opens_at: body.opens_at, closes_at: body.closes_at, review_ends_at: body.review_ends_at };
+    check_dates(&dates)?;
+    state
+        .db
+        .set_call_dates(call.id, &dates, &caller.audit_name())
+        .await?
+        .ok_or_else(|| AppError::Conflict("the call has decisions: its dates are final".into()))
+}
+
+pub async fn dates(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<DatesBody>,
+) -> AppResult<Json<Value>> {
+    let call = call_for(&state, id).await?;
+    let call = move_dates(&state, &caller, &call, body).await?;
+    Ok(Json(call_json(&call, now_ms())))
 }
 
 /// Checks and opens a call: the one path for the API and the demo.
@@ -533,7 +642,7 @@ fn fields<'a>(body: &'a ApplicationBody, checked: &'a Checked) -> ApplicationFie
     }
 }
 
-fn not_saved(call: &CallRow, why: NotSaved) -> AppError {
+pub(crate) fn not_saved(call: &CallRow, why: NotSaved) -> AppError {
     match why {
         NotSaved::Closed if now_ms() < call.opens_at => {
             AppError::Conflict(format!("the call opens on {}", crate::kit::page::iso_datetime(call.opens_at)))
@@ -548,7 +657,7 @@ fn not_saved(call: &CallRow, why: NotSaved) -> AppError {
     }
 }
 
-fn user_of(caller: &Caller) -> AppResult<i64> {
+pub(crate) fn user_of(caller: &Caller) -> AppResult<i64> {
     caller.actor.user_id().ok_or(AppError::Forbidden("applications are written by user accounts"))
 }
 
@@ -607,7 +716,10 @@ pub async fn application(
     Extension(caller): Extension<Caller>,
     UrlPath(id): UrlPath<i64>,
 ) -> AppResult<Json<Value>> {
-    Ok(Json(application_json(&readable_application(&state, &caller, id).await?)))
+    let application = readable_application(&state, &caller, id).await?;
+    let mut answer = application_json(&application);
+    answer["attachments"] = Value::Array(attachments::list_for(&state, &application).await?);
+    Ok(Json(answer))
 }
 
 pub async fn update(
@@ -648,6 +760,7 @@ pub async fn versions(
                 "version": v.version,
                 "saved_by": v.saved_by,
                 "saved_at": v.saved_at,
+                "attachments": v.attachments,
                 "application": serde_json::from_str::<Value>(&v.body).unwrap_or(Value::Null),
             })
         })

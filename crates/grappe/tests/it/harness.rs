@@ -76,12 +76,15 @@ fn postgres_admin_url() -> Option<String> {
 /// A new, empty database for one test, and its URL.
 pub struct TestDb {
     pub url: String,
+    /// The PostgreSQL database to drop when the test ends, with the admin URL to drop it from.
+    postgres: Option<(String, String)>,
     _dir: TempDir,
 }
 
 impl TestDb {
     pub fn new(backend: Backend) -> TestDb {
         let dir = TempDir::new("db");
+        let mut postgres = None;
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}/grappe.db?mode=rwc", dir.path().display()),
             Backend::Postgres => {
@@ -95,10 +98,26 @@ impl TestDb {
                     .expect("run psql");
                 assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-                format!("{base}/{name}")
+                let url = format!("{base}/{name}");
+                postgres = Some((admin, name));
+                url
             }
         };
-        TestDb { url, _dir: dir }
+        TestDb { url, postgres, _dir: dir }
+    }
+}
+
+/// A test's database goes with it: a full run creates hundreds, and CI's disk is shared.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres {
+            let dropped = Command::new("psql")
+                .args([admin, "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .output();
+            if !dropped.is_ok_and(|output| output.status.success()) {
+                eprintln!("could not drop the test database {name}");
+            }
+        }
     }
 }
 
