@@ -175,7 +175,42 @@ pub struct UploadQuery {
     pub version: i64,
 }
 
-/// Adds a file to an application (replacing one of the same name) as a new version.
+/// Adds a file to an application (replacing one of the same name) as a new version: the one
+/// path for the API and the form.
+pub async fn attach(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    read: i64,
+    name: &str,
+    bytes: Vec<u8>,
+) -> AppResult<Value> {
+    let (application, call) = own_application(state, caller, id).await?;
+    if !grappe_db::call_takes_applications(&call, grappe_db::now_ms()) {
+        return Err(not_saved(&call, grappe_db::NotSaved::Closed));
+    }
+    let path = check_file(name, &bytes)?;
+    let set = new_set(state, &application, move |folder| {
+        std::fs::write(folder.join(path.as_str()), &bytes).map_err(|error| AppError::Internal(error.into()))
+    })
+    .await?;
+    save_set(state, caller, &call, &application, read, set).await
+}
+
+/// Removes a file from an application as a new version: the one path for the API and the form.
+pub async fn detach(state: &AppState, caller: &Caller, id: i64, read: i64, name: String) -> AppResult<Value> {
+    let (application, call) = own_application(state, caller, id).await?;
+    let files = files_of(state, application.attachments.as_deref()).await?;
+    if !files.iter().any(|file| file.path.as_str() == name) {
+        return Err(AppError::NotFound(format!("application {id} has no attachment `{name}`")));
+    }
+    let set = new_set(state, &application, move |folder| {
+        std::fs::remove_file(folder.join(&name)).map_err(|error| AppError::Internal(error.into()))
+    })
+    .await?;
+    save_set(state, caller, &call, &application, read, set).await
+}
+
 pub async fn upload(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -183,17 +218,8 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> AppResult<Json<Value>> {
-    let (application, call) = own_application(&state, &caller, id).await?;
-    if !grappe_db::call_takes_applications(&call, grappe_db::now_ms()) {
-        return Err(not_saved(&call, grappe_db::NotSaved::Closed));
-    }
     let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES).await.map_err(|_| AppError::PayloadTooLarge)?;
-    let path = check_file(&query.name, &bytes)?;
-    let set = new_set(&state, &application, move |folder| {
-        std::fs::write(folder.join(path.as_str()), &bytes).map_err(|error| AppError::Internal(error.into()))
-    })
-    .await?;
-    Ok(Json(save_set(&state, &caller, &call, &application, query.version, set).await?))
+    Ok(Json(attach(&state, &caller, id, query.version, &query.name, bytes.to_vec()).await?))
 }
 
 #[derive(Deserialize)]
@@ -202,23 +228,13 @@ pub struct RemoveQuery {
     pub version: i64,
 }
 
-/// Removes a file from an application as a new version.
 pub async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     UrlPath((id, name)): UrlPath<(i64, String)>,
     Query(query): Query<RemoveQuery>,
 ) -> AppResult<Json<Value>> {
-    let (application, call) = own_application(&state, &caller, id).await?;
-    let files = files_of(&state, application.attachments.as_deref()).await?;
-    if !files.iter().any(|file| file.path.as_str() == name) {
-        return Err(AppError::NotFound(format!("application {id} has no attachment `{name}`")));
-    }
-    let set = new_set(&state, &application, move |folder| {
-        std::fs::remove_file(folder.join(&name)).map_err(|error| AppError::Internal(error.into()))
-    })
-    .await?;
-    Ok(Json(save_set(&state, &caller, &call, &application, query.version, set).await?))
+    Ok(Json(detach(&state, &caller, id, query.version, name).await?))
 }
 
 pub async fn list(

@@ -200,14 +200,9 @@ pub struct ConflictBody {
     pub why: String,
 }
 
-/// A manager adds or lifts a conflict, saying why.
-pub async fn set_conflict(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<i64>,
-    ApiJson(body): ApiJson<ConflictBody>,
-) -> AppResult<Json<Value>> {
-    let call = managed_call(&state, &caller, id).await?;
+/// A manager adds or lifts a conflict, saying why: the one path for the API and the form.
+pub async fn change_conflict(state: &AppState, caller: &Caller, id: i64, body: ConflictBody) -> AppResult<ConflictRow> {
+    let call = managed_call(state, caller, id).await?;
     let why = text_field("why", &body.why, 500)?;
     let application = state
         .db
@@ -229,7 +224,16 @@ pub async fn set_conflict(
         why,
     };
     state.db.record_conflict(call.id, &conflict, &caller.audit_name()).await?;
-    Ok(Json(conflict_json(&conflict)))
+    Ok(conflict)
+}
+
+pub async fn set_conflict(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<ConflictBody>,
+) -> AppResult<Json<Value>> {
+    Ok(Json(conflict_json(&change_conflict(&state, &caller, id, body).await?)))
 }
 
 #[derive(Deserialize)]
@@ -238,13 +242,9 @@ pub struct DeclarationBody {
     pub reason: String,
 }
 
-/// A juror declares a conflict with an application of a call they judge.
-pub async fn declare_conflict(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<i64>,
-    ApiJson(body): ApiJson<DeclarationBody>,
-) -> AppResult<Json<Value>> {
+/// A juror declares a conflict with an application of a call they judge: the one path for the
+/// API and the form.
+pub async fn declare(state: &AppState, caller: &Caller, id: i64, body: DeclarationBody) -> AppResult<ConflictRow> {
     let user = caller.actor.user_id().ok_or(AppError::Forbidden("jurors are user accounts"))?;
     let application = state.db.application(id).await?;
     let juror_of = match &application {
@@ -266,7 +266,16 @@ pub async fn declare_conflict(
         why: String::new(),
     };
     state.db.record_conflict(application.call_id, &conflict, &caller.audit_name()).await?;
-    Ok(Json(conflict_json(&conflict)))
+    Ok(conflict)
+}
+
+pub async fn declare_conflict(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<DeclarationBody>,
+) -> AppResult<Json<Value>> {
+    Ok(Json(conflict_json(&declare(&state, &caller, id, body).await?)))
 }
 
 #[derive(Deserialize, Default)]

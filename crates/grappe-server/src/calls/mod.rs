@@ -5,6 +5,7 @@
 //! each time, and locked by the server at the deadline. Applicants see their own applications,
 //! the call's managers all of them; anyone else gets 404.
 
+pub mod application_page;
 pub mod attachments;
 pub mod decisions;
 pub mod discussion;
@@ -274,6 +275,63 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "An application's decision letter, printable (its author, managers)",
             pages::letter_page,
+        ),
+        route(
+            Page,
+            Get,
+            "/calls/{id}/applications/{application}",
+            SignedIn,
+            "An application: fields, attachments, versions, reviews, discussion (whoever may read it)",
+            application_page::application_page,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/applications/{application}/attachments",
+            SignedIn,
+            "Attach a file from the form (its author, until the deadline)",
+            application_page::attachment_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/applications/{application}/attachments/{name}/remove",
+            SignedIn,
+            "Remove an attachment from the form (its author, until the deadline)",
+            application_page::remove_attachment_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/applications/{application}/discussion",
+            SignedIn,
+            "Post to the discussion from the form",
+            application_page::message_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/applications/{application}/conflict",
+            SignedIn,
+            "Declare a conflict from the form (the call's jurors)",
+            application_page::declaration_form,
+        ),
+        route(Page, Post, "/calls/{id}/jurors", SignedIn, "Invite a juror from the form (managers)", pages::juror_form),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/conflicts",
+            SignedIn,
+            "Add or lift a conflict from the form (managers)",
+            pages::conflict_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/calls/{id}/dates",
+            SignedIn,
+            "Move the call's dates from the form (managers)",
+            pages::dates_form,
         ),
         route(
             Page,

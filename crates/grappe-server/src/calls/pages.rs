@@ -15,7 +15,9 @@ use crate::calls::{ApplicationBody, Phase, call_for, criteria, new_application};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::{Locale, Tr};
-use crate::kit::page::{Chrome, after_form, form_target, iso_datetime, not_found_page, render};
+use crate::kit::page::{
+    Chrome, after_form, datetime_local, form_target, iso_datetime, not_found_page, parse_datetime_local, render,
+};
 use crate::kit::state::AppState;
 
 struct CallCard {
@@ -143,6 +145,11 @@ struct ManagerView {
     may_assign: bool,
     /// Whether decisions may be taken now (the call closed, or a rolling one).
     may_decide: bool,
+    /// For the conflict form: the applications and the jurors, as (id, label).
+    application_options: Vec<(i64, String)>,
+    juror_options: Vec<(i64, String)>,
+    /// The dates as the form shows them (`datetime-local`, UTC); none once decided.
+    dates: Option<[String; 3]>,
 }
 
 struct CriterionField {
@@ -417,6 +424,15 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
             .collect(),
         ranking_svg,
         may_assign: !jurors.is_empty() && !applications.is_empty() && reviewed.is_empty(),
+        application_options: applications.iter().map(|a| (a.id, format!("#{} {}", a.id, a.title))).collect(),
+        juror_options: jurors.iter().map(|j| (j.user_id, format!("{} ({})", j.name, j.organisation))).collect(),
+        dates: decisions.is_empty().then(|| {
+            [
+                datetime_local(call.opens_at),
+                call.closes_at.map(datetime_local).unwrap_or_default(),
+                call.review_ends_at.map(datetime_local).unwrap_or_default(),
+            ]
+        }),
         may_decide: call.closes_at.is_none() || !matches!(Phase::of(call, now_ms()), Phase::Draft | Phase::Open),
     })
 }
@@ -636,4 +652,127 @@ pub async fn decisions_form(
     let body = crate::calls::decisions::DecisionsBody { decisions };
     let done = crate::calls::decisions::take_decisions(&state, &caller, &call, body).await;
     after_form(chrome, &format!("/calls/{id}#ranking"), done)
+}
+
+#[derive(Deserialize)]
+pub struct JurorForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub country: String,
+    #[serde(default)]
+    pub organisation: String,
+    #[serde(default)]
+    pub keywords: String,
+}
+
+/// A manager invites a juror from the call's page.
+pub async fn juror_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<JurorForm>,
+) -> Result<Response, AppError> {
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(page) => return Ok(*page),
+    };
+    let body = crate::calls::jury::NewJurorBody {
+        email: form.email.trim().to_owned(),
+        country: form.country,
+        organisation: form.organisation,
+        keywords: items(&form.keywords),
+    };
+    let done = match call_for(&state, id).await {
+        Ok(call) => crate::calls::jury::invite_juror(&state, &caller, &call, body).await,
+        Err(error) => Err(error),
+    };
+    after_form(chrome, &format!("/calls/{id}#jury"), done)
+}
+
+#[derive(Deserialize)]
+pub struct ConflictForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub application: i64,
+    #[serde(default)]
+    pub juror: i64,
+    /// `add` or `lift`.
+    #[serde(default)]
+    pub change: String,
+    #[serde(default)]
+    pub why: String,
+}
+
+/// A manager adds or lifts a conflict from the call's page.
+pub async fn conflict_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<ConflictForm>,
+) -> Result<Response, AppError> {
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(page) => return Ok(*page),
+    };
+    let body = crate::calls::jury::ConflictBody {
+        application: form.application,
+        juror: form.juror,
+        active: form.change != "lift",
+        why: form.why,
+    };
+    let done = crate::calls::jury::change_conflict(&state, &caller, id, body).await;
+    after_form(chrome, &format!("/calls/{id}#conflicts"), done)
+}
+
+#[derive(Deserialize)]
+pub struct DatesForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub opens: String,
+    #[serde(default)]
+    pub closes: String,
+    #[serde(default)]
+    pub review_ends: String,
+}
+
+/// A manager moves the call's dates from its page (UTC; an empty deadline makes it rolling).
+pub async fn dates_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<DatesForm>,
+) -> Result<Response, AppError> {
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(page) => return Ok(*page),
+    };
+    let optional = |what: &str, text: &str| match text.trim() {
+        "" => Ok(None),
+        text => parse_datetime_local(text)
+            .map(Some)
+            .ok_or_else(|| AppError::Invalid(format!("`{what}`: a date and time, YYYY-MM-DDTHH:MM (UTC)"))),
+    };
+    let done = async {
+        let opens = optional("opens", &form.opens)?.ok_or_else(|| AppError::Invalid("`opens`: required".into()))?;
+        let body = crate::calls::DatesBody {
+            opens_at: opens,
+            closes_at: optional("closes", &form.closes)?,
+            review_ends_at: optional("review_ends", &form.review_ends)?,
+        };
+        let call = call_for(&state, id).await?;
+        crate::calls::move_dates(&state, &caller, &call, body).await
+    }
+    .await;
+    after_form(chrome, &format!("/calls/{id}#dates"), done)
 }

@@ -11,6 +11,7 @@
 //! - [`i18n`]: every user-facing text in French and English.
 //! - [`metrics`]: Prometheus counters by route pattern.
 //! - [`background`]: the lease-holding ticker.
+//! - [`multipart`]: `multipart/form-data` bodies (forms with a file).
 //! - [`permits`]: counted permits for what clients hold open (log streams).
 //! - [`serve`]: the accept loop, with its timeouts and connection caps.
 //! - [`range`]: byte ranges over bodies of known size (logs, dataset files).
@@ -22,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod i18n;
 pub mod metrics;
+pub mod multipart;
 pub mod page;
 pub mod permits;
 pub mod range;

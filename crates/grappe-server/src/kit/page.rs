@@ -169,6 +169,42 @@ pub fn iso_datetime(unix_ms: i64) -> String {
     format!("{} {:02}:{:02} UTC", iso_date(unix_ms), minutes / 60, minutes % 60)
 }
 
+/// `2026-11-29T14:05`: the value of an HTML `datetime-local` field, in UTC.
+pub fn datetime_local(unix_ms: i64) -> String {
+    let minutes = unix_ms.rem_euclid(86_400_000) / 60_000;
+    format!("{}T{:02}:{:02}", iso_date(unix_ms), minutes / 60, minutes % 60)
+}
+
+/// Unix milliseconds of a `datetime-local` value read as UTC (`YYYY-MM-DDTHH:MM`, seconds
+/// allowed), by the days-from-civil algorithm; none if it is not a valid date and time.
+pub fn parse_datetime_local(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().split_once('T')?;
+    let mut date = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let mut time = time.splitn(3, ':').map(str::parse::<i64>);
+    let (hour, minute) = (time.next()?.ok()?, time.next()?.ok()?);
+    let second = time.next().transpose().ok()?.unwrap_or(0);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month[(month - 1) as usize]).contains(&day)
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&minute)
+        || !(0..60).contains(&second)
+    {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
 /// The answer to a path no route matches: a page for browsers, the envelope for everyone else.
 pub async fn not_found(request: Request) -> Response {
     let wants_html = request
@@ -184,6 +220,19 @@ pub async fn not_found(request: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn datetime_local_values_round_trip_in_utc() {
+        for unix_ms in [0, 951_782_400_000, 1_795_961_100_000, 4_102_444_740_000] {
+            assert_eq!(parse_datetime_local(&datetime_local(unix_ms)), Some(unix_ms));
+        }
+        assert_eq!(parse_datetime_local("2000-02-29T00:00"), Some(951_782_400_000));
+        assert_eq!(parse_datetime_local("2026-11-29T14:05:30"), Some(1_795_961_130_000));
+        for bad in ["", "2026-11-29", "2026-02-29T10:00", "2026-13-01T00:00", "2026-11-29T24:00", "x-1-1T0:0"] {
+            assert_eq!(parse_datetime_local(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
