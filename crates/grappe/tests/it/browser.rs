@@ -520,6 +520,105 @@ fn take_part_in_the_demo_challenge_from_a_phone_with_the_keyboard() {
     browser.screenshot("challenge-board-en.png");
 }
 
+/// The call's forms beyond applying and reviewing: the manager invites a juror and closes the
+/// call by moving its deadline; the applicant attaches a PDF from the application's page; the
+/// juror, once its review is in, joins the discussion; the manager adds a conflict, after
+/// which the juror's page for the application is gone.
+#[test]
+fn attach_a_file_discuss_and_manage_the_jury_from_the_pages() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let (manager_email, manager_password) = server.demo_password("call_manager");
+    let (applicant_email, applicant_password) = server.demo_password("applicant");
+    let juror_email = "experte@ethz.ch";
+    let (_, juror_token) = client.new_user(juror_email);
+    let manager = client.token_for(&manager_email, &manager_password);
+    let applicant = client.token_for(&applicant_email, &applicant_password);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let call = client.post(
+        "/api/v1/calls",
+        Some(&manager),
+        &json!({
+            "name": "donnees-ouvertes", "instrument": "ia_cluster", "title_fr": "Jeux de données ouverts", "title_en": "Open datasets",
+            "criteria": [{ "key": "utilite", "fr": "Utilité", "en": "Usefulness", "weight": 1 }],
+            "envelope_cents": 50_000_000, "reviewers_per_application": 1, "opens_at": now - 7_200_000, "closes_at": now + 86_400_000,
+        }),
+    );
+    assert_eq!(call.status, 201, "{}", call.text);
+    let id = call.body["id"].as_i64().unwrap();
+    let application = json!({ "organisation": "Observatoire des langues", "title": "Corpus occitan", "summary": "Un corpus annoté.", "requested_cents": 20_000_000 });
+    let applied = client.post(&format!("/api/v1/calls/{id}/applications"), Some(&applicant), &application);
+    assert_eq!(applied.status, 201, "{}", applied.text);
+    let app = applied.body["id"].as_i64().unwrap();
+    let browser = Browser::start();
+    let log_in = |email: &str, password: &str, next: &str| {
+        browser.go(&format!("{}/login?next={next}", server.base));
+        browser.type_into("#email", email);
+        browser.type_into("#password", &format!("{password}\u{E007}"));
+    };
+    // The applicant attaches a PDF from the application's page.
+    let pdf = crate::harness::TempDir::new("attachment");
+    let file = pdf.path().join("projet.pdf");
+    std::fs::write(&file, b"%PDF-1.4 le projet").unwrap();
+    log_in(&applicant_email, &applicant_password, &format!("/calls/{id}/applications/{app}"));
+    browser.wait_text("#attachments", "Pièces jointes");
+    browser.type_into("#attachment-file", &file.display().to_string());
+    browser.click("#attach-submit");
+    browser.wait_count("#attachment-list li", 1);
+    assert!(browser.text("#attachment-list").contains("projet.pdf"), "{}", browser.text("#attachment-list"));
+    assert_eq!(browser.count("#version-list li"), 2, "the attachment saved a version");
+    browser.screenshot("application-attachments-fr.png");
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    // The manager invites the juror and closes the call, from the call's page.
+    log_in(&manager_email, &manager_password, &format!("/calls/{id}"));
+    browser.click("#invite summary");
+    browser.type_into("#juror-email", juror_email);
+    browser.type_into("#juror-country", "CH");
+    browser.type_into("#juror-organisation", "ETH Zürich");
+    browser.type_into("#juror-keywords", "corpus, langues");
+    browser.click("#juror-submit");
+    browser.wait_count("#jurors tbody tr", 1);
+    browser.click("#dates summary");
+    let close = json!({ "script": "document.getElementById('dates-closes').value = arguments[0];", "args": [grappe_server::kit::page::datetime_local(now - 3_600_000)] });
+    browser.session_call("POST", "/execute/sync", Some(close));
+    browser.click("#dates-submit");
+    browser.wait_count("#assign-submit", 1);
+    browser.click("#assign-submit");
+    browser.wait_count("#matrix td.cell-assigned", 1);
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    // The juror reads the file, reviews, then joins the discussion with the keyboard.
+    let download = client.get(&format!("/api/v1/applications/{app}/attachments/projet.pdf"), Some(&juror_token));
+    assert_eq!((download.status, download.text.as_str()), (200, "%PDF-1.4 le projet"));
+    log_in(juror_email, "a long enough password", &format!("/calls/{id}/applications/{app}"));
+    browser.wait_text("#discussion", "Discussion du jury");
+    assert_eq!(browser.count("#message-form"), 0, "no discussion before the review");
+    let review =
+        json!({ "scores": { "utilite": 4 }, "justifications": { "utilite": "Rare et utile." }, "confidence": 4 });
+    assert_eq!(client.post(&format!("/api/v1/applications/{app}/review"), Some(&juror_token), &review).status, 200);
+    browser.go(&format!("{}/calls/{id}/applications/{app}", server.base));
+    browser.type_into("#message-body", "Le corpus mérite un financement complet.");
+    browser.click("#message-submit");
+    browser.wait_count("#messages li", 1);
+    assert_eq!(browser.count("#review-list tbody tr"), 1, "the juror reads the reviews once its own is in");
+    browser.screenshot("application-discussion-fr.png");
+    browser.click("#logout");
+    browser.wait_count("#login-link", 1);
+    // The manager reads the discussion, then adds a conflict: the juror's page is gone.
+    log_in(&manager_email, &manager_password, &format!("/calls/{id}/applications/{app}"));
+    browser.wait_count("#messages li", 1);
+    assert!(browser.text("#messages").contains("financement complet"), "{}", browser.text("#messages"));
+    browser.go(&format!("{}/calls/{id}", server.base));
+    browser.click("#conflict-change summary");
+    browser.type_into("#conflict-why", "Co-auteur récent du porteur");
+    browser.click("#conflict-submit");
+    browser.wait_count("#conflict-list tbody tr", 1);
+    let page = client.request("GET", &format!("/calls/{id}/applications/{app}"), Some(&juror_token), None);
+    assert_eq!(page.status, 404, "a conflicted juror no longer reaches the application's page");
+}
+
 #[test]
 fn apply_to_the_demo_call_from_a_phone_with_the_keyboard() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
