@@ -105,6 +105,8 @@ pub enum NotSaved {
     Closed,
     /// Someone saved another version meanwhile (the version the writer read is not the last).
     Stale { last: i64 },
+    /// A rolling call's application, once assigned to jurors: they review what they were given.
+    UnderReview,
 }
 
 const CALL_COLUMNS: &str = "id, name, instrument, title_fr, title_en, text_fr, text_en, criteria, scale_max, \
@@ -158,6 +160,42 @@ pub fn call_takes_applications(call: &CallRow, now: i64) -> bool {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn insert_assignments(tx: &mut Tx, call_id: i64, pairs: &[AssignmentRow]) -> DbResult<()> {
+    let now = now_ms();
+    for pair in pairs {
+        sqlx::query(
+            "INSERT INTO call_assignments (call_id, application_id, user_id, affinity, assigned_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(call_id)
+        .bind(pair.application_id)
+        .bind(pair.user_id)
+        .bind(pair.affinity)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether an edit of an application is refused before it is tried: the call does not take
+/// applications now, or, in a rolling call, the application is already with its jurors.
+async fn edit_refused(tx: &mut Tx, call: &CallRow, application_id: i64, now: i64) -> DbResult<Option<NotSaved>> {
+    if !call_takes_applications(call, now) {
+        return Ok(Some(NotSaved::Closed));
+    }
+    if call.closes_at.is_none() {
+        let assigned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_assignments WHERE application_id = $1")
+            .bind(application_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        if assigned > 0 {
+            return Ok(Some(NotSaved::UnderReview));
+        }
+    }
+    Ok(None)
+}
 
 /// The last version of an application (to say why a save was refused).
 async fn last_version(tx: &mut Tx, application_id: i64) -> DbResult<i64> {
@@ -333,8 +371,8 @@ impl Db {
     ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        if !call_takes_applications(call, now) {
-            return Ok(Err(NotSaved::Closed));
+        if let Some(refused) = edit_refused(&mut tx, call, application_id, now).await? {
+            return Ok(Err(refused));
         }
         let updated = sqlx::query(&format!(
             "UPDATE applications SET organisation = $1, title = $2, summary = $3, partners = $4, keywords = $5, \
@@ -375,8 +413,8 @@ impl Db {
     ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        if !call_takes_applications(call, now) {
-            return Ok(Err(NotSaved::Closed));
+        if let Some(refused) = edit_refused(&mut tx, call, application_id, now).await? {
+            return Ok(Err(refused));
         }
         let updated = sqlx::query(&format!(
             "UPDATE applications SET attachments = $1, version = version + 1, updated_at = $2 \
@@ -676,6 +714,36 @@ impl Db {
         rows.iter().map(conflict_from).collect()
     }
 
+    /// Adds jurors to applications of a rolling call that have none yet, audited; refused (with
+    /// the application) if one of them was assigned meanwhile.
+    pub async fn add_assignments(
+        &self,
+        call_id: i64,
+        pairs: &[AssignmentRow],
+        actor: &str,
+    ) -> DbResult<Result<(), i64>> {
+        let mut tx = self.write_tx().await?;
+        let mut applications: Vec<i64> = pairs.iter().map(|pair| pair.application_id).collect();
+        applications.dedup();
+        for application in &applications {
+            let assigned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_assignments WHERE application_id = $1")
+                .bind(application)
+                .fetch_one(&mut *tx)
+                .await?;
+            if assigned > 0 {
+                return Ok(Err(*application));
+            }
+        }
+        insert_assignments(&mut tx, call_id, pairs).await?;
+        let total: f64 = pairs.iter().map(|pair| pair.affinity).sum();
+        let object = format!("call:{call_id}");
+        let detail = format!("{} pairs for {} applications, total affinity {total}", pairs.len(), applications.len());
+        let entry = AuditEntry { actor, action: "assignment.add", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
     /// Replaces a call's assignment, if no review was written yet.
     pub async fn replace_assignments(
         &self,
@@ -693,20 +761,7 @@ impl Db {
             return Ok(Err(reviews));
         }
         sqlx::query("DELETE FROM call_assignments WHERE call_id = $1").bind(call_id).execute(&mut *tx).await?;
-        let now = now_ms();
-        for pair in pairs {
-            sqlx::query(
-                "INSERT INTO call_assignments (call_id, application_id, user_id, affinity, assigned_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(call_id)
-            .bind(pair.application_id)
-            .bind(pair.user_id)
-            .bind(pair.affinity)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_assignments(&mut tx, call_id, pairs).await?;
         let total: f64 = pairs.iter().map(|pair| pair.affinity).sum();
         let object = format!("call:{call_id}");
         let detail = format!("{} pairs, total affinity {total}", pairs.len());

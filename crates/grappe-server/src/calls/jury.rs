@@ -301,10 +301,17 @@ pub async fn assign(
 pub async fn assign_call(state: &AppState, caller: &Caller, id: i64, max_load: Option<usize>) -> AppResult<Value> {
     let call = managed_call(state, caller, id).await?;
     detect_conflicts(state, &call).await?;
-    let applications = state.db.applications(call.id, None).await?;
+    let rolling = call.closes_at.is_none();
+    let mut applications = state.db.applications(call.id, None).await?;
+    if rolling {
+        // A rolling call assigns the applications that came since: the others keep their jurors.
+        let assigned: HashSet<i64> = state.db.assignments(call.id).await?.iter().map(|p| p.application_id).collect();
+        applications.retain(|application| !assigned.contains(&application.id));
+    }
     let jurors = state.db.jurors(call.id).await?;
     if applications.is_empty() || jurors.is_empty() {
-        return Err(AppError::Conflict("the call needs applications and jurors to assign".into()));
+        let what = if rolling { "applications not yet assigned" } else { "applications" };
+        return Err(AppError::Conflict(format!("the call needs {what} and jurors to assign")));
     }
     let k = call.reviewers_per_application as usize;
     let max_load = max_load.unwrap_or_else(|| (k * applications.len()).div_ceil(jurors.len()) + 1);
@@ -357,7 +364,11 @@ pub async fn assign_call(state: &AppState, caller: &Caller, id: i64, max_load: O
             affinity: scores.get(&(*a, *r)).copied().unwrap_or(0.0),
         })
         .collect();
-    if let Err(reviews) = state.db.replace_assignments(call.id, &pairs, &caller.audit_name()).await? {
+    if rolling {
+        if let Err(application) = state.db.add_assignments(call.id, &pairs, &caller.audit_name()).await? {
+            return Err(AppError::Conflict(format!("application {application} was assigned meanwhile: assign again")));
+        }
+    } else if let Err(reviews) = state.db.replace_assignments(call.id, &pairs, &caller.audit_name()).await? {
         return Err(AppError::Conflict(format!("{reviews} reviews are written: the assignment is kept")));
     }
     Ok(assignment_json(&pairs, max_load))
@@ -461,7 +472,7 @@ pub async fn write_review(state: &AppState, caller: &Caller, id: i64, body: Revi
         return Err(AppError::NotFound(format!("application {id} not found")));
     };
     let call = call_for(state, application.call_id).await?;
-    if Phase::of(&call, now_ms()) != Phase::Review {
+    if !reviews_open(&call, now_ms()) {
         return Err(AppError::Conflict("reviews are written during the call's review phase".into()));
     }
     let criteria = criteria(&call);
@@ -521,6 +532,13 @@ pub async fn reviews(
     let items: Vec<Value> =
         all.iter().filter(|review| manager || own_in || Some(review.user_id) == user).map(review_json).collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// Whether reviews are taken now: in the review phase, or at any time once a rolling call has
+/// opened (its applications are assigned and decided one by one).
+pub fn reviews_open(call: &CallRow, now: i64) -> bool {
+    let phase = Phase::of(call, now);
+    phase == Phase::Review || (call.closes_at.is_none() && phase != Phase::Draft)
 }
 
 /// Whether a juror may read an application: assigned and not conflicted.

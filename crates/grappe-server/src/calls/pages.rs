@@ -423,7 +423,12 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
             })
             .collect(),
         ranking_svg,
-        may_assign: !jurors.is_empty() && !applications.is_empty() && reviewed.is_empty(),
+        may_assign: !jurors.is_empty()
+            && if call.closes_at.is_none() {
+                applications.iter().any(|a| !assignments.iter().any(|p| p.application_id == a.id))
+            } else {
+                !applications.is_empty() && reviewed.is_empty()
+            },
         application_options: applications.iter().map(|a| (a.id, format!("#{} {}", a.id, a.title))).collect(),
         juror_options: jurors.iter().map(|j| (j.user_id, format!("{} ({})", j.name, j.organisation))).collect(),
         dates: decisions.is_empty().then(|| {
