@@ -59,7 +59,7 @@ impl fmt::Display for Email {
 
 /// Characters that reorder or hide text: bidirectional controls, zero-width space, word joiner
 /// and byte-order mark (the zero-width joiners, which some scripts need, are kept).
-fn is_bidi_or_invisible(c: char) -> bool {
+pub fn is_bidi_or_invisible(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 

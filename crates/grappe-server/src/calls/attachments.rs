@@ -38,11 +38,12 @@ fn store_name(application: &ApplicationRow) -> Name {
 fn check_file(name: &str, bytes: &[u8]) -> AppResult<DatasetPath> {
     let refused = || {
         AppError::Invalid(format!(
-            "`name`: a file name of at most 100 characters without `/`, ending in .{}",
+            "`name`: a file name of at most 100 characters, without `/` or invisible and direction characters, ending in .{}",
             EXTENSIONS.join(", .")
         ))
     };
-    if name.contains('/') || name.chars().count() > 100 {
+    let hidden = |c: char| c.is_control() || grappe_domain::account::is_bidi_or_invisible(c);
+    if name.contains('/') || name.chars().count() > 100 || name.chars().any(hidden) {
         return Err(refused());
     }
     let path = DatasetPath::parse(name).map_err(|_| refused())?;
@@ -279,6 +280,7 @@ mod tests {
         assert!(check_file("page.html", b"<script>").is_err(), "HTML could run in our origin");
         assert!(check_file("../secret.pdf", b"%PDF-").is_err());
         assert!(check_file("a/b.pdf", b"%PDF-").is_err());
+        assert!(check_file("facture\u{202E}fdp.txt", b"x").is_err(), "reads as facture.txt.pdf");
         assert!(check_file("sans-extension", b"x").is_err());
         assert!(check_file("vide.txt", b"").is_err());
         assert!(check_file(&format!("{}.txt", "n".repeat(100)), b"x").is_err());
