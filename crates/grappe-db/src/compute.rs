@@ -633,7 +633,7 @@ impl Db {
     /// jobs may still use up to their time limits and its pending ones (the row's totals, as read).
     /// One aggregate over the running jobs, whatever the queue.
     /// A project's standing at `now`: what it was charged, and what its running and queued jobs
-    /// may still use. One statement, so one snapshot: a job that starts or ends meanwhile is
+    /// and the gateway's requests in flight may still use. One statement, so one snapshot: a job that starts or ends meanwhile is
     /// counted once (a separate read of the project's row and then of its running jobs could
     /// count a job just started both as queued and as running).
     pub async fn project_standing(&self, project_id: i64, now: i64) -> DbResult<(Amount, Commitments)> {
@@ -650,7 +650,8 @@ impl Db {
              (SELECT used_gpu_ms FROM projects WHERE id = $1) AS used_gpu, \
              (SELECT used_cpu_ms FROM projects WHERE id = $1) AS used_cpu, \
              (SELECT queued_gpu_ms FROM projects WHERE id = $1) AS queued_gpu, \
-             (SELECT queued_cpu_ms FROM projects WHERE id = $1) AS queued_cpu \
+             (SELECT queued_cpu_ms FROM projects WHERE id = $1) AS queued_cpu, \
+             (SELECT reserved_gpu_ms FROM projects WHERE id = $1) AS gateway_gpu \
              FROM jobs WHERE project_id = $1 AND state = 'running'"
         ))
         .bind(project_id)
@@ -664,7 +665,10 @@ impl Db {
         let left = amount("left_gpu", "left_cpu")?;
         let used = amount("used_gpu", "used_cpu")?;
         let queued = amount("queued_gpu", "queued_cpu")?;
-        Ok((used, Commitments { running: amount("running_gpu", "running_cpu")?, reserved: left.plus(queued) }))
+        // What the gateway's requests in flight hold of the same allocation.
+        let gateway = Amount { gpu_ms: row.try_get::<Option<i64>, _>("gateway_gpu")?.unwrap_or(0), cpu_ms: 0 };
+        let reserved = left.plus(queued).plus(gateway);
+        Ok((used, Commitments { running: amount("running_gpu", "running_cpu")?, reserved }))
     }
 
     /// pending -> running, as a new run on `instance`, before anything is started: the run

@@ -10,6 +10,7 @@ mod calls;
 mod challenges;
 mod compute;
 mod datasets;
+mod gateway;
 mod leases;
 mod migrate;
 mod models;
@@ -38,6 +39,10 @@ pub use compute::{
     NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
+pub use gateway::{
+    Ask, GatewayKeyRow, GatewayModelRow, GatewayUsageRow, NewGatewayKey, NewGatewayModel, Refused, Settlement,
+    WINDOW_MS,
+};
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
 pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};

@@ -14,6 +14,12 @@ pub enum Actor {
     },
     /// The `GRAPPE_ADMIN_TOKEN` of the running server: an administrator with no user row.
     AdminToken,
+    /// A project's API key for the AI-as-a-Service gateway: it opens the gateway's routes, and
+    /// nothing else, on its project's behalf.
+    ProjectKey {
+        key: i64,
+        project: i64,
+    },
 }
 
 /// The rule a route states about its callers.
@@ -25,6 +31,8 @@ pub enum Access {
     SignedIn,
     /// Holders of this role globally (administrators always pass).
     GlobalRole(Role),
+    /// A project's gateway key, and nothing else: the OpenAI-compatible routes under `/v1`.
+    ProjectKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +48,7 @@ impl Actor {
     pub fn user_id(&self) -> Option<i64> {
         match self {
             Actor::User { id, .. } => Some(*id),
-            Actor::Anonymous | Actor::AdminToken => None,
+            Actor::Anonymous | Actor::AdminToken | Actor::ProjectKey { .. } => None,
         }
     }
 
@@ -50,7 +58,7 @@ impl Actor {
             Actor::User { grants, .. } => {
                 grants.iter().any(|grant| grant.role == Role::Admin && grant.scope == Scope::Global)
             }
-            Actor::Anonymous => false,
+            Actor::Anonymous | Actor::ProjectKey { .. } => false,
         }
     }
 
@@ -68,13 +76,16 @@ impl Actor {
     fn has_grant(&self, role: Role, scope: &Scope) -> bool {
         match self {
             Actor::User { grants, .. } => grants.iter().any(|grant| grant.role == role && grant.scope == *scope),
-            Actor::Anonymous | Actor::AdminToken => false,
+            Actor::Anonymous | Actor::AdminToken | Actor::ProjectKey { .. } => false,
         }
     }
 }
 
 pub fn check(actor: &Actor, access: Access) -> Decision {
     match (access, actor) {
+        // A gateway key opens the gateway, and the gateway takes nothing but a key.
+        (Access::ProjectKey, Actor::ProjectKey { .. }) => Decision::Allow,
+        (Access::ProjectKey, _) | (_, Actor::ProjectKey { .. }) => Decision::Unauthenticated,
         (Access::Public, _) => Decision::Allow,
         (_, Actor::Anonymous) => Decision::Unauthenticated,
         (Access::SignedIn, _) => Decision::Allow,
@@ -124,7 +135,7 @@ pub fn projects_used_by(actor: &Actor) -> Option<Vec<i64>> {
                 })
                 .collect(),
         ),
-        Actor::Anonymous | Actor::AdminToken => Some(Vec::new()),
+        Actor::Anonymous | Actor::AdminToken | Actor::ProjectKey { .. } => Some(Vec::new()),
     }
 }
 
@@ -186,6 +197,12 @@ mod tests {
             (user(&[(Role::CallManager, Scope::Global)]), Access::GlobalRole(Role::Admin), Decision::Forbidden),
             (user(&[(Role::Admin, Scope::Global)]), Access::GlobalRole(Role::Juror), Decision::Allow),
             (Actor::AdminToken, Access::GlobalRole(Role::Admin), Decision::Allow),
+            (Actor::ProjectKey { key: 1, project: 3 }, Access::ProjectKey, Decision::Allow),
+            (Actor::ProjectKey { key: 1, project: 3 }, Access::Public, Decision::Unauthenticated),
+            (Actor::ProjectKey { key: 1, project: 3 }, Access::SignedIn, Decision::Unauthenticated),
+            (Actor::AdminToken, Access::ProjectKey, Decision::Unauthenticated),
+            (user(&[(Role::Admin, Scope::Global)]), Access::ProjectKey, Decision::Unauthenticated),
+            (Actor::Anonymous, Access::ProjectKey, Decision::Unauthenticated),
         ];
         for (actor, access, expected) in cases {
             assert_eq!(check(&actor, access), expected, "{actor:?} {access:?}");

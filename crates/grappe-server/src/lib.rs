@@ -9,6 +9,7 @@ pub mod challenges;
 pub mod compute;
 pub mod data;
 pub mod demo;
+pub mod gateway;
 pub mod kit;
 pub mod models;
 pub mod openapi;

@@ -95,6 +95,25 @@ fn schemas() -> Value {
             "type": "object", "required": ["body"],
             "properties": { "body": { "type": "string", "description": "1 to 4,000 characters" } },
         },
+        "NewKey": {
+            "type": "object", "required": ["name"],
+            "properties": {
+                "name": { "type": "string" },
+                "requests_per_minute": { "type": ["integer", "null"], "description": "this key's limit besides the project's" },
+                "tokens_per_minute": { "type": ["integer", "null"] },
+            },
+        },
+        "NewGatewayModel": {
+            "type": "object", "required": ["name", "upstream", "input_gpu_ms_per_1k", "output_gpu_ms_per_1k", "max_output_tokens"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
+                "upstream": { "type": "string", "description": "the upstream's base URL, http://host:port/v1 (it speaks OpenAI's format)" },
+                "project": { "type": ["integer", "null"], "description": "only this project's keys may call it; none: every project's" },
+                "input_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 prompt tokens" },
+                "output_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 answer tokens" },
+                "max_output_tokens": { "type": "integer" },
+            },
+        },
         "CallDates": {
             "type": "object", "required": ["opens_at"],
             "properties": {
@@ -218,6 +237,7 @@ fn access_text(access: Access) -> String {
         Access::Public => "public".to_owned(),
         Access::SignedIn => "signed_in".to_owned(),
         Access::GlobalRole(role) => format!("role:{}", role.as_str()),
+        Access::ProjectKey => "project_key".to_owned(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Background loops. Each holds a lease row so that, with several server processes on one
 //! database, exactly one process runs it at a time; another takes over when the holder dies and
 //! its lease expires. The foundation has one loop, `ticker`, which counts its runs, sweeps
-//! expired sessions and writes the audit chain's head down once a day (the anchor the public
+//! expired sessions and the gateway's expired reservations (and old rate windows), writes the audit chain's head down once a day (the anchor the public
 //! programme data publishes); the scheduler and pollers of other modules follow the same
 //! pattern.
 
@@ -49,6 +49,7 @@ pub async fn ticker(state: AppState, mut shutdown: watch::Receiver<bool>) {
 async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), grappe_db::DbError> {
     if state.db.tick_lease(TICKER, &state.instance).await? {
         state.db.delete_expired_sessions().await?;
+        state.db.release_expired_reservations(grappe_db::now_ms()).await?;
         let today = crate::kit::page::iso_date(grappe_db::now_ms());
         if *anchored_day != today && state.db.anchor_audit(&today).await? {
             *anchored_day = today;

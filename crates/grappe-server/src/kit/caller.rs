@@ -48,6 +48,13 @@ pub fn new_api_token() -> String {
     format!("{API_TOKEN_PREFIX}{}", new_secret())
 }
 
+/// How a project's gateway key starts, so that it is told from a user's token at a glance.
+pub const GATEWAY_KEY_PREFIX: &str = "gsk-";
+
+pub fn new_gateway_key() -> String {
+    format!("{GATEWAY_KEY_PREFIX}{}", new_secret())
+}
+
 /// At most this many argon2 computations at once (19 MiB each): a burst of logins waits its
 /// turn instead of taking the machine's memory.
 const HASHING_AT_ONCE: usize = 4;
@@ -173,6 +180,8 @@ pub enum Via {
 pub struct Caller {
     pub actor: Actor,
     pub user: Option<UserRow>,
+    /// The gateway key, for a key's requests.
+    pub key: Option<grappe_db::GatewayKeyRow>,
     pub via: Via,
     /// The CSRF token of this browser (bound to its session or pre-session), for forms to
     /// embed and API writes by cookie to send as `X-CSRF-Token`.
@@ -184,6 +193,7 @@ impl Caller {
     pub fn audit_name(&self) -> String {
         match (&self.actor, &self.user) {
             (Actor::AdminToken, _) => "admin-token".to_owned(),
+            (Actor::ProjectKey { key, .. }, _) => format!("key:{key}"),
             (_, Some(user)) => format!("user:{}", user.id),
             _ => "anonymous".to_owned(),
         }
@@ -202,12 +212,14 @@ async fn actor_of(state: &AppState, user: UserRow) -> Result<(Actor, Option<User
 /// A user as the server itself acts for them (the demo's content), with their grants.
 pub async fn caller_of_user(state: &AppState, user: UserRow) -> Result<Caller, AppError> {
     let (actor, user) = actor_of(state, user).await?;
-    Ok(Caller { actor, user, via: Via::Nothing, csrf: String::new() })
+    Ok(Caller { actor, user, key: None, via: Via::Nothing, csrf: String::new() })
 }
 
 /// Credentials to caller. A bearer token that is present but invalid is refused (401) even on
 /// public routes; a stale session cookie only makes the caller anonymous.
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option<UserRow>, Via), AppError> {
+type Resolved = (Actor, Option<UserRow>, Option<grappe_db::GatewayKeyRow>, Via);
+
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Resolved, AppError> {
     let session_cookie = session_cookie_name(SESSION_COOKIE, state.config.secure_cookies);
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = value
@@ -219,28 +231,38 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<(Actor, Option
         if let Some(admin_token) = &state.config.admin_token
             && constant_time_eq(admin_token.as_bytes(), token.as_bytes())
         {
-            return Ok((Actor::AdminToken, None, Via::Bearer));
+            return Ok((Actor::AdminToken, None, None, Via::Bearer));
+        }
+        if token.starts_with(GATEWAY_KEY_PREFIX) {
+            let key =
+                state.db.gateway_key_by_hash(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
+            let actor = Actor::ProjectKey { key: key.id, project: key.project_id };
+            return Ok((actor, None, Some(key), Via::Bearer));
         }
         let user = state.db.api_token_user(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
         let (actor, user) = actor_of(state, user).await?;
-        return Ok((actor, user, Via::Bearer));
+        return Ok((actor, user, None, Via::Bearer));
     }
     if let Some(session) = cookie(headers, &session_cookie)
         && let Some(user) = state.db.session_user(&sha256_hex(session.as_bytes())).await?
     {
         let (actor, user) = actor_of(state, user).await?;
-        return Ok((actor, user, Via::Session));
+        return Ok((actor, user, None, Via::Session));
     }
-    Ok((Actor::Anonymous, None, Via::Nothing))
+    Ok((Actor::Anonymous, None, None, Via::Nothing))
 }
 
 /// The one gate every route goes through: resolves the caller, applies the route's rule,
 /// refuses browser writes from other origins, checks the CSRF token of API writes by cookie, and
 /// hands the [`Caller`] to the handler.
 pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut request: Request, next: Next) -> Response {
-    let (actor, user, via) = match resolve(&state, request.headers()).await {
+    let refusal = |error: AppError| match rule.kind {
+        Kind::OpenAi => error.openai_response(),
+        Kind::Api | Kind::Page => error.into_response(),
+    };
+    let (actor, user, key, via) = match resolve(&state, request.headers()).await {
         Ok(resolved) => resolved,
-        Err(error) => return error.into_response(),
+        Err(error) => return refusal(error),
     };
     let secure = state.config.secure_cookies;
     let headers = request.headers();
@@ -262,11 +284,11 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
             let login = format!("/login?next={}", page::url_encode(next_path));
             return denied(Redirect::to(&login).into_response());
         }
-        Decision::Unauthenticated => return denied(AppError::Unauthenticated.into_response()),
+        Decision::Unauthenticated => return denied(refusal(AppError::Unauthenticated)),
         Decision::Forbidden if rule.kind == Kind::Page => {
             return denied(page::error_page(&request, StatusCode::FORBIDDEN, "error-forbidden"));
         }
-        Decision::Forbidden => return denied(AppError::forbidden().into_response()),
+        Decision::Forbidden => return denied(refusal(AppError::forbidden())),
     }
     let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let by_browser = via == Via::Session || rule.kind == Kind::Page;
@@ -274,7 +296,7 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
         const REFUSAL: &str = "a request from another site is refused";
         return match rule.kind {
             Kind::Page => page::error_page(&request, StatusCode::FORBIDDEN, "error-cross-site"),
-            Kind::Api => AppError::Forbidden(REFUSAL).into_response(),
+            Kind::Api | Kind::OpenAi => refusal(AppError::Forbidden(REFUSAL)),
         };
     }
     if rule.kind == Kind::Api && via == Via::Session && unsafe_method {
@@ -283,7 +305,7 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
             return AppError::Forbidden("missing or wrong X-CSRF-Token header").into_response();
         }
     }
-    request.extensions_mut().insert(Caller { actor, user, via, csrf });
+    request.extensions_mut().insert(Caller { actor, user, key, via, csrf });
     let mut response = next.run(request).await;
     if let Some(value) = new_presession.filter(|_| rule.kind == Kind::Page) {
         let cookie = set_cookie(&presession_name, &value, state.config.session_ttl.as_secs(), secure);

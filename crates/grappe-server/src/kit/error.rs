@@ -86,10 +86,10 @@ pub fn envelope(status: StatusCode, code: &str, detail: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = match &self {
+impl AppError {
+    /// What the client reads: internal errors are logged and only said to be.
+    fn detail(&self) -> String {
+        match self {
             AppError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error");
                 "internal error; it has been logged".to_owned()
@@ -99,17 +99,49 @@ impl IntoResponse for AppError {
                 self.to_string()
             }
             _ => self.to_string(),
-        };
-        let mut response = envelope(status, self.code(), &detail);
+        }
+    }
+
+    /// `Retry-After` and `WWW-Authenticate`, where the error calls for them.
+    fn with_headers(&self, mut response: Response) -> Response {
         if let AppError::TooManyRequests { retry_after_s } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if self.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+
+    /// The same error in OpenAI's wire format (`{"error": {"message", "type", "param",
+    /// "code"}}`), for the gateway's routes, which OpenAI's clients read.
+    pub fn openai_response(self) -> Response {
+        let status = self.status();
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            status if status.is_server_error() => "api_error",
+            _ => "invalid_request_error",
+        };
+        let code = match &self {
+            AppError::Unauthenticated => "invalid_api_key",
+            AppError::OverQuota(_) => "insufficient_quota",
+            other => other.code(),
+        };
+        let body =
+            serde_json::json!({ "error": { "message": self.detail(), "type": kind, "param": null, "code": code } });
+        self.with_headers((status, axum::Json(body)).into_response())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let response = envelope(self.status(), self.code(), &self.detail());
+        self.with_headers(response)
     }
 }
 

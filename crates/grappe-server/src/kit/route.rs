@@ -38,6 +38,8 @@ impl Method {
 pub enum Kind {
     Api,
     Page,
+    /// OpenAI's wire format (the gateway under `/v1`): errors as OpenAI's clients read them.
+    OpenAi,
 }
 
 pub struct Route {

@@ -13,6 +13,8 @@ enum Admits {
     Anyone,
     SignedIn,
     Admins,
+    /// A project's gateway key, and nothing else (which a key opens nothing else of).
+    ProjectKey,
 }
 
 fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
@@ -90,6 +92,15 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/calls/{id}/jurors"), SignedIn),
         (("POST", "/calls/{id}/conflicts"), SignedIn),
         (("POST", "/calls/{id}/dates"), SignedIn),
+        (("POST", "/api/v1/projects/{id}/keys"), SignedIn),
+        (("GET", "/api/v1/projects/{id}/keys"), SignedIn),
+        (("DELETE", "/api/v1/projects/{id}/keys/{key_id}"), SignedIn),
+        (("GET", "/api/v1/projects/{id}/gateway-usage"), SignedIn),
+        (("POST", "/api/v1/gateway/models"), Admins),
+        (("GET", "/v1/models"), ProjectKey),
+        (("POST", "/v1/chat/completions"), ProjectKey),
+        (("POST", "/v1/completions"), ProjectKey),
+        (("POST", "/v1/embeddings"), ProjectKey),
         (("GET", "/api/v1/calls"), Anyone),
         (("POST", "/api/v1/calls"), SignedIn),
         (("GET", "/api/v1/calls/{id}"), Anyone),
@@ -154,6 +165,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
 fn concrete(path: &str) -> String {
     path.replace("{id}", "999999")
         .replace("{grant_id}", "999999")
+        .replace("{key_id}", "999999")
         .replace("{team}", "999999")
         .replace("{application}", "999999")
         .replace("{submission}", "999999")
@@ -185,19 +197,28 @@ fn every_route_times_every_role() {
             callers.push((role.clone(), Some(client.token_for(email, password)), role == "admin"));
         }
         callers.push(("admin-token".into(), Some(ADMIN_TOKEN.to_owned()), true));
-        assert_eq!(callers.len(), 10, "eight demo roles, anonymous and the admin token");
+        let project = client.get("/api/v1/projects", Some(ADMIN_TOKEN)).body["items"][0]["id"].as_i64().unwrap();
+        let key = client.post(
+            &format!("/api/v1/projects/{project}/keys"),
+            Some(ADMIN_TOKEN),
+            &serde_json::json!({ "name": "authz" }),
+        );
+        callers.push(("project-key".into(), Some(key.body["key"].as_str().unwrap().to_owned()), false));
+        assert_eq!(callers.len(), 11, "eight demo roles, anonymous, the admin token and a project key");
 
         let mut checked = 0;
         for route in &routes {
             let admits = expected[&(route.method.as_str(), route.path)];
             for (name, token, is_admin) in &callers {
+                let is_key = name == "project-key";
                 let allowed = match admits {
-                    Admits::Anyone => true,
-                    Admits::SignedIn => token.is_some(),
+                    Admits::Anyone => !is_key,
+                    Admits::SignedIn => token.is_some() && !is_key,
                     Admits::Admins => *is_admin,
+                    Admits::ProjectKey => is_key,
                 };
                 let body = (route.method.as_str() == "POST").then(|| match route.kind {
-                    Kind::Api => ("application/json", b"{}".to_vec()),
+                    Kind::Api | Kind::OpenAi => ("application/json", b"{}".to_vec()),
                     Kind::Page => ("application/x-www-form-urlencoded", Vec::new()),
                 });
                 let reply = client
@@ -216,20 +237,25 @@ fn every_route_times_every_role() {
                     assert_ne!(reply.status, 401, "{context}");
                 } else {
                     assert!(reply.denied_by_policy, "should be denied: {context}");
-                    let expected_status = match (route.kind, token.is_some()) {
-                        (Kind::Api, false) => 401,
+                    // A key outside the gateway, or anything but a key in it, counts as no credentials.
+                    let credentials = token.is_some() && !is_key && admits != Admits::ProjectKey;
+                    let expected_status = match (route.kind, credentials) {
+                        (Kind::Api | Kind::OpenAi, false) => 401,
                         (Kind::Page, false) => 303,
                         (_, true) => 403,
                     };
                     assert_eq!(reply.status, expected_status, "{context}");
-                    if route.kind == Kind::Page && token.is_none() {
+                    if route.kind == Kind::OpenAi {
+                        assert!(reply.body["error"]["type"].is_string(), "OpenAI's error shape: {context}");
+                    }
+                    if route.kind == Kind::Page && !credentials {
                         assert!(reply.location.as_deref().is_some_and(|l| l.starts_with("/login?next=")), "{context}");
                     }
                 }
                 checked += 1;
             }
         }
-        assert_eq!(checked, routes.len() * 10);
+        assert_eq!(checked, routes.len() * callers.len());
     }
 }
 

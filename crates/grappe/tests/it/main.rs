@@ -17,6 +17,7 @@ mod compute;
 mod correctness;
 mod crash;
 mod dataset;
+mod gateway;
 mod hardening;
 mod harness;
 mod jury;

@@ -1,0 +1,81 @@
+-- AI-as-a-Service: the gateway's models, the projects' keys to it, what requests in flight have
+-- reserved of their project's GPU allocation, the rate windows shared by every server process on
+-- the database, and one usage record per request (jobs' charges stay in `usage_records`; both
+-- add to `projects.used_gpu_ms`).
+
+-- A model the gateway serves: an upstream that speaks OpenAI's format, its prices in
+-- GPU-milliseconds per 1,000 tokens, and the most tokens one answer may have.
+CREATE TABLE gateway_models (
+    id {{id}},
+    name TEXT NOT NULL UNIQUE,
+    -- The upstream's base URL, up to and including `/v1`.
+    upstream TEXT NOT NULL,
+    -- None: every project may call it; else only this project's keys.
+    project_id BIGINT REFERENCES projects (id),
+    input_gpu_ms_per_1k BIGINT NOT NULL,
+    output_gpu_ms_per_1k BIGINT NOT NULL,
+    max_output_tokens BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+-- A project's key: SHA-256 of the key (shown once), its first characters to tell keys apart,
+-- its own limits (none: only the project's).
+CREATE TABLE gateway_keys (
+    id {{id}},
+    project_id BIGINT NOT NULL REFERENCES projects (id),
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    requests_per_minute BIGINT,
+    tokens_per_minute BIGINT,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+
+-- The project's own gateway limits (none: unlimited but for its allocation), and what requests
+-- in flight hold of its GPU allocation.
+ALTER TABLE projects ADD COLUMN gateway_requests_per_minute BIGINT;
+ALTER TABLE projects ADD COLUMN gateway_tokens_per_minute BIGINT;
+ALTER TABLE projects ADD COLUMN reserved_gpu_ms BIGINT NOT NULL DEFAULT 0;
+
+-- A request's reservation: its most cost and tokens, until the request settles; one whose
+-- server died is released by the reaper once expired.
+CREATE TABLE gateway_reservations (
+    id {{id}},
+    project_id BIGINT NOT NULL REFERENCES projects (id),
+    key_id BIGINT NOT NULL REFERENCES gateway_keys (id),
+    gpu_ms BIGINT NOT NULL,
+    tokens BIGINT NOT NULL,
+    -- The minute window its request and tokens were counted in.
+    window_start BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX gateway_reservations_expiry ON gateway_reservations (expires_at);
+
+-- Requests and tokens per key or project (`key:ID`, `project:ID`) and minute.
+CREATE TABLE gateway_windows (
+    scope TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    tokens BIGINT NOT NULL,
+    PRIMARY KEY (scope, window_start)
+);
+
+CREATE TABLE gateway_usage (
+    id {{id}},
+    project_id BIGINT NOT NULL REFERENCES projects (id),
+    key_id BIGINT NOT NULL REFERENCES gateway_keys (id),
+    model TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    gpu_ms BIGINT NOT NULL,
+    -- ok, upstream_error, client_gone, ...
+    status TEXT NOT NULL,
+    first_token_ms BIGINT,
+    duration_ms BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX gateway_usage_project ON gateway_usage (project_id, id);

@@ -1,0 +1,463 @@
+//! The AI-as-a-Service gateway's records: its models, the projects' keys, reservations of a
+//! project's GPU allocation for requests in flight, shared rate windows, usage. A request
+//! reserves its most cost and counts against its limits in one transaction, so that concurrent
+//! requests never spend more than the allocation and several server processes on one database
+//! enforce one limit; it settles what it really cost, in one transaction again.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::{self, AuditEntry};
+use crate::{Db, DbResult, conflict_as, now_ms};
+
+/// A rate window: one minute.
+pub const WINDOW_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayModelRow {
+    pub id: i64,
+    pub name: String,
+    pub upstream: String,
+    /// Only this project's keys may call it; none: every project's.
+    pub project_id: Option<i64>,
+    pub input_gpu_ms_per_1k: i64,
+    pub output_gpu_ms_per_1k: i64,
+    pub max_output_tokens: i64,
+    pub created_at: i64,
+}
+
+pub struct NewGatewayModel<'a> {
+    pub name: &'a str,
+    pub upstream: &'a str,
+    pub project_id: Option<i64>,
+    pub input_gpu_ms_per_1k: i64,
+    pub output_gpu_ms_per_1k: i64,
+    pub max_output_tokens: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayKeyRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub struct NewGatewayKey<'a> {
+    pub project_id: i64,
+    pub name: &'a str,
+    /// SHA-256 of the key, hex.
+    pub key_hash: &'a str,
+    pub prefix: &'a str,
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+}
+
+/// What a request asks to hold before it is forwarded.
+pub struct Ask {
+    pub project_id: i64,
+    pub key: GatewayKeyRow,
+    pub gpu_ms: i64,
+    pub tokens: i64,
+    /// How long the reservation lives if its request never settles.
+    pub ttl_ms: i64,
+}
+
+/// Why a request was refused before it was forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The project's GPU allocation cannot hold the request's most cost.
+    Budget { asked_gpu_ms: i64, left_gpu_ms: i64 },
+    /// The allocation is not valid now.
+    Expired,
+    /// A limit of the key or the project is reached in this minute.
+    RateLimited { scope: &'static str, retry_after_ms: i64 },
+}
+
+/// What a request really was, once it ended.
+pub struct Settlement<'a> {
+    pub model: &'a str,
+    pub endpoint: &'a str,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub gpu_ms: i64,
+    pub status: &'a str,
+    pub first_token_ms: Option<i64>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayUsageRow {
+    pub id: i64,
+    pub key_id: i64,
+    pub model: String,
+    pub endpoint: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub gpu_ms: i64,
+    pub status: String,
+    pub first_token_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub created_at: i64,
+}
+
+const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
+    max_output_tokens, created_at";
+const KEY_COLUMNS: &str =
+    "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, created_by, created_at, revoked_at";
+
+fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
+    Ok(GatewayModelRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        upstream: row.try_get(2)?,
+        project_id: row.try_get(3)?,
+        input_gpu_ms_per_1k: row.try_get(4)?,
+        output_gpu_ms_per_1k: row.try_get(5)?,
+        max_output_tokens: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+    })
+}
+
+fn key_from(row: &AnyRow) -> DbResult<GatewayKeyRow> {
+    Ok(GatewayKeyRow {
+        id: row.try_get(0)?,
+        project_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        prefix: row.try_get(3)?,
+        requests_per_minute: row.try_get(4)?,
+        tokens_per_minute: row.try_get(5)?,
+        created_by: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+        revoked_at: row.try_get(8)?,
+    })
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Counts a request and its tokens in `scope`'s window, and says whether it passes `limits`
+/// (requests, tokens per minute).
+async fn count_in_window(
+    tx: &mut Tx,
+    scope: &str,
+    window_start: i64,
+    tokens: i64,
+    limits: (Option<i64>, Option<i64>),
+) -> DbResult<bool> {
+    let row = sqlx::query(
+        "INSERT INTO gateway_windows (scope, window_start, requests, tokens) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (scope, window_start) DO UPDATE SET requests = gateway_windows.requests + 1, \
+         tokens = gateway_windows.tokens + $3 RETURNING requests, tokens",
+    )
+    .bind(scope)
+    .bind(window_start)
+    .bind(tokens)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (requests, counted): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(limits.0.is_none_or(|most| requests <= most) && limits.1.is_none_or(|most| counted <= most))
+}
+
+impl Db {
+    pub async fn create_gateway_model(&self, new: &NewGatewayModel<'_>, actor: &str) -> DbResult<GatewayModelRow> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO gateway_models (name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
+             max_output_tokens, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
+        ))
+        .bind(new.name)
+        .bind(new.upstream)
+        .bind(new.project_id)
+        .bind(new.input_gpu_ms_per_1k)
+        .bind(new.output_gpu_ms_per_1k)
+        .bind(new.max_output_tokens)
+        .bind(actor)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_as("a model with this name"))?;
+        let model = model_from(&row)?;
+        let object = format!("gateway_model:{}", model.id);
+        let detail = format!("{} at {}", model.name, model.upstream);
+        let entry = AuditEntry { actor, action: "gateway.model.create", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    pub async fn gateway_models(&self) -> DbResult<Vec<GatewayModelRow>> {
+        let rows = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM gateway_models ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(model_from).collect()
+    }
+
+    pub async fn gateway_model(&self, name: &str) -> DbResult<Option<GatewayModelRow>> {
+        let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM gateway_models WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(model_from).transpose()
+    }
+
+    /// A new key of a project, stored by its hash, audited.
+    pub async fn create_gateway_key(&self, new: &NewGatewayKey<'_>, actor: &str) -> DbResult<GatewayKeyRow> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO gateway_keys (project_id, name, key_hash, prefix, requests_per_minute, tokens_per_minute, \
+             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {KEY_COLUMNS}"
+        ))
+        .bind(new.project_id)
+        .bind(new.name)
+        .bind(new.key_hash)
+        .bind(new.prefix)
+        .bind(new.requests_per_minute)
+        .bind(new.tokens_per_minute)
+        .bind(actor)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let key = key_from(&row)?;
+        let object = format!("project:{}", new.project_id);
+        let detail = format!("gateway key {} `{}` ({}...)", key.id, key.name, key.prefix);
+        let entry = AuditEntry { actor, action: "gateway.key.create", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// A project's keys, revoked ones too, newest first.
+    pub async fn gateway_keys(&self, project_id: i64) -> DbResult<Vec<GatewayKeyRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM gateway_keys WHERE project_id = $1 ORDER BY id DESC"))
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(key_from).collect()
+    }
+
+    /// The live key with this hash.
+    pub async fn gateway_key_by_hash(&self, key_hash: &str) -> DbResult<Option<GatewayKeyRow>> {
+        let row =
+            sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM gateway_keys WHERE key_hash = $1 AND revoked_at IS NULL"))
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(key_from).transpose()
+    }
+
+    /// Revokes a project's key at once, audited; false if it has no such live key.
+    pub async fn revoke_gateway_key(&self, project_id: i64, key_id: i64, actor: &str) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE gateway_keys SET revoked_at = $1 WHERE id = $2 AND project_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(key_id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            let object = format!("project:{project_id}");
+            let detail = format!("gateway key {key_id}");
+            let entry = AuditEntry { actor, action: "gateway.key.revoke", object: &object, detail: &detail };
+            audit::append(&mut tx, self.audit_key(), &entry).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    /// Holds a request's most cost on its project's GPU allocation and counts it against the
+    /// key's and the project's limits, all or nothing: the reservation's id, or why not.
+    pub async fn reserve(&self, ask: &Ask) -> DbResult<Result<i64, Refused>> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let project = sqlx::query(
+            "SELECT gpu_hours, valid_from, valid_until, used_gpu_ms, reserved_gpu_ms, gateway_requests_per_minute, \
+             gateway_tokens_per_minute FROM projects WHERE id = $1",
+        )
+        .bind(ask.project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (valid_from, valid_until): (i64, Option<i64>) = (project.try_get(1)?, project.try_get(2)?);
+        if now < valid_from || valid_until.is_some_and(|until| now >= until) {
+            return Ok(Err(Refused::Expired));
+        }
+        let window_start = now - now.rem_euclid(WINDOW_MS);
+        let retry_after_ms = window_start + WINDOW_MS - now;
+        let key_limits = (ask.key.requests_per_minute, ask.key.tokens_per_minute);
+        if !count_in_window(&mut tx, &format!("key:{}", ask.key.id), window_start, ask.tokens, key_limits).await? {
+            return Ok(Err(Refused::RateLimited { scope: "key", retry_after_ms }));
+        }
+        let project_limits = (project.try_get(5)?, project.try_get(6)?);
+        let scope = format!("project:{}", ask.project_id);
+        if !count_in_window(&mut tx, &scope, window_start, ask.tokens, project_limits).await? {
+            return Ok(Err(Refused::RateLimited { scope: "project", retry_after_ms }));
+        }
+        let held = sqlx::query(
+            "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms + $1 \
+             WHERE id = $2 AND used_gpu_ms + reserved_gpu_ms + $1 <= gpu_hours * 3600000",
+        )
+        .bind(ask.gpu_ms)
+        .bind(ask.project_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held == 0 {
+            let (gpu_hours, used, reserved): (i64, i64, i64) =
+                (project.try_get(0)?, project.try_get(3)?, project.try_get(4)?);
+            let left_gpu_ms = (gpu_hours * 3_600_000 - used - reserved).max(0);
+            return Ok(Err(Refused::Budget { asked_gpu_ms: ask.gpu_ms, left_gpu_ms }));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO gateway_reservations (project_id, key_id, gpu_ms, tokens, window_start, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(ask.project_id)
+        .bind(ask.key.id)
+        .bind(ask.gpu_ms)
+        .bind(ask.tokens)
+        .bind(window_start)
+        .bind(now + ask.ttl_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// Ends a reservation: the request's real cost is charged (never more than was reserved),
+    /// the rest released, the windows corrected to the tokens really used, and its usage
+    /// recorded. A reservation the reaper already released is charged all the same. What was
+    /// charged.
+    pub async fn settle(&self, reservation: i64, key: &GatewayKeyRow, done: &Settlement<'_>) -> DbResult<i64> {
+        let mut tx = self.write_tx().await?;
+        let held = sqlx::query("DELETE FROM gateway_reservations WHERE id = $1 RETURNING gpu_ms, tokens, window_start")
+            .bind(reservation)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let charged = match &held {
+            Some(row) => {
+                let (gpu_ms, tokens, window_start): (i64, i64, i64) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let charged = done.gpu_ms.min(gpu_ms);
+                sqlx::query(
+                    "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms - $1, used_gpu_ms = used_gpu_ms + $2 WHERE id = $3",
+                )
+                .bind(gpu_ms)
+                .bind(charged)
+                .bind(key.project_id)
+                .execute(&mut *tx)
+                .await?;
+                let unused = tokens - (done.prompt_tokens + done.completion_tokens).min(tokens);
+                sqlx::query(
+                    "UPDATE gateway_windows SET tokens = tokens - $1 WHERE window_start = $2 AND scope IN ($3, $4)",
+                )
+                .bind(unused)
+                .bind(window_start)
+                .bind(format!("key:{}", key.id))
+                .bind(format!("project:{}", key.project_id))
+                .execute(&mut *tx)
+                .await?;
+                charged
+            }
+            None => {
+                sqlx::query("UPDATE projects SET used_gpu_ms = used_gpu_ms + $1 WHERE id = $2")
+                    .bind(done.gpu_ms)
+                    .bind(key.project_id)
+                    .execute(&mut *tx)
+                    .await?;
+                done.gpu_ms
+            }
+        };
+        sqlx::query(
+            "INSERT INTO gateway_usage (project_id, key_id, model, endpoint, prompt_tokens, completion_tokens, gpu_ms, \
+             status, first_token_ms, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(key.project_id)
+        .bind(key.id)
+        .bind(done.model)
+        .bind(done.endpoint)
+        .bind(done.prompt_tokens)
+        .bind(done.completion_tokens)
+        .bind(charged)
+        .bind(done.status)
+        .bind(done.first_token_ms)
+        .bind(done.duration_ms)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(charged)
+    }
+
+    /// Releases the reservations whose requests died with their server: how many.
+    pub async fn release_expired_reservations(&self, now: i64) -> DbResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query("DELETE FROM gateway_reservations WHERE expires_at < $1 RETURNING project_id, gpu_ms")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            let (project, gpu_ms): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            sqlx::query("UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms - $1 WHERE id = $2")
+                .bind(gpu_ms)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM gateway_windows WHERE window_start < $1")
+            .bind(now - 2 * WINDOW_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// What a project's requests hold now: reservations in flight, and the GPU-ms they hold.
+    pub async fn gateway_reserved(&self, project_id: i64) -> DbResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), (SELECT reserved_gpu_ms FROM projects WHERE id = $1) FROM gateway_reservations \
+             WHERE project_id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get::<Option<i64>, _>(1)?.unwrap_or(0)))
+    }
+
+    /// A project's gateway usage, newest first, at most `limit` records.
+    pub async fn gateway_usage(&self, project_id: i64, limit: i64) -> DbResult<Vec<GatewayUsageRow>> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, model, endpoint, prompt_tokens, completion_tokens, gpu_ms, status, first_token_ms, \
+             duration_ms, created_at FROM gateway_usage WHERE project_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(project_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(GatewayUsageRow {
+                    id: row.try_get(0)?,
+                    key_id: row.try_get(1)?,
+                    model: row.try_get(2)?,
+                    endpoint: row.try_get(3)?,
+                    prompt_tokens: row.try_get(4)?,
+                    completion_tokens: row.try_get(5)?,
+                    gpu_ms: row.try_get(6)?,
+                    status: row.try_get(7)?,
+                    first_token_ms: row.try_get(8)?,
+                    duration_ms: row.try_get(9)?,
+                    created_at: row.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,358 @@
+//! Forwarding a request to its model's upstream, paid for exactly once.
+//!
+//! Before: the request's most cost is reserved on its project's allocation, and it is counted
+//! against the key's and the project's limits, in one transaction ([`grappe_db::Db::reserve`]).
+//! Its prompt is bounded by its body's length (every token covers at least one byte of the text
+//! it encodes, and the JSON around each message is longer than the template tokens a model adds),
+//! its answer by `max_tokens` (or the model's most), which the upstream is told to obey.
+//!
+//! After: the upstream's `usage` (asked for in streams with `stream_options.include_usage`) is
+//! charged, never more than was reserved; the rest is released. A stream that ends early (the
+//! client gone, the upstream failing) is charged for the prompt and the chunks sent. An answer
+//! without `usage` is charged what was reserved. A reservation whose request died with its
+//! server is released by the ticker once it expires.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use grappe_db::{Ask, GatewayKeyRow, GatewayModelRow, Refused, Settlement};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use crate::gateway::{key_of, may_call};
+use crate::kit::caller::Caller;
+use crate::kit::error::AppError;
+use crate::kit::state::AppState;
+
+/// How long a request may take, and so how long its reservation lives before the reaper may
+/// release it.
+pub const REQUEST_TTL: Duration = Duration::from_secs(600);
+/// The most bytes of a whole (not streamed) answer read from an upstream.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+fn client() -> &'static Client<HttpConnector, Body> {
+    static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector)
+    })
+}
+
+/// The endpoints, as OpenAI names them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+pub async fn chat(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
+    forward(state, caller, body, Endpoint::Chat).await.unwrap_or_else(AppError::openai_response)
+}
+
+pub async fn completions(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
+    forward(state, caller, body, Endpoint::Completions).await.unwrap_or_else(AppError::openai_response)
+}
+
+pub async fn embeddings(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
+    forward(state, caller, body, Endpoint::Embeddings).await.unwrap_or_else(AppError::openai_response)
+}
+
+/// A request as the gateway checked it: its model, its upstream body, its bounds.
+struct Checked {
+    model: GatewayModelRow,
+    body: Value,
+    stream: bool,
+    /// The client asked for the usage chunk of its stream (else the gateway drops it).
+    wants_usage: bool,
+    prompt_bound: i64,
+    max_output: i64,
+}
+
+fn check(
+    state_models: Vec<GatewayModelRow>,
+    key: &GatewayKeyRow,
+    raw: &[u8],
+    endpoint: Endpoint,
+) -> Result<Checked, AppError> {
+    let mut body: Value =
+        serde_json::from_slice(raw).map_err(|error| AppError::BadRequest(format!("the body is not JSON: {error}")))?;
+    let Some(object) = body.as_object_mut() else {
+        return Err(AppError::BadRequest("the body must be a JSON object".into()));
+    };
+    let name =
+        object.get("model").and_then(Value::as_str).ok_or_else(|| AppError::Invalid("`model`: required".into()))?;
+    let model = state_models.into_iter().find(|model| model.name == name && may_call(key, model)).ok_or_else(|| {
+        AppError::NotFound(format!("The model `{name}` does not exist or you do not have access to it."))
+    })?;
+    let stream = match object.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) if endpoint != Endpoint::Embeddings => *stream,
+        Some(_) => return Err(AppError::Invalid("`stream`: true or false, and not for embeddings".into())),
+    };
+    let wants_usage =
+        object.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
+    let asked =
+        ["max_completion_tokens", "max_tokens"].iter().find_map(|field| object.get(*field).map(|v| (*field, v)));
+    let max_output = match (endpoint, asked) {
+        (Endpoint::Embeddings, _) => 0,
+        (_, None) => model.max_output_tokens,
+        (_, Some((field, value))) => match value.as_i64() {
+            Some(n) if (1..=model.max_output_tokens).contains(&n) => n,
+            _ => {
+                return Err(AppError::Invalid(format!(
+                    "`{field}`: 1 to {}, the most this model answers",
+                    model.max_output_tokens
+                )));
+            }
+        },
+    };
+    if endpoint != Endpoint::Embeddings {
+        // The upstream is held to what was reserved.
+        object.remove("max_completion_tokens");
+        object.insert("max_tokens".into(), json!(max_output));
+    }
+    if stream {
+        object.insert("stream_options".into(), json!({ "include_usage": true }));
+    }
+    Ok(Checked { model, body, stream, wants_usage, prompt_bound: raw.len() as i64, max_output })
+}
+
+/// GPU-milliseconds of `tokens` at `per_1k` per thousand, rounded up.
+fn cost(tokens: i64, per_1k: i64) -> i64 {
+    (tokens.max(0) * per_1k + 999) / 1000
+}
+
+fn refused(refusal: Refused) -> AppError {
+    match refusal {
+        Refused::Budget { asked_gpu_ms, left_gpu_ms } => AppError::OverQuota(format!(
+            "this request may cost {asked_gpu_ms} GPU-ms; the project's allocation has {left_gpu_ms} left"
+        )),
+        Refused::Expired => AppError::OverQuota("the project's allocation is not valid now".into()),
+        Refused::RateLimited { scope, retry_after_ms } => {
+            tracing::debug!(scope, "a gateway request over its limit");
+            AppError::TooManyRequests {
+                retry_after_s: u64::try_from(retry_after_ms).unwrap_or(0).div_ceil(1000).max(1),
+            }
+        }
+    }
+}
+
+/// One request's account, from reservation to settlement.
+struct Account {
+    state: AppState,
+    key: GatewayKeyRow,
+    model: GatewayModelRow,
+    endpoint: Endpoint,
+    reservation: i64,
+    prompt_bound: i64,
+    max_output: i64,
+    started: Instant,
+}
+
+impl Account {
+    fn reserved_gpu_ms(&self) -> i64 {
+        cost(self.prompt_bound, self.model.input_gpu_ms_per_1k) + cost(self.max_output, self.model.output_gpu_ms_per_1k)
+    }
+
+    /// Settles with the tokens used (`None`: unknown, charged what was reserved).
+    async fn settle(self, usage: Option<(i64, i64)>, status: &str, first_token: Option<Duration>) {
+        let (prompt, completion, gpu_ms) = match usage {
+            Some((prompt, completion)) => (
+                prompt,
+                completion,
+                cost(prompt, self.model.input_gpu_ms_per_1k) + cost(completion, self.model.output_gpu_ms_per_1k),
+            ),
+            None => (self.prompt_bound, self.max_output, self.reserved_gpu_ms()),
+        };
+        let done = Settlement {
+            model: &self.model.name,
+            endpoint: self.endpoint.path(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            gpu_ms,
+            status,
+            first_token_ms: first_token.map(|d| d.as_millis() as i64),
+            duration_ms: self.started.elapsed().as_millis() as i64,
+        };
+        if let Err(error) = self.state.db.settle(self.reservation, &self.key, &done).await {
+            // The reaper releases the reservation once it expires; the usage is lost.
+            tracing::error!(error = %error, reservation = self.reservation, "a gateway request could not be settled");
+        }
+    }
+}
+
+/// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or a stream's chunk.
+fn usage_of(value: &Value) -> Option<(i64, i64)> {
+    let usage = value.get("usage").filter(|usage| usage.is_object())?;
+    let prompt = usage.get("prompt_tokens").and_then(Value::as_i64)?;
+    let completion = usage.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0);
+    Some((prompt, completion))
+}
+
+async fn forward(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    raw: Bytes,
+    endpoint: Endpoint,
+) -> Result<Response, AppError> {
+    let key = key_of(&caller)?.clone();
+    let checked = check(state.db.gateway_models().await?, &key, &raw, endpoint)?;
+    let ask = Ask {
+        project_id: key.project_id,
+        key: key.clone(),
+        gpu_ms: cost(checked.prompt_bound, checked.model.input_gpu_ms_per_1k)
+            + cost(checked.max_output, checked.model.output_gpu_ms_per_1k),
+        tokens: checked.prompt_bound + checked.max_output,
+        ttl_ms: REQUEST_TTL.as_millis() as i64,
+    };
+    let reservation = state.db.reserve(&ask).await?.map_err(refused)?;
+    let account = Account {
+        state: state.clone(),
+        key,
+        model: checked.model.clone(),
+        endpoint,
+        reservation,
+        prompt_bound: checked.prompt_bound,
+        max_output: checked.max_output,
+        started: Instant::now(),
+    };
+    let request = Request::post(format!("{}{}", checked.model.upstream, endpoint.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(checked.body.to_string()))
+        .map_err(|error| AppError::Internal(error.into()))?;
+    let answer = match tokio::time::timeout(REQUEST_TTL, client().request(request)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, model = %account.model.name, "the upstream could not be reached");
+            account.settle(Some((0, 0)), "upstream_unreachable", None).await;
+            return Err(AppError::Unavailable("the model's server could not be reached; nothing was charged".into()));
+        }
+        Err(_) => {
+            account.settle(Some((0, 0)), "upstream_timeout", None).await;
+            return Err(AppError::Unavailable("the model's server did not answer in time; nothing was charged".into()));
+        }
+    };
+    let status = answer.status();
+    let body = Body::new(answer.into_body());
+    if !status.is_success() {
+        // The upstream refused: its error goes back as it is, and nothing is charged.
+        let bytes = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+        account.settle(Some((0, 0)), "upstream_error", None).await;
+        return Ok(json_response(status, bytes));
+    }
+    if checked.stream {
+        return Ok(stream(account, body, checked.wants_usage));
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            account.settle(None, "upstream_broken", None).await;
+            return Err(AppError::Unavailable("the model's server broke off its answer".into()));
+        }
+    };
+    let usage = serde_json::from_slice::<Value>(&bytes).ok().as_ref().and_then(usage_of);
+    let first = account.started.elapsed();
+    account.settle(usage, if usage.is_some() { "ok" } else { "ok_without_usage" }, Some(first)).await;
+    Ok(json_response(StatusCode::OK, bytes))
+}
+
+fn json_response(status: StatusCode, bytes: Bytes) -> Response {
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Relays a stream of server-sent events, one event at a time, reading the usage from its last
+/// chunk (dropped unless the client asked for it) and settling when it ends however it ends.
+fn stream(account: Account, upstream: Body, wants_usage: bool) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let mut frames = upstream.into_data_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut usage = None;
+        let mut chunks = 0i64;
+        let mut first_token = None;
+        let mut outcome = "upstream_broken";
+        'read: loop {
+            let frame = match frames.next().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(_)) => break,
+                None => {
+                    outcome = if usage.is_some() { "ok" } else { "ok_without_usage" };
+                    break;
+                }
+            };
+            pending.extend_from_slice(&frame);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = pending.drain(..end + 2).collect();
+                let data: Option<String> = std::str::from_utf8(&event)
+                    .ok()
+                    .and_then(|text| text.trim().strip_prefix("data:"))
+                    .map(|data| data.trim().to_owned());
+                let done = data.as_deref() == Some("[DONE]");
+                let mut relay = true;
+                if let Some(data) = &data
+                    && !done
+                    && let Ok(chunk) = serde_json::from_str::<Value>(data)
+                {
+                    if let Some(found) = usage_of(&chunk) {
+                        usage = Some(found);
+                        let only_usage = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+                        relay = wants_usage || !only_usage;
+                    } else {
+                        chunks += 1;
+                        first_token.get_or_insert_with(|| account.started.elapsed());
+                    }
+                }
+                if relay && sender.send(Ok(Bytes::from(event))).await.is_err() {
+                    outcome = "client_gone";
+                    break 'read;
+                }
+                if done {
+                    outcome = if usage.is_some() { "ok" } else { "ok_without_usage" };
+                    break 'read;
+                }
+            }
+        }
+        if outcome == "upstream_broken" {
+            let error = json!({ "error": { "message": "the model's server broke off its answer", "type": "api_error", "param": null, "code": "upstream_broken" } });
+            let _ = sender.send(Ok(Bytes::from(format!("data: {error}\n\n")))).await;
+        }
+        // A stream cut short is charged for the prompt's bound and the chunks that went out.
+        let usage = usage.or((outcome != "ok_without_usage").then_some((account.prompt_bound, chunks)));
+        account.settle(usage, outcome, first_token).await;
+    });
+    let body = Body::from_stream(tokio_stream_of(receiver));
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A receiver as a stream of body frames.
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |context| receiver.poll_recv(context))
+}

@@ -1,0 +1,355 @@
+//! The AI-as-a-Service gateway against a model server of the test's own on loopback, which
+//! speaks OpenAI's format: keys, the OpenAI wire format, streams, budgets that concurrent
+//! requests cannot overspend, limits that two server processes share, reservations that
+//! failures and disconnects never leave behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb, backends, eventually};
+
+/// A model server: `/v1/chat/completions` (whole or streamed, a chunk per token),
+/// `/v1/embeddings`. It answers `min(max_tokens, 5)` tokens, or `max_tokens` when the prompt
+/// says FULL; waits between chunks when it says SLOW; breaks off after two chunks when it says
+/// BREAK. Each answer closes its connection.
+struct Upstream {
+    base: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let _ = answer(stream);
+                });
+            }
+        });
+        Upstream { base, requests }
+    }
+}
+
+fn answer(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let text = request.to_string();
+    let mut out = stream;
+    if path.ends_with("/embeddings") {
+        let answer = json!({ "object": "list", "data": [{ "object": "embedding", "index": 0, "embedding": [0.1, 0.2] }], "model": request["model"], "usage": { "prompt_tokens": 4, "total_tokens": 4 } });
+        return write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{answer}");
+    }
+    let max = request["max_tokens"].as_i64().unwrap_or(16);
+    let tokens = if text.contains("FULL") { max } else { max.min(5) };
+    let usage = json!({ "prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens });
+    if request["stream"] != json!(true) {
+        let answer = json!({ "id": "chatcmpl-1", "object": "chat.completion", "model": request["model"], "choices": [{ "index": 0, "message": { "role": "assistant", "content": "bonjour" }, "finish_reason": "stop" }], "usage": usage });
+        return write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{answer}");
+    }
+    // Chunked, as model servers stream: a connection closed before the last chunk is an error.
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut event = |text: String| -> std::io::Result<()> {
+        write!(out, "{:x}\r\n{text}\r\n", text.len())?;
+        out.flush()
+    };
+    for i in 0..tokens {
+        if text.contains("SLOW") {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if text.contains("BREAK") && i == 2 {
+            return Ok(());
+        }
+        let chunk = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [{ "index": 0, "delta": { "content": "m" } }] });
+        event(format!("data: {chunk}\n\n"))?;
+    }
+    if request["stream_options"]["include_usage"] == json!(true) {
+        event(format!(
+            "data: {}\n\n",
+            json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage })
+        ))?;
+    }
+    event("data: [DONE]\n\n".to_owned())?;
+    write!(out, "0\r\n\r\n")
+}
+
+/// A project of `gpu_hours`, a member with a key to it; (project, member token, key).
+fn project_with_key(client: &Client, name: &str, gpu_hours: i64, key_body: Value) -> (i64, String, String) {
+    let project = client.post(
+        "/api/v1/projects",
+        Some(ADMIN_TOKEN),
+        &json!({ "name": name, "gpu_hours": gpu_hours, "cpu_hours": 0 }),
+    );
+    assert_eq!(project.status, 201, "{}", project.text);
+    let id = project.body["id"].as_i64().unwrap();
+    let (user, token) = client.new_user(&format!("{name}@example.org"));
+    let grant = json!({ "role": "project_member", "scope": format!("project:{id}") });
+    assert_eq!(client.post(&format!("/api/v1/users/{user}/grants"), Some(ADMIN_TOKEN), &grant).status, 201);
+    let key = client.post(&format!("/api/v1/projects/{id}/keys"), Some(&token), &key_body);
+    assert_eq!(key.status, 201, "{}", key.text);
+    assert!(key.body["key"].as_str().unwrap().starts_with("gsk-"));
+    (id, token, key.body["key"].as_str().unwrap().to_owned())
+}
+
+fn register(client: &Client, upstream: &Upstream, name: &str, project: Option<i64>, prices: (i64, i64)) {
+    let model = json!({ "name": name, "upstream": upstream.base, "project": project, "input_gpu_ms_per_1k": prices.0, "output_gpu_ms_per_1k": prices.1, "max_output_tokens": 100 });
+    let created = client.post("/api/v1/gateway/models", Some(ADMIN_TOKEN), &model);
+    assert_eq!(created.status, 201, "{}", created.text);
+}
+
+fn chat(model: &str, content: &str, max_tokens: i64, stream: bool) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": content }], "max_tokens": max_tokens, "stream": stream })
+}
+
+fn used_and_reserved(client: &Client, project: i64, token: &str) -> (i64, i64, i64) {
+    let usage = client.get(&format!("/api/v1/projects/{project}/gateway-usage"), Some(token));
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    let charged: i64 = usage.body["items"].as_array().unwrap().iter().map(|u| u["gpu_ms"].as_i64().unwrap()).sum();
+    (charged, usage.body["reserved_gpu_ms"].as_i64().unwrap(), usage.body["in_flight"].as_i64().unwrap())
+}
+
+#[test]
+fn an_openai_client_chats_through_the_gateway_charged_to_its_project() {
+    let upstream = Upstream::start();
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions::default());
+        let client = server.client();
+        let (project, member, key) = project_with_key(&client, "labo", 1, json!({ "name": "notebook" }));
+        let (other, _, other_key) = project_with_key(&client, "voisin", 1, json!({ "name": "x" }));
+        register(&client, &upstream, "petit-modele", None, (1000, 2000));
+        register(&client, &upstream, "modele-prive", Some(other), (1000, 2000));
+        // The models this key may call, as OpenAI lists them: not the other project's.
+        let models = client.get("/v1/models", Some(&key));
+        assert_eq!(models.status, 200, "{}", models.text);
+        let names: Vec<&str> =
+            models.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(names, ["petit-modele"]);
+        // A whole answer: the upstream's usage, charged exactly: 7 prompt tokens at 1,000 and 5
+        // answer tokens at 2,000 GPU-ms per thousand, rounded up: 7 + 10.
+        let answer = client.post("/v1/chat/completions", Some(&key), &chat("petit-modele", "Bonjour", 50, false));
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.body["choices"][0]["message"]["content"], "bonjour");
+        assert_eq!(used_and_reserved(&client, project, &member), (17, 0, 0));
+        // A stream: every chunk relayed, then [DONE]; the usage chunk only when asked for.
+        let streamed = client.post("/v1/chat/completions", Some(&key), &chat("petit-modele", "Salut", 3, true));
+        assert_eq!(streamed.status, 200, "{}", streamed.text);
+        assert!(streamed.content_type.starts_with("text/event-stream"), "{}", streamed.content_type);
+        assert_eq!(streamed.text.matches("\"content\":\"m\"").count(), 3, "{}", streamed.text);
+        assert!(streamed.text.ends_with("data: [DONE]\n\n") && !streamed.text.contains("usage"), "{}", streamed.text);
+        let mut asked = chat("petit-modele", "Salut", 3, true);
+        asked["stream_options"] = json!({ "include_usage": true });
+        let with_usage = client.post("/v1/chat/completions", Some(&key), &asked);
+        assert!(with_usage.text.contains("\"completion_tokens\":3"), "{}", with_usage.text);
+        assert_eq!(used_and_reserved(&client, project, &member), (17 + 2 * (7 + 6), 0, 0));
+        let embedded = client.post("/v1/embeddings", Some(&key), &json!({ "model": "petit-modele", "input": "texte" }));
+        assert_eq!(embedded.status, 200, "{}", embedded.text);
+        assert_eq!(used_and_reserved(&client, project, &member).0, 17 + 26 + 4);
+        // OpenAI-shaped refusals, nothing charged: another project's private model, an unknown
+        // one, too many tokens, a body that is not JSON, no key.
+        for (body, status, code) in [
+            (chat("modele-prive", "x", 5, false).to_string(), 404, "not_found"),
+            (chat("inconnu", "x", 5, false).to_string(), 404, "not_found"),
+            (chat("petit-modele", "x", 101, false).to_string(), 422, "invalid"),
+            ("{not json".to_owned(), 400, "bad_request"),
+        ] {
+            let refused = client.request(
+                "POST",
+                "/v1/chat/completions",
+                Some(&key),
+                Some(("application/json", body.into_bytes())),
+            );
+            assert_eq!(refused.status, status, "{}", refused.text);
+            assert_eq!(refused.body["error"]["code"], code, "{}", refused.text);
+            assert!(refused.body["error"]["message"].is_string(), "{}", refused.text);
+        }
+        let anonymous = client.post("/v1/chat/completions", None, &chat("petit-modele", "x", 5, false));
+        assert_eq!((anonymous.status, anonymous.body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+        assert_eq!(used_and_reserved(&client, project, &member).0, 47);
+        // A key opens the gateway and nothing else; a member of one project neither sees nor
+        // revokes another's keys; a revoked key fails at once.
+        assert_eq!(client.get("/api/v1/me", Some(&key)).status, 401);
+        assert_eq!(client.get(&format!("/api/v1/projects/{other}/keys"), Some(&member)).status, 404);
+        assert_eq!(client.get(&format!("/api/v1/projects/{other}/gateway-usage"), Some(&member)).status, 404);
+        let keys = client.get(&format!("/api/v1/projects/{project}/keys"), Some(&member));
+        assert!(!keys.text.contains(&key) && !keys.text.contains("key_hash"), "a key is shown once: {}", keys.text);
+        let id = keys.body["items"][0]["id"].as_i64().unwrap();
+        assert_eq!(client.delete(&format!("/api/v1/projects/{other}/keys/{id}"), Some(&member)).status, 404);
+        assert_eq!(client.delete(&format!("/api/v1/projects/{project}/keys/{id}"), Some(&member)).status, 204);
+        assert_eq!(client.get("/v1/models", Some(&key)).status, 401, "revoked");
+        assert_eq!(client.get("/v1/models", Some(&other_key)).status, 200);
+        assert!(!server.output.lock().unwrap().contains(&key), "{backend:?}: a key never appears in the logs");
+    }
+}
+
+#[test]
+fn concurrent_streams_never_spend_more_than_the_allocation() {
+    let upstream = Upstream::start();
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &ServerOptions::default());
+        let client = server.client();
+        // One GPU-hour; each request may cost 100 answer tokens at 3,600,000 GPU-ms per thousand:
+        // exactly ten fit.
+        let (project, member, key) = project_with_key(&client, "budget", 1, json!({ "name": "k" }));
+        register(&client, &upstream, "cher", None, (0, 3_600_000));
+        let base = server.base.clone();
+        let threads: Vec<_> = (0..64)
+            .map(|_| {
+                let (base, key) = (base.clone(), key.clone());
+                std::thread::spawn(move || {
+                    let client = Client::new(&base);
+                    let reply = client.post("/v1/chat/completions", Some(&key), &chat("cher", "FULL SLOW", 100, true));
+                    (reply.status, reply.body["error"]["code"].as_str().map(str::to_owned), reply.text)
+                })
+            })
+            .collect();
+        let replies: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let served = replies.iter().filter(|(status, _, _)| *status == 200).count();
+        let refused = replies
+            .iter()
+            .filter(|(status, code, _)| *status == 429 && code.as_deref() == Some("insufficient_quota"))
+            .count();
+        assert_eq!((served, refused), (10, 54), "{backend:?}: {:?}", replies.iter().map(|r| r.0).collect::<Vec<_>>());
+        for (status, _, text) in &replies {
+            if *status == 200 {
+                assert_eq!(text.matches("\"content\":\"m\"").count(), 100, "{backend:?}: a whole stream");
+            }
+        }
+        assert_eq!(
+            used_and_reserved(&client, project, &member),
+            (3_600_000, 0, 0),
+            "{backend:?}: all of it, not a bit more"
+        );
+        let more = client.post("/v1/chat/completions", Some(&key), &chat("cher", "x", 1, false));
+        assert_eq!(more.status, 429, "{backend:?}: {}", more.text);
+    }
+}
+
+/// Sends a streaming request and hangs up after the first bytes of the answer.
+fn hang_up_early(base: &str, key: &str, body: &Value) {
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let _ = stream.read(&mut first);
+}
+
+#[test]
+fn failures_and_disconnects_leave_no_reservation_behind() {
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "pannes", 10, json!({ "name": "k" }));
+    register(&client, &upstream, "fragile", None, (1000, 1000));
+    let base = server.base.clone();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (base, key) = (base.clone(), key.clone());
+            std::thread::spawn(move || {
+                let client = Client::new(&base);
+                match i % 4 {
+                    0 => {
+                        let broken =
+                            client.post("/v1/chat/completions", Some(&key), &chat("fragile", "BREAK FULL", 20, true));
+                        assert!(broken.text.contains("upstream_broken"), "an error frame: {}", broken.text);
+                    }
+                    1 => hang_up_early(&base, &key, &chat("fragile", "SLOW FULL", 50, true)),
+                    2 => assert_eq!(
+                        client.post("/v1/chat/completions", Some(&key), &chat("fragile", "ok", 5, false)).status,
+                        200
+                    ),
+                    _ => assert_eq!(
+                        client.post("/v1/chat/completions", Some(&key), &chat("fragile", "ok", 5, true)).status,
+                        200
+                    ),
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Hung-up streams end when the gateway next writes to them; then every request is settled.
+    let (_, reserved, in_flight) = eventually(Duration::from_secs(20), "every reservation settled", || {
+        let figures = used_and_reserved(&client, project, &member);
+        (figures.1 == 0 && figures.2 == 0).then_some(figures)
+    });
+    assert_eq!((reserved, in_flight), (0, 0));
+    let usage = client.get(&format!("/api/v1/projects/{project}/gateway-usage"), Some(&member));
+    let statuses: Vec<&str> =
+        usage.body["items"].as_array().unwrap().iter().map(|u| u["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.len(), 200, "one usage record per request");
+    assert_eq!(statuses.iter().filter(|s| **s == "upstream_broken").count(), 50);
+    assert_eq!(statuses.iter().filter(|s| **s == "client_gone").count(), 50, "{statuses:?}");
+    // A broken stream is charged for the prompt's bound and the two chunks sent, no more.
+    let broken = usage.body["items"].as_array().unwrap().iter().find(|u| u["status"] == "upstream_broken").unwrap();
+    assert_eq!(broken["completion_tokens"], 2, "{broken}");
+    assert!(upstream.requests.load(Ordering::SeqCst) >= 200);
+}
+
+#[test]
+fn two_gateway_processes_on_one_database_enforce_one_limit() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Postgres);
+    let first = Server::start(&db.url, &ServerOptions::default());
+    let second = Server::start(&db.url, &ServerOptions::default());
+    let client = first.client();
+    let (_, _, key) = project_with_key(&client, "limite", 10, json!({ "name": "k", "requests_per_minute": 5 }));
+    register(&client, &upstream, "partage", None, (1, 1));
+    // Started at the top of a minute's second half at the latest, so that the window holds.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    if now_s % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(60 - now_s % 60 + 1));
+    }
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| {
+            let server = if i % 2 == 0 { &first } else { &second };
+            server.client().post("/v1/chat/completions", Some(&key), &chat("partage", "x", 1, false)).status
+        })
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    let limited = second.client().post("/v1/chat/completions", Some(&key), &chat("partage", "x", 1, false));
+    assert!(limited.text.contains("rate_limit_error"), "{}", limited.text);
+}
