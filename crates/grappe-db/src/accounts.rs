@@ -255,7 +255,8 @@ impl Db {
         let table = match kind {
             ScopeKind::Project => "projects",
             ScopeKind::Organisation => "organisations",
-            ScopeKind::Call | ScopeKind::Challenge => return Ok(false),
+            ScopeKind::Call => "calls",
+            ScopeKind::Challenge => "challenges",
         };
         let row =
             sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;

@@ -105,7 +105,8 @@ pub enum NotSaved {
     Closed,
     /// Someone saved another version meanwhile (the version the writer read is not the last).
     Stale { last: i64 },
-    /// A rolling call's application, once assigned to jurors: they review what they were given.
+    /// A rolling call's application, once assigned to jurors (they review what they were given)
+    /// or decided.
     UnderReview,
 }
 
@@ -180,17 +181,21 @@ async fn insert_assignments(tx: &mut Tx, call_id: i64, pairs: &[AssignmentRow]) 
 }
 
 /// Whether an edit of an application is refused before it is tried: the call does not take
-/// applications now, or, in a rolling call, the application is already with its jurors.
+/// applications now, or, in a rolling call, the application is already with its jurors or
+/// decided.
 async fn edit_refused(tx: &mut Tx, call: &CallRow, application_id: i64, now: i64) -> DbResult<Option<NotSaved>> {
     if !call_takes_applications(call, now) {
         return Ok(Some(NotSaved::Closed));
     }
     if call.closes_at.is_none() {
-        let assigned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_assignments WHERE application_id = $1")
-            .bind(application_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        if assigned > 0 {
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM call_assignments WHERE application_id = $1) \
+             + (SELECT COUNT(*) FROM call_decisions WHERE application_id = $1)",
+        )
+        .bind(application_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        if taken > 0 {
             return Ok(Some(NotSaved::UnderReview));
         }
     }

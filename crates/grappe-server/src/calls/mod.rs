@@ -709,9 +709,9 @@ pub(crate) fn not_saved(call: &CallRow, why: NotSaved) -> AppError {
             "the call's deadline passed ({}): applications are locked",
             call.closes_at.map(crate::kit::page::iso_datetime).unwrap_or_default()
         )),
-        NotSaved::UnderReview => {
-            AppError::Conflict("the application is with its jurors (a rolling call): it no longer changes".into())
-        }
+        NotSaved::UnderReview => AppError::Conflict(
+            "the application is with its jurors or decided (a rolling call): it no longer changes".into(),
+        ),
         NotSaved::Stale { last } => AppError::Conflict(format!(
             "the application was saved meanwhile (version {last}): read it again, then save"
         )),
