@@ -3,13 +3,14 @@
 -- the database, and one usage record per request (jobs' charges stay in `usage_records`; both
 -- add to `projects.used_gpu_ms`).
 
--- A model the gateway serves: an upstream that speaks OpenAI's format, its prices in
--- GPU-milliseconds per 1,000 tokens, and the most tokens one answer may have.
+-- A model the gateway serves: an upstream that speaks OpenAI's format (set by an
+-- administrator; none for a model only served by jobs), its prices in GPU-milliseconds per
+-- 1,000 tokens, and the most tokens one answer may have.
 CREATE TABLE gateway_models (
     id {{id}},
     name TEXT NOT NULL UNIQUE,
     -- The upstream's base URL, up to and including `/v1`.
-    upstream TEXT NOT NULL,
+    upstream TEXT,
     -- None: every project may call it; else only this project's keys.
     project_id BIGINT REFERENCES projects (id),
     input_gpu_ms_per_1k BIGINT NOT NULL,
@@ -17,6 +18,18 @@ CREATE TABLE gateway_models (
     max_output_tokens BIGINT NOT NULL,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL
+);
+
+-- A replica of a model served by a running job of the model's project, at the address the job
+-- announced and proved (its answer carried the run's replica token). It serves while that run
+-- of the job runs: the gateway reads replicas joined with the job's state and run.
+CREATE TABLE gateway_replicas (
+    model_id BIGINT NOT NULL REFERENCES gateway_models (id),
+    job_id BIGINT NOT NULL REFERENCES jobs (id),
+    run BIGINT NOT NULL,
+    url TEXT NOT NULL,
+    added_at BIGINT NOT NULL,
+    PRIMARY KEY (model_id, job_id)
 );
 
 -- A project's key: SHA-256 of the key (shown once), its first characters to tell keys apart,

@@ -17,7 +17,8 @@ pub const WINDOW_MS: i64 = 60_000;
 pub struct GatewayModelRow {
     pub id: i64,
     pub name: String,
-    pub upstream: String,
+    /// The administrator's upstream; none for a model only served by jobs.
+    pub upstream: Option<String>,
     /// Only this project's keys may call it; none: every project's.
     pub project_id: Option<i64>,
     pub input_gpu_ms_per_1k: i64,
@@ -28,7 +29,7 @@ pub struct GatewayModelRow {
 
 pub struct NewGatewayModel<'a> {
     pub name: &'a str,
-    pub upstream: &'a str,
+    pub upstream: Option<&'a str>,
     pub project_id: Option<i64>,
     pub input_gpu_ms_per_1k: i64,
     pub output_gpu_ms_per_1k: i64,
@@ -183,7 +184,7 @@ impl Db {
         .map_err(conflict_as("a model with this name"))?;
         let model = model_from(&row)?;
         let object = format!("gateway_model:{}", model.id);
-        let detail = format!("{} at {}", model.name, model.upstream);
+        let detail = format!("{} at {}", model.name, model.upstream.as_deref().unwrap_or("its jobs"));
         let entry = AuditEntry { actor, action: "gateway.model.create", object: &object, detail: &detail };
         audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
@@ -203,6 +204,44 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(model_from).transpose()
+    }
+
+    /// Records that run `run` of job `job_id` serves `model` at `url` (replacing what the job
+    /// announced before).
+    pub async fn add_replica(&self, model_id: i64, job_id: i64, run: i64, url: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM gateway_replicas WHERE model_id = $1 AND job_id = $2")
+            .bind(model_id)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO gateway_replicas (model_id, job_id, run, url, added_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(model_id)
+            .bind(job_id)
+            .bind(run)
+            .bind(url)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where `model` is served now: the administrator's upstream, then the replicas whose run
+    /// of their job is still running.
+    pub async fn model_upstreams(&self, model: &GatewayModelRow) -> DbResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT r.url FROM gateway_replicas r JOIN jobs j ON j.id = r.job_id AND j.run = r.run \
+             AND j.state = 'running' WHERE r.model_id = $1 ORDER BY r.job_id",
+        )
+        .bind(model.id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut urls: Vec<String> = model.upstream.iter().cloned().collect();
+        for row in &rows {
+            urls.push(row.try_get(0)?);
+        }
+        Ok(urls)
     }
 
     /// A new key of a project, stored by its hash, audited.
@@ -397,7 +436,8 @@ impl Db {
         Ok(charged)
     }
 
-    /// Releases the reservations whose requests died with their server: how many.
+    /// Releases the reservations whose requests died with their server (how many), and forgets
+    /// old rate windows and the replicas of runs that ended.
     pub async fn release_expired_reservations(&self, now: i64) -> DbResult<u64> {
         let mut tx = self.write_tx().await?;
         let rows = sqlx::query("DELETE FROM gateway_reservations WHERE expires_at < $1 RETURNING project_id, gpu_ms")
@@ -416,6 +456,12 @@ impl Db {
             .bind(now - 2 * WINDOW_MS)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "DELETE FROM gateway_replicas WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = gateway_replicas.job_id \
+             AND j.run = gateway_replicas.run AND j.state = 'running')",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
     }

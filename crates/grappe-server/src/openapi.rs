@@ -104,10 +104,10 @@ fn schemas() -> Value {
             },
         },
         "NewGatewayModel": {
-            "type": "object", "required": ["name", "upstream", "input_gpu_ms_per_1k", "output_gpu_ms_per_1k", "max_output_tokens"],
+            "type": "object", "required": ["name", "input_gpu_ms_per_1k", "output_gpu_ms_per_1k", "max_output_tokens"],
             "properties": {
                 "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" },
-                "upstream": { "type": "string", "description": "the upstream's base URL, http://host:port/v1 (it speaks OpenAI's format)" },
+                "upstream": { "type": ["string", "null"], "description": "the upstream's base URL, http://host:port/v1 (it speaks OpenAI's format; administrators only); none: served by the project's jobs" },
                 "project": { "type": ["integer", "null"], "description": "only this project's keys may call it; none: every project's" },
                 "input_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 prompt tokens" },
                 "output_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 answer tokens" },

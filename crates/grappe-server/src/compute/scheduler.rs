@@ -411,8 +411,9 @@ impl Loop {
         self.state.scheduler_wake.notify_one();
     }
 
-    /// Stores the metric lines of jobs' output. A line that is not a metric (no JSON object with
-    /// a key and a number), or whose point is refused (a value not finite or past ±1e15), and
+    /// Stores the metric lines of jobs' output, and hands a model server's announcement
+    /// (`{"serve": {"model", "url"}}`) to the gateway. A line that is not a metric (no JSON
+    /// object with a key and a number), or whose point is refused (a value not finite or past ±1e15), and
     /// the points past a job's quota, are dropped and counted on the job (its page shows how
     /// many), never stored.
     async fn metrics(&mut self, lines: Vec<MetricLine>) {
@@ -425,7 +426,13 @@ impl Loop {
         let now = now_ms();
         for line in lines {
             let batch = by_job.entry(line.job_id).or_default();
-            let point = serde_json::from_str::<serde_json::Value>(&line.line).ok().and_then(|value| {
+            let parsed = serde_json::from_str::<serde_json::Value>(&line.line).ok();
+            if let Some(serve) = parsed.as_ref().and_then(|value| value.get("serve")) {
+                // A model server's announcement, checked off this loop.
+                tokio::spawn(crate::gateway::announce(self.state.clone(), line.job_id, serve.clone()));
+                continue;
+            }
+            let point = parsed.and_then(|value| {
                 let (key, number) = (value["key"].as_str()?, value["value"].as_f64()?);
                 if super::metric_refusal(key, number).is_some() {
                     return None;
@@ -950,6 +957,8 @@ async fn start_run(
         let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
         env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
+        // What a model server of this run answers with, to prove the address it announces.
+        env.push((crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id, run)));
         // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
         let visible = if sandboxed {
             (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")

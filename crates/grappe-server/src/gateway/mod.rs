@@ -6,6 +6,9 @@
 //! project's allocation before it is forwarded and settles its real cost after (`proxy.rs`).
 
 pub mod proxy;
+pub mod replicas;
+
+pub use replicas::{REPLICA_TOKEN_ENV, announce, replica_token};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -23,10 +26,9 @@ use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
 pub fn routes() -> Vec<Route> {
-    use Access::{GlobalRole, ProjectKey, SignedIn};
+    use Access::{ProjectKey, SignedIn};
     use Kind::{Api, OpenAi};
     use Method::{Delete, Get, Post};
-    use grappe_domain::account::Role::Admin;
     vec![
         route(
             Api,
@@ -58,8 +60,8 @@ pub fn routes() -> Vec<Route> {
             Api,
             Post,
             "/api/v1/gateway/models",
-            GlobalRole(Admin),
-            "Register a model the gateway serves: its upstream and prices (administrators)",
+            SignedIn,
+            "Register a model: an upstream and prices (administrators), or a project's own, served by its jobs (its members)",
             create_model,
         )
         .body("NewGatewayModel"),
@@ -186,8 +188,10 @@ pub async fn usage(
 #[serde(deny_unknown_fields)]
 pub struct NewModelBody {
     pub name: String,
-    /// The upstream's base URL, `http://host:port/v1`.
-    pub upstream: String,
+    /// The upstream's base URL, `http://host:port/v1` (administrators only); none: the model
+    /// is served by its project's jobs.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// Only this project's keys may call it; none: every project's.
     #[serde(default)]
     pub project: Option<i64>,
@@ -210,11 +214,20 @@ pub async fn create_model(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewModelBody>,
 ) -> AppResult<Response> {
+    // An administrator's model may call any upstream; a project's own is served by its jobs.
+    let own_project = body.project.is_some_and(|project| policy::may_use_project(&caller.actor, project));
+    if !(caller.actor.is_admin() || (own_project && body.upstream.is_none())) {
+        return Err(AppError::Forbidden(
+            "administrators register upstreams; a project's members register its own models, served by its jobs",
+        ));
+    }
     let name = grappe_store::Name::parse(&body.name).map_err(|error| AppError::Invalid(format!("`name`: {error}")))?;
-    let upstream = body.upstream.trim_end_matches('/');
-    let authority = upstream.strip_prefix("http://").unwrap_or("");
-    if authority.is_empty() || authority.contains(['?', '#', '@', ' ']) || upstream.len() > 500 {
-        return Err(AppError::Invalid("`upstream`: an http:// base URL, as http://host:port/v1".into()));
+    let upstream = body.upstream.as_deref().map(|upstream| upstream.trim_end_matches('/'));
+    if let Some(upstream) = upstream {
+        let authority = upstream.strip_prefix("http://").unwrap_or("");
+        if authority.is_empty() || authority.contains(['?', '#', '@', ' ']) || upstream.len() > 500 {
+            return Err(AppError::Invalid("`upstream`: an http:// base URL, as http://host:port/v1".into()));
+        }
     }
     for (field, value) in
         [("input_gpu_ms_per_1k", body.input_gpu_ms_per_1k), ("output_gpu_ms_per_1k", body.output_gpu_ms_per_1k)]

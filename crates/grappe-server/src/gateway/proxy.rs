@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::gateway::{key_of, may_call};
+use crate::gateway::{key_of, may_call, replicas};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::state::AppState;
@@ -38,7 +38,7 @@ pub const REQUEST_TTL: Duration = Duration::from_secs(600);
 /// The most bytes of a whole (not streamed) answer read from an upstream.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-fn client() -> &'static Client<HttpConnector, Body> {
+pub(crate) fn client() -> &'static Client<HttpConnector, Body> {
     static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let mut connector = HttpConnector::new();
@@ -237,20 +237,40 @@ async fn forward(
         max_output: checked.max_output,
         started: Instant::now(),
     };
-    let request = Request::post(format!("{}{}", checked.model.upstream, endpoint.path()))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(checked.body.to_string()))
-        .map_err(|error| AppError::Internal(error.into()))?;
-    let answer = match tokio::time::timeout(REQUEST_TTL, client().request(request)).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, model = %account.model.name, "the upstream could not be reached");
-            account.settle(Some((0, 0)), "upstream_unreachable", None).await;
-            return Err(AppError::Unavailable("the model's server could not be reached; nothing was charged".into()));
-        }
-        Err(_) => {
-            account.settle(Some((0, 0)), "upstream_timeout", None).await;
-            return Err(AppError::Unavailable("the model's server did not answer in time; nothing was charged".into()));
+    let upstreams = state.db.model_upstreams(&checked.model).await?;
+    let payload = Bytes::from(checked.body.to_string());
+    // The least loaded replica; one that cannot be reached is set aside and the next is tried
+    // (nothing reached it, so nothing ran twice).
+    let mut tried = Vec::new();
+    let (answer, held) = loop {
+        let Some(held) = replicas::pick(&upstreams, &tried) else {
+            account.settle(Some((0, 0)), "no_replica", None).await;
+            return Err(AppError::Unavailable(
+                "no server of this model can be reached now; nothing was charged".into(),
+            ));
+        };
+        let request = Request::post(format!("{}{}", held.url, endpoint.path()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(payload.clone()))
+            .map_err(|error| AppError::Internal(error.into()))?;
+        match tokio::time::timeout(REQUEST_TTL, client().request(request)).await {
+            Ok(Ok(answer)) => break (answer, held),
+            Ok(Err(error)) if error.is_connect() => {
+                tracing::warn!(error = %error, model = %account.model.name, url = %held.url, "a replica could not be reached");
+                replicas::set_aside(&held.url);
+                tried.push(held.url.clone());
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, model = %account.model.name, "the upstream failed");
+                account.settle(Some((0, 0)), "upstream_failed", None).await;
+                return Err(AppError::Unavailable("the model's server failed; nothing was charged".into()));
+            }
+            Err(_) => {
+                account.settle(Some((0, 0)), "upstream_timeout", None).await;
+                return Err(AppError::Unavailable(
+                    "the model's server did not answer in time; nothing was charged".into(),
+                ));
+            }
         }
     };
     let status = answer.status();
@@ -262,7 +282,7 @@ async fn forward(
         return Ok(json_response(status, bytes));
     }
     if checked.stream {
-        return Ok(stream(account, body, checked.wants_usage));
+        return Ok(stream(account, body, checked.wants_usage, held));
     }
     let bytes = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
         Ok(bytes) => bytes,
@@ -285,7 +305,7 @@ fn json_response(status: StatusCode, bytes: Bytes) -> Response {
 
 /// Relays a stream of server-sent events, one event at a time, reading the usage from its last
 /// chunk (dropped unless the client asked for it) and settling when it ends however it ends.
-fn stream(account: Account, upstream: Body, wants_usage: bool) -> Response {
+fn stream(account: Account, upstream: Body, wants_usage: bool, held: replicas::Held) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         let mut frames = upstream.into_data_stream();
@@ -342,6 +362,7 @@ fn stream(account: Account, upstream: Body, wants_usage: bool) -> Response {
         // A stream cut short is charged for the prompt's bound and the chunks that went out.
         let usage = usage.or((outcome != "ok_without_usage").then_some((account.prompt_bound, chunks)));
         account.settle(usage, outcome, first_token).await;
+        drop(held);
     });
     let body = Body::from_stream(tokio_stream_of(receiver));
     let mut response = (StatusCode::OK, body).into_response();

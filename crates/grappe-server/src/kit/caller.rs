@@ -117,9 +117,9 @@ pub fn session_cookie_name(base: &str, secure: bool) -> String {
     if secure { format!("__Host-{base}") } else { base.to_owned() }
 }
 
-/// The CSRF token bound to a session (or pre-session) value: HMAC-SHA256 under the
-/// installation's secret, hex.
-pub fn csrf_token(secret: &[u8], purpose: &str, value: &str) -> String {
+/// A token bound to `value` for one `purpose` (a session's CSRF token, a job run's replica
+/// token): HMAC-SHA256 of `purpose:value` under the installation's secret, hex.
+pub fn keyed_token(secret: &[u8], purpose: &str, value: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
@@ -200,7 +200,7 @@ impl Caller {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -271,10 +271,10 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
     let presession = cookie(headers, &presession_name).filter(|value| value.len() == 64).map(str::to_owned);
     let mut new_presession = None;
     let csrf = match (via, session) {
-        (Via::Session, Some(session)) => csrf_token(&state.secret, "session", &session),
+        (Via::Session, Some(session)) => keyed_token(&state.secret, "session", &session),
         _ => {
             let value = presession.unwrap_or_else(|| new_presession.insert(new_secret()).clone());
-            csrf_token(&state.secret, "presession", &value)
+            keyed_token(&state.secret, "presession", &value)
         }
     };
     match policy::check(&actor, rule.access) {

@@ -96,7 +96,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/api/v1/projects/{id}/keys"), SignedIn),
         (("DELETE", "/api/v1/projects/{id}/keys/{key_id}"), SignedIn),
         (("GET", "/api/v1/projects/{id}/gateway-usage"), SignedIn),
-        (("POST", "/api/v1/gateway/models"), Admins),
+        (("POST", "/api/v1/gateway/models"), SignedIn),
         (("GET", "/v1/models"), ProjectKey),
         (("POST", "/v1/chat/completions"), ProjectKey),
         (("POST", "/v1/completions"), ProjectKey),

@@ -108,7 +108,7 @@ fn project_with_key(client: &Client, name: &str, gpu_hours: i64, key_body: Value
     let project = client.post(
         "/api/v1/projects",
         Some(ADMIN_TOKEN),
-        &json!({ "name": name, "gpu_hours": gpu_hours, "cpu_hours": 0 }),
+        &json!({ "name": name, "gpu_hours": gpu_hours, "cpu_hours": 10 }),
     );
     assert_eq!(project.status, 201, "{}", project.text);
     let id = project.body["id"].as_i64().unwrap();
@@ -352,4 +352,70 @@ fn two_gateway_processes_on_one_database_enforce_one_limit() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
     let limited = second.client().post("/v1/chat/completions", Some(&key), &chat("partage", "x", 1, false));
     assert!(limited.text.contains("rate_limit_error"), "{}", limited.text);
+}
+
+/// A model server in Python for a job: it announces itself after the metric prefix and answers
+/// `/models` with the token it is given (`argv[2]`: `env`, the run's own; anything else, that).
+const JOB_SERVER: &str = r#"
+import http.server, json, os, sys
+token = os.environ["GRAPPE_REPLICA_TOKEN"] if sys.argv[2] == "env" else sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def answer(self, value):
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("x-grappe-replica", token)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.answer({"object": "list", "data": [{"id": sys.argv[1], "object": "model"}]})
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.answer({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "depuis le job"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print("GRAPPE_METRIC " + json.dumps({"serve": {"model": sys.argv[1], "url": "http://127.0.0.1:%d/v1" % server.server_port}}), flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
+    use crate::compute::{options, submit, wait_log, wait_state};
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "atelier", 1, json!({ "name": "k" }));
+    let model = json!({ "name": "maison", "project": project, "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 20 });
+    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    let with_upstream = json!({ "name": "ailleurs", "project": project, "upstream": "http://10.0.0.1:80/v1", "input_gpu_ms_per_1k": 1, "output_gpu_ms_per_1k": 1, "max_output_tokens": 20 });
+    assert_eq!(
+        client.post("/api/v1/gateway/models", Some(&member), &with_upstream).status,
+        403,
+        "members set no upstream"
+    );
+    let ask = || client.post("/v1/chat/completions", Some(&key), &chat("maison", "Bonjour", 5, false));
+    let nobody = ask();
+    assert_eq!((nobody.status, nobody.body["error"]["type"].as_str()), (503, Some("api_error")), "{}", nobody.text);
+    // A job that announces an address without the run's token is not taken.
+    let job = |token: &str| json!({ "project": project, "command": ["python3", "-c", JOB_SERVER, "maison", token], "cpus": 1, "time_limit_s": 120 });
+    let liar = submit(&client, &member, job("not-the-token"))["id"].as_i64().unwrap();
+    wait_log(&client, &member, liar, "");
+    wait_state(&client, &member, liar, &["running"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ask().status, 503, "an unproved address is not a replica");
+    assert!(server.output.lock().unwrap().contains("did not answer with the run's replica token"));
+    // The job with its run's token serves, and is charged like any upstream.
+    let honest = submit(&client, &member, job("env"))["id"].as_i64().unwrap();
+    let answer = eventually(Duration::from_secs(30), "the job's model to answer", || {
+        let reply = ask();
+        (reply.status == 200).then_some(reply)
+    });
+    assert_eq!(answer.body["choices"][0]["message"]["content"], "depuis le job");
+    assert_eq!(used_and_reserved(&client, project, &member), (5, 0, 0), "3 + 2 tokens at 1 GPU-ms each");
+    // Once its run ends, the job's address is forgotten.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{honest}/cancel"), Some(&member), &json!({})).status, 200);
+    wait_state(&client, &member, honest, &["cancelled"]);
+    assert_eq!(ask().status, 503, "no replica once the job ended");
 }

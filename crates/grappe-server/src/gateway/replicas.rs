@@ -1,0 +1,159 @@
+//! Where a model is served: its administrator's upstream, and the replicas its project's jobs
+//! announce. A model server running as a job prints `{"serve": {"model", "url"}}` after the
+//! metric prefix; the gateway then asks the address for `/models` and keeps it only if the
+//! answer carries the run's replica token (`GRAPPE_REPLICA_TOKEN`, an HMAC of the job and run
+//! under the installation's secret, given to that run alone), so that a job cannot point its
+//! model at another service of the machine. The address must be on loopback (jobs of the local
+//! executor). A replica serves while its run runs, no longer.
+//!
+//! Requests go to the replica with the fewest requests outstanding; one that cannot be reached
+//! is set aside for a while and the request goes to the next.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::Value;
+
+use crate::kit::state::AppState;
+
+/// The variable that holds a run's replica token.
+pub const REPLICA_TOKEN_ENV: &str = "GRAPPE_REPLICA_TOKEN";
+/// The header a model server answers `/models` with, holding its token.
+pub const REPLICA_HEADER: &str = "x-grappe-replica";
+/// How long a replica that could not be reached is set aside.
+const SET_ASIDE: Duration = Duration::from_secs(10);
+
+/// The replica token of run `run` of job `job_id`.
+pub fn replica_token(state: &AppState, job_id: i64, run: i64) -> String {
+    crate::kit::caller::keyed_token(&state.secret, "replica", &format!("{job_id}:{run}"))
+}
+
+/// `http://127.0.0.1:PORT/v1` (or `localhost`, `[::1]`), as announced; none if it is anything
+/// else.
+fn loopback_url(url: &str) -> Option<String> {
+    let url = url.trim_end_matches('/');
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_once('/')?;
+    let (host, port) = authority.rsplit_once(':')?;
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    (loopback && port.parse::<u16>().is_ok_and(|p| p > 0) && path == "v1").then(|| url.to_owned())
+}
+
+/// Checks and records a job's announcement that it serves a model of its project.
+pub async fn announce(state: AppState, job_id: i64, serve: Value) {
+    let outcome = async {
+        let job = state.db.job(job_id).await?.ok_or_else(|| anyhow::anyhow!("no job {job_id}"))?;
+        anyhow::ensure!(job.state == "running", "job {job_id} is not running");
+        let name = serve["model"].as_str().unwrap_or_default();
+        let model = state
+            .db
+            .gateway_model(name)
+            .await?
+            .filter(|model| model.project_id == Some(job.project_id))
+            .ok_or_else(|| anyhow::anyhow!("the job's project has no gateway model `{name}`"))?;
+        let url = loopback_url(serve["url"].as_str().unwrap_or_default())
+            .ok_or_else(|| anyhow::anyhow!("`url`: http://127.0.0.1:PORT/v1 (a job's own address on loopback)"))?;
+        let probe = Request::get(format!("{url}/models")).body(Body::empty())?;
+        let answer = tokio::time::timeout(Duration::from_secs(5), super::proxy::client().request(probe)).await??;
+        let token = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let expected = replica_token(&state, job.id, job.run);
+        anyhow::ensure!(
+            crate::kit::caller::constant_time_eq(token.as_bytes(), expected.as_bytes()),
+            "{url} did not answer with the run's replica token"
+        );
+        state.db.add_replica(model.id, job.id, job.run, &url).await?;
+        anyhow::Ok((model.name, url))
+    };
+    match outcome.await {
+        Ok((model, url)) => tracing::info!(job.id = job_id, model, url, "a job serves a gateway model"),
+        Err(error) => {
+            tracing::warn!(job.id = job_id, error = %error, "a job's announcement of a model server was refused")
+        }
+    }
+}
+
+#[derive(Default)]
+struct Load {
+    outstanding: usize,
+    set_aside_until: Option<Instant>,
+}
+
+fn loads() -> &'static Mutex<HashMap<String, Load>> {
+    static LOADS: OnceLock<Mutex<HashMap<String, Load>>> = OnceLock::new();
+    LOADS.get_or_init(Mutex::default)
+}
+
+/// A request's hold on a replica: counted outstanding until dropped.
+pub struct Held {
+    pub url: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut loads) = loads().lock()
+            && let Some(load) = loads.get_mut(&self.url)
+        {
+            load.outstanding = load.outstanding.saturating_sub(1);
+        }
+    }
+}
+
+/// The replica of `urls` with the fewest requests outstanding, among those not set aside and
+/// not in `tried`; held until the returned value is dropped.
+pub fn pick(urls: &[String], tried: &[String]) -> Option<Held> {
+    let mut loads = loads().lock().ok()?;
+    let now = Instant::now();
+    let url = urls
+        .iter()
+        .filter(|url| !tried.contains(url))
+        .filter(|url| loads.get(*url).and_then(|load| load.set_aside_until).is_none_or(|until| until <= now))
+        .min_by_key(|url| loads.get(*url).map_or(0, |load| load.outstanding))?
+        .clone();
+    loads.entry(url.clone()).or_default().outstanding += 1;
+    Some(Held { url })
+}
+
+/// Sets a replica aside after it could not be reached.
+pub fn set_aside(url: &str) {
+    if let Ok(mut loads) = loads().lock() {
+        loads.entry(url.to_owned()).or_default().set_aside_until = Some(Instant::now() + SET_ASIDE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_address_of_the_machine_is_taken() {
+        assert_eq!(loopback_url("http://127.0.0.1:8001/v1/").as_deref(), Some("http://127.0.0.1:8001/v1"));
+        assert!(loopback_url("http://localhost:9/v1").is_some());
+        for refused in [
+            "http://10.0.0.5:8000/v1",
+            "http://169.254.169.254:80/v1",
+            "http://127.0.0.1:0/v1",
+            "http://127.0.0.1/v1",
+            "https://127.0.0.1:8000/v1",
+            "http://127.0.0.1:8000/admin",
+            "http://user@127.0.0.1:8000/v1",
+        ] {
+            assert_eq!(loopback_url(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn requests_go_to_the_least_loaded_replica_and_skip_one_set_aside() {
+        let urls: Vec<String> = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"].map(str::to_owned).to_vec();
+        let first = pick(&urls, &[]).unwrap();
+        let second = pick(&urls, &[]).unwrap();
+        assert_ne!(first.url, second.url, "the second goes to the idle replica");
+        drop(first);
+        set_aside(&second.url);
+        let third = pick(&urls, &[]).unwrap();
+        assert_ne!(third.url, second.url);
+        assert!(pick(&urls, std::slice::from_ref(&third.url)).is_none(), "one set aside, one tried");
+    }
+}
