@@ -351,6 +351,15 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// A server with the demo loaded (the programme, whose instruments calls spend), its client,
+/// and a call manager's token.
+pub(crate) fn demo_server(db: &TestDb) -> (Server, Client, String) {
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let manager = call_manager(&client);
+    (server, client, manager)
+}
+
 /// What the programme's IA-cluster budget line has committed, in cents.
 pub(crate) fn committed(client: &Client) -> i64 {
     let programme = client.get("/api/v1/programme", None).body;
@@ -442,9 +451,7 @@ fn bytes_under(dir: &std::path::Path) -> u64 {
 fn attachments_are_versioned_checked_and_locked_at_the_deadline() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (server, client, manager) = demo_server(&db);
         let call = open_call(&client, &manager, &call_body("pieces", Some(DAY_MS)));
         let (_, alice) = client.new_user("alice@example.org");
         let (_, bob) = client.new_user("bob@example.org");
@@ -516,9 +523,7 @@ fn attachments_are_versioned_checked_and_locked_at_the_deadline() {
 fn the_discussion_opens_after_ones_review_and_closes_with_the_decision() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (_server, client, manager) = demo_server(&db);
         let mut body = call_body("discussion", Some(DAY_MS));
         body["reviewers_per_application"] = json!(2);
         let call = open_call(&client, &manager, &body);
@@ -579,9 +584,7 @@ fn the_discussion_opens_after_ones_review_and_closes_with_the_decision() {
 fn a_rolling_call_is_decided_application_by_application_while_open() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (_server, client, manager) = demo_server(&db);
         let call = open_call(&client, &manager, &call_body("au-fil-de-leau", None));
         let shown = client.get(&format!("/api/v1/calls/{call}"), None).body;
         assert_eq!((shown["phase"].clone(), shown["rolling"].clone()), (json!("open"), json!(true)), "{shown}");
@@ -615,9 +618,7 @@ fn a_rolling_call_is_decided_application_by_application_while_open() {
 fn a_decided_application_of_a_rolling_call_is_locked() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (_server, client, manager) = demo_server(&db);
         let call = open_call(&client, &manager, &call_body("verrou", None));
         let (_, alice) = client.new_user("alice@example.org");
         let app = apply(&client, &alice, call, "Décidé tel quel");

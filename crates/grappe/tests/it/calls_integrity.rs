@@ -14,9 +14,9 @@ use crate::calls::{
 };
 use crate::harness::{ADMIN_TOKEN, AUDIT_KEY, Backend, Client, Server, ServerOptions, TempDir, TestDb, backends};
 
-const APPLICATIONS: usize = 60;
-const BATCH: usize = 6;
-const KILLS: usize = 5;
+const APPLICATIONS: usize = 80;
+const BATCH: usize = 5;
+const KILLS: usize = 8;
 
 /// The decision planned for the n-th application: two in three selected, amounts cut a little
 /// differently each.
@@ -110,51 +110,63 @@ fn a_batch_of_decisions_survives_kill_9_whole_or_not_at_all() {
         let baseline = committed(&client);
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
         let mut moments = Moments(seed);
-        let (mut kills, mut mid_batch) = (0, 0);
+        // Kills while a batch's request was out, and of those batches, how many were found
+        // decided after the restart (the kill came after the commit).
+        let (mut kills, mut cut, mut cut_but_committed) = (0, 0, 0);
+        let mut was_cut: Option<usize> = None;
         loop {
             let done = check_state(&client, &manager, call, &batches, baseline);
-            let pending: Vec<Vec<Value>> =
-                batches.iter().zip(&done).filter(|(_, done)| !**done).map(|(batch, _)| batch.clone()).collect();
+            if let Some(batch) = was_cut.take() {
+                cut += 1;
+                cut_but_committed += usize::from(done[batch]);
+            }
+            let pending: Vec<(usize, Vec<Value>)> =
+                batches.iter().cloned().enumerate().filter(|(b, _)| !done[*b]).collect();
             if pending.is_empty() {
                 break;
             }
             if kills == KILLS {
-                for batch in pending {
+                for (_, batch) in pending {
                     assert_eq!(decide(&client, &manager, call, json!(batch)).status, 200);
                 }
                 continue;
             }
-            let in_flight = Arc::new(AtomicBool::new(false));
+            // The writer sends the pending batches one after another; it answers the batch whose
+            // request the kill cut, if any.
+            let started = Arc::new(AtomicBool::new(false));
             let writer = {
-                let (base, manager, in_flight) = (server.base.clone(), manager.clone(), in_flight.clone());
+                let (base, manager, started) = (server.base.clone(), manager.clone(), started.clone());
                 std::thread::spawn(move || {
                     let client = Client::new(&base);
                     let path = format!("/api/v1/calls/{call}/decisions");
-                    for batch in pending {
+                    for (b, batch) in pending {
                         let body = json!({ "decisions": batch }).to_string().into_bytes();
-                        in_flight.store(true, Ordering::SeqCst);
+                        started.store(true, Ordering::SeqCst);
                         match client.try_request("POST", &path, Some(&manager), Some(("application/json", body))) {
                             Ok(reply) => assert_eq!(reply.status, 200, "{}", reply.text),
-                            Err(_) => return,
+                            Err(_) => return Some(b),
                         }
-                        in_flight.store(false, Ordering::SeqCst);
                     }
+                    None
                 })
             };
-            std::thread::sleep(Duration::from_millis(moments.next_ms(250)));
+            // Once the writer is at it, a random moment within a batch's time or so.
+            crate::harness::eventually(Duration::from_secs(10), "a batch sent", || {
+                started.load(Ordering::SeqCst).then_some(())
+            });
+            std::thread::sleep(Duration::from_millis(moments.next_ms(20)));
             server.kill9();
             kills += 1;
-            writer.join().unwrap();
-            if in_flight.load(Ordering::SeqCst) {
-                mid_batch += 1;
-            }
+            was_cut = writer.join().unwrap();
             server = Server::start_in(&db.url, &ServerOptions::default(), data.path());
             client = server.client();
         }
         let audit = client.get("/api/v1/audit", Some(ADMIN_TOKEN));
         assert_eq!(audit.body["chain_ok"], true, "{backend:?}: {}", audit.text);
         eprintln!(
-            "{backend:?}: {kills} kills, {mid_batch} during a batch's request (seed {seed}); {} batches, none half decided",
+            "{backend:?}: {kills} kills, {cut} during a batch's request ({cut_but_committed} of those batches committed \
+             before it, {} not); {} batches, none half decided (seed {seed})",
+            cut - cut_but_committed,
             batches.len()
         );
     }

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use crate::calls::{DAY_MS, apply, call_body, call_manager, close_now, decide, juror, open_call, review_body, upload};
-use crate::harness::{ADMIN_TOKEN, AUDIT_KEY, Server, ServerOptions, TestDb, backends};
+use crate::calls::{DAY_MS, apply, call_body, close_now, decide, demo_server, juror, open_call, review_body, upload};
+use crate::harness::{ADMIN_TOKEN, AUDIT_KEY, Server, TestDb, backends};
 
 /// The roles, in the table's column order.
 const ROLES: [&str; 8] = [
@@ -103,9 +103,7 @@ const TABLE: [(Route, [Expect; 8]); 22] = [
 fn every_role_reaches_only_what_it_may_of_a_call() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (server, client, manager) = demo_server(&db);
         let mut body = call_body("isolement", Some(DAY_MS));
         body["reviewers_per_application"] = json!(2);
         let call = open_call(&client, &manager, &body);
@@ -214,9 +212,7 @@ fn grant_over_call(server: &Server, db: &TestDb, email: &str, call: i64) {
 fn a_role_over_one_call_is_granted_through_the_api() {
     for backend in backends() {
         let db = TestDb::new(backend);
-        let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
-        let client = server.client();
-        let manager = call_manager(&client);
+        let (_server, client, manager) = demo_server(&db);
         let call = open_call(&client, &manager, &call_body("co-gestion", Some(DAY_MS)));
         let (user, token) = client.new_user("co-gestion@example.org");
         let grant = json!({ "role": "call_manager", "scope": format!("call:{call}") });
