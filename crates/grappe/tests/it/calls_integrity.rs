@@ -278,3 +278,105 @@ fn a_rewritten_decision_breaks_the_audit_chain_at_its_event() {
         assert_eq!((audit["chain_ok"].clone(), audit["chain_break_seq"].clone()), (json!(false), json!(seq)));
     }
 }
+
+/// Two batches of one call sent at the same moment, each within the envelope, together past
+/// it: one is refused, whatever the database; the commitments are those granted.
+#[test]
+fn simultaneous_batches_never_pass_the_envelope() {
+    const CALLS: usize = 6;
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (server, client, manager) = crate::calls::demo_server(&db);
+        let (_, applicant) = client.new_user("porteur@example.org");
+        let mut pairs = Vec::new();
+        for n in 0..CALLS {
+            let mut body = call_body(&format!("course-{n}"), Some(DAY_MS));
+            body["envelope_cents"] = json!(6_000_000_000i64);
+            let call = open_call(&client, &manager, &body);
+            for title in ["Premier", "Second"] {
+                pairs.push((call, apply(&client, &applicant, call, title)));
+            }
+            close_now(&client, &manager, call);
+        }
+        let before = committed(&client);
+        let statuses = at_once(&server.base, &pairs, |client, &(call, application)| {
+            let grant = json!([{ "application": application, "selected": true, "amount_cents": 4_000_000_000i64, "gpu_hours": 10 }]);
+            decide(client, &manager, call, grant).status
+        });
+        assert!(statuses.iter().all(|status| [200, 409].contains(status)), "{backend:?}: {statuses:?}");
+        let mut granted = 0;
+        let mut over = Vec::new();
+        for call in pairs.iter().map(|(call, _)| *call).collect::<std::collections::BTreeSet<_>>() {
+            let decisions = client.get(&format!("/api/v1/calls/{call}/decisions"), Some(&manager)).body;
+            let sum: i64 =
+                decisions["items"].as_array().unwrap().iter().map(|d| d["amount_cents"].as_i64().unwrap()).sum();
+            if sum > 6_000_000_000 {
+                over.push(format!("call {call}: {sum} cents granted of 6000000000"));
+            }
+            granted += sum;
+        }
+        assert!(over.is_empty(), "{backend:?}: envelopes passed by simultaneous batches: {over:?} ({statuses:?})");
+        assert_eq!(committed(&client) - before, granted, "{backend:?}");
+    }
+}
+
+/// Runs `send` for every item at the same moment, each from its own thread and client; the
+/// answers in the items' order.
+fn at_once<T: Sync, R: Send>(base: &str, items: &[T], send: impl Fn(&Client, &T) -> R + Sync) -> Vec<R> {
+    let barrier = std::sync::Barrier::new(items.len());
+    std::thread::scope(|scope| {
+        let senders: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let (barrier, send) = (&barrier, &send);
+                scope.spawn(move || {
+                    let client = Client::new(base);
+                    barrier.wait();
+                    send(&client, item)
+                })
+            })
+            .collect();
+        senders.into_iter().map(|sender| sender.join().unwrap()).collect()
+    })
+}
+
+/// A double click, at the same moment: the same decision sent twice records one decision and
+/// one project, and a review sent twice is one review; the second answer is a 200 or a 409,
+/// never an error of the server.
+#[test]
+fn the_same_decision_or_review_sent_twice_at_once_is_recorded_once() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (server, client, manager) = crate::calls::demo_server(&db);
+        let (_, applicant) = client.new_user("porteur@example.org");
+        let mut body = call_body("double-clic", Some(DAY_MS));
+        body["reviewers_per_application"] = json!(1);
+        let call = open_call(&client, &manager, &body);
+        let application = apply(&client, &applicant, call, "Cliqué deux fois");
+        let (_, juror_token) = juror(&client, &manager, call, "ana@juges.example", &["santé"]);
+        assert_eq!(client.post(&format!("/api/v1/calls/{call}/assignment"), Some(&manager), &json!({})).status, 200);
+        close_now(&client, &manager, call);
+
+        let review = format!("/api/v1/applications/{application}/review");
+        let statuses = at_once(&server.base, &[3.0, 4.0, 5.0], |client, score| {
+            client.post(&review, Some(&juror_token), &review_body(*score)).status
+        });
+        assert!(statuses.iter().all(|status| [200, 409].contains(status)), "{backend:?}: reviews {statuses:?}");
+        let reviews = client.get(&format!("/api/v1/applications/{application}/reviews"), Some(&manager)).body;
+        assert_eq!(reviews["items"].as_array().unwrap().len(), 1, "{backend:?}: {reviews}");
+
+        let before = committed(&client);
+        let grant = json!([{ "application": application, "selected": true, "amount_cents": 1_000_000_000i64, "gpu_hours": 10 }]);
+        let statuses =
+            at_once(&server.base, &[(), (), ()], |client, _| decide(client, &manager, call, grant.clone()).status);
+        assert!(statuses.iter().all(|status| [200, 409].contains(status)), "{backend:?}: decisions {statuses:?}");
+        assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 1, "{backend:?}: {statuses:?}");
+        let decisions = client.get(&format!("/api/v1/calls/{call}/decisions"), Some(&manager)).body;
+        assert_eq!(decisions["items"].as_array().unwrap().len(), 1, "{backend:?}: {decisions}");
+        let projects = client.get("/api/v1/projects", Some(ADMIN_TOKEN)).body;
+        let named = format!("double-clic-{application}");
+        let made = projects["items"].as_array().unwrap().iter().filter(|p| p["name"] == named.as_str()).count();
+        assert_eq!(made, 1, "{backend:?}: {projects}");
+        assert_eq!(committed(&client) - before, 1_000_000_000, "{backend:?}");
+    }
+}
