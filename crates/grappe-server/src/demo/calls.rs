@@ -2,8 +2,9 @@
 //! run through every step a real call goes through, by the same functions as the API (opened,
 //! applied to, its jury invited, conflicts detected and declared, assigned, closed, reviewed,
 //! discussed, decided), so that the jury's pages, the ranking, the decisions and the budget
-//! line's commitments have something to show. Each call is made once: a call that exists is
-//! left as it is. The 2024 call's applications, jurors and reviews are fictitious.
+//! line's commitments have something to show. Each call is made once, at the first start: a call
+//! that exists is left as it is (a first start killed half-way leaves it half made). The 2024
+//! call's applications, jurors and reviews are fictitious.
 
 use axum::extract::{Path as UrlPath, State};
 use axum::{Extension, Json};
@@ -397,13 +398,14 @@ const SELECTED: usize = 9;
 const FULL: usize = 6;
 const CUT_PERCENT: i64 = 15;
 
+const DECIDED: &str = "ia-cluster-2024";
+
 /// The first wave of the AI clusters (2024), decided: opened by the demo's call manager with
 /// the open call's criteria and envelope, twelve applications, nine jurors, the assignment,
 /// every review, a discussion, then nine applications selected within the envelope, which
 /// became projects and commitments on the IA-cluster budget line.
 async fn decided_call(state: &AppState) -> AppResult<()> {
-    const NAME: &str = "ia-cluster-2024";
-    if state.db.call_by_name(NAME).await?.is_some() {
+    if state.db.call_by_name(DECIDED).await?.is_some() {
         return Ok(());
     }
     let manager = caller_by_email(state, MANAGER).await?;
@@ -425,6 +427,8 @@ async fn decided_call(state: &AppState) -> AppResult<()> {
     )
     .await?;
     jury::assign_call(state, &manager, call.id, None).await?;
+    // Closed (its deadline 45 days ago), so that the jury reviews: reviews are taken during the
+    // review phase only.
     let now = now_ms();
     let (opens_at, closes_at) = (now - 90 * DAY_MS, Some(now - 45 * DAY_MS));
     let call =
@@ -438,6 +442,7 @@ async fn decided_call(state: &AppState) -> AppResult<()> {
         };
         discussion::post_message(state, author, applications[DISPUTED], text).await?;
     }
+    // The review ended yesterday: the call is in deliberation, and decided.
     let review_ends_at = Some(now - DAY_MS);
     let call = move_dates(state, &manager, &call, DatesBody { opens_at, closes_at, review_ends_at }).await?;
     decide(state, &manager, &call).await
@@ -446,7 +451,7 @@ async fn decided_call(state: &AppState) -> AppResult<()> {
 async fn open_2024(state: &AppState, manager: &Caller) -> AppResult<CallRow> {
     let now = now_ms();
     let body = NewCallBody {
-        name: "ia-cluster-2024".to_owned(),
+        name: DECIDED.to_owned(),
         instrument: "ia_cluster".to_owned(),
         title_fr: "Pôles IA : première vague (2024)".to_owned(),
         title_en: "AI clusters: first wave (2024)".to_owned(),
