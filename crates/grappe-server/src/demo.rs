@@ -1,5 +1,8 @@
-//! Demo content: the France 2030 programme, a few organisations, and one account per role with a
-//! fresh password at every start, printed by the server in demo mode only.
+//! Demo content: the France 2030 programme, a few organisations, one account per role with a
+//! fresh password at every start, printed by the server in demo mode only, datasets, a project,
+//! a challenge, and calls for proposals (`demo/calls.rs`).
+
+mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
 use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
@@ -60,7 +63,7 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     demo_dataset(state, CODE_DU_TRAVAIL).await?;
     let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
-    demo_call(state).await?;
+    calls::load(state).await?;
     Ok(accounts)
 }
 
@@ -170,109 +173,6 @@ async fn demo_challenge(state: &AppState, project: i64) -> AppResult<()> {
     }
     crate::challenges::submit_predictions(state, &organiser, &challenge, baseline.as_bytes(), "classe majoritaire")
         .await?;
-    Ok(())
-}
-
-/// A demo application: organisation, title, summary, partners, keywords, millions of euros and
-/// GPU-hours asked.
-type DemoApplication =
-    (&'static str, &'static str, &'static str, &'static [&'static str], &'static [&'static str], i64, i64);
-
-/// The demo's applications to the IA-cluster call.
-const APPLICATIONS: [DemoApplication; 3] = [
-    (
-        "Université Paris-Saclay",
-        "DataIA Saclay : un pôle d'IA pour la science et l'industrie",
-        "Formation de 2 000 étudiants par an en IA, recherche sur l'apprentissage frugal et l'IA pour la santé, transfert vers les PME du plateau.",
-        &["Inria", "CNRS", "CEA"],
-        &["apprentissage automatique", "santé", "frugalité"],
-        40,
-        2_000_000,
-    ),
-    (
-        "Université Grenoble Alpes",
-        "MIAI Grenoble : IA embarquée et de confiance",
-        "IA pour l'énergie, l'environnement et les systèmes embarqués ; programmes internationaux de master et de doctorat.",
-        &["Inria", "Grenoble INP"],
-        &["IA embarquée", "énergie", "confiance"],
-        35,
-        1_500_000,
-    ),
-    (
-        "Université Côte d'Azur",
-        "3IA Côte d'Azur : IA pour la santé et les territoires",
-        "Chaires internationales, IA pour la médecine computationnelle et pour les territoires intelligents.",
-        &["Inria", "CNRS", "Eurecom"],
-        &["santé", "territoires", "vision"],
-        30,
-        1_000_000,
-    ),
-];
-
-/// The IA-cluster call, opened by the demo's call manager, with the four criteria of the seed
-/// (teaching, research excellence, innovation and transfer, international attractiveness) on 0
-/// to 5, the 360 M€ the 2024 jury shared, a deadline in thirty days, and three applications of
-/// the demo's applicant.
-async fn demo_call(state: &AppState) -> AppResult<()> {
-    const NAME: &str = "ia-cluster";
-    if state.db.call_by_name(NAME).await?.is_some() {
-        return Ok(());
-    }
-    let user = |email: &'static str| async move {
-        let email = grappe_domain::account::Email::parse(email)?;
-        let user = state.db.user_by_email(&email).await?.ok_or_else(|| anyhow::anyhow!("{email} is missing"))?;
-        caller::caller_of_user(state, user).await
-    };
-    let manager = user("call-manager@demo.grappe.fr").await?;
-    let applicant = user("applicant@demo.grappe.fr").await?;
-    let criterion = |key: &str, fr: &str, en: &str| crate::calls::Criterion {
-        key: key.to_owned(),
-        fr: fr.to_owned(),
-        en: en.to_owned(),
-        weight: 1.0,
-    };
-    let now = grappe_db::now_ms();
-    let body = crate::calls::NewCallBody {
-        name: NAME.to_owned(),
-        instrument: "ia_cluster".to_owned(),
-        title_fr: "Pôles de recherche et de formation en IA (IA-Clusters)".to_owned(),
-        title_en: "AI research and training clusters (IA-Clusters)".to_owned(),
-        text_fr: "Un jury international sélectionne **5 à 10** pôles d'IA sur la qualité de leur formation, \
-            l'excellence de leur recherche, leur potentiel d'innovation et de transfert, et leur attractivité \
-            internationale."
-            .to_owned(),
-        text_en: "An international jury selects **5 to 10** AI clusters on the quality of their teaching, the \
-            excellence of their research, their innovation and transfer potential, and their international \
-            attractiveness."
-            .to_owned(),
-        criteria: vec![
-            criterion("teaching", "Qualité de la formation", "Quality of teaching"),
-            criterion("research", "Excellence de la recherche", "Research excellence"),
-            criterion("innovation", "Innovation et transfert", "Innovation and transfer"),
-            criterion("attractiveness", "Attractivité internationale", "International attractiveness"),
-        ],
-        scale_max: 5,
-        envelope_cents: grappe_domain::money::Cents::from_million_euros(360).get(),
-        reviewers_per_application: 3,
-        opens_at: now - grappe_db::DAY_MS,
-        closes_at: Some(now + 30 * grappe_db::DAY_MS),
-        review_ends_at: Some(now + 60 * grappe_db::DAY_MS),
-    };
-    let call = crate::calls::new_call(state, &manager, body).await?;
-    for (organisation, title, summary, partners, keywords, millions, gpu_hours) in APPLICATIONS {
-        let list = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect();
-        let body = crate::calls::ApplicationBody {
-            organisation: organisation.to_owned(),
-            title: title.to_owned(),
-            summary: summary.to_owned(),
-            partners: list(partners),
-            keywords: list(keywords),
-            requested_cents: grappe_domain::money::Cents::from_million_euros(millions).get(),
-            requested_gpu_hours: gpu_hours,
-            version: None,
-        };
-        crate::calls::new_application(state, &applicant, &call, body).await?;
-    }
     Ok(())
 }
 

@@ -30,8 +30,15 @@ fn programme_is_public_and_in_euro_cents() {
         assert_eq!(envelope("ia_booster"), 2_500_000_000);
         assert_eq!(envelope("strategy_public"), 150_000_000_000);
         assert_eq!(envelope("strategy_private"), 50_600_000_000);
+        // The demo's decided call (`ia-cluster-2024`) committed its selected amounts on the
+        // IA-cluster line; nothing else is committed, nothing disbursed.
+        let decisions = server.client().get("/api/v1/calls/2/decisions", None).body;
+        let selected: i64 =
+            decisions["items"].as_array().unwrap().iter().map(|d| d["amount_cents"].as_i64().unwrap()).sum();
+        assert!(selected > 0, "{decisions}");
         for line in &lines {
-            assert_eq!(line["committed_cents"], 0);
+            let committed = if line["code"] == "ia_cluster" { selected } else { 0 };
+            assert_eq!(line["committed_cents"], committed, "{line}");
             assert_eq!(line["disbursed_cents"], 0);
         }
         let total = reply.body["kpis"]

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_TOKEN, Client, Server, ServerOptions, TestDb, backends};
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn call_manager(client: &Client) -> String {
+pub(crate) fn call_manager(client: &Client) -> String {
     let (id, token) = client.new_user("gestion@example.org");
     let grant =
         client.post(&format!("/api/v1/users/{id}/grants"), Some(ADMIN_TOKEN), &json!({ "role": "call_manager" }));
@@ -19,7 +19,7 @@ fn call_manager(client: &Client) -> String {
     token
 }
 
-fn call_body(name: &str, closes_in_ms: Option<i64>) -> Value {
+pub(crate) fn call_body(name: &str, closes_in_ms: Option<i64>) -> Value {
     let now = now_ms();
     json!({
         "name": name,
@@ -38,7 +38,7 @@ fn call_body(name: &str, closes_in_ms: Option<i64>) -> Value {
     })
 }
 
-fn application(title: &str) -> Value {
+pub(crate) fn application(title: &str) -> Value {
     json!({
         "organisation": "Université Paris-Saclay",
         "title": title,
@@ -133,7 +133,7 @@ fn applications_are_versioned_until_the_deadline_and_read_only_by_their_author_a
     }
 }
 
-fn review_body(score: f64) -> Value {
+pub(crate) fn review_body(score: f64) -> Value {
     json!({
         "scores": { "teaching": score, "research": score },
         "justifications": { "teaching": "Solide.", "research": "Remarquable." },
@@ -297,6 +297,8 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
             422,
             "more than asked"
         );
+        // The demo's decided call committed its share of the line already.
+        let committed_before = committed(&client);
         let taken = decide(json!([
             { "application": apps[0], "selected": true, "amount_cents": 3_000_000_000i64, "gpu_hours": 50_000 },
             { "application": apps[1], "selected": true, "amount_cents": 4_000_000_000i64, "gpu_hours": 100_000 },
@@ -320,16 +322,7 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
             projects["items"].as_array().unwrap().iter().map(|p| p["gpu_hours"].as_i64().unwrap()).collect();
         assert_eq!(granted.len(), 2, "{projects}");
         assert!(granted.contains(&50_000) && granted.contains(&100_000), "{projects}");
-        let programme = client.get("/api/v1/programme", None).body;
-        let committed: i64 = programme["instruments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["code"] == "ia_cluster")
-            .flat_map(|i| i["budget_lines"].as_array().unwrap().iter())
-            .map(|line| line["committed_cents"].as_i64().unwrap())
-            .sum();
-        assert_eq!(committed, 7_000_000_000, "{programme}");
+        assert_eq!(committed(&client) - committed_before, 7_000_000_000);
         // The applicant reads the decision and the reviews, without the jurors' names.
         let decision = client.get(&format!("/api/v1/applications/{health}/decision"), Some(&applicant));
         assert_eq!(decision.status, 200, "{}", decision.text);
@@ -353,5 +346,291 @@ fn a_jury_is_assigned_without_conflicts_and_reviews_only_what_it_may() {
         assert_eq!(review.status, 404);
         let page = client.request("GET", &format!("/calls/{id}"), Some(&outsider.1), None);
         assert!(!page.text.contains("IA et santé"), "the call's page shows a conflicted juror the application");
+    }
+}
+
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// A server with the demo loaded (the programme, whose instruments calls spend), its client,
+/// and a call manager's token.
+pub(crate) fn demo_server(db: &TestDb) -> (Server, Client, String) {
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let manager = call_manager(&client);
+    (server, client, manager)
+}
+
+/// What the programme's IA-cluster budget line has committed, in cents.
+pub(crate) fn committed(client: &Client) -> i64 {
+    let programme = client.get("/api/v1/programme", None).body;
+    programme["instruments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["code"] == "ia_cluster")
+        .flat_map(|i| i["budget_lines"].as_array().unwrap().iter())
+        .map(|line| line["committed_cents"].as_i64().unwrap())
+        .sum()
+}
+
+/// Opens a call as `manager`; its id.
+pub(crate) fn open_call(client: &Client, manager: &str, body: &Value) -> i64 {
+    let call = client.post("/api/v1/calls", Some(manager), body);
+    assert_eq!(call.status, 201, "{}", call.text);
+    call.body["id"].as_i64().unwrap()
+}
+
+/// Applies to a call; the application's id.
+pub(crate) fn apply(client: &Client, token: &str, call: i64, title: &str) -> i64 {
+    let reply = client.post(&format!("/api/v1/calls/{call}/applications"), Some(token), &application(title));
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.body["id"].as_i64().unwrap()
+}
+
+/// A new account invited into the call's jury: (id, token).
+pub(crate) fn juror(client: &Client, manager: &str, call: i64, email: &str, keywords: &[&str]) -> (i64, String) {
+    let (id, token) = client.new_user(email);
+    let organisation = format!("Organisation de {email}");
+    let body = json!({ "email": email, "country": "DE", "organisation": organisation, "keywords": keywords });
+    let reply = client.post(&format!("/api/v1/calls/{call}/jurors"), Some(manager), &body);
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    (id, token)
+}
+
+/// Closes the call now through its dates, as its manager may: no waiting for a deadline.
+pub(crate) fn close_now(client: &Client, manager: &str, call: i64) {
+    let now = now_ms();
+    let dates = json!({ "opens_at": now - 60_000, "closes_at": now - 1 });
+    let reply = client.post(&format!("/api/v1/calls/{call}/dates"), Some(manager), &dates);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["phase"], "review", "{}", reply.text);
+}
+
+pub(crate) fn decide(client: &Client, manager: &str, call: i64, decisions: Value) -> crate::harness::Reply {
+    client.post(&format!("/api/v1/calls/{call}/decisions"), Some(manager), &json!({ "decisions": decisions }))
+}
+
+pub(crate) fn upload(
+    client: &Client,
+    token: &str,
+    app: i64,
+    name: &str,
+    version: i64,
+    bytes: &[u8],
+) -> crate::harness::Reply {
+    let path = format!("/api/v1/applications/{app}/attachments?name={name}&version={version}");
+    client.request("POST", &path, Some(token), Some(("application/octet-stream", bytes.to_vec())))
+}
+
+/// The names of an application's attachments, sorted.
+fn attachment_names(client: &Client, token: &str, app: i64) -> Vec<String> {
+    let reply = client.get(&format!("/api/v1/applications/{app}/attachments"), Some(token));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let mut names: Vec<String> =
+        reply.body["items"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => bytes_under(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Attachments: sent, replaced by the same name, removed, each change a version naming its
+/// set; a PDF that is not one, HTML and a file over 20 MiB refused with nothing stored; only
+/// the author sends; after the deadline nothing changes, edits included.
+#[test]
+fn attachments_are_versioned_checked_and_locked_at_the_deadline() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (server, client, manager) = demo_server(&db);
+        let call = open_call(&client, &manager, &call_body("pieces", Some(DAY_MS)));
+        let (_, alice) = client.new_user("alice@example.org");
+        let (_, bob) = client.new_user("bob@example.org");
+        let app = apply(&client, &alice, call, "Pôle avec pièces jointes");
+
+        let sent = upload(&client, &alice, app, "projet.pdf", 1, b"%PDF-1.4 premier");
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        assert_eq!(sent.body["version"], 2);
+        assert_eq!(upload(&client, &alice, app, "budget.csv", 2, b"poste,montant\nGPU,1\n").status, 200);
+        assert_eq!(upload(&client, &alice, app, "projet.pdf", 1, b"%PDF-1.4 ancien").status, 409, "a stale version");
+        assert_eq!(upload(&client, &alice, app, "projet.pdf", 3, b"%PDF-1.4 second").status, 200, "replaced");
+        assert_eq!(attachment_names(&client, &alice, app), ["budget.csv", "projet.pdf"]);
+        let download = client.get(&format!("/api/v1/applications/{app}/attachments/projet.pdf"), Some(&alice));
+        assert_eq!((download.status, download.text.as_str()), (200, "%PDF-1.4 second"));
+        let removed =
+            client.delete(&format!("/api/v1/applications/{app}/attachments/budget.csv?version=4"), Some(&alice));
+        assert_eq!(removed.status, 200, "{}", removed.text);
+        assert_eq!(removed.body["version"], 5);
+        assert_eq!(attachment_names(&client, &alice, app), ["projet.pdf"]);
+        let versions = client.get(&format!("/api/v1/applications/{app}/versions"), Some(&alice)).body;
+        let sets: Vec<Value> = versions["items"].as_array().unwrap().iter().map(|v| v["attachments"].clone()).collect();
+        assert_eq!(sets.len(), 5, "{versions}");
+        assert!(sets[0].is_null(), "the first version had no files: {versions}");
+        for (i, set) in sets.iter().enumerate().skip(1) {
+            assert!(set.is_string() && !sets[..i].contains(set), "version {} names its own set: {versions}", i + 1);
+        }
+
+        // Refused, and nothing stored: not a PDF, HTML, over 20 MiB; not by others.
+        let stored_before = bytes_under(server.data_dir());
+        let mut big = b"%PDF-1.4 ".to_vec();
+        big.resize(21 * 1024 * 1024, b'x');
+        for (name, bytes, status) in [
+            ("faux.pdf", b"<html><script>alert(1)</script>".to_vec(), 422),
+            ("page.html", b"<script>alert(1)</script>".to_vec(), 422),
+            ("gros.pdf", big, 413),
+        ] {
+            let reply = upload(&client, &alice, app, name, 5, &bytes);
+            assert_eq!(reply.status, status, "{name}: {}", reply.text);
+        }
+        assert_eq!(upload(&client, &bob, app, "x.pdf", 5, b"%PDF-1.4").status, 404, "another applicant");
+        assert_eq!(upload(&client, &manager, app, "x.pdf", 5, b"%PDF-1.4").status, 403, "managers read only");
+        assert_eq!(client.get(&format!("/api/v1/applications/{app}"), Some(&alice)).body["version"], 5);
+        assert_eq!(attachment_names(&client, &alice, app), ["projet.pdf"]);
+        let grown = bytes_under(server.data_dir()).saturating_sub(stored_before);
+        assert!(grown < 1024 * 1024, "{grown} bytes stored by refused uploads");
+
+        // After the deadline: no upload, no removal, no edit; the files as they were.
+        close_now(&client, &manager, call);
+        let late = upload(&client, &alice, app, "annexe.pdf", 5, b"%PDF-1.4 tard");
+        assert_eq!(late.status, 409, "{}", late.text);
+        assert!(late.text.contains("deadline"), "{}", late.text);
+        let path = format!("/api/v1/applications/{app}/attachments/projet.pdf?version=5");
+        assert_eq!(client.delete(&path, Some(&alice)).status, 409);
+        let mut edit = application("Modifié après la date limite");
+        edit["version"] = json!(5);
+        assert_eq!(client.post(&format!("/api/v1/applications/{app}"), Some(&alice), &edit).status, 409);
+        assert_eq!(attachment_names(&client, &alice, app), ["projet.pdf"]);
+        let download = client.get(&format!("/api/v1/applications/{app}/attachments/projet.pdf"), Some(&manager));
+        assert_eq!((download.status, download.text.as_str()), (200, "%PDF-1.4 second"));
+        let now = client.get(&format!("/api/v1/applications/{app}"), Some(&alice)).body;
+        assert_eq!((now["version"].clone(), now["title"].clone()), (json!(5), json!("Pôle avec pièces jointes")));
+    }
+}
+
+/// Reviews wait for the call's close; a review saved twice is one; the discussion opens to a
+/// juror once its review is in (403 before), and closes once the application is decided; the
+/// call's dates are final once a decision exists.
+#[test]
+fn the_discussion_opens_after_ones_review_and_closes_with_the_decision() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (_server, client, manager) = demo_server(&db);
+        let mut body = call_body("discussion", Some(DAY_MS));
+        body["reviewers_per_application"] = json!(2);
+        let call = open_call(&client, &manager, &body);
+        let (_, alice) = client.new_user("alice@example.org");
+        let app = apply(&client, &alice, call, "Pôle discuté");
+        let (_, first) = juror(&client, &manager, call, "ana@uni-a.example", &["santé"]);
+        let (_, second) = juror(&client, &manager, call, "ben@uni-b.example", &["apprentissage"]);
+        assert_eq!(client.post(&format!("/api/v1/calls/{call}/assignment"), Some(&manager), &json!({})).status, 200);
+        let review = format!("/api/v1/applications/{app}/review");
+        let early = client.post(&review, Some(&first), &review_body(4.0));
+        assert_eq!(early.status, 409, "reviews wait for the close: {}", early.text);
+        close_now(&client, &manager, call);
+
+        let discussion = format!("/api/v1/applications/{app}/discussion");
+        let message = |text: &str| json!({ "body": text });
+        assert_eq!(client.get(&discussion, Some(&first)).status, 403, "before its review");
+        assert_eq!(client.post(&discussion, Some(&first), &message("Mon avis d'abord ?")).status, 403);
+        let opened = client.post(&discussion, Some(&manager), &message("Les avis divergent : parlons-en."));
+        assert_eq!(opened.status, 201, "{}", opened.text);
+        assert_eq!(client.get(&discussion, Some(&alice)).status, 404, "the applicant sees no discussion");
+
+        for score in [2.0, 4.0] {
+            assert_eq!(client.post(&review, Some(&first), &review_body(score)).status, 200);
+        }
+        let reviews = client.get(&format!("/api/v1/applications/{app}/reviews"), Some(&manager)).body;
+        assert_eq!(reviews["items"].as_array().unwrap().len(), 1, "twice saved, one review: {reviews}");
+        assert_eq!(reviews["items"][0]["scores"]["teaching"], 4.0, "the second save: {reviews}");
+        let read = client.get(&discussion, Some(&first));
+        assert_eq!(read.status, 200, "{}", read.text);
+        assert!(read.text.contains("Les avis divergent"), "{}", read.text);
+        assert_eq!(client.post(&discussion, Some(&first), &message("Je maintiens 4.")).status, 201);
+        assert_eq!(client.get(&discussion, Some(&second)).status, 403, "the second has not reviewed");
+        let messages = client.get(&discussion, Some(&manager)).body;
+        let bodies: Vec<&str> =
+            messages["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+        assert_eq!(bodies, ["Les avis divergent : parlons-en.", "Je maintiens 4."]);
+
+        // A decision closes the discussion and fixes the dates.
+        let decided = decide(&client, &manager, call, json!([{ "application": app, "selected": false }]));
+        assert_eq!(decided.status, 200, "{}", decided.text);
+        for token in [&manager, &first] {
+            let closed = client.post(&discussion, Some(token), &message("Encore un mot."));
+            assert_eq!(closed.status, 409, "{}", closed.text);
+        }
+        assert_eq!(client.get(&discussion, Some(&first)).body["items"].as_array().unwrap().len(), 2);
+        let before = client.get(&format!("/api/v1/calls/{call}"), None).body;
+        let reopen = json!({ "opens_at": now_ms() - 1000, "closes_at": now_ms() + DAY_MS });
+        assert_eq!(client.post(&format!("/api/v1/calls/{call}/dates"), Some(&alice), &reopen).status, 403);
+        let refused = client.post(&format!("/api/v1/calls/{call}/dates"), Some(&manager), &reopen);
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert_eq!(client.get(&format!("/api/v1/calls/{call}"), None).body, before, "the dates did not move");
+    }
+}
+
+/// A rolling call (no deadline) is decided application by application while it stays open:
+/// the others still apply and edit.
+#[test]
+fn a_rolling_call_is_decided_application_by_application_while_open() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (_server, client, manager) = demo_server(&db);
+        let call = open_call(&client, &manager, &call_body("au-fil-de-leau", None));
+        let shown = client.get(&format!("/api/v1/calls/{call}"), None).body;
+        assert_eq!((shown["phase"].clone(), shown["rolling"].clone()), (json!("open"), json!(true)), "{shown}");
+        let (_, alice) = client.new_user("alice@example.org");
+        let (_, bob) = client.new_user("bob@example.org");
+        let first = apply(&client, &alice, call, "Premier arrivé");
+        let before = committed(&client);
+        let grant =
+            json!([{ "application": first, "selected": true, "amount_cents": 1_000_000_000i64, "gpu_hours": 10 }]);
+        let decided = decide(&client, &manager, call, grant);
+        assert_eq!(decided.status, 200, "{}", decided.text);
+        assert_eq!(committed(&client) - before, 1_000_000_000);
+        // Still open: Bob applies and edits, then is decided in turn.
+        let second = apply(&client, &bob, call, "Second arrivé");
+        let mut edit = application("Second arrivé, complété");
+        edit["version"] = json!(1);
+        assert_eq!(client.post(&format!("/api/v1/applications/{second}"), Some(&bob), &edit).status, 200);
+        assert_eq!(client.get(&format!("/api/v1/calls/{call}"), None).body["phase"], "open");
+        let refused = decide(&client, &manager, call, json!([{ "application": second, "selected": false }]));
+        assert_eq!(refused.status, 200, "{}", refused.text);
+        let all = client.get(&format!("/api/v1/calls/{call}/decisions"), Some(&manager)).body;
+        assert_eq!(all["items"].as_array().unwrap().len(), 2, "{all}");
+        let again = decide(&client, &manager, call, json!([{ "application": first, "selected": false }]));
+        assert_eq!(again.status, 409, "decided once: {}", again.text);
+    }
+}
+
+/// A decided application of a rolling call is what was decided: its author no longer edits
+/// it, nor its attachments, though the call stays open.
+#[test]
+fn a_decided_application_of_a_rolling_call_is_locked() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let (_server, client, manager) = demo_server(&db);
+        let call = open_call(&client, &manager, &call_body("verrou", None));
+        let (_, alice) = client.new_user("alice@example.org");
+        let app = apply(&client, &alice, call, "Décidé tel quel");
+        let grant =
+            json!([{ "application": app, "selected": true, "amount_cents": 1_000_000_000i64, "gpu_hours": 10 }]);
+        assert_eq!(decide(&client, &manager, call, grant).status, 200);
+        let mut edit = application("Changé après la décision");
+        edit["requested_cents"] = json!(30_000_000_000i64);
+        edit["version"] = json!(1);
+        let edited = client.post(&format!("/api/v1/applications/{app}"), Some(&alice), &edit);
+        assert_eq!(edited.status, 409, "a decided application was edited: {}", edited.text);
+        let attached = upload(&client, &alice, app, "ajout.pdf", 1, b"%PDF-1.4 ajout");
+        assert_eq!(attached.status, 409, "a decided application took an attachment: {}", attached.text);
     }
 }

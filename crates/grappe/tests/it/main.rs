@@ -9,6 +9,8 @@ mod authz;
 mod bad_input;
 mod browser;
 mod calls;
+mod calls_integrity;
+mod calls_isolation;
 mod challenges;
 mod cli;
 mod cluster;
