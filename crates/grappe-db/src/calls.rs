@@ -1009,6 +1009,10 @@ impl Db {
     ) -> DbResult<Result<Vec<DecisionRow>, DecisionRefused>> {
         use grappe_domain::account::{Role, RoleGrant, Scope, ScopeKind};
         let mut tx = self.write_tx().await?;
+        // The call's row, locked: a second batch of the same call waits here, then reads what
+        // this one granted (PostgreSQL's read committed would otherwise let both pass the
+        // envelope; SQLite's write transaction already holds the database).
+        sqlx::query("UPDATE calls SET id = id WHERE id = $1").bind(call.id).execute(&mut *tx).await?;
         for decision in decisions {
             let done = sqlx::query("SELECT 1 FROM call_decisions WHERE application_id = $1")
                 .bind(decision.application.id)

@@ -497,6 +497,9 @@ pub async fn write_review(state: &AppState, caller: &Caller, id: i64, body: Revi
     {
         return Err(AppError::Invalid(format!("`{extra}` is not a criterion of the call")));
     }
+    if state.db.decisions(call.id).await?.iter().any(|decision| decision.application_id == application.id) {
+        return Err(AppError::Conflict("the application is decided: its reviews are final".into()));
+    }
     let fields = ReviewFields {
         scores: &Value::Object(body.scores).to_string(),
         justifications: &Value::Object(body.justifications).to_string(),

@@ -438,7 +438,8 @@ async fn manager_view(state: &AppState, call: &CallRow, tr: &Tr) -> Result<Manag
                 call.review_ends_at.map(datetime_local).unwrap_or_default(),
             ]
         }),
-        may_decide: call.closes_at.is_none() || !matches!(Phase::of(call, now_ms()), Phase::Draft | Phase::Open),
+        may_decide: (call.closes_at.is_none() || !matches!(Phase::of(call, now_ms()), Phase::Draft | Phase::Open))
+            && ranked.iter().any(|r| !decisions.iter().any(|d| d.application_id == r.application.id)),
     })
 }
 
