@@ -1,63 +1,101 @@
-//! The assignment as a min-cost flow, solved exactly by successive shortest paths.
+//! The assignment as a min-cost flow, solved exactly: an auction finds a start close to the
+//! optimum, successive shortest paths make it optimal.
 //!
 //! **The network.** A node per application, per reviewer, and a sink. Each application has a
 //! supply of k units; an application sends a unit to a reviewer over the pair's edge (capacity
 //! 1, cost `-affinity`, scaled to integers by [`Problem`]); a reviewer passes at most L units to
-//! the sink. A flow that ships every supply is an assignment (integral: the capacities are), and
-//! its cost is minus its total affinity, so a minimum-cost flow is a maximal assignment.
+//! the sink (its `out`), which takes `k * applications`. A flow that ships every supply is an
+//! assignment (integral: the capacities are), and its cost is minus its total affinity, so a
+//! minimum-cost flow is a maximal assignment.
 //!
 //! **Unlisted pairs without 10^8 edges.** Every pair that is neither listed in `affinity` nor
-//! conflicted has an edge of cost 0. We never store these edges: Dijkstra enumerates them
-//! lazily. With potentials `p`, the reduced cost of such an edge `a -> r` is `p(a) - p(r)`; for
-//! every application the reviewers in decreasing `p(r)` are its unlisted edges in increasing
-//! reduced cost. We keep the reviewers in one ordered set by `(-p(r), r)`; when an application
-//! is settled at distance `d(a)` it pushes only one heap entry, its cheapest unlisted edge to a
-//! reviewer not yet settled (skipping its own listed, conflicted and already assigned
-//! reviewers); when that entry is popped it relaxes that reviewer and pushes the next one. As the
-//! entries of one application come out in nondecreasing key, the heap pops exactly what Dijkstra
-//! on the full graph would, and each application costs as many heap entries as unlisted edges
-//! Dijkstra actually looks at, not `reviewers`. Unlisted edges that carry flow are stored, as
-//! any assigned pair is, and their backward edges are ordinary edges.
+//! conflicted has an edge of cost 0. We never store these edges. With reviewer prices (the
+//! auction) or potentials `p` (the flow), all unlisted edges of an application differ only by the
+//! reviewer's price or potential, so one ordered set of reviewers by price (by `(-p(r), r)`)
+//! gives every application its unlisted edges best first, skipping its own listed, conflicted
+//! and already assigned reviewers. The auction takes the first few; Dijkstra, when it settles an
+//! application at distance `d(a)`, pushes only one heap entry, its cheapest unlisted edge to a
+//! reviewer not yet settled, and when that entry is popped relaxes that reviewer and pushes the
+//! next one. As the entries of one application come out in nondecreasing key, the heap pops
+//! exactly what Dijkstra on the full graph would, and each application costs as many heap
+//! entries as unlisted edges Dijkstra actually looks at, not `reviewers`. The sink's backward
+//! edges (to every reviewer with `out > 0`, reduced cost `p(sink) - p(r)`) are enumerated the
+//! same way. Unlisted edges that carry flow are stored, as any assigned pair is.
 //!
-//! **Why the result is optimal.** We add the units one at a time (application by application,
-//! in their order, k units each), each along a
-//! shortest path in the residual network from its application to the sink (Dijkstra on reduced
-//! costs `c(u, v) + p(u) - p(v) >= 0`). This is the successive-shortest-path method: a flow
-//! augmented along a shortest path stays of minimum cost among the flows with the same supplies
-//! (no negative cycle appears; Ahuja, Magnanti and Orlin, *Network Flows*, ch. 9), so after the
-//! last unit the flow is a minimum-cost flow, that is, a maximal assignment. The first
-//! potentials are feasible: `p(r) = p(sink) = 0`, `p(a) = -min(0, min over listed r of c(a,
-//! r))`. They keep every reviewer with room at the sink's potential (a settled one is settled at
-//! the sink's distance, so it is not moved; loads never go down), so the search ends at the first
-//! reviewer with room it settles. Dijkstra stops when it settles the sink at distance `D`; then `p(v) += d(v) - D`
-//! for every settled node and nothing else. This keeps every residual reduced cost nonnegative:
-//! for an edge `u -> v` with both settled, `d(v) <= d(u) + c'`; with `u` settled and `v` not,
-//! `d(u) + c' >= D` (else `v` would have been settled before the sink); with `v` settled and `u`
-//! not, `d(v) <= D`; and the path's edges get reduced cost 0, so their reversed edges too.
-//! Potentials stay within a path's cost (`|p| <= nodes * max |cost|`), distances within three
-//! times that, which the scale of [`Problem`] keeps inside `i64`.
+//! **The auction (a start; exactness does not depend on it).** Applications bid for reviewers
+//! (Bertsekas's forward auction, one scale): a reviewer has L slots, each taken at the price its
+//! holder bid, and its price is its cheapest slot's once all L are taken, 0 before. An
+//! application that lacks `d` reviewers takes the `d` best by value `-cost - price` among those
+//! it does not hold, each at the price that leaves it ε short of the next best value, evicting
+//! the reviewer's cheapest holder, who bids again. Applications wait in a queue in their order.
+//! ε is the largest cost over 2^10; the auction stops where it is on a price past 4 times the
+//! largest cost or after 32 bids per unit (an infeasible problem would bid forever).
 //!
-//! **Cutting the searches, exactly.** Reviewers' potentials start at 0 and only fall (`d(v) -
-//! D <= 0`). Each application keeps its listed pairs sorted by `bound <= c(a, r) - p(r)`: at
-//! first the cost, later `c(a, r) - p(r)` as it was when the list was last sorted, still a lower
-//! bound since `p(r)` has only fallen since. Scanning a settled application in that order, once
-//! `d(a) + bound + p(a)` reaches the sink's tentative distance (set as soon as a reviewer with
-//! room is reached), every later pair leads to a node that would settle after the sink, which
-//! changes neither the path nor the potentials: the scan stops. An edge whose exact reduced
-//! distance reaches that bound is skipped for the same reason. A scan that skips many pairs
-//! (their bound was stale) sorts the application's list again with the current potentials.
+//! **From the auction to an optimal pseudoflow.** Potentials: the sink at 0; a reviewer whose L
+//! slots are taken at minus its price, any other at 0; an application at `p(a)`, the best value
+//! `-c(a, r) + p(r)` of a pair it does not hold (none: the worst of those it holds). A held pair
+//! worth less than `p(a)` (within ε of it, mostly) is dropped: its reviewer keeps its `out` when
+//! `p(r) < 0` (a deficit at the reviewer), gives the unit back when `p(r) = 0` (a deficit at the
+//! sink). Every residual edge then has a nonnegative reduced cost `c(u, v) + p(u) - p(v)`: a pair
+//! not held, `c + p(a) - p(r) >= 0` by the choice of `p(a)`; a held pair backwards, `-c + p(r) -
+//! p(a) >= 0` as it was kept; reviewer to sink (room: only reviewers at `p(r) = 0` have room),
+//! `p(r) - p(sink) = 0`; sink back to a reviewer, `0 - p(r) >= 0` as prices are not negative. A
+//! pseudoflow with such potentials has no negative residual cycle: it is of minimum cost among
+//! those with its own excesses (applications short of k) and deficits.
 //!
-//! **Infeasibility.** Before the flow, two counts: an application with fewer than k
+//! **Why the result is optimal.** Successive shortest paths from there: each missing unit
+//! (application by application, in their order) goes along a shortest path in the residual
+//! network from its application to the nearest node with a deficit (Dijkstra on reduced costs
+//! to a virtual goal, reached from each such node at its own distance). A pseudoflow augmented
+//! along a shortest path stays of minimum cost for its imbalances (Ahuja, Magnanti and Orlin,
+//! *Network Flows*, ch. 9), so when every application has k pairs the excesses are gone, hence
+//! the deficits (they add up to the same), and the flow is a minimum-cost flow, that is, a
+//! maximal assignment. Dijkstra stops when it settles the goal at distance `D`; then `p(v) +=
+//! d(v) - D` for every settled node and nothing else. This keeps every residual reduced cost
+//! nonnegative: for an edge `u -> v` with both settled, `d(v) <= d(u) + c'`; with `u` settled and
+//! `v` not, `d(u) + c' >= D` (else `v` would have been settled before the goal); with `v` settled
+//! and `u` not, `d(v) <= D`; and the path's edges get reduced cost 0, so their reversed edges too.
+//! A feasible problem always has such a path (the difference between this pseudoflow and any
+//! assignment holds one from each excess to a deficit), so a failed search means no assignment
+//! exists; the cold start then runs to explain why.
+//!
+//! **The cold start** (the explanation, and the tests' oracle): no flow, the sink lacking all its
+//! units, reviewers and the sink at potential 0, each application at minus its cheapest edge.
+//! It keeps every reviewer with room at the sink's potential (a settled one is settled at the
+//! sink's distance, so it is not moved; loads never go down), so a search ends at the first
+//! reviewer with room it settles.
+//!
+//! **Cutting the searches, exactly.** Reviewers' potentials only fall (`d(v) - D <= 0`). Each
+//! application keeps its listed pairs sorted by `bound <= c(a, r) - p(r)`: `c(a, r) - p(r)` as it
+//! was when the list was last sorted, still a lower bound since `p(r)` has only fallen since.
+//! Scanning a settled application in that order, once `d(a) + bound + p(a)` reaches the goal's
+//! tentative distance (set as soon as a node with a deficit is reached; a reviewer with room
+//! reaches the sink at once), every later pair leads to a node that would settle after the
+//! goal, which changes neither the path nor the potentials: the scan stops. An edge whose exact
+//! reduced distance reaches that bound is skipped for the same reason. A scan that skips many
+//! pairs (their bound was stale) sorts the application's list again with the current potentials.
+//! The auction cuts the same way: prices are not negative, so a listed pair is worth at most
+//! `-cost`, and an application's listed pairs, by cost, are read only while they may still
+//! enter its best few.
+//!
+//! **Infeasibility.** Before anything, two counts: an application with fewer than k
 //! non-conflicted reviewers, or `k * applications > min(L, applications) * reviewers`. Past
-//! them, when Dijkstra from application `a0` empties its heap without reaching the sink, the
-//! applications it reached, `X`, violate Hall's condition for this b-matching: every reviewer it
-//! reached is full, with all its applications in `X` (its backward edges were followed), and
-//! every non-conflicted pair between `X` and a reviewer it did not reach already carries flow;
-//! so `sum over r of min(L, |X minus r's conflicts|)`, the most reviews `X` could ever get, is at
-//! most the flow now into `X`, which is below `k * |X|` since `a0` lacks a reviewer.
+//! them, when the cold start's Dijkstra from application `a0` empties its heap without reaching
+//! the sink, the applications it reached, `X`, violate Hall's condition for this b-matching:
+//! every reviewer it reached is full, with all its applications in `X` (its backward edges were
+//! followed), and every non-conflicted pair between `X` and a reviewer it did not reach already
+//! carries flow; so `sum over r of min(L, |X minus r's conflicts|)`, the most reviews `X` could
+//! ever get, is at most the flow now into `X`, which is below `k * |X|` since `a0` lacks a
+//! reviewer.
 //!
-//! **Determinism.** Applications are served in their order, the heap breaks ties by node index,
-//! the ordered set by reviewer index: the same problem gives the same assignment.
+//! **Integers.** Costs are at most `2^59 / nodes` in absolute value ([`Problem`]). Prices stay
+//! below 4 times the largest cost (the auction stops before), so the warm potentials start
+//! within 5 times it of 0; from either start, potentials stay within a path's cost of that
+//! (`nodes * max |cost|`) and distances within three times, inside `i64`.
+//!
+//! **Determinism.** Applications bid in queue order and are served in their order, candidates
+//! and the heap break ties by index, the ordered sets by reviewer index: the same problem gives
+//! the same assignment.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
