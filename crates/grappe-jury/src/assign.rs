@@ -28,8 +28,9 @@
 //! application that lacks `d` reviewers takes the `d` best by value `-cost - price` among those
 //! it does not hold, each at the price that leaves it ε short of the next best value, evicting
 //! the reviewer's cheapest holder, who bids again. Applications wait in a queue in their order.
-//! ε is the largest cost over 2^10; the auction stops where it is on a price past 4 times the
-//! largest cost or after 32 bids per unit (an infeasible problem would bid forever).
+//! ε is the largest cost over 2^10; the auction gives up on a price past 4 times the largest
+//! cost or after 32 bids per unit (an infeasible problem would bid forever), and the cold start
+//! (below) solves the problem instead.
 //!
 //! **From the auction to an optimal pseudoflow.** Potentials: the sink at 0; a reviewer whose L
 //! slots are taken at minus its price, any other at 0; an application at `p(a)`, the best value
@@ -184,14 +185,17 @@ fn thousands(value: u64) -> String {
 /// no conflicted pair, total affinity maximal; or why that cannot be.
 pub fn assign(problem: &Problem) -> Result<Assignment, Infeasible> {
     let load = precheck(problem)?;
-    let mut flow = Flow::warm(problem, load, Auction::run(problem, load));
-    if flow.fill().is_err() {
-        // No assignment exists (a feasible problem always has a path; see the module comment):
-        // the cold start's failed search names the Hall set.
-        drop(flow);
-        flow = Flow::cold(problem, load);
-        flow.fill().map_err(|reached| hall(problem, load, &reached))?;
+    if let Some(auction) = Auction::run(problem, load) {
+        let mut flow = Flow::warm(problem, load, auction);
+        if flow.fill().is_ok() {
+            return Ok(flow.assignment());
+        }
     }
+    // The auction gave up (no assignment exists, most likely), or no assignment exists (a
+    // feasible problem always has a path; see the module comment): the cold start solves or
+    // names the Hall set.
+    let mut flow = Flow::cold(problem, load);
+    flow.fill().map_err(|reached| hall(problem, load, &reached))?;
     Ok(flow.assignment())
 }
 
@@ -321,20 +325,20 @@ struct Auction<'p> {
     /// Scratch of `best`: (value, reviewer, cost).
     candidates: Vec<(i64, u32, i64)>,
     epsilon: i64,
-    /// No price goes past it (then the auction stops where it is; the flow finishes the work).
+    /// No price goes past it (the auction gives up first).
     price_cap: i64,
 }
 
 /// ε is the largest cost over 2^this. A coarser ε makes fewer bids and leaves more pairs for
 /// the flow to repair: on the benchmark (`bench/assign`), 2^10 is about the best trade.
 const EPSILON_SHIFT: u32 = 10;
-/// Bids the auction may make, per unit of supply (then it stops where it is).
+/// Bids the auction may make, per unit of supply (then it gives up).
 const BIDS_PER_UNIT: usize = if cfg!(test) { 4 } else { 32 };
 
 impl<'p> Auction<'p> {
-    /// One scale, ε a 1024th of the largest cost; stops early, where it is, on a price past the
+    /// One scale, ε a 1024th of the largest cost; none when it gives up, on a price past the
     /// cap or too many bids (an infeasible problem bids forever).
-    fn run(problem: &'p Problem, load: usize) -> Auction<'p> {
+    fn run(problem: &'p Problem, load: usize) -> Option<Auction<'p>> {
         let (n, m) = (problem.applications(), problem.reviewers());
         let largest = problem.listed.iter().map(|listed| listed.cost.abs()).max().unwrap_or(0).max(1);
         let mut auction = Auction {
@@ -356,10 +360,10 @@ impl<'p> Auction<'p> {
             auction.queued[a as usize] = false;
             bids += 1;
             if bids > budget || auction.bid(a).is_err() {
-                break;
+                return None;
             }
         }
-        auction
+        Some(auction)
     }
 
     fn price(&self, r: u32) -> i64 {
