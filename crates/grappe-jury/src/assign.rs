@@ -301,14 +301,13 @@ fn hall(problem: &Problem, load: usize, reached: &[u32]) -> Infeasible {
     Infeasible::Hall { applications, needed: (problem.k * size) as u64, available }
 }
 
-/// An application's ε-scaling auction for its reviewers, to start the flow near the optimum.
+/// The forward auction (one scale) that starts the flow near the optimum.
 ///
 /// Applications bid for reviewers; a reviewer has L slots, each taken at the price its holder
-/// bid; its price is its cheapest slot's (0 while a slot was never taken). An application that
-/// lacks `d` reviewers takes the `d` best by value `affinity - price` among those it does not
-/// hold, each at the price that leaves it `ε` short of the next best value (outbidding the
-/// cheapest holder). A reviewer's price rises with each bid, and falls to 0 when
-/// a pair is dropped between scales.
+/// bid; its price is its cheapest slot's, 0 while one is free. An application that lacks `d`
+/// reviewers takes the `d` best by value `-cost - price` among those it does not hold, each at
+/// the price that leaves it ε short of the next best value (outbidding the cheapest holder, who
+/// bids again). Prices only rise.
 struct Auction<'p> {
     problem: &'p Problem,
     load: usize,
@@ -318,8 +317,8 @@ struct Auction<'p> {
     prices: Vec<i64>,
     /// Reviewers by `(price, r)`: the unlisted pairs of an application in decreasing value.
     by_price: BTreeSet<(i64, u32)>,
-    /// Each application's reviewers: (reviewer, cost, price paid).
-    held: Vec<Vec<(u32, i64, i64)>>,
+    /// Each application's reviewers: (reviewer, cost).
+    held: Vec<Vec<(u32, i64)>>,
     queue: VecDeque<u32>,
     queued: Vec<bool>,
     /// Scratch of `best`: (value, reviewer, cost).
@@ -387,7 +386,7 @@ impl<'p> Auction<'p> {
     fn best(&mut self, a: usize, limit: usize) {
         let problem = self.problem;
         let held = &self.held[a];
-        let not_held = |r: u32| !held.iter().any(|&(taken, _, _)| taken == r);
+        let not_held = |r: u32| !held.iter().any(|&(taken, _)| taken == r);
         let candidates = &mut self.candidates;
         candidates.clear();
         if problem.unlisted {
@@ -430,14 +429,14 @@ impl<'p> Auction<'p> {
             let slots = &mut self.slots[r as usize];
             if slots.len() == self.load {
                 let Reverse((_, holder)) = slots.pop().expect("a full reviewer has a cheapest slot");
-                self.held[holder as usize].retain(|&(taken, _, _)| taken != r);
+                self.held[holder as usize].retain(|&(taken, _)| taken != r);
                 if !self.queued[holder as usize] {
                     self.queued[holder as usize] = true;
                     self.queue.push_back(holder);
                 }
             }
             slots.push(Reverse((price, a)));
-            self.held[a as usize].push((r, cost, price));
+            self.held[a as usize].push((r, cost));
             self.reprice(r);
         }
         Ok(())
@@ -568,7 +567,7 @@ impl<'p> Flow<'p> {
         for (a, held) in auction.held.iter().enumerate() {
             let potential = &flow.potential;
             let value = |r: u32, cost: i64| -cost + potential[n + r as usize];
-            let not_held = |r: u32| !held.iter().any(|&(taken, _, _)| taken == r);
+            let not_held = |r: u32| !held.iter().any(|&(taken, _)| taken == r);
             let listed = problem.listed(a).iter().filter(|listed| not_held(listed.reviewer));
             let mut best = listed.map(|listed| value(listed.reviewer, listed.cost)).max();
             if problem.unlisted {
@@ -580,9 +579,8 @@ impl<'p> Flow<'p> {
                     .map(|&(minus_p, _)| -minus_p);
                 best = best.max(unlisted);
             }
-            let p_a = best.unwrap_or_else(|| held.iter().map(|&(r, cost, _)| value(r, cost)).min().unwrap_or(0));
-            let kept: Vec<(u32, i64)> =
-                held.iter().filter(|&&(r, cost, _)| value(r, cost) >= p_a).map(|&(r, cost, _)| (r, cost)).collect();
+            let p_a = best.unwrap_or_else(|| held.iter().map(|&(r, cost)| value(r, cost)).min().unwrap_or(0));
+            let kept: Vec<(u32, i64)> = held.iter().copied().filter(|&(r, cost)| value(r, cost) >= p_a).collect();
             flow.potential[a] = p_a;
             for (r, cost) in kept {
                 flow.app_pairs[a].push((r, cost));
