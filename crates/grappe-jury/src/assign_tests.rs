@@ -1,5 +1,6 @@
-//! Worked cases, the messages of infeasible problems, and a seeded property test against brute
-//! force on every small random problem.
+//! Worked cases, the messages of infeasible problems, seeded property tests against brute force
+//! on small random problems, and against the cold start (successive shortest paths alone) on
+//! larger ones.
 
 use crate::{Assignment, Infeasible, Problem, ProblemError, ProblemSpec, assign};
 
