@@ -1,5 +1,6 @@
-//! Worked cases, the messages of infeasible problems, and a seeded property test against brute
-//! force on every small random problem.
+//! Worked cases, the messages of infeasible problems, seeded property tests against brute force
+//! on small random problems, and against the cold start (successive shortest paths alone) on
+//! larger ones.
 
 use crate::{Assignment, Infeasible, Problem, ProblemError, ProblemSpec, assign};
 
@@ -321,4 +322,64 @@ fn random_small_problems_match_brute_force_in_the_fairness_mode() {
         }
     }
     assert!(feasible > 300, "{feasible} feasible");
+}
+
+/// Random problems with decimals, ties, conflicts and unlisted pairs, too large for the brute
+/// force: the auction's warm start and the cold start's successive shortest paths (the solver
+/// before the auction, kept as the tests' oracle) reach the same optimum, or both refuse.
+#[test]
+fn random_problems_match_the_cold_start() {
+    let mut rng = Rng(0x7761_726d);
+    let (mut feasible, mut infeasible, mut hall) = (0, 0, 0);
+    for case in 0..1500 {
+        let (n, m) = (rng.range(1, 40), rng.range(1, 30));
+        let k = rng.range(1, m.min(4));
+        let mut problem = spec(n, m, k, rng.range(1, 6));
+        let (density, conflicted) = (rng.range(2, 9), rng.range(0, 5));
+        // Few distinct values (ties) in one case out of two, quarter units otherwise.
+        let values = if rng.range(0, 1) == 0 { 3 } else { 4000 };
+        for a in 0..n {
+            for r in 0..m {
+                if rng.range(0, 9) < density {
+                    problem.affinity.push((a, r, rng.range(0, values) as f64 / 4.0 - 0.5));
+                }
+                if rng.range(0, 19) < conflicted {
+                    problem.conflicts.push((a, r));
+                }
+            }
+        }
+        // One case in three: a group of applications that may only have the same few
+        // reviewers (a Hall set when they need more reviews than those can give).
+        if rng.range(0, 2) == 0 {
+            let (group, few) = (rng.range(1, n), rng.range(k, (k + 2).min(m)));
+            for a in 0..group {
+                problem.conflicts.extend((few..m).map(|r| (a, r)));
+            }
+            problem.conflicts.sort_unstable();
+            problem.conflicts.dedup();
+        }
+        let built = Problem::new(problem.clone()).unwrap();
+        let restricted = built.at_least(if rng.range(0, 3) == 0 { 0.25 } else { -1.0 });
+        for problem_now in [&built, &restricted] {
+            match (crate::assign::assign(problem_now), crate::assign::assign_cold(problem_now)) {
+                (Ok(warm), Ok(cold)) => {
+                    if std::ptr::eq(problem_now, &built) {
+                        check_constraints(&problem, &warm);
+                    }
+                    assert_eq!(warm.total_affinity, cold.total_affinity, "case {case}: {problem:?}");
+                    feasible += 1;
+                }
+                (Err(warm), Err(cold)) => {
+                    assert_eq!(warm, cold, "case {case}");
+                    if std::ptr::eq(problem_now, &built) {
+                        check_hall(&problem, &warm);
+                    }
+                    infeasible += 1;
+                    hall += usize::from(matches!(warm, Infeasible::Hall { .. }));
+                }
+                (warm, cold) => panic!("case {case}: warm {warm:?}, cold {cold:?}, {problem:?}"),
+            }
+        }
+    }
+    assert!(feasible > 800 && hall > 50, "{feasible} feasible, {infeasible} infeasible, {hall} Hall");
 }
