@@ -10,13 +10,15 @@ pub enum Module {
     Compute,
     Data,
     Models,
+    /// AI as a service: the OpenAI-compatible gateway.
+    Ai,
     Challenges,
     Booster,
 }
 
 impl Module {
-    pub const ALL: [Module; 6] =
-        [Module::Calls, Module::Compute, Module::Data, Module::Models, Module::Challenges, Module::Booster];
+    pub const ALL: [Module; 7] =
+        [Module::Calls, Module::Compute, Module::Data, Module::Models, Module::Ai, Module::Challenges, Module::Booster];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -24,6 +26,7 @@ impl Module {
             Module::Compute => "compute",
             Module::Data => "data",
             Module::Models => "models",
+            Module::Ai => "ai",
             Module::Challenges => "challenges",
             Module::Booster => "booster",
         }

@@ -5,6 +5,7 @@
 //! calls `/v1/...` as OpenAI's clients do, and every request reserves its most cost on the
 //! project's allocation before it is forwarded and settles its real cost after (`proxy.rs`).
 
+pub mod pages;
 pub mod proxy;
 pub mod replicas;
 
@@ -26,8 +27,8 @@ use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
 pub fn routes() -> Vec<Route> {
-    use Access::{ProjectKey, SignedIn};
-    use Kind::{Api, OpenAi};
+    use Access::{ProjectKey, Public, SignedIn};
+    use Kind::{Api, OpenAi, Page};
     use Method::{Delete, Get, Post};
     vec![
         route(
@@ -65,6 +66,24 @@ pub fn routes() -> Vec<Route> {
             create_model,
         )
         .body("NewGatewayModel"),
+        route(Page, Get, "/ai", Public, "AI as a service: models, keys, usage, playground", pages::gateway_page),
+        route(Page, Post, "/ai/projects/{id}/keys", SignedIn, "Create a key from the page (members)", pages::key_form),
+        route(
+            Page,
+            Post,
+            "/ai/projects/{id}/keys/{key_id}/revoke",
+            SignedIn,
+            "Revoke a key from the page (members)",
+            pages::revoke_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/ai/playground",
+            SignedIn,
+            "A prompt to a model, paid by one of the caller's projects' keys",
+            pages::playground,
+        ),
         route(OpenAi, Get, "/v1/models", ProjectKey, "The models this key may call (OpenAI's format)", models),
         route(OpenAi, Post, "/v1/chat/completions", ProjectKey, "Chat completions (OpenAI's format)", proxy::chat),
         route(OpenAi, Post, "/v1/completions", ProjectKey, "Completions (OpenAI's format)", proxy::completions),
@@ -107,23 +126,18 @@ pub struct NewKeyBody {
     pub tokens_per_minute: Option<i64>,
 }
 
-pub async fn create_key(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    UrlPath(id): UrlPath<i64>,
-    ApiJson(body): ApiJson<NewKeyBody>,
-) -> AppResult<Response> {
-    let project = member_project(&state, &caller, id).await?;
+/// Creates a key of a project for a member: the one path for the API and the page. The row,
+/// and the key itself, which is never shown again.
+pub async fn issue_key(state: &AppState, caller: &Caller, id: i64, body: NewKeyBody) -> AppResult<(GatewayKeyRow, String)> {
+    let project = member_project(state, caller, id).await?;
     let name = crate::calls::text_field("name", &body.name, 100)?;
-    let key = caller::new_gateway_key();
-    let prefix: String = key.chars().take(caller::GATEWAY_KEY_PREFIX.len() + 6).collect();
-    for (field, limit) in
-        [("requests_per_minute", body.requests_per_minute), ("tokens_per_minute", body.tokens_per_minute)]
-    {
+    for (field, limit) in [("requests_per_minute", body.requests_per_minute), ("tokens_per_minute", body.tokens_per_minute)] {
         if limit.is_some_and(|limit| !(1..=1_000_000_000).contains(&limit)) {
             return Err(AppError::Invalid(format!("`{field}`: 1 to 1,000,000,000, or none")));
         }
     }
+    let key = caller::new_gateway_key();
+    let prefix: String = key.chars().take(caller::GATEWAY_KEY_PREFIX.len() + 6).collect();
     let new = NewGatewayKey {
         project_id: project,
         name: &name,
@@ -133,6 +147,16 @@ pub async fn create_key(
         tokens_per_minute: body.tokens_per_minute,
     };
     let row = state.db.create_gateway_key(&new, &caller.audit_name()).await?;
+    Ok((row, key))
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<NewKeyBody>,
+) -> AppResult<Response> {
+    let (row, key) = issue_key(&state, &caller, id, body).await?;
     let mut answer = key_json(&row);
     answer["key"] = Value::String(key);
     Ok((StatusCode::CREATED, Json(answer)).into_response())
@@ -148,15 +172,21 @@ pub async fn keys(
     Ok(Json(json!({ "items": items })))
 }
 
+/// Revokes a project's key at once: the one path for the API and the page.
+pub async fn revoke(state: &AppState, caller: &Caller, id: i64, key_id: i64) -> AppResult<()> {
+    let project = member_project(state, caller, id).await?;
+    if !state.db.revoke_gateway_key(project, key_id, &caller.audit_name()).await? {
+        return Err(AppError::NotFound(format!("project {id} has no live key {key_id}")));
+    }
+    Ok(())
+}
+
 pub async fn revoke_key(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     UrlPath((id, key_id)): UrlPath<(i64, i64)>,
 ) -> AppResult<StatusCode> {
-    let project = member_project(&state, &caller, id).await?;
-    if !state.db.revoke_gateway_key(project, key_id, &caller.audit_name()).await? {
-        return Err(AppError::NotFound(format!("project {id} has no live key {key_id}")));
-    }
+    revoke(&state, &caller, id, key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

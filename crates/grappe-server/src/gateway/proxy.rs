@@ -66,16 +66,29 @@ impl Endpoint {
     }
 }
 
-pub async fn chat(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
-    forward(state, caller, body, Endpoint::Chat).await.unwrap_or_else(AppError::openai_response)
+pub async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    by_key(&state, &caller, body, Endpoint::Chat).await
 }
 
-pub async fn completions(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
-    forward(state, caller, body, Endpoint::Completions).await.unwrap_or_else(AppError::openai_response)
+pub async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    by_key(&state, &caller, body, Endpoint::Completions).await
 }
 
-pub async fn embeddings(state: State<AppState>, caller: Extension<Caller>, body: Bytes) -> Response {
-    forward(state, caller, body, Endpoint::Embeddings).await.unwrap_or_else(AppError::openai_response)
+pub async fn embeddings(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    by_key(&state, &caller, body, Endpoint::Embeddings).await
+}
+
+async fn by_key(state: &AppState, caller: &Caller, body: Bytes, endpoint: Endpoint) -> Response {
+    let forwarded = match key_of(caller) {
+        Ok(key) => forward(state, key.clone(), body, endpoint).await,
+        Err(error) => Err(error),
+    };
+    forwarded.unwrap_or_else(AppError::openai_response)
+}
+
+/// A chat request paid by `key` (the playground's, for a member of the key's project).
+pub async fn chat_as(state: &AppState, key: GatewayKeyRow, body: Bytes) -> Result<Response, AppError> {
+    forward(state, key, body, Endpoint::Chat).await
 }
 
 /// A request as the gateway checked it: its model, its upstream body, its bounds.
@@ -210,13 +223,7 @@ fn usage_of(value: &Value) -> Option<(i64, i64)> {
     Some((prompt, completion))
 }
 
-async fn forward(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    raw: Bytes,
-    endpoint: Endpoint,
-) -> Result<Response, AppError> {
-    let key = key_of(&caller)?.clone();
+async fn forward(state: &AppState, key: GatewayKeyRow, raw: Bytes, endpoint: Endpoint) -> Result<Response, AppError> {
     let checked = check(state.db.gateway_models().await?, &key, &raw, endpoint)?;
     let ask = Ask {
         project_id: key.project_id,

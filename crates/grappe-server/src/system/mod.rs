@@ -41,6 +41,7 @@ pub fn routes() -> Vec<Route> {
         route(Page, Get, "/lang/{code}", Public, "Choose the interface language", set_language),
         route(Page, Get, "/static/app.css", Public, "Style sheet", stylesheet),
         route(Page, Get, "/static/job.js", Public, "The job page's script (follows the log)", job_script),
+        route(Page, Get, "/static/gateway.js", Public, "The gateway page's script (streams the playground)", gateway_script),
     ];
     for (path, summary) in MODULE_PAGES {
         routes.push(route(Page, Get, path, Public, summary, module_page));
@@ -81,6 +82,10 @@ pub async fn leases(State(state): State<AppState>) -> AppResult<Json<Value>> {
 
 pub async fn stylesheet() -> Response {
     ([(CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/app.css")).into_response()
+}
+
+pub async fn gateway_script() -> Response {
+    ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/gateway.js")).into_response()
 }
 
 pub async fn job_script() -> Response {

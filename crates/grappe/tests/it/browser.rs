@@ -619,6 +619,41 @@ fn attach_a_file_discuss_and_manage_the_jury_from_the_pages() {
     assert_eq!(page.status, 404, "a conflicted juror no longer reaches the application's page");
 }
 
+/// A project member uses the gateway from its page: creates a key (shown once), asks a model in
+/// the playground and reads the answer as it streams, then revokes the key, which fails at once.
+#[test]
+fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
+    let upstream = crate::gateway::Upstream::start();
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    crate::gateway::register(&client, &upstream, "petit-modele", None, (1000, 1000));
+    let (email, password) = server.demo_password("project_member");
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/ai", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_count("#model-list tbody tr", 1);
+    assert!(browser.text("#model-list").contains("petit-modele"), "{}", browser.text("#model-list"));
+    browser.type_into("section[id^='project-'] input[name='name']", "carnet");
+    browser.click("section[id^='project-'] form.stacked button");
+    browser.wait_count("#new-key", 1);
+    let key = browser.text("#new-key");
+    assert!(key.starts_with("gsk-"), "{key}");
+    assert_eq!(client.get("/v1/models", Some(&key)).status, 200);
+    browser.go(&format!("{}/ai#playground", server.base));
+    browser.type_into("#playground-prompt", "Bonjour");
+    browser.click("#playground-submit");
+    browser.wait_text("#playground-answer", "mmmmm");
+    browser.screenshot("gateway-playground-fr.png");
+    browser.click(".key-list button.link");
+    browser.wait_count(".key-list button.link", 0);
+    assert_eq!(client.get("/v1/models", Some(&key)).status, 401, "revoked from the page, refused at once");
+    browser.click("#lang-switch");
+    browser.wait_text("h1", "AI as a service: an OpenAI-compatible gateway");
+    browser.screenshot("gateway-en.png");
+}
+
 #[test]
 fn apply_to_the_demo_call_from_a_phone_with_the_keyboard() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);

@@ -17,13 +17,13 @@ use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb
 /// `/v1/embeddings`. It answers `min(max_tokens, 5)` tokens, or `max_tokens` when the prompt
 /// says FULL; waits between chunks when it says SLOW; breaks off after two chunks when it says
 /// BREAK. Each answer closes its connection.
-struct Upstream {
-    base: String,
+pub struct Upstream {
+    pub base: String,
     requests: Arc<AtomicUsize>,
 }
 
 impl Upstream {
-    fn start() -> Upstream {
+    pub fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}/v1", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
@@ -121,7 +121,7 @@ fn project_with_key(client: &Client, name: &str, gpu_hours: i64, key_body: Value
     (id, token, key.body["key"].as_str().unwrap().to_owned())
 }
 
-fn register(client: &Client, upstream: &Upstream, name: &str, project: Option<i64>, prices: (i64, i64)) {
+pub fn register(client: &Client, upstream: &Upstream, name: &str, project: Option<i64>, prices: (i64, i64)) {
     let model = json!({ "name": name, "upstream": upstream.base, "project": project, "input_gpu_ms_per_1k": prices.0, "output_gpu_ms_per_1k": prices.1, "max_output_tokens": 100 });
     let created = client.post("/api/v1/gateway/models", Some(ADMIN_TOKEN), &model);
     assert_eq!(created.status, 201, "{}", created.text);
