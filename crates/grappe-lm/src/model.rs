@@ -202,6 +202,7 @@ impl Model {
             temperature,
             rng: SplitMix64::new(seed),
             utf8: Utf8::default(),
+            end_allowed: true,
             stopped: None,
             activations: Activations::new(&self.shape),
         }
@@ -312,6 +313,7 @@ pub struct Generation<'m> {
     temperature: f32,
     rng: SplitMix64,
     utf8: Utf8,
+    end_allowed: bool,
     stopped: Option<Stop>,
     activations: Activations,
 }
@@ -320,6 +322,12 @@ impl<'m> Generation<'m> {
     /// Why it stopped, once it has.
     pub fn stopped(&self) -> Option<Stop> {
         self.stopped
+    }
+
+    /// Never ends before `max_tokens` (vLLM's `ignore_eos`): for load tests.
+    pub fn ignoring_end(mut self) -> Self {
+        self.end_allowed = false;
+        self
     }
 
     /// The same tokens as text, one piece per character.
@@ -332,7 +340,8 @@ impl<'m> Generation<'m> {
         let logits = &self.activations.logits;
         let allowed = |index: usize| {
             let token = Token::from_index(index).expect("a score per token");
-            self.utf8.allows(token, self.left).then_some(token)
+            let allowed = self.utf8.allows(token, self.left) && (self.end_allowed || token != Token::END);
+            allowed.then_some(token)
         };
         // The first allowed token of highest score: greedy, and the reference of the softmax.
         let mut best: Option<(Token, f32)> = None;
@@ -343,7 +352,7 @@ impl<'m> Generation<'m> {
                 best = Some((token, logit));
             }
         }
-        let (best, max) = best.expect("an ASCII byte or END is always allowed");
+        let (best, max) = best.expect("an ASCII byte or a continuation byte is always allowed");
         if self.temperature.is_nan() || self.temperature <= 0.0 {
             return best;
         }

@@ -80,6 +80,8 @@ fn every_generation_is_whole_characters_counted_exactly() {
             assert_eq!(pieces.stopped(), stopped);
         }
     }
+    let tokens = model.generate("", 300, 0.0, 0).ignoring_end().count();
+    assert!((297..=300).contains(&tokens), "{tokens}");
     assert_eq!(count_tokens(""), 0);
     assert_eq!(count_tokens("congé"), 6);
     assert_eq!(count_tokens("€"), 3);
