@@ -27,9 +27,13 @@ pub enum TrainCommand {
 
 #[derive(Args)]
 pub struct LanguageModelFlags {
-    /// The training text: UTF-8, each line a document.
+    /// The training text: UTF-8, each line a document; with `--column`, a CSV file.
     #[arg(long)]
     text: PathBuf,
+    /// Read `--text` as CSV with a header (a tabular dataset of the data commons): each row's
+    /// field in this column is a document.
+    #[arg(long)]
+    column: Option<String>,
     /// Where to write `model.bin`, `card.md` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
@@ -183,7 +187,14 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
     if size_bytes > grappe_lm::MAX_TEXT_BYTES as u64 {
         bail!("{} is {size_bytes} bytes, at most {} are read", flags.text.display(), grappe_lm::MAX_TEXT_BYTES);
     }
-    let text = std::fs::read_to_string(&flags.text).with_context(context)?;
+    let text = match &flags.column {
+        None => std::fs::read_to_string(&flags.text).with_context(context)?,
+        Some(column) => {
+            let rows = read_columns(&flags.text, &[column])?;
+            let documents: Vec<String> = rows.into_iter().map(|row| row[0].replace(['\r', '\n'], " ")).collect();
+            documents.join("\n")
+        }
+    };
     let trainer =
         grappe_lm::Trainer::new(config, &text).with_context(|| format!("training on {}", flags.text.display()))?;
     println!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());

@@ -298,14 +298,22 @@ fn a_language_model_is_trained_resumed_and_served_in_openai_format() {
 }
 
 #[test]
-fn a_damaged_model_file_is_refused_by_serve() {
+fn a_model_trained_on_a_csv_column_then_damaged_is_refused_by_serve() {
     let dir = TempDir::new("lm-damaged");
-    let text_path = dir.path().join("text.txt");
-    std::fs::write(&text_path, TEXT).unwrap();
+    // A tabular dataset of the commons: the column's fields are the documents.
+    let csv: String = TEXT.lines().enumerate().map(|(i, line)| format!("{i},\"{line}\",x\n")).collect();
+    let text_path = dir.path().join("train.csv");
+    std::fs::write(&text_path, format!("id,text,label\n{csv}")).unwrap();
     let out = dir.path().join("model");
-    let args = ["train", "language-model", "--text", text_path.to_str().unwrap(), "--epochs", "1", "--hidden", "16"];
-    let output = grappe(&[&args[..], &["--out", out.to_str().unwrap()]].concat(), &[], "");
+    let args = ["train", "language-model", "--text", text_path.to_str().unwrap(), "--column", "text"];
+    let output =
+        grappe(&[&args[..], &["--epochs", "1", "--hidden", "16", "--out", out.to_str().unwrap()]].concat(), &[], "");
     assert!(output.status.success(), "{}", text(&output));
+    // Each line's bytes and its end: as many as the text with its newlines.
+    let examples = TEXT.len();
+    assert!(text(&output).contains(&format!("{examples} examples")), "{}", text(&output));
+    let missing = grappe(&[&args[..4], &["--column", "texte", "--out", out.to_str().unwrap()]].concat(), &[], "");
+    assert!(!missing.status.success() && text(&missing).contains("no column `texte`"), "{}", text(&missing));
     let path = out.join("model.bin");
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
