@@ -2,7 +2,7 @@
 //! softmax over the vocabulary; its bytes; and generation, greedy or sampled, as an iterator of
 //! tokens that stops at [`Token::END`] or at `max_tokens`, and never writes invalid UTF-8.
 
-use grappe_train::codec::{Reader, Writer, frame, unframe};
+use grappe_train::codec::{Reader, Writer, decode, encode};
 use grappe_train::rng::SplitMix64;
 
 use crate::{DecodeError, MAX_PARAMETERS, Token, VOCABULARY};
@@ -209,16 +209,11 @@ impl Model {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body = Writer::default();
-        self.write(&mut body);
-        frame(MAGIC, VERSION, &body.0)
+        encode(MAGIC, VERSION, |body| self.write(body))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, DecodeError> {
-        let mut reader = Reader(unframe(MAGIC, VERSION, bytes)?);
-        let model = Model::read(&mut reader)?;
-        reader.end()?;
-        Ok(model)
+        decode(MAGIC, VERSION, bytes, Model::read)
     }
 
     pub(crate) fn write(&self, out: &mut Writer) {

@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use grappe_train::codec::{Reader, Writer, frame, unframe};
+use grappe_train::codec::{decode, encode};
 use grappe_train::rng::{SplitMix64, mix64};
 
 use crate::model::{Activations, Model, Shape, parts, parts_mut};
@@ -308,39 +308,37 @@ impl Checkpoint {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body = Writer::default();
-        body.bytes(&self.fingerprint);
-        body.u32(self.epoch);
-        body.u64(self.position);
-        body.f64(self.loss_sum);
-        body.f64s(&self.losses);
-        body.u64(self.steps);
-        body.u32(self.beta1_power.to_bits());
-        body.u32(self.beta2_power.to_bits());
-        self.model.write(&mut body);
-        body.f32s(&self.first_moment);
-        body.f32s(&self.second_moment);
-        frame(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, &body.0)
+        encode(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, |body| {
+            body.bytes(&self.fingerprint);
+            body.u32(self.epoch);
+            body.u64(self.position);
+            body.f64(self.loss_sum);
+            body.f64s(&self.losses);
+            body.u64(self.steps);
+            body.u32(self.beta1_power.to_bits());
+            body.u32(self.beta2_power.to_bits());
+            self.model.write(body);
+            body.f32s(&self.first_moment);
+            body.f32s(&self.second_moment);
+        })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-        let mut input = Reader(unframe(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, bytes)?);
-        let fingerprint: [u8; 32] =
-            input.bytes()?.try_into().map_err(|_| DecodeError::Malformed("a fingerprint of the wrong size".into()))?;
-        let checkpoint = Checkpoint {
-            fingerprint,
-            epoch: input.u32()?,
-            position: input.u64()?,
-            loss_sum: input.f64()?,
-            losses: input.f64s()?,
-            steps: input.u64()?,
-            beta1_power: f32::from_bits(input.u32()?),
-            beta2_power: f32::from_bits(input.u32()?),
-            model: Model::read(&mut input)?,
-            first_moment: input.f32s()?,
-            second_moment: input.f32s()?,
-        };
-        input.end()?;
+        let checkpoint = decode(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, bytes, |input| {
+            Ok(Checkpoint {
+                fingerprint: input.fingerprint()?,
+                epoch: input.u32()?,
+                position: input.u64()?,
+                loss_sum: input.f64()?,
+                losses: input.f64s()?,
+                steps: input.u64()?,
+                beta1_power: f32::from_bits(input.u32()?),
+                beta2_power: f32::from_bits(input.u32()?),
+                model: Model::read(input)?,
+                first_moment: input.f32s()?,
+                second_moment: input.f32s()?,
+            })
+        })?;
         let parameters = checkpoint.model.parameters();
         if checkpoint.first_moment.len() != parameters || checkpoint.second_moment.len() != parameters {
             return Err(DecodeError::Malformed("optimizer state of the wrong shape".into()));

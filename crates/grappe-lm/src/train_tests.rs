@@ -132,11 +132,8 @@ fn a_damaged_model_file_or_checkpoint_is_refused() {
     assert!(matches!(Checkpoint::from_bytes(&model), Err(DecodeError::NotThisKind { .. })));
     assert_eq!(Checkpoint::from_bytes(&checkpoint).unwrap(), state);
     // Framed correctly, but of a shape its parameters do not fill, or with a NaN.
-    let reframe = |shape: Shape, parameters: Vec<f32>| {
-        let mut body = Writer::default();
-        Model { shape, parameters }.write(&mut body);
-        frame(b"GRPLMMOD", 1, &body.0)
-    };
+    let reframe =
+        |shape: Shape, parameters: Vec<f32>| encode(b"GRPLMMOD", 1, |body| Model { shape, parameters }.write(body));
     let shape = small().shape;
     let short = reframe(shape, vec![0.0; shape.parameters() - 1]);
     assert!(matches!(Model::from_bytes(&short), Err(DecodeError::Malformed(_))));

@@ -42,6 +42,27 @@ pub fn unframe<'a>(magic: &[u8; 8], version: u32, bytes: &'a [u8]) -> Result<&'a
     Ok(&framed[HEADER_BYTES..])
 }
 
+/// What `write` writes, framed as `magic`, version `version`.
+pub fn encode(magic: &[u8; 8], version: u32, write: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut body = Writer::default();
+    write(&mut body);
+    frame(magic, version, &body.0)
+}
+
+/// What `read` makes of the body of a frame of kind `magic` and version `version`; the body
+/// must end where `read` stops.
+pub fn decode<T>(
+    magic: &[u8; 8],
+    version: u32,
+    bytes: &[u8],
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut reader = Reader(unframe(magic, version, bytes)?);
+    let value = read(&mut reader)?;
+    reader.end()?;
+    Ok(value)
+}
+
 /// Appends little-endian values.
 #[derive(Default)]
 pub struct Writer(pub Vec<u8>);
@@ -108,6 +129,11 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let count = self.u64()?;
         self.take(count)
+    }
+
+    /// A run's fingerprint, a BLAKE3 hash.
+    pub fn fingerprint(&mut self) -> Result<[u8; 32], DecodeError> {
+        self.bytes()?.try_into().map_err(|_| DecodeError::Malformed("a fingerprint of the wrong size".into()))
     }
 
     pub fn string(&mut self) -> Result<String, DecodeError> {
