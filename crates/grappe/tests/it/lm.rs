@@ -323,3 +323,44 @@ fn a_model_trained_on_a_csv_column_then_damaged_is_refused_by_serve() {
     assert!(!output.status.success());
     assert!(text(&output).contains("damaged"), "{}", text(&output));
 }
+
+#[test]
+fn training_stopped_by_sigterm_resumes_to_the_same_model() {
+    let dir = TempDir::new("lm-sigterm");
+    let text_path = dir.path().join("text.txt");
+    std::fs::write(&text_path, TEXT.repeat(40)).unwrap();
+    let run = |out: &std::path::Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_grappe"));
+        command
+            .args(["train", "language-model", "--epochs", "2", "--hidden", "32", "--seed", "3", "--text"])
+            .arg(&text_path)
+            .arg("--out")
+            .arg(out)
+            .env_remove("GRAPPE_CHECKPOINT_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    let whole_run = run(&whole).output().unwrap();
+    assert!(whole_run.status.success(), "{}", text(&whole_run));
+
+    let mut child = run(&resumed).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.ends_with("examples, 24929 parameters"), "{first}");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(143), "{}", text(&stopped));
+    assert!(text(&stopped).contains("stopped by SIGTERM; checkpoint saved at epoch 0"), "{}", text(&stopped));
+    assert!(resumed.join("checkpoints/language-model.ckpt").exists());
+    assert!(!resumed.join("model.bin").exists());
+
+    let finished = run(&resumed).output().unwrap();
+    assert!(finished.status.success(), "{}", text(&finished));
+    assert!(text(&finished).contains("resumed from epoch 0, example "), "{}", text(&finished));
+    for file in ["model.bin", "metrics.json", "card.md"] {
+        assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(resumed.join(file)).unwrap(), "{file}");
+    }
+}
