@@ -32,10 +32,10 @@
 //! assert_eq!(state.model().predict("un congé"), "conges");
 //! ```
 
-mod codec;
+pub mod codec;
 pub mod features;
 mod model;
-mod rng;
+pub mod rng;
 pub mod train;
 
 pub use features::{FeatureConfig, SparseVector, featurize};

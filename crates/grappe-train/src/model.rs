@@ -2,7 +2,7 @@
 //! weight per bucket and label, one bias per label) under a softmax.
 
 use crate::DecodeError;
-use crate::codec::{Reader, Writer, frame, unframe};
+use crate::codec::{Reader, Writer, decode, encode};
 use crate::features::{FeatureConfig, SparseVector, weighed_features};
 
 const MAGIC: &[u8; 8] = b"GRPMODEL";
@@ -70,16 +70,11 @@ impl Model {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body = Writer::default();
-        self.write(&mut body);
-        frame(MAGIC, VERSION, &body.0)
+        encode(MAGIC, VERSION, |body| self.write(body))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, DecodeError> {
-        let mut reader = Reader(unframe(MAGIC, VERSION, bytes)?);
-        let model = Model::read(&mut reader)?;
-        reader.end()?;
-        Ok(model)
+        decode(MAGIC, VERSION, bytes, Model::read)
     }
 
     pub(crate) fn write(&self, out: &mut Writer) {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::codec::{Reader, Writer, frame, unframe};
+use crate::codec::{decode, encode};
 use crate::features::{FeatureConfig, SparseVector, featurize, idf, weigh, weighed_features};
 use crate::model::Model;
 use crate::rng::{SplitMix64, mix64};
@@ -219,33 +219,31 @@ impl Checkpoint {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body = Writer::default();
-        body.bytes(&self.fingerprint);
-        body.u32(self.epoch);
-        body.u64(self.position);
-        body.f64(self.loss_sum);
-        body.f64s(&self.losses);
-        self.model.write(&mut body);
-        body.f32s(&self.squared_weights);
-        body.f32s(&self.squared_bias);
-        frame(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, &body.0)
+        encode(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, |body| {
+            body.bytes(&self.fingerprint);
+            body.u32(self.epoch);
+            body.u64(self.position);
+            body.f64(self.loss_sum);
+            body.f64s(&self.losses);
+            self.model.write(body);
+            body.f32s(&self.squared_weights);
+            body.f32s(&self.squared_bias);
+        })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
-        let mut input = Reader(unframe(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, bytes)?);
-        let fingerprint: [u8; 32] =
-            input.bytes()?.try_into().map_err(|_| DecodeError::Malformed("a fingerprint of the wrong size".into()))?;
-        let checkpoint = Checkpoint {
-            fingerprint,
-            epoch: input.u32()?,
-            position: input.u64()?,
-            loss_sum: input.f64()?,
-            losses: input.f64s()?,
-            model: Model::read(&mut input)?,
-            squared_weights: input.f32s()?,
-            squared_bias: input.f32s()?,
-        };
-        input.end()?;
+        let checkpoint = decode(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, bytes, |input| {
+            Ok(Checkpoint {
+                fingerprint: input.fingerprint()?,
+                epoch: input.u32()?,
+                position: input.u64()?,
+                loss_sum: input.f64()?,
+                losses: input.f64s()?,
+                model: Model::read(input)?,
+                squared_weights: input.f32s()?,
+                squared_bias: input.f32s()?,
+            })
+        })?;
         if checkpoint.squared_weights.len() != checkpoint.model.weights.len()
             || checkpoint.squared_bias.len() != checkpoint.model.bias.len()
         {

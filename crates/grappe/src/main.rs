@@ -6,6 +6,7 @@ mod client;
 mod dataset;
 mod job;
 mod jury;
+mod lm_serve;
 mod model;
 mod remote;
 mod score;
@@ -75,7 +76,7 @@ enum Command {
         command: challenge::ChallengeCommand,
     },
     /// Create models, register versions from jobs' output, list and show them, on the server
-    /// you are logged in to.
+    /// you are logged in to; serve a built-in language model in OpenAI's format.
     Model {
         #[command(subcommand)]
         command: model::ModelCommand,
@@ -230,6 +231,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Jury { .. } => bail!("`grappe jury` runs outside the runtime"),
         Command::Job { command } => job::run(command),
         Command::Challenge { command } => challenge::run(command),
+        Command::Model { command: model::ModelCommand::Serve(flags) } => lm_serve::run(flags).await,
         Command::Model { command } => model::run(command),
         Command::Train { command } => train::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),

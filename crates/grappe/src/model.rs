@@ -1,4 +1,5 @@
-//! `grappe model create|register|list|show`, against the server the CLI is logged in to.
+//! `grappe model create|register|list|show`, against the server the CLI is logged in to;
+//! `grappe model serve` (`lm_serve.rs`) runs on its own.
 
 use std::path::PathBuf;
 
@@ -51,6 +52,9 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a model of `grappe train language-model` over HTTP in OpenAI's format (here, or as
+    /// a job); prints `serving NAME on http://ADDR/v1` once listening.
+    Serve(crate::lm_serve::ServeFlags),
 }
 
 fn read_card(card: Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -83,6 +87,7 @@ fn version_line(version: &Value) -> String {
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     let session = Session::load()?;
     match command {
+        ModelCommand::Serve(_) => anyhow::bail!("`grappe model serve` runs on its own runtime task"),
         ModelCommand::Create { name, project, public, card, json: as_json } => {
             let body = json!({ "name": name, "project": project, "public": public, "card": read_card(card)?.unwrap_or_default() });
             let reply = answer(session.post("/api/v1/models", &body)?)?;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use grappe_dataset::CsvRows;
+use grappe_lm::{Shape, TrainConfig as LmConfig};
 use grappe_train::{Checkpoint, FeatureConfig, Model, SparseVector, TrainConfig, Trainer};
 use serde_json::json;
 
@@ -19,6 +20,46 @@ use serde_json::json;
 pub enum TrainCommand {
     /// A text classifier: hashed word and character n-grams, logistic regression, on CPU.
     TextClassifier(TextClassifierFlags),
+    /// A small byte-level language model (embeddings of the last tokens, a tanh layer, a softmax
+    /// over the 256 bytes and an end), on CPU; `grappe model serve` serves it.
+    LanguageModel(LanguageModelFlags),
+}
+
+#[derive(Args)]
+pub struct LanguageModelFlags {
+    /// The training text: UTF-8, each line a document; with `--column`, a CSV file.
+    #[arg(long)]
+    text: PathBuf,
+    /// Read `--text` as CSV with a header (a tabular dataset of the data commons): each row's
+    /// field in this column is a document.
+    #[arg(long)]
+    column: Option<String>,
+    /// Where to write `model.bin`, `card.md` and `metrics.json`.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = LmConfig::DEFAULT.epochs)]
+    epochs: u32,
+    #[arg(long, default_value_t = LmConfig::DEFAULT.seed)]
+    seed: u64,
+    #[arg(long, default_value_t = LmConfig::DEFAULT.learning_rate)]
+    learning_rate: f32,
+    /// Examples per minibatch.
+    #[arg(long, default_value_t = LmConfig::DEFAULT.batch)]
+    batch: u32,
+    /// Tokens read before the one predicted.
+    #[arg(long, default_value_t = Shape::DEFAULT.context)]
+    context: u32,
+    #[arg(long, default_value_t = Shape::DEFAULT.embedding)]
+    embedding: u32,
+    #[arg(long, default_value_t = Shape::DEFAULT.hidden)]
+    hidden: u32,
+    /// The model's name in its card.
+    #[arg(long, default_value = "grappe-lm")]
+    name: String,
+    /// Where checkpoints are kept (as a job: its checkpoint directory, kept across requeues);
+    /// without it, `OUT/checkpoints`.
+    #[arg(long, env = "GRAPPE_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,10 +114,12 @@ const BATCH: usize = 256;
 /// The longest CSV record read.
 const MAX_RECORD_BYTES: usize = 4 << 20;
 const CHECKPOINT_FILE: &str = "text-classifier.ckpt";
+const LM_CHECKPOINT_FILE: &str = "language-model.ckpt";
 
 pub fn run(command: TrainCommand) -> anyhow::Result<()> {
     match command {
         TrainCommand::TextClassifier(flags) => text_classifier(flags),
+        TrainCommand::LanguageModel(flags) => language_model(flags),
     }
 }
 
@@ -102,22 +145,13 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
     };
     let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
     let checkpoint_path = checkpoint_dir.join(CHECKPOINT_FILE);
-    let mut state = match std::fs::read(&checkpoint_path) {
-        Ok(bytes) => {
-            let checkpoint = Checkpoint::from_bytes(&bytes).with_context(|| {
-                format!("the checkpoint {} cannot be read: delete it to start over", checkpoint_path.display())
-            })?;
-            let state = trainer.resume(checkpoint).with_context(|| {
-                format!(
-                    "refusing to resume from {}: delete it, or give another --checkpoint-dir, to start over",
-                    checkpoint_path.display()
-                )
-            })?;
+    let resumed = load_checkpoint(&checkpoint_path, Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
+    let mut state = match resumed {
+        Some(state) => {
             println!("resumed from epoch {}, example {}", state.epoch, state.position);
             state
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => trainer.start(),
-        Err(error) => return Err(error).with_context(|| format!("reading {}", checkpoint_path.display())),
+        None => trainer.start(),
     };
     while !trainer.is_done(&state) {
         if stop.load(Ordering::Relaxed) {
@@ -136,6 +170,147 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
         println!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
     }
     write_outputs(&flags, &state, trainer.examples(), validation.as_ref())
+}
+
+fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("handling SIGTERM")?;
+    let config = LmConfig {
+        shape: Shape { context: flags.context, embedding: flags.embedding, hidden: flags.hidden },
+        epochs: flags.epochs,
+        seed: flags.seed,
+        batch: flags.batch,
+        learning_rate: flags.learning_rate,
+    };
+    let context = || format!("reading {}", flags.text.display());
+    let size_bytes = std::fs::metadata(&flags.text).with_context(context)?.len();
+    if size_bytes > grappe_lm::MAX_TEXT_BYTES as u64 {
+        bail!("{} is {size_bytes} bytes, at most {} are read", flags.text.display(), grappe_lm::MAX_TEXT_BYTES);
+    }
+    let text = match &flags.column {
+        None => std::fs::read_to_string(&flags.text).with_context(context)?,
+        Some(column) => {
+            let rows = read_columns(&flags.text, &[column])?;
+            let documents: Vec<String> = rows.into_iter().map(|row| row[0].replace(['\r', '\n'], " ")).collect();
+            documents.join("\n")
+        }
+    };
+    let trainer =
+        grappe_lm::Trainer::new(config, &text).with_context(|| format!("training on {}", flags.text.display()))?;
+    println!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
+    let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
+    let checkpoint_path = checkpoint_dir.join(LM_CHECKPOINT_FILE);
+    let resumed =
+        load_checkpoint(&checkpoint_path, grappe_lm::Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
+    let mut state = match resumed {
+        Some(state) => {
+            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            state
+        }
+        None => trainer.start(),
+    };
+    let started = std::time::Instant::now();
+    let mut examples_seen = 0u64;
+    while !trainer.is_done(&state) {
+        if stop.load(Ordering::Relaxed) {
+            save(&checkpoint_path, &state.to_bytes())?;
+            return Err(Stopped { epoch: state.epoch, position: state.position }.into());
+        }
+        let epoch = state.epoch;
+        let position = state.position;
+        if trainer.step(&mut state).is_none() {
+            break;
+        }
+        examples_seen +=
+            if state.epoch > epoch { trainer.examples() as u64 - position } else { state.position - position };
+        if state.epoch == epoch {
+            continue;
+        }
+        let loss = state.losses.last().copied().unwrap_or(f64::NAN);
+        metric("loss", loss, state.epoch);
+        save(&checkpoint_path, &state.to_bytes())?;
+        let rate = examples_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        println!("epoch {}/{}: loss {loss:.4}, {rate:.0} tokens/s, checkpoint saved", state.epoch, flags.epochs);
+    }
+    let model = state.model();
+    save(&flags.out.join("model.bin"), &model.to_bytes())?;
+    let loss = state.losses.last().copied();
+    let metrics = json!({
+        "recipe": "language-model",
+        "epochs": state.epoch,
+        "examples": trainer.examples(),
+        "parameters": model.parameters(),
+        "train_loss": loss,
+        "train_losses": state.losses,
+    });
+    save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
+    let card = language_model_card(&flags, &config, &text, trainer.examples(), loss);
+    save(&flags.out.join("card.md"), card.as_bytes())?;
+    println!("model written to {}", flags.out.display());
+    Ok(())
+}
+
+/// The model's card, for the registry (`grappe model register --card OUT/card.md`).
+fn language_model_card(
+    flags: &LanguageModelFlags,
+    config: &LmConfig,
+    text: &str,
+    examples: usize,
+    loss: Option<f64>,
+) -> String {
+    let shape = &config.shape;
+    let file = flags.text.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let loss = loss.map_or_else(|| "-".to_owned(), |loss| format!("{loss:.4}"));
+    format!(
+        "# {name}\n\n\
+         A small byte-level neural language model trained by `grappe train language-model`: the \
+         embeddings of the last {context} tokens ({embedding} numbers each), a tanh layer of {hidden}, a \
+         softmax over 257 tokens (the 256 byte values of UTF-8 and an end of text). {parameters} \
+         parameters. It has learnt the spelling and common words of its text, no more: it is the \
+         platform's model for trying the gateway, not an assistant.\n\n\
+         - Training text: `{file}`, {bytes} bytes, BLAKE3 `{hash}`, {examples} examples an epoch\n\
+         - Epochs {epochs}, seed {seed}, minibatches of {batch}, Adam at {rate}\n\
+         - Final training loss: {loss} nats per token\n\n\
+         Serve it with `grappe model serve --model model.bin`, in OpenAI's format. A token is a \
+         byte of UTF-8: a prompt of `n` bytes is `n` tokens.\n",
+        name = flags.name,
+        context = shape.context,
+        embedding = shape.embedding,
+        hidden = shape.hidden,
+        parameters = shape.parameters(),
+        bytes = text.len(),
+        hash = blake3::hash(text.as_bytes()).to_hex(),
+        epochs = config.epochs,
+        seed = config.seed,
+        batch = config.batch,
+        rate = config.learning_rate,
+    )
+}
+
+/// The checkpoint at `path` decoded and checked by `resume`; `None` when there is none.
+fn load_checkpoint<C, D, R>(
+    path: &Path,
+    decode: impl FnOnce(&[u8]) -> Result<C, D>,
+    resume: impl FnOnce(C) -> Result<C, R>,
+) -> anyhow::Result<Option<C>>
+where
+    D: std::error::Error + Send + Sync + 'static,
+    R: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    let checkpoint = decode(&bytes)
+        .with_context(|| format!("the checkpoint {} cannot be read: delete it to start over", path.display()))?;
+    let state = resume(checkpoint).with_context(|| {
+        format!(
+            "refusing to resume from {}: delete it, or give another --checkpoint-dir, to start over",
+            path.display()
+        )
+    })?;
+    Ok(Some(state))
 }
 
 fn write_outputs(

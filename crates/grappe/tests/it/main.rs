@@ -23,6 +23,7 @@ mod gateway;
 mod hardening;
 mod harness;
 mod jury;
+mod lm;
 mod metrics;
 mod models;
 mod sandbox;
