@@ -257,6 +257,7 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
                 dry_run: false,
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
+            demo_language_model(state, &member, &project, &inputs).await?;
             project
         }
     };
@@ -269,6 +270,66 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
 
 /// Once the demo's training job completed: its model registered (public), and its predictions
 /// submitted to the demo challenge by the member's team. Each step only once, across restarts.
+/// The built-in language model, trained on the first articles of the Code du travail and served
+/// by the same job through the gateway, as `grappe-lm`, for the demo project's keys.
+const LANGUAGE_MODEL: &str = "grappe-lm";
+const SERVING: [&str; 17] = [
+    "head -n 400 $GRAPPE_INPUTS/code-du-travail/train.csv > articles.txt",
+    "&&",
+    "grappe",
+    "train",
+    "language-model",
+    "--text",
+    "articles.txt",
+    "--out",
+    "lm",
+    "--epochs",
+    "1",
+    "&&",
+    "exec",
+    "grappe",
+    "model",
+    "serve",
+    "--model lm/model.bin --name grappe-lm",
+];
+
+async fn demo_language_model(
+    state: &AppState,
+    member: &grappe_db::UserRow,
+    project: &grappe_db::ProjectRow,
+    inputs: &str,
+) -> AppResult<()> {
+    let model = grappe_db::NewGatewayModel {
+        name: LANGUAGE_MODEL,
+        upstream: None,
+        project_id: Some(project.id),
+        input_gpu_ms_per_1k: 10,
+        output_gpu_ms_per_1k: 40,
+        max_output_tokens: 512,
+    };
+    state.db.create_gateway_model(&model, "demo").await?;
+    let body = crate::compute::NewJobBody {
+        project: crate::compute::ProjectRef::Id(project.id),
+        command: vec!["sh".to_owned(), "-c".to_owned(), SERVING.join(" ")],
+        name: Some(format!("service-{LANGUAGE_MODEL}")),
+        cpus: 1,
+        gpus: Some(0),
+        gpus_per_node: None,
+        memory_mb: 512,
+        // The longest QoS: 100 hours of serving, then the job ends as any job does.
+        time_limit_s: 100 * 3600,
+        qos: "long".to_owned(),
+        env: Default::default(),
+        // The gateway reaches the server on the machine's loopback.
+        network: true,
+        nodes: 1,
+        inputs: Vec::new(),
+        dry_run: false,
+    };
+    crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
+    Ok(())
+}
+
 async fn follow_training(state: AppState, member: grappe_db::UserRow, job_id: i64) {
     let job = loop {
         match state.db.job(job_id).await {

@@ -64,6 +64,9 @@ struct Served {
     max_tokens_limit: u32,
     /// Numbers requests, for ids and seeds nobody gave.
     requests: AtomicU64,
+    /// Run as a compute job: the run's replica token, which `/v1/models` answers with so that
+    /// the gateway can tell this server's address from any other.
+    replica_token: Option<String>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -81,11 +84,17 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
         max_tokens_limit: flags.max_tokens_limit,
         requests: AtomicU64::new(0),
         hasher: std::collections::hash_map::RandomState::new(),
+        replica_token: std::env::var(grappe_server::gateway::REPLICA_TOKEN_ENV).ok(),
     });
     let listener =
         tokio::net::TcpListener::bind(flags.addr).await.with_context(|| format!("listening on {}", flags.addr))?;
     let addr = listener.local_addr().context("the listening address")?;
     println!("serving {} on http://{addr}/v1", served.name);
+    if served.replica_token.is_some() {
+        // As a job: the announcement the compute service hands to the gateway.
+        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{addr}/v1") } });
+        println!("GRAPPE_METRIC {serve}");
+    }
     axum::serve(listener, router(served)).with_graceful_shutdown(crate::shutdown_signal()).await?;
     Ok(())
 }
@@ -147,8 +156,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn models(State(served): State<Arc<Served>>) -> axum::Json<Value> {
-    axum::Json(json!({ "object": "list", "data": [model_object(&served)] }))
+async fn models(State(served): State<Arc<Served>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let list = axum::Json(json!({ "object": "list", "data": [model_object(&served)] }));
+    match &served.replica_token {
+        Some(token) => ([(grappe_server::gateway::replicas::REPLICA_HEADER, token.clone())], list).into_response(),
+        None => list.into_response(),
+    }
 }
 
 async fn model(State(served): State<Arc<Served>>, Path(name): Path<String>) -> Result<axum::Json<Value>, ApiError> {

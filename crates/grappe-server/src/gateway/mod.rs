@@ -128,10 +128,17 @@ pub struct NewKeyBody {
 
 /// Creates a key of a project for a member: the one path for the API and the page. The row,
 /// and the key itself, which is never shown again.
-pub async fn issue_key(state: &AppState, caller: &Caller, id: i64, body: NewKeyBody) -> AppResult<(GatewayKeyRow, String)> {
+pub async fn issue_key(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: NewKeyBody,
+) -> AppResult<(GatewayKeyRow, String)> {
     let project = member_project(state, caller, id).await?;
     let name = crate::calls::text_field("name", &body.name, 100)?;
-    for (field, limit) in [("requests_per_minute", body.requests_per_minute), ("tokens_per_minute", body.tokens_per_minute)] {
+    for (field, limit) in
+        [("requests_per_minute", body.requests_per_minute), ("tokens_per_minute", body.tokens_per_minute)]
+    {
         if limit.is_some_and(|limit| !(1..=1_000_000_000).contains(&limit)) {
             return Err(AppError::Invalid(format!("`{field}`: 1 to 1,000,000,000, or none")));
         }

@@ -74,7 +74,12 @@ fn price(locale: Locale, gpu_ms_per_1k: i64) -> String {
     locale.trimmed(gpu_ms_per_1k as f64, 3)
 }
 
-async fn project_view(state: &AppState, locale: Locale, tr: &crate::kit::i18n::Tr, project: &grappe_db::ProjectRow) -> Result<ProjectView, AppError> {
+async fn project_view(
+    state: &AppState,
+    locale: Locale,
+    tr: &crate::kit::i18n::Tr,
+    project: &grappe_db::ProjectRow,
+) -> Result<ProjectView, AppError> {
     let keys = state
         .db
         .gateway_keys(project.id)
@@ -89,8 +94,10 @@ async fn project_view(state: &AppState, locale: Locale, tr: &crate::kit::i18n::T
         })
         .collect();
     let since = now_ms() - 30 * DAY_MS;
-    let usage: Vec<_> = state.db.gateway_usage(project.id, 10_000).await?.into_iter().filter(|u| u.created_at >= since).collect();
-    let (prompt, completion, gpu_ms) = usage.iter().fold((0, 0, 0), |(p, c, g), u| (p + u.prompt_tokens, c + u.completion_tokens, g + u.gpu_ms));
+    let usage: Vec<_> =
+        state.db.gateway_usage(project.id, 10_000).await?.into_iter().filter(|u| u.created_at >= since).collect();
+    let (prompt, completion, gpu_ms) =
+        usage.iter().fold((0, 0, 0), |(p, c, g), u| (p + u.prompt_tokens, c + u.completion_tokens, g + u.gpu_ms));
     // Tokens per day, oldest first, for the chart.
     let mut days: Vec<(String, i64)> = Vec::new();
     for record in usage.iter().rev() {
@@ -174,7 +181,8 @@ pub async fn gateway_page(
         .filter(|model| model.project_id.is_none_or(|owner| projects.iter().any(|p| p.id == owner)))
         .map(|model| model.name.clone())
         .collect();
-    let base_url = format!("{}/v1", state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr)));
+    let base_url =
+        format!("{}/v1", state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr)));
     let page = GatewayPage { chrome, base_url, models, projects: views, playground_keys, playground_models };
     Ok(render(&page, StatusCode::OK))
 }
@@ -214,7 +222,10 @@ pub async fn key_form(
     match issue_key(&state, &caller, id, body).await {
         Ok((row, key)) => {
             let project = state.db.project(row.project_id).await?.map(|p| p.name).unwrap_or_default();
-            let base_url = format!("{}/v1", state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr)));
+            let base_url = format!(
+                "{}/v1",
+                state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr))
+            );
             Ok(render(&NewKeyPage { chrome, project, name: row.name, key, base_url }, StatusCode::CREATED))
         }
         Err(error) => after_form(chrome, "/ai#keys", Err::<(), _>(error)),
@@ -302,7 +313,9 @@ pub async fn playground(
 /// A live key of a project the caller is a member of.
 async fn playground_key(state: &AppState, caller: &Caller, id: i64) -> Result<GatewayKeyRow, AppError> {
     for project in member_projects(state, caller).await? {
-        if let Some(key) = state.db.gateway_keys(project.id).await?.into_iter().find(|k| k.id == id && k.revoked_at.is_none()) {
+        if let Some(key) =
+            state.db.gateway_keys(project.id).await?.into_iter().find(|k| k.id == id && k.revoked_at.is_none())
+        {
             return Ok(key);
         }
     }

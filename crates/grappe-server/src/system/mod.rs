@@ -41,7 +41,14 @@ pub fn routes() -> Vec<Route> {
         route(Page, Get, "/lang/{code}", Public, "Choose the interface language", set_language),
         route(Page, Get, "/static/app.css", Public, "Style sheet", stylesheet),
         route(Page, Get, "/static/job.js", Public, "The job page's script (follows the log)", job_script),
-        route(Page, Get, "/static/gateway.js", Public, "The gateway page's script (streams the playground)", gateway_script),
+        route(
+            Page,
+            Get,
+            "/static/gateway.js",
+            Public,
+            "The gateway page's script (streams the playground)",
+            gateway_script,
+        ),
     ];
     for (path, summary) in MODULE_PAGES {
         routes.push(route(Page, Get, path, Public, summary, module_page));
