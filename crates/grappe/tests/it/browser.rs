@@ -633,7 +633,8 @@ fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
     browser.go(&format!("{}/login?next=/ai", server.base));
     browser.type_into("#email", &email);
     browser.type_into("#password", &format!("{password}\u{E007}"));
-    browser.wait_count("#model-list tbody tr", 1);
+    // The demo's own model, and the one registered here.
+    browser.wait_count("#model-list tbody tr", 2);
     assert!(browser.text("#model-list").contains("petit-modele"), "{}", browser.text("#model-list"));
     browser.type_into("section[id^='project-'] input[name='name']", "carnet");
     browser.click("section[id^='project-'] form.stacked button");
@@ -642,6 +643,7 @@ fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
     assert!(key.starts_with("gsk-"), "{key}");
     assert_eq!(client.get("/v1/models", Some(&key)).status, 200);
     browser.go(&format!("{}/ai#playground", server.base));
+    browser.type_into("#playground-model", "petit-modele");
     browser.type_into("#playground-prompt", "Bonjour");
     browser.click("#playground-submit");
     browser.wait_text("#playground-answer", "mmmmm");
@@ -774,8 +776,8 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     browser.go(&format!("{}/login?next=/calls/{id}", server.base));
     browser.type_into("#email", &applicant_email);
     browser.type_into("#password", &format!("{applicant_password}\u{E007}"));
-    browser.wait_count("#application-list a", 1);
-    browser.click("#application-list a");
+    browser.wait_count("#application-list a[href$='/letter']", 1);
+    browser.click("#application-list a[href$='/letter']");
     browser.wait_count("#letter", 1);
     assert!(browser.text("#letter-decision").contains("a retenu votre dossier"), "{}", browser.text("#letter"));
     assert!(browser.text("#letter").contains("40\u{202f}000 €"), "{}", browser.text("#letter"));

@@ -89,6 +89,8 @@ fn escape_attempts_fail() {
             "GRAPPE_RESTART_COUNT",
             "GRAPPE_RUN",
             "GRAPPE_GPU_IDS",
+            // The run's own proof for a model server it may start (the gateway's replicas).
+            "GRAPPE_REPLICA_TOKEN",
             "CUDA_VISIBLE_DEVICES",
             "MY_SETTING",
         ];
