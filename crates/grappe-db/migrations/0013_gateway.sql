@@ -42,6 +42,8 @@ CREATE TABLE gateway_keys (
     prefix TEXT NOT NULL,
     requests_per_minute BIGINT,
     tokens_per_minute BIGINT,
+    requests_per_day BIGINT,
+    tokens_per_day BIGINT,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     revoked_at BIGINT
@@ -51,6 +53,8 @@ CREATE TABLE gateway_keys (
 -- in flight hold of its GPU allocation.
 ALTER TABLE projects ADD COLUMN gateway_requests_per_minute BIGINT;
 ALTER TABLE projects ADD COLUMN gateway_tokens_per_minute BIGINT;
+ALTER TABLE projects ADD COLUMN gateway_requests_per_day BIGINT;
+ALTER TABLE projects ADD COLUMN gateway_tokens_per_day BIGINT;
 ALTER TABLE projects ADD COLUMN reserved_gpu_ms BIGINT NOT NULL DEFAULT 0;
 
 -- A request's reservation: its most cost and tokens, until the request settles; one whose
@@ -61,13 +65,14 @@ CREATE TABLE gateway_reservations (
     key_id BIGINT NOT NULL REFERENCES gateway_keys (id),
     gpu_ms BIGINT NOT NULL,
     tokens BIGINT NOT NULL,
-    -- The minute window its request and tokens were counted in.
+    -- The minute its request and tokens were counted in (and so its day).
     window_start BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX gateway_reservations_expiry ON gateway_reservations (expires_at);
 
--- Requests and tokens per key or project (`key:ID`, `project:ID`) and minute.
+-- Requests and tokens per key or project and minute (`key:ID`, `project:ID`) or UTC day
+-- (`key:ID:day`, `project:ID:day`).
 CREATE TABLE gateway_windows (
     scope TEXT NOT NULL,
     window_start BIGINT NOT NULL,

@@ -10,8 +10,25 @@ use sqlx::any::AnyRow;
 use crate::audit::{self, AuditEntry};
 use crate::{Db, DbResult, conflict_as, now_ms};
 
-/// A rate window: one minute.
+/// The rate windows: a minute, and a UTC day.
 pub const WINDOW_MS: i64 = 60_000;
+const DAY_WINDOW_MS: i64 = 86_400_000;
+
+/// Limits of requests and tokens per minute and per day; none: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayLimits {
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub requests_per_day: Option<i64>,
+    pub tokens_per_day: Option<i64>,
+}
+
+/// What a key or a project counted in the current minute and day: (requests, tokens) each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub minute: (i64, i64),
+    pub day: (i64, i64),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayModelRow {
@@ -42,8 +59,7 @@ pub struct GatewayKeyRow {
     pub project_id: i64,
     pub name: String,
     pub prefix: String,
-    pub requests_per_minute: Option<i64>,
-    pub tokens_per_minute: Option<i64>,
+    pub limits: GatewayLimits,
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -55,8 +71,7 @@ pub struct NewGatewayKey<'a> {
     /// SHA-256 of the key, hex.
     pub key_hash: &'a str,
     pub prefix: &'a str,
-    pub requests_per_minute: Option<i64>,
-    pub tokens_per_minute: Option<i64>,
+    pub limits: GatewayLimits,
 }
 
 /// What a request asks to hold before it is forwarded.
@@ -109,8 +124,8 @@ pub struct GatewayUsageRow {
 
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
     max_output_tokens, created_at";
-const KEY_COLUMNS: &str =
-    "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, created_by, created_at, revoked_at";
+const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
+    tokens_per_day, created_by, created_at, revoked_at";
 
 fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
     Ok(GatewayModelRow {
@@ -131,11 +146,15 @@ fn key_from(row: &AnyRow) -> DbResult<GatewayKeyRow> {
         project_id: row.try_get(1)?,
         name: row.try_get(2)?,
         prefix: row.try_get(3)?,
-        requests_per_minute: row.try_get(4)?,
-        tokens_per_minute: row.try_get(5)?,
-        created_by: row.try_get(6)?,
-        created_at: row.try_get(7)?,
-        revoked_at: row.try_get(8)?,
+        limits: GatewayLimits {
+            requests_per_minute: row.try_get(4)?,
+            tokens_per_minute: row.try_get(5)?,
+            requests_per_day: row.try_get(6)?,
+            tokens_per_day: row.try_get(7)?,
+        },
+        created_by: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        revoked_at: row.try_get(10)?,
     })
 }
 
@@ -249,14 +268,17 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_keys (project_id, name, key_hash, prefix, requests_per_minute, tokens_per_minute, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {KEY_COLUMNS}"
+             requests_per_day, tokens_per_day, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING {KEY_COLUMNS}"
         ))
         .bind(new.project_id)
         .bind(new.name)
         .bind(new.key_hash)
         .bind(new.prefix)
-        .bind(new.requests_per_minute)
-        .bind(new.tokens_per_minute)
+        .bind(new.limits.requests_per_minute)
+        .bind(new.limits.tokens_per_minute)
+        .bind(new.limits.requests_per_day)
+        .bind(new.limits.tokens_per_day)
         .bind(actor)
         .bind(now_ms())
         .fetch_one(&mut *tx)
@@ -320,7 +342,7 @@ impl Db {
         let now = now_ms();
         let project = sqlx::query(
             "SELECT gpu_hours, valid_from, valid_until, used_gpu_ms, reserved_gpu_ms, gateway_requests_per_minute, \
-             gateway_tokens_per_minute FROM projects WHERE id = $1",
+             gateway_tokens_per_minute, gateway_requests_per_day, gateway_tokens_per_day FROM projects WHERE id = $1",
         )
         .bind(ask.project_id)
         .fetch_one(&mut *tx)
@@ -329,16 +351,27 @@ impl Db {
         if now < valid_from || valid_until.is_some_and(|until| now >= until) {
             return Ok(Err(Refused::Expired));
         }
+        let project_limits = GatewayLimits {
+            requests_per_minute: project.try_get(5)?,
+            tokens_per_minute: project.try_get(6)?,
+            requests_per_day: project.try_get(7)?,
+            tokens_per_day: project.try_get(8)?,
+        };
         let window_start = now - now.rem_euclid(WINDOW_MS);
-        let retry_after_ms = window_start + WINDOW_MS - now;
-        let key_limits = (ask.key.requests_per_minute, ask.key.tokens_per_minute);
-        if !count_in_window(&mut tx, &format!("key:{}", ask.key.id), window_start, ask.tokens, key_limits).await? {
-            return Ok(Err(Refused::RateLimited { scope: "key", retry_after_ms }));
-        }
-        let project_limits = (project.try_get(5)?, project.try_get(6)?);
-        let scope = format!("project:{}", ask.project_id);
-        if !count_in_window(&mut tx, &scope, window_start, ask.tokens, project_limits).await? {
-            return Ok(Err(Refused::RateLimited { scope: "project", retry_after_ms }));
+        let day_start = now - now.rem_euclid(DAY_WINDOW_MS);
+        let scopes = [
+            ("key", format!("key:{}", ask.key.id), ask.key.limits),
+            ("project", format!("project:{}", ask.project_id), project_limits),
+        ];
+        for (what, scope, limits) in &scopes {
+            let minute = (limits.requests_per_minute, limits.tokens_per_minute);
+            if !count_in_window(&mut tx, scope, window_start, ask.tokens, minute).await? {
+                return Ok(Err(Refused::RateLimited { scope: what, retry_after_ms: window_start + WINDOW_MS - now }));
+            }
+            let day = (limits.requests_per_day, limits.tokens_per_day);
+            if !count_in_window(&mut tx, &format!("{scope}:day"), day_start, ask.tokens, day).await? {
+                return Ok(Err(Refused::RateLimited { scope: what, retry_after_ms: day_start + DAY_WINDOW_MS - now }));
+            }
         }
         let held = sqlx::query(
             "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms + $1 \
@@ -395,15 +428,22 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 let unused = tokens - (done.prompt_tokens + done.completion_tokens).min(tokens);
-                sqlx::query(
-                    "UPDATE gateway_windows SET tokens = tokens - $1 WHERE window_start = $2 AND scope IN ($3, $4)",
-                )
-                .bind(unused)
-                .bind(window_start)
-                .bind(format!("key:{}", key.id))
-                .bind(format!("project:{}", key.project_id))
-                .execute(&mut *tx)
-                .await?;
+                let day_start = window_start - window_start.rem_euclid(DAY_WINDOW_MS);
+                for (scope, start) in [
+                    (format!("key:{}", key.id), window_start),
+                    (format!("project:{}", key.project_id), window_start),
+                    (format!("key:{}:day", key.id), day_start),
+                    (format!("project:{}:day", key.project_id), day_start),
+                ] {
+                    sqlx::query(
+                        "UPDATE gateway_windows SET tokens = tokens - $1 WHERE scope = $2 AND window_start = $3",
+                    )
+                    .bind(unused)
+                    .bind(scope)
+                    .bind(start)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 charged
             }
             None => {
@@ -452,8 +492,12 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("DELETE FROM gateway_windows WHERE window_start < $1")
+        sqlx::query("DELETE FROM gateway_windows WHERE window_start < $1 AND scope NOT LIKE '%:day'")
             .bind(now - 2 * WINDOW_MS)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM gateway_windows WHERE window_start < $1")
+            .bind(now - 2 * DAY_WINDOW_MS)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -464,6 +508,73 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
+    }
+
+    /// What `scope` (`key:ID`, `project:ID`) counted in the current minute and UTC day.
+    pub async fn counted(&self, scope: &str, now: i64) -> DbResult<Counted> {
+        let mut counted = Counted::default();
+        let windows = [
+            (scope.to_owned(), now - now.rem_euclid(WINDOW_MS)),
+            (format!("{scope}:day"), now - now.rem_euclid(DAY_WINDOW_MS)),
+        ];
+        for (i, (scope, start)) in windows.iter().enumerate() {
+            let row =
+                sqlx::query("SELECT requests, tokens FROM gateway_windows WHERE scope = $1 AND window_start = $2")
+                    .bind(scope)
+                    .bind(start)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let pair = match row {
+                Some(row) => (row.try_get(0)?, row.try_get(1)?),
+                None => (0, 0),
+            };
+            if i == 0 { counted.minute = pair } else { counted.day = pair }
+        }
+        Ok(counted)
+    }
+
+    /// A project's own gateway limits.
+    pub async fn project_gateway_limits(&self, project_id: i64) -> DbResult<GatewayLimits> {
+        let row = sqlx::query(
+            "SELECT gateway_requests_per_minute, gateway_tokens_per_minute, gateway_requests_per_day, \
+             gateway_tokens_per_day FROM projects WHERE id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(GatewayLimits {
+            requests_per_minute: row.try_get(0)?,
+            tokens_per_minute: row.try_get(1)?,
+            requests_per_day: row.try_get(2)?,
+            tokens_per_day: row.try_get(3)?,
+        })
+    }
+
+    /// Sets a project's gateway limits, audited.
+    pub async fn set_project_gateway_limits(
+        &self,
+        project_id: i64,
+        limits: &GatewayLimits,
+        actor: &str,
+    ) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE projects SET gateway_requests_per_minute = $1, gateway_tokens_per_minute = $2, \
+             gateway_requests_per_day = $3, gateway_tokens_per_day = $4 WHERE id = $5",
+        )
+        .bind(limits.requests_per_minute)
+        .bind(limits.tokens_per_minute)
+        .bind(limits.requests_per_day)
+        .bind(limits.tokens_per_day)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+        let object = format!("project:{project_id}");
+        let detail = format!("{limits:?}");
+        let entry = AuditEntry { actor, action: "gateway.limits", object: &object, detail: &detail };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// What a project's requests hold now: reservations in flight, and the GPU-ms they hold.

@@ -99,8 +99,14 @@ fn schemas() -> Value {
             "type": "object", "required": ["name"],
             "properties": {
                 "name": { "type": "string" },
-                "requests_per_minute": { "type": ["integer", "null"], "description": "this key's limit besides the project's" },
-                "tokens_per_minute": { "type": ["integer", "null"] },
+                "limits": { "$ref": "#/components/schemas/GatewayLimits", "description": "this key's limits besides the project's" },
+            },
+        },
+        "GatewayLimits": {
+            "type": "object",
+            "properties": {
+                "requests_per_minute": { "type": ["integer", "null"] }, "tokens_per_minute": { "type": ["integer", "null"] },
+                "requests_per_day": { "type": ["integer", "null"], "description": "per UTC day" }, "tokens_per_day": { "type": ["integer", "null"] },
             },
         },
         "NewGatewayModel": {

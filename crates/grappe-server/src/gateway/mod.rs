@@ -15,7 +15,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use grappe_db::{GatewayKeyRow, GatewayModelRow, NewGatewayKey, NewGatewayModel};
+use grappe_db::{GatewayKeyRow, GatewayLimits, GatewayModelRow, NewGatewayKey, NewGatewayModel, now_ms};
 use grappe_domain::policy::{self, Access};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,9 +27,10 @@ use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
 pub fn routes() -> Vec<Route> {
-    use Access::{ProjectKey, Public, SignedIn};
+    use Access::{GlobalRole, ProjectKey, Public, SignedIn};
     use Kind::{Api, OpenAi, Page};
     use Method::{Delete, Get, Post};
+    use grappe_domain::account::Role::Admin;
     vec![
         route(
             Api,
@@ -57,6 +58,23 @@ pub fn routes() -> Vec<Route> {
             "The project's gateway requests: tokens, cost, status (its members)",
             usage,
         ),
+        route(
+            Api,
+            Get,
+            "/api/v1/projects/{id}/gateway-usage.csv",
+            SignedIn,
+            "The project's gateway requests as CSV (its members)",
+            usage_csv,
+        ),
+        route(
+            Api,
+            Post,
+            "/api/v1/projects/{id}/gateway-limits",
+            GlobalRole(Admin),
+            "Set the project's gateway limits per minute and per day (administrators)",
+            set_limits,
+        )
+        .body("GatewayLimits"),
         route(
             Api,
             Post,
@@ -88,6 +106,14 @@ pub fn routes() -> Vec<Route> {
         route(OpenAi, Post, "/v1/chat/completions", ProjectKey, "Chat completions (OpenAI's format)", proxy::chat),
         route(OpenAi, Post, "/v1/completions", ProjectKey, "Completions (OpenAI's format)", proxy::completions),
         route(OpenAi, Post, "/v1/embeddings", ProjectKey, "Embeddings (OpenAI's format)", proxy::embeddings),
+        route(
+            OpenAi,
+            Get,
+            "/v1/usage",
+            ProjectKey,
+            "This key's project: its allocation, limits, what this minute and day counted, recent requests",
+            key_usage,
+        ),
     ]
 }
 
@@ -101,14 +127,56 @@ async fn member_project(state: &AppState, caller: &Caller, id: i64) -> AppResult
     Ok(id)
 }
 
+fn limits_json(limits: &GatewayLimits) -> Value {
+    json!({
+        "requests_per_minute": limits.requests_per_minute,
+        "tokens_per_minute": limits.tokens_per_minute,
+        "requests_per_day": limits.requests_per_day,
+        "tokens_per_day": limits.tokens_per_day,
+    })
+}
+
+/// Limits as a body gives them: each 1 to 10^9, or none.
+fn checked_limits(limits: LimitsBody) -> AppResult<GatewayLimits> {
+    let fields = [
+        ("requests_per_minute", limits.requests_per_minute),
+        ("tokens_per_minute", limits.tokens_per_minute),
+        ("requests_per_day", limits.requests_per_day),
+        ("tokens_per_day", limits.tokens_per_day),
+    ];
+    for (field, limit) in fields {
+        if limit.is_some_and(|limit| !(1..=1_000_000_000).contains(&limit)) {
+            return Err(AppError::Invalid(format!("`{field}`: 1 to 1,000,000,000, or none")));
+        }
+    }
+    Ok(GatewayLimits {
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+        requests_per_day: limits.requests_per_day,
+        tokens_per_day: limits.tokens_per_day,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    #[serde(default)]
+    pub requests_per_minute: Option<i64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<i64>,
+    #[serde(default)]
+    pub requests_per_day: Option<i64>,
+    #[serde(default)]
+    pub tokens_per_day: Option<i64>,
+}
+
 fn key_json(key: &GatewayKeyRow) -> Value {
     json!({
         "id": key.id,
         "project": key.project_id,
         "name": key.name,
         "prefix": key.prefix,
-        "requests_per_minute": key.requests_per_minute,
-        "tokens_per_minute": key.tokens_per_minute,
+        "limits": limits_json(&key.limits),
         "created_by": key.created_by,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
@@ -121,9 +189,7 @@ pub struct NewKeyBody {
     pub name: String,
     /// Limits of this key, besides the project's (none: only the project's).
     #[serde(default)]
-    pub requests_per_minute: Option<i64>,
-    #[serde(default)]
-    pub tokens_per_minute: Option<i64>,
+    pub limits: Option<LimitsBody>,
 }
 
 /// Creates a key of a project for a member: the one path for the API and the page. The row,
@@ -136,13 +202,7 @@ pub async fn issue_key(
 ) -> AppResult<(GatewayKeyRow, String)> {
     let project = member_project(state, caller, id).await?;
     let name = crate::calls::text_field("name", &body.name, 100)?;
-    for (field, limit) in
-        [("requests_per_minute", body.requests_per_minute), ("tokens_per_minute", body.tokens_per_minute)]
-    {
-        if limit.is_some_and(|limit| !(1..=1_000_000_000).contains(&limit)) {
-            return Err(AppError::Invalid(format!("`{field}`: 1 to 1,000,000,000, or none")));
-        }
-    }
+    let limits = checked_limits(body.limits.unwrap_or_default())?;
     let key = caller::new_gateway_key();
     let prefix: String = key.chars().take(caller::GATEWAY_KEY_PREFIX.len() + 6).collect();
     let new = NewGatewayKey {
@@ -150,8 +210,7 @@ pub async fn issue_key(
         name: &name,
         key_hash: &grappe_db::sha256_hex(key.as_bytes()),
         prefix: &prefix,
-        requests_per_minute: body.requests_per_minute,
-        tokens_per_minute: body.tokens_per_minute,
+        limits,
     };
     let row = state.db.create_gateway_key(&new, &caller.audit_name()).await?;
     Ok((row, key))
@@ -204,20 +263,7 @@ pub async fn usage(
 ) -> AppResult<Json<Value>> {
     let project = member_project(&state, &caller, id).await?;
     let (in_flight, reserved_gpu_ms) = state.db.gateway_reserved(project).await?;
-    let items: Vec<Value> = state
-        .db
-        .gateway_usage(project, 1000)
-        .await?
-        .iter()
-        .map(|u| {
-            json!({
-                "id": u.id, "key": u.key_id, "model": u.model, "endpoint": u.endpoint,
-                "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "gpu_ms": u.gpu_ms,
-                "status": u.status, "first_token_ms": u.first_token_ms, "duration_ms": u.duration_ms,
-                "created_at": u.created_at,
-            })
-        })
-        .collect();
+    let items: Vec<Value> = state.db.gateway_usage(project, 1000).await?.iter().map(usage_json).collect();
     Ok(Json(json!({ "in_flight": in_flight, "reserved_gpu_ms": reserved_gpu_ms, "items": items })))
 }
 
@@ -311,6 +357,101 @@ pub async fn models(State(state): State<AppState>, Extension(caller): Extension<
         Ok::<_, AppError>(json!({ "object": "list", "data": data }))
     };
     match listed.await {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => error.openai_response(),
+    }
+}
+
+fn usage_json(u: &grappe_db::GatewayUsageRow) -> Value {
+    json!({
+        "id": u.id, "key": u.key_id, "model": u.model, "endpoint": u.endpoint,
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "gpu_ms": u.gpu_ms,
+        "status": u.status, "first_token_ms": u.first_token_ms, "duration_ms": u.duration_ms,
+        "created_at": u.created_at,
+    })
+}
+
+pub async fn usage_csv(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+) -> AppResult<Response> {
+    let project = member_project(&state, &caller, id).await?;
+    let mut csv = String::from(
+        "id,key,model,endpoint,prompt_tokens,completion_tokens,gpu_ms,status,first_token_ms,duration_ms,created_at\n",
+    );
+    let field = crate::kit::page::csv_field;
+    for u in state.db.gateway_usage(project, 1_000_000).await? {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            u.id,
+            u.key_id,
+            field(&u.model),
+            field(&u.endpoint),
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.gpu_ms,
+            field(&u.status),
+            u.first_token_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+            u.duration_ms,
+            crate::kit::page::iso_datetime(u.created_at)
+        ));
+    }
+    let disposition = format!("attachment; filename=\"project-{project}-gateway-usage.csv\"");
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+        (axum::http::header::CONTENT_DISPOSITION, disposition),
+    ];
+    Ok((headers, csv).into_response())
+}
+
+pub async fn set_limits(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<i64>,
+    ApiJson(body): ApiJson<LimitsBody>,
+) -> AppResult<Json<Value>> {
+    let project = member_project(&state, &caller, id).await?;
+    let limits = checked_limits(body)?;
+    state.db.set_project_gateway_limits(project, &limits, &caller.audit_name()).await?;
+    Ok(Json(limits_json(&limits)))
+}
+
+/// `GET /v1/usage`: what the key's project has and has left, its limits and the key's, what
+/// this minute and this UTC day counted, and its last requests.
+pub async fn key_usage(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+    let answered = async {
+        let key = key_of(&caller)?;
+        let project = state.db.project(key.project_id).await?.ok_or_else(|| AppError::NotFound("no project".into()))?;
+        let now = now_ms();
+        let budget = project.gpu_hours * 3_600_000;
+        let (in_flight, reserved) = state.db.gateway_reserved(project.id).await?;
+        let counted = |c: grappe_db::Counted| {
+            json!({
+                "minute": { "requests": c.minute.0, "tokens": c.minute.1 },
+                "day": { "requests": c.day.0, "tokens": c.day.1 },
+            })
+        };
+        let recent: Vec<Value> = state.db.gateway_usage(project.id, 100).await?.iter().map(usage_json).collect();
+        Ok::<_, AppError>(json!({
+            "object": "usage",
+            "project": project.name,
+            "allocation": {
+                "gpu_ms": budget, "used_gpu_ms": project.used.gpu_ms, "reserved_gpu_ms": reserved,
+                "left_gpu_ms": (budget - project.used.gpu_ms - reserved).max(0), "requests_in_flight": in_flight,
+            },
+            "limits": {
+                "key": limits_json(&key.limits),
+                "project": limits_json(&state.db.project_gateway_limits(project.id).await?),
+            },
+            "counted": {
+                "key": counted(state.db.counted(&format!("key:{}", key.id), now).await?),
+                "project": counted(state.db.counted(&format!("project:{}", project.id), now).await?),
+            },
+            "recent": recent,
+        }))
+    };
+    match answered.await {
         Ok(body) => Json(body).into_response(),
         Err(error) => error.openai_response(),
     }

@@ -218,7 +218,7 @@ pub async fn key_form(
         Ok(target) => target,
         Err(page) => return Ok(*page),
     };
-    let body = NewKeyBody { name: form.name, requests_per_minute: None, tokens_per_minute: None };
+    let body = NewKeyBody { name: form.name, limits: None };
     match issue_key(&state, &caller, id, body).await {
         Ok((row, key)) => {
             let project = state.db.project(row.project_id).await?.map(|p| p.name).unwrap_or_default();

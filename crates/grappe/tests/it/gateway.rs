@@ -335,7 +335,8 @@ fn two_gateway_processes_on_one_database_enforce_one_limit() {
     let first = Server::start(&db.url, &ServerOptions::default());
     let second = Server::start(&db.url, &ServerOptions::default());
     let client = first.client();
-    let (_, _, key) = project_with_key(&client, "limite", 10, json!({ "name": "k", "requests_per_minute": 5 }));
+    let (_, _, key) =
+        project_with_key(&client, "limite", 10, json!({ "name": "k", "limits": { "requests_per_minute": 5 } }));
     register(&client, &upstream, "partage", None, (1, 1));
     // Started at the top of a minute's second half at the latest, so that the window holds.
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -418,4 +419,45 @@ fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
     assert_eq!(client.post(&format!("/api/v1/jobs/{honest}/cancel"), Some(&member), &json!({})).status, 200);
     wait_state(&client, &member, honest, &["cancelled"]);
     assert_eq!(ask().status, 503, "no replica once the job ended");
+}
+
+#[test]
+fn a_key_reads_its_usage_and_limits_and_a_projects_daily_limit_holds() {
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    let (project, member, key) =
+        project_with_key(&client, "quota", 1, json!({ "name": "k", "limits": { "tokens_per_day": 1_000_000 } }));
+    register(&client, &upstream, "jour", None, (1000, 1000));
+    let limits = json!({ "requests_per_day": 3 });
+    assert_eq!(
+        client.post(&format!("/api/v1/projects/{project}/gateway-limits"), Some(&member), &limits).status,
+        403,
+        "members do not set their own limits"
+    );
+    assert_eq!(
+        client.post(&format!("/api/v1/projects/{project}/gateway-limits"), Some(ADMIN_TOKEN), &limits).status,
+        200
+    );
+    let statuses: Vec<u16> =
+        (0..4).map(|_| client.post("/v1/chat/completions", Some(&key), &chat("jour", "x", 5, false)).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429], "three a day for the project");
+    let usage = client.get("/v1/usage", Some(&key));
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    assert_eq!(usage.body["limits"]["project"]["requests_per_day"], 3);
+    assert_eq!(usage.body["limits"]["key"]["tokens_per_day"], 1_000_000);
+    assert_eq!(
+        usage.body["counted"]["project"]["day"]["requests"], 3,
+        "the refused one is not counted: {}",
+        usage.text
+    );
+    // Three answers of 7 + 5 tokens at 1,000 GPU-ms per thousand: 12 GPU-ms each.
+    assert_eq!(usage.body["allocation"]["used_gpu_ms"], 36, "{}", usage.text);
+    assert_eq!(usage.body["allocation"]["left_gpu_ms"], 3_600_000 - 36);
+    assert_eq!(usage.body["recent"].as_array().unwrap().len(), 3);
+    let csv = client.get(&format!("/api/v1/projects/{project}/gateway-usage.csv"), Some(&member));
+    assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
+    assert_eq!(csv.text.lines().count(), 4, "a header and three requests: {}", csv.text);
+    assert!(csv.text.lines().nth(1).unwrap().contains(",jour,/chat/completions,7,5,12,ok,"), "{}", csv.text);
 }
