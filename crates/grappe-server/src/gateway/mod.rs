@@ -108,6 +108,14 @@ pub fn routes() -> Vec<Route> {
         route(OpenAi, Post, "/v1/embeddings", ProjectKey, "Embeddings (OpenAI's format)", proxy::embeddings),
         route(
             OpenAi,
+            Post,
+            "/v1/responses",
+            ProjectKey,
+            "Responses, minimal: text or messages in, one message out (OpenAI's format)",
+            proxy::responses,
+        ),
+        route(
+            OpenAi,
             Get,
             "/v1/usage",
             ProjectKey,

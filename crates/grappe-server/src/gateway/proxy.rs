@@ -86,6 +86,58 @@ async fn by_key(state: &AppState, caller: &Caller, body: Bytes, endpoint: Endpoi
     forwarded.unwrap_or_else(AppError::openai_response)
 }
 
+/// `POST /v1/responses`, minimal: text or messages in (`input`, `instructions`,
+/// `max_output_tokens`), one message out, no streaming, no tools; forwarded as a chat
+/// completion and answered in the Responses shape.
+pub async fn responses(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    let answered = async {
+        let key = key_of(&caller)?.clone();
+        let request: Value = serde_json::from_slice(&body)
+            .map_err(|error| AppError::BadRequest(format!("the body is not JSON: {error}")))?;
+        if request.get("stream").and_then(Value::as_bool) == Some(true) {
+            return Err(AppError::Invalid("`stream`: not on /v1/responses yet; use /v1/chat/completions".into()));
+        }
+        let mut messages = Vec::new();
+        if let Some(instructions) = request.get("instructions").and_then(Value::as_str) {
+            messages.push(json!({ "role": "system", "content": instructions }));
+        }
+        match request.get("input") {
+            Some(Value::String(text)) => messages.push(json!({ "role": "user", "content": text })),
+            Some(Value::Array(items)) => messages.extend(items.iter().cloned()),
+            _ => return Err(AppError::Invalid("`input`: a text or a list of messages".into())),
+        }
+        let mut chat = json!({ "model": request.get("model").cloned().unwrap_or(Value::Null), "messages": messages });
+        if let Some(most) = request.get("max_output_tokens") {
+            chat["max_tokens"] = most.clone();
+        }
+        let answer = forward(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat).await?;
+        if !answer.status().is_success() {
+            return Ok(answer);
+        }
+        let bytes = axum::body::to_bytes(answer.into_body(), MAX_ANSWER_BYTES)
+            .await
+            .map_err(|error| AppError::Internal(anyhow::anyhow!("reading an answer: {error}")))?;
+        let completion: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = completion["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+        let (input, output) = usage_of(&completion).unwrap_or((0, 0));
+        let id = completion["id"].as_str().unwrap_or("x").trim_start_matches("chatcmpl-").to_owned();
+        let response = json!({
+            "id": format!("resp_{id}"),
+            "object": "response",
+            "created_at": grappe_db::now_ms() / 1000,
+            "status": "completed",
+            "model": completion["model"],
+            "output": [{
+                "type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
+                "content": [{ "type": "output_text", "text": text, "annotations": [] }],
+            }],
+            "usage": { "input_tokens": input, "output_tokens": output, "total_tokens": input + output },
+        });
+        Ok(axum::Json(response).into_response())
+    };
+    answered.await.unwrap_or_else(AppError::openai_response)
+}
+
 /// A chat request paid by `key` (the playground's, for a member of the key's project).
 pub async fn chat_as(state: &AppState, key: GatewayKeyRow, body: Bytes) -> Result<Response, AppError> {
     forward(state, key, body, Endpoint::Chat).await

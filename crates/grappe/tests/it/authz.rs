@@ -99,6 +99,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/api/v1/projects/{id}/gateway-usage.csv"), SignedIn),
         (("POST", "/api/v1/projects/{id}/gateway-limits"), Admins),
         (("GET", "/v1/usage"), ProjectKey),
+        (("POST", "/v1/responses"), ProjectKey),
         (("POST", "/api/v1/gateway/models"), SignedIn),
         (("GET", "/ai"), Anyone),
         (("POST", "/ai/projects/{id}/keys"), SignedIn),

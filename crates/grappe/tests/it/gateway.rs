@@ -172,9 +172,20 @@ fn an_openai_client_chats_through_the_gateway_charged_to_its_project() {
         let with_usage = client.post("/v1/chat/completions", Some(&key), &asked);
         assert!(with_usage.text.contains("\"completion_tokens\":3"), "{}", with_usage.text);
         assert_eq!(used_and_reserved(&client, project, &member), (17 + 2 * (7 + 6), 0, 0));
+        // The Responses shape, minimal: the same model, charged the same way (7 + 10 GPU-ms).
+        let responded = client.post(
+            "/v1/responses",
+            Some(&key),
+            &json!({ "model": "petit-modele", "input": "Bonjour", "max_output_tokens": 50 }),
+        );
+        assert_eq!(responded.status, 200, "{}", responded.text);
+        assert_eq!(responded.body["object"], "response");
+        assert_eq!(responded.body["output"][0]["content"][0]["text"], "bonjour");
+        assert_eq!(responded.body["usage"]["output_tokens"], 5);
+        assert_eq!(used_and_reserved(&client, project, &member).0, 17 + 26 + 17);
         let embedded = client.post("/v1/embeddings", Some(&key), &json!({ "model": "petit-modele", "input": "texte" }));
         assert_eq!(embedded.status, 200, "{}", embedded.text);
-        assert_eq!(used_and_reserved(&client, project, &member).0, 17 + 26 + 4);
+        assert_eq!(used_and_reserved(&client, project, &member).0, 17 + 26 + 17 + 4);
         // OpenAI-shaped refusals, nothing charged: another project's private model, an unknown
         // one, too many tokens, a body that is not JSON, no key.
         for (body, status, code) in [
@@ -195,7 +206,7 @@ fn an_openai_client_chats_through_the_gateway_charged_to_its_project() {
         }
         let anonymous = client.post("/v1/chat/completions", None, &chat("petit-modele", "x", 5, false));
         assert_eq!((anonymous.status, anonymous.body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
-        assert_eq!(used_and_reserved(&client, project, &member).0, 47);
+        assert_eq!(used_and_reserved(&client, project, &member).0, 64);
         // A key opens the gateway and nothing else; a member of one project neither sees nor
         // revokes another's keys; a revoked key fails at once.
         assert_eq!(client.get("/api/v1/me", Some(&key)).status, 401);
