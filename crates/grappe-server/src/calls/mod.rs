@@ -475,14 +475,36 @@ pub(crate) async fn call_for(state: &AppState, id: i64) -> AppResult<CallRow> {
     state.db.call(id).await?.ok_or_else(|| AppError::NotFound(format!("call {id} not found")))
 }
 
+/// Where a call stands as its readers see it: its phase by its dates, or `decided` once a call
+/// with a deadline has decided every application it received.
+pub async fn shown_phase(state: &AppState, call: &CallRow, now: i64) -> AppResult<&'static str> {
+    let phase = Phase::of(call, now);
+    if call.closes_at.is_some() && !matches!(phase, Phase::Draft | Phase::Open) {
+        let applications = state.db.applications(call.id, None).await?.len();
+        if applications > 0 && state.db.decisions(call.id).await?.len() == applications {
+            return Ok("decided");
+        }
+    }
+    Ok(phase.as_str())
+}
+
+async fn shown_call(state: &AppState, call: &CallRow, now: i64) -> AppResult<Value> {
+    let mut answer = call_json(call, now);
+    answer["phase"] = json!(shown_phase(state, call, now).await?);
+    Ok(answer)
+}
+
 pub async fn list(State(state): State<AppState>) -> AppResult<Json<Value>> {
     let now = now_ms();
-    let items: Vec<Value> = state.db.calls(200).await?.iter().map(|call| call_json(call, now)).collect();
+    let mut items = Vec::new();
+    for call in state.db.calls(200).await? {
+        items.push(shown_call(&state, &call, now).await?);
+    }
     Ok(Json(json!({ "items": items })))
 }
 
 pub async fn show(State(state): State<AppState>, UrlPath(id): UrlPath<i64>) -> AppResult<Json<Value>> {
-    Ok(Json(call_json(&call_for(&state, id).await?, now_ms())))
+    Ok(Json(shown_call(&state, &call_for(&state, id).await?, now_ms()).await?))
 }
 
 /// A short text field: trimmed, 1 to `max_chars` characters, no control characters.

@@ -39,8 +39,8 @@ fn title(locale: Locale, call: &CallRow) -> String {
     locale.pick(&call.title_fr, &call.title_en).to_owned()
 }
 
-fn phase_label(tr: &Tr, phase: Phase) -> String {
-    tr.t(&format!("call-phase-{}", phase.as_str()))
+fn phase_label(tr: &Tr, phase: &str) -> String {
+    tr.t(&format!("call-phase-{phase}"))
 }
 
 fn deadline(tr: &Tr, call: &CallRow) -> String {
@@ -56,19 +56,16 @@ pub async fn list_page(
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let locale = chrome.tr.locale;
     let now = now_ms();
-    let calls = state
-        .db
-        .calls(200)
-        .await?
-        .iter()
-        .map(|call| CallCard {
+    let mut calls = Vec::new();
+    for call in state.db.calls(200).await? {
+        calls.push(CallCard {
             id: call.id,
-            title: title(locale, call),
-            phase: phase_label(&chrome.tr, Phase::of(call, now)),
+            title: title(locale, &call),
+            phase: phase_label(&chrome.tr, crate::calls::shown_phase(&state, &call, now).await?),
             envelope: locale.money(call.envelope_cents),
-            closes: deadline(&chrome.tr, call),
-        })
-        .collect();
+            closes: deadline(&chrome.tr, &call),
+        });
+    }
     Ok(render(&ListPage { chrome, calls }, StatusCode::OK))
 }
 
@@ -236,7 +233,7 @@ pub async fn call_page(
         scale: (0..=call.scale_max).collect(),
         title: title(locale, &call),
         text: grappe_dataset::render_markdown(locale.pick(&call.text_fr, &call.text_en)),
-        phase: phase_label(&chrome.tr, phase),
+        phase: phase_label(&chrome.tr, crate::calls::shown_phase(&state, &call, now_ms()).await?),
         open: phase == Phase::Open,
         envelope: locale.money(call.envelope_cents),
         opens: iso_datetime(call.opens_at),

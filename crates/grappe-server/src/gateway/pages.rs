@@ -46,6 +46,10 @@ struct ProjectView {
     prompt_tokens: String,
     completion_tokens: String,
     gpu_seconds: String,
+    /// GPU-hours left of the allocation, after what requests in flight hold.
+    left_gpu_hours: String,
+    /// The project's limits, as the reader's words: "60 / min · 1 000 / j", or none.
+    limits: Vec<String>,
     chart: Option<String>,
 }
 
@@ -126,7 +130,21 @@ async fn project_view(
                 .collect(),
         })
     });
+    let (_, reserved) = state.db.gateway_reserved(project.id).await?;
+    let left_ms = (project.gpu_hours * 3_600_000 - project.used.gpu_ms - reserved).max(0);
+    let limits = state.db.project_gateway_limits(project.id).await?;
+    let limits = [
+        (limits.requests_per_minute, "gateway-requests-per-minute"),
+        (limits.tokens_per_minute, "gateway-tokens-per-minute"),
+        (limits.requests_per_day, "gateway-requests-per-day"),
+        (limits.tokens_per_day, "gateway-tokens-per-day"),
+    ]
+    .into_iter()
+    .filter_map(|(limit, label)| limit.map(|limit| format!("{} {}", locale.integer(limit), tr.t(label))))
+    .collect();
     Ok(ProjectView {
+        left_gpu_hours: locale.trimmed(left_ms as f64 / 3_600_000.0, 3),
+        limits,
         id: project.id,
         name: project.name.clone(),
         keys,

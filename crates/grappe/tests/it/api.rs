@@ -36,6 +36,14 @@ fn programme_is_public_and_in_euro_cents() {
         let selected: i64 =
             decisions["items"].as_array().unwrap().iter().map(|d| d["amount_cents"].as_i64().unwrap()).sum();
         assert!(selected > 0, "{decisions}");
+        let calls = server.client().get("/api/v1/calls", None).body;
+        let phases: Vec<(&str, &str)> = calls["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["phase"].as_str().unwrap()))
+            .collect();
+        assert_eq!(phases, [("ia-cluster-2024", "decided"), ("ia-cluster", "open")], "newest first");
         for line in &lines {
             let committed = if line["code"] == "ia_cluster" { selected } else { 0 };
             assert_eq!(line["committed_cents"], committed, "{line}");
