@@ -97,3 +97,35 @@ CREATE TABLE gateway_usage (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX gateway_usage_project ON gateway_usage (project_id, id);
+
+-- Files sent to the gateway (`/v1/files`: a batch's input, a batch's output), each kept in the
+-- data store (`store_version`, one file named `content`), readable by its project's keys.
+CREATE TABLE gateway_files (
+    id {{id}},
+    project_id BIGINT NOT NULL REFERENCES projects (id),
+    filename TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    store_version TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+-- A batch (`/v1/batches`): its input file's requests, run one after the other through the
+-- gateway by the process holding the ticker lease, each paid by the batch's key as any
+-- request; `done` lines of the input have their answers in DATA_DIR/gateway/batches/ID.jsonl,
+-- so that a restarted server goes on from there. status: in_progress, completed, cancelled,
+-- failed.
+CREATE TABLE gateway_batches (
+    id {{id}},
+    project_id BIGINT NOT NULL REFERENCES projects (id),
+    key_id BIGINT NOT NULL REFERENCES gateway_keys (id),
+    endpoint TEXT NOT NULL,
+    input_file_id BIGINT NOT NULL REFERENCES gateway_files (id),
+    status TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    done BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    output_file_id BIGINT REFERENCES gateway_files (id),
+    created_at BIGINT NOT NULL,
+    ended_at BIGINT
+);

@@ -618,3 +618,221 @@ impl Db {
             .collect()
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayFileRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub filename: String,
+    pub purpose: String,
+    pub bytes: i64,
+    pub store_version: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayBatchRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub key_id: i64,
+    pub endpoint: String,
+    pub input_file_id: i64,
+    pub status: String,
+    pub total: i64,
+    /// Input lines answered so far (failed ones included).
+    pub done: i64,
+    pub failed: i64,
+    pub output_file_id: Option<i64>,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+const FILE_COLUMNS: &str = "id, project_id, filename, purpose, bytes, store_version, created_at";
+const BATCH_COLUMNS: &str = "id, project_id, key_id, endpoint, input_file_id, status, total, done, failed, output_file_id, created_at, ended_at";
+
+fn file_from(row: &AnyRow) -> DbResult<GatewayFileRow> {
+    Ok(GatewayFileRow {
+        id: row.try_get(0)?,
+        project_id: row.try_get(1)?,
+        filename: row.try_get(2)?,
+        purpose: row.try_get(3)?,
+        bytes: row.try_get(4)?,
+        store_version: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    })
+}
+
+fn batch_from(row: &AnyRow) -> DbResult<GatewayBatchRow> {
+    Ok(GatewayBatchRow {
+        id: row.try_get(0)?,
+        project_id: row.try_get(1)?,
+        key_id: row.try_get(2)?,
+        endpoint: row.try_get(3)?,
+        input_file_id: row.try_get(4)?,
+        status: row.try_get(5)?,
+        total: row.try_get(6)?,
+        done: row.try_get(7)?,
+        failed: row.try_get(8)?,
+        output_file_id: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        ended_at: row.try_get(11)?,
+    })
+}
+
+impl Db {
+    pub async fn add_gateway_file(
+        &self,
+        project_id: i64,
+        filename: &str,
+        purpose: &str,
+        bytes: i64,
+        store_version: &str,
+    ) -> DbResult<GatewayFileRow> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO gateway_files (project_id, filename, purpose, bytes, store_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(project_id)
+        .bind(filename)
+        .bind(purpose)
+        .bind(bytes)
+        .bind(store_version)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        file_from(&row)
+    }
+
+    /// A project's file.
+    pub async fn gateway_file(&self, project_id: i64, id: i64) -> DbResult<Option<GatewayFileRow>> {
+        let row = sqlx::query(&format!("SELECT {FILE_COLUMNS} FROM gateway_files WHERE id = $1 AND project_id = $2"))
+            .bind(id)
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(file_from).transpose()
+    }
+
+    pub async fn gateway_files(&self, project_id: i64) -> DbResult<Vec<GatewayFileRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM gateway_files WHERE project_id = $1 ORDER BY id DESC LIMIT 1000"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from).collect()
+    }
+
+    pub async fn create_gateway_batch(
+        &self,
+        key: &GatewayKeyRow,
+        endpoint: &str,
+        input_file_id: i64,
+        total: i64,
+    ) -> DbResult<GatewayBatchRow> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO gateway_batches (project_id, key_id, endpoint, input_file_id, status, total, done, failed, \
+             created_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, 0, 0, $6) RETURNING {BATCH_COLUMNS}"
+        ))
+        .bind(key.project_id)
+        .bind(key.id)
+        .bind(endpoint)
+        .bind(input_file_id)
+        .bind(total)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let batch = batch_from(&row)?;
+        let object = format!("project:{}", key.project_id);
+        let detail = format!("batch {} of {total} requests to {endpoint}, key {}", batch.id, key.id);
+        let entry = AuditEntry {
+            actor: &format!("key:{}", key.id),
+            action: "gateway.batch.create",
+            object: &object,
+            detail: &detail,
+        };
+        audit::append(&mut tx, self.audit_key(), &entry).await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    /// A project's batch.
+    pub async fn gateway_batch(&self, project_id: i64, id: i64) -> DbResult<Option<GatewayBatchRow>> {
+        let row =
+            sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM gateway_batches WHERE id = $1 AND project_id = $2"))
+                .bind(id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(batch_from).transpose()
+    }
+
+    pub async fn gateway_batches(&self, project_id: i64) -> DbResult<Vec<GatewayBatchRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BATCH_COLUMNS} FROM gateway_batches WHERE project_id = $1 ORDER BY id DESC LIMIT 1000"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_from).collect()
+    }
+
+    /// Every batch still to run, oldest first.
+    pub async fn running_gateway_batches(&self) -> DbResult<Vec<GatewayBatchRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BATCH_COLUMNS} FROM gateway_batches WHERE status IN ('in_progress', 'cancelling') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_from).collect()
+    }
+
+    /// Records one more input line answered (`failed` if its answer was an error); the batch as
+    /// it is then. Only while the batch runs.
+    pub async fn batch_line_done(&self, id: i64, failed: bool) -> DbResult<Option<GatewayBatchRow>> {
+        let row = sqlx::query(&format!(
+            "UPDATE gateway_batches SET done = done + 1, failed = failed + $1 WHERE id = $2 \
+             AND status IN ('in_progress', 'cancelling') RETURNING {BATCH_COLUMNS}"
+        ))
+        .bind(i64::from(failed))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(batch_from).transpose()
+    }
+
+    /// Ends a batch: `completed` with its output file, `cancelled` or `failed`.
+    pub async fn end_gateway_batch(&self, id: i64, status: &str, output_file_id: Option<i64>) -> DbResult<()> {
+        sqlx::query("UPDATE gateway_batches SET status = $1, output_file_id = $2, ended_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(output_file_id)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Asks a running batch to stop after the line it is on; false if it is not running.
+    pub async fn cancel_gateway_batch(&self, project_id: i64, id: i64) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE gateway_batches SET status = 'cancelling' WHERE id = $1 AND project_id = $2 AND status = 'in_progress'",
+        )
+        .bind(id)
+        .bind(project_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A key by its id, live or not (a batch's).
+    pub async fn gateway_key(&self, id: i64) -> DbResult<Option<GatewayKeyRow>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM gateway_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from).transpose()
+    }
+}

@@ -40,8 +40,8 @@ pub use compute::{
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use gateway::{
-    Ask, Counted, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow, NewGatewayKey, NewGatewayModel,
-    Refused, Settlement, WINDOW_MS,
+    Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
+    NewGatewayKey, NewGatewayModel, Refused, Settlement, WINDOW_MS,
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};

@@ -5,7 +5,7 @@
 //! deadline, as the rest of it; read by whoever may read the application, always as a download
 //! (`Content-Disposition: attachment`), never shown by the browser in our origin.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -21,7 +21,7 @@ use crate::calls::{application_json, call_for, not_saved, readable_application, 
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::AppState;
-use crate::kit::stored::{self, blocking};
+use crate::kit::stored::{self, Scratch, blocking};
 
 /// The most bytes of one attachment, and the most files of one application.
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
@@ -58,23 +58,6 @@ fn check_file(name: &str, bytes: &[u8]) -> AppResult<DatasetPath> {
         return Err(AppError::Invalid(format!("`{name}` is empty")));
     }
     Ok(path)
-}
-
-/// A folder of this server's, removed with everything in it when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(state: &AppState) -> AppResult<Scratch> {
-        let path = state.config.data_dir.join("tmp").join(format!("attachments-{}", crate::kit::caller::new_secret()));
-        std::fs::create_dir_all(&path).map_err(|error| AppError::Internal(error.into()))?;
-        Ok(Scratch(path))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn version_id(hex: &str) -> AppResult<VersionId> {
@@ -115,7 +98,7 @@ async fn new_set(
     application: &ApplicationRow,
     change: impl FnOnce(&Path) -> AppResult<()> + Send + 'static,
 ) -> AppResult<Option<String>> {
-    let scratch = Scratch::new(state)?;
+    let scratch = Scratch::new(state, "attachments")?;
     let store = state.store.clone();
     let name = store_name(application);
     let current = application.attachments.as_deref().map(version_id).transpose()?;

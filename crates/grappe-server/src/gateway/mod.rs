@@ -5,6 +5,7 @@
 //! calls `/v1/...` as OpenAI's clients do, and every request reserves its most cost on the
 //! project's allocation before it is forwarded and settles its real cost after (`proxy.rs`).
 
+pub mod batches;
 pub mod pages;
 pub mod proxy;
 pub mod replicas;
@@ -114,6 +115,14 @@ pub fn routes() -> Vec<Route> {
             "Responses, minimal: text or messages in, one message out (OpenAI's format)",
             proxy::responses,
         ),
+        route(OpenAi, Post, "/v1/files", ProjectKey, "Send a batch's input file (multipart: file, purpose=batch)", batches::upload_file),
+        route(OpenAi, Get, "/v1/files", ProjectKey, "The project's files", batches::files),
+        route(OpenAi, Get, "/v1/files/{id}", ProjectKey, "A file", batches::file),
+        route(OpenAi, Get, "/v1/files/{id}/content", ProjectKey, "A file's bytes", batches::file_content),
+        route(OpenAi, Post, "/v1/batches", ProjectKey, "Run a file of requests as a batch, paid as any request", batches::create_batch),
+        route(OpenAi, Get, "/v1/batches", ProjectKey, "The project's batches", batches::batches),
+        route(OpenAi, Get, "/v1/batches/{id}", ProjectKey, "A batch: its status and counts, its output file", batches::batch),
+        route(OpenAi, Post, "/v1/batches/{id}/cancel", ProjectKey, "Stop a batch after its request under way", batches::cancel_batch),
         route(
             OpenAi,
             Get,

@@ -50,14 +50,21 @@ pub(crate) fn client() -> &'static Client<HttpConnector, Body> {
 
 /// The endpoints, as OpenAI names them.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Chat,
     Completions,
     Embeddings,
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    /// The endpoint of a path as a batch names it (`/v1/chat/completions`).
+    pub(crate) fn of_url(url: &str) -> Option<Endpoint> {
+        [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings]
+            .into_iter()
+            .find(|endpoint| url.strip_prefix("/v1") == Some(endpoint.path()))
+    }
+
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
@@ -275,7 +282,12 @@ fn usage_of(value: &Value) -> Option<(i64, i64)> {
     Some((prompt, completion))
 }
 
-async fn forward(state: &AppState, key: GatewayKeyRow, raw: Bytes, endpoint: Endpoint) -> Result<Response, AppError> {
+pub(crate) async fn forward(
+    state: &AppState,
+    key: GatewayKeyRow,
+    raw: Bytes,
+    endpoint: Endpoint,
+) -> Result<Response, AppError> {
     let checked = check(state.db.gateway_models().await?, &key, &raw, endpoint)?;
     let ask = Ask {
         project_id: key.project_id,

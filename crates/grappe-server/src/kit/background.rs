@@ -50,6 +50,7 @@ async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), gra
     if state.db.tick_lease(TICKER, &state.instance).await? {
         state.db.delete_expired_sessions().await?;
         state.db.release_expired_reservations(grappe_db::now_ms()).await?;
+        crate::gateway::batches::resume(state).await?;
         let today = crate::kit::page::iso_date(grappe_db::now_ms());
         if *anchored_day != today && state.db.anchor_audit(&today).await? {
             *anchored_day = today;

@@ -87,3 +87,21 @@ fn file_stream(store: Arc<Store>, file: FileEntry, first: u64, last: u64) -> Bod
     });
     Body::from_stream(stream)
 }
+
+/// A folder under `DATA_DIR/tmp`, removed with everything in it when dropped: where files are
+/// laid out before the store takes them.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(state: &AppState, what: &str) -> AppResult<Scratch> {
+        let path = state.config.data_dir.join("tmp").join(format!("{what}-{}", crate::kit::caller::new_secret()));
+        std::fs::create_dir_all(&path).map_err(|error| AppError::Internal(error.into()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

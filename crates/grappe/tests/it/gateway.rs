@@ -15,7 +15,7 @@ use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb
 
 /// A model server: `/v1/chat/completions` (whole or streamed, a chunk per token),
 /// `/v1/embeddings`. It answers `min(max_tokens, 5)` tokens, or `max_tokens` when the prompt
-/// says FULL; waits between chunks when it says SLOW; breaks off after two chunks when it says
+/// says FULL; waits 20 ms a token when it says SLOW; breaks off after two chunks when it says
 /// BREAK. Each answer closes its connection.
 pub struct Upstream {
     pub base: String,
@@ -71,6 +71,9 @@ fn answer(stream: TcpStream) -> std::io::Result<()> {
     let tokens = if text.contains("FULL") { max } else { max.min(5) };
     let usage = json!({ "prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens });
     if request["stream"] != json!(true) {
+        if text.contains("SLOW") {
+            std::thread::sleep(Duration::from_millis(20) * tokens as u32);
+        }
         let answer = json!({ "id": "chatcmpl-1", "object": "chat.completion", "model": request["model"], "choices": [{ "index": 0, "message": { "role": "assistant", "content": "bonjour" }, "finish_reason": "stop" }], "usage": usage });
         return write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{answer}");
     }
@@ -471,4 +474,76 @@ fn a_key_reads_its_usage_and_limits_and_a_projects_daily_limit_holds() {
     assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
     assert_eq!(csv.text.lines().count(), 4, "a header and three requests: {}", csv.text);
     assert!(csv.text.lines().nth(1).unwrap().contains(",jour,/chat/completions,7,5,12,ok,"), "{}", csv.text);
+}
+
+/// Sends a file as OpenAI's clients do (`multipart/form-data`).
+fn upload(client: &Client, key: &str, jsonl: &str) -> crate::harness::Reply {
+    let body = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"requests.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{jsonl}\r\n--XyZ--\r\n"
+    );
+    client.request("POST", "/v1/files", Some(key), Some(("multipart/form-data; boundary=XyZ", body.into_bytes())))
+}
+
+#[test]
+fn a_batch_of_requests_runs_paid_as_requests_and_survives_a_restart() {
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let data = crate::harness::TempDir::new("batch-data");
+    let mut server = Server::start_in(&db.url, &ServerOptions::default(), data.path());
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "lots", 1, json!({ "name": "k" }));
+    let (_, _, other_key) = project_with_key(&client, "autre", 1, json!({ "name": "k" }));
+    register(&client, &upstream, "lent", None, (1000, 1000));
+    let lines: Vec<String> = (0..40)
+        .map(|i| json!({ "custom_id": format!("q{i}"), "method": "POST", "url": "/v1/chat/completions", "body": chat("lent", "SLOW FULL", 4, false) }).to_string())
+        .collect();
+    let file = upload(&client, &key, &lines.join("\n"));
+    assert_eq!(file.status, 200, "{}", file.text);
+    let file_id = file.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(client.get(&format!("/v1/files/{file_id}"), Some(&other_key)).status, 404, "another project's file");
+    let bad = upload(
+        &client,
+        &key,
+        "{\"custom_id\": \"x\", \"method\": \"POST\", \"url\": \"/v1/embeddings\", \"body\": {}}",
+    );
+    let refused = client.post(
+        "/v1/batches",
+        Some(&key),
+        &json!({ "input_file_id": bad.body["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h" }),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("line 1"), "{}", refused.text);
+    let batch = client.post(
+        "/v1/batches",
+        Some(&key),
+        &json!({ "input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h" }),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.text);
+    let batch_id = batch.body["id"].as_str().unwrap().to_owned();
+    // Killed mid-batch, started again: the batch goes on from where its answers stop.
+    let before = eventually(Duration::from_secs(20), "a few answers", || {
+        let done =
+            client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body["request_counts"]["completed"].as_i64()?;
+        (done >= 3).then_some(done)
+    });
+    server.kill9();
+    assert!(before < 40, "killed mid-batch ({before} of 40 answered)");
+    let server = Server::start_in(&db.url, &ServerOptions::default(), data.path());
+    let client = server.client();
+    let ended = eventually(Duration::from_secs(60), "the batch to complete", || {
+        let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body;
+        (batch["status"] == "completed").then_some(batch)
+    });
+    assert_eq!(ended["request_counts"], json!({ "total": 40, "completed": 40, "failed": 0 }), "{ended}");
+    let output = client.get(&format!("/v1/files/{}/content", ended["output_file_id"].as_str().unwrap()), Some(&key));
+    let answers: Vec<Value> = output.text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let ids: Vec<&str> = answers.iter().map(|a| a["custom_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, (0..40).map(|i| format!("q{i}")).collect::<Vec<_>>(), "each request answered once, in order");
+    assert!(answers.iter().all(|a| a["response"]["status_code"] == 200));
+    // Each request paid as any: 7 + 4 tokens at 1,000 GPU-ms per thousand; one request may have
+    // been answered again after the kill, and paid again. The request the kill cut holds its
+    // reservation (its most cost: a prompt bound of 97 bytes and 4 tokens) until it expires.
+    let (charged, reserved, in_flight) = used_and_reserved(&client, project, &member);
+    assert!((40 * 11..=41 * 11).contains(&charged), "{charged}");
+    assert!(reserved <= 101 && in_flight <= 1, "at most the cut request's: {reserved} GPU-ms, {in_flight}");
 }
