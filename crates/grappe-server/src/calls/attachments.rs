@@ -121,13 +121,26 @@ async fn new_set(
     .await
 }
 
-/// The application the caller may change the attachments of: its own, while the call is open.
-async fn own_application(state: &AppState, caller: &Caller, id: i64) -> AppResult<(ApplicationRow, CallRow)> {
+/// The application the caller may change the attachments of: its own, while the call is open,
+/// at the version the caller read. Checked before anything goes to the store (the saving
+/// transaction checks again), so that a refused change stores nothing.
+async fn own_application(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    read: i64,
+) -> AppResult<(ApplicationRow, CallRow)> {
     let application = readable_application(state, caller, id).await?;
     if caller.actor.user_id() != Some(application.submitted_by) {
         return Err(AppError::Forbidden("only its author changes an application's attachments"));
     }
     let call = call_for(state, application.call_id).await?;
+    if !grappe_db::call_takes_applications(&call, grappe_db::now_ms()) {
+        return Err(not_saved(&call, grappe_db::NotSaved::Closed));
+    }
+    if application.version != read {
+        return Err(not_saved(&call, grappe_db::NotSaved::Stale { last: application.version }));
+    }
     Ok((application, call))
 }
 
@@ -169,10 +182,7 @@ pub async fn attach(
     name: &str,
     bytes: Vec<u8>,
 ) -> AppResult<Value> {
-    let (application, call) = own_application(state, caller, id).await?;
-    if !grappe_db::call_takes_applications(&call, grappe_db::now_ms()) {
-        return Err(not_saved(&call, grappe_db::NotSaved::Closed));
-    }
+    let (application, call) = own_application(state, caller, id, read).await?;
     let path = check_file(name, &bytes)?;
     let set = new_set(state, &application, move |folder| {
         std::fs::write(folder.join(path.as_str()), &bytes).map_err(|error| AppError::Internal(error.into()))
@@ -183,7 +193,7 @@ pub async fn attach(
 
 /// Removes a file from an application as a new version: the one path for the API and the form.
 pub async fn detach(state: &AppState, caller: &Caller, id: i64, read: i64, name: String) -> AppResult<Value> {
-    let (application, call) = own_application(state, caller, id).await?;
+    let (application, call) = own_application(state, caller, id, read).await?;
     let files = files_of(state, application.attachments.as_deref()).await?;
     if !files.iter().any(|file| file.path.as_str() == name) {
         return Err(AppError::NotFound(format!("application {id} has no attachment `{name}`")));
