@@ -104,6 +104,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     let (stop_loops, loops_stopped) = watch::channel(false);
     let ticker = tokio::spawn(background::ticker(state.clone(), loops_stopped.clone()));
     let scoring = tokio::spawn(challenges::scoring::run(state.clone(), loops_stopped.clone()));
+    let replicas = tokio::spawn(gateway::replicas::health(state.clone(), loops_stopped.clone()));
     let scheduler = tokio::spawn(compute::scheduler::run(state.clone(), loops_stopped));
     let db = state.db.clone();
     let config = &state.config;
@@ -125,6 +126,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
     let _ = ticker.await;
     let _ = scheduler.await;
     let _ = scoring.await;
+    let _ = replicas.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -7,7 +7,9 @@
 //! executor). A replica serves while its run runs, no longer.
 //!
 //! Requests go to the replica with the fewest requests outstanding; one that cannot be reached
-//! is set aside for a while and the request goes to the next.
+//! is set aside for a while and the request goes to the next. Every process also asks each
+//! replica for `/models` every few seconds ([`health`]) and sets aside those that do not answer,
+//! so that a dead replica is skipped before a request finds it dead.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -25,6 +27,8 @@ pub const REPLICA_TOKEN_ENV: &str = "GRAPPE_REPLICA_TOKEN";
 pub const REPLICA_HEADER: &str = "x-grappe-replica";
 /// How long a replica that could not be reached is set aside.
 const SET_ASIDE: Duration = Duration::from_secs(10);
+/// How often every replica is asked whether it is up.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// The replica token of run `run` of job `job_id`.
 pub fn replica_token(state: &AppState, job_id: i64, run: i64) -> String {
@@ -72,6 +76,41 @@ pub async fn announce(state: AppState, job_id: i64, serve: Value) {
         Err(error) => {
             tracing::warn!(job.id = job_id, error = %error, "a job's announcement of a model server was refused")
         }
+    }
+}
+
+/// Asks every replica of every model whether it answers, until the server stops; those that do
+/// not are set aside, those that do are taken back.
+pub async fn health(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(HEALTH_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let Ok(models) = state.db.gateway_models().await else { continue };
+        for model in models {
+            let Ok(urls) = state.db.model_upstreams(&model).await else { continue };
+            for url in urls {
+                let probe = Request::get(format!("{url}/models")).body(Body::empty());
+                let Ok(probe) = probe else { continue };
+                let answered =
+                    tokio::time::timeout(Duration::from_secs(2), super::proxy::client().request(probe)).await;
+                match answered {
+                    Ok(Ok(answer)) if answer.status().is_success() => take_back(&url),
+                    _ => set_aside(&url),
+                }
+            }
+        }
+    }
+}
+
+fn take_back(url: &str) {
+    if let Ok(mut loads) = loads().lock()
+        && let Some(load) = loads.get_mut(url)
+    {
+        load.set_aside_until = None;
     }
 }
 
