@@ -16,6 +16,8 @@ CREATE TABLE gateway_models (
     input_gpu_ms_per_1k BIGINT NOT NULL,
     output_gpu_ms_per_1k BIGINT NOT NULL,
     max_output_tokens BIGINT NOT NULL,
+    -- The most requests one replica is sent at once; more wait, people before batches.
+    max_concurrency BIGINT NOT NULL,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );

@@ -41,6 +41,7 @@ pub struct GatewayModelRow {
     pub input_gpu_ms_per_1k: i64,
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
+    pub max_concurrency: i64,
     pub created_at: i64,
 }
 
@@ -51,6 +52,7 @@ pub struct NewGatewayModel<'a> {
     pub input_gpu_ms_per_1k: i64,
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
+    pub max_concurrency: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +125,7 @@ pub struct GatewayUsageRow {
 }
 
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-    max_output_tokens, created_at";
+    max_output_tokens, created_at, max_concurrency";
 const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
     tokens_per_day, created_by, created_at, revoked_at";
 
@@ -137,6 +139,7 @@ fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
         output_gpu_ms_per_1k: row.try_get(5)?,
         max_output_tokens: row.try_get(6)?,
         created_at: row.try_get(7)?,
+        max_concurrency: row.try_get(8)?,
     })
 }
 
@@ -188,7 +191,8 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_models (name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-             max_output_tokens, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
+             max_output_tokens, max_concurrency, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING {MODEL_COLUMNS}"
         ))
         .bind(new.name)
         .bind(new.upstream)
@@ -196,6 +200,7 @@ impl Db {
         .bind(new.input_gpu_ms_per_1k)
         .bind(new.output_gpu_ms_per_1k)
         .bind(new.max_output_tokens)
+        .bind(new.max_concurrency)
         .bind(actor)
         .bind(now_ms())
         .fetch_one(&mut *tx)

@@ -306,6 +306,8 @@ async fn demo_language_model(
         input_gpu_ms_per_1k: 10,
         output_gpu_ms_per_1k: 40,
         max_output_tokens: 512,
+        // As `grappe model serve` answers at once by default.
+        max_concurrency: 4,
     };
     state.db.create_gateway_model(&model, "demo").await?;
     let body = crate::compute::NewJobBody {

@@ -118,6 +118,7 @@ fn schemas() -> Value {
                 "input_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 prompt tokens" },
                 "output_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 answer tokens" },
                 "max_output_tokens": { "type": "integer" },
+                "max_concurrency": { "type": "integer", "default": 32, "description": "the most requests one replica is sent at once; more wait, people before batches" },
             },
         },
         "CallDates": {

@@ -2,8 +2,8 @@
 //! of requests, each answered in turn through the gateway and paid by the batch's key as any
 //! request is (reserved, then settled), the answers gathered into an output file.
 //!
-//! A batch runs in the process that holds the ticker lease, one request at a time (batch
-//! traffic never crowds interactive requests out of an upstream). Each answer is appended to
+//! A batch runs in the process that holds the ticker lease, one request at a time, and waits
+//! behind people for a busy replica (`Priority::Batch`). Each answer is appended to
 //! `DATA_DIR/gateway/batches/ID.jsonl` and synced before the batch's count moves, so a server
 //! that stops, however it stops, goes on from the first request without a recorded answer (a
 //! request answered but not counted when it died is asked again, and paid again: at most one per
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::key_of;
 use crate::gateway::proxy::{Endpoint, forward};
+use crate::gateway::replicas::Priority;
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::multipart;
@@ -354,7 +355,7 @@ async fn run_batch(state: &AppState, batch: &GatewayBatchRow) -> AppResult<()> {
         }
         let live = state.db.gateway_key(key.id).await?.is_some_and(|key| key.revoked_at.is_none());
         let (code, answer) = if live {
-            match forward(state, key.clone(), Bytes::from(body.to_string()), endpoint).await {
+            match forward(state, key.clone(), Bytes::from(body.to_string()), endpoint, Priority::Batch).await {
                 Ok(response) => {
                     let code = response.status().as_u16();
                     let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await.unwrap_or_default();

@@ -298,6 +298,13 @@ pub struct NewModelBody {
     pub input_gpu_ms_per_1k: i64,
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
+    /// The most requests one replica is sent at once (default 32); more wait, people first.
+    #[serde(default = "thirty_two")]
+    pub max_concurrency: i64,
+}
+
+fn thirty_two() -> i64 {
+    32
 }
 
 fn model_json(model: &GatewayModelRow) -> Value {
@@ -339,6 +346,9 @@ pub async fn create_model(
     if !(1..=1_000_000).contains(&body.max_output_tokens) {
         return Err(AppError::Invalid("`max_output_tokens`: 1 to 1,000,000".into()));
     }
+    if !(1..=10_000).contains(&body.max_concurrency) {
+        return Err(AppError::Invalid("`max_concurrency`: 1 to 10,000".into()));
+    }
     if let Some(project) = body.project
         && state.db.project(project).await?.is_none()
     {
@@ -351,6 +361,7 @@ pub async fn create_model(
         input_gpu_ms_per_1k: body.input_gpu_ms_per_1k,
         output_gpu_ms_per_1k: body.output_gpu_ms_per_1k,
         max_output_tokens: body.max_output_tokens,
+        max_concurrency: body.max_concurrency,
     };
     let model = state.db.create_gateway_model(&new, &caller.audit_name()).await?;
     Ok((StatusCode::CREATED, Json(model_json(&model))).into_response())

@@ -27,7 +27,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::gateway::{key_of, may_call, replicas};
+use crate::gateway::replicas::{self, NoReplica, Priority};
+use crate::gateway::{key_of, may_call};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::state::AppState;
@@ -35,6 +36,8 @@ use crate::kit::state::AppState;
 /// How long a request may take, and so how long its reservation lives before the reaper may
 /// release it.
 pub const REQUEST_TTL: Duration = Duration::from_secs(600);
+/// How long a person's request waits for a busy model's replica before a 429.
+const INTERACTIVE_PATIENCE: Duration = Duration::from_secs(30);
 /// The most bytes of a whole (not streamed) answer read from an upstream.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
@@ -87,7 +90,7 @@ pub async fn embeddings(State(state): State<AppState>, Extension(caller): Extens
 
 async fn by_key(state: &AppState, caller: &Caller, body: Bytes, endpoint: Endpoint) -> Response {
     let forwarded = match key_of(caller) {
-        Ok(key) => forward(state, key.clone(), body, endpoint).await,
+        Ok(key) => forward(state, key.clone(), body, endpoint, Priority::Interactive).await,
         Err(error) => Err(error),
     };
     forwarded.unwrap_or_else(AppError::openai_response)
@@ -117,7 +120,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
         if let Some(most) = request.get("max_output_tokens") {
             chat["max_tokens"] = most.clone();
         }
-        let answer = forward(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat).await?;
+        let answer = forward(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat, Priority::Interactive).await?;
         if !answer.status().is_success() {
             return Ok(answer);
         }
@@ -147,7 +150,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
 
 /// A chat request paid by `key` (the playground's, for a member of the key's project).
 pub async fn chat_as(state: &AppState, key: GatewayKeyRow, body: Bytes) -> Result<Response, AppError> {
-    forward(state, key, body, Endpoint::Chat).await
+    forward(state, key, body, Endpoint::Chat, Priority::Interactive).await
 }
 
 /// A request as the gateway checked it: its model, its upstream body, its bounds.
@@ -287,6 +290,7 @@ pub(crate) async fn forward(
     key: GatewayKeyRow,
     raw: Bytes,
     endpoint: Endpoint,
+    priority: Priority,
 ) -> Result<Response, AppError> {
     let checked = check(state.db.gateway_models().await?, &key, &raw, endpoint)?;
     let ask = Ask {
@@ -313,12 +317,24 @@ pub(crate) async fn forward(
     // The least loaded replica; one that cannot be reached is set aside and the next is tried
     // (nothing reached it, so nothing ran twice).
     let mut tried = Vec::new();
+    let most = usize::try_from(checked.model.max_concurrency).unwrap_or(1);
+    let patience = match priority {
+        Priority::Interactive => INTERACTIVE_PATIENCE,
+        Priority::Batch => REQUEST_TTL,
+    };
     let (answer, held) = loop {
-        let Some(held) = replicas::pick(&upstreams, &tried) else {
-            account.settle(Some((0, 0)), "no_replica", None).await;
-            return Err(AppError::Unavailable(
-                "no server of this model can be reached now; nothing was charged".into(),
-            ));
+        let held = match replicas::acquire(&upstreams, &tried, most, priority, patience).await {
+            Ok(held) => held,
+            Err(NoReplica::Unreachable) => {
+                account.settle(Some((0, 0)), "no_replica", None).await;
+                return Err(AppError::Unavailable(
+                    "no server of this model can be reached now; nothing was charged".into(),
+                ));
+            }
+            Err(NoReplica::Busy) => {
+                account.settle(Some((0, 0)), "busy", None).await;
+                return Err(AppError::TooManyRequests { retry_after_s: 1 });
+            }
         };
         let request = Request::post(format!("{}{}", held.url, endpoint.path()))
             .header(header::CONTENT_TYPE, "application/json")

@@ -137,22 +137,94 @@ impl Drop for Held {
         {
             load.outstanding = load.outstanding.saturating_sub(1);
         }
+        freed().notify_waiters();
+    }
+}
+
+/// Who waits for a busy replica: people, then batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Interactive,
+    Batch,
+}
+
+/// Why no replica was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReplica {
+    /// None can be reached (none serves, or all are set aside or tried).
+    Unreachable,
+    /// All are at their most requests at once, for as long as the request may wait.
+    Busy,
+}
+
+fn freed() -> &'static tokio::sync::Notify {
+    static FREED: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    FREED.get_or_init(tokio::sync::Notify::new)
+}
+
+/// People waiting for a replica now: a batch waits while there are any.
+static PEOPLE_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Waiting;
+
+impl Waiting {
+    fn new() -> Waiting {
+        PEOPLE_WAITING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Waiting
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        PEOPLE_WAITING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 /// The replica of `urls` with the fewest requests outstanding, among those not set aside and
-/// not in `tried`; held until the returned value is dropped.
-pub fn pick(urls: &[String], tried: &[String]) -> Option<Held> {
-    let mut loads = loads().lock().ok()?;
+/// not in `tried`, if it has fewer than `most` and the caller's turn has come.
+fn pick(urls: &[String], tried: &[String], most: usize, priority: Priority) -> Result<Held, NoReplica> {
+    let mut loads = loads().lock().map_err(|_| NoReplica::Unreachable)?;
     let now = Instant::now();
     let url = urls
         .iter()
         .filter(|url| !tried.contains(url))
         .filter(|url| loads.get(*url).and_then(|load| load.set_aside_until).is_none_or(|until| until <= now))
-        .min_by_key(|url| loads.get(*url).map_or(0, |load| load.outstanding))?
+        .min_by_key(|url| loads.get(*url).map_or(0, |load| load.outstanding))
+        .ok_or(NoReplica::Unreachable)?
         .clone();
-    loads.entry(url.clone()).or_default().outstanding += 1;
-    Some(Held { url })
+    let load = loads.entry(url.clone()).or_default();
+    let waiting_people = PEOPLE_WAITING.load(std::sync::atomic::Ordering::SeqCst);
+    if load.outstanding >= most || (priority == Priority::Batch && waiting_people > 0) {
+        return Err(NoReplica::Busy);
+    }
+    load.outstanding += 1;
+    Ok(Held { url })
+}
+
+/// A replica as [`pick`] gives it, waiting up to `patience` while all are busy: people wait
+/// ahead of batches.
+pub async fn acquire(
+    urls: &[String],
+    tried: &[String],
+    most: usize,
+    priority: Priority,
+    patience: Duration,
+) -> Result<Held, NoReplica> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let _waiting = (priority == Priority::Interactive).then(Waiting::new);
+    loop {
+        let notified = freed().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match pick(urls, tried, most, priority) {
+            Err(NoReplica::Busy) => {}
+            done => return done,
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => return Err(NoReplica::Busy),
+        }
+    }
 }
 
 /// Sets a replica aside after it could not be reached.
@@ -186,13 +258,38 @@ mod tests {
     #[test]
     fn requests_go_to_the_least_loaded_replica_and_skip_one_set_aside() {
         let urls: Vec<String> = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"].map(str::to_owned).to_vec();
-        let first = pick(&urls, &[]).unwrap();
-        let second = pick(&urls, &[]).unwrap();
+        let first = pick(&urls, &[], 8, Priority::Interactive).unwrap();
+        let second = pick(&urls, &[], 8, Priority::Interactive).unwrap();
         assert_ne!(first.url, second.url, "the second goes to the idle replica");
         drop(first);
         set_aside(&second.url);
-        let third = pick(&urls, &[]).unwrap();
+        let third = pick(&urls, &[], 8, Priority::Interactive).unwrap();
         assert_ne!(third.url, second.url);
-        assert!(pick(&urls, std::slice::from_ref(&third.url)).is_none(), "one set aside, one tried");
+        let tried = std::slice::from_ref(&third.url);
+        assert_eq!(pick(&urls, tried, 8, Priority::Interactive).err(), Some(NoReplica::Unreachable));
+    }
+
+    #[tokio::test]
+    async fn a_busy_replica_serves_people_before_batches() {
+        let urls = vec!["http://127.0.0.1:3/v1".to_owned()];
+        let held = pick(&urls, &[], 1, Priority::Interactive).unwrap();
+        assert_eq!(pick(&urls, &[], 1, Priority::Batch).err(), Some(NoReplica::Busy));
+        let wait = Duration::from_secs(5);
+        let (person, batch) = (urls.clone(), urls.clone());
+        let person =
+            tokio::spawn(
+                async move { acquire(&person, &[], 1, Priority::Interactive, wait).await.map(|_| Instant::now()) },
+            );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let batch = tokio::spawn(async move {
+            let held = acquire(&batch, &[], 1, Priority::Batch, wait).await;
+            held.map(|_| Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        let (person, batch) = (person.await.unwrap().unwrap(), batch.await.unwrap().unwrap());
+        assert!(person <= batch, "the person got the replica first");
+        let gone = acquire(&urls, &[], 0, Priority::Interactive, Duration::from_millis(20)).await;
+        assert_eq!(gone.err(), Some(NoReplica::Busy), "no room for as long as it may wait");
     }
 }
