@@ -257,7 +257,9 @@ fn base64_decoding() {
 fn submit_a_job_from_the_project_page_and_watch_it_finish() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
     let mut options = ServerOptions { demo: true, ..ServerOptions::default() };
-    options.env.push(("GRAPPE_CPUS".into(), "2".into()));
+    // The demo holds two CPUs (its training, and the model it serves through the gateway): a
+    // third for the job submitted here.
+    options.env.push(("GRAPPE_CPUS".into(), "3".into()));
     let server = Server::start(&db.url, &options);
     let (email, password) = server.demo_password("project_member");
     let browser = Browser::start();
