@@ -38,6 +38,8 @@ use crate::kit::state::AppState;
 pub const REQUEST_TTL: Duration = Duration::from_secs(600);
 /// How long a person's request waits for a busy model's replica before a 429.
 const INTERACTIVE_PATIENCE: Duration = Duration::from_secs(30);
+/// The most bytes of one event of a stream, waiting for its end.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// The most bytes of a whole (not streamed) answer read from an upstream.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
@@ -278,10 +280,12 @@ impl Account {
 }
 
 /// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or a stream's chunk.
+/// (A model server of a member's job says what it likes: counts below 0 are read as 0, so that
+/// no answer can give back allocation or lower a window's count.)
 fn usage_of(value: &Value) -> Option<(i64, i64)> {
     let usage = value.get("usage").filter(|usage| usage.is_object())?;
-    let prompt = usage.get("prompt_tokens").and_then(Value::as_i64)?;
-    let completion = usage.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0);
+    let prompt = usage.get("prompt_tokens").and_then(Value::as_i64)?.max(0);
+    let completion = usage.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0).max(0);
     Some((prompt, completion))
 }
 
@@ -411,6 +415,10 @@ fn stream(account: Account, upstream: Body, wants_usage: bool, held: replicas::H
                 }
             };
             pending.extend_from_slice(&frame);
+            if pending.len() > MAX_EVENT_BYTES {
+                // An event that never ends: the stream is broken off rather than held in memory.
+                break;
+            }
             while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
                 let event: Vec<u8> = pending.drain(..end + 2).collect();
                 let data: Option<String> = std::str::from_utf8(&event)
@@ -463,4 +471,20 @@ fn tokio_stream_of(
     mut receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |context| receiver.poll_recv(context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_below_zero_is_read_as_zero_and_costs_round_up() {
+        let answer = json!({ "usage": { "prompt_tokens": -1000, "completion_tokens": -5 } });
+        assert_eq!(usage_of(&answer), Some((0, 0)));
+        assert_eq!(usage_of(&json!({ "usage": null })), None);
+        assert_eq!(usage_of(&json!({ "usage": { "prompt_tokens": 7 } })), Some((7, 0)));
+        assert_eq!(cost(1, 1), 1, "a token of any price costs at least what it rounds up to");
+        assert_eq!(cost(1000, 2000), 2000);
+        assert_eq!(cost(-5, 1000), 0);
+    }
 }

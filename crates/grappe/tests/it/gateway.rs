@@ -86,6 +86,14 @@ fn answer(stream: TcpStream) -> std::io::Result<()> {
         write!(out, "{:x}\r\n{text}\r\n", text.len())?;
         out.flush()
     };
+    if text.contains("ENDLESS") {
+        // One event that never ends.
+        let endless = "m".repeat(64 * 1024);
+        for _ in 0..64 {
+            event(endless.clone())?;
+        }
+        return Ok(());
+    }
     for i in 0..tokens {
         if text.contains("SLOW") {
             std::thread::sleep(Duration::from_millis(20));
@@ -337,6 +345,13 @@ fn failures_and_disconnects_leave_no_reservation_behind() {
     let broken = usage.body["items"].as_array().unwrap().iter().find(|u| u["status"] == "upstream_broken").unwrap();
     assert_eq!(broken["completion_tokens"], 2, "{broken}");
     assert!(upstream.requests.load(Ordering::SeqCst) >= 200);
+    // An event that never ends is broken off, not held: an error frame.
+    let endless = client.post("/v1/chat/completions", Some(&key), &chat("fragile", "ENDLESS", 5, true));
+    assert!(
+        endless.text.contains("upstream_broken") && endless.text.len() < 4096,
+        "{}",
+        &endless.text[..200.min(endless.text.len())]
+    );
 }
 
 #[test]
