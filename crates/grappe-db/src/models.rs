@@ -227,7 +227,8 @@ impl Db {
         let row = sqlx::query(
             "SELECT CAST((SELECT COALESCE(SUM(latest_bytes), 0) FROM datasets WHERE project_id = $1) \
              + (SELECT COALESCE(SUM(v.size_bytes), 0) FROM model_versions v JOIN models m ON m.id = v.model_id \
-             WHERE m.project_id = $1) AS BIGINT)",
+             WHERE m.project_id = $1) \
+             + (SELECT COALESCE(SUM(bytes), 0) FROM gateway_files WHERE project_id = $1) AS BIGINT)",
         )
         .bind(project_id)
         .fetch_one(&self.pool)

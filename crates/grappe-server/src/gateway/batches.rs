@@ -79,9 +79,10 @@ async fn store_file(
     purpose: &str,
     bytes: Vec<u8>,
 ) -> AppResult<GatewayFileRow> {
+    let size = bytes.len() as i64;
+    crate::kit::stored::check_storage(state, project, |held| held.saturating_add(size as u64), "delete files").await?;
     let scratch = Scratch::new(state, "gateway-file")?;
     let store = state.store.clone();
-    let size = bytes.len() as i64;
     let name = Name::parse(&format!("gateway-files.{project}"))
         .map_err(|error| AppError::Internal(anyhow::anyhow!("{error}")))?;
     let version = blocking(move || {

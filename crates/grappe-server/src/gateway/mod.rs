@@ -27,6 +27,10 @@ use crate::kit::extract::ApiJson;
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
+/// The most live keys, and models of its own, one project has.
+const MAX_LIVE_KEYS: usize = 100;
+const MAX_PROJECT_MODELS: usize = 50;
+
 pub fn routes() -> Vec<Route> {
     use Access::{GlobalRole, ProjectKey, Public, SignedIn};
     use Kind::{Api, OpenAi, Page};
@@ -220,6 +224,10 @@ pub async fn issue_key(
     let project = member_project(state, caller, id).await?;
     let name = crate::calls::text_field("name", &body.name, 100)?;
     let limits = checked_limits(body.limits.unwrap_or_default())?;
+    let live = state.db.gateway_keys(project).await?.iter().filter(|key| key.revoked_at.is_none()).count();
+    if live >= MAX_LIVE_KEYS {
+        return Err(AppError::Conflict(format!("a project has at most {MAX_LIVE_KEYS} live keys: revoke one first")));
+    }
     let key = caller::new_gateway_key();
     let prefix: String = key.chars().take(caller::GATEWAY_KEY_PREFIX.len() + 6).collect();
     let new = NewGatewayKey {
@@ -349,10 +357,14 @@ pub async fn create_model(
     if !(1..=10_000).contains(&body.max_concurrency) {
         return Err(AppError::Invalid("`max_concurrency`: 1 to 10,000".into()));
     }
-    if let Some(project) = body.project
-        && state.db.project(project).await?.is_none()
-    {
-        return Err(AppError::Invalid(format!("no project {project}")));
+    if let Some(project) = body.project {
+        if state.db.project(project).await?.is_none() {
+            return Err(AppError::Invalid(format!("no project {project}")));
+        }
+        let owned = state.db.gateway_models().await?.iter().filter(|model| model.project_id == Some(project)).count();
+        if owned >= MAX_PROJECT_MODELS {
+            return Err(AppError::Conflict(format!("a project has at most {MAX_PROJECT_MODELS} models")));
+        }
     }
     let new = NewGatewayModel {
         name: name.as_str(),

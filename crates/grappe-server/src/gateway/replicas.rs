@@ -46,8 +46,14 @@ fn loopback_url(url: &str) -> Option<String> {
     (loopback && port.parse::<u16>().is_ok_and(|p| p > 0) && path == "v1").then(|| url.to_owned())
 }
 
-/// Checks and records a job's announcement that it serves a model of its project.
+/// Checks and records a job's announcement that it serves a model of its project. At most a few
+/// are checked at once: a job that prints announcements without end has the rest dropped.
 pub async fn announce(state: AppState, job_id: i64, serve: Value) {
+    static PROBES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+    let Ok(_probe) = PROBES.try_acquire() else {
+        tracing::warn!(job.id = job_id, "too many model server announcements at once: one dropped");
+        return;
+    };
     let outcome = async {
         let job = state.db.job(job_id).await?.ok_or_else(|| anyhow::anyhow!("no job {job_id}"))?;
         anyhow::ensure!(job.state == "running", "job {job_id} is not running");

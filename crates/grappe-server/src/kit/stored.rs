@@ -13,7 +13,7 @@ use crate::kit::range;
 use crate::kit::state::AppState;
 
 /// Refuses what would take a project past its storage allocation (`storage_gb`), which its
-/// datasets' latest versions and its models' versions share: `after(held)` is what it would
+/// datasets' latest versions, its models' versions and its gateway files share: `after(held)` is what it would
 /// hold given what it holds now; `remedy` says what else the caller may do.
 pub async fn check_storage(
     state: &AppState,
@@ -26,7 +26,7 @@ pub async fn check_storage(
     let held = u64::try_from(state.db.project_stored_bytes(project_id).await?).unwrap_or(0);
     if after(held) > granted {
         return Err(AppError::Conflict(format!(
-            "the project's datasets and models would hold more than its storage allocation ({} GiB; {held} bytes \
+            "the project's datasets, models and files would hold more than its storage allocation ({} GiB; {held} bytes \
              held now): ask for more storage, or {remedy}",
             project.storage_gb
         )));

@@ -119,7 +119,7 @@ fn project_with_key(client: &Client, name: &str, gpu_hours: i64, key_body: Value
     let project = client.post(
         "/api/v1/projects",
         Some(ADMIN_TOKEN),
-        &json!({ "name": name, "gpu_hours": gpu_hours, "cpu_hours": 10 }),
+        &json!({ "name": name, "gpu_hours": gpu_hours, "cpu_hours": 10, "storage_gb": 1 }),
     );
     assert_eq!(project.status, 201, "{}", project.text);
     let id = project.body["id"].as_i64().unwrap();
