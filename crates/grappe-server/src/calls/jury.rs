@@ -75,6 +75,9 @@ pub struct NewJurorBody {
 /// Invites a juror (an existing account) into the call's jury: the one path for the API and
 /// the demo. The conflicts the server can see are recorded at once.
 pub async fn invite_juror(state: &AppState, caller: &Caller, call: &CallRow, body: NewJurorBody) -> AppResult<()> {
+    if !policy::may_manage_call(&caller.actor, call.id) {
+        return Err(AppError::Forbidden("only the call's managers invite jurors"));
+    }
     let email = Email::parse(&body.email)?;
     let user = state
         .db

@@ -570,6 +570,17 @@ fn attach_a_file_discuss_and_manage_the_jury_from_the_pages() {
     browser.wait_count("#attachment-list li", 1);
     assert!(browser.text("#attachment-list").contains("projet.pdf"), "{}", browser.text("#attachment-list"));
     assert_eq!(browser.count("#version-list li"), 2, "the attachment saved a version");
+    // The manager's juror form, posted by the applicant from its own page with its own session
+    // and token, is refused.
+    let forged = json!({
+        "script": "const done = arguments[arguments.length - 1]; \
+            const csrf = document.querySelector('input[name=csrf]').value; \
+            fetch(arguments[0], { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, \
+            body: 'csrf=' + encodeURIComponent(csrf) + '&email=applicant%40demo.grappe.fr&country=FR&organisation=X' }) \
+            .then(r => done(r.status));",
+        "args": [format!("/calls/{id}/jurors")],
+    });
+    assert_eq!(browser.session_call("POST", "/execute/async", Some(forged)), json!(403), "only managers invite jurors");
     browser.screenshot("application-attachments-fr.png");
     browser.click("#logout");
     browser.wait_count("#login-link", 1);
