@@ -180,11 +180,22 @@ async fn insert_assignments(tx: &mut Tx, call_id: i64, pairs: &[AssignmentRow]) 
     Ok(())
 }
 
+/// The call as the transaction sees it, its row locked until the transaction ends: its dates may
+/// have moved since the caller read it, and cannot move before this save commits.
+async fn call_in(tx: &mut Tx, call_id: i64) -> DbResult<CallRow> {
+    let row = sqlx::query(&format!("UPDATE calls SET id = id WHERE id = $1 RETURNING {CALL_COLUMNS}"))
+        .bind(call_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    call_from(&row)
+}
+
 /// Whether an edit of an application is refused before it is tried: the call does not take
 /// applications now, or, in a rolling call, the application is already with its jurors or
 /// decided.
 async fn edit_refused(tx: &mut Tx, call: &CallRow, application_id: i64, now: i64) -> DbResult<Option<NotSaved>> {
-    if !call_takes_applications(call, now) {
+    let call = call_in(tx, call.id).await?;
+    if !call_takes_applications(&call, now) {
         return Ok(Some(NotSaved::Closed));
     }
     if call.closes_at.is_none() {
@@ -329,7 +340,7 @@ impl Db {
     ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        if !call_takes_applications(call, now) {
+        if !call_takes_applications(&call_in(&mut tx, call.id).await?, now) {
             return Ok(Err(NotSaved::Closed));
         }
         let row = sqlx::query(&format!(
@@ -1012,7 +1023,7 @@ impl Db {
         // The call's row, locked: a second batch of the same call waits here, then reads what
         // this one granted (PostgreSQL's read committed would otherwise let both pass the
         // envelope; SQLite's write transaction already holds the database).
-        sqlx::query("UPDATE calls SET id = id WHERE id = $1").bind(call.id).execute(&mut *tx).await?;
+        call_in(&mut tx, call.id).await?;
         for decision in decisions {
             let done = sqlx::query("SELECT 1 FROM call_decisions WHERE application_id = $1")
                 .bind(decision.application.id)
