@@ -582,6 +582,17 @@ impl Db {
         Ok(())
     }
 
+    /// Requests the gateway answered, and the tokens they read and wrote, over all projects.
+    pub async fn gateway_totals(&self) -> DbResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) FROM gateway_usage \
+             WHERE status LIKE 'ok%'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// What a project's requests hold now: reservations in flight, and the GPU-ms they hold.
     pub async fn gateway_reserved(&self, project_id: i64) -> DbResult<(i64, i64)> {
         let row = sqlx::query(

@@ -393,3 +393,6 @@ gateway-requests-per-minute = requests / min
 gateway-tokens-per-minute = tokens / min
 gateway-requests-per-day = requests / day
 gateway-tokens-per-day = tokens / day
+dashboard-records = What the platform's records count
+dashboard-gateway-requests = Requests answered by the AI gateway
+dashboard-gateway-tokens = Tokens read and written by the AI gateway

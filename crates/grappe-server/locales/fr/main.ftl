@@ -393,3 +393,6 @@ gateway-requests-per-minute = requêtes / min
 gateway-tokens-per-minute = jetons / min
 gateway-requests-per-day = requêtes / jour
 gateway-tokens-per-day = jetons / jour
+dashboard-records = Ce que comptent les registres de la plateforme
+dashboard-gateway-requests = Requêtes servies par la passerelle IA
+dashboard-gateway-tokens = Jetons lus et écrits par la passerelle IA

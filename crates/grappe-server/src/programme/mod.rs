@@ -104,9 +104,11 @@ struct Dashboard {
     lines: Vec<LineView>,
     instruments: Vec<InstrumentView>,
     kpis: Vec<KpiView>,
+    /// Figures counted from the platform's own records.
+    records: Vec<KpiView>,
 }
 
-fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
+fn dashboard_view(chrome: Chrome, programme: &StoredProgramme, gateway: (i64, i64)) -> Dashboard {
     let locale = chrome.tr.locale;
     let money = |cents: i64| locale.money(cents);
     let all_lines = programme.instruments.iter().flat_map(|instrument| instrument.budget_lines.iter());
@@ -161,7 +163,11 @@ fn dashboard_view(chrome: Chrome, programme: &StoredProgramme) -> Dashboard {
             }
         })
         .collect();
-    Dashboard { chrome, chart_svg, lines, instruments, kpis }
+    let records = vec![
+        KpiView { label: chrome.tr.t("dashboard-gateway-requests"), value: locale.integer(gateway.0) },
+        KpiView { label: chrome.tr.t("dashboard-gateway-tokens"), value: locale.integer(gateway.1) },
+    ];
+    Dashboard { chrome, chart_svg, lines, instruments, kpis, records }
 }
 
 pub async fn dashboard(
@@ -171,6 +177,7 @@ pub async fn dashboard(
     uri: Uri,
 ) -> Result<Response, AppError> {
     let programme = state.db.programme().await?;
-    let view = dashboard_view(Chrome::new(&headers, &uri, Some(&caller)), &programme);
+    let gateway = state.db.gateway_totals().await?;
+    let view = dashboard_view(Chrome::new(&headers, &uri, Some(&caller)), &programme, gateway);
     Ok(render(&view, StatusCode::OK))
 }

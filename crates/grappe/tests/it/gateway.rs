@@ -485,6 +485,14 @@ fn a_key_reads_its_usage_and_limits_and_a_projects_daily_limit_holds() {
     assert_eq!(usage.body["allocation"]["used_gpu_ms"], 36, "{}", usage.text);
     assert_eq!(usage.body["allocation"]["left_gpu_ms"], 3_600_000 - 36);
     assert_eq!(usage.body["recent"].as_array().unwrap().len(), 3);
+    // The public dashboard counts what the gateway served, from its records: 3 requests, 36 tokens.
+    let dashboard = client.get("/", None).text;
+    let records = &dashboard[dashboard.find("id=\"records\"").unwrap()..];
+    assert!(
+        records.contains("<dd>3</dd>") && records.contains("<dd>36</dd>"),
+        "{}",
+        &records[..400.min(records.len())]
+    );
     let csv = client.get(&format!("/api/v1/projects/{project}/gateway-usage.csv"), Some(&member));
     assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
     assert_eq!(csv.text.lines().count(), 4, "a header and three requests: {}", csv.text);
