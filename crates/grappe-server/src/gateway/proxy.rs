@@ -451,6 +451,8 @@ fn stream(account: Account, upstream: Body, wants_usage: bool, held: replicas::H
             }
         }
         if outcome == "upstream_broken" {
+            // The replica broke off: the next requests go to another while there is one.
+            replicas::set_aside(&held.url);
             let error = json!({ "error": { "message": "the model's server broke off its answer", "type": "api_error", "param": null, "code": "upstream_broken" } });
             let _ = sender.send(Ok(Bytes::from(format!("data: {error}\n\n")))).await;
         }

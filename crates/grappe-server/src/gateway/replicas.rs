@@ -186,15 +186,22 @@ impl Drop for Waiting {
     }
 }
 
-/// The replica of `urls` with the fewest requests outstanding, among those not set aside and
-/// not in `tried`, if it has fewer than `most` and the caller's turn has come.
+/// The replica of `urls` with the fewest requests outstanding, among those not in `tried` and
+/// not set aside (or, if all are, among those), if it has fewer than `most` and the caller's
+/// turn has come.
 fn pick(urls: &[String], tried: &[String], most: usize, priority: Priority) -> Result<Held, NoReplica> {
     let mut loads = loads().lock().map_err(|_| NoReplica::Unreachable)?;
     let now = Instant::now();
-    let url = urls
-        .iter()
-        .filter(|url| !tried.contains(url))
-        .filter(|url| loads.get(*url).and_then(|load| load.set_aside_until).is_none_or(|until| until <= now))
+    let healthy =
+        |url: &&String| loads.get(*url).and_then(|load| load.set_aside_until).is_none_or(|until| until <= now);
+    let untried: Vec<&String> = urls.iter().filter(|url| !tried.contains(url)).collect();
+    // Replicas set aside are a last resort: better one that failed a moment ago than none.
+    let candidates: Vec<&String> = match untried.iter().copied().filter(healthy).collect::<Vec<_>>() {
+        healthy if healthy.is_empty() => untried,
+        healthy => healthy,
+    };
+    let url = candidates
+        .into_iter()
         .min_by_key(|url| loads.get(*url).map_or(0, |load| load.outstanding))
         .ok_or(NoReplica::Unreachable)?
         .clone();
@@ -270,9 +277,12 @@ mod tests {
         drop(first);
         set_aside(&second.url);
         let third = pick(&urls, &[], 8, Priority::Interactive).unwrap();
-        assert_ne!(third.url, second.url);
+        assert_ne!(third.url, second.url, "a replica set aside is passed over");
         let tried = std::slice::from_ref(&third.url);
-        assert_eq!(pick(&urls, tried, 8, Priority::Interactive).err(), Some(NoReplica::Unreachable));
+        let last_resort = pick(&urls, tried, 8, Priority::Interactive).unwrap();
+        assert_eq!(last_resort.url, second.url, "but taken when it is the only one left");
+        let both = [third.url.clone(), second.url.clone()];
+        assert_eq!(pick(&urls, &both, 8, Priority::Interactive).err(), Some(NoReplica::Unreachable));
     }
 
     #[tokio::test]
