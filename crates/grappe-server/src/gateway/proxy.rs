@@ -91,11 +91,21 @@ pub async fn embeddings(State(state): State<AppState>, Extension(caller): Extens
 }
 
 async fn by_key(state: &AppState, caller: &Caller, body: Bytes, endpoint: Endpoint) -> Response {
-    let forwarded = match key_of(caller) {
-        Ok(key) => forward(state, key.clone(), body, endpoint, Priority::Interactive).await,
-        Err(error) => Err(error),
+    let key = match key_of(caller) {
+        Ok(key) => key.clone(),
+        Err(error) => return error.openai_response(),
     };
-    forwarded.unwrap_or_else(AppError::openai_response)
+    settled(state, key, body, endpoint).await.unwrap_or_else(AppError::openai_response)
+}
+
+/// Forwards in a task of its own, so that a client that leaves mid-request does not cut the
+/// request off between its reservation and its settlement: it runs to its end and is paid for
+/// (the answer then goes nowhere).
+async fn settled(state: &AppState, key: GatewayKeyRow, body: Bytes, endpoint: Endpoint) -> Result<Response, AppError> {
+    let state = state.clone();
+    tokio::spawn(async move { forward(&state, key, body, endpoint, Priority::Interactive).await })
+        .await
+        .map_err(|error| AppError::Internal(error.into()))?
 }
 
 /// `POST /v1/responses`, minimal: text or messages in (`input`, `instructions`,
@@ -122,7 +132,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
         if let Some(most) = request.get("max_output_tokens") {
             chat["max_tokens"] = most.clone();
         }
-        let answer = forward(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat, Priority::Interactive).await?;
+        let answer = settled(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat).await?;
         if !answer.status().is_success() {
             return Ok(answer);
         }
@@ -152,7 +162,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
 
 /// A chat request paid by `key` (the playground's, for a member of the key's project).
 pub async fn chat_as(state: &AppState, key: GatewayKeyRow, body: Bytes) -> Result<Response, AppError> {
-    forward(state, key, body, Endpoint::Chat, Priority::Interactive).await
+    settled(state, key, body, Endpoint::Chat).await
 }
 
 /// A request as the gateway checked it: its model, its upstream body, its bounds.

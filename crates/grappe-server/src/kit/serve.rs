@@ -99,6 +99,9 @@ pub async fn serve(
             tracing::debug!(client = %peer.ip(), "connection refused: too many open");
             continue;
         };
+        // Small writes (a stream's events, a log's lines) leave at once: with Nagle's algorithm
+        // and the client's delayed acknowledgements, each streamed answer waited about 40 ms.
+        let _ = stream.set_nodelay(true);
         let service = app.clone().map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request

@@ -293,6 +293,20 @@ fn hang_up_early(base: &str, key: &str, body: &Value) {
     let _ = stream.read(&mut first);
 }
 
+/// Sends a whole (not streamed) request and hangs up 50 ms later, while the model works on it.
+fn hang_up_while_waiting(base: &str, key: &str, body: &Value) {
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 #[test]
 fn failures_and_disconnects_leave_no_reservation_behind() {
     let upstream = Upstream::start();
@@ -345,6 +359,16 @@ fn failures_and_disconnects_leave_no_reservation_behind() {
     let broken = usage.body["items"].as_array().unwrap().iter().find(|u| u["status"] == "upstream_broken").unwrap();
     assert_eq!(broken["completion_tokens"], 2, "{broken}");
     assert!(upstream.requests.load(Ordering::SeqCst) >= 200);
+    // Clients that leave a whole answer before it comes: each request still ends, is settled
+    // and recorded (the bench found these held their reservation for ten minutes, unrecorded).
+    for _ in 0..10 {
+        hang_up_while_waiting(&base, &key, &chat("fragile", "SLOW FULL", 10, false));
+    }
+    eventually(Duration::from_secs(20), "the left requests settled", || {
+        let usage = client.get(&format!("/api/v1/projects/{project}/gateway-usage"), Some(&member)).body;
+        let records = usage["items"].as_array()?.len();
+        (records == 210 && usage["in_flight"] == 0 && usage["reserved_gpu_ms"] == 0).then_some(())
+    });
     // An event that never ends is broken off, not held: an error frame.
     let endless = client.post("/v1/chat/completions", Some(&key), &chat("fragile", "ENDLESS", 5, true));
     assert!(
