@@ -4,7 +4,7 @@
 -- rate (wrk has no open-loop mode). done() prints one line that run.sh reads.
 local stream = os.getenv("BENCH_STREAM") == "1"
 local key = os.getenv("BENCH_KEY") or ""
-local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "") or 0
 
 wrk.method = "POST"
 wrk.body = '{"model":"bench-model","messages":[{"role":"system","content":"You are a helpful assistant."},'

@@ -116,8 +116,18 @@ rss_mb() { # peer: resident MB of its process (LiteLLM: its session, master and 
   esac
 }
 
-base_of() { case $1 in upstream) echo "$upstream" ;; grappe) echo "$grappe" ;; litellm) echo "$litellm" ;; esac; }
+base_of() { case $1 in upstream) echo "$upstream" ;; grappe) echo "$grappe/v1" ;; litellm) echo "$litellm" ;; esac; }
 key_of() { case $1 in upstream) echo "" ;; grappe) echo "$grappe_key" ;; litellm) echo "$litellm_key" ;; esac; }
+
+# Each peer answers both kinds of request before anything is measured.
+for peer in upstream grappe litellm; do
+  for stream in false true; do
+    answer=$(curl -sf -H "Authorization: Bearer $(key_of $peer)" -H 'Content-Type: application/json' \
+      -d "{\"model\":\"bench-model\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":$stream}" \
+      "$(base_of $peer)/chat/completions") || { echo "$peer does not answer (stream: $stream)" >&2; exit 1; }
+    grep -q '"content"' <<<"$answer" || { echo "$peer answered: $answer" >&2; exit 1; }
+  done
+done
 
 declare -A fresh_mb idle_mb
 fresh_mb[grappe]=$(rss_mb grappe)
@@ -162,7 +172,7 @@ for stream in 0 1; do
         rate)
           connections=$rate_connections label="$rate/s asked ($rate_connections conn.)"
           # Each connection's cycle: its latency and its mean wait, so that all together ask $rate/s.
-          delay=$(awk -v c="$connections" -v r="$rate" -v l="${seq_p50[$peer]}" 'BEGIN { d = c * 1000 / r - l; printf "%.3f", d > 0 ? d : 0 }')
+          delay=$(awk -v c="$connections" -v r="$rate" -v l="${seq_p50[$peer]}" 'BEGIN { d = c * 1000 / r - l; printf "%.3f", (d > 0 ? d : 0) }')
           ;;
         max) connections=$max_connections delay=0 label="max ($max_connections conn.)" ;;
       esac
