@@ -16,6 +16,8 @@
 # upstream's at the same load. Memory: resident set (VmRSS, the whole process tree for LiteLLM)
 # idle, after the measurements, then every 5 s through MEMORY_S seconds at MAX_CONNECTIONS.
 # Last, Grappe's usage records are checked against the requests wrk saw answered.
+# BENCH_GATEWAY_GRAPPE=path/to/grappe measures another build of the server; SKIP_LITELLM=1
+# leaves the peer out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-10}
@@ -26,12 +28,15 @@ max_connections=${MAX_CONNECTIONS:-32}
 litellm_workers=${LITELLM_WORKERS:-2}
 litellm_version=1.108.7
 target=${CARGO_TARGET_DIR:-target}
+grappe_bin=${BENCH_GATEWAY_GRAPPE:-$target/release/grappe}
+peers="upstream grappe"
+[ "${SKIP_LITELLM:-0}" = 1 ] || peers="$peers litellm"
 venv=bench/gateway/.venv
 admin_token=bench-gateway-admin-token-0123456789
 litellm_key=sk-bench-gateway-master-key
 
 command -v wrk >/dev/null || apt-get install -y wrk
-if [ ! -x "$venv/bin/litellm" ]; then
+if [[ $peers == *litellm* && ! -x "$venv/bin/litellm" ]]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "litellm[proxy]==$litellm_version"
 fi
@@ -68,11 +73,13 @@ upstream=$(awk '/listening on/ { print $3 }' "$work/upstream.out")
 
 # Grappe, without --demo, and what a client of the gateway needs: a project, its key, the model.
 mkdir -p "$work/grappe"
-GRAPPE_ADMIN_TOKEN=$admin_token GRAPPE_LOG=warn "$target/release/grappe" serve --addr 127.0.0.1:0 \
+GRAPPE_ADMIN_TOKEN=$admin_token GRAPPE_LOG=warn "$grappe_bin" serve --addr 127.0.0.1:0 \
   --database "sqlite://$work/grappe/grappe.db?mode=rwc" --data-dir "$work/grappe" >"$work/grappe.out" 2>&1 &
 grappe_pid=$!
 wait_for "$work/grappe.out" "listening on"
 grappe=$(awk '/listening on/ { print $4 }' "$work/grappe.out")
+sleep 1
+bare_mb=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$grappe_pid/status")
 api() { # method, path, JSON body
   curl -sf -X "$1" -H "Authorization: Bearer $admin_token" -H 'Content-Type: application/json' \
     ${3:+-d "$3"} "$grappe$2"
@@ -86,6 +93,7 @@ api POST /api/v1/gateway/models "{\"name\":\"bench-model\",\"upstream\":\"$upstr
 \"input_gpu_ms_per_1k\":10,\"output_gpu_ms_per_1k\":40,\"max_output_tokens\":4096}" >/dev/null
 
 # LiteLLM: the same model, the same upstream, a master key, no database.
+if [[ $peers == *litellm* ]]; then
 litellm_port=$(free_port)
 cat >"$work/litellm.yaml" <<EOF
 model_list:
@@ -108,6 +116,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 curl -sf -o /dev/null "http://127.0.0.1:$litellm_port/health/liveliness" || { cat "$work/litellm.out" >&2; exit 1; }
+fi
 
 rss_mb() { # peer: resident MB of its process (LiteLLM: its session, master and workers)
   case $1 in
@@ -120,7 +129,7 @@ base_of() { case $1 in upstream) echo "$upstream" ;; grappe) echo "$grappe/v1" ;
 key_of() { case $1 in upstream) echo "" ;; grappe) echo "$grappe_key" ;; litellm) echo "$litellm_key" ;; esac; }
 
 # Each peer answers both kinds of request before anything is measured.
-for peer in upstream grappe litellm; do
+for peer in $peers; do
   for stream in false true; do
     answer=$(curl -sf -H "Authorization: Bearer $(key_of $peer)" -H 'Content-Type: application/json' \
       -d "{\"model\":\"bench-model\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":$stream}" \
@@ -131,7 +140,7 @@ done
 
 declare -A fresh_mb idle_mb
 fresh_mb[grappe]=$(rss_mb grappe)
-fresh_mb[litellm]=$(rss_mb litellm)
+[[ $peers == *litellm* ]] && fresh_mb[litellm]=$(rss_mb litellm)
 
 # run_wrk peer stream connections delay_ms seconds: "req/s p50_ms p99_ms non2xx errors requests"
 run_wrk() {
@@ -146,7 +155,7 @@ run_wrk() {
 # Warm each path (connection pools, lazy imports) before anything is measured; Grappe's answers
 # are counted, to check its usage records at the end.
 grappe_answered=0
-for peer in upstream grappe litellm; do
+for peer in $peers; do
   for stream in 0 1; do
     read -r _ _ _ non2xx _ requests < <(run_wrk "$peer" "$stream" 4 0 2)
     [ "$peer" = grappe ] && grappe_answered=$((grappe_answered + requests - non2xx))
@@ -154,11 +163,11 @@ for peer in upstream grappe litellm; do
 done
 sleep 1
 idle_mb[grappe]=$(rss_mb grappe)
-idle_mb[litellm]=$(rss_mb litellm)
+[[ $peers == *litellm* ]] && idle_mb[litellm]=$(rss_mb litellm)
 
 echo "bench/gateway: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg);" \
   "wrk -t1, ${duration} s per row; LiteLLM $("$venv/bin/pip" show litellm | awk '/^Version/ { print $2 }')," \
-  "$litellm_workers workers, no database"
+  "$litellm_workers workers, no database; Grappe: $grappe_bin"
 echo
 echo "| body | load | peer | req/s | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms | non-2xx / errors |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -166,7 +175,7 @@ declare -A seq_p50 base_p50 base_p99
 for stream in 0 1; do
   body=$([ "$stream" = 1 ] && echo stream || echo whole)
   for load in sequential rate max; do
-    for peer in upstream grappe litellm; do
+    for peer in $peers; do
       case $load in
         sequential) connections=1 delay=0 label="1 connection" ;;
         rate)
@@ -194,12 +203,12 @@ for stream in 0 1; do
 done
 
 echo
-echo "Resident memory (MB): idle when started (after the setup requests), idle after warm-up, after the rows above, then every 5 s of ${memory_s} s of whole" \
+echo "Resident memory (MB): Grappe just started: $bare_mb; idle after the setup requests, idle after warm-up, after the rows above, then every 5 s of ${memory_s} s of whole" \
   "requests with $max_connections connections"
 echo
-echo "| peer | started | warmed up | after the rows | during the run (every 5 s) | req/s of the run | non-2xx / errors |"
+echo "| peer | set up, idle | warmed up, idle | after the rows | during the run (every 5 s) | req/s of the run | non-2xx / errors |"
 echo "|---|---|---|---|---|---|---|"
-for peer in grappe litellm; do
+for peer in ${peers#upstream }; do
   after=$(rss_mb "$peer")
   BENCH_STREAM=0 BENCH_KEY=$(key_of $peer) wrk -t1 -c"$max_connections" -d"${memory_s}s" --timeout 10s \
     -s bench/gateway/chat.lua "$(base_of $peer)/chat/completions" >"$work/memory-$peer.out" &
