@@ -22,7 +22,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done; cat "$1" >&2; return 1; }
+wait_for() { for _ in $(seq 1 600); do grep -qs "$2" "$1" && return 0; sleep 0.1; done; cat "$1" >&2; return 1; }
 
 "$target/release/examples/gateway_upstream" 127.0.0.1:0 1 >"$work/upstream.out" 2>&1 &
 upstream_pid=$!

@@ -55,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 wait_for() { # file, pattern: waits up to 60 s for a line
-  for _ in $(seq 1 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 1 600); do grep -qs "$2" "$1" && return 0; sleep 0.1; done
   echo "no '$2' in $1:" >&2
   cat "$1" >&2
   return 1
