@@ -40,7 +40,7 @@ api() {
 project=$(api POST /api/v1/projects '{"name":"bench-gateway","gpu_hours":1000000,"cpu_hours":10}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 key=$(api POST "/api/v1/projects/$project/keys" \
-  '{"name":"bench","requests_per_minute":1000000000,"tokens_per_minute":1000000000}' |
+  '{"name":"bench","limits":{"requests_per_minute":1000000000,"tokens_per_minute":1000000000}}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 api POST /api/v1/gateway/models "{\"name\":\"bench-model\",\"upstream\":\"$upstream\",\
 \"input_gpu_ms_per_1k\":10,\"output_gpu_ms_per_1k\":40,\"max_output_tokens\":4096}" >/dev/null
