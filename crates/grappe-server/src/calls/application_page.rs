@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use grappe_db::{ApplicationRow, CallRow, now_ms};
 use grappe_domain::policy;
@@ -213,14 +213,9 @@ pub async fn attachment_form(
     body: Body,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Ok(boundary) = multipart::boundary(content_type) else {
-        return Err(AppError::BadRequest("send the form as multipart/form-data".into()));
-    };
     // The file, the fields and the parts' headers.
-    let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES + 64 * 1024).await.map_err(|_| AppError::PayloadTooLarge)?;
-    let parts =
-        multipart::parts(&bytes, &boundary).map_err(|why| AppError::BadRequest(format!("the form: {}", why.0)))?;
+    let (bytes, boundary) = multipart::read(&headers, body, MAX_FILE_BYTES + 64 * 1024).await?;
+    let parts = multipart::parts_of(&bytes, &boundary)?;
     let csrf = multipart::text(&parts, "csrf").unwrap_or("");
     let (chrome, id) = match form_target(chrome, &caller, csrf, &id) {
         Ok(target) => target,

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use axum::{Extension, Json};
 use grappe_db::{ApplicationRow, CallRow};
-use grappe_store::{DatasetPath, Digest, FileEntry, Name, Splits, StoreError, Version, VersionId};
+use grappe_store::{DatasetPath, FileEntry, Name, Splits, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ use crate::calls::{application_json, call_for, not_saved, readable_application, 
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::AppState;
-use crate::kit::stored::{self, Scratch, blocking};
+use crate::kit::stored::{self, Scratch, blocking, stored_version, version_id};
 
 /// The most bytes of one attachment, and the most files of one application.
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
@@ -60,20 +60,10 @@ fn check_file(name: &str, bytes: &[u8]) -> AppResult<DatasetPath> {
     Ok(path)
 }
 
-fn version_id(hex: &str) -> AppResult<VersionId> {
-    Digest::parse(hex)
-        .map(VersionId)
-        .map_err(|error| AppError::Internal(anyhow::anyhow!("attachment set {hex}: {error}")))
-}
-
 /// The files of an attachment set, none for none.
 async fn files_of(state: &AppState, set: Option<&str>) -> AppResult<Vec<FileEntry>> {
     let Some(hex) = set else { return Ok(Vec::new()) };
-    let id = version_id(hex)?;
-    let store = state.store.clone();
-    let version: Version =
-        blocking(move || store.version(&id).map_err(|error| AppError::Internal(error.into()))).await?;
-    Ok(version.manifest().files().to_vec())
+    Ok(stored_version(state, hex).await?.manifest().files().to_vec())
 }
 
 fn file_json(application: &ApplicationRow, file: &FileEntry) -> Value {

@@ -48,17 +48,8 @@ pub(crate) fn licence_uri(licence: &str) -> Option<String> {
     Some(uri)
 }
 
-/// Where the server is reached: its public URL, or the `Host` the request came to.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
-}
-
 pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let base = base_url(&state, &headers);
+    let base = crate::kit::page::base_url(&state, &headers);
     // Public datasets only, whoever asks: this is what portals publish.
     let query = CatalogQuery::default();
     let mut datasets = Vec::new();

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use grappe_db::{GatewayBatchRow, GatewayFileRow};
-use grappe_store::{DatasetPath, Digest, Name, Splits, VersionId};
+use grappe_store::{DatasetPath, Name, Splits};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::multipart;
 use crate::kit::state::AppState;
-use crate::kit::stored::{Scratch, blocking};
+use crate::kit::stored::{Scratch, blocking, version_id};
 
 /// The most bytes of a file, and the most requests of a batch.
 pub const MAX_FILE_BYTES: usize = 50 * 1024 * 1024;
@@ -98,9 +98,7 @@ async fn store_file(
 
 /// A file's bytes, read back from the data store.
 async fn file_bytes(state: &AppState, file: &GatewayFileRow) -> AppResult<Vec<u8>> {
-    let id = Digest::parse(&file.store_version)
-        .map(VersionId)
-        .map_err(|error| AppError::Internal(anyhow::anyhow!("{error}")))?;
+    let id = version_id(&file.store_version)?;
     let store = state.store.clone();
     blocking(move || {
         let path = DatasetPath::parse("content").map_err(|error| AppError::Internal(anyhow::anyhow!("{error}")))?;
@@ -119,13 +117,8 @@ pub async fn upload_file(
 ) -> Response {
     let done = async {
         let key = key_of(&caller)?;
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let boundary = multipart::boundary(content_type)
-            .map_err(|why| AppError::BadRequest(format!("send multipart/form-data: {}", why.0)))?;
-        let body =
-            axum::body::to_bytes(body, MAX_FILE_BYTES + 64 * 1024).await.map_err(|_| AppError::PayloadTooLarge)?;
-        let parts =
-            multipart::parts(&body, &boundary).map_err(|why| AppError::BadRequest(format!("the form: {}", why.0)))?;
+        let (body, boundary) = multipart::read(&headers, body, MAX_FILE_BYTES + 64 * 1024).await?;
+        let parts = multipart::parts_of(&body, &boundary)?;
         if multipart::text(&parts, "purpose") != Some("batch") {
             return Err(AppError::Invalid("`purpose`: batch (the only purpose taken here)".into()));
         }

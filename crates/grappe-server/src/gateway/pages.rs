@@ -18,7 +18,7 @@ use crate::gateway::{NewKeyBody, issue_key, may_call, proxy};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, after_form, form_target, iso_date, iso_datetime, message_page, render};
+use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, iso_datetime, message_page, render};
 use crate::kit::state::AppState;
 
 struct ModelLine {
@@ -165,13 +165,16 @@ pub async fn gateway_page(
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let locale = chrome.tr.locale;
     let projects = member_projects(&state, &caller).await?;
-    let all = state.db.gateway_models().await?;
+    // The public models and the reader's projects' own.
+    let visible: Vec<_> = state
+        .db
+        .gateway_models()
+        .await?
+        .into_iter()
+        .filter(|model| model.project_id.is_none_or(|owner| projects.iter().any(|p| p.id == owner)))
+        .collect();
     let mut models = Vec::new();
-    for model in &all {
-        let visible = model.project_id.is_none_or(|owner| projects.iter().any(|p| p.id == owner));
-        if !visible {
-            continue;
-        }
+    for model in &visible {
         let owner = match model.project_id {
             None => chrome.tr.t("gateway-public"),
             Some(owner) => projects.iter().find(|p| p.id == owner).map(|p| p.name.clone()).unwrap_or_default(),
@@ -194,13 +197,8 @@ pub async fn gateway_page(
         }
         views.push(view);
     }
-    let playground_models = all
-        .iter()
-        .filter(|model| model.project_id.is_none_or(|owner| projects.iter().any(|p| p.id == owner)))
-        .map(|model| model.name.clone())
-        .collect();
-    let base_url =
-        format!("{}/v1", state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr)));
+    let playground_models = visible.iter().map(|model| model.name.clone()).collect();
+    let base_url = format!("{}/v1", base_url(&state, &headers));
     let page = GatewayPage { chrome, base_url, models, projects: views, playground_keys, playground_models };
     Ok(render(&page, StatusCode::OK))
 }
@@ -240,10 +238,7 @@ pub async fn key_form(
     match issue_key(&state, &caller, id, body).await {
         Ok((row, key)) => {
             let project = state.db.project(row.project_id).await?.map(|p| p.name).unwrap_or_default();
-            let base_url = format!(
-                "{}/v1",
-                state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.addr))
-            );
+            let base_url = format!("{}/v1", base_url(&state, &headers));
             Ok(render(&NewKeyPage { chrome, project, name: row.name, key, base_url }, StatusCode::CREATED))
         }
         Err(error) => after_form(chrome, "/ai#keys", Err::<(), _>(error)),

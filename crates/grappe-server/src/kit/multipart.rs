@@ -3,6 +3,26 @@
 //! the `Content-Type` names; each part's `Content-Disposition` gives its field name and, for a
 //! file, its file name. Anything else (nested multipart, transfer encodings) is refused.
 
+/// A `multipart/form-data` request's body, read whole up to `limit` bytes, and its boundary:
+/// what [`parts`] splits.
+pub async fn read(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<(axum::body::Bytes, String), crate::kit::error::AppError> {
+    use crate::kit::error::AppError;
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let boundary = boundary(content_type)
+        .map_err(|why| AppError::BadRequest(format!("send the form as multipart/form-data: {}", why.0)))?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    Ok((bytes, boundary))
+}
+
+/// [`parts`], its refusal as the client's error.
+pub fn parts_of<'a>(bytes: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, crate::kit::error::AppError> {
+    parts(bytes, boundary).map_err(|why| crate::kit::error::AppError::BadRequest(format!("the form: {}", why.0)))
+}
+
 /// One part of a form: its field name, the file name if it is a file, its bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Part<'a> {

@@ -169,6 +169,15 @@ pub fn iso_datetime(unix_ms: i64) -> String {
     format!("{} {:02}:{:02} UTC", iso_date(unix_ms), minutes / 60, minutes % 60)
 }
 
+/// Where the server is reached: its public URL, or the `Host` the request came to.
+pub fn base_url(state: &crate::kit::state::AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers.get(axum::http::header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
 /// `2026-11-29T14:05`: the value of an HTML `datetime-local` field, in UTC.
 pub fn datetime_local(unix_ms: i64) -> String {
     let minutes = unix_ms.rem_euclid(86_400_000) / 60_000;

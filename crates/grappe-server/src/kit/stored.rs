@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use grappe_store::{FileEntry, Store, read_window};
+use grappe_store::{Digest, FileEntry, Store, Version, VersionId, read_window};
 
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::range;
@@ -86,6 +86,20 @@ fn file_stream(store: Arc<Store>, file: FileEntry, first: u64, last: u64) -> Bod
         receiver.recv().await.map(|item| (item, receiver))
     });
     Body::from_stream(stream)
+}
+
+/// The store's version id a database row names (hex); a malformed one is our fault.
+pub fn version_id(hex: &str) -> AppResult<VersionId> {
+    Digest::parse(hex)
+        .map(VersionId)
+        .map_err(|error| AppError::Internal(anyhow::anyhow!("stored version {hex}: {error}")))
+}
+
+/// The stored version a database row names, read off the async threads.
+pub async fn stored_version(state: &AppState, hex: &str) -> AppResult<Version> {
+    let id = version_id(hex)?;
+    let store = state.store.clone();
+    blocking(move || store.version(&id).map_err(|error| AppError::Internal(error.into()))).await
 }
 
 /// A folder under `DATA_DIR/tmp`, removed with everything in it when dropped: where files are

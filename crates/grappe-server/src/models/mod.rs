@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use grappe_db::{JobRow, ModelRow, ModelVersionRow, NewModel, NewModelVersion};
 use grappe_domain::policy::{self, Access};
-use grappe_store::{DatasetPath, Digest, Name, Splits, StoreError, Version, VersionId, folder_bytes};
+use grappe_store::{DatasetPath, Name, Splits, StoreError, Version, folder_bytes};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -349,10 +349,7 @@ pub(crate) async fn version_at(
     let model = visible_model(state, caller, name).await?;
     let versions = state.db.model_versions(model.id).await?;
     let row = find_version(&model, &versions, which)?.clone();
-    let digest = Digest::parse(&row.store_version).map_err(|error| AppError::Internal(anyhow::anyhow!("{error}")))?;
-    let store = state.store.clone();
-    let version =
-        blocking(move || store.version(&VersionId(digest)).map_err(|error| AppError::Internal(error.into()))).await?;
+    let version = crate::kit::stored::stored_version(state, &row.store_version).await?;
     Ok((model, row, version))
 }
 
