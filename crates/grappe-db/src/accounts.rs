@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+use crate::{Db, DbError, DbResult, WriteTx, conflict_as, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrganisationRow {
@@ -188,7 +188,7 @@ impl Db {
     /// Grants a role inside a transaction (idempotent), audited in it.
     pub(crate) async fn grant_in(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut WriteTx,
         user_id: i64,
         grant: &RoleGrant,
         actor: &str,

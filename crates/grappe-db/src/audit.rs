@@ -7,10 +7,9 @@
 //! was published. Appending locks the single `audit_head` row first, which orders concurrent
 //! writers on PostgreSQL and takes SQLite's write lock before any read.
 
-use sqlx::any::Any;
-use sqlx::{Row, Transaction};
+use sqlx::Row;
 
-use crate::{Db, DbError, DbResult, now_ms, sha256_hex};
+use crate::{Db, DbResult, WriteTx, now_ms, sha256_hex};
 
 pub(crate) struct AuditEntry<'a> {
     pub actor: &'a str,
@@ -68,11 +67,7 @@ fn event_hash(seq: i64, at: i64, entry: &AuditEntry<'_>, prev_hash: &str, key: O
     }
 }
 
-pub(crate) async fn append(
-    tx: &mut Transaction<'static, Any>,
-    key: Option<&[u8]>,
-    entry: &AuditEntry<'_>,
-) -> DbResult<i64> {
+pub(crate) async fn append(tx: &mut WriteTx, key: Option<&[u8]>, entry: &AuditEntry<'_>) -> DbResult<i64> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut **tx)
         .await?;
@@ -263,7 +258,7 @@ impl Db {
     pub async fn audit(&self, actor: &str, action: &str, object: &str, detail: &str) -> DbResult<i64> {
         let mut tx = self.write_tx().await?;
         let seq = append(&mut tx, self.audit_key(), &AuditEntry { actor, action, object, detail }).await?;
-        tx.commit().await.map_err(DbError::from)?;
+        tx.commit().await?;
         Ok(seq)
     }
 }

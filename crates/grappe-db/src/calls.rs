@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms, qualified};
+use crate::{Db, DbError, DbResult, WriteTx, conflict_as, now_ms, qualified};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRow {
@@ -160,9 +160,7 @@ pub fn call_takes_applications(call: &CallRow, now: i64) -> bool {
     call.opens_at <= now && call.closes_at.is_none_or(|closes| now < closes)
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
-async fn insert_assignments(tx: &mut Tx, call_id: i64, pairs: &[AssignmentRow]) -> DbResult<()> {
+async fn insert_assignments(tx: &mut WriteTx, call_id: i64, pairs: &[AssignmentRow]) -> DbResult<()> {
     let now = now_ms();
     for pair in pairs {
         sqlx::query(
@@ -182,7 +180,7 @@ async fn insert_assignments(tx: &mut Tx, call_id: i64, pairs: &[AssignmentRow]) 
 
 /// The call as the transaction sees it, its row locked until the transaction ends: its dates may
 /// have moved since the caller read it, and cannot move before this save commits.
-async fn call_in(tx: &mut Tx, call_id: i64) -> DbResult<CallRow> {
+async fn call_in(tx: &mut WriteTx, call_id: i64) -> DbResult<CallRow> {
     let row = sqlx::query(&format!("UPDATE calls SET id = id WHERE id = $1 RETURNING {CALL_COLUMNS}"))
         .bind(call_id)
         .fetch_one(&mut **tx)
@@ -193,7 +191,7 @@ async fn call_in(tx: &mut Tx, call_id: i64) -> DbResult<CallRow> {
 /// Whether an edit of an application is refused before it is tried: the call does not take
 /// applications now, or, in a rolling call, the application is already with its jurors or
 /// decided.
-async fn edit_refused(tx: &mut Tx, call: &CallRow, application_id: i64, now: i64) -> DbResult<Option<NotSaved>> {
+async fn edit_refused(tx: &mut WriteTx, call: &CallRow, application_id: i64, now: i64) -> DbResult<Option<NotSaved>> {
     let call = call_in(tx, call.id).await?;
     if !call_takes_applications(&call, now) {
         return Ok(Some(NotSaved::Closed));
@@ -214,7 +212,7 @@ async fn edit_refused(tx: &mut Tx, call: &CallRow, application_id: i64, now: i64
 }
 
 /// The last version of an application (to say why a save was refused).
-async fn last_version(tx: &mut Tx, application_id: i64) -> DbResult<i64> {
+async fn last_version(tx: &mut WriteTx, application_id: i64) -> DbResult<i64> {
     Ok(sqlx::query("SELECT version FROM applications WHERE id = $1")
         .bind(application_id)
         .fetch_optional(&mut **tx)
@@ -225,7 +223,13 @@ async fn last_version(tx: &mut Tx, application_id: i64) -> DbResult<i64> {
 
 /// Records `application` as it now is (its version number and attachment set) with `body`,
 /// the whole saved state as JSON.
-async fn save_version(tx: &mut Tx, application: &ApplicationRow, body: &str, user_id: i64, now: i64) -> DbResult<()> {
+async fn save_version(
+    tx: &mut WriteTx,
+    application: &ApplicationRow,
+    body: &str,
+    user_id: i64,
+    now: i64,
+) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO application_versions (application_id, version, body, saved_by, saved_at, attachments) \
          VALUES ($1, $2, $3, $4, $5, $6)",

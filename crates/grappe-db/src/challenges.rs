@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms, qualified};
+use crate::{Db, DbError, DbResult, WriteTx, conflict_as, now_ms, qualified};
 
 /// A UTC day, in milliseconds: the limits per day count from midnight UTC.
 pub const DAY_MS: i64 = 86_400_000;
@@ -229,10 +229,8 @@ fn submission_from(row: &AnyRow) -> DbResult<SubmissionRow> {
     })
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
 /// The team's counted submissions: today (UTC) and in all.
-async fn counted(tx: &mut Tx, team_ids: &[i64], now: i64) -> DbResult<(i64, i64)> {
+async fn counted(tx: &mut WriteTx, team_ids: &[i64], now: i64) -> DbResult<(i64, i64)> {
     let day_start = now - now.rem_euclid(DAY_MS);
     let mut today = 0;
     let mut total = 0;
@@ -252,7 +250,7 @@ async fn counted(tx: &mut Tx, team_ids: &[i64], now: i64) -> DbResult<(i64, i64)
 }
 
 /// The best score the public board showed the team so far.
-async fn best_shown(tx: &mut Tx, team_id: i64, higher_is_better: bool) -> DbResult<Option<f64>> {
+async fn best_shown(tx: &mut WriteTx, team_id: i64, higher_is_better: bool) -> DbResult<Option<f64>> {
     let best = if higher_is_better { "MAX" } else { "MIN" };
     let row = sqlx::query(&format!(
         "SELECT {best}(shown_score) FROM challenge_submissions WHERE team_id = $1 AND state = 'scored'"
@@ -265,7 +263,7 @@ async fn best_shown(tx: &mut Tx, team_id: i64, higher_is_better: bool) -> DbResu
 
 /// The state, flags and scores of an outcome, with the shown score for a scored one.
 async fn outcome_columns(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     team_id: i64,
     outcome: &Outcome,
     shown: Shown<'_>,
@@ -679,7 +677,7 @@ impl Db {
     }
 
     /// Records a score in the audit chain: what the public board shows of it.
-    async fn audit_score(&self, tx: &mut Tx, submission: &SubmissionRow, shown: Option<f64>) -> DbResult<()> {
+    async fn audit_score(&self, tx: &mut WriteTx, submission: &SubmissionRow, shown: Option<f64>) -> DbResult<()> {
         if let Some(score) = shown {
             let object = format!("challenge:{}", submission.challenge_id);
             let detail = format!("submission {} of team {}: public {score}", submission.id, submission.team_id);

@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+use crate::{Db, DbError, DbResult, WriteTx, conflict_as, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectRow {
@@ -294,8 +294,6 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
     })
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
 fn metric_from(row: &AnyRow) -> DbResult<MetricPoint> {
     Ok(MetricPoint {
         key: row.try_get("key")?,
@@ -305,7 +303,7 @@ fn metric_from(row: &AnyRow) -> DbResult<MetricPoint> {
     })
 }
 
-async fn event(tx: &mut Tx, job_id: i64, at: i64, state: &str, detail: &str) -> DbResult<()> {
+async fn event(tx: &mut WriteTx, job_id: i64, at: i64, state: &str, detail: &str) -> DbResult<()> {
     sqlx::query("INSERT INTO job_events (job_id, at, state, detail) VALUES ($1, $2, $3, $4)")
         .bind(job_id)
         .bind(at)
@@ -317,7 +315,7 @@ async fn event(tx: &mut Tx, job_id: i64, at: i64, state: &str, detail: &str) -> 
 }
 
 /// Charges one run of a job, from its own start to its own end, to the job's project.
-async fn charge(tx: &mut Tx, job: &JobRow, ended_at: i64) -> DbResult<()> {
+async fn charge(tx: &mut WriteTx, job: &JobRow, ended_at: i64) -> DbResult<()> {
     let Some(started) = job.started_at else { return Ok(()) };
     let ms = (ended_at - started).max(0);
     sqlx::query(
@@ -378,7 +376,7 @@ impl Queued {
 
     /// Adds the job to (`sign` 1) or takes it from (-1) the queue totals, in the transaction that
     /// moves it into or out of `pending`.
-    async fn count(&self, tx: &mut Tx, sign: i64) -> DbResult<()> {
+    async fn count(&self, tx: &mut WriteTx, sign: i64) -> DbResult<()> {
         sqlx::query(
             "UPDATE projects SET queued_jobs = queued_jobs + $1, queued_gpu_ms = queued_gpu_ms + $2, \
              queued_cpu_ms = queued_cpu_ms + $3 WHERE id = $4",
@@ -401,7 +399,7 @@ impl Queued {
 }
 
 /// The job's row if `run` is its current run, running on `instance`, read in the transaction.
-async fn current_run(tx: &mut Tx, run: RunRef<'_>) -> DbResult<Option<JobRow>> {
+async fn current_run(tx: &mut WriteTx, run: RunRef<'_>) -> DbResult<Option<JobRow>> {
     let row = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND state = 'running' AND run = $2 AND instance = $3"
     ))
@@ -424,7 +422,7 @@ impl Db {
     /// Creates a project inside a transaction, audited in it.
     pub(crate) async fn create_project_in(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut WriteTx,
         project: &NewProject<'_>,
         actor: &str,
     ) -> DbResult<ProjectRow> {
@@ -897,7 +895,7 @@ impl Db {
     /// Locks the job's row (PostgreSQL; SQLite's write transaction holds the whole database)
     /// and reads its metric counts, so that the check against a quota and the insert it allows
     /// are one step.
-    async fn lock_metric_counts(tx: &mut Tx, job_id: i64) -> DbResult<MetricCounts> {
+    async fn lock_metric_counts(tx: &mut WriteTx, job_id: i64) -> DbResult<MetricCounts> {
         let row = sqlx::query(
             "UPDATE jobs SET metric_points = metric_points WHERE id = $1 RETURNING metric_points, metrics_dropped",
         )
@@ -908,7 +906,7 @@ impl Db {
         Ok(MetricCounts { points: row.try_get("metric_points")?, dropped: row.try_get("metrics_dropped")? })
     }
 
-    async fn insert_metrics(tx: &mut Tx, job_id: i64, points: &[MetricPoint]) -> DbResult<()> {
+    async fn insert_metrics(tx: &mut WriteTx, job_id: i64, points: &[MetricPoint]) -> DbResult<()> {
         for chunk in points.chunks(METRIC_ROWS_PER_INSERT) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5))

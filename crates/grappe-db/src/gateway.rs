@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbResult, conflict_as, now_ms};
+use crate::{Db, DbResult, WriteTx, conflict_as, now_ms};
 
 /// The rate windows: a minute, and a UTC day.
 pub const WINDOW_MS: i64 = 60_000;
@@ -161,12 +161,10 @@ fn key_from(row: &AnyRow) -> DbResult<GatewayKeyRow> {
     })
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
 /// Counts a request and its tokens in `scope`'s window, and says whether it passes `limits`
 /// (requests, tokens per minute).
 async fn count_in_window(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     scope: &str,
     window_start: i64,
     tokens: i64,

@@ -16,11 +16,14 @@ mod migrate;
 mod models;
 mod programme;
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Executor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
@@ -99,13 +102,70 @@ impl Default for PoolConfig {
     }
 }
 
+/// How long a write transaction waits for the write lock: in the process (SQLite's write
+/// permit) and then in SQLite (its busy handler, for other processes).
+const WRITE_WAIT: Duration = Duration::from_secs(10);
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's one writer at a time, as a place in a queue: a write transaction takes it before
+    /// `BEGIN IMMEDIATE`, so that the process's writers wait their turn in order and are woken
+    /// at once, instead of sleeping and retrying in SQLite's busy handler (which is left to
+    /// other processes on the same file). None on PostgreSQL, whose writers lock rows.
+    writer: Option<Arc<Semaphore>>,
     /// The key of the audit chain's links, kept outside the database ([`Db::with_audit_key`]).
     audit_key: Option<std::sync::Arc<[u8]>>,
+}
+
+/// A write transaction ([`Db::write_tx`]), used as its connection. On SQLite it holds the
+/// process's write permit until it ends: committed, or dropped, then rolled back before the
+/// permit goes, so that the next writer never finds the lock still held.
+pub(crate) struct WriteTx {
+    /// Some until committed.
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(mut self) -> DbResult<()> {
+        let tx = self.tx.take().expect("a transaction is there until it is committed");
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.tx.as_ref().expect("a transaction is there until it is committed")
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.tx.as_mut().expect("a transaction is there until it is committed")
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        // A transaction dropped before its commit (a refusal, an error) is rolled back; sqlx
+        // would only queue its rollback, so the permit is held until the rollback is done.
+        if let (Some(tx), Some(permit)) = (self.tx.take(), self.permit.take())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(error) = tx.rollback().await {
+                    tracing::warn!(error = %error, "a write transaction could not be rolled back");
+                }
+                drop(permit);
+            });
+        }
+    }
 }
 
 impl Db {
@@ -124,6 +184,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
+            // A ping before every acquire finds PostgreSQL connections that the network lost; an
+            // embedded SQLite connection cannot be lost, and the ping would cost a round trip to
+            // its thread each time.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -131,8 +195,12 @@ impl Db {
                         // process or of the machine. Foreign keys are off by default in SQLite.
                         connection
                             .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                                    WRITE_WAIT.as_millis()
+                                )
+                                .as_str(),
                             )
                             .await?;
                     }
@@ -141,19 +209,33 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let db = Db { pool, backend, audit_key: None };
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
+        let db = Db { pool, backend, writer, audit_key: None };
         migrate::run(&db).await?;
         Ok(db)
     }
 
-    /// A transaction for writing. On SQLite it takes the write lock at `BEGIN` (IMMEDIATE): a
-    /// deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
-    /// another connection wrote in between, where an immediate one waits its turn.
-    pub(crate) async fn write_tx(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
+    /// A transaction for writing. On SQLite it first waits for the process's write permit (at
+    /// most [`WRITE_WAIT`], then fails as unavailable), then takes the write lock at `BEGIN`
+    /// (IMMEDIATE): a deferred transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY when another connection wrote in between, where an immediate one waits its
+    /// turn. While it holds the permit, a transaction must not open another (it would wait for
+    /// itself): the functions that share a transaction take it as an argument (`..._in`).
+    pub(crate) async fn write_tx(&self) -> DbResult<WriteTx> {
+        let permit = match &self.writer {
+            Some(writer) => Some(
+                tokio::time::timeout(WRITE_WAIT, writer.clone().acquire_owned())
+                    .await
+                    .map_err(|_| DbError::Sql(sqlx::Error::PoolTimedOut))?
+                    .expect("the write permit's semaphore is never closed"),
+            ),
+            None => None,
+        };
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok(WriteTx { tx: Some(tx), permit })
     }
 
     pub fn backend(&self) -> Backend {
@@ -207,4 +289,41 @@ pub fn hex(bytes: &[u8]) -> String {
         text.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, PoolConfig};
+
+    /// Writers of one process take turns for SQLite's lock, each reading then writing: none fails
+    /// and none is lost; one dropped before its commit is rolled back and gives its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_take_turns_and_a_dropped_transaction_gives_its_turn() {
+        let dir = std::env::temp_dir().join(format!("grappe-writers-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/writers.db?mode=rwc", dir.display());
+        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        sqlx::query("CREATE TABLE counter (n BIGINT NOT NULL)").execute(db.pool()).await.unwrap();
+        sqlx::query("INSERT INTO counter (n) VALUES (0)").execute(db.pool()).await.unwrap();
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut tx = db.write_tx().await.unwrap();
+                    let n: i64 = sqlx::query_scalar("SELECT n FROM counter").fetch_one(&mut *tx).await.unwrap();
+                    sqlx::query("UPDATE counter SET n = $1").bind(n + 1).execute(&mut *tx).await.unwrap();
+                    if i % 4 != 0 {
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let n: i64 = sqlx::query_scalar("SELECT n FROM counter").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(n, 48);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
