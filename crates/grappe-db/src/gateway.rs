@@ -2,17 +2,94 @@
 //! project's GPU allocation for requests in flight, shared rate windows, usage. A request
 //! reserves its most cost and counts against its limits in one transaction, so that concurrent
 //! requests never spend more than the allocation and several server processes on one database
-//! enforce one limit; it settles what it really cost, in one transaction again.
+//! enforce one limit; it settles what it really cost, in one transaction again. Both lock the
+//! project's row before its windows', as the reaper does, so that they never wait on each other
+//! in a circle on PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Db, DbResult, WriteTx, conflict_as, now_ms};
+use crate::{Db, DbError, DbResult, conflict_as, now_ms};
 
 /// The rate windows: a minute, and a UTC day.
 pub const WINDOW_MS: i64 = 60_000;
 const DAY_WINDOW_MS: i64 = 86_400_000;
+
+/// How long a row that the gateway reads on every request is kept in the process.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+/// The most rows of a kind kept; past it, the cache starts over.
+const CACHE_ROWS: usize = 10_000;
+
+/// Rows the gateway reads on every request and that seldom change, kept for at most
+/// [`CACHE_TTL`]: live keys by their hash, models by their name. Only rows found are kept, so a
+/// key or model created by any process is seen at once. A key revoked by this process is
+/// forgotten at once; one revoked by another process is refused at once by [`Db::reserve`],
+/// which reads the key's row in its transaction, and by every other route within
+/// [`CACHE_TTL`]. Models are never changed once registered.
+#[derive(Debug, Default)]
+pub(crate) struct GatewayCache {
+    keys: Recent<GatewayKeyRow>,
+    models: Recent<GatewayModelRow>,
+}
+
+/// Rows by name, each with when it was read.
+#[derive(Debug)]
+struct Recent<T> {
+    rows: Mutex<RecentRows<T>>,
+}
+
+#[derive(Debug)]
+struct RecentRows<T> {
+    by_name: HashMap<String, (Instant, T)>,
+    /// Moves at every [`Recent::forget`]: a row read before it is not kept.
+    generation: u64,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Recent<T> {
+        Recent { rows: Mutex::new(RecentRows { by_name: HashMap::new(), generation: 0 }) }
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentRows<T>> {
+        // Nothing here can panic halfway through a change: a poisoned lock holds whole rows.
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The row read less than [`CACHE_TTL`] ago, or the generation to [`Recent::keep`] a row
+    /// read now under.
+    fn get(&self, name: &str) -> Result<T, u64> {
+        let rows = self.lock();
+        match rows.by_name.get(name) {
+            Some((read_at, row)) if read_at.elapsed() < CACHE_TTL => Ok(row.clone()),
+            _ => Err(rows.generation),
+        }
+    }
+
+    /// Keeps a row read in `generation`, unless something was forgotten since.
+    fn keep(&self, name: &str, row: &T, generation: u64) {
+        let mut rows = self.lock();
+        if rows.generation != generation {
+            return;
+        }
+        if rows.by_name.len() >= CACHE_ROWS {
+            rows.by_name.clear();
+        }
+        rows.by_name.insert(name.to_owned(), (Instant::now(), row.clone()));
+    }
+
+    fn forget(&self, which: impl Fn(&T) -> bool) {
+        let mut rows = self.lock();
+        rows.generation += 1;
+        rows.by_name.retain(|_, (_, row)| !which(row));
+    }
+}
 
 /// Limits of requests and tokens per minute and per day; none: no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,6 +98,18 @@ pub struct GatewayLimits {
     pub tokens_per_minute: Option<i64>,
     pub requests_per_day: Option<i64>,
     pub tokens_per_day: Option<i64>,
+}
+
+impl GatewayLimits {
+    /// (requests, tokens) per minute.
+    fn per_minute(&self) -> (Option<i64>, Option<i64>) {
+        (self.requests_per_minute, self.tokens_per_minute)
+    }
+
+    /// (requests, tokens) per UTC day.
+    fn per_day(&self) -> (Option<i64>, Option<i64>) {
+        (self.requests_per_day, self.tokens_per_day)
+    }
 }
 
 /// What a key or a project counted in the current minute and day: (requests, tokens) each.
@@ -76,10 +165,9 @@ pub struct NewGatewayKey<'a> {
     pub limits: GatewayLimits,
 }
 
-/// What a request asks to hold before it is forwarded.
+/// What a request asks to hold, on its key's project, before it is forwarded.
 pub struct Ask {
-    pub project_id: i64,
-    pub key: GatewayKeyRow,
+    pub key_id: i64,
     pub gpu_ms: i64,
     pub tokens: i64,
     /// How long the reservation lives if its request never settles.
@@ -89,6 +177,8 @@ pub struct Ask {
 /// Why a request was refused before it was forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
+    /// The key was revoked (by another process: this one knew it already).
+    Revoked,
     /// The project's GPU allocation cannot hold the request's most cost.
     Budget { asked_gpu_ms: i64, left_gpu_ms: i64 },
     /// The allocation is not valid now.
@@ -161,27 +251,24 @@ fn key_from(row: &AnyRow) -> DbResult<GatewayKeyRow> {
     })
 }
 
-/// Counts a request and its tokens in `scope`'s window, and says whether it passes `limits`
-/// (requests, tokens per minute).
-async fn count_in_window(
-    tx: &mut WriteTx,
-    scope: &str,
-    window_start: i64,
-    tokens: i64,
-    limits: (Option<i64>, Option<i64>),
-) -> DbResult<bool> {
-    let row = sqlx::query(
-        "INSERT INTO gateway_windows (scope, window_start, requests, tokens) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (scope, window_start) DO UPDATE SET requests = gateway_windows.requests + 1, \
-         tokens = gateway_windows.tokens + $3 RETURNING requests, tokens",
-    )
-    .bind(scope)
-    .bind(window_start)
-    .bind(tokens)
-    .fetch_one(&mut **tx)
-    .await?;
-    let (requests, counted): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-    Ok(limits.0.is_none_or(|most| requests <= most) && limits.1.is_none_or(|most| counted <= most))
+/// The rate windows a key's request counts in: the key's and its project's, per minute and per
+/// UTC day.
+struct Windows {
+    key_minute: String,
+    key_day: String,
+    project_minute: String,
+    project_day: String,
+}
+
+impl Windows {
+    fn of(key_id: i64, project_id: i64) -> Windows {
+        Windows {
+            key_minute: format!("key:{key_id}"),
+            key_day: format!("key:{key_id}:day"),
+            project_minute: format!("project:{project_id}"),
+            project_day: format!("project:{project_id}:day"),
+        }
+    }
 }
 
 impl Db {
@@ -220,16 +307,26 @@ impl Db {
         rows.iter().map(model_from).collect()
     }
 
+    /// The model of this name, as read at most [`CACHE_TTL`] ago.
     pub async fn gateway_model(&self, name: &str) -> DbResult<Option<GatewayModelRow>> {
+        let generation = match self.gateway_cache.models.get(name) {
+            Ok(model) => return Ok(Some(model)),
+            Err(generation) => generation,
+        };
         let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM gateway_models WHERE name = $1"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(model_from).transpose()
+        let model = row.as_ref().map(model_from).transpose()?;
+        if let Some(model) = &model {
+            self.gateway_cache.models.keep(name, model, generation);
+        }
+        Ok(model)
     }
 
     /// Records that run `run` of job `job_id` serves `model` at `url` (replacing what the job
-    /// announced before).
+    /// announced before). Only a model of the job's project has replicas, never one open to
+    /// every project ([`Db::model_upstreams`] relies on it).
     pub async fn add_replica(&self, model_id: i64, job_id: i64, run: i64, url: &str) -> DbResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM gateway_replicas WHERE model_id = $1 AND job_id = $2")
@@ -252,6 +349,10 @@ impl Db {
     /// Where `model` is served now: the administrator's upstream, then the replicas whose run
     /// of their job is still running.
     pub async fn model_upstreams(&self, model: &GatewayModelRow) -> DbResult<Vec<String>> {
+        if model.project_id.is_none() {
+            // Open to every project: no project's job serves it.
+            return Ok(model.upstream.iter().cloned().collect());
+        }
         let rows = sqlx::query(
             "SELECT r.url FROM gateway_replicas r JOIN jobs j ON j.id = r.job_id AND j.run = r.run \
              AND j.state = 'running' WHERE r.model_id = $1 ORDER BY r.job_id",
@@ -305,14 +406,22 @@ impl Db {
         rows.iter().map(key_from).collect()
     }
 
-    /// The live key with this hash.
+    /// The live key with this hash, as read at most [`CACHE_TTL`] ago (see [`GatewayCache`]).
     pub async fn gateway_key_by_hash(&self, key_hash: &str) -> DbResult<Option<GatewayKeyRow>> {
+        let generation = match self.gateway_cache.keys.get(key_hash) {
+            Ok(key) => return Ok(Some(key)),
+            Err(generation) => generation,
+        };
         let row =
             sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM gateway_keys WHERE key_hash = $1 AND revoked_at IS NULL"))
                 .bind(key_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.as_ref().map(key_from).transpose()
+        let key = row.as_ref().map(key_from).transpose()?;
+        if let Some(key) = &key {
+            self.gateway_cache.keys.keep(key_hash, key, generation);
+        }
+        Ok(key)
     }
 
     /// Revokes a project's key at once, audited; false if it has no such live key.
@@ -334,60 +443,98 @@ impl Db {
             let entry = AuditEntry { actor, action: "gateway.key.revoke", object: &object, detail: &detail };
             audit::append(&mut tx, self.audit_key(), &entry).await?;
             tx.commit().await?;
+            self.gateway_cache.keys.forget(|key| key.id == key_id);
         }
         Ok(done)
     }
 
-    /// Holds a request's most cost on its project's GPU allocation and counts it against the
-    /// key's and the project's limits, all or nothing: the reservation's id, or why not.
+    /// Holds a request's most cost on its key's project's GPU allocation and counts it against
+    /// the key's and the project's limits, all or nothing: the reservation's id, or why not (in
+    /// this order: the key revoked, the allocation not valid now, a limit reached, the
+    /// allocation too small).
     pub async fn reserve(&self, ask: &Ask) -> DbResult<Result<i64, Refused>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        let project = sqlx::query(
-            "SELECT gpu_hours, valid_from, valid_until, used_gpu_ms, reserved_gpu_ms, gateway_requests_per_minute, \
-             gateway_tokens_per_minute, gateway_requests_per_day, gateway_tokens_per_day FROM projects WHERE id = $1",
+        // The key as it is now, whatever this process remembers of it.
+        let row = sqlx::query(
+            "SELECT k.revoked_at, k.requests_per_minute, k.tokens_per_minute, k.requests_per_day, k.tokens_per_day, \
+             p.id, p.gpu_hours, p.valid_from, p.valid_until, p.used_gpu_ms, p.reserved_gpu_ms, \
+             p.gateway_requests_per_minute, p.gateway_tokens_per_minute, p.gateway_requests_per_day, \
+             p.gateway_tokens_per_day FROM gateway_keys k JOIN projects p ON p.id = k.project_id WHERE k.id = $1",
         )
-        .bind(ask.project_id)
+        .bind(ask.key_id)
         .fetch_one(&mut *tx)
         .await?;
-        let (valid_from, valid_until): (i64, Option<i64>) = (project.try_get(1)?, project.try_get(2)?);
+        if row.try_get::<Option<i64>, _>(0)?.is_some() {
+            self.gateway_cache.keys.forget(|key| key.id == ask.key_id);
+            return Ok(Err(Refused::Revoked));
+        }
+        let limits_at = |first: usize| -> DbResult<GatewayLimits> {
+            Ok(GatewayLimits {
+                requests_per_minute: row.try_get(first)?,
+                tokens_per_minute: row.try_get(first + 1)?,
+                requests_per_day: row.try_get(first + 2)?,
+                tokens_per_day: row.try_get(first + 3)?,
+            })
+        };
+        let (key_limits, project_limits) = (limits_at(1)?, limits_at(11)?);
+        let project_id: i64 = row.try_get(5)?;
+        let (valid_from, valid_until): (i64, Option<i64>) = (row.try_get(7)?, row.try_get(8)?);
         if now < valid_from || valid_until.is_some_and(|until| now >= until) {
             return Ok(Err(Refused::Expired));
         }
-        let project_limits = GatewayLimits {
-            requests_per_minute: project.try_get(5)?,
-            tokens_per_minute: project.try_get(6)?,
-            requests_per_day: project.try_get(7)?,
-            tokens_per_day: project.try_get(8)?,
-        };
-        let window_start = now - now.rem_euclid(WINDOW_MS);
-        let day_start = now - now.rem_euclid(DAY_WINDOW_MS);
-        let scopes = [
-            ("key", format!("key:{}", ask.key.id), ask.key.limits),
-            ("project", format!("project:{}", ask.project_id), project_limits),
-        ];
-        for (what, scope, limits) in &scopes {
-            let minute = (limits.requests_per_minute, limits.tokens_per_minute);
-            if !count_in_window(&mut tx, scope, window_start, ask.tokens, minute).await? {
-                return Ok(Err(Refused::RateLimited { scope: what, retry_after_ms: window_start + WINDOW_MS - now }));
-            }
-            let day = (limits.requests_per_day, limits.tokens_per_day);
-            if !count_in_window(&mut tx, &format!("{scope}:day"), day_start, ask.tokens, day).await? {
-                return Ok(Err(Refused::RateLimited { scope: what, retry_after_ms: day_start + DAY_WINDOW_MS - now }));
-            }
-        }
+        // The project's row before the windows' (see above); a refusal for the allocation comes
+        // after the limits', all rolled back.
         let held = sqlx::query(
             "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms + $1 \
              WHERE id = $2 AND used_gpu_ms + reserved_gpu_ms + $1 <= gpu_hours * 3600000",
         )
         .bind(ask.gpu_ms)
-        .bind(ask.project_id)
+        .bind(project_id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
-        if held == 0 {
-            let (gpu_hours, used, reserved): (i64, i64, i64) =
-                (project.try_get(0)?, project.try_get(3)?, project.try_get(4)?);
+        .rows_affected()
+            == 1;
+        let window_start = now - now.rem_euclid(WINDOW_MS);
+        let day_start = now - now.rem_euclid(DAY_WINDOW_MS);
+        let windows = Windows::of(ask.key_id, project_id);
+        let counted = sqlx::query(
+            "INSERT INTO gateway_windows (scope, window_start, requests, tokens) VALUES ($1, $5, 1, $7), \
+             ($2, $6, 1, $7), ($3, $5, 1, $7), ($4, $6, 1, $7) ON CONFLICT (scope, window_start) DO UPDATE SET \
+             requests = gateway_windows.requests + 1, tokens = gateway_windows.tokens + excluded.tokens \
+             RETURNING scope, requests, tokens",
+        )
+        .bind(&windows.key_minute)
+        .bind(&windows.key_day)
+        .bind(&windows.project_minute)
+        .bind(&windows.project_day)
+        .bind(window_start)
+        .bind(day_start)
+        .bind(ask.tokens)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut counts = HashMap::with_capacity(counted.len());
+        for row in &counted {
+            counts.insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
+        }
+        let minute_left = window_start + WINDOW_MS - now;
+        let day_left = day_start + DAY_WINDOW_MS - now;
+        let checks = [
+            ("key", &windows.key_minute, key_limits.per_minute(), minute_left),
+            ("key", &windows.key_day, key_limits.per_day(), day_left),
+            ("project", &windows.project_minute, project_limits.per_minute(), minute_left),
+            ("project", &windows.project_day, project_limits.per_day(), day_left),
+        ];
+        for (scope, window, (most_requests, most_tokens), retry_after_ms) in checks {
+            let (requests, tokens) = *counts
+                .get(window.as_str())
+                .ok_or_else(|| DbError::Corrupt(format!("no count of the window {window}")))?;
+            if most_requests.is_some_and(|most| requests > most) || most_tokens.is_some_and(|most| tokens > most) {
+                return Ok(Err(Refused::RateLimited { scope, retry_after_ms }));
+            }
+        }
+        if !held {
+            let (gpu_hours, used, reserved): (i64, i64, i64) = (row.try_get(6)?, row.try_get(9)?, row.try_get(10)?);
             let left_gpu_ms = (gpu_hours * 3_600_000 - used - reserved).max(0);
             return Ok(Err(Refused::Budget { asked_gpu_ms: ask.gpu_ms, left_gpu_ms }));
         }
@@ -395,8 +542,8 @@ impl Db {
             "INSERT INTO gateway_reservations (project_id, key_id, gpu_ms, tokens, window_start, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(ask.project_id)
-        .bind(ask.key.id)
+        .bind(project_id)
+        .bind(ask.key_id)
         .bind(ask.gpu_ms)
         .bind(ask.tokens)
         .bind(window_start)
@@ -431,19 +578,19 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 let unused = tokens - (done.prompt_tokens + done.completion_tokens).min(tokens);
-                let day_start = window_start - window_start.rem_euclid(DAY_WINDOW_MS);
-                for (scope, start) in [
-                    (format!("key:{}", key.id), window_start),
-                    (format!("project:{}", key.project_id), window_start),
-                    (format!("key:{}:day", key.id), day_start),
-                    (format!("project:{}:day", key.project_id), day_start),
-                ] {
+                if unused > 0 {
+                    let windows = Windows::of(key.id, key.project_id);
                     sqlx::query(
-                        "UPDATE gateway_windows SET tokens = tokens - $1 WHERE scope = $2 AND window_start = $3",
+                        "UPDATE gateway_windows SET tokens = tokens - $1 WHERE (scope IN ($2, $3) AND window_start = $6) \
+                         OR (scope IN ($4, $5) AND window_start = $7)",
                     )
                     .bind(unused)
-                    .bind(scope)
-                    .bind(start)
+                    .bind(&windows.key_minute)
+                    .bind(&windows.project_minute)
+                    .bind(&windows.key_day)
+                    .bind(&windows.project_day)
+                    .bind(window_start)
+                    .bind(window_start - window_start.rem_euclid(DAY_WINDOW_MS))
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -118,6 +118,8 @@ pub struct Db {
     writer: Option<Arc<Semaphore>>,
     /// The key of the audit chain's links, kept outside the database ([`Db::with_audit_key`]).
     audit_key: Option<std::sync::Arc<[u8]>>,
+    /// What the gateway reads on every request and seldom changes (`gateway.rs`).
+    gateway_cache: Arc<gateway::GatewayCache>,
 }
 
 /// A write transaction ([`Db::write_tx`]), used as its connection. On SQLite it holds the
@@ -210,7 +212,7 @@ impl Db {
             .connect_with(options)
             .await?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
-        let db = Db { pool, backend, writer, audit_key: None };
+        let db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default() };
         migrate::run(&db).await?;
         Ok(db)
     }

@@ -176,12 +176,7 @@ struct Checked {
     max_output: i64,
 }
 
-fn check(
-    state_models: Vec<GatewayModelRow>,
-    key: &GatewayKeyRow,
-    raw: &[u8],
-    endpoint: Endpoint,
-) -> Result<Checked, AppError> {
+async fn check(state: &AppState, key: &GatewayKeyRow, raw: &[u8], endpoint: Endpoint) -> Result<Checked, AppError> {
     let mut body: Value =
         serde_json::from_slice(raw).map_err(|error| AppError::BadRequest(format!("the body is not JSON: {error}")))?;
     let Some(object) = body.as_object_mut() else {
@@ -189,7 +184,7 @@ fn check(
     };
     let name =
         object.get("model").and_then(Value::as_str).ok_or_else(|| AppError::Invalid("`model`: required".into()))?;
-    let model = state_models.into_iter().find(|model| model.name == name && may_call(key, model)).ok_or_else(|| {
+    let model = state.db.gateway_model(name).await?.filter(|model| may_call(key, model)).ok_or_else(|| {
         AppError::NotFound(format!("The model `{name}` does not exist or you do not have access to it."))
     })?;
     let stream = match object.get("stream") {
@@ -232,6 +227,7 @@ fn cost(tokens: i64, per_1k: i64) -> i64 {
 
 fn refused(refusal: Refused) -> AppError {
     match refusal {
+        Refused::Revoked => AppError::Unauthenticated,
         Refused::Budget { asked_gpu_ms, left_gpu_ms } => AppError::OverQuota(format!(
             "this request may cost {asked_gpu_ms} GPU-ms; the project's allocation has {left_gpu_ms} left"
         )),
@@ -306,10 +302,9 @@ pub(crate) async fn forward(
     endpoint: Endpoint,
     priority: Priority,
 ) -> Result<Response, AppError> {
-    let checked = check(state.db.gateway_models().await?, &key, &raw, endpoint)?;
+    let checked = check(state, &key, &raw, endpoint).await?;
     let ask = Ask {
-        project_id: key.project_id,
-        key: key.clone(),
+        key_id: key.id,
         gpu_ms: cost(checked.prompt_bound, checked.model.input_gpu_ms_per_1k)
             + cost(checked.max_output, checked.model.output_gpu_ms_per_1k),
         tokens: checked.prompt_bound + checked.max_output,

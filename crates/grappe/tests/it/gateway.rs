@@ -379,7 +379,7 @@ fn failures_and_disconnects_leave_no_reservation_behind() {
 }
 
 #[test]
-fn two_gateway_processes_on_one_database_enforce_one_limit() {
+fn two_gateway_processes_on_one_database_enforce_one_limit_and_revocation() {
     if !backends().contains(&Backend::Postgres) {
         return;
     }
@@ -388,7 +388,7 @@ fn two_gateway_processes_on_one_database_enforce_one_limit() {
     let first = Server::start(&db.url, &ServerOptions::default());
     let second = Server::start(&db.url, &ServerOptions::default());
     let client = first.client();
-    let (_, _, key) =
+    let (project, member, key) =
         project_with_key(&client, "limite", 10, json!({ "name": "k", "limits": { "requests_per_minute": 5 } }));
     register(&client, &upstream, "partage", None, (1, 1));
     // Started at the top of a minute's second half at the latest, so that the window holds.
@@ -406,6 +406,11 @@ fn two_gateway_processes_on_one_database_enforce_one_limit() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
     let limited = second.client().post("/v1/chat/completions", Some(&key), &chat("partage", "x", 1, false));
     assert!(limited.text.contains("rate_limit_error"), "{}", limited.text);
+    // A key revoked through one process fails at once in the other, which knew it a moment ago.
+    let id = client.get(&format!("/api/v1/projects/{project}/keys"), Some(&member)).body["items"][0]["id"].clone();
+    assert_eq!(client.delete(&format!("/api/v1/projects/{project}/keys/{id}"), Some(&member)).status, 204);
+    let revoked = second.client().post("/v1/chat/completions", Some(&key), &chat("partage", "x", 1, false));
+    assert_eq!((revoked.status, revoked.body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
 }
 
 /// A model server in Python for a job: it announces itself after the metric prefix and answers
