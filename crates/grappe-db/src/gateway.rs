@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Connection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, AuditEntry};
 use crate::{Db, DbError, DbResult, conflict_as, now_ms};
@@ -166,6 +167,7 @@ pub struct NewGatewayKey<'a> {
 }
 
 /// What a request asks to hold, on its key's project, before it is forwarded.
+#[derive(Debug, Clone, Copy)]
 pub struct Ask {
     pub key_id: i64,
     pub gpu_ms: i64,
@@ -188,13 +190,17 @@ pub enum Refused {
 }
 
 /// What a request really was, once it ended.
-pub struct Settlement<'a> {
-    pub model: &'a str,
-    pub endpoint: &'a str,
+pub struct Settlement {
+    /// The reservation it ends.
+    pub reservation: i64,
+    pub key_id: i64,
+    pub project_id: i64,
+    pub model: String,
+    pub endpoint: &'static str,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub gpu_ms: i64,
-    pub status: &'a str,
+    pub status: &'static str,
     pub first_token_ms: Option<i64>,
     pub duration_ms: i64,
 }
@@ -453,7 +459,20 @@ impl Db {
     /// this order: the key revoked, the allocation not valid now, a limit reached, the
     /// allocation too small).
     pub async fn reserve(&self, ask: &Ask) -> DbResult<Result<i64, Refused>> {
+        if let Some(writer) = &self.gateway_writer {
+            return in_group(writer, |reply| GroupWrite::Reserve(*ask, reply)).await;
+        }
         let mut tx = self.write_tx().await?;
+        let reserved = self.reserve_in(&mut tx, ask).await?;
+        if reserved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(reserved)
+    }
+
+    /// [`Db::reserve`]'s statements, in a transaction that the caller commits if it reserved,
+    /// and rolls back if not.
+    async fn reserve_in(&self, tx: &mut AnyConnection, ask: &Ask) -> DbResult<Result<i64, Refused>> {
         let now = now_ms();
         // The key as it is now, whatever this process remembers of it.
         let row = sqlx::query(
@@ -550,7 +569,6 @@ impl Db {
         .bind(now + ask.ttl_ms)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(Ok(id))
     }
 
@@ -558,10 +576,20 @@ impl Db {
     /// the rest released, the windows corrected to the tokens really used, and its usage
     /// recorded. A reservation the reaper already released is charged all the same. What was
     /// charged.
-    pub async fn settle(&self, reservation: i64, key: &GatewayKeyRow, done: &Settlement<'_>) -> DbResult<i64> {
+    pub async fn settle(&self, done: Settlement) -> DbResult<i64> {
+        if let Some(writer) = &self.gateway_writer {
+            return in_group(writer, |reply| GroupWrite::Settle(done, reply)).await;
+        }
         let mut tx = self.write_tx().await?;
+        let charged = self.settle_in(&mut tx, &done).await?;
+        tx.commit().await?;
+        Ok(charged)
+    }
+
+    /// [`Db::settle`]'s statements, in a transaction that the caller commits.
+    async fn settle_in(&self, tx: &mut AnyConnection, done: &Settlement) -> DbResult<i64> {
         let held = sqlx::query("DELETE FROM gateway_reservations WHERE id = $1 RETURNING gpu_ms, tokens, window_start")
-            .bind(reservation)
+            .bind(done.reservation)
             .fetch_optional(&mut *tx)
             .await?;
         let charged = match &held {
@@ -574,12 +602,12 @@ impl Db {
                 )
                 .bind(gpu_ms)
                 .bind(charged)
-                .bind(key.project_id)
+                .bind(done.project_id)
                 .execute(&mut *tx)
                 .await?;
                 let unused = tokens - (done.prompt_tokens + done.completion_tokens).min(tokens);
                 if unused > 0 {
-                    let windows = Windows::of(key.id, key.project_id);
+                    let windows = Windows::of(done.key_id, done.project_id);
                     sqlx::query(
                         "UPDATE gateway_windows SET tokens = tokens - $1 WHERE (scope IN ($2, $3) AND window_start = $6) \
                          OR (scope IN ($4, $5) AND window_start = $7)",
@@ -599,7 +627,7 @@ impl Db {
             None => {
                 sqlx::query("UPDATE projects SET used_gpu_ms = used_gpu_ms + $1 WHERE id = $2")
                     .bind(done.gpu_ms)
-                    .bind(key.project_id)
+                    .bind(done.project_id)
                     .execute(&mut *tx)
                     .await?;
                 done.gpu_ms
@@ -609,9 +637,9 @@ impl Db {
             "INSERT INTO gateway_usage (project_id, key_id, model, endpoint, prompt_tokens, completion_tokens, gpu_ms, \
              status, first_token_ms, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(key.project_id)
-        .bind(key.id)
-        .bind(done.model)
+        .bind(done.project_id)
+        .bind(done.key_id)
+        .bind(&done.model)
         .bind(done.endpoint)
         .bind(done.prompt_tokens)
         .bind(done.completion_tokens)
@@ -622,7 +650,6 @@ impl Db {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(charged)
     }
 
@@ -777,6 +804,98 @@ impl Db {
                 })
             })
             .collect()
+    }
+}
+
+/// The most gateway writes committed together.
+const GROUP_MOST: usize = 64;
+
+/// Where a write's outcome goes once its group committed.
+type Reply<T> = oneshot::Sender<DbResult<T>>;
+
+/// A reservation or a settlement, sent to the group writer ([`start_group_writer`]).
+pub(crate) enum GroupWrite {
+    Reserve(Ask, Reply<Result<i64, Refused>>),
+    Settle(Settlement, Reply<i64>),
+}
+
+/// A write's outcome, told once its group committed.
+enum Written {
+    Reserve(Reply<Result<i64, Refused>>, Result<i64, Refused>),
+    Settle(Reply<i64>, i64),
+}
+
+/// On SQLite, one task writes the gateway's reservations and settlements in groups (group
+/// commit): what came in while the previous group was written goes in one transaction, with one
+/// sync of the disk, and each write is answered once its group committed. A refused reservation
+/// is rolled back alone (to a savepoint); an error fails its whole group, none of which is then
+/// written. Not on PostgreSQL: several processes' groups would lock the rows of many projects
+/// at once, in any order. The task ends once every sender is gone: `db` must hold none.
+pub(crate) fn start_group_writer(db: Db) -> mpsc::Sender<GroupWrite> {
+    let (sender, mut receiver) = mpsc::channel(GROUP_MOST * 16);
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(GROUP_MOST);
+        while receiver.recv_many(&mut group, GROUP_MOST).await > 0 {
+            let mut written = Vec::with_capacity(group.len());
+            match db.write_group(group.drain(..), &mut written).await {
+                Ok(()) => written.into_iter().for_each(Written::tell),
+                // The writes' senders are dropped: each is told that its group failed.
+                Err(error) => tracing::error!(error = %error, "a group of gateway writes could not be committed"),
+            }
+        }
+    });
+    sender
+}
+
+/// Sends a write to the group writer; its outcome once its group committed.
+async fn in_group<T>(writer: &mpsc::Sender<GroupWrite>, write: impl FnOnce(Reply<T>) -> GroupWrite) -> DbResult<T> {
+    const FAILED: DbError = DbError::NotWritten("the group of gateway writes with this one was not committed");
+    let (reply, outcome) = oneshot::channel();
+    writer.send(write(reply)).await.map_err(|_| FAILED)?;
+    outcome.await.map_err(|_| FAILED)?
+}
+
+impl Written {
+    fn tell(self) {
+        // A caller that went away is told nothing: what it wrote stands.
+        match self {
+            Written::Reserve(reply, reserved) => drop(reply.send(Ok(reserved))),
+            Written::Settle(reply, charged) => drop(reply.send(Ok(charged))),
+        }
+    }
+}
+
+impl Db {
+    /// Writes a group in one transaction, each write's outcome into `written`.
+    async fn write_group(
+        &self,
+        group: impl ExactSizeIterator<Item = GroupWrite>,
+        written: &mut Vec<Written>,
+    ) -> DbResult<()> {
+        // Alone, a reservation needs no savepoint: refused, its transaction is rolled back.
+        let alone = group.len() == 1;
+        let mut tx = self.write_tx().await?;
+        for write in group {
+            written.push(match write {
+                GroupWrite::Reserve(ask, reply) if alone => {
+                    Written::Reserve(reply, self.reserve_in(&mut tx, &ask).await?)
+                }
+                GroupWrite::Reserve(ask, reply) => {
+                    let mut savepoint = tx.begin().await?;
+                    let reserved = self.reserve_in(&mut savepoint, &ask).await?;
+                    match reserved {
+                        Ok(_) => savepoint.commit().await?,
+                        Err(_) => savepoint.rollback().await?,
+                    }
+                    Written::Reserve(reply, reserved)
+                }
+                GroupWrite::Settle(done, reply) => Written::Settle(reply, self.settle_in(&mut tx, &done).await?),
+            });
+        }
+        if !(alone && matches!(written.as_slice(), [Written::Reserve(_, Err(_))])) {
+            tx.commit().await?;
+        }
+        Ok(())
     }
 }
 
@@ -995,5 +1114,84 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(key_from).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Ask, Db, NewGatewayKey, NewProject, PoolConfig, Refused, Settlement};
+
+    /// Reservations that arrive together are written together (group commit on SQLite), yet
+    /// each holds or is refused alone: of 40 at once on room for 10, 10 hold and are counted,
+    /// the 30 refused leave nothing; settled at once, all 10 are charged and recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reservations_written_together_hold_or_are_refused_each_alone() {
+        let dir = std::env::temp_dir().join(format!("grappe-group-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db =
+            Db::open(&format!("sqlite://{}/group.db?mode=rwc", dir.display()), &PoolConfig::default()).await.unwrap();
+        let new = NewProject {
+            name: "groupe",
+            gpu_hours: 1,
+            cpu_hours: 1,
+            storage_gb: 1,
+            valid_from: None,
+            valid_until: None,
+            principal_investigator: None,
+        };
+        let project = db.create_project(&new, "test").await.unwrap().id;
+        let new =
+            NewGatewayKey { project_id: project, name: "k", key_hash: "h", prefix: "p", limits: Default::default() };
+        let key = db.create_gateway_key(&new, "test").await.unwrap();
+        let ask = Ask { key_id: key.id, gpu_ms: 360_000, tokens: 3, ttl_ms: 60_000 };
+        // All in one minute's window.
+        let minute_left_ms = super::WINDOW_MS - crate::now_ms().rem_euclid(super::WINDOW_MS);
+        if minute_left_ms < 5_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(minute_left_ms as u64 + 10)).await;
+        }
+        let asked: Vec<_> = (0..40)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { db.reserve(&ask).await.unwrap() })
+            })
+            .collect();
+        let mut held = Vec::new();
+        for reserved in asked {
+            match reserved.await.unwrap() {
+                Ok(reservation) => held.push(reservation),
+                Err(refused) => assert!(matches!(refused, Refused::Budget { .. }), "{refused:?}"),
+            }
+        }
+        assert_eq!(held.len(), 10);
+        assert_eq!(db.gateway_reserved(project).await.unwrap(), (10, 3_600_000));
+        assert_eq!(db.counted(&format!("key:{}", key.id), crate::now_ms()).await.unwrap().minute, (10, 30));
+        let settled: Vec<_> = held
+            .into_iter()
+            .map(|reservation| {
+                let db = db.clone();
+                let done = Settlement {
+                    reservation,
+                    key_id: key.id,
+                    project_id: project,
+                    model: "m".into(),
+                    endpoint: "/chat/completions",
+                    prompt_tokens: 1,
+                    completion_tokens: 1,
+                    gpu_ms: 7,
+                    status: "ok",
+                    first_token_ms: None,
+                    duration_ms: 1,
+                };
+                tokio::spawn(async move { db.settle(done).await.unwrap() })
+            })
+            .collect();
+        for charged in settled {
+            assert_eq!(charged.await.unwrap(), 7);
+        }
+        assert_eq!(db.gateway_reserved(project).await.unwrap(), (0, 0));
+        assert_eq!(db.gateway_usage(project, 100).await.unwrap().len(), 10);
+        assert_eq!(db.counted(&format!("key:{}", key.id), crate::now_ms()).await.unwrap().minute, (10, 20));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

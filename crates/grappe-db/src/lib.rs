@@ -58,6 +58,10 @@ pub enum DbError {
     NotFound(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A write that was to be committed with others, whose transaction failed (its cause is
+    /// logged once, where it happened).
+    #[error("not written: {0}")]
+    NotWritten(&'static str),
     #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
@@ -120,6 +124,9 @@ pub struct Db {
     audit_key: Option<std::sync::Arc<[u8]>>,
     /// What the gateway reads on every request and seldom changes (`gateway.rs`).
     gateway_cache: Arc<gateway::GatewayCache>,
+    /// On SQLite, where the gateway's reservations and settlements go to be written in groups
+    /// ([`gateway::start_group_writer`]).
+    gateway_writer: Option<tokio::sync::mpsc::Sender<gateway::GroupWrite>>,
 }
 
 /// A write transaction ([`Db::write_tx`]), used as its connection. On SQLite it holds the
@@ -212,8 +219,11 @@ impl Db {
             .connect_with(options)
             .await?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
-        let db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default() };
+        let mut db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default(), gateway_writer: None };
         migrate::run(&db).await?;
+        if backend == Backend::Sqlite {
+            db.gateway_writer = Some(gateway::start_group_writer(db.clone()));
+        }
         Ok(db)
     }
 

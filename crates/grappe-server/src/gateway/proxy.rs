@@ -259,7 +259,7 @@ impl Account {
     }
 
     /// Settles with the tokens used (`None`: unknown, charged what was reserved).
-    async fn settle(self, usage: Option<(i64, i64)>, status: &str, first_token: Option<Duration>) {
+    async fn settle(self, usage: Option<(i64, i64)>, status: &'static str, first_token: Option<Duration>) {
         let (prompt, completion, gpu_ms) = match usage {
             Some((prompt, completion)) => (
                 prompt,
@@ -269,7 +269,10 @@ impl Account {
             None => (self.prompt_bound, self.max_output, self.reserved_gpu_ms()),
         };
         let done = Settlement {
-            model: &self.model.name,
+            reservation: self.reservation,
+            key_id: self.key.id,
+            project_id: self.key.project_id,
+            model: self.model.name.clone(),
             endpoint: self.endpoint.path(),
             prompt_tokens: prompt,
             completion_tokens: completion,
@@ -278,7 +281,7 @@ impl Account {
             first_token_ms: first_token.map(|d| d.as_millis() as i64),
             duration_ms: self.started.elapsed().as_millis() as i64,
         };
-        if let Err(error) = self.state.db.settle(self.reservation, &self.key, &done).await {
+        if let Err(error) = self.state.db.settle(done).await {
             // The reaper releases the reservation once it expires; the usage is lost.
             tracing::error!(error = %error, reservation = self.reservation, "a gateway request could not be settled");
         }
