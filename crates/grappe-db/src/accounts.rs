@@ -71,6 +71,7 @@ fn grant_from(row: &AnyRow) -> DbResult<GrantRow> {
 
 impl Db {
     pub async fn create_organisation(&self, name: &str, profile: OrganisationProfile) -> DbResult<i64> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO organisations (name, kind, size_class, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -78,9 +79,10 @@ impl Db {
         .bind(profile.kind().as_str())
         .bind(profile.size_class().map(|size| size.as_str()))
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(conflict_as("an organisation with this name"))?;
+        tx.commit().await?;
         Ok(row.try_get(0)?)
     }
 

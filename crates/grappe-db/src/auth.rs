@@ -18,13 +18,15 @@ pub struct ApiTokenRow {
 
 impl Db {
     pub async fn create_session(&self, token_hash: &str, user_id: i64, expires_at: i64) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id)
             .bind(now_ms())
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -45,17 +47,22 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn delete_expired_sessions(&self) -> DbResult<u64> {
+        let mut tx = self.write_tx().await?;
         let result =
-            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now_ms()).execute(&self.pool).await?;
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now_ms()).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 
     pub async fn create_api_token(&self, user_id: i64, name: &str, token_hash: &str) -> DbResult<ApiTokenRow> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, user_id, name, created_at, revoked_at",
@@ -64,8 +71,9 @@ impl Db {
         .bind(name)
         .bind(token_hash)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         token_from(&row)
     }
 

@@ -636,11 +636,13 @@ impl Db {
 
     /// Names the job that runs a code submission.
     pub async fn set_submission_job(&self, submission_id: i64, job_id: i64) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE challenge_submissions SET job_id = $1 WHERE id = $2 AND state = 'running'")
             .bind(job_id)
             .bind(submission_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

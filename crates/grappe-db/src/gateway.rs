@@ -968,6 +968,7 @@ impl Db {
         bytes: i64,
         store_version: &str,
     ) -> DbResult<GatewayFileRow> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_files (project_id, filename, purpose, bytes, store_version, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {FILE_COLUMNS}"
@@ -978,8 +979,9 @@ impl Db {
         .bind(bytes)
         .bind(store_version)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         file_from(&row)
     }
 
@@ -1071,40 +1073,47 @@ impl Db {
     /// Records one more input line answered (`failed` if its answer was an error); the batch as
     /// it is then. Only while the batch runs.
     pub async fn batch_line_done(&self, id: i64, failed: bool) -> DbResult<Option<GatewayBatchRow>> {
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "UPDATE gateway_batches SET done = done + 1, failed = failed + $1 WHERE id = $2 \
              AND status IN ('in_progress', 'cancelling') RETURNING {BATCH_COLUMNS}"
         ))
         .bind(i64::from(failed))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.as_ref().map(batch_from).transpose()
     }
 
     /// Ends a batch: `completed` with its output file, `cancelled` or `failed`.
     pub async fn end_gateway_batch(&self, id: i64, status: &str, output_file_id: Option<i64>) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE gateway_batches SET status = $1, output_file_id = $2, ended_at = $3 WHERE id = $4")
             .bind(status)
             .bind(output_file_id)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Asks a running batch to stop after the line it is on; false if it is not running.
     pub async fn cancel_gateway_batch(&self, project_id: i64, id: i64) -> DbResult<bool> {
-        Ok(sqlx::query(
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
             "UPDATE gateway_batches SET status = 'cancelling' WHERE id = $1 AND project_id = $2 AND status = 'in_progress'",
         )
         .bind(id)
         .bind(project_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// A key by its id, live or not (a batch's).

@@ -19,6 +19,7 @@ pub struct LeaseRow {
 impl Db {
     /// Takes or renews `name` for `holder` until `now + ttl_ms`; true when `holder` now holds it.
     pub async fn try_acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
         let result = sqlx::query(
             "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET \
@@ -30,28 +31,33 @@ impl Db {
         .bind(holder)
         .bind(now)
         .bind(now + ttl_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Counts one run of the loop, only while `holder` still holds the lease.
     pub async fn tick_lease(&self, name: &str, holder: &str) -> DbResult<bool> {
+        let mut tx = self.write_tx().await?;
         let result = sqlx::query("UPDATE leases SET ticks = ticks + 1 WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Gives a lease up at shutdown so that another process need not wait for it to expire.
     pub async fn release_lease(&self, name: &str, holder: &str) -> DbResult<()> {
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
