@@ -42,6 +42,8 @@ pub struct GatewayModelRow {
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
     pub max_concurrency: i64,
+    /// The registry version it serves, if it is one (and so may be fine-tuned here).
+    pub version_id: Option<i64>,
     pub created_at: i64,
 }
 
@@ -53,6 +55,7 @@ pub struct NewGatewayModel<'a> {
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
     pub max_concurrency: i64,
+    pub version_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +128,7 @@ pub struct GatewayUsageRow {
 }
 
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-    max_output_tokens, created_at, max_concurrency";
+    max_output_tokens, created_at, max_concurrency, version_id";
 const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
     tokens_per_day, created_by, created_at, revoked_at";
 
@@ -140,6 +143,7 @@ fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
         max_output_tokens: row.try_get(6)?,
         created_at: row.try_get(7)?,
         max_concurrency: row.try_get(8)?,
+        version_id: row.try_get(9)?,
     })
 }
 
@@ -191,8 +195,8 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_models (name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-             max_output_tokens, max_concurrency, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             RETURNING {MODEL_COLUMNS}"
+             max_output_tokens, max_concurrency, version_id, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {MODEL_COLUMNS}"
         ))
         .bind(new.name)
         .bind(new.upstream)
@@ -201,6 +205,7 @@ impl Db {
         .bind(new.output_gpu_ms_per_1k)
         .bind(new.max_output_tokens)
         .bind(new.max_concurrency)
+        .bind(new.version_id)
         .bind(actor)
         .bind(now_ms())
         .fetch_one(&mut *tx)

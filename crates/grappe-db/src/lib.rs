@@ -10,6 +10,7 @@ mod calls;
 mod challenges;
 mod compute;
 mod datasets;
+mod fine_tunes;
 mod gateway;
 mod leases;
 mod migrate;
@@ -39,6 +40,7 @@ pub use compute::{
     NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
+pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};
 pub use gateway::{
     Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
     NewGatewayKey, NewGatewayModel, Refused, Settlement, WINDOW_MS,

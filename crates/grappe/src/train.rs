@@ -32,8 +32,16 @@ pub struct LanguageModelFlags {
     text: PathBuf,
     /// Read `--text` as CSV with a header (a tabular dataset of the data commons): each row's
     /// field in this column is a document.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jsonl")]
     column: Option<String>,
+    /// Read `--text` as fine-tuning examples, OpenAI's JSONL (chat, prompt and completion, or
+    /// text): each example is a document (`grappe_lm::read_examples`).
+    #[arg(long)]
+    jsonl: bool,
+    /// Fine-tune: start from this model (a `model.bin` of an earlier run) instead of fresh
+    /// weights; its shape is the run's, `--context`, `--embedding` and `--hidden` are not read.
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Where to write `model.bin`, `card.md` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
@@ -175,8 +183,27 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
 fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("handling SIGTERM")?;
+    let base = match &flags.base {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(grappe_lm::Model::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let base_line = base.as_ref().map(|base| {
+        let file = flags.base.as_deref().and_then(Path::file_name).map(|name| name.to_string_lossy().into_owned());
+        format!(
+            "\nFine-tuned: it started from the weights of `{}` (BLAKE3 `{}`).\n",
+            file.unwrap_or_default(),
+            blake3::hash(&base.to_bytes()).to_hex()
+        )
+    });
+    let shape = match &base {
+        Some(base) => base.shape(),
+        None => Shape { context: flags.context, embedding: flags.embedding, hidden: flags.hidden },
+    };
     let config = LmConfig {
-        shape: Shape { context: flags.context, embedding: flags.embedding, hidden: flags.hidden },
+        shape,
         epochs: flags.epochs,
         seed: flags.seed,
         batch: flags.batch,
@@ -188,6 +215,10 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         bail!("{} is {size_bytes} bytes, at most {} are read", flags.text.display(), grappe_lm::MAX_TEXT_BYTES);
     }
     let text = match &flags.column {
+        None if flags.jsonl => {
+            let jsonl = std::fs::read_to_string(&flags.text).with_context(context)?;
+            grappe_lm::read_examples(&jsonl).with_context(context)?.text
+        }
         None => std::fs::read_to_string(&flags.text).with_context(context)?,
         Some(column) => {
             let rows = read_columns(&flags.text, &[column])?;
@@ -195,8 +226,11 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
             documents.join("\n")
         }
     };
-    let trainer =
-        grappe_lm::Trainer::new(config, &text).with_context(|| format!("training on {}", flags.text.display()))?;
+    let training = || format!("training on {}", flags.text.display());
+    let mut trainer = grappe_lm::Trainer::new(config, &text).with_context(training)?;
+    if let Some(base) = base {
+        trainer = trainer.with_base(base).with_context(training)?;
+    }
     println!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
     let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
     let checkpoint_path = checkpoint_dir.join(LM_CHECKPOINT_FILE);
@@ -244,7 +278,8 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         "train_losses": state.losses,
     });
     save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
-    let card = language_model_card(&flags, &config, &text, trainer.examples(), loss);
+    let card =
+        language_model_card(&flags, &config, &text, trainer.examples(), loss) + base_line.as_deref().unwrap_or("");
     save(&flags.out.join("card.md"), card.as_bytes())?;
     println!("model written to {}", flags.out.display());
     Ok(())

@@ -641,6 +641,10 @@ fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
     let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
     let client = server.client();
     crate::gateway::register(&client, &upstream, "petit-modele", None, (1000, 1000));
+    // The demo's model is listed once a job trained it, it is registered and its serving job queued.
+    eventually(Duration::from_secs(120), "the demo's language model", || {
+        client.get("/api/v1/jobs", Some(crate::harness::ADMIN_TOKEN)).text.contains("\"serve grappe-lm\"").then_some(())
+    });
     let (email, password) = server.demo_password("project_member");
     let browser = Browser::start();
     browser.go(&format!("{}/login?next=/ai", server.base));
