@@ -588,8 +588,14 @@ async fn publish(state: &AppState, fine_tune: &FineTuneRow, job: &JobRow) -> App
         base.version_id.ok_or_else(|| AppError::Internal(anyhow::anyhow!("the base has no version")))?;
     let (base_registry, _) = registry_version(state, base_version_id).await?;
     let actor = format!("key:{}", fine_tune.key_id);
-    let registry_name = registry_name(&base_registry.name, fine_tune.project_id);
-    let registry = match state.db.model(&registry_name).await? {
+    let mut registry_name = registry_name(&base_registry.name, fine_tune.project_id);
+    let found = state.db.model(&registry_name).await?;
+    if found.as_ref().is_some_and(|model| model.project_id != fine_tune.project_id) {
+        // Taken by another project (names are first come): never add to its versions.
+        let unguessable = &crate::kit::caller::new_secret()[..8];
+        registry_name = format!("{registry_name}-{unguessable}");
+    }
+    let registry = match found.filter(|model| model.project_id == fine_tune.project_id) {
         Some(model) => model,
         None => {
             crate::models::store_name(&registry_name)?;

@@ -610,13 +610,19 @@ fn examples(count: usize) -> String {
 
 #[test]
 fn a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
+    for backend in backends() {
+        fine_tuning_on(backend);
+    }
+}
+
+fn fine_tuning_on(backend: Backend) {
     use crate::compute::{options, submit, wait_state};
     let upstream = Upstream::start();
-    let db = TestDb::new(Backend::Sqlite);
+    let db = TestDb::new(backend);
     let server = Server::start(&db.url, &options(3));
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "affinage", 1, json!({ "name": "k" }));
-    let (_, other_member, other_key) = project_with_key(&client, "voisin", 1, json!({ "name": "k" }));
+    let (other_project, other_member, other_key) = project_with_key(&client, "voisin", 1, json!({ "name": "k" }));
     // A base model: trained by a job of the project, registered, served from the registry.
     let training = "printf 'Le salarié a droit à un congé payé.\\nL employeur verse le salaire.\\n' > t.txt \
                     && grappe train language-model --text t.txt --out lm --epochs 2";
@@ -632,6 +638,14 @@ fn a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
     let registered = client.post("/api/v1/gateway/models", Some(&member), &served);
     assert_eq!(registered.status, 201, "{}", registered.text);
     register(&client, &upstream, "distant", None, (1, 1));
+    // Another project takes the registry name the result would have: it must get nothing.
+    let squatted = format!("base-lm-ft-p{project}");
+    let squat = client.post(
+        "/api/v1/models",
+        Some(&other_member),
+        &json!({ "name": squatted, "project": other_project, "public": true }),
+    );
+    assert_eq!(squat.status, 201, "{}", squat.text);
 
     // A file of examples is read as the trainer reads it before it is kept.
     let bad = upload_for(&client, &key, "fine-tune", &format!("{}\n{{\"prompt\": \"a\"}}", examples(3)));
@@ -700,10 +714,14 @@ fn a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
     assert!(messages.iter().any(|m| m.starts_with("Epoch 2: training loss")), "{messages:?}");
     assert!(messages.last().unwrap().starts_with("Validated 20 examples"), "{messages:?}");
 
-    // The result is a registry version with its lineage, and a checkpoint.
-    let registry = format!("base-lm-ft-p{project}");
+    // The result is a registry version with its lineage, and a checkpoint; not in the other
+    // project's model of the name it would have had.
     let checkpoints = client.get(&format!("/v1/fine_tuning/jobs/{id}/checkpoints"), Some(&key));
-    assert_eq!(checkpoints.body["data"][0]["registry_version"], format!("{registry}@1"), "{}", checkpoints.text);
+    let registry_version = checkpoints.body["data"][0]["registry_version"].as_str().unwrap();
+    let registry = registry_version.strip_suffix("@1").unwrap_or_else(|| panic!("{}", checkpoints.text));
+    assert!(registry.starts_with(&format!("{squatted}-")), "{registry}");
+    let squatter = client.get(&format!("/api/v1/models/{squatted}"), None);
+    assert_eq!(squatter.body["versions"], json!([]), "{}", squatter.text);
     let lineage = client.get(&format!("/api/v1/models/{registry}"), Some(&member));
     assert_eq!(lineage.status, 200, "{}", lineage.text);
     let version = &lineage.body["versions"][0];
