@@ -857,3 +857,37 @@ impl Db {
         row.as_ref().map(key_from).transpose()
     }
 }
+
+/// What the jobs that served a model were measured to use, and the tokens it served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServingMeasure {
+    /// CPU- and GPU-milliseconds of its replicas' jobs: their ended runs as charged, and their
+    /// running run so far.
+    pub cpu_ms: i64,
+    pub gpu_ms: i64,
+    /// Prompt and completion tokens of every request to it.
+    pub tokens: i64,
+}
+
+impl Db {
+    /// [`ServingMeasure`] of the model named `model`, at `now`.
+    pub async fn serving_measure(&self, model: &str, now: i64) -> DbResult<ServingMeasure> {
+        let row = sqlx::query(
+            "WITH served AS (SELECT r.job_id FROM gateway_replicas r JOIN gateway_models m ON m.id = r.model_id \
+             WHERE m.name = $1), \
+             ended AS (SELECT COALESCE(SUM(cpu_ms), 0) AS cpu, COALESCE(SUM(gpu_ms), 0) AS gpu FROM usage_records \
+             WHERE job_id IN (SELECT job_id FROM served)), \
+             running AS (SELECT COALESCE(SUM(($2 - started_at) * cpus * nodes), 0) AS cpu, \
+             COALESCE(SUM(($2 - started_at) * gpus * nodes), 0) AS gpu FROM jobs \
+             WHERE state = 'running' AND id IN (SELECT job_id FROM served)) \
+             SELECT CAST(ended.cpu + running.cpu AS BIGINT), CAST(ended.gpu + running.gpu AS BIGINT), \
+             CAST((SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM gateway_usage WHERE model = $1) \
+             AS BIGINT) FROM ended, running",
+        )
+        .bind(model)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ServingMeasure { cpu_ms: row.try_get(0)?, gpu_ms: row.try_get(1)?, tokens: row.try_get(2)? })
+    }
+}

@@ -43,7 +43,7 @@ pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, New
 pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};
 pub use gateway::{
     Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
-    NewGatewayKey, NewGatewayModel, Refused, Settlement, WINDOW_MS,
+    NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, WINDOW_MS,
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};

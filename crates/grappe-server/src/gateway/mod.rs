@@ -6,6 +6,7 @@
 //! project's allocation before it is forwarded and settles its real cost after (`proxy.rs`).
 
 pub mod batches;
+pub mod energy;
 pub mod fine_tuning;
 pub mod pages;
 pub mod proxy;
@@ -23,6 +24,7 @@ use grappe_domain::policy::{self, Access};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::gateway::energy::Energy;
 use crate::kit::caller::{self, Caller};
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::ApiJson;
@@ -333,7 +335,7 @@ pub async fn usage(
 ) -> AppResult<Json<Value>> {
     let project = member_project(&state, &caller, id).await?;
     let (in_flight, reserved_gpu_ms) = state.db.gateway_reserved(project).await?;
-    let items: Vec<Value> = state.db.gateway_usage(project, 1000).await?.iter().map(usage_json).collect();
+    let items = usage_items(&state, &state.db.gateway_usage(project, 1000).await?).await?;
     Ok(Json(json!({ "in_flight": in_flight, "reserved_gpu_ms": reserved_gpu_ms, "items": items })))
 }
 
@@ -499,13 +501,19 @@ pub async fn models(State(state): State<AppState>, Extension(caller): Extension<
     }
 }
 
-fn usage_json(u: &grappe_db::GatewayUsageRow) -> Value {
+fn usage_json(u: &grappe_db::GatewayUsageRow, energy: &Energy) -> Value {
     json!({
         "id": u.id, "key": u.key_id, "model": u.model, "endpoint": u.endpoint,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "gpu_ms": u.gpu_ms,
         "status": u.status, "first_token_ms": u.first_token_ms, "duration_ms": u.duration_ms,
-        "created_at": u.created_at,
+        "created_at": u.created_at, "energy_wh": energy.of_request(u),
     })
+}
+
+/// Usage records as JSON, each with its estimated energy.
+async fn usage_items(state: &AppState, rows: &[grappe_db::GatewayUsageRow]) -> AppResult<Vec<Value>> {
+    let energy = Energy::of(state, rows).await?;
+    Ok(rows.iter().map(|row| usage_json(row, &energy)).collect())
 }
 
 pub async fn usage_csv(
@@ -515,12 +523,14 @@ pub async fn usage_csv(
 ) -> AppResult<Response> {
     let project = member_project(&state, &caller, id).await?;
     let mut csv = String::from(
-        "id,key,model,endpoint,prompt_tokens,completion_tokens,gpu_ms,status,first_token_ms,duration_ms,created_at\n",
+        "id,key,model,endpoint,prompt_tokens,completion_tokens,gpu_ms,status,first_token_ms,duration_ms,created_at,energy_wh\n",
     );
     let field = crate::kit::page::csv_field;
-    for u in state.db.gateway_usage(project, 1_000_000).await? {
+    let rows = state.db.gateway_usage(project, 1_000_000).await?;
+    let energy = Energy::of(&state, &rows).await?;
+    for u in &rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             u.id,
             u.key_id,
             field(&u.model),
@@ -531,7 +541,8 @@ pub async fn usage_csv(
             field(&u.status),
             u.first_token_ms.map(|ms| ms.to_string()).unwrap_or_default(),
             u.duration_ms,
-            crate::kit::page::iso_datetime(u.created_at)
+            crate::kit::page::iso_datetime(u.created_at),
+            energy.of_request(u).map(|wh| format!("{wh:.6}")).unwrap_or_default()
         ));
     }
     let disposition = format!("attachment; filename=\"project-{project}-gateway-usage.csv\"");
@@ -569,7 +580,7 @@ pub async fn key_usage(State(state): State<AppState>, Extension(caller): Extensi
                 "day": { "requests": c.day.0, "tokens": c.day.1 },
             })
         };
-        let recent: Vec<Value> = state.db.gateway_usage(project.id, 100).await?.iter().map(usage_json).collect();
+        let recent = usage_items(&state, &state.db.gateway_usage(project.id, 100).await?).await?;
         Ok::<_, AppError>(json!({
             "object": "usage",
             "project": project.name,

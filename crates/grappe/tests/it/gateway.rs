@@ -521,6 +521,7 @@ fn a_key_reads_its_usage_and_limits_and_a_projects_daily_limit_holds() {
     assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
     assert_eq!(csv.text.lines().count(), 4, "a header and three requests: {}", csv.text);
     assert!(csv.text.lines().nth(1).unwrap().contains(",jour,/chat/completions,7,5,12,ok,"), "{}", csv.text);
+    assert!(csv.text.lines().nth(1).unwrap().ends_with(','), "no job to measure behind an upstream: no energy");
 }
 
 /// Sends a batch's file as OpenAI's clients do (`multipart/form-data`).
@@ -741,6 +742,10 @@ fn fine_tuning_on(backend: Backend) {
     );
     let (charged, reserved, _) = used_and_reserved(&client, project, &member);
     assert!(charged > 0 && reserved == 0, "{charged} {reserved}");
+    // Its energy, estimated from its serving job's measured time, spread over its tokens.
+    let usage = client.get(&format!("/api/v1/projects/{project}/gateway-usage"), Some(&member));
+    let energy = usage.body["items"][0]["energy_wh"].as_f64().unwrap_or_else(|| panic!("{}", usage.text));
+    assert!(energy > 0.0, "{}", usage.text);
     let stranger = client.post("/v1/chat/completions", Some(&other_key), &chat(&model, "x", 5, false));
     assert_eq!(stranger.status, 404, "{}", stranger.text);
 
