@@ -145,6 +145,18 @@ impl Db {
         rows.iter().map(fine_tune_from).collect()
     }
 
+    /// How many of a project's fine-tuning jobs have not ended (validated ones included).
+    pub async fn open_fine_tunes(&self, project_id: i64) -> DbResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM gateway_fine_tunes WHERE project_id = $1 \
+             AND status IN ('validated', 'queued', 'running', 'registering')",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Every fine-tuning job started and not ended, oldest first.
     pub async fn active_fine_tunes(&self) -> DbResult<Vec<FineTuneRow>> {
         let rows = sqlx::query(&format!(

@@ -51,6 +51,8 @@ const MEMORY_MB: i64 = 1024;
 const OUTPUT: &str = "model";
 /// The most jobs one answer lists.
 const MAX_LIST: i64 = 100;
+/// The most fine-tuning jobs of a project not ended at once, waiting ones included.
+const MAX_OPEN: i64 = 20;
 
 /// The fine-tuned model's name: `ft:BASE:PROJECT:ID`, with the suffix before the id if given;
 /// the base of a fine-tuned base is the first one.
@@ -223,6 +225,11 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
     let seed = body.seed.unwrap_or(0);
     if !(0..=i64::from(u32::MAX)).contains(&seed) {
         return Err(AppError::Invalid("`seed`: 0 to 4294967295".into()));
+    }
+    if state.db.open_fine_tunes(key.project_id).await? >= MAX_OPEN {
+        return Err(AppError::OverQuota(format!(
+            "the project has {MAX_OPEN} fine-tuning jobs not ended, the most; cancel or wait for some"
+        )));
     }
     let (model, _) = tunable_model(state, key, &body.model).await?;
     let file_id = number(&body.training_file, "file-")?;

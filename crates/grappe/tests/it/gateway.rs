@@ -766,4 +766,11 @@ fn fine_tuning_on(backend: Backend) {
     eventually(Duration::from_secs(60), "the model served again", || {
         (client.post("/v1/chat/completions", Some(&key), &chat(&model, "x", 5, false)).status == 200).then_some(())
     });
+
+    // Waiting jobs cost nothing, but a project keeps at most 20 not ended.
+    for _ in 0..20 {
+        assert_eq!(client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false)).status, 200);
+    }
+    let over = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
+    assert_eq!((over.status, over.body["error"]["type"].as_str()), (429, Some("rate_limit_error")), "{}", over.text);
 }
