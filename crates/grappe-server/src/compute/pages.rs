@@ -267,6 +267,8 @@ struct JobPage {
     more_metrics: bool,
     /// The dataset versions it reads (its lineage).
     inputs: Vec<crate::data::inputs::Input>,
+    /// The run's time so far (or in all, once ended) against its limit; none before a start.
+    elapsed: Option<String>,
 }
 
 /// The most metric charts on a job's page: its first keys by name.
@@ -349,9 +351,14 @@ pub async fn job_page(
     let metrics_dropped = (counts.dropped > 0).then(|| locale.integer(counts.dropped));
     let command: Vec<String> = serde_json::from_str(&job.command).unwrap_or_default();
     let active = !terminal(&job.state);
+    let elapsed = job.started_at.map(|started| {
+        let until = if active { grappe_db::now_ms() } else { job.ended_at.unwrap_or_else(grappe_db::now_ms) };
+        let seconds = (until - started).max(0) / 1000;
+        format!("{} s / {} s", locale.integer(seconds), locale.integer(job.time_limit_s))
+    });
     let page = JobPage {
         chrome,
-        command: command.join(" "),
+        command: grappe_exec::slurm::shell_words(&command),
         active,
         project,
         events,
@@ -361,6 +368,7 @@ pub async fn job_page(
         metrics_dropped,
         more_metrics,
         inputs: crate::data::inputs::stored_inputs(&job.inputs),
+        elapsed,
         job,
     };
     Ok(render(&page, StatusCode::OK))

@@ -287,6 +287,57 @@ fn submit_a_job_from_the_project_page_and_watch_it_finish() {
     browser.screenshot("job-metrics-fr.png");
 }
 
+#[test]
+fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
+    use crate::compute::{options, project_with_member, submit, wait_state};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "direct", 100);
+    let job = |command: &str| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 300 });
+    let blocker = submit(&client, &token, job("sleep 300"))["id"].as_i64().unwrap();
+    wait_state(&client, &token, blocker, &["running"]);
+    let waiting = submit(&client, &token, job("echo début; sleep 2; echo fin"))["id"].as_i64().unwrap();
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/jobs/{waiting}", server.base));
+    browser.type_into("#email", "direct@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_text("#job-state", "en attente");
+    // A mark in the page's own memory: a reload would wipe it.
+    browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "window.grappeMark = 41; return 0;", "args": [] })),
+    );
+
+    // Cancelling asks first: dismissed, nothing happens.
+    browser.click("#job-cancel");
+    browser.session_call("POST", "/alert/dismiss", Some(json!({})));
+    assert_eq!(client.get(&format!("/api/v1/jobs/{waiting}"), Some(&token)).body["state"], "pending");
+
+    // The CPU frees: the page shows the start, the output and the end by itself.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{blocker}/cancel"), Some(&token), &json!({})).status, 200);
+    browser.wait_text("#job-state", "en cours");
+    eventually(Duration::from_secs(30), "the job to end on the page", || {
+        (browser.text("#job-state") == "terminée").then_some(())
+    });
+    assert!(browser.text("#log").contains("début\nfin"), "{}", browser.text("#log"));
+    assert!(browser.text("#timeline").contains("en cours"), "{}", browser.text("#timeline"));
+    assert!(browser.text("#job-elapsed").ends_with("/ 300 s"), "{}", browser.text("#job-elapsed"));
+    assert_eq!(browser.count("#job-cancel"), 0, "nothing left to cancel");
+    assert!(
+        browser.text("#job-live").contains("sh -c 'echo début; sleep 2; echo fin'"),
+        "the command as a shell reads it"
+    );
+    let mark = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return window.grappeMark || 0;", "args": [] })),
+    );
+    assert_eq!(mark, json!(41), "followed without a reload");
+    browser.screenshot("job-live-fr.png");
+}
+
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
 /// `SameSite` cookies along, and it may set cookies that Grappe reads (over plain HTTP, where no
 /// `__Host-` prefix protects them). Serves each path's page once asked, with its cookies.
