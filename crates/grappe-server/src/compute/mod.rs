@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod scheduler;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

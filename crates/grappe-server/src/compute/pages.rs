@@ -11,9 +11,10 @@ use grappe_db::{JobRow, MetricKey, ProjectRow, UsageRecord};
 use grappe_domain::policy;
 use serde::Deserialize;
 
-use super::{NewJobBody, ProjectRef, Submitted, submit, terminal};
+use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Locale;
 use crate::kit::page::{Chrome, after_form, form_target, iso_date, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
@@ -83,13 +84,13 @@ async fn project_view(
     })
 }
 
-fn job_line(job: &JobRow, projects: &[ProjectRow]) -> JobLine {
+fn job_line(job: &JobRow, projects: &[ProjectRow], locale: Locale) -> JobLine {
     JobLine {
         id: job.id,
         name: job.name.clone(),
         project: projects.iter().find(|p| p.id == job.project_id).map_or_else(String::new, |p| p.name.clone()),
         state: job.state.clone(),
-        reason: job.reason.clone(),
+        reason: words::in_words(locale, &words::Actors::new(), &job.reason),
         submitted: when(job.submitted_at),
     }
 }
@@ -110,7 +111,7 @@ pub async fn compute_page(
     }
     let ids: Vec<i64> = visible.iter().map(|p| p.id).collect();
     let jobs = state.db.list_jobs(Some(&ids), i64::MAX, 100).await?;
-    let jobs = jobs.iter().map(|job| job_line(job, &visible)).collect();
+    let jobs = jobs.iter().map(|job| job_line(job, &visible, chrome.tr.locale)).collect();
     let exec = state.exec.as_deref();
     let unsafe_executor =
         exec.filter(|exec| !exec.isolation.is_sandboxed()).map(|_| chrome.tr.t("compute-unsafe-executor"));
@@ -177,7 +178,7 @@ pub async fn project_page(
     let members = state.db.project_member_ids(id).await?.len();
     let jobs = state.db.list_jobs(Some(&[id]), i64::MAX, 100).await?;
     let projects = [project.clone()];
-    let jobs = jobs.iter().map(|job| job_line(job, &projects)).collect();
+    let jobs = jobs.iter().map(|job| job_line(job, &projects, chrome.tr.locale)).collect();
     let view = project_view(&state, &project, &chrome.tr).await?;
     let page = ProjectPage { chrome, project: view, usage_svg, members, jobs, gpus_here: state.config.compute.gpus };
     Ok(render(&page, StatusCode::OK))
@@ -269,6 +270,8 @@ struct JobPage {
     inputs: Vec<crate::data::inputs::Input>,
     /// The run's time so far (or in all, once ended) against its limit; none before a start.
     elapsed: Option<String>,
+    /// Why it waits or how it ended, in the reader's words.
+    reason: String,
 }
 
 /// The most metric charts on a job's page: its first keys by name.
@@ -315,12 +318,21 @@ pub async fn job_page(
     let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found_page(chrome)) };
     let Ok(job) = super::job_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
     let project = state.db.project(job.project_id).await?.map_or_else(String::new, |p| p.name);
-    let events = state
-        .db
-        .job_events(id)
-        .await?
+    let events = state.db.job_events(id).await?;
+    let mut actors = words::Actors::new();
+    for user in events.iter().filter_map(|event| words::actor_ids(&event.detail)) {
+        if let Some(row) = state.db.user_by_id(user).await? {
+            actors.insert(format!("user:{user}"), row.name);
+        }
+    }
+    let locale = chrome.tr.locale;
+    let events = events
         .into_iter()
-        .map(|event| EventLine { at: when(event.at), state: event.state, detail: event.detail })
+        .map(|event| EventLine {
+            at: when(event.at),
+            detail: words::in_words(locale, &actors, &event.detail),
+            state: event.state,
+        })
         .collect();
     let log = log_tail(&state.config.job_dir(id).join("output.log"), 64 * 1024).await;
     let mut keys = state.db.job_metric_keys(id, METRIC_CHARTS_MAX as i64 + 1).await?;
@@ -344,7 +356,6 @@ pub async fn job_page(
         })
         .collect();
     let counts = state.db.metric_counts(id).await?;
-    let locale = chrome.tr.locale;
     let metric_limit = state.config.compute.metric_points_per_job;
     let metric_points = (counts.points > 0 || counts.dropped > 0)
         .then(|| format!("{} / {}", locale.integer(counts.points), locale.integer(metric_limit)));
@@ -369,6 +380,7 @@ pub async fn job_page(
         more_metrics,
         inputs: crate::data::inputs::stored_inputs(&job.inputs),
         elapsed,
+        reason: words::in_words(locale, &actors, &job.reason),
         job,
     };
     Ok(render(&page, StatusCode::OK))
