@@ -59,6 +59,8 @@ pub struct JobRow {
     pub external_id: Option<String>,
     /// The number of its current (or last) run; 0 before its first start.
     pub run: i64,
+    /// While pending: when it is estimated to start, if a replay of the queue starts it.
+    pub estimated_start_at: Option<i64>,
     /// When its server last said it was still running it.
     pub heartbeat_at: Option<i64>,
     /// The variables the job declared, as a JSON object of strings.
@@ -224,12 +226,13 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
     principal_investigator, used_gpu_ms, used_cpu_ms, queued_jobs, queued_gpu_ms, queued_cpu_ms";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs";
+    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at";
 
 /// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs";
+    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs, \
+    estimated_start_at";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +287,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         external_id: row.try_get("external_id")?,
         run: row.try_get("run")?,
+        estimated_start_at: row.try_get("estimated_start_at")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         env: row.try_get("env")?,
         network: row.try_get::<i64, _>("network")? != 0,
@@ -874,6 +878,23 @@ impl Db {
         for (id, reason) in reasons {
             sqlx::query("UPDATE jobs SET reason = $1 WHERE id = $2 AND state = 'pending'")
                 .bind(*reason)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records pending jobs' estimated starts (none: no estimate), in one transaction.
+    pub async fn set_estimated_starts(&self, estimates: &[(i64, Option<i64>)]) -> DbResult<()> {
+        if estimates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for (id, at) in estimates {
+            sqlx::query("UPDATE jobs SET estimated_start_at = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(*at)
                 .bind(*id)
                 .execute(&mut *tx)
                 .await?;

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "call_files_and_discussion", include_str!("../migrations/0012_call_files_and_discussion.sql")),
     (13, "gateway", include_str!("../migrations/0013_gateway.sql")),
     (14, "fine_tuning", include_str!("../migrations/0014_fine_tuning.sql")),
+    (15, "estimated_starts", include_str!("../migrations/0015_estimated_starts.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

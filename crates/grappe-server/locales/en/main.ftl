@@ -87,6 +87,7 @@ job-exit-code = Exit code
 job-restarts = Restarts
 job-cancel = Cancel the job
 job-elapsed = Elapsed (limit)
+job-estimated-start = Estimated start (at the latest)
 job-cancel-requested = cancellation requested
 job-cancel-confirm = Cancel this job? It gets SIGTERM, then SIGKILL after the grace period.
 job-timeline = Timeline

@@ -87,6 +87,7 @@ job-exit-code = Code de sortie
 job-restarts = Redémarrages
 job-cancel = Annuler la tâche
 job-elapsed = Durée écoulée (limite)
+job-estimated-start = Début estimé (au plus tard)
 job-cancel-requested = annulation demandée
 job-cancel-confirm = Annuler cette tâche ? Elle reçoit SIGTERM, puis SIGKILL après le délai de grâce.
 job-timeline = Historique

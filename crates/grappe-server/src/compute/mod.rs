@@ -171,6 +171,7 @@ pub fn job_json(job: &JobRow) -> Value {
         "ended_at": job.ended_at,
         "gpu_ids": job.gpu_ids,
         "cancel_requested": job.cancel_requested,
+        "estimated_start_at": job.estimated_start_at.filter(|_| job.state == "pending"),
     })
 }
 

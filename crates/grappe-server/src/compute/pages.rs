@@ -34,6 +34,8 @@ struct JobLine {
     state: String,
     reason: String,
     submitted: String,
+    /// While pending: when it is estimated to start.
+    estimated_start: Option<String>,
 }
 
 #[derive(Template)]
@@ -84,6 +86,11 @@ async fn project_view(
     })
 }
 
+/// When a pending job is estimated to start, for people.
+fn estimated_start(job: &JobRow) -> Option<String> {
+    job.estimated_start_at.filter(|_| job.state == "pending").map(when)
+}
+
 fn job_line(job: &JobRow, projects: &[ProjectRow], locale: Locale) -> JobLine {
     JobLine {
         id: job.id,
@@ -92,6 +99,7 @@ fn job_line(job: &JobRow, projects: &[ProjectRow], locale: Locale) -> JobLine {
         state: job.state.clone(),
         reason: words::in_words(locale, &words::Actors::new(), &job.reason),
         submitted: when(job.submitted_at),
+        estimated_start: estimated_start(job),
     }
 }
 
@@ -272,6 +280,7 @@ struct JobPage {
     elapsed: Option<String>,
     /// Why it waits or how it ended, in the reader's words.
     reason: String,
+    estimated_start: Option<String>,
 }
 
 /// The most metric charts on a job's page: its first keys by name.
@@ -380,6 +389,7 @@ pub async fn job_page(
         more_metrics,
         inputs: crate::data::inputs::stored_inputs(&job.inputs),
         elapsed,
+        estimated_start: estimated_start(&job),
         reason: words::in_words(locale, &actors, &job.reason),
         job,
     };

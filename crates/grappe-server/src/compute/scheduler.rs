@@ -92,6 +92,12 @@ enum StartOutcome {
     Failed,
 }
 
+/// How often the queue is replayed for estimated starts, how many passes a replay makes at most,
+/// and by how much an estimate must move to be written again.
+const ESTIMATE_EVERY: Duration = Duration::from_secs(5);
+const ESTIMATE_PASSES: usize = 2000;
+const ESTIMATE_SLACK_MS: i64 = 5000;
+
 struct Loop {
     state: AppState,
     executor: Option<Arc<LocalExecutor>>,
@@ -104,6 +110,10 @@ struct Loop {
     /// second (a reason is for people to read; each write is a transaction).
     unwritten_reasons: HashMap<i64, &'static str>,
     reasons_written_at: Option<Instant>,
+    /// The estimated start last written for each pending job (Unix ms), and when the queue was
+    /// last replayed for them: every [`ESTIMATE_EVERY`].
+    estimates: HashMap<i64, i64>,
+    estimated_at: Option<Instant>,
     held: bool,
     /// When the lease was last renewed (with the heartbeat of this server's runs): a pass within
     /// a third of its time-to-live does not renew it again (passes come at every submission and
@@ -265,6 +275,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         reasons: HashMap::new(),
         unwritten_reasons: HashMap::new(),
         reasons_written_at: None,
+        estimates: HashMap::new(),
+        estimated_at: None,
         held: false,
         renewed_at: None,
         projects_cache: None,
@@ -762,6 +774,23 @@ impl Loop {
             projects: &projects,
         };
         let decisions = engine::schedule(&self.engine, &snapshot);
+        if self.estimated_at.is_none_or(|at| at.elapsed() >= ESTIMATE_EVERY) {
+            self.estimated_at = Some(Instant::now());
+            let (nodes, running, pending) = (nodes.to_vec(), running_view.clone(), pending_view.clone());
+            let (engine, projects) = (self.engine.clone(), projects.clone());
+            let starts = tokio::task::spawn_blocking(move || {
+                let snapshot = Snapshot {
+                    now_s: now / 1000,
+                    nodes: &nodes,
+                    running: &running,
+                    pending: &pending,
+                    projects: &projects,
+                };
+                grappe_sched::estimate::estimate_starts(&engine, &snapshot, ESTIMATE_PASSES)
+            })
+            .await?;
+            self.write_estimates(&pending_view, starts).await?;
+        }
         if let Some(for_job) = decisions.preempt_for.map(|id| id as i64) {
             // Read through: the job to preempt for may have been cancelled since it was read.
             if self.state.db.job(for_job).await?.is_some_and(|job| job.state == "pending") {
@@ -806,6 +835,26 @@ impl Loop {
             self.reasons.extend(changed);
             self.reasons_written_at = Some(Instant::now());
         }
+        Ok(())
+    }
+
+    /// Writes the estimates that moved by more than [`ESTIMATE_SLACK_MS`] (or appeared or went).
+    async fn write_estimates(&mut self, pending: &[PendingJob], starts: Vec<(u64, i64)>) -> anyhow::Result<()> {
+        let starts: HashMap<i64, i64> = starts.into_iter().map(|(id, at_s)| (id as i64, at_s * 1000)).collect();
+        let mut changed = Vec::new();
+        for job in pending {
+            let id = job.id as i64;
+            let (before, now) = (self.estimates.get(&id).copied(), starts.get(&id).copied());
+            let moved = match (before, now) {
+                (Some(before), Some(now)) => (before - now).abs() > ESTIMATE_SLACK_MS,
+                (before, now) => before.is_some() != now.is_some(),
+            };
+            if moved {
+                changed.push((id, now));
+            }
+        }
+        self.state.db.set_estimated_starts(&changed).await?;
+        self.estimates = starts;
         Ok(())
     }
 

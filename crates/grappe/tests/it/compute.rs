@@ -499,3 +499,32 @@ fn a_slurm_job_named_like_another_cannot_overwrite_its_state() {
     assert_eq!(client.post(&format!("/api/v1/jobs/{victim_id}/cancel"), Some(&token), &json!({})).status, 200);
     wait_state(&client, &token, victim_id, &["cancelled"]);
 }
+
+/// Pending jobs get an estimated start, as `squeue --start` gives, from the engine's own passes
+/// replayed with every running job ending at its time limit.
+#[test]
+fn pending_jobs_are_given_their_estimated_start_from_the_real_policy() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "estimates", 100);
+    let job = |limit: i64| json!({ "project": project, "command": ["sleep", "300"], "time_limit_s": limit });
+    let running = submit(&client, &token, job(120))["id"].as_i64().unwrap();
+    wait_state(&client, &token, running, &["running"]);
+    let started = client.get(&format!("/api/v1/jobs/{running}"), Some(&token)).body["started_at"].as_i64().unwrap();
+    let second = submit(&client, &token, job(60))["id"].as_i64().unwrap();
+    let third = submit(&client, &token, job(60))["id"].as_i64().unwrap();
+    let estimate =
+        |id: i64| client.get(&format!("/api/v1/jobs/{id}"), Some(&token)).body["estimated_start_at"].as_i64();
+    let (second_at, third_at) =
+        eventually(Duration::from_secs(30), "estimates", || estimate(second).zip(estimate(third)));
+    // Seconds are the engine's unit: within a second of the running job's end, then 60 s later.
+    assert!((second_at - (started + 120_000)).abs() <= 1000, "{second_at} vs {}", started + 120_000);
+    assert_eq!(third_at - second_at, 60_000);
+    let page = client.get(&format!("/compute/jobs/{third}"), Some(&token));
+    assert!(page.text.contains("job-estimated-start"), "the job page shows it");
+    // Once it runs, it has no estimate.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{running}/cancel"), Some(&token), &json!({})).status, 200);
+    wait_state(&client, &token, second, &["running"]);
+    assert_eq!(estimate(second), None);
+}
