@@ -66,7 +66,10 @@ compute-no-projects = You are not a member of any project.
 compute-queue = Jobs
 compute-no-jobs = No jobs yet.
 project-allocation = Allocation and usage
-project-members = members
+project-members = { $count ->
+    [one] { $count } member
+   *[other] { $count } members
+}
 project-csv = CSV export
 project-usage-chart = Cumulative usage and allocation
 project-usage-days = days since the project was created
@@ -80,8 +83,15 @@ job-submitted = Submitted
 job-command = Command (shell)
 job-cpus = CPUs
 job-gpus = GPUs
-job-memory = Memory (MB)
+job-memory = Memory (GiB)
 job-time = Time limit (minutes)
+job-error-command = Give the command to run.
+job-error-name = At most 200 characters.
+job-error-cpus = A whole number of CPUs, at least 1.
+job-error-gpus = A whole number of GPUs, from 0 to what this machine has.
+job-error-memory = An amount in GiB, more than 0 (say 0.5 or 2).
+job-error-time = A whole number of minutes, at least 1.
+job-form-refused = The job was not submitted:
 job-resources = Resources
 job-exit-code = Exit code
 job-restarts = Restarts

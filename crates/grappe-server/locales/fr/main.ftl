@@ -66,7 +66,10 @@ compute-no-projects = Vous n'êtes membre d'aucun projet.
 compute-queue = Tâches
 compute-no-jobs = Aucune tâche pour l'instant.
 project-allocation = Allocation et consommation
-project-members = membres
+project-members = { $count ->
+    [one] { $count } membre
+   *[other] { $count } membres
+}
 project-csv = Export CSV
 project-usage-chart = Consommation cumulée et allocation
 project-usage-days = jours depuis la création du projet
@@ -80,8 +83,15 @@ job-submitted = Soumise le
 job-command = Commande (shell)
 job-cpus = CPU
 job-gpus = GPU
-job-memory = Mémoire (Mo)
+job-memory = Mémoire (Go)
 job-time = Durée maximale (minutes)
+job-error-command = Donnez la commande à lancer.
+job-error-name = 200 caractères au plus.
+job-error-cpus = Un nombre entier de CPU, au moins 1.
+job-error-gpus = Un nombre entier de GPU, de 0 au nombre qu'a cette machine.
+job-error-memory = Une quantité en Go, plus de 0 (par exemple 0,5 ou 2).
+job-error-time = Un nombre entier de minutes, au moins 1.
+job-form-refused = La tâche n'a pas été soumise :
 job-resources = Ressources
 job-exit-code = Code de sortie
 job-restarts = Redémarrages

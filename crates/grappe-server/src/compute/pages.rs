@@ -15,7 +15,7 @@ use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, after_form, form_target, iso_date, message_page, not_found_page, render};
+use crate::kit::page::{Chrome, form_target, iso_date, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -69,10 +69,18 @@ async fn project_view(
     };
     let legend = [tr.t("legend-used"), tr.t("legend-running"), tr.t("legend-reserved")];
     let (running, reserved) = (ledger.commitments.running, ledger.commitments.reserved);
+    let locale = tr.locale;
     let line = |unit: &str, used: f64, running: f64, reserved: f64, granted: i64| {
         format!(
-            "{unit}: {used:.2} {} · {running:.2} {} · {reserved:.2} {} / {granted}",
-            legend[0], legend[1], legend[2]
+            "{unit}{} {} {} · {} {} · {} {} / {}",
+            locale.pick(" :", ":"),
+            locale.fixed(used, 2),
+            legend[0],
+            locale.fixed(running, 2),
+            legend[1],
+            locale.fixed(reserved, 2),
+            legend[2],
+            locale.integer(granted)
         )
     };
     Ok(ProjectView {
@@ -133,9 +141,26 @@ struct ProjectPage {
     chrome: Chrome,
     project: ProjectView,
     usage_svg: String,
-    members: usize,
+    members: i64,
     jobs: Vec<JobLine>,
     gpus_here: u32,
+    /// The submission form as typed, and what is wrong with it.
+    form: JobForm,
+    errors: FormErrors,
+}
+
+/// What is wrong with a submitted form: a message per field (by its name), and one for the
+/// whole form (a refusal of the job as a whole), in the reader's language.
+#[derive(Default)]
+struct FormErrors {
+    fields: Vec<(&'static str, String)>,
+    form: Option<String>,
+}
+
+impl FormErrors {
+    fn of(&self, field: &str) -> Option<&str> {
+        self.fields.iter().find(|(name, _)| *name == field).map(|(_, message)| message.as_str())
+    }
 }
 
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
@@ -181,38 +206,119 @@ pub async fn project_page(
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let Some(id) = id.parse::<i64>().ok() else { return Ok(not_found_page(chrome)) };
     let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
+    project_response(&state, chrome, project, JobForm::default(), FormErrors::default(), StatusCode::OK).await
+}
+
+/// The project's page, its form filled as given (empty: the defaults).
+async fn project_response(
+    state: &AppState,
+    chrome: Chrome,
+    project: ProjectRow,
+    form: JobForm,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let id = project.id;
     let records = state.db.usage_records(id).await?;
     let usage_svg = usage_chart(&project, &records, &chrome.tr);
-    let members = state.db.project_member_ids(id).await?.len();
+    let members = state.db.project_member_ids(id).await?.len() as i64;
     let jobs = state.db.list_jobs(Some(&[id]), i64::MAX, 100).await?;
     let projects = [project.clone()];
     let jobs = jobs.iter().map(|job| job_line(job, &projects, chrome.tr.locale)).collect();
-    let view = project_view(&state, &project, &chrome.tr).await?;
-    let page = ProjectPage { chrome, project: view, usage_svg, members, jobs, gpus_here: state.config.compute.gpus };
-    Ok(render(&page, StatusCode::OK))
+    let view = project_view(state, &project, &chrome.tr).await?;
+    let gpus_here = state.config.compute.gpus;
+    let page = ProjectPage { chrome, project: view, usage_svg, members, jobs, gpus_here, form, errors };
+    Ok(render(&page, status))
 }
 
-/// What every compute form checks first: its CSRF token, then the id in its path.
-
+/// The submission form as typed: every field a string, so that a wrong value comes back to its
+/// field with a message, never as a refusal of the whole request.
 #[derive(Deserialize)]
+#[serde(default)]
 pub struct JobForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
     command: String,
-    cpus: i64,
-    #[serde(default)]
-    gpus: i64,
-    memory_mb: i64,
-    time_limit_min: i64,
+    cpus: String,
+    gpus: String,
+    /// In GiB, a decimal (a comma or a point).
+    memory_gib: String,
+    time_limit_min: String,
     qos: String,
     /// A checkbox: present when ticked.
-    #[serde(default)]
     network: Option<String>,
     /// Datasets the job reads, separated by spaces or commas.
-    #[serde(default)]
     inputs: String,
+}
+
+impl Default for JobForm {
+    fn default() -> JobForm {
+        JobForm {
+            csrf: String::new(),
+            name: String::new(),
+            command: String::new(),
+            cpus: "1".to_owned(),
+            gpus: "0".to_owned(),
+            memory_gib: "1".to_owned(),
+            time_limit_min: "60".to_owned(),
+            qos: "normal".to_owned(),
+            network: Some("on".to_owned()),
+            inputs: String::new(),
+        }
+    }
+}
+
+impl JobForm {
+    /// The job it asks for, or what is wrong with each field.
+    fn body(&self, project: i64, gpus_here: u32, tr: &crate::kit::i18n::Tr) -> Result<NewJobBody, FormErrors> {
+        let mut errors = FormErrors::default();
+        let whole =
+            |text: &str, least: i64, most: i64| text.trim().parse::<i64>().ok().filter(|n| (least..=most).contains(n));
+        let command = self.command.trim();
+        if command.is_empty() {
+            errors.fields.push(("command", tr.t("job-error-command")));
+        }
+        if self.name.chars().count() > 200 {
+            errors.fields.push(("name", tr.t("job-error-name")));
+        }
+        let cpus = whole(&self.cpus, 1, 100_000);
+        if cpus.is_none() {
+            errors.fields.push(("cpus", tr.t("job-error-cpus")));
+        }
+        let gpus = whole(&self.gpus, 0, i64::from(gpus_here));
+        if gpus.is_none() {
+            errors.fields.push(("gpus", tr.t("job-error-gpus")));
+        }
+        let gib = self.memory_gib.trim().replace(',', ".").parse::<f64>().ok().filter(|gib| *gib > 0.0 && *gib <= 1e6);
+        if gib.is_none() {
+            errors.fields.push(("memory_gib", tr.t("job-error-memory")));
+        }
+        let minutes = whole(&self.time_limit_min, 1, grappe_domain::compute::MAX_TIME_LIMIT_S / 60);
+        if minutes.is_none() {
+            errors.fields.push(("time_limit_min", tr.t("job-error-time")));
+        }
+        let (Some(cpus), Some(gpus), Some(gib), Some(minutes), true) =
+            (cpus, gpus, gib, minutes, errors.fields.is_empty())
+        else {
+            return Err(errors);
+        };
+        Ok(NewJobBody {
+            project: ProjectRef::Id(project),
+            command: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
+            name: Some(self.name.trim().to_owned()).filter(|name| !name.is_empty()),
+            cpus,
+            gpus: Some(gpus),
+            gpus_per_node: None,
+            memory_mb: (gib * 1024.0).round().max(1.0) as i64,
+            time_limit_s: minutes * 60,
+            qos: self.qos.clone(),
+            env: Default::default(),
+            network: self.network.is_some(),
+            nodes: 1,
+            inputs: self.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
+            dry_run: false,
+        })
+    }
 }
 
 pub async fn submit_form(
@@ -227,28 +333,19 @@ pub async fn submit_form(
         Ok(target) => target,
         Err(refusal) => return Ok(*refusal),
     };
-    let body = NewJobBody {
-        project: ProjectRef::Id(id),
-        command: vec!["sh".to_owned(), "-c".to_owned(), form.command],
-        name: Some(form.name).filter(|name| !name.trim().is_empty()),
-        cpus: form.cpus,
-        gpus: Some(form.gpus),
-        gpus_per_node: None,
-        memory_mb: form.memory_mb,
-        time_limit_s: form.time_limit_min.saturating_mul(60),
-        qos: form.qos,
-        env: Default::default(),
-        network: form.network.is_some(),
-        nodes: 1,
-        inputs: form.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
-        dry_run: false,
+    let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
+    let errors = match form.body(id, state.config.compute.gpus, &chrome.tr) {
+        Ok(body) => match submit(&state, &caller, body).await {
+            Ok(Submitted::Job(job)) => return Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response()),
+            Ok(Submitted::Estimate(_)) => return Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response()),
+            Err(error) if error.status().is_client_error() => {
+                FormErrors { fields: Vec::new(), form: Some(format!("{} {error}", chrome.tr.t("job-form-refused"))) }
+            }
+            Err(error) => return Err(error),
+        },
+        Err(errors) => errors,
     };
-    let done = submit(&state, &caller, body).await;
-    let to = match &done {
-        Ok(Submitted::Job(job)) => format!("/compute/jobs/{}", job.id),
-        _ => format!("/compute/projects/{id}"),
-    };
-    after_form(chrome, &to, done)
+    project_response(&state, chrome, project, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 struct EventLine {

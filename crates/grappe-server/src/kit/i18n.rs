@@ -172,6 +172,20 @@ impl Tr {
         let mut errors = Vec::new();
         bundle.format_pattern(pattern, None, &mut errors).into_owned()
     }
+
+    /// A message about `count` things, in the right plural through Fluent's rules (in French
+    /// 0 and 1 take the singular): `project-members = { $count -> [one] ... *[other] ... }`.
+    pub fn count(&self, key: &str, count: i64) -> String {
+        let bundle = bundle(self.locale);
+        let Some(pattern) = bundle.get_message(key).and_then(|message| message.value()) else {
+            tracing::warn!(key, locale = self.locale.code(), "missing translation");
+            return format!("{count} {key}");
+        };
+        let mut args = fluent_bundle::FluentArgs::new();
+        args.set("count", count);
+        let mut errors = Vec::new();
+        bundle.format_pattern(pattern, Some(&args), &mut errors).into_owned()
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +200,14 @@ mod tests {
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    #[test]
+    fn counts_take_each_languages_plural() {
+        let (fr, en) = (Tr { locale: Locale::Fr }, Tr { locale: Locale::En });
+        let said = |tr: Tr| [0, 1, 2].map(|n| tr.count("project-members", n));
+        assert_eq!(said(fr), ["0 membre", "1 membre", "2 membres"]);
+        assert_eq!(said(en), ["0 members", "1 member", "2 members"]);
     }
 
     #[test]

@@ -118,6 +118,19 @@ impl Browser {
         self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
     }
 
+    /// Empties a field, then types `text` into it.
+    fn replace_text(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.session_call("POST", &format!("/element/{element}/clear"), Some(json!({})));
+        self.type_into(css, text);
+    }
+
+    /// An attribute of the first `css` element, if it has it.
+    fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.find(css);
+        self.session_call("GET", &format!("/element/{element}/attribute/{name}"), None).as_str().map(str::to_owned)
+    }
+
     /// Polls until `css` matches `count` elements: a click that submits a form may return
     /// before the next page has loaded.
     fn wait_count(&self, css: &str, count: usize) {
@@ -336,6 +349,62 @@ fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
     );
     assert_eq!(mark, json!(41), "followed without a reload");
     browser.screenshot("job-live-fr.png");
+}
+
+#[test]
+fn a_wrong_field_of_the_job_form_is_said_next_to_it_in_french_and_nothing_typed_is_lost() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "formulaire", 100);
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/projects/{project}", server.base));
+    browser.type_into("#email", "formulaire@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#submit-form", 1);
+    // No command, no CPU, a memory in words: three messages, each by its field.
+    browser.type_into("#job-name", "essai");
+    browser.replace_text("#job-cpus", "0");
+    browser.replace_text("#job-memory", "deux");
+    browser.click("#job-submit");
+    browser.wait_count(".field-error", 3);
+    assert_eq!(browser.text("#job-command-error"), "Donnez la commande à lancer.");
+    assert_eq!(browser.text("#job-cpus-error"), "Un nombre entier de CPU, au moins 1.");
+    assert!(
+        browser.text("#job-memory-error").starts_with("Une quantité en Go"),
+        "{}",
+        browser.text("#job-memory-error")
+    );
+    assert_eq!(browser.attribute("#job-memory", "aria-describedby").as_deref(), Some("job-memory-error"));
+    assert_eq!(browser.attribute("#job-memory", "value").as_deref(), Some("deux"), "what was typed is kept");
+    assert_eq!(browser.attribute("#job-name", "value").as_deref(), Some("essai"));
+    browser.screenshot("job-form-errors-fr.png");
+    // A refusal of the job as a whole (past its QoS's cap) says so above the form.
+    browser.type_into("#job-command", "echo ok");
+    browser.replace_text("#job-cpus", "1");
+    browser.replace_text("#job-memory", "0,5");
+    browser.replace_text("#job-time", "600");
+    browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "document.getElementById('job-qos').value = 'dev'; return 0;", "args": [] })),
+    );
+    browser.click("#job-submit");
+    browser.wait_count("#submit-error", 1);
+    assert!(
+        browser.text("#submit-error").starts_with("La tâche n'a pas été soumise"),
+        "{}",
+        browser.text("#submit-error")
+    );
+    assert_eq!(browser.count(".field-error"), 0);
+    // Put right: submitted, half a gibibyte as 512 MB.
+    browser.replace_text("#job-time", "60");
+    browser.click("#job-submit");
+    browser.wait_count("#job-state", 1);
+    let jobs = client.get("/api/v1/jobs", Some(&token));
+    assert_eq!(jobs.body["items"][0]["memory_mb"], 512, "{}", jobs.text);
+    assert_eq!(jobs.body["items"][0]["name"], "essai");
 }
 
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
