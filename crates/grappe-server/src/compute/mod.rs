@@ -355,7 +355,10 @@ pub enum ProjectRef {
     Name(String),
 }
 
+/// A job submission's body. A field it does not know is refused, named (a misspelt
+/// `time_limt_s` must not run the job with the default).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewJobBody {
     pub project: ProjectRef,
     pub command: Vec<String>,
