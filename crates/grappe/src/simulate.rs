@@ -11,6 +11,8 @@ use grappe_sched::sim::{self, Policy, Sample, SimConfig, Summary};
 use grappe_sched::swf;
 use serde_json::json;
 
+use crate::text;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Fcfs,
@@ -22,6 +24,8 @@ enum PolicyArg {
 pub struct SimulateFlags {
     /// A Standard Workload Format trace.
     trace: PathBuf,
+    /// The scheduling policy: first come first served, EASY backfilling, or conservative
+    /// backfilling.
     #[arg(long, value_enum, default_value = "easy")]
     policy: PolicyArg,
     /// Order the queue by fair-share between users (field 12), 14-day half-life.
@@ -30,6 +34,7 @@ pub struct SimulateFlags {
     /// Machine size in processors (default: the header's MaxProcs, else MaxNodes).
     #[arg(long)]
     nodes: Option<i64>,
+    /// Print the metrics as one JSON object (durations in seconds).
     #[arg(long)]
     json: bool,
     /// Draw utilization and queue length over time, and the wait distribution, as SVG.
@@ -51,6 +56,12 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
     config.record_samples = flags.plot.is_some();
     let started = Instant::now();
     let (jobs, skipped) = sim::prepare(&trace, machine);
+    if flags.fairshare && jobs.iter().all(|job| job.user < 0) {
+        eprintln!(
+            "warning: the trace gives no user ids (field 12 is -1 throughout): fair-share sees one user, \
+             and orders the queue as without --fairshare"
+        );
+    }
     let result = sim::simulate(&jobs, machine, &config);
     let wall_s = started.elapsed().as_secs_f64();
     let summary = sim::summarize(&jobs, &result, skipped);
@@ -78,7 +89,7 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
         "jobs_per_s": if wall_s > 0.0 { summary.jobs as f64 / wall_s } else { 0.0 },
     });
     if flags.json {
-        println!("{output}");
+        outln!("{output}");
     } else {
         print_human(&summary, policy, machine, wall_s);
     }
@@ -86,14 +97,20 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
 }
 
 fn print_human(summary: &Summary, policy: Policy, machine: i64, wall_s: f64) {
-    println!("policy                 {} on {machine} processors", policy.as_str());
-    println!("jobs                   {} ({} skipped)", summary.jobs, summary.skipped);
-    println!("mean wait              {:.0} s", summary.mean_wait_s);
-    println!("wait p50 / p90 / p99   {} / {} / {} s", summary.wait_p50_s, summary.wait_p90_s, summary.wait_p99_s);
-    println!("mean bounded slowdown  {:.2}", summary.mean_bounded_slowdown);
-    println!("utilization            {:.1} %", summary.utilization * 100.0);
-    println!("makespan               {} s", summary.makespan_s);
-    println!("replay                 {wall_s:.3} s");
+    let duration = text::human_duration;
+    outln!("policy                 {} on {machine} processors", policy.as_str());
+    outln!("jobs                   {} ({} skipped)", summary.jobs, summary.skipped);
+    outln!("mean wait              {}", duration(summary.mean_wait_s.round() as i64));
+    outln!(
+        "wait p50 / p90 / p99   {} / {} / {}",
+        duration(summary.wait_p50_s),
+        duration(summary.wait_p90_s),
+        duration(summary.wait_p99_s)
+    );
+    outln!("mean bounded slowdown  {:.2}", summary.mean_bounded_slowdown);
+    outln!("utilization            {:.1} %", summary.utilization * 100.0);
+    outln!("makespan               {}", duration(summary.makespan_s));
+    outln!("replay                 {wall_s:.3} s");
 }
 
 /// Time-weighted means of a step function sampled at events, over `buckets` equal spans of
