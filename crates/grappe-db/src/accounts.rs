@@ -141,6 +141,18 @@ impl Db {
         row.as_ref().map(user_from).transpose()
     }
 
+    /// The display names of the users with these ids; an id with no user is left out.
+    pub async fn user_names(&self, ids: &[i64]) -> DbResult<std::collections::BTreeMap<i64, String>> {
+        if ids.is_empty() {
+            return Ok(std::collections::BTreeMap::new());
+        }
+        // Ids are integers, so inlining them is safe.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows =
+            sqlx::query(&format!("SELECT id, name FROM users WHERE id IN ({list})")).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("name")?))).collect()
+    }
+
     /// Users by id, at most `limit` of them after `after_id` (keyset pagination).
     pub async fn list_users(&self, after_id: i64, limit: i64) -> DbResult<Vec<UserRow>> {
         let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"))

@@ -74,6 +74,31 @@ pub struct JobRow {
     pub inputs: String,
 }
 
+/// What [`Db::cancel_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    /// A pending job: cancelled at once.
+    Cancelled,
+    /// A running job, or one handed to Slurm: flagged for its executor to stop.
+    Requested,
+    /// Flagged before, and not yet stopped.
+    AlreadyRequested,
+    /// The job had already ended; nothing changed.
+    AlreadyEnded,
+}
+
+impl Cancellation {
+    /// Its name in the API: `cancelled`, `requested`, `already_requested`, `already_ended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancellation::Cancelled => "cancelled",
+            Cancellation::Requested => "requested",
+            Cancellation::AlreadyRequested => "already_requested",
+            Cancellation::AlreadyEnded => "already_ended",
+        }
+    }
+}
+
 /// A project as an administrator creates it.
 pub struct NewProject<'a> {
     pub name: &'a str,
@@ -796,8 +821,8 @@ impl Db {
     }
 
     /// Cancels a job: a pending one at once; a running one is flagged for its executor to stop.
-    /// Returns the job's state after the call.
-    pub async fn cancel_job(&self, id: i64, actor: &str) -> DbResult<String> {
+    /// Says which, read and decided in one transaction.
+    pub async fn cancel_job(&self, id: i64, actor: &str) -> DbResult<Cancellation> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let job = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
@@ -806,12 +831,14 @@ impl Db {
             .await?
             .ok_or_else(|| DbError::NotFound(format!("job {id}")))?;
         let job = job_from(&job)?;
-        let state = match job.state.as_str() {
+        let outcome = match job.state.as_str() {
+            "running" if job.cancel_requested => Cancellation::AlreadyRequested,
+            "pending" if job.external_id.is_some() && job.cancel_requested => Cancellation::AlreadyRequested,
             // Handed to Slurm: Slurm cancels it, and says so.
             "pending" if job.external_id.is_some() => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 event(&mut tx, id, now, "pending", &format!("cancel requested by {actor}")).await?;
-                job.state
+                Cancellation::Requested
             }
             "pending" => {
                 sqlx::query("UPDATE jobs SET state = 'cancelled', reason = '', ended_at = $1 WHERE id = $2")
@@ -821,17 +848,17 @@ impl Db {
                     .await?;
                 Queued::of(&job).count(&mut tx, -1).await?;
                 event(&mut tx, id, now, "cancelled", &format!("by {actor}")).await?;
-                "cancelled".to_owned()
+                Cancellation::Cancelled
             }
-            "running" if !job.cancel_requested => {
+            "running" => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 event(&mut tx, id, now, "running", &format!("cancel requested by {actor}")).await?;
-                job.state
+                Cancellation::Requested
             }
-            _ => job.state,
+            _ => Cancellation::AlreadyEnded,
         };
         tx.commit().await?;
-        Ok(state)
+        Ok(outcome)
     }
 
     /// Records the outside scheduler's id of a pending job.

@@ -36,8 +36,8 @@ pub use challenges::{
     TeamRow,
 };
 pub use compute::{
-    Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
-    NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
+    Cancellation, Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob,
+    NewProject, NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};

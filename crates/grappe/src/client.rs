@@ -176,7 +176,7 @@ pub fn login(url: &str, email: Option<String>, password_env: &str) -> anyhow::Re
     let value = answer(response)?;
     let token = value["token"].as_str().context("the server's answer has no token")?;
     let path = store(&Stored { url: url.clone(), token: token.to_owned(), token_id: value["id"].as_i64() })?;
-    println!("Logged in to {url} as {email}; token stored in {}", path.display());
+    outln!("Logged in to {url} as {email}; token stored in {}", path.display());
     Ok(())
 }
 
@@ -185,7 +185,7 @@ pub fn whoami(as_json: bool) -> anyhow::Result<()> {
     let me = answer(session.get("/api/v1/me")?)?;
     let stored = &session.stored;
     if as_json {
-        println!("{me}");
+        outln!("{me}");
         return Ok(());
     }
     let roles: Vec<String> = me["roles"]
@@ -217,6 +217,6 @@ pub fn logout() -> anyhow::Result<()> {
         answer(session.agent.delete(&url).header("Authorization", &session.bearer()).call()?)?;
     }
     std::fs::remove_file(config_path()?)?;
-    println!("Logged out of {}", session.stored.url);
+    outln!("Logged out of {}", session.stored.url);
     Ok(())
 }

@@ -30,6 +30,7 @@ pub struct ServeFlags {
     /// Database URL: `postgres://...`, or `sqlite://PATH` (default: DATA_DIR/grappe.db).
     #[arg(long, env = "GRAPPE_DATABASE")]
     database: Option<String>,
+    /// Where jobs run: `local` (this machine, sandboxed) or `slurm` (sbatch to a Slurm cluster).
     #[arg(long, env = "GRAPPE_EXECUTOR", value_enum)]
     executor: Option<Executor>,
     /// Load the France 2030 programme and demo accounts (printed at start).
@@ -297,7 +298,12 @@ pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        // Colours only for a person at a terminal: never in a file, a pipe or a service's journal.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(targets)
         .try_init();
 }

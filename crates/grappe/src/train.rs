@@ -45,10 +45,13 @@ pub struct LanguageModelFlags {
     /// Where to write `model.bin`, `card.md` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
+    /// Passes over the training text.
     #[arg(long, default_value_t = LmConfig::DEFAULT.epochs)]
     epochs: u32,
+    /// Seed of the weights and of each epoch's order: the same seed, the same model.
     #[arg(long, default_value_t = LmConfig::DEFAULT.seed)]
     seed: u64,
+    /// Adam's step size.
     #[arg(long, default_value_t = LmConfig::DEFAULT.learning_rate)]
     learning_rate: f32,
     /// Examples per minibatch.
@@ -57,8 +60,10 @@ pub struct LanguageModelFlags {
     /// Tokens read before the one predicted.
     #[arg(long, default_value_t = Shape::DEFAULT.context)]
     context: u32,
+    /// Numbers per token embedding.
     #[arg(long, default_value_t = Shape::DEFAULT.embedding)]
     embedding: u32,
+    /// Units of the tanh layer.
     #[arg(long, default_value_t = Shape::DEFAULT.hidden)]
     hidden: u32,
     /// The model's name in its card.
@@ -75,8 +80,10 @@ pub struct TextClassifierFlags {
     /// The training file: CSV with a header.
     #[arg(long)]
     train: PathBuf,
+    /// The column holding the text.
     #[arg(long, default_value = "text")]
     text_column: String,
+    /// The column holding the label.
     #[arg(long, default_value = "label")]
     label_column: String,
     /// The id column of the test file, copied into the predictions.
@@ -88,15 +95,19 @@ pub struct TextClassifierFlags {
     /// An unlabelled file to predict, into `--predictions` as CSV `id,label`.
     #[arg(long, requires = "predictions")]
     test: Option<PathBuf>,
+    /// Where to write the test file's predictions (CSV `id,label`).
     #[arg(long, requires = "test")]
     predictions: Option<PathBuf>,
     /// Where to write `model.bin`, `labels.txt` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
+    /// Passes over the training file.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.epochs)]
     epochs: u32,
+    /// Seed of each epoch's order: the same seed, the same model.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.seed)]
     seed: u64,
+    /// AdaGrad's step size.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.learning_rate)]
     learning_rate: f32,
     /// Feature buckets: 2^this.
@@ -146,7 +157,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
         rows.into_iter().map(|mut row| (std::mem::take(&mut row[0]), row.swap_remove(1))).collect();
     let trainer = Trainer::new(config, &rows).with_context(|| format!("training on {}", flags.train.display()))?;
     drop(rows);
-    println!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
+    outln!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
     let validation = match &flags.validation {
         Some(path) => Some(Labelled::read(path, &flags, &trainer)?),
         None => None,
@@ -156,7 +167,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
     let resumed = load_checkpoint(&checkpoint_path, Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
     let mut state = match resumed {
         Some(state) => {
-            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            outln!("resumed from epoch {}, example {}", state.epoch, state.position);
             state
         }
         None => trainer.start(),
@@ -175,7 +186,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
             metric("validation_f1_macro", scored.f1_macro, epoch);
         }
         save(&checkpoint_path, &state.to_bytes())?;
-        println!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
+        outln!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
     }
     write_outputs(&flags, &state, trainer.examples(), validation.as_ref())
 }
@@ -231,14 +242,14 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
     if let Some(base) = base {
         trainer = trainer.with_base(base).with_context(training)?;
     }
-    println!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
+    outln!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
     let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
     let checkpoint_path = checkpoint_dir.join(LM_CHECKPOINT_FILE);
     let resumed =
         load_checkpoint(&checkpoint_path, grappe_lm::Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
     let mut state = match resumed {
         Some(state) => {
-            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            outln!("resumed from epoch {}, example {}", state.epoch, state.position);
             state
         }
         None => trainer.start(),
@@ -264,7 +275,7 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         metric("loss", loss, state.epoch);
         save(&checkpoint_path, &state.to_bytes())?;
         let rate = examples_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        println!("epoch {}/{}: loss {loss:.4}, {rate:.0} tokens/s, checkpoint saved", state.epoch, flags.epochs);
+        outln!("epoch {}/{}: loss {loss:.4}, {rate:.0} tokens/s, checkpoint saved", state.epoch, flags.epochs);
     }
     let model = state.model();
     save(&flags.out.join("model.bin"), &model.to_bytes())?;
@@ -281,7 +292,7 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
     let card =
         language_model_card(&flags, &config, &text, trainer.examples(), loss) + base_line.as_deref().unwrap_or("");
     save(&flags.out.join("card.md"), card.as_bytes())?;
-    println!("model written to {}", flags.out.display());
+    outln!("model written to {}", flags.out.display());
     Ok(())
 }
 
@@ -370,7 +381,7 @@ fn write_outputs(
         let scored = validation.score(model)?;
         metrics["validation_accuracy"] = json!(scored.accuracy);
         metrics["validation_f1_macro"] = json!(scored.f1_macro);
-        println!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
+        outln!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
     }
     save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
     if let (Some(test), Some(predictions)) = (&flags.test, &flags.predictions) {
@@ -380,9 +391,9 @@ fn write_outputs(
             out.push_str(&format!("{},{}\n", csv_field(&row[0]), csv_field(model.predict(&row[1]))));
         }
         save(predictions, out.as_bytes())?;
-        println!("{} predictions written to {}", rows.len(), predictions.display());
+        outln!("{} predictions written to {}", rows.len(), predictions.display());
     }
-    println!("model written to {}", flags.out.display());
+    outln!("model written to {}", flags.out.display());
     Ok(())
 }
 
@@ -466,7 +477,7 @@ fn csv_field(value: &str) -> String {
 }
 
 fn metric(key: &str, value: f64, step: u32) {
-    println!("GRAPPE_METRIC {}", json!({ "key": key, "value": value, "step": step }));
+    outln!("GRAPPE_METRIC {}", json!({ "key": key, "value": value, "step": step }));
 }
 
 /// Writes a file atomically and durably, beside where it goes.

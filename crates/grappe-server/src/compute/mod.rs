@@ -169,10 +169,26 @@ pub fn job_json(job: &JobRow) -> Value {
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "ended_at": job.ended_at,
+        // Since its (last) start, until its end or now, by the server's clock.
+        "elapsed_s": job.started_at.map(|start| (job.ended_at.unwrap_or_else(now_ms) - start).max(0) / 1000),
         "gpu_ids": job.gpu_ids,
         "cancel_requested": job.cancel_requested,
         "estimated_start_at": job.estimated_start_at.filter(|_| job.state == "pending"),
     })
+}
+
+/// Adds what people read instead of ids to jobs as [`job_json`] writes them: `project_name` and
+/// `user_name` (the submitter's display name; null when none). One query for the users, whatever
+/// the number of jobs.
+async fn add_names(state: &AppState, projects: &[ProjectRow], jobs: &mut [Value]) -> AppResult<()> {
+    let user_ids: std::collections::BTreeSet<i64> = jobs.iter().filter_map(|job| job["user_id"].as_i64()).collect();
+    let users = state.db.user_names(&user_ids.into_iter().collect::<Vec<_>>()).await?;
+    for job in jobs {
+        let project = projects.iter().find(|project| job["project"].as_i64() == Some(project.id));
+        job["project_name"] = json!(project.map(|project| &project.name));
+        job["user_name"] = json!(job["user_id"].as_i64().and_then(|id| users.get(&id)));
+    }
+    Ok(())
 }
 
 pub(crate) async fn project_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<ProjectRow> {
@@ -357,7 +373,10 @@ pub enum ProjectRef {
     Name(String),
 }
 
+/// A job submission's body. A field it does not know is refused, named (a misspelt
+/// `time_limt_s` must not run the job with the default).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewJobBody {
     pub project: ProjectRef,
     pub command: Vec<String>,
@@ -581,10 +600,10 @@ pub async fn list_jobs(
     Extension(caller): Extension<Caller>,
     ApiQuery(page): ApiQuery<JobPage>,
 ) -> AppResult<Json<Value>> {
+    let projects = state.db.list_projects().await?;
     let visible: Option<Vec<i64>> = if caller.actor.is_admin() && page.project.is_none() {
         None
     } else {
-        let projects = state.db.list_projects().await?;
         Some(
             projects
                 .iter()
@@ -613,6 +632,7 @@ pub async fn list_jobs(
             _ => break,
         }
     }
+    add_names(&state, &projects, &mut items).await?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -621,7 +641,12 @@ pub async fn get_job(
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
-    Ok(Json(job_json(&job_for(&state, &caller, id).await?)))
+    let job = job_for(&state, &caller, id).await?;
+    let projects: Vec<ProjectRow> = state.db.project(job.project_id).await?.into_iter().collect();
+    let mut shown = [job_json(&job)];
+    add_names(&state, &projects, &mut shown).await?;
+    let [shown] = shown;
+    Ok(Json(shown))
 }
 
 pub async fn job_events(
@@ -651,10 +676,13 @@ pub async fn cancel_job(
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
     job_to_act_on(&state, &caller, id).await?;
-    state.db.cancel_job(id, &caller.audit_name()).await?;
+    let cancellation = state.db.cancel_job(id, &caller.audit_name()).await?;
     state.scheduler_wake.notify_one();
     let job = state.db.job(id).await?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
-    Ok(Json(job_json(&job)))
+    let mut answer = job_json(&job);
+    // What this call did: `cancelled`, `requested`, `already_requested` or `already_ended`.
+    answer["cancellation"] = json!(cancellation.as_str());
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
