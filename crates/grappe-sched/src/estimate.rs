@@ -96,21 +96,26 @@ mod tests {
         }
     }
 
+    /// Job 1, of `count` CPUs, started at `start_s` on the one node.
+    fn running(count: u32, start_s: i64, time_limit_s: i64, stopping: bool) -> RunningJob {
+        RunningJob {
+            id: 1,
+            project: 1,
+            qos: "normal".into(),
+            node: 0,
+            request: cpus(count),
+            start_s,
+            time_limit_s,
+            stopping,
+        }
+    }
+
     #[test]
     fn jobs_start_as_running_ones_reach_their_limits_with_backfill() {
         let nodes = [Node { name: "n".into(), partition: "cpu".into(), capacity: cpus(4) }];
         let projects = [ProjectState { id: 1, share: 1.0, usage_share: 0.0, allocation_used: 0.0 }];
         // 3 of 4 CPUs busy until 1,100; 4 of them free only then.
-        let running = [RunningJob {
-            id: 1,
-            project: 1,
-            qos: "normal".into(),
-            node: 0,
-            request: cpus(3),
-            start_s: 1000,
-            time_limit_s: 100,
-            stopping: false,
-        }];
+        let running = [running(3, 1000, 100, false)];
         let queue = [
             pending(2, 4, 50, 900),  // waits for the whole node: at 1,100
             pending(3, 4, 50, 901),  // after it: at 1,150
@@ -128,16 +133,7 @@ mod tests {
     fn a_job_already_stopping_gives_its_resources_back_at_once() {
         let nodes = [Node { name: "n".into(), partition: "cpu".into(), capacity: cpus(2) }];
         let projects = [ProjectState { id: 1, share: 1.0, usage_share: 0.0, allocation_used: 0.0 }];
-        let running = [RunningJob {
-            id: 1,
-            project: 1,
-            qos: "normal".into(),
-            node: 0,
-            request: cpus(2),
-            start_s: 0,
-            time_limit_s: 10_000,
-            stopping: true,
-        }];
+        let running = [running(2, 0, 10_000, true)];
         let queue = [pending(2, 2, 60, 5)];
         let snapshot = Snapshot { now_s: 100, nodes: &nodes, running: &running, pending: &queue, projects: &projects };
         assert_eq!(estimate_starts(&EngineConfig::default(), &snapshot, 100), vec![(2, 100)]);

@@ -157,6 +157,17 @@ fn cell_or_dash(value: &Value) -> String {
     }
 }
 
+/// The reason a job waits, and its estimated start once known (as `squeue --start`).
+fn reason_or_start(job: &Value) -> String {
+    let reason = cell(job["reason"].as_str().unwrap_or(""));
+    match job["estimated_start_at"].as_i64() {
+        Some(at) => {
+            format!("{reason} (start by {})", grappe_server::kit::page::iso_datetime(at)).trim_start().to_owned()
+        }
+        None => reason,
+    }
+}
+
 /// The table `grappe job list` prints: squeue's columns, names cut to a fixed width.
 fn job_table(jobs: &[Value]) -> Vec<String> {
     use text::Align::{Left, Right};
@@ -175,19 +186,17 @@ fn job_table(jobs: &[Value]) -> Vec<String> {
             cell(job["state"].as_str().unwrap_or("?")),
             text::clock_duration(job["elapsed_s"].as_i64().unwrap_or(0)),
             text::clock_duration(job["time_limit_s"].as_i64().unwrap_or(0)),
-            cell(job["reason"].as_str().unwrap_or("")),
+            reason_or_start(job),
         ]);
     }
     text::table(&[Right, Left, Left, Left, Left, Right, Right, Left], &rows)
 }
 
-/// An argv as one would type it in a shell: words quoted only where they need it.
+/// An argv as one would type it in a shell (`grappe_exec::slurm::shell_words`, as the job's page
+/// shows it).
 fn shell_words(argv: &[Value]) -> String {
-    let quote = |word: &str| {
-        let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=:,@%+".contains(c));
-        if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
-    };
-    argv.iter().map(|word| quote(word.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" ")
+    let words: Vec<String> = argv.iter().map(|word| word.as_str().unwrap_or("").to_owned()).collect();
+    grappe_exec::slurm::shell_words(&words)
 }
 
 /// `grappe job show`: one labelled line per fact, in words.
@@ -219,6 +228,10 @@ fn job_lines(job: &Value) -> Vec<String> {
         ("Started", when("started_at")),
         ("Ended", when("ended_at")),
     ];
+    if !job["estimated_start_at"].is_null() {
+        // While pending: when a replay of the queue starts it, at the latest.
+        lines.insert(5, ("Start by", when("estimated_start_at")));
+    }
     if !job["exit_code"].is_null() {
         lines.push(("Exit code", job["exit_code"].to_string()));
     }
@@ -414,6 +427,13 @@ mod tests {
                 "12  eval\u{fffd}next             3        -     pending     0:00  1-01:00:00  Priority",
             ]
         );
+    }
+
+    #[test]
+    fn a_pending_job_says_when_it_should_start() {
+        let waiting = json!({ "reason": "Priority", "estimated_start_at": 1_795_975_200_000_i64 });
+        assert_eq!(reason_or_start(&waiting), "Priority (start by 2026-11-29 18:00 UTC)");
+        assert_eq!(reason_or_start(&json!({ "reason": "Resources" })), "Resources");
     }
 
     #[test]
