@@ -118,6 +118,24 @@ impl Browser {
         self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
     }
 
+    /// Runs axe-core (the npm registry's, installed by `scripts/install-test-deps.sh`) on the page
+    /// and fails on any violation of WCAG 2.x A and AA or best practice, naming each rule and
+    /// where it failed.
+    fn assert_accessible(&self, what: &str) {
+        let default =
+            format!("{}/.cache/grappe/npm/node_modules/axe-core/axe.min.js", std::env::var("HOME").unwrap_or_default());
+        let path = std::env::var("GRAPPE_TEST_AXE").unwrap_or(default);
+        let axe = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("axe-core at {path} ({error}): run scripts/install-test-deps.sh"));
+        self.session_call("POST", "/execute/sync", Some(json!({ "script": format!("{axe}; return 0;"), "args": [] })));
+        let run = "const done = arguments[arguments.length - 1]; \
+            axe.run(document, { resultTypes: ['violations'] }).then((result) => done(result.violations.map((v) => \
+            `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`)));";
+        let violations = self.session_call("POST", "/execute/async", Some(json!({ "script": run, "args": [] })));
+        let violations = violations.as_array().cloned().unwrap_or_default();
+        assert!(violations.is_empty(), "axe-core on {what}: {}", serde_json::to_string_pretty(&violations).unwrap());
+    }
+
     /// Empties a field, then types `text` into it.
     fn replace_text(&self, css: &str, text: &str) {
         let element = self.find(css);
@@ -405,6 +423,67 @@ fn a_wrong_field_of_the_job_form_is_said_next_to_it_in_french_and_nothing_typed_
     let jobs = client.get("/api/v1/jobs", Some(&token));
     assert_eq!(jobs.body["items"][0]["memory_mb"], 512, "{}", jobs.text);
     assert_eq!(jobs.body["items"][0]["name"], "essai");
+}
+
+/// Every page of the demo, as each kind of user sees it, in French and English, on a desk and
+/// on a phone: no violation that axe-core finds, and no page wider than the screen.
+#[test]
+fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let public = [
+        "/",
+        "/login",
+        "/calls",
+        "/calls/1",
+        "/data",
+        "/data/code-du-travail",
+        "/models",
+        "/challenges",
+        "/challenges/1",
+        "/ai",
+        "/booster",
+    ];
+    let roles: [(&str, &[&str]); 4] = [
+        (
+            "project_member",
+            &[
+                "/compute",
+                "/compute/projects/1",
+                "/compute/jobs/1",
+                "/ai",
+                "/account",
+                "/models/classifieur-code-du-travail",
+            ],
+        ),
+        ("call_manager", &["/calls/1", "/calls/2", "/calls/1/applications/1"]),
+        ("juror", &["/calls/2", "/calls/2/applications/4"]),
+        ("applicant", &["/calls/1", "/calls/1/applications/1"]),
+    ];
+    let mut checked = 0;
+    for (language, width) in [("fr", 1280), ("en", 390)] {
+        let people = [("anonymous", &public[..])].into_iter().chain(roles);
+        for (role, paths) in people {
+            let browser = Browser::start();
+            browser.session_call("POST", "/window/rect", Some(json!({ "width": width, "height": 900 })));
+            browser.go(&format!("{}/lang/{language}?next=/", server.base));
+            if role != "anonymous" {
+                let (email, password) = server.demo_password(role);
+                browser.go(&format!("{}/login", server.base));
+                browser.type_into("#email", &email);
+                browser.type_into("#password", &format!("{password}\u{E007}"));
+                browser.wait_count("#login-submit", 0);
+            }
+            for path in paths {
+                browser.go(&format!("{}{path}", server.base));
+                let what = format!("{path} ({language}, {width} px, {role})");
+                browser.assert_accessible(&what);
+                assert_eq!(browser.overflowing(), "", "{what} is wider than the screen");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 2 * (11 + 13));
 }
 
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
