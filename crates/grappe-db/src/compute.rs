@@ -61,6 +61,8 @@ pub struct JobRow {
     pub run: i64,
     /// While pending: when it is estimated to start, if a replay of the queue starts it.
     pub estimated_start_at: Option<i64>,
+    /// The jobs it waits for, in Slurm's syntax (empty: none).
+    pub dependencies: String,
     /// When its server last said it was still running it.
     pub heartbeat_at: Option<i64>,
     /// The variables the job declared, as a JSON object of strings.
@@ -127,6 +129,8 @@ pub struct NewJob<'a> {
     pub nodes: i64,
     /// The dataset versions it reads: a JSON array of `{"dataset", "version"}`.
     pub inputs: &'a str,
+    /// The jobs it waits for, in Slurm's syntax (empty: none).
+    pub dependencies: &'a str,
 }
 
 /// How many jobs may wait at once: per user (in all projects), per project.
@@ -251,13 +255,14 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
     principal_investigator, used_gpu_ms, used_cpu_ms, queued_jobs, queued_gpu_ms, queued_cpu_ms";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at";
+    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at, \
+    dependencies";
 
 /// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs, \
-    estimated_start_at";
+    estimated_start_at, dependencies";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +318,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         external_id: row.try_get("external_id")?,
         run: row.try_get("run")?,
         estimated_start_at: row.try_get("estimated_start_at")?,
+        dependencies: row.try_get("dependencies")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         env: row.try_get("env")?,
         network: row.try_get::<i64, _>("network")? != 0,
@@ -543,8 +549,8 @@ impl Db {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-             reason, submitted_at, env, network, nodes, inputs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, $14) \
+             reason, submitted_at, env, network, nodes, inputs, dependencies) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, $14, $15) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(job.project_id)
@@ -561,6 +567,7 @@ impl Db {
         .bind(i64::from(job.network))
         .bind(job.nodes)
         .bind(job.inputs)
+        .bind(job.dependencies)
         .fetch_one(&mut *tx)
         .await?;
         let created = job_from(&row)?;
@@ -911,6 +918,34 @@ impl Db {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The states of the jobs `ids` (those that exist).
+    pub async fn job_states(&self, ids: &[i64]) -> DbResult<Vec<(i64, String)>> {
+        self.job_column(ids, "state").await
+    }
+
+    /// The projects of the jobs `ids` (those that exist).
+    pub async fn job_project_ids(&self, ids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
+        self.job_column(ids, "project_id").await
+    }
+
+    /// One column of the jobs `ids`, by id.
+    async fn job_column<T>(&self, ids: &[i64], column: &str) -> DbResult<Vec<(i64, T)>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT id, {column} FROM jobs WHERE id IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// Records pending jobs' estimated starts (none: no estimate), in one transaction.

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod allocation;
 pub mod compute;
+pub mod dependency;
 pub mod money;
 pub mod policy;
 pub mod programme;

@@ -255,6 +255,7 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
                 nodes: 1,
                 inputs: Vec::new(),
                 dry_run: false,
+                dependency: None,
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
             demo_language_model(state, &member, &project, &inputs).await?;
@@ -301,6 +302,7 @@ async fn demo_language_model(
         nodes: 1,
         inputs: Vec::new(),
         dry_run: false,
+        dependency: None,
     };
     crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
     Ok(())

@@ -96,6 +96,11 @@ pub struct SubmitArgs {
     /// A shell script to run (its content is sent; it runs with `sh`).
     #[arg(long, conflicts_with = "command")]
     script: Option<PathBuf>,
+    /// Start only once other jobs of the project ended, in Slurm's syntax:
+    /// `afterok:12:13` (completed), `afterany:14` (ended however), `afternotok:15` (did not
+    /// complete); conditions separated by `,` must all hold.
+    #[arg(long, short = 'd')]
+    dependency: Option<String>,
     /// Print what it would cost in CPU- and GPU-hours and what would remain; submit nothing.
     #[arg(long)]
     dry_run: bool,
@@ -315,6 +320,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 qos,
                 name,
                 script,
+                dependency,
                 dry_run,
                 json: as_json,
                 command,
@@ -337,7 +343,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 "project": project, "command": argv, "cpus": cpus, "gpus": gpus, "nodes": nodes,
                 "env": variables, "network": !no_network, "inputs": inputs,
                 "memory_mb": parse_memory_mb(&mem)?, "time_limit_s": parse_duration_s(&time)?,
-                "qos": qos, "name": name, "dry_run": dry_run,
+                "qos": qos, "name": name, "dry_run": dry_run, "dependency": dependency,
             });
             let reply = answer(session.post("/api/v1/jobs", &body)?)?;
             let project = body["project"].as_str().map_or_else(|| body["project"].to_string(), str::to_owned);

@@ -1070,6 +1070,7 @@ pub async fn submit_code(
         nodes: 1,
         inputs: Vec::new(),
         dry_run: false,
+        dependency: None,
     };
     match crate::compute::queue(&state, caller.actor.user_id(), &project, job, &inputs).await {
         Ok(Submitted::Job(job)) => {

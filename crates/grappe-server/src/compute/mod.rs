@@ -174,6 +174,7 @@ pub fn job_json(job: &JobRow) -> Value {
         "gpu_ids": job.gpu_ids,
         "cancel_requested": job.cancel_requested,
         "estimated_start_at": job.estimated_start_at.filter(|_| job.state == "pending"),
+        "dependency": job.dependencies,
     })
 }
 
@@ -404,6 +405,9 @@ pub struct NewJobBody {
     pub inputs: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// The jobs of the same project it waits for, in Slurm's syntax: `afterok:12:13,afterany:14`.
+    #[serde(default)]
+    pub dependency: Option<String>,
 }
 
 fn one() -> i64 {
@@ -506,6 +510,7 @@ pub async fn queue(
         nodes: body.nodes,
     };
     let spec = JobSpec::parse(request, &node_shape(state))?;
+    let dependencies = checked_dependencies(state, project, body.dependency.as_deref().unwrap_or("")).await?;
     let ledger = ledger(state, project).await?;
     ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
     let nodes = i64::from(spec.nodes());
@@ -554,6 +559,7 @@ pub async fn queue(
                 network: spec.network(),
                 nodes,
                 inputs,
+                dependencies: &dependencies,
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )
@@ -572,6 +578,20 @@ pub async fn queue(
         })?;
     state.scheduler_wake.notify_one();
     Ok(Submitted::Job(Box::new(job)))
+}
+
+/// A submission's dependencies, read and normalised: each one a job of the same project (a job
+/// never waits on another project's, whose states are not its to learn).
+async fn checked_dependencies(state: &AppState, project: &ProjectRow, text: &str) -> AppResult<String> {
+    let dependencies = grappe_domain::dependency::parse_dependencies(text)?;
+    let ids: Vec<i64> = dependencies.iter().map(|dependency| dependency.job).collect();
+    let known = state.db.job_project_ids(&ids).await?;
+    for id in &ids {
+        if !known.iter().any(|(job, owner)| job == id && *owner == project.id) {
+            return Err(AppError::Invalid(format!("`dependency`: job {id} is not a job of project {}", project.name)));
+        }
+    }
+    Ok(grappe_domain::dependency::format_dependencies(&dependencies))
 }
 
 #[derive(Deserialize)]

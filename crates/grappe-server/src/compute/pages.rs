@@ -317,6 +317,7 @@ impl JobForm {
             nodes: 1,
             inputs: self.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
             dry_run: false,
+            dependency: None,
         })
     }
 }

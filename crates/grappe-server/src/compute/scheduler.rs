@@ -32,6 +32,8 @@ pub const LEASE: &str = "scheduler";
 
 /// Why a job of a project outside its allocation's period waits.
 const OUTSIDE_PERIOD: &str = "AllocationPeriod";
+/// The reason of a job that waits for others (`dependency`), as Slurm says it.
+const DEPENDENCY: &str = "Dependency";
 
 /// The PATH every job starts with, before the folder where it finds `grappe` (last, so that a
 /// system's programs come first).
@@ -90,6 +92,51 @@ enum StartOutcome {
     },
     /// Its run was recorded, and ended at once as failed: it could not be launched.
     Failed,
+}
+
+/// Of `jobs`, those that wait for others still (held), and those that never will start, with
+/// why: a condition that can no longer hold (`afterok` on a job that failed), or a job waited
+/// for that is gone.
+async fn dependency_holds<'a>(
+    state: &AppState,
+    jobs: impl Iterator<Item = &'a JobRow>,
+) -> anyhow::Result<(std::collections::HashSet<i64>, Vec<(i64, String)>)> {
+    use grappe_domain::dependency::parse_dependencies;
+    let waiting: Vec<(i64, Vec<grappe_domain::dependency::Dependency>)> = jobs
+        .filter(|job| !job.dependencies.is_empty())
+        .map(|job| (job.id, parse_dependencies(&job.dependencies).unwrap_or_default()))
+        .collect();
+    let (mut held, mut never) = (std::collections::HashSet::new(), Vec::new());
+    if waiting.is_empty() {
+        return Ok((held, never));
+    }
+    let mut ids: Vec<i64> = waiting.iter().flat_map(|(_, on)| on.iter().map(|dependency| dependency.job)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let states: HashMap<i64, String> = state.db.job_states(&ids).await?.into_iter().collect();
+    for (id, on) in waiting {
+        let mut ready = true;
+        for dependency in on {
+            let Some(other) = states.get(&dependency.job) else {
+                never.push((id, format!("DependencyNeverSatisfied: job {} is gone", dependency.job)));
+                ready = false;
+                break;
+            };
+            match dependency.kind.holds(other) {
+                Some(true) => {}
+                Some(false) => {
+                    never.push((id, format!("DependencyNeverSatisfied: job {} ended {other}", dependency.job)));
+                    ready = false;
+                    break;
+                }
+                None => ready = false,
+            }
+        }
+        if !ready && !never.iter().any(|(job, _)| *job == id) {
+            held.insert(id);
+        }
+    }
+    Ok((held, never))
 }
 
 /// How often the queue is replayed for estimated starts, how many passes a replay makes at most,
@@ -735,6 +782,11 @@ impl Loop {
                 allocation_used: project.allocation.share(project.used),
             })
             .collect();
+        let (held, never) = dependency_holds(&self.state, self.pending.values()).await?;
+        for (id, why) in never {
+            self.state.db.end_pending(id, "cancelled", &why).await?;
+            self.pending.remove(&id);
+        }
         let running_view: Vec<RunningJob> = running
             .iter()
             .map(|job| (job, job.started_at.unwrap_or(now)))
@@ -753,7 +805,7 @@ impl Loop {
         let pending_view: Vec<PendingJob> = self
             .pending
             .values()
-            .filter(|job| !outside.contains(&job.project_id))
+            .filter(|job| !outside.contains(&job.project_id) && !held.contains(&job.id))
             .map(|job| PendingJob {
                 id: job.id as u64,
                 user: job.user_id.unwrap_or(0) as u64,
@@ -820,7 +872,8 @@ impl Loop {
         let expired =
             self.pending.values().filter(|job| outside.contains(&job.project_id)).map(|job| (job.id, OUTSIDE_PERIOD));
         let waiting = decisions.waiting.iter().map(|(id, _, reason)| (*id as i64, reason.as_str()));
-        for (id, reason) in waiting.chain(expired) {
+        let dependent = held.iter().map(|id| (*id, DEPENDENCY));
+        for (id, reason) in waiting.chain(expired).chain(dependent) {
             if self.reasons.get(&id) != Some(&reason) {
                 self.unwritten_reasons.insert(id, reason);
             } else {
@@ -890,6 +943,18 @@ impl Loop {
         let mut reasons = Vec::new();
         for job in active {
             let Some(external) = job.external_id.clone() else {
+                // Held here until what it waits for has ended (Slurm is handed ready jobs only).
+                let (held, never) = dependency_holds(&self.state, std::iter::once(&job)).await?;
+                if let Some((_, why)) = never.first() {
+                    db.end_pending(job.id, "cancelled", why).await?;
+                    continue;
+                }
+                if !held.is_empty() {
+                    if job.reason != DEPENDENCY {
+                        db.set_reasons(&[(job.id, DEPENDENCY)]).await?;
+                    }
+                    continue;
+                }
                 let dirs = prepare_dirs(&self.state, &job, None)?;
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {

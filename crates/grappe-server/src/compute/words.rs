@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::kit::i18n::Locale;
+use crate::kit::i18n::{Locale, Tr};
 
 /// People's names by the actor strings the records hold (`user:ID`).
 pub type Actors = HashMap<String, String>;
@@ -46,6 +46,12 @@ pub fn in_words(locale: Locale, actors: &Actors, text: &str) -> String {
         )),
         "QosLimit" => Some(say("limite de la QoS", "QosLimit: more than its QoS allows")),
         "TooLarge" => Some(say("trop grande : aucun nœud ne peut la recevoir", "TooLarge: no node can ever hold it")),
+        "Dependency" => {
+            Some(say("dépendance : attend la fin d'autres tâches", "Dependency: waits for other jobs to end"))
+        }
+        "AllocationPeriod" => {
+            Some(say("hors de la période de l'allocation", "AllocationPeriod: outside the allocation's dates"))
+        }
         _ => None,
     };
     if let Some(whole) = whole {
@@ -99,6 +105,19 @@ pub fn in_words(locale: Locale, actors: &Actors, text: &str) -> String {
             return format!("{} {rest}", say(fr, en));
         }
     }
+    if let Some(rest) = text.strip_prefix("DependencyNeverSatisfied: job ") {
+        let (job, why) = rest.split_once(' ').unwrap_or((rest, ""));
+        let why = match why.strip_prefix("ended ") {
+            Some(state) => {
+                format!("{} {}", say("s'est terminée :", "ended"), Tr { locale }.t(&format!("state-{state}")))
+            }
+            None => say("n'existe plus", "is gone"),
+        };
+        return format!(
+            "{} {job} {why}",
+            say("dépendance jamais satisfaite : la tâche", "dependency never satisfied: job")
+        );
+    }
     if let Some(reason) = text.strip_prefix("cancelled while stopping (").and_then(|rest| rest.strip_suffix(')')) {
         return format!("{} ({})", say("annulée pendant son arrêt", "cancelled while stopping"), recurse(reason));
     }
@@ -133,6 +152,11 @@ mod tests {
         assert_eq!(fr("killed by signal 9 from outside Grappe"), "tuée par le signal 9 venu d'hors de Grappe");
         assert_eq!(fr("Priority"), "priorité : des tâches plus prioritaires passent d'abord");
         assert_eq!(fr("something new"), "something new", "an unknown form as it is");
+        assert_eq!(
+            fr("DependencyNeverSatisfied: job 4 ended failed"),
+            "dépendance jamais satisfaite : la tâche 4 s'est terminée : en échec"
+        );
+        assert_eq!(fr("Dependency"), "dépendance : attend la fin d'autres tâches");
         let en = in_words(Locale::En, &actors, "cancel requested by user:5");
         assert_eq!(en, "cancellation requested by Camille Martin");
         assert_eq!(actor_ids("cancel requested by user:5"), Some(5));

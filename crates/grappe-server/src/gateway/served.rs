@@ -97,5 +97,6 @@ fn serving_job(model: &str, project: i64, time_limit_s: i64) -> NewJobBody {
         nodes: 1,
         inputs: Vec::new(),
         dry_run: false,
+        dependency: None,
     }
 }

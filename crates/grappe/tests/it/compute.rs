@@ -373,6 +373,33 @@ fn slurm_id(client: &Client, token: &str, id: i64) -> String {
     })
 }
 
+/// On Slurm, Grappe holds a job until what it waits for ended, then hands it over.
+#[test]
+fn dependencies_hold_jobs_on_slurm_too() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "chaine-slurm", 100);
+    let job = |command: &str, dependency: Option<String>| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 60, "memory_mb": 100, "dependency": dependency });
+    let first = submit(&client, &token, job("sleep 2; exit 3", None))["id"].as_i64().unwrap();
+    let after_ok = submit(&client, &token, job("true", Some(format!("afterok:{first}"))))["id"].as_i64().unwrap();
+    let after_not_ok =
+        submit(&client, &token, job("true", Some(format!("afternotok:{first}"))))["id"].as_i64().unwrap();
+    let held = eventually(Duration::from_secs(30), "the reason Dependency", || {
+        let job = client.get(&format!("/api/v1/jobs/{after_not_ok}"), Some(&token)).body;
+        (job["reason"] == "Dependency").then_some(job)
+    });
+    assert_eq!(held["state"], "pending");
+    wait_state(&client, &token, first, &["failed"]);
+    let never = wait_state(&client, &token, after_ok, &["cancelled"]);
+    assert!(never["reason"].as_str().unwrap().starts_with("DependencyNeverSatisfied"), "{never}");
+    wait_state(&client, &token, after_not_ok, &["completed"]);
+    slurm_id(&client, &token, after_not_ok);
+}
+
 #[test]
 fn jobs_run_on_slurm() {
     if !slurm_available() {
@@ -535,4 +562,50 @@ fn pending_jobs_are_given_their_estimated_start_from_the_real_policy() {
     assert_eq!(client.post(&format!("/api/v1/jobs/{running}/cancel"), Some(&token), &json!({})).status, 200);
     wait_state(&client, &token, second, &["running"]);
     assert_eq!(estimate(second), None);
+}
+
+/// `afterok`, `afterany` and `afternotok` as in Slurm: a job waits, says why, starts once what it
+/// waits for ended as asked, and is cancelled when that can no longer happen; a job of another
+/// project cannot be waited for.
+#[test]
+fn dependencies_hold_a_job_until_others_end_as_asked() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &options(2));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "chaine", 100);
+        let (other_project, other_token) = project_with_member(&client, "voisine", 100);
+        let job = |command: &str, dependency: Option<String>| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 60, "dependency": dependency });
+        let first = submit(&client, &token, job("sleep 2; exit 3", None))["id"].as_i64().unwrap();
+        let after_ok = submit(&client, &token, job("true", Some(format!("afterok:{first}"))))["id"].as_i64().unwrap();
+        let after_not_ok = submit(&client, &token, job("echo rattrapage", Some(format!("afternotok:{first}"))));
+        let after_not_ok = after_not_ok["id"].as_i64().unwrap();
+        let both = submit(&client, &token, job("true", Some(format!("afterany:{first},afterok:{after_not_ok}"))));
+        let both = both["id"].as_i64().unwrap();
+        let waiting = eventually(Duration::from_secs(10), "the reason Dependency", || {
+            let job = client.get(&format!("/api/v1/jobs/{both}"), Some(&token)).body;
+            (job["reason"] == "Dependency").then_some(job)
+        });
+        assert_eq!(waiting["state"], "pending");
+        assert_eq!(waiting["dependency"], format!("afterany:{first},afterok:{after_not_ok}"));
+        assert_eq!(wait_state(&client, &token, first, &["failed"])["exit_code"], 3);
+        let never = wait_state(&client, &token, after_ok, &["cancelled"]);
+        assert_eq!(never["reason"], format!("DependencyNeverSatisfied: job {first} ended failed"), "{never}");
+        let ran = wait_state(&client, &token, after_not_ok, &["completed"]);
+        assert!(
+            ran["started_at"].as_i64().unwrap()
+                >= client.get(&format!("/api/v1/jobs/{first}"), Some(&token)).body["ended_at"].as_i64().unwrap()
+        );
+        wait_state(&client, &token, both, &["completed"]);
+        // Another project's job, an unknown one, a wrong syntax: refused, naming the field.
+        let theirs =
+            submit(&client, &other_token, json!({ "project": other_project, "command": ["true"], "time_limit_s": 60 }));
+        let refused =
+            client.post("/api/v1/jobs", Some(&token), &job("true", Some(format!("afterok:{}", theirs["id"]))));
+        assert_eq!(refused.status, 422, "{}", refused.text);
+        assert!(refused.text.contains("is not a job of project chaine"), "{}", refused.text);
+        assert_eq!(client.post("/api/v1/jobs", Some(&token), &job("true", Some("afterok:99999".into()))).status, 422);
+        let syntax = client.post("/api/v1/jobs", Some(&token), &job("true", Some("after:1".into())));
+        assert!(syntax.status == 422 && syntax.text.contains("`dependency`"), "{}", syntax.text);
+    }
 }
