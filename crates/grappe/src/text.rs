@@ -24,22 +24,10 @@ pub fn stdout_failed(error: &std::io::Error) -> ! {
     std::process::exit(1);
 }
 
-/// A duration for people: `45 s`, `12 min`, `3 h 12 min`, `2 d 4 h` (two units at most, the
-/// rest dropped, not rounded up).
+/// A duration for people, in English: `45 s`, `12 min`, `3 h 12 min`, `2 d 4 h`
+/// (`grappe_server::kit::i18n::Locale::duration`, as the pages write it).
 pub fn human_duration(seconds: i64) -> String {
-    let negative = seconds < 0;
-    let s = seconds.unsigned_abs();
-    let (days, hours, minutes, rest) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    let text = match (days, hours, minutes) {
-        (0, 0, 0) => format!("{rest} s"),
-        (0, 0, _) if rest == 0 => format!("{minutes} min"),
-        (0, 0, _) => format!("{minutes} min {rest} s"),
-        (0, _, 0) => format!("{hours} h"),
-        (0, _, _) => format!("{hours} h {minutes} min"),
-        (_, 0, _) => format!("{days} d"),
-        (_, _, _) => format!("{days} d {hours} h"),
-    };
-    if negative { format!("-{text}") } else { text }
+    grappe_server::kit::i18n::Locale::En.duration(seconds)
 }
 
 /// A duration as Slurm's `squeue` writes its TIME and TIME_LIMIT columns: `M:SS`, `H:MM:SS`,
@@ -97,21 +85,6 @@ pub fn table(aligns: &[Align], rows: &[Vec<String>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_for_people() {
-        let check = |seconds, expected: &str| assert_eq!(human_duration(seconds), expected, "{seconds} s");
-        check(0, "0 s");
-        check(45, "45 s");
-        check(60, "1 min");
-        check(90, "1 min 30 s");
-        check(3600, "1 h");
-        check(3 * 3600 + 12 * 60 + 59, "3 h 12 min");
-        check(86_400, "1 d");
-        check(86_400 + 59 * 60, "1 d");
-        check(2 * 86_400 + 4 * 3600 + 1, "2 d 4 h");
-        check(-90, "-1 min 30 s");
-    }
 
     #[test]
     fn durations_as_squeue() {

@@ -472,7 +472,7 @@ pub async fn job_page(
     let elapsed = job.started_at.map(|started| {
         let until = if active { grappe_db::now_ms() } else { job.ended_at.unwrap_or_else(grappe_db::now_ms) };
         let seconds = (until - started).max(0) / 1000;
-        format!("{} s / {} s", locale.integer(seconds), locale.integer(job.time_limit_s))
+        format!("{} / {}", locale.duration(seconds), locale.duration(job.time_limit_s))
     });
     let page = JobPage {
         chrome,

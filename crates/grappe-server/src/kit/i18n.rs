@@ -75,6 +75,24 @@ impl Locale {
         grappe_domain::money::format_short(grappe_domain::money::Cents::new(cents), self.decimal_separator())
     }
 
+    /// A duration for people, two units at most, the rest dropped (not rounded up): `45 s`,
+    /// `12 min`, `3 h 12 min`, `2 j 4 h` (`2 d 4 h`).
+    pub fn duration(self, seconds: i64) -> String {
+        let day = self.pick("j", "d");
+        let s = seconds.unsigned_abs();
+        let (days, hours, minutes, rest) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+        let text = match (days, hours, minutes) {
+            (0, 0, 0) => format!("{rest} s"),
+            (0, 0, _) if rest == 0 => format!("{minutes} min"),
+            (0, 0, _) => format!("{minutes} min {rest} s"),
+            (0, _, 0) => format!("{hours} h"),
+            (0, _, _) => format!("{hours} h {minutes} min"),
+            (_, 0, _) => format!("{days} {day}"),
+            (_, _, _) => format!("{days} {day} {hours} h"),
+        };
+        if seconds < 0 { format!("-{text}") } else { text }
+    }
+
     /// A figure with at most two decimals, as this language writes it: `215 937 412,35`,
     /// `-1,970.4`.
     pub fn decimal(self, value: f64) -> String {
@@ -200,6 +218,22 @@ mod tests {
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    #[test]
+    fn durations_for_people() {
+        let check = |seconds, expected: &str| assert_eq!(Locale::En.duration(seconds), expected, "{seconds} s");
+        check(0, "0 s");
+        check(45, "45 s");
+        check(60, "1 min");
+        check(90, "1 min 30 s");
+        check(3600, "1 h");
+        check(3 * 3600 + 12 * 60 + 59, "3 h 12 min");
+        check(86_400, "1 d");
+        check(86_400 + 59 * 60, "1 d");
+        check(2 * 86_400 + 4 * 3600 + 1, "2 d 4 h");
+        check(-90, "-1 min 30 s");
+        assert_eq!(Locale::Fr.duration(86_400 + 3 * 3600), "1 j 3 h");
     }
 
     #[test]

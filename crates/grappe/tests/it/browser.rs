@@ -354,7 +354,7 @@ fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
     });
     assert!(browser.text("#log").contains("début\nfin"), "{}", browser.text("#log"));
     assert!(browser.text("#timeline").contains("en cours"), "{}", browser.text("#timeline"));
-    assert!(browser.text("#job-elapsed").ends_with("/ 300 s"), "{}", browser.text("#job-elapsed"));
+    assert!(browser.text("#job-elapsed").ends_with("s / 5 min"), "{}", browser.text("#job-elapsed"));
     assert_eq!(browser.count("#job-cancel"), 0, "nothing left to cancel");
     assert!(
         browser.text("#job-live").contains("sh -c 'echo début; sleep 2; echo fin'"),
