@@ -5,7 +5,7 @@ pub mod pages;
 pub mod scheduler;
 pub mod words;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Extension;
@@ -337,28 +337,90 @@ pub async fn add_member(
 }
 
 /// Usage records as CSV: one line per charge.
+#[derive(Deserialize)]
+pub struct CsvQuery {
+    /// `excel-fr`: `;` between fields, a decimal comma and a byte order mark, as a French
+    /// spreadsheet opens it; else RFC 4180 with a decimal point.
+    #[serde(default)]
+    dialect: Option<String>,
+}
+
+/// A project's charges, one line per run: the machine columns first (their order is kept),
+/// then the job's name, its user, QoS, the run's start and end in ISO 8601 and its length.
 pub async fn usage_csv(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
+    ApiQuery(query): ApiQuery<CsvQuery>,
 ) -> AppResult<Response> {
     let project = project_for(&state, &caller, id).await?;
-    let mut csv = String::from("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n");
+    let french = match query.dialect.as_deref() {
+        None | Some("") => false,
+        Some("excel-fr") => true,
+        Some(other) => return Err(AppError::Invalid(format!("`dialect`: excel-fr, or none (not `{other}`)"))),
+    };
+    let jobs: HashMap<i64, JobRow> =
+        state.db.list_jobs(Some(&[id]), i64::MAX, 1_000_000).await?.into_iter().map(|job| (job.id, job)).collect();
+    let user_ids: Vec<i64> = jobs.values().filter_map(|job| job.user_id).collect();
+    let users = state.db.user_names(&user_ids).await?;
+    let separator = if french { ";" } else { "," };
+    let number = |value: f64| {
+        let text = format!("{value:.6}");
+        if french { text.replace('.', ",") } else { text }
+    };
+    let field = |text: &str| {
+        let text = crate::kit::page::csv_field(text);
+        // csv_field quotes for commas; a French file also quotes what holds its separator.
+        if french && text.contains(';') && !text.starts_with('"') {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    };
+    let header = [
+        "time_ms",
+        "job_id",
+        "gpu_hours",
+        "cpu_hours",
+        "run",
+        "started_ms",
+        "gpu_ms",
+        "cpu_ms",
+        "job_name",
+        "user",
+        "qos",
+        "start",
+        "end",
+        "elapsed_s",
+    ];
+    let mut csv = if french { String::from("\u{feff}") } else { String::new() };
+    csv.push_str(&header.join(separator));
+    csv.push('\n');
     for record in state.db.usage_records(id).await? {
         let amount = Amount { gpu_ms: record.gpu_ms, cpu_ms: record.cpu_ms };
-        csv.push_str(&format!(
-            "{},{},{:.6},{:.6},{},{},{},{}\n",
-            record.at,
-            record.job_id,
-            amount.gpu_hours(),
-            amount.cpu_hours(),
-            record.run,
-            record.started_at,
-            record.gpu_ms,
-            record.cpu_ms
-        ));
+        let job = jobs.get(&record.job_id);
+        let user = job.and_then(|job| job.user_id).and_then(|user| users.get(&user)).map_or("", String::as_str);
+        let fields = [
+            record.at.to_string(),
+            record.job_id.to_string(),
+            number(amount.gpu_hours()),
+            number(amount.cpu_hours()),
+            record.run.to_string(),
+            record.started_at.to_string(),
+            record.gpu_ms.to_string(),
+            record.cpu_ms.to_string(),
+            field(job.map_or("", |job| job.name.as_str())),
+            field(user),
+            field(job.map_or("", |job| job.qos.as_str())),
+            crate::kit::page::iso8601(record.started_at),
+            crate::kit::page::iso8601(record.at),
+            number((record.at - record.started_at) as f64 / 1000.0),
+        ];
+        csv.push_str(&fields.join(separator));
+        csv.push('\n');
     }
-    let disposition = format!("attachment; filename=\"usage-{}.csv\"", project.id);
+    let suffix = if french { "-excel-fr" } else { "" };
+    let disposition = format!("attachment; filename=\"usage-{}{suffix}.csv\"", project.id);
     Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
         csv,

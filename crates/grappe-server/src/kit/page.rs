@@ -169,6 +169,13 @@ pub fn iso_datetime(unix_ms: i64) -> String {
     format!("{} {:02}:{:02} UTC", iso_date(unix_ms), minutes / 60, minutes % 60)
 }
 
+/// `2026-11-29T14:05:03.120Z`: ISO 8601 in UTC to the millisecond, for files machines read.
+pub fn iso8601(unix_ms: i64) -> String {
+    let ms = unix_ms.rem_euclid(86_400_000);
+    let (hours, minutes, seconds, millis) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z", iso_date(unix_ms))
+}
+
 /// Where the server is reached: its public URL, or the `Host` the request came to.
 pub fn base_url(state: &crate::kit::state::AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {

@@ -81,12 +81,19 @@ fn a_job_runs_logs_reports_metrics_and_is_charged() {
         let keys: Vec<&str> = metrics["items"].as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
         assert_eq!(keys, ["accuracy", "loss"], "{backend:?}: {metrics}");
         let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token));
-        assert!(
-            usage.text.starts_with("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n")
-                && usage.text.lines().count() == 2,
-            "{}",
-            usage.text
-        );
+        let header =
+            "time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms,job_name,user,qos,start,end,elapsed_s\n";
+        assert!(usage.text.starts_with(header) && usage.text.lines().count() == 2, "{}", usage.text);
+        let line: Vec<&str> = usage.text.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(line[10], "normal", "{}", usage.text);
+        assert!(line[11].ends_with('Z') && line[11].contains('T'), "ISO 8601: {}", usage.text);
+        // As a French spreadsheet opens it: a byte order mark, `;`, a decimal comma.
+        let excel = client.get(&format!("/api/v1/projects/{project}/usage.csv?dialect=excel-fr"), Some(&token)).text;
+        assert!(excel.starts_with("\u{feff}time_ms;job_id;gpu_hours;"), "{excel}");
+        let fields: Vec<&str> = excel.lines().nth(1).unwrap().split(';').collect();
+        assert!(fields[3].contains(',') && !fields[3].contains('.'), "{excel}");
+        let unknown = client.get(&format!("/api/v1/projects/{project}/usage.csv?dialect=xml"), Some(&token));
+        assert_eq!(unknown.status, 422, "{}", unknown.text);
         let project_view = client.get(&format!("/api/v1/projects/{project}"), Some(&token)).body;
         assert!(project_view["used_cpu_hours"].as_f64().unwrap() > 0.0);
         // A failing command fails with its exit code; a missing program fails with a reason.
