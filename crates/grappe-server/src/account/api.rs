@@ -154,11 +154,18 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<StatusCode> {
+    revoke_own_token(&state, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a token the caller may manage (its own, or any for an administrator): the one path
+/// for the API and the account page.
+pub async fn revoke_own_token(state: &AppState, caller: &Caller, id: i64) -> AppResult<()> {
     // Someone else's token answers 404, as if it did not exist: its existence is not disclosed.
     let token = state.db.api_token(id).await?.filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
     let token = token.ok_or_else(|| AppError::NotFound(format!("token {id} not found")))?;
     state.db.revoke_api_token(token.id, &caller.audit_name()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]

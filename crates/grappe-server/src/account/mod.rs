@@ -51,5 +51,13 @@ pub fn routes() -> Vec<Route> {
         route(Page, Post, "/login", Public, "Log in", pages::login_submit),
         route(Page, Post, "/logout", SignedIn, "Log out", pages::logout),
         route(Page, Get, "/account", SignedIn, "The caller's account", pages::account),
+        route(
+            Page,
+            Post,
+            "/account/tokens/{id}/revoke",
+            SignedIn,
+            "Revoke one of the caller's API tokens",
+            pages::revoke_token_form,
+        ),
     ]
 }

@@ -75,6 +75,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/logout"), SignedIn),
         (("GET", "/lang/{code}"), Anyone),
         (("GET", "/account"), SignedIn),
+        (("POST", "/account/tokens/{id}/revoke"), SignedIn),
         (("GET", "/static/app.css"), Anyone),
         (("GET", "/static/job.js"), Anyone),
         (("GET", "/calls"), Anyone),

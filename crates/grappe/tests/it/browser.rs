@@ -486,6 +486,26 @@ fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
     assert_eq!(checked, 2 * (11 + 13));
 }
 
+#[test]
+fn the_account_page_says_roles_in_words_and_revokes_a_token() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (_, token) = project_with_member(&client, "compte", 100);
+    assert_eq!(client.get("/api/v1/me", Some(&token)).status, 200);
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/account", server.base));
+    browser.type_into("#email", "compte@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#account-roles", 1);
+    assert_eq!(browser.text("#account-roles"), "Membre de projet · le projet compte");
+    browser.click("#account-tokens button");
+    browser.wait_count("#account-tokens button", 0);
+    assert!(browser.text("#account-tokens").contains("révoqué"), "{}", browser.text("#account-tokens"));
+    assert_eq!(client.get("/api/v1/me", Some(&token)).status, 401, "revoked from the page, refused at once");
+}
+
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
 /// `SameSite` cookies along, and it may set cookies that Grappe reads (over plain HTTP, where no
 /// `__Host-` prefix protects them). Serves each path's page once asked, with its cookies.
