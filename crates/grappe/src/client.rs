@@ -175,6 +175,15 @@ pub fn login(url: &str, email: Option<String>, password_env: &str) -> anyhow::Re
         .with_context(|| format!("reaching {url}"))?;
     let value = answer(response)?;
     let token = value["token"].as_str().context("the server's answer has no token")?;
+    // The token this CLI held before, on this server, goes: one live token per CLI, however
+    // often one logs in (a token that no longer works is simply forgotten).
+    if let Ok(previous) = Session::load()
+        && previous.stored.url == url
+        && let Some(id) = previous.stored.token_id
+    {
+        let old = previous.url(&format!("/api/v1/tokens/{id}"));
+        let _ = previous.agent.delete(&old).header("Authorization", &previous.bearer()).call();
+    }
     let path = store(&Stored { url: url.clone(), token: token.to_owned(), token_id: value["id"].as_i64() })?;
     outln!("Logged in to {url} as {email}; token stored in {}", path.display());
     Ok(())

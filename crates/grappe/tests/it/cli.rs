@@ -104,6 +104,16 @@ fn admin_login_whoami_logout() {
     let table = grappe(&["whoami"], &env, "");
     assert!(text(&table).contains("call_manager (global)") && text(&table).contains("Léa"), "{}", text(&table));
 
+    // Logging in again replaces the CLI's token: one live token, not one per login.
+    let again = grappe(&["login", "--url", &server.base, "--email", "lea@example.org"], &env, "");
+    assert!(again.status.success(), "{}", text(&again));
+    let lea = server.client().token_for("lea@example.org", "a fine long password");
+    let tokens = server.client().get("/api/v1/tokens", Some(&lea)).body;
+    let live_cli = tokens["items"].as_array().unwrap().iter().filter(|token| {
+        token["name"].as_str().unwrap_or("").starts_with("grappe cli on") && token["revoked_at"].is_null()
+    });
+    assert_eq!(live_cli.count(), 1, "{tokens}");
+
     let wrong = grappe(
         &["login", "--url", &server.base, "--email", "lea@example.org"],
         &[("XDG_CONFIG_HOME", config), ("GRAPPE_PASSWORD", "not the password")],
