@@ -63,6 +63,11 @@ pub struct JobRow {
     pub estimated_start_at: Option<i64>,
     /// The jobs it waits for, in Slurm's syntax (empty: none).
     pub dependencies: String,
+    /// A task of an array: the array's id (its first task's job id), its number, how many of
+    /// the array's tasks may run at once.
+    pub array_job_id: Option<i64>,
+    pub array_task_id: Option<i64>,
+    pub array_limit: Option<i64>,
     /// When its server last said it was still running it.
     pub heartbeat_at: Option<i64>,
     /// The variables the job declared, as a JSON object of strings.
@@ -131,6 +136,10 @@ pub struct NewJob<'a> {
     pub inputs: &'a str,
     /// The jobs it waits for, in Slurm's syntax (empty: none).
     pub dependencies: &'a str,
+    /// An array's task numbers (one job each; empty: one job, not an array), and how many of
+    /// them may run at once.
+    pub array_tasks: &'a [i64],
+    pub array_limit: Option<i64>,
 }
 
 /// How many jobs may wait at once: per user (in all projects), per project.
@@ -256,13 +265,13 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at, \
-    dependencies";
+    dependencies, array_job_id, array_task_id, array_limit";
 
 /// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs, \
-    estimated_start_at, dependencies";
+    estimated_start_at, dependencies, array_job_id, array_task_id, array_limit";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +328,9 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         run: row.try_get("run")?,
         estimated_start_at: row.try_get("estimated_start_at")?,
         dependencies: row.try_get("dependencies")?,
+        array_job_id: row.try_get("array_job_id")?,
+        array_task_id: row.try_get("array_task_id")?,
+        array_limit: row.try_get("array_limit")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         env: row.try_get("env")?,
         network: row.try_get::<i64, _>("network")? != 0,
@@ -524,7 +536,10 @@ impl Db {
     /// Queues a job if its user and its project have room under `quota`. The user's and the
     /// project's rows are locked first (PostgreSQL; SQLite's write lock covers all), so that
     /// concurrent submissions are counted one after the other.
+    /// Queues a job, or every task of an array (one job each, in one transaction), if the
+    /// user's and the project's queues have room for all of them; the job, or the first task.
     pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
+        let count = job.array_tasks.len().max(1) as i64;
         let mut tx = self.write_tx().await?;
         // Updates that change nothing, to lock the rows and read the totals in one step.
         let project = sqlx::query("UPDATE projects SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
@@ -538,43 +553,61 @@ impl Db {
                     .fetch_one(&mut *tx)
                     .await?
                     .try_get(0)?;
-            if waiting >= quota.per_user {
+            if waiting + count > quota.per_user {
                 return Ok(Err(QueueFull::User { waiting }));
             }
         }
         let waiting: i64 = project.try_get(0)?;
-        if waiting >= quota.per_project {
+        if waiting + count > quota.per_project {
             return Ok(Err(QueueFull::Project { waiting }));
         }
         let now = now_ms();
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-             reason, submitted_at, env, network, nodes, inputs, dependencies) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, $14, $15) \
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(job.project_id)
-        .bind(job.user_id)
-        .bind(job.name)
-        .bind(job.command)
-        .bind(job.qos)
-        .bind(job.cpus)
-        .bind(job.gpus)
-        .bind(job.memory_mb)
-        .bind(job.time_limit_s)
-        .bind(now)
-        .bind(job.env)
-        .bind(i64::from(job.network))
-        .bind(job.nodes)
-        .bind(job.inputs)
-        .bind(job.dependencies)
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = job_from(&row)?;
-        Queued::of(&created).count(&mut tx, 1).await?;
-        event(&mut tx, created.id, now, "pending", "submitted").await?;
+        let tasks: Vec<Option<i64>> =
+            if job.array_tasks.is_empty() { vec![None] } else { job.array_tasks.iter().copied().map(Some).collect() };
+        let mut first: Option<JobRow> = None;
+        for task in tasks {
+            let row = sqlx::query(&format!(
+                "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, \
+                 state, reason, submitted_at, env, network, nodes, inputs, dependencies, array_job_id, array_task_id, \
+                 array_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18) RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(job.project_id)
+            .bind(job.user_id)
+            .bind(job.name)
+            .bind(job.command)
+            .bind(job.qos)
+            .bind(job.cpus)
+            .bind(job.gpus)
+            .bind(job.memory_mb)
+            .bind(job.time_limit_s)
+            .bind(now)
+            .bind(job.env)
+            .bind(i64::from(job.network))
+            .bind(job.nodes)
+            .bind(job.inputs)
+            .bind(job.dependencies)
+            .bind(first.as_ref().map(|first| first.id))
+            .bind(task)
+            .bind(task.and(job.array_limit))
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut created = job_from(&row)?;
+            if task.is_some() && first.is_none() {
+                // The array's id is its first task's.
+                sqlx::query("UPDATE jobs SET array_job_id = id WHERE id = $1")
+                    .bind(created.id)
+                    .execute(&mut *tx)
+                    .await?;
+                created.array_job_id = Some(created.id);
+            }
+            event(&mut tx, created.id, now, "pending", "submitted").await?;
+            first.get_or_insert(created);
+        }
+        let first = first.expect("at least one job");
+        Queued::of(&first).count(&mut tx, count).await?;
         tx.commit().await?;
-        Ok(Ok(created))
+        Ok(Ok(first))
     }
 
     pub async fn job(&self, id: i64) -> DbResult<Option<JobRow>> {

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod allocation;
+pub mod array;
 pub mod compute;
 pub mod dependency;
 pub mod money;

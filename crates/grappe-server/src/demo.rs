@@ -256,6 +256,7 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
                 inputs: Vec::new(),
                 dry_run: false,
                 dependency: None,
+                array: None,
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
             demo_language_model(state, &member, &project, &inputs).await?;
@@ -303,6 +304,7 @@ async fn demo_language_model(
         inputs: Vec::new(),
         dry_run: false,
         dependency: None,
+        array: None,
     };
     crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
     Ok(())

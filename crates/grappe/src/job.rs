@@ -101,6 +101,10 @@ pub struct SubmitArgs {
     /// complete); conditions separated by `,` must all hold.
     #[arg(long, short = 'd')]
     dependency: Option<String>,
+    /// A job array, in Slurm's syntax: `0-999%50` submits 1,000 tasks at once, at most 50
+    /// running at a time; each is told its number in `GRAPPE_ARRAY_TASK_ID`.
+    #[arg(long, short = 'a')]
+    array: Option<String>,
     /// Print what it would cost in CPU- and GPU-hours and what would remain; submit nothing.
     #[arg(long)]
     dry_run: bool,
@@ -321,6 +325,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 name,
                 script,
                 dependency,
+                array,
                 dry_run,
                 json: as_json,
                 command,
@@ -344,6 +349,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 "env": variables, "network": !no_network, "inputs": inputs,
                 "memory_mb": parse_memory_mb(&mem)?, "time_limit_s": parse_duration_s(&time)?,
                 "qos": qos, "name": name, "dry_run": dry_run, "dependency": dependency,
+                "array": array,
             });
             let reply = answer(session.post("/api/v1/jobs", &body)?)?;
             let project = body["project"].as_str().map_or_else(|| body["project"].to_string(), str::to_owned);

@@ -1071,6 +1071,7 @@ pub async fn submit_code(
         inputs: Vec::new(),
         dry_run: false,
         dependency: None,
+        array: None,
     };
     match crate::compute::queue(&state, caller.actor.user_id(), &project, job, &inputs).await {
         Ok(Submitted::Job(job)) => {

@@ -175,6 +175,8 @@ pub fn job_json(job: &JobRow) -> Value {
         "cancel_requested": job.cancel_requested,
         "estimated_start_at": job.estimated_start_at.filter(|_| job.state == "pending"),
         "dependency": job.dependencies,
+        "array_job_id": job.array_job_id,
+        "array_task_id": job.array_task_id,
     })
 }
 
@@ -470,6 +472,9 @@ pub struct NewJobBody {
     /// The jobs of the same project it waits for, in Slurm's syntax: `afterok:12:13,afterany:14`.
     #[serde(default)]
     pub dependency: Option<String>,
+    /// A job array, in Slurm's syntax: `0-999%50`, one job per task, at most 50 running at once.
+    #[serde(default)]
+    pub array: Option<String>,
 }
 
 fn one() -> i64 {
@@ -573,12 +578,16 @@ pub async fn queue(
     };
     let spec = JobSpec::parse(request, &node_shape(state))?;
     let dependencies = checked_dependencies(state, project, body.dependency.as_deref().unwrap_or("")).await?;
+    let array = body.array.as_deref().map(grappe_domain::array::parse_array).transpose()?;
+    let (array_tasks, array_limit) = array.map_or((Vec::new(), None), |array| (array.tasks, array.limit));
+    let jobs = array_tasks.len().max(1) as i64;
     let ledger = ledger(state, project).await?;
     ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
     let nodes = i64::from(spec.nodes());
+    // An array commits what all its tasks may use.
     let cost = Amount::of(
-        i64::from(spec.gpus()) * nodes,
-        i64::from(spec.cpus()) * nodes,
+        i64::from(spec.gpus()) * nodes * jobs,
+        i64::from(spec.cpus()) * nodes * jobs,
         spec.time_limit_s().saturating_mul(1000),
     );
     let committed = ledger.committed_share(cost);
@@ -622,6 +631,8 @@ pub async fn queue(
                 nodes,
                 inputs,
                 dependencies: &dependencies,
+                array_tasks: &array_tasks,
+                array_limit,
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )

@@ -318,6 +318,7 @@ impl JobForm {
             inputs: self.inputs.split([' ', ',']).filter(|input| !input.is_empty()).map(str::to_owned).collect(),
             dry_run: false,
             dependency: None,
+            array: None,
         })
     }
 }

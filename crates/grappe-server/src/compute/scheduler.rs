@@ -32,8 +32,10 @@ pub const LEASE: &str = "scheduler";
 
 /// Why a job of a project outside its allocation's period waits.
 const OUTSIDE_PERIOD: &str = "AllocationPeriod";
-/// The reason of a job that waits for others (`dependency`), as Slurm says it.
+/// The reason of a job that waits for others (`dependency`), and of an array's task held by its
+/// array's `%N`, as Slurm says them.
 const DEPENDENCY: &str = "Dependency";
+const ARRAY_LIMIT: &str = "JobArrayTaskLimit";
 
 /// The PATH every job starts with, before the folder where it finds `grappe` (last, so that a
 /// system's programs come first).
@@ -137,6 +139,33 @@ async fn dependency_holds<'a>(
         }
     }
     Ok((held, never))
+}
+
+/// The pending tasks of arrays held by their array's limit: with `running` of an array running
+/// (or handed over), only its first `limit - running` pending tasks may be considered.
+fn array_throttled<'a>(
+    running: impl Iterator<Item = &'a JobRow>,
+    pending: impl Iterator<Item = &'a JobRow>,
+) -> std::collections::HashSet<i64> {
+    let mut room: HashMap<i64, i64> = HashMap::new();
+    for job in running {
+        if let (Some(array), Some(limit)) = (job.array_job_id, job.array_limit) {
+            *room.entry(array).or_insert(limit) -= 1;
+        }
+    }
+    let mut held = std::collections::HashSet::new();
+    let mut pending: Vec<&JobRow> = pending.filter(|job| job.array_limit.is_some()).collect();
+    pending.sort_by_key(|job| job.id);
+    for job in pending {
+        let (Some(array), Some(limit)) = (job.array_job_id, job.array_limit) else { continue };
+        let left = room.entry(array).or_insert(limit);
+        if *left > 0 {
+            *left -= 1;
+        } else {
+            held.insert(job.id);
+        }
+    }
+    held
 }
 
 /// How often the queue is replayed for estimated starts, how many passes a replay makes at most,
@@ -782,11 +811,14 @@ impl Loop {
                 allocation_used: project.allocation.share(project.used),
             })
             .collect();
-        let (held, never) = dependency_holds(&self.state, self.pending.values()).await?;
+        let (mut held, never) = dependency_holds(&self.state, self.pending.values()).await?;
         for (id, why) in never {
             self.state.db.end_pending(id, "cancelled", &why).await?;
             self.pending.remove(&id);
         }
+        let running_tasks = running.iter().chain(self.starting.values().map(|starting| &starting.job));
+        let throttled = array_throttled(running_tasks, self.pending.values());
+        held.extend(throttled.iter().copied());
         let running_view: Vec<RunningJob> = running
             .iter()
             .map(|job| (job, job.started_at.unwrap_or(now)))
@@ -872,7 +904,7 @@ impl Loop {
         let expired =
             self.pending.values().filter(|job| outside.contains(&job.project_id)).map(|job| (job.id, OUTSIDE_PERIOD));
         let waiting = decisions.waiting.iter().map(|(id, _, reason)| (*id as i64, reason.as_str()));
-        let dependent = held.iter().map(|id| (*id, DEPENDENCY));
+        let dependent = held.iter().map(|id| (*id, if throttled.contains(id) { ARRAY_LIMIT } else { DEPENDENCY }));
         for (id, reason) in waiting.chain(expired).chain(dependent) {
             if self.reasons.get(&id) != Some(&reason) {
                 self.unwritten_reasons.insert(id, reason);
@@ -941,6 +973,9 @@ impl Loop {
         }
         let known = slurm::show_jobs().await?;
         let mut reasons = Vec::new();
+        // An array's tasks are handed over up to its limit; the rest wait here.
+        let handed = active.iter().filter(|job| job.external_id.is_some());
+        let throttled = array_throttled(handed, active.iter().filter(|job| job.external_id.is_none()));
         for job in active {
             let Some(external) = job.external_id.clone() else {
                 // Held here until what it waits for has ended (Slurm is handed ready jobs only).
@@ -949,9 +984,14 @@ impl Loop {
                     db.end_pending(job.id, "cancelled", why).await?;
                     continue;
                 }
-                if !held.is_empty() {
-                    if job.reason != DEPENDENCY {
-                        db.set_reasons(&[(job.id, DEPENDENCY)]).await?;
+                let waits = if !held.is_empty() {
+                    Some(DEPENDENCY)
+                } else {
+                    throttled.contains(&job.id).then_some(ARRAY_LIMIT)
+                };
+                if let Some(reason) = waits {
+                    if job.reason != reason {
+                        db.set_reasons(&[(job.id, reason)]).await?;
                     }
                     continue;
                 }
@@ -1167,6 +1207,10 @@ fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs, grappe_dir: &Path) -> a
         ("GRAPPE_CHECKPOINT_DIR".to_owned(), dirs.checkpoints.display().to_string()),
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
     ]);
+    if let (Some(array), Some(task)) = (job.array_job_id, job.array_task_id) {
+        env.push(("GRAPPE_ARRAY_JOB_ID".to_owned(), array.to_string()));
+        env.push(("GRAPPE_ARRAY_TASK_ID".to_owned(), task.to_string()));
+    }
     let declared: BTreeMap<String, String> =
         serde_json::from_str(declared).with_context(|| format!("job {}: its stored environment", job.id))?;
     for (key, value) in declared {

@@ -98,5 +98,6 @@ fn serving_job(model: &str, project: i64, time_limit_s: i64) -> NewJobBody {
         inputs: Vec::new(),
         dry_run: false,
         dependency: None,
+        array: None,
     }
 }

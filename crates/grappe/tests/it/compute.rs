@@ -407,6 +407,30 @@ fn dependencies_hold_jobs_on_slurm_too() {
     slurm_id(&client, &token, after_not_ok);
 }
 
+/// On Slurm, an array's tasks are handed over up to its limit, each told its number.
+#[test]
+fn an_array_runs_on_slurm_within_its_limit() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "tableau-slurm", 100);
+    let array = json!({ "project": project, "command": ["sh", "-c", "echo task $GRAPPE_ARRAY_TASK_ID; sleep 1"], "time_limit_s": 60, "memory_mb": 100, "array": "0-2%1" });
+    let first = submit(&client, &token, array)["id"].as_i64().unwrap();
+    let ended: Vec<Value> = (first..first + 3).map(|id| wait_state(&client, &token, id, &["completed"])).collect();
+    for (task, job) in ended.iter().enumerate() {
+        let log = client.get(&format!("/api/v1/jobs/{}/logs", job["id"]), Some(&token)).text;
+        assert_eq!(log, format!("task {task}\n"));
+    }
+    let spans: Vec<(i64, i64)> =
+        ended.iter().map(|job| (job["started_at"].as_i64().unwrap(), job["ended_at"].as_i64().unwrap())).collect();
+    for (start, _) in &spans {
+        assert_eq!(spans.iter().filter(|(s, e)| s <= start && start < e).count(), 1, "one at a time: {spans:?}");
+    }
+}
+
 #[test]
 fn jobs_run_on_slurm() {
     if !slurm_available() {
@@ -614,5 +638,44 @@ fn dependencies_hold_a_job_until_others_end_as_asked() {
         assert_eq!(client.post("/api/v1/jobs", Some(&token), &job("true", Some("afterok:99999".into()))).status, 422);
         let syntax = client.post("/api/v1/jobs", Some(&token), &job("true", Some("after:1".into())));
         assert!(syntax.status == 422 && syntax.text.contains("`dependency`"), "{}", syntax.text);
+    }
+}
+
+/// One submission of an array: a job per task, each told its number, never more running at once
+/// than the array's `%N`, all counted against the queue's quota and the allocation.
+#[test]
+fn an_array_runs_each_task_once_and_never_more_at_once_than_its_limit() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &options(4));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "tableau", 100);
+        let array = json!({ "project": project, "command": ["sh", "-c", "echo task $GRAPPE_ARRAY_TASK_ID of $GRAPPE_ARRAY_JOB_ID; sleep 1"], "time_limit_s": 60, "array": "0-5%2" });
+        let first = submit(&client, &token, array);
+        let array_id = first["array_job_id"].as_i64().unwrap();
+        assert_eq!((first["id"].as_i64(), first["array_task_id"].as_i64()), (Some(array_id), Some(0)));
+        let tasks: Vec<i64> = (array_id..array_id + 6).collect();
+        let ended: Vec<Value> = tasks.iter().map(|id| wait_state(&client, &token, *id, &["completed"])).collect();
+        for (task, job) in ended.iter().enumerate() {
+            assert_eq!(job["array_task_id"], task as i64);
+            let log = client.get(&format!("/api/v1/jobs/{}/logs", job["id"]), Some(&token)).text;
+            assert_eq!(log, format!("task {task} of {array_id}\n"));
+        }
+        // Never three at once, though four CPUs were free.
+        let spans: Vec<(i64, i64)> =
+            ended.iter().map(|job| (job["started_at"].as_i64().unwrap(), job["ended_at"].as_i64().unwrap())).collect();
+        for (start, _) in &spans {
+            let at_once = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+            assert!(at_once <= 2, "{at_once} tasks at once: {spans:?}");
+        }
+        // An array past the queue's quota, or in bad syntax, is refused whole.
+        let huge = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "array": "0-9999" });
+        let refused = client.post("/api/v1/jobs", Some(&token), &huge);
+        assert!(refused.status == 429 || refused.status == 409, "{}", refused.text);
+        let bad = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "array": "5-1" });
+        let bad = client.post("/api/v1/jobs", Some(&token), &bad);
+        assert!(bad.status == 422 && bad.text.contains("`array`"), "{}", bad.text);
+        let total = client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len();
+        assert_eq!(total, 6, "nothing of the refused arrays was queued");
     }
 }
