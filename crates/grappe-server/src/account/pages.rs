@@ -121,7 +121,11 @@ struct TokenView {
 }
 
 /// A grant's scope in words: everywhere, or the object's kind and name (`le projet llm`).
-async fn scope_in_words(state: &AppState, tr: &crate::kit::i18n::Tr, scope: &Scope) -> Result<String, AppError> {
+pub(crate) async fn scope_in_words(
+    state: &AppState,
+    tr: &crate::kit::i18n::Tr,
+    scope: &Scope,
+) -> Result<String, AppError> {
     let Scope::Object { kind, id } = scope else { return Ok(tr.t("role-scope-global")) };
     let name = match kind {
         ScopeKind::Project => state.db.project(*id).await?.map(|project| project.name),

@@ -207,20 +207,20 @@ pub(crate) async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppRe
 
 #[derive(Deserialize)]
 pub struct NewProjectBody {
-    name: String,
-    gpu_hours: i64,
-    cpu_hours: i64,
+    pub name: String,
+    pub gpu_hours: i64,
+    pub cpu_hours: i64,
     #[serde(default)]
-    storage_gb: i64,
+    pub storage_gb: i64,
     #[serde(default)]
-    valid_from: Option<i64>,
+    pub valid_from: Option<i64>,
     #[serde(default)]
-    valid_until: Option<i64>,
+    pub valid_until: Option<i64>,
     #[serde(default)]
-    members: Vec<i64>,
+    pub members: Vec<i64>,
     /// A member who may name the project's coordinators, and is one.
     #[serde(default)]
-    principal_investigator: Option<i64>,
+    pub principal_investigator: Option<i64>,
 }
 
 fn project_grant(role: Role, project_id: i64) -> RoleGrant {
@@ -232,6 +232,14 @@ pub async fn create_project(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewProjectBody>,
 ) -> AppResult<Response> {
+    let (project, members) = new_project(&state, &caller, body).await?;
+    let ledger = ledger(&state, &project).await?;
+    let body = project_json(&project, &ledger, &members);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Checks and creates a project with its members: the one path for the API and the admin page.
+pub async fn new_project(state: &AppState, caller: &Caller, body: NewProjectBody) -> AppResult<(ProjectRow, Vec<i64>)> {
     let name = DisplayName::parse("name", &body.name)?;
     for (field, value) in
         [("gpu_hours", body.gpu_hours), ("cpu_hours", body.cpu_hours), ("storage_gb", body.storage_gb)]
@@ -269,9 +277,7 @@ pub async fn create_project(
     if let Some(pi) = body.principal_investigator {
         state.db.grant_role(pi, &project_grant(Role::ProjectCoordinator, project.id), &actor).await?;
     }
-    let ledger = ledger(&state, &project).await?;
-    let body = project_json(&project, &ledger, &members);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((project, members))
 }
 
 /// Names a member coordinator of the project: its principal investigator or an administrator.

@@ -28,6 +28,8 @@ pub struct Chrome {
     pub path: String,
     pub user_name: Option<String>,
     pub csrf: String,
+    /// Whether the reader administers the platform (the admin page's link).
+    pub is_admin: bool,
 }
 
 impl Chrome {
@@ -40,6 +42,7 @@ impl Chrome {
             path: uri.path().to_owned(),
             user_name: caller.and_then(|caller| caller.user.as_ref().map(|user| user.name.clone())),
             csrf: caller.map(|caller| caller.csrf.clone()).unwrap_or_default(),
+            is_admin: caller.is_some_and(|caller| caller.actor.is_admin()),
         }
     }
 
@@ -121,14 +124,20 @@ pub fn not_found_page(chrome: Chrome) -> Response {
 /// The object a page's form acts on: its CSRF token checked, its id (a path segment) parsed;
 /// else the page to answer.
 pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
-    if !caller::check_csrf(caller, csrf) {
-        let message = chrome.tr.t("login-csrf");
-        return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
-    }
+    let chrome = form_checked(chrome, caller, csrf)?;
     match id.parse::<i64>() {
         Ok(id) => Ok((chrome, id)),
         Err(_) => Err(Box::new(not_found_page(chrome))),
     }
+}
+
+/// A page's form whose CSRF token is the session's; else the refusal, as a page.
+pub fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
+    if !caller::check_csrf(caller, csrf) {
+        let message = chrome.tr.t("login-csrf");
+        return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
+    }
+    Ok(chrome)
 }
 
 /// After a page's form: to `to`, or the refusal as a page in the reader's language (an error of

@@ -506,6 +506,55 @@ fn the_account_page_says_roles_in_words_and_revokes_a_token() {
     assert_eq!(client.get("/api/v1/me", Some(&token)).status, 401, "revoked from the page, refused at once");
 }
 
+/// An administrator creates an organisation, a person, a project with that person as a member,
+/// and grants a role, from the admin page alone: nothing needs curl.
+#[test]
+fn an_administrator_sets_up_people_and_projects_from_the_admin_page() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("admin");
+    let browser = Browser::start();
+    browser.go(&format!("{}/login", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_count("#admin-link", 1);
+    browser.click("#admin-link");
+    browser.wait_text("h1", "Administration");
+    browser.type_into("#org-name", "Laboratoire des Grappes");
+    browser.click("#admin-organisation-form button");
+    browser.wait_count("#admin-organisations li", browser.count("#admin-organisations li").max(1));
+    assert!(
+        browser.text("#admin-organisations").contains("Laboratoire des Grappes · université"),
+        "{}",
+        browser.text("#admin-organisations")
+    );
+    browser.type_into("#user-name", "Camille Durand");
+    browser.type_into("#user-email", "camille@grappes.fr");
+    browser.type_into("#user-password", "un mot de passe assez long");
+    browser.click("#admin-user-form button");
+    browser.wait_text("h1", "Administration");
+    assert!(browser.text("#admin-users").contains("camille@grappes.fr"));
+    browser.type_into("#project-name", "vendanges");
+    browser.replace_text("#project-gpu", "250");
+    browser.type_into("#project-members", "camille@grappes.fr");
+    browser.click("#admin-project-form button");
+    browser.wait_text("h1", "Administration");
+    assert!(browser.text("#admin-projects").contains("vendanges"), "{}", browser.text("#admin-projects"));
+    assert!(
+        browser.text("#admin-users").contains("Membre de projet (le projet vendanges)"),
+        "{}",
+        browser.text("#admin-users")
+    );
+    // An unknown person is refused with the reason, and nothing is made.
+    browser.type_into("#grant-email", "personne@grappes.fr");
+    browser.click("#admin-grant-form button");
+    browser.wait_count("#admin-grant-form", 0);
+    assert!(browser.text("main").contains("no user with the e-mail personne@grappes.fr"), "{}", browser.text("main"));
+    browser.go(&format!("{}/admin", server.base));
+    browser.assert_accessible("/admin (fr, admin)");
+    browser.screenshot("admin-fr.png");
+}
+
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
 /// `SameSite` cookies along, and it may set cookies that Grappe reads (over plain HTTP, where no
 /// `__Host-` prefix protects them). Serves each path's page once asked, with its cookies.
