@@ -58,6 +58,8 @@ struct FileSettings {
     admin_token: Option<String>,
     audit_key: Option<String>,
     public_url: Option<String>,
+    /// The zone of the dates on the pages: `Europe/Paris` (the default), `UTC`, another of Europe.
+    time_zone: Option<String>,
     body_limit_bytes: Option<usize>,
     session_ttl_hours: Option<u64>,
     lease_ttl_ms: Option<u64>,
@@ -233,6 +235,9 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     let public_url = std::env::var("GRAPPE_PUBLIC_URL").ok().or(file.public_url);
     config.secure_cookies = public_url.as_ref().is_some_and(|url| url.starts_with("https://"));
     config.public_url = public_url;
+    if let Some(zone) = std::env::var("GRAPPE_TIME_ZONE").ok().or(file.time_zone) {
+        config.time_zone = grappe_server::kit::zone::Zone::parse(&zone).map_err(anyhow::Error::msg)?;
+    }
     if let Some(bytes) = env_number("GRAPPE_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes) {
         config.body_limit_bytes = bytes;
     }

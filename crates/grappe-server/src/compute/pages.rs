@@ -15,7 +15,7 @@ use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, form_target, iso_date, message_page, not_found_page, render};
+use crate::kit::page::{Chrome, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -48,11 +48,6 @@ struct ComputePage {
     weak_limits: Option<String>,
     projects: Vec<ProjectView>,
     jobs: Vec<JobLine>,
-}
-
-fn when(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{} {:02}:{:02}:{:02}", iso_date(ms), seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
 
 async fn project_view(
@@ -95,8 +90,8 @@ async fn project_view(
 }
 
 /// When a pending job is estimated to start, for people.
-fn estimated_start(job: &JobRow) -> Option<String> {
-    job.estimated_start_at.filter(|_| job.state == "pending").map(when)
+fn estimated_start(job: &JobRow, locale: Locale) -> Option<String> {
+    job.estimated_start_at.filter(|_| job.state == "pending").map(|at| locale.datetime(at))
 }
 
 fn job_line(job: &JobRow, projects: &[ProjectRow], locale: Locale) -> JobLine {
@@ -106,8 +101,8 @@ fn job_line(job: &JobRow, projects: &[ProjectRow], locale: Locale) -> JobLine {
         project: projects.iter().find(|p| p.id == job.project_id).map_or_else(String::new, |p| p.name.clone()),
         state: job.state.clone(),
         reason: words::in_words(locale, &words::Actors::new(), &job.reason),
-        submitted: when(job.submitted_at),
-        estimated_start: estimated_start(job),
+        submitted: locale.datetime(job.submitted_at),
+        estimated_start: estimated_start(job, locale),
     }
 }
 
@@ -437,7 +432,7 @@ pub async fn job_page(
     let events = events
         .into_iter()
         .map(|event| EventLine {
-            at: when(event.at),
+            at: locale.datetime_seconds(event.at),
             detail: words::in_words(locale, &actors, &event.detail),
             state: event.state,
         })
@@ -488,7 +483,7 @@ pub async fn job_page(
         more_metrics,
         inputs: crate::data::inputs::stored_inputs(&job.inputs),
         elapsed,
-        estimated_start: estimated_start(&job),
+        estimated_start: estimated_start(&job, locale),
         reason: words::in_words(locale, &actors, &job.reason),
         job,
     };

@@ -18,7 +18,7 @@ use crate::gateway::{NewKeyBody, issue_key, may_call, proxy};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, iso_datetime, message_page, render};
+use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, message_page, render};
 use crate::kit::state::AppState;
 
 struct ModelLine {
@@ -108,8 +108,8 @@ async fn project_view(
             id: key.id,
             name: key.name,
             prefix: key.prefix,
-            created: iso_datetime(key.created_at),
-            revoked: key.revoked_at.map(iso_datetime),
+            created: locale.datetime(key.created_at),
+            revoked: key.revoked_at.map(|at| locale.datetime(at)),
         })
         .collect();
     let since = now_ms() - 30 * DAY_MS;
@@ -160,7 +160,7 @@ async fn project_view(
             status: tr.t(&format!("gateway-ft-{}", fine_tune.status)),
             model: fine_tune.fine_tuned_model,
             tokens: locale.integer(fine_tune.trained_tokens),
-            created: iso_datetime(fine_tune.created_at),
+            created: locale.datetime(fine_tune.created_at),
         })
         .collect();
     let (_, reserved) = state.db.gateway_reserved(project.id).await?;

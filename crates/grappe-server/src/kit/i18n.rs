@@ -75,6 +75,38 @@ impl Locale {
         grappe_domain::money::format_short(grappe_domain::money::Cents::new(cents), self.decimal_separator())
     }
 
+    /// A date and a minute for people, in the platform's zone with its abbreviation:
+    /// `29/11/2026 19:12 CET`, `29 Nov 2026, 19:12 CET`.
+    pub fn datetime(self, unix_ms: i64) -> String {
+        self.local_time(unix_ms, false)
+    }
+
+    /// The same to the second, for timelines: `29/11/2026 19:12:05 CET`.
+    pub fn datetime_seconds(self, unix_ms: i64) -> String {
+        self.local_time(unix_ms, true)
+    }
+
+    fn local_time(self, unix_ms: i64, with_seconds: bool) -> String {
+        let (offset_min, zone) = crate::kit::zone::current().at(unix_ms);
+        let local = unix_ms + offset_min * 60_000;
+        let date = crate::kit::page::iso_date(local);
+        let (year, month, day) = (&date[..4], &date[5..7], &date[8..10]);
+        let seconds = local.rem_euclid(86_400_000) / 1000;
+        let mut time = format!("{:02}:{:02}", seconds / 3600, seconds / 60 % 60);
+        if with_seconds {
+            time.push_str(&format!(":{:02}", seconds % 60));
+        }
+        match self {
+            Locale::Fr => format!("{day}/{month}/{year} {time} {zone}"),
+            Locale::En => {
+                const MONTHS: [&str; 12] =
+                    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+                let name = MONTHS[month.parse::<usize>().unwrap_or(1).clamp(1, 12) - 1];
+                format!("{} {name} {year}, {time} {zone}", day.trim_start_matches('0'))
+            }
+        }
+    }
+
     /// A duration for people, two units at most, the rest dropped (not rounded up): `45 s`,
     /// `12 min`, `3 h 12 min`, `2 j 4 h` (`2 d 4 h`).
     pub fn duration(self, seconds: i64) -> String {
@@ -218,6 +250,14 @@ mod tests {
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    #[test]
+    fn dates_for_people_in_each_language() {
+        // Without a zone set, UTC (the server sets the platform's at start).
+        assert_eq!(Locale::Fr.datetime(1_795_975_200_000), "29/11/2026 18:00 UTC");
+        assert_eq!(Locale::En.datetime(1_795_975_200_000), "29 Nov 2026, 18:00 UTC");
+        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000), "29/11/2026 18:00:05 UTC");
     }
 
     #[test]

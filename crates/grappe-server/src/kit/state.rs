@@ -28,6 +28,8 @@ pub struct ServerConfig {
     /// Cookies get `Secure` and the `__Host-` prefix when the public URL is https (TLS ends at a
     /// proxy in front).
     pub secure_cookies: bool,
+    /// The zone of the dates people read on the pages (`GRAPPE_TIME_ZONE`).
+    pub time_zone: crate::kit::zone::Zone,
     pub body_limit_bytes: usize,
     pub session_ttl: Duration,
     pub lease_ttl: Duration,
@@ -173,6 +175,7 @@ impl ServerConfig {
             audit_key: Vec::new(),
             public_url: None,
             secure_cookies: false,
+            time_zone: crate::kit::zone::Zone::parse(crate::kit::zone::DEFAULT_ZONE).expect("a known zone"),
             body_limit_bytes: 1024 * 1024,
             session_ttl: Duration::from_secs(14 * 24 * 3600),
             lease_ttl: Duration::from_secs(10),

@@ -354,6 +354,13 @@ fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
     });
     assert!(browser.text("#log").contains("début\nfin"), "{}", browser.text("#log"));
     assert!(browser.text("#timeline").contains("en cours"), "{}", browser.text("#timeline"));
+    // Times in the platform's zone (Europe/Paris by default), the French way, the zone said.
+    let timeline = browser.text("#timeline");
+    assert!(timeline.contains(" CET ") || timeline.contains(" CEST "), "{timeline}");
+    assert!(
+        timeline.split_whitespace().next().is_some_and(|date| date.len() == 10 && &date[2..3] == "/"),
+        "{timeline}"
+    );
     assert!(browser.text("#job-elapsed").ends_with("s / 5 min"), "{}", browser.text("#job-elapsed"));
     assert_eq!(browser.count("#job-cancel"), 0, "nothing left to cancel");
     assert!(
