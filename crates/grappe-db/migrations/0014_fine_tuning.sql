@@ -7,8 +7,8 @@
 -- fine-tune); none for an administrator's upstream.
 ALTER TABLE gateway_models ADD COLUMN version_id BIGINT REFERENCES model_versions (id);
 
--- status: validated (quoted, waiting for `start`), queued, running, succeeded, failed,
--- cancelled. `quote` is the JSON shown before the start; `time_limit_s` bounds what the job can
+-- status: validated (quoted, waiting for `start`), queued, running, registering (its job
+-- completed, its output being registered), succeeded, failed, cancelled. `quote` is the JSON shown before the start; `time_limit_s` bounds what the job can
 -- be charged. `job_id` is the compute job once started; the result is a registry version and the
 -- gateway model named `fine_tuned_model`.
 CREATE TABLE gateway_fine_tunes (
@@ -35,3 +35,6 @@ CREATE TABLE gateway_fine_tunes (
 );
 CREATE INDEX gateway_fine_tunes_project ON gateway_fine_tunes (project_id, id);
 CREATE INDEX gateway_fine_tunes_status ON gateway_fine_tunes (status);
+
+-- The energy estimate sums a model's tokens (`Db::serving_measure`).
+CREATE INDEX gateway_usage_model ON gateway_usage (model);

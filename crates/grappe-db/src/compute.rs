@@ -533,11 +533,10 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    /// Queues a job if its user and its project have room under `quota`. The user's and the
-    /// project's rows are locked first (PostgreSQL; SQLite's write lock covers all), so that
-    /// concurrent submissions are counted one after the other.
-    /// Queues a job, or every task of an array (one job each, in one transaction), if the
-    /// user's and the project's queues have room for all of them; the job, or the first task.
+    /// Queues a job, or every task of an array (one job each, in one transaction), if its user
+    /// and its project have room for all of them under `quota`; the job, or the first task. The
+    /// user's and the project's rows are locked first (PostgreSQL; SQLite's write lock covers
+    /// all), so that concurrent submissions are counted one after the other.
     pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
         let count = job.array_tasks.len().max(1) as i64;
         let mut tx = self.write_tx().await?;
@@ -968,17 +967,46 @@ impl Db {
     where
         T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        self.jobs_where_in(ids, &format!("SELECT id, {column} FROM jobs WHERE id IN"), "").await
+    }
+
+    /// The state of every task of the arrays `ids` (an array's id is its first task's), by
+    /// array.
+    pub async fn array_task_states(&self, ids: &[i64]) -> DbResult<Vec<(i64, String)>> {
+        self.jobs_where_in(ids, "SELECT array_job_id, state FROM jobs WHERE array_job_id IN", "").await
+    }
+
+    /// `select (ids...) rest` over `ids`, a thousand at a time (PostgreSQL takes at most 65,535
+    /// parameters in one statement), as (id, value) pairs.
+    async fn jobs_where_in<T>(&self, ids: &[i64], select: &str, rest: &str) -> DbResult<Vec<(i64, T)>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!("{select} ({}) {rest}", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("SELECT id, {column} FROM jobs WHERE id IN ({})", placeholders.join(", "));
-        let mut query = sqlx::query(&sql);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        Ok(found)
+    }
+
+    /// Whether a job named `name` of the project is queued or running.
+    pub async fn named_job_active(&self, project_id: i64, name: &str) -> DbResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM jobs WHERE project_id = $1 AND name = $2 AND state IN ('pending', 'running')",
+        )
+        .bind(project_id)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// Records pending jobs' estimated starts (none: no estimate), in one transaction.

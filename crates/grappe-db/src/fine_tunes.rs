@@ -193,13 +193,17 @@ impl Db {
         Ok(())
     }
 
-    pub async fn set_fine_tune_job(&self, id: i64, job_id: i64) -> DbResult<()> {
-        sqlx::query("UPDATE gateway_fine_tunes SET job_id = $1 WHERE id = $2")
-            .bind(job_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Records the compute job of a start still `queued`; false if it was cancelled (or given up)
+    /// meanwhile, and the job must then be cancelled too.
+    pub async fn set_fine_tune_job(&self, id: i64, job_id: i64) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE gateway_fine_tunes SET job_id = $1 WHERE id = $2 AND status = 'queued' AND job_id IS NULL",
+        )
+        .bind(job_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn fine_tune_running(&self, id: i64) -> DbResult<()> {

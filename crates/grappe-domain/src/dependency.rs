@@ -36,7 +36,7 @@ impl DependencyKind {
     /// Whether the condition holds for a job now in `state`: `None` while that job has not
     /// ended, then `Some(true)` or `Some(false)` for good.
     pub fn holds(self, state: &str) -> Option<bool> {
-        if !matches!(state, "completed" | "failed" | "cancelled" | "timeout") {
+        if !crate::compute::ended(state) {
             return None;
         }
         Some(match self {

@@ -4,7 +4,8 @@
 //! limits bound the estimate from above in that world: a job that ends early only brings starts
 //! forward (as in Slurm, a later job with a higher priority can push it back).
 //!
-//! Jobs already stopping are taken as gone (their resources come back within the grace period).
+//! Jobs already stopping, or past their time limit, are taken as gone (their resources come back
+//! within the grace period).
 //! A job that a pass would preempt goes back to the queue, as the live service requeues it. A
 //! job that no replayed pass starts within `max_passes` passes (a job too large for any node,
 //! one of a project outside its allocation's period) has no estimate.
@@ -14,7 +15,10 @@ use crate::engine::{EngineConfig, PendingJob, RunningJob, Snapshot, schedule};
 /// Each pending job's estimated start (Unix seconds), for those a replay starts.
 pub fn estimate_starts(config: &EngineConfig, snapshot: &Snapshot<'_>, max_passes: usize) -> Vec<(u64, i64)> {
     let mut now = snapshot.now_s;
-    let mut running: Vec<RunningJob> = snapshot.running.iter().filter(|job| !job.stopping).cloned().collect();
+    // Jobs stopping, or past their time limit, are taken as ending now.
+    let end = |job: &RunningJob| job.start_s + job.time_limit_s.max(1);
+    let mut running: Vec<RunningJob> =
+        snapshot.running.iter().filter(|job| !job.stopping && end(job) > now).cloned().collect();
     let mut pending = snapshot.pending.to_vec();
     let mut starts = Vec::new();
     for _ in 0..max_passes {
@@ -65,7 +69,6 @@ pub fn estimate_starts(config: &EngineConfig, snapshot: &Snapshot<'_>, max_passe
             // Another pass at the same time, as the live loop does, until nothing changes.
             continue;
         }
-        let end = |job: &RunningJob| job.start_s + job.time_limit_s.max(1);
         let Some(next) = running.iter().map(end).filter(|at| *at > now).min() else { break };
         now = next;
         running.retain(|job| end(job) > now);

@@ -355,7 +355,8 @@ async fn publish_language_model(
         max_concurrency: 4,
         version_id: Some(version.id),
     };
-    crate::gateway::served::serve_version(state, &served, project, Some(member.id), &version, "demo").await?;
+    let longest = crate::gateway::served::SERVING_LONGEST_S;
+    crate::gateway::served::serve_version(state, &served, project, Some(member.id), &version, longest, "demo").await?;
     Ok(())
 }
 

@@ -791,7 +791,7 @@ pub struct LogQuery {
 }
 
 pub(crate) fn terminal(state: &str) -> bool {
-    matches!(state, "completed" | "failed" | "cancelled" | "timeout")
+    grappe_domain::compute::ended(state)
 }
 
 /// How much of a log one read takes: a request never holds a whole log in memory.

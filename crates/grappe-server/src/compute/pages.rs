@@ -280,7 +280,8 @@ impl JobForm {
         if cpus.is_none() {
             errors.fields.push(("cpus", tr.t("job-error-cpus")));
         }
-        let gpus = whole(&self.gpus, 0, i64::from(gpus_here));
+        // Past what a node has, JobSpec refuses it, saying so.
+        let gpus = whole(&self.gpus, 0, i64::from(gpus_here.max(1)) * 1024);
         if gpus.is_none() {
             errors.fields.push(("gpus", tr.t("job-error-gpus")));
         }
@@ -404,10 +405,18 @@ async fn metric_series(state: &AppState, job_id: i64, key: &MetricKey) -> Result
 }
 
 /// The last `limit` bytes of a job's output, cut at a character boundary.
+/// The last `limit` bytes of a log: only they are read, however long the log is.
 async fn log_tail(path: &std::path::Path, limit: usize) -> String {
-    let bytes = tokio::fs::read(path).await.unwrap_or_default();
-    let start = bytes.len().saturating_sub(limit);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut file) = tokio::fs::File::open(path).await else { return String::new() };
+    let length = file.metadata().await.map(|meta| meta.len()).unwrap_or(0);
+    let start = length.saturating_sub(limit as u64);
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::with_capacity(limit.min(length as usize));
+    let _ = file.take(limit as u64).read_to_end(&mut bytes).await;
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 pub async fn job_page(

@@ -97,42 +97,51 @@ enum StartOutcome {
 }
 
 /// Of `jobs`, those that wait for others still (held), and those that never will start, with
-/// why: a condition that can no longer hold (`afterok` on a job that failed), or a job waited
-/// for that is gone.
+/// why: a condition that can no longer hold (`afterok` on a job that failed), a job waited for
+/// that is gone, or a stored dependency that no longer reads. A dependency on an array's id
+/// (its first task's) is on every task of the array, as in Slurm.
 async fn dependency_holds<'a>(
     state: &AppState,
     jobs: impl Iterator<Item = &'a JobRow>,
 ) -> anyhow::Result<(std::collections::HashSet<i64>, Vec<(i64, String)>)> {
     use grappe_domain::dependency::parse_dependencies;
-    let waiting: Vec<(i64, Vec<grappe_domain::dependency::Dependency>)> = jobs
-        .filter(|job| !job.dependencies.is_empty())
-        .map(|job| (job.id, parse_dependencies(&job.dependencies).unwrap_or_default()))
-        .collect();
     let (mut held, mut never) = (std::collections::HashSet::new(), Vec::new());
+    let mut waiting = Vec::new();
+    for job in jobs.filter(|job| !job.dependencies.is_empty()) {
+        match parse_dependencies(&job.dependencies) {
+            Ok(on) => waiting.push((job.id, on)),
+            Err(error) => never.push((job.id, format!("DependencyNeverSatisfied: {error}"))),
+        }
+    }
     if waiting.is_empty() {
         return Ok((held, never));
     }
     let mut ids: Vec<i64> = waiting.iter().flat_map(|(_, on)| on.iter().map(|dependency| dependency.job)).collect();
     ids.sort_unstable();
     ids.dedup();
-    let states: HashMap<i64, String> = state.db.job_states(&ids).await?.into_iter().collect();
+    let mut states: HashMap<i64, Vec<String>> = HashMap::new();
+    for (array, task_state) in state.db.array_task_states(&ids).await? {
+        states.entry(array).or_default().push(task_state);
+    }
+    for (id, job_state) in state.db.job_states(&ids).await? {
+        states.entry(id).or_insert_with(|| vec![job_state]);
+    }
     for (id, on) in waiting {
         let mut ready = true;
         for dependency in on {
-            let Some(other) = states.get(&dependency.job) else {
+            let Some(ended) = states.get(&dependency.job) else {
                 never.push((id, format!("DependencyNeverSatisfied: job {} is gone", dependency.job)));
                 ready = false;
                 break;
             };
-            match dependency.kind.holds(other) {
-                Some(true) => {}
-                Some(false) => {
-                    never.push((id, format!("DependencyNeverSatisfied: job {} ended {other}", dependency.job)));
-                    ready = false;
-                    break;
-                }
-                None => ready = false,
+            let holds: Vec<Option<bool>> = ended.iter().map(|state| dependency.kind.holds(state)).collect();
+            if let Some(position) = holds.iter().position(|holds| *holds == Some(false)) {
+                let why = format!("DependencyNeverSatisfied: job {} ended {}", dependency.job, ended[position]);
+                never.push((id, why));
+                ready = false;
+                break;
             }
+            ready &= holds.iter().all(|holds| *holds == Some(true));
         }
         if !ready && !never.iter().any(|(job, _)| *job == id) {
             held.insert(id);
@@ -168,10 +177,13 @@ fn array_throttled<'a>(
     held
 }
 
-/// How often the queue is replayed for estimated starts, how many passes a replay makes at most,
-/// and by how much an estimate must move to be written again.
+/// How often the queue is replayed for estimated starts (the live loop waits for a replay, off
+/// the async runtime), how many passes a replay makes at most, and by how much an estimate
+/// must move to be written again.
 const ESTIMATE_EVERY: Duration = Duration::from_secs(5);
-const ESTIMATE_PASSES: usize = 2000;
+const ESTIMATE_PASSES: usize = 500;
+/// Past this many pending jobs, no replay: it would hold up the live passes that wait for it.
+const ESTIMATE_MAX_PENDING: usize = 5000;
 const ESTIMATE_SLACK_MS: i64 = 5000;
 
 struct Loop {
@@ -858,7 +870,9 @@ impl Loop {
             projects: &projects,
         };
         let decisions = engine::schedule(&self.engine, &snapshot);
-        if self.estimated_at.is_none_or(|at| at.elapsed() >= ESTIMATE_EVERY) {
+        if self.estimated_at.is_none_or(|at| at.elapsed() >= ESTIMATE_EVERY)
+            && pending_view.len() <= ESTIMATE_MAX_PENDING
+        {
             self.estimated_at = Some(Instant::now());
             let (nodes, running, pending) = (nodes.to_vec(), running_view.clone(), pending_view.clone());
             let (engine, projects) = (self.engine.clone(), projects.clone());

@@ -51,6 +51,9 @@ const MEMORY_MB: i64 = 1024;
 const OUTPUT: &str = "model";
 /// The most jobs one answer lists.
 const MAX_LIST: i64 = 100;
+/// How long a fine-tuned model is served once made (one CPU): part of the quote; its project
+/// serves it longer with `POST /api/v1/gateway/models/{name}/serve`.
+const SERVING_S: i64 = 4 * 3600;
 /// The most fine-tuning jobs of a project not ended at once, waiting ones included.
 const MAX_OPEN: i64 = 20;
 
@@ -228,6 +231,11 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
     if !(0..=i64::from(u32::MAX)).contains(&seed) {
         return Err(AppError::Invalid("`seed`: 0 to 4294967295".into()));
     }
+    if state.config.compute.executor == ExecutorKind::Slurm {
+        return Err(AppError::Invalid(
+            "fine-tuning reads its file and base as job inputs, which the local executor reads; this server runs jobs on Slurm".into(),
+        ));
+    }
     if state.db.open_fine_tunes(key.project_id).await? >= MAX_OPEN {
         return Err(AppError::OverQuota(format!(
             "the project has {MAX_OPEN} fine-tuning jobs not ended, the most; cancel or wait for some"
@@ -273,6 +281,8 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
         "gpus": 0,
         "max_cpu_hours": estimate["estimated_cpu_hours"],
         "max_gpu_hours": estimate["estimated_gpu_hours"],
+        "serving_hours": SERVING_S / 3600,
+        "serving_cpu_hours": SERVING_S as f64 / 3600.0,
         "gpu_hours_left_after": estimate["gpu_hours_left_after"],
         "cpu_hours_left_after": estimate["cpu_hours_left_after"],
     });
@@ -318,7 +328,13 @@ async fn start(state: &AppState, key: &GatewayKeyRow, fine_tune: FineTuneRow) ->
     }
     let queued = queue_job(state, key, &fine_tune).await;
     match queued {
-        Ok(job) => state.db.set_fine_tune_job(fine_tune.id, job.id).await?,
+        Ok(job) => {
+            if !state.db.set_fine_tune_job(fine_tune.id, job.id).await? {
+                // Cancelled while its job was being queued: the job goes too.
+                state.db.cancel_job(job.id, &format!("key:{}", key.id)).await?;
+                state.scheduler_wake.notify_one();
+            }
+        }
         Err(error) => {
             state.db.unclaim_fine_tune_start(fine_tune.id).await?;
             return Err(error);
@@ -329,11 +345,6 @@ async fn start(state: &AppState, key: &GatewayKeyRow, fine_tune: FineTuneRow) ->
 }
 
 async fn queue_job(state: &AppState, key: &GatewayKeyRow, fine_tune: &FineTuneRow) -> AppResult<JobRow> {
-    if state.config.compute.executor == ExecutorKind::Slurm {
-        return Err(AppError::Invalid(
-            "fine-tuning reads its file and base as job inputs, which the local executor reads; this server runs jobs on Slurm".into(),
-        ));
-    }
     let project = state.db.project(key.project_id).await?;
     let project = project.ok_or_else(|| AppError::Internal(anyhow::anyhow!("the key's project is missing")))?;
     let base = gateway_model_by_id(state, fine_tune.base_model_id).await?;
@@ -567,13 +578,17 @@ pub async fn advance(state: &AppState) -> AppResult<()> {
         let Some(job) = state.db.job(job_id).await? else { continue };
         match job.state.as_str() {
             "running" if fine_tune.status == "queued" => state.db.fine_tune_running(fine_tune.id).await?,
-            "completed" => {
-                if let Err(error) = publish(state, &fine_tune, &job).await {
+            "completed" => match publish(state, &fine_tune, &job).await {
+                Ok(()) => {}
+                // Ours (the database, the store): tried again at the next tick.
+                Err(error @ (AppError::Internal(_) | AppError::Unavailable(_) | AppError::Timeout(_))) => {
                     tracing::warn!(fine_tune = fine_tune.id, error = %error, "registering a fine-tuned model failed");
+                }
+                Err(error) => {
                     let error = format!("its output could not be registered: {error}");
                     state.db.end_fine_tune(fine_tune.id, &FineTuneEnd::Failed { error: &error }).await?;
                 }
-            }
+            },
             ended if crate::compute::terminal(ended) => {
                 let reason = if job.reason.is_empty() { String::new() } else { format!(" ({})", job.reason) };
                 let error = format!("its compute job {} ended {ended}{reason}", job.id);
@@ -651,7 +666,7 @@ async fn publish(state: &AppState, fine_tune: &FineTuneRow, job: &JobRow) -> App
     let project = state.db.project(fine_tune.project_id).await?;
     let project =
         project.ok_or_else(|| AppError::Internal(anyhow::anyhow!("project {} is missing", fine_tune.project_id)))?;
-    match serve_version(state, &new, &project, job.user_id, &version, &actor).await {
+    match serve_version(state, &new, &project, job.user_id, &version, SERVING_S, &actor).await {
         // Registered all the same: the project serves it later (`POST .../serve`).
         Ok(_) | Err(AppError::Conflict(_)) => {}
         Err(error) => return Err(error),

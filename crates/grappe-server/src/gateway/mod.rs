@@ -474,7 +474,9 @@ pub async fn serve_model(
         max_concurrency: model.max_concurrency,
         version_id: model.version_id,
     };
-    served::serve_version(&state, &new, &project, caller.actor.user_id(), &version, &caller.audit_name()).await?;
+    let longest = served::SERVING_LONGEST_S;
+    served::serve_version(&state, &new, &project, caller.actor.user_id(), &version, longest, &caller.audit_name())
+        .await?;
     Ok(Json(json!({ "model": model.name, "served": true })))
 }
 

@@ -4,7 +4,7 @@
 //! input; the job announces itself as a replica (`replicas.rs`) and serves until its time limit,
 //! as any job. The demo's language model and every fine-tuned model take this one path.
 
-use grappe_db::{GatewayModelRow, JobRow, ModelRow, ModelVersionRow, NewGatewayModel, ProjectRow};
+use grappe_db::{GatewayModelRow, ModelRow, ModelVersionRow, NewGatewayModel, ProjectRow};
 
 use crate::compute::{NewJobBody, ProjectRef, Submitted};
 use crate::data::inputs::Input;
@@ -14,6 +14,8 @@ use crate::kit::state::AppState;
 /// How long a serving job may run, longest first: the first the project's allocation admits
 /// (a serving job is charged as any job, for the time it runs).
 const SERVING_TIMES_S: [i64; 4] = [100 * 3600, 20 * 3600, 4 * 3600, 3600];
+/// The longest a model is served when nobody asked: the demo's, and a project's own again.
+pub const SERVING_LONGEST_S: i64 = SERVING_TIMES_S[0];
 /// The serving job's command: the model read from its input, the name given as `$1`, so that
 /// no name is ever parsed by the shell.
 const SERVE_SCRIPT: &str = r#"exec grappe model serve --model "$GRAPPE_INPUTS/model/model.bin" --name "$1""#;
@@ -34,9 +36,7 @@ pub(crate) async fn registry_version(state: &AppState, id: i64) -> AppResult<(Mo
 
 /// Whether a serving job of `model` is queued or running in the project.
 pub async fn is_served(state: &AppState, project: i64, model: &str) -> AppResult<bool> {
-    let job_name = serving_job_name(model);
-    let jobs = state.db.list_jobs(Some(&[project]), i64::MAX, 1000).await?;
-    Ok(jobs.iter().any(|job: &JobRow| job.name == job_name && !crate::compute::terminal(&job.state)))
+    Ok(state.db.named_job_active(project, &serving_job_name(model)).await?)
 }
 
 /// `version`'s files as a job's one input, `$GRAPPE_INPUTS/NAME`.
@@ -46,7 +46,7 @@ pub(crate) fn input_of(name: &str, store_version: &str) -> Input {
 
 /// Makes `new` (a gateway model of a project, `version_id` set) served: the gateway model, once,
 /// and a serving job of `user_id` on the project unless one is queued or running, for the
-/// longest of [`SERVING_TIMES_S`] its allocation admits (a refusal if none). Running it again
+/// longest of [`SERVING_TIMES_S`] up to `longest_s` its allocation admits (a refusal if none). Running it again
 /// after a crash, or once the serving job ended, finishes what was left.
 pub async fn serve_version(
     state: &AppState,
@@ -54,6 +54,7 @@ pub async fn serve_version(
     project: &ProjectRow,
     user_id: Option<i64>,
     version: &ModelVersionRow,
+    longest_s: i64,
     actor: &str,
 ) -> AppResult<GatewayModelRow> {
     let model = match state.db.gateway_model(new.name).await? {
@@ -65,7 +66,7 @@ pub async fn serve_version(
     }
     let inputs = serde_json::to_string(&[input_of("model", &version.store_version)]).map_err(anyhow::Error::from)?;
     let mut refused = None;
-    for time_limit_s in SERVING_TIMES_S {
+    for time_limit_s in SERVING_TIMES_S.into_iter().filter(|time_limit_s| *time_limit_s <= longest_s) {
         match crate::compute::queue(state, user_id, project, serving_job(new.name, project.id, time_limit_s), &inputs)
             .await
         {

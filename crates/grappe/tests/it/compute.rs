@@ -653,8 +653,15 @@ fn an_array_runs_each_task_once_and_never_more_at_once_than_its_limit() {
         let array = json!({ "project": project, "command": ["sh", "-c", "echo task $GRAPPE_ARRAY_TASK_ID of $GRAPPE_ARRAY_JOB_ID; sleep 1"], "time_limit_s": 60, "array": "0-5%2" });
         let first = submit(&client, &token, array);
         let array_id = first["array_job_id"].as_i64().unwrap();
+        // Waiting on an array is waiting on every one of its tasks, as in Slurm.
+        let after = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "dependency": format!("afterok:{array_id}") });
+        let after = submit(&client, &token, after)["id"].as_i64().unwrap();
         assert_eq!((first["id"].as_i64(), first["array_task_id"].as_i64()), (Some(array_id), Some(0)));
         let tasks: Vec<i64> = (array_id..array_id + 6).collect();
+        let last_end =
+            tasks.iter().map(|id| wait_state(&client, &token, *id, &["completed"])["ended_at"].as_i64().unwrap()).max();
+        let after = wait_state(&client, &token, after, &["completed"]);
+        assert!(after["started_at"].as_i64() >= last_end, "{after} began before the array's last task ended");
         let ended: Vec<Value> = tasks.iter().map(|id| wait_state(&client, &token, *id, &["completed"])).collect();
         for (task, job) in ended.iter().enumerate() {
             assert_eq!(job["array_task_id"], task as i64);
@@ -676,6 +683,6 @@ fn an_array_runs_each_task_once_and_never_more_at_once_than_its_limit() {
         let bad = client.post("/api/v1/jobs", Some(&token), &bad);
         assert!(bad.status == 422 && bad.text.contains("`array`"), "{}", bad.text);
         let total = client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len();
-        assert_eq!(total, 6, "nothing of the refused arrays was queued");
+        assert_eq!(total, 7, "the array and the job after it; nothing of the refused arrays");
     }
 }
