@@ -31,6 +31,8 @@ while True:
 drained = time.monotonic()
 def ts(text):
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
+# Only the records of jobs that ran (an array's pending remainder has no start).
+states = {key: f for key, f in states.items() if f["JobState"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")}
 latencies = sorted((ts(f["StartTime"]) - ts(f["SubmitTime"])) * 1000 for f in states.values())
 def pct(p):
     return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
