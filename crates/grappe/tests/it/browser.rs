@@ -263,7 +263,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
     browser.click("#account-link");
     browser.wait_text("h1", "My account");
     assert_eq!(browser.text("#account-email"), email);
-    assert!(browser.text("#account-roles").contains("admin"));
+    assert!(browser.text("#account-roles").contains("Administrator"));
     browser.screenshot("account-en.png");
 
     // Back to French, then log out: the account page now asks to log in.

@@ -269,9 +269,9 @@ fn bad_submissions_are_refused_with_reasons() {
         "{}",
         multi.text
     );
-    // A field the API does not know is refused, by its name: an array asked for, or a misspelt
-    // time limit, must not run one job with the defaults.
-    for (field, value) in [("array", json!("0-9")), ("time_limt_s", json!(60))] {
+    // A field the API does not know is refused, by its name: a Slurm option it does not take, or
+    // a misspelt time limit, must not run one job with the defaults.
+    for (field, value) in [("partition", json!("gpu")), ("time_limt_s", json!(60))] {
         let unknown = client.post("/api/v1/jobs", Some(&token), &with(field, value));
         unknown.assert_envelope(422);
         let detail = unknown.body["detail"].as_str().unwrap();
