@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::account::api;
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
-use crate::kit::page::{Chrome, after_form, form_checked, render};
+use crate::kit::page::{Chrome, checked_form, render};
 use crate::kit::state::AppState;
 
 struct UserLine {
@@ -125,18 +125,16 @@ pub async fn create_user_form(
     uri: Uri,
     Form(form): Form<UserForm>,
 ) -> Result<Response, AppError> {
-    let chrome = match form_checked(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf) {
-        Ok(chrome) => chrome,
-        Err(refusal) => return Ok(*refusal),
-    };
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let fields = api::NewUserFields {
-        name: form.name,
-        email: form.email,
-        password: form.password,
+        name: form.name.clone(),
+        email: form.email.clone(),
+        password: form.password.clone(),
         organisation_id: form.organisation.parse().ok(),
     };
-    let done = api::create_user_from(&state.db, fields, &caller.audit_name()).await;
-    after_form(chrome, "/admin#users", done)
+    let actor = caller.audit_name();
+    let done = api::create_user_from(&state.db, fields, &actor);
+    checked_form(chrome, &caller, &form.csrf, "/admin#users", done).await
 }
 
 #[derive(Deserialize)]
@@ -156,15 +154,12 @@ pub async fn grant_form(
     uri: Uri,
     Form(form): Form<GrantForm>,
 ) -> Result<Response, AppError> {
-    let chrome = match form_checked(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf) {
-        Ok(chrome) => chrome,
-        Err(refusal) => return Ok(*refusal),
-    };
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let done = async {
         let user = user_by_email(&state, &form.email).await?;
         api::grant(&state, &caller, user, &form.role, &form.scope).await
     };
-    after_form(chrome, "/admin#users", done.await)
+    checked_form(chrome, &caller, &form.csrf, "/admin#users", done).await
 }
 
 #[derive(Deserialize)]
@@ -182,12 +177,9 @@ pub async fn create_organisation_form(
     uri: Uri,
     Form(form): Form<OrganisationForm>,
 ) -> Result<Response, AppError> {
-    let chrome = match form_checked(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf) {
-        Ok(chrome) => chrome,
-        Err(refusal) => return Ok(*refusal),
-    };
-    let done = api::new_organisation(&state, &caller, &form.organisation).await;
-    after_form(chrome, "/admin#organisations", done)
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let done = api::new_organisation(&state, &caller, &form.organisation);
+    checked_form(chrome, &caller, &form.csrf, "/admin#organisations", done).await
 }
 
 /// A project as the form gives it: hours as typed, members by e-mail.
@@ -212,16 +204,10 @@ pub async fn create_project_form(
     uri: Uri,
     Form(form): Form<ProjectForm>,
 ) -> Result<Response, AppError> {
-    let chrome = match form_checked(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf) {
-        Ok(chrome) => chrome,
-        Err(refusal) => return Ok(*refusal),
-    };
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let done = async {
         let hours = |field: &str, text: &str| {
             let text = text.trim();
-            if text.is_empty() && field == "storage_gb" {
-                return Ok(0);
-            }
             text.parse::<i64>().map_err(|_| AppError::Invalid(format!("`{field}`: a whole number, not `{text}`")))
         };
         let mut members = Vec::new();
@@ -232,7 +218,7 @@ pub async fn create_project_form(
             name: form.name.clone(),
             gpu_hours: hours("gpu_hours", &form.gpu_hours)?,
             cpu_hours: hours("cpu_hours", &form.cpu_hours)?,
-            storage_gb: hours("storage_gb", &form.storage_gb)?,
+            storage_gb: if form.storage_gb.trim().is_empty() { 0 } else { hours("storage_gb", &form.storage_gb)? },
             valid_from: None,
             valid_until: None,
             members,
@@ -240,5 +226,5 @@ pub async fn create_project_form(
         };
         crate::compute::new_project(&state, &caller, body).await
     };
-    after_form(chrome, "/admin#projects", done.await)
+    checked_form(chrome, &caller, &form.csrf, "/admin#projects", done).await
 }

@@ -132,12 +132,27 @@ pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Res
 }
 
 /// A page's form whose CSRF token is the session's; else the refusal, as a page.
-pub fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
+fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
     if !caller::check_csrf(caller, csrf) {
         let message = chrome.tr.t("login-csrf");
         return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
     }
     Ok(chrome)
+}
+
+/// A page's form that names no object: its CSRF token checked, then (only then) `action` run,
+/// then [`after_form`] to `to`.
+pub async fn checked_form<T>(
+    chrome: Chrome,
+    caller: &Caller,
+    csrf: &str,
+    to: &str,
+    action: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<Response, AppError> {
+    match form_checked(chrome, caller, csrf) {
+        Ok(chrome) => after_form(chrome, to, action.await),
+        Err(refusal) => Ok(*refusal),
+    }
 }
 
 /// After a page's form: to `to`, or the refusal as a page in the reader's language (an error of
