@@ -103,9 +103,19 @@ impl Browser {
         found.as_array().map_or(0, Vec::len)
     }
 
+    /// The element's visible text. A live page may replace the element between finding and
+    /// reading it (a stale reference): then it is found again, a few times at most.
     fn text(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.session_call("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or("").to_owned()
+        let session = format!("/session/{}", self.session);
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let element = self.find(css);
+            match self.try_call("GET", &format!("{session}/element/{element}/text"), None) {
+                Ok(text) => return text.as_str().unwrap_or("").to_owned(),
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("webdriver text of {css}: {last_error}")
     }
 
     fn click(&self, css: &str) {
