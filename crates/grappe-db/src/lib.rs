@@ -47,7 +47,10 @@ pub use gateway::{
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
-pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
+pub use programme::{
+    CommitmentRow, LoadRefused, LoadSummary, MonthFigures, NewPayment, PaymentRefused, PaymentRow, PlatformFigures,
+    ProgrammeHeader, StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -5,7 +5,7 @@
 mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
-use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
+use grappe_domain::programme::Programme;
 
 use crate::account::api::{NewUserFields, create_user_from};
 use crate::kit::caller;
@@ -28,7 +28,9 @@ const ORGANISATIONS: [(&str, &str, Option<&str>); 4] = [
 ];
 
 pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
-    state.db.load_programme(&france_2030_instruments(), &france_2030_kpis()).await?;
+    if let Err(refused) = state.db.load_programme(&Programme::france_2030(), "demo").await? {
+        return Err(AppError::Conflict(crate::programme::refusal(&refused)));
+    }
     for (name, kind, size_class) in ORGANISATIONS {
         if state.db.organisation_by_name(name).await?.is_none() {
             state.db.create_organisation(name, OrganisationProfile::parse(kind, size_class)?).await?;
@@ -64,7 +66,29 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
     calls::load(state).await?;
+    demo_payments(state).await?;
     Ok(accounts)
+}
+
+/// A first instalment (30 %) paid to the first three centres the decided call selected, so that
+/// the dashboard's disbursed figure comes from records; a payment already there (its
+/// reference) is kept as it is.
+async fn demo_payments(state: &AppState) -> AppResult<()> {
+    let today = grappe_domain::calendar::iso_date(grappe_db::now_ms());
+    for commitment in state.db.commitments(Some("ia_cluster")).await?.iter().rev().take(3) {
+        let reference = format!("DEMO-{}-1", commitment.application_id);
+        let payment = grappe_db::NewPayment {
+            application_id: commitment.application_id,
+            amount_cents: commitment.amount_cents * 3 / 10,
+            paid_on: &today,
+            reference: &reference,
+        };
+        match state.db.record_payment(&payment, "demo").await? {
+            Ok(_) | Err(grappe_db::PaymentRefused::DuplicateReference) => {}
+            Err(refused) => return Err(AppError::Conflict(format!("demo payment: {refused:?}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`).

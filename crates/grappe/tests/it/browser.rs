@@ -244,7 +244,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // French by default, from the browser's language; the budget as a chart and as a table.
     browser.go(&format!("{}/", server.base));
-    assert_eq!(browser.text("h1"), "Le programme en un coup d'œil");
+    assert_eq!(browser.text("h1"), "France 2030 : plan pour l'intelligence artificielle");
     assert_eq!(browser.count("#budget-chart svg rect"), 3 + 5 * 3, "legend and three bars per line");
     assert!(browser.text("#budget-table").contains("500 M€"));
     assert!(browser.text("#budget-table").contains("1,5 Md€"));
@@ -267,7 +267,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // Switch to English; the choice is remembered from page to page.
     browser.click("#lang-switch");
-    browser.wait_text("h1", "The programme at a glance");
+    browser.wait_text("h1", "France 2030: the artificial intelligence plan");
     assert!(browser.text("#budget-table").contains("1.5 bn €"));
     browser.screenshot("dashboard-en.png");
     browser.click("#account-link");

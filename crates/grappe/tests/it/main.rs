@@ -26,6 +26,7 @@ mod jury;
 mod lm;
 mod metrics;
 mod models;
+mod programme;
 mod sandbox;
 mod score;
 mod simulate;
