@@ -188,17 +188,20 @@ pub async fn dashboard(
             disbursed: money(line.disbursed_cents),
         })
         .collect();
+    // A module's figures go under the first instrument it runs, not under each.
+    let mut shown = std::collections::HashSet::new();
     let instruments = programme
         .instruments
         .iter()
         .map(|instrument| {
             let total: i64 = instrument.budget_lines.iter().map(|line| line.envelope_cents).sum();
+            let first = shown.insert(instrument.module.as_str());
             InstrumentView {
                 name: locale.pick(&instrument.name_fr, &instrument.name_en).to_owned(),
                 summary: locale.pick(&instrument.summary_fr, &instrument.summary_en).to_owned(),
                 href: format!("/{}", instrument.module),
                 budget: (total > 0).then(|| money(total)),
-                figures: module_figures(&chrome, &instrument.module, &figures),
+                figures: if first { module_figures(&chrome, &instrument.module, &figures) } else { Vec::new() },
             }
         })
         .collect();

@@ -460,6 +460,8 @@ fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
         "/challenges/1",
         "/ai",
         "/booster",
+        "/programme/lines/ia_cluster",
+        "/programme/report/2026",
     ];
     let roles: [(&str, &[&str]); 4] = [
         (
@@ -1086,4 +1088,39 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     assert!(browser.text("#letter").contains("Un vrai besoin industriel."), "the reviews, without names");
     assert!(!browser.text("#letter").contains("kuleuven"), "no juror's name");
     browser.screenshot("call-letter-fr.png");
+}
+
+#[test]
+fn the_yearly_report_prints_to_a4_pages_without_the_navigation() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let year = &grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4];
+    let browser = Browser::start();
+    browser.go(&format!("{}/programme/report/{year}", server.base));
+    assert_eq!(browser.text("h1"), format!("Rapport annuel {year}"));
+    // The demo's decisions and payments are this year's: the report lists them.
+    assert!(browser.count("#report-commitments tbody tr") == 9, "{}", browser.text("main"));
+    assert_eq!(browser.count("#report-payments-table tbody tr"), 3);
+    // As the printer sees it: no navigation, no header, no hint, every table whole.
+    let media = json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "media": "print" } });
+    browser.session_call("POST", "/goog/cdp/execute", Some(media));
+    let hidden = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return ['header.top', 'nav', 'footer', '.no-print'].map(s => getComputedStyle(document.querySelector(s)).display);", "args": [] })),
+    );
+    assert_eq!(hidden, json!(["none", "none", "none", "none"]));
+    let pdf = browser.session_call(
+        "POST",
+        "/print",
+        Some(json!({ "page": { "width": 21.0, "height": 29.7 }, "background": true })),
+    );
+    let pdf = base64_decode(pdf.as_str().expect("a PDF"));
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    std::fs::write(artifacts_dir().join("report-fr.pdf"), &pdf).expect("write the PDF");
+    // Its pages: `/Type /Page` objects (not `/Pages`), each A4 (595 x 842 points).
+    let text = String::from_utf8_lossy(&pdf);
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert!((2..=8).contains(&pages), "{pages} pages");
+    assert!(text.contains("/MediaBox [0 0 595"), "A4 pages");
 }
