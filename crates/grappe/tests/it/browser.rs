@@ -502,7 +502,7 @@ fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
             }
         }
     }
-    assert_eq!(checked, 2 * (11 + 13));
+    assert_eq!(checked, 2 * (13 + 13));
 }
 
 #[test]
