@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod calls;
+mod centres;
 mod challenges;
 mod compute;
 mod datasets;
@@ -31,6 +32,7 @@ pub use calls::{
     DecisionRefused, DecisionRow, JurorRow, MessageRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields,
     ReviewRow, call_takes_applications,
 };
+pub use centres::{CentreRow, TrainingRow};
 pub use challenges::{
     ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,
     TeamRow,

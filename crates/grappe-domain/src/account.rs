@@ -190,6 +190,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 named_enum!(
     /// What an organisation is; companies carry a size class.

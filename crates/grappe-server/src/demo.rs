@@ -67,7 +67,56 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     demo_challenge(state, project).await?;
     calls::load(state).await?;
     demo_payments(state).await?;
+    demo_centres(state).await?;
     Ok(accounts)
+}
+
+/// The demo's centres with a profile, three of them with two academic years of training, so
+/// that the centres' pages and the dashboard's "specialists trained" come from records; a
+/// profile already written is kept as it is.
+async fn demo_centres(state: &AppState) -> AppResult<()> {
+    use grappe_domain::centre::{Profile, Training};
+    const CITIES: [(&str, &str); 9] = [
+        ("Sorbonne Université", "Paris"),
+        ("Université Clermont Auvergne", "Clermont-Ferrand"),
+        ("Université PSL", "Paris"),
+        ("Université de Bordeaux", "Bordeaux"),
+        ("Université de Lille", "Lille"),
+        ("Université de Lorraine", "Nancy"),
+        ("Université de Montpellier", "Montpellier"),
+        ("Université de Strasbourg", "Strasbourg"),
+        ("Université de Toulouse", "Toulouse"),
+    ];
+    const OFFER: [(&str, &str, i64, [i64; 2]); 4] = [
+        ("technician", "Technicien·ne en science des données", 30, [24, 29]),
+        ("master", "Master Intelligence artificielle", 60, [52, 58]),
+        ("phd", "Programme doctoral en IA", 25, [18, 22]),
+        ("continuing", "IA pour les métiers (formation continue)", 120, [64, 97]),
+    ];
+    for (i, centre) in state.db.centres().await?.iter().enumerate() {
+        if !centre.profile.city.is_empty() {
+            continue;
+        }
+        let city = CITIES.iter().find(|(name, _)| *name == centre.organisation).map_or("", |(_, city)| city);
+        let profile = Profile::parse(
+            city,
+            &format!("{} porte le pôle « {} ».", centre.organisation, centre.title),
+            &format!("{} runs the centre \"{}\".", centre.organisation, centre.title),
+            &centre.profile.partners,
+            &centre.profile.themes,
+        )?;
+        state.db.save_centre_profile(centre.id, &profile, "demo").await?;
+        if i >= 3 {
+            continue;
+        }
+        for (level, title, places, enrolled) in OFFER {
+            for (year, enrolled) in [2024, 2025].into_iter().zip(enrolled) {
+                let training = Training::parse(level, title, year, places, enrolled)?;
+                state.db.save_training(centre.id, &training, "demo").await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A first instalment (30 %) paid to the first three centres the decided call selected, so that

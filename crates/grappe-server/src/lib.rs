@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod calls;
+pub mod centres;
 pub mod challenges;
 pub mod compute;
 pub mod data;

@@ -126,11 +126,15 @@ async fn months_chart(state: &AppState, chrome: &Chrome) -> AppResult<Option<Str
     let panel = |title: String, y_label: String, bins| {
         chart::histogram(&Histogram { title: &title, x_label: &month, y_label: &y_label, bins })
     };
-    Ok(Some(chart::stack(&[
+    let mut panels = vec![
         panel(tr.t("chart-committed-over-time"), tr.t("chart-thousand-euros"), committed_bins),
         panel(tr.t("chart-disbursed-over-time"), tr.t("chart-thousand-euros"), disbursed_bins),
-        panel(tr.t("chart-gpu-hours-by-month"), tr.t("chart-gpu-hours"), gpu_bins),
-    ])))
+    ];
+    // GPU-hours only once some were used: an empty panel says nothing.
+    if gpu_bins.iter().any(|(_, hours)| *hours > 0) {
+        panels.push(panel(tr.t("chart-gpu-hours-by-month"), tr.t("chart-gpu-hours"), gpu_bins));
+    }
+    Ok(Some(chart::stack(&panels)))
 }
 
 fn budget_chart(chrome: &Chrome, programme: &StoredProgramme) -> String {

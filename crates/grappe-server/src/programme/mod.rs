@@ -41,7 +41,8 @@ pub fn routes() -> Vec<Route> {
             Access::GlobalRole(Role::Admin),
             "Load or update the programme (its file as JSON; `grappe programme load FILE.toml`)",
             load,
-        ),
+        )
+        .body("Programme"),
         route(
             Kind::Api,
             Method::Get,
@@ -57,7 +58,8 @@ pub fn routes() -> Vec<Route> {
             Access::GlobalRole(Role::ProgrammeManager),
             "Record a payment on a selected application's grant (its transfer reference unique)",
             record_payment,
-        ),
+        )
+        .body("Payment"),
         route(Kind::Page, Method::Get, "/", Access::Public, "Programme dashboard", dashboard::dashboard),
         route(
             Kind::Page,

@@ -197,6 +197,14 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/api/v1/challenges/{id}/submissions/{submission}"), SignedIn),
         (("POST", "/api/v1/challenges/{id}/finals"), SignedIn),
         (("GET", "/booster"), Anyone),
+        (("GET", "/centres"), Anyone),
+        (("GET", "/centres/{id}"), Anyone),
+        (("POST", "/centres/{id}/profile"), SignedIn),
+        (("POST", "/centres/{id}/trainings"), SignedIn),
+        (("GET", "/api/v1/centres"), Anyone),
+        (("GET", "/api/v1/centres/{id}"), Anyone),
+        (("POST", "/api/v1/centres/{id}"), SignedIn),
+        (("POST", "/api/v1/centres/{id}/trainings"), SignedIn),
     ])
 }
 

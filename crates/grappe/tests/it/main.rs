@@ -11,6 +11,7 @@ mod browser;
 mod calls;
 mod calls_integrity;
 mod calls_isolation;
+mod centres;
 mod challenges;
 mod cli;
 mod cluster;
