@@ -100,7 +100,7 @@ async fn demo_centres(state: &AppState) -> AppResult<()> {
         let city = CITIES.iter().find(|(name, _)| *name == centre.organisation).map_or("", |(_, city)| city);
         let profile = Profile::parse(
             city,
-            &format!("{} porte le pôle « {} ».", centre.organisation, centre.title),
+            &format!("{} porte le pôle «\u{a0}{}\u{a0}».", centre.organisation, centre.title),
             &format!("{} runs the centre \"{}\".", centre.organisation, centre.title),
             &centre.profile.partners,
             &centre.profile.themes,

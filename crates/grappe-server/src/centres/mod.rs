@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, Id};
-use crate::kit::page::{Chrome, checked_form, render};
+use crate::kit::page::{Chrome, FormErrors, after_form, checked_form, form_checked, render};
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
@@ -272,7 +272,9 @@ struct CentrePage {
     summary_fr: String,
     summary_en: String,
     levels: Vec<(&'static str, String)>,
-    year: i64,
+    /// The training form as typed (empty but for the year at first), and what is wrong with it.
+    form: TrainingForm,
+    errors: FormErrors,
 }
 
 pub async fn centre_page(
@@ -283,8 +285,24 @@ pub async fn centre_page(
     uri: Uri,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let year = grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4].to_owned();
+    let form = TrainingForm { year, ..TrainingForm::default() };
+    centre_response(&state, &caller, chrome, id, form, FormErrors::default(), StatusCode::OK).await
+}
+
+/// A centre's page: its profile, its offer, and for its coordinators the forms (the training
+/// form as typed, with what is wrong with it).
+async fn centre_response(
+    state: &AppState,
+    caller: &Caller,
+    chrome: Chrome,
+    id: i64,
+    form: TrainingForm,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Result<Response, AppError> {
     let locale = chrome.tr.locale;
-    let centre = centre_or_404(&state, id).await?;
+    let centre = centre_or_404(state, id).await?;
     let rows = state.db.trainings(Some(id)).await?;
     // Enrolled by year, oldest first: the offer growing (or not).
     let mut by_year: BTreeMap<i64, i64> = BTreeMap::new();
@@ -312,7 +330,7 @@ pub async fn centre_page(
     let profile = &centre.profile;
     let page = CentrePage {
         id,
-        editable: may_edit(&caller, &centre),
+        editable: may_edit(caller, &centre),
         summary: locale.pick(&profile.summary_fr, &profile.summary_en).to_owned(),
         partners_text: profile.partners.join("\n"),
         themes_text: profile.themes.join("\n"),
@@ -326,10 +344,11 @@ pub async fn centre_page(
         trainings,
         chart_svg,
         levels,
-        year: grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4].parse().unwrap_or(2026),
+        form,
+        errors,
         chrome,
     };
-    Ok(render(&page, StatusCode::OK))
+    Ok(render(&page, status))
 }
 
 #[derive(Deserialize)]
@@ -369,7 +388,7 @@ pub async fn profile_form(
     checked_form(chrome, &caller, &form.csrf, &format!("/centres/{id}"), done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct TrainingForm {
     #[serde(default)]
     csrf: String,
@@ -385,10 +404,34 @@ pub struct TrainingForm {
     enrolled: String,
 }
 
-/// A whole number typed in a form's field, or an error that names the field.
-fn whole(field: &'static str, text: &str) -> Result<i64, AppError> {
-    let text: String = text.chars().filter(|c| !c.is_whitespace() && *c != '\u{202f}').collect();
-    text.parse().map_err(|_| AppError::Invalid(format!("`{field}` must be a whole number")))
+impl TrainingForm {
+    /// The training typed, or a message per wrong field in the reader's language.
+    fn training(&self, tr: &crate::kit::i18n::Tr) -> Result<Training, FormErrors> {
+        let whole = |text: &str| -> Option<i64> {
+            text.chars().filter(|c| !c.is_whitespace() && *c != '\u{202f}').collect::<String>().parse().ok()
+        };
+        let (year, places, enrolled) = (whole(&self.year), whole(&self.places), whole(&self.enrolled));
+        let mut errors = FormErrors::default();
+        let mut check = |field: &'static str, ok: bool| {
+            if !ok {
+                errors.fields.push((field, tr.t(&format!("centre-error-{field}"))));
+            }
+        };
+        check("level", self.level.parse::<TrainingLevel>().is_ok());
+        check("title", Training::parse("master", &self.title, 2025, 0, 0).is_ok());
+        check("year", year.is_some_and(|year| grappe_domain::centre::YEARS.contains(&year)));
+        check("places", places.is_some_and(|places| (0..=grappe_domain::centre::MAX_PLACES).contains(&places)));
+        check(
+            "enrolled",
+            enrolled.is_some_and(|enrolled| enrolled >= 0 && places.is_none_or(|places| enrolled <= places)),
+        );
+        match (year, places, enrolled) {
+            (Some(year), Some(places), Some(enrolled)) if errors.fields.is_empty() => {
+                Training::parse(&self.level, &self.title, year, places, enrolled).map_err(|_| errors)
+            }
+            _ => Err(errors),
+        }
+    }
 }
 
 pub async fn training_form(
@@ -400,11 +443,22 @@ pub async fn training_form(
     Form(form): Form<TrainingForm>,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let training = (|| {
-        let (year, places, enrolled) =
-            (whole("year", &form.year)?, whole("places", &form.places)?, whole("enrolled", &form.enrolled)?);
-        Ok(Training::parse(&form.level, &form.title, year, places, enrolled)?)
-    })();
-    let done = write_training(&state, &caller, id, training);
-    checked_form(chrome, &caller, &form.csrf, &format!("/centres/{id}#trainings"), done).await
+    let chrome = match form_checked(chrome, &caller, &form.csrf) {
+        Ok(chrome) => chrome,
+        Err(refusal) => return Ok(*refusal),
+    };
+    match form.training(&chrome.tr) {
+        Ok(training) => {
+            let done = write_training(&state, &caller, id, Ok(training)).await;
+            after_form(chrome, &format!("/centres/{id}#trainings"), done)
+        }
+        Err(errors) => {
+            // What was typed stays; only a keeper of the centre gets this far with errors shown.
+            let centre = centre_or_404(&state, id).await?;
+            if !may_edit(&caller, &centre) {
+                return Err(AppError::Forbidden("only the centre's coordinators record its trainings"));
+            }
+            centre_response(&state, &caller, chrome, id, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
 }

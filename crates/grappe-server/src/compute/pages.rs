@@ -15,7 +15,7 @@ use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, form_target, message_page, not_found_page, render};
+use crate::kit::page::{Chrome, FormErrors, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -142,20 +142,6 @@ struct ProjectPage {
     /// The submission form as typed, and what is wrong with it.
     form: JobForm,
     errors: FormErrors,
-}
-
-/// What is wrong with a submitted form: a message per field (by its name), and one for the
-/// whole form (a refusal of the job as a whole), in the reader's language.
-#[derive(Default)]
-struct FormErrors {
-    fields: Vec<(&'static str, String)>,
-    form: Option<String>,
-}
-
-impl FormErrors {
-    fn of(&self, field: &str) -> Option<&str> {
-        self.fields.iter().find(|(name, _)| *name == field).map(|(_, message)| message.as_str())
-    }
 }
 
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.

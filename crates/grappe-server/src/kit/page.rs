@@ -122,6 +122,20 @@ pub fn not_found_page(chrome: Chrome) -> Response {
     message_page(chrome, StatusCode::NOT_FOUND, message)
 }
 
+/// What is wrong with a submitted form: a message per field (by its name), and one for the
+/// whole form (a refusal as a whole), in the reader's language.
+#[derive(Default)]
+pub struct FormErrors {
+    pub fields: Vec<(&'static str, String)>,
+    pub form: Option<String>,
+}
+
+impl FormErrors {
+    pub fn of(&self, field: &str) -> Option<&str> {
+        self.fields.iter().find(|(name, _)| *name == field).map(|(_, message)| message.as_str())
+    }
+}
+
 /// The object a page's form acts on: its CSRF token checked, its id (a path segment) parsed;
 /// else the page to answer.
 pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
@@ -133,7 +147,7 @@ pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Res
 }
 
 /// A page's form whose CSRF token is the session's; else the refusal, as a page.
-fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
+pub fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
     if !caller::check_csrf(caller, csrf) {
         let message = chrome.tr.t("login-csrf");
         return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));

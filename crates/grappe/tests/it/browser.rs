@@ -1124,3 +1124,47 @@ fn the_yearly_report_prints_to_a4_pages_without_the_navigation() {
     assert!((2..=8).contains(&pages), "{pages} pages");
     assert!(text.contains("/MediaBox [0 0 595"), "A4 pages");
 }
+
+#[test]
+fn a_centre_coordinator_records_a_training_by_keyboard_and_a_wrong_number_is_said_in_french() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let centres = client.get("/api/v1/centres", None).body;
+    let centre =
+        centres["items"].as_array().unwrap().iter().find(|c| c["enrolled"] == 0).unwrap()["id"].as_i64().unwrap();
+    let decision =
+        client.get(&format!("/api/v1/applications/{centre}/decision"), Some(crate::harness::ADMIN_TOKEN)).body;
+    crate::centres::coordinator(&client, "coord@example.org", decision["project"].as_i64().unwrap());
+
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 900 })));
+    browser.go(&format!("{}/login?next=/centres/{centre}", server.base));
+    browser.type_into("#email", "coord@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#training-form", 1);
+    browser.type_into("#training-title", "Licence professionnelle IA");
+    browser.type_into("#training-places", "quarante");
+    browser.type_into("#training-enrolled", "12\u{E007}");
+    browser.wait_count("#training-places-error", 1);
+    assert_eq!(browser.text("#training-places-error"), "Les places sont un nombre entier de 0 à 100 000.");
+    assert_eq!(browser.count("#training-title-error"), 0);
+    let typed = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return [document.querySelector('#training-title').value, document.querySelector('#training-places').getAttribute('aria-invalid')];", "args": [] })),
+    );
+    assert_eq!(typed, json!(["Licence professionnelle IA", "true"]), "what was typed is kept");
+    browser.assert_accessible("a centre's form with an error (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "a long name in the header stays within 390 px");
+    browser.screenshot("centre-form-error-fr.png");
+
+    // Corrected: the programme is in the table, and in the programme's figures.
+    let places = browser.find("#training-places");
+    browser.session_call("POST", &format!("/element/{places}/clear"), Some(json!({})));
+    browser.type_into("#training-places", "40\u{E007}");
+    browser.wait_count("#trainings-table", 1);
+    assert!(browser.text("#trainings-table").contains("Licence professionnelle IA"));
+    assert_eq!(client.get(&format!("/api/v1/centres/{centre}"), None).body["enrolled"], 12);
+    browser.screenshot("centre-fr.png");
+}
