@@ -15,6 +15,7 @@ use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
+use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, FormErrors, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
@@ -33,9 +34,9 @@ struct JobLine {
     project: String,
     state: String,
     reason: String,
-    submitted: String,
+    submitted: Time,
     /// While pending: when it is estimated to start.
-    estimated_start: Option<String>,
+    estimated_start: Option<Time>,
 }
 
 #[derive(Template)]
@@ -90,7 +91,7 @@ async fn project_view(
 }
 
 /// When a pending job is estimated to start, for people.
-fn estimated_start(job: &JobRow, locale: Locale) -> Option<String> {
+fn estimated_start(job: &JobRow, locale: Locale) -> Option<Time> {
     job.estimated_start_at.filter(|_| job.state == "pending").map(|at| locale.datetime(at))
 }
 
@@ -333,7 +334,7 @@ pub async fn submit_form(
 }
 
 struct EventLine {
-    at: String,
+    at: Time,
     state: String,
     detail: String,
 }
@@ -361,7 +362,7 @@ struct JobPage {
     elapsed: Option<String>,
     /// Why it waits or how it ended, in the reader's words.
     reason: String,
-    estimated_start: Option<String>,
+    estimated_start: Option<Time>,
 }
 
 /// The most metric charts on a job's page: its first keys by name.

@@ -14,6 +14,7 @@ use grappe_db::{CommitmentRow, PaymentRow, PlatformFigures, StoredProgramme};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::i18n::Locale;
+use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, render};
 use crate::kit::state::AppState;
 
@@ -233,7 +234,7 @@ pub struct CommitmentView {
     pub organisation: String,
     pub amount: String,
     pub paid: String,
-    pub decided: String,
+    pub decided: Time,
 }
 
 struct PaymentView {

@@ -14,6 +14,7 @@ use grappe_domain::calendar;
 
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
+use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, render};
 use crate::kit::state::AppState;
 use crate::programme::dashboard::{CommitmentView, Figure, commitment_view, kpi_value, module_figures};
@@ -36,7 +37,7 @@ struct Report {
     chrome: Chrome,
     year: i64,
     name: String,
-    printed_on: String,
+    printed_on: Time,
     totals: Vec<Total>,
     chart_svg: String,
     commitments: Vec<CommitmentView>,

@@ -367,6 +367,8 @@ fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
     // Times in the platform's zone (Europe/Paris by default), the French way, the zone said.
     let timeline = browser.text("#timeline");
     assert!(timeline.contains(" CET ") || timeline.contains(" CEST "), "{timeline}");
+    // Each time is also written for machines: `<time datetime="...Z">`.
+    assert!(browser.count("#timeline time[datetime$='Z']") >= 3, "the timeline's times as <time datetime>");
     assert!(
         timeline.split_whitespace().next().is_some_and(|date| date.len() == 10 && &date[2..3] == "/"),
         "{timeline}"
