@@ -79,6 +79,9 @@ pub struct JobRow {
     pub memory_peak_mb: Option<i64>,
     /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
     pub inputs: String,
+    /// The digest of the archive its working directory starts from (empty: none; and empty in
+    /// the scheduler's queue, which [`NewRun::workdir`] gives at the start).
+    pub workdir: String,
 }
 
 /// What [`Db::cancel_job`] did.
@@ -140,6 +143,8 @@ pub struct NewJob<'a> {
     /// them may run at once.
     pub array_tasks: &'a [i64],
     pub array_limit: Option<i64>,
+    /// The digest of the archive its working directory starts from (empty: none).
+    pub workdir: &'a str,
 }
 
 /// How many jobs may wait at once: per user (in all projects), per project.
@@ -265,13 +270,13 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at, \
-    dependencies, array_job_id, array_task_id, array_limit";
+    dependencies, array_job_id, array_task_id, array_limit, workdir";
 
 /// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
     external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs, \
-    estimated_start_at, dependencies, array_job_id, array_task_id, array_limit";
+    estimated_start_at, dependencies, array_job_id, array_task_id, array_limit, '' AS workdir";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +288,8 @@ pub struct NewRun {
     pub env: String,
     /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
     pub inputs: String,
+    /// The digest of the archive its working directory starts from (empty: none).
+    pub workdir: String,
 }
 
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
@@ -338,6 +345,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         cpu_time_ms: row.try_get("cpu_time_ms")?,
         memory_peak_mb: row.try_get("memory_peak_mb")?,
         inputs: row.try_get("inputs")?,
+        workdir: row.try_get("workdir")?,
     })
 }
 
@@ -568,8 +576,8 @@ impl Db {
             let row = sqlx::query(&format!(
                 "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, \
                  state, reason, submitted_at, env, network, nodes, inputs, dependencies, array_job_id, array_task_id, \
-                 array_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, \
-                 $14, $15, $16, $17, $18) RETURNING {JOB_COLUMNS}"
+                 array_limit, workdir) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18, $19) RETURNING {JOB_COLUMNS}"
             ))
             .bind(job.project_id)
             .bind(job.user_id)
@@ -589,6 +597,7 @@ impl Db {
             .bind(first.as_ref().map(|first| first.id))
             .bind(task)
             .bind(task.and(job.array_limit))
+            .bind(job.workdir)
             .fetch_one(&mut *tx)
             .await?;
             let mut created = job_from(&row)?;
@@ -747,7 +756,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
              ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run, command, env, inputs, project_id, user_id, gpus, cpus, nodes, time_limit_s",
+             RETURNING run, command, env, inputs, workdir, project_id, user_id, gpus, cpus, nodes, time_limit_s",
         )
         .bind(now)
         .bind(instance)
@@ -761,6 +770,7 @@ impl Db {
             command: row.try_get("command")?,
             env: row.try_get("env")?,
             inputs: row.try_get("inputs")?,
+            workdir: row.try_get("workdir")?,
         };
         Queued::from_row(&row)?.count(&mut tx, -1).await?;
         let run = new_run.run;
@@ -1235,5 +1245,34 @@ impl Db {
                 Ok((row.try_get("project_id")?, row.try_get("at")?, row.try_get("gpu_ms")?, row.try_get("cpu_ms")?))
             })
             .collect()
+    }
+}
+
+impl Db {
+    /// Records that `user_id` sent the working-directory archive `digest` (stored by the caller);
+    /// sending it again changes nothing.
+    pub async fn record_workdir_upload(&self, digest: &str, user_id: i64, files: i64, bytes: i64) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO workdir_uploads (digest, user_id, files, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (digest, user_id) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(user_id)
+        .bind(files)
+        .bind(bytes)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `user_id` sent the archive `digest` (`None`, the admin token: whether anyone did).
+    pub async fn has_workdir_upload(&self, digest: &str, user_id: Option<i64>) -> DbResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM workdir_uploads WHERE digest = $1 AND ($2 < 0 OR user_id = $2) LIMIT 1")
+            .bind(digest)
+            .bind(user_id.unwrap_or(-1))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 }

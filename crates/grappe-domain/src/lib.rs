@@ -11,3 +11,4 @@ pub mod dependency;
 pub mod money;
 pub mod policy;
 pub mod programme;
+pub mod workdir;

@@ -330,6 +330,7 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
                 dry_run: false,
                 dependency: None,
                 array: None,
+                workdir: None,
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
             demo_language_model(state, &member, &project, &inputs).await?;
@@ -378,6 +379,7 @@ async fn demo_language_model(
         dry_run: false,
         dependency: None,
         array: None,
+        workdir: None,
     };
     crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
     Ok(())

@@ -60,6 +60,7 @@ fn schemas() -> Value {
                 "qos": { "enum": ["dev", "normal", "long"] }, "dry_run": { "type": "boolean" },
                 "env": { "type": "object", "additionalProperties": string },
                 "network": { "type": "boolean" }, "nodes": { "type": "integer", "minimum": 1 },
+                "workdir": { "type": "string", "description": "the digest POST /api/v1/workdirs gave: the job starts in that directory" },
                 "inputs": {
                     "type": "array", "maxItems": crate::data::inputs::MAX_INPUTS,
                     "items": { "type": "string", "description": "DATASET, DATASET@vN or DATASET@VERSION_ID: read-only at $GRAPPE_INPUTS/DATASET" },

@@ -1,7 +1,7 @@
 //! `grappe job submit|list|show|logs|cancel`, against the server the CLI is logged in to.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -47,6 +47,49 @@ pub enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A folder as a working-directory archive: its files and folders by path, in a stable order;
+/// a link, or more than the bounds, is an error that names it.
+fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use grappe_domain::workdir::{Entry, MAX_BYTES, MAX_ENTRIES, pack};
+    let mut entries = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    let mut bytes = 0u64;
+    while let Some(folder) = pending.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&folder)
+            .with_context(|| format!("reading {}", folder.display()))?
+            .collect::<Result<_, _>>()?;
+        children.sort_by_key(|child| child.file_name());
+        for child in children {
+            let path = child.path();
+            let relative =
+                path.strip_prefix(dir)?.to_str().with_context(|| format!("{}: not UTF-8", path.display()))?;
+            let kind = child.file_type()?;
+            if kind.is_dir() {
+                entries.push(Entry::Dir { path: relative.to_owned() });
+                pending.push(path);
+            } else if kind.is_file() {
+                let metadata = child.metadata()?;
+                bytes += metadata.len();
+                if bytes > MAX_BYTES {
+                    bail!("{}: more than {} MiB of files", dir.display(), MAX_BYTES >> 20);
+                }
+                let executable = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111 != 0;
+                let content = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                entries.push(Entry::File { path: relative.to_owned(), bytes: content, executable });
+            } else {
+                bail!("{}: a link or a special file (only files and folders are sent)", path.display());
+            }
+            if entries.len() > MAX_ENTRIES {
+                bail!("{}: more than {MAX_ENTRIES} files and folders", dir.display());
+            }
+        }
+    }
+    if entries.is_empty() {
+        bail!("{}: an empty folder", dir.display());
+    }
+    Ok(pack(&entries)?)
 }
 
 /// `--qos`'s help: the QoS levels of the scheduler's defaults, with their time caps.
@@ -105,6 +148,10 @@ pub struct SubmitArgs {
     /// running at a time; each is told its number in `GRAPPE_ARRAY_TASK_ID`.
     #[arg(long, short = 'a')]
     array: Option<String>,
+    /// A small folder (at most 16 MiB, 10,000 files; no links) sent with the job: its working
+    /// directory starts as a copy of it, so `-- python train.py` finds `train.py`.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
     /// Print what it would cost in CPU- and GPU-hours and what would remain; submit nothing.
     #[arg(long)]
     dry_run: bool,
@@ -326,6 +373,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 script,
                 dependency,
                 array,
+                workdir,
                 dry_run,
                 json: as_json,
                 command,
@@ -344,12 +392,20 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 None => command,
             };
             let project: Value = project.parse::<i64>().map_or_else(|_| json!(project), |id| json!(id));
+            let workdir = match workdir {
+                Some(dir) if !dry_run => {
+                    let archive = pack_dir(&dir)?;
+                    let sent = answer(session.post_bytes("/api/v1/workdirs", "application/x-tar", &archive)?)?;
+                    sent["workdir"].as_str().map(str::to_owned)
+                }
+                _ => None,
+            };
             let body = json!({
                 "project": project, "command": argv, "cpus": cpus, "gpus": gpus, "nodes": nodes,
                 "env": variables, "network": !no_network, "inputs": inputs,
                 "memory_mb": parse_memory_mb(&mem)?, "time_limit_s": parse_duration_s(&time)?,
                 "qos": qos, "name": name, "dry_run": dry_run, "dependency": dependency,
-                "array": array,
+                "array": array, "workdir": workdir,
             });
             let reply = answer(session.post("/api/v1/jobs", &body)?)?;
             let project = body["project"].as_str().map_or_else(|| body["project"].to_string(), str::to_owned);

@@ -1067,6 +1067,7 @@ pub async fn submit_code(
         dry_run: false,
         dependency: None,
         array: None,
+        workdir: None,
     };
     match crate::compute::queue(&state, caller.actor.user_id(), &project, job, &inputs).await {
         Ok(Submitted::Job(job)) => {

@@ -69,6 +69,14 @@ pub fn routes() -> Vec<Route> {
             submit_job,
         )
         .body("NewJob"),
+        route(
+            Api,
+            Post,
+            "/api/v1/workdirs",
+            SignedIn,
+            "Send a job's working directory (a ustar archive, at most 16 MiB of files); its digest names it in `workdir`",
+            upload_workdir,
+        ),
         route(Api, Get, "/api/v1/jobs", SignedIn, "Jobs of the caller's projects, newest first", list_jobs),
         route(Api, Get, "/api/v1/jobs/{id}", SignedIn, "A job (members of its project)", get_job),
         route(Api, Get, "/api/v1/jobs/{id}/logs", SignedIn, "A job's output; ?follow=true streams it", job_logs),
@@ -476,6 +484,10 @@ pub struct NewJobBody {
     /// A job array, in Slurm's syntax: `0-999%50`, one job per task, at most 50 running at once.
     #[serde(default)]
     pub array: Option<String>,
+    /// The working directory it starts in: the digest of an archive the caller sent to
+    /// `POST /api/v1/workdirs`.
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 fn one() -> i64 {
@@ -542,8 +554,76 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
             "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
         ));
     }
+    if let Some(digest) = &body.workdir {
+        let known = is_digest(digest) && state.db.has_workdir_upload(digest, caller.actor.user_id()).await?;
+        if !known {
+            return Err(AppError::Invalid(
+                "`workdir`: no archive of yours has this digest; send the directory first (POST /api/v1/workdirs)"
+                    .into(),
+            ));
+        }
+    }
     let inputs = crate::data::inputs::resolve_inputs(state, caller, &body.inputs).await?;
     queue(state, caller.actor.user_id(), &project, body, &inputs).await
+}
+
+/// A SHA-256 in lower-case hex.
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Receives a working directory as a ustar archive (`grappe_domain::workdir`: files and folders
+/// only, bounded), checks it whole and keeps it once by its SHA-256; the digest names it in a
+/// job's `workdir`. The same archive sent again is the same digest.
+pub async fn upload_workdir(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let limit = grappe_domain::workdir::MAX_BYTES as usize + grappe_domain::workdir::MAX_ENTRIES * 1024 + 2048;
+    // An announced length past the bound is refused before a byte of the body is read.
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let (digest, files, size) = store_workdir(&state, &caller, bytes.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "workdir": digest, "files": files, "bytes": size }))))
+}
+
+/// Checks a working-directory archive, keeps it under its SHA-256 (written beside, then renamed
+/// into place) and records that the caller sent it: its digest, files and bytes of files.
+pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) -> AppResult<(String, i64, i64)> {
+    let digest = grappe_db::sha256_hex(&archive);
+    let path = state.config.workdir_archive(&digest);
+    let (files, size) = tokio::task::spawn_blocking(move || -> AppResult<(i64, i64)> {
+        let entries = grappe_domain::workdir::unpack(&archive)
+            .map_err(|bad| AppError::Invalid(format!("the working directory's archive: {bad}")))?;
+        let mut files = 0;
+        let mut size = 0;
+        for entry in &entries {
+            if let grappe_domain::workdir::Entry::File { bytes, .. } = entry {
+                files += 1;
+                size += bytes.len() as i64;
+            }
+        }
+        if !path.exists() {
+            let dir = path.parent().ok_or_else(|| anyhow::anyhow!("a workdir path without a folder"))?;
+            std::fs::create_dir_all(dir).map_err(anyhow::Error::from)?;
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &archive).map_err(anyhow::Error::from)?;
+            std::fs::rename(&partial, &path).map_err(anyhow::Error::from)?;
+        }
+        Ok((files, size))
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    state.db.record_workdir_upload(&digest, caller.actor.user_id().unwrap_or(0), files, size).await?;
+    Ok((digest, files, size))
 }
 
 /// Checks and queues a job of `user_id` on `project`, reading `inputs` (resolved, as stored):
@@ -634,6 +714,7 @@ pub async fn queue(
                 dependencies: &dependencies,
                 array_tasks: &array_tasks,
                 array_limit,
+                workdir: body.workdir.as_deref().unwrap_or(""),
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )

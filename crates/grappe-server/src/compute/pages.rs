@@ -16,6 +16,7 @@ use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
 use crate::kit::i18n::Time;
+use crate::kit::multipart;
 use crate::kit::page::{Chrome, FormErrors, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
@@ -302,7 +303,67 @@ impl JobForm {
             dry_run: false,
             dependency: None,
             array: None,
+            workdir: None,
         })
+    }
+}
+
+/// A script sent with the form: its file name (the name it gets in the working directory) and
+/// its bytes.
+struct Script {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// The most bytes of a script sent with the form.
+const SCRIPT_MAX_BYTES: usize = 1 << 20;
+
+/// The job form as the browser sends it: `multipart/form-data` when it carries a script file,
+/// else URL-encoded.
+async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(JobForm, Option<Script>), AppError> {
+    let multipart = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"));
+    if !multipart {
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| AppError::PayloadTooLarge)?;
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|error| AppError::BadRequest(format!("the form could not be read: {error}")))?;
+        return Ok((form, None));
+    }
+    let (bytes, boundary) = multipart::read(headers, body, SCRIPT_MAX_BYTES + 64 * 1024).await?;
+    let parts = multipart::parts_of(&bytes, &boundary)?;
+    let text = |name: &str| multipart::text(&parts, name).map(str::to_owned);
+    let defaults = JobForm::default();
+    let form = JobForm {
+        csrf: text("csrf").unwrap_or_default(),
+        name: text("name").unwrap_or_default(),
+        command: text("command").unwrap_or_default(),
+        cpus: text("cpus").unwrap_or(defaults.cpus),
+        gpus: text("gpus").unwrap_or(defaults.gpus),
+        memory_gib: text("memory_gib").unwrap_or(defaults.memory_gib),
+        time_limit_min: text("time_limit_min").unwrap_or(defaults.time_limit_min),
+        qos: text("qos").unwrap_or(defaults.qos),
+        network: text("network"),
+        inputs: text("inputs").unwrap_or_default(),
+    };
+    let script = parts
+        .iter()
+        .find(|part| part.name == "script" && !part.bytes.is_empty())
+        .map(|part| Script { name: part.filename.clone().unwrap_or_default(), bytes: part.bytes.to_vec() });
+    Ok((form, script))
+}
+
+/// The script's file name as it lands in the working directory (its last part, checked), and
+/// the command that runs it when none was typed: Python for `.py`, else the shell.
+fn script_entry(script: &Script, tr: &crate::kit::i18n::Tr) -> Result<(String, String), FormErrors> {
+    let name = script.name.rsplit(['/', '\\']).next().unwrap_or_default();
+    match grappe_domain::workdir::check_path(name) {
+        Ok(name) if !name.contains('/') && !name.starts_with('-') => {
+            let runner = if name.ends_with(".py") { "python3" } else { "sh" };
+            Ok((name.clone(), format!("{runner} {name}")))
+        }
+        _ => Err(FormErrors { fields: vec![("script", tr.t("job-error-script"))], form: None }),
     }
 }
 
@@ -312,23 +373,70 @@ pub async fn submit_form(
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
-    Form(form): Form<JobForm>,
+    body: axum::body::Body,
 ) -> Result<Response, AppError> {
-    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let (mut form, script) = match read_job_form(&headers, body).await {
+        Ok(read) => read,
+        Err(error) => return Ok(message_page(chrome, error.status(), error.to_string())),
+    };
+    let (chrome, id) = match form_target(chrome, &caller, &form.csrf, &id) {
         Ok(target) => target,
         Err(refusal) => return Ok(*refusal),
     };
     let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
-    let errors = match form.body(id, state.config.compute.gpus, &chrome.tr) {
-        Ok(body) => match submit(&state, &caller, body).await {
-            Ok(Submitted::Job(job)) => return Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response()),
-            Ok(Submitted::Estimate(_)) => return Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response()),
-            Err(error) if error.status().is_client_error() => {
-                FormErrors { fields: Vec::new(), form: Some(format!("{} {error}", chrome.tr.t("job-form-refused"))) }
-            }
-            Err(error) => return Err(error),
-        },
+    let entry = script.as_ref().map(|script| script_entry(script, &chrome.tr)).transpose();
+    let errors = match entry {
         Err(errors) => errors,
+        Ok(entry) => {
+            if let Some((_, run)) = &entry
+                && form.command.trim().is_empty()
+            {
+                form.command = run.clone();
+            }
+            match form.body(id, state.config.compute.gpus, &chrome.tr) {
+                Ok(mut body) => {
+                    let sent = match (entry, script) {
+                        (Some((name, _)), Some(script)) => {
+                            let file = grappe_domain::workdir::Entry::File {
+                                path: name,
+                                bytes: script.bytes,
+                                executable: true,
+                            };
+                            let archive = grappe_domain::workdir::pack(&[file]).map_err(|bad| AppError::Invalid(bad.0));
+                            match archive {
+                                Ok(archive) => super::store_workdir(&state, &caller, archive)
+                                    .await
+                                    .map(|(digest, _, _)| Some(digest)),
+                                Err(error) => Err(error),
+                            }
+                        }
+                        _ => Ok(None),
+                    };
+                    let submitted = match sent {
+                        Ok(workdir) => {
+                            body.workdir = workdir;
+                            submit(&state, &caller, body).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    match submitted {
+                        Ok(Submitted::Job(job)) => {
+                            return Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response());
+                        }
+                        Ok(Submitted::Estimate(_)) => {
+                            return Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response());
+                        }
+                        Err(error) if error.status().is_client_error() => FormErrors {
+                            fields: Vec::new(),
+                            form: Some(format!("{} {error}", chrome.tr.t("job-form-refused"))),
+                        },
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(errors) => errors,
+            }
+        }
     };
     project_response(&state, chrome, project, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }

@@ -1009,7 +1009,7 @@ impl Loop {
                     }
                     continue;
                 }
-                let dirs = prepare_dirs(&self.state, &job, None)?;
+                let dirs = prepare_dirs(&self.state, &job, &job.workdir, None)?;
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
@@ -1120,7 +1120,7 @@ async fn start_run(
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
         let identity = identity(&state.config, job.project_id);
-        let dirs = prepare_dirs(state, job, identity)?;
+        let dirs = prepare_dirs(state, job, &new_run.workdir, identity)?;
         let (grappe_bind, grappe_dir) = grappe_for_jobs(sandboxed)?;
         let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
@@ -1191,9 +1191,23 @@ struct JobDirs {
 }
 
 /// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
-fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
+/// Before a job's first run, its working directory is unpacked from the archive it was sent
+/// with (`workdir`: its digest), into a folder beside it renamed into place once whole; later
+/// runs find the directory as the job left it.
+fn prepare_dirs(
+    state: &AppState,
+    job: &JobRow,
+    workdir: &str,
+    identity: Option<(u32, u32)>,
+) -> anyhow::Result<JobDirs> {
     let run_dir = state.config.job_dir(job.id);
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
+    if !workdir.is_empty() && !dirs.work.exists() {
+        let partial = dirs.run_dir.join("work.partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        unpack_workdir(&state.config.workdir_archive(workdir), &partial, identity)?;
+        std::fs::rename(&partial, &dirs.work).with_context(|| format!("moving {} into place", partial.display()))?;
+    }
     for dir in [&dirs.work, &dirs.checkpoints] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some((uid, gid)) = identity {
@@ -1201,6 +1215,51 @@ fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) ->
         }
     }
     Ok(dirs)
+}
+
+/// A working-directory archive (checked again: it is read from disk) unpacked into `into`, each
+/// file and folder its job's own.
+fn unpack_workdir(archive: &Path, into: &Path, identity: Option<(u32, u32)>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
+    let entries = grappe_domain::workdir::unpack(&bytes)?;
+    let own = |path: &Path| -> anyhow::Result<()> {
+        if let Some((uid, gid)) = identity {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", path.display()))?;
+        }
+        Ok(())
+    };
+    std::fs::create_dir_all(into)?;
+    own(into)?;
+    for entry in &entries {
+        // Checked paths: relative, without `..`; folders made one level at a time, each owned.
+        let path = into.join(entry.path());
+        let mut parents: Vec<&Path> = path.ancestors().skip(1).take_while(|dir| *dir != into).collect();
+        parents.reverse();
+        for dir in parents
+            .into_iter()
+            .chain(matches!(entry, grappe_domain::workdir::Entry::Dir { .. }).then_some(path.as_path()))
+        {
+            if !dir.exists() {
+                std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+                own(dir)?;
+            }
+        }
+        if let grappe_domain::workdir::Entry::File { bytes, executable, .. } = entry {
+            let mode = if *executable { 0o755 } else { 0o644 };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(bytes)?;
+            own(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The whole environment of a job: an allowlist, the job's own variables, and what it declared

@@ -208,6 +208,7 @@ fn job_body(fine_tune_name: &str, project: i64, epochs: i64, seed: i64, time_lim
         dry_run: false,
         dependency: None,
         array: None,
+        workdir: None,
     }
 }
 

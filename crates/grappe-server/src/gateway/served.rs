@@ -100,5 +100,6 @@ fn serving_job(model: &str, project: i64, time_limit_s: i64) -> NewJobBody {
         dry_run: false,
         dependency: None,
         array: None,
+        workdir: None,
     }
 }

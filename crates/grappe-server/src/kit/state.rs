@@ -165,6 +165,11 @@ impl ServerConfig {
         self.data_dir.join("jobs").join(job_id.to_string())
     }
 
+    /// Where a working-directory archive is kept, by its digest (64 hex digits, checked).
+    pub fn workdir_archive(&self, digest: &str) -> std::path::PathBuf {
+        self.data_dir.join("workdirs").join(format!("{digest}.tar"))
+    }
+
     pub fn new(addr: std::net::SocketAddr, database_url: String) -> ServerConfig {
         ServerConfig {
             addr,

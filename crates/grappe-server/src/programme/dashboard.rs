@@ -41,10 +41,10 @@ struct InstrumentView {
     figures: Vec<Figure>,
 }
 
-struct KpiView {
-    label: String,
-    value: String,
-    source: String,
+pub struct KpiView {
+    pub label: String,
+    pub value: String,
+    pub source: String,
 }
 
 #[derive(Template)]
@@ -162,12 +162,26 @@ fn budget_chart(chrome: &Chrome, programme: &StoredProgramme) -> String {
     })
 }
 
-/// A headline figure in words: money as money, counts as numbers, "about" where the source
-/// says so.
-pub fn kpi_value(chrome: &Chrome, value: i64, unit: &str, approximate: bool) -> String {
+/// The headline figures in words: money as money, counts as numbers, "about" where the source
+/// says so; with their sources.
+pub fn kpi_views(chrome: &Chrome, programme: &StoredProgramme) -> Vec<KpiView> {
     let locale = chrome.tr.locale;
-    let figure = if unit == "cents" { locale.money(value) } else { locale.integer(value) };
-    if approximate { format!("{} {figure}", chrome.tr.t("dashboard-approximate")) } else { figure }
+    programme
+        .kpis
+        .iter()
+        .map(|kpi| {
+            let figure = if kpi.unit == "cents" { locale.money(kpi.value) } else { locale.integer(kpi.value) };
+            KpiView {
+                label: locale.pick(&kpi.label_fr, &kpi.label_en).to_owned(),
+                value: if kpi.approximate {
+                    format!("{} {figure}", chrome.tr.t("dashboard-approximate"))
+                } else {
+                    figure
+                },
+                source: kpi.source.clone(),
+            }
+        })
+        .collect()
 }
 
 pub async fn dashboard(
@@ -210,15 +224,7 @@ pub async fn dashboard(
             }
         })
         .collect();
-    let kpis = programme
-        .kpis
-        .iter()
-        .map(|kpi| KpiView {
-            label: locale.pick(&kpi.label_fr, &kpi.label_en).to_owned(),
-            value: kpi_value(&chrome, kpi.value, &kpi.unit, kpi.approximate),
-            source: kpi.source.clone(),
-        })
-        .collect();
+    let kpis = kpi_views(&chrome, &programme);
     let name = programme.header.as_ref().map(|header| locale.pick(&header.name_fr, &header.name_en).to_owned());
     let chart_svg = budget_chart(&chrome, &programme);
     let months_svg = months_chart(&state, &chrome).await?;

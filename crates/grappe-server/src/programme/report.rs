@@ -17,7 +17,7 @@ use crate::kit::error::{AppError, AppResult};
 use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, render};
 use crate::kit::state::AppState;
-use crate::programme::dashboard::{CommitmentView, Figure, commitment_view, kpi_value, module_figures};
+use crate::programme::dashboard::{CommitmentView, Figure, KpiView, commitment_view, kpi_views, module_figures};
 
 struct PaymentLine {
     paid_on: String,
@@ -43,7 +43,7 @@ struct Report {
     commitments: Vec<CommitmentView>,
     payments: Vec<PaymentLine>,
     figures: Vec<Figure>,
-    kpis: Vec<Total>,
+    kpis: Vec<KpiView>,
 }
 
 /// Years a report may be asked for: the programme's (France 2030 runs 2021 to 2030) and some
@@ -134,14 +134,7 @@ async fn report_view(state: &AppState, chrome: Chrome, year: i64) -> AppResult<R
         .into_iter()
         .flat_map(|module| module_figures(&chrome, module, &platform))
         .collect();
-    let kpis = programme
-        .kpis
-        .iter()
-        .map(|kpi| Total {
-            label: locale.pick(&kpi.label_fr, &kpi.label_en).to_owned(),
-            value: kpi_value(&chrome, kpi.value, &kpi.unit, kpi.approximate),
-        })
-        .collect();
+    let kpis = kpi_views(&chrome, &programme);
     let name = programme
         .header
         .as_ref()

@@ -53,6 +53,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/projects/{id}/coordinators"), SignedIn),
         (("GET", "/api/v1/projects/{id}/usage.csv"), SignedIn),
         (("POST", "/api/v1/jobs"), SignedIn),
+        (("POST", "/api/v1/workdirs"), SignedIn),
         (("GET", "/api/v1/jobs"), SignedIn),
         (("GET", "/api/v1/jobs/{id}"), SignedIn),
         (("GET", "/api/v1/jobs/{id}/logs"), SignedIn),

@@ -1170,3 +1170,30 @@ fn a_centre_coordinator_records_a_training_by_keyboard_and_a_wrong_number_is_sai
     assert_eq!(client.get(&format!("/api/v1/centres/{centre}"), None).body["enrolled"], 12);
     browser.screenshot("centre-fr.png");
 }
+
+#[test]
+fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, _) = project_with_member(&client, "scripteur", 100);
+    let folder = crate::harness::TempDir::new("script");
+    let script = folder.path().join("bonjour.py");
+    std::fs::write(&script, "import os\nprint('bonjour de', os.path.basename(os.getcwd()), sorted(os.listdir('.')))\n")
+        .unwrap();
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/projects/{project}", server.base));
+    browser.type_into("#email", "scripteur@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#submit-form", 1);
+    // The file chosen, no command typed: it runs with python3.
+    browser.type_into("#job-script", script.to_str().unwrap());
+    browser.click("#job-submit");
+    browser.wait_count("#job-live", 1);
+    eventually(Duration::from_secs(30), "the job to end on the page", || {
+        (browser.text("#job-state") == "terminée").then_some(())
+    });
+    assert!(browser.text("#log").contains("bonjour de work ['bonjour.py']"), "{}", browser.text("#log"));
+    assert!(browser.text("#job-live").contains("python3 bonjour.py"), "{}", browser.text("#job-live"));
+}

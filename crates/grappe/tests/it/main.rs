@@ -31,3 +31,4 @@ mod programme;
 mod sandbox;
 mod score;
 mod simulate;
+mod workdir;
