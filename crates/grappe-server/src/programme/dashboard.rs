@@ -104,6 +104,12 @@ pub fn module_figures(chrome: &Chrome, module: &str, figures: &PlatformFigures) 
     }
 }
 
+/// A `YYYY-MM` month as a count of months since year 0.
+fn month_index(month: &str) -> Option<i64> {
+    let (year, month) = month.split_once('-')?;
+    Some(year.parse::<i64>().ok()? * 12 + month.parse::<i64>().ok()? - 1)
+}
+
 /// The money of a programme's lines, month by month: what was committed and disbursed in all
 /// (running sums, thousands of euros) and the GPU-hours used each month.
 async fn months_chart(state: &AppState, chrome: &Chrome) -> AppResult<Option<String>> {
@@ -116,12 +122,19 @@ async fn months_chart(state: &AppState, chrome: &Chrome) -> AppResult<Option<Str
     let mut committed_bins = Vec::new();
     let mut disbursed_bins = Vec::new();
     let mut gpu_bins = Vec::new();
-    for (month, figures) in &months {
+    // Every month from the first record's (a year back at least) to this one, those without
+    // records included: the running totals stand still there.
+    let this_month = month_index(&grappe_domain::calendar::iso_date(grappe_db::now_ms())[..7]).unwrap_or(0);
+    let first = months.keys().next().and_then(|month| month_index(month)).unwrap_or(this_month);
+    let empty = grappe_db::MonthFigures::default();
+    for index in first.min(this_month - 11)..=this_month.max(first) {
+        let month = format!("{:04}-{:02}", index.div_euclid(12), index.rem_euclid(12) + 1);
+        let figures = months.get(&month).unwrap_or(&empty);
         committed += figures.committed_cents;
         disbursed += figures.disbursed_cents;
         committed_bins.push((month.clone(), (committed / 100_000).max(0) as u64));
         disbursed_bins.push((month.clone(), (disbursed / 100_000).max(0) as u64));
-        gpu_bins.push((month.clone(), hours(figures.gpu_ms).max(0) as u64));
+        gpu_bins.push((month, hours(figures.gpu_ms).max(0) as u64));
     }
     let month = tr.t("chart-month");
     let panel = |title: String, y_label: String, bins| {
