@@ -146,9 +146,10 @@ pub fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<
     if status.is_success() {
         return Ok(value);
     }
-    match (value["error"].as_str(), value["detail"].as_str()) {
-        (Some(code), Some(detail)) => bail!("server answered {status}: {code}: {detail}"),
-        _ => bail!("server answered {status}"),
+    // The server's sentence once, then its status for scripts: `job 9 not found (HTTP 404)`.
+    match value["detail"].as_str() {
+        Some(detail) => bail!("{detail} (HTTP {})", status.as_u16()),
+        None => bail!("the server answered {status}"),
     }
 }
 
