@@ -530,6 +530,17 @@ impl Db {
     }
 
     /// Users holding `project_member` on a project.
+    /// How many members each project has, by project id (a project without any is absent).
+    pub async fn project_member_counts(&self) -> DbResult<std::collections::HashMap<i64, i64>> {
+        let rows = sqlx::query(
+            "SELECT scope_id, COUNT(*) FROM role_grants WHERE role = 'project_member' AND scope_kind = 'project' \
+             GROUP BY scope_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     pub async fn project_member_ids(&self, project_id: i64) -> DbResult<Vec<i64>> {
         let rows = sqlx::query(
             "SELECT user_id FROM role_grants WHERE role = 'project_member' AND scope_kind = 'project' \

@@ -57,26 +57,10 @@ pub async fn admin_page(
     let tr = chrome.tr;
     let projects = state.db.list_projects().await?;
     let organisations = state.db.list_organisations().await?;
-    let mut users = Vec::new();
-    for user in state.db.list_users(0, USERS_SHOWN).await? {
-        let mut roles = Vec::new();
-        for row in state.db.grants_of(user.id).await? {
-            let scope = super::pages::scope_in_words(&state, &tr, &row.grant.scope).await?;
-            roles.push(format!("{} ({scope})", tr.t(&format!("role-{}", row.grant.role.as_str()))));
-        }
-        users.push(UserLine { name: user.name, email: user.email, roles: roles.join(", ") });
-    }
-    let mut project_lines = Vec::with_capacity(projects.len());
-    for project in &projects {
-        project_lines.push(ProjectLine {
-            name: project.name.clone(),
-            gpu_hours: tr.locale.integer(project.gpu_hours),
-            cpu_hours: tr.locale.integer(project.cpu_hours),
-            members: tr.count("project-members", state.db.project_member_ids(project.id).await?.len() as i64),
-        });
-    }
     let roles =
         Role::ALL.iter().map(|role| (role.as_str().to_owned(), tr.t(&format!("role-{}", role.as_str())))).collect();
+    // Every object a role may be granted over, in words: the grant form's choices, and the
+    // words of the grants listed (read here once, not once per grant).
     let mut scopes = vec![(String::new(), tr.t("role-scope-global"))];
     scopes.extend(
         projects.iter().map(|p| (format!("project:{}", p.id), format!("{} {}", tr.t("scope-project"), p.name))),
@@ -94,6 +78,36 @@ pub async fn admin_page(
         scopes
             .push((format!("challenge:{}", challenge.id), format!("{} {}", tr.t("scope-challenge"), challenge.title)));
     }
+    let listed = state.db.list_users(0, USERS_SHOWN).await?;
+    let ids: Vec<i64> = listed.iter().map(|user| user.id).collect();
+    let grants = state.db.grants_of_users(&ids).await?;
+    let mut users = Vec::with_capacity(listed.len());
+    for user in listed {
+        let mut words = Vec::new();
+        for row in grants.iter().filter(|row| row.user_id == user.id) {
+            let key = match &row.grant.scope {
+                grappe_domain::account::Scope::Global => String::new(),
+                scope => scope.to_string(),
+            };
+            let scope = match scopes.iter().find(|(value, _)| *value == key) {
+                Some((_, label)) => label.clone(),
+                // An object past the lists' length: read on its own.
+                None => super::pages::scope_in_words(&state, &tr, &row.grant.scope).await?,
+            };
+            words.push(format!("{} ({scope})", tr.t(&format!("role-{}", row.grant.role.as_str()))));
+        }
+        users.push(UserLine { name: user.name, email: user.email, roles: words.join(", ") });
+    }
+    let members = state.db.project_member_counts().await?;
+    let project_lines = projects
+        .iter()
+        .map(|project| ProjectLine {
+            name: project.name.clone(),
+            gpu_hours: tr.locale.integer(project.gpu_hours),
+            cpu_hours: tr.locale.integer(project.cpu_hours),
+            members: tr.count("project-members", members.get(&project.id).copied().unwrap_or(0)),
+        })
+        .collect();
     let organisations =
         organisations.into_iter().map(|org| (org.id, org.name, tr.t(&format!("org-kind-{}", org.kind)))).collect();
     let page = AdminPage { chrome, users, organisations, projects: project_lines, roles, scopes };
