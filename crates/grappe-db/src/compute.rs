@@ -530,6 +530,19 @@ impl Db {
     }
 
     /// Users holding `project_member` on a project.
+    /// The name, submitter and QoS of each job of a project, by job id: what a usage export
+    /// names its records with (no command, environment or inputs read).
+    pub async fn job_labels(
+        &self,
+        project_id: i64,
+    ) -> DbResult<std::collections::HashMap<i64, (String, Option<i64>, String)>> {
+        let rows = sqlx::query("SELECT id, name, user_id, qos FROM jobs WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))).collect()
+    }
+
     /// How many members each project has, by project id (a project without any is absent).
     pub async fn project_member_counts(&self) -> DbResult<std::collections::HashMap<i64, i64>> {
         let rows = sqlx::query(

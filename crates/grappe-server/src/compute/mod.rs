@@ -5,7 +5,7 @@ pub mod pages;
 pub mod scheduler;
 pub mod words;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Extension;
@@ -375,9 +375,8 @@ pub async fn usage_csv(
         Some("excel-fr") => true,
         Some(other) => return Err(AppError::Invalid(format!("`dialect`: excel-fr, or none (not `{other}`)"))),
     };
-    let jobs: HashMap<i64, JobRow> =
-        state.db.list_jobs(Some(&[id]), i64::MAX, 1_000_000).await?.into_iter().map(|job| (job.id, job)).collect();
-    let user_ids: Vec<i64> = jobs.values().filter_map(|job| job.user_id).collect();
+    let jobs = state.db.job_labels(id).await?;
+    let user_ids: Vec<i64> = jobs.values().filter_map(|(_, user, _)| *user).collect();
     let users = state.db.user_names(&user_ids).await?;
     let separator = if french { ";" } else { "," };
     let number = |value: f64| {
@@ -414,8 +413,9 @@ pub async fn usage_csv(
     csv.push('\n');
     for record in state.db.usage_records(id).await? {
         let amount = Amount { gpu_ms: record.gpu_ms, cpu_ms: record.cpu_ms };
-        let job = jobs.get(&record.job_id);
-        let user = job.and_then(|job| job.user_id).and_then(|user| users.get(&user)).map_or("", String::as_str);
+        let (name, user, qos) =
+            jobs.get(&record.job_id).map_or(("", None, ""), |(name, user, qos)| (name.as_str(), *user, qos.as_str()));
+        let user = user.and_then(|user| users.get(&user)).map_or("", String::as_str);
         let fields = [
             record.at.to_string(),
             record.job_id.to_string(),
@@ -425,9 +425,9 @@ pub async fn usage_csv(
             record.started_at.to_string(),
             record.gpu_ms.to_string(),
             record.cpu_ms.to_string(),
-            field(job.map_or("", |job| job.name.as_str())),
+            field(name),
             field(user),
-            field(job.map_or("", |job| job.qos.as_str())),
+            field(qos),
             crate::kit::page::iso8601(record.started_at),
             crate::kit::page::iso8601(record.at),
             number((record.at - record.started_at) as f64 / 1000.0),
