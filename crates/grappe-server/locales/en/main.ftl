@@ -31,6 +31,7 @@ column-envelope = Envelope
 column-committed = Committed
 column-disbursed = Disbursed
 instrument-open = Open the module
+dashboard-records = What the platform's records count
 dashboard-over-time = Month by month
 dashboard-source = Source:
 dashboard-opendata = Open data

@@ -31,6 +31,7 @@ column-envelope = Enveloppe
 column-committed = Engagé
 column-disbursed = Versé
 instrument-open = Ouvrir le module
+dashboard-records = Ce que comptent les registres de la plateforme
 dashboard-over-time = Mois après mois
 dashboard-source = Source :
 dashboard-opendata = Données ouvertes

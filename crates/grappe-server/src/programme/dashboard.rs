@@ -57,8 +57,13 @@ struct Dashboard {
     lines: Vec<LineView>,
     instruments: Vec<InstrumentView>,
     kpis: Vec<KpiView>,
+    /// The figures of modules that no instrument of the programme runs.
+    others: Vec<Figure>,
     year: i64,
 }
+
+/// The modules whose records the dashboard counts.
+pub const MODULES: [&str; 5] = ["calls", "compute", "data", "models", "challenges"];
 
 /// GPU-hours of GPU-milliseconds, rounded to the hour.
 fn hours(ms: i64) -> i64 {
@@ -242,7 +247,13 @@ pub async fn dashboard(
     let chart_svg = budget_chart(&chrome, &programme);
     let months_svg = months_chart(&state, &chrome).await?;
     let year = grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4].parse().unwrap_or(2026);
-    let view = Dashboard { chrome, name, chart_svg, months_svg, lines, instruments, kpis, year };
+    // What modules no instrument runs count (all of them while no programme is loaded).
+    let others = MODULES
+        .iter()
+        .filter(|module| !shown.contains(**module))
+        .flat_map(|module| module_figures(&chrome, module, &figures))
+        .collect();
+    let view = Dashboard { chrome, name, chart_svg, months_svg, lines, instruments, kpis, others, year };
     Ok(render(&view, StatusCode::OK))
 }
 

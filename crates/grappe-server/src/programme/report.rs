@@ -17,7 +17,9 @@ use crate::kit::error::{AppError, AppResult};
 use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, render};
 use crate::kit::state::AppState;
-use crate::programme::dashboard::{CommitmentView, Figure, KpiView, commitment_view, kpi_views, module_figures};
+use crate::programme::dashboard::{
+    CommitmentView, Figure, KpiView, MODULES, commitment_view, kpi_views, module_figures,
+};
 
 struct PaymentLine {
     paid_on: String,
@@ -130,10 +132,7 @@ async fn report_view(state: &AppState, chrome: Chrome, year: i64) -> AppResult<R
         })
         .collect();
     let platform = state.db.platform_figures().await?;
-    let figures = ["calls", "compute", "data", "models", "challenges"]
-        .into_iter()
-        .flat_map(|module| module_figures(&chrome, module, &platform))
-        .collect();
+    let figures = MODULES.iter().flat_map(|module| module_figures(&chrome, module, &platform)).collect();
     let kpis = kpi_views(&chrome, &programme);
     let name = programme
         .header
