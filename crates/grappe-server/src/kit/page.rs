@@ -132,7 +132,7 @@ pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Res
 }
 
 /// A page's form whose CSRF token is the session's; else the refusal, as a page.
-fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
+pub fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
     if !caller::check_csrf(caller, csrf) {
         let message = chrome.tr.t("login-csrf");
         return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
