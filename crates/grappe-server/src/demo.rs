@@ -2,6 +2,7 @@
 //! fresh password at every start, printed by the server in demo mode only, datasets, a project,
 //! a challenge, and calls for proposals (`demo/calls.rs`).
 
+mod booster;
 mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
@@ -64,6 +65,7 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
     calls::load(state).await?;
+    booster::load(state).await?;
     Ok(accounts)
 }
 
