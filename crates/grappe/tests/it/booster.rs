@@ -77,13 +77,23 @@ fn a_company_registers_diagnoses_applies_and_is_granted_compute() {
         assert_eq!(mine["companies"][0]["siren"], "732829320");
         let ids = question_ids(&client);
         assert_eq!(ids.len(), 17);
-        let result = diagnose(&client, &alice, company, answers(&ids, 1), "high");
-        assert_eq!(result["scores"]["overall"], 33, "{result}");
+        // Infrastructure weakest: the advice names compute first.
+        let mut given = answers(&ids, 1);
+        for id in ["infrastructure.tools", "infrastructure.compute", "infrastructure.security"] {
+            given[id] = json!(0);
+        }
+        let result = diagnose(&client, &alice, company, given, "high");
+        assert_eq!(
+            (result["scores"]["infrastructure"].clone(), result["scores"]["overall"].clone()),
+            (json!(0), json!(26)),
+            "{result}"
+        );
         assert_eq!(result["level"], "exploring");
         assert_eq!(result["answers"]["data.quality"], 1);
         let advice = result["recommendations"].as_array().unwrap();
         assert_eq!(advice.last().unwrap()["reason"], "ai_act:high");
-        assert!(advice.iter().any(|a| a["resources"].as_array().unwrap().contains(&json!("compute"))), "{result}");
+        assert_eq!(advice[0]["reason"], "weak:infrastructure", "{result}");
+        assert_eq!(advice[0]["resources"][0], "compute");
         // The demo's five software SMEs and this one: the peers show.
         assert_eq!(result["peers"]["companies"], 6, "{result}");
         assert!(result["peers"]["percentile"]["overall"].is_u64());
