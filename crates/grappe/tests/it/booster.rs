@@ -25,7 +25,7 @@ fn siren(base: u32) -> String {
                     if i % 2 == 1 { if digit * 2 > 9 { digit * 2 - 9 } else { digit * 2 } } else { digit }
                 })
                 .sum();
-            sum % 10 == 0
+            sum.is_multiple_of(10)
         })
         .unwrap()
 }
