@@ -301,12 +301,16 @@ fn as_scores(values: [i64; 5]) -> Option<Scores> {
     Scores::from_values(values)
 }
 
-/// The company's position among the companies of its size class and NAF section (each by its
-/// latest diagnostic); none under k.
-pub async fn position_of(state: &AppState, company: &CompanyRow) -> AppResult<Option<Position>> {
+/// Where a diagnostic's scores put the company among the companies of its size class and NAF
+/// section (the others by their latest diagnostic, the company by this one); none under k.
+pub async fn position_of(state: &AppState, company: &CompanyRow, scores: Scores) -> AppResult<Option<Position>> {
     let group = state.db.latest_scores(Some((&company.size_class, &company.naf_section))).await?;
-    let group: Vec<(i64, Scores)> =
-        group.iter().filter_map(|peer| Some((peer.company_id, as_scores(peer.scores)?))).collect();
+    let mut group: Vec<(i64, Scores)> = group
+        .iter()
+        .filter(|peer| peer.company_id != company.id)
+        .filter_map(|peer| Some((peer.company_id, as_scores(peer.scores)?)))
+        .collect();
+    group.push((company.id, scores));
     Ok(peers::position(company.id, &group))
 }
 
@@ -611,7 +615,7 @@ async fn diagnostic_json(state: &AppState, company: &CompanyRow, diagnostic: &Di
             })
         })
         .collect();
-    let peers = position_of(state, company).await?.map(|position| {
+    let peers = position_of(state, company, scores).await?.map(|position| {
         let mut shown = benchmark_json(&company.size_class, &company.naf_section, &position.benchmark);
         shown["percentile"] = dimension_values(
             |dimension| json!(position.percentiles[dimension as usize]),

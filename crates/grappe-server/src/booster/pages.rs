@@ -495,7 +495,7 @@ pub async fn result(
     };
     let tr = chrome.tr;
     let (scores, class) = scores_of(&diagnostic)?;
-    let position = position_of(&state, &company).await?;
+    let position = position_of(&state, &company, scores).await?;
     let names: Vec<String> = Dimension::ALL
         .iter()
         .map(|dimension| tr.locale.pick(dimension.name().fr, dimension.name().en).to_owned())
