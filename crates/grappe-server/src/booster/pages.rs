@@ -23,7 +23,7 @@ use crate::booster::{
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Tr;
-use crate::kit::page::{Chrome, after_form, form_checked, form_target, iso_date, not_found_page, render};
+use crate::kit::page::{Chrome, after_form, form_checked, iso_date, not_found_page, render};
 use crate::kit::state::AppState;
 
 struct GroupLine {
@@ -121,12 +121,6 @@ pub async fn home(
 pub struct RegisterForm {
     #[serde(default)]
     csrf: String,
-    #[serde(flatten)]
-    company: CompanyFields,
-}
-
-#[derive(Deserialize)]
-struct CompanyFields {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -150,8 +144,7 @@ pub async fn register_form(
         Ok(chrome) => chrome,
         Err(page) => return Ok(*page),
     };
-    let fields = form.company;
-    let body = CompanyBody { name: fields.name, siren: fields.siren, size_class: fields.size_class, naf: fields.naf };
+    let body = CompanyBody { name: form.name, siren: form.siren, size_class: form.size_class, naf: form.naf };
     let checked = match check_company(&body) {
         Ok(checked) => checked,
         Err(errors) => {
@@ -224,6 +217,19 @@ async fn page_company(
         Ok(company) => Ok((chrome, company)),
         Err(_) => Err(not_found_page(chrome)),
     }
+}
+
+/// The company a page's form acts for: its CSRF token checked, then the company, which the
+/// caller must act for; else the page to answer.
+async fn form_company(
+    state: &AppState,
+    caller: &Caller,
+    chrome: Chrome,
+    csrf: &str,
+    id: &str,
+) -> Result<(Chrome, CompanyRow), Response> {
+    let chrome = form_checked(chrome, caller, csrf).map_err(|page| *page)?;
+    page_company(state, caller, chrome, id, true).await
 }
 
 pub async fn company_page(
@@ -401,11 +407,7 @@ pub async fn questionnaire_form(
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let csrf = typed.iter().find(|(name, _)| name == "csrf").map(|(_, value)| value.as_str()).unwrap_or_default();
-    let (chrome, _) = match form_target(chrome, &caller, csrf, &id) {
-        Ok(target) => target,
-        Err(page) => return Ok(*page),
-    };
-    let (chrome, company) = match page_company(&state, &caller, chrome, &id, true).await {
+    let (chrome, company) = match form_company(&state, &caller, chrome, csrf, &id).await {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
@@ -608,11 +610,7 @@ pub async fn support_form(
     Form(form): Form<SupportForm>,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let (chrome, _) = match form_target(chrome, &caller, &form.csrf, &id) {
-        Ok(target) => target,
-        Err(page) => return Ok(*page),
-    };
-    let (chrome, company) = match page_company(&state, &caller, chrome, &id, true).await {
+    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
@@ -649,11 +647,7 @@ pub async fn outcome_form(
     Form(form): Form<OutcomeForm>,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let (chrome, _) = match form_target(chrome, &caller, &form.csrf, &id) {
-        Ok(target) => target,
-        Err(page) => return Ok(*page),
-    };
-    let (chrome, company) = match page_company(&state, &caller, chrome, &id, true).await {
+    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
