@@ -18,11 +18,18 @@ const SERIES_COLOURS: [&str; MAX_RADAR_SERIES] = ["#2f68b1", "#9a4a00"];
 const GRID: &str = "#767676";
 const INK: &str = "#1a1a1a";
 
-const W: f64 = 680.0;
-const H: f64 = 420.0;
-const CX: f64 = 340.0;
-const CY: f64 = 200.0;
-const R: f64 = 140.0;
+// Sized so that the texts stay readable on a 390 px phone, where the chart is about 340 px
+// wide: 20 units of text are then 11 px.
+const W: f64 = 600.0;
+const H: f64 = 480.0;
+const CX: f64 = 300.0;
+const CY: f64 = 230.0;
+const R: f64 = 130.0;
+const FONT: f64 = 20.0;
+/// Axis names are wrapped at spaces into lines of about this many characters, at most
+/// [`LABEL_LINES`] lines, so that a side label fits between the chart and the edge.
+const LABEL_CHARS: usize = 13;
+const LABEL_LINES: usize = 3;
 
 /// One closed line: a value per axis, from 0 to the chart's `max`.
 pub struct RadarSeries<'a> {
@@ -55,6 +62,23 @@ fn polygon(axes: usize, share: impl Fn(usize) -> f64) -> String {
     points
 }
 
+/// A name in lines of about [`LABEL_CHARS`] characters, cut at spaces (a longer word stays
+/// whole), at most [`LABEL_LINES`] (the last one takes the rest).
+fn wrap(name: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in name.split_whitespace() {
+        let full = lines.len() == LABEL_LINES;
+        match lines.last_mut() {
+            Some(line) if full || line.chars().count() + 1 + word.chars().count() <= LABEL_CHARS => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
 /// The chart at 100 % of its container's width (its `viewBox` keeps the proportions), with a
 /// `<title>` and a `<desc>`; a value that is not finite is drawn at 0, one past the range at
 /// its edge. Fewer than 3 axes draw the grid and labels only.
@@ -64,7 +88,7 @@ pub fn radar(chart: &Radar<'_>) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart radar" viewBox="0 0 {W} {H}" width="100%" role="img" aria-labelledby="radar-title radar-desc" font-family="system-ui, sans-serif" font-size="15"><title id="radar-title">{}</title><desc id="radar-desc">{}</desc>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart radar" viewBox="0 0 {W} {H}" width="100%" role="img" aria-labelledby="radar-title radar-desc" font-family="system-ui, sans-serif" font-size="{FONT}"><title id="radar-title">{}</title><desc id="radar-desc">{}</desc>"#,
         svg_text(chart.title),
         svg_text(chart.description)
     );
@@ -109,12 +133,16 @@ pub fn radar(chart: &Radar<'_>) -> String {
         } else {
             "end"
         };
-        let _ = write!(
-            svg,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" fill="{INK}">{}</text>"#,
-            y + 5.0,
-            svg_text(name)
-        );
+        let lines = wrap(name);
+        // Above the centre, the block ends at the axis' end; below, it starts there.
+        let line_h = FONT * 1.15;
+        let first_y = if y < CY - 1.0 { y - line_h * (lines.len() as f64 - 1.0) } else { y + FONT * 0.8 };
+        let _ = write!(svg, r#"<text x="{x:.1}" y="{first_y:.1}" text-anchor="{anchor}" fill="{INK}">"#);
+        for (at, line) in lines.iter().enumerate() {
+            let dy = if at == 0 { 0.0 } else { line_h };
+            let _ = write!(svg, r#"<tspan x="{x:.1}" dy="{dy:.1}">{}</tspan>"#, svg_text(line));
+        }
+        svg.push_str("</text>");
     }
     let mut legend_x = 20.0;
     for (at, series) in chart.series.iter().take(MAX_RADAR_SERIES).enumerate() {
@@ -129,7 +157,7 @@ pub fn radar(chart: &Radar<'_>) -> String {
             svg_text(series.label),
             y = H - 20.0,
         );
-        legend_x += 60.0 + 8.0 * series.label.chars().count().min(MAX_TEXT_CHARS) as f64;
+        legend_x += 60.0 + 11.0 * series.label.chars().count().min(MAX_TEXT_CHARS) as f64;
     }
     svg.push_str("</svg>");
     svg
@@ -153,7 +181,7 @@ mod tests {
             ],
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains(r#"viewBox="0 0 680 420" width="100%""#));
+        assert!(svg.contains(r#"viewBox="0 0 600 480" width="100%""#));
         assert!(
             svg.contains(
                 "<title id=\"radar-title\">Maturité &lt;IA&gt;</title><desc id=\"radar-desc\">cinq axes</desc>"
@@ -166,6 +194,15 @@ mod tests {
         assert_eq!(svg.matches("stroke-dasharray").count(), 2, "the second series and its legend");
         assert!(svg.contains("Cas d&#39;usage"));
         assert!(svg.contains(">Entreprise</text>") && svg.contains(">Pairs</text>"));
+    }
+
+    #[test]
+    fn long_names_wrap_at_spaces() {
+        assert_eq!(wrap("Gouvernance et conformité"), ["Gouvernance", "et conformité"]);
+        assert_eq!(wrap("Données"), ["Données"]);
+        assert_eq!(wrap("  "), Vec::<String>::new());
+        let long = "un deux trois quatre cinq six sept huit neuf dix onze douze treize";
+        assert_eq!(wrap(long).len(), LABEL_LINES, "the last line takes the rest");
     }
 
     #[test]
@@ -191,6 +228,7 @@ mod tests {
             (0..5).map(|_| RadarSeries { label: "s", values: vec![f64::NAN, f64::INFINITY, -5.0, 1e300] }).collect(),
         );
         assert_eq!(svg.matches("<text").count(), MAX_RADAR_AXES + MAX_RADAR_SERIES);
+        assert_eq!(svg.matches("<tspan").count(), MAX_RADAR_AXES);
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         let few = chart(vec!["a", "b"], vec![RadarSeries { label: "s", values: vec![1.0] }]);
         assert_eq!(few.matches("<polygon").count(), 0);
