@@ -235,6 +235,20 @@ impl Db {
         rows.iter().map(company_from).collect()
     }
 
+    /// A company's members (the `company_member` grants over its organisation): id and name, by
+    /// name.
+    pub async fn company_members(&self, company_id: i64) -> DbResult<Vec<(i64, String)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT u.id, u.name FROM role_grants g JOIN users u ON u.id = g.user_id \
+             WHERE g.role = 'company_member' AND g.scope_kind = 'organisation' AND g.scope_id = $1 \
+             ORDER BY u.name LIMIT {LIST_LIMIT}"
+        ))
+        .bind(company_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// Records a diagnostic with its answers, audited, in one transaction.
     pub async fn record_diagnostic(
         &self,

@@ -210,6 +210,7 @@ fn schemas() -> Value {
                 "requested_gpu_hours": { "type": "integer", "minimum": 1, "maximum": crate::booster::MAX_SUPPORT_GPU_HOURS },
             },
         },
+        "NewMember": { "type": "object", "required": ["email"], "properties": { "email": { "type": "string", "description": "a user of the platform" } } },
         "NewOutcome": {
             "type": "object", "required": ["kind", "occurred_on"],
             "properties": {

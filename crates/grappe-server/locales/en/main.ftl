@@ -556,3 +556,7 @@ booster-error-size = Choose SME or ETI.
 booster-error-size-large = IA Booster is for SMEs and mid-sized companies, not large ones.
 booster-error-naf-shape = A NAF code is written like 62.01Z: 2 digits, a dot, 2 digits, a letter.
 booster-error-naf-unknown = This code is not in the NAF rev. 2 classification.
+booster-members = Members
+booster-member-email = E-mail address of a member to add
+booster-member-help = The person needs an account on the platform. They will see the company's diagnostics and may act for it.
+booster-member-button = Add the member

@@ -556,3 +556,7 @@ booster-error-size = Choisissez PME ou ETI.
 booster-error-size-large = IA Booster s'adresse aux PME et aux ETI, pas aux grandes entreprises.
 booster-error-naf-shape = Un code NAF s'écrit comme 62.01Z : 2 chiffres, un point, 2 chiffres, une lettre.
 booster-error-naf-unknown = Ce code n'existe pas dans la nomenclature NAF rév. 2.
+booster-members = Membres
+booster-member-email = Adresse électronique d'un membre à ajouter
+booster-member-help = La personne doit avoir un compte sur la plateforme. Elle verra les diagnostics de l'entreprise et pourra agir en son nom.
+booster-member-button = Ajouter le membre

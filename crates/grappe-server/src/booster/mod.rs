@@ -23,7 +23,7 @@ use grappe_booster::{
 use grappe_db::{
     ApplicationRow, CallRow, CompanyRow, DiagnosticRow, NewCompany, NewDiagnostic, NewOutcome, OutcomeRow,
 };
-use grappe_domain::account::{DisplayName, SizeClass};
+use grappe_domain::account::{DisplayName, Email, Role, RoleGrant, Scope, ScopeKind, SizeClass};
 use grappe_domain::policy::{self, Access};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -89,6 +89,15 @@ pub fn routes() -> Vec<Route> {
         .body("NewOutcome"),
         route(
             Api,
+            Post,
+            "/api/v1/booster/companies/{id}/members",
+            SignedIn,
+            "Add a member to a company, by e-mail (members)",
+            add_member,
+        )
+        .body("NewMember"),
+        route(
+            Api,
             Get,
             "/api/v1/booster/benchmark",
             Public,
@@ -137,6 +146,14 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Report an outcome from the form",
             pages::outcome_form,
+        ),
+        route(
+            Page,
+            Post,
+            "/booster/companies/{id}/members",
+            SignedIn,
+            "Add a member from the form",
+            pages::member_form,
         ),
     ]
 }
@@ -446,6 +463,34 @@ pub async fn record_outcome(
     Ok(state.db.record_outcome(company.id, user, &new).await?)
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    #[serde(default)]
+    pub email: String,
+}
+
+/// Gives a user of the platform, named by e-mail, the `company_member` role over the company
+/// (audited with the grant): the one path for the API and the form.
+pub async fn add_company_member(
+    state: &AppState,
+    caller: &Caller,
+    company: &CompanyRow,
+    email: &str,
+) -> AppResult<i64> {
+    let actor = format!("user:{}", user_of(caller)?);
+    let email = Email::parse(email.trim()).map_err(|error| AppError::BadRequest(error.to_string()))?;
+    let user = state
+        .db
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no user with the e-mail {}", email.as_str())))?;
+    let grant =
+        RoleGrant { role: Role::CompanyMember, scope: Scope::Object { kind: ScopeKind::Organisation, id: company.id } };
+    state.db.grant_role(user.id, &grant, &actor).await?;
+    Ok(user.id)
+}
+
 // The JSON API.
 
 fn dimension_values(values: impl Fn(Dimension) -> Value, overall: Value) -> Value {
@@ -662,6 +707,17 @@ pub async fn support(
     let company = company_for(&state, &caller, id, true).await?;
     let application = request_support(&state, &caller, &company, body).await?;
     Ok((StatusCode::CREATED, Json(crate::calls::application_json(&application))).into_response())
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    ApiJson(body): ApiJson<MemberBody>,
+) -> AppResult<Response> {
+    let company = company_for(&state, &caller, id, true).await?;
+    let user = add_company_member(&state, &caller, &company, &body.email).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "company": company.id, "user": user }))).into_response())
 }
 
 pub async fn outcome(

@@ -17,8 +17,9 @@ use grappe_domain::policy;
 use serde::Deserialize;
 
 use crate::booster::{
-    CompanyBody, FieldError, OUTCOME_KINDS, OutcomeBody, SupportBody, benchmark_groups, booster_call, check_company,
-    company_for, diagnose, diagnostic_for, position_of, record_outcome, register, request_support, scores_of,
+    CompanyBody, FieldError, OUTCOME_KINDS, OutcomeBody, SupportBody, add_company_member, benchmark_groups,
+    booster_call, check_company, company_for, diagnose, diagnostic_for, position_of, record_outcome, register,
+    request_support, scores_of,
 };
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
@@ -202,6 +203,7 @@ struct CompanyPage {
     outcome_kinds: Vec<(&'static str, String)>,
     outcomes: Vec<OutcomeLine>,
     today: String,
+    members: Vec<String>,
 }
 
 /// The company a page shows, or the page to answer (a 404 for whoever may not read it).
@@ -300,6 +302,7 @@ pub async fn company_page(
         outcome_kinds: OUTCOME_KINDS.iter().map(|kind| (*kind, tr.t(&format!("booster-outcome-{kind}")))).collect(),
         outcomes,
         today: iso_date(grappe_db::now_ms()),
+        members: state.db.company_members(company.id).await?.into_iter().map(|(_, name)| name).collect(),
         company,
         chrome,
     };
@@ -659,4 +662,29 @@ pub async fn outcome_form(
     };
     let done = record_outcome(&state, &caller, &company, &body).await;
     after_form(chrome, &format!("/booster/companies/{}#outcomes", company.id), done)
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+pub async fn member_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(&headers, &uri, Some(&caller));
+    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let done = add_company_member(&state, &caller, &company, &form.email).await;
+    after_form(chrome, &format!("/booster/companies/{}#members", company.id), done)
 }

@@ -196,6 +196,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/api/v1/booster/diagnostics/{id}"), SignedIn),
         (("POST", "/api/v1/booster/companies/{id}/support"), SignedIn),
         (("POST", "/api/v1/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/members"), SignedIn),
         (("GET", "/api/v1/booster/benchmark"), Anyone),
         (("GET", "/booster"), Anyone),
         (("POST", "/booster/companies"), SignedIn),
@@ -205,6 +206,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/booster/diagnostics/{id}"), SignedIn),
         (("POST", "/booster/companies/{id}/support"), SignedIn),
         (("POST", "/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/booster/companies/{id}/members"), SignedIn),
     ])
 }
 

@@ -212,6 +212,16 @@ fn no_route_shows_a_companys_answers_to_anyone_else() {
         // A member of another company does not see this one among its own.
         let bobs = client.get("/api/v1/booster/companies", Some(&bob)).body;
         assert_eq!(bobs["companies"].as_array().unwrap().len(), 1, "{bobs}");
+        // An outsider cannot make itself a member; a member adds someone, who then reads it.
+        let members = format!("/api/v1/booster/companies/{secret}/members");
+        client.post(&members, Some(&bob), &json!({ "email": "bob@other.example" })).assert_envelope(404);
+        client.post(&members, Some(&alice), &json!({ "email": "nobody@nowhere.example" })).assert_envelope(404);
+        let added = client.post(&members, Some(&alice), &json!({ "email": "carol@nobody.example" }));
+        assert_eq!(added.status, 201, "{}", added.text);
+        let read = client.get(&format!("/api/v1/booster/diagnostics/{diagnostic}"), Some(&carol));
+        assert_eq!((read.status, read.body["answers"]["data.quality"].clone()), (200, json!(2)), "{}", read.text);
+        let page = client.get(&format!("/booster/companies/{secret}"), Some(&carol)).text;
+        assert!(page.contains("User carol@nobody.example") && page.contains("User alice@secret.example"), "{page}");
     }
 }
 
