@@ -456,6 +456,11 @@ pub async fn record_outcome(
     if !valid_day {
         return Err(AppError::BadRequest("`occurred_on`: a date written YYYY-MM-DD".into()));
     }
+    // Dates written YYYY-MM-DD compare as text.
+    let today = crate::kit::page::iso_date(grappe_db::now_ms());
+    if day > today.as_str() {
+        return Err(AppError::BadRequest(format!("`occurred_on`: {day} is after today ({today})")));
+    }
     if body.note.chars().count() > MAX_NOTE_CHARS {
         return Err(AppError::BadRequest(format!("`note`: at most {MAX_NOTE_CHARS} characters")));
     }

@@ -374,6 +374,7 @@ fn bad_input_is_a_clear_400_and_saves_nothing() {
             json!({ "kind": "patent", "occurred_on": "2026-01-01" }),
             json!({ "kind": "jobs", "quantity": 0, "occurred_on": "2026-01-01" }),
             json!({ "kind": "product", "occurred_on": "2026-02-30" }),
+            json!({ "kind": "product", "occurred_on": "2999-01-01" }),
         ] {
             client
                 .post(&format!("/api/v1/booster/companies/{company}/outcomes"), Some(&token), &outcome)
