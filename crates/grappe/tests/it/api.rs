@@ -43,7 +43,11 @@ fn programme_is_public_and_in_euro_cents() {
             .iter()
             .map(|c| (c["name"].as_str().unwrap(), c["phase"].as_str().unwrap()))
             .collect();
-        assert_eq!(phases, [("ia-cluster-2024", "decided"), ("ia-cluster", "open")], "newest first");
+        assert_eq!(
+            phases,
+            [("ia-booster", "open"), ("ia-cluster-2024", "decided"), ("ia-cluster", "open")],
+            "newest first"
+        );
         for line in &lines {
             let committed = if line["code"] == "ia_cluster" { selected } else { 0 };
             assert_eq!(line["committed_cents"], committed, "{line}");
