@@ -314,10 +314,6 @@ pub fn scores_of(diagnostic: &DiagnosticRow) -> AppResult<(Scores, RiskClass)> {
     Ok((scores, class))
 }
 
-fn as_scores(values: [i64; 5]) -> Option<Scores> {
-    Scores::from_values(values)
-}
-
 /// Where a diagnostic's scores put the company among the companies of its size class and NAF
 /// section (the others by their latest diagnostic, the company by this one); none under k.
 pub async fn position_of(state: &AppState, company: &CompanyRow, scores: Scores) -> AppResult<Option<Position>> {
@@ -325,7 +321,7 @@ pub async fn position_of(state: &AppState, company: &CompanyRow, scores: Scores)
     let mut group: Vec<(i64, Scores)> = group
         .iter()
         .filter(|peer| peer.company_id != company.id)
-        .filter_map(|peer| Some((peer.company_id, as_scores(peer.scores)?)))
+        .filter_map(|peer| Some((peer.company_id, Scores::from_values(peer.scores)?)))
         .collect();
     group.push((company.id, scores));
     Ok(peers::position(company.id, &group))
@@ -341,7 +337,7 @@ pub async fn benchmark_groups(
     // Rows come ordered by group: each run of one group is aggregated on its own.
     for run in rows.chunk_by(|a, b| a.size_class == b.size_class && a.naf_section == b.naf_section) {
         let scores: Vec<(i64, Scores)> =
-            run.iter().filter_map(|peer| Some((peer.company_id, as_scores(peer.scores)?))).collect();
+            run.iter().filter_map(|peer| Some((peer.company_id, Scores::from_values(peer.scores)?))).collect();
         if let Some(shown) = peers::benchmark(&scores) {
             out.push((run[0].size_class.clone(), run[0].naf_section.clone(), shown));
         }
@@ -404,7 +400,11 @@ pub async fn request_support(
         requested_gpu_hours: body.requested_gpu_hours,
         version: None,
     };
-    let checked = check_application(&call, &application).map_err(|error| AppError::BadRequest(error.to_string()))?;
+    // The calls module's refusals are 422s; here, as every Booster refusal, 400s.
+    let checked = check_application(&call, &application).map_err(|error| match error {
+        AppError::Invalid(detail) => AppError::BadRequest(detail),
+        other => other,
+    })?;
     state
         .db
         .request_support(&call, company.id, user, &fields(&application, &checked))
@@ -581,7 +581,7 @@ pub async fn show(
         .await?
         .iter()
         .map(|diagnostic| {
-            let overall = as_scores(diagnostic.scores).map(|scores| scores.overall());
+            let overall = Scores::from_values(diagnostic.scores).map(|scores| scores.overall());
             json!({"id": diagnostic.id, "submitted_at": diagnostic.submitted_at, "overall": overall})
         })
         .collect();
