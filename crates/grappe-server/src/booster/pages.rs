@@ -518,7 +518,7 @@ pub async fn result(
     let description = names
         .iter()
         .zip(Dimension::ALL)
-        .map(|(name, dimension)| format!("{name} : {}", scores.get(dimension)))
+        .map(|(name, dimension)| format!("{name}{}{}", tr.locale.pick(" : ", ": "), scores.get(dimension)))
         .collect::<Vec<_>>()
         .join(", ");
     let radar_svg = chart::radar(&Radar {

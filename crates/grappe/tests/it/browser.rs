@@ -1104,9 +1104,14 @@ fn answer_the_booster_questionnaire_from_a_phone_with_the_keyboard() {
     browser.wait_text("h1", "IA Booster pour les PME");
     browser.assert_accessible("/booster (fr, 390 px, company member)");
     assert_eq!(browser.overflowing(), "", "the Booster's page is wider than a 390 px screen");
+    browser.scroll_to("benchmark-title");
+    browser.screenshot("booster-fr-390.png");
     // The first of the demo's companies by name: a software SME.
     browser.click("#my-companies a");
     browser.wait_text("h1", "Alpes Services Web");
+    browser.assert_accessible("a company's page (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the company's page is wider than a 390 px screen");
+    browser.screenshot("booster-company-fr-390.png");
     browser.click("#start-diagnostic");
     browser.wait_text("h1", "Diagnostic de maturité en IA");
     assert_eq!(browser.count("fieldset.dimension"), 5);
