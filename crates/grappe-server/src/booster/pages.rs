@@ -234,6 +234,25 @@ async fn form_company(
     page_company(state, caller, chrome, id, true).await
 }
 
+/// A form acting for a company ([`form_company`]), then `action`, then back to the company's page
+/// at `anchor` (or the refusal, as a page).
+async fn act_for_company<T>(
+    state: &AppState,
+    caller: &Caller,
+    (headers, uri): (&HeaderMap, &Uri),
+    (id, csrf): (&str, &str),
+    anchor: &str,
+    action: impl AsyncFnOnce(&CompanyRow) -> Result<T, AppError>,
+) -> Result<Response, AppError> {
+    let chrome = Chrome::new(headers, uri, Some(caller));
+    let (chrome, company) = match form_company(state, caller, chrome, csrf, id).await {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let done = action(&company).await;
+    after_form(chrome, &format!("/booster/companies/{}#{anchor}", company.id), done)
+}
+
 pub async fn company_page(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -612,19 +631,16 @@ pub async fn support_form(
     Path(id): Path<String>,
     Form(form): Form<SupportForm>,
 ) -> Result<Response, AppError> {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
     let body = SupportBody {
         title: form.title,
         summary: form.summary,
         requested_cents: form.requested_euros.trim().parse::<i64>().unwrap_or(0).saturating_mul(100),
         requested_gpu_hours: form.requested_gpu_hours.trim().parse::<i64>().unwrap_or(0),
     };
-    let done = request_support(&state, &caller, &company, body).await;
-    after_form(chrome, &format!("/booster/companies/{}#support", company.id), done)
+    act_for_company(&state, &caller, (&headers, &uri), (&id, &form.csrf), "support", async |company| {
+        request_support(&state, &caller, company, body).await
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -649,19 +665,16 @@ pub async fn outcome_form(
     Path(id): Path<String>,
     Form(form): Form<OutcomeForm>,
 ) -> Result<Response, AppError> {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
     let body = OutcomeBody {
         kind: form.kind,
         quantity: form.quantity.trim().parse::<i64>().unwrap_or(1),
         occurred_on: form.occurred_on,
         note: form.note,
     };
-    let done = record_outcome(&state, &caller, &company, &body).await;
-    after_form(chrome, &format!("/booster/companies/{}#outcomes", company.id), done)
+    act_for_company(&state, &caller, (&headers, &uri), (&id, &form.csrf), "outcomes", async |company| {
+        record_outcome(&state, &caller, company, &body).await
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -680,11 +693,8 @@ pub async fn member_form(
     Path(id): Path<String>,
     Form(form): Form<MemberForm>,
 ) -> Result<Response, AppError> {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let (chrome, company) = match form_company(&state, &caller, chrome, &form.csrf, &id).await {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
-    let done = add_company_member(&state, &caller, &company, &form.email).await;
-    after_form(chrome, &format!("/booster/companies/{}#members", company.id), done)
+    act_for_company(&state, &caller, (&headers, &uri), (&id, &form.csrf), "members", async |company| {
+        add_company_member(&state, &caller, company, &form.email).await
+    })
+    .await
 }
