@@ -145,6 +145,24 @@ fn a_company_registers_diagnoses_applies_and_is_granted_compute() {
         assert_eq!(page.status, 200);
         assert!(page.text.contains("class=\"chart radar\"") && page.text.contains("id=\"peers\""), "{}", page.text);
         assert!(page.text.contains("href=\"/centres\""), "recommendations link to the centres");
+
+        // The same through the pages' forms: register, then ask for support.
+        let (_, bruno) = client.new_user("bruno@pme.example");
+        let form = format!("name=Bruno+Conseil&siren={}&size_class=eti&naf=7022Z", siren(55_000_001));
+        let (status, text) = post_form(&server, &bruno, "/booster", "/booster/companies", &form);
+        assert_eq!(status, 303, "{text}");
+        let company =
+            client.get("/api/v1/booster/companies", Some(&bruno)).body["companies"][0]["id"].as_i64().unwrap();
+        let page = format!("/booster/companies/{company}");
+        let form = "title=Devis+automatiques&summary=Un+assistant&requested_euros=20000&requested_gpu_hours=100";
+        let (status, text) = post_form(&server, &bruno, &page, &format!("{page}/support"), form);
+        assert_eq!(status, 303, "{text}");
+        let form = "kind=product&quantity=1&occurred_on=2026-09-15&note=lanc%C3%A9";
+        assert_eq!(post_form(&server, &bruno, &page, &format!("{page}/outcomes"), form).0, 303);
+        let shown = client.get(&format!("/api/v1/booster/companies/{company}"), Some(&bruno)).body;
+        assert_eq!(shown["support_requests"][0]["requested_gpu_hours"], 100, "{shown}");
+        assert_eq!(shown["support_requests"][0]["selected"], Value::Null, "pending");
+        assert_eq!(shown["outcomes"][0]["kind"], "product");
     }
 }
 
