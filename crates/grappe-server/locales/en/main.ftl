@@ -560,3 +560,4 @@ booster-members = Members
 booster-member-email = E-mail address of a member to add
 booster-member-help = The person needs an account on the platform. They will see the company's diagnostics and may act for it.
 booster-member-button = Add the member
+booster-call-link = The IA Booster call

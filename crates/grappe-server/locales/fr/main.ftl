@@ -560,3 +560,4 @@ booster-members = Membres
 booster-member-email = Adresse électronique d'un membre à ajouter
 booster-member-help = La personne doit avoir un compte sur la plateforme. Elle verra les diagnostics de l'entreprise et pourra agir en son nom.
 booster-member-button = Ajouter le membre
+booster-call-link = L'appel IA Booster

@@ -197,7 +197,8 @@ struct CompanyPage {
     naf_label: String,
     may_act: bool,
     history: Vec<HistoryLine>,
-    call_open: bool,
+    /// The Booster's rolling call taking requests now, if any.
+    call: Option<i64>,
     max_gpu_hours: i64,
     support: Vec<SupportLine>,
     outcome_kinds: Vec<(&'static str, String)>,
@@ -315,7 +316,7 @@ pub async fn company_page(
         naf_label: naf::lookup(&company.naf_code).map(|naf| naf.label).unwrap_or_default().to_owned(),
         may_act: policy::may_act_for_company(&caller.actor, company.id),
         history,
-        call_open: booster_call(&state).await?.is_some(),
+        call: booster_call(&state).await?.map(|call| call.id),
         max_gpu_hours: crate::booster::MAX_SUPPORT_GPU_HOURS,
         support,
         outcome_kinds: OUTCOME_KINDS.iter().map(|kind| (*kind, tr.t(&format!("booster-outcome-{kind}")))).collect(),
