@@ -1026,7 +1026,8 @@ impl Db {
     /// Records a batch of decisions, all or none: each selected application becomes a compute
     /// project (its applicant principal investigator, member and coordinator) with its
     /// GPU-hours, and its amount is committed on the first budget line of the call's
-    /// instrument; the call's envelope is never passed.
+    /// instrument (the line's committed figure is the sum of its decisions); the call's
+    /// envelope is never passed.
     pub async fn decide(
         &self,
         call: &CallRow,
@@ -1092,11 +1093,6 @@ impl Db {
                     let grant = RoleGrant { role, scope: scope.clone() };
                     self.grant_in(&mut tx, application.submitted_by, &grant, actor).await?;
                 }
-                sqlx::query("UPDATE budget_lines SET committed_cents = committed_cents + $1 WHERE code = $2")
-                    .bind(decision.amount_cents)
-                    .bind(&line)
-                    .execute(&mut *tx)
-                    .await?;
                 (Some(project.id), Some(line.clone()))
             } else {
                 (None, None)

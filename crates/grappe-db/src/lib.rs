@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod booster;
 mod calls;
+mod centres;
 mod challenges;
 mod compute;
 mod datasets;
@@ -35,6 +36,7 @@ pub use calls::{
     DecisionRefused, DecisionRow, JurorRow, MessageRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields,
     ReviewRow, call_takes_applications,
 };
+pub use centres::{CentreRow, TrainingRow};
 pub use challenges::{
     ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,
     TeamRow,
@@ -51,7 +53,10 @@ pub use gateway::{
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
-pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
+pub use programme::{
+    CommitmentRow, LoadRefused, LoadSummary, MonthFigures, NewPayment, PaymentRefused, PaymentRow, PlatformFigures,
+    ProgrammeHeader, StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -4,6 +4,8 @@
 pub mod account;
 pub mod allocation;
 pub mod array;
+pub mod calendar;
+pub mod centre;
 pub mod compute;
 pub mod dependency;
 pub mod money;

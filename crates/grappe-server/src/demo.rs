@@ -6,7 +6,7 @@ mod booster;
 mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
-use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
+use grappe_domain::programme::Programme;
 
 use crate::account::api::{NewUserFields, create_user_from};
 use crate::kit::caller;
@@ -29,7 +29,9 @@ const ORGANISATIONS: [(&str, &str, Option<&str>); 4] = [
 ];
 
 pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
-    state.db.load_programme(&france_2030_instruments(), &france_2030_kpis()).await?;
+    if let Err(refused) = state.db.load_programme(&Programme::france_2030(), "demo").await? {
+        return Err(AppError::Conflict(crate::programme::refusal(&refused)));
+    }
     for (name, kind, size_class) in ORGANISATIONS {
         if state.db.organisation_by_name(name).await?.is_none() {
             state.db.create_organisation(name, OrganisationProfile::parse(kind, size_class)?).await?;
@@ -65,8 +67,79 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
     calls::load(state).await?;
+    demo_payments(state).await?;
+    demo_centres(state).await?;
     booster::load(state).await?;
     Ok(accounts)
+}
+
+/// The demo's centres with a profile, three of them with two academic years of training, so
+/// that the centres' pages and the dashboard's "specialists trained" come from records; a
+/// profile already written is kept as it is.
+async fn demo_centres(state: &AppState) -> AppResult<()> {
+    use grappe_domain::centre::{Profile, Training};
+    const CITIES: [(&str, &str); 9] = [
+        ("Sorbonne Université", "Paris"),
+        ("Université Clermont Auvergne", "Clermont-Ferrand"),
+        ("Université PSL", "Paris"),
+        ("Université de Bordeaux", "Bordeaux"),
+        ("Université de Lille", "Lille"),
+        ("Université de Lorraine", "Nancy"),
+        ("Université de Montpellier", "Montpellier"),
+        ("Université de Strasbourg", "Strasbourg"),
+        ("Université de Toulouse", "Toulouse"),
+    ];
+    const OFFER: [(&str, &str, i64, [i64; 2]); 4] = [
+        ("technician", "Technicien·ne en science des données", 30, [24, 29]),
+        ("master", "Master Intelligence artificielle", 60, [52, 58]),
+        ("phd", "Programme doctoral en IA", 25, [18, 22]),
+        ("continuing", "IA pour les métiers (formation continue)", 120, [64, 97]),
+    ];
+    for (i, centre) in state.db.centres().await?.iter().enumerate() {
+        if !centre.profile.city.is_empty() {
+            continue;
+        }
+        let city = CITIES.iter().find(|(name, _)| *name == centre.organisation).map_or("", |(_, city)| city);
+        let profile = Profile::parse(
+            city,
+            &format!("{} porte le pôle «\u{a0}{}\u{a0}».", centre.organisation, centre.title),
+            &format!("{} runs the centre \"{}\".", centre.organisation, centre.title),
+            &centre.profile.partners,
+            &centre.profile.themes,
+        )?;
+        state.db.save_centre_profile(centre.id, &profile, "demo").await?;
+        if i >= 3 {
+            continue;
+        }
+        for (level, title, places, enrolled) in OFFER {
+            for (year, enrolled) in [2024, 2025].into_iter().zip(enrolled) {
+                let training = Training::parse(level, title, year, places, enrolled)?;
+                state.db.save_training(centre.id, &training, "demo").await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A first instalment (30 %) paid to the first three centres the decided call selected, so that
+/// the dashboard's disbursed figure comes from records; a payment already there (its
+/// reference) is kept as it is.
+async fn demo_payments(state: &AppState) -> AppResult<()> {
+    let today = grappe_domain::calendar::iso_date(grappe_db::now_ms());
+    for commitment in state.db.commitments(Some("ia_cluster")).await?.iter().rev().take(3) {
+        let reference = format!("DEMO-{}-1", commitment.application_id);
+        let payment = grappe_db::NewPayment {
+            application_id: commitment.application_id,
+            amount_cents: commitment.amount_cents * 3 / 10,
+            paid_on: &today,
+            reference: &reference,
+        };
+        match state.db.record_payment(&payment, "demo").await? {
+            Ok(_) | Err(grappe_db::PaymentRefused::DuplicateReference) => {}
+            Err(refused) => return Err(AppError::Conflict(format!("demo payment: {refused:?}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`).

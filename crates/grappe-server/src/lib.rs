@@ -6,6 +6,7 @@
 pub mod account;
 pub mod booster;
 pub mod calls;
+pub mod centres;
 pub mod challenges;
 pub mod compute;
 pub mod data;

@@ -91,6 +91,35 @@ fn schemas() -> Value {
                 "review_ends_at": { "type": ["integer", "null"] },
             },
         },
+        "Programme": {
+            "type": "object", "required": ["programme"],
+            "description": "the programme's file (`programmes/france-2030-ia.toml`) as JSON: `programme` {code, name {fr, en}, source}, `instruments` [{code, module, name, summary, budget_lines [{code, label, envelope_eur}]}], `kpis` [{code, label, value, unit, approximate, source}]",
+        },
+        "Payment": {
+            "type": "object", "required": ["application", "amount_cents", "paid_on", "reference"],
+            "properties": {
+                "application": { "type": "integer", "description": "a selected application" },
+                "amount_cents": { "type": "integer", "minimum": 1, "description": "with what was paid, at most the grant" },
+                "paid_on": { "type": "string", "format": "date", "description": "not after today" },
+                "reference": { "type": "string", "description": "the transfer's, unique; not published" },
+            },
+        },
+        "CentreProfile": {
+            "type": "object",
+            "properties": {
+                "city": { "type": "string" }, "summary_fr": { "type": "string" }, "summary_en": { "type": "string" },
+                "partners": { "type": "array", "items": { "type": "string" }, "maxItems": 50 },
+                "themes": { "type": "array", "items": { "type": "string" }, "maxItems": 50 },
+            },
+        },
+        "Training": {
+            "type": "object", "required": ["level", "title", "year", "places", "enrolled"],
+            "properties": {
+                "level": { "enum": ["technician", "bachelor", "master", "engineer", "phd", "continuing"] },
+                "title": { "type": "string" }, "year": { "type": "integer", "description": "the academic year's start, 2018 to 2035" },
+                "places": { "type": "integer", "minimum": 0 }, "enrolled": { "type": "integer", "minimum": 0, "description": "at most the places" },
+            },
+        },
         "Message": {
             "type": "object", "required": ["body"],
             "properties": { "body": { "type": "string", "description": "1 to 4,000 characters" } },

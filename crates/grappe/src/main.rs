@@ -19,6 +19,7 @@ mod job;
 mod jury;
 mod lm_serve;
 mod model;
+mod programme;
 mod remote;
 mod score;
 mod settings;
@@ -124,6 +125,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Load or update the programme (instruments, budget lines, figures) from its file, on the
+    /// server you are logged in to as an administrator.
+    Programme {
+        #[command(subcommand)]
+        command: programme::ProgrammeCommand,
+    },
     /// Show who the stored token belongs to.
     Whoami {
         /// Print the server's JSON instead of text.
@@ -189,6 +196,7 @@ enum AdminCommand {
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
     Admin,
+    ProgrammeManager,
     CallManager,
     Juror,
     Applicant,
@@ -202,6 +210,7 @@ impl RoleArg {
         use grappe_domain::account::Role;
         match self {
             RoleArg::Admin => Role::Admin,
+            RoleArg::ProgrammeManager => Role::ProgrammeManager,
             RoleArg::CallManager => Role::CallManager,
             RoleArg::Juror => Role::Juror,
             RoleArg::Applicant => Role::Applicant,
@@ -254,6 +263,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Score(_) => bail!("`grappe score` runs outside the runtime"),
         Command::Jury { .. } => bail!("`grappe jury` runs outside the runtime"),
         Command::Job { command } => job::run(command),
+        Command::Programme { command } => programme::run(command),
         Command::Challenge { command } => challenge::run(command),
         Command::Model { command: model::ModelCommand::Serve(flags) } => lm_serve::run(flags).await,
         Command::Model { command } => model::run(command),

@@ -23,8 +23,8 @@ use crate::booster::{
 };
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
-use crate::kit::i18n::Tr;
-use crate::kit::page::{Chrome, after_form, form_checked, iso_date, not_found_page, render};
+use crate::kit::i18n::{Time, Tr};
+use crate::kit::page::{Chrome, FormErrors, after_form, form_checked, iso_date, not_found_page, render};
 use crate::kit::state::AppState;
 
 struct GroupLine {
@@ -42,13 +42,7 @@ struct RegisterView {
     siren: String,
     size_class: String,
     naf: String,
-    errors: Vec<(&'static str, String)>,
-}
-
-impl RegisterView {
-    fn error(&self, field: &str) -> Option<&str> {
-        self.errors.iter().find(|(name, _)| *name == field).map(|(_, words)| words.as_str())
-    }
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -150,7 +144,10 @@ pub async fn register_form(
         Ok(checked) => checked,
         Err(errors) => {
             let view = RegisterView {
-                errors: errors.iter().map(|error: &FieldError| (error.field(), error.words(&chrome.tr))).collect(),
+                errors: FormErrors {
+                    fields: errors.iter().map(|error: &FieldError| (error.field(), error.words(&chrome.tr))).collect(),
+                    form: Some(chrome.tr.t("booster-register-fix")),
+                },
                 name: body.name,
                 siren: body.siren,
                 size_class: body.size_class,
@@ -167,14 +164,14 @@ pub async fn register_form(
 
 struct HistoryLine {
     id: i64,
-    date: String,
+    date: Time,
     overall: String,
     level: String,
 }
 
 struct SupportLine {
     title: String,
-    date: String,
+    date: Time,
     gpu_hours: String,
     status: String,
     project: Option<i64>,
@@ -482,7 +479,7 @@ struct AdviceLine {
 struct ResultPage {
     chrome: Chrome,
     company: CompanyRow,
-    date: String,
+    date: Time,
     overall: String,
     level: String,
     ai_act: String,

@@ -19,6 +19,7 @@ use crate::calls::discussion::{self, MAX_MESSAGE};
 use crate::calls::{Phase, call_for, criteria, readable_application, strings};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::multipart;
 use crate::kit::page::{Chrome, after_form, form_target, not_found_page, render, url_encode};
 use crate::kit::state::AppState;
@@ -33,7 +34,7 @@ struct FileLine {
 
 struct VersionLine {
     version: i64,
-    saved: String,
+    saved: Time,
     files: bool,
 }
 
@@ -45,7 +46,7 @@ struct ReviewLine {
 
 struct MessageLine {
     author: String,
-    posted: String,
+    posted: Time,
     body: String,
 }
 
@@ -67,7 +68,7 @@ struct ApplicationPage {
     keywords: String,
     requested: String,
     gpu_hours: String,
-    updated: String,
+    updated: Time,
     editable: bool,
     juror: bool,
     files: Vec<FileLine>,

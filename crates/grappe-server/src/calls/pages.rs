@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::calls::{ApplicationBody, Phase, call_for, criteria, new_application};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::i18n::{Locale, Tr};
 use crate::kit::page::{Chrome, after_form, datetime_local, form_target, not_found_page, parse_datetime_local, render};
 use crate::kit::state::AppState;
@@ -42,7 +43,7 @@ fn phase_label(tr: &Tr, phase: &str) -> String {
 }
 
 fn deadline(tr: &Tr, call: &CallRow) -> String {
-    call.closes_at.map(|at| tr.locale.datetime(at)).unwrap_or_else(|| tr.t("call-rolling"))
+    call.closes_at.map(|at| tr.locale.datetime(at).text).unwrap_or_else(|| tr.t("call-rolling"))
 }
 
 pub async fn list_page(
@@ -79,7 +80,7 @@ struct ApplicationLine {
     requested: String,
     gpu_hours: String,
     version: i64,
-    updated: String,
+    updated: Time,
     /// Decided: its letter can be read.
     decided: bool,
 }
@@ -175,7 +176,7 @@ struct CallPage {
     phase: String,
     open: bool,
     envelope: String,
-    opens: String,
+    opens: Time,
     closes: String,
     criteria: Vec<CriterionLine>,
     signed_in: bool,

@@ -18,6 +18,7 @@ use crate::challenges::{
 };
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::i18n::{Locale, Tr};
 use crate::kit::page::{Chrome, after_form, form_target, not_found_page, render};
 use crate::kit::state::AppState;
@@ -27,8 +28,8 @@ struct ChallengeCard {
     title: String,
     metric: String,
     status: String,
-    opens: String,
-    closes: String,
+    opens: Time,
+    closes: Time,
 }
 
 #[derive(Template)]
@@ -69,8 +70,8 @@ pub async fn list_page(
 
 struct PhaseLine {
     name: String,
-    starts: String,
-    ends: String,
+    starts: Time,
+    ends: Time,
     current: bool,
 }
 
@@ -79,14 +80,14 @@ struct Line {
     team: String,
     score: String,
     entries: String,
-    date: String,
+    date: Time,
     baseline: bool,
     own: bool,
 }
 
 struct SubmissionLine {
     id: i64,
-    date: String,
+    date: Time,
     kind: String,
     state: String,
     public: String,
@@ -122,7 +123,7 @@ struct ChallengePage {
     ladder: Option<String>,
     code: bool,
     code_resources: String,
-    closes: String,
+    closes: Time,
     short_version: String,
 }
 

@@ -428,12 +428,7 @@ pub async fn usage_csv(
         csv.push('\n');
     }
     let suffix = if french { "-excel-fr" } else { "" };
-    let disposition = format!("attachment; filename=\"usage-{}{suffix}.csv\"", project.id);
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        csv,
-    )
-        .into_response())
+    Ok(crate::kit::page::csv_download(&format!("usage-{}{suffix}.csv", project.id), csv))
 }
 
 /// A project given by id or by name.

@@ -15,7 +15,8 @@ use super::{NewJobBody, ProjectRef, Submitted, submit, terminal, words};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, form_target, message_page, not_found_page, render};
+use crate::kit::i18n::Time;
+use crate::kit::page::{Chrome, FormErrors, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
 
@@ -33,9 +34,9 @@ struct JobLine {
     project: String,
     state: String,
     reason: String,
-    submitted: String,
+    submitted: Time,
     /// While pending: when it is estimated to start.
-    estimated_start: Option<String>,
+    estimated_start: Option<Time>,
 }
 
 #[derive(Template)]
@@ -90,7 +91,7 @@ async fn project_view(
 }
 
 /// When a pending job is estimated to start, for people.
-fn estimated_start(job: &JobRow, locale: Locale) -> Option<String> {
+fn estimated_start(job: &JobRow, locale: Locale) -> Option<Time> {
     job.estimated_start_at.filter(|_| job.state == "pending").map(|at| locale.datetime(at))
 }
 
@@ -142,20 +143,6 @@ struct ProjectPage {
     /// The submission form as typed, and what is wrong with it.
     form: JobForm,
     errors: FormErrors,
-}
-
-/// What is wrong with a submitted form: a message per field (by its name), and one for the
-/// whole form (a refusal of the job as a whole), in the reader's language.
-#[derive(Default)]
-struct FormErrors {
-    fields: Vec<(&'static str, String)>,
-    form: Option<String>,
-}
-
-impl FormErrors {
-    fn of(&self, field: &str) -> Option<&str> {
-        self.fields.iter().find(|(name, _)| *name == field).map(|(_, message)| message.as_str())
-    }
 }
 
 /// Cumulative GPU-hours (or CPU-hours) used against the allocation, by day since creation.
@@ -347,7 +334,7 @@ pub async fn submit_form(
 }
 
 struct EventLine {
-    at: String,
+    at: Time,
     state: String,
     detail: String,
 }
@@ -375,7 +362,7 @@ struct JobPage {
     elapsed: Option<String>,
     /// Why it waits or how it ended, in the reader's words.
     reason: String,
-    estimated_start: Option<String>,
+    estimated_start: Option<Time>,
 }
 
 /// The most metric charts on a job's page: its first keys by name.

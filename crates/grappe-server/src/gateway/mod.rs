@@ -547,12 +547,7 @@ pub async fn usage_csv(
             energy.of_request(u).map(|wh| format!("{wh:.6}")).unwrap_or_default()
         ));
     }
-    let disposition = format!("attachment; filename=\"project-{project}-gateway-usage.csv\"");
-    let headers = [
-        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-        (axum::http::header::CONTENT_DISPOSITION, disposition),
-    ];
-    Ok((headers, csv).into_response())
+    Ok(crate::kit::page::csv_download(&format!("project-{project}-gateway-usage.csv"), csv))
 }
 
 pub async fn set_limits(

@@ -18,6 +18,7 @@ use crate::gateway::{NewKeyBody, issue_key, may_call, proxy};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
+use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, message_page, render};
 use crate::kit::state::AppState;
 
@@ -34,8 +35,8 @@ struct KeyLine {
     id: i64,
     name: String,
     prefix: String,
-    created: String,
-    revoked: Option<String>,
+    created: Time,
+    revoked: Option<Time>,
 }
 
 struct ProjectView {
@@ -65,7 +66,7 @@ struct FineTuneLine {
     /// The fine-tuned model, once it succeeded.
     model: Option<String>,
     tokens: String,
-    created: String,
+    created: Time,
 }
 
 #[derive(Template)]

@@ -76,14 +76,14 @@ impl Locale {
     }
 
     /// A date and a minute for people, in the platform's zone with its abbreviation:
-    /// `29/11/2026 19:12 CET`, `29 Nov 2026, 19:12 CET`.
-    pub fn datetime(self, unix_ms: i64) -> String {
-        self.local_time(unix_ms, false)
+    /// `29/11/2026 19:12 CET`, `29 Nov 2026, 19:12 CET`; on a page, a `<time>` element.
+    pub fn datetime(self, unix_ms: i64) -> Time {
+        Time { unix_ms, text: self.local_time(unix_ms, false) }
     }
 
     /// The same to the second, for timelines: `29/11/2026 19:12:05 CET`.
-    pub fn datetime_seconds(self, unix_ms: i64) -> String {
-        self.local_time(unix_ms, true)
+    pub fn datetime_seconds(self, unix_ms: i64) -> Time {
+        Time { unix_ms, text: self.local_time(unix_ms, true) }
     }
 
     fn local_time(self, unix_ms: i64, with_seconds: bool) -> String {
@@ -206,6 +206,23 @@ fn bundle(locale: Locale) -> &'static Bundle {
     })
 }
 
+/// A moment as people read it (`text`, in the platform's zone) and as machines do: written on a
+/// page as `<time datetime="2026-11-29T18:00:00.000Z">29/11/2026 19:00 CET</time>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Time {
+    unix_ms: i64,
+    pub text: String,
+}
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Digits, month names, separators and a zone's letters: nothing to escape.
+        write!(f, r#"<time datetime="{}">{}</time>"#, crate::kit::page::iso8601(self.unix_ms), self.text)
+    }
+}
+
+impl askama::filters::HtmlSafe for Time {}
+
 /// The translator handed to templates: `tr.t("key")`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tr {
@@ -255,9 +272,13 @@ mod tests {
     #[test]
     fn dates_for_people_in_each_language() {
         // Without a zone set, UTC (the server sets the platform's at start).
-        assert_eq!(Locale::Fr.datetime(1_795_975_200_000), "29/11/2026 18:00 UTC");
-        assert_eq!(Locale::En.datetime(1_795_975_200_000), "29 Nov 2026, 18:00 UTC");
-        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000), "29/11/2026 18:00:05 UTC");
+        assert_eq!(Locale::Fr.datetime(1_795_975_200_000).text, "29/11/2026 18:00 UTC");
+        assert_eq!(Locale::En.datetime(1_795_975_200_000).text, "29 Nov 2026, 18:00 UTC");
+        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000).text, "29/11/2026 18:00:05 UTC");
+        assert_eq!(
+            Locale::Fr.datetime(1_795_975_200_000).to_string(),
+            r#"<time datetime="2026-11-29T18:00:00.000Z">29/11/2026 18:00 UTC</time>"#
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ enum Admits {
     Anyone,
     SignedIn,
     Admins,
+    /// Programme managers (who record payments) and administrators.
+    ProgrammeStaff,
     /// A project's gateway key, and nothing else (which a key opens nothing else of).
     ProjectKey,
 }
@@ -24,6 +26,12 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/metrics"), Anyone),
         (("GET", "/api/v1/openapi.json"), Anyone),
         (("GET", "/api/v1/programme"), Anyone),
+        (("POST", "/api/v1/programme"), Admins),
+        (("GET", "/api/v1/programme/lines/{code}"), Anyone),
+        (("POST", "/api/v1/programme/payments"), ProgrammeStaff),
+        (("GET", "/api/v1/opendata/{file}"), Anyone),
+        (("GET", "/programme/lines/{code}"), Anyone),
+        (("GET", "/programme/report/{year}"), Anyone),
         (("POST", "/api/v1/auth/token"), Anyone),
         (("GET", "/api/v1/me"), SignedIn),
         (("GET", "/api/v1/tokens"), SignedIn),
@@ -207,6 +215,14 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/booster/companies/{id}/support"), SignedIn),
         (("POST", "/booster/companies/{id}/outcomes"), SignedIn),
         (("POST", "/booster/companies/{id}/members"), SignedIn),
+        (("GET", "/centres"), Anyone),
+        (("GET", "/centres/{id}"), Anyone),
+        (("POST", "/centres/{id}/profile"), SignedIn),
+        (("POST", "/centres/{id}/trainings"), SignedIn),
+        (("GET", "/api/v1/centres"), Anyone),
+        (("GET", "/api/v1/centres/{id}"), Anyone),
+        (("POST", "/api/v1/centres/{id}"), SignedIn),
+        (("POST", "/api/v1/centres/{id}/trainings"), SignedIn),
     ])
 }
 
@@ -222,6 +238,8 @@ fn concrete(path: &str) -> String {
         .replace("{name}", "no-such-dataset")
         .replace("{version}", "latest")
         .replace("{*path}", "a.csv")
+        .replace("{year}", "2026")
+        .replace("{file}", "budget-lines.csv")
 }
 
 #[test]
@@ -253,7 +271,7 @@ fn every_route_times_every_role() {
             &serde_json::json!({ "name": "authz" }),
         );
         callers.push(("project-key".into(), Some(key.body["key"].as_str().unwrap().to_owned()), false));
-        assert_eq!(callers.len(), 12, "nine demo roles, anonymous, the admin token and a project key");
+        assert_eq!(callers.len(), 13, "ten demo roles, anonymous, the admin token and a project key");
 
         let mut checked = 0;
         for route in &routes {
@@ -264,6 +282,7 @@ fn every_route_times_every_role() {
                     Admits::Anyone => !is_key,
                     Admits::SignedIn => token.is_some() && !is_key,
                     Admits::Admins => *is_admin,
+                    Admits::ProgrammeStaff => *is_admin || name == "programme_manager",
                     Admits::ProjectKey => is_key,
                 };
                 let body = (route.method.as_str() == "POST").then(|| match route.kind {

@@ -244,7 +244,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // French by default, from the browser's language; the budget as a chart and as a table.
     browser.go(&format!("{}/", server.base));
-    assert_eq!(browser.text("h1"), "Le programme en un coup d'œil");
+    assert_eq!(browser.text("h1"), "France 2030 : plan pour l'intelligence artificielle");
     assert_eq!(browser.count("#budget-chart svg rect"), 3 + 5 * 3, "legend and three bars per line");
     assert!(browser.text("#budget-table").contains("500 M€"));
     assert!(browser.text("#budget-table").contains("1,5 Md€"));
@@ -267,7 +267,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // Switch to English; the choice is remembered from page to page.
     browser.click("#lang-switch");
-    browser.wait_text("h1", "The programme at a glance");
+    browser.wait_text("h1", "France 2030: the artificial intelligence plan");
     assert!(browser.text("#budget-table").contains("1.5 bn €"));
     browser.screenshot("dashboard-en.png");
     browser.click("#account-link");
@@ -367,6 +367,8 @@ fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
     // Times in the platform's zone (Europe/Paris by default), the French way, the zone said.
     let timeline = browser.text("#timeline");
     assert!(timeline.contains(" CET ") || timeline.contains(" CEST "), "{timeline}");
+    // Each time is also written for machines: `<time datetime="...Z">`.
+    assert!(browser.count("#timeline time[datetime$='Z']") >= 3, "the timeline's times as <time datetime>");
     assert!(
         timeline.split_whitespace().next().is_some_and(|date| date.len() == 10 && &date[2..3] == "/"),
         "{timeline}"
@@ -460,6 +462,8 @@ fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
         "/challenges/1",
         "/ai",
         "/booster",
+        "/programme/lines/ia_cluster",
+        "/programme/report/2026",
     ];
     let roles: [(&str, &[&str]); 4] = [
         (
@@ -500,7 +504,7 @@ fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
             }
         }
     }
-    assert_eq!(checked, 2 * (11 + 13));
+    assert_eq!(checked, 2 * (13 + 13));
 }
 
 #[test]
@@ -1086,6 +1090,85 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     assert!(browser.text("#letter").contains("Un vrai besoin industriel."), "the reviews, without names");
     assert!(!browser.text("#letter").contains("kuleuven"), "no juror's name");
     browser.screenshot("call-letter-fr.png");
+}
+
+#[test]
+fn the_yearly_report_prints_to_a4_pages_without_the_navigation() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let year = &grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4];
+    let browser = Browser::start();
+    browser.go(&format!("{}/programme/report/{year}", server.base));
+    assert_eq!(browser.text("h1"), format!("Rapport annuel {year}"));
+    // The demo's decisions and payments are this year's: the report lists them.
+    assert!(browser.count("#report-commitments tbody tr") == 9, "{}", browser.text("main"));
+    assert_eq!(browser.count("#report-payments-table tbody tr"), 3);
+    // As the printer sees it: no navigation, no header, no hint, every table whole.
+    let media = json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "media": "print" } });
+    browser.session_call("POST", "/goog/cdp/execute", Some(media));
+    let hidden = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return ['header.top', 'nav', 'footer', '.no-print'].map(s => getComputedStyle(document.querySelector(s)).display);", "args": [] })),
+    );
+    assert_eq!(hidden, json!(["none", "none", "none", "none"]));
+    let pdf = browser.session_call(
+        "POST",
+        "/print",
+        Some(json!({ "page": { "width": 21.0, "height": 29.7 }, "background": true })),
+    );
+    let pdf = base64_decode(pdf.as_str().expect("a PDF"));
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    std::fs::write(artifacts_dir().join("report-fr.pdf"), &pdf).expect("write the PDF");
+    // Its pages: `/Type /Page` objects (not `/Pages`), each A4 (595 x 842 points).
+    let text = String::from_utf8_lossy(&pdf);
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert!((2..=8).contains(&pages), "{pages} pages");
+    assert!(text.contains("/MediaBox [0 0 595"), "A4 pages");
+}
+
+#[test]
+fn a_centre_coordinator_records_a_training_by_keyboard_and_a_wrong_number_is_said_in_french() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let centres = client.get("/api/v1/centres", None).body;
+    let centre =
+        centres["items"].as_array().unwrap().iter().find(|c| c["enrolled"] == 0).unwrap()["id"].as_i64().unwrap();
+    let decision =
+        client.get(&format!("/api/v1/applications/{centre}/decision"), Some(crate::harness::ADMIN_TOKEN)).body;
+    crate::centres::coordinator(&client, "coord@example.org", decision["project"].as_i64().unwrap());
+
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 900 })));
+    browser.go(&format!("{}/login?next=/centres/{centre}", server.base));
+    browser.type_into("#email", "coord@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#training-form", 1);
+    browser.type_into("#training-title", "Licence professionnelle IA");
+    browser.type_into("#training-places", "quarante");
+    browser.type_into("#training-enrolled", "12\u{E007}");
+    browser.wait_count("#training-places-error", 1);
+    assert_eq!(browser.text("#training-places-error"), "Les places sont un nombre entier de 0 à 100 000.");
+    assert_eq!(browser.count("#training-title-error"), 0);
+    let typed = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return [document.querySelector('#training-title').value, document.querySelector('#training-places').getAttribute('aria-invalid')];", "args": [] })),
+    );
+    assert_eq!(typed, json!(["Licence professionnelle IA", "true"]), "what was typed is kept");
+    browser.assert_accessible("a centre's form with an error (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "a long name in the header stays within 390 px");
+    browser.screenshot("centre-form-error-fr.png");
+
+    // Corrected: the programme is in the table, and in the programme's figures.
+    let places = browser.find("#training-places");
+    browser.session_call("POST", &format!("/element/{places}/clear"), Some(json!({})));
+    browser.type_into("#training-places", "40\u{E007}");
+    browser.wait_count("#trainings-table", 1);
+    assert!(browser.text("#trainings-table").contains("Licence professionnelle IA"));
+    assert_eq!(client.get(&format!("/api/v1/centres/{centre}"), None).body["enrolled"], 12);
+    browser.screenshot("centre-fr.png");
 }
 
 /// The demo's company member answers the Booster's questionnaire on a phone, with the keyboard
