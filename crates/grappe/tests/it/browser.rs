@@ -1223,4 +1223,10 @@ fn answer_the_booster_questionnaire_from_a_phone_with_the_keyboard() {
     assert_eq!(browser.overflowing(), "", "the result is wider than a 390 px screen");
     browser.scroll_to("radar");
     browser.screenshot("booster-result-fr-390.png");
+    // In English, the same result.
+    browser.click("#lang-switch");
+    browser.wait_text("h1", "Diagnostic result");
+    assert_eq!(browser.text("#ai-act"), "Limited risk (transparency)");
+    browser.assert_accessible("a diagnostic's result (en, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the result in English is wider than a 390 px screen");
 }
