@@ -339,8 +339,24 @@ impl Db {
         fields: &ApplicationFields<'_>,
     ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let mut tx = self.write_tx().await?;
+        let created = self.create_application_in(&mut tx, call, user_id, fields).await?;
+        if created.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(created)
+    }
+
+    /// [`Db::create_application`] inside a transaction, audited in it (the Booster's support
+    /// requests record their company in the same one).
+    pub(crate) async fn create_application_in(
+        &self,
+        tx: &mut Tx,
+        call: &CallRow,
+        user_id: i64,
+        fields: &ApplicationFields<'_>,
+    ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let now = now_ms();
-        if !call_takes_applications(&call_in(&mut tx, call.id).await?, now) {
+        if !call_takes_applications(&call_in(tx, call.id).await?, now) {
             return Ok(Err(NotSaved::Closed));
         }
         let row = sqlx::query(&format!(
@@ -358,10 +374,10 @@ impl Db {
         .bind(fields.requested_cents)
         .bind(fields.requested_gpu_hours)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let application = application_from(&row)?;
-        save_version(&mut tx, &application, fields.body, user_id, now).await?;
+        save_version(tx, &application, fields.body, user_id, now).await?;
         let object = format!("call:{}", call.id);
         let detail = format!("application {} by user {user_id}", application.id);
         let entry = AuditEntry {
@@ -370,8 +386,7 @@ impl Db {
             object: &object,
             detail: &detail,
         };
-        audit::append(&mut tx, self.audit_key(), &entry).await?;
-        tx.commit().await?;
+        audit::append(tx, self.audit_key(), &entry).await?;
         Ok(Ok(application))
     }
 

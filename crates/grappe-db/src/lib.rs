@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod booster;
 mod calls;
 mod centres;
 mod challenges;
@@ -27,6 +28,9 @@ use sqlx::{AnyPool, Executor};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
+pub use booster::{
+    BoosterTotals, CompanyRow, DiagnosticRow, NewCompany, NewDiagnostic, NewOutcome, OutcomeRow, PeerScores, SupportRow,
+};
 pub use calls::{
     ApplicationFields, ApplicationRow, ApplicationVersionRow, AssignmentRow, CallDates, CallRow, ConflictRow,
     DecisionRefused, DecisionRow, JurorRow, MessageRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields,

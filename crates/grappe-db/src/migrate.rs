@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "dependencies", include_str!("../migrations/0016_dependencies.sql")),
     (17, "job_arrays", include_str!("../migrations/0017_job_arrays.sql")),
     (18, "programme", include_str!("../migrations/0018_programme.sql")),
+    (19, "booster", include_str!("../migrations/0019_booster.sql")),
     (20, "workdirs", include_str!("../migrations/0020_workdirs.sql")),
 ];
 

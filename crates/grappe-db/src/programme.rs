@@ -158,6 +158,7 @@ pub struct PlatformFigures {
     pub gateway_tokens: i64,
     /// Students enrolled in the centres' training programmes, all years together.
     pub specialists_trained: i64,
+    pub booster: crate::BoosterTotals,
 }
 
 const PAYMENT_COLUMNS: &str =
@@ -593,6 +594,7 @@ impl Db {
             gateway_requests: row.try_get(15)?,
             gateway_tokens: row.try_get(16)?,
             specialists_trained: row.try_get(17)?,
+            booster: self.booster_totals().await?,
         })
     }
 }

@@ -223,6 +223,7 @@ named_enum!(
         ProjectCoordinator => "project_coordinator",
         ChallengeOrganiser => "challenge_organiser",
         Participant => "participant",
+        CompanyMember => "company_member",
     }
 );
 
@@ -336,6 +337,8 @@ impl Role {
             Role::ProjectMember | Role::ProjectCoordinator => Reach::ObjectOnly(ScopeKind::Project),
             Role::ChallengeOrganiser => Reach::Either(ScopeKind::Challenge),
             Role::Participant => Reach::ObjectOnly(ScopeKind::Challenge),
+            // IA Booster: who may read and act for a company (its diagnostics, requests, outcomes).
+            Role::CompanyMember => Reach::ObjectOnly(ScopeKind::Organisation),
         }
     }
 

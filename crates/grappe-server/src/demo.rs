@@ -2,6 +2,7 @@
 //! fresh password at every start, printed by the server in demo mode only, datasets, a project,
 //! a challenge, and calls for proposals (`demo/calls.rs`).
 
+mod booster;
 mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
@@ -68,6 +69,7 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     calls::load(state).await?;
     demo_payments(state).await?;
     demo_centres(state).await?;
+    booster::load(state).await?;
     Ok(accounts)
 }
 

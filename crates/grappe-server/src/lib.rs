@@ -4,6 +4,7 @@
 #![recursion_limit = "512"]
 
 pub mod account;
+pub mod booster;
 pub mod calls;
 pub mod centres;
 pub mod challenges;

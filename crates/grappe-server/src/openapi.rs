@@ -215,6 +215,41 @@ fn schemas() -> Value {
                     "project": { "type": "integer" }, "cpus": { "type": "integer" }, "memory_mb": { "type": "integer" }, "time_limit_s": { "type": "integer" } } },
             },
         },
+        "NewCompany": {
+            "type": "object", "required": ["name", "siren", "size_class", "naf"],
+            "properties": {
+                "name": { "type": "string" },
+                "siren": { "type": "string", "description": "9 digits with a Luhn check digit; spaces allowed" },
+                "size_class": { "enum": ["sme", "eti"] },
+                "naf": { "type": "string", "description": "NAF rev. 2: 62.01Z or 6201Z" },
+            },
+        },
+        "NewDiagnostic": {
+            "type": "object", "required": ["answers", "ai_act_class"],
+            "properties": {
+                "answers": { "type": "object", "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 3 },
+                    "description": "every question of GET /api/v1/booster/questions, by id" },
+                "ai_act_class": { "enum": ["unacceptable", "high", "limited", "minimal", "unknown"] },
+            },
+        },
+        "SupportRequest": {
+            "type": "object", "required": ["title", "summary", "requested_cents", "requested_gpu_hours"],
+            "properties": {
+                "title": { "type": "string" }, "summary": { "type": "string" },
+                "requested_cents": { "type": "integer", "minimum": 1 },
+                "requested_gpu_hours": { "type": "integer", "minimum": 1, "maximum": crate::booster::MAX_SUPPORT_GPU_HOURS },
+            },
+        },
+        "NewMember": { "type": "object", "required": ["email"], "properties": { "email": { "type": "string", "description": "a user of the platform" } } },
+        "NewOutcome": {
+            "type": "object", "required": ["kind", "occurred_on"],
+            "properties": {
+                "kind": { "enum": ["prototype", "product", "jobs"] },
+                "quantity": { "type": "integer", "minimum": 1, "default": 1, "description": "1 for a prototype or a product; jobs created" },
+                "occurred_on": { "type": "string", "format": "date" },
+                "note": { "type": "string", "maxLength": 1000 },
+            },
+        },
         "NewTeam": {
             "type": "object", "required": ["name"],
             "properties": { "name": { "type": "string" }, "baseline": { "type": "boolean", "description": "organisers only" } },

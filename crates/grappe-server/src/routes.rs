@@ -11,7 +11,7 @@ use crate::kit::caller;
 use crate::kit::route::route;
 pub use crate::kit::route::{Kind, Method, Route};
 use crate::kit::state::AppState;
-use crate::{account, calls, centres, challenges, compute, data, gateway, models, openapi, programme, system};
+use crate::{account, booster, calls, centres, challenges, compute, data, gateway, models, openapi, programme, system};
 
 pub fn table() -> Vec<Route> {
     let mut routes = system::routes();
@@ -32,6 +32,7 @@ pub fn table() -> Vec<Route> {
     routes.extend(challenges::routes());
     routes.extend(models::routes());
     routes.extend(gateway::routes());
+    routes.extend(booster::routes());
     routes
 }
 

@@ -27,10 +27,10 @@ pub(super) async fn load(state: &AppState) -> AppResult<()> {
     decided_call(state).await
 }
 
-const MANAGER: &str = "call-manager@demo.grappe.fr";
+pub(super) const MANAGER: &str = "call-manager@demo.grappe.fr";
 const APPLICANT: &str = "applicant@demo.grappe.fr";
 
-async fn caller_by_email(state: &AppState, email: &str) -> AppResult<Caller> {
+pub(super) async fn caller_by_email(state: &AppState, email: &str) -> AppResult<Caller> {
     let email = Email::parse(email)?;
     let user = state.db.user_by_email(&email).await?.ok_or_else(|| anyhow::anyhow!("{email} is missing"))?;
     caller::caller_of_user(state, user).await

@@ -63,7 +63,7 @@ struct Dashboard {
 }
 
 /// The modules whose records the dashboard counts.
-pub const MODULES: [&str; 5] = ["calls", "compute", "data", "models", "challenges"];
+pub const MODULES: [&str; 6] = ["calls", "compute", "data", "models", "challenges", "booster"];
 
 /// GPU-hours of GPU-milliseconds, rounded to the hour.
 fn hours(ms: i64) -> i64 {
@@ -104,6 +104,12 @@ pub fn module_figures(chrome: &Chrome, module: &str, figures: &PlatformFigures) 
             figure("figure-challenges", figures.challenges, "/challenges"),
             figure("figure-teams", figures.teams, "/challenges"),
             figure("figure-submissions", figures.submissions, "/challenges"),
+        ],
+        "booster" => vec![
+            figure("figure-companies", figures.booster.companies_registered, "/booster"),
+            figure("figure-companies-diagnosed", figures.booster.companies_diagnosed, "/booster"),
+            figure("figure-companies-supported", figures.booster.companies_supported, "/booster"),
+            figure("figure-jobs-created", figures.booster.jobs_created, "/booster"),
         ],
         _ => Vec::new(),
     }

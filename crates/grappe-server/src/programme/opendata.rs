@@ -147,6 +147,27 @@ fn indicators(programme: &StoredProgramme, figures: &PlatformFigures) -> Vec<Ind
             figures.gateway_requests,
             "requests",
         ),
+        (
+            "booster_companies_diagnosed",
+            "Entreprises diagnostiquées (IA Booster)",
+            "Companies diagnosed (IA Booster)",
+            figures.booster.companies_diagnosed,
+            "companies",
+        ),
+        (
+            "booster_companies_supported",
+            "Entreprises accompagnées (IA Booster)",
+            "Companies supported (IA Booster)",
+            figures.booster.companies_supported,
+            "companies",
+        ),
+        (
+            "booster_jobs_created",
+            "Emplois créés déclarés (IA Booster)",
+            "Jobs created, as reported (IA Booster)",
+            figures.booster.jobs_created,
+            "jobs",
+        ),
     ];
     rows.extend(counted.into_iter().map(|(code, fr, en, value, unit)| Indicator {
         code: code.to_owned(),

@@ -197,7 +197,25 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/challenges/{id}/submissions/code"), SignedIn),
         (("GET", "/api/v1/challenges/{id}/submissions/{submission}"), SignedIn),
         (("POST", "/api/v1/challenges/{id}/finals"), SignedIn),
+        (("GET", "/api/v1/booster/questions"), Anyone),
+        (("POST", "/api/v1/booster/companies"), SignedIn),
+        (("GET", "/api/v1/booster/companies"), SignedIn),
+        (("GET", "/api/v1/booster/companies/{id}"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/diagnostics"), SignedIn),
+        (("GET", "/api/v1/booster/diagnostics/{id}"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/support"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/members"), SignedIn),
+        (("GET", "/api/v1/booster/benchmark"), Anyone),
         (("GET", "/booster"), Anyone),
+        (("POST", "/booster/companies"), SignedIn),
+        (("GET", "/booster/companies/{id}"), SignedIn),
+        (("GET", "/booster/companies/{id}/diagnostic"), SignedIn),
+        (("POST", "/booster/companies/{id}/diagnostic"), SignedIn),
+        (("GET", "/booster/diagnostics/{id}"), SignedIn),
+        (("POST", "/booster/companies/{id}/support"), SignedIn),
+        (("POST", "/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/booster/companies/{id}/members"), SignedIn),
         (("GET", "/centres"), Anyone),
         (("GET", "/centres/{id}"), Anyone),
         (("POST", "/centres/{id}/profile"), SignedIn),
@@ -254,7 +272,7 @@ fn every_route_times_every_role() {
             &serde_json::json!({ "name": "authz" }),
         );
         callers.push(("project-key".into(), Some(key.body["key"].as_str().unwrap().to_owned()), false));
-        assert_eq!(callers.len(), 12, "nine demo roles, anonymous, the admin token and a project key");
+        assert_eq!(callers.len(), 13, "ten demo roles, anonymous, the admin token and a project key");
 
         let mut checked = 0;
         for route in &routes {

@@ -1197,3 +1197,63 @@ fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
     assert!(browser.text("#log").contains("bonjour de work ['bonjour.py']"), "{}", browser.text("#log"));
     assert!(browser.text("#job-live").contains("python3 bonjour.py"), "{}", browser.text("#job-live"));
 }
+
+/// The demo's company member answers the Booster's questionnaire on a phone, with the keyboard
+/// only (a space chooses each answer, Enter sends), in French, and reads the result: the radar
+/// chart, its group's medians (the demo's five software SMEs), the recommendations.
+#[test]
+fn answer_the_booster_questionnaire_from_a_phone_with_the_keyboard() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("company_member");
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 844 })));
+    browser.go(&format!("{}/login?next=/booster", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_text("h1", "IA Booster pour les PME");
+    browser.assert_accessible("/booster (fr, 390 px, company member)");
+    assert_eq!(browser.overflowing(), "", "the Booster's page is wider than a 390 px screen");
+    browser.scroll_to("benchmark-title");
+    browser.screenshot("booster-fr-390.png");
+    // The first of the demo's companies by name: a software SME.
+    browser.click("#my-companies a");
+    browser.wait_text("h1", "Alpes Services Web");
+    browser.assert_accessible("a company's page (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the company's page is wider than a 390 px screen");
+    browser.screenshot("booster-company-fr-390.png");
+    browser.click("#start-diagnostic");
+    browser.wait_text("h1", "Diagnostic de maturité en IA");
+    assert_eq!(browser.count("fieldset.dimension"), 5);
+    assert_eq!(browser.count("fieldset.question"), 18, "17 questions and the AI Act's class");
+    browser.assert_accessible("the questionnaire (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the questionnaire is wider than a 390 px screen");
+    let ids: Vec<String> = serde_json::from_str::<Value>(&server.client().get("/api/v1/booster/questions", None).text)
+        .unwrap()["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|question| question["id"].as_str().unwrap().to_owned())
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        browser.type_into(&format!("input[name='{id}'][value='{}']", i % 4), " ");
+    }
+    browser.type_into("input[name='ai_act_class'][value='limited']", " ");
+    browser.screenshot("booster-questionnaire-fr-390.png");
+    browser.type_into("#questionnaire-submit", "\u{E007}");
+    browser.wait_text("h1", "Résultat du diagnostic");
+    assert_eq!(browser.count("svg.radar polygon"), 4 + 2, "the grid, the company and its group");
+    assert!(browser.text("#peers").contains('5'), "{}", browser.text("#peers"));
+    assert!(browser.count("#advice li") >= 2);
+    assert_eq!(browser.text("#ai-act"), "Risque limité (obligations de transparence)");
+    browser.assert_accessible("a diagnostic's result (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the result is wider than a 390 px screen");
+    browser.scroll_to("radar");
+    browser.screenshot("booster-result-fr-390.png");
+    // In English, the same result.
+    browser.click("#lang-switch");
+    browser.wait_text("h1", "Diagnostic result");
+    assert_eq!(browser.text("#ai-act"), "Limited risk (transparency)");
+    browser.assert_accessible("a diagnostic's result (en, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the result in English is wider than a 390 px screen");
+}

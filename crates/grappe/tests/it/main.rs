@@ -7,6 +7,7 @@
 mod api;
 mod authz;
 mod bad_input;
+mod booster;
 mod browser;
 mod calls;
 mod calls_integrity;

@@ -230,6 +230,7 @@ fn the_dashboard_catalogue_and_tables_show_the_whole_platform_to_anyone() {
         "Heures GPU allouées",
         "Jeux de données publics",
         "Dossiers retenus",
+        "Entreprises diagnostiquées",
         "href=\"/api/v1/opendata/catalog\"",
         "id=\"months-chart\"",
         "Source :",
@@ -272,6 +273,8 @@ fn the_dashboard_catalogue_and_tables_show_the_whole_platform_to_anyone() {
     let selected = indicators["items"].as_array().unwrap().iter().find(|i| i["code"] == "selected").unwrap();
     assert_eq!(selected["value"], 9);
     assert_eq!(selected["source"], "records");
+    let diagnosed = indicators["items"].as_array().unwrap().iter().find(|i| i["code"] == "booster_companies_diagnosed");
+    assert!(diagnosed.unwrap()["value"].as_i64().unwrap() >= 5, "the demo's companies: {indicators}");
     for missing in ["/api/v1/opendata/secrets.csv", "/api/v1/opendata/payments.xml", "/api/v1/opendata/payments"] {
         client.get(missing, None).assert_envelope(404);
     }
