@@ -285,8 +285,8 @@ impl Db {
         }
         let actor = format!("user:{user_id}");
         let object = format!("organisation:{company_id}");
-        // The scores only: answers are the company's private data, and the audit log is read by
-        // administrators for other purposes.
+        // Neither answers nor scores: they are the company's private data, and the audit log is
+        // read by administrators for other purposes.
         let detail = format!("diagnostic {} recorded", diagnostic.id);
         let entry = AuditEntry { actor: &actor, action: "booster.diagnostic.record", object: &object, detail: &detail };
         audit::append(&mut tx, self.audit_key(), &entry).await?;

@@ -529,7 +529,6 @@ impl Db {
         rows.iter().map(project_from).collect()
     }
 
-    /// Users holding `project_member` on a project.
     /// The name, submitter and QoS of each job of a project, by job id: what a usage export
     /// names its records with (no command, environment or inputs read).
     pub async fn job_labels(
@@ -554,6 +553,7 @@ impl Db {
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
+    /// Users holding `project_member` on a project.
     pub async fn project_member_ids(&self, project_id: i64) -> DbResult<Vec<i64>> {
         let rows = sqlx::query(
             "SELECT user_id FROM role_grants WHERE role = 'project_member' AND scope_kind = 'project' \
@@ -1288,6 +1288,15 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The bytes of files in the archives `user_id` sent (each counted once).
+    pub async fn workdir_bytes_of(&self, user_id: i64) -> DbResult<i64> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM workdir_uploads WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Whether `user_id` sent the archive `digest` (`None`, the admin token: whether anyone did).

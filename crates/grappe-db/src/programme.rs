@@ -461,8 +461,14 @@ impl Db {
         .bind(actor)
         .bind(now_ms())
         .fetch_one(&mut *tx)
-        .await?;
-        let row = payment_from(&row)?;
+        .await;
+        // Two payments of one reference on two grants at once: the unique index refuses the second.
+        let row = match row {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Ok(Err(PaymentRefused::DuplicateReference));
+            }
+            row => payment_from(&row?)?,
+        };
         let detail = format!(
             "application {}: {} cents paid on {} ({}), reference {}",
             row.application_id, row.amount_cents, row.paid_on, row.budget_line, row.reference

@@ -148,6 +148,8 @@ fn read_octal(field: &[u8], what: &str, at: usize) -> Result<u64, BadArchive> {
 pub fn unpack(archive: &[u8]) -> Result<Vec<Entry>, BadArchive> {
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut files = std::collections::HashSet::new();
+    let mut folders = std::collections::HashSet::new();
     let mut total = 0u64;
     let mut offset = 0;
     while offset + BLOCK <= archive.len() {
@@ -205,6 +207,23 @@ pub fn unpack(archive: &[u8]) -> Result<Vec<Entry>, BadArchive> {
         };
         if !seen.insert(entry.path().to_owned()) {
             return Err(BadArchive(format!("`{}`: twice in the archive", entry.path())));
+        }
+        // A path is a file or a folder, never both: no entry under a file, no file where an
+        // earlier entry needs a folder.
+        let path = entry.path();
+        let mut ancestors = path.match_indices('/').map(|(i, _)| &path[..i]);
+        if let Some(file) = ancestors.find(|ancestor| files.contains(*ancestor)) {
+            return Err(BadArchive(format!("`{path}`: under `{file}`, which is a file")));
+        }
+        if matches!(entry, Entry::File { .. }) {
+            if folders.contains(path) {
+                return Err(BadArchive(format!("`{path}`: a file where the archive has a folder")));
+            }
+            files.insert(path.to_owned());
+        }
+        folders.extend(path.match_indices('/').map(|(i, _)| path[..i].to_owned()));
+        if matches!(entry, Entry::Dir { .. }) {
+            folders.insert(path.to_owned());
         }
         entries.push(entry);
         if entries.len() > MAX_ENTRIES {
@@ -285,6 +304,10 @@ mod tests {
         let mut both = twice[..twice.len() - 2 * BLOCK].to_vec();
         both.extend_from_slice(&twice);
         assert!(refused(&both).contains("twice"));
+        // A path as both a file and a folder, in either order.
+        assert!(refused(&pack(&[file("a", "1"), file("a/b", "2")]).unwrap()).contains("under `a`, which is a file"));
+        assert!(refused(&pack(&[file("a/b", "2"), file("a", "1")]).unwrap()).contains("a file where"));
+        assert!(refused(&pack(&[Entry::Dir { path: "d".into() }, file("d", "1")]).unwrap()).contains("twice"));
         let many: Vec<Entry> = (0..=MAX_ENTRIES).map(|i| Entry::Dir { path: format!("d{i}") }).collect();
         assert!(pack(&many).unwrap_err().0.contains("more than"));
     }

@@ -452,14 +452,16 @@ pub async fn record_outcome(
         return Err(AppError::BadRequest("`quantity`: 1 to 100,000 jobs".into()));
     }
     let day = body.occurred_on.trim();
-    let valid_day = day.len() == 10 && crate::kit::page::parse_datetime_local(&format!("{day}T00:00")).is_some();
-    if !valid_day {
+    let Some(days) = grappe_domain::calendar::parse_date(day) else {
         return Err(AppError::BadRequest("`occurred_on`: a date written YYYY-MM-DD".into()));
-    }
-    // Dates written YYYY-MM-DD compare as text.
-    let today = crate::kit::page::iso_date(grappe_db::now_ms());
-    if day > today.as_str() {
+    };
+    let today = grappe_db::now_ms().div_euclid(grappe_domain::calendar::DAY_MS);
+    if days > today {
+        let today = crate::kit::page::iso_date(grappe_db::now_ms());
         return Err(AppError::BadRequest(format!("`occurred_on`: {day} is after today ({today})")));
+    }
+    if days < grappe_domain::calendar::days_from_civil(2018, 1, 1) {
+        return Err(AppError::BadRequest(format!("`occurred_on`: {day} is before 2018, when the programme began")));
     }
     if body.note.chars().count() > MAX_NOTE_CHARS {
         return Err(AppError::BadRequest(format!("`note`: at most {MAX_NOTE_CHARS} characters")));
@@ -690,7 +692,9 @@ async fn diagnostic_json(state: &AppState, company: &CompanyRow, diagnostic: &Di
 pub async fn diagnostic_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<(CompanyRow, DiagnosticRow)> {
     let not_found = || AppError::NotFound(format!("diagnostic {id} not found"));
     let diagnostic = state.db.diagnostic(id).await?.ok_or_else(not_found)?;
-    let company = company_for(state, caller, diagnostic.company_id, false).await.map_err(|_| not_found())?;
+    let company = company_for(state, caller, diagnostic.company_id, false)
+        .await
+        .map_err(|error| if error.status().is_client_error() { not_found() } else { error })?;
     Ok((company, diagnostic))
 }
 

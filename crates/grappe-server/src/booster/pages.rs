@@ -215,7 +215,9 @@ async fn page_company(
     let Ok(id) = id.parse::<i64>() else { return Err(not_found_page(chrome)) };
     match company_for(state, caller, id, act).await {
         Ok(company) => Ok((chrome, company)),
-        Err(_) => Err(not_found_page(chrome)),
+        Err(error) if error.status().is_client_error() => Err(not_found_page(chrome)),
+        // The database's own failure is not a missing company.
+        Err(error) => Err(axum::response::IntoResponse::into_response(error)),
     }
 }
 

@@ -43,7 +43,7 @@ fn phase_label(tr: &Tr, phase: &str) -> String {
 }
 
 fn deadline(tr: &Tr, call: &CallRow) -> String {
-    call.closes_at.map(|at| tr.locale.datetime(at).text).unwrap_or_else(|| tr.t("call-rolling"))
+    call.closes_at.map(|at| tr.locale.datetime(at).into_text()).unwrap_or_else(|| tr.t("call-rolling"))
 }
 
 pub async fn list_page(

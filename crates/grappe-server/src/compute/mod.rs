@@ -555,7 +555,9 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
         ));
     }
     if let Some(digest) = &body.workdir {
-        let known = is_digest(digest) && state.db.has_workdir_upload(digest, caller.actor.user_id()).await?;
+        // The caller's own archive; the admin token may name anyone's.
+        let sender = if caller.actor.is_admin() { None } else { Some(caller.actor.user_id().unwrap_or(0)) };
+        let known = is_digest(digest) && state.db.has_workdir_upload(digest, sender).await?;
         if !known {
             return Err(AppError::Invalid(
                 "`workdir`: no archive of yours has this digest; send the directory first (POST /api/v1/workdirs)"
@@ -581,7 +583,8 @@ pub async fn upload_workdir(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let limit = grappe_domain::workdir::MAX_BYTES as usize + grappe_domain::workdir::MAX_ENTRIES * 1024 + 2048;
+    // Files, a header and padding per entry, and the 10 KiB record GNU tar rounds up to.
+    let limit = grappe_domain::workdir::MAX_BYTES as usize + grappe_domain::workdir::MAX_ENTRIES * 1024 + 10_240;
     // An announced length past the bound is refused before a byte of the body is read.
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -595,34 +598,53 @@ pub async fn upload_workdir(
     Ok((StatusCode::CREATED, Json(json!({ "workdir": digest, "files": files, "bytes": size }))))
 }
 
-/// Checks a working-directory archive, keeps it under its SHA-256 (written beside, then renamed
-/// into place) and records that the caller sent it: its digest, files and bytes of files.
+/// The most bytes of working directories one user keeps on the server (their archives, each
+/// counted once).
+pub const WORKDIR_BYTES_PER_USER: i64 = 1 << 30;
+
+/// Checks a working-directory archive and keeps it under its SHA-256, rewritten canonically
+/// (its entries packed again: bounded, and one digest for one content), written to a file of its
+/// own, synced, then renamed into place; records that the caller sent it. Its digest, files and
+/// bytes of files. The admin token's uploads are recorded as user 0.
 pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) -> AppResult<(String, i64, i64)> {
-    let digest = grappe_db::sha256_hex(&archive);
-    let path = state.config.workdir_archive(&digest);
-    let (files, size) = tokio::task::spawn_blocking(move || -> AppResult<(i64, i64)> {
+    let user = caller.actor.user_id().unwrap_or(0);
+    let kept = state.db.workdir_bytes_of(user).await?;
+    let dir = state.config.data_dir.join("workdirs");
+    let (digest, files, size) = tokio::task::spawn_blocking(move || -> AppResult<(String, i64, i64)> {
+        use std::io::Write;
         let entries = grappe_domain::workdir::unpack(&archive)
             .map_err(|bad| AppError::Invalid(format!("the working directory's archive: {bad}")))?;
-        let mut files = 0;
-        let mut size = 0;
+        let canonical = grappe_domain::workdir::pack(&entries).map_err(|bad| AppError::Invalid(bad.0))?;
+        let (mut files, mut size) = (0, 0);
         for entry in &entries {
             if let grappe_domain::workdir::Entry::File { bytes, .. } = entry {
                 files += 1;
                 size += bytes.len() as i64;
             }
         }
-        if !path.exists() {
-            let dir = path.parent().ok_or_else(|| anyhow::anyhow!("a workdir path without a folder"))?;
-            std::fs::create_dir_all(dir).map_err(anyhow::Error::from)?;
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, &archive).map_err(anyhow::Error::from)?;
+        if kept + size > WORKDIR_BYTES_PER_USER {
+            return Err(AppError::OverQuota(format!(
+                "your working directories would hold more than {} MiB on the server",
+                WORKDIR_BYTES_PER_USER >> 20
+            )));
+        }
+        let digest = grappe_db::sha256_hex(&canonical);
+        let path = dir.join(format!("{digest}.tar"));
+        // A complete copy is already there when its length is the archive's (it was renamed
+        // into place only once synced).
+        let whole = std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64);
+        if !whole {
+            std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+            let partial = dir.join(format!("{digest}.{}.partial", crate::kit::caller::new_secret()));
+            let mut file = std::fs::File::create(&partial).map_err(anyhow::Error::from)?;
+            file.write_all(&canonical).and_then(|()| file.sync_all()).map_err(anyhow::Error::from)?;
             std::fs::rename(&partial, &path).map_err(anyhow::Error::from)?;
         }
-        Ok((files, size))
+        Ok((digest, files, size))
     })
     .await
     .map_err(anyhow::Error::from)??;
-    state.db.record_workdir_upload(&digest, caller.actor.user_id().unwrap_or(0), files, size).await?;
+    state.db.record_workdir_upload(&digest, user, files, size).await?;
     Ok((digest, files, size))
 }
 

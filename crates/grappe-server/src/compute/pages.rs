@@ -357,14 +357,17 @@ async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(J
 /// The script's file name as it lands in the working directory (its last part, checked), and
 /// the command that runs it when none was typed: Python for `.py`, else the shell.
 fn script_entry(script: &Script, tr: &crate::kit::i18n::Tr) -> Result<(String, String), FormErrors> {
+    // Letters, digits, `.`, `_` and `-`, not first: a name the shell reads as it is written.
     let name = script.name.rsplit(['/', '\\']).next().unwrap_or_default();
-    match grappe_domain::workdir::check_path(name) {
-        Ok(name) if !name.contains('/') && !name.starts_with('-') => {
-            let runner = if name.ends_with(".py") { "python3" } else { "sh" };
-            Ok((name.clone(), format!("{runner} {name}")))
-        }
-        _ => Err(FormErrors { fields: vec![("script", tr.t("job-error-script"))], form: None }),
+    let plain = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['-', '.'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain {
+        return Err(FormErrors { fields: vec![("script", tr.t("job-error-script"))], form: None });
     }
+    let runner = if name.ends_with(".py") { "python3" } else { "sh" };
+    Ok((name.to_owned(), format!("{runner} {name}")))
 }
 
 pub async fn submit_form(

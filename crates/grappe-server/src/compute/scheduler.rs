@@ -1009,7 +1009,15 @@ impl Loop {
                     }
                     continue;
                 }
-                let dirs = prepare_dirs(&self.state, &job, &job.workdir, None)?;
+                // A job whose directories cannot be made ends, alone: the pass goes on.
+                let dirs = match prepare_dirs(&self.state, &job, &job.workdir, None).await {
+                    Ok(dirs) => dirs,
+                    Err(error) => {
+                        tracing::warn!(job = job.id, %error, "its working directory could not be made");
+                        db.end_pending(job.id, "failed", "its working directory could not be made").await?;
+                        continue;
+                    }
+                };
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
@@ -1120,7 +1128,7 @@ async fn start_run(
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
         let identity = identity(&state.config, job.project_id);
-        let dirs = prepare_dirs(state, job, &new_run.workdir, identity)?;
+        let dirs = prepare_dirs(state, job, &new_run.workdir, identity).await?;
         let (grappe_bind, grappe_dir) = grappe_for_jobs(sandboxed)?;
         let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
@@ -1190,11 +1198,11 @@ struct JobDirs {
     checkpoints: PathBuf,
 }
 
-/// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
-/// Before a job's first run, its working directory is unpacked from the archive it was sent
-/// with (`workdir`: its digest), into a folder beside it renamed into place once whole; later
+/// A job's directories, made (plain system calls: a few microseconds each). Before its first
+/// run, its working directory is unpacked from the archive it was sent with (`workdir`: its
+/// digest) on the blocking pool, into a folder beside it renamed into place once whole; later
 /// runs find the directory as the job left it.
-fn prepare_dirs(
+async fn prepare_dirs(
     state: &AppState,
     job: &JobRow,
     workdir: &str,
@@ -1203,10 +1211,14 @@ fn prepare_dirs(
     let run_dir = state.config.job_dir(job.id);
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
     if !workdir.is_empty() && !dirs.work.exists() {
-        let partial = dirs.run_dir.join("work.partial");
-        let _ = std::fs::remove_dir_all(&partial);
-        unpack_workdir(&state.config.workdir_archive(workdir), &partial, identity)?;
-        std::fs::rename(&partial, &dirs.work).with_context(|| format!("moving {} into place", partial.display()))?;
+        let (archive, partial, work) =
+            (state.config.workdir_archive(workdir), dirs.run_dir.join("work.partial"), dirs.work.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let _ = std::fs::remove_dir_all(&partial);
+            unpack_workdir(&archive, &partial, identity)?;
+            std::fs::rename(&partial, &work).with_context(|| format!("moving {} into place", partial.display()))
+        })
+        .await??;
     }
     for dir in [&dirs.work, &dirs.checkpoints] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -211,7 +211,15 @@ fn bundle(locale: Locale) -> &'static Bundle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Time {
     unix_ms: i64,
-    pub text: String,
+    /// Private: only [`Locale`] writes it (digits, month names, zones), so it needs no escaping.
+    text: String,
+}
+
+impl Time {
+    /// The text alone, for a place that is not HTML.
+    pub fn into_text(self) -> String {
+        self.text
+    }
 }
 
 impl std::fmt::Display for Time {
@@ -272,9 +280,9 @@ mod tests {
     #[test]
     fn dates_for_people_in_each_language() {
         // Without a zone set, UTC (the server sets the platform's at start).
-        assert_eq!(Locale::Fr.datetime(1_795_975_200_000).text, "29/11/2026 18:00 UTC");
-        assert_eq!(Locale::En.datetime(1_795_975_200_000).text, "29 Nov 2026, 18:00 UTC");
-        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000).text, "29/11/2026 18:00:05 UTC");
+        assert_eq!(Locale::Fr.datetime(1_795_975_200_000).into_text(), "29/11/2026 18:00 UTC");
+        assert_eq!(Locale::En.datetime(1_795_975_200_000).into_text(), "29 Nov 2026, 18:00 UTC");
+        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000).into_text(), "29/11/2026 18:00:05 UTC");
         assert_eq!(
             Locale::Fr.datetime(1_795_975_200_000).to_string(),
             r#"<time datetime="2026-11-29T18:00:00.000Z">29/11/2026 18:00 UTC</time>"#

@@ -165,7 +165,8 @@ impl ServerConfig {
         self.data_dir.join("jobs").join(job_id.to_string())
     }
 
-    /// Where a working-directory archive is kept, by its digest (64 hex digits, checked).
+    /// Where a working-directory archive is kept, by its digest (64 hex digits: the callers
+    /// check it, or computed it).
     pub fn workdir_archive(&self, digest: &str) -> std::path::PathBuf {
         self.data_dir.join("workdirs").join(format!("{digest}.tar"))
     }

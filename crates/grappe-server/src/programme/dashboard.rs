@@ -136,9 +136,16 @@ async fn months_chart(state: &AppState, chrome: &Chrome) -> AppResult<Option<Str
     // Every month from the first record's (a year back at least) to this one, those without
     // records included: the running totals stand still there.
     let this_month = month_index(&grappe_domain::calendar::iso_date(grappe_db::now_ms())[..7]).unwrap_or(0);
-    let first = months.keys().next().and_then(|month| month_index(month)).unwrap_or(this_month);
+    // Ten years back at most, whatever the records hold.
+    let first = months.keys().next().and_then(|month| month_index(month)).unwrap_or(this_month).max(this_month - 119);
     let empty = grappe_db::MonthFigures::default();
-    for index in first.min(this_month - 11)..=this_month.max(first) {
+    let start = first.min(this_month - 11);
+    // What came before the window starts the running totals.
+    for (_, figures) in months.iter().filter(|(month, _)| month_index(month).is_some_and(|index| index < start)) {
+        committed += figures.committed_cents;
+        disbursed += figures.disbursed_cents;
+    }
+    for index in start..=this_month.max(first) {
         let month = format!("{:04}-{:02}", index.div_euclid(12), index.rem_euclid(12) + 1);
         let figures = months.get(&month).unwrap_or(&empty);
         committed += figures.committed_cents;

@@ -256,6 +256,10 @@ pub async fn record_payment(
     match calendar::parse_date(&body.paid_on) {
         None => return Err(AppError::Invalid("`paid_on` must be a date as YYYY-MM-DD".into())),
         Some(day) if day > today => return Err(AppError::Invalid("`paid_on` is after today".into())),
+        // Before the national strategy (2018), a date is a mistyped one.
+        Some(day) if day < calendar::days_from_civil(2018, 1, 1) => {
+            return Err(AppError::Invalid("`paid_on` is before 2018, when the programme began".into()));
+        }
         Some(_) => {}
     }
     let reference = body.reference.trim();

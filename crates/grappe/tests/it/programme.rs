@@ -174,6 +174,7 @@ fn payments_disburse_within_the_grant_once_per_reference_and_decisions_commit() 
             (payment(application, 0, "2026-01-15", "A"), 422, "amount_cents"),
             (payment(application, 5, "2026-02-30", "A"), 422, "paid_on"),
             (payment(application, 5, "2999-01-01", "A"), 422, "after today"),
+            (payment(application, 5, "0202-05-01", "A"), 422, "before 2018"),
             (payment(application, 5, "2026-01-15", " "), 422, "reference"),
             (payment(999_999, 5, "2026-01-15", "A"), 404, "no grant"),
             (payment(application, granted - paid_already + 1, "2026-01-15", "A"), 409, "would pass it"),
