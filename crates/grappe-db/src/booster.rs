@@ -22,6 +22,9 @@ pub struct CompanyRow {
     pub naf_code: String,
     pub naf_section: String,
     pub registered_at: i64,
+    /// Who registered it: peer groups count distinct registrants (k-anonymity against one
+    /// person registering companies to surround another).
+    pub registered_by: i64,
 }
 
 pub struct NewCompany<'a> {
@@ -55,6 +58,7 @@ pub struct NewDiagnostic<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerScores {
     pub company_id: i64,
+    pub registered_by: i64,
     pub size_class: String,
     pub naf_section: String,
     pub scores: [i64; 5],
@@ -113,7 +117,8 @@ pub struct BoosterTotals {
 const LIST_LIMIT: i64 = 200;
 const PEER_ROWS: i64 = 100_000;
 
-const COMPANY_SELECT: &str = "SELECT o.id, o.name, o.size_class, c.siren, c.naf_code, c.naf_section, c.registered_at \
+const COMPANY_SELECT: &str = "SELECT o.id, o.name, o.size_class, c.siren, c.naf_code, c.naf_section, c.registered_at, \
+    c.registered_by \
     FROM booster_companies c JOIN organisations o ON o.id = c.organisation_id";
 const DIAGNOSTIC_COLUMNS: &str = "id, organisation_id, submitted_by, ai_act_class, score_data, score_skills, \
     score_use_cases, score_infrastructure, score_governance, submitted_at";
@@ -127,6 +132,7 @@ fn company_from(row: &AnyRow) -> DbResult<CompanyRow> {
         naf_code: row.try_get(4)?,
         naf_section: row.try_get(5)?,
         registered_at: row.try_get(6)?,
+        registered_by: row.try_get(7)?,
     })
 }
 
@@ -330,7 +336,7 @@ impl Db {
         let filter = if group.is_some() { "AND o.size_class = $1 AND c.naf_section = $2" } else { "" };
         let sql = format!(
             "SELECT d.organisation_id, o.size_class, c.naf_section, d.score_data, d.score_skills, d.score_use_cases, \
-             d.score_infrastructure, d.score_governance \
+             d.score_infrastructure, d.score_governance, c.registered_by \
              FROM booster_diagnostics d JOIN booster_companies c ON c.organisation_id = d.organisation_id \
              JOIN organisations o ON o.id = d.organisation_id \
              WHERE d.id = (SELECT MAX(id) FROM booster_diagnostics l WHERE l.organisation_id = d.organisation_id) {filter} \
@@ -345,6 +351,7 @@ impl Db {
             .map(|row| {
                 Ok(PeerScores {
                     company_id: row.try_get(0)?,
+                    registered_by: row.try_get(8)?,
                     size_class: row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
                     naf_section: row.try_get(2)?,
                     scores: scores_at(row, 3)?,

@@ -317,14 +317,22 @@ pub fn scores_of(diagnostic: &DiagnosticRow) -> AppResult<(Scores, RiskClass)> {
 /// Where a diagnostic's scores put the company among the companies of its size class and NAF
 /// section (the others by their latest diagnostic, the company by this one); none under k.
 pub async fn position_of(state: &AppState, company: &CompanyRow, scores: Scores) -> AppResult<Option<Position>> {
-    let group = state.db.latest_scores(Some((&company.size_class, &company.naf_section))).await?;
-    let mut group: Vec<(i64, Scores)> = group
-        .iter()
-        .filter(|peer| peer.company_id != company.id)
-        .filter_map(|peer| Some((peer.company_id, Scores::from_values(peer.scores)?)))
-        .collect();
+    let others = state.db.latest_scores(Some((&company.size_class, &company.naf_section))).await?;
+    let others: Vec<_> = others.into_iter().filter(|peer| peer.company_id != company.id).collect();
+    let mut group: Vec<(i64, Scores)> =
+        others.iter().filter_map(|peer| Some((peer.company_id, Scores::from_values(peer.scores)?))).collect();
     group.push((company.id, scores));
+    let registrants = others.iter().map(|peer| peer.registered_by).chain([company.registered_by]);
+    if !enough_registrants(registrants) {
+        return Ok(None);
+    }
     Ok(peers::position(company.id, &group))
+}
+
+/// Whether a group's companies were registered by at least k distinct people: one account that
+/// registers four companies around a fifth learns nothing of it.
+fn enough_registrants(registrants: impl Iterator<Item = i64>) -> bool {
+    registrants.collect::<std::collections::HashSet<_>>().len() >= K_ANONYMITY
 }
 
 /// The groups (size class, NAF section) of at least k companies, with their aggregates.
@@ -336,6 +344,9 @@ pub async fn benchmark_groups(
     let mut out = Vec::new();
     // Rows come ordered by group: each run of one group is aggregated on its own.
     for run in rows.chunk_by(|a, b| a.size_class == b.size_class && a.naf_section == b.naf_section) {
+        if !enough_registrants(run.iter().map(|peer| peer.registered_by)) {
+            continue;
+        }
         let scores: Vec<(i64, Scores)> =
             run.iter().filter_map(|peer| Some((peer.company_id, Scores::from_values(peer.scores)?))).collect();
         if let Some(shown) = peers::benchmark(&scores) {

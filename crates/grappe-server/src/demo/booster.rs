@@ -6,6 +6,7 @@
 //! SIRENs pass the Luhn check); made once, at the first start.
 
 use grappe_db::{DAY_MS, now_ms};
+use grappe_domain::account::{Role, RoleGrant, Scope, ScopeKind};
 use grappe_domain::money::Cents;
 
 use crate::booster::{
@@ -15,7 +16,7 @@ use crate::calls::{Criterion, NewCallBody};
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::AppState;
 
-use super::calls::{MANAGER, caller_by_email};
+use super::calls::{MANAGER, caller_by_email, unprinted_account};
 
 const MEMBER: &str = "company-member@demo.grappe.fr";
 
@@ -75,13 +76,24 @@ pub(super) async fn load(state: &AppState) -> AppResult<()> {
         };
         let checked = check_company(&body)
             .map_err(|errors| AppError::Internal(anyhow::anyhow!("demo company {name}: {errors:?}")))?;
-        let company = register(state, &member, &checked).await?;
+        // Each company registered by its own contact (peer groups count distinct registrants),
+        // the demo's company member then made a member of each.
+        let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_lowercase();
+        let contact =
+            unprinted_account(state, &format!("contact@{slug}.demo.grappe.fr"), &format!("Contact {name}")).await?;
+        let company = register(state, &contact, &checked).await?;
+        let grant = RoleGrant {
+            role: Role::CompanyMember,
+            scope: Scope::Object { kind: ScopeKind::Organisation, id: company.id },
+        };
+        let member_id = member.actor.user_id().ok_or_else(|| anyhow::anyhow!("the demo's company member"))?;
+        state.db.grant_role(member_id, &grant, "demo").await?;
         let answers: Vec<(String, i64)> = grappe_booster::QUESTIONS
             .iter()
             .zip(answers)
             .map(|(question, value)| (question.id.to_owned(), *value))
             .collect();
-        diagnose(state, &member, &company, &answers, class).await?;
+        diagnose(state, &contact, &company, &answers, class).await?;
         if *name == "Logiciels Armor" {
             let request = SupportBody {
                 title: "Tri automatique des tickets du support client".to_owned(),
@@ -91,7 +103,7 @@ pub(super) async fn load(state: &AppState) -> AppResult<()> {
                 requested_cents: Cents::from_million_euros(1).get() / 20,
                 requested_gpu_hours: 500,
             };
-            request_support(state, &member, &company, request).await?;
+            request_support(state, &contact, &company, request).await?;
         }
     }
     Ok(())

@@ -294,6 +294,18 @@ fn the_benchmark_shows_a_group_from_five_companies_and_nothing_under() {
         let all = client.get("/api/v1/booster/benchmark", None).body;
         assert_eq!(all["groups"].as_array().unwrap().len(), 2, "J/sme of the demo and C/eti: {all}");
         assert_eq!(client.get("/api/v1/booster/benchmark?size_class=eti", None).status, 400);
+
+        // One person who registers five companies of a new group learns nothing: the group counts
+        // distinct people who registered its companies.
+        let (_, sybil) = client.new_user("sybil@example.org");
+        for i in 0..5 {
+            let name = format!("Écran {i}");
+            let company = register(&client, &sybil, &name, &siren(43_000_000 + i), "eti", "58.11Z");
+            last = diagnose(&client, &sybil, company, answers(&ids, i64::from(i % 4)), "minimal");
+        }
+        assert!(last["peers"].is_null(), "five companies of one person: no position: {last}");
+        let edition = client.get("/api/v1/booster/benchmark?size_class=eti&naf_section=J", None).body;
+        assert_eq!(edition["groups"], serde_json::json!([]), "{edition}");
     }
 }
 
