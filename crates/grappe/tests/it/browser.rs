@@ -875,6 +875,8 @@ fn attach_a_file_discuss_and_manage_the_jury_from_the_pages() {
     browser.wait_count("#login-link", 1);
     // The manager invites the juror and closes the call, from the call's page.
     log_in(&manager_email, &manager_password, &format!("/calls/{id}"));
+    // The login's redirect lands on the call's page before its form is there to click.
+    browser.wait_count("#invite summary", 1);
     browser.click("#invite summary");
     browser.type_into("#juror-email", juror_email);
     browser.type_into("#juror-country", "CH");
