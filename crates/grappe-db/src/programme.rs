@@ -62,6 +62,17 @@ pub struct StoredProgramme {
     pub kpis: Vec<StoredKpi>,
 }
 
+impl StoredProgramme {
+    /// Every budget line, with the code of its instrument, in the programme's order.
+    pub fn lines(&self) -> impl Iterator<Item = (&str, &StoredBudgetLine)> {
+        self.instruments.iter().flat_map(|i| i.budget_lines.iter().map(move |line| (i.code.as_str(), line)))
+    }
+
+    pub fn line(&self, code: &str) -> Option<&StoredBudgetLine> {
+        self.lines().map(|(_, line)| line).find(|line| line.code == code)
+    }
+}
+
 /// Why a programme file was not loaded (nothing of it was).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadRefused {

@@ -45,6 +45,11 @@ pub fn parse_date(text: &str) -> Option<i64> {
     valid.then(|| days_from_civil(year, month, day))
 }
 
+/// The year (UTC) of Unix milliseconds.
+pub fn year_of(unix_ms: i64) -> i64 {
+    civil_from_days(unix_ms.div_euclid(DAY_MS)).0
+}
+
 /// `YYYY-MM-DD` of Unix milliseconds (UTC).
 pub fn iso_date(unix_ms: i64) -> String {
     let (year, month, day) = civil_from_days(unix_ms.div_euclid(DAY_MS));
@@ -64,6 +69,7 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(iso_date(1_798_000_000_000), "2026-12-23");
+        assert_eq!(year_of(1_798_000_000_000), 2026);
     }
 
     #[test]

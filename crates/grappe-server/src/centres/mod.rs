@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::{Extension, Form, Json};
 use grappe_chart::{self as chart, Histogram};
 use grappe_db::{CentreRow, TrainingRow};
+use grappe_domain::account::InvalidInput;
 use grappe_domain::centre::{Profile, Training, TrainingLevel};
 use grappe_domain::policy::{self, Access};
 use serde::Deserialize;
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, Id};
-use crate::kit::page::{Chrome, FormErrors, after_form, checked_form, form_checked, render};
+use crate::kit::page::{Chrome, FormErrors, after_form, checked_form, form_checked, message_page, render};
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
 
@@ -66,6 +67,15 @@ pub fn routes() -> Vec<Route> {
 
 async fn centre_or_404(state: &AppState, id: i64) -> AppResult<CentreRow> {
     state.db.centre(id).await?.ok_or_else(|| AppError::NotFound(format!("no centre {id}")))
+}
+
+/// A centre the caller keeps: a 404 if it is no centre, a 403 if the caller may not.
+async fn centre_to_edit(state: &AppState, caller: &Caller, id: i64) -> AppResult<CentreRow> {
+    let centre = centre_or_404(state, id).await?;
+    if !may_edit(caller, &centre) {
+        return Err(AppError::Forbidden("only the centre's coordinators keep its profile and trainings"));
+    }
+    Ok(centre)
 }
 
 /// A centre's profile and trainings are kept by its project's coordinators and administrators.
@@ -129,10 +139,7 @@ pub struct ProfileBody {
 }
 
 async fn write_profile(state: &AppState, caller: &Caller, id: i64, body: &ProfileBody) -> AppResult<CentreRow> {
-    let centre = centre_or_404(state, id).await?;
-    if !may_edit(caller, &centre) {
-        return Err(AppError::Forbidden("only the centre's coordinators write its profile"));
-    }
+    centre_to_edit(state, caller, id).await?;
     let profile = Profile::parse(&body.city, &body.summary_fr, &body.summary_en, &body.partners, &body.themes)?;
     state.db.save_centre_profile(id, &profile, &caller.audit_name()).await?;
     centre_or_404(state, id).await
@@ -157,29 +164,15 @@ pub struct TrainingBody {
     pub enrolled: i64,
 }
 
-async fn write_training(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    training: Result<Training, AppError>,
-) -> AppResult<()> {
-    let centre = centre_or_404(state, id).await?;
-    if !may_edit(caller, &centre) {
-        return Err(AppError::Forbidden("only the centre's coordinators record its trainings"));
-    }
-    state.db.save_training(id, &training?, &caller.audit_name()).await?;
-    Ok(())
-}
-
 pub async fn save_training(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
     ApiJson(body): ApiJson<TrainingBody>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let training =
-        Training::parse(&body.level, &body.title, body.year, body.places, body.enrolled).map_err(AppError::from);
-    write_training(&state, &caller, id, training).await?;
+    centre_to_edit(&state, &caller, id).await?;
+    let training = Training::parse(&body.level, &body.title, body.year, body.places, body.enrolled)?;
+    state.db.save_training(id, &training, &caller.audit_name()).await?;
     show(State(state), Id(id)).await.map(|body| (StatusCode::CREATED, body))
 }
 
@@ -285,7 +278,7 @@ pub async fn centre_page(
     uri: Uri,
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let year = grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4].to_owned();
+    let year = grappe_domain::calendar::year_of(grappe_db::now_ms()).to_string();
     let form = TrainingForm { year, ..TrainingForm::default() };
     centre_response(&state, &caller, chrome, id, form, FormErrors::default(), StatusCode::OK).await
 }
@@ -351,19 +344,14 @@ async fn centre_response(
     Ok(render(&page, status))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ProfileForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     city: String,
-    #[serde(default)]
     summary_fr: String,
-    #[serde(default)]
     summary_en: String,
-    #[serde(default)]
     partners: String,
-    #[serde(default)]
     themes: String,
 }
 
@@ -389,48 +377,37 @@ pub async fn profile_form(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct TrainingForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     level: String,
-    #[serde(default)]
     title: String,
-    #[serde(default)]
     year: String,
-    #[serde(default)]
     places: String,
-    #[serde(default)]
     enrolled: String,
 }
 
 impl TrainingForm {
-    /// The training typed, or a message per wrong field in the reader's language.
+    /// The training typed, or what is wrong with it in the reader's language: each field that is
+    /// not a whole number, else the first rule of [`Training::parse`] it breaks.
     fn training(&self, tr: &crate::kit::i18n::Tr) -> Result<Training, FormErrors> {
-        let whole = |text: &str| -> Option<i64> {
-            text.chars().filter(|c| !c.is_whitespace() && *c != '\u{202f}').collect::<String>().parse().ok()
-        };
-        let (year, places, enrolled) = (whole(&self.year), whole(&self.places), whole(&self.enrolled));
         let mut errors = FormErrors::default();
-        let mut check = |field: &'static str, ok: bool| {
-            if !ok {
+        let mut whole = |field: &'static str, text: &str| {
+            let number = text.chars().filter(|c| !c.is_whitespace() && *c != '\u{202f}').collect::<String>().parse();
+            if number.is_err() {
                 errors.fields.push((field, tr.t(&format!("centre-error-{field}"))));
             }
+            number.ok()
         };
-        check("level", self.level.parse::<TrainingLevel>().is_ok());
-        check("title", Training::parse("master", &self.title, 2025, 0, 0).is_ok());
-        check("year", year.is_some_and(|year| grappe_domain::centre::YEARS.contains(&year)));
-        check("places", places.is_some_and(|places| (0..=grappe_domain::centre::MAX_PLACES).contains(&places)));
-        check(
-            "enrolled",
-            enrolled.is_some_and(|enrolled| enrolled >= 0 && places.is_none_or(|places| enrolled <= places)),
-        );
-        match (year, places, enrolled) {
-            (Some(year), Some(places), Some(enrolled)) if errors.fields.is_empty() => {
-                Training::parse(&self.level, &self.title, year, places, enrolled).map_err(|_| errors)
-            }
-            _ => Err(errors),
-        }
+        let (year, places, enrolled) =
+            (whole("year", &self.year), whole("places", &self.places), whole("enrolled", &self.enrolled));
+        let (Some(year), Some(places), Some(enrolled)) = (year, places, enrolled) else { return Err(errors) };
+        Training::parse(&self.level, &self.title, year, places, enrolled).map_err(
+            |InvalidInput::Field { field, .. }| FormErrors {
+                fields: vec![(field, tr.t(&format!("centre-error-{field}")))],
+                form: None,
+            },
+        )
     }
 }
 
@@ -447,17 +424,16 @@ pub async fn training_form(
         Ok(chrome) => chrome,
         Err(refusal) => return Ok(*refusal),
     };
+    if let Err(refused) = centre_to_edit(&state, &caller, id).await {
+        return Ok(message_page(chrome, refused.status(), refused.to_string()));
+    }
     match form.training(&chrome.tr) {
         Ok(training) => {
-            let done = write_training(&state, &caller, id, Ok(training)).await;
-            after_form(chrome, &format!("/centres/{id}#trainings"), done)
+            let done = state.db.save_training(id, &training, &caller.audit_name()).await;
+            after_form(chrome, &format!("/centres/{id}#trainings"), done.map_err(AppError::from))
         }
+        // What was typed stays, with what is wrong next to its field.
         Err(errors) => {
-            // What was typed stays; only a keeper of the centre gets this far with errors shown.
-            let centre = centre_or_404(&state, id).await?;
-            if !may_edit(&caller, &centre) {
-                return Err(AppError::Forbidden("only the centre's coordinators record its trainings"));
-            }
             centre_response(&state, &caller, chrome, id, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
         }
     }

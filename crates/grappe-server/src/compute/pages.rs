@@ -20,6 +20,7 @@ use crate::kit::multipart;
 use crate::kit::page::{Chrome, FormErrors, form_target, message_page, not_found_page, render};
 use crate::kit::state::AppState;
 use grappe_chart as chart;
+use grappe_domain::workdir::Entry;
 
 struct ProjectView {
     id: i64,
@@ -354,11 +355,11 @@ async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(J
     Ok((form, script))
 }
 
-/// The script's file name as it lands in the working directory (its last part, checked), and
-/// the command that runs it when none was typed: Python for `.py`, else the shell.
-fn script_entry(script: &Script, tr: &crate::kit::i18n::Tr) -> Result<(String, String), FormErrors> {
+/// The script as the file it becomes in the working directory (its name's last part, checked),
+/// and the command that runs it when none was typed: Python for `.py`, else the shell.
+fn script_entry(script: Script, tr: &crate::kit::i18n::Tr) -> Result<(Entry, String), FormErrors> {
     // Letters, digits, `.`, `_` and `-`, not first: a name the shell reads as it is written.
-    let name = script.name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let name = script.name.rsplit(['/', '\\']).next().unwrap_or_default().to_owned();
     let plain = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with(['-', '.'])
@@ -366,8 +367,22 @@ fn script_entry(script: &Script, tr: &crate::kit::i18n::Tr) -> Result<(String, S
     if !plain {
         return Err(FormErrors { fields: vec![("script", tr.t("job-error-script"))], form: None });
     }
-    let runner = if name.ends_with(".py") { "python3" } else { "sh" };
-    Ok((name.to_owned(), format!("{runner} {name}")))
+    let run = format!("{} {name}", if name.ends_with(".py") { "python3" } else { "sh" });
+    Ok((Entry::File { path: name, bytes: script.bytes, executable: true }, run))
+}
+
+/// Submits the form's job, with its script (if one was sent) as its working directory.
+async fn submit_with_script(
+    state: &AppState,
+    caller: &Caller,
+    mut body: NewJobBody,
+    script: Option<Entry>,
+) -> Result<Submitted, AppError> {
+    if let Some(file) = script {
+        let archive = grappe_domain::workdir::pack(&[file]).map_err(|bad| AppError::Invalid(bad.0))?;
+        body.workdir = Some(super::store_workdir(state, caller, archive).await?.0);
+    }
+    submit(state, caller, body).await
 }
 
 pub async fn submit_form(
@@ -388,60 +403,29 @@ pub async fn submit_form(
         Err(refusal) => return Ok(*refusal),
     };
     let Ok(project) = super::project_for(&state, &caller, id).await else { return Ok(not_found_page(chrome)) };
-    let entry = script.as_ref().map(|script| script_entry(script, &chrome.tr)).transpose();
-    let errors = match entry {
-        Err(errors) => errors,
-        Ok(entry) => {
-            if let Some((_, run)) = &entry
-                && form.command.trim().is_empty()
-            {
-                form.command = run.clone();
-            }
-            match form.body(id, state.config.compute.gpus, &chrome.tr) {
-                Ok(mut body) => {
-                    let sent = match (entry, script) {
-                        (Some((name, _)), Some(script)) => {
-                            let file = grappe_domain::workdir::Entry::File {
-                                path: name,
-                                bytes: script.bytes,
-                                executable: true,
-                            };
-                            let archive = grappe_domain::workdir::pack(&[file]).map_err(|bad| AppError::Invalid(bad.0));
-                            match archive {
-                                Ok(archive) => super::store_workdir(&state, &caller, archive)
-                                    .await
-                                    .map(|(digest, _, _)| Some(digest)),
-                                Err(error) => Err(error),
-                            }
-                        }
-                        _ => Ok(None),
-                    };
-                    let submitted = match sent {
-                        Ok(workdir) => {
-                            body.workdir = workdir;
-                            submit(&state, &caller, body).await
-                        }
-                        Err(error) => Err(error),
-                    };
-                    match submitted {
-                        Ok(Submitted::Job(job)) => {
-                            return Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response());
-                        }
-                        Ok(Submitted::Estimate(_)) => {
-                            return Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response());
-                        }
-                        Err(error) if error.status().is_client_error() => FormErrors {
-                            fields: Vec::new(),
-                            form: Some(format!("{} {error}", chrome.tr.t("job-form-refused"))),
-                        },
-                        Err(error) => return Err(error),
-                    }
-                }
-                Err(errors) => errors,
-            }
-        }
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    let script = match script.map(|script| script_entry(script, &chrome.tr)).transpose() {
+        Ok(script) => script,
+        Err(errors) => return project_response(&state, chrome, project, form, errors, refused).await,
     };
-    project_response(&state, chrome, project, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+    if let Some((_, run)) = &script
+        && form.command.trim().is_empty()
+    {
+        form.command = run.clone();
+    }
+    let body = match form.body(id, state.config.compute.gpus, &chrome.tr) {
+        Ok(body) => body,
+        Err(errors) => return project_response(&state, chrome, project, form, errors, refused).await,
+    };
+    let errors = match submit_with_script(&state, &caller, body, script.map(|(file, _)| file)).await {
+        Ok(Submitted::Job(job)) => return Ok(Redirect::to(&format!("/compute/jobs/{}", job.id)).into_response()),
+        Ok(Submitted::Estimate(_)) => return Ok(Redirect::to(&format!("/compute/projects/{id}")).into_response()),
+        Err(error) if error.status().is_client_error() => {
+            FormErrors { fields: Vec::new(), form: Some(format!("{} {error}", chrome.tr.t("job-form-refused"))) }
+        }
+        Err(error) => return Err(error),
+    };
+    project_response(&state, chrome, project, form, errors, refused).await
 }
 
 struct EventLine {

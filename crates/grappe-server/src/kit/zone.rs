@@ -90,7 +90,7 @@ fn last_sunday_1am(year: i64, month: i64) -> i64 {
 }
 
 fn in_eu_summer(unix_ms: i64) -> bool {
-    let year = crate::kit::page::iso_date(unix_ms)[..4].parse::<i64>().unwrap_or(1970);
+    let year = grappe_domain::calendar::year_of(unix_ms);
     (last_sunday_1am(year, 3)..last_sunday_1am(year, 10)).contains(&unix_ms)
 }
 

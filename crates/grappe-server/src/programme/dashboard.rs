@@ -66,7 +66,7 @@ struct Dashboard {
 pub const MODULES: [&str; 6] = ["calls", "compute", "data", "models", "challenges", "booster"];
 
 /// GPU-hours of GPU-milliseconds, rounded to the hour.
-fn hours(ms: i64) -> i64 {
+pub fn hours(ms: i64) -> i64 {
     (ms + 1_800_000) / 3_600_000
 }
 
@@ -172,9 +172,8 @@ async fn months_chart(state: &AppState, chrome: &Chrome) -> AppResult<Option<Str
 fn budget_chart(chrome: &Chrome, programme: &StoredProgramme) -> String {
     let locale = chrome.tr.locale;
     let bars = programme
-        .instruments
-        .iter()
-        .flat_map(|instrument| instrument.budget_lines.iter())
+        .lines()
+        .map(|(_, line)| line)
         .map(|line| Bar {
             label: locale.pick(&line.label_fr, &line.label_en).to_owned(),
             whole: line.envelope_cents,
@@ -227,9 +226,8 @@ pub async fn dashboard(
     let locale = chrome.tr.locale;
     let money = |cents: i64| locale.money(cents);
     let lines = programme
-        .instruments
-        .iter()
-        .flat_map(|instrument| instrument.budget_lines.iter())
+        .lines()
+        .map(|(_, line)| line)
         .map(|line| LineView {
             code: line.code.clone(),
             label: locale.pick(&line.label_fr, &line.label_en).to_owned(),
@@ -259,7 +257,7 @@ pub async fn dashboard(
     let name = programme.header.as_ref().map(|header| locale.pick(&header.name_fr, &header.name_en).to_owned());
     let chart_svg = budget_chart(&chrome, &programme);
     let months_svg = months_chart(&state, &chrome).await?;
-    let year = grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4].parse().unwrap_or(2026);
+    let year = grappe_domain::calendar::year_of(grappe_db::now_ms());
     // What modules no instrument runs count (all of them while no programme is loaded).
     let others = MODULES
         .iter()
@@ -328,12 +326,7 @@ pub async fn line_page(
 ) -> Result<Response, AppError> {
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let programme = state.db.programme().await?;
-    let line = programme
-        .instruments
-        .iter()
-        .flat_map(|instrument| instrument.budget_lines.iter())
-        .find(|line| line.code == code)
-        .ok_or_else(|| AppError::NotFound(format!("no budget line `{code}`")))?;
+    let line = programme.line(&code).ok_or_else(|| AppError::NotFound(format!("no budget line `{code}`")))?;
     let locale = chrome.tr.locale;
     let commitments = state.db.commitments(Some(&code)).await?.iter().map(|c| commitment_view(locale, c)).collect();
     let payments = state.db.payments(Some(&code)).await?.iter().map(|p| payment_view(locale, p)).collect();

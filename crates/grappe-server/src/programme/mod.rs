@@ -211,12 +211,7 @@ pub fn payment_json(payment: &PaymentRow) -> Value {
 
 pub async fn line_records(State(state): State<AppState>, UrlPath(code): UrlPath<String>) -> AppResult<Json<Value>> {
     let programme = state.db.programme().await?;
-    let line = programme
-        .instruments
-        .iter()
-        .flat_map(|instrument| instrument.budget_lines.iter())
-        .find(|line| line.code == code)
-        .ok_or_else(|| AppError::NotFound(format!("no budget line `{code}`")))?;
+    let line = programme.line(&code).ok_or_else(|| AppError::NotFound(format!("no budget line `{code}`")))?;
     let commitments = state.db.commitments(Some(&code)).await?;
     let payments = state.db.payments(Some(&code)).await?;
     Ok(Json(json!({

@@ -116,7 +116,7 @@ fn indicators(programme: &StoredProgramme, figures: &PlatformFigures) -> Vec<Ind
             "gpu_hours_used",
             "Heures GPU consommées",
             "GPU-hours used",
-            (figures.gpu_ms_used + 1_800_000) / 3_600_000,
+            crate::programme::dashboard::hours(figures.gpu_ms_used),
             "gpu_hours",
         ),
         ("jobs_completed", "Tâches de calcul terminées", "Compute jobs completed", figures.jobs_completed, "jobs"),
@@ -238,9 +238,7 @@ pub async fn table(State(state): State<AppState>, UrlPath(file): UrlPath<String>
     match name {
         "budget-lines" => {
             let programme = state.db.programme().await?;
-            let lines = programme.instruments.iter().flat_map(|instrument| {
-                instrument.budget_lines.iter().map(move |line| (instrument.code.as_str(), line))
-            });
+            let lines = programme.lines();
             if csv {
                 let body = csv_of(
                     "instrument,code,label_fr,label_en,envelope_cents,committed_cents,disbursed_cents",

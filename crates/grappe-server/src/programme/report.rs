@@ -18,7 +18,7 @@ use crate::kit::i18n::Time;
 use crate::kit::page::{Chrome, render};
 use crate::kit::state::AppState;
 use crate::programme::dashboard::{
-    CommitmentView, Figure, KpiView, MODULES, commitment_view, kpi_views, module_figures,
+    CommitmentView, Figure, KpiView, MODULES, commitment_view, hours, kpi_views, module_figures,
 };
 
 struct PaymentLine {
@@ -72,7 +72,7 @@ pub async fn report(
 async fn report_view(state: &AppState, chrome: Chrome, year: i64) -> AppResult<Report> {
     let (tr, locale) = (&chrome.tr, chrome.tr.locale);
     let programme = state.db.programme().await?;
-    let in_year = |ms: i64| calendar::iso_date(ms)[..4].parse::<i64>().ok() == Some(year);
+    let in_year = |ms: i64| calendar::year_of(ms) == year;
     let year_text = year.to_string();
     let commitments: Vec<_> = state.db.commitments(None).await?.into_iter().filter(|c| in_year(c.decided_at)).collect();
     let payments: Vec<_> =
@@ -81,14 +81,13 @@ async fn report_view(state: &AppState, chrome: Chrome, year: i64) -> AppResult<R
     let committed: i64 = commitments.iter().map(|c| c.amount_cents).sum();
     let disbursed: i64 = payments.iter().map(|p| p.amount_cents).sum();
     let gpu_ms: i64 = months.iter().filter(|(month, _)| month.starts_with(&year_text)).map(|(_, f)| f.gpu_ms).sum();
-    let envelope: i64 =
-        programme.instruments.iter().flat_map(|i| i.budget_lines.iter()).map(|line| line.envelope_cents).sum();
+    let envelope: i64 = programme.lines().map(|(_, line)| line.envelope_cents).sum();
     let totals = vec![
         Total { label: tr.t("report-envelope"), value: locale.money(envelope) },
         Total { label: tr.t("report-committed-in-year"), value: locale.money(committed) },
         Total { label: tr.t("report-disbursed-in-year"), value: locale.money(disbursed) },
         Total { label: tr.t("report-selected-in-year"), value: locale.integer(commitments.len() as i64) },
-        Total { label: tr.t("report-gpu-hours-in-year"), value: locale.integer((gpu_ms + 1_800_000) / 3_600_000) },
+        Total { label: tr.t("report-gpu-hours-in-year"), value: locale.integer(hours(gpu_ms)) },
     ];
     // Each month of the year, committed and disbursed, in thousands of euros.
     let bins = |pick: fn(&grappe_db::MonthFigures) -> i64| -> Vec<(String, u64)> {
@@ -117,10 +116,8 @@ async fn report_view(state: &AppState, chrome: Chrome, year: i64) -> AppResult<R
         }),
     ]);
     let lines: std::collections::HashMap<String, String> = programme
-        .instruments
-        .iter()
-        .flat_map(|i| i.budget_lines.iter())
-        .map(|line| (line.code.clone(), locale.pick(&line.label_fr, &line.label_en).to_owned()))
+        .lines()
+        .map(|(_, line)| (line.code.clone(), locale.pick(&line.label_fr, &line.label_en).to_owned()))
         .collect();
     let payments = payments
         .iter()
