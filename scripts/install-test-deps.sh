@@ -6,7 +6,9 @@
 # the package lists are refreshed only when something is missing, and s3s-fs is built only
 # when absent. The reference metrics (scikit-learn, sacrebleu) go into a Python virtual
 # environment outside the clone, `${XDG_CACHE_HOME:-$HOME/.cache}/grappe/python`, rebuilt only
-# when its pinned versions are not those below.
+# when its pinned versions are not those below. axe-core, the accessibility engine that the
+# browser tests inject into each page, comes from the npm registry into
+# `${XDG_CACHE_HOME:-$HOME/.cache}/grappe/npm`, again only when its pinned version is not there.
 set -euo pipefail
 
 packages=(postgresql chromium chromium-driver wrk fonts-dejavu-core munge slurm-wlm bubblewrap sqlite3 python3 python3-venv)
@@ -14,12 +16,15 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  sudo_cmd=()
+apt_install() {
+  echo "installing: $*"
+  local sudo_cmd=()
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if ((${#missing[@]})); then
+  apt_install "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 
@@ -42,4 +47,15 @@ if ! "$python_env/bin/python" -c "$python_check" "${python_pins[@]}" 2>/dev/null
   echo "installing: ${python_pins[*]} into $python_env"
   /usr/bin/python3 -m venv "$python_env"
   "$python_env/bin/pip" install --quiet --disable-pip-version-check "${python_pins[@]}"
+fi
+
+# axe-core, injected by the browser tests through WebDriver (crates/grappe/tests/it/browser.rs).
+# Debian's npm, unless a Node.js that brings its own is there already.
+command -v npm >/dev/null || apt_install nodejs npm
+npm_dir=${XDG_CACHE_HOME:-$HOME/.cache}/grappe/npm
+axe_version=4.14.1
+if ! grep -qs "\"version\": \"$axe_version\"" "$npm_dir/node_modules/axe-core/package.json"; then
+  echo "installing: axe-core $axe_version into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --silent --no-audit --no-fund --prefix "$npm_dir" "axe-core@$axe_version"
 fi

@@ -9,6 +9,7 @@ scripts/install-test-deps.sh
 eval "$(scripts/test-services.sh start)"
 trap 'scripts/test-services.sh stop' EXIT
 export GRAPPE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
+export GRAPPE_TEST_AXE=${XDG_CACHE_HOME:-$HOME/.cache}/grappe/npm/node_modules/axe-core/axe.min.js
 # grappe-eval's reference cases, written by scikit-learn and sacrebleu for this run.
 eval_fixtures=$(mktemp -d)
 trap 'scripts/test-services.sh stop; rm -rf "$eval_fixtures"' EXIT

@@ -1,9 +1,11 @@
 """bench/jobs, Grappe's side: submit N trivial jobs (`true`) through the HTTP API over one
-keep-alive connection, wait until all have ended, and print one JSON line of figures.
-Usage: grappe_client.py BASE_URL TOKEN PROJECT N"""
+keep-alive connection (or, with `array`, one array of N tasks in one call), wait until all have
+ended, and print one JSON line of figures.
+Usage: grappe_client.py BASE_URL TOKEN PROJECT N [array]"""
 import http.client, json, sys, time, urllib.parse
 
 base, token, project, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+as_array = sys.argv[5:] == ["array"]
 url = urllib.parse.urlparse(base)
 conn = http.client.HTTPConnection(url.hostname, url.port)
 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -17,7 +19,11 @@ def call(method, path, body=None):
 body = {"project": project, "command": ["true"], "time_limit_s": 60, "memory_mb": 100}
 started = time.monotonic()
 ids = []
-for _ in range(count):
+if as_array:
+    status, first = call("POST", "/api/v1/jobs", {**body, "array": f"0-{count - 1}"})
+    assert status == 201, (status, first)
+    ids = list(range(first["id"], first["id"] + count))
+for _ in range(0 if as_array else count):
     status, job = call("POST", "/api/v1/jobs", body)
     assert status == 201, (status, job)
     ids.append(job["id"])

@@ -1,5 +1,6 @@
-//! Charts as SVG, drawn on the server: no JavaScript, readable without a stylesheet, with a
-//! title and description for screen readers. Pure functions of their inputs.
+//! Charts as SVG (bars, lines, histograms, a gauge, a radar), drawn on the server: no
+//! JavaScript, readable without a stylesheet, with a title and description for screen readers.
+//! Pure functions of their inputs.
 //!
 //! Every function renders any input in bounded time and memory, and its SVG has a bounded size:
 //! scales are built from the finite values only (NaN and infinities are left out, and a range as
@@ -10,10 +11,12 @@
 //! [`MAX_TEXT_CHARS`] characters. Time is linear in the number of points given.
 
 mod lttb;
+mod radar;
 
 use std::fmt::Write;
 
 pub use lttb::lttb;
+pub use radar::{MAX_RADAR_AXES, MAX_RADAR_SERIES, Radar, RadarSeries, radar};
 
 /// The most points a line of a [`LineChart`] draws; longer series are down-sampled by [`lttb`].
 pub const MAX_LINE_POINTS: usize = 1000;

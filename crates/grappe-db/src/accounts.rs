@@ -143,6 +143,18 @@ impl Db {
         row.as_ref().map(user_from).transpose()
     }
 
+    /// The display names of the users with these ids; an id with no user is left out.
+    pub async fn user_names(&self, ids: &[i64]) -> DbResult<std::collections::BTreeMap<i64, String>> {
+        if ids.is_empty() {
+            return Ok(std::collections::BTreeMap::new());
+        }
+        // Ids are integers, so inlining them is safe.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows =
+            sqlx::query(&format!("SELECT id, name FROM users WHERE id IN ({list})")).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("name")?))).collect()
+    }
+
     /// Users by id, at most `limit` of them after `after_id` (keyset pagination).
     pub async fn list_users(&self, after_id: i64, limit: i64) -> DbResult<Vec<UserRow>> {
         let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"))
@@ -174,6 +186,22 @@ impl Db {
             "SELECT id, user_id, role, scope_kind, scope_id FROM role_grants WHERE user_id = $1 ORDER BY id",
         )
         .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_from).collect()
+    }
+
+    /// The grants of several users at once (a page listing people), by user then grant.
+    pub async fn grants_of_users(&self, user_ids: &[i64]) -> DbResult<Vec<GrantRow>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ids are integers: written into the statement, one round trip whatever their number.
+        let list = user_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT id, user_id, role, scope_kind, scope_id FROM role_grants WHERE user_id IN ({list}) \
+             ORDER BY user_id, id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(grant_from).collect()

@@ -343,8 +343,24 @@ impl Db {
         fields: &ApplicationFields<'_>,
     ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let mut tx = self.write_tx().await?;
+        let created = self.create_application_in(&mut tx, call, user_id, fields).await?;
+        if created.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(created)
+    }
+
+    /// [`Db::create_application`] inside a transaction, audited in it (the Booster's support
+    /// requests record their company in the same one).
+    pub(crate) async fn create_application_in(
+        &self,
+        tx: &mut WriteTx,
+        call: &CallRow,
+        user_id: i64,
+        fields: &ApplicationFields<'_>,
+    ) -> DbResult<Result<ApplicationRow, NotSaved>> {
         let now = now_ms();
-        if !call_takes_applications(&call_in(&mut tx, call.id).await?, now) {
+        if !call_takes_applications(&call_in(tx, call.id).await?, now) {
             return Ok(Err(NotSaved::Closed));
         }
         let row = sqlx::query(&format!(
@@ -362,10 +378,10 @@ impl Db {
         .bind(fields.requested_cents)
         .bind(fields.requested_gpu_hours)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let application = application_from(&row)?;
-        save_version(&mut tx, &application, fields.body, user_id, now).await?;
+        save_version(tx, &application, fields.body, user_id, now).await?;
         let object = format!("call:{}", call.id);
         let detail = format!("application {} by user {user_id}", application.id);
         let entry = AuditEntry {
@@ -374,8 +390,7 @@ impl Db {
             object: &object,
             detail: &detail,
         };
-        audit::append(&mut tx, self.audit_key(), &entry).await?;
-        tx.commit().await?;
+        audit::append(tx, self.audit_key(), &entry).await?;
         Ok(Ok(application))
     }
 
@@ -1015,7 +1030,8 @@ impl Db {
     /// Records a batch of decisions, all or none: each selected application becomes a compute
     /// project (its applicant principal investigator, member and coordinator) with its
     /// GPU-hours, and its amount is committed on the first budget line of the call's
-    /// instrument; the call's envelope is never passed.
+    /// instrument (the line's committed figure is the sum of its decisions); the call's
+    /// envelope is never passed.
     pub async fn decide(
         &self,
         call: &CallRow,
@@ -1081,11 +1097,6 @@ impl Db {
                     let grant = RoleGrant { role, scope: scope.clone() };
                     self.grant_in(&mut tx, application.submitted_by, &grant, actor).await?;
                 }
-                sqlx::query("UPDATE budget_lines SET committed_cents = committed_cents + $1 WHERE code = $2")
-                    .bind(decision.amount_cents)
-                    .bind(&line)
-                    .execute(&mut *tx)
-                    .await?;
                 (Some(project.id), Some(line.clone()))
             } else {
                 (None, None)

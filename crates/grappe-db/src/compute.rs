@@ -59,6 +59,15 @@ pub struct JobRow {
     pub external_id: Option<String>,
     /// The number of its current (or last) run; 0 before its first start.
     pub run: i64,
+    /// While pending: when it is estimated to start, if a replay of the queue starts it.
+    pub estimated_start_at: Option<i64>,
+    /// The jobs it waits for, in Slurm's syntax (empty: none).
+    pub dependencies: String,
+    /// A task of an array: the array's id (its first task's job id), its number, how many of
+    /// the array's tasks may run at once.
+    pub array_job_id: Option<i64>,
+    pub array_task_id: Option<i64>,
+    pub array_limit: Option<i64>,
     /// When its server last said it was still running it.
     pub heartbeat_at: Option<i64>,
     /// The variables the job declared, as a JSON object of strings.
@@ -70,6 +79,34 @@ pub struct JobRow {
     pub memory_peak_mb: Option<i64>,
     /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
     pub inputs: String,
+    /// The digest of the archive its working directory starts from (empty: none; and empty in
+    /// the scheduler's queue, which [`NewRun::workdir`] gives at the start).
+    pub workdir: String,
+}
+
+/// What [`Db::cancel_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    /// A pending job: cancelled at once.
+    Cancelled,
+    /// A running job, or one handed to Slurm: flagged for its executor to stop.
+    Requested,
+    /// Flagged before, and not yet stopped.
+    AlreadyRequested,
+    /// The job had already ended; nothing changed.
+    AlreadyEnded,
+}
+
+impl Cancellation {
+    /// Its name in the API: `cancelled`, `requested`, `already_requested`, `already_ended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cancellation::Cancelled => "cancelled",
+            Cancellation::Requested => "requested",
+            Cancellation::AlreadyRequested => "already_requested",
+            Cancellation::AlreadyEnded => "already_ended",
+        }
+    }
 }
 
 /// A project as an administrator creates it.
@@ -100,6 +137,14 @@ pub struct NewJob<'a> {
     pub nodes: i64,
     /// The dataset versions it reads: a JSON array of `{"dataset", "version"}`.
     pub inputs: &'a str,
+    /// The jobs it waits for, in Slurm's syntax (empty: none).
+    pub dependencies: &'a str,
+    /// An array's task numbers (one job each; empty: one job, not an array), and how many of
+    /// them may run at once.
+    pub array_tasks: &'a [i64],
+    pub array_limit: Option<i64>,
+    /// The digest of the archive its working directory starts from (empty: none).
+    pub workdir: &'a str,
 }
 
 /// How many jobs may wait at once: per user (in all projects), per project.
@@ -224,12 +269,14 @@ const PROJECT_COLUMNS: &str = "id, name, gpu_hours, cpu_hours, storage_gb, valid
     principal_investigator, used_gpu_ms, used_cpu_ms, queued_jobs, queued_gpu_ms, queued_cpu_ms";
 const JOB_COLUMNS: &str = "id, project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
     reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs";
+    external_id, run, heartbeat_at, env, network, nodes, cpu_time_ms, memory_peak_mb, inputs, estimated_start_at, \
+    dependencies, array_job_id, array_task_id, array_limit, workdir";
 
 /// [`JOB_COLUMNS`] with an empty command, environment and inputs.
 const QUEUED_COLUMNS: &str = "id, project_id, user_id, name, '' AS command, qos, cpus, gpus, memory_mb, time_limit_s, \
     state, reason, exit_code, restart_count, submitted_at, started_at, ended_at, instance, gpu_ids, cancel_requested, \
-    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs";
+    external_id, run, heartbeat_at, '' AS env, network, nodes, cpu_time_ms, memory_peak_mb, '' AS inputs, \
+    estimated_start_at, dependencies, array_job_id, array_task_id, array_limit, '' AS workdir";
 
 /// A run just recorded, and what it launches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +288,8 @@ pub struct NewRun {
     pub env: String,
     /// The dataset versions it reads, as JSON (see [`NewJob::inputs`]).
     pub inputs: String,
+    /// The digest of the archive its working directory starts from (empty: none).
+    pub workdir: String,
 }
 
 fn project_from(row: &AnyRow) -> DbResult<ProjectRow> {
@@ -284,6 +333,11 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         external_id: row.try_get("external_id")?,
         run: row.try_get("run")?,
+        estimated_start_at: row.try_get("estimated_start_at")?,
+        dependencies: row.try_get("dependencies")?,
+        array_job_id: row.try_get("array_job_id")?,
+        array_task_id: row.try_get("array_task_id")?,
+        array_limit: row.try_get("array_limit")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         env: row.try_get("env")?,
         network: row.try_get::<i64, _>("network")? != 0,
@@ -291,6 +345,7 @@ fn job_from(row: &AnyRow) -> DbResult<JobRow> {
         cpu_time_ms: row.try_get("cpu_time_ms")?,
         memory_peak_mb: row.try_get("memory_peak_mb")?,
         inputs: row.try_get("inputs")?,
+        workdir: row.try_get("workdir")?,
     })
 }
 
@@ -472,6 +527,30 @@ impl Db {
         rows.iter().map(project_from).collect()
     }
 
+    /// The name, submitter and QoS of each job of a project, by job id: what a usage export
+    /// names its records with (no command, environment or inputs read).
+    pub async fn job_labels(
+        &self,
+        project_id: i64,
+    ) -> DbResult<std::collections::HashMap<i64, (String, Option<i64>, String)>> {
+        let rows = sqlx::query("SELECT id, name, user_id, qos FROM jobs WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))).collect()
+    }
+
+    /// How many members each project has, by project id (a project without any is absent).
+    pub async fn project_member_counts(&self) -> DbResult<std::collections::HashMap<i64, i64>> {
+        let rows = sqlx::query(
+            "SELECT scope_id, COUNT(*) FROM role_grants WHERE role = 'project_member' AND scope_kind = 'project' \
+             GROUP BY scope_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// Users holding `project_member` on a project.
     pub async fn project_member_ids(&self, project_id: i64) -> DbResult<Vec<i64>> {
         let rows = sqlx::query(
@@ -484,10 +563,12 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    /// Queues a job if its user and its project have room under `quota`. The user's and the
-    /// project's rows are locked first (PostgreSQL; SQLite's write lock covers all), so that
-    /// concurrent submissions are counted one after the other.
+    /// Queues a job, or every task of an array (one job each, in one transaction), if its user
+    /// and its project have room for all of them under `quota`; the job, or the first task. The
+    /// user's and the project's rows are locked first (PostgreSQL; SQLite's write lock covers
+    /// all), so that concurrent submissions are counted one after the other.
     pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
+        let count = job.array_tasks.len().max(1) as i64;
         let mut tx = self.write_tx().await?;
         // Updates that change nothing, to lock the rows and read the totals in one step.
         let project = sqlx::query("UPDATE projects SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
@@ -501,42 +582,62 @@ impl Db {
                     .fetch_one(&mut *tx)
                     .await?
                     .try_get(0)?;
-            if waiting >= quota.per_user {
+            if waiting + count > quota.per_user {
                 return Ok(Err(QueueFull::User { waiting }));
             }
         }
         let waiting: i64 = project.try_get(0)?;
-        if waiting >= quota.per_project {
+        if waiting + count > quota.per_project {
             return Ok(Err(QueueFull::Project { waiting }));
         }
         let now = now_ms();
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, state, \
-             reason, submitted_at, env, network, nodes, inputs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, $12, $13, $14) \
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(job.project_id)
-        .bind(job.user_id)
-        .bind(job.name)
-        .bind(job.command)
-        .bind(job.qos)
-        .bind(job.cpus)
-        .bind(job.gpus)
-        .bind(job.memory_mb)
-        .bind(job.time_limit_s)
-        .bind(now)
-        .bind(job.env)
-        .bind(i64::from(job.network))
-        .bind(job.nodes)
-        .bind(job.inputs)
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = job_from(&row)?;
-        Queued::of(&created).count(&mut tx, 1).await?;
-        event(&mut tx, created.id, now, "pending", "submitted").await?;
+        let tasks: Vec<Option<i64>> =
+            if job.array_tasks.is_empty() { vec![None] } else { job.array_tasks.iter().copied().map(Some).collect() };
+        let mut first: Option<JobRow> = None;
+        for task in tasks {
+            let row = sqlx::query(&format!(
+                "INSERT INTO jobs (project_id, user_id, name, command, qos, cpus, gpus, memory_mb, time_limit_s, \
+                 state, reason, submitted_at, env, network, nodes, inputs, dependencies, array_job_id, array_task_id, \
+                 array_limit, workdir) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'Priority', $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18, $19) RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(job.project_id)
+            .bind(job.user_id)
+            .bind(job.name)
+            .bind(job.command)
+            .bind(job.qos)
+            .bind(job.cpus)
+            .bind(job.gpus)
+            .bind(job.memory_mb)
+            .bind(job.time_limit_s)
+            .bind(now)
+            .bind(job.env)
+            .bind(i64::from(job.network))
+            .bind(job.nodes)
+            .bind(job.inputs)
+            .bind(job.dependencies)
+            .bind(first.as_ref().map(|first| first.id))
+            .bind(task)
+            .bind(task.and(job.array_limit))
+            .bind(job.workdir)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut created = job_from(&row)?;
+            if task.is_some() && first.is_none() {
+                // The array's id is its first task's.
+                sqlx::query("UPDATE jobs SET array_job_id = id WHERE id = $1")
+                    .bind(created.id)
+                    .execute(&mut *tx)
+                    .await?;
+                created.array_job_id = Some(created.id);
+            }
+            event(&mut tx, created.id, now, "pending", "submitted").await?;
+            first.get_or_insert(created);
+        }
+        let first = first.expect("at least one job");
+        Queued::of(&first).count(&mut tx, count).await?;
         tx.commit().await?;
-        Ok(Ok(created))
+        Ok(Ok(first))
     }
 
     pub async fn job(&self, id: i64) -> DbResult<Option<JobRow>> {
@@ -677,7 +778,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
              ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run, command, env, inputs, project_id, user_id, gpus, cpus, nodes, time_limit_s",
+             RETURNING run, command, env, inputs, workdir, project_id, user_id, gpus, cpus, nodes, time_limit_s",
         )
         .bind(now)
         .bind(instance)
@@ -691,6 +792,7 @@ impl Db {
             command: row.try_get("command")?,
             env: row.try_get("env")?,
             inputs: row.try_get("inputs")?,
+            workdir: row.try_get("workdir")?,
         };
         Queued::from_row(&row)?.count(&mut tx, -1).await?;
         let run = new_run.run;
@@ -779,19 +881,18 @@ impl Db {
 
     /// A server says it still runs its jobs.
     pub async fn heartbeat(&self, instance: &str) -> DbResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE instance = $2 AND state = 'running'")
-            .bind(now_ms())
-            .bind(instance)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.write_one(
+            sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE instance = $2 AND state = 'running'")
+                .bind(now_ms())
+                .bind(instance),
+        )
+        .await?;
         Ok(())
     }
 
     /// Cancels a job: a pending one at once; a running one is flagged for its executor to stop.
-    /// Returns the job's state after the call.
-    pub async fn cancel_job(&self, id: i64, actor: &str) -> DbResult<String> {
+    /// Says which, read and decided in one transaction.
+    pub async fn cancel_job(&self, id: i64, actor: &str) -> DbResult<Cancellation> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let job = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
@@ -800,12 +901,14 @@ impl Db {
             .await?
             .ok_or_else(|| DbError::NotFound(format!("job {id}")))?;
         let job = job_from(&job)?;
-        let state = match job.state.as_str() {
+        let outcome = match job.state.as_str() {
+            "running" if job.cancel_requested => Cancellation::AlreadyRequested,
+            "pending" if job.external_id.is_some() && job.cancel_requested => Cancellation::AlreadyRequested,
             // Handed to Slurm: Slurm cancels it, and says so.
             "pending" if job.external_id.is_some() => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 event(&mut tx, id, now, "pending", &format!("cancel requested by {actor}")).await?;
-                job.state
+                Cancellation::Requested
             }
             "pending" => {
                 sqlx::query("UPDATE jobs SET state = 'cancelled', reason = '', ended_at = $1 WHERE id = $2")
@@ -815,17 +918,17 @@ impl Db {
                     .await?;
                 Queued::of(&job).count(&mut tx, -1).await?;
                 event(&mut tx, id, now, "cancelled", &format!("by {actor}")).await?;
-                "cancelled".to_owned()
+                Cancellation::Cancelled
             }
-            "running" if !job.cancel_requested => {
+            "running" => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 event(&mut tx, id, now, "running", &format!("cancel requested by {actor}")).await?;
-                job.state
+                Cancellation::Requested
             }
-            _ => job.state,
+            _ => Cancellation::AlreadyEnded,
         };
         tx.commit().await?;
-        Ok(state)
+        Ok(outcome)
     }
 
     /// Records the outside scheduler's id of a pending job.
@@ -872,6 +975,80 @@ impl Db {
         for (id, reason) in reasons {
             sqlx::query("UPDATE jobs SET reason = $1 WHERE id = $2 AND state = 'pending'")
                 .bind(*reason)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The states of the jobs `ids` (those that exist).
+    pub async fn job_states(&self, ids: &[i64]) -> DbResult<Vec<(i64, String)>> {
+        self.job_column(ids, "state").await
+    }
+
+    /// The projects of the jobs `ids` (those that exist).
+    pub async fn job_project_ids(&self, ids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
+        self.job_column(ids, "project_id").await
+    }
+
+    /// One column of the jobs `ids`, by id.
+    async fn job_column<T>(&self, ids: &[i64], column: &str) -> DbResult<Vec<(i64, T)>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.jobs_where_in(ids, &format!("SELECT id, {column} FROM jobs WHERE id IN"), "").await
+    }
+
+    /// The state of every task of the arrays `ids` (an array's id is its first task's), by
+    /// array.
+    pub async fn array_task_states(&self, ids: &[i64]) -> DbResult<Vec<(i64, String)>> {
+        self.jobs_where_in(ids, "SELECT array_job_id, state FROM jobs WHERE array_job_id IN", "").await
+    }
+
+    /// `select (ids...) rest` over `ids`, a thousand at a time (PostgreSQL takes at most 65,535
+    /// parameters in one statement), as (id, value) pairs.
+    async fn jobs_where_in<T>(&self, ids: &[i64], select: &str, rest: &str) -> DbResult<Vec<(i64, T)>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!("{select} ({}) {rest}", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether a job named `name` of the project is queued or running.
+    pub async fn named_job_active(&self, project_id: i64, name: &str) -> DbResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM jobs WHERE project_id = $1 AND name = $2 AND state IN ('pending', 'running')",
+        )
+        .bind(project_id)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// Records pending jobs' estimated starts (none: no estimate), in one transaction.
+    pub async fn set_estimated_starts(&self, estimates: &[(i64, Option<i64>)]) -> DbResult<()> {
+        if estimates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for (id, at) in estimates {
+            sqlx::query("UPDATE jobs SET estimated_start_at = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(*at)
                 .bind(*id)
                 .execute(&mut *tx)
                 .await?;
@@ -1089,5 +1266,44 @@ impl Db {
                 Ok((row.try_get("project_id")?, row.try_get("at")?, row.try_get("gpu_ms")?, row.try_get("cpu_ms")?))
             })
             .collect()
+    }
+}
+
+impl Db {
+    /// Records that `user_id` sent the working-directory archive `digest` (stored by the caller);
+    /// sending it again changes nothing.
+    pub async fn record_workdir_upload(&self, digest: &str, user_id: i64, files: i64, bytes: i64) -> DbResult<()> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO workdir_uploads (digest, user_id, files, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (digest, user_id) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(user_id)
+            .bind(files)
+            .bind(bytes)
+            .bind(now_ms()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The bytes of files in the archives `user_id` sent (each counted once).
+    pub async fn workdir_bytes_of(&self, user_id: i64) -> DbResult<i64> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM workdir_uploads WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Whether `user_id` sent the archive `digest` (`None`, the admin token: whether anyone did).
+    pub async fn has_workdir_upload(&self, digest: &str, user_id: Option<i64>) -> DbResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM workdir_uploads WHERE digest = $1 AND ($2 < 0 OR user_id = $2) LIMIT 1")
+            .bind(digest)
+            .bind(user_id.unwrap_or(-1))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 }

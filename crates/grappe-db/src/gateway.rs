@@ -132,6 +132,8 @@ pub struct GatewayModelRow {
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
     pub max_concurrency: i64,
+    /// The registry version it serves, if it is one (and so may be fine-tuned here).
+    pub version_id: Option<i64>,
     pub created_at: i64,
 }
 
@@ -143,6 +145,7 @@ pub struct NewGatewayModel<'a> {
     pub output_gpu_ms_per_1k: i64,
     pub max_output_tokens: i64,
     pub max_concurrency: i64,
+    pub version_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +224,7 @@ pub struct GatewayUsageRow {
 }
 
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-    max_output_tokens, created_at, max_concurrency";
+    max_output_tokens, created_at, max_concurrency, version_id";
 const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
     tokens_per_day, created_by, created_at, revoked_at";
 
@@ -236,6 +239,7 @@ fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
         max_output_tokens: row.try_get(6)?,
         created_at: row.try_get(7)?,
         max_concurrency: row.try_get(8)?,
+        version_id: row.try_get(9)?,
     })
 }
 
@@ -282,8 +286,8 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_models (name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-             max_output_tokens, max_concurrency, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             RETURNING {MODEL_COLUMNS}"
+             max_output_tokens, max_concurrency, version_id, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {MODEL_COLUMNS}"
         ))
         .bind(new.name)
         .bind(new.upstream)
@@ -292,6 +296,7 @@ impl Db {
         .bind(new.output_gpu_ms_per_1k)
         .bind(new.max_output_tokens)
         .bind(new.max_concurrency)
+        .bind(new.version_id)
         .bind(actor)
         .bind(now_ms())
         .fetch_one(&mut *tx)
@@ -1088,15 +1093,14 @@ impl Db {
 
     /// Ends a batch: `completed` with its output file, `cancelled` or `failed`.
     pub async fn end_gateway_batch(&self, id: i64, status: &str, output_file_id: Option<i64>) -> DbResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE gateway_batches SET status = $1, output_file_id = $2, ended_at = $3 WHERE id = $4")
-            .bind(status)
-            .bind(output_file_id)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.write_one(
+            sqlx::query("UPDATE gateway_batches SET status = $1, output_file_id = $2, ended_at = $3 WHERE id = $4")
+                .bind(status)
+                .bind(output_file_id)
+                .bind(now_ms())
+                .bind(id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -1123,6 +1127,40 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(key_from).transpose()
+    }
+}
+
+/// What the jobs that served a model were measured to use, and the tokens it served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServingMeasure {
+    /// CPU- and GPU-milliseconds of its replicas' jobs: their ended runs as charged, and their
+    /// running run so far.
+    pub cpu_ms: i64,
+    pub gpu_ms: i64,
+    /// Prompt and completion tokens of every request to it.
+    pub tokens: i64,
+}
+
+impl Db {
+    /// [`ServingMeasure`] of the model named `model`, at `now`.
+    pub async fn serving_measure(&self, model: &str, now: i64) -> DbResult<ServingMeasure> {
+        let row = sqlx::query(
+            "WITH served AS (SELECT r.job_id FROM gateway_replicas r JOIN gateway_models m ON m.id = r.model_id \
+             WHERE m.name = $1), \
+             ended AS (SELECT COALESCE(SUM(cpu_ms), 0) AS cpu, COALESCE(SUM(gpu_ms), 0) AS gpu FROM usage_records \
+             WHERE job_id IN (SELECT job_id FROM served)), \
+             running AS (SELECT COALESCE(SUM(($2 - started_at) * cpus * nodes), 0) AS cpu, \
+             COALESCE(SUM(($2 - started_at) * gpus * nodes), 0) AS gpu FROM jobs \
+             WHERE state = 'running' AND id IN (SELECT job_id FROM served)) \
+             SELECT CAST(ended.cpu + running.cpu AS BIGINT), CAST(ended.gpu + running.gpu AS BIGINT), \
+             CAST((SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM gateway_usage WHERE model = $1) \
+             AS BIGINT) FROM ended, running",
+        )
+        .bind(model)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ServingMeasure { cpu_ms: row.try_get(0)?, gpu_ms: row.try_get(1)?, tokens: row.try_get(2)? })
     }
 }
 

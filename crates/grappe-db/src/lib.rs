@@ -6,10 +6,13 @@
 mod accounts;
 mod audit;
 mod auth;
+mod booster;
 mod calls;
+mod centres;
 mod challenges;
 mod compute;
 mod datasets;
+mod fine_tunes;
 mod gateway;
 mod leases;
 mod migrate;
@@ -28,27 +31,35 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
 pub use audit::{AuditAnchor, AuditEvent, ChainBreak};
 pub use auth::ApiTokenRow;
+pub use booster::{
+    BoosterTotals, CompanyRow, DiagnosticRow, NewCompany, NewDiagnostic, NewOutcome, OutcomeRow, PeerScores, SupportRow,
+};
 pub use calls::{
     ApplicationFields, ApplicationRow, ApplicationVersionRow, AssignmentRow, CallDates, CallRow, ConflictRow,
     DecisionRefused, DecisionRow, JurorRow, MessageRow, NewCall, NewDecision, NewJuror, NotSaved, ReviewFields,
     ReviewRow, call_takes_applications,
 };
+pub use centres::{CentreRow, TrainingRow};
 pub use challenges::{
     ChallengeRow, DAY_MS, LimitReached, Limits, MemberRow, NewChallenge, NewSubmission, Outcome, Shown, SubmissionRow,
     TeamRow,
 };
 pub use compute::{
-    Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob, NewProject,
-    NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
+    Cancellation, Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob,
+    NewProject, NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
+pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};
 pub use gateway::{
     Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
-    NewGatewayKey, NewGatewayModel, Refused, Settlement, WINDOW_MS,
+    NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, WINDOW_MS,
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};
-pub use programme::{StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme};
+pub use programme::{
+    CommitmentRow, LoadRefused, LoadSummary, MonthFigures, NewPayment, PaymentRefused, PaymentRow, PlatformFigures,
+    ProgrammeHeader, StoredBudgetLine, StoredInstrument, StoredKpi, StoredProgramme,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -248,6 +259,18 @@ impl Db {
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(WriteTx { tx: Some(tx), permit })
+    }
+
+    /// One statement written alone, through the write permit ([`Db::write_tx`]); the rows it
+    /// changed.
+    pub(crate) async fn write_one<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> DbResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let done = statement.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     pub fn backend(&self) -> Backend {

@@ -20,6 +20,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "calls", include_str!("../migrations/0011_calls.sql")),
     (12, "call_files_and_discussion", include_str!("../migrations/0012_call_files_and_discussion.sql")),
     (13, "gateway", include_str!("../migrations/0013_gateway.sql")),
+    (14, "fine_tuning", include_str!("../migrations/0014_fine_tuning.sql")),
+    (15, "estimated_starts", include_str!("../migrations/0015_estimated_starts.sql")),
+    (16, "dependencies", include_str!("../migrations/0016_dependencies.sql")),
+    (17, "job_arrays", include_str!("../migrations/0017_job_arrays.sql")),
+    (18, "programme", include_str!("../migrations/0018_programme.sql")),
+    (19, "booster", include_str!("../migrations/0019_booster.sql")),
+    (20, "workdirs", include_str!("../migrations/0020_workdirs.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

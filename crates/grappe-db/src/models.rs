@@ -167,6 +167,22 @@ impl Db {
         rows.iter().map(version_from).collect()
     }
 
+    /// A version by its row id, with its model.
+    pub async fn model_version_by_id(&self, id: i64) -> DbResult<Option<(ModelRow, ModelVersionRow)>> {
+        let row = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM {VERSION_FROM} WHERE v.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(version) = row.as_ref().map(version_from).transpose()? else {
+            return Ok(None);
+        };
+        let model = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1"))
+            .bind(version.model_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((model_from(&model)?, version)))
+    }
+
     /// Adds the model's next version, audited in the same transaction.
     pub async fn add_model_version(
         &self,

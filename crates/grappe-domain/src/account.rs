@@ -190,6 +190,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 named_enum!(
     /// What an organisation is; companies carry a size class.
@@ -214,6 +215,7 @@ named_enum!(
     /// A role; a grant gives it over one object (a call, a project, a challenge) or globally.
     Role, "role" {
         Admin => "admin",
+        ProgrammeManager => "programme_manager",
         CallManager => "call_manager",
         Juror => "juror",
         Applicant => "applicant",
@@ -221,6 +223,7 @@ named_enum!(
         ProjectCoordinator => "project_coordinator",
         ChallengeOrganiser => "challenge_organiser",
         Participant => "participant",
+        CompanyMember => "company_member",
     }
 );
 
@@ -322,17 +325,20 @@ pub enum Reach {
 }
 
 impl Role {
-    /// Where this role may be granted: an administrator is one everywhere; a project member,
+    /// Where this role may be granted: an administrator or a programme manager (who records
+    /// the programme's payments) is one everywhere; a project member,
     /// coordinator, juror or participant only of one project, call or challenge; a call
     /// manager, applicant or challenge organiser either.
     pub fn reach(self) -> Reach {
         match self {
-            Role::Admin => Reach::GlobalOnly,
+            Role::Admin | Role::ProgrammeManager => Reach::GlobalOnly,
             Role::CallManager | Role::Applicant => Reach::Either(ScopeKind::Call),
             Role::Juror => Reach::ObjectOnly(ScopeKind::Call),
             Role::ProjectMember | Role::ProjectCoordinator => Reach::ObjectOnly(ScopeKind::Project),
             Role::ChallengeOrganiser => Reach::Either(ScopeKind::Challenge),
             Role::Participant => Reach::ObjectOnly(ScopeKind::Challenge),
+            // IA Booster: who may read and act for a company (its diagnostics, requests, outcomes).
+            Role::CompanyMember => Reach::ObjectOnly(ScopeKind::Organisation),
         }
     }
 

@@ -16,6 +16,11 @@ pub const MAX_ENV_BYTES: usize = 64 * 1024;
 /// The longest time limit anyone may ask for (QoS caps are lower).
 pub const MAX_TIME_LIMIT_S: i64 = 366 * 86_400;
 
+/// Whether a job in `state` has ended, for good.
+pub fn ended(state: &str) -> bool {
+    matches!(state, "completed" | "failed" | "cancelled" | "timeout")
+}
+
 /// What one node of the executor offers, and how many nodes one job may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeShape {

@@ -3,7 +3,12 @@
 
 pub mod account;
 pub mod allocation;
+pub mod array;
+pub mod calendar;
+pub mod centre;
 pub mod compute;
+pub mod dependency;
 pub mod money;
 pub mod policy;
 pub mod programme;
+pub mod workdir;

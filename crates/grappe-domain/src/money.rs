@@ -35,25 +35,25 @@ impl Cents {
     }
 }
 
-/// A short human figure in the French way, `1,5 Md€`, `506 M€`, `25 000 €`; the decimal
-/// separator is the caller's (`,` in French, `.` in English).
+/// A short human figure in the French way, `1,5 Md€`, `506 M€`, `25 000 €`, with a no-break
+/// space before the unit; the decimal separator is the caller's (`,` in French, `.` in English).
 pub fn format_short(amount: Cents, decimal_separator: char) -> String {
     let euros = amount.0 / 100;
     let (value, unit) = if euros.abs() >= 1_000_000_000 {
-        (euros as f64 / 1e9, "bn €")
+        (euros as f64 / 1e9, "bn\u{a0}€")
     } else if euros.abs() >= 1_000_000 {
         (euros as f64 / 1e6, "M€")
     } else {
         let grouping = if decimal_separator == ',' { '\u{202f}' } else { ',' };
-        return format!("{} €", group_thousands(euros, grouping));
+        return format!("{}\u{a0}€", group_thousands(euros, grouping));
     };
-    let unit = if decimal_separator == ',' && unit == "bn €" { "Md€" } else { unit };
+    let unit = if decimal_separator == ',' && unit == "bn\u{a0}€" { "Md€" } else { unit };
     let text = if (value - value.round()).abs() < 0.005 {
         format!("{value:.0}")
     } else {
         format!("{value:.1}").replace('.', &decimal_separator.to_string())
     };
-    format!("{text} {unit}")
+    format!("{text}\u{a0}{unit}")
 }
 
 /// An integer with its thousands grouped by `separator` (French: a narrow no-break space;
@@ -86,13 +86,14 @@ mod tests {
 
     #[test]
     fn short_figures_read_as_people_write_them() {
-        check(Cents::from_million_euros(500), ',', "500 M€");
-        check(Cents::from_million_euros(1_500), ',', "1,5 Md€");
-        check(Cents::from_million_euros(1_500), '.', "1.5 bn €");
-        check(Cents::from_million_euros(2_200), '.', "2.2 bn €");
-        check(Cents::from_euros(25_000), ',', "25\u{202f}000 €");
-        check(Cents::from_euros(25_000), '.', "25,000 €");
-        check(Cents::ZERO, ',', "0 €");
+        // A no-break space before the unit: a figure never leaves its unit at a line's end.
+        check(Cents::from_million_euros(500), ',', "500\u{a0}M€");
+        check(Cents::from_million_euros(1_500), ',', "1,5\u{a0}Md€");
+        check(Cents::from_million_euros(1_500), '.', "1.5\u{a0}bn\u{a0}€");
+        check(Cents::from_million_euros(2_200), '.', "2.2\u{a0}bn\u{a0}€");
+        check(Cents::from_euros(25_000), ',', "25\u{202f}000\u{a0}€");
+        check(Cents::from_euros(25_000), '.', "25,000\u{a0}€");
+        check(Cents::ZERO, ',', "0\u{a0}€");
     }
 
     #[test]

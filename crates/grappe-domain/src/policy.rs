@@ -162,6 +162,18 @@ pub fn may_manage_call(actor: &Actor, call_id: i64) -> bool {
     actor.has_role_over(Role::CallManager, &Scope::Object { kind: ScopeKind::Call, id: call_id })
 }
 
+/// Acting for a company of IA Booster (diagnosing it, asking for support, reporting outcomes)
+/// and reading its diagnostics: its members, and administrators.
+pub fn may_act_for_company(actor: &Actor, company_id: i64) -> bool {
+    actor.has_role_over(Role::CompanyMember, &Scope::Object { kind: ScopeKind::Organisation, id: company_id })
+}
+
+/// Reading a company's diagnostics: its members and the programme's staff (administrators, and
+/// call managers over everything, who decide its support requests).
+pub fn may_read_company(actor: &Actor, company_id: i64) -> bool {
+    may_act_for_company(actor, company_id) || actor.has_global_role(Role::CallManager)
+}
+
 /// Creating a challenge: challenge organisers over everything, and administrators.
 pub fn may_create_challenge(actor: &Actor) -> bool {
     actor.has_global_role(Role::ChallengeOrganiser)

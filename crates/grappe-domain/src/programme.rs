@@ -1,5 +1,11 @@
-//! The programme: its instruments, their budget lines and its headline figures, as in the
-//! France 2030 announcement (`shared/seed`).
+//! The programme: its instruments, their budget lines and its headline figures, as a file
+//! (TOML, `programmes/france-2030-ia.toml` for France 2030's AI plan) that an operator loads and
+//! updates. Amounts are whole euros in the file and cents everywhere else; what is committed
+//! and disbursed never comes from the file but from the records of decisions and payments.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
 
 use crate::money::Cents;
 
@@ -37,202 +43,261 @@ impl Module {
     }
 }
 
-/// A budget line as announced: an envelope, and what decisions have committed and paid so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetLine {
-    pub code: &'static str,
-    pub label_fr: &'static str,
-    pub label_en: &'static str,
-    pub envelope: Cents,
-    pub committed: Cents,
-    pub disbursed: Cents,
+/// France 2030's AI plan as the announcement states it (`shared/seed`), shipped with Grappe.
+pub const FRANCE_2030_IA: &str = include_str!("../../../programmes/france-2030-ia.toml");
+
+/// A text in French and in English; both are required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    pub fr: String,
+    pub en: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub code: String,
+    pub name: Text,
+    /// Where the figures come from (an announcement, a decree).
+    #[serde(default)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLine {
+    pub code: String,
+    pub label: Text,
+    pub envelope_eur: i64,
+}
+
+impl BudgetLine {
+    pub fn envelope(&self) -> Cents {
+        Cents::from_euros(self.envelope_eur)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Instrument {
-    pub code: &'static str,
-    pub name_fr: &'static str,
-    pub name_en: &'static str,
-    pub summary_fr: &'static str,
-    pub summary_en: &'static str,
-    pub module: Module,
+    pub code: String,
+    /// The module that runs it (`calls`, `compute`, `data`, `models`, `ai`, `challenges`, `booster`).
+    pub module: String,
+    pub name: Text,
+    pub summary: Text,
+    #[serde(default)]
     pub budget_lines: Vec<BudgetLine>,
 }
 
 /// A headline figure of the programme that is not a budget line of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Kpi {
-    pub code: &'static str,
-    pub label_fr: &'static str,
-    pub label_en: &'static str,
+    pub code: String,
+    pub label: Text,
     pub value: i64,
-    pub unit: &'static str,
-    /// The seed says "près de" (nearly): the figure is approximate.
+    /// `eur` (whole euros, kept in cents) or the noun of what is counted (`centres`).
+    pub unit: String,
+    /// The source says "près de" (nearly): the figure is approximate.
+    #[serde(default)]
     pub approximate: bool,
+    /// The words of the source the figure comes from.
+    #[serde(default)]
+    pub source: String,
 }
 
-const fn line(code: &'static str, label_fr: &'static str, label_en: &'static str, envelope: Cents) -> BudgetLine {
-    BudgetLine { code, label_fr, label_en, envelope, committed: Cents::ZERO, disbursed: Cents::ZERO }
+impl Kpi {
+    /// The stored value and unit: euros become cents (`cents`), counts stay as they are.
+    pub fn stored(&self) -> (i64, &str) {
+        if self.unit == "eur" { (Cents::from_euros(self.value).get(), "cents") } else { (self.value, &self.unit) }
+    }
 }
 
-/// The instruments of the France 2030 AI plan with the figures the announcement gives. An
-/// instrument whose amount the announcement does not state has no budget line.
-pub fn france_2030_instruments() -> Vec<Instrument> {
-    vec![
-        Instrument {
-            code: "ia_cluster",
-            name_fr: "IA-cluster",
-            name_en: "IA-cluster",
-            summary_fr: "Un jury international sélectionne 5 à 10 pôles de formation et de recherche en IA de rang mondial.",
-            summary_en: "An international jury selects 5 to 10 world-class AI research and education centres.",
-            module: Module::Calls,
-            budget_lines: vec![line(
-                "ia_cluster",
-                "IA-cluster (France 2030)",
-                "IA-cluster (France 2030)",
-                Cents::from_million_euros(500),
-            )],
-        },
-        Instrument {
-            code: "compute",
-            name_fr: "Calcul pour tous : Jean Zay et IA-as-a-Service",
-            name_en: "Compute for everyone: Jean Zay and AI-as-a-Service",
-            summary_fr: "Des heures GPU sur Jean Zay et un cloud souverain pour entraîner et affiner les modèles.",
-            summary_en: "GPU-hours on Jean Zay and a sovereign cloud to train and fine-tune models.",
-            module: Module::Compute,
-            budget_lines: vec![],
-        },
-        Instrument {
-            code: "open_datasets",
-            name_fr: "Bases de données ouvertes (appel Bpifrance)",
-            name_en: "Open datasets (Bpifrance call)",
-            summary_fr: "Des ressources numériques ouvertes pour entraîner et tester des modèles, reflet des spécificités françaises et européennes.",
-            summary_en: "Open digital resources to train and test models that reflect French and European specificities.",
-            module: Module::Data,
-            budget_lines: vec![line(
-                "open_datasets",
-                "Appel à projets ressources numériques (Bpifrance)",
-                "Digital resources call (Bpifrance)",
-                Cents::from_million_euros(40),
-            )],
-        },
-        Instrument {
-            code: "models",
-            name_fr: "Registre des modèles",
-            name_en: "Model registry",
-            summary_fr: "Les modèles entraînés, avec leur lignée : calcul, modèle de base, versions de données.",
-            summary_en: "Trained models with their lineage: compute, base model, dataset versions.",
-            module: Module::Models,
-            budget_lines: vec![],
-        },
-        Instrument {
-            code: "ia_booster",
-            name_fr: "IA Booster France 2030",
-            name_en: "IA Booster France 2030",
-            summary_fr: "Aider les PME et les ETI à enrichir leur offre et leur compétitivité grâce à l'IA.",
-            summary_en: "Helping SMEs and mid-caps improve their offer and competitiveness with AI.",
-            module: Module::Booster,
-            budget_lines: vec![line(
-                "ia_booster",
-                "IA Booster France 2030",
-                "IA Booster France 2030",
-                Cents::from_million_euros(25),
-            )],
-        },
-        Instrument {
-            code: "challenge",
-            name_fr: "Défi international",
-            name_en: "International challenge",
-            summary_fr: "Un défi d'ampleur internationale pour faire émerger les meilleures équipes en IA.",
-            summary_en: "An international challenge to surface the best AI teams.",
-            module: Module::Challenges,
-            budget_lines: vec![],
-        },
-        Instrument {
-            code: "national_strategy",
-            name_fr: "Stratégie nationale pour l'IA (2018)",
-            name_en: "National AI strategy (2018)",
-            summary_fr: "Le financement de l'émergence de l'IA sur cinq ans, public et privé.",
-            summary_en: "Five years of funding for AI, public and private.",
-            module: Module::Calls,
-            budget_lines: vec![
-                line(
-                    "strategy_public",
-                    "Stratégie nationale : financements publics",
-                    "National strategy: public funding",
-                    Cents::from_million_euros(1_500),
-                ),
-                line(
-                    "strategy_private",
-                    "Stratégie nationale : cofinancements privés",
-                    "National strategy: private co-funding",
-                    Cents::from_million_euros(506),
-                ),
-            ],
-        },
-    ]
+/// A programme as its file describes it, checked: every code unique and well-formed, every text
+/// in both languages, every amount within bounds, every module known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Programme {
+    pub programme: Header,
+    #[serde(default)]
+    pub instruments: Vec<Instrument>,
+    #[serde(default)]
+    pub kpis: Vec<Kpi>,
 }
 
-pub fn france_2030_kpis() -> Vec<Kpi> {
-    vec![
-        Kpi {
-            code: "strategy_total_cents",
-            label_fr: "Stratégie nationale pour l'IA sur cinq ans",
-            label_en: "National AI strategy over five years",
-            value: Cents::from_million_euros(2_200).get(),
-            unit: "cents",
-            approximate: true,
-        },
-        Kpi {
-            code: "ia_cluster_centres_min",
-            label_fr: "Pôles IA-cluster visés (minimum)",
-            label_en: "IA-cluster centres targeted (minimum)",
-            value: 5,
-            unit: "centres",
-            approximate: false,
-        },
-        Kpi {
-            code: "ia_cluster_centres_max",
-            label_fr: "Pôles IA-cluster visés (maximum)",
-            label_en: "IA-cluster centres targeted (maximum)",
-            value: 10,
-            unit: "centres",
-            approximate: false,
-        },
-    ]
+/// Why a programme file was refused; the message names the place (`instruments[2].code`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProgrammeError(pub String);
+
+/// The largest envelope a line may state: a thousand billion euros (cents stay far from
+/// `i64::MAX` once lines are summed).
+pub const MAX_ENVELOPE_EUR: i64 = 1_000_000_000_000;
+const MAX_TEXT: usize = 400;
+const MAX_ITEMS: usize = 200;
+
+impl Programme {
+    /// Reads and checks a TOML programme file.
+    pub fn from_toml(text: &str) -> Result<Programme, ProgrammeError> {
+        let programme: Programme =
+            toml::from_str(text).map_err(|error| ProgrammeError(format!("not a valid programme file: {error}")))?;
+        programme.check()?;
+        Ok(programme)
+    }
+
+    /// France 2030's AI plan, as shipped.
+    pub fn france_2030() -> Programme {
+        Programme::from_toml(FRANCE_2030_IA).expect("the shipped programme file is checked by a test")
+    }
+
+    /// Checks what serde cannot: codes, texts, amounts, modules, sizes.
+    pub fn check(&self) -> Result<(), ProgrammeError> {
+        let fail = |at: String, problem: &str| Err(ProgrammeError(format!("{at}: {problem}")));
+        check_code("programme.code", &self.programme.code)?;
+        check_text("programme.name", &self.programme.name)?;
+        if self.instruments.len() > MAX_ITEMS || self.kpis.len() > MAX_ITEMS {
+            return fail("programme".into(), &format!("at most {MAX_ITEMS} instruments and {MAX_ITEMS} figures"));
+        }
+        let mut instrument_codes = HashSet::new();
+        let mut line_codes = HashSet::new();
+        for (i, instrument) in self.instruments.iter().enumerate() {
+            let at = format!("instruments[{i}]");
+            check_code(&format!("{at}.code"), &instrument.code)?;
+            if !instrument_codes.insert(instrument.code.as_str()) {
+                return fail(format!("{at}.code"), &format!("`{}` is used by two instruments", instrument.code));
+            }
+            if Module::parse(&instrument.module).is_none() {
+                let known: Vec<&str> = Module::ALL.iter().map(|m| m.path()).collect();
+                return fail(
+                    format!("{at}.module"),
+                    &format!("`{}` is not a module; one of: {}", instrument.module, known.join(", ")),
+                );
+            }
+            check_text(&format!("{at}.name"), &instrument.name)?;
+            check_text(&format!("{at}.summary"), &instrument.summary)?;
+            for (l, line) in instrument.budget_lines.iter().enumerate() {
+                let at = format!("{at}.budget_lines[{l}]");
+                check_code(&format!("{at}.code"), &line.code)?;
+                if !line_codes.insert(line.code.as_str()) {
+                    return fail(format!("{at}.code"), &format!("`{}` is used by two budget lines", line.code));
+                }
+                check_text(&format!("{at}.label"), &line.label)?;
+                if !(0..=MAX_ENVELOPE_EUR).contains(&line.envelope_eur) {
+                    return fail(
+                        format!("{at}.envelope_eur"),
+                        &format!("must be between 0 and {MAX_ENVELOPE_EUR} euros"),
+                    );
+                }
+            }
+        }
+        let mut kpi_codes = HashSet::new();
+        for (k, kpi) in self.kpis.iter().enumerate() {
+            let at = format!("kpis[{k}]");
+            check_code(&format!("{at}.code"), &kpi.code)?;
+            if !kpi_codes.insert(kpi.code.as_str()) {
+                return fail(format!("{at}.code"), &format!("`{}` is used by two figures", kpi.code));
+            }
+            check_text(&format!("{at}.label"), &kpi.label)?;
+            check_code(&format!("{at}.unit"), &kpi.unit)?;
+            if !(0..=MAX_ENVELOPE_EUR).contains(&kpi.value) {
+                return fail(format!("{at}.value"), &format!("must be between 0 and {MAX_ENVELOPE_EUR}"));
+            }
+            if kpi.source.chars().count() > MAX_TEXT {
+                return fail(format!("{at}.source"), &format!("is longer than {MAX_TEXT} characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A code: 1 to 64 lower-case ASCII letters, digits, `_` or `-`, starting with a letter.
+fn check_code(at: &str, code: &str) -> Result<(), ProgrammeError> {
+    let well_formed = code.len() <= 64
+        && code.starts_with(|c: char| c.is_ascii_lowercase())
+        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ProgrammeError(format!(
+            "{at}: `{code}` is not a code (1 to 64 of a-z, 0-9, `_`, `-`, starting with a letter)"
+        )))
+    }
+}
+
+fn check_text(at: &str, text: &Text) -> Result<(), ProgrammeError> {
+    for (language, value) in [("fr", &text.fr), ("en", &text.en)] {
+        if value.trim().is_empty() {
+            return Err(ProgrammeError(format!("{at}.{language}: is empty")));
+        }
+        if value.chars().count() > MAX_TEXT {
+            return Err(ProgrammeError(format!("{at}.{language}: is longer than {MAX_TEXT} characters")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn envelope(code: &str) -> Cents {
-        let lines = france_2030_instruments().into_iter().flat_map(|i| i.budget_lines);
-        lines.into_iter().find(|l| l.code == code).map(|l| l.envelope).unwrap()
+    fn envelope(code: &str) -> i64 {
+        let programme = Programme::france_2030();
+        let mut lines = programme.instruments.iter().flat_map(|i| i.budget_lines.iter());
+        lines.find(|l| l.code == code).map(|l| l.envelope().get()).unwrap()
     }
 
     #[test]
-    fn seed_figures_in_cents() {
-        assert_eq!(envelope("ia_cluster").get(), 50_000_000_000);
-        assert_eq!(envelope("open_datasets").get(), 4_000_000_000);
-        assert_eq!(envelope("ia_booster").get(), 2_500_000_000);
-        assert_eq!(envelope("strategy_public").get(), 150_000_000_000);
-        assert_eq!(envelope("strategy_private").get(), 50_600_000_000);
-    }
-
-    #[test]
-    fn codes_are_unique_and_modules_round_trip() {
-        fn assert_unique(mut codes: Vec<&str>) {
-            let count = codes.len();
-            codes.sort_unstable();
-            codes.dedup();
-            assert_eq!(codes.len(), count);
-        }
-        let instruments = france_2030_instruments();
-        assert_unique(instruments.iter().map(|i| i.code).collect());
-        assert_unique(instruments.iter().flat_map(|i| i.budget_lines.iter().map(|l| l.code)).collect());
+    fn the_shipped_file_has_the_seed_figures_in_cents() {
+        assert_eq!(envelope("ia_cluster"), 50_000_000_000);
+        assert_eq!(envelope("open_datasets"), 4_000_000_000);
+        assert_eq!(envelope("ia_booster"), 2_500_000_000);
+        assert_eq!(envelope("strategy_public"), 150_000_000_000);
+        assert_eq!(envelope("strategy_private"), 50_600_000_000);
+        let programme = Programme::france_2030();
+        let total = programme.kpis.iter().find(|k| k.code == "strategy_total").unwrap();
+        assert_eq!(total.stored(), (220_000_000_000, "cents"));
+        assert!(total.approximate);
         for module in Module::ALL {
             assert_eq!(Module::parse(module.path()), Some(module));
         }
+    }
+
+    fn refused(text: &str) -> String {
+        Programme::from_toml(text).unwrap_err().0
+    }
+
+    const HEADER: &str = "[programme]\ncode = \"p\"\nname = { fr = \"P\", en = \"P\" }\n";
+
+    #[test]
+    fn bad_files_are_refused_with_the_place_named() {
+        assert!(refused("nonsense = ").starts_with("not a valid programme file"));
+        assert!(refused("[programme]\ncode = \"p\"\n").contains("missing field `name`"));
+        let unknown = format!("{HEADER}colour = 3\n");
+        assert!(refused(&unknown).contains("unknown field `colour`"), "{}", refused(&unknown));
+        let instrument = |extra: &str| {
+            format!(
+                "{HEADER}[[instruments]]\ncode = \"a\"\nmodule = \"calls\"\nname = {{ fr = \"A\", en = \"A\" }}\n\
+                 summary = {{ fr = \"S\", en = \"S\" }}\n{extra}"
+            )
+        };
+        assert_eq!(Programme::from_toml(&instrument("")).unwrap().instruments.len(), 1);
+        let twice = format!("{}{}", instrument(""), &instrument("")[HEADER.len()..]);
+        assert_eq!(refused(&twice), "instruments[1].code: `a` is used by two instruments");
+        assert!(refused(&instrument("").replace("calls", "bank")).starts_with("instruments[0].module: `bank`"));
+        assert_eq!(refused(&instrument("").replace("fr = \"S\"", "fr = \" \"")), "instruments[0].summary.fr: is empty");
+        let line = |eur: &str| {
+            instrument(&format!(
+                "budget_lines = [{{ code = \"l\", label = {{ fr = \"L\", en = \"L\" }}, envelope_eur = {eur} }}]\n"
+            ))
+        };
+        assert_eq!(
+            Programme::from_toml(&line("25_000_000")).unwrap().instruments[0].budget_lines[0].envelope_eur,
+            25_000_000
+        );
+        assert!(refused(&line("-1")).starts_with("instruments[0].budget_lines[0].envelope_eur: must be between"));
+        assert!(refused(&line("9223372036854775807")).contains("envelope_eur: must be between"));
+        assert!(refused(&line("1.5")).starts_with("not a valid programme file"));
+        assert!(refused(&line("1").replace("code = \"l\"", "code = \"L l\"")).contains("is not a code"));
     }
 }

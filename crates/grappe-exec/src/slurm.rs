@@ -73,6 +73,21 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// A command as one line a shell reads back to the same words: each word as it is when it
+/// needs no quoting, else in `'…'`. What people see of a job's command, to copy.
+pub fn shell_words(words: &[String]) -> String {
+    let plain = |word: &String| {
+        !word.is_empty()
+            && word.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'-' | b'.' | b'/' | b'=' | b':' | b',' | b'@' | b'%' | b'+')
+            })
+    };
+    let quoted: Vec<String> =
+        words.iter().map(|word| if plain(word) { word.clone() } else { shell_quote(word) }).collect();
+    quoted.join(" ")
+}
+
 /// The batch script for a job.
 pub fn batch_script(spec: &SlurmSpec) -> String {
     let minutes = ((spec.time_limit_s.max(1) + 59) / 60).max(1);
@@ -285,6 +300,19 @@ pub async fn show_jobs() -> io::Result<HashMap<String, SlurmJob>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_is_shown_as_a_shell_reads_it_back() {
+        let words: Vec<String> =
+            ["sh", "-c", "echo début; sleep 2", "", "it's", "a=b/c.txt"].iter().map(|w| w.to_string()).collect();
+        let line = shell_words(&words);
+        assert_eq!(line, r"sh -c 'echo début; sleep 2' '' 'it'\''s' a=b/c.txt");
+        let read_back = std::process::Command::new("sh")
+            .args(["-c", &format!("for w in {line}; do printf '[%s]' \"$w\"; done")])
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&read_back.stdout), "[sh][-c][echo début; sleep 2][][it's][a=b/c.txt]");
+    }
 
     #[test]
     fn scripts_quote_everything_they_pass_on() {

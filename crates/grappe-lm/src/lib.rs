@@ -37,9 +37,11 @@
 //! assert!(count_tokens(&text) <= 20);
 //! ```
 
+pub mod examples;
 pub mod model;
 pub mod train;
 
+pub use examples::{Examples, ExamplesError, read_examples};
 pub use grappe_train::{DecodeError, TrainError};
 pub use model::{Generation, Model, Pieces, Shape, Stop};
 pub use train::{Checkpoint, TrainConfig, Trainer};

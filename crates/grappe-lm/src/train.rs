@@ -56,6 +56,8 @@ pub struct Trainer {
     /// The positions in `tokens` of the tokens to predict.
     targets: Vec<u32>,
     fingerprint: [u8; 32],
+    /// The model a fine-tuning run starts from; none: [`Model::initial`].
+    base: Option<Model>,
     /// The current epoch's order and the buffers of a step, kept between steps.
     scratch: Mutex<Scratch>,
 }
@@ -130,8 +132,27 @@ impl Trainer {
             tokens,
             targets,
             fingerprint: *hasher.finalize().as_bytes(),
+            base: None,
             scratch: Mutex::new(scratch),
         })
+    }
+
+    /// The same run, started from `base` instead of fresh weights: fine-tuning. The base must
+    /// have the run's shape; it is part of the run's fingerprint.
+    pub fn with_base(mut self, base: Model) -> Result<Trainer, TrainError> {
+        if base.shape() != self.config.shape {
+            return Err(TrainError::Config(format!(
+                "the base model's shape ({:?}) is not the run's ({:?})",
+                base.shape(),
+                self.config.shape
+            )));
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.fingerprint);
+        hasher.update(&base.to_bytes());
+        self.fingerprint = *hasher.finalize().as_bytes();
+        self.base = Some(base);
+        Ok(self)
     }
 
     /// The examples of an epoch: the text's bytes, and one end per line.
@@ -145,7 +166,7 @@ impl Trainer {
 
     /// The state of a run that has not started.
     pub fn start(&self) -> Checkpoint {
-        let model = Model::initial(self.config.shape, self.config.seed);
+        let model = self.base.clone().unwrap_or_else(|| Model::initial(self.config.shape, self.config.seed));
         let parameters = model.parameters();
         Checkpoint {
             fingerprint: self.fingerprint,

@@ -171,3 +171,20 @@ fn bad_settings_and_empty_texts_are_refused() {
         assert!(matches!(Trainer::new(config, TEXT), Err(TrainError::Config(_))), "{config:?}");
     }
 }
+
+#[test]
+fn fine_tuning_starts_from_the_base_and_the_base_is_part_of_the_run() {
+    let base = train(&Trainer::new(small(), TEXT).unwrap(), Trainer::new(small(), TEXT).unwrap().start());
+    let base = base.model().clone();
+    let new_text = "Le salarié a droit à une pause de vingt minutes.\nL'employeur affiche les horaires.\n";
+    let fresh = Trainer::new(small(), new_text).unwrap();
+    let tuned = Trainer::new(small(), new_text).unwrap().with_base(base.clone()).unwrap();
+    assert_eq!(tuned.start().model(), &base, "a fine-tuning run starts from the base's weights");
+    let from_base = train(&tuned, tuned.start()).losses;
+    let from_scratch = train(&fresh, fresh.start()).losses;
+    assert!(from_base[0] < from_scratch[0], "the base already knows French: {from_base:?} {from_scratch:?}");
+    let error = fresh.resume(tuned.start()).expect_err("a fine-tuning checkpoint resumes only its own run");
+    assert!(matches!(error, TrainError::OtherRun), "{error}");
+    let other_shape = TrainConfig { shape: Shape { context: 4, ..small().shape }, ..small() };
+    assert!(Trainer::new(other_shape, new_text).unwrap().with_base(base).is_err(), "a base of another shape");
+}

@@ -7,6 +7,7 @@
 //!   priority with fair-share between projects, allocation rules, QoS caps and preemption.
 
 pub mod engine;
+pub mod estimate;
 pub mod sim;
 pub mod swf;
 

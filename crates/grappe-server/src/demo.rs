@@ -2,10 +2,11 @@
 //! fresh password at every start, printed by the server in demo mode only, datasets, a project,
 //! a challenge, and calls for proposals (`demo/calls.rs`).
 
+mod booster;
 mod calls;
 
 use grappe_domain::account::{OrganisationProfile, Role, RoleGrant, Scope};
-use grappe_domain::programme::{france_2030_instruments, france_2030_kpis};
+use grappe_domain::programme::Programme;
 
 use crate::account::api::{NewUserFields, create_user_from};
 use crate::kit::caller;
@@ -28,7 +29,9 @@ const ORGANISATIONS: [(&str, &str, Option<&str>); 4] = [
 ];
 
 pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
-    state.db.load_programme(&france_2030_instruments(), &france_2030_kpis()).await?;
+    if let Err(refused) = state.db.load_programme(&Programme::france_2030(), "demo").await? {
+        return Err(AppError::Conflict(crate::programme::refusal(&refused)));
+    }
     for (name, kind, size_class) in ORGANISATIONS {
         if state.db.organisation_by_name(name).await?.is_none() {
             state.db.create_organisation(name, OrganisationProfile::parse(kind, size_class)?).await?;
@@ -64,7 +67,79 @@ pub async fn load(state: &AppState) -> AppResult<Vec<DemoAccount>> {
     let project = demo_project(state).await?;
     demo_challenge(state, project).await?;
     calls::load(state).await?;
+    demo_payments(state).await?;
+    demo_centres(state).await?;
+    booster::load(state).await?;
     Ok(accounts)
+}
+
+/// The demo's centres with a profile, three of them with two academic years of training, so
+/// that the centres' pages and the dashboard's "specialists trained" come from records; a
+/// profile already written is kept as it is.
+async fn demo_centres(state: &AppState) -> AppResult<()> {
+    use grappe_domain::centre::{Profile, Training};
+    const CITIES: [(&str, &str); 9] = [
+        ("Sorbonne Université", "Paris"),
+        ("Université Clermont Auvergne", "Clermont-Ferrand"),
+        ("Université PSL", "Paris"),
+        ("Université de Bordeaux", "Bordeaux"),
+        ("Université de Lille", "Lille"),
+        ("Université de Lorraine", "Nancy"),
+        ("Université de Montpellier", "Montpellier"),
+        ("Université de Strasbourg", "Strasbourg"),
+        ("Université de Toulouse", "Toulouse"),
+    ];
+    const OFFER: [(&str, &str, i64, [i64; 2]); 4] = [
+        ("technician", "Technicien·ne en science des données", 30, [24, 29]),
+        ("master", "Master Intelligence artificielle", 60, [52, 58]),
+        ("phd", "Programme doctoral en IA", 25, [18, 22]),
+        ("continuing", "IA pour les métiers (formation continue)", 120, [64, 97]),
+    ];
+    for (i, centre) in state.db.centres().await?.iter().enumerate() {
+        if !centre.profile.city.is_empty() {
+            continue;
+        }
+        let city = CITIES.iter().find(|(name, _)| *name == centre.organisation).map_or("", |(_, city)| city);
+        let profile = Profile::parse(
+            city,
+            &format!("{} porte le pôle «\u{a0}{}\u{a0}».", centre.organisation, centre.title),
+            &format!("{} runs the centre \"{}\".", centre.organisation, centre.title),
+            &centre.profile.partners,
+            &centre.profile.themes,
+        )?;
+        state.db.save_centre_profile(centre.id, &profile, "demo").await?;
+        if i >= 3 {
+            continue;
+        }
+        for (level, title, places, enrolled) in OFFER {
+            for (year, enrolled) in [2024, 2025].into_iter().zip(enrolled) {
+                let training = Training::parse(level, title, year, places, enrolled)?;
+                state.db.save_training(centre.id, &training, "demo").await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A first instalment (30 %) paid to the first three centres the decided call selected, so that
+/// the dashboard's disbursed figure comes from records; a payment already there (its
+/// reference) is kept as it is.
+async fn demo_payments(state: &AppState) -> AppResult<()> {
+    let today = grappe_domain::calendar::iso_date(grappe_db::now_ms());
+    for commitment in state.db.commitments(Some("ia_cluster")).await?.iter().rev().take(3) {
+        let reference = format!("DEMO-{}-1", commitment.application_id);
+        let payment = grappe_db::NewPayment {
+            application_id: commitment.application_id,
+            amount_cents: commitment.amount_cents * 3 / 10,
+            paid_on: &today,
+            reference: &reference,
+        };
+        match state.db.record_payment(&payment, "demo").await? {
+            Ok(_) | Err(grappe_db::PaymentRefused::DuplicateReference) => {}
+            Err(refused) => return Err(AppError::Conflict(format!("demo payment: {refused:?}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The communes of France (INSEE's COG 2026, Licence Ouverte; see `demo/datasets/NOTICE.md`).
@@ -255,6 +330,9 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
                 nodes: 1,
                 inputs: Vec::new(),
                 dry_run: false,
+                dependency: None,
+                array: None,
+                workdir: None,
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
             demo_language_model(state, &member, &project, &inputs).await?;
@@ -262,36 +340,23 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
         }
     };
     let jobs = state.db.list_jobs(Some(&[project.id]), i64::MAX, 1000).await?;
-    if let Some(job) = jobs.iter().filter(|job| job.name == TRAINING_NAME).min_by_key(|job| job.id) {
-        tokio::spawn(follow_training(state.clone(), member, job.id));
+    let first = |name: &str| jobs.iter().filter(|job| job.name == name).min_by_key(|job| job.id).map(|job| job.id);
+    if let Some(job) = first(LANGUAGE_MODEL_TRAINING) {
+        tokio::spawn(follow_language_model(state.clone(), member.clone(), project.clone(), job));
+    }
+    if let Some(job) = first(TRAINING_NAME) {
+        tokio::spawn(follow_training(state.clone(), member, job));
     }
     Ok(project.id)
 }
 
-/// Once the demo's training job completed: its model registered (public), and its predictions
-/// submitted to the demo challenge by the member's team. Each step only once, across restarts.
-/// The built-in language model, trained on the first articles of the Code du travail and served
-/// by the same job through the gateway, as `grappe-lm`, for the demo project's keys.
+/// The built-in language model: trained by a job on the first articles of the Code du travail,
+/// registered in the model registry (public), and served by another job through the gateway
+/// as `grappe-lm`, for the demo project's keys; its keys may fine-tune it.
 const LANGUAGE_MODEL: &str = "grappe-lm";
-const SERVING: [&str; 17] = [
-    "head -n 400 $GRAPPE_INPUTS/code-du-travail/train.csv > articles.txt",
-    "&&",
-    "grappe",
-    "train",
-    "language-model",
-    "--text",
-    "articles.txt",
-    "--out",
-    "lm",
-    "--epochs",
-    "1",
-    "&&",
-    "exec",
-    "grappe",
-    "model",
-    "serve",
-    "--model lm/model.bin --name grappe-lm",
-];
+const LANGUAGE_MODEL_TRAINING: &str = "entrainement-grappe-lm";
+const LANGUAGE_MODEL_TRAINING_SCRIPT: &str = "head -n 400 \"$GRAPPE_INPUTS/code-du-travail/train.csv\" > articles.txt \
+    && exec grappe train language-model --text articles.txt --out lm --epochs 1 --name grappe-lm";
 
 async fn demo_language_model(
     state: &AppState,
@@ -299,7 +364,64 @@ async fn demo_language_model(
     project: &grappe_db::ProjectRow,
     inputs: &str,
 ) -> AppResult<()> {
-    let model = grappe_db::NewGatewayModel {
+    let body = crate::compute::NewJobBody {
+        project: crate::compute::ProjectRef::Id(project.id),
+        command: vec!["sh".to_owned(), "-c".to_owned(), LANGUAGE_MODEL_TRAINING_SCRIPT.to_owned()],
+        name: Some(LANGUAGE_MODEL_TRAINING.to_owned()),
+        cpus: 1,
+        gpus: Some(0),
+        gpus_per_node: None,
+        memory_mb: 512,
+        time_limit_s: 1800,
+        qos: "normal".to_owned(),
+        env: Default::default(),
+        network: false,
+        nodes: 1,
+        inputs: Vec::new(),
+        dry_run: false,
+        dependency: None,
+        array: None,
+        workdir: None,
+    };
+    crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
+    Ok(())
+}
+
+/// Once the language model's training completed: registered as `grappe-lm` version 1, public,
+/// and served through the gateway. Each step only once, across restarts.
+async fn publish_language_model(
+    state: &AppState,
+    member: grappe_db::UserRow,
+    project: &grappe_db::ProjectRow,
+    job: &grappe_db::JobRow,
+) -> AppResult<()> {
+    let caller = caller::caller_of_user(state, member.clone()).await?;
+    let model = match state.db.model(LANGUAGE_MODEL).await? {
+        Some(model) => model,
+        None => {
+            let body = crate::models::NewModelBody {
+                name: LANGUAGE_MODEL.to_owned(),
+                project: project.id,
+                public: true,
+                card: LANGUAGE_MODEL_CARD.to_owned(),
+            };
+            crate::models::new_model(state, &caller, body).await?
+        }
+    };
+    let version = match state.db.model_versions(model.id).await?.pop() {
+        Some(first) => first,
+        None => {
+            let output = crate::models::JobOutput {
+                job,
+                path: "lm",
+                base_version_id: None,
+                card: None,
+                created_by: Some(member.id),
+            };
+            crate::models::record_job_output(state, &model, &output, "demo").await?
+        }
+    };
+    let served = grappe_db::NewGatewayModel {
         name: LANGUAGE_MODEL,
         upstream: None,
         project_id: Some(project.id),
@@ -308,42 +430,54 @@ async fn demo_language_model(
         max_output_tokens: 512,
         // As `grappe model serve` answers at once by default.
         max_concurrency: 4,
+        version_id: Some(version.id),
     };
-    state.db.create_gateway_model(&model, "demo").await?;
-    let body = crate::compute::NewJobBody {
-        project: crate::compute::ProjectRef::Id(project.id),
-        command: vec!["sh".to_owned(), "-c".to_owned(), SERVING.join(" ")],
-        name: Some(format!("service-{LANGUAGE_MODEL}")),
-        cpus: 1,
-        gpus: Some(0),
-        gpus_per_node: None,
-        memory_mb: 512,
-        // The longest QoS: 100 hours of serving, then the job ends as any job does.
-        time_limit_s: 100 * 3600,
-        qos: "long".to_owned(),
-        env: Default::default(),
-        // The gateway reaches the server on the machine's loopback.
-        network: true,
-        nodes: 1,
-        inputs: Vec::new(),
-        dry_run: false,
-    };
-    crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
+    let longest = crate::gateway::served::SERVING_LONGEST_S;
+    crate::gateway::served::serve_version(state, &served, project, Some(member.id), &version, longest, "demo").await?;
     Ok(())
 }
 
-async fn follow_training(state: AppState, member: grappe_db::UserRow, job_id: i64) {
-    let job = loop {
+const LANGUAGE_MODEL_CARD: &str = "# grappe-lm\n\n\
+    Petit modèle de langue neuronal sur les octets (recette intégrée `grappe train language-model`), \
+    entraîné sur les 400 premiers articles du jeu `code-du-travail` : il sert à essayer la passerelle \
+    d'IA en tant que service et l'affinage (`/v1/fine_tuning/jobs`), pas à répondre juste.\n\n\
+    A small byte-level neural language model (Grappe's built-in recipe), trained on the first 400 \
+    articles of the `code-du-travail` dataset: for trying the AI-as-a-service gateway and \
+    fine-tuning, not an assistant.\n";
+
+/// Waits for a job to end: the job if it completed.
+async fn completed(state: &AppState, job_id: i64) -> Option<grappe_db::JobRow> {
+    loop {
         match state.db.job(job_id).await {
-            Ok(Some(job)) if crate::compute::terminal(&job.state) => break job,
-            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
-            _ => return,
+            Ok(Some(job)) if crate::compute::terminal(&job.state) => {
+                if job.state != "completed" {
+                    tracing::warn!(job.id = job_id, state = %job.state, "a demo job did not complete");
+                    return None;
+                }
+                return Some(job);
+            }
+            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            _ => return None,
         }
-    };
-    if job.state != "completed" {
-        tracing::warn!(job.id = job_id, state = %job.state, "the demo's training did not complete");
-        return;
     }
+}
+
+async fn follow_language_model(
+    state: AppState,
+    member: grappe_db::UserRow,
+    project: grappe_db::ProjectRow,
+    job_id: i64,
+) {
+    let Some(job) = completed(&state, job_id).await else { return };
+    if let Err(error) = publish_language_model(&state, member, &project, &job).await {
+        tracing::warn!(error = %error, "the demo's language model was not published");
+    }
+}
+
+/// Once the demo's training job completed: its model registered (public), and its predictions
+/// submitted to the demo challenge by the member's team. Each step only once, across restarts.
+async fn follow_training(state: AppState, member: grappe_db::UserRow, job_id: i64) {
+    let Some(job) = completed(&state, job_id).await else { return };
     if let Err(error) = chain(&state, member, &job).await {
         tracing::warn!(error = %error, "the demo's model or submission failed");
     }

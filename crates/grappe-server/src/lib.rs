@@ -4,7 +4,9 @@
 #![recursion_limit = "512"]
 
 pub mod account;
+pub mod booster;
 pub mod calls;
+pub mod centres;
 pub mod challenges;
 pub mod compute;
 pub mod data;
@@ -40,6 +42,7 @@ use crate::kit::{background, error, page};
 
 /// Builds the shared state: opens the database and applies migrations.
 pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
+    kit::zone::set(config.time_zone);
     let db = Db::open(&config.database_url, &PoolConfig::default())
         .await
         .with_context(|| format!("opening the database at {}", redact_url(&config.database_url)))?;

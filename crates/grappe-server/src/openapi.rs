@@ -60,6 +60,7 @@ fn schemas() -> Value {
                 "qos": { "enum": ["dev", "normal", "long"] }, "dry_run": { "type": "boolean" },
                 "env": { "type": "object", "additionalProperties": string },
                 "network": { "type": "boolean" }, "nodes": { "type": "integer", "minimum": 1 },
+                "workdir": { "type": "string", "description": "the digest POST /api/v1/workdirs gave: the job starts in that directory" },
                 "inputs": {
                     "type": "array", "maxItems": crate::data::inputs::MAX_INPUTS,
                     "items": { "type": "string", "description": "DATASET, DATASET@vN or DATASET@VERSION_ID: read-only at $GRAPPE_INPUTS/DATASET" },
@@ -89,6 +90,35 @@ fn schemas() -> Value {
                 "opens_at": { "type": "integer", "description": "Unix ms, UTC" },
                 "closes_at": { "type": ["integer", "null"], "description": "the deadline; none: a rolling call" },
                 "review_ends_at": { "type": ["integer", "null"] },
+            },
+        },
+        "Programme": {
+            "type": "object", "required": ["programme"],
+            "description": "the programme's file (`programmes/france-2030-ia.toml`) as JSON: `programme` {code, name {fr, en}, source}, `instruments` [{code, module, name, summary, budget_lines [{code, label, envelope_eur}]}], `kpis` [{code, label, value, unit, approximate, source}]",
+        },
+        "Payment": {
+            "type": "object", "required": ["application", "amount_cents", "paid_on", "reference"],
+            "properties": {
+                "application": { "type": "integer", "description": "a selected application" },
+                "amount_cents": { "type": "integer", "minimum": 1, "description": "with what was paid, at most the grant" },
+                "paid_on": { "type": "string", "format": "date", "description": "not after today" },
+                "reference": { "type": "string", "description": "the transfer's, unique; not published" },
+            },
+        },
+        "CentreProfile": {
+            "type": "object",
+            "properties": {
+                "city": { "type": "string" }, "summary_fr": { "type": "string" }, "summary_en": { "type": "string" },
+                "partners": { "type": "array", "items": { "type": "string" }, "maxItems": 50 },
+                "themes": { "type": "array", "items": { "type": "string" }, "maxItems": 50 },
+            },
+        },
+        "Training": {
+            "type": "object", "required": ["level", "title", "year", "places", "enrolled"],
+            "properties": {
+                "level": { "enum": ["technician", "bachelor", "master", "engineer", "phd", "continuing"] },
+                "title": { "type": "string" }, "year": { "type": "integer", "description": "the academic year's start, 2018 to 2035" },
+                "places": { "type": "integer", "minimum": 0 }, "enrolled": { "type": "integer", "minimum": 0, "description": "at most the places" },
             },
         },
         "Message": {
@@ -183,6 +213,41 @@ fn schemas() -> Value {
                 "ladder_step": { "type": ["number", "null"], "description": "the Ladder: show only public gains larger than this step" },
                 "code": { "type": ["object", "null"], "description": "accept code, run on this project", "properties": {
                     "project": { "type": "integer" }, "cpus": { "type": "integer" }, "memory_mb": { "type": "integer" }, "time_limit_s": { "type": "integer" } } },
+            },
+        },
+        "NewCompany": {
+            "type": "object", "required": ["name", "siren", "size_class", "naf"],
+            "properties": {
+                "name": { "type": "string" },
+                "siren": { "type": "string", "description": "9 digits with a Luhn check digit; spaces allowed" },
+                "size_class": { "enum": ["sme", "eti"] },
+                "naf": { "type": "string", "description": "NAF rev. 2: 62.01Z or 6201Z" },
+            },
+        },
+        "NewDiagnostic": {
+            "type": "object", "required": ["answers", "ai_act_class"],
+            "properties": {
+                "answers": { "type": "object", "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 3 },
+                    "description": "every question of GET /api/v1/booster/questions, by id" },
+                "ai_act_class": { "enum": ["unacceptable", "high", "limited", "minimal", "unknown"] },
+            },
+        },
+        "SupportRequest": {
+            "type": "object", "required": ["title", "summary", "requested_cents", "requested_gpu_hours"],
+            "properties": {
+                "title": { "type": "string" }, "summary": { "type": "string" },
+                "requested_cents": { "type": "integer", "minimum": 1 },
+                "requested_gpu_hours": { "type": "integer", "minimum": 1, "maximum": crate::booster::MAX_SUPPORT_GPU_HOURS },
+            },
+        },
+        "NewMember": { "type": "object", "required": ["email"], "properties": { "email": { "type": "string", "description": "a user of the platform" } } },
+        "NewOutcome": {
+            "type": "object", "required": ["kind", "occurred_on"],
+            "properties": {
+                "kind": { "enum": ["prototype", "product", "jobs"] },
+                "quantity": { "type": "integer", "minimum": 1, "default": 1, "description": "1 for a prototype or a product; jobs created" },
+                "occurred_on": { "type": "string", "format": "date" },
+                "note": { "type": "string", "maxLength": 1000 },
             },
         },
         "NewTeam": {

@@ -11,7 +11,7 @@ use crate::kit::caller;
 use crate::kit::route::route;
 pub use crate::kit::route::{Kind, Method, Route};
 use crate::kit::state::AppState;
-use crate::{account, calls, challenges, compute, data, gateway, models, openapi, programme, system};
+use crate::{account, booster, calls, centres, challenges, compute, data, gateway, models, openapi, programme, system};
 
 pub fn table() -> Vec<Route> {
     let mut routes = system::routes();
@@ -28,9 +28,11 @@ pub fn table() -> Vec<Route> {
     routes.extend(compute::routes());
     routes.extend(data::routes());
     routes.extend(calls::routes());
+    routes.extend(centres::routes());
     routes.extend(challenges::routes());
     routes.extend(models::routes());
     routes.extend(gateway::routes());
+    routes.extend(booster::routes());
     routes
 }
 

@@ -13,38 +13,51 @@ use crate::client::{Session, answer};
 pub enum ChallengeCommand {
     /// Challenges, newest first.
     List {
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// A challenge: its data, metric, phases and limits.
     Show {
+        /// The challenge's id.
         id: i64,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The public leaderboard; `--private` once the challenge closed (or as its organiser).
     Board {
+        /// The challenge's id.
         id: i64,
+        /// The private leaderboard (once the challenge closed, or as its organiser).
         #[arg(long)]
         private: bool,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Your team, its members and submissions; `--create NAME` makes one, `--invite EMAIL`
     /// invites someone into it.
     Team {
+        /// The challenge's id.
         id: i64,
+        /// Create a team of this name, with you in it.
         #[arg(long, conflicts_with = "invite")]
         create: Option<String>,
+        /// Invite the person with this e-mail into your team.
         #[arg(long)]
         invite: Option<String>,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Accept a team's invitation (from another team: both merge, within the limits).
     Join {
+        /// The challenge's id.
         id: i64,
+        /// The id of the team whose invitation you accept.
         team: i64,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -52,19 +65,26 @@ pub enum ChallengeCommand {
     /// (`--job ID [--path predictions.csv]`), or code run as a job without network (after
     /// `--`: it writes `predictions.csv` in its working directory).
     Submit {
+        /// The challenge's id.
         id: i64,
+        /// A predictions file: CSV with `id` and one value column.
         file: Option<PathBuf>,
+        /// Submit this completed job's output instead of a file.
         #[arg(long, conflicts_with = "file")]
         job: Option<i64>,
+        /// With `--job`: the file in the job's working directory (default `predictions.csv`).
         #[arg(long, requires = "job")]
         path: Option<String>,
         /// For code: a dataset it reads besides the challenge's (repeat for more).
         #[arg(long = "input", value_name = "NAME[@VERSION]")]
         inputs: Vec<String>,
+        /// A note for your team, kept with the submission.
         #[arg(long, default_value = "")]
         note: String,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Code to run as a job without network, after `--`; it writes `predictions.csv`.
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -72,7 +92,7 @@ pub enum ChallengeCommand {
 
 fn print(value: &Value, as_json: bool) {
     if as_json {
-        println!("{value}");
+        outln!("{value}");
     } else {
         crate::print_record(value, false);
     }
@@ -97,13 +117,13 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
         ChallengeCommand::List { json: as_json } => {
             let reply = answer(session.get("/api/v1/challenges")?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
                 return Ok(());
             }
-            println!("{:>4}  {:<8} {:<16} TITLE", "ID", "STATUS", "METRIC");
+            outln!("{:>4}  {:<8} {:<16} TITLE", "ID", "STATUS", "METRIC");
             for c in reply["items"].as_array().into_iter().flatten() {
                 let text = |key: &str| c[key].as_str().unwrap_or("").to_owned();
-                println!("{:>4}  {:<8} {:<16} {}", c["id"], text("status"), text("metric"), text("title"));
+                outln!("{:>4}  {:<8} {:<16} {}", c["id"], text("status"), text("metric"), text("title"));
             }
         }
         ChallengeCommand::Show { id, json: as_json } => {
@@ -113,10 +133,10 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
             let which = if private { "private" } else { "public" };
             let reply = answer(session.get(&format!("/api/v1/challenges/{id}/leaderboard?board={which}"))?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
                 return Ok(());
             }
-            println!("{:>4}  {:<32} {:>10} {:>7}", "RANK", "TEAM", "SCORE", "ENTRIES");
+            outln!("{:>4}  {:<32} {:>10} {:>7}", "RANK", "TEAM", "SCORE", "ENTRIES");
             for row in reply["rows"].as_array().into_iter().flatten() {
                 let rank = row["rank"].as_i64().map_or_else(|| "-".to_owned(), |r| r.to_string());
                 let mut team = row["team"].as_str().unwrap_or("").to_owned();
@@ -124,7 +144,7 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
                     team.push_str(" (baseline)");
                 }
                 let score = row["score"].as_f64().unwrap_or(f64::NAN);
-                println!("{rank:>4}  {team:<32} {score:>10.4} {:>7}", row["entries"]);
+                outln!("{rank:>4}  {team:<32} {score:>10.4} {:>7}", row["entries"]);
             }
         }
         ChallengeCommand::Team { id, create, invite, json: as_json } => {
@@ -140,30 +160,32 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
             }
             let reply = answer(session.get(&format!("/api/v1/challenges/{id}/team"))?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
                 return Ok(());
             }
             for invitation in reply["invitations"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "Invited by team {} ({}): grappe challenge join {id} {}",
-                    invitation["team"], invitation["name"], invitation["team"]
+                    invitation["team"],
+                    invitation["name"],
+                    invitation["team"]
                 );
             }
             if reply["team"].is_null() {
-                println!("You are in no team of this challenge: grappe challenge team {id} --create NAME");
+                outln!("You are in no team of this challenge: grappe challenge team {id} --create NAME");
                 return Ok(());
             }
             let members: Vec<&str> =
                 reply["members"].as_array().into_iter().flatten().filter_map(|m| m["name"].as_str()).collect();
-            println!(
+            outln!(
                 "Team {} ({}): {}",
                 reply["team"]["id"],
                 reply["team"]["name"].as_str().unwrap_or(""),
                 members.join(", ")
             );
-            println!("{:>6}  {:<5} {:<8} {:>8} {:>8}  REASON", "ID", "KIND", "STATE", "PUBLIC", "PRIVATE");
+            outln!("{:>6}  {:<5} {:<8} {:>8} {:>8}  REASON", "ID", "KIND", "STATE", "PUBLIC", "PRIVATE");
             for s in reply["submissions"].as_array().into_iter().flatten() {
-                println!("{}", submission_line(s));
+                outln!("{}", submission_line(s));
             }
         }
         ChallengeCommand::Join { id, team, json: as_json } => {
@@ -191,9 +213,9 @@ pub fn run(command: ChallengeCommand) -> anyhow::Result<()> {
                 _ => bail!("give one of: a predictions file, --job ID, or a command after `--`"),
             };
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
             } else {
-                println!("{}", submission_line(&reply));
+                outln!("{}", submission_line(&reply));
             }
         }
     }

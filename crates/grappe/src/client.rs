@@ -146,9 +146,10 @@ pub fn answer(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<
     if status.is_success() {
         return Ok(value);
     }
-    match (value["error"].as_str(), value["detail"].as_str()) {
-        (Some(code), Some(detail)) => bail!("server answered {status}: {code}: {detail}"),
-        _ => bail!("server answered {status}"),
+    // The server's sentence once, then its status for scripts: `job 9 not found (HTTP 404)`.
+    match value["detail"].as_str() {
+        Some(detail) => bail!("{detail} (HTTP {})", status.as_u16()),
+        None => bail!("the server answered {status}"),
     }
 }
 
@@ -175,8 +176,17 @@ pub fn login(url: &str, email: Option<String>, password_env: &str) -> anyhow::Re
         .with_context(|| format!("reaching {url}"))?;
     let value = answer(response)?;
     let token = value["token"].as_str().context("the server's answer has no token")?;
+    // The token this CLI held before, on this server, goes: one live token per CLI, however
+    // often one logs in (a token that no longer works is simply forgotten).
+    if let Ok(previous) = Session::load()
+        && previous.stored.url == url
+        && let Some(id) = previous.stored.token_id
+    {
+        let old = previous.url(&format!("/api/v1/tokens/{id}"));
+        let _ = previous.agent.delete(&old).header("Authorization", &previous.bearer()).call();
+    }
     let path = store(&Stored { url: url.clone(), token: token.to_owned(), token_id: value["id"].as_i64() })?;
-    println!("Logged in to {url} as {email}; token stored in {}", path.display());
+    outln!("Logged in to {url} as {email}; token stored in {}", path.display());
     Ok(())
 }
 
@@ -185,7 +195,7 @@ pub fn whoami(as_json: bool) -> anyhow::Result<()> {
     let me = answer(session.get("/api/v1/me")?)?;
     let stored = &session.stored;
     if as_json {
-        println!("{me}");
+        outln!("{me}");
         return Ok(());
     }
     let roles: Vec<String> = me["roles"]
@@ -217,6 +227,6 @@ pub fn logout() -> anyhow::Result<()> {
         answer(session.agent.delete(&url).header("Authorization", &session.bearer()).call()?)?;
     }
     std::fs::remove_file(config_path()?)?;
-    println!("Logged out of {}", session.stored.url);
+    outln!("Logged out of {}", session.stored.url);
     Ok(())
 }

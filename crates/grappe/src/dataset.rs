@@ -51,7 +51,9 @@ impl StoreTarget {
 pub enum DatasetCommand {
     /// Store every file under DIR as a new version of NAME (a no-op if it is already the latest).
     Push {
+        /// The folder whose files become the version.
         dir: PathBuf,
+        /// The dataset's name.
         #[arg(long)]
         name: String,
         /// A file whose text becomes the version's card (README-style).
@@ -69,15 +71,33 @@ pub enum DatasetCommand {
     },
     /// Write a version's files into DIR (created, or an empty folder): NAME, NAME@TAG or
     /// NAME@VERSION (a version id or 8+ of its first hex digits).
-    Pull { reference: String, dir: PathBuf },
+    Pull {
+        /// The version: `NAME`, `NAME@TAG` or `NAME@VERSION`.
+        reference: String,
+        /// The folder to write into.
+        dir: PathBuf,
+    },
     /// The datasets, with their latest version.
     List,
     /// A version's files, splits and card.
-    Show { reference: String },
+    Show {
+        /// The version: `NAME`, `NAME@TAG` or `NAME@VERSION`.
+        reference: String,
+    },
     /// Paths added, removed and changed between two versions.
-    Diff { old: String, new: String },
+    Diff {
+        /// The version compared from: `NAME`, `NAME@TAG` or `NAME@VERSION`.
+        old: String,
+        /// The version compared to.
+        new: String,
+    },
     /// Name a version: `grappe dataset tag NAME@VERSION TAG`. Tags never move.
-    Tag { reference: String, tag: String },
+    Tag {
+        /// The version: `NAME@VERSION` (or `NAME`, its latest).
+        reference: String,
+        /// The tag's name.
+        tag: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,7 +137,7 @@ fn run_remote(target: &StoreTarget, command: DatasetCommand) -> anyhow::Result<(
             let list = answer(session.get("/api/v1/datasets")?)?;
             if !target.json {
                 for dataset in list["items"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {}  {}  latest {}",
                         dataset["name"].as_str().unwrap_or(""),
                         dataset["visibility"].as_str().unwrap_or(""),
@@ -204,7 +224,7 @@ pub fn run_dataset(target: StoreTarget, command: DatasetCommand) -> anyhow::Resu
             }
             if !target.json {
                 for dataset in &datasets {
-                    println!(
+                    outln!(
                         "{}  {} version(s)  latest {}",
                         dataset["name"].as_str().unwrap_or(""),
                         dataset["versions"],
@@ -259,12 +279,12 @@ pub fn run_store(target: StoreTarget, command: StoreCommand) -> anyhow::Result<(
                 "damage": damage,
             });
             if target.json {
-                println!("{output}");
+                outln!("{output}");
             } else {
                 for line in &damage {
-                    println!("DAMAGED: {line}");
+                    outln!("DAMAGED: {line}");
                 }
-                println!(
+                outln!(
                     "{} packs, {} chunks ({} bytes), {} versions, {} files, {} refs checked; {} damaged; garbage: {} packs without index, {} unused chunks",
                     report.packs,
                     report.chunks,
@@ -326,33 +346,33 @@ fn version_json(id: &VersionId, version: &Version) -> Value {
 }
 
 fn print_version(id: &VersionId, version: &Version) {
-    println!("version {id}");
-    println!("{} files, {} bytes", version.manifest().files().len(), version.manifest().total_bytes());
+    outln!("version {id}");
+    outln!("{} files, {} bytes", version.manifest().files().len(), version.manifest().total_bytes());
     for file in version.manifest().files() {
-        println!("  {:>12}  {:<28}  {}  {}", file.size_bytes, file.media_type, file.digest, file.path);
+        outln!("  {:>12}  {:<28}  {}  {}", file.size_bytes, file.media_type, file.digest, file.path);
     }
     for (name, paths) in version.splits() {
-        println!("split {name}: {} file(s)", paths.len());
+        outln!("split {name}: {} file(s)", paths.len());
     }
     if !version.card().is_empty() {
-        println!("\n{}", version.card());
+        outln!("\n{}", version.card());
     }
 }
 
 fn print_diff(diff: &VersionDiff) {
     for path in &diff.added {
-        println!("+ {path}");
+        outln!("+ {path}");
     }
     for path in &diff.removed {
-        println!("- {path}");
+        outln!("- {path}");
     }
     for path in &diff.changed {
-        println!("~ {path}");
+        outln!("~ {path}");
     }
     if diff.card_changed {
-        println!("~ (card)");
+        outln!("~ (card)");
     }
     if diff.splits_changed {
-        println!("~ (splits)");
+        outln!("~ (splits)");
     }
 }

@@ -92,7 +92,7 @@ pub fn run(command: JuryCommand) -> ExitCode {
             let _ = writeln!(out, "worst pair's affinity: {worst}");
         }
     }
-    print!("{out}");
+    crate::text::write_stdout(format_args!("{out}"));
     ExitCode::SUCCESS
 }
 

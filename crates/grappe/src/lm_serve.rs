@@ -34,6 +34,7 @@ pub struct ServeFlags {
     /// The model file `grappe train language-model` wrote (`OUT/model.bin`).
     #[arg(long)]
     model: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
     /// The name clients give as `model`.
@@ -89,11 +90,11 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(flags.addr).await.with_context(|| format!("listening on {}", flags.addr))?;
     let addr = listener.local_addr().context("the listening address")?;
-    println!("serving {} on http://{addr}/v1", served.name);
+    outln!("serving {} on http://{addr}/v1", served.name);
     if served.replica_token.is_some() {
         // As a job: the announcement the compute service hands to the gateway.
         let serve = json!({ "serve": { "model": served.name, "url": format!("http://{addr}/v1") } });
-        println!("GRAPPE_METRIC {serve}");
+        outln!("GRAPPE_METRIC {serve}");
     }
     axum::serve(listener, router(served)).with_graceful_shutdown(crate::shutdown_signal()).await?;
     Ok(())

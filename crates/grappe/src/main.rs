@@ -1,6 +1,17 @@
 //! `grappe`: one binary for every role. `serve` runs the platform; `admin` acts on its database
 //! from the shell; `login` and `whoami` talk to a running server.
 
+/// `println!` for everything the CLI prints on standard output, through
+/// [`text::write_stdout`]: a closed pipe ends the program quietly instead of a panic.
+macro_rules! outln {
+    () => {
+        crate::text::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        crate::text::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod challenge;
 mod client;
 mod dataset;
@@ -8,10 +19,12 @@ mod job;
 mod jury;
 mod lm_serve;
 mod model;
+mod programme;
 mod remote;
 mod score;
 mod settings;
 mod simulate;
+mod text;
 mod train;
 
 use std::io::{BufRead, IsTerminal};
@@ -45,8 +58,10 @@ enum Command {
     },
     /// Log in to a server and keep an API token in your configuration directory.
     Login {
+        /// The server's address, as `https://grappe.example.org`.
         #[arg(long)]
         url: String,
+        /// Your e-mail (asked for when not given).
         #[arg(long)]
         email: Option<String>,
         /// Read the password from this environment variable instead of standard input.
@@ -110,8 +125,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Load or update the programme (instruments, budget lines, figures) from its file, on the
+    /// server you are logged in to as an administrator.
+    Programme {
+        #[command(subcommand)]
+        command: programme::ProgrammeCommand,
+    },
     /// Show who the stored token belongs to.
     Whoami {
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -124,8 +146,10 @@ struct DatabaseTarget {
     /// Data directory; its `grappe.db` is used unless --database says otherwise.
     #[arg(long, env = "GRAPPE_DATA_DIR", default_value = "./grappe-data", global = true)]
     data_dir: std::path::PathBuf,
+    /// Database URL: `postgres://...`, or `sqlite://PATH`.
     #[arg(long, env = "GRAPPE_DATABASE", global = true)]
     database: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
 }
@@ -139,24 +163,31 @@ enum AuditCommand {
 enum AdminCommand {
     /// Create a user; the password is read from standard input (one line).
     CreateUser {
+        /// The user's e-mail, with which they log in.
         #[arg(long)]
         email: String,
+        /// The user's name, as others see it.
         #[arg(long)]
         name: String,
     },
     /// Grant a role to a user, globally or over one object (`--scope project:12`).
     Grant {
+        /// The user's e-mail.
         #[arg(long)]
         email: String,
+        /// The role granted.
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// Where it holds: `global`, or one object as `project:12`, `call:3`, `challenge:5`.
         #[arg(long, default_value = "global")]
         scope: String,
     },
     /// Create an API token for a user and print it once.
     CreateToken {
+        /// The user's e-mail.
         #[arg(long)]
         email: String,
+        /// The token's name, to tell it from the user's others.
         #[arg(long, default_value = "admin cli")]
         name: String,
     },
@@ -165,6 +196,7 @@ enum AdminCommand {
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
     Admin,
+    ProgrammeManager,
     CallManager,
     Juror,
     Applicant,
@@ -178,6 +210,7 @@ impl RoleArg {
         use grappe_domain::account::Role;
         match self {
             RoleArg::Admin => Role::Admin,
+            RoleArg::ProgrammeManager => Role::ProgrammeManager,
             RoleArg::CallManager => Role::CallManager,
             RoleArg::Juror => Role::Juror,
             RoleArg::Applicant => Role::Applicant,
@@ -230,6 +263,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Score(_) => bail!("`grappe score` runs outside the runtime"),
         Command::Jury { .. } => bail!("`grappe jury` runs outside the runtime"),
         Command::Job { command } => job::run(command),
+        Command::Programme { command } => programme::run(command),
         Command::Challenge { command } => challenge::run(command),
         Command::Model { command: model::ModelCommand::Serve(flags) } => lm_serve::run(flags).await,
         Command::Model { command } => model::run(command),
@@ -252,7 +286,7 @@ async fn audit_verify(target: DatabaseTarget) -> anyhow::Result<()> {
         None => {
             let anchor =
                 anchors.first().map_or_else(String::new, |a| format!("; last anchor {} at event {}", a.day, a.seq));
-            println!("the audit chain holds{anchor}");
+            outln!("the audit chain holds{anchor}");
             Ok(())
         }
         Some(broken) => anyhow::bail!("the audit chain is broken at event {}", broken.seq),
@@ -269,9 +303,9 @@ async fn serve(flags: ServeFlags) -> anyhow::Result<()> {
     let state = grappe_server::connect(config).await?;
     if demo {
         let accounts = grappe_server::demo::load(&state).await.map_err(|error| anyhow::anyhow!("{error}"))?;
-        println!("Demo mode: the France 2030 programme is loaded. Accounts (new passwords at every start):");
+        outln!("Demo mode: the France 2030 programme is loaded. Accounts (new passwords at every start):");
         for account in accounts {
-            println!("  {:<20} {:<40} {}", account.role.as_str(), account.email, account.password);
+            outln!("  {:<20} {:<40} {}", account.role.as_str(), account.email, account.password);
         }
     }
     grappe_server::run(state, shutdown_signal()).await
@@ -348,7 +382,7 @@ pub fn read_password(prompt: &str) -> anyhow::Result<String> {
 /// A flat JSON object as `key  value` lines, or as JSON with `--json`.
 pub fn print_record(value: &Value, as_json: bool) {
     if as_json {
-        println!("{value}");
+        outln!("{value}");
         return;
     }
     if let Value::Object(fields) = value {
@@ -359,7 +393,51 @@ pub fn print_record(value: &Value, as_json: bool) {
                 Value::Null => "-".to_owned(),
                 other => other.to_string(),
             };
-            println!("{key:<width$}  {text}");
+            outln!("{key:<width$}  {text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command, as `grappe job submit --qos`, that `--help` shows with no
+    /// text.
+    fn without_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && !arg.is_hide_set() && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!(
+                    "{path} {}",
+                    arg.get_long().map_or_else(|| arg.get_id().to_string(), |long| format!("--{long}"))
+                ));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_name() != "help" {
+                without_help(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help_text() {
+        let mut missing = Vec::new();
+        without_help(&super::Cli::command(), "grappe", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn the_qos_help_lists_the_schedulers_levels() {
+        let mut command = super::Cli::command();
+        let help = command
+            .find_subcommand_mut("job")
+            .and_then(|job| job.find_subcommand_mut("submit"))
+            .map(|submit| submit.render_help().to_string())
+            .unwrap_or_default();
+        for qos in grappe_sched::engine::default_qos() {
+            assert!(help.contains(&format!("{} (up to", qos.name)), "{help}");
         }
     }
 }

@@ -13,20 +13,26 @@ use crate::client::{Session, answer};
 pub enum ModelCommand {
     /// Create a model owned by one of your projects (private unless `--public`).
     Create {
+        /// The model's name.
         name: String,
+        /// The project that owns it (its id).
         #[arg(long)]
         project: i64,
+        /// List it publicly (private to the project otherwise).
         #[arg(long)]
         public: bool,
         /// The model's card, a Markdown file.
         #[arg(long)]
         card: Option<PathBuf>,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Register a version from a folder a job that succeeded wrote under its working directory.
     Register {
+        /// The model's name.
         name: String,
+        /// The job that succeeded and wrote the folder (its id).
         #[arg(long)]
         job: i64,
         /// The folder, relative to the job's working directory (`out/model`).
@@ -38,17 +44,21 @@ pub enum ModelCommand {
         /// The version's card, a Markdown file.
         #[arg(long)]
         card: Option<PathBuf>,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The models you may see.
     List {
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// A model and its versions with their lineage.
     Show {
+        /// The model's name.
         name: String,
+        /// Print the server's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -97,20 +107,20 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             let body = json!({ "job": job, "path": path, "base": base, "card": read_card(card)? });
             let reply = answer(session.post(&format!("/api/v1/models/{name}/versions"), &body)?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
             } else {
-                println!("Registered {name} {}", version_line(&reply));
+                outln!("Registered {name} {}", version_line(&reply));
             }
         }
         ModelCommand::List { json: as_json } => {
             let reply = answer(session.get("/api/v1/models")?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
                 return Ok(());
             }
-            println!("{:<30} {:>7}  {:<10}", "NAME", "PROJECT", "VISIBILITY");
+            outln!("{:<30} {:>7}  {:<10}", "NAME", "PROJECT", "VISIBILITY");
             for model in reply["items"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "{:<30} {:>7}  {:<10}",
                     model["name"].as_str().unwrap_or(""),
                     model["project"],
@@ -121,12 +131,12 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Show { name, json: as_json } => {
             let reply = answer(session.get(&format!("/api/v1/models/{name}"))?)?;
             if as_json {
-                println!("{reply}");
+                outln!("{reply}");
                 return Ok(());
             }
-            println!("{} (project {}, {})", name, reply["project"], reply["visibility"].as_str().unwrap_or(""));
+            outln!("{} (project {}, {})", name, reply["project"], reply["visibility"].as_str().unwrap_or(""));
             for version in reply["versions"].as_array().into_iter().flatten() {
-                println!("{}", version_line(version));
+                outln!("{}", version_line(version));
             }
         }
     }

@@ -21,6 +21,7 @@ pub struct ScoreFlags {
     /// CSV with a header: an `id` column and one value column, rows matched to the truth by id.
     #[arg(long)]
     predictions: PathBuf,
+    /// Print `{"metric": NAME, "value": X}` instead of a sentence.
     #[arg(long)]
     json: bool,
 }
@@ -32,10 +33,10 @@ pub fn run(flags: ScoreFlags) -> ExitCode {
     match score(&flags) {
         Ok((metric, value, rows)) => {
             if flags.json {
-                println!("{}", json!({"metric": metric.name(), "value": value}));
+                outln!("{}", json!({"metric": metric.name(), "value": value}));
             } else {
                 let direction = if metric.higher_is_better() { "higher" } else { "lower" };
-                println!("{metric}: {value} ({rows} rows; {direction} is better)");
+                outln!("{metric}: {value} ({rows} rows; {direction} is better)");
             }
             ExitCode::SUCCESS
         }

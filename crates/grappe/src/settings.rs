@@ -30,6 +30,7 @@ pub struct ServeFlags {
     /// Database URL: `postgres://...`, or `sqlite://PATH` (default: DATA_DIR/grappe.db).
     #[arg(long, env = "GRAPPE_DATABASE")]
     database: Option<String>,
+    /// Where jobs run: `local` (this machine, sandboxed) or `slurm` (sbatch to a Slurm cluster).
     #[arg(long, env = "GRAPPE_EXECUTOR", value_enum)]
     executor: Option<Executor>,
     /// Load the France 2030 programme and demo accounts (printed at start).
@@ -57,6 +58,8 @@ struct FileSettings {
     admin_token: Option<String>,
     audit_key: Option<String>,
     public_url: Option<String>,
+    /// The zone of the dates on the pages: `Europe/Paris` (the default), `UTC`, another of Europe.
+    time_zone: Option<String>,
     body_limit_bytes: Option<usize>,
     session_ttl_hours: Option<u64>,
     lease_ttl_ms: Option<u64>,
@@ -232,6 +235,9 @@ pub fn server_config(flags: ServeFlags) -> anyhow::Result<ServerConfig> {
     let public_url = std::env::var("GRAPPE_PUBLIC_URL").ok().or(file.public_url);
     config.secure_cookies = public_url.as_ref().is_some_and(|url| url.starts_with("https://"));
     config.public_url = public_url;
+    if let Some(zone) = std::env::var("GRAPPE_TIME_ZONE").ok().or(file.time_zone) {
+        config.time_zone = grappe_server::kit::zone::Zone::parse(&zone).map_err(anyhow::Error::msg)?;
+    }
     if let Some(bytes) = env_number("GRAPPE_BODY_LIMIT_BYTES")?.or(file.body_limit_bytes) {
         config.body_limit_bytes = bytes;
     }
@@ -297,7 +303,12 @@ pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        // Colours only for a person at a terminal: never in a file, a pipe or a service's journal.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(targets)
         .try_init();
 }

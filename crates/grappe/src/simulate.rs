@@ -11,6 +11,8 @@ use grappe_sched::sim::{self, Policy, Sample, SimConfig, Summary};
 use grappe_sched::swf;
 use serde_json::json;
 
+use crate::text;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Fcfs,
@@ -22,6 +24,8 @@ enum PolicyArg {
 pub struct SimulateFlags {
     /// A Standard Workload Format trace.
     trace: PathBuf,
+    /// The scheduling policy: first come first served, EASY backfilling, or conservative
+    /// backfilling.
     #[arg(long, value_enum, default_value = "easy")]
     policy: PolicyArg,
     /// Order the queue by fair-share between users (field 12), 14-day half-life.
@@ -30,6 +34,7 @@ pub struct SimulateFlags {
     /// Machine size in processors (default: the header's MaxProcs, else MaxNodes).
     #[arg(long)]
     nodes: Option<i64>,
+    /// Print the metrics as one JSON object (durations in seconds).
     #[arg(long)]
     json: bool,
     /// Draw utilization and queue length over time, and the wait distribution, as SVG.
@@ -51,6 +56,12 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
     config.record_samples = flags.plot.is_some();
     let started = Instant::now();
     let (jobs, skipped) = sim::prepare(&trace, machine);
+    if flags.fairshare && jobs.iter().all(|job| job.user < 0) {
+        eprintln!(
+            "warning: the trace gives no user ids (field 12 is -1 throughout): fair-share sees one user, \
+             and orders the queue as without --fairshare"
+        );
+    }
     let result = sim::simulate(&jobs, machine, &config);
     let wall_s = started.elapsed().as_secs_f64();
     let summary = sim::summarize(&jobs, &result, skipped);
@@ -78,7 +89,7 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
         "jobs_per_s": if wall_s > 0.0 { summary.jobs as f64 / wall_s } else { 0.0 },
     });
     if flags.json {
-        println!("{output}");
+        outln!("{output}");
     } else {
         print_human(&summary, policy, machine, wall_s);
     }
@@ -86,35 +97,56 @@ pub fn run(flags: SimulateFlags) -> anyhow::Result<()> {
 }
 
 fn print_human(summary: &Summary, policy: Policy, machine: i64, wall_s: f64) {
-    println!("policy                 {} on {machine} processors", policy.as_str());
-    println!("jobs                   {} ({} skipped)", summary.jobs, summary.skipped);
-    println!("mean wait              {:.0} s", summary.mean_wait_s);
-    println!("wait p50 / p90 / p99   {} / {} / {} s", summary.wait_p50_s, summary.wait_p90_s, summary.wait_p99_s);
-    println!("mean bounded slowdown  {:.2}", summary.mean_bounded_slowdown);
-    println!("utilization            {:.1} %", summary.utilization * 100.0);
-    println!("makespan               {} s", summary.makespan_s);
-    println!("replay                 {wall_s:.3} s");
+    let duration = text::human_duration;
+    outln!("policy                 {} on {machine} processors", policy.as_str());
+    outln!("jobs                   {} ({} skipped)", summary.jobs, summary.skipped);
+    outln!("mean wait              {}", duration(summary.mean_wait_s.round() as i64));
+    outln!(
+        "wait p50 / p90 / p99   {} / {} / {}",
+        duration(summary.wait_p50_s),
+        duration(summary.wait_p90_s),
+        duration(summary.wait_p99_s)
+    );
+    outln!("mean bounded slowdown  {:.2}", summary.mean_bounded_slowdown);
+    outln!("utilization            {:.1} %", summary.utilization * 100.0);
+    outln!("makespan               {}", duration(summary.makespan_s));
+    outln!("replay                 {wall_s:.3} s");
 }
 
-/// Time-weighted means of a step function sampled at events, over `buckets` equal spans.
+/// Time-weighted means of a step function sampled at events, over `buckets` equal spans of
+/// whole seconds (fewer when the samples span fewer seconds), as (days since the first sample,
+/// mean) at each span's middle.
+///
+/// The spans' edges are integers computed once, so that each second counts in exactly one span
+/// and a span's mean stays within the values it averages: with floating-point edges, a sample
+/// falling on an edge (`17 / (34 / 400)` is 199.999...) once put all the time up to the next
+/// sample into one span, and the utilization plot showed 170 %.
 fn downsample(samples: &[Sample], buckets: usize, value: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return vec![] };
-    let span = (last.time_s - first.time_s).max(1) as f64;
-    let width = span / buckets as f64;
-    let mut sums = vec![0.0; buckets];
+    let span_s = i128::from((last.time_s - first.time_s).max(1));
+    let buckets = (buckets.max(1) as i128).min(span_s);
+    // Seconds since the first sample where span `b` starts; span `buckets` is the end.
+    let edge = |b: i128| (span_s * b / buckets) as i64;
+    let mut sums = vec![0.0; buckets as usize];
     for pair in samples.windows(2) {
-        let (from, to) = ((pair[0].time_s - first.time_s) as f64, (pair[1].time_s - first.time_s) as f64);
+        let (from, to) = (pair[0].time_s - first.time_s, pair[1].time_s - first.time_s);
         let level = value(&pair[0]);
-        let mut at = from;
-        while at < to {
-            let bucket = ((at / width) as usize).min(buckets - 1);
-            let bucket_end = ((bucket + 1) as f64 * width).min(to);
-            let until = if bucket_end > at { bucket_end } else { to };
-            sums[bucket] += level * (until - at);
-            at = until;
+        let mut b = i128::from(from) * buckets / span_s;
+        while b < buckets && edge(b) < to {
+            let overlap = to.min(edge(b + 1)) - from.max(edge(b));
+            if overlap > 0 {
+                sums[b as usize] += level * overlap as f64;
+            }
+            b += 1;
         }
     }
-    sums.iter().enumerate().map(|(i, sum)| ((i as f64 + 0.5) * width / 86_400.0, sum / width)).collect()
+    sums.iter()
+        .enumerate()
+        .map(|(b, sum)| {
+            let (start, end) = (edge(b as i128), edge(b as i128 + 1));
+            ((start + end) as f64 / 2.0 / 86_400.0, sum / (end - start) as f64)
+        })
+        .collect()
 }
 
 fn write_plot(path: &Path, samples: &[Sample], machine: i64, waits: &[i64], policy: Policy) -> anyhow::Result<()> {
@@ -150,4 +182,67 @@ fn write_plot(path: &Path, samples: &[Sample], machine: i64, waits: &[i64], poli
     });
     let svg = chart::stack(&[utilization_panel, queue_panel, wait_panel]);
     std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(time_s: i64, busy_procs: i64) -> Sample {
+        Sample { time_s, busy_procs, queued: 0 }
+    }
+
+    fn busy_percent(samples: &[Sample], machine: i64) -> Vec<(f64, f64)> {
+        downsample(samples, 400, |sample| sample.busy_procs as f64 / machine as f64 * 100.0)
+    }
+
+    /// A sample at 17 s of a 34 s span falls on the edge of span 200 (of 400), which floating
+    /// point put at 199.999...: the rest of the run went into one span, shown at 20,000 %.
+    #[test]
+    fn utilization_never_exceeds_the_machine_when_a_sample_falls_on_an_edge() {
+        let samples = [sample(0, 4), sample(17, 4), sample(34, 0)];
+        let points = busy_percent(&samples, 4);
+        let highest = points.iter().map(|(_, percent)| *percent).fold(f64::NEG_INFINITY, f64::max);
+        assert!(highest <= 100.0, "{highest} %");
+        // Full all along: every span is at 100 %.
+        assert!(!points.is_empty() && points.iter().all(|(_, percent)| *percent == 100.0), "{points:?}");
+    }
+
+    /// Random step functions of a machine never over-full: no span's mean goes past it, and the
+    /// spans together keep the whole's busy time.
+    #[test]
+    fn spans_keep_the_time_weighted_mean() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..200 {
+            let machine = 1 + next(64) as i64;
+            let mut time_s = next(1000) as i64;
+            let samples: Vec<Sample> = (0..1 + next(300))
+                .map(|_| {
+                    time_s += next(5000) as i64;
+                    sample(time_s, next(machine as u64 + 1) as i64)
+                })
+                .collect();
+            let points = busy_percent(&samples, machine);
+            for (_, percent) in &points {
+                assert!(*percent <= 100.0 + 1e-9 && *percent >= 0.0, "{percent} % on {samples:?}");
+            }
+            let busy: f64 = samples.windows(2).map(|p| (p[0].busy_procs * (p[1].time_s - p[0].time_s)) as f64).sum();
+            let span_s = (samples[samples.len() - 1].time_s - samples[0].time_s).max(1) as f64;
+            let mean = busy / machine as f64 * 100.0 / span_s;
+            // Each span's length from its middle: twice the distance to the previous span's end.
+            let (mut end_s, mut total) = (0.0, 0.0);
+            for (day, percent) in &points {
+                let length_s = 2.0 * (day * 86_400.0 - end_s);
+                total += percent * length_s / span_s;
+                end_s += length_s;
+            }
+            assert!((total - mean).abs() < 1e-6, "{total} against {mean}");
+        }
+    }
 }

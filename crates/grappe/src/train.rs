@@ -32,15 +32,26 @@ pub struct LanguageModelFlags {
     text: PathBuf,
     /// Read `--text` as CSV with a header (a tabular dataset of the data commons): each row's
     /// field in this column is a document.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jsonl")]
     column: Option<String>,
+    /// Read `--text` as fine-tuning examples, OpenAI's JSONL (chat, prompt and completion, or
+    /// text): each example is a document (`grappe_lm::read_examples`).
+    #[arg(long)]
+    jsonl: bool,
+    /// Fine-tune: start from this model (a `model.bin` of an earlier run) instead of fresh
+    /// weights; its shape is the run's, `--context`, `--embedding` and `--hidden` are not read.
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Where to write `model.bin`, `card.md` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
+    /// Passes over the training text.
     #[arg(long, default_value_t = LmConfig::DEFAULT.epochs)]
     epochs: u32,
+    /// Seed of the weights and of each epoch's order: the same seed, the same model.
     #[arg(long, default_value_t = LmConfig::DEFAULT.seed)]
     seed: u64,
+    /// Adam's step size.
     #[arg(long, default_value_t = LmConfig::DEFAULT.learning_rate)]
     learning_rate: f32,
     /// Examples per minibatch.
@@ -49,8 +60,10 @@ pub struct LanguageModelFlags {
     /// Tokens read before the one predicted.
     #[arg(long, default_value_t = Shape::DEFAULT.context)]
     context: u32,
+    /// Numbers per token embedding.
     #[arg(long, default_value_t = Shape::DEFAULT.embedding)]
     embedding: u32,
+    /// Units of the tanh layer.
     #[arg(long, default_value_t = Shape::DEFAULT.hidden)]
     hidden: u32,
     /// The model's name in its card.
@@ -67,8 +80,10 @@ pub struct TextClassifierFlags {
     /// The training file: CSV with a header.
     #[arg(long)]
     train: PathBuf,
+    /// The column holding the text.
     #[arg(long, default_value = "text")]
     text_column: String,
+    /// The column holding the label.
     #[arg(long, default_value = "label")]
     label_column: String,
     /// The id column of the test file, copied into the predictions.
@@ -80,15 +95,19 @@ pub struct TextClassifierFlags {
     /// An unlabelled file to predict, into `--predictions` as CSV `id,label`.
     #[arg(long, requires = "predictions")]
     test: Option<PathBuf>,
+    /// Where to write the test file's predictions (CSV `id,label`).
     #[arg(long, requires = "test")]
     predictions: Option<PathBuf>,
     /// Where to write `model.bin`, `labels.txt` and `metrics.json`.
     #[arg(long)]
     out: PathBuf,
+    /// Passes over the training file.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.epochs)]
     epochs: u32,
+    /// Seed of each epoch's order: the same seed, the same model.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.seed)]
     seed: u64,
+    /// AdaGrad's step size.
     #[arg(long, default_value_t = TrainConfig::DEFAULT.learning_rate)]
     learning_rate: f32,
     /// Feature buckets: 2^this.
@@ -138,7 +157,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
         rows.into_iter().map(|mut row| (std::mem::take(&mut row[0]), row.swap_remove(1))).collect();
     let trainer = Trainer::new(config, &rows).with_context(|| format!("training on {}", flags.train.display()))?;
     drop(rows);
-    println!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
+    outln!("{} examples, {} labels", trainer.examples(), trainer.labels().len());
     let validation = match &flags.validation {
         Some(path) => Some(Labelled::read(path, &flags, &trainer)?),
         None => None,
@@ -148,7 +167,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
     let resumed = load_checkpoint(&checkpoint_path, Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
     let mut state = match resumed {
         Some(state) => {
-            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            outln!("resumed from epoch {}, example {}", state.epoch, state.position);
             state
         }
         None => trainer.start(),
@@ -167,7 +186,7 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
             metric("validation_f1_macro", scored.f1_macro, epoch);
         }
         save(&checkpoint_path, &state.to_bytes())?;
-        println!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
+        outln!("epoch {epoch}/{}: loss {loss:.4}, checkpoint saved", flags.epochs);
     }
     write_outputs(&flags, &state, trainer.examples(), validation.as_ref())
 }
@@ -175,8 +194,27 @@ fn text_classifier(flags: TextClassifierFlags) -> anyhow::Result<()> {
 fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("handling SIGTERM")?;
+    let base = match &flags.base {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(grappe_lm::Model::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let base_line = base.as_ref().map(|base| {
+        let file = flags.base.as_deref().and_then(Path::file_name).map(|name| name.to_string_lossy().into_owned());
+        format!(
+            "\nFine-tuned: it started from the weights of `{}` (BLAKE3 `{}`).\n",
+            file.unwrap_or_default(),
+            blake3::hash(&base.to_bytes()).to_hex()
+        )
+    });
+    let shape = match &base {
+        Some(base) => base.shape(),
+        None => Shape { context: flags.context, embedding: flags.embedding, hidden: flags.hidden },
+    };
     let config = LmConfig {
-        shape: Shape { context: flags.context, embedding: flags.embedding, hidden: flags.hidden },
+        shape,
         epochs: flags.epochs,
         seed: flags.seed,
         batch: flags.batch,
@@ -188,6 +226,10 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         bail!("{} is {size_bytes} bytes, at most {} are read", flags.text.display(), grappe_lm::MAX_TEXT_BYTES);
     }
     let text = match &flags.column {
+        None if flags.jsonl => {
+            let jsonl = std::fs::read_to_string(&flags.text).with_context(context)?;
+            grappe_lm::read_examples(&jsonl).with_context(context)?.text
+        }
         None => std::fs::read_to_string(&flags.text).with_context(context)?,
         Some(column) => {
             let rows = read_columns(&flags.text, &[column])?;
@@ -195,16 +237,19 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
             documents.join("\n")
         }
     };
-    let trainer =
-        grappe_lm::Trainer::new(config, &text).with_context(|| format!("training on {}", flags.text.display()))?;
-    println!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
+    let training = || format!("training on {}", flags.text.display());
+    let mut trainer = grappe_lm::Trainer::new(config, &text).with_context(training)?;
+    if let Some(base) = base {
+        trainer = trainer.with_base(base).with_context(training)?;
+    }
+    outln!("{} examples, {} parameters", trainer.examples(), config.shape.parameters());
     let checkpoint_dir = flags.checkpoint_dir.clone().unwrap_or_else(|| flags.out.join("checkpoints"));
     let checkpoint_path = checkpoint_dir.join(LM_CHECKPOINT_FILE);
     let resumed =
         load_checkpoint(&checkpoint_path, grappe_lm::Checkpoint::from_bytes, |checkpoint| trainer.resume(checkpoint))?;
     let mut state = match resumed {
         Some(state) => {
-            println!("resumed from epoch {}, example {}", state.epoch, state.position);
+            outln!("resumed from epoch {}, example {}", state.epoch, state.position);
             state
         }
         None => trainer.start(),
@@ -230,7 +275,7 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         metric("loss", loss, state.epoch);
         save(&checkpoint_path, &state.to_bytes())?;
         let rate = examples_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        println!("epoch {}/{}: loss {loss:.4}, {rate:.0} tokens/s, checkpoint saved", state.epoch, flags.epochs);
+        outln!("epoch {}/{}: loss {loss:.4}, {rate:.0} tokens/s, checkpoint saved", state.epoch, flags.epochs);
     }
     let model = state.model();
     save(&flags.out.join("model.bin"), &model.to_bytes())?;
@@ -244,9 +289,10 @@ fn language_model(flags: LanguageModelFlags) -> anyhow::Result<()> {
         "train_losses": state.losses,
     });
     save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
-    let card = language_model_card(&flags, &config, &text, trainer.examples(), loss);
+    let card =
+        language_model_card(&flags, &config, &text, trainer.examples(), loss) + base_line.as_deref().unwrap_or("");
     save(&flags.out.join("card.md"), card.as_bytes())?;
-    println!("model written to {}", flags.out.display());
+    outln!("model written to {}", flags.out.display());
     Ok(())
 }
 
@@ -335,7 +381,7 @@ fn write_outputs(
         let scored = validation.score(model)?;
         metrics["validation_accuracy"] = json!(scored.accuracy);
         metrics["validation_f1_macro"] = json!(scored.f1_macro);
-        println!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
+        outln!("validation: accuracy {:.4}, macro F1 {:.4}", scored.accuracy, scored.f1_macro);
     }
     save(&flags.out.join("metrics.json"), format!("{metrics:#}\n").as_bytes())?;
     if let (Some(test), Some(predictions)) = (&flags.test, &flags.predictions) {
@@ -345,9 +391,9 @@ fn write_outputs(
             out.push_str(&format!("{},{}\n", csv_field(&row[0]), csv_field(model.predict(&row[1]))));
         }
         save(predictions, out.as_bytes())?;
-        println!("{} predictions written to {}", rows.len(), predictions.display());
+        outln!("{} predictions written to {}", rows.len(), predictions.display());
     }
-    println!("model written to {}", flags.out.display());
+    outln!("model written to {}", flags.out.display());
     Ok(())
 }
 
@@ -431,7 +477,7 @@ fn csv_field(value: &str) -> String {
 }
 
 fn metric(key: &str, value: f64, step: u32) {
-    println!("GRAPPE_METRIC {}", json!({ "key": key, "value": value, "step": step }));
+    outln!("GRAPPE_METRIC {}", json!({ "key": key, "value": value, "step": step }));
 }
 
 /// Writes a file atomically and durably, beside where it goes.

@@ -154,11 +154,18 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<StatusCode> {
+    revoke_own_token(&state, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a token the caller may manage (its own, or any for an administrator): the one path
+/// for the API and the account page.
+pub async fn revoke_own_token(state: &AppState, caller: &Caller, id: i64) -> AppResult<()> {
     // Someone else's token answers 404, as if it did not exist: its existence is not disclosed.
     let token = state.db.api_token(id).await?.filter(|token| policy::may_manage_user(&caller.actor, token.user_id));
     let token = token.ok_or_else(|| AppError::NotFound(format!("token {id} not found")))?;
     state.db.revoke_api_token(token.id, &caller.audit_name()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -244,7 +251,13 @@ pub async fn grant_role(
     Id(user_id): Id,
     ApiJson(body): ApiJson<NewGrant>,
 ) -> AppResult<Response> {
-    let grant = RoleGrant::parse(&body.role, &body.scope)?;
+    let row = grant(&state, &caller, user_id, &body.role, &body.scope).await?;
+    Ok(created(grant_json(&row)))
+}
+
+/// Grants a role over something that exists: the one path for the API and the admin page.
+pub async fn grant(state: &AppState, caller: &Caller, user_id: i64, role: &str, scope: &str) -> AppResult<GrantRow> {
+    let grant = RoleGrant::parse(role, scope)?;
     if state.db.user_by_id(user_id).await?.is_none() {
         return Err(AppError::NotFound(format!("user {user_id} not found")));
     }
@@ -253,8 +266,7 @@ pub async fn grant_role(
     {
         return Err(AppError::NotFound(format!("{kind}:{id} not found: a role is granted over something that exists")));
     }
-    let row = state.db.grant_role(user_id, &grant, &caller.audit_name()).await?;
-    Ok(created(grant_json(&row)))
+    Ok(state.db.grant_role(user_id, &grant, &caller.audit_name()).await?)
 }
 
 pub async fn revoke_grant(
@@ -278,10 +290,10 @@ pub async fn list_organisations(State(state): State<AppState>) -> AppResult<Json
 
 #[derive(Deserialize)]
 pub struct NewOrganisation {
-    name: String,
-    kind: String,
+    pub name: String,
+    pub kind: String,
     #[serde(default)]
-    size_class: Option<String>,
+    pub size_class: Option<String>,
 }
 
 pub async fn create_organisation(
@@ -289,14 +301,24 @@ pub async fn create_organisation(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewOrganisation>,
 ) -> AppResult<Response> {
-    let name = DisplayName::parse("name", &body.name)?;
-    let profile = OrganisationProfile::parse(&body.kind, body.size_class.as_deref())?;
-    let id = state.db.create_organisation(name.as_str(), profile).await?;
-    state.db.audit(&caller.audit_name(), "organisation.create", &format!("organisation:{id}"), name.as_str()).await?;
+    let (id, name, profile) = new_organisation(&state, &caller, &body).await?;
     Ok(created(json!({
         "id": id, "name": name.as_str(), "kind": profile.kind().as_str(),
         "size_class": profile.size_class().map(|size| size.as_str()),
     })))
+}
+
+/// Checks and creates an organisation: the one path for the API and the admin page.
+pub async fn new_organisation(
+    state: &AppState,
+    caller: &Caller,
+    body: &NewOrganisation,
+) -> AppResult<(i64, DisplayName, OrganisationProfile)> {
+    let name = DisplayName::parse("name", &body.name)?;
+    let profile = OrganisationProfile::parse(&body.kind, body.size_class.as_deref().filter(|size| !size.is_empty()))?;
+    let id = state.db.create_organisation(name.as_str(), profile).await?;
+    state.db.audit(&caller.audit_name(), "organisation.create", &format!("organisation:{id}"), name.as_str()).await?;
+    Ok((id, name, profile))
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 //! the caller's account page (`pages`). Other modules reach users through `grappe-db` and
 //! [`api::create_user_from`] (the demo), never through these handlers.
 
+pub mod admin;
 pub mod api;
 pub mod pages;
 
@@ -51,5 +52,32 @@ pub fn routes() -> Vec<Route> {
         route(Page, Post, "/login", Public, "Log in", pages::login_submit),
         route(Page, Post, "/logout", SignedIn, "Log out", pages::logout),
         route(Page, Get, "/account", SignedIn, "The caller's account", pages::account),
+        route(
+            Page,
+            Get,
+            "/admin",
+            admin,
+            "Users, roles, organisations and projects, with their forms (administrators)",
+            admin::admin_page,
+        ),
+        route(Page, Post, "/admin/users", admin, "Create a user from the admin page", admin::create_user_form),
+        route(Page, Post, "/admin/grants", admin, "Grant a role from the admin page", admin::grant_form),
+        route(
+            Page,
+            Post,
+            "/admin/organisations",
+            admin,
+            "Create an organisation from the admin page",
+            admin::create_organisation_form,
+        ),
+        route(Page, Post, "/admin/projects", admin, "Create a project from the admin page", admin::create_project_form),
+        route(
+            Page,
+            Post,
+            "/account/tokens/{id}/revoke",
+            SignedIn,
+            "Revoke one of the caller's API tokens",
+            pages::revoke_token_form,
+        ),
     ]
 }

@@ -4,18 +4,19 @@
 use std::net::SocketAddr;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use grappe_db::sha256_hex;
+use grappe_domain::account::{Scope, ScopeKind};
 use serde::Deserialize;
 
 use crate::account::api;
 use crate::kit::caller::{self, Caller, SESSION_COOKIE};
 use crate::kit::error::AppError;
-use crate::kit::page::{Chrome, NextQuery, iso_date, local_path, render};
+use crate::kit::page::{Chrome, NextQuery, after_form, form_target, iso_date, local_path, render};
 use crate::kit::state::AppState;
 
 #[derive(Template)]
@@ -113,9 +114,31 @@ struct RoleView {
 }
 
 struct TokenView {
+    id: i64,
     name: String,
     created: String,
     revoked: bool,
+}
+
+/// A grant's scope in words: everywhere, or the object's kind and name (`le projet llm`).
+pub(crate) async fn scope_in_words(
+    state: &AppState,
+    tr: &crate::kit::i18n::Tr,
+    scope: &Scope,
+) -> Result<String, AppError> {
+    let Scope::Object { kind, id } = scope else { return Ok(tr.t("role-scope-global")) };
+    let name = match kind {
+        ScopeKind::Project => state.db.project(*id).await?.map(|project| project.name),
+        ScopeKind::Call => {
+            state.db.call(*id).await?.map(|call| tr.locale.pick(&call.title_fr, &call.title_en).to_owned())
+        }
+        ScopeKind::Challenge => state.db.challenge(*id).await?.map(|challenge| challenge.title),
+        ScopeKind::Organisation => {
+            state.db.list_organisations().await?.into_iter().find(|org| org.id == *id).map(|org| org.name)
+        }
+    };
+    let kind_word = tr.t(&format!("scope-{}", kind.as_str()));
+    Ok(format!("{kind_word} {}", name.unwrap_or_else(|| format!("#{id}"))))
 }
 
 #[derive(Template)]
@@ -141,26 +164,20 @@ pub async fn account(
     };
     let organisations = state.db.list_organisations().await?;
     let organisation = organisations.into_iter().find(|org| Some(org.id) == user.organisation_id).map(|org| org.name);
-    let everywhere = chrome.tr.t("role-scope-global");
-    let roles = state
-        .db
-        .grants_of(user.id)
-        .await?
-        .into_iter()
-        .map(|row| RoleView {
-            role: row.grant.role.as_str().to_owned(),
-            scope: match row.grant.scope {
-                grappe_domain::account::Scope::Global => everywhere.clone(),
-                scope => scope.to_string(),
-            },
-        })
-        .collect();
+    let mut roles = Vec::new();
+    for row in state.db.grants_of(user.id).await? {
+        roles.push(RoleView {
+            role: chrome.tr.t(&format!("role-{}", row.grant.role.as_str())),
+            scope: scope_in_words(&state, &chrome.tr, &row.grant.scope).await?,
+        });
+    }
     let tokens = state
         .db
         .api_tokens_of(user.id)
         .await?
         .into_iter()
         .map(|token| TokenView {
+            id: token.id,
             name: token.name,
             created: iso_date(token.created_at),
             revoked: token.revoked_at.is_some(),
@@ -168,4 +185,27 @@ pub async fn account(
         .collect();
     let page = AccountPage { chrome, name: user.name, email: user.email, organisation, roles, tokens };
     Ok(render(&page, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Revokes one of the caller's API tokens from the account page.
+pub async fn revoke_token_form(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    let (chrome, id) = match form_target(Chrome::new(&headers, &uri, Some(&caller)), &caller, &form.csrf, &id) {
+        Ok(target) => target,
+        Err(refusal) => return Ok(*refusal),
+    };
+    let done = super::api::revoke_own_token(&state, &caller, id).await;
+    after_form(chrome, "/account#tokens", done)
 }

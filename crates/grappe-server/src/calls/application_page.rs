@@ -19,8 +19,9 @@ use crate::calls::discussion::{self, MAX_MESSAGE};
 use crate::calls::{Phase, call_for, criteria, readable_application, strings};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::multipart;
-use crate::kit::page::{Chrome, after_form, form_target, iso_datetime, not_found_page, render, url_encode};
+use crate::kit::page::{Chrome, after_form, form_target, not_found_page, render, url_encode};
 use crate::kit::state::AppState;
 
 struct FileLine {
@@ -33,7 +34,7 @@ struct FileLine {
 
 struct VersionLine {
     version: i64,
-    saved: String,
+    saved: Time,
     files: bool,
 }
 
@@ -45,7 +46,7 @@ struct ReviewLine {
 
 struct MessageLine {
     author: String,
-    posted: String,
+    posted: Time,
     body: String,
 }
 
@@ -67,7 +68,7 @@ struct ApplicationPage {
     keywords: String,
     requested: String,
     gpu_hours: String,
-    updated: String,
+    updated: Time,
     editable: bool,
     juror: bool,
     files: Vec<FileLine>,
@@ -129,7 +130,7 @@ pub async fn application_page(
         .await?
         .iter()
         .rev()
-        .map(|v| VersionLine { version: v.version, saved: iso_datetime(v.saved_at), files: v.attachments.is_some() })
+        .map(|v| VersionLine { version: v.version, saved: locale.datetime(v.saved_at), files: v.attachments.is_some() })
         .collect();
     let all_reviews = state.db.reviews(application.id).await?;
     let own_in = all_reviews.iter().any(|review| Some(review.user_id) == user);
@@ -170,7 +171,7 @@ pub async fn application_page(
                 .messages(application.id)
                 .await?
                 .into_iter()
-                .map(|m| MessageLine { author: m.author, posted: iso_datetime(m.posted_at), body: m.body })
+                .map(|m| MessageLine { author: m.author, posted: locale.datetime(m.posted_at), body: m.body })
                 .collect();
             Discussion::Open { messages, may_post: !decided }
         }
@@ -183,7 +184,7 @@ pub async fn application_page(
         keywords: strings(&application.keywords).join(", "),
         requested: locale.money(application.requested_cents),
         gpu_hours: locale.integer(application.requested_gpu_hours),
-        updated: iso_datetime(application.updated_at),
+        updated: locale.datetime(application.updated_at),
         editable: author && Phase::of(&call, now_ms()) == Phase::Open,
         juror,
         files,

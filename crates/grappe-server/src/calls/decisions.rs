@@ -7,8 +7,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use grappe_db::{ApplicationRow, CallRow, DecisionRefused, DecisionRow, NewDecision, now_ms};
 use grappe_domain::policy;
@@ -193,12 +192,7 @@ pub async fn decisions_csv(
             crate::kit::page::iso_datetime(decision.decided_at)
         ));
     }
-    let disposition = format!("attachment; filename=\"{}-decisions.csv\"", call.name);
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        csv,
-    )
-        .into_response())
+    Ok(crate::kit::page::csv_download(&format!("{}-decisions.csv", call.name), csv))
 }
 
 /// An application's decision, with its reviews without the jurors' names, for its author and

@@ -672,13 +672,13 @@ pub struct ApplicationBody {
 }
 
 /// An application's fields checked, with their lists and the whole as JSON.
-struct Checked {
+pub(crate) struct Checked {
     partners: String,
     keywords: String,
     body: String,
 }
 
-fn check_application(call: &CallRow, body: &ApplicationBody) -> AppResult<Checked> {
+pub(crate) fn check_application(call: &CallRow, body: &ApplicationBody) -> AppResult<Checked> {
     text_field("organisation", &body.organisation, 200)?;
     text_field("title", &body.title, 300)?;
     if body.summary.trim().is_empty() || body.summary.len() > MAX_TEXT {
@@ -709,7 +709,7 @@ fn check_application(call: &CallRow, body: &ApplicationBody) -> AppResult<Checke
     })
 }
 
-fn fields<'a>(body: &'a ApplicationBody, checked: &'a Checked) -> ApplicationFields<'a> {
+pub(crate) fn fields<'a>(body: &'a ApplicationBody, checked: &'a Checked) -> ApplicationFields<'a> {
     ApplicationFields {
         organisation: body.organisation.trim(),
         title: body.title.trim(),

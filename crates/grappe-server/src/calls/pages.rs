@@ -14,10 +14,9 @@ use serde::Deserialize;
 use crate::calls::{ApplicationBody, Phase, call_for, criteria, new_application};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::i18n::{Locale, Tr};
-use crate::kit::page::{
-    Chrome, after_form, datetime_local, form_target, iso_datetime, not_found_page, parse_datetime_local, render,
-};
+use crate::kit::page::{Chrome, after_form, datetime_local, form_target, not_found_page, parse_datetime_local, render};
 use crate::kit::state::AppState;
 
 struct CallCard {
@@ -44,7 +43,7 @@ fn phase_label(tr: &Tr, phase: &str) -> String {
 }
 
 fn deadline(tr: &Tr, call: &CallRow) -> String {
-    call.closes_at.map(iso_datetime).unwrap_or_else(|| tr.t("call-rolling"))
+    call.closes_at.map(|at| tr.locale.datetime(at).into_text()).unwrap_or_else(|| tr.t("call-rolling"))
 }
 
 pub async fn list_page(
@@ -81,7 +80,7 @@ struct ApplicationLine {
     requested: String,
     gpu_hours: String,
     version: i64,
-    updated: String,
+    updated: Time,
     /// Decided: its letter can be read.
     decided: bool,
 }
@@ -177,7 +176,7 @@ struct CallPage {
     phase: String,
     open: bool,
     envelope: String,
-    opens: String,
+    opens: Time,
     closes: String,
     criteria: Vec<CriterionLine>,
     signed_in: bool,
@@ -197,7 +196,7 @@ fn line(locale: Locale, application: &ApplicationRow, decided: &[i64]) -> Applic
         requested: locale.money(application.requested_cents),
         gpu_hours: locale.integer(application.requested_gpu_hours),
         version: application.version,
-        updated: iso_datetime(application.updated_at),
+        updated: locale.datetime(application.updated_at),
         decided: decided.contains(&application.id),
     }
 }
@@ -236,7 +235,7 @@ pub async fn call_page(
         phase: phase_label(&chrome.tr, crate::calls::shown_phase(&state, &call, now_ms()).await?),
         open: phase == Phase::Open,
         envelope: locale.money(call.envelope_cents),
-        opens: iso_datetime(call.opens_at),
+        opens: locale.datetime(call.opens_at),
         closes: deadline(&chrome.tr, &call),
         criteria: criteria(&call)
             .into_iter()

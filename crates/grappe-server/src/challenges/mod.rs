@@ -695,12 +695,7 @@ pub async fn leaderboard_csv(
         ));
     }
     let which = if private { "private" } else { "public" };
-    let disposition = format!("attachment; filename=\"{}-{which}.csv\"", challenge.name);
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        csv,
-    )
-        .into_response())
+    Ok(crate::kit::page::csv_download(&format!("{}-{which}.csv", challenge.name), csv))
 }
 
 #[derive(Deserialize)]
@@ -1070,6 +1065,9 @@ pub async fn submit_code(
         nodes: 1,
         inputs: Vec::new(),
         dry_run: false,
+        dependency: None,
+        array: None,
+        workdir: None,
     };
     match crate::compute::queue(&state, caller.actor.user_id(), &project, job, &inputs).await {
         Ok(Submitted::Job(job)) => {

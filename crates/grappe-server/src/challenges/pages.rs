@@ -18,8 +18,9 @@ use crate::challenges::{
 };
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
+use crate::kit::i18n::Time;
 use crate::kit::i18n::{Locale, Tr};
-use crate::kit::page::{Chrome, after_form, form_target, iso_datetime, not_found_page, render};
+use crate::kit::page::{Chrome, after_form, form_target, not_found_page, render};
 use crate::kit::state::AppState;
 
 struct ChallengeCard {
@@ -27,8 +28,8 @@ struct ChallengeCard {
     title: String,
     metric: String,
     status: String,
-    opens: String,
-    closes: String,
+    opens: Time,
+    closes: Time,
 }
 
 #[derive(Template)]
@@ -60,8 +61,8 @@ pub async fn list_page(
             title: c.title.clone(),
             metric: c.metric.clone(),
             status: status_label(&chrome.tr, status(c, now)),
-            opens: iso_datetime(c.opens_at),
-            closes: iso_datetime(c.closes_at),
+            opens: chrome.tr.locale.datetime(c.opens_at),
+            closes: chrome.tr.locale.datetime(c.closes_at),
         })
         .collect();
     Ok(render(&ListPage { chrome, challenges }, StatusCode::OK))
@@ -69,8 +70,8 @@ pub async fn list_page(
 
 struct PhaseLine {
     name: String,
-    starts: String,
-    ends: String,
+    starts: Time,
+    ends: Time,
     current: bool,
 }
 
@@ -79,14 +80,14 @@ struct Line {
     team: String,
     score: String,
     entries: String,
-    date: String,
+    date: Time,
     baseline: bool,
     own: bool,
 }
 
 struct SubmissionLine {
     id: i64,
-    date: String,
+    date: Time,
     kind: String,
     state: String,
     public: String,
@@ -122,7 +123,7 @@ struct ChallengePage {
     ladder: Option<String>,
     code: bool,
     code_resources: String,
-    closes: String,
+    closes: Time,
     short_version: String,
 }
 
@@ -138,7 +139,7 @@ fn lines(board: &[BoardLine], locale: Locale, own_team: Option<i64>) -> Vec<Line
             team: line.team.clone(),
             score: score_text(locale, line.score),
             entries: locale.integer(line.entries as i64),
-            date: iso_datetime(line.submitted_at),
+            date: locale.datetime(line.submitted_at),
             baseline: line.baseline,
             own: !line.baseline && Some(line.team_id) == own_team,
         })
@@ -239,7 +240,7 @@ pub async fn challenge_page(
                     .rev()
                     .map(|s| SubmissionLine {
                         id: s.id,
-                        date: iso_datetime(s.created_at),
+                        date: locale.datetime(s.created_at),
                         kind: chrome.tr.t(&format!("challenge-kind-{}", s.kind)),
                         state: chrome.tr.t(&format!("challenge-state-{}", s.state)),
                         public: s.shown_score.map(|v| score_text(locale, v)).unwrap_or_default(),
@@ -273,8 +274,8 @@ pub async fn challenge_page(
             .enumerate()
             .map(|(i, p)| PhaseLine {
                 name: p.name,
-                starts: iso_datetime(p.starts_at),
-                ends: iso_datetime(p.ends_at),
+                starts: locale.datetime(p.starts_at),
+                ends: locale.datetime(p.ends_at),
                 current: current == Status::Open(i),
             })
             .collect(),
@@ -292,7 +293,7 @@ pub async fn challenge_page(
             locale.bytes(challenge.code_memory_mb as u64 * 1024 * 1024),
             locale.integer(challenge.code_time_limit_s)
         ),
-        closes: iso_datetime(challenge.closes_at),
+        closes: locale.datetime(challenge.closes_at),
         short_version: challenge.dataset_version.chars().take(12).collect(),
         challenge,
         chrome,

@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod scheduler;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -68,6 +69,14 @@ pub fn routes() -> Vec<Route> {
             submit_job,
         )
         .body("NewJob"),
+        route(
+            Api,
+            Post,
+            "/api/v1/workdirs",
+            SignedIn,
+            "Send a job's working directory (a ustar archive, at most 16 MiB of files); its digest names it in `workdir`",
+            upload_workdir,
+        ),
         route(Api, Get, "/api/v1/jobs", SignedIn, "Jobs of the caller's projects, newest first", list_jobs),
         route(Api, Get, "/api/v1/jobs/{id}", SignedIn, "A job (members of its project)", get_job),
         route(Api, Get, "/api/v1/jobs/{id}/logs", SignedIn, "A job's output; ?follow=true streams it", job_logs),
@@ -168,9 +177,29 @@ pub fn job_json(job: &JobRow) -> Value {
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "ended_at": job.ended_at,
+        // Since its (last) start, until its end or now, by the server's clock.
+        "elapsed_s": job.started_at.map(|start| (job.ended_at.unwrap_or_else(now_ms) - start).max(0) / 1000),
         "gpu_ids": job.gpu_ids,
         "cancel_requested": job.cancel_requested,
+        "estimated_start_at": job.estimated_start_at.filter(|_| job.state == "pending"),
+        "dependency": job.dependencies,
+        "array_job_id": job.array_job_id,
+        "array_task_id": job.array_task_id,
     })
+}
+
+/// Adds what people read instead of ids to jobs as [`job_json`] writes them: `project_name` and
+/// `user_name` (the submitter's display name; null when none). One query for the users, whatever
+/// the number of jobs.
+async fn add_names(state: &AppState, projects: &[ProjectRow], jobs: &mut [Value]) -> AppResult<()> {
+    let user_ids: std::collections::BTreeSet<i64> = jobs.iter().filter_map(|job| job["user_id"].as_i64()).collect();
+    let users = state.db.user_names(&user_ids.into_iter().collect::<Vec<_>>()).await?;
+    for job in jobs {
+        let project = projects.iter().find(|project| job["project"].as_i64() == Some(project.id));
+        job["project_name"] = json!(project.map(|project| &project.name));
+        job["user_name"] = json!(job["user_id"].as_i64().and_then(|id| users.get(&id)));
+    }
+    Ok(())
 }
 
 pub(crate) async fn project_for(state: &AppState, caller: &Caller, id: i64) -> AppResult<ProjectRow> {
@@ -186,20 +215,20 @@ pub(crate) async fn job_for(state: &AppState, caller: &Caller, id: i64) -> AppRe
 
 #[derive(Deserialize)]
 pub struct NewProjectBody {
-    name: String,
-    gpu_hours: i64,
-    cpu_hours: i64,
+    pub name: String,
+    pub gpu_hours: i64,
+    pub cpu_hours: i64,
     #[serde(default)]
-    storage_gb: i64,
+    pub storage_gb: i64,
     #[serde(default)]
-    valid_from: Option<i64>,
+    pub valid_from: Option<i64>,
     #[serde(default)]
-    valid_until: Option<i64>,
+    pub valid_until: Option<i64>,
     #[serde(default)]
-    members: Vec<i64>,
+    pub members: Vec<i64>,
     /// A member who may name the project's coordinators, and is one.
     #[serde(default)]
-    principal_investigator: Option<i64>,
+    pub principal_investigator: Option<i64>,
 }
 
 fn project_grant(role: Role, project_id: i64) -> RoleGrant {
@@ -211,6 +240,14 @@ pub async fn create_project(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewProjectBody>,
 ) -> AppResult<Response> {
+    let (project, members) = new_project(&state, &caller, body).await?;
+    let ledger = ledger(&state, &project).await?;
+    let body = project_json(&project, &ledger, &members);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Checks and creates a project with its members: the one path for the API and the admin page.
+pub async fn new_project(state: &AppState, caller: &Caller, body: NewProjectBody) -> AppResult<(ProjectRow, Vec<i64>)> {
     let name = DisplayName::parse("name", &body.name)?;
     for (field, value) in
         [("gpu_hours", body.gpu_hours), ("cpu_hours", body.cpu_hours), ("storage_gb", body.storage_gb)]
@@ -248,9 +285,7 @@ pub async fn create_project(
     if let Some(pi) = body.principal_investigator {
         state.db.grant_role(pi, &project_grant(Role::ProjectCoordinator, project.id), &actor).await?;
     }
-    let ledger = ledger(&state, &project).await?;
-    let body = project_json(&project, &ledger, &members);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((project, members))
 }
 
 /// Names a member coordinator of the project: its principal investigator or an administrator.
@@ -318,33 +353,90 @@ pub async fn add_member(
 }
 
 /// Usage records as CSV: one line per charge.
+#[derive(Deserialize)]
+pub struct CsvQuery {
+    /// `excel-fr`: `;` between fields, a decimal comma and a byte order mark, as a French
+    /// spreadsheet opens it; else RFC 4180 with a decimal point.
+    #[serde(default)]
+    dialect: Option<String>,
+}
+
+/// A project's charges, one line per run: the machine columns first (their order is kept),
+/// then the job's name, its user, QoS, the run's start and end in ISO 8601 and its length.
 pub async fn usage_csv(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
+    ApiQuery(query): ApiQuery<CsvQuery>,
 ) -> AppResult<Response> {
     let project = project_for(&state, &caller, id).await?;
-    let mut csv = String::from("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n");
+    let french = match query.dialect.as_deref() {
+        None | Some("") => false,
+        Some("excel-fr") => true,
+        Some(other) => return Err(AppError::Invalid(format!("`dialect`: excel-fr, or none (not `{other}`)"))),
+    };
+    let jobs = state.db.job_labels(id).await?;
+    let user_ids: Vec<i64> = jobs.values().filter_map(|(_, user, _)| *user).collect();
+    let users = state.db.user_names(&user_ids).await?;
+    let separator = if french { ";" } else { "," };
+    let number = |value: f64| {
+        let text = format!("{value:.6}");
+        if french { text.replace('.', ",") } else { text }
+    };
+    let field = |text: &str| {
+        let text = crate::kit::page::csv_field(text);
+        // csv_field quotes for commas; a French file also quotes what holds its separator.
+        if french && text.contains(';') && !text.starts_with('"') {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    };
+    let header = [
+        "time_ms",
+        "job_id",
+        "gpu_hours",
+        "cpu_hours",
+        "run",
+        "started_ms",
+        "gpu_ms",
+        "cpu_ms",
+        "job_name",
+        "user",
+        "qos",
+        "start",
+        "end",
+        "elapsed_s",
+    ];
+    let mut csv = if french { String::from("\u{feff}") } else { String::new() };
+    csv.push_str(&header.join(separator));
+    csv.push('\n');
     for record in state.db.usage_records(id).await? {
         let amount = Amount { gpu_ms: record.gpu_ms, cpu_ms: record.cpu_ms };
-        csv.push_str(&format!(
-            "{},{},{:.6},{:.6},{},{},{},{}\n",
-            record.at,
-            record.job_id,
-            amount.gpu_hours(),
-            amount.cpu_hours(),
-            record.run,
-            record.started_at,
-            record.gpu_ms,
-            record.cpu_ms
-        ));
+        let (name, user, qos) =
+            jobs.get(&record.job_id).map_or(("", None, ""), |(name, user, qos)| (name.as_str(), *user, qos.as_str()));
+        let user = user.and_then(|user| users.get(&user)).map_or("", String::as_str);
+        let fields = [
+            record.at.to_string(),
+            record.job_id.to_string(),
+            number(amount.gpu_hours()),
+            number(amount.cpu_hours()),
+            record.run.to_string(),
+            record.started_at.to_string(),
+            record.gpu_ms.to_string(),
+            record.cpu_ms.to_string(),
+            field(name),
+            field(user),
+            field(qos),
+            crate::kit::page::iso8601(record.started_at),
+            crate::kit::page::iso8601(record.at),
+            number((record.at - record.started_at) as f64 / 1000.0),
+        ];
+        csv.push_str(&fields.join(separator));
+        csv.push('\n');
     }
-    let disposition = format!("attachment; filename=\"usage-{}.csv\"", project.id);
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-        csv,
-    )
-        .into_response())
+    let suffix = if french { "-excel-fr" } else { "" };
+    Ok(crate::kit::page::csv_download(&format!("usage-{}{suffix}.csv", project.id), csv))
 }
 
 /// A project given by id or by name.
@@ -355,7 +447,10 @@ pub enum ProjectRef {
     Name(String),
 }
 
+/// A job submission's body. A field it does not know is refused, named (a misspelt
+/// `time_limt_s` must not run the job with the default).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewJobBody {
     pub project: ProjectRef,
     pub command: Vec<String>,
@@ -383,6 +478,16 @@ pub struct NewJobBody {
     pub inputs: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// The jobs of the same project it waits for, in Slurm's syntax: `afterok:12:13,afterany:14`.
+    #[serde(default)]
+    pub dependency: Option<String>,
+    /// A job array, in Slurm's syntax: `0-999%50`, one job per task, at most 50 running at once.
+    #[serde(default)]
+    pub array: Option<String>,
+    /// The working directory it starts in: the digest of an archive the caller sent to
+    /// `POST /api/v1/workdirs`.
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 fn one() -> i64 {
@@ -449,8 +554,98 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
             "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
         ));
     }
+    if let Some(digest) = &body.workdir {
+        // The caller's own archive; the admin token may name anyone's.
+        let sender = if caller.actor.is_admin() { None } else { Some(caller.actor.user_id().unwrap_or(0)) };
+        let known = is_digest(digest) && state.db.has_workdir_upload(digest, sender).await?;
+        if !known {
+            return Err(AppError::Invalid(
+                "`workdir`: no archive of yours has this digest; send the directory first (POST /api/v1/workdirs)"
+                    .into(),
+            ));
+        }
+    }
     let inputs = crate::data::inputs::resolve_inputs(state, caller, &body.inputs).await?;
     queue(state, caller.actor.user_id(), &project, body, &inputs).await
+}
+
+/// A SHA-256 in lower-case hex.
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Receives a working directory as a ustar archive (`grappe_domain::workdir`: files and folders
+/// only, bounded), checks it whole and keeps it once by its SHA-256; the digest names it in a
+/// job's `workdir`. The same archive sent again is the same digest.
+pub async fn upload_workdir(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    // Files, a header and padding per entry, and the 10 KiB record GNU tar rounds up to.
+    let limit = grappe_domain::workdir::MAX_BYTES as usize + grappe_domain::workdir::MAX_ENTRIES * 1024 + 10_240;
+    // An announced length past the bound is refused before a byte of the body is read.
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let (digest, files, size) = store_workdir(&state, &caller, bytes.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "workdir": digest, "files": files, "bytes": size }))))
+}
+
+/// The most bytes of working directories one user keeps on the server (their archives, each
+/// counted once).
+pub const WORKDIR_BYTES_PER_USER: i64 = 1 << 30;
+
+/// Checks a working-directory archive and keeps it under its SHA-256, rewritten canonically
+/// (its entries packed again: bounded, and one digest for one content), written to a file of its
+/// own, synced, then renamed into place; records that the caller sent it. Its digest, files and
+/// bytes of files. The admin token's uploads are recorded as user 0.
+pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) -> AppResult<(String, i64, i64)> {
+    let user = caller.actor.user_id().unwrap_or(0);
+    let kept = state.db.workdir_bytes_of(user).await?;
+    let dir = state.config.data_dir.join("workdirs");
+    let (digest, files, size) = tokio::task::spawn_blocking(move || -> AppResult<(String, i64, i64)> {
+        use std::io::Write;
+        let entries = grappe_domain::workdir::unpack(&archive)
+            .map_err(|bad| AppError::Invalid(format!("the working directory's archive: {bad}")))?;
+        let canonical = grappe_domain::workdir::pack(&entries).map_err(|bad| AppError::Invalid(bad.0))?;
+        let (mut files, mut size) = (0, 0);
+        for entry in &entries {
+            if let grappe_domain::workdir::Entry::File { bytes, .. } = entry {
+                files += 1;
+                size += bytes.len() as i64;
+            }
+        }
+        if kept + size > WORKDIR_BYTES_PER_USER {
+            return Err(AppError::OverQuota(format!(
+                "your working directories would hold more than {} MiB on the server",
+                WORKDIR_BYTES_PER_USER >> 20
+            )));
+        }
+        let digest = grappe_db::sha256_hex(&canonical);
+        let path = dir.join(format!("{digest}.tar"));
+        // A complete copy is already there when its length is the archive's (it was renamed
+        // into place only once synced).
+        let whole = std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64);
+        if !whole {
+            std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+            let partial = dir.join(format!("{digest}.{}.partial", crate::kit::caller::new_secret()));
+            let mut file = std::fs::File::create(&partial).map_err(anyhow::Error::from)?;
+            file.write_all(&canonical).and_then(|()| file.sync_all()).map_err(anyhow::Error::from)?;
+            std::fs::rename(&partial, &path).map_err(anyhow::Error::from)?;
+        }
+        Ok((digest, files, size))
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    state.db.record_workdir_upload(&digest, user, files, size).await?;
+    Ok((digest, files, size))
 }
 
 /// Checks and queues a job of `user_id` on `project`, reading `inputs` (resolved, as stored):
@@ -485,12 +680,17 @@ pub async fn queue(
         nodes: body.nodes,
     };
     let spec = JobSpec::parse(request, &node_shape(state))?;
+    let dependencies = checked_dependencies(state, project, body.dependency.as_deref().unwrap_or("")).await?;
+    let array = body.array.as_deref().map(grappe_domain::array::parse_array).transpose()?;
+    let (array_tasks, array_limit) = array.map_or((Vec::new(), None), |array| (array.tasks, array.limit));
+    let jobs = array_tasks.len().max(1) as i64;
     let ledger = ledger(state, project).await?;
     ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
     let nodes = i64::from(spec.nodes());
+    // An array commits what all its tasks may use.
     let cost = Amount::of(
-        i64::from(spec.gpus()) * nodes,
-        i64::from(spec.cpus()) * nodes,
+        i64::from(spec.gpus()) * nodes * jobs,
+        i64::from(spec.cpus()) * nodes * jobs,
         spec.time_limit_s().saturating_mul(1000),
     );
     let committed = ledger.committed_share(cost);
@@ -533,6 +733,10 @@ pub async fn queue(
                 network: spec.network(),
                 nodes,
                 inputs,
+                dependencies: &dependencies,
+                array_tasks: &array_tasks,
+                array_limit,
+                workdir: body.workdir.as_deref().unwrap_or(""),
             },
             QueueQuota { per_user: limits.queued_jobs_per_user, per_project: limits.queued_jobs_per_project },
         )
@@ -551,6 +755,20 @@ pub async fn queue(
         })?;
     state.scheduler_wake.notify_one();
     Ok(Submitted::Job(Box::new(job)))
+}
+
+/// A submission's dependencies, read and normalised: each one a job of the same project (a job
+/// never waits on another project's, whose states are not its to learn).
+async fn checked_dependencies(state: &AppState, project: &ProjectRow, text: &str) -> AppResult<String> {
+    let dependencies = grappe_domain::dependency::parse_dependencies(text)?;
+    let ids: Vec<i64> = dependencies.iter().map(|dependency| dependency.job).collect();
+    let known = state.db.job_project_ids(&ids).await?;
+    for id in &ids {
+        if !known.iter().any(|(job, owner)| job == id && *owner == project.id) {
+            return Err(AppError::Invalid(format!("`dependency`: job {id} is not a job of project {}", project.name)));
+        }
+    }
+    Ok(grappe_domain::dependency::format_dependencies(&dependencies))
 }
 
 #[derive(Deserialize)]
@@ -579,10 +797,10 @@ pub async fn list_jobs(
     Extension(caller): Extension<Caller>,
     ApiQuery(page): ApiQuery<JobPage>,
 ) -> AppResult<Json<Value>> {
+    let projects = state.db.list_projects().await?;
     let visible: Option<Vec<i64>> = if caller.actor.is_admin() && page.project.is_none() {
         None
     } else {
-        let projects = state.db.list_projects().await?;
         Some(
             projects
                 .iter()
@@ -611,6 +829,7 @@ pub async fn list_jobs(
             _ => break,
         }
     }
+    add_names(&state, &projects, &mut items).await?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -619,7 +838,12 @@ pub async fn get_job(
     Extension(caller): Extension<Caller>,
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
-    Ok(Json(job_json(&job_for(&state, &caller, id).await?)))
+    let job = job_for(&state, &caller, id).await?;
+    let projects: Vec<ProjectRow> = state.db.project(job.project_id).await?.into_iter().collect();
+    let mut shown = [job_json(&job)];
+    add_names(&state, &projects, &mut shown).await?;
+    let [shown] = shown;
+    Ok(Json(shown))
 }
 
 pub async fn job_events(
@@ -649,10 +873,13 @@ pub async fn cancel_job(
     Id(id): Id,
 ) -> AppResult<Json<Value>> {
     job_to_act_on(&state, &caller, id).await?;
-    state.db.cancel_job(id, &caller.audit_name()).await?;
+    let cancellation = state.db.cancel_job(id, &caller.audit_name()).await?;
     state.scheduler_wake.notify_one();
     let job = state.db.job(id).await?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
-    Ok(Json(job_json(&job)))
+    let mut answer = job_json(&job);
+    // What this call did: `cancelled`, `requested`, `already_requested` or `already_ended`.
+    answer["cancellation"] = json!(cancellation.as_str());
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -662,7 +889,7 @@ pub struct LogQuery {
 }
 
 pub(crate) fn terminal(state: &str) -> bool {
-    matches!(state, "completed" | "failed" | "cancelled" | "timeout")
+    grappe_domain::compute::ended(state)
 }
 
 /// How much of a log one read takes: a request never holds a whole log in memory.

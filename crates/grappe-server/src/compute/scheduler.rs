@@ -32,6 +32,10 @@ pub const LEASE: &str = "scheduler";
 
 /// Why a job of a project outside its allocation's period waits.
 const OUTSIDE_PERIOD: &str = "AllocationPeriod";
+/// The reason of a job that waits for others (`dependency`), and of an array's task held by its
+/// array's `%N`, as Slurm says them.
+const DEPENDENCY: &str = "Dependency";
+const ARRAY_LIMIT: &str = "JobArrayTaskLimit";
 
 /// The PATH every job starts with, before the folder where it finds `grappe` (last, so that a
 /// system's programs come first).
@@ -92,6 +96,96 @@ enum StartOutcome {
     Failed,
 }
 
+/// Of `jobs`, those that wait for others still (held), and those that never will start, with
+/// why: a condition that can no longer hold (`afterok` on a job that failed), a job waited for
+/// that is gone, or a stored dependency that no longer reads. A dependency on an array's id
+/// (its first task's) is on every task of the array, as in Slurm.
+async fn dependency_holds<'a>(
+    state: &AppState,
+    jobs: impl Iterator<Item = &'a JobRow>,
+) -> anyhow::Result<(std::collections::HashSet<i64>, Vec<(i64, String)>)> {
+    use grappe_domain::dependency::parse_dependencies;
+    let (mut held, mut never) = (std::collections::HashSet::new(), Vec::new());
+    let mut waiting = Vec::new();
+    for job in jobs.filter(|job| !job.dependencies.is_empty()) {
+        match parse_dependencies(&job.dependencies) {
+            Ok(on) => waiting.push((job.id, on)),
+            Err(error) => never.push((job.id, format!("DependencyNeverSatisfied: {error}"))),
+        }
+    }
+    if waiting.is_empty() {
+        return Ok((held, never));
+    }
+    let mut ids: Vec<i64> = waiting.iter().flat_map(|(_, on)| on.iter().map(|dependency| dependency.job)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states: HashMap<i64, Vec<String>> = HashMap::new();
+    for (array, task_state) in state.db.array_task_states(&ids).await? {
+        states.entry(array).or_default().push(task_state);
+    }
+    for (id, job_state) in state.db.job_states(&ids).await? {
+        states.entry(id).or_insert_with(|| vec![job_state]);
+    }
+    for (id, on) in waiting {
+        let mut ready = true;
+        for dependency in on {
+            let Some(ended) = states.get(&dependency.job) else {
+                never.push((id, format!("DependencyNeverSatisfied: job {} is gone", dependency.job)));
+                ready = false;
+                break;
+            };
+            let holds: Vec<Option<bool>> = ended.iter().map(|state| dependency.kind.holds(state)).collect();
+            if let Some(position) = holds.iter().position(|holds| *holds == Some(false)) {
+                let why = format!("DependencyNeverSatisfied: job {} ended {}", dependency.job, ended[position]);
+                never.push((id, why));
+                ready = false;
+                break;
+            }
+            ready &= holds.iter().all(|holds| *holds == Some(true));
+        }
+        if !ready && !never.iter().any(|(job, _)| *job == id) {
+            held.insert(id);
+        }
+    }
+    Ok((held, never))
+}
+
+/// The pending tasks of arrays held by their array's limit: with `running` of an array running
+/// (or handed over), only its first `limit - running` pending tasks may be considered.
+fn array_throttled<'a>(
+    running: impl Iterator<Item = &'a JobRow>,
+    pending: impl Iterator<Item = &'a JobRow>,
+) -> std::collections::HashSet<i64> {
+    let mut room: HashMap<i64, i64> = HashMap::new();
+    for job in running {
+        if let (Some(array), Some(limit)) = (job.array_job_id, job.array_limit) {
+            *room.entry(array).or_insert(limit) -= 1;
+        }
+    }
+    let mut held = std::collections::HashSet::new();
+    let mut pending: Vec<&JobRow> = pending.filter(|job| job.array_limit.is_some()).collect();
+    pending.sort_by_key(|job| job.id);
+    for job in pending {
+        let (Some(array), Some(limit)) = (job.array_job_id, job.array_limit) else { continue };
+        let left = room.entry(array).or_insert(limit);
+        if *left > 0 {
+            *left -= 1;
+        } else {
+            held.insert(job.id);
+        }
+    }
+    held
+}
+
+/// How often the queue is replayed for estimated starts (the live loop waits for a replay, off
+/// the async runtime), how many passes a replay makes at most, and by how much an estimate
+/// must move to be written again.
+const ESTIMATE_EVERY: Duration = Duration::from_secs(5);
+const ESTIMATE_PASSES: usize = 500;
+/// Past this many pending jobs, no replay: it would hold up the live passes that wait for it.
+const ESTIMATE_MAX_PENDING: usize = 5000;
+const ESTIMATE_SLACK_MS: i64 = 5000;
+
 struct Loop {
     state: AppState,
     executor: Option<Arc<LocalExecutor>>,
@@ -104,6 +198,10 @@ struct Loop {
     /// second (a reason is for people to read; each write is a transaction).
     unwritten_reasons: HashMap<i64, &'static str>,
     reasons_written_at: Option<Instant>,
+    /// The estimated start last written for each pending job (Unix ms), and when the queue was
+    /// last replayed for them: every [`ESTIMATE_EVERY`].
+    estimates: HashMap<i64, i64>,
+    estimated_at: Option<Instant>,
     held: bool,
     /// When the lease was last renewed (with the heartbeat of this server's runs): a pass within
     /// a third of its time-to-live does not renew it again (passes come at every submission and
@@ -265,6 +363,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         reasons: HashMap::new(),
         unwritten_reasons: HashMap::new(),
         reasons_written_at: None,
+        estimates: HashMap::new(),
+        estimated_at: None,
         held: false,
         renewed_at: None,
         projects_cache: None,
@@ -723,6 +823,14 @@ impl Loop {
                 allocation_used: project.allocation.share(project.used),
             })
             .collect();
+        let (mut held, never) = dependency_holds(&self.state, self.pending.values()).await?;
+        for (id, why) in never {
+            self.state.db.end_pending(id, "cancelled", &why).await?;
+            self.pending.remove(&id);
+        }
+        let running_tasks = running.iter().chain(self.starting.values().map(|starting| &starting.job));
+        let throttled = array_throttled(running_tasks, self.pending.values());
+        held.extend(throttled.iter().copied());
         let running_view: Vec<RunningJob> = running
             .iter()
             .map(|job| (job, job.started_at.unwrap_or(now)))
@@ -741,7 +849,7 @@ impl Loop {
         let pending_view: Vec<PendingJob> = self
             .pending
             .values()
-            .filter(|job| !outside.contains(&job.project_id))
+            .filter(|job| !outside.contains(&job.project_id) && !held.contains(&job.id))
             .map(|job| PendingJob {
                 id: job.id as u64,
                 user: job.user_id.unwrap_or(0) as u64,
@@ -762,6 +870,25 @@ impl Loop {
             projects: &projects,
         };
         let decisions = engine::schedule(&self.engine, &snapshot);
+        if self.estimated_at.is_none_or(|at| at.elapsed() >= ESTIMATE_EVERY)
+            && pending_view.len() <= ESTIMATE_MAX_PENDING
+        {
+            self.estimated_at = Some(Instant::now());
+            let (nodes, running, pending) = (nodes.to_vec(), running_view.clone(), pending_view.clone());
+            let (engine, projects) = (self.engine.clone(), projects.clone());
+            let starts = tokio::task::spawn_blocking(move || {
+                let snapshot = Snapshot {
+                    now_s: now / 1000,
+                    nodes: &nodes,
+                    running: &running,
+                    pending: &pending,
+                    projects: &projects,
+                };
+                grappe_sched::estimate::estimate_starts(&engine, &snapshot, ESTIMATE_PASSES)
+            })
+            .await?;
+            self.write_estimates(&pending_view, starts).await?;
+        }
         if let Some(for_job) = decisions.preempt_for.map(|id| id as i64) {
             // Read through: the job to preempt for may have been cancelled since it was read.
             if self.state.db.job(for_job).await?.is_some_and(|job| job.state == "pending") {
@@ -791,7 +918,8 @@ impl Loop {
         let expired =
             self.pending.values().filter(|job| outside.contains(&job.project_id)).map(|job| (job.id, OUTSIDE_PERIOD));
         let waiting = decisions.waiting.iter().map(|(id, _, reason)| (*id as i64, reason.as_str()));
-        for (id, reason) in waiting.chain(expired) {
+        let dependent = held.iter().map(|id| (*id, if throttled.contains(id) { ARRAY_LIMIT } else { DEPENDENCY }));
+        for (id, reason) in waiting.chain(expired).chain(dependent) {
             if self.reasons.get(&id) != Some(&reason) {
                 self.unwritten_reasons.insert(id, reason);
             } else {
@@ -806,6 +934,26 @@ impl Loop {
             self.reasons.extend(changed);
             self.reasons_written_at = Some(Instant::now());
         }
+        Ok(())
+    }
+
+    /// Writes the estimates that moved by more than [`ESTIMATE_SLACK_MS`] (or appeared or went).
+    async fn write_estimates(&mut self, pending: &[PendingJob], starts: Vec<(u64, i64)>) -> anyhow::Result<()> {
+        let starts: HashMap<i64, i64> = starts.into_iter().map(|(id, at_s)| (id as i64, at_s * 1000)).collect();
+        let mut changed = Vec::new();
+        for job in pending {
+            let id = job.id as i64;
+            let (before, now) = (self.estimates.get(&id).copied(), starts.get(&id).copied());
+            let moved = match (before, now) {
+                (Some(before), Some(now)) => (before - now).abs() > ESTIMATE_SLACK_MS,
+                (before, now) => before.is_some() != now.is_some(),
+            };
+            if moved {
+                changed.push((id, now));
+            }
+        }
+        self.state.db.set_estimated_starts(&changed).await?;
+        self.estimates = starts;
         Ok(())
     }
 
@@ -839,9 +987,37 @@ impl Loop {
         }
         let known = slurm::show_jobs().await?;
         let mut reasons = Vec::new();
+        // An array's tasks are handed over up to its limit; the rest wait here.
+        let handed = active.iter().filter(|job| job.external_id.is_some());
+        let throttled = array_throttled(handed, active.iter().filter(|job| job.external_id.is_none()));
         for job in active {
             let Some(external) = job.external_id.clone() else {
-                let dirs = prepare_dirs(&self.state, &job, None)?;
+                // Held here until what it waits for has ended (Slurm is handed ready jobs only).
+                let (held, never) = dependency_holds(&self.state, std::iter::once(&job)).await?;
+                if let Some((_, why)) = never.first() {
+                    db.end_pending(job.id, "cancelled", why).await?;
+                    continue;
+                }
+                let waits = if !held.is_empty() {
+                    Some(DEPENDENCY)
+                } else {
+                    throttled.contains(&job.id).then_some(ARRAY_LIMIT)
+                };
+                if let Some(reason) = waits {
+                    if job.reason != reason {
+                        db.set_reasons(&[(job.id, reason)]).await?;
+                    }
+                    continue;
+                }
+                // A job whose directories cannot be made ends, alone: the pass goes on.
+                let dirs = match prepare_dirs(&self.state, &job, &job.workdir, None).await {
+                    Ok(dirs) => dirs,
+                    Err(error) => {
+                        tracing::warn!(job = job.id, %error, "its working directory could not be made");
+                        db.end_pending(job.id, "failed", "its working directory could not be made").await?;
+                        continue;
+                    }
+                };
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
@@ -952,7 +1128,7 @@ async fn start_run(
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
         let identity = identity(&state.config, job.project_id);
-        let dirs = prepare_dirs(state, job, identity)?;
+        let dirs = prepare_dirs(state, job, &new_run.workdir, identity).await?;
         let (grappe_bind, grappe_dir) = grappe_for_jobs(sandboxed)?;
         let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
@@ -1022,10 +1198,28 @@ struct JobDirs {
     checkpoints: PathBuf,
 }
 
-/// Plain system calls, not the blocking pool: a few microseconds each, on the scheduler's path.
-fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) -> anyhow::Result<JobDirs> {
+/// A job's directories, made (plain system calls: a few microseconds each). Before its first
+/// run, its working directory is unpacked from the archive it was sent with (`workdir`: its
+/// digest) on the blocking pool, into a folder beside it renamed into place once whole; later
+/// runs find the directory as the job left it.
+async fn prepare_dirs(
+    state: &AppState,
+    job: &JobRow,
+    workdir: &str,
+    identity: Option<(u32, u32)>,
+) -> anyhow::Result<JobDirs> {
     let run_dir = state.config.job_dir(job.id);
     let dirs = JobDirs { work: run_dir.join("work"), checkpoints: run_dir.join("checkpoints"), run_dir };
+    if !workdir.is_empty() && !dirs.work.exists() {
+        let (archive, partial, work) =
+            (state.config.workdir_archive(workdir), dirs.run_dir.join("work.partial"), dirs.work.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let _ = std::fs::remove_dir_all(&partial);
+            unpack_workdir(&archive, &partial, identity)?;
+            std::fs::rename(&partial, &work).with_context(|| format!("moving {} into place", partial.display()))
+        })
+        .await??;
+    }
     for dir in [&dirs.work, &dirs.checkpoints] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some((uid, gid)) = identity {
@@ -1033,6 +1227,51 @@ fn prepare_dirs(state: &AppState, job: &JobRow, identity: Option<(u32, u32)>) ->
         }
     }
     Ok(dirs)
+}
+
+/// A working-directory archive (checked again: it is read from disk) unpacked into `into`, each
+/// file and folder its job's own.
+fn unpack_workdir(archive: &Path, into: &Path, identity: Option<(u32, u32)>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
+    let entries = grappe_domain::workdir::unpack(&bytes)?;
+    let own = |path: &Path| -> anyhow::Result<()> {
+        if let Some((uid, gid)) = identity {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", path.display()))?;
+        }
+        Ok(())
+    };
+    std::fs::create_dir_all(into)?;
+    own(into)?;
+    for entry in &entries {
+        // Checked paths: relative, without `..`; folders made one level at a time, each owned.
+        let path = into.join(entry.path());
+        let mut parents: Vec<&Path> = path.ancestors().skip(1).take_while(|dir| *dir != into).collect();
+        parents.reverse();
+        for dir in parents
+            .into_iter()
+            .chain(matches!(entry, grappe_domain::workdir::Entry::Dir { .. }).then_some(path.as_path()))
+        {
+            if !dir.exists() {
+                std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+                own(dir)?;
+            }
+        }
+        if let grappe_domain::workdir::Entry::File { bytes, executable, .. } = entry {
+            let mode = if *executable { 0o755 } else { 0o644 };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(bytes)?;
+            own(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The whole environment of a job: an allowlist, the job's own variables, and what it declared
@@ -1053,6 +1292,10 @@ fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs, grappe_dir: &Path) -> a
         ("GRAPPE_CHECKPOINT_DIR".to_owned(), dirs.checkpoints.display().to_string()),
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
     ]);
+    if let (Some(array), Some(task)) = (job.array_job_id, job.array_task_id) {
+        env.push(("GRAPPE_ARRAY_JOB_ID".to_owned(), array.to_string()));
+        env.push(("GRAPPE_ARRAY_TASK_ID".to_owned(), task.to_string()));
+    }
     let declared: BTreeMap<String, String> =
         serde_json::from_str(declared).with_context(|| format!("job {}: its stored environment", job.id))?;
     for (key, value) in declared {

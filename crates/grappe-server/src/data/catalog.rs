@@ -1,6 +1,7 @@
 //! The public datasets as a DCAT-AP catalogue in JSON-LD, the format that national portals
 //! (data.gouv.fr, data.europa.eu) harvest: one `dcat:Dataset` per public dataset, its latest
-//! version's files as `dcat:Distribution`s with their download URL, media type and size.
+//! version's files as `dcat:Distribution`s with their download URL, media type and size; then
+//! the programme's own tables (`programme/opendata.rs`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -99,6 +100,8 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppRe
         }
         datasets.push(entry);
     }
+    // The programme's own tables (budget lines, commitments, payments, indicators).
+    datasets.extend(crate::programme::opendata::catalog_entries(&base, &iso_date(grappe_db::now_ms())));
     let document = json!({
         "@context": {
             "dcat": "http://www.w3.org/ns/dcat#",
@@ -115,8 +118,8 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> AppRe
             { "@value": "Grappe: open data", "@language": "en" },
         ],
         "dct:description": [
-            { "@value": "Jeux de données ouverts pour entraîner et évaluer des modèles d'IA", "@language": "fr" },
-            { "@value": "Open datasets for training and testing AI models", "@language": "en" },
+            { "@value": "Jeux de données ouverts pour entraîner et évaluer des modèles d'IA, et les données du programme", "@language": "fr" },
+            { "@value": "Open datasets for training and testing AI models, and the programme's own data", "@language": "en" },
         ],
         "foaf:homepage": { "@id": format!("{base}/data") },
         "dcat:dataset": datasets,

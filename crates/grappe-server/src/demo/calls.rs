@@ -27,10 +27,10 @@ pub(super) async fn load(state: &AppState) -> AppResult<()> {
     decided_call(state).await
 }
 
-const MANAGER: &str = "call-manager@demo.grappe.fr";
+pub(super) const MANAGER: &str = "call-manager@demo.grappe.fr";
 const APPLICANT: &str = "applicant@demo.grappe.fr";
 
-async fn caller_by_email(state: &AppState, email: &str) -> AppResult<Caller> {
+pub(super) async fn caller_by_email(state: &AppState, email: &str) -> AppResult<Caller> {
     let email = Email::parse(email)?;
     let user = state.db.user_by_email(&email).await?.ok_or_else(|| anyhow::anyhow!("{email} is missing"))?;
     caller::caller_of_user(state, user).await
@@ -472,20 +472,22 @@ async fn open_2024(state: &AppState, manager: &Caller) -> AppResult<CallRow> {
     crate::calls::new_call(state, manager, body).await
 }
 
+/// An account of the demo that nobody logs in to (a random password, never printed), made once;
+/// the caller it is.
+pub(super) async fn unprinted_account(state: &AppState, email: &str, name: &str) -> AppResult<Caller> {
+    if state.db.user_by_email(&Email::parse(email)?).await?.is_none() {
+        let password = format!("demo-{}", &caller::new_secret()[..16]);
+        let fields = NewUserFields { name: name.to_owned(), email: email.to_owned(), password, organisation_id: None };
+        create_user_from(&state.db, fields, "demo").await?;
+    }
+    caller_by_email(state, email).await
+}
+
 /// Creates the jurors' accounts (a random password each, never printed) and invites them.
 async fn invite_jury(state: &AppState, manager: &Caller, call: &CallRow) -> AppResult<Vec<Caller>> {
     let mut jurors = Vec::new();
     for juror in &JURORS_2024 {
-        if state.db.user_by_email(&Email::parse(juror.email)?).await?.is_none() {
-            let password = format!("demo-{}", &caller::new_secret()[..16]);
-            let fields = NewUserFields {
-                name: juror.name.to_owned(),
-                email: juror.email.to_owned(),
-                password,
-                organisation_id: None,
-            };
-            create_user_from(&state.db, fields, "demo").await?;
-        }
+        unprinted_account(state, juror.email, juror.name).await?;
         let body = NewJurorBody {
             email: juror.email.to_owned(),
             country: juror.country.to_owned(),

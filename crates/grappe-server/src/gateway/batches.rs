@@ -39,7 +39,7 @@ pub const MAX_REQUESTS: usize = 50_000;
 /// The most bytes of one answer kept in a batch's output.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
-fn answered<T: Into<Value>>(done: AppResult<T>) -> Response {
+pub(crate) fn answered<T: Into<Value>>(done: AppResult<T>) -> Response {
     match done {
         Ok(body) => Json(body.into()).into_response(),
         Err(error) => error.openai_response(),
@@ -65,7 +65,7 @@ fn batch_json(batch: &GatewayBatchRow) -> Value {
 }
 
 /// The number in an id as OpenAI writes them (`file-12`, `batch_3`).
-fn number(id: &str, prefix: &str) -> AppResult<i64> {
+pub(crate) fn number(id: &str, prefix: &str) -> AppResult<i64> {
     id.strip_prefix(prefix)
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| AppError::NotFound(format!("No such object: {id}")))
@@ -97,7 +97,7 @@ async fn store_file(
 }
 
 /// A file's bytes, read back from the data store.
-async fn file_bytes(state: &AppState, file: &GatewayFileRow) -> AppResult<Vec<u8>> {
+pub(crate) async fn file_bytes(state: &AppState, file: &GatewayFileRow) -> AppResult<Vec<u8>> {
     let id = version_id(&file.store_version)?;
     let store = state.store.clone();
     blocking(move || {
@@ -119,9 +119,10 @@ pub async fn upload_file(
         let key = key_of(&caller)?;
         let (body, boundary) = multipart::read(&headers, body, MAX_FILE_BYTES + 64 * 1024).await?;
         let parts = multipart::parts_of(&body, &boundary)?;
-        if multipart::text(&parts, "purpose") != Some("batch") {
-            return Err(AppError::Invalid("`purpose`: batch (the only purpose taken here)".into()));
-        }
+        let purpose = match multipart::text(&parts, "purpose") {
+            Some(purpose @ ("batch" | "fine-tune")) => purpose,
+            _ => return Err(AppError::Invalid("`purpose`: batch or fine-tune".into())),
+        };
         let file = parts
             .iter()
             .find(|part| part.name == "file")
@@ -129,12 +130,15 @@ pub async fn upload_file(
         let filename: String = file
             .filename
             .clone()
-            .unwrap_or_else(|| "batch.jsonl".into())
+            .unwrap_or_else(|| format!("{purpose}.jsonl"))
             .chars()
             .filter(|c| !c.is_control())
             .take(200)
             .collect();
-        let stored = store_file(&state, key.project_id, &filename, "batch", file.bytes.to_vec()).await?;
+        if purpose == "fine-tune" {
+            crate::gateway::fine_tuning::check_fine_tuning_file(file.bytes)?;
+        }
+        let stored = store_file(&state, key.project_id, &filename, purpose, file.bytes.to_vec()).await?;
         Ok(file_json(&stored))
     };
     answered(done.await)

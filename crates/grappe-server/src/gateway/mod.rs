@@ -6,9 +6,12 @@
 //! project's allocation before it is forwarded and settles its real cost after (`proxy.rs`).
 
 pub mod batches;
+pub mod energy;
+pub mod fine_tuning;
 pub mod pages;
 pub mod proxy;
 pub mod replicas;
+pub mod served;
 
 pub use replicas::{REPLICA_TOKEN_ENV, announce, replica_token};
 
@@ -21,6 +24,7 @@ use grappe_domain::policy::{self, Access};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::gateway::energy::Energy;
 use crate::kit::caller::{self, Caller};
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::ApiJson;
@@ -89,6 +93,14 @@ pub fn routes() -> Vec<Route> {
             create_model,
         )
         .body("NewGatewayModel"),
+        route(
+            Api,
+            Post,
+            "/api/v1/gateway/models/{name}/serve",
+            SignedIn,
+            "Serve a project's model from its registry version, as a job of the project, unless one serves it (its members)",
+            serve_model,
+        ),
         route(Page, Get, "/ai", Public, "AI as a service: models, keys, usage, playground", pages::gateway_page),
         route(Page, Post, "/ai/projects/{id}/keys", SignedIn, "Create a key from the page (members)", pages::key_form),
         route(
@@ -127,6 +139,41 @@ pub fn routes() -> Vec<Route> {
         route(OpenAi, Get, "/v1/batches", ProjectKey, "The project's batches", batches::batches),
         route(OpenAi, Get, "/v1/batches/{id}", ProjectKey, "A batch: its status and counts, its output file", batches::batch),
         route(OpenAi, Post, "/v1/batches/{id}/cancel", ProjectKey, "Stop a batch after its request under way", batches::cancel_batch),
+        route(
+            OpenAi,
+            Post,
+            "/v1/fine_tuning/jobs",
+            ProjectKey,
+            "Fine-tune a model served from the registry on a file: quoted, then run as a compute job of the project",
+            fine_tuning::create,
+        ),
+        route(OpenAi, Get, "/v1/fine_tuning/jobs", ProjectKey, "The project's fine-tuning jobs", fine_tuning::list),
+        route(OpenAi, Get, "/v1/fine_tuning/jobs/{id}", ProjectKey, "A fine-tuning job and its quote", fine_tuning::show),
+        route(
+            OpenAi,
+            Post,
+            "/v1/fine_tuning/jobs/{id}/start",
+            ProjectKey,
+            "Start a job created with auto_start false, after its quote",
+            fine_tuning::start_job,
+        ),
+        route(OpenAi, Post, "/v1/fine_tuning/jobs/{id}/cancel", ProjectKey, "Cancel a fine-tuning job", fine_tuning::cancel),
+        route(
+            OpenAi,
+            Get,
+            "/v1/fine_tuning/jobs/{id}/events",
+            ProjectKey,
+            "A fine-tuning job's events: quote, start, loss per epoch, end",
+            fine_tuning::events,
+        ),
+        route(
+            OpenAi,
+            Get,
+            "/v1/fine_tuning/jobs/{id}/checkpoints",
+            ProjectKey,
+            "A fine-tuning job's checkpoint: the registry version it made",
+            fine_tuning::checkpoints,
+        ),
         route(
             OpenAi,
             Get,
@@ -288,7 +335,7 @@ pub async fn usage(
 ) -> AppResult<Json<Value>> {
     let project = member_project(&state, &caller, id).await?;
     let (in_flight, reserved_gpu_ms) = state.db.gateway_reserved(project).await?;
-    let items: Vec<Value> = state.db.gateway_usage(project, 1000).await?.iter().map(usage_json).collect();
+    let items = usage_items(&state, &state.db.gateway_usage(project, 1000).await?).await?;
     Ok(Json(json!({ "in_flight": in_flight, "reserved_gpu_ms": reserved_gpu_ms, "items": items })))
 }
 
@@ -309,6 +356,10 @@ pub struct NewModelBody {
     /// The most requests one replica is sent at once (default 32); more wait, people first.
     #[serde(default = "thirty_two")]
     pub max_concurrency: i64,
+    /// The registry version (`NAME@N`) the project's jobs serve as this model, which may then be
+    /// fine-tuned; the registry model must be public or the project's.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 fn thirty_two() -> i64 {
@@ -366,6 +417,24 @@ pub async fn create_model(
             return Err(AppError::Conflict(format!("a project has at most {MAX_PROJECT_MODELS} models")));
         }
     }
+    let version_id = match &body.version {
+        Some(_) if upstream.is_some() => {
+            return Err(AppError::Invalid("`version`: a model served from the registry has no `upstream`".into()));
+        }
+        Some(version) => {
+            let id = crate::models::base_version(&state, &caller, version).await?;
+            let registry = state.db.model_version_by_id(id).await?.map(|(model, _)| model);
+            let readable = registry.is_some_and(|model| model.public || Some(model.project_id) == body.project);
+            if body.project.is_none() || !readable {
+                return Err(AppError::Invalid(
+                    "`version`: served by the jobs of `project`, which must be the registry model's or a public one"
+                        .into(),
+                ));
+            }
+            Some(id)
+        }
+        None => None,
+    };
     let new = NewGatewayModel {
         name: name.as_str(),
         upstream,
@@ -374,9 +443,41 @@ pub async fn create_model(
         output_gpu_ms_per_1k: body.output_gpu_ms_per_1k,
         max_output_tokens: body.max_output_tokens,
         max_concurrency: body.max_concurrency,
+        version_id,
     };
     let model = state.db.create_gateway_model(&new, &caller.audit_name()).await?;
     Ok((StatusCode::CREATED, Json(model_json(&model))).into_response())
+}
+
+/// Queues the serving job of a project's model served from the registry, unless one is queued
+/// or running: after its last one ended, or after a fine-tuning its allocation could not serve.
+pub async fn serve_model(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(name): UrlPath<String>,
+) -> AppResult<Json<Value>> {
+    let not_found = || AppError::NotFound(format!("no model named `{name}`"));
+    let model = state.db.gateway_model(&name).await?.ok_or_else(not_found)?;
+    let project = model.project_id.filter(|project| policy::may_use_project(&caller.actor, *project));
+    let project = state.db.project(project.ok_or_else(not_found)?).await?.ok_or_else(not_found)?;
+    let version_id = model
+        .version_id
+        .ok_or_else(|| AppError::Invalid(format!("`{name}` is not served from the registry: its jobs announce it")))?;
+    let (_, version) = served::registry_version(&state, version_id).await?;
+    let new = NewGatewayModel {
+        name: &model.name,
+        upstream: None,
+        project_id: model.project_id,
+        input_gpu_ms_per_1k: model.input_gpu_ms_per_1k,
+        output_gpu_ms_per_1k: model.output_gpu_ms_per_1k,
+        max_output_tokens: model.max_output_tokens,
+        max_concurrency: model.max_concurrency,
+        version_id: model.version_id,
+    };
+    let longest = served::SERVING_LONGEST_S;
+    served::serve_version(&state, &new, &project, caller.actor.user_id(), &version, longest, &caller.audit_name())
+        .await?;
+    Ok(Json(json!({ "model": model.name, "served": true })))
 }
 
 /// Whether a key's project may call `model`.
@@ -402,13 +503,19 @@ pub async fn models(State(state): State<AppState>, Extension(caller): Extension<
     }
 }
 
-fn usage_json(u: &grappe_db::GatewayUsageRow) -> Value {
+fn usage_json(u: &grappe_db::GatewayUsageRow, energy: &Energy) -> Value {
     json!({
         "id": u.id, "key": u.key_id, "model": u.model, "endpoint": u.endpoint,
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "gpu_ms": u.gpu_ms,
         "status": u.status, "first_token_ms": u.first_token_ms, "duration_ms": u.duration_ms,
-        "created_at": u.created_at,
+        "created_at": u.created_at, "energy_wh": energy.of_request(u),
     })
+}
+
+/// Usage records as JSON, each with its estimated energy.
+async fn usage_items(state: &AppState, rows: &[grappe_db::GatewayUsageRow]) -> AppResult<Vec<Value>> {
+    let energy = Energy::of(state, rows).await?;
+    Ok(rows.iter().map(|row| usage_json(row, &energy)).collect())
 }
 
 pub async fn usage_csv(
@@ -418,12 +525,14 @@ pub async fn usage_csv(
 ) -> AppResult<Response> {
     let project = member_project(&state, &caller, id).await?;
     let mut csv = String::from(
-        "id,key,model,endpoint,prompt_tokens,completion_tokens,gpu_ms,status,first_token_ms,duration_ms,created_at\n",
+        "id,key,model,endpoint,prompt_tokens,completion_tokens,gpu_ms,status,first_token_ms,duration_ms,created_at,energy_wh\n",
     );
     let field = crate::kit::page::csv_field;
-    for u in state.db.gateway_usage(project, 1_000_000).await? {
+    let rows = state.db.gateway_usage(project, 1_000_000).await?;
+    let energy = Energy::of(&state, &rows).await?;
+    for u in &rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             u.id,
             u.key_id,
             field(&u.model),
@@ -434,15 +543,11 @@ pub async fn usage_csv(
             field(&u.status),
             u.first_token_ms.map(|ms| ms.to_string()).unwrap_or_default(),
             u.duration_ms,
-            crate::kit::page::iso_datetime(u.created_at)
+            crate::kit::page::iso_datetime(u.created_at),
+            energy.of_request(u).map(|wh| format!("{wh:.6}")).unwrap_or_default()
         ));
     }
-    let disposition = format!("attachment; filename=\"project-{project}-gateway-usage.csv\"");
-    let headers = [
-        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-        (axum::http::header::CONTENT_DISPOSITION, disposition),
-    ];
-    Ok((headers, csv).into_response())
+    Ok(crate::kit::page::csv_download(&format!("project-{project}-gateway-usage.csv"), csv))
 }
 
 pub async fn set_limits(
@@ -472,7 +577,7 @@ pub async fn key_usage(State(state): State<AppState>, Extension(caller): Extensi
                 "day": { "requests": c.day.0, "tokens": c.day.1 },
             })
         };
-        let recent: Vec<Value> = state.db.gateway_usage(project.id, 100).await?.iter().map(usage_json).collect();
+        let recent = usage_items(&state, &state.db.gateway_usage(project.id, 100).await?).await?;
         Ok::<_, AppError>(json!({
             "object": "usage",
             "project": project.name,

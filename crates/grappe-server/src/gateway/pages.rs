@@ -18,7 +18,8 @@ use crate::gateway::{NewKeyBody, issue_key, may_call, proxy};
 use crate::kit::caller::Caller;
 use crate::kit::error::AppError;
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, iso_datetime, message_page, render};
+use crate::kit::i18n::Time;
+use crate::kit::page::{Chrome, after_form, base_url, form_target, iso_date, message_page, render};
 use crate::kit::state::AppState;
 
 struct ModelLine {
@@ -34,8 +35,8 @@ struct KeyLine {
     id: i64,
     name: String,
     prefix: String,
-    created: String,
-    revoked: Option<String>,
+    created: Time,
+    revoked: Option<Time>,
 }
 
 struct ProjectView {
@@ -51,6 +52,21 @@ struct ProjectView {
     /// The project's limits, as the reader's words: "60 / min · 1 000 / j", or none.
     limits: Vec<String>,
     chart: Option<String>,
+    /// Watt-hours over the 30 days, estimated (`energy.rs`); none where nothing was measured.
+    energy_wh: Option<String>,
+    fine_tunes: Vec<FineTuneLine>,
+}
+
+/// A fine-tuning job of the project, as its table shows it.
+struct FineTuneLine {
+    id: String,
+    base: String,
+    /// The status, in the reader's words.
+    status: String,
+    /// The fine-tuned model, once it succeeded.
+    model: Option<String>,
+    tokens: String,
+    created: Time,
 }
 
 #[derive(Template)]
@@ -93,8 +109,8 @@ async fn project_view(
             id: key.id,
             name: key.name,
             prefix: key.prefix,
-            created: iso_datetime(key.created_at),
-            revoked: key.revoked_at.map(iso_datetime),
+            created: locale.datetime(key.created_at),
+            revoked: key.revoked_at.map(|at| locale.datetime(at)),
         })
         .collect();
     let since = now_ms() - 30 * DAY_MS;
@@ -130,6 +146,24 @@ async fn project_view(
                 .collect(),
         })
     });
+    let energy = crate::gateway::energy::Energy::of(state, &usage).await?;
+    let measured: Vec<f64> = usage.iter().filter_map(|u| energy.of_request(u)).collect();
+    let energy_wh = (!measured.is_empty()).then(|| locale.trimmed(measured.iter().sum(), 3));
+    let models = state.db.gateway_models().await?;
+    let fine_tunes = state
+        .db
+        .fine_tunes(project.id, i64::MAX, 20)
+        .await?
+        .into_iter()
+        .map(|fine_tune| FineTuneLine {
+            id: format!("ftjob-{}", fine_tune.id),
+            base: models.iter().find(|m| m.id == fine_tune.base_model_id).map(|m| m.name.clone()).unwrap_or_default(),
+            status: tr.t(&format!("gateway-ft-{}", fine_tune.status)),
+            model: fine_tune.fine_tuned_model,
+            tokens: locale.integer(fine_tune.trained_tokens),
+            created: locale.datetime(fine_tune.created_at),
+        })
+        .collect();
     let (_, reserved) = state.db.gateway_reserved(project.id).await?;
     let left_ms = (project.gpu_hours * 3_600_000 - project.used.gpu_ms - reserved).max(0);
     let limits = state.db.project_gateway_limits(project.id).await?;
@@ -153,6 +187,8 @@ async fn project_view(
         completion_tokens: locale.integer(completion),
         gpu_seconds: locale.trimmed(gpu_ms as f64 / 1000.0, 3),
         chart,
+        energy_wh,
+        fine_tunes,
     })
 }
 

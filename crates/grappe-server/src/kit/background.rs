@@ -51,6 +51,9 @@ async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), gra
         state.db.delete_expired_sessions().await?;
         state.db.release_expired_reservations(grappe_db::now_ms()).await?;
         crate::gateway::batches::resume(state).await?;
+        if let Err(error) = crate::gateway::fine_tuning::advance(state).await {
+            tracing::warn!(error = %error, "following the fine-tuning jobs failed");
+        }
         let today = crate::kit::page::iso_date(grappe_db::now_ms());
         if *anchored_day != today && state.db.anchor_audit(&today).await? {
             *anchored_day = today;

@@ -75,6 +75,56 @@ impl Locale {
         grappe_domain::money::format_short(grappe_domain::money::Cents::new(cents), self.decimal_separator())
     }
 
+    /// A date and a minute for people, in the platform's zone with its abbreviation:
+    /// `29/11/2026 19:12 CET`, `29 Nov 2026, 19:12 CET`; on a page, a `<time>` element.
+    pub fn datetime(self, unix_ms: i64) -> Time {
+        Time { unix_ms, text: self.local_time(unix_ms, false) }
+    }
+
+    /// The same to the second, for timelines: `29/11/2026 19:12:05 CET`.
+    pub fn datetime_seconds(self, unix_ms: i64) -> Time {
+        Time { unix_ms, text: self.local_time(unix_ms, true) }
+    }
+
+    fn local_time(self, unix_ms: i64, with_seconds: bool) -> String {
+        let (offset_min, zone) = crate::kit::zone::current().at(unix_ms);
+        let local = unix_ms + offset_min * 60_000;
+        let date = crate::kit::page::iso_date(local);
+        let (year, month, day) = (&date[..4], &date[5..7], &date[8..10]);
+        let seconds = local.rem_euclid(86_400_000) / 1000;
+        let mut time = format!("{:02}:{:02}", seconds / 3600, seconds / 60 % 60);
+        if with_seconds {
+            time.push_str(&format!(":{:02}", seconds % 60));
+        }
+        match self {
+            Locale::Fr => format!("{day}/{month}/{year} {time} {zone}"),
+            Locale::En => {
+                const MONTHS: [&str; 12] =
+                    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+                let name = MONTHS[month.parse::<usize>().unwrap_or(1).clamp(1, 12) - 1];
+                format!("{} {name} {year}, {time} {zone}", day.trim_start_matches('0'))
+            }
+        }
+    }
+
+    /// A duration for people, two units at most, the rest dropped (not rounded up): `45 s`,
+    /// `12 min`, `3 h 12 min`, `2 j 4 h` (`2 d 4 h`).
+    pub fn duration(self, seconds: i64) -> String {
+        let day = self.pick("j", "d");
+        let s = seconds.unsigned_abs();
+        let (days, hours, minutes, rest) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+        let text = match (days, hours, minutes) {
+            (0, 0, 0) => format!("{rest} s"),
+            (0, 0, _) if rest == 0 => format!("{minutes} min"),
+            (0, 0, _) => format!("{minutes} min {rest} s"),
+            (0, _, 0) => format!("{hours} h"),
+            (0, _, _) => format!("{hours} h {minutes} min"),
+            (_, 0, _) => format!("{days} {day}"),
+            (_, _, _) => format!("{days} {day} {hours} h"),
+        };
+        if seconds < 0 { format!("-{text}") } else { text }
+    }
+
     /// A figure with at most two decimals, as this language writes it: `215 937 412,35`,
     /// `-1,970.4`.
     pub fn decimal(self, value: f64) -> String {
@@ -156,6 +206,31 @@ fn bundle(locale: Locale) -> &'static Bundle {
     })
 }
 
+/// A moment as people read it (`text`, in the platform's zone) and as machines do: written on a
+/// page as `<time datetime="2026-11-29T18:00:00.000Z">29/11/2026 19:00 CET</time>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Time {
+    unix_ms: i64,
+    /// Private: only [`Locale`] writes it (digits, month names, zones), so it needs no escaping.
+    text: String,
+}
+
+impl Time {
+    /// The text alone, for a place that is not HTML.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Digits, month names, separators and a zone's letters: nothing to escape.
+        write!(f, r#"<time datetime="{}">{}</time>"#, crate::kit::page::iso8601(self.unix_ms), self.text)
+    }
+}
+
+impl askama::filters::HtmlSafe for Time {}
+
 /// The translator handed to templates: `tr.t("key")`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tr {
@@ -172,6 +247,20 @@ impl Tr {
         let mut errors = Vec::new();
         bundle.format_pattern(pattern, None, &mut errors).into_owned()
     }
+
+    /// A message about `count` things, in the right plural through Fluent's rules (in French
+    /// 0 and 1 take the singular): `project-members = { $count -> [one] ... *[other] ... }`.
+    pub fn count(&self, key: &str, count: i64) -> String {
+        let bundle = bundle(self.locale);
+        let Some(pattern) = bundle.get_message(key).and_then(|message| message.value()) else {
+            tracing::warn!(key, locale = self.locale.code(), "missing translation");
+            return format!("{count} {key}");
+        };
+        let mut args = fluent_bundle::FluentArgs::new();
+        args.set("count", count);
+        let mut errors = Vec::new();
+        bundle.format_pattern(pattern, Some(&args), &mut errors).into_owned()
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +275,42 @@ mod tests {
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    #[test]
+    fn dates_for_people_in_each_language() {
+        // Without a zone set, UTC (the server sets the platform's at start).
+        assert_eq!(Locale::Fr.datetime(1_795_975_200_000).into_text(), "29/11/2026 18:00 UTC");
+        assert_eq!(Locale::En.datetime(1_795_975_200_000).into_text(), "29 Nov 2026, 18:00 UTC");
+        assert_eq!(Locale::Fr.datetime_seconds(1_795_975_205_000).into_text(), "29/11/2026 18:00:05 UTC");
+        assert_eq!(
+            Locale::Fr.datetime(1_795_975_200_000).to_string(),
+            r#"<time datetime="2026-11-29T18:00:00.000Z">29/11/2026 18:00 UTC</time>"#
+        );
+    }
+
+    #[test]
+    fn durations_for_people() {
+        let check = |seconds, expected: &str| assert_eq!(Locale::En.duration(seconds), expected, "{seconds} s");
+        check(0, "0 s");
+        check(45, "45 s");
+        check(60, "1 min");
+        check(90, "1 min 30 s");
+        check(3600, "1 h");
+        check(3 * 3600 + 12 * 60 + 59, "3 h 12 min");
+        check(86_400, "1 d");
+        check(86_400 + 59 * 60, "1 d");
+        check(2 * 86_400 + 4 * 3600 + 1, "2 d 4 h");
+        check(-90, "-1 min 30 s");
+        assert_eq!(Locale::Fr.duration(86_400 + 3 * 3600), "1 j 3 h");
+    }
+
+    #[test]
+    fn counts_take_each_languages_plural() {
+        let (fr, en) = (Tr { locale: Locale::Fr }, Tr { locale: Locale::En });
+        let said = |tr: Tr| [0, 1, 2].map(|n| tr.count("project-members", n));
+        assert_eq!(said(fr), ["0 membre", "1 membre", "2 membres"]);
+        assert_eq!(said(en), ["0 members", "1 member", "2 members"]);
     }
 
     #[test]

@@ -31,3 +31,4 @@ pub mod route;
 pub mod serve;
 pub mod state;
 pub mod stored;
+pub mod zone;

@@ -7,6 +7,7 @@ use axum::extract::Request;
 use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
+use grappe_domain::calendar;
 use grappe_domain::programme::Module;
 
 use crate::kit::caller::{self, Caller};
@@ -28,6 +29,8 @@ pub struct Chrome {
     pub path: String,
     pub user_name: Option<String>,
     pub csrf: String,
+    /// Whether the reader administers the platform (the admin page's link).
+    pub is_admin: bool,
 }
 
 impl Chrome {
@@ -40,6 +43,7 @@ impl Chrome {
             path: uri.path().to_owned(),
             user_name: caller.and_then(|caller| caller.user.as_ref().map(|user| user.name.clone())),
             csrf: caller.map(|caller| caller.csrf.clone()).unwrap_or_default(),
+            is_admin: caller.is_some_and(|caller| caller.actor.is_admin()),
         }
     }
 
@@ -118,16 +122,51 @@ pub fn not_found_page(chrome: Chrome) -> Response {
     message_page(chrome, StatusCode::NOT_FOUND, message)
 }
 
+/// What is wrong with a submitted form: a message per field (by its name), and one for the
+/// whole form (a refusal as a whole), in the reader's language.
+#[derive(Default)]
+pub struct FormErrors {
+    pub fields: Vec<(&'static str, String)>,
+    pub form: Option<String>,
+}
+
+impl FormErrors {
+    pub fn of(&self, field: &str) -> Option<&str> {
+        self.fields.iter().find(|(name, _)| *name == field).map(|(_, message)| message.as_str())
+    }
+}
+
 /// The object a page's form acts on: its CSRF token checked, its id (a path segment) parsed;
 /// else the page to answer.
 pub fn form_target(chrome: Chrome, caller: &Caller, csrf: &str, id: &str) -> Result<(Chrome, i64), Box<Response>> {
+    let chrome = form_checked(chrome, caller, csrf)?;
+    match id.parse::<i64>() {
+        Ok(id) => Ok((chrome, id)),
+        Err(_) => Err(Box::new(not_found_page(chrome))),
+    }
+}
+
+/// A page's form whose CSRF token is the session's; else the refusal, as a page.
+pub fn form_checked(chrome: Chrome, caller: &Caller, csrf: &str) -> Result<Chrome, Box<Response>> {
     if !caller::check_csrf(caller, csrf) {
         let message = chrome.tr.t("login-csrf");
         return Err(Box::new(message_page(chrome, StatusCode::FORBIDDEN, message)));
     }
-    match id.parse::<i64>() {
-        Ok(id) => Ok((chrome, id)),
-        Err(_) => Err(Box::new(not_found_page(chrome))),
+    Ok(chrome)
+}
+
+/// A page's form that names no object: its CSRF token checked, then (only then) `action` run,
+/// then [`after_form`] to `to`.
+pub async fn checked_form<T>(
+    chrome: Chrome,
+    caller: &Caller,
+    csrf: &str,
+    to: &str,
+    action: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<Response, AppError> {
+    match form_checked(chrome, caller, csrf) {
+        Ok(chrome) => after_form(chrome, to, action.await),
+        Err(refusal) => Ok(*refusal),
     }
 }
 
@@ -141,6 +180,16 @@ pub fn after_form<T>(chrome: Chrome, to: &str, done: Result<T, AppError>) -> Res
     }
 }
 
+/// A CSV file to download under `filename` (its characters are the caller's own: no quote).
+pub fn csv_download(filename: &str, csv: String) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+        (axum::http::header::CONTENT_DISPOSITION, disposition),
+    ];
+    (headers, csv).into_response()
+}
+
 /// A CSV field, quoted when it must be (RFC 4180), and defused against spreadsheet formulas
 /// (a leading `=`, `+`, `-` or `@` gets a `'`).
 pub fn csv_field(text: &str) -> String {
@@ -148,25 +197,20 @@ pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
-/// `YYYY-MM-DD` (UTC) of Unix milliseconds, by the civil-from-days algorithm.
-pub fn iso_date(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
+/// `YYYY-MM-DD` (UTC) of Unix milliseconds.
+pub use grappe_domain::calendar::iso_date;
 
 /// `2026-11-29 14:05 UTC`: a date and a minute, in UTC.
 pub fn iso_datetime(unix_ms: i64) -> String {
     let minutes = unix_ms.rem_euclid(86_400_000) / 60_000;
     format!("{} {:02}:{:02} UTC", iso_date(unix_ms), minutes / 60, minutes % 60)
+}
+
+/// `2026-11-29T14:05:03.120Z`: ISO 8601 in UTC to the millisecond, for files machines read.
+pub fn iso8601(unix_ms: i64) -> String {
+    let ms = unix_ms.rem_euclid(86_400_000);
+    let (hours, minutes, seconds, millis) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z", iso_date(unix_ms))
 }
 
 /// Where the server is reached: its public URL, or the `Host` the request came to.
@@ -193,24 +237,16 @@ pub fn parse_datetime_local(text: &str) -> Option<i64> {
     let mut time = time.splitn(3, ':').map(str::parse::<i64>);
     let (hour, minute) = (time.next()?.ok()?, time.next()?.ok()?);
     let second = time.next().transpose().ok()?.unwrap_or(0);
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=9999).contains(&year)
         || !(1..=12).contains(&month)
-        || !(1..=days_in_month[(month - 1) as usize]).contains(&day)
+        || !(1..=calendar::days_in_month(year, month)).contains(&day)
         || !(0..24).contains(&hour)
         || !(0..60).contains(&minute)
         || !(0..60).contains(&second)
     {
         return None;
     }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = calendar::days_from_civil(year, month, day);
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
 }
 

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     /// Cookies get `Secure` and the `__Host-` prefix when the public URL is https (TLS ends at a
     /// proxy in front).
     pub secure_cookies: bool,
+    /// The zone of the dates people read on the pages (`GRAPPE_TIME_ZONE`).
+    pub time_zone: crate::kit::zone::Zone,
     pub body_limit_bytes: usize,
     pub session_ttl: Duration,
     pub lease_ttl: Duration,
@@ -163,6 +165,12 @@ impl ServerConfig {
         self.data_dir.join("jobs").join(job_id.to_string())
     }
 
+    /// Where a working-directory archive is kept, by its digest (64 hex digits: the callers
+    /// check it, or computed it).
+    pub fn workdir_archive(&self, digest: &str) -> std::path::PathBuf {
+        self.data_dir.join("workdirs").join(format!("{digest}.tar"))
+    }
+
     pub fn new(addr: std::net::SocketAddr, database_url: String) -> ServerConfig {
         ServerConfig {
             addr,
@@ -173,6 +181,7 @@ impl ServerConfig {
             audit_key: Vec::new(),
             public_url: None,
             secure_cookies: false,
+            time_zone: crate::kit::zone::Zone::parse(crate::kit::zone::DEFAULT_ZONE).expect("a known zone"),
             body_limit_bytes: 1024 * 1024,
             session_ttl: Duration::from_secs(14 * 24 * 3600),
             lease_ttl: Duration::from_secs(10),

@@ -81,7 +81,7 @@ pub(crate) async fn visible_model(state: &AppState, caller: &Caller, name: &str)
 }
 
 /// The name a model's versions have in the store, beside the datasets' names.
-fn store_name(model: &str) -> AppResult<Name> {
+pub(crate) fn store_name(model: &str) -> AppResult<Name> {
     Name::parse(&format!("model.{model}"))
         .map_err(|_| AppError::Invalid(format!("a model's name is at most {} characters", 100 - "model.".len())))
 }
@@ -253,7 +253,7 @@ fn folder_inside(state: &AppState, job_id: i64, path: &str) -> AppResult<PathBuf
 }
 
 /// `NAME@N`: a version the caller may see.
-async fn base_version(state: &AppState, caller: &Caller, base: &str) -> AppResult<i64> {
+pub(crate) async fn base_version(state: &AppState, caller: &Caller, base: &str) -> AppResult<i64> {
     let (name, which) =
         base.split_once('@').ok_or_else(|| AppError::Invalid(format!("`base` is NAME@N, not `{base}`")))?;
     let model = visible_model(state, caller, name).await?;
@@ -297,7 +297,34 @@ pub async fn register_version(
         Some(base) => Some(base_version(state, caller, base).await?),
         None => None,
     };
-    let folder = folder_inside(state, job.id, &body.path)?;
+    let created_by = caller.user.as_ref().map(|user| user.id);
+    let output = JobOutput { job: &job, path: &body.path, base_version_id, card: Some(&card), created_by };
+    let added = record_job_output(state, &model, &output, &caller.audit_name()).await?;
+    Ok((model, added))
+}
+
+/// A folder a job that succeeded wrote, to become a version of a model.
+pub(crate) struct JobOutput<'a> {
+    pub job: &'a JobRow,
+    /// Under the job's working directory.
+    pub path: &'a str,
+    pub base_version_id: Option<i64>,
+    /// None: the `card.md` the folder holds (as the built-in recipes write), if any.
+    pub card: Option<&'a str>,
+    pub created_by: Option<i64>,
+}
+
+/// Copies a job's output folder into the store and records it as the model's next version, its
+/// lineage from the server's records. The caller has checked who may: the API above, or the
+/// gateway's fine-tuning for the project's own job.
+pub(crate) async fn record_job_output(
+    state: &AppState,
+    model: &ModelRow,
+    output: &JobOutput<'_>,
+    actor: &str,
+) -> AppResult<ModelVersionRow> {
+    let job = output.job;
+    let folder = folder_inside(state, job.id, output.path)?;
     let (folder, size) = blocking(move || {
         let size = folder_bytes(&folder);
         Ok((folder, size))
@@ -306,8 +333,8 @@ pub async fn register_version(
     stored::check_storage(state, model.project_id, |held| held.saturating_add(size), "register fewer files").await?;
     let store = state.store.clone();
     let store_name = store_name(&model.name)?;
-    let version_card = card.clone();
-    let shown = body.path.clone();
+    let version_card = output.card.unwrap_or_default().to_owned();
+    let shown = output.path.to_owned();
     let (committed, version) = blocking(move || {
         let refused = |error: StoreError| match error {
             StoreError::NotARegularFile { .. } => AppError::Invalid(format!(
@@ -321,10 +348,14 @@ pub async fn register_version(
         Ok((committed, version))
     })
     .await?;
+    let card = match output.card {
+        Some(card) => card.to_owned(),
+        None => folder_card(state, &version).await?,
+    };
     let (cpu_ms, gpu_ms) = state.db.job_charged_ms(job.id).await?;
     let new = NewModelVersion {
         job_id: Some(job.id),
-        base_version_id,
+        base_version_id: output.base_version_id,
         inputs: &job.inputs,
         metrics: &last_metrics(state, job.id).await?,
         cpu_ms,
@@ -333,10 +364,27 @@ pub async fn register_version(
         files: version.manifest().files().len() as i64,
         size_bytes: version.manifest().total_bytes() as i64,
         card: &card,
-        created_by: caller.user.as_ref().map(|user| user.id),
+        created_by: output.created_by,
     };
-    let added = state.db.add_model_version(&model, &new, &caller.audit_name()).await?;
-    Ok((model, added))
+    Ok(state.db.add_model_version(model, &new, actor).await?)
+}
+
+/// The `card.md` of a stored version, read from the store (never from the job's folder, where
+/// it could be a link), if it is there, UTF-8 and not too long; else no card.
+async fn folder_card(state: &AppState, version: &Version) -> AppResult<String> {
+    let path = DatasetPath::parse("card.md").map_err(|error| AppError::Internal(anyhow::anyhow!("{error}")))?;
+    if version.manifest().file(&path).is_none_or(|entry| entry.size_bytes > CARD_MAX_BYTES as u64) {
+        return Ok(String::new());
+    }
+    let store = state.store.clone();
+    let id = version.id();
+    let bytes = blocking(move || {
+        let mut bytes = Vec::new();
+        store.read_file(&id, &path, &mut bytes).map_err(|error| AppError::Internal(error.into()))?;
+        Ok(bytes)
+    })
+    .await?;
+    Ok(String::from_utf8(bytes).unwrap_or_default())
 }
 
 /// The model, the version a path names and its stored content, if the caller may see them.

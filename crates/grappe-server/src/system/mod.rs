@@ -1,33 +1,29 @@
 //! The server itself: health, Prometheus metrics, background loops' leases, the style sheet,
-//! the interface language, and the pages of the modules still to come.
+//! the interface language.
 
 use std::sync::atomic::Ordering;
 
-use askama::Template;
+use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Json};
 use grappe_domain::account::Role;
 use grappe_domain::policy::Access;
 use serde_json::{Value, json};
 
-use crate::kit::caller::{self, Caller};
+use crate::kit::caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::i18n::Locale;
-use crate::kit::page::{Chrome, LANG_COOKIE, NextQuery, local_path, render};
+use crate::kit::page::{LANG_COOKIE, NextQuery, local_path};
 use crate::kit::route::{Kind, Method, Route, route};
 use crate::kit::state::AppState;
-
-/// The module pages, each an empty state until its module lands.
-pub const MODULE_PAGES: [(&str, &str); 1] = [("/booster", "IA Booster module")];
 
 pub fn routes() -> Vec<Route> {
     use Access::{GlobalRole, Public};
     use Kind::{Api, Page};
     use Method::Get;
-    let mut routes = vec![
+    vec![
         route(Api, Get, "/healthz", Public, "Liveness and database reachability", healthz),
         route(Api, Get, "/metrics", Public, "Prometheus metrics", metrics),
         route(
@@ -49,11 +45,7 @@ pub fn routes() -> Vec<Route> {
             "The gateway page's script (streams the playground)",
             gateway_script,
         ),
-    ];
-    for (path, summary) in MODULE_PAGES {
-        routes.push(route(Page, Get, path, Public, summary, module_page));
-    }
-    routes
+    ]
 }
 
 pub async fn healthz(State(state): State<AppState>) -> AppResult<Json<Value>> {
@@ -97,19 +89,6 @@ pub async fn gateway_script() -> Response {
 
 pub async fn job_script() -> Response {
     ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/job.js")).into_response()
-}
-
-#[derive(Template)]
-#[template(path = "module.html")]
-struct ModulePage {
-    chrome: Chrome,
-    title: String,
-}
-
-pub async fn module_page(Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Response {
-    let chrome = Chrome::new(&headers, &uri, Some(&caller));
-    let title = chrome.tr.t(&format!("module-{}-title", uri.path().trim_start_matches('/')));
-    render(&ModulePage { chrome, title }, StatusCode::OK)
 }
 
 pub async fn set_language(

@@ -43,21 +43,31 @@ fn programme_is_public_and_in_euro_cents() {
             .iter()
             .map(|c| (c["name"].as_str().unwrap(), c["phase"].as_str().unwrap()))
             .collect();
-        assert_eq!(phases, [("ia-cluster-2024", "decided"), ("ia-cluster", "open")], "newest first");
-        for line in &lines {
-            let committed = if line["code"] == "ia_cluster" { selected } else { 0 };
-            assert_eq!(line["committed_cents"], committed, "{line}");
-            assert_eq!(line["disbursed_cents"], 0);
-        }
-        let total = reply.body["kpis"]
+        assert_eq!(
+            phases,
+            [("ia-booster", "open"), ("ia-cluster-2024", "decided"), ("ia-cluster", "open")],
+            "newest first"
+        );
+        // The demo paid a first 30 % to three of them: disbursed comes from those payments.
+        let paid: i64 = server.client().get("/api/v1/opendata/payments.json", None).body["items"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|k| k["code"] == "strategy_total_cents")
-            .unwrap()
-            .clone();
+            .map(|p| p["amount_cents"].as_i64().unwrap())
+            .sum();
+        assert!(paid > 0 && paid < selected, "{paid} of {selected}");
+        for line in &lines {
+            let (committed, disbursed) = if line["code"] == "ia_cluster" { (selected, paid) } else { (0, 0) };
+            assert_eq!(line["committed_cents"], committed, "{line}");
+            assert_eq!(line["disbursed_cents"], disbursed, "{line}");
+        }
+        let total =
+            reply.body["kpis"].as_array().unwrap().iter().find(|k| k["code"] == "strategy_total").unwrap().clone();
         assert_eq!(total["value"], 220_000_000_000_i64);
         assert_eq!(total["approximate"], true);
+        assert_eq!(total["unit"], "cents");
+        assert!(total["source"].as_str().unwrap().contains("2,2 milliards"), "{total}");
+        assert_eq!(reply.body["programme"]["code"], "france-2030-ia");
     });
 }
 

@@ -13,6 +13,8 @@ enum Admits {
     Anyone,
     SignedIn,
     Admins,
+    /// Programme managers (who record payments) and administrators.
+    ProgrammeStaff,
     /// A project's gateway key, and nothing else (which a key opens nothing else of).
     ProjectKey,
 }
@@ -24,6 +26,12 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/metrics"), Anyone),
         (("GET", "/api/v1/openapi.json"), Anyone),
         (("GET", "/api/v1/programme"), Anyone),
+        (("POST", "/api/v1/programme"), Admins),
+        (("GET", "/api/v1/programme/lines/{code}"), Anyone),
+        (("POST", "/api/v1/programme/payments"), ProgrammeStaff),
+        (("GET", "/api/v1/opendata/{file}"), Anyone),
+        (("GET", "/programme/lines/{code}"), Anyone),
+        (("GET", "/programme/report/{year}"), Anyone),
         (("POST", "/api/v1/auth/token"), Anyone),
         (("GET", "/api/v1/me"), SignedIn),
         (("GET", "/api/v1/tokens"), SignedIn),
@@ -45,6 +53,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/projects/{id}/coordinators"), SignedIn),
         (("GET", "/api/v1/projects/{id}/usage.csv"), SignedIn),
         (("POST", "/api/v1/jobs"), SignedIn),
+        (("POST", "/api/v1/workdirs"), SignedIn),
         (("GET", "/api/v1/jobs"), SignedIn),
         (("GET", "/api/v1/jobs/{id}"), SignedIn),
         (("GET", "/api/v1/jobs/{id}/logs"), SignedIn),
@@ -75,6 +84,12 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/logout"), SignedIn),
         (("GET", "/lang/{code}"), Anyone),
         (("GET", "/account"), SignedIn),
+        (("POST", "/account/tokens/{id}/revoke"), SignedIn),
+        (("GET", "/admin"), Admins),
+        (("POST", "/admin/users"), Admins),
+        (("POST", "/admin/grants"), Admins),
+        (("POST", "/admin/organisations"), Admins),
+        (("POST", "/admin/projects"), Admins),
         (("GET", "/static/app.css"), Anyone),
         (("GET", "/static/job.js"), Anyone),
         (("GET", "/calls"), Anyone),
@@ -108,7 +123,15 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("GET", "/v1/batches"), ProjectKey),
         (("GET", "/v1/batches/{id}"), ProjectKey),
         (("POST", "/v1/batches/{id}/cancel"), ProjectKey),
+        (("POST", "/v1/fine_tuning/jobs"), ProjectKey),
+        (("GET", "/v1/fine_tuning/jobs"), ProjectKey),
+        (("GET", "/v1/fine_tuning/jobs/{id}"), ProjectKey),
+        (("POST", "/v1/fine_tuning/jobs/{id}/start"), ProjectKey),
+        (("POST", "/v1/fine_tuning/jobs/{id}/cancel"), ProjectKey),
+        (("GET", "/v1/fine_tuning/jobs/{id}/events"), ProjectKey),
+        (("GET", "/v1/fine_tuning/jobs/{id}/checkpoints"), ProjectKey),
         (("POST", "/api/v1/gateway/models"), SignedIn),
+        (("POST", "/api/v1/gateway/models/{name}/serve"), SignedIn),
         (("GET", "/ai"), Anyone),
         (("POST", "/ai/projects/{id}/keys"), SignedIn),
         (("POST", "/ai/projects/{id}/keys/{key_id}/revoke"), SignedIn),
@@ -174,7 +197,33 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Admits> {
         (("POST", "/api/v1/challenges/{id}/submissions/code"), SignedIn),
         (("GET", "/api/v1/challenges/{id}/submissions/{submission}"), SignedIn),
         (("POST", "/api/v1/challenges/{id}/finals"), SignedIn),
+        (("GET", "/api/v1/booster/questions"), Anyone),
+        (("POST", "/api/v1/booster/companies"), SignedIn),
+        (("GET", "/api/v1/booster/companies"), SignedIn),
+        (("GET", "/api/v1/booster/companies/{id}"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/diagnostics"), SignedIn),
+        (("GET", "/api/v1/booster/diagnostics/{id}"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/support"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/api/v1/booster/companies/{id}/members"), SignedIn),
+        (("GET", "/api/v1/booster/benchmark"), Anyone),
         (("GET", "/booster"), Anyone),
+        (("POST", "/booster/companies"), SignedIn),
+        (("GET", "/booster/companies/{id}"), SignedIn),
+        (("GET", "/booster/companies/{id}/diagnostic"), SignedIn),
+        (("POST", "/booster/companies/{id}/diagnostic"), SignedIn),
+        (("GET", "/booster/diagnostics/{id}"), SignedIn),
+        (("POST", "/booster/companies/{id}/support"), SignedIn),
+        (("POST", "/booster/companies/{id}/outcomes"), SignedIn),
+        (("POST", "/booster/companies/{id}/members"), SignedIn),
+        (("GET", "/centres"), Anyone),
+        (("GET", "/centres/{id}"), Anyone),
+        (("POST", "/centres/{id}/profile"), SignedIn),
+        (("POST", "/centres/{id}/trainings"), SignedIn),
+        (("GET", "/api/v1/centres"), Anyone),
+        (("GET", "/api/v1/centres/{id}"), Anyone),
+        (("POST", "/api/v1/centres/{id}"), SignedIn),
+        (("POST", "/api/v1/centres/{id}/trainings"), SignedIn),
     ])
 }
 
@@ -190,6 +239,8 @@ fn concrete(path: &str) -> String {
         .replace("{name}", "no-such-dataset")
         .replace("{version}", "latest")
         .replace("{*path}", "a.csv")
+        .replace("{year}", "2026")
+        .replace("{file}", "budget-lines.csv")
 }
 
 #[test]
@@ -221,7 +272,7 @@ fn every_route_times_every_role() {
             &serde_json::json!({ "name": "authz" }),
         );
         callers.push(("project-key".into(), Some(key.body["key"].as_str().unwrap().to_owned()), false));
-        assert_eq!(callers.len(), 11, "eight demo roles, anonymous, the admin token and a project key");
+        assert_eq!(callers.len(), 13, "ten demo roles, anonymous, the admin token and a project key");
 
         let mut checked = 0;
         for route in &routes {
@@ -232,6 +283,7 @@ fn every_route_times_every_role() {
                     Admits::Anyone => !is_key,
                     Admits::SignedIn => token.is_some() && !is_key,
                     Admits::Admins => *is_admin,
+                    Admits::ProgrammeStaff => *is_admin || name == "programme_manager",
                     Admits::ProjectKey => is_key,
                 };
                 let body = (route.method.as_str() == "POST").then(|| match route.kind {

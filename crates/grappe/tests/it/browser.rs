@@ -103,9 +103,19 @@ impl Browser {
         found.as_array().map_or(0, Vec::len)
     }
 
+    /// The element's visible text. A live page may replace the element between finding and
+    /// reading it (a stale reference): then it is found again, a few times at most.
     fn text(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.session_call("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or("").to_owned()
+        let session = format!("/session/{}", self.session);
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let element = self.find(css);
+            match self.try_call("GET", &format!("{session}/element/{element}/text"), None) {
+                Ok(text) => return text.as_str().unwrap_or("").to_owned(),
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("webdriver text of {css}: {last_error}")
     }
 
     fn click(&self, css: &str) {
@@ -116,6 +126,37 @@ impl Browser {
     fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css);
         self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+    }
+
+    /// Runs axe-core (the npm registry's, installed by `scripts/install-test-deps.sh`) on the page
+    /// and fails on any violation of WCAG 2.x A and AA or best practice, naming each rule and
+    /// where it failed.
+    fn assert_accessible(&self, what: &str) {
+        let default =
+            format!("{}/.cache/grappe/npm/node_modules/axe-core/axe.min.js", std::env::var("HOME").unwrap_or_default());
+        let path = std::env::var("GRAPPE_TEST_AXE").unwrap_or(default);
+        let axe = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("axe-core at {path} ({error}): run scripts/install-test-deps.sh"));
+        self.session_call("POST", "/execute/sync", Some(json!({ "script": format!("{axe}; return 0;"), "args": [] })));
+        let run = "const done = arguments[arguments.length - 1]; \
+            axe.run(document, { resultTypes: ['violations'] }).then((result) => done(result.violations.map((v) => \
+            `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`)));";
+        let violations = self.session_call("POST", "/execute/async", Some(json!({ "script": run, "args": [] })));
+        let violations = violations.as_array().cloned().unwrap_or_default();
+        assert!(violations.is_empty(), "axe-core on {what}: {}", serde_json::to_string_pretty(&violations).unwrap());
+    }
+
+    /// Empties a field, then types `text` into it.
+    fn replace_text(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.session_call("POST", &format!("/element/{element}/clear"), Some(json!({})));
+        self.type_into(css, text);
+    }
+
+    /// An attribute of the first `css` element, if it has it.
+    fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.find(css);
+        self.session_call("GET", &format!("/element/{element}/attribute/{name}"), None).as_str().map(str::to_owned)
     }
 
     /// Polls until `css` matches `count` elements: a click that submits a form may return
@@ -203,7 +244,7 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // French by default, from the browser's language; the budget as a chart and as a table.
     browser.go(&format!("{}/", server.base));
-    assert_eq!(browser.text("h1"), "Le programme en un coup d'œil");
+    assert_eq!(browser.text("h1"), "France 2030 : plan pour l'intelligence artificielle");
     assert_eq!(browser.count("#budget-chart svg rect"), 3 + 5 * 3, "legend and three bars per line");
     assert!(browser.text("#budget-table").contains("500 M€"));
     assert!(browser.text("#budget-table").contains("1,5 Md€"));
@@ -226,13 +267,13 @@ fn log_in_see_the_budget_switch_language_log_out() {
 
     // Switch to English; the choice is remembered from page to page.
     browser.click("#lang-switch");
-    browser.wait_text("h1", "The programme at a glance");
+    browser.wait_text("h1", "France 2030: the artificial intelligence plan");
     assert!(browser.text("#budget-table").contains("1.5 bn €"));
     browser.screenshot("dashboard-en.png");
     browser.click("#account-link");
     browser.wait_text("h1", "My account");
     assert_eq!(browser.text("#account-email"), email);
-    assert!(browser.text("#account-roles").contains("admin"));
+    assert!(browser.text("#account-roles").contains("Administrator"));
     browser.screenshot("account-en.png");
 
     // Back to French, then log out: the account page now asks to log in.
@@ -285,6 +326,254 @@ fn submit_a_job_from_the_project_page_and_watch_it_finish() {
     browser.go(&format!("{}/compute/jobs/1", server.base));
     browser.wait_count("figure.metric svg", 1);
     browser.screenshot("job-metrics-fr.png");
+}
+
+#[test]
+fn the_job_page_follows_a_job_from_pending_to_completed_without_reloading() {
+    use crate::compute::{options, project_with_member, submit, wait_state};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "direct", 100);
+    let job = |command: &str| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 300 });
+    let blocker = submit(&client, &token, job("sleep 300"))["id"].as_i64().unwrap();
+    wait_state(&client, &token, blocker, &["running"]);
+    let waiting = submit(&client, &token, job("echo début; sleep 2; echo fin"))["id"].as_i64().unwrap();
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/jobs/{waiting}", server.base));
+    browser.type_into("#email", "direct@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_text("#job-state", "en attente");
+    // A mark in the page's own memory: a reload would wipe it.
+    browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "window.grappeMark = 41; return 0;", "args": [] })),
+    );
+
+    // Cancelling asks first: dismissed, nothing happens.
+    browser.click("#job-cancel");
+    browser.session_call("POST", "/alert/dismiss", Some(json!({})));
+    assert_eq!(client.get(&format!("/api/v1/jobs/{waiting}"), Some(&token)).body["state"], "pending");
+
+    // The CPU frees: the page shows the start, the output and the end by itself.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{blocker}/cancel"), Some(&token), &json!({})).status, 200);
+    browser.wait_text("#job-state", "en cours");
+    eventually(Duration::from_secs(30), "the job to end on the page", || {
+        (browser.text("#job-state") == "terminée").then_some(())
+    });
+    assert!(browser.text("#log").contains("début\nfin"), "{}", browser.text("#log"));
+    assert!(browser.text("#timeline").contains("en cours"), "{}", browser.text("#timeline"));
+    // Times in the platform's zone (Europe/Paris by default), the French way, the zone said.
+    let timeline = browser.text("#timeline");
+    assert!(timeline.contains(" CET ") || timeline.contains(" CEST "), "{timeline}");
+    // Each time is also written for machines: `<time datetime="...Z">`.
+    assert!(browser.count("#timeline time[datetime$='Z']") >= 3, "the timeline's times as <time datetime>");
+    assert!(
+        timeline.split_whitespace().next().is_some_and(|date| date.len() == 10 && &date[2..3] == "/"),
+        "{timeline}"
+    );
+    assert!(browser.text("#job-elapsed").ends_with("s / 5 min"), "{}", browser.text("#job-elapsed"));
+    assert_eq!(browser.count("#job-cancel"), 0, "nothing left to cancel");
+    assert!(
+        browser.text("#job-live").contains("sh -c 'echo début; sleep 2; echo fin'"),
+        "the command as a shell reads it"
+    );
+    let mark = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return window.grappeMark || 0;", "args": [] })),
+    );
+    assert_eq!(mark, json!(41), "followed without a reload");
+    browser.screenshot("job-live-fr.png");
+}
+
+#[test]
+fn a_wrong_field_of_the_job_form_is_said_next_to_it_in_french_and_nothing_typed_is_lost() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "formulaire", 100);
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/projects/{project}", server.base));
+    browser.type_into("#email", "formulaire@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#submit-form", 1);
+    // No command, no CPU, a memory in words: three messages, each by its field.
+    browser.type_into("#job-name", "essai");
+    browser.replace_text("#job-cpus", "0");
+    browser.replace_text("#job-memory", "deux");
+    browser.click("#job-submit");
+    browser.wait_count(".field-error", 3);
+    assert_eq!(browser.text("#job-command-error"), "Donnez la commande à lancer.");
+    assert_eq!(browser.text("#job-cpus-error"), "Un nombre entier de CPU, au moins 1.");
+    assert!(
+        browser.text("#job-memory-error").starts_with("Une quantité en Go"),
+        "{}",
+        browser.text("#job-memory-error")
+    );
+    assert_eq!(browser.attribute("#job-memory", "aria-describedby").as_deref(), Some("job-memory-error"));
+    assert_eq!(browser.attribute("#job-memory", "value").as_deref(), Some("deux"), "what was typed is kept");
+    assert_eq!(browser.attribute("#job-name", "value").as_deref(), Some("essai"));
+    browser.screenshot("job-form-errors-fr.png");
+    // A refusal of the job as a whole (past its QoS's cap) says so above the form.
+    browser.type_into("#job-command", "echo ok");
+    browser.replace_text("#job-cpus", "1");
+    browser.replace_text("#job-memory", "0,5");
+    browser.replace_text("#job-time", "600");
+    browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "document.getElementById('job-qos').value = 'dev'; return 0;", "args": [] })),
+    );
+    browser.click("#job-submit");
+    browser.wait_count("#submit-error", 1);
+    assert!(
+        browser.text("#submit-error").starts_with("La tâche n'a pas été soumise"),
+        "{}",
+        browser.text("#submit-error")
+    );
+    assert_eq!(browser.count(".field-error"), 0);
+    // Put right: submitted, half a gibibyte as 512 MB.
+    browser.replace_text("#job-time", "60");
+    browser.click("#job-submit");
+    browser.wait_count("#job-state", 1);
+    let jobs = client.get("/api/v1/jobs", Some(&token));
+    assert_eq!(jobs.body["items"][0]["memory_mb"], 512, "{}", jobs.text);
+    assert_eq!(jobs.body["items"][0]["name"], "essai");
+}
+
+/// Every page of the demo, as each kind of user sees it, in French and English, on a desk and
+/// on a phone: no violation that axe-core finds, and no page wider than the screen.
+#[test]
+fn axe_core_finds_no_violation_on_any_page_for_any_role_language_or_width() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let public = [
+        "/",
+        "/login",
+        "/calls",
+        "/calls/1",
+        "/data",
+        "/data/code-du-travail",
+        "/models",
+        "/challenges",
+        "/challenges/1",
+        "/ai",
+        "/booster",
+        "/programme/lines/ia_cluster",
+        "/programme/report/2026",
+    ];
+    let roles: [(&str, &[&str]); 4] = [
+        (
+            "project_member",
+            &[
+                "/compute",
+                "/compute/projects/1",
+                "/compute/jobs/1",
+                "/ai",
+                "/account",
+                "/models/classifieur-code-du-travail",
+            ],
+        ),
+        ("call_manager", &["/calls/1", "/calls/2", "/calls/1/applications/1"]),
+        ("juror", &["/calls/2", "/calls/2/applications/4"]),
+        ("applicant", &["/calls/1", "/calls/1/applications/1"]),
+    ];
+    let mut checked = 0;
+    for (language, width) in [("fr", 1280), ("en", 390)] {
+        let people = [("anonymous", &public[..])].into_iter().chain(roles);
+        for (role, paths) in people {
+            let browser = Browser::start();
+            browser.session_call("POST", "/window/rect", Some(json!({ "width": width, "height": 900 })));
+            browser.go(&format!("{}/lang/{language}?next=/", server.base));
+            if role != "anonymous" {
+                let (email, password) = server.demo_password(role);
+                browser.go(&format!("{}/login", server.base));
+                browser.type_into("#email", &email);
+                browser.type_into("#password", &format!("{password}\u{E007}"));
+                browser.wait_count("#login-submit", 0);
+            }
+            for path in paths {
+                browser.go(&format!("{}{path}", server.base));
+                let what = format!("{path} ({language}, {width} px, {role})");
+                browser.assert_accessible(&what);
+                assert_eq!(browser.overflowing(), "", "{what} is wider than the screen");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 2 * (13 + 13));
+}
+
+#[test]
+fn the_account_page_says_roles_in_words_and_revokes_a_token() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (_, token) = project_with_member(&client, "compte", 100);
+    assert_eq!(client.get("/api/v1/me", Some(&token)).status, 200);
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/account", server.base));
+    browser.type_into("#email", "compte@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#account-roles", 1);
+    assert_eq!(browser.text("#account-roles"), "Membre de projet · le projet compte");
+    browser.click("#account-tokens button");
+    browser.wait_count("#account-tokens button", 0);
+    assert!(browser.text("#account-tokens").contains("révoqué"), "{}", browser.text("#account-tokens"));
+    assert_eq!(client.get("/api/v1/me", Some(&token)).status, 401, "revoked from the page, refused at once");
+}
+
+/// An administrator creates an organisation, a person, a project with that person as a member,
+/// and grants a role, from the admin page alone: nothing needs curl.
+#[test]
+fn an_administrator_sets_up_people_and_projects_from_the_admin_page() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("admin");
+    let browser = Browser::start();
+    browser.go(&format!("{}/login", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_count("#admin-link", 1);
+    browser.click("#admin-link");
+    browser.wait_text("h1", "Administration");
+    browser.type_into("#org-name", "Laboratoire des Grappes");
+    browser.click("#admin-organisation-form button");
+    browser.wait_count("#admin-organisations li", browser.count("#admin-organisations li").max(1));
+    assert!(
+        browser.text("#admin-organisations").contains("Laboratoire des Grappes · université"),
+        "{}",
+        browser.text("#admin-organisations")
+    );
+    browser.type_into("#user-name", "Camille Durand");
+    browser.type_into("#user-email", "camille@grappes.fr");
+    browser.type_into("#user-password", "un mot de passe assez long");
+    browser.click("#admin-user-form button");
+    browser.wait_text("h1", "Administration");
+    assert!(browser.text("#admin-users").contains("camille@grappes.fr"));
+    browser.type_into("#project-name", "vendanges");
+    browser.replace_text("#project-gpu", "250");
+    browser.type_into("#project-members", "camille@grappes.fr");
+    browser.click("#admin-project-form button");
+    browser.wait_text("h1", "Administration");
+    assert!(browser.text("#admin-projects").contains("vendanges"), "{}", browser.text("#admin-projects"));
+    assert!(
+        browser.text("#admin-users").contains("Membre de projet (le projet vendanges)"),
+        "{}",
+        browser.text("#admin-users")
+    );
+    // An unknown person is refused with the reason, and nothing is made.
+    browser.type_into("#grant-email", "personne@grappes.fr");
+    browser.click("#admin-grant-form button");
+    browser.wait_count("#admin-grant-form", 0);
+    assert!(browser.text("main").contains("no user with the e-mail personne@grappes.fr"), "{}", browser.text("main"));
+    browser.go(&format!("{}/admin", server.base));
+    browser.assert_accessible("/admin (fr, admin)");
+    browser.screenshot("admin-fr.png");
 }
 
 /// Another port of the same host: the same site to the browser, so it sends Grappe's
@@ -586,6 +875,8 @@ fn attach_a_file_discuss_and_manage_the_jury_from_the_pages() {
     browser.wait_count("#login-link", 1);
     // The manager invites the juror and closes the call, from the call's page.
     log_in(&manager_email, &manager_password, &format!("/calls/{id}"));
+    // The login's redirect lands on the call's page before its form is there to click.
+    browser.wait_count("#invite summary", 1);
     browser.click("#invite summary");
     browser.type_into("#juror-email", juror_email);
     browser.type_into("#juror-country", "CH");
@@ -641,6 +932,10 @@ fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
     let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
     let client = server.client();
     crate::gateway::register(&client, &upstream, "petit-modele", None, (1000, 1000));
+    // The demo's model is listed once a job trained it, it is registered and its serving job queued.
+    eventually(Duration::from_secs(120), "the demo's language model", || {
+        client.get("/api/v1/jobs", Some(crate::harness::ADMIN_TOKEN)).text.contains("\"serve grappe-lm\"").then_some(())
+    });
     let (email, password) = server.demo_password("project_member");
     let browser = Browser::start();
     browser.go(&format!("{}/login?next=/ai", server.base));
@@ -797,4 +1092,170 @@ fn review_as_a_juror_and_follow_it_as_the_call_manager() {
     assert!(browser.text("#letter").contains("Un vrai besoin industriel."), "the reviews, without names");
     assert!(!browser.text("#letter").contains("kuleuven"), "no juror's name");
     browser.screenshot("call-letter-fr.png");
+}
+
+#[test]
+fn the_yearly_report_prints_to_a4_pages_without_the_navigation() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let year = &grappe_domain::calendar::iso_date(grappe_db::now_ms())[..4];
+    let browser = Browser::start();
+    browser.go(&format!("{}/programme/report/{year}", server.base));
+    assert_eq!(browser.text("h1"), format!("Rapport annuel {year}"));
+    // The demo's decisions and payments are this year's: the report lists them.
+    assert!(browser.count("#report-commitments tbody tr") == 9, "{}", browser.text("main"));
+    assert_eq!(browser.count("#report-payments-table tbody tr"), 3);
+    // As the printer sees it: no navigation, no header, no hint, every table whole.
+    let media = json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "media": "print" } });
+    browser.session_call("POST", "/goog/cdp/execute", Some(media));
+    let hidden = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return ['header.top', 'nav', 'footer', '.no-print'].map(s => getComputedStyle(document.querySelector(s)).display);", "args": [] })),
+    );
+    assert_eq!(hidden, json!(["none", "none", "none", "none"]));
+    let pdf = browser.session_call(
+        "POST",
+        "/print",
+        Some(json!({ "page": { "width": 21.0, "height": 29.7 }, "background": true })),
+    );
+    let pdf = base64_decode(pdf.as_str().expect("a PDF"));
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    std::fs::write(artifacts_dir().join("report-fr.pdf"), &pdf).expect("write the PDF");
+    // Its pages: `/Type /Page` objects (not `/Pages`), each A4 (595 x 842 points).
+    let text = String::from_utf8_lossy(&pdf);
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert!((2..=8).contains(&pages), "{pages} pages");
+    assert!(text.contains("/MediaBox [0 0 595"), "A4 pages");
+}
+
+#[test]
+fn a_centre_coordinator_records_a_training_by_keyboard_and_a_wrong_number_is_said_in_french() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let client = server.client();
+    let centres = client.get("/api/v1/centres", None).body;
+    let centre =
+        centres["items"].as_array().unwrap().iter().find(|c| c["enrolled"] == 0).unwrap()["id"].as_i64().unwrap();
+    let decision =
+        client.get(&format!("/api/v1/applications/{centre}/decision"), Some(crate::harness::ADMIN_TOKEN)).body;
+    crate::centres::coordinator(&client, "coord@example.org", decision["project"].as_i64().unwrap());
+
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 900 })));
+    browser.go(&format!("{}/login?next=/centres/{centre}", server.base));
+    browser.type_into("#email", "coord@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#training-form", 1);
+    browser.type_into("#training-title", "Licence professionnelle IA");
+    browser.type_into("#training-places", "quarante");
+    browser.type_into("#training-enrolled", "12\u{E007}");
+    browser.wait_count("#training-places-error", 1);
+    assert_eq!(browser.text("#training-places-error"), "Les places sont un nombre entier de 0 à 100 000.");
+    assert_eq!(browser.count("#training-title-error"), 0);
+    let typed = browser.session_call(
+        "POST",
+        "/execute/sync",
+        Some(json!({ "script": "return [document.querySelector('#training-title').value, document.querySelector('#training-places').getAttribute('aria-invalid')];", "args": [] })),
+    );
+    assert_eq!(typed, json!(["Licence professionnelle IA", "true"]), "what was typed is kept");
+    browser.assert_accessible("a centre's form with an error (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "a long name in the header stays within 390 px");
+    browser.screenshot("centre-form-error-fr.png");
+
+    // Corrected: the programme is in the table, and in the programme's figures.
+    let places = browser.find("#training-places");
+    browser.session_call("POST", &format!("/element/{places}/clear"), Some(json!({})));
+    browser.type_into("#training-places", "40\u{E007}");
+    browser.wait_count("#trainings-table", 1);
+    assert!(browser.text("#trainings-table").contains("Licence professionnelle IA"));
+    assert_eq!(client.get(&format!("/api/v1/centres/{centre}"), None).body["enrolled"], 12);
+    browser.screenshot("centre-fr.png");
+}
+
+#[test]
+fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
+    use crate::compute::{options, project_with_member};
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, _) = project_with_member(&client, "scripteur", 100);
+    let folder = crate::harness::TempDir::new("script");
+    let script = folder.path().join("bonjour.py");
+    std::fs::write(&script, "import os\nprint('bonjour de', os.path.basename(os.getcwd()), sorted(os.listdir('.')))\n")
+        .unwrap();
+    let browser = Browser::start();
+    browser.go(&format!("{}/login?next=/compute/projects/{project}", server.base));
+    browser.type_into("#email", "scripteur@example.org");
+    browser.type_into("#password", "a long enough password\u{E007}");
+    browser.wait_count("#submit-form", 1);
+    // The file chosen, no command typed: it runs with python3.
+    browser.type_into("#job-script", script.to_str().unwrap());
+    browser.click("#job-submit");
+    browser.wait_count("#job-live", 1);
+    eventually(Duration::from_secs(30), "the job to end on the page", || {
+        (browser.text("#job-state") == "terminée").then_some(())
+    });
+    assert!(browser.text("#log").contains("bonjour de work ['bonjour.py']"), "{}", browser.text("#log"));
+    assert!(browser.text("#job-live").contains("python3 bonjour.py"), "{}", browser.text("#job-live"));
+}
+
+/// The demo's company member answers the Booster's questionnaire on a phone, with the keyboard
+/// only (a space chooses each answer, Enter sends), in French, and reads the result: the radar
+/// chart, its group's medians (the demo's five software SMEs), the recommendations.
+#[test]
+fn answer_the_booster_questionnaire_from_a_phone_with_the_keyboard() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..ServerOptions::default() });
+    let (email, password) = server.demo_password("company_member");
+    let browser = Browser::start();
+    browser.session_call("POST", "/window/rect", Some(json!({ "width": 390, "height": 844 })));
+    browser.go(&format!("{}/login?next=/booster", server.base));
+    browser.type_into("#email", &email);
+    browser.type_into("#password", &format!("{password}\u{E007}"));
+    browser.wait_text("h1", "IA Booster pour les PME");
+    browser.assert_accessible("/booster (fr, 390 px, company member)");
+    assert_eq!(browser.overflowing(), "", "the Booster's page is wider than a 390 px screen");
+    browser.scroll_to("benchmark-title");
+    browser.screenshot("booster-fr-390.png");
+    // The first of the demo's companies by name: a software SME.
+    browser.click("#my-companies a");
+    browser.wait_text("h1", "Alpes Services Web");
+    browser.assert_accessible("a company's page (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the company's page is wider than a 390 px screen");
+    browser.screenshot("booster-company-fr-390.png");
+    browser.click("#start-diagnostic");
+    browser.wait_text("h1", "Diagnostic de maturité en IA");
+    assert_eq!(browser.count("fieldset.dimension"), 5);
+    assert_eq!(browser.count("fieldset.question"), 18, "17 questions and the AI Act's class");
+    browser.assert_accessible("the questionnaire (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the questionnaire is wider than a 390 px screen");
+    let ids: Vec<String> = serde_json::from_str::<Value>(&server.client().get("/api/v1/booster/questions", None).text)
+        .unwrap()["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|question| question["id"].as_str().unwrap().to_owned())
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        browser.type_into(&format!("input[name='{id}'][value='{}']", i % 4), " ");
+    }
+    browser.type_into("input[name='ai_act_class'][value='limited']", " ");
+    browser.screenshot("booster-questionnaire-fr-390.png");
+    browser.type_into("#questionnaire-submit", "\u{E007}");
+    browser.wait_text("h1", "Résultat du diagnostic");
+    assert_eq!(browser.count("svg.radar polygon"), 4 + 2, "the grid, the company and its group");
+    assert!(browser.text("#peers").contains('5'), "{}", browser.text("#peers"));
+    assert!(browser.count("#advice li") >= 2);
+    assert_eq!(browser.text("#ai-act"), "Risque limité (obligations de transparence)");
+    browser.assert_accessible("a diagnostic's result (fr, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the result is wider than a 390 px screen");
+    browser.scroll_to("radar");
+    browser.screenshot("booster-result-fr-390.png");
+    // In English, the same result.
+    browser.click("#lang-switch");
+    browser.wait_text("h1", "Diagnostic result");
+    assert_eq!(browser.text("#ai-act"), "Limited risk (transparency)");
+    browser.assert_accessible("a diagnostic's result (en, 390 px)");
+    assert_eq!(browser.overflowing(), "", "the result in English is wider than a 390 px screen");
 }

@@ -337,10 +337,12 @@ echo wrote"#
     assert!(!log.contains("NETWORK-OPEN"), "no network: {log}");
     assert!(!log.contains("GRAPPE_ADMIN_TOKEN") && !log.contains("AUDIT"), "no server variable: {log}");
     no_labels(&log);
-    // The organiser sees the exact score: all "plumeau" is right on 2 rows in 3.
+    // The organiser sees the exact score: all "plumeau" is right on 2 rows in 3 over the whole
+    // test set, so the public part (30 %, drawn at random) and the private part average to it.
     let exact = client.get(&format!("/api/v1/challenges/{id}/submissions/{submission}"), Some(&organiser)).body;
     let public = exact["exact_public_score"].as_f64().unwrap();
-    assert!((public - expected).abs() < 0.25, "{exact}");
+    let private = exact["private_score"].as_f64().unwrap();
+    assert!((0.3 * public + 0.7 * private - expected).abs() < 0.02, "{exact}");
 
     // Code that fails counts; a link instead of a file is refused.
     let reply = submit(json!(["sh", "-c", "exit 3"]));

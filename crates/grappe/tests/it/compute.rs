@@ -81,12 +81,19 @@ fn a_job_runs_logs_reports_metrics_and_is_charged() {
         let keys: Vec<&str> = metrics["items"].as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
         assert_eq!(keys, ["accuracy", "loss"], "{backend:?}: {metrics}");
         let usage = client.get(&format!("/api/v1/projects/{project}/usage.csv"), Some(&token));
-        assert!(
-            usage.text.starts_with("time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms\n")
-                && usage.text.lines().count() == 2,
-            "{}",
-            usage.text
-        );
+        let header =
+            "time_ms,job_id,gpu_hours,cpu_hours,run,started_ms,gpu_ms,cpu_ms,job_name,user,qos,start,end,elapsed_s\n";
+        assert!(usage.text.starts_with(header) && usage.text.lines().count() == 2, "{}", usage.text);
+        let line: Vec<&str> = usage.text.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(line[10], "normal", "{}", usage.text);
+        assert!(line[11].ends_with('Z') && line[11].contains('T'), "ISO 8601: {}", usage.text);
+        // As a French spreadsheet opens it: a byte order mark, `;`, a decimal comma.
+        let excel = client.get(&format!("/api/v1/projects/{project}/usage.csv?dialect=excel-fr"), Some(&token)).text;
+        assert!(excel.starts_with("\u{feff}time_ms;job_id;gpu_hours;"), "{excel}");
+        let fields: Vec<&str> = excel.lines().nth(1).unwrap().split(';').collect();
+        assert!(fields[3].contains(',') && !fields[3].contains('.'), "{excel}");
+        let unknown = client.get(&format!("/api/v1/projects/{project}/usage.csv?dialect=xml"), Some(&token));
+        assert_eq!(unknown.status, 422, "{}", unknown.text);
         let project_view = client.get(&format!("/api/v1/projects/{project}"), Some(&token)).body;
         assert!(project_view["used_cpu_hours"].as_f64().unwrap() > 0.0);
         // A failing command fails with its exit code; a missing program fails with a reason.
@@ -262,6 +269,14 @@ fn bad_submissions_are_refused_with_reasons() {
         "{}",
         multi.text
     );
+    // A field the API does not know is refused, by its name: a Slurm option it does not take, or
+    // a misspelt time limit, must not run one job with the defaults.
+    for (field, value) in [("partition", json!("gpu")), ("time_limt_s", json!(60))] {
+        let unknown = client.post("/api/v1/jobs", Some(&token), &with(field, value));
+        unknown.assert_envelope(422);
+        let detail = unknown.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("unknown field `{field}`")), "{}", unknown.text);
+    }
     // Not a member: the same answer as for a project that does not exist.
     client.post("/api/v1/jobs", Some(&outsider), &base).assert_envelope(404);
     // A dry run answers the cost and submits nothing.
@@ -363,6 +378,57 @@ fn slurm_id(client: &Client, token: &str, id: i64) -> String {
         let after = events.split("submitted to Slurm as job ").nth(1)?;
         Some(after.chars().take_while(char::is_ascii_digit).collect())
     })
+}
+
+/// On Slurm, Grappe holds a job until what it waits for ended, then hands it over.
+#[test]
+fn dependencies_hold_jobs_on_slurm_too() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "chaine-slurm", 100);
+    let job = |command: &str, dependency: Option<String>| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 60, "memory_mb": 100, "dependency": dependency });
+    let first = submit(&client, &token, job("sleep 2; exit 3", None))["id"].as_i64().unwrap();
+    let after_ok = submit(&client, &token, job("true", Some(format!("afterok:{first}"))))["id"].as_i64().unwrap();
+    let after_not_ok =
+        submit(&client, &token, job("true", Some(format!("afternotok:{first}"))))["id"].as_i64().unwrap();
+    let held = eventually(Duration::from_secs(30), "the reason Dependency", || {
+        let job = client.get(&format!("/api/v1/jobs/{after_not_ok}"), Some(&token)).body;
+        (job["reason"] == "Dependency").then_some(job)
+    });
+    assert_eq!(held["state"], "pending");
+    wait_state(&client, &token, first, &["failed"]);
+    let never = wait_state(&client, &token, after_ok, &["cancelled"]);
+    assert!(never["reason"].as_str().unwrap().starts_with("DependencyNeverSatisfied"), "{never}");
+    wait_state(&client, &token, after_not_ok, &["completed"]);
+    slurm_id(&client, &token, after_not_ok);
+}
+
+/// On Slurm, an array's tasks are handed over up to its limit, each told its number.
+#[test]
+fn an_array_runs_on_slurm_within_its_limit() {
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "tableau-slurm", 100);
+    let array = json!({ "project": project, "command": ["sh", "-c", "echo task $GRAPPE_ARRAY_TASK_ID; sleep 1"], "time_limit_s": 60, "memory_mb": 100, "array": "0-2%1" });
+    let first = submit(&client, &token, array)["id"].as_i64().unwrap();
+    let ended: Vec<Value> = (first..first + 3).map(|id| wait_state(&client, &token, id, &["completed"])).collect();
+    for (task, job) in ended.iter().enumerate() {
+        let log = client.get(&format!("/api/v1/jobs/{}/logs", job["id"]), Some(&token)).text;
+        assert_eq!(log, format!("task {task}\n"));
+    }
+    let spans: Vec<(i64, i64)> =
+        ended.iter().map(|job| (job["started_at"].as_i64().unwrap(), job["ended_at"].as_i64().unwrap())).collect();
+    for (start, _) in &spans {
+        assert_eq!(spans.iter().filter(|(s, e)| s <= start && start < e).count(), 1, "one at a time: {spans:?}");
+    }
 }
 
 #[test]
@@ -498,4 +564,125 @@ fn a_slurm_job_named_like_another_cannot_overwrite_its_state() {
     assert_eq!(victim["state"], "running", "{victim}");
     assert_eq!(client.post(&format!("/api/v1/jobs/{victim_id}/cancel"), Some(&token), &json!({})).status, 200);
     wait_state(&client, &token, victim_id, &["cancelled"]);
+}
+
+/// Pending jobs get an estimated start, as `squeue --start` gives, from the engine's own passes
+/// replayed with every running job ending at its time limit.
+#[test]
+fn pending_jobs_are_given_their_estimated_start_from_the_real_policy() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "estimates", 100);
+    let job = |limit: i64| json!({ "project": project, "command": ["sleep", "300"], "time_limit_s": limit });
+    let running = submit(&client, &token, job(120))["id"].as_i64().unwrap();
+    wait_state(&client, &token, running, &["running"]);
+    let started = client.get(&format!("/api/v1/jobs/{running}"), Some(&token)).body["started_at"].as_i64().unwrap();
+    let second = submit(&client, &token, job(60))["id"].as_i64().unwrap();
+    let third = submit(&client, &token, job(60))["id"].as_i64().unwrap();
+    let estimate =
+        |id: i64| client.get(&format!("/api/v1/jobs/{id}"), Some(&token)).body["estimated_start_at"].as_i64();
+    let (second_at, third_at) =
+        eventually(Duration::from_secs(30), "estimates", || estimate(second).zip(estimate(third)));
+    // Seconds are the engine's unit: within a second of the running job's end, then 60 s later.
+    assert!((second_at - (started + 120_000)).abs() <= 1000, "{second_at} vs {}", started + 120_000);
+    assert_eq!(third_at - second_at, 60_000);
+    let page = client.get(&format!("/compute/jobs/{third}"), Some(&token));
+    assert!(page.text.contains("job-estimated-start"), "the job page shows it");
+    // Once it runs, it has no estimate.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{running}/cancel"), Some(&token), &json!({})).status, 200);
+    wait_state(&client, &token, second, &["running"]);
+    assert_eq!(estimate(second), None);
+}
+
+/// `afterok`, `afterany` and `afternotok` as in Slurm: a job waits, says why, starts once what it
+/// waits for ended as asked, and is cancelled when that can no longer happen; a job of another
+/// project cannot be waited for.
+#[test]
+fn dependencies_hold_a_job_until_others_end_as_asked() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &options(2));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "chaine", 100);
+        let (other_project, other_token) = project_with_member(&client, "voisine", 100);
+        let job = |command: &str, dependency: Option<String>| json!({ "project": project, "command": ["sh", "-c", command], "time_limit_s": 60, "dependency": dependency });
+        let first = submit(&client, &token, job("sleep 2; exit 3", None))["id"].as_i64().unwrap();
+        let after_ok = submit(&client, &token, job("true", Some(format!("afterok:{first}"))))["id"].as_i64().unwrap();
+        let after_not_ok = submit(&client, &token, job("echo rattrapage", Some(format!("afternotok:{first}"))));
+        let after_not_ok = after_not_ok["id"].as_i64().unwrap();
+        let both = submit(&client, &token, job("true", Some(format!("afterany:{first},afterok:{after_not_ok}"))));
+        let both = both["id"].as_i64().unwrap();
+        let waiting = eventually(Duration::from_secs(10), "the reason Dependency", || {
+            let job = client.get(&format!("/api/v1/jobs/{both}"), Some(&token)).body;
+            (job["reason"] == "Dependency").then_some(job)
+        });
+        assert_eq!(waiting["state"], "pending");
+        assert_eq!(waiting["dependency"], format!("afterany:{first},afterok:{after_not_ok}"));
+        assert_eq!(wait_state(&client, &token, first, &["failed"])["exit_code"], 3);
+        let never = wait_state(&client, &token, after_ok, &["cancelled"]);
+        assert_eq!(never["reason"], format!("DependencyNeverSatisfied: job {first} ended failed"), "{never}");
+        let ran = wait_state(&client, &token, after_not_ok, &["completed"]);
+        assert!(
+            ran["started_at"].as_i64().unwrap()
+                >= client.get(&format!("/api/v1/jobs/{first}"), Some(&token)).body["ended_at"].as_i64().unwrap()
+        );
+        wait_state(&client, &token, both, &["completed"]);
+        // Another project's job, an unknown one, a wrong syntax: refused, naming the field.
+        let theirs =
+            submit(&client, &other_token, json!({ "project": other_project, "command": ["true"], "time_limit_s": 60 }));
+        let refused =
+            client.post("/api/v1/jobs", Some(&token), &job("true", Some(format!("afterok:{}", theirs["id"]))));
+        assert_eq!(refused.status, 422, "{}", refused.text);
+        assert!(refused.text.contains("is not a job of project chaine"), "{}", refused.text);
+        assert_eq!(client.post("/api/v1/jobs", Some(&token), &job("true", Some("afterok:99999".into()))).status, 422);
+        let syntax = client.post("/api/v1/jobs", Some(&token), &job("true", Some("after:1".into())));
+        assert!(syntax.status == 422 && syntax.text.contains("`dependency`"), "{}", syntax.text);
+    }
+}
+
+/// One submission of an array: a job per task, each told its number, never more running at once
+/// than the array's `%N`, all counted against the queue's quota and the allocation.
+#[test]
+fn an_array_runs_each_task_once_and_never_more_at_once_than_its_limit() {
+    for backend in backends() {
+        let db = TestDb::new(backend);
+        let server = Server::start(&db.url, &options(4));
+        let client = server.client();
+        let (project, token) = project_with_member(&client, "tableau", 100);
+        let array = json!({ "project": project, "command": ["sh", "-c", "echo task $GRAPPE_ARRAY_TASK_ID of $GRAPPE_ARRAY_JOB_ID; sleep 1"], "time_limit_s": 60, "array": "0-5%2" });
+        let first = submit(&client, &token, array);
+        let array_id = first["array_job_id"].as_i64().unwrap();
+        // Waiting on an array is waiting on every one of its tasks, as in Slurm.
+        let after = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "dependency": format!("afterok:{array_id}") });
+        let after = submit(&client, &token, after)["id"].as_i64().unwrap();
+        assert_eq!((first["id"].as_i64(), first["array_task_id"].as_i64()), (Some(array_id), Some(0)));
+        let tasks: Vec<i64> = (array_id..array_id + 6).collect();
+        let last_end =
+            tasks.iter().map(|id| wait_state(&client, &token, *id, &["completed"])["ended_at"].as_i64().unwrap()).max();
+        let after = wait_state(&client, &token, after, &["completed"]);
+        assert!(after["started_at"].as_i64() >= last_end, "{after} began before the array's last task ended");
+        let ended: Vec<Value> = tasks.iter().map(|id| wait_state(&client, &token, *id, &["completed"])).collect();
+        for (task, job) in ended.iter().enumerate() {
+            assert_eq!(job["array_task_id"], task as i64);
+            let log = client.get(&format!("/api/v1/jobs/{}/logs", job["id"]), Some(&token)).text;
+            assert_eq!(log, format!("task {task} of {array_id}\n"));
+        }
+        // Never three at once, though four CPUs were free.
+        let spans: Vec<(i64, i64)> =
+            ended.iter().map(|job| (job["started_at"].as_i64().unwrap(), job["ended_at"].as_i64().unwrap())).collect();
+        for (start, _) in &spans {
+            let at_once = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+            assert!(at_once <= 2, "{at_once} tasks at once: {spans:?}");
+        }
+        // An array past the queue's quota, or in bad syntax, is refused whole.
+        let huge = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "array": "0-9999" });
+        let refused = client.post("/api/v1/jobs", Some(&token), &huge);
+        assert!(refused.status == 429 || refused.status == 409, "{}", refused.text);
+        let bad = json!({ "project": project, "command": ["true"], "time_limit_s": 60, "array": "5-1" });
+        let bad = client.post("/api/v1/jobs", Some(&token), &bad);
+        assert!(bad.status == 422 && bad.text.contains("`array`"), "{}", bad.text);
+        let total = client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len();
+        assert_eq!(total, 7, "the array and the job after it; nothing of the refused arrays");
+    }
 }

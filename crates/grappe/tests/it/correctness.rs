@@ -77,7 +77,8 @@ fn charges(client: &Client, project: i64) -> Vec<Charge> {
     csv.lines()
         .skip(1)
         .map(|line| {
-            let f: Vec<i64> = line.split(',').map(|field| field.parse::<f64>().unwrap() as i64).collect();
+            // The machine columns come first; the job's name and the dates follow.
+            let f: Vec<i64> = line.split(',').take(8).map(|field| field.parse::<f64>().unwrap() as i64).collect();
             Charge { at: f[0], job: f[1], run: f[4], started: f[5], gpu_ms: f[6], cpu_ms: f[7] }
         })
         .collect()

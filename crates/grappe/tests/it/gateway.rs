@@ -515,23 +515,27 @@ fn a_key_reads_its_usage_and_limits_and_a_projects_daily_limit_holds() {
     assert_eq!(usage.body["allocation"]["left_gpu_ms"], 3_600_000 - 36);
     assert_eq!(usage.body["recent"].as_array().unwrap().len(), 3);
     // The public dashboard counts what the gateway served, from its records: 3 requests, 36 tokens.
+    // (Under the compute instrument, each figure a link to the gateway's page.)
     let dashboard = client.get("/", None).text;
-    let records = &dashboard[dashboard.find("id=\"records\"").unwrap()..];
     assert!(
-        records.contains("<dd>3</dd>") && records.contains("<dd>36</dd>"),
-        "{}",
-        &records[..400.min(records.len())]
+        dashboard.contains(r#"<a href="/ai">3</a>"#) && dashboard.contains(r#"<a href="/ai">36</a>"#),
+        "{dashboard}"
     );
     let csv = client.get(&format!("/api/v1/projects/{project}/gateway-usage.csv"), Some(&member));
     assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
     assert_eq!(csv.text.lines().count(), 4, "a header and three requests: {}", csv.text);
     assert!(csv.text.lines().nth(1).unwrap().contains(",jour,/chat/completions,7,5,12,ok,"), "{}", csv.text);
+    assert!(csv.text.lines().nth(1).unwrap().ends_with(','), "no job to measure behind an upstream: no energy");
 }
 
-/// Sends a file as OpenAI's clients do (`multipart/form-data`).
+/// Sends a batch's file as OpenAI's clients do (`multipart/form-data`).
 fn upload(client: &Client, key: &str, jsonl: &str) -> crate::harness::Reply {
+    upload_for(client, key, "batch", jsonl)
+}
+
+fn upload_for(client: &Client, key: &str, purpose: &str, jsonl: &str) -> crate::harness::Reply {
     let body = format!(
-        "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"requests.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{jsonl}\r\n--XyZ--\r\n"
+        "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"requests.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{jsonl}\r\n--XyZ--\r\n"
     );
     client.request("POST", "/v1/files", Some(key), Some(("multipart/form-data; boundary=XyZ", body.into_bytes())))
 }
@@ -598,4 +602,179 @@ fn a_batch_of_requests_runs_paid_as_requests_and_survives_a_restart() {
     let (charged, reserved, in_flight) = used_and_reserved(&client, project, &member);
     assert!((40 * 11..=41 * 11).contains(&charged), "{charged}");
     assert!(reserved <= 101 && in_flight <= 1, "at most the cut request's: {reserved} GPU-ms, {in_flight}");
+}
+
+/// Chat examples for fine-tuning, in OpenAI's JSONL.
+fn examples(count: usize) -> String {
+    let line = json!({ "messages": [
+        { "role": "user", "content": "Combien de jours de congé par mois ?" },
+        { "role": "assistant", "content": "Deux jours et demi ouvrables par mois de travail effectif." },
+    ] });
+    vec![line.to_string(); count].join("\n")
+}
+
+#[test]
+fn a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
+    for backend in backends() {
+        fine_tuning_on(backend);
+    }
+}
+
+fn fine_tuning_on(backend: Backend) {
+    use crate::compute::{options, submit, wait_state};
+    let upstream = Upstream::start();
+    let db = TestDb::new(backend);
+    let server = Server::start(&db.url, &options(3));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "affinage", 1, json!({ "name": "k" }));
+    let (other_project, other_member, other_key) = project_with_key(&client, "voisin", 1, json!({ "name": "k" }));
+    // A base model: trained by a job of the project, registered, served from the registry.
+    let training = "printf 'Le salarié a droit à un congé payé.\\nL employeur verse le salaire.\\n' > t.txt \
+                    && grappe train language-model --text t.txt --out lm --epochs 2";
+    let job =
+        submit(&client, &member, json!({ "project": project, "command": ["sh", "-c", training], "time_limit_s": 300 }));
+    let job = job["id"].as_i64().unwrap();
+    wait_state(&client, &member, job, &["completed"]);
+    let created = client.post("/api/v1/models", Some(&member), &json!({ "name": "base-lm", "project": project }));
+    assert_eq!(created.status, 201, "{}", created.text);
+    let version = client.post("/api/v1/models/base-lm/versions", Some(&member), &json!({ "job": job, "path": "lm" }));
+    assert_eq!(version.status, 201, "{}", version.text);
+    let served = json!({ "name": "base-lm", "project": project, "version": "base-lm@1", "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 50 });
+    let registered = client.post("/api/v1/gateway/models", Some(&member), &served);
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    register(&client, &upstream, "distant", None, (1, 1));
+    // Another project takes the registry name the result would have: it must get nothing.
+    let squatted = format!("base-lm-ft-p{project}");
+    let squat = client.post(
+        "/api/v1/models",
+        Some(&other_member),
+        &json!({ "name": squatted, "project": other_project, "public": true }),
+    );
+    assert_eq!(squat.status, 201, "{}", squat.text);
+
+    // A file of examples is read as the trainer reads it before it is kept.
+    let bad = upload_for(&client, &key, "fine-tune", &format!("{}\n{{\"prompt\": \"a\"}}", examples(3)));
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert!(bad.body["error"]["message"].as_str().unwrap().contains("line 4"), "{}", bad.text);
+    let file = upload_for(&client, &key, "fine-tune", &examples(20));
+    assert_eq!(file.status, 200, "{}", file.text);
+    let file_id = file.body["id"].as_str().unwrap().to_owned();
+    let ask = |model: &str, auto_start: bool| json!({ "model": model, "training_file": file_id, "hyperparameters": { "n_epochs": 2 }, "suffix": "conges", "auto_start": auto_start });
+
+    // Refused: a model from an upstream, another project's file, absurd epochs.
+    let upstream_model = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("distant", false));
+    assert_eq!(upstream_model.status, 422, "{}", upstream_model.text);
+    assert!(upstream_model.text.contains("cannot be fine-tuned here"), "{}", upstream_model.text);
+    assert_eq!(client.post("/v1/fine_tuning/jobs", Some(&other_key), &ask("base-lm", false)).status, 404);
+    let epochs = json!({ "model": "base-lm", "training_file": file_id, "hyperparameters": { "n_epochs": 1000 } });
+    assert_eq!(client.post("/v1/fine_tuning/jobs", Some(&key), &epochs).status, 422);
+
+    // The quote, before anything runs: 20 examples of 108 bytes and an end each, twice.
+    let quoted = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
+    assert_eq!(quoted.status, 200, "{}", quoted.text);
+    assert_eq!(quoted.body["status"], "validated");
+    let tokens_per_example =
+        "Combien de jours de congé par mois ? Deux jours et demi ouvrables par mois de travail effectif.".len() + 1;
+    assert_eq!(quoted.body["quote"]["trained_tokens"], json!(2 * 20 * tokens_per_example), "{}", quoted.text);
+    assert_eq!(quoted.body["quote"]["max_gpu_hours"], json!(0.0), "the built-in recipe uses no GPU");
+    assert!(quoted.body["quote"]["max_cpu_hours"].as_f64().unwrap() > 0.0, "{}", quoted.text);
+    assert!(quoted.body["job"].is_null(), "nothing runs before the start");
+    let id = quoted.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(client.get(&format!("/v1/fine_tuning/jobs/{id}"), Some(&other_key)).status, 404, "another project's");
+    assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{id}/start"), Some(&other_key), &json!({})).status, 404);
+
+    // A second one, cancelled before its start, never runs.
+    let second = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
+    let second_id = second.body["id"].as_str().unwrap();
+    let cancelled = client.post(&format!("/v1/fine_tuning/jobs/{second_id}/cancel"), Some(&key), &json!({}));
+    assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (200, Some("cancelled")), "{}", cancelled.text);
+    assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{second_id}/start"), Some(&key), &json!({})).status, 409);
+    assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{second_id}/cancel"), Some(&key), &json!({})).status, 409);
+
+    // Started: a compute job of the project; a second start is refused.
+    let started = client.post(&format!("/v1/fine_tuning/jobs/{id}/start"), Some(&key), &json!({}));
+    assert_eq!(started.status, 200, "{}", started.text);
+    assert_eq!(started.body["status"], "queued");
+    let compute_job = started.body["job"].as_i64().unwrap();
+    assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{id}/start"), Some(&key), &json!({})).status, 409);
+    let done = eventually(Duration::from_secs(120), "the fine-tuning job to end", || {
+        let job = client.get(&format!("/v1/fine_tuning/jobs/{id}"), Some(&key));
+        matches!(job.body["status"].as_str(), Some("succeeded" | "failed" | "cancelled")).then_some(job)
+    });
+    let model = format!("ft:base-lm:{project}:conges:1");
+    assert_eq!(done.body["status"], "succeeded", "{}\n{}", done.text, server.output.lock().unwrap());
+    assert_eq!(done.body["fine_tuned_model"], model.as_str());
+    assert_eq!(done.body["trained_tokens"], quoted.body["quote"]["trained_tokens"]);
+    let listed = client.get("/v1/fine_tuning/jobs?limit=1", Some(&key));
+    assert_eq!(
+        (listed.body["data"][0]["id"].as_str(), listed.body["has_more"].as_bool()),
+        (Some(second_id), Some(true))
+    );
+
+    // Its events come from the records: the quote, the start, the loss of each epoch, the end.
+    let events = client.get(&format!("/v1/fine_tuning/jobs/{id}/events"), Some(&key));
+    let messages: Vec<&str> =
+        events.body["data"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(messages[0].starts_with("The job succeeded"), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("Epoch 2: training loss")), "{messages:?}");
+    assert!(messages.last().unwrap().starts_with("Validated 20 examples"), "{messages:?}");
+
+    // The result is a registry version with its lineage, and a checkpoint; not in the other
+    // project's model of the name it would have had.
+    let checkpoints = client.get(&format!("/v1/fine_tuning/jobs/{id}/checkpoints"), Some(&key));
+    let registry_version = checkpoints.body["data"][0]["registry_version"].as_str().unwrap();
+    let registry = registry_version.strip_suffix("@1").unwrap_or_else(|| panic!("{}", checkpoints.text));
+    assert!(registry.starts_with(&format!("{squatted}-")), "{registry}");
+    let squatter = client.get(&format!("/api/v1/models/{squatted}"), None);
+    assert_eq!(squatter.body["versions"], json!([]), "{}", squatter.text);
+    let lineage = client.get(&format!("/api/v1/models/{registry}"), Some(&member));
+    assert_eq!(lineage.status, 200, "{}", lineage.text);
+    let version = &lineage.body["versions"][0];
+    assert_eq!((version["base"].as_str(), version["job"].as_i64()), (Some("base-lm@1"), Some(compute_job)));
+    assert!(version["card"].as_str().unwrap().contains("Fine-tuned"), "{}", lineage.text);
+    assert_eq!(lineage.body["visibility"], "private");
+    assert_eq!(client.get(&format!("/api/v1/models/{registry}"), None).status, 404, "private to the project");
+
+    // Served for the project's keys only, and charged to the project.
+    let answer = eventually(Duration::from_secs(60), "the fine-tuned model to answer", || {
+        let reply = client.post("/v1/chat/completions", Some(&key), &chat(&model, "Combien de jours", 10, false));
+        (reply.status == 200).then_some(reply)
+    });
+    assert_eq!(
+        answer.body["usage"]["completion_tokens"].as_i64().unwrap() + 16,
+        answer.body["usage"]["total_tokens"].as_i64().unwrap()
+    );
+    let (charged, reserved, _) = used_and_reserved(&client, project, &member);
+    assert!(charged > 0 && reserved == 0, "{charged} {reserved}");
+    // Its energy, estimated from its serving job's measured time, spread over its tokens.
+    let usage = client.get(&format!("/api/v1/projects/{project}/gateway-usage"), Some(&member));
+    let energy = usage.body["items"][0]["energy_wh"].as_f64().unwrap_or_else(|| panic!("{}", usage.text));
+    assert!(energy > 0.0, "{}", usage.text);
+    let stranger = client.post("/v1/chat/completions", Some(&other_key), &chat(&model, "x", 5, false));
+    assert_eq!(stranger.status, 404, "{}", stranger.text);
+
+    // Once its serving job ended, the project's members serve it again; nobody else may.
+    let jobs = client.get("/api/v1/jobs", Some(&member));
+    let serving =
+        jobs.body["items"].as_array().unwrap().iter().find(|job| job["name"] == format!("serve {model}").as_str());
+    let serving = serving.unwrap_or_else(|| panic!("{}", jobs.text))["id"].as_i64().unwrap();
+    // The key's jobs have no owner: its project's coordinators (here an administrator) stop them.
+    assert_eq!(client.post(&format!("/api/v1/jobs/{serving}/cancel"), Some(&member), &json!({})).status, 403);
+    assert_eq!(client.post(&format!("/api/v1/jobs/{serving}/cancel"), Some(ADMIN_TOKEN), &json!({})).status, 200);
+    wait_state(&client, &member, serving, &["cancelled"]);
+    assert_eq!(client.post("/v1/chat/completions", Some(&key), &chat(&model, "x", 5, false)).status, 503);
+    let serve = format!("/api/v1/gateway/models/{model}/serve");
+    assert_eq!(client.post(&serve, Some(&other_member), &json!({})).status, 404, "another project's model");
+    let again = client.post(&serve, Some(&member), &json!({}));
+    assert_eq!(again.status, 200, "{}", again.text);
+    eventually(Duration::from_secs(60), "the model served again", || {
+        (client.post("/v1/chat/completions", Some(&key), &chat(&model, "x", 5, false)).status == 200).then_some(())
+    });
+
+    // Waiting jobs cost nothing, but a project keeps at most 20 not ended.
+    for _ in 0..20 {
+        assert_eq!(client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false)).status, 200);
+    }
+    let over = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
+    assert_eq!((over.status, over.body["error"]["type"].as_str()), (429, Some("rate_limit_error")), "{}", over.text);
 }

@@ -62,6 +62,28 @@ fn malformed_traces_name_the_line_and_the_field() {
     assert!(!ok && text.contains("reading /no/such/trace.swf"), "{text}");
 }
 
+/// `--fairshare` on a trace without user ids (field 12 at -1) says, on standard error, that it
+/// changes nothing; with user ids it says nothing.
+#[test]
+fn fairshare_without_user_ids_warns() {
+    let dir = TempDir::new("simulate-users");
+    let anonymous = dir.path().join("anonymous.swf");
+    std::fs::write(&anonymous, TRACE.replace(" 1 1 -1", " 1 -1 -1")).unwrap();
+    let warning = "warning: the trace gives no user ids";
+    let output = Command::new(env!("CARGO_BIN_EXE_grappe"))
+        .args(["simulate", anonymous.to_str().unwrap(), "--fairshare", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains(warning), "{stderr}");
+    let metrics: Value = serde_json::from_slice(&output.stdout).expect("standard output stays one JSON object");
+    assert_eq!(metrics["jobs"], 3);
+    let named = dir.path().join("named.swf");
+    std::fs::write(&named, TRACE).unwrap();
+    let (ok, _, text) = simulate(&[named.to_str().unwrap(), "--fairshare"]);
+    assert!(ok && !text.contains(warning), "{text}");
+}
+
 /// lublin_256 under FCFS: the mean wait AccaSim's FIFO gives on the same trace (bench/simulate).
 #[test]
 fn lublin_fcfs_matches_the_peer() {
@@ -72,4 +94,8 @@ fn lublin_fcfs_matches_the_peer() {
     assert_eq!(fcfs["jobs"], 10_000);
     assert!((fcfs["mean_wait_s"].as_f64().unwrap() - 2_388_443.760_1).abs() < 1e-3, "{fcfs}");
     assert!((fcfs["utilization"].as_f64().unwrap() - 0.6549).abs() < 1e-4, "{fcfs}");
+    // For people: durations in days and hours, not seconds.
+    let (ok, _, text) = simulate(&[trace, "--policy", "fcfs"]);
+    assert!(ok && text.contains("mean wait              27 d 15 h\n"), "{text}");
+    assert!(!text.lines().any(|line| line.starts_with("makespan") && line.ends_with(" s")), "{text}");
 }
