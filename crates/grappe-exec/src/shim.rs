@@ -241,12 +241,6 @@ fn setup(args: &ShimArgs) -> Result<(), String> {
     for file in &args.cgroup_procs {
         std::fs::write(file, &me).map_err(|error| format!("cannot enter {}: {error}", file.display()))?;
     }
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .map_err(|error| format!("cannot set the parent-death signal: {error}"))?;
-    // The server may have died before the line above: then nobody would kill us.
-    if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32) != Some(args.parent) {
-        return Err("the server is gone".to_owned());
-    }
     if let Some(bytes) = args.rlimit_data_bytes {
         rustix::process::setrlimit(Resource::Data, Rlimit { current: Some(bytes), maximum: Some(bytes) })
             .map_err(|error| format!("cannot set the memory rlimit: {error}"))?;
@@ -273,6 +267,16 @@ pub fn main(raw: &[OsString]) -> i32 {
         let _ = Status::SetupFailed(reason).write(&args.status);
         SETUP_FAILED
     };
+    // From here on the shim dies with its server. A server that died before this line cannot
+    // kill it: the command has not started, and the shim leaves without a status, so that the
+    // server that recovers the run requeues it rather than recording it failed.
+    if let Err(error) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
+        return fail(format!("cannot set the parent-death signal: {error}"));
+    }
+    if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32) != Some(args.parent) {
+        eprintln!("grappe: the server is gone; the command was not started");
+        return SETUP_FAILED;
+    }
     if let Err(reason) = setup(&args) {
         return fail(reason);
     }

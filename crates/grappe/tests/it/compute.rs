@@ -231,6 +231,27 @@ fn kill_9_of_the_server_loses_no_job_and_runs_none_twice() {
     }
 }
 
+/// A shim whose server died before the shim could tie its life to it (the kill -9 above, landing
+/// just after the job was recorded running) starts nothing and leaves no status: the server
+/// that recovers the run then requeues it, where a status saying "not started" ended it failed.
+#[test]
+fn a_shim_whose_server_is_gone_starts_nothing_and_leaves_no_status() {
+    let dir = crate::harness::TempDir::new("orphan-shim");
+    let (status, ran) = (dir.0.join("status"), dir.0.join("ran"));
+    // Process 1 is never the parent of a process this test starts.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_grappe-shim"))
+        .args(["--parent", "1", "--status"])
+        .arg(&status)
+        .args(["--", "touch"])
+        .arg(&ran)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the server is gone"), "{output:?}");
+    assert!(!status.exists(), "a status was written");
+    assert!(!ran.exists(), "the command ran");
+}
+
 #[test]
 fn bad_submissions_are_refused_with_reasons() {
     let db = TestDb::new(Backend::Sqlite);
