@@ -1271,12 +1271,12 @@ impl Db {
 
 impl Db {
     /// Records that `user_id` sent the working-directory archive `digest` (stored by the caller);
-    /// sending it again changes nothing.
+    /// sending it again makes it new again ([`Db::forget_workdirs`]).
     pub async fn record_workdir_upload(&self, digest: &str, user_id: i64, files: i64, bytes: i64) -> DbResult<()> {
         self.write_one(
             sqlx::query(
                 "INSERT INTO workdir_uploads (digest, user_id, files, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (digest, user_id) DO NOTHING",
+                 ON CONFLICT (digest, user_id) DO UPDATE SET created_at = excluded.created_at",
             )
             .bind(digest)
             .bind(user_id)
@@ -1297,6 +1297,38 @@ impl Db {
         Ok(row.try_get(0)?)
     }
 
+    /// Forgets the working-directory archives sent before `before` that no job of their sender
+    /// still needs (none pending or running names it, none that ended since `before`), so that
+    /// they leave their sender's quota; the digests that nobody holds any more, whose files the
+    /// caller deletes.
+    pub async fn forget_workdirs(&self, before: i64) -> DbResult<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        let forgotten = sqlx::query(
+            "DELETE FROM workdir_uploads WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs \
+             WHERE jobs.workdir = workdir_uploads.digest AND jobs.user_id = workdir_uploads.user_id \
+             AND (jobs.state IN ('pending', 'running') OR jobs.ended_at >= $1)) RETURNING digest",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut unheld = Vec::new();
+        for row in &forgotten {
+            let digest: String = row.try_get(0)?;
+            let held = sqlx::query(
+                "SELECT 1 FROM workdir_uploads WHERE digest = $1 UNION ALL \
+                 SELECT 1 FROM jobs WHERE workdir = $1 AND state IN ('pending', 'running') LIMIT 1",
+            )
+            .bind(&digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() && !unheld.contains(&digest) {
+                unheld.push(digest);
+            }
+        }
+        tx.commit().await?;
+        Ok(unheld)
+    }
+
     /// Whether `user_id` sent the archive `digest` (`None`, the admin token: whether anyone did).
     pub async fn has_workdir_upload(&self, digest: &str, user_id: Option<i64>) -> DbResult<bool> {
         let row = sqlx::query("SELECT 1 FROM workdir_uploads WHERE digest = $1 AND ($2 < 0 OR user_id = $2) LIMIT 1")
@@ -1305,5 +1337,71 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use grappe_domain::account::Email;
+
+    use crate::{Db, NewJob, NewProject, NewUser, PoolConfig, QueueQuota, now_ms};
+
+    /// An archive is forgotten only once it is old and no job of its sender needs it; its file
+    /// is given back to be deleted only when nobody holds it any more.
+    #[tokio::test]
+    async fn only_old_archives_that_no_job_needs_are_forgotten() {
+        let dir = std::env::temp_dir().join(format!("grappe-workdir-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db =
+            Db::open(&format!("sqlite://{}/sweep.db?mode=rwc", dir.display()), &PoolConfig::default()).await.unwrap();
+        let email = Email::parse("camille@example.org").unwrap();
+        let new = NewUser { email: &email, name: "Camille", password_hash: "x", organisation_id: None };
+        let user = db.create_user(new, "test").await.unwrap().id;
+        let new = NewProject {
+            name: "balai",
+            gpu_hours: 0,
+            cpu_hours: 1,
+            storage_gb: 1,
+            valid_from: None,
+            valid_until: None,
+            principal_investigator: None,
+        };
+        let project = db.create_project(&new, "test").await.unwrap().id;
+        // "alone": nobody needs it; "queued": a pending job names it; "shared": two senders.
+        for (digest, sender) in [("alone", user), ("queued", user), ("shared", user), ("shared", 0)] {
+            db.record_workdir_upload(digest, sender, 1, 10).await.unwrap();
+        }
+        let job = NewJob {
+            project_id: project,
+            user_id: Some(user),
+            name: "j",
+            command: "[\"true\"]",
+            qos: "normal",
+            cpus: 1,
+            gpus: 0,
+            memory_mb: 100,
+            time_limit_s: 60,
+            env: "{}",
+            network: false,
+            nodes: 1,
+            inputs: "[]",
+            dependencies: "",
+            array_tasks: &[],
+            array_limit: None,
+            workdir: "queued",
+        };
+        db.create_job(job, QueueQuota { per_user: 10, per_project: 10 }).await.unwrap().unwrap();
+        // Sent a minute ago: not old yet.
+        assert!(db.forget_workdirs(now_ms() - 60_000).await.unwrap().is_empty());
+        assert_eq!(db.workdir_bytes_of(user).await.unwrap(), 30);
+        // Old: the two that no job needs are forgotten (the shared one by both senders).
+        let mut unheld = db.forget_workdirs(now_ms() + 1).await.unwrap();
+        unheld.sort();
+        assert_eq!(unheld, ["alone", "shared"]);
+        assert_eq!(db.workdir_bytes_of(user).await.unwrap(), 10, "the queued job's archive stays counted");
+        assert!(db.has_workdir_upload("queued", Some(user)).await.unwrap());
+        assert!(!db.has_workdir_upload("shared", None).await.unwrap());
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

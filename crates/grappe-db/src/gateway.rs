@@ -155,6 +155,8 @@ pub struct GatewayKeyRow {
     pub name: String,
     pub prefix: String,
     pub limits: GatewayLimits,
+    /// It may start fine-tuning jobs.
+    pub fine_tuning: bool,
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -167,6 +169,7 @@ pub struct NewGatewayKey<'a> {
     pub key_hash: &'a str,
     pub prefix: &'a str,
     pub limits: GatewayLimits,
+    pub fine_tuning: bool,
 }
 
 /// What a request asks to hold, on its key's project, before it is forwarded.
@@ -226,7 +229,7 @@ pub struct GatewayUsageRow {
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
     max_output_tokens, created_at, max_concurrency, version_id";
 const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
-    tokens_per_day, created_by, created_at, revoked_at";
+    tokens_per_day, created_by, created_at, revoked_at, fine_tuning";
 
 fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
     Ok(GatewayModelRow {
@@ -258,6 +261,7 @@ fn key_from(row: &AnyRow) -> DbResult<GatewayKeyRow> {
         created_by: row.try_get(8)?,
         created_at: row.try_get(9)?,
         revoked_at: row.try_get(10)?,
+        fine_tuning: row.try_get::<i64, _>(11)? != 0,
     })
 }
 
@@ -383,8 +387,8 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_keys (project_id, name, key_hash, prefix, requests_per_minute, tokens_per_minute, \
-             requests_per_day, tokens_per_day, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             RETURNING {KEY_COLUMNS}"
+             requests_per_day, tokens_per_day, created_by, created_at, fine_tuning) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {KEY_COLUMNS}"
         ))
         .bind(new.project_id)
         .bind(new.name)
@@ -396,11 +400,13 @@ impl Db {
         .bind(new.limits.tokens_per_day)
         .bind(actor)
         .bind(now_ms())
+        .bind(i64::from(new.fine_tuning))
         .fetch_one(&mut *tx)
         .await?;
         let key = key_from(&row)?;
         let object = format!("project:{}", new.project_id);
-        let detail = format!("gateway key {} `{}` ({}...)", key.id, key.name, key.prefix);
+        let right = if key.fine_tuning { ", may fine-tune" } else { "" };
+        let detail = format!("gateway key {} `{}` ({}...){right}", key.id, key.name, key.prefix);
         let entry = AuditEntry { actor, action: "gateway.key.create", object: &object, detail: &detail };
         audit::append(&mut tx, self.audit_key(), &entry).await?;
         tx.commit().await?;
@@ -1187,8 +1193,14 @@ mod tests {
             principal_investigator: None,
         };
         let project = db.create_project(&new, "test").await.unwrap().id;
-        let new =
-            NewGatewayKey { project_id: project, name: "k", key_hash: "h", prefix: "p", limits: Default::default() };
+        let new = NewGatewayKey {
+            project_id: project,
+            name: "k",
+            key_hash: "h",
+            prefix: "p",
+            limits: Default::default(),
+            fine_tuning: false,
+        };
         let key = db.create_gateway_key(&new, "test").await.unwrap();
         let ask = Ask { key_id: key.id, gpu_ms: 360_000, tokens: 3, ttl_ms: 60_000 };
         // All in one minute's window.

@@ -27,6 +27,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "programme", include_str!("../migrations/0018_programme.sql")),
     (19, "booster", include_str!("../migrations/0019_booster.sql")),
     (20, "workdirs", include_str!("../migrations/0020_workdirs.sql")),
+    (21, "key_rights", include_str!("../migrations/0021_key_rights.sql")),
+    (22, "workdir_index", include_str!("../migrations/0022_workdir_index.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

@@ -631,8 +631,14 @@ pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) 
         let digest = grappe_db::sha256_hex(&canonical);
         let path = dir.join(format!("{digest}.tar"));
         // A complete copy is already there when its length is the archive's (it was renamed
-        // into place only once synced).
-        let whole = std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64);
+        // into place only once synced); its time is set to now, so that the daily sweep
+        // ([`forget_unused_workdirs`]) keeps it.
+        let whole = std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64)
+            && std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+                .is_ok();
         if !whole {
             std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
             let partial = dir.join(format!("{digest}.{}.partial", crate::kit::caller::new_secret()));
@@ -645,7 +651,37 @@ pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) 
     .await
     .map_err(anyhow::Error::from)??;
     state.db.record_workdir_upload(&digest, user, files, size).await?;
+    if !state.config.data_dir.join("workdirs").join(format!("{digest}.tar")).exists() {
+        return Err(AppError::Conflict("the archive was swept away as it was sent: send it again".into()));
+    }
     Ok((digest, files, size))
+}
+
+/// How long an archive that no job needs is kept after it was last sent: 30 days.
+const WORKDIR_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Forgets the working-directory archives that no job needs and that were last sent more than
+/// 30 days ago (they leave their senders' quotas), and deletes the files that nobody holds any
+/// more (the ticker, once a day). How many files were deleted.
+pub async fn forget_unused_workdirs(state: &AppState) -> anyhow::Result<usize> {
+    let before = grappe_db::now_ms() - WORKDIR_KEPT_MS;
+    let unheld = state.db.forget_workdirs(before).await?;
+    let dir = state.config.data_dir.join("workdirs");
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(before as u64);
+    tokio::task::spawn_blocking(move || {
+        let mut deleted = 0;
+        for digest in unheld {
+            let path = dir.join(format!("{digest}.tar"));
+            // One sent again since the forgetting has a new time: kept.
+            let stale = std::fs::metadata(&path).and_then(|meta| meta.modified()).is_ok_and(|at| at < cutoff);
+            if stale && std::fs::remove_file(&path).is_ok() {
+                deleted += 1;
+            }
+        }
+        deleted
+    })
+    .await
+    .map_err(anyhow::Error::from)
 }
 
 /// Checks and queues a job of `user_id` on `project`, reading `inputs` (resolved, as stored):

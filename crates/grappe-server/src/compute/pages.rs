@@ -396,6 +396,10 @@ pub async fn submit_form(
     let chrome = Chrome::new(&headers, &uri, Some(&caller));
     let (mut form, script) = match read_job_form(&headers, body).await {
         Ok(read) => read,
+        Err(AppError::PayloadTooLarge) => {
+            let message = chrome.tr.t("job-error-script-too-large");
+            return Ok(message_page(chrome, StatusCode::PAYLOAD_TOO_LARGE, message));
+        }
         Err(error) => return Ok(message_page(chrome, error.status(), error.to_string())),
     };
     let (chrome, id) = match form_target(chrome, &caller, &form.csrf, &id) {

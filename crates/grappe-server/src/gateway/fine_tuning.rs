@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use crate::compute::{NewJobBody, ProjectRef, Submitted};
 use crate::gateway::batches::{answered, file_bytes, number};
 use crate::gateway::served::{input_of, registry_version, serve_version};
-use crate::gateway::{key_of, may_call};
+use crate::gateway::{fine_tuning_key, key_of, may_call};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::{AppState, ExecutorKind};
@@ -217,7 +217,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> AppResult<Value> {
-    let key = key_of(caller)?;
+    let key = fine_tuning_key(caller)?;
     let body: NewFineTuneBody =
         serde_json::from_slice(body).map_err(|error| AppError::Invalid(format!("the body: {error}")))?;
     if body.validation_file.is_some() {
@@ -435,7 +435,7 @@ pub async fn start_job(
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     let started = async {
-        let key = key_of(&caller)?;
+        let key = fine_tuning_key(&caller)?;
         let (fine_tune, base) = own_fine_tune(&state, key, &id).await?;
         let started = start(&state, key, fine_tune).await?;
         Ok::<_, AppError>(fine_tune_json(&started, &base))

@@ -245,6 +245,7 @@ fn key_json(key: &GatewayKeyRow) -> Value {
         "name": key.name,
         "prefix": key.prefix,
         "limits": limits_json(&key.limits),
+        "fine_tuning": key.fine_tuning,
         "created_by": key.created_by,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
@@ -258,6 +259,10 @@ pub struct NewKeyBody {
     /// Limits of this key, besides the project's (none: only the project's).
     #[serde(default)]
     pub limits: Option<LimitsBody>,
+    /// It may start fine-tuning jobs, which spend the project's GPU-hours outside the key's
+    /// token limits: only when asked.
+    #[serde(default)]
+    pub fine_tuning: bool,
 }
 
 /// Creates a key of a project for a member: the one path for the API and the page. The row,
@@ -283,6 +288,7 @@ pub async fn issue_key(
         key_hash: &grappe_db::sha256_hex(key.as_bytes()),
         prefix: &prefix,
         limits,
+        fine_tuning: body.fine_tuning,
     };
     let row = state.db.create_gateway_key(&new, &caller.audit_name()).await?;
     Ok((row, key))
@@ -488,6 +494,17 @@ pub fn may_call(key: &GatewayKeyRow, model: &GatewayModelRow) -> bool {
 /// The caller's key: every gateway route runs with one (the route's rule).
 pub fn key_of(caller: &Caller) -> AppResult<&GatewayKeyRow> {
     caller.key.as_ref().ok_or(AppError::Unauthenticated)
+}
+
+/// The caller's key, if it was made to start fine-tuning jobs.
+pub fn fine_tuning_key(caller: &Caller) -> AppResult<&GatewayKeyRow> {
+    let key = key_of(caller)?;
+    if !key.fine_tuning {
+        return Err(AppError::Forbidden(
+            "this key may not start fine-tuning jobs: make one with \"fine_tuning\": true",
+        ));
+    }
+    Ok(key)
 }
 
 pub async fn models(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {

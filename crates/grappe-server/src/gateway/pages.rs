@@ -35,6 +35,7 @@ struct KeyLine {
     id: i64,
     name: String,
     prefix: String,
+    fine_tuning: bool,
     created: Time,
     revoked: Option<Time>,
 }
@@ -109,6 +110,7 @@ async fn project_view(
             id: key.id,
             name: key.name,
             prefix: key.prefix,
+            fine_tuning: key.fine_tuning,
             created: locale.datetime(key.created_at),
             revoked: key.revoked_at.map(|at| locale.datetime(at)),
         })
@@ -245,6 +247,9 @@ pub struct KeyForm {
     pub csrf: String,
     #[serde(default)]
     pub name: String,
+    /// The checkbox: present when ticked.
+    #[serde(default)]
+    pub fine_tuning: Option<String>,
 }
 
 #[derive(Template)]
@@ -270,7 +275,7 @@ pub async fn key_form(
         Ok(target) => target,
         Err(page) => return Ok(*page),
     };
-    let body = NewKeyBody { name: form.name, limits: None };
+    let body = NewKeyBody { name: form.name, limits: None, fine_tuning: form.fine_tuning.is_some() };
     match issue_key(&state, &caller, id, body).await {
         Ok((row, key)) => {
             let project = state.db.project(row.project_id).await?.map(|p| p.name).unwrap_or_default();

@@ -56,6 +56,12 @@ async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), gra
         }
         let today = crate::kit::page::iso_date(grappe_db::now_ms());
         if *anchored_day != today && state.db.anchor_audit(&today).await? {
+            // Once a day, with the audit's anchor.
+            match crate::compute::forget_unused_workdirs(state).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "working-directory archives that no job needs were deleted"),
+                Err(error) => tracing::warn!(error = %error, "sweeping the working-directory archives failed"),
+            }
             *anchored_day = today;
         }
     }

@@ -949,12 +949,15 @@ fn create_a_key_try_a_model_in_the_playground_and_revoke_the_key() {
     browser.wait_count("#model-list tbody tr", 2);
     assert!(browser.text("#model-list").contains("petit-modele"), "{}", browser.text("#model-list"));
     browser.type_into("section[id^='project-'] input[name='name']", "carnet");
+    // Given the right to fine-tune, by keyboard: a space ticks the box.
+    browser.type_into("section[id^='project-'] input[name='fine_tuning']", " ");
     browser.click("section[id^='project-'] form.stacked button");
     browser.wait_count("#new-key", 1);
     let key = browser.text("#new-key");
     assert!(key.starts_with("gsk-"), "{key}");
     assert_eq!(client.get("/v1/models", Some(&key)).status, 200);
     browser.go(&format!("{}/ai#playground", server.base));
+    assert!(browser.text(".key-list").contains("carnet affinage"), "{}", browser.text(".key-list"));
     browser.type_into("#playground-model", "petit-modele");
     browser.type_into("#playground-prompt", "Bonjour");
     browser.click("#playground-submit");
@@ -1183,7 +1186,7 @@ fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
     let db = TestDb::new(crate::harness::Backend::Sqlite);
     let server = Server::start(&db.url, &options(1));
     let client = server.client();
-    let (project, _) = project_with_member(&client, "scripteur", 100);
+    let (project, token) = project_with_member(&client, "scripteur", 100);
     let folder = crate::harness::TempDir::new("script");
     let script = folder.path().join("bonjour.py");
     std::fs::write(&script, "import os\nprint('bonjour de', os.path.basename(os.getcwd()), sorted(os.listdir('.')))\n")
@@ -1202,6 +1205,15 @@ fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
     });
     assert!(browser.text("#log").contains("bonjour de work ['bonjour.py']"), "{}", browser.text("#log"));
     assert!(browser.text("#job-live").contains("python3 bonjour.py"), "{}", browser.text("#job-live"));
+    // A script over the form's limit is refused in the page's language, and nothing is submitted.
+    let big = folder.path().join("gros.py");
+    std::fs::write(&big, "#".repeat(1_200_000)).unwrap();
+    browser.go(&format!("{}/compute/projects/{project}", server.base));
+    browser.wait_count("#submit-form", 1);
+    browser.type_into("#job-script", big.to_str().unwrap());
+    browser.click("#job-submit");
+    browser.wait_contains("main", "un fichier de script fait au plus 1 Mio");
+    assert_eq!(client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len(), 1);
 }
 
 /// The demo's company member answers the Booster's questionnaire on a phone, with the keyboard

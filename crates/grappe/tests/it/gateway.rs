@@ -626,8 +626,13 @@ fn fine_tuning_on(backend: Backend) {
     let db = TestDb::new(backend);
     let server = Server::start(&db.url, &options(3));
     let client = server.client();
-    let (project, member, key) = project_with_key(&client, "affinage", 1, json!({ "name": "k" }));
-    let (other_project, other_member, other_key) = project_with_key(&client, "voisin", 1, json!({ "name": "k" }));
+    let may_tune = json!({ "name": "k", "fine_tuning": true });
+    let (project, member, key) = project_with_key(&client, "affinage", 1, may_tune.clone());
+    let (other_project, other_member, other_key) = project_with_key(&client, "voisin", 1, may_tune);
+    // A key made without the right may chat, but never start a fine-tuning job.
+    let plain = client.post(&format!("/api/v1/projects/{project}/keys"), Some(&member), &json!({ "name": "plain" }));
+    assert_eq!(plain.body["fine_tuning"], false, "{}", plain.text);
+    let plain = plain.body["key"].as_str().unwrap().to_owned();
     // A base model: trained by a job of the project, registered, served from the registry.
     let training = "printf 'Le salarié a droit à un congé payé.\\nL employeur verse le salaire.\\n' > t.txt \
                     && grappe train language-model --text t.txt --out lm --epochs 2";
@@ -661,6 +666,9 @@ fn fine_tuning_on(backend: Backend) {
     let file_id = file.body["id"].as_str().unwrap().to_owned();
     let ask = |model: &str, auto_start: bool| json!({ "model": model, "training_file": file_id, "hyperparameters": { "n_epochs": 2 }, "suffix": "conges", "auto_start": auto_start });
 
+    let refused = client.post("/v1/fine_tuning/jobs", Some(&plain), &ask("base-lm", false));
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("\"fine_tuning\": true"), "{}", refused.text);
     // Refused: a model from an upstream, another project's file, absurd epochs.
     let upstream_model = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("distant", false));
     assert_eq!(upstream_model.status, 422, "{}", upstream_model.text);
@@ -682,6 +690,7 @@ fn fine_tuning_on(backend: Backend) {
     let id = quoted.body["id"].as_str().unwrap().to_owned();
     assert_eq!(client.get(&format!("/v1/fine_tuning/jobs/{id}"), Some(&other_key)).status, 404, "another project's");
     assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{id}/start"), Some(&other_key), &json!({})).status, 404);
+    assert_eq!(client.post(&format!("/v1/fine_tuning/jobs/{id}/start"), Some(&plain), &json!({})).status, 403);
 
     // A second one, cancelled before its start, never runs.
     let second = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
