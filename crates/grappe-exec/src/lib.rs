@@ -373,8 +373,7 @@ async fn capture(
     job_id: i64,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    let mut overlong = false;
+    let mut lines = MetricLines::new(&prefix);
     loop {
         let read = match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
@@ -390,19 +389,41 @@ async fn capture(
             }
             out.dropped += (chunk.len() - kept) as u64;
         }
+        // A full channel drops the metric rather than stalling the job's output.
+        lines.feed(chunk, |line| drop(metrics.try_send(MetricLine { job_id, line })));
+    }
+}
+
+/// Cuts a job's output into lines, as it comes, and finds those that start with the metric
+/// prefix: each handed on without the prefix, trimmed; a line longer than 64 KiB
+/// is dropped whole. The local executor reads a job's pipes through one; the Slurm executor,
+/// the output file Slurm writes.
+pub struct MetricLines {
+    prefix: Vec<u8>,
+    line: Vec<u8>,
+    overlong: bool,
+}
+
+impl MetricLines {
+    pub fn new(prefix: &str) -> MetricLines {
+        MetricLines { prefix: prefix.as_bytes().to_vec(), line: Vec::new(), overlong: false }
+    }
+
+    /// Reads the next bytes of the output; `found` gets each metric line they complete.
+    pub fn feed(&mut self, chunk: &[u8], mut found: impl FnMut(String)) {
         for &byte in chunk {
             if byte == b'\n' {
-                if !overlong && let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
-                    let text = String::from_utf8_lossy(rest).trim().to_owned();
-                    // A full channel drops the metric rather than stalling the job's output.
-                    let _ = metrics.try_send(MetricLine { job_id, line: text });
+                if !self.overlong
+                    && let Some(rest) = self.line.strip_prefix(self.prefix.as_slice())
+                {
+                    found(String::from_utf8_lossy(rest).trim().to_owned());
                 }
-                line.clear();
-                overlong = false;
-            } else if line.len() < MAX_METRIC_LINE {
-                line.push(byte);
+                self.line.clear();
+                self.overlong = false;
+            } else if self.line.len() < MAX_METRIC_LINE {
+                self.line.push(byte);
             } else {
-                overlong = true;
+                self.overlong = true;
             }
         }
     }

@@ -222,7 +222,18 @@ struct Loop {
     starting: HashMap<i64, Starting>,
     early_ends: HashMap<i64, Finished>,
     started_tx: mpsc::UnboundedSender<Started>,
+    /// On Slurm, how far each running job's output file was read for metric lines.
+    slurm_outputs: HashMap<i64, SlurmOutput>,
 }
+
+/// Where the reading of a Slurm job's output file stands.
+struct SlurmOutput {
+    read: u64,
+    lines: grappe_exec::MetricLines,
+}
+
+/// The most bytes of a Slurm job's output read in one pass.
+const SLURM_READ_MAX: u64 = 1 << 20;
 
 #[derive(Clone)]
 struct CachedProject {
@@ -373,6 +384,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         starting: HashMap::new(),
         early_ends: HashMap::new(),
         started_tx,
+        slurm_outputs: HashMap::new(),
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1073,6 +1085,17 @@ impl Loop {
                 _ => None,
             };
             let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
+            if running || ended.is_some() {
+                // Started here from pending: its output is read from the start. Found running
+                // (this server started meanwhile): from its end, not to store points twice.
+                let lines = self.slurm_metric_lines(job.id, job.state == "pending");
+                if !lines.is_empty() {
+                    self.metrics(lines).await;
+                }
+                if ended.is_some() {
+                    self.slurm_outputs.remove(&job.id);
+                }
+            }
             match (job.state.as_str(), ended, running) {
                 ("pending", Some(("cancelled", reason)), _) => {
                     db.end_pending(job.id, "cancelled", &reason).await?;
@@ -1109,6 +1132,37 @@ impl Loop {
         let reasons: Vec<(i64, &str)> = reasons.iter().map(|(id, reason)| (*id, reason.as_str())).collect();
         db.set_reasons(&reasons).await?;
         Ok(())
+    }
+
+    /// The metric lines a Slurm job printed since its output file was last read (at most
+    /// [`SLURM_READ_MAX`] bytes a pass; the rest at the next). `from_start`: the first read
+    /// starts at the file's beginning, else at its end.
+    fn slurm_metric_lines(&mut self, job_id: i64, from_start: bool) -> Vec<MetricLine> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.state.config.job_dir(job_id).join("output.log");
+        // No file yet: Slurm has not started writing it.
+        let file = std::fs::File::open(&path).ok();
+        let length = file.as_ref().and_then(|file| file.metadata().ok()).map_or(0, |meta| meta.len());
+        let prefix = &self.state.config.compute.metric_prefix;
+        let output = self.slurm_outputs.entry(job_id).or_insert_with(|| SlurmOutput {
+            read: if from_start { 0 } else { length },
+            lines: grappe_exec::MetricLines::new(prefix),
+        });
+        if output.read > length {
+            // Written again from the start (a requeue).
+            *output = SlurmOutput { read: 0, lines: grappe_exec::MetricLines::new(prefix) };
+        }
+        let Some(mut file) = file else { return Vec::new() };
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(output.read)).is_err()
+            || file.take(SLURM_READ_MAX).read_to_end(&mut bytes).is_err()
+        {
+            return Vec::new();
+        }
+        output.read += bytes.len() as u64;
+        let mut found = Vec::new();
+        output.lines.feed(&bytes, |line| found.push(MetricLine { job_id, line }));
+        found
     }
 }
 

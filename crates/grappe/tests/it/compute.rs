@@ -472,12 +472,26 @@ fn jobs_run_on_slurm() {
     assert_eq!(client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&token)).text, format!("hi from {id}\n"));
     let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(&token)).body.to_string();
     assert!(events.contains("submitted to Slurm as job"), "{events}");
+    // Metric lines in the output file Slurm writes are read as the local executor reads its
+    // pipes: while the job runs, and the rest at its end.
+    let metric =
+        |step: i64, value: f64| format!(r#"echo 'GRAPPE_METRIC {{"key": "loss", "value": {value}, "step": {step}}}'"#);
+    let script = format!("{}; echo plain; sleep 1; {}", metric(1, 0.5), metric(2, 0.25));
     let ok = submit(
         &client,
         &token,
-        json!({ "project": project, "command": ["true"], "time_limit_s": 60, "memory_mb": 100 }),
+        json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60, "memory_mb": 100 }),
     );
-    wait_state(&client, &token, ok["id"].as_i64().unwrap(), &["completed"]);
+    let ok = ok["id"].as_i64().unwrap();
+    wait_state(&client, &token, ok, &["completed"]);
+    let points = client.get(&format!("/api/v1/jobs/{ok}/metrics"), Some(&token)).body;
+    let values: Vec<(i64, f64)> = points["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| (point["step"].as_i64().unwrap(), point["value"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(values, [(1, 0.5), (2, 0.25)], "{points}");
     let sleeper = submit(
         &client,
         &token,
