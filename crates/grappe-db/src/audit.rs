@@ -265,14 +265,12 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Db, PoolConfig};
+    use crate::scratch::Scratch;
 
     #[tokio::test]
     async fn an_edited_event_breaks_the_chain_where_it_was_edited() {
-        let dir = std::env::temp_dir().join(format!("grappe-audit-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/audit.db?mode=rwc", dir.display());
-        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        let scratch = Scratch::new("audit").await;
+        let db = &scratch.db;
         for n in 1..=3 {
             db.audit("test", "thing.do", &format!("thing:{n}"), "").await.unwrap();
         }
@@ -281,7 +279,6 @@ mod tests {
         assert_eq!(db.verify_audit_chain().await.unwrap().map(|broken| broken.seq), Some(2));
         sqlx::query("DELETE FROM audit_events WHERE seq >= 2").execute(db.pool()).await.unwrap();
         assert_eq!(db.verify_audit_chain().await.unwrap().map(|broken| broken.seq), Some(2));
-        db.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        scratch.close().await;
     }
 }

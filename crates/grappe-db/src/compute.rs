@@ -1344,29 +1344,19 @@ impl Db {
 mod tests {
     use grappe_domain::account::Email;
 
-    use crate::{Db, NewJob, NewProject, NewUser, PoolConfig, QueueQuota, now_ms};
+    use crate::scratch::Scratch;
+    use crate::{NewJob, NewUser, QueueQuota, now_ms};
 
     /// An archive is forgotten only once it is old and no job of its sender needs it; its file
     /// is given back to be deleted only when nobody holds it any more.
     #[tokio::test]
     async fn only_old_archives_that_no_job_needs_are_forgotten() {
-        let dir = std::env::temp_dir().join(format!("grappe-workdir-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db =
-            Db::open(&format!("sqlite://{}/sweep.db?mode=rwc", dir.display()), &PoolConfig::default()).await.unwrap();
+        let scratch = Scratch::new("sweep").await;
+        let db = &scratch.db;
         let email = Email::parse("camille@example.org").unwrap();
         let new = NewUser { email: &email, name: "Camille", password_hash: "x", organisation_id: None };
         let user = db.create_user(new, "test").await.unwrap().id;
-        let new = NewProject {
-            name: "balai",
-            gpu_hours: 0,
-            cpu_hours: 1,
-            storage_gb: 1,
-            valid_from: None,
-            valid_until: None,
-            principal_investigator: None,
-        };
-        let project = db.create_project(&new, "test").await.unwrap().id;
+        let project = scratch.project("balai").await;
         // "alone": nobody needs it; "queued": a pending job names it; "shared": two senders.
         for (digest, sender) in [("alone", user), ("queued", user), ("shared", user), ("shared", 0)] {
             db.record_workdir_upload(digest, sender, 1, 10).await.unwrap();
@@ -1401,7 +1391,6 @@ mod tests {
         assert_eq!(db.workdir_bytes_of(user).await.unwrap(), 10, "the queued job's archive stays counted");
         assert!(db.has_workdir_upload("queued", Some(user)).await.unwrap());
         assert!(!db.has_workdir_upload("shared", None).await.unwrap());
-        db.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        scratch.close().await;
     }
 }

@@ -1172,27 +1172,17 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Ask, Db, NewGatewayKey, NewProject, PoolConfig, Refused, Settlement};
+    use crate::scratch::Scratch;
+    use crate::{Ask, NewGatewayKey, Refused, Settlement};
 
     /// Reservations that arrive together are written together (group commit on SQLite), yet
     /// each holds or is refused alone: of 40 at once on room for 10, 10 hold and are counted,
     /// the 30 refused leave nothing; settled at once, all 10 are charged and recorded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reservations_written_together_hold_or_are_refused_each_alone() {
-        let dir = std::env::temp_dir().join(format!("grappe-group-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db =
-            Db::open(&format!("sqlite://{}/group.db?mode=rwc", dir.display()), &PoolConfig::default()).await.unwrap();
-        let new = NewProject {
-            name: "groupe",
-            gpu_hours: 1,
-            cpu_hours: 1,
-            storage_gb: 1,
-            valid_from: None,
-            valid_until: None,
-            principal_investigator: None,
-        };
-        let project = db.create_project(&new, "test").await.unwrap().id;
+        let scratch = Scratch::new("group").await;
+        let db = scratch.db.clone();
+        let project = scratch.project("groupe").await;
         let new = NewGatewayKey {
             project_id: project,
             name: "k",
@@ -1250,7 +1240,6 @@ mod tests {
         assert_eq!(db.gateway_reserved(project).await.unwrap(), (0, 0));
         assert_eq!(db.gateway_usage(project, 100).await.unwrap().len(), 10);
         assert_eq!(db.counted(&format!("key:{}", key.id), crate::now_ms()).await.unwrap().minute, (10, 20));
-        db.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        scratch.close().await;
     }
 }

@@ -326,18 +326,58 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
+/// What the crate's own tests share.
+#[cfg(test)]
+pub(crate) mod scratch {
+    use std::path::PathBuf;
+
+    use crate::{Db, NewProject, PoolConfig};
+
+    /// A fresh SQLite database in a folder of its own, which `close` removes.
+    pub struct Scratch {
+        pub db: Db,
+        dir: PathBuf,
+    }
+
+    impl Scratch {
+        pub async fn new(label: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("grappe-{label}-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}/{label}.db?mode=rwc", dir.display());
+            Scratch { db: Db::open(&url, &PoolConfig::default()).await.unwrap(), dir }
+        }
+
+        /// A project of 1 GPU-hour and 1 CPU-hour.
+        pub async fn project(&self, name: &str) -> i64 {
+            let new = NewProject {
+                name,
+                gpu_hours: 1,
+                cpu_hours: 1,
+                storage_gb: 1,
+                valid_from: None,
+                valid_until: None,
+                principal_investigator: None,
+            };
+            self.db.create_project(&new, "test").await.unwrap().id
+        }
+
+        pub async fn close(self) {
+            self.db.close().await;
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::{Db, PoolConfig};
+    use crate::scratch::Scratch;
 
     /// Writers of one process take turns for SQLite's lock, each reading then writing: none fails
     /// and none is lost; one dropped before its commit is rolled back and gives its turn.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writers_take_turns_and_a_dropped_transaction_gives_its_turn() {
-        let dir = std::env::temp_dir().join(format!("grappe-writers-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/writers.db?mode=rwc", dir.display());
-        let db = Db::open(&url, &PoolConfig::default()).await.unwrap();
+        let scratch = Scratch::new("writers").await;
+        let db = scratch.db.clone();
         sqlx::query("CREATE TABLE counter (n BIGINT NOT NULL)").execute(db.pool()).await.unwrap();
         sqlx::query("INSERT INTO counter (n) VALUES (0)").execute(db.pool()).await.unwrap();
         let writers: Vec<_> = (0..64)
@@ -358,7 +398,6 @@ mod tests {
         }
         let n: i64 = sqlx::query_scalar("SELECT n FROM counter").fetch_one(db.pool()).await.unwrap();
         assert_eq!(n, 48);
-        db.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        scratch.close().await;
     }
 }
