@@ -10,7 +10,7 @@
 //! killed and it is requeued (`node_restart`), charged up to its last heartbeat. None runs twice
 //! at once, none is left running unwatched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -994,6 +994,10 @@ impl Loop {
         use grappe_exec::slurm;
         let db = self.state.db.clone();
         let active = db.active_jobs().await?;
+        // The outputs of jobs no longer active (ended at the last pass, or by another path)
+        // are read no more.
+        let ids: HashSet<i64> = active.iter().map(|job| job.id).collect();
+        self.slurm_outputs.retain(|id, _| ids.contains(id));
         if active.is_empty() {
             return Ok(());
         }
@@ -1091,9 +1095,6 @@ impl Loop {
                 let lines = self.slurm_metric_lines(job.id, job.state == "pending");
                 if !lines.is_empty() {
                     self.metrics(lines).await;
-                }
-                if ended.is_some() {
-                    self.slurm_outputs.remove(&job.id);
                 }
             }
             match (job.state.as_str(), ended, running) {
