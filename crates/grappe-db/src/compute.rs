@@ -1298,14 +1298,16 @@ impl Db {
     }
 
     /// Forgets the working-directory archives sent before `before` that no job of their sender
-    /// still needs (none pending or running names it, none that ended since `before`), so that
+    /// still needs (none pending or running names it, none that ended since `before`; the admin
+    /// token's jobs, of no user, count as user 0's, as its uploads do), so that
     /// they leave their sender's quota; the digests that nobody holds any more, whose files the
     /// caller deletes.
     pub async fn forget_workdirs(&self, before: i64) -> DbResult<Vec<String>> {
         let mut tx = self.write_tx().await?;
         let forgotten = sqlx::query(
             "DELETE FROM workdir_uploads WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs \
-             WHERE jobs.workdir = workdir_uploads.digest AND jobs.user_id = workdir_uploads.user_id \
+             WHERE jobs.workdir <> '' AND jobs.workdir = workdir_uploads.digest \
+             AND COALESCE(jobs.user_id, 0) = workdir_uploads.user_id \
              AND (jobs.state IN ('pending', 'running') OR jobs.ended_at >= $1)) RETURNING digest",
         )
         .bind(before)
@@ -1316,7 +1318,7 @@ impl Db {
             let digest: String = row.try_get(0)?;
             let held = sqlx::query(
                 "SELECT 1 FROM workdir_uploads WHERE digest = $1 UNION ALL \
-                 SELECT 1 FROM jobs WHERE workdir = $1 AND state IN ('pending', 'running') LIMIT 1",
+                 SELECT 1 FROM jobs WHERE workdir <> '' AND workdir = $1 AND state IN ('pending', 'running') LIMIT 1",
             )
             .bind(&digest)
             .fetch_optional(&mut *tx)
@@ -1358,12 +1360,14 @@ mod tests {
         let user = db.create_user(new, "test").await.unwrap().id;
         let project = scratch.project("balai").await;
         // "alone": nobody needs it; "queued": a pending job names it; "shared": two senders.
-        for (digest, sender) in [("alone", user), ("queued", user), ("shared", user), ("shared", 0)] {
+        // "admin": the admin token's (user 0), named by its job, of no user.
+        let digests = [("alone", user), ("queued", user), ("shared", user), ("shared", 0), ("admin", 0)];
+        for (digest, sender) in digests {
             db.record_workdir_upload(digest, sender, 1, 10).await.unwrap();
         }
-        let job = NewJob {
+        let job = |workdir, user_id| NewJob {
             project_id: project,
-            user_id: Some(user),
+            user_id,
             name: "j",
             command: "[\"true\"]",
             qos: "normal",
@@ -1378,9 +1382,11 @@ mod tests {
             dependencies: "",
             array_tasks: &[],
             array_limit: None,
-            workdir: "queued",
+            workdir,
         };
-        db.create_job(job, QueueQuota { per_user: 10, per_project: 10 }).await.unwrap().unwrap();
+        let quota = QueueQuota { per_user: 10, per_project: 10 };
+        db.create_job(job("admin", None), quota).await.unwrap().unwrap();
+        db.create_job(job("queued", Some(user)), quota).await.unwrap().unwrap();
         // Sent a minute ago: not old yet.
         assert!(db.forget_workdirs(now_ms() - 60_000).await.unwrap().is_empty());
         assert_eq!(db.workdir_bytes_of(user).await.unwrap(), 30);
@@ -1391,6 +1397,7 @@ mod tests {
         assert_eq!(db.workdir_bytes_of(user).await.unwrap(), 10, "the queued job's archive stays counted");
         assert!(db.has_workdir_upload("queued", Some(user)).await.unwrap());
         assert!(!db.has_workdir_upload("shared", None).await.unwrap());
+        assert!(db.has_workdir_upload("admin", Some(0)).await.unwrap(), "the admin token's job needs it");
         scratch.close().await;
     }
 }

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
@@ -66,6 +66,28 @@ pub struct SlurmJob {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub restarts: i64,
+}
+
+/// At most `max` bytes of a job's output file from `from`, and the file's length; none when no
+/// regular file is there. Opened without following a link and without waiting, so that a job
+/// that put a link or a pipe in its place reads as nothing rather than holding the reader.
+pub fn read_output(path: &Path, from: u64, max: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::{Read, Seek, SeekFrom};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(from.min(meta.len())))?;
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(Some((bytes, meta.len())))
 }
 
 /// `'…'` for the shell, with single quotes escaped.
@@ -299,6 +321,26 @@ pub async fn show_jobs() -> io::Result<HashMap<String, SlurmJob>> {
 
 #[cfg(test)]
 mod tests {
+    /// A job's output file is read from where the last read stopped; a link or a pipe put in
+    /// its place reads as nothing, at once.
+    #[test]
+    fn output_is_read_from_a_regular_file_only() {
+        let dir = std::env::temp_dir().join(format!("grappe-output-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("output.log");
+        std::fs::write(&file, "abc\n").unwrap();
+        assert_eq!(super::read_output(&file, 1, 10).unwrap(), Some((b"bc\n".to_vec(), 4)));
+        assert_eq!(super::read_output(&file, 9, 10).unwrap(), Some((Vec::new(), 4)));
+        assert_eq!(super::read_output(&dir.join("none"), 0, 10).unwrap(), None);
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(super::read_output(&link, 0, 10).unwrap(), None);
+        let pipe = dir.join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&pipe).status().unwrap().success());
+        assert_eq!(super::read_output(&pipe, 0, 10).unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
 
     #[test]

@@ -203,6 +203,7 @@ job-script = Script (optional)
 job-script-help = A file sent with the job, put in its working directory (1 MB at most). Without a command, it is run: python3 for a .py, sh otherwise. For a whole folder: grappe job submit --workdir FOLDER.
 job-error-script = The script's name: letters, digits, `.`, `_` or `-` (no dot or dash first).
 job-error-script-too-large = The form was not sent: a script file is at most 1 MiB. Put larger code in a working directory (`grappe job submit --workdir DIR`, up to 1 GiB in all).
+job-error-form-too-large = The form was not sent: its fields hold more than 64 KiB. Put a long command in a script file.
 job-error-memory = An amount in GiB, more than 0 (say 0.5 or 2).
 job-error-time = A whole number of minutes, at least 1.
 job-form-refused = The job was not submitted:

@@ -203,6 +203,7 @@ job-script = Script (facultatif)
 job-script-help = Un fichier envoyé avec la tâche, déposé dans son dossier de travail (1 Mo au plus). Sans commande, il est lancé : python3 pour un .py, sh sinon. Pour un dossier entier : grappe job submit --workdir DOSSIER.
 job-error-script = Le nom du script : des lettres, des chiffres, « . », « _ » ou « - » (ni point ni tiret au début).
 job-error-script-too-large = Le formulaire n’a pas été envoyé : un fichier de script fait au plus 1 Mio. Pour du code plus gros, envoyez un répertoire de travail (`grappe job submit --workdir DIR`, jusqu’à 1 Gio en tout).
+job-error-form-too-large = Le formulaire n’a pas été envoyé : ses champs dépassent 64 Kio. Mettez une longue commande dans un fichier de script.
 job-error-memory = Une quantité en Go, plus de 0 (par exemple 0,5 ou 2).
 job-error-time = Un nombre entier de minutes, au moins 1.
 job-form-refused = La tâche n'a pas été soumise :

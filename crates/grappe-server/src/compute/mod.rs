@@ -602,16 +602,18 @@ pub async fn upload_workdir(
 /// counted once).
 pub const WORKDIR_BYTES_PER_USER: i64 = 1 << 30;
 
+/// Uploads and the daily sweep take turns over the archives' files and records, so that the
+/// sweep never deletes a file that an upload is keeping.
+static WORKDIR_FILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Checks a working-directory archive and keeps it under its SHA-256, rewritten canonically
 /// (its entries packed again: bounded, and one digest for one content), written to a file of its
-/// own, synced, then renamed into place; records that the caller sent it. Its digest, files and
-/// bytes of files. The admin token's uploads are recorded as user 0.
+/// own, synced, then renamed into place; records that the caller sent it. An archive the caller
+/// already holds counts once against their quota. Its digest, files and bytes of files. The admin
+/// token's uploads are recorded as user 0.
 pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) -> AppResult<(String, i64, i64)> {
     let user = caller.actor.user_id().unwrap_or(0);
-    let kept = state.db.workdir_bytes_of(user).await?;
-    let dir = state.config.data_dir.join("workdirs");
-    let (digest, files, size) = tokio::task::spawn_blocking(move || -> AppResult<(String, i64, i64)> {
-        use std::io::Write;
+    let (digest, canonical, files, size) = tokio::task::spawn_blocking(move || -> AppResult<_> {
         let entries = grappe_domain::workdir::unpack(&archive)
             .map_err(|bad| AppError::Invalid(format!("the working directory's archive: {bad}")))?;
         let canonical = grappe_domain::workdir::pack(&entries).map_err(|bad| AppError::Invalid(bad.0))?;
@@ -622,38 +624,37 @@ pub async fn store_workdir(state: &AppState, caller: &Caller, archive: Vec<u8>) 
                 size += bytes.len() as i64;
             }
         }
-        if kept + size > WORKDIR_BYTES_PER_USER {
-            return Err(AppError::OverQuota(format!(
-                "your working directories would hold more than {} MiB on the server",
-                WORKDIR_BYTES_PER_USER >> 20
-            )));
-        }
-        let digest = grappe_db::sha256_hex(&canonical);
-        let path = dir.join(format!("{digest}.tar"));
-        // A complete copy is already there when its length is the archive's (it was renamed
-        // into place only once synced); its time is set to now, so that the daily sweep
-        // ([`forget_unused_workdirs`]) keeps it.
-        let whole = std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64)
-            && std::fs::File::options()
-                .append(true)
-                .open(&path)
-                .and_then(|file| file.set_modified(std::time::SystemTime::now()))
-                .is_ok();
-        if !whole {
-            std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
-            let partial = dir.join(format!("{digest}.{}.partial", crate::kit::caller::new_secret()));
-            let mut file = std::fs::File::create(&partial).map_err(anyhow::Error::from)?;
-            file.write_all(&canonical).and_then(|()| file.sync_all()).map_err(anyhow::Error::from)?;
-            std::fs::rename(&partial, &path).map_err(anyhow::Error::from)?;
-        }
-        Ok((digest, files, size))
+        Ok((grappe_db::sha256_hex(&canonical), canonical, files, size))
     })
     .await
     .map_err(anyhow::Error::from)??;
-    state.db.record_workdir_upload(&digest, user, files, size).await?;
-    if !state.config.data_dir.join("workdirs").join(format!("{digest}.tar")).exists() {
-        return Err(AppError::Conflict("the archive was swept away as it was sent: send it again".into()));
+    let _turn = WORKDIR_FILES.lock().await;
+    if !state.db.has_workdir_upload(&digest, Some(user)).await?
+        && state.db.workdir_bytes_of(user).await? + size > WORKDIR_BYTES_PER_USER
+    {
+        return Err(AppError::OverQuota(format!(
+            "your working directories would hold more than {} MiB on the server",
+            WORKDIR_BYTES_PER_USER >> 20
+        )));
     }
+    let path = state.config.workdir_archive(&digest);
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        // A complete copy is already there when its length is the archive's (it was renamed
+        // into place only once synced).
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == canonical.len() as u64) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
+        let partial = path.with_extension(format!("{}.partial", crate::kit::caller::new_secret()));
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(&canonical).and_then(|()| file.sync_all())?;
+        std::fs::rename(&partial, &path)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(anyhow::Error::from)?;
+    state.db.record_workdir_upload(&digest, user, files, size).await?;
     Ok((digest, files, size))
 }
 
@@ -664,24 +665,14 @@ const WORKDIR_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
 /// 30 days ago (they leave their senders' quotas), and deletes the files that nobody holds any
 /// more (the ticker, once a day). How many files were deleted.
 pub async fn forget_unused_workdirs(state: &AppState) -> anyhow::Result<usize> {
+    let _turn = WORKDIR_FILES.lock().await;
     let before = grappe_db::now_ms() - WORKDIR_KEPT_MS;
     let unheld = state.db.forget_workdirs(before).await?;
-    let dir = state.config.data_dir.join("workdirs");
-    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(before as u64);
-    tokio::task::spawn_blocking(move || {
-        let mut deleted = 0;
-        for digest in unheld {
-            let path = dir.join(format!("{digest}.tar"));
-            // One sent again since the forgetting has a new time: kept.
-            let stale = std::fs::metadata(&path).and_then(|meta| meta.modified()).is_ok_and(|at| at < cutoff);
-            if stale && std::fs::remove_file(&path).is_ok() {
-                deleted += 1;
-            }
-        }
-        deleted
-    })
-    .await
-    .map_err(anyhow::Error::from)
+    let paths: Vec<_> = unheld.iter().map(|digest| state.config.workdir_archive(digest)).collect();
+    let deleted =
+        tokio::task::spawn_blocking(move || paths.iter().filter(|path| std::fs::remove_file(path).is_ok()).count())
+            .await?;
+    Ok(deleted)
 }
 
 /// Checks and queues a job of `user_id` on `project`, reading `inputs` (resolved, as stored):

@@ -322,11 +322,7 @@ const SCRIPT_MAX_BYTES: usize = 1 << 20;
 /// The job form as the browser sends it: `multipart/form-data` when it carries a script file,
 /// else URL-encoded.
 async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(JobForm, Option<Script>), AppError> {
-    let multipart = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("multipart/form-data"));
-    if !multipart {
+    if !multipart::is_multipart(headers) {
         let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| AppError::PayloadTooLarge)?;
         let form = serde_urlencoded::from_bytes(&bytes)
             .map_err(|error| AppError::BadRequest(format!("the form could not be read: {error}")))?;
@@ -352,6 +348,9 @@ async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(J
         .iter()
         .find(|part| part.name == "script" && !part.bytes.is_empty())
         .map(|part| Script { name: part.filename.clone().unwrap_or_default(), bytes: part.bytes.to_vec() });
+    if script.as_ref().is_some_and(|script| script.bytes.len() > SCRIPT_MAX_BYTES) {
+        return Err(AppError::PayloadTooLarge);
+    }
     Ok((form, script))
 }
 
@@ -397,7 +396,13 @@ pub async fn submit_form(
     let (mut form, script) = match read_job_form(&headers, body).await {
         Ok(read) => read,
         Err(AppError::PayloadTooLarge) => {
-            let message = chrome.tr.t("job-error-script-too-large");
+            // Only a form with a file is sent as multipart.
+            let too_large = if multipart::is_multipart(&headers) {
+                "job-error-script-too-large"
+            } else {
+                "job-error-form-too-large"
+            };
+            let message = chrome.tr.t(too_large);
             return Ok(message_page(chrome, StatusCode::PAYLOAD_TOO_LARGE, message));
         }
         Err(error) => return Ok(message_page(chrome, error.status(), error.to_string())),

@@ -232,8 +232,9 @@ struct SlurmOutput {
     lines: grappe_exec::MetricLines,
 }
 
-/// The most bytes of a Slurm job's output read in one pass.
+/// The most bytes of a running Slurm job's output read in one pass, and of the rest at its end.
 const SLURM_READ_MAX: u64 = 1 << 20;
+const SLURM_END_READ_MAX: u64 = 16 << 20;
 
 #[derive(Clone)]
 struct CachedProject {
@@ -1090,9 +1091,12 @@ impl Loop {
             };
             let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
             if running || ended.is_some() {
-                // Started here from pending: its output is read from the start. Found running
-                // (this server started meanwhile): from its end, not to store points twice.
-                let lines = self.slurm_metric_lines(job.id, job.state == "pending");
+                // Seen here to start its first run: its output is read from the start. Found
+                // running, or rerun (Slurm appends to the same file), by a server that did not
+                // read the runs before: from its end, not to store points twice.
+                let from_start = job.state == "pending" && job.restart_count == 0;
+                let max = if ended.is_some() { SLURM_END_READ_MAX } else { SLURM_READ_MAX };
+                let lines = self.slurm_metric_lines(job.id, from_start, max);
                 if !lines.is_empty() {
                     self.metrics(lines).await;
                 }
@@ -1135,29 +1139,29 @@ impl Loop {
         Ok(())
     }
 
-    /// The metric lines a Slurm job printed since its output file was last read (at most
-    /// [`SLURM_READ_MAX`] bytes a pass; the rest at the next). `from_start`: the first read
-    /// starts at the file's beginning, else at its end.
-    fn slurm_metric_lines(&mut self, job_id: i64, from_start: bool) -> Vec<MetricLine> {
-        use std::io::{Read, Seek, SeekFrom};
+    /// The metric lines a Slurm job printed since its output file was last read, at most `max`
+    /// bytes of it. `from_start`: the first read starts at the file's beginning, else at its end.
+    fn slurm_metric_lines(&mut self, job_id: i64, from_start: bool, max: u64) -> Vec<MetricLine> {
         let path = self.state.config.job_dir(job_id).join("output.log");
-        // No file yet: Slurm has not started writing it.
-        let file = std::fs::File::open(&path).ok();
-        let length = file.as_ref().and_then(|file| file.metadata().ok()).map_or(0, |meta| meta.len());
         let prefix = &self.state.config.compute.metric_prefix;
-        let output = self.slurm_outputs.entry(job_id).or_insert_with(|| SlurmOutput {
-            read: if from_start { 0 } else { length },
-            lines: grappe_exec::MetricLines::new(prefix),
-        });
+        let output = match self.slurm_outputs.entry(job_id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                // Found running: from the file's end (no file yet: Slurm has not started it).
+                let read = if from_start {
+                    0
+                } else {
+                    grappe_exec::slurm::read_output(&path, 0, 0).ok().flatten().map_or(0, |(_, length)| length)
+                };
+                entry.insert(SlurmOutput { read, lines: grappe_exec::MetricLines::new(prefix) })
+            }
+        };
+        let Ok(Some((bytes, length))) = grappe_exec::slurm::read_output(&path, output.read, max) else {
+            return Vec::new();
+        };
         if output.read > length {
-            // Written again from the start (a requeue).
+            // The file was cut shorter than what was read: read again from its start next time.
             *output = SlurmOutput { read: 0, lines: grappe_exec::MetricLines::new(prefix) };
-        }
-        let Some(mut file) = file else { return Vec::new() };
-        let mut bytes = Vec::new();
-        if file.seek(SeekFrom::Start(output.read)).is_err()
-            || file.take(SLURM_READ_MAX).read_to_end(&mut bytes).is_err()
-        {
             return Vec::new();
         }
         output.read += bytes.len() as u64;

@@ -3,6 +3,14 @@
 //! the `Content-Type` names; each part's `Content-Disposition` gives its field name and, for a
 //! file, its file name. Anything else (nested multipart, transfer encodings) is refused.
 
+/// Whether a request's body is `multipart/form-data` (a browser's form with a file).
+pub fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"))
+}
+
 /// A `multipart/form-data` request's body, read whole up to `limit` bytes, and its boundary:
 /// what [`parts`] splits.
 pub async fn read(
