@@ -1213,6 +1213,7 @@ fn a_script_file_sent_from_the_job_form_runs_in_the_jobs_working_directory() {
     browser.type_into("#job-script", big.to_str().unwrap());
     browser.click("#job-submit");
     browser.wait_contains("main", "un fichier de script fait au plus 1 Mio");
+    browser.screenshot("job-script-too-large-fr.png");
     assert_eq!(client.get("/api/v1/jobs", Some(&token)).body["items"].as_array().unwrap().len(), 1);
 }
 
