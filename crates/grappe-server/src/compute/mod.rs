@@ -554,6 +554,12 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
             "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
         ));
     }
+    // A job naming an archive is queued before the daily sweep can forget that archive, or
+    // after it did (and is then refused): the two take turns.
+    let _turn = match &body.workdir {
+        Some(_) => Some(WORKDIR_FILES.lock().await),
+        None => None,
+    };
     if let Some(digest) = &body.workdir {
         // The caller's own archive; the admin token may name anyone's.
         let sender = if caller.actor.is_admin() { None } else { Some(caller.actor.user_id().unwrap_or(0)) };
@@ -602,8 +608,9 @@ pub async fn upload_workdir(
 /// counted once).
 pub const WORKDIR_BYTES_PER_USER: i64 = 1 << 30;
 
-/// Uploads and the daily sweep take turns over the archives' files and records, so that the
-/// sweep never deletes a file that an upload is keeping.
+/// Uploads, submissions that name an archive, and the daily sweep take turns over the archives'
+/// files and records, so that the sweep never deletes a file that an upload is keeping nor
+/// forgets an archive between a submission's check and its job's insert.
 static WORKDIR_FILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Checks a working-directory archive and keeps it under its SHA-256, rewritten canonically
