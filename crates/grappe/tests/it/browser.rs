@@ -18,6 +18,9 @@ struct Browser {
     base: String,
     session: String,
     agent: ureq::Agent,
+    /// Chromium's profile: removed once the browser is gone (fields drop after `Drop::drop`),
+    /// where it was removed as `start` returned and Chromium then made it again, left behind.
+    _profile: crate::harness::TempDir,
 }
 
 impl Browser {
@@ -59,10 +62,9 @@ impl Browser {
                 "prefs": { "intl.accept_languages": "fr-FR,fr" },
             },
         } } });
-        let mut browser = Browser { driver, base, session: String::new(), agent };
+        let mut browser = Browser { driver, base, session: String::new(), agent, _profile: profile };
         let created = browser.call("POST", "/session", Some(capabilities));
         browser.session = created["sessionId"].as_str().expect("session id").to_owned();
-        std::mem::forget(profile); // chromium owns it until the session ends; the OS temp dir cleans up
         browser
     }
 
