@@ -18,8 +18,8 @@ struct Browser {
     base: String,
     session: String,
     agent: ureq::Agent,
-    /// Chromium's profile: removed once the browser is gone (fields drop after `Drop::drop`),
-    /// where it was removed as `start` returned and Chromium then made it again, left behind.
+    /// Chromium's profile: removed once the browser is gone (fields drop after `Drop::drop`);
+    /// it was forgotten before, and left behind in the temporary folder.
     _profile: crate::harness::TempDir,
 }
 
