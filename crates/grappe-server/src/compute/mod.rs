@@ -965,7 +965,7 @@ pub async fn job_logs(
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> AppResult<Response> {
     job_for(&state, &caller, id).await?;
-    let path = state.config.job_dir(id).join("output.log");
+    let path = state.config.job_log(id);
     let text_plain = (header::CONTENT_TYPE, "text/plain; charset=utf-8");
     if !query.follow {
         let file = match tokio::fs::File::open(&path).await {

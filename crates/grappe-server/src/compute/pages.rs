@@ -537,7 +537,7 @@ pub async fn job_page(
             state: event.state,
         })
         .collect();
-    let log = log_tail(&state.config.job_dir(id).join("output.log"), 64 * 1024).await;
+    let log = log_tail(&state.config.job_log(id), 64 * 1024).await;
     let mut keys = state.db.job_metric_keys(id, METRIC_CHARTS_MAX as i64 + 1).await?;
     let more_metrics = keys.len() > METRIC_CHARTS_MAX;
     keys.truncate(METRIC_CHARTS_MAX);

@@ -1040,7 +1040,7 @@ impl Loop {
                     job_id: job.id,
                     argv: serde_json::from_str(&job.command)?,
                     workdir: dirs.work.clone(),
-                    log_path: dirs.run_dir.join("output.log"),
+                    log_path: self.state.config.job_log(job.id),
                     env: job_env(&job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?,
                     nodes: job.nodes as u32,
                     cpus: job.cpus as u32,
@@ -1142,7 +1142,7 @@ impl Loop {
     /// The metric lines a Slurm job printed since its output file was last read, at most `max`
     /// bytes of it. `from_start`: the first read starts at the file's beginning, else at its end.
     fn slurm_metric_lines(&mut self, job_id: i64, from_start: bool, max: u64) -> Vec<MetricLine> {
-        let path = self.state.config.job_dir(job_id).join("output.log");
+        let path = self.state.config.job_log(job_id);
         let prefix = &self.state.config.compute.metric_prefix;
         let output = match self.slurm_outputs.entry(job_id) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -1213,7 +1213,7 @@ async fn start_run(
             workdir: dirs.work.clone(),
             writable: vec![dirs.checkpoints.clone()],
             inputs: inputs.binds.into_iter().chain(grappe_bind).collect(),
-            log_path: dirs.run_dir.join("output.log"),
+            log_path: state.config.job_log(job.id),
             run_dir: dirs.run_dir.clone(),
             cpus: job.cpus as u32,
             memory_mb: job.memory_mb as u64,

@@ -165,6 +165,11 @@ impl ServerConfig {
         self.data_dir.join("jobs").join(job_id.to_string())
     }
 
+    /// A job's output, every run's (the executors write it, the pages and the API read it).
+    pub fn job_log(&self, job_id: i64) -> std::path::PathBuf {
+        self.job_dir(job_id).join("output.log")
+    }
+
     /// Where a working-directory archive is kept, by its digest (64 hex digits: the callers
     /// check it, or computed it).
     pub fn workdir_archive(&self, digest: &str) -> std::path::PathBuf {
