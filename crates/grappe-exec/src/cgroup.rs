@@ -141,6 +141,14 @@ impl Cgroups {
     /// Makes the parent groups (and on v2 enables the controllers for their children), then
     /// makes and removes a probe group in each.
     fn probe(&self) -> io::Result<()> {
+        self.make_parents()?;
+        let probe = self.job_cgroup_named(&format!("probe-{}", std::process::id()));
+        probe.create(&Limits { memory_bytes: 64 << 20, cpus: 1, max_procs: 16 })?;
+        probe.remove()
+    }
+
+    /// Makes the parent groups, and on v2 hands the controllers down to their children.
+    fn make_parents(&self) -> io::Result<()> {
         for parent in self.parents() {
             std::fs::create_dir_all(parent)
                 .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", parent.display())))?;
@@ -162,9 +170,16 @@ impl Cgroups {
                 write(&level.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
             }
         }
-        let probe = self.job_cgroup_named(&format!("probe-{}", std::process::id()));
-        probe.create(&Limits { memory_bytes: 64 << 20, cpus: 1, max_procs: 16 })?;
-        probe.remove()
+        Ok(())
+    }
+
+    /// Removes the parent groups if no group is left in them: a server that stops leaves no
+    /// empty group behind (each one costs every later CPU-limit write a little: the kernel
+    /// checks the whole tree of groups).
+    pub fn remove_parents(&self) {
+        for parent in self.parents() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 
     fn job_cgroup_named(&self, name: &str) -> JobCgroup {
@@ -175,6 +190,21 @@ impl Cgroups {
     /// The group of one run of one job (not made yet).
     pub fn job(&self, job_id: i64, run: i64) -> JobCgroup {
         self.job_cgroup_named(&format!("job-{job_id}-{run}"))
+    }
+
+    /// Makes the group of one run with its limits, and the parent groups again if another
+    /// server of this installation removed them when it stopped.
+    pub fn create_job(&self, job_id: i64, run: i64, limits: &Limits) -> io::Result<JobCgroup> {
+        let group = self.job(job_id, run);
+        match group.create(limits) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let _ = group.remove();
+                self.make_parents()?;
+                group.create(limits)?;
+            }
+            other => other?,
+        }
+        Ok(group)
     }
 
     /// `cgroup v1` or `cgroup v2`.
@@ -214,7 +244,12 @@ impl JobCgroup {
             if memsw.exists() {
                 write(&memsw, &limits.memory_bytes.to_string())?;
             }
-            write(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            // Each write of a CFS setting walks every group of the machine: the period is written
+            // only when it is not already the kernel's default.
+            let period = cpu.join("cpu.cfs_period_us");
+            if read_u64(&period) != Some(CPU_PERIOD_US) {
+                write(&period, &CPU_PERIOD_US.to_string())?;
+            }
             write(&cpu.join("cpu.cfs_quota_us"), &quota_us.to_string())?;
             write(&pids.join("pids.max"), &limits.max_procs.to_string())?;
         } else {

@@ -186,15 +186,16 @@ impl LocalExecutor {
             let _ = output.lock().await.file.write_all(format!("grappe: {message}\n").as_bytes()).await;
             return Err(io::Error::new(io::ErrorKind::NotFound, message));
         }
-        let group = self.config.cgroups.as_ref().map(|cgroups| cgroups.job(spec.job_id, spec.run));
-        if let Some(group) = &group {
-            let limits = Limits {
-                memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
-                cpus: spec.cpus,
-                max_procs: self.config.max_procs,
-            };
-            group.create(&limits)?;
-        } else {
+        let limits = Limits {
+            memory_bytes: spec.memory_mb.saturating_mul(1 << 20),
+            cpus: spec.cpus,
+            max_procs: self.config.max_procs,
+        };
+        let group = match &self.config.cgroups {
+            Some(cgroups) => Some(cgroups.create_job(spec.job_id, spec.run, &limits)?),
+            None => None,
+        };
+        if group.is_none() {
             let note = "grappe: no writable control group on this machine: memory is bounded by an rlimit \
                         and CPU time by the time limit; CPUs and process count are not enforced\n";
             let _ = output.lock().await.file.write_all(note.as_bytes()).await;

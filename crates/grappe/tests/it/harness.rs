@@ -173,6 +173,9 @@ impl Server {
             // Servers of one database share its audit key, whatever their data directories.
             .env("GRAPPE_AUDIT_KEY", AUDIT_KEY)
             .env("GRAPPE_LOG", "warn")
+            // Test servers' job groups apart from a real installation's (`scripts/test.sh`
+            // removes what killed servers left there).
+            .env("GRAPPE_CGROUP_PARENT", "grappe-test")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if options.demo {

@@ -343,3 +343,48 @@ fn a_running_job_is_charged_as_it_runs() {
     assert_eq!(running("running_cpu_hours"), 0.0);
     assert_eq!(running("reserved_cpu_hours"), 0.0);
 }
+
+/// The groups in `parent` of the memory hierarchy (cgroup v1's own, or the unified v2 tree).
+fn memory_groups_in(parent: &str) -> Vec<String> {
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    let root = if v1.is_dir() { v1.to_path_buf() } else { std::path::PathBuf::from("/sys/fs/cgroup") };
+    let Ok(entries) = std::fs::read_dir(root.join(parent)) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into())
+        .collect()
+}
+
+/// Every empty control group costs each later CPU-limit write (the kernel checks them all): a
+/// server that stops removes its installation's group, and another server of the installation
+/// still running makes it again for its next job. One backend: the database plays no part.
+#[test]
+fn a_stopped_server_leaves_no_control_group_and_another_makes_it_again() {
+    let db = TestDb::new(Backend::Sqlite);
+    let parent = format!("grappe-test/parents-{}", std::process::id());
+    let mut opts = options(2);
+    opts.env.push(("GRAPPE_CGROUP_PARENT".into(), parent.clone()));
+    let mut first = Server::start(&db.url, &opts);
+    let second = Server::start(&db.url, &opts);
+    let client = first.client();
+    let (project, token) = project_with_member(&client, "tidy", 100);
+    let (job, _) = run(&client, &token, project, "echo ran", json!({}));
+    assert_eq!(job["state"], "completed", "{job}");
+    let installations = memory_groups_in(&parent);
+    assert_eq!(installations.len(), 1, "{installations:?}");
+
+    first.stop();
+    assert!(memory_groups_in(&parent).is_empty(), "left behind: {:?}", memory_groups_in(&parent));
+
+    // The second server takes the lease over and makes the group again for its job.
+    let (job, _) = run(&second.client(), &token, project, "echo ran again", json!({ "memory_mb": 64 }));
+    assert_eq!(job["state"], "completed", "{job}");
+    assert!(job["memory_peak_mb"].as_i64().is_some(), "no control group counted it: {job}");
+    assert_eq!(memory_groups_in(&parent), installations);
+    drop(second);
+    for dir in ["memory", "cpu", "pids", "cpuacct"] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{dir}/{parent}/{}", installations[0]));
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{dir}/{parent}"));
+    }
+}
