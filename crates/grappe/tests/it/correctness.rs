@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::compute::{options, project_with_member, submit, wait_log, wait_state};
-use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TestDb, backends, eventually};
+use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, ServerOptions, TempDir, TestDb, backends, eventually};
 
 const ENDED: [&str; 4] = ["completed", "failed", "cancelled", "timeout"];
 
@@ -591,7 +591,11 @@ fn random_workloads_explain_every_run_respect_capacity_and_charge_exactly() {
     for backend in backends() {
         let db = TestDb::new(backend);
         let opts = options(8);
-        let mut server = Server::start(&db.url, &opts);
+        // The test owns the data directory: each server replaced below would remove it with
+        // itself, under the server that follows.
+        let data = TempDir::new("random");
+        let data_dir = data.path().to_path_buf();
+        let mut server = Server::start_in(&db.url, &opts, &data_dir);
         let (project, token) = project_with_member(&server.client(), "random", 10_000);
         let mut seed: u64 = 0x5eed_1234_abcd_0001 ^ backend as u64;
         let mut next = |n: u64| {
@@ -602,7 +606,6 @@ fn random_workloads_explain_every_run_respect_capacity_and_charge_exactly() {
         };
         let mut ids = Vec::new();
         let mut cancels = HashMap::new();
-        let data_dir = server.data_dir().to_path_buf();
         let total = 240;
         for n in 0..total {
             let client = server.client();
