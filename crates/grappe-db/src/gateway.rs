@@ -120,6 +120,14 @@ pub struct Counted {
     pub day: (i64, i64),
 }
 
+/// A server of a model: its administrator's upstream (no job), or a replica that a running job
+/// of its project announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub url: String,
+    pub job_id: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayModelRow {
     pub id: i64,
@@ -363,23 +371,24 @@ impl Db {
 
     /// Where `model` is served now: the administrator's upstream, then the replicas whose run
     /// of their job is still running.
-    pub async fn model_upstreams(&self, model: &GatewayModelRow) -> DbResult<Vec<String>> {
+    pub async fn model_upstreams(&self, model: &GatewayModelRow) -> DbResult<Vec<Upstream>> {
+        let mut upstreams: Vec<Upstream> =
+            model.upstream.iter().map(|url| Upstream { url: url.clone(), job_id: None }).collect();
         if model.project_id.is_none() {
             // Open to every project: no project's job serves it.
-            return Ok(model.upstream.iter().cloned().collect());
+            return Ok(upstreams);
         }
         let rows = sqlx::query(
-            "SELECT r.url FROM gateway_replicas r JOIN jobs j ON j.id = r.job_id AND j.run = r.run \
+            "SELECT r.url, r.job_id FROM gateway_replicas r JOIN jobs j ON j.id = r.job_id AND j.run = r.run \
              AND j.state = 'running' WHERE r.model_id = $1 ORDER BY r.job_id",
         )
         .bind(model.id)
         .fetch_all(&self.pool)
         .await?;
-        let mut urls: Vec<String> = model.upstream.iter().cloned().collect();
         for row in &rows {
-            urls.push(row.try_get(0)?);
+            upstreams.push(Upstream { url: row.try_get(0)?, job_id: Some(row.try_get(1)?) });
         }
-        Ok(urls)
+        Ok(upstreams)
     }
 
     /// A new key of a project, stored by its hash, audited.

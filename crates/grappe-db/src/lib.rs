@@ -52,7 +52,7 @@ pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, New
 pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};
 pub use gateway::{
     Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
-    NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, WINDOW_MS,
+    NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, Upstream, WINDOW_MS,
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};

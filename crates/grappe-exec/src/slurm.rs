@@ -66,6 +66,9 @@ pub struct SlurmJob {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub restarts: i64,
+    /// The node that runs its batch script, once it runs: where a model server it starts is
+    /// reached (`None` before, or where squeue does not say).
+    pub batch_host: Option<String>,
 }
 
 /// At most `max` bytes of a job's output file from `from`, and the file's length; none when no
@@ -203,6 +206,8 @@ struct JsonJob {
     exit_code: Value,
     #[serde(default)]
     restart_cnt: Value,
+    #[serde(default)]
+    batch_host: Value,
 }
 
 /// A number as any of Slurm's data parsers writes it: `3`, or `{"set": true, "number": 3}`.
@@ -253,10 +258,19 @@ pub fn parse_squeue_json(text: &str) -> Result<HashMap<String, SlurmJob>, String
                 exit_code,
                 signal,
                 restarts: number(&job.restart_cnt).unwrap_or(0),
+                batch_host: job.batch_host.as_str().and_then(node_name),
             },
         );
     }
     Ok(jobs)
+}
+
+/// A node's name as Slurm gives it, if it is one (letters, digits, `-`, `.`, `_`; not empty).
+fn node_name(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.len() <= 253
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    ok.then(|| text.to_owned())
 }
 
 /// The ASCII unit separator between the fallback's fields.
@@ -264,16 +278,18 @@ const SEPARATOR: char = '\u{1f}';
 
 /// The fallback's `--Format`: fields that hold no text of the job's owner, the reason last.
 fn fallback_format() -> String {
-    ["JobID", "State", "exit_code", "RestartCnt", "Reason"].map(|field| format!("{field}:{SEPARATOR}")).join(",")
+    ["JobID", "State", "exit_code", "RestartCnt", "BatchHost", "Reason"]
+        .map(|field| format!("{field}:{SEPARATOR}"))
+        .join(",")
 }
 
-/// Parses the fallback's lines: `id␟STATE␟wait status␟restarts␟reason␟`.
+/// Parses the fallback's lines: `id␟STATE␟wait status␟restarts␟batch host␟reason␟`.
 pub fn parse_squeue_fields(text: &str) -> HashMap<String, SlurmJob> {
     let mut jobs = HashMap::new();
     let mut twice = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(SEPARATOR).collect();
-        let [id, state, exit, restarts, reason, ""] = fields[..] else { continue };
+        let [id, state, exit, restarts, host, reason, ""] = fields[..] else { continue };
         let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
         let word = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
         if !(digits(id) && word(state) && digits(exit) && digits(restarts)) {
@@ -286,6 +302,7 @@ pub fn parse_squeue_fields(text: &str) -> HashMap<String, SlurmJob> {
             exit_code,
             signal,
             restarts: restarts.parse().unwrap_or(0),
+            batch_host: node_name(host.trim()),
         };
         if jobs.insert(id.to_owned(), job).is_some() {
             twice.push(id.to_owned());
@@ -432,6 +449,7 @@ mod tests {
             exit_code: Some(exit_code),
             signal: Some(signal),
             restarts,
+            batch_host: None,
         };
         // openapi/v0.0.38 (Slurm 22.05): the wait status.
         check(
@@ -445,6 +463,15 @@ mod tests {
         check(
             r#"{"job_id": 12, "job_state": "CANCELLED", "state_reason": "None", "exit_code": 15, "restart_cnt": 0}"#,
             job("CANCELLED", "None", 0, 15, 0),
+        );
+        // Running: its node; a host that is not a node's name is not taken.
+        check(
+            r#"{"job_id": 12, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "batch_host": "gpu-07.cluster"}"#,
+            SlurmJob { batch_host: Some("gpu-07.cluster".into()), ..job("RUNNING", "None", 0, 0, 0) },
+        );
+        check(
+            r#"{"job_id": 12, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "batch_host": "evil/host:1"}"#,
+            job("RUNNING", "None", 0, 0, 0),
         );
         // Later parsers: numbers as objects, the state as a list, the exit code as an object.
         check(
@@ -469,17 +496,17 @@ mod tests {
     fn the_fallback_reads_only_fields_of_their_shape() {
         let line = |fields: &[&str]| fields.iter().map(|field| format!("{field}{SEPARATOR}")).collect::<String>();
         let text = [
-            line(&["12", "COMPLETED", "0", "0", "None"]),
-            line(&["13", "FAILED", "768", "1", "NonZeroExitCode"]),
-            line(&["14", "CANCELLED", "15", "0", "None"]),
-            line(&["15", "PENDING", "0", "0", "ReqNodeNotAvail, UnavailableNodes:n[1-3]"]),
+            line(&["12", "COMPLETED", "0", "0", "n1", "None"]),
+            line(&["13", "FAILED", "768", "1", "n1", "NonZeroExitCode"]),
+            line(&["14", "CANCELLED", "15", "0", "", "None"]),
+            line(&["15", "PENDING", "0", "0", "", "ReqNodeNotAvail, UnavailableNodes:n[1-3]"]),
             // Not of their shape: passed over.
-            line(&["16 JobId=12", "COMPLETED", "0", "0", "None"]),
-            line(&["17", "COMPLETED", "0", "0"]),
-            line(&["18", "Completed", "0", "0", "None"]),
+            line(&["16 JobId=12", "COMPLETED", "0", "0", "n1", "None"]),
+            line(&["17", "COMPLETED", "0", "0", "n1"]),
+            line(&["18", "Completed", "0", "0", "n1", "None"]),
             // A job listed twice: neither line is trusted.
-            line(&["19", "RUNNING", "0", "0", "None"]),
-            line(&["19", "COMPLETED", "0", "0", "None"]),
+            line(&["19", "RUNNING", "0", "0", "n1", "None"]),
+            line(&["19", "COMPLETED", "0", "0", "n1", "None"]),
         ]
         .join("\n");
         let jobs = parse_squeue_fields(&text);
@@ -489,6 +516,7 @@ mod tests {
         assert_eq!((jobs["13"].exit_code, jobs["13"].signal, jobs["13"].restarts), (Some(3), Some(0), 1));
         assert_eq!((jobs["14"].exit_code, jobs["14"].signal), (Some(0), Some(15)));
         assert_eq!(jobs["15"].reason, "ReqNodeNotAvail, UnavailableNodes:n[1-3]");
+        assert_eq!((jobs["12"].batch_host.as_deref(), jobs["14"].batch_host.as_deref()), (Some("n1"), None));
         assert!(fallback_format().starts_with("JobID:\u{1f},State:\u{1f},"));
     }
 }

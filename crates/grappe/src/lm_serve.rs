@@ -6,7 +6,9 @@
 //! errors are OpenAI's `{"error": {"message", "type", "param", "code"}}`. Generation runs on the
 //! blocking threads, at most `--concurrency` at once (more are refused with 429), and stops at
 //! the next token once its client is gone: it writes into a bounded channel whose receiver goes
-//! with the request.
+//! with the request. Run as a job (`GRAPPE_REPLICA_TOKEN` set), it announces its address to the
+//! gateway, proves it to the gateway's probe, and answers generation requests only with the
+//! job's token as bearer: only the gateway, which charges them, reaches it.
 
 use std::convert::Infallible;
 use std::hash::BuildHasher;
@@ -20,12 +22,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Args;
 use grappe_lm::{Model, Stop, count_tokens};
+use grappe_server::gateway::replicas::REPLICA_HEADER;
+use grappe_server::kit::caller::constant_time_eq;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -37,6 +42,10 @@ pub struct ServeFlags {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
+    /// The host in the address announced to the gateway when run as a job (default: the address
+    /// listened on); on Slurm, the node's name (`$SLURMD_NODENAME`), with `--addr 0.0.0.0:0`.
+    #[arg(long)]
+    announce_host: Option<String>,
     /// The name clients give as `model`.
     #[arg(long, default_value = "grappe-lm")]
     name: String,
@@ -65,8 +74,8 @@ struct Served {
     max_tokens_limit: u32,
     /// Numbers requests, for ids and seeds nobody gave.
     requests: AtomicU64,
-    /// Run as a compute job: the run's replica token, which `/v1/models` answers with so that
-    /// the gateway can tell this server's address from any other.
+    /// Run as a compute job: the job's replica token, which proves this server's address to the
+    /// gateway (`/v1/models`) and which the gateway's requests carry as bearer.
     replica_token: Option<String>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -93,7 +102,8 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
     outln!("serving {} on http://{addr}/v1", served.name);
     if served.replica_token.is_some() {
         // As a job: the announcement the compute service hands to the gateway.
-        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{addr}/v1") } });
+        let host = flags.announce_host.unwrap_or_else(|| addr.ip().to_string());
+        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{host}:{}/v1", addr.port()) } });
         outln!("GRAPPE_METRIC {serve}");
     }
     axum::serve(listener, router(served)).with_graceful_shutdown(crate::shutdown_signal()).await?;
@@ -157,13 +167,33 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn models(State(served): State<Arc<Served>>) -> axum::response::Response {
-    use axum::response::IntoResponse;
+async fn models(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let list = axum::Json(json!({ "object": "list", "data": [model_object(&served)] }));
-    match &served.replica_token {
-        Some(token) => ([(grappe_server::gateway::replicas::REPLICA_HEADER, token.clone())], list).into_response(),
-        None => list.into_response(),
+    let nonce = headers.get(REPLICA_HEADER).and_then(|value| value.to_str().ok());
+    match (&served.replica_token, nonce) {
+        (Some(token), Some(nonce)) => {
+            ([(REPLICA_HEADER, grappe_server::gateway::replica_proof(token, nonce))], list).into_response()
+        }
+        _ => list.into_response(),
     }
+}
+
+/// Run as a job, whether a request carries the job's token as bearer (always, otherwise).
+fn from_gateway(served: &Served, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &served.replica_token else { return Ok(()) };
+    let given =
+        headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+        return Ok(());
+    }
+    Err(ApiError {
+        code: Some("invalid_api_key"),
+        ..ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "This model server answers its gateway only: send requests through Grappe's /v1 with a key.",
+            "invalid_request_error",
+        )
+    })
 }
 
 async fn model(State(served): State<Arc<Served>>, Path(name): Path<String>) -> Result<axum::Json<Value>, ApiError> {
@@ -204,12 +234,20 @@ struct Generate {
     ignore_eos: bool,
 }
 
-async fn chat_completions(State(served): State<Arc<Served>>, body: Result<Bytes, BytesRejection>) -> Response {
-    answer(served, Api::Chat, body).await.unwrap_or_else(IntoResponse::into_response)
+async fn chat_completions(
+    State(served): State<Arc<Served>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(served, Api::Chat, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn completions(State(served): State<Arc<Served>>, body: Result<Bytes, BytesRejection>) -> Response {
-    answer(served, Api::Completion, body).await.unwrap_or_else(IntoResponse::into_response)
+async fn completions(
+    State(served): State<Arc<Served>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(served, Api::Completion, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn parse(served: &Served, api: Api, body: Result<Bytes, BytesRejection>) -> Result<Generate, ApiError> {
@@ -439,7 +477,13 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
     })
 }
 
-async fn answer(served: Arc<Served>, api: Api, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn answer(
+    served: Arc<Served>,
+    api: Api,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    from_gateway(&served, headers)?;
     let request = parse(&served, api, body)?;
     let permit = Arc::clone(&served.permits).try_acquire_owned().map_err(|_| ApiError {
         code: Some("rate_limit_exceeded"),

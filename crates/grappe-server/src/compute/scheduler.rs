@@ -411,7 +411,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 while let Ok(more) = metrics_rx.try_recv() {
                     batch.push(more);
                 }
-                lp.metrics(batch).await;
+                lp.metrics(batch, None).await;
                 continue;
             }
             _ = shutdown.changed() => break,
@@ -528,11 +528,12 @@ impl Loop {
     }
 
     /// Stores the metric lines of jobs' output, and hands a model server's announcement
-    /// (`{"serve": {"model", "url"}}`) to the gateway. A line that is not a metric (no JSON
+    /// (`{"serve": {"model", "url"}}`) to the gateway, with `node`, the Slurm node that runs the
+    /// job (none for this machine's jobs). A line that is not a metric (no JSON
     /// object with a key and a number), or whose point is refused (a value not finite or past ±1e15), and
     /// the points past a job's quota, are dropped and counted on the job (its page shows how
     /// many), never stored.
-    async fn metrics(&mut self, lines: Vec<MetricLine>) {
+    async fn metrics(&mut self, lines: Vec<MetricLine>, node: Option<&str>) {
         #[derive(Default)]
         struct Batch {
             points: Vec<MetricPoint>,
@@ -545,7 +546,8 @@ impl Loop {
             let parsed = serde_json::from_str::<serde_json::Value>(&line.line).ok();
             if let Some(serve) = parsed.as_ref().and_then(|value| value.get("serve")) {
                 // A model server's announcement, checked off this loop.
-                tokio::spawn(crate::gateway::announce(self.state.clone(), line.job_id, serve.clone()));
+                let node = node.map(str::to_owned);
+                tokio::spawn(crate::gateway::announce(self.state.clone(), line.job_id, serve.clone(), node));
                 continue;
             }
             let point = parsed.and_then(|value| {
@@ -1038,13 +1040,30 @@ impl Loop {
                         continue;
                     }
                 };
+                let mut env = job_env(&job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?;
+                env.push((
+                    crate::gateway::REPLICA_TOKEN_ENV.to_owned(),
+                    crate::gateway::replica_token(&self.state, job.id),
+                ));
+                // Its inputs, as for a job of this machine without a sandbox: links in its own
+                // folder to the machine's cache (Slurm's nodes see this server's data folder, as
+                // they see the job's working directory).
+                match crate::data::inputs::prepare(&self.state, &job.inputs, &dirs.run_dir, false).await {
+                    Ok(inputs) => env.extend(inputs.env.map(|place| ("GRAPPE_INPUTS".to_owned(), place))),
+                    Err(error) => {
+                        tracing::warn!(job = job.id, error = %format!("{error:#}"), "its inputs could not be prepared");
+                        let reason = format!("its inputs could not be prepared: {error:#}");
+                        db.end_pending(job.id, "failed", &reason).await?;
+                        continue;
+                    }
+                }
                 let compute = &self.state.config.compute;
                 let spec = slurm::SlurmSpec {
                     job_id: job.id,
                     argv: serde_json::from_str(&job.command)?,
                     workdir: dirs.work.clone(),
                     log_path: self.state.config.job_log(job.id),
-                    env: job_env(&job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?,
+                    env,
                     nodes: job.nodes as u32,
                     cpus: job.cpus as u32,
                     gpus: job.gpus as u32,
@@ -1101,7 +1120,9 @@ impl Loop {
                 let max = if ended.is_some() { SLURM_END_READ_MAX } else { SLURM_READ_MAX };
                 let lines = self.slurm_metric_lines(job.id, from_start, max);
                 if !lines.is_empty() {
-                    self.metrics(lines).await;
+                    // A node Slurm did not name matches no address: nothing is announced.
+                    let node = seen.batch_host.clone().unwrap_or_default();
+                    self.metrics(lines, Some(&node)).await;
                 }
             }
             match (job.state.as_str(), ended, running) {
@@ -1195,8 +1216,8 @@ async fn start_run(
         let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
         env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
-        // What a model server of this run answers with, to prove the address it announces.
-        env.push((crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id, run)));
+        // What a model server of this job proves its address with, and requires of the gateway.
+        env.push((crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id)));
         // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
         let visible = if sandboxed {
             (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")

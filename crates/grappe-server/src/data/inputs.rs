@@ -80,7 +80,7 @@ pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandbo
         binds.push((cached, Path::new(SANDBOX_INPUTS).join(&input.dataset)));
     }
     if added {
-        evict(state).await?;
+        evict(state, &inputs).await?;
     }
     if sandboxed {
         return Ok(Prepared { binds, env: Some(SANDBOX_INPUTS.to_owned()) });
@@ -129,17 +129,20 @@ async fn materialized(state: &AppState, version: &str) -> anyhow::Result<(PathBu
     .await?
 }
 
-/// Keeps the cache within `inputs_cache_bytes`: removes the versions no running job reads,
-/// least recently used first. A version a job is starting with is already read by a running
-/// job (its start is recorded before its inputs are prepared), so it is never removed under it.
-async fn evict(state: &AppState) -> anyhow::Result<()> {
+/// Keeps the cache within `inputs_cache_bytes`: removes the versions that no running job reads,
+/// nor a job handed to Slurm, nor the job whose `preparing` inputs were just added, least
+/// recently used first.
+async fn evict(state: &AppState, preparing: &[Input]) -> anyhow::Result<()> {
     let limit = state.config.compute.inputs_cache_bytes;
+    // Read by a running job, or by one handed to Slurm (its links point into the cache).
     let in_use: std::collections::HashSet<String> = state
         .db
-        .running_jobs()
+        .active_jobs()
         .await?
         .iter()
+        .filter(|job| job.state == "running" || job.external_id.is_some())
         .flat_map(|job| stored_inputs(&job.inputs))
+        .chain(preparing.iter().cloned())
         .map(|input| input.version)
         .collect();
     let cache = state.config.data_dir.join("inputs");

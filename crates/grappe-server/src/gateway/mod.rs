@@ -13,7 +13,7 @@ pub mod proxy;
 pub mod replicas;
 pub mod served;
 
-pub use replicas::{REPLICA_TOKEN_ENV, announce, replica_token};
+pub use replicas::{REPLICA_TOKEN_ENV, announce, replica_proof, replica_token};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;

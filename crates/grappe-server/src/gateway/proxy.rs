@@ -325,6 +325,7 @@ pub(crate) async fn forward(
         started: Instant::now(),
     };
     let upstreams = state.db.model_upstreams(&checked.model).await?;
+    let urls: Vec<String> = upstreams.iter().map(|upstream| upstream.url.clone()).collect();
     let payload = Bytes::from(checked.body.to_string());
     // The least loaded replica; one that cannot be reached is set aside and the next is tried
     // (nothing reached it, so nothing ran twice).
@@ -335,7 +336,7 @@ pub(crate) async fn forward(
         Priority::Batch => REQUEST_TTL,
     };
     let (answer, held) = loop {
-        let held = match replicas::acquire(&upstreams, &tried, most, priority, patience).await {
+        let held = match replicas::acquire(&urls, &tried, most, priority, patience).await {
             Ok(held) => held,
             Err(NoReplica::Unreachable) => {
                 account.settle(Some((0, 0)), "no_replica", None).await;
@@ -348,10 +349,14 @@ pub(crate) async fn forward(
                 return Err(AppError::TooManyRequests { retry_after_s: 1 });
             }
         };
-        let request = Request::post(format!("{}{}", held.url, endpoint.path()))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(payload.clone()))
-            .map_err(|error| AppError::Internal(error.into()))?;
+        let mut request =
+            Request::post(format!("{}{}", held.url, endpoint.path())).header(header::CONTENT_TYPE, "application/json");
+        // A job's model server answers only the gateway: its job's replica token as bearer.
+        if let Some(job_id) = upstreams.iter().find(|upstream| upstream.url == held.url).and_then(|up| up.job_id) {
+            request =
+                request.header(header::AUTHORIZATION, format!("Bearer {}", replicas::replica_token(state, job_id)));
+        }
+        let request = request.body(Body::from(payload.clone())).map_err(|error| AppError::Internal(error.into()))?;
         match tokio::time::timeout(REQUEST_TTL, client().request(request)).await {
             Ok(Ok(answer)) => break (answer, held),
             Ok(Err(error)) if error.is_connect() => {

@@ -1,10 +1,14 @@
 //! Where a model is served: its administrator's upstream, and the replicas its project's jobs
 //! announce. A model server running as a job prints `{"serve": {"model", "url"}}` after the
-//! metric prefix; the gateway then asks the address for `/models` and keeps it only if the
-//! answer carries the run's replica token (`GRAPPE_REPLICA_TOKEN`, an HMAC of the job and run
-//! under the installation's secret, given to that run alone), so that a job cannot point its
-//! model at another service of the machine. The address must be on loopback (jobs of the local
-//! executor). A replica serves while its run runs, no longer.
+//! metric prefix; the gateway then asks the address for `/models` with a fresh nonce in
+//! [`REPLICA_HEADER`] and keeps it only if the answer proves that the server holds the job's
+//! replica token (`GRAPPE_REPLICA_TOKEN`, an HMAC of the job under the installation's secret,
+//! given to that job alone): [`replica_proof`] of the nonce. So a job cannot point its model at
+//! another service, and the token itself is never sent back. Every request the gateway forwards
+//! to a replica carries the token as its bearer, which the model server requires (it may listen
+//! where others reach it). The address is on loopback for a job of the local executor, and on
+//! the node that runs it for a Slurm job (`http://NODE:PORT/v1`, the node as Slurm names it). A
+//! replica serves while its run runs, no longer.
 //!
 //! Requests go to the replica with the fewest requests outstanding; one that cannot be reached
 //! is set aside for a while and the request goes to the next. Every process also asks each
@@ -21,34 +25,46 @@ use serde_json::Value;
 
 use crate::kit::state::AppState;
 
-/// The variable that holds a run's replica token.
+/// The variable that holds a job's replica token.
 pub const REPLICA_TOKEN_ENV: &str = "GRAPPE_REPLICA_TOKEN";
-/// The header a model server answers `/models` with, holding its token.
+/// The header of the gateway's nonce on a request for `/models`, and of the model server's
+/// proof on its answer.
 pub const REPLICA_HEADER: &str = "x-grappe-replica";
 /// How long a replica that could not be reached is set aside.
 const SET_ASIDE: Duration = Duration::from_secs(10);
 /// How often every replica is asked whether it is up.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
-/// The replica token of run `run` of job `job_id`.
-pub fn replica_token(state: &AppState, job_id: i64, run: i64) -> String {
-    crate::kit::caller::keyed_token(&state.secret, "replica", &format!("{job_id}:{run}"))
+/// The replica token of job `job_id`: the same for each of its runs (Slurm runs a requeued
+/// job's script again as it was written).
+pub fn replica_token(state: &AppState, job_id: i64) -> String {
+    crate::kit::caller::keyed_token(&state.secret, "replica", &job_id.to_string())
 }
 
-/// `http://127.0.0.1:PORT/v1` (or `localhost`, `[::1]`), as announced; none if it is anything
-/// else.
-fn loopback_url(url: &str) -> Option<String> {
+/// What a model server holding `token` answers to the gateway's `nonce`.
+pub fn replica_proof(token: &str, nonce: &str) -> String {
+    crate::kit::caller::keyed_token(token.as_bytes(), "replica-proof", nonce)
+}
+
+/// The announced address if a job may serve there: `http://HOST:PORT/v1` where HOST is on
+/// loopback (`127.0.0.1`, `localhost`, `[::1]`) for a job of this machine, or is `node`, the
+/// node Slurm runs the job on; none if it is anything else.
+fn job_url(url: &str, node: Option<&str>) -> Option<String> {
     let url = url.trim_end_matches('/');
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest.split_once('/')?;
     let (host, port) = authority.rsplit_once(':')?;
-    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-    (loopback && port.parse::<u16>().is_ok_and(|p| p > 0) && path == "v1").then(|| url.to_owned())
+    let allowed = match node {
+        None => matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+        Some(node) => host.eq_ignore_ascii_case(node),
+    };
+    (allowed && port.parse::<u16>().is_ok_and(|p| p > 0) && path == "v1").then(|| url.to_owned())
 }
 
-/// Checks and records a job's announcement that it serves a model of its project. At most a few
-/// are checked at once: a job that prints announcements without end has the rest dropped.
-pub async fn announce(state: AppState, job_id: i64, serve: Value) {
+/// Checks and records a job's announcement that it serves a model of its project (`node`: the
+/// Slurm node that runs it; none for a job of this machine). At most a few are checked at once:
+/// a job that prints announcements without end has the rest dropped.
+pub async fn announce(state: AppState, job_id: i64, serve: Value, node: Option<String>) {
     static PROBES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
     let Ok(_probe) = PROBES.try_acquire() else {
         tracing::warn!(job.id = job_id, "too many model server announcements at once: one dropped");
@@ -64,15 +80,18 @@ pub async fn announce(state: AppState, job_id: i64, serve: Value) {
             .await?
             .filter(|model| model.project_id == Some(job.project_id))
             .ok_or_else(|| anyhow::anyhow!("the job's project has no gateway model `{name}`"))?;
-        let url = loopback_url(serve["url"].as_str().unwrap_or_default())
-            .ok_or_else(|| anyhow::anyhow!("`url`: http://127.0.0.1:PORT/v1 (a job's own address on loopback)"))?;
-        let probe = Request::get(format!("{url}/models")).body(Body::empty())?;
+        let url = job_url(serve["url"].as_str().unwrap_or_default(), node.as_deref()).ok_or_else(|| match &node {
+            None => anyhow::anyhow!("`url`: http://127.0.0.1:PORT/v1 (a job's own address on loopback)"),
+            Some(node) => anyhow::anyhow!("`url`: http://{node}:PORT/v1 (the address of the node that runs the job)"),
+        })?;
+        let nonce = crate::kit::caller::new_secret();
+        let probe = Request::get(format!("{url}/models")).header(REPLICA_HEADER, &nonce).body(Body::empty())?;
         let answer = tokio::time::timeout(Duration::from_secs(5), super::proxy::client().request(probe)).await??;
-        let token = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let expected = replica_token(&state, job.id, job.run);
+        let proof = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let expected = replica_proof(&replica_token(&state, job.id), &nonce);
         anyhow::ensure!(
-            crate::kit::caller::constant_time_eq(token.as_bytes(), expected.as_bytes()),
-            "{url} did not answer with the run's replica token"
+            crate::kit::caller::constant_time_eq(proof.as_bytes(), expected.as_bytes()),
+            "{url} did not prove that it holds the job's replica token"
         );
         state.db.add_replica(model.id, job.id, job.run, &url).await?;
         anyhow::Ok((model.name, url))
@@ -97,8 +116,8 @@ pub async fn health(state: AppState, mut shutdown: tokio::sync::watch::Receiver<
         }
         let Ok(models) = state.db.gateway_models().await else { continue };
         for model in models {
-            let Ok(urls) = state.db.model_upstreams(&model).await else { continue };
-            for url in urls {
+            let Ok(upstreams) = state.db.model_upstreams(&model).await else { continue };
+            for grappe_db::Upstream { url, .. } in upstreams {
                 let probe = Request::get(format!("{url}/models")).body(Body::empty());
                 let Ok(probe) = probe else { continue };
                 let answered =
@@ -252,9 +271,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_loopback_address_of_the_machine_is_taken() {
-        assert_eq!(loopback_url("http://127.0.0.1:8001/v1/").as_deref(), Some("http://127.0.0.1:8001/v1"));
-        assert!(loopback_url("http://localhost:9/v1").is_some());
+    fn a_job_serves_on_loopback_here_or_on_its_own_slurm_node() {
+        assert_eq!(job_url("http://127.0.0.1:8001/v1/", None).as_deref(), Some("http://127.0.0.1:8001/v1"));
+        assert!(job_url("http://localhost:9/v1", None).is_some());
         for refused in [
             "http://10.0.0.5:8000/v1",
             "http://169.254.169.254:80/v1",
@@ -264,8 +283,25 @@ mod tests {
             "http://127.0.0.1:8000/admin",
             "http://user@127.0.0.1:8000/v1",
         ] {
-            assert_eq!(loopback_url(refused), None, "{refused}");
+            assert_eq!(job_url(refused, None), None, "{refused}");
         }
+        // On Slurm: the node that runs the job, and nothing else (not even loopback: that
+        // would be the gateway's own machine).
+        assert!(job_url("http://gpu-07:8000/v1", Some("gpu-07")).is_some());
+        for refused in
+            ["http://gpu-08:8000/v1", "http://127.0.0.1:8000/v1", "http://x@gpu-07:8000/v1", "http://gpu-07/v1"]
+        {
+            assert_eq!(job_url(refused, Some("gpu-07")), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_proof_answers_one_nonce_with_one_token() {
+        let proof = replica_proof("token-a", "nonce-1");
+        assert_eq!(proof, replica_proof("token-a", "nonce-1"));
+        assert_ne!(proof, replica_proof("token-b", "nonce-1"));
+        assert_ne!(proof, replica_proof("token-a", "nonce-2"));
+        assert!(!proof.contains("token-a"));
     }
 
     #[test]

@@ -17,8 +17,11 @@ const SERVING_TIMES_S: [i64; 4] = [100 * 3600, 20 * 3600, 4 * 3600, 3600];
 /// The longest a model is served when nobody asked: the demo's, and a project's own again.
 pub const SERVING_LONGEST_S: i64 = SERVING_TIMES_S[0];
 /// The serving job's command: the model read from its input, the name given as `$1`, so that
-/// no name is ever parsed by the shell.
-const SERVE_SCRIPT: &str = r#"exec grappe model serve --model "$GRAPPE_INPUTS/model/model.bin" --name "$1""#;
+/// no name is ever parsed by the shell. On a Slurm node it listens on the node's addresses and
+/// announces the node's name (the gateway reaches it there); here, on loopback.
+const SERVE_SCRIPT: &str = r#"set -- --name "$1"
+if [ -n "${SLURMD_NODENAME:-}" ]; then set -- "$@" --addr 0.0.0.0:0 --announce-host "$SLURMD_NODENAME"; fi
+exec grappe model serve --model "$GRAPPE_INPUTS/model/model.bin" "$@""#;
 
 /// The serving job's name for a gateway model.
 fn serving_job_name(model: &str) -> String {
@@ -93,7 +96,7 @@ fn serving_job(model: &str, project: i64, time_limit_s: i64) -> NewJobBody {
         time_limit_s,
         qos: if time_limit_s > 20 * 3600 { "long" } else { "normal" }.to_owned(),
         env: Default::default(),
-        // The gateway reaches the job on the machine's loopback.
+        // The gateway reaches the job on the machine's loopback, or on its Slurm node.
         network: true,
         nodes: 1,
         inputs: Vec::new(),

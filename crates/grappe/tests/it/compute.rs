@@ -372,7 +372,7 @@ fn only_members_and_admins_see_a_projects_jobs() {
 /// the jobs, Grappe follows them, keeps their logs and charges their usage.
 /// Whether the real Slurm of `scripts/test-services.sh` is there; without it a Slurm test fails
 /// unless told `GRAPPE_TEST_SKIP_SLURM=1`.
-fn slurm_available() -> bool {
+pub fn slurm_available() -> bool {
     if std::env::var("GRAPPE_TEST_SLURM").as_deref() != Ok("1") {
         assert_eq!(
             std::env::var("GRAPPE_TEST_SKIP_SLURM").as_deref(),
@@ -385,7 +385,7 @@ fn slurm_available() -> bool {
     true
 }
 
-fn slurm_options() -> ServerOptions {
+pub fn slurm_options() -> ServerOptions {
     let mut opts = options(2);
     opts.env.push(("GRAPPE_EXECUTOR".into(), "slurm".into()));
     opts.env.push(("GRAPPE_SCHEDULER_TICK_MS".into(), "200".into()));
@@ -393,7 +393,7 @@ fn slurm_options() -> ServerOptions {
 }
 
 /// Slurm's id for a Grappe job, from its timeline, once it was handed over.
-fn slurm_id(client: &Client, token: &str, id: i64) -> String {
+pub fn slurm_id(client: &Client, token: &str, id: i64) -> String {
     eventually(Duration::from_secs(30), &format!("job {id} handed to Slurm"), || {
         let events = client.get(&format!("/api/v1/jobs/{id}/events"), Some(token)).body.to_string();
         let after = events.split("submitted to Slurm as job ").nth(1)?;
@@ -547,7 +547,9 @@ fn jobs_run_on_slurm() {
     if job["state"] == "failed" {
         assert!(job["reason"].as_str().unwrap().contains("sbatch refused the job"), "{job}");
     } else {
+        // Cancelled in Slurm before this server goes: Slurm would keep it queued for ever.
         client.post(&format!("/api/v1/jobs/{id}/cancel"), Some(&token), &json!({}));
+        wait_state(&client, &token, id, &["cancelled"]);
     }
 }
 

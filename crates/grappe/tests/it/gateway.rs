@@ -413,29 +413,39 @@ fn two_gateway_processes_on_one_database_enforce_one_limit_and_revocation() {
     assert_eq!((revoked.status, revoked.body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
 }
 
-/// A model server in Python for a job: it announces itself after the metric prefix and answers
-/// `/models` with the token it is given (`argv[2]`: `env`, the run's own; anything else, that).
+/// A model server in Python for a job: it announces itself after the metric prefix (on a Slurm
+/// node, at the node's name; else on loopback, or at `argv[3]` if given), proves the token it is
+/// given (`argv[2]`: `env`, the job's own; anything else, that) to the gateway's nonce as Grappe
+/// does (HMAC-SHA256 of `replica-proof:NONCE`), and answers only requests with that bearer.
 const JOB_SERVER: &str = r#"
-import http.server, json, os, sys
+import hashlib, hmac, http.server, json, os, sys
 token = os.environ["GRAPPE_REPLICA_TOKEN"] if sys.argv[2] == "env" else sys.argv[2]
+node = os.environ.get("SLURMD_NODENAME")
 class Handler(http.server.BaseHTTPRequestHandler):
-    def answer(self, value):
+    def answer(self, value, status=200, proof=None):
         body = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("x-grappe-replica", token)
+        self.send_response(status)
+        if proof:
+            self.send_header("x-grappe-replica", proof)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
-        self.answer({"object": "list", "data": [{"id": sys.argv[1], "object": "model"}]})
+        nonce = self.headers.get("x-grappe-replica")
+        proof = nonce and hmac.new(token.encode(), ("replica-proof:" + nonce).encode(), hashlib.sha256).hexdigest()
+        self.answer({"object": "list", "data": [{"id": sys.argv[1], "object": "model"}]}, proof=proof)
     def do_POST(self):
         self.rfile.read(int(self.headers["content-length"]))
+        if self.headers.get("authorization") != "Bearer " + token:
+            self.answer({"error": {"message": "not the gateway", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}, 401)
+            return
         self.answer({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "depuis le job"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
     def log_message(self, *args):
         pass
-server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-print("GRAPPE_METRIC " + json.dumps({"serve": {"model": sys.argv[1], "url": "http://127.0.0.1:%d/v1" % server.server_port}}), flush=True)
+server = http.server.HTTPServer(("0.0.0.0" if node else "127.0.0.1", 0), Handler)
+host = sys.argv[3] if len(sys.argv) > 3 else node or "127.0.0.1"
+print("GRAPPE_METRIC " + json.dumps({"serve": {"model": sys.argv[1], "url": "http://%s:%d/v1" % (host, server.server_port)}}), flush=True)
 server.serve_forever()
 "#;
 
@@ -464,18 +474,30 @@ fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
     wait_state(&client, &member, liar, &["running"]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(ask().status, 503, "an unproved address is not a replica");
-    assert!(server.output.lock().unwrap().contains("did not answer with the run's replica token"));
-    // The job with its run's token serves, and is charged like any upstream.
+    assert!(server.output.lock().unwrap().contains("did not prove that it holds the job's replica token"));
+    // The job with its token serves, and is charged like any upstream.
     let honest = submit(&client, &member, job("env"))["id"].as_i64().unwrap();
-    let answer = eventually(Duration::from_secs(30), "the job's model to answer", || {
+    serves_charged_until_cancelled(&client, &member, project, honest, ask, Duration::from_secs(30));
+}
+
+/// `job`'s model server (`JOB_SERVER`) answers through the gateway within `wait`, charged like
+/// any upstream; once the job is cancelled, its address is forgotten.
+fn serves_charged_until_cancelled(
+    client: &Client,
+    member: &str,
+    project: i64,
+    job: i64,
+    ask: impl Fn() -> crate::harness::Reply,
+    wait: Duration,
+) {
+    let answer = eventually(wait, "the job's model to answer", || {
         let reply = ask();
         (reply.status == 200).then_some(reply)
     });
     assert_eq!(answer.body["choices"][0]["message"]["content"], "depuis le job");
-    assert_eq!(used_and_reserved(&client, project, &member), (5, 0, 0), "3 + 2 tokens at 1 GPU-ms each");
-    // Once its run ends, the job's address is forgotten.
-    assert_eq!(client.post(&format!("/api/v1/jobs/{honest}/cancel"), Some(&member), &json!({})).status, 200);
-    wait_state(&client, &member, honest, &["cancelled"]);
+    assert_eq!(used_and_reserved(client, project, member), (5, 0, 0), "3 + 2 tokens at 1 GPU-ms each");
+    assert_eq!(client.post(&format!("/api/v1/jobs/{job}/cancel"), Some(member), &json!({})).status, 200);
+    crate::compute::wait_state(client, member, job, &["cancelled"]);
     assert_eq!(ask().status, 503, "no replica once the job ended");
 }
 
@@ -786,4 +808,101 @@ fn fine_tuning_on(backend: Backend) {
     }
     let over = client.post("/v1/fine_tuning/jobs", Some(&key), &ask("base-lm", false));
     assert_eq!((over.status, over.body["error"]["type"].as_str()), (429, Some("rate_limit_error")), "{}", over.text);
+}
+
+/// On Slurm, a job serves a model from the node that runs it: the gateway takes the node's
+/// address (and no other: loopback there is the gateway's own machine), proves it, and charges
+/// what it answers; the job's replica token reaches it through the batch script.
+#[test]
+fn a_model_served_by_a_slurm_job_is_reached_on_its_node() {
+    use crate::compute::{slurm_available, slurm_options, submit, wait_state};
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &slurm_options());
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "grappe-noeud", 1, json!({ "name": "k" }));
+    let model = json!({ "name": "sur-slurm", "project": project, "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 20 });
+    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    let ask = || client.post("/v1/chat/completions", Some(&key), &chat("sur-slurm", "Bonjour", 5, false));
+    let job = |args: &[&str]| {
+        let mut command = vec!["python3", "-c", JOB_SERVER, "sur-slurm", "env"];
+        command.extend(args);
+        let body = json!({ "project": project, "command": command, "cpus": 1, "time_limit_s": 120 });
+        submit(&client, &member, body)["id"].as_i64().unwrap()
+    };
+    // A Slurm job that announces loopback is refused.
+    let on_loopback = job(&["127.0.0.1"]);
+    eventually(Duration::from_secs(60), "the loopback announcement to be refused", || {
+        server.output.lock().unwrap().contains("(the address of the node that runs the job)").then_some(())
+    });
+    assert_eq!(ask().status, 503, "no replica");
+    assert_eq!(client.post(&format!("/api/v1/jobs/{on_loopback}/cancel"), Some(&member), &json!({})).status, 200);
+    wait_state(&client, &member, on_loopback, &["cancelled"]);
+    // The job at its node's name serves, with its token, charged like any upstream.
+    let honest = job(&[]);
+    serves_charged_until_cancelled(&client, &member, project, honest, ask, Duration::from_secs(60));
+}
+
+/// Cancels a Slurm job when dropped: a serving job asks for 100 hours, which a failed test must
+/// not leave to the test Slurm.
+struct ScancelOnDrop(String);
+
+impl Drop for ScancelOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("scancel").arg(&self.0).status();
+    }
+}
+
+/// The demo on Slurm: its language model is trained by Slurm jobs (reading the demo's dataset,
+/// its input), registered, and served by a Slurm job from its node; an OpenAI client chats with
+/// it through the gateway, streamed, charged to its project.
+#[test]
+fn on_slurm_the_demos_model_is_trained_and_served_by_jobs_and_answers_through_the_gateway() {
+    use crate::compute::{slurm_available, slurm_id, slurm_options, wait_state};
+    if !slurm_available() {
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions { demo: true, ..slurm_options() });
+    let client = server.client();
+    let serving = eventually(Duration::from_secs(180), "the demo's serving job", || {
+        let jobs = client.get("/api/v1/jobs", Some(ADMIN_TOKEN)).body;
+        jobs["items"].as_array()?.iter().find(|job| job["name"] == "serve grappe-lm").and_then(|job| job["id"].as_i64())
+    });
+    let _cancel = ScancelOnDrop(slurm_id(&client, ADMIN_TOKEN, serving));
+    let projects = client.get("/api/v1/projects", Some(ADMIN_TOKEN)).body;
+    let project =
+        projects["items"].as_array().unwrap().iter().find(|p| p["name"] == "demo-llm-finetune").unwrap()["id"]
+            .as_i64()
+            .unwrap();
+    let key = client.post(&format!("/api/v1/projects/{project}/keys"), Some(ADMIN_TOKEN), &json!({ "name": "k" }));
+    let key = key.body["key"].as_str().unwrap().to_owned();
+    let mut asked = chat("grappe-lm", "Le salarié", 8, true);
+    asked["stream_options"] = json!({ "include_usage": true });
+    // Slurm's two CPUs are shared with the other tests' jobs: the model may wait its turn.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let answer = loop {
+        let reply = client.post("/v1/chat/completions", Some(&key), &asked);
+        if reply.status == 200 {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer from the model served on Slurm: {}", reply.text);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        answer.text.ends_with("data: [DONE]\n\n") && answer.text.contains("\"completion_tokens\":8"),
+        "{}",
+        answer.text
+    );
+    // Charged: the answer's record (those before it found no replica yet, and cost nothing).
+    let usage = client.get("/v1/usage", Some(&key));
+    let last = &usage.body["recent"][0];
+    assert_eq!((last["status"].as_str(), last["completion_tokens"].as_i64()), (Some("ok"), Some(8)), "{}", usage.text);
+    assert!(usage.body["allocation"]["used_gpu_ms"].as_i64().unwrap() > 0, "{}", usage.text);
+    let events = client.get(&format!("/api/v1/jobs/{serving}/events"), Some(ADMIN_TOKEN)).text;
+    assert!(events.contains("submitted to Slurm"), "{events}");
+    assert_eq!(client.post(&format!("/api/v1/jobs/{serving}/cancel"), Some(ADMIN_TOKEN), &json!({})).status, 200);
+    wait_state(&client, ADMIN_TOKEN, serving, &["cancelled"]);
 }

@@ -34,10 +34,22 @@ struct Served {
 
 impl Served {
     fn start(model: &std::path::Path, name: &str) -> Served {
+        Served::start_as(model, name, &[], &[]).0
+    }
+
+    /// With more arguments and environment: the server, and its stdout's lines after the first.
+    fn start_as(
+        model: &std::path::Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Served, mpsc::Receiver<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_grappe"))
             .args(["model", "serve", "--addr", "127.0.0.1:0", "--name", name, "--concurrency", "1"])
             .args(["--max-tokens-limit", "1000000", "--model"])
             .arg(model)
+            .args(args)
+            .envs(env.iter().copied())
             .env("GRAPPE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -59,7 +71,7 @@ impl Served {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        Served { child, base, agent }
+        (Served { child, base, agent }, received)
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
@@ -363,4 +375,58 @@ fn training_stopped_by_sigterm_resumes_to_the_same_model() {
     for file in ["model.bin", "metrics.json", "card.md"] {
         assert!(std::fs::read(whole.join(file)).unwrap() == std::fs::read(resumed.join(file)).unwrap(), "{file}");
     }
+}
+
+/// As a job (`GRAPPE_REPLICA_TOKEN` set): the server announces the address given, proves it to
+/// a nonce without ever sending its token, and generates only for a request that carries the
+/// token as bearer: other jobs and users of the node cannot use the model unpaid.
+#[test]
+fn a_model_served_as_a_job_answers_its_gateway_only() {
+    let dir = TempDir::new("lm-job");
+    let text_path = dir.path().join("text.txt");
+    std::fs::write(&text_path, TEXT).unwrap();
+    let out = dir.path().join("model");
+    let args = ["train", "language-model", "--text", text_path.to_str().unwrap(), "--epochs", "1", "--hidden", "16"];
+    let output = grappe(&[&args[..], &["--out", out.to_str().unwrap()]].concat(), &[], "");
+    assert!(output.status.success(), "{}", text(&output));
+    let token = "jeton-du-job-0123456789";
+    let (served, lines) = Served::start_as(
+        &out.join("model.bin"),
+        "sur-le-noeud",
+        &["--announce-host", "gpu-07"],
+        &[("GRAPPE_REPLICA_TOKEN", token)],
+    );
+    let announced = lines.recv_timeout(Duration::from_secs(10)).expect("the announcement");
+    let port = served.base.trim_end_matches("/v1").rsplit(':').next().unwrap().to_owned();
+    let expected = json!({ "serve": { "model": "sur-le-noeud", "url": format!("http://gpu-07:{port}/v1") } });
+    assert_eq!(announced, format!("GRAPPE_METRIC {expected}"));
+
+    let models = |nonce: Option<&str>| {
+        let mut request = served.agent.get(format!("{}/models", served.base));
+        if let Some(nonce) = nonce {
+            request = request.header("x-grappe-replica", nonce);
+        }
+        let response = request.call().unwrap();
+        assert_eq!(response.status(), 200);
+        response.headers().get("x-grappe-replica").map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(models(Some("nonce-1")), Some(grappe_server::gateway::replica_proof(token, "nonce-1")));
+    assert_eq!(models(None), None, "no proof without a nonce, and never the token");
+
+    let chat = json!({ "model": "sur-le-noeud", "messages": [{ "role": "user", "content": "Le" }], "max_tokens": 3 });
+    let ask = |bearer: Option<&str>| {
+        let mut request = served.agent.post(format!("{}/chat/completions", served.base));
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", &format!("Bearer {bearer}"));
+        }
+        let mut response = request.send_json(&chat).unwrap();
+        (response.status().as_u16(), response.body_mut().read_json::<Value>().unwrap())
+    };
+    for bearer in [None, Some("jeton-d-un-autre"), Some("")] {
+        let (status, body) = ask(bearer);
+        assert_openai_error(status, &body, 401, None, Some("invalid_api_key"));
+    }
+    let (status, body) = ask(Some(token));
+    assert_eq!(status, 200, "{body}");
+    assert!(usage(&body).1 <= 3, "{body}");
 }
