@@ -549,11 +549,6 @@ pub async fn submit(state: &AppState, caller: &Caller, body: NewJobBody) -> AppR
     let project = project
         .filter(|project| policy::may_use_project(&caller.actor, project.id))
         .ok_or_else(|| AppError::NotFound("project not found".into()))?;
-    if !body.inputs.is_empty() && state.config.compute.executor == ExecutorKind::Slurm {
-        return Err(AppError::Invalid(
-            "dataset inputs are read by jobs of the local executor; this server runs jobs on Slurm".into(),
-        ));
-    }
     // A job naming an archive is queued before the daily sweep can forget that archive, or
     // after it did (and is then refused): the two take turns.
     let _turn = match &body.workdir {

@@ -1112,6 +1112,11 @@ impl Loop {
                 _ => None,
             };
             let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
+            if job.state == "pending" && running && ended.is_none() {
+                // Recorded running before its output is read: a model server's announcement
+                // read now is checked against a running job.
+                db.start_run(job.id, &instance, "", "").await?;
+            }
             if running || ended.is_some() {
                 // Seen here to start its first run: its output is read from the start. Found
                 // running, or rerun (Slurm appends to the same file), by a server that did not
@@ -1147,9 +1152,6 @@ impl Loop {
                         memory_peak_mb: None,
                     };
                     db.finish_run(run, &ending).await?;
-                }
-                ("pending", None, true) => {
-                    db.start_run(job.id, &instance, "", "").await?;
                 }
                 ("running", None, false) => {
                     db.requeue_run(run, &format!("requeued by Slurm ({})", seen.state), now_ms()).await?;

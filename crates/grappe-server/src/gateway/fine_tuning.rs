@@ -33,7 +33,7 @@ use crate::gateway::served::{input_of, registry_version, serve_version};
 use crate::gateway::{fine_tuning_key, key_of, may_call};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
-use crate::kit::state::{AppState, ExecutorKind};
+use crate::kit::state::AppState;
 
 const DEFAULT_EPOCHS: i64 = 3;
 const MAX_EPOCHS: i64 = 50;
@@ -231,11 +231,6 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
     let seed = body.seed.unwrap_or(0);
     if !(0..=i64::from(u32::MAX)).contains(&seed) {
         return Err(AppError::Invalid("`seed`: 0 to 4294967295".into()));
-    }
-    if state.config.compute.executor == ExecutorKind::Slurm {
-        return Err(AppError::Invalid(
-            "fine-tuning reads its file and base as job inputs, which the local executor reads; this server runs jobs on Slurm".into(),
-        ));
     }
     if state.db.open_fine_tunes(key.project_id).await? >= MAX_OPEN {
         return Err(AppError::OverQuota(format!(

@@ -638,15 +638,24 @@ fn examples(count: usize) -> String {
 #[test]
 fn a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
     for backend in backends() {
-        fine_tuning_on(backend);
+        fine_tuning_on(backend, &crate::compute::options(3));
     }
 }
 
-fn fine_tuning_on(backend: Backend) {
-    use crate::compute::{options, submit, wait_state};
+/// The same on Slurm: the base model's training, the fine-tuning and both serving jobs are
+/// Slurm's jobs.
+#[test]
+fn on_slurm_a_fine_tuning_job_runs_from_its_quote_to_a_model_served_and_charged() {
+    if crate::compute::slurm_available() {
+        fine_tuning_on(Backend::Sqlite, &crate::compute::slurm_options());
+    }
+}
+
+fn fine_tuning_on(backend: Backend, options: &ServerOptions) {
+    use crate::compute::{submit, wait_state};
     let upstream = Upstream::start();
     let db = TestDb::new(backend);
-    let server = Server::start(&db.url, &options(3));
+    let server = Server::start(&db.url, options);
     let client = server.client();
     let may_tune = json!({ "name": "k", "fine_tuning": true });
     let (project, member, key) = project_with_key(&client, "affinage", 1, may_tune.clone());
@@ -845,22 +854,12 @@ fn a_model_served_by_a_slurm_job_is_reached_on_its_node() {
     serves_charged_until_cancelled(&client, &member, project, honest, ask, Duration::from_secs(60));
 }
 
-/// Cancels a Slurm job when dropped: a serving job asks for 100 hours, which a failed test must
-/// not leave to the test Slurm.
-struct ScancelOnDrop(String);
-
-impl Drop for ScancelOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("scancel").arg(&self.0).status();
-    }
-}
-
 /// The demo on Slurm: its language model is trained by Slurm jobs (reading the demo's dataset,
 /// its input), registered, and served by a Slurm job from its node; an OpenAI client chats with
 /// it through the gateway, streamed, charged to its project.
 #[test]
 fn on_slurm_the_demos_model_is_trained_and_served_by_jobs_and_answers_through_the_gateway() {
-    use crate::compute::{slurm_available, slurm_id, slurm_options, wait_state};
+    use crate::compute::{slurm_available, slurm_options, wait_state};
     if !slurm_available() {
         return;
     }
@@ -871,7 +870,6 @@ fn on_slurm_the_demos_model_is_trained_and_served_by_jobs_and_answers_through_th
         let jobs = client.get("/api/v1/jobs", Some(ADMIN_TOKEN)).body;
         jobs["items"].as_array()?.iter().find(|job| job["name"] == "serve grappe-lm").and_then(|job| job["id"].as_i64())
     });
-    let _cancel = ScancelOnDrop(slurm_id(&client, ADMIN_TOKEN, serving));
     let projects = client.get("/api/v1/projects", Some(ADMIN_TOKEN)).body;
     let project =
         projects["items"].as_array().unwrap().iter().find(|p| p["name"] == "demo-llm-finetune").unwrap()["id"]

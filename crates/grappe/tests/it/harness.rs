@@ -137,6 +137,8 @@ pub struct Server {
     pub base: String,
     pub output: Arc<Mutex<String>>,
     pub demo_accounts: Vec<(String, String, String)>,
+    /// It hands its jobs to Slurm, which outlives it.
+    slurm: bool,
     _data_dir: TempDir,
 }
 
@@ -211,7 +213,8 @@ impl Server {
                 demo_accounts.push((fields[0].to_owned(), fields[1].to_owned(), fields[2].to_owned()));
             }
         };
-        Server { child, base, output, demo_accounts, _data_dir: data_dir }
+        let slurm = options.env.iter().any(|(key, value)| key == "GRAPPE_EXECUTOR" && value == "slurm");
+        Server { child, base, output, demo_accounts, slurm, _data_dir: data_dir }
     }
 
     pub fn client(&self) -> Client {
@@ -258,7 +261,41 @@ impl Drop for Server {
                 self.output.lock().map(|o| o.clone()).unwrap_or_default()
             );
         }
+        if self.slurm {
+            self.cancel_slurm_jobs();
+        }
         self.kill9();
+    }
+}
+
+impl Server {
+    /// Cancels every job still queued or running and waits (30 s at most) for Slurm to end them:
+    /// one left there would hold the test Slurm's CPUs from the tests that follow (a model's
+    /// serving job asks for hours).
+    fn cancel_slurm_jobs(&self) {
+        let client = self.client();
+        let active = || -> Vec<i64> {
+            let Ok(reply) = client.try_request("GET", "/api/v1/jobs?limit=500", Some(ADMIN_TOKEN), None) else {
+                return Vec::new();
+            };
+            let jobs = reply.body["items"].as_array().cloned().unwrap_or_default();
+            jobs.iter()
+                .filter(|job| matches!(job["state"].as_str(), Some("pending" | "running")))
+                .filter_map(|job| job["id"].as_i64())
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ids = active();
+            if ids.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for id in ids {
+                let body = Some(("application/json", b"{}".to_vec()));
+                let _ = client.try_request("POST", &format!("/api/v1/jobs/{id}/cancel"), Some(ADMIN_TOKEN), body);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 }
 
