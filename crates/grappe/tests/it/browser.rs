@@ -31,8 +31,12 @@ impl Browser {
             "{chromedriver} is missing: run the tests with scripts/test.sh, which installs chromium-driver"
         );
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let profile = crate::harness::TempDir::new("chromium");
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            // Chromium's own temporary folders (`org.chromium.Chromium.scoped_dir.*`, left in
+            // /tmp) go into the profile, removed with it.
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -48,7 +52,6 @@ impl Browser {
             let status: Value = response.body_mut().read_json().ok()?;
             (status["value"]["ready"] == true).then_some(())
         });
-        let profile = crate::harness::TempDir::new("chromium");
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
