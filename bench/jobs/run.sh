@@ -28,7 +28,7 @@ grappe_run() { # binary executor label [serve flags...]
     GRAPPE_MAX_QUEUED_JOBS_PER_USER=$((count + 100)) GRAPPE_MAX_QUEUED_JOBS_PER_PROJECT=$((count + 100)) \
     "$binary" serve --addr 127.0.0.1:0 --data-dir "$dir" "$@" >"$dir/server.out" 2>&1 &
   server_pid=$!
-  for _ in $(seq 1 100); do grep -q "listening on" "$dir/server.out" && break; sleep 0.1; done
+  for _ in $(seq 1 100); do grep -qs "listening on" "$dir/server.out" && break; sleep 0.1; done
   local base
   base=$(awk '/listening on/ { print $4 }' "$dir/server.out")
   local project
