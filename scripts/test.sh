@@ -12,7 +12,8 @@ eval "$(scripts/test-services.sh start)"
 # CPU limit is written): removed before and after the tests, deepest first, those still in use
 # kept.
 sweep_test_cgroups() {
-  find /sys/fs/cgroup -depth -mindepth 2 -type d -path '*/grappe-test*' -exec rmdir {} + 2>/dev/null || true
+  find /sys/fs/cgroup/grappe-test /sys/fs/cgroup/*/grappe-test -depth -mindepth 1 -type d -exec rmdir {} + \
+    2>/dev/null || true
 }
 sweep_test_cgroups
 trap 'scripts/test-services.sh stop; sweep_test_cgroups' EXIT

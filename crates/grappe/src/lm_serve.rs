@@ -8,7 +8,8 @@
 //! the next token once its client is gone: it writes into a bounded channel whose receiver goes
 //! with the request. Run as a job (`GRAPPE_REPLICA_TOKEN` set), it announces its address to the
 //! gateway, proves it to the gateway's probe, and answers generation requests only with the
-//! job's token as bearer: only the gateway, which charges them, reaches it.
+//! job's token as bearer: only the gateway, which charges them, reaches it (on Slurm, where
+//! every job runs as one user, another job can read the token: see the README).
 
 use std::convert::Infallible;
 use std::hash::BuildHasher;
@@ -94,7 +95,7 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
         max_tokens_limit: flags.max_tokens_limit,
         requests: AtomicU64::new(0),
         hasher: std::collections::hash_map::RandomState::new(),
-        replica_token: std::env::var(grappe_server::gateway::REPLICA_TOKEN_ENV).ok(),
+        replica_token: std::env::var(grappe_server::gateway::REPLICA_TOKEN_ENV).ok().filter(|token| !token.is_empty()),
     });
     let listener =
         tokio::net::TcpListener::bind(flags.addr).await.with_context(|| format!("listening on {}", flags.addr))?;
@@ -102,8 +103,11 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
     outln!("serving {} on http://{addr}/v1", served.name);
     if served.replica_token.is_some() {
         // As a job: the announcement the compute service hands to the gateway.
-        let host = flags.announce_host.unwrap_or_else(|| addr.ip().to_string());
-        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{host}:{}/v1", addr.port()) } });
+        let authority = match flags.announce_host {
+            Some(host) => format!("{host}:{}", addr.port()),
+            None => addr.to_string(),
+        };
+        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{authority}/v1") } });
         outln!("GRAPPE_METRIC {serve}");
     }
     axum::serve(listener, router(served)).with_graceful_shutdown(crate::shutdown_signal()).await?;

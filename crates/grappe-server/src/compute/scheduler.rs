@@ -401,9 +401,13 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             Some(started) = started_rx.recv() => {
-                lp.started(started).await;
+                let mut changed = lp.started(started).await;
                 while let Ok(more) = started_rx.try_recv() {
-                    lp.started(more).await;
+                    changed |= lp.started(more).await;
+                }
+                if !changed {
+                    // A run launched as decided: its resources were held already.
+                    continue;
                 }
             }
             Some(metric) = metrics_rx.recv() => {
@@ -509,22 +513,28 @@ impl Loop {
         self.state.scheduler_wake.notify_one();
     }
 
-    async fn started(&mut self, started: Started) {
+    /// Takes a start's outcome; whether it changed what the next pass would decide (a start
+    /// that did not happen, or a run that already ended, gives its resources back).
+    async fn started(&mut self, started: Started) -> bool {
         let id = started.job_id;
         self.starting.remove(&id);
-        if let StartOutcome::Running { run, shim_pid } = started.outcome {
-            self.children.insert(id, Child { run, shim_pid, stopping: None });
-            if !self.held {
-                // The lease was lost while it started: the new holder recovers it.
-                self.stop(id, Stop::Lost);
-                self.kill_all();
-            }
-            if let Some(finished) = self.early_ends.remove(&id) {
-                self.finished(finished).await;
-            }
+        let StartOutcome::Running { run, shim_pid } = started.outcome else {
+            self.early_ends.remove(&id);
+            return true;
+        };
+        self.children.insert(id, Child { run, shim_pid, stopping: None });
+        if !self.held {
+            // The lease was lost while it started: the new holder recovers it.
+            self.stop(id, Stop::Lost);
+            self.kill_all();
         }
-        self.early_ends.remove(&id);
-        self.state.scheduler_wake.notify_one();
+        match self.early_ends.remove(&id) {
+            Some(finished) => {
+                self.finished(finished).await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stores the metric lines of jobs' output, and hands a model server's announcement
@@ -593,7 +603,9 @@ impl Loop {
             }
             tokio::select! {
                 Some(finished) = finished_rx.recv() => self.finished(finished).await,
-                Some(started) = started_rx.recv() => self.started(started).await,
+                Some(started) = started_rx.recv() => {
+                    self.started(started).await;
+                }
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
@@ -1112,7 +1124,7 @@ impl Loop {
                 _ => None,
             };
             let running = matches!(seen.state.as_str(), "RUNNING" | "COMPLETING" | "SUSPENDED");
-            if job.state == "pending" && running && ended.is_none() {
+            if job.state == "pending" && running {
                 // Recorded running before its output is read: a model server's announcement
                 // read now is checked against a running job.
                 db.start_run(job.id, &instance, "", "").await?;
@@ -1125,7 +1137,7 @@ impl Loop {
                 let max = if ended.is_some() { SLURM_END_READ_MAX } else { SLURM_READ_MAX };
                 let lines = self.slurm_metric_lines(job.id, from_start, max);
                 if !lines.is_empty() {
-                    // A node Slurm did not name matches no address: nothing is announced.
+                    // A node Slurm did not name (empty) matches no address: nothing is announced.
                     let node = seen.batch_host.clone().unwrap_or_default();
                     self.metrics(lines, Some(&node)).await;
                 }

@@ -3,7 +3,8 @@
 //! job reads, and a rerun reads the same bytes). At launch each version is materialised once per
 //! machine, in a read-only cache keyed by version id (`DATA_DIR/inputs/<id>`), and shown to the
 //! job read-only at `$GRAPPE_INPUTS/NAME`. The cache keeps at most `inputs_cache_bytes`,
-//! removing the versions no running job reads, least recently used first.
+//! removing the versions that no running job reads (nor one handed to Slurm), least recently
+//! used first.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

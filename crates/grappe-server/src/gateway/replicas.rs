@@ -3,7 +3,8 @@
 //! metric prefix; the gateway then asks the address for `/models` with a fresh nonce in
 //! [`REPLICA_HEADER`] and keeps it only if the answer proves that the server holds the job's
 //! replica token (`GRAPPE_REPLICA_TOKEN`, an HMAC of the job under the installation's secret,
-//! given to that job alone): [`replica_proof`] of the nonce. So a job cannot point its model at
+//! given to that job alone; on Slurm, where every job runs as the server's user, other jobs can
+//! read it): [`replica_proof`] of the nonce. So a job cannot point its model at
 //! another service, and the token itself is never sent back. Every request the gateway forwards
 //! to a replica carries the token as its bearer, which the model server requires (it may listen
 //! where others reach it). The address is on loopback for a job of the local executor, and on
@@ -13,7 +14,9 @@
 //! Requests go to the replica with the fewest requests outstanding; one that cannot be reached
 //! is set aside for a while and the request goes to the next. Every process also asks each
 //! replica for `/models` every few seconds ([`health`]) and sets aside those that do not answer,
-//! so that a dead replica is skipped before a request finds it dead.
+//! so that a dead replica is skipped before a request finds it dead; a job's replica is asked
+//! for its proof again each time, and one that answers without it is sent nothing until it
+//! proves itself (another process may have taken the port of a server that stopped).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -56,7 +59,7 @@ fn job_url(url: &str, node: Option<&str>) -> Option<String> {
     let (host, port) = authority.rsplit_once(':')?;
     let allowed = match node {
         None => matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        Some(node) => host.eq_ignore_ascii_case(node),
+        Some(node) => !node.is_empty() && host.eq_ignore_ascii_case(node),
     };
     (allowed && port.parse::<u16>().is_ok_and(|p| p > 0) && path == "v1").then(|| url.to_owned())
 }
@@ -117,13 +120,30 @@ pub async fn health(state: AppState, mut shutdown: tokio::sync::watch::Receiver<
         let Ok(models) = state.db.gateway_models().await else { continue };
         for model in models {
             let Ok(upstreams) = state.db.model_upstreams(&model).await else { continue };
-            for grappe_db::Upstream { url, .. } in upstreams {
-                let probe = Request::get(format!("{url}/models")).body(Body::empty());
-                let Ok(probe) = probe else { continue };
+            for grappe_db::Upstream { url, job_id } in upstreams {
+                // A job's server proves itself again: another process that took its port once it
+                // stopped would otherwise be sent prompts and the bearer.
+                let nonce = job_id.map(|_| crate::kit::caller::new_secret());
+                let mut probe = Request::get(format!("{url}/models"));
+                if let Some(nonce) = &nonce {
+                    probe = probe.header(REPLICA_HEADER, nonce);
+                }
+                let Ok(probe) = probe.body(Body::empty()) else { continue };
                 let answered =
                     tokio::time::timeout(Duration::from_secs(2), super::proxy::client().request(probe)).await;
+                let proved = |answer: &axum::http::Response<_>| match (job_id, &nonce) {
+                    (Some(job_id), Some(nonce)) => {
+                        let proof = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        let expected = replica_proof(&replica_token(&state, job_id), nonce);
+                        crate::kit::caller::constant_time_eq(proof.as_bytes(), expected.as_bytes())
+                    }
+                    _ => true,
+                };
                 match answered {
-                    Ok(Ok(answer)) if answer.status().is_success() => take_back(&url),
+                    Ok(Ok(answer)) if answer.status().is_success() => match proved(&answer) {
+                        true => take_back(&url),
+                        false => disown(&url),
+                    },
                     _ => set_aside(&url),
                 }
             }
@@ -136,13 +156,25 @@ fn take_back(url: &str) {
         && let Some(load) = loads.get_mut(url)
     {
         load.set_aside_until = None;
+        load.unproved = false;
     }
+}
+
+/// A job's address where something answers without the job's proof: sent nothing, not even as
+/// a last resort, until its server proves itself again.
+fn disown(url: &str) {
+    if let Ok(mut loads) = loads().lock() {
+        loads.entry(url.to_owned()).or_default().unproved = true;
+    }
+    tracing::warn!(url, "a replica's address answered without its job's proof: nothing is sent there");
 }
 
 #[derive(Default)]
 struct Load {
     outstanding: usize,
     set_aside_until: Option<Instant>,
+    /// Answered the health probe without the proof of its job's token ([`disown`]).
+    unproved: bool,
 }
 
 fn loads() -> &'static Mutex<HashMap<String, Load>> {
@@ -213,7 +245,8 @@ fn pick(urls: &[String], tried: &[String], most: usize, priority: Priority) -> R
     let now = Instant::now();
     let healthy =
         |url: &&String| loads.get(*url).and_then(|load| load.set_aside_until).is_none_or(|until| until <= now);
-    let untried: Vec<&String> = urls.iter().filter(|url| !tried.contains(url)).collect();
+    let untried: Vec<&String> =
+        urls.iter().filter(|url| !tried.contains(url) && !loads.get(*url).is_some_and(|load| load.unproved)).collect();
     // Replicas set aside are a last resort: better one that failed a moment ago than none.
     let candidates: Vec<&String> = match untried.iter().copied().filter(healthy).collect::<Vec<_>>() {
         healthy if healthy.is_empty() => untried,
@@ -293,6 +326,17 @@ mod tests {
         {
             assert_eq!(job_url(refused, Some("gpu-07")), None, "{refused}");
         }
+        // A node Slurm did not name: no address at all.
+        assert_eq!(job_url("http://:8000/v1", Some("")), None);
+    }
+
+    #[test]
+    fn an_address_that_answers_without_its_proof_is_sent_nothing_until_it_proves_itself() {
+        let urls: Vec<String> = ["http://127.0.0.1:3/v1"].map(str::to_owned).to_vec();
+        disown(&urls[0]);
+        assert!(pick(&urls, &[], 8, Priority::Interactive).is_err(), "not even as a last resort");
+        take_back(&urls[0]);
+        assert!(pick(&urls, &[], 8, Priority::Interactive).is_ok());
     }
 
     #[test]

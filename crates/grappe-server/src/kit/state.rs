@@ -121,7 +121,8 @@ pub struct ComputeConfig {
     /// Most processes and threads one job may have.
     pub max_procs: u64,
     /// The most bytes the cache of dataset versions that jobs read (`DATA_DIR/inputs`) keeps:
-    /// past it, the versions no running job reads are removed, least recently used first.
+    /// past it, the versions that no running job reads (nor one handed to Slurm) are removed,
+    /// least recently used first.
     pub inputs_cache_bytes: u64,
     /// A running job younger than this is not preempted.
     pub preempt_exempt_s: i64,
