@@ -416,11 +416,13 @@ fn two_gateway_processes_on_one_database_enforce_one_limit_and_revocation() {
 /// A model server in Python for a job: it announces itself after the metric prefix (on a Slurm
 /// node, at the node's name; else on loopback, or at `argv[3]` if given), proves the token it is
 /// given (`argv[2]`: `env`, the job's own; anything else, that) to the gateway's nonce as Grappe
-/// does (HMAC-SHA256 of `replica-proof:NONCE`), and answers only requests with that bearer.
+/// does (HMAC-SHA256 of `replica-proof:NONCE`; only once with `argv[4]` `once`, as another
+/// process that took its port would), and answers only requests with that bearer.
 const JOB_SERVER: &str = r#"
 import hashlib, hmac, http.server, json, os, sys
 token = os.environ["GRAPPE_REPLICA_TOKEN"] if sys.argv[2] == "env" else sys.argv[2]
 node = os.environ.get("SLURMD_NODENAME")
+proofs = [1 if sys.argv[4:] == ["once"] else float("inf")]
 class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self, value, status=200, proof=None):
         body = json.dumps(value).encode()
@@ -432,7 +434,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
-        nonce = self.headers.get("x-grappe-replica")
+        nonce = self.headers.get("x-grappe-replica") if proofs[0] > 0 else None
+        if nonce:
+            proofs[0] -= 1
         proof = nonce and hmac.new(token.encode(), ("replica-proof:" + nonce).encode(), hashlib.sha256).hexdigest()
         self.answer({"object": "list", "data": [{"id": sys.argv[1], "object": "model"}]}, proof=proof)
     def do_POST(self):
@@ -903,4 +907,26 @@ fn on_slurm_the_demos_model_is_trained_and_served_by_jobs_and_answers_through_th
     assert!(events.contains("submitted to Slurm"), "{events}");
     assert_eq!(client.post(&format!("/api/v1/jobs/{serving}/cancel"), Some(ADMIN_TOKEN), &json!({})).status, 200);
     wait_state(&client, ADMIN_TOKEN, serving, &["cancelled"]);
+}
+
+/// A job's address that stops proving itself (another process took the port of its server)
+/// is sent nothing from the next health check on, not even as the model's last server.
+#[test]
+fn a_replica_that_no_longer_proves_itself_is_sent_nothing() {
+    use crate::compute::{options, submit};
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "relais", 1, json!({ "name": "k" }));
+    let model = json!({ "name": "relais", "project": project, "input_gpu_ms_per_1k": 1, "output_gpu_ms_per_1k": 1, "max_output_tokens": 20 });
+    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    let command = ["python3", "-c", JOB_SERVER, "relais", "env", "127.0.0.1", "once"];
+    submit(&client, &member, json!({ "project": project, "command": command, "cpus": 1, "time_limit_s": 120 }));
+    let ask = || client.post("/v1/chat/completions", Some(&key), &chat("relais", "Bonjour", 5, false));
+    eventually(Duration::from_secs(30), "the job's model to answer", || (ask().status == 200).then_some(()));
+    eventually(Duration::from_secs(20), "the next health check to disown it", || {
+        server.output.lock().unwrap().contains("answered without its job's proof").then_some(())
+    });
+    let refused = ask();
+    assert_eq!(refused.status, 503, "{}", refused.text);
 }
