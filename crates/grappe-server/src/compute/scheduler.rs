@@ -224,6 +224,9 @@ struct Loop {
     started_tx: mpsc::UnboundedSender<Started>,
     /// On Slurm, how far each running job's output file was read for metric lines.
     slurm_outputs: HashMap<i64, SlurmOutput>,
+    /// Slurm's view of its jobs as last read, and when: read again at most every
+    /// [`SLURM_POLL`] (each `squeue` is work for Slurm's controller, which schedules meanwhile).
+    slurm_seen: Option<(Instant, Arc<HashMap<String, grappe_exec::slurm::SlurmJob>>)>,
 }
 
 /// Where the reading of a Slurm job's output file stands.
@@ -231,6 +234,9 @@ struct SlurmOutput {
     read: u64,
     lines: grappe_exec::MetricLines,
 }
+
+/// How often Slurm is asked for its jobs' states at most.
+const SLURM_POLL: Duration = Duration::from_millis(500);
 
 /// The most bytes of a running Slurm job's output read in one pass, and of the rest at its end.
 const SLURM_READ_MAX: u64 = 1 << 20;
@@ -386,6 +392,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         early_ends: HashMap::new(),
         started_tx,
         slurm_outputs: HashMap::new(),
+        slurm_seen: None,
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1019,7 +1026,14 @@ impl Loop {
         if active.is_empty() {
             return Ok(());
         }
-        let known = slurm::show_jobs().await?;
+        let known = match &self.slurm_seen {
+            Some((at, known)) if at.elapsed() < SLURM_POLL => known.clone(),
+            _ => {
+                let known = Arc::new(slurm::show_jobs().await?);
+                self.slurm_seen = Some((Instant::now(), known.clone()));
+                known
+            }
+        };
         let mut reasons = Vec::new();
         // An array's tasks are handed over up to its limit; the rest wait here.
         let handed = active.iter().filter(|job| job.external_id.is_some());
