@@ -338,6 +338,8 @@ pub async fn show_jobs() -> io::Result<HashMap<String, SlurmJob>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// A job's output file is read from where the last read stopped; a link or a pipe put in
     /// its place reads as nothing, at once.
     #[test]
@@ -346,19 +348,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("output.log");
         std::fs::write(&file, "abc\n").unwrap();
-        assert_eq!(super::read_output(&file, 1, 10).unwrap(), Some((b"bc\n".to_vec(), 4)));
-        assert_eq!(super::read_output(&file, 9, 10).unwrap(), Some((Vec::new(), 4)));
-        assert_eq!(super::read_output(&dir.join("none"), 0, 10).unwrap(), None);
+        assert_eq!(read_output(&file, 1, 10).unwrap(), Some((b"bc\n".to_vec(), 4)));
+        assert_eq!(read_output(&file, 9, 10).unwrap(), Some((Vec::new(), 4)));
+        assert_eq!(read_output(&dir.join("none"), 0, 10).unwrap(), None);
         let link = dir.join("link");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert_eq!(super::read_output(&link, 0, 10).unwrap(), None);
+        assert_eq!(read_output(&link, 0, 10).unwrap(), None);
         let pipe = dir.join("pipe");
         assert!(std::process::Command::new("mkfifo").arg(&pipe).status().unwrap().success());
-        assert_eq!(super::read_output(&pipe, 0, 10).unwrap(), None);
+        assert_eq!(read_output(&pipe, 0, 10).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
-
-    use super::*;
 
     #[test]
     fn a_command_is_shown_as_a_shell_reads_it_back() {

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use clap::Args;
 use grappe_lm::{Model, Stop, count_tokens};
 use grappe_server::gateway::replicas::REPLICA_HEADER;
-use grappe_server::kit::caller::constant_time_eq;
+use grappe_server::kit::caller::{bearer, constant_time_eq};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -185,8 +185,7 @@ async fn models(State(served): State<Arc<Served>>, headers: HeaderMap) -> Respon
 /// Run as a job, whether a request carries the job's token as bearer (always, otherwise).
 fn from_gateway(served: &Served, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &served.replica_token else { return Ok(()) };
-    let given =
-        headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = headers.get(AUTHORIZATION).and_then(bearer);
     if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
         return Ok(());
     }

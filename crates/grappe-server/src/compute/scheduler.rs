@@ -1066,11 +1066,7 @@ impl Loop {
                         continue;
                     }
                 };
-                let mut env = job_env(&job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?;
-                env.push((
-                    crate::gateway::REPLICA_TOKEN_ENV.to_owned(),
-                    crate::gateway::replica_token(&self.state, job.id),
-                ));
+                let mut env = job_env(&self.state, &job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?;
                 // Its inputs, as for a job of this machine without a sandbox: links in its own
                 // folder to the machine's cache (Slurm's nodes see this server's data folder, as
                 // they see the job's working directory).
@@ -1241,11 +1237,9 @@ async fn start_run(
         let identity = identity(&state.config, job.project_id);
         let dirs = prepare_dirs(state, job, &new_run.workdir, identity).await?;
         let (grappe_bind, grappe_dir) = grappe_for_jobs(sandboxed)?;
-        let mut env = job_env(job, &new_run.env, &dirs, &grappe_dir)?;
+        let mut env = job_env(state, job, &new_run.env, &dirs, &grappe_dir)?;
         env.push(("GRAPPE_RUN".to_owned(), run.to_string()));
         env.push(("GRAPPE_GPU_IDS".to_owned(), gpu_list.clone()));
-        // What a model server of this job proves its address with, and requires of the gateway.
-        env.push((crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id)));
         // In the sandbox only the job's GPUs exist, numbered from 0; outside it, their ids.
         let visible = if sandboxed {
             (0..gpu_ids.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
@@ -1385,9 +1379,16 @@ fn unpack_workdir(archive: &Path, into: &Path, identity: Option<(u32, u32)>) -> 
     Ok(())
 }
 
-/// The whole environment of a job: an allowlist, the job's own variables, and what it declared
-/// (`declared`: its stored JSON object).
-fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs, grappe_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// The whole environment of a job, on either executor: an allowlist, the job's own variables
+/// (with its replica token, which a model server it runs proves its address with and requires
+/// of the gateway), and what it declared (`declared`: its stored JSON object).
+fn job_env(
+    state: &AppState,
+    job: &JobRow,
+    declared: &str,
+    dirs: &JobDirs,
+    grappe_dir: &Path,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = vec![
         ("PATH".to_owned(), format!("{JOB_PATH}:{}", grappe_dir.display())),
         ("HOME".to_owned(), dirs.work.display().to_string()),
@@ -1402,6 +1403,7 @@ fn job_env(job: &JobRow, declared: &str, dirs: &JobDirs, grappe_dir: &Path) -> a
         ("GRAPPE_PROJECT_ID".to_owned(), job.project_id.to_string()),
         ("GRAPPE_CHECKPOINT_DIR".to_owned(), dirs.checkpoints.display().to_string()),
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
+        (crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id)),
     ]);
     if let (Some(array), Some(task)) = (job.array_job_id, job.array_task_id) {
         env.push(("GRAPPE_ARRAY_JOB_ID".to_owned(), array.to_string()));

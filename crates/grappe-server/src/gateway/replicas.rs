@@ -87,15 +87,8 @@ pub async fn announce(state: AppState, job_id: i64, serve: Value, node: Option<S
             None => anyhow::anyhow!("`url`: http://127.0.0.1:PORT/v1 (a job's own address on loopback)"),
             Some(node) => anyhow::anyhow!("`url`: http://{node}:PORT/v1 (the address of the node that runs the job)"),
         })?;
-        let nonce = crate::kit::caller::new_secret();
-        let probe = Request::get(format!("{url}/models")).header(REPLICA_HEADER, &nonce).body(Body::empty())?;
-        let answer = tokio::time::timeout(Duration::from_secs(5), super::proxy::client().request(probe)).await??;
-        let proof = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let expected = replica_proof(&replica_token(&state, job.id), &nonce);
-        anyhow::ensure!(
-            crate::kit::caller::constant_time_eq(proof.as_bytes(), expected.as_bytes()),
-            "{url} did not prove that it holds the job's replica token"
-        );
+        let answered = ask(&state, &url, Some(job.id), Duration::from_secs(5)).await?;
+        anyhow::ensure!(answered.proved, "{url} did not prove that it holds the job's replica token");
         state.db.add_replica(model.id, job.id, job.run, &url).await?;
         anyhow::Ok((model.name, url))
     };
@@ -105,6 +98,31 @@ pub async fn announce(state: AppState, job_id: i64, serve: Value, node: Option<S
             tracing::warn!(job.id = job_id, error = %error, "a job's announcement of a model server was refused")
         }
     }
+}
+
+/// What an address answered to `GET /models`.
+struct Answered {
+    /// With success.
+    ok: bool,
+    /// For a job's address, with the proof that it holds the job's token (always, otherwise).
+    proved: bool,
+}
+
+/// Asks `url` for `/models` within `wait`; for the address of job `job_id`, with a fresh nonce
+/// whose proof the answer must carry.
+async fn ask(state: &AppState, url: &str, job_id: Option<i64>, wait: Duration) -> anyhow::Result<Answered> {
+    let nonce = crate::kit::caller::new_secret();
+    let mut probe = Request::get(format!("{url}/models"));
+    if job_id.is_some() {
+        probe = probe.header(REPLICA_HEADER, &nonce);
+    }
+    let answer = tokio::time::timeout(wait, super::proxy::client().request(probe.body(Body::empty())?)).await??;
+    let proved = job_id.is_none_or(|job_id| {
+        let proof = answer.headers().get(REPLICA_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let expected = replica_proof(&replica_token(state, job_id), &nonce);
+        crate::kit::caller::constant_time_eq(proof.as_bytes(), expected.as_bytes())
+    });
+    Ok(Answered { ok: answer.status().is_success(), proved })
 }
 
 /// Asks every replica of every model whether it answers, until the server stops; those that do
@@ -123,27 +141,9 @@ pub async fn health(state: AppState, mut shutdown: tokio::sync::watch::Receiver<
             for grappe_db::Upstream { url, job_id } in upstreams {
                 // A job's server proves itself again: another process that took its port once it
                 // stopped would otherwise be sent prompts and the bearer.
-                let nonce = job_id.map(|_| crate::kit::caller::new_secret());
-                let mut probe = Request::get(format!("{url}/models"));
-                if let Some(nonce) = &nonce {
-                    probe = probe.header(REPLICA_HEADER, nonce);
-                }
-                let Ok(probe) = probe.body(Body::empty()) else { continue };
-                let answered =
-                    tokio::time::timeout(Duration::from_secs(2), super::proxy::client().request(probe)).await;
-                let proved = |answer: &axum::http::Response<_>| match (job_id, &nonce) {
-                    (Some(job_id), Some(nonce)) => {
-                        let proof = answer.headers().get(REPLICA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                        let expected = replica_proof(&replica_token(&state, job_id), nonce);
-                        crate::kit::caller::constant_time_eq(proof.as_bytes(), expected.as_bytes())
-                    }
-                    _ => true,
-                };
-                match answered {
-                    Ok(Ok(answer)) if answer.status().is_success() => match proved(&answer) {
-                        true => take_back(&url),
-                        false => disown(&url),
-                    },
+                match ask(&state, &url, job_id, Duration::from_secs(2)).await {
+                    Ok(Answered { ok: true, proved: true }) => take_back(&url),
+                    Ok(Answered { ok: true, proved: false }) => disown(&url),
                     _ => set_aside(&url),
                 }
             }

@@ -215,6 +215,11 @@ pub async fn caller_of_user(state: &AppState, user: UserRow) -> Result<Caller, A
     Ok(Caller { actor, user, key: None, via: Via::Nothing, csrf: String::new() })
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header's value; none if it is not one.
+pub fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
 /// Credentials to caller. A bearer token that is present but invalid is refused (401) even on
 /// public routes; a stale session cookie only makes the caller anonymous.
 type Resolved = (Actor, Option<UserRow>, Option<grappe_db::GatewayKeyRow>, Via);
@@ -222,12 +227,7 @@ type Resolved = (Actor, Option<UserRow>, Option<grappe_db::GatewayKeyRow>, Via);
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Resolved, AppError> {
     let session_cookie = session_cookie_name(SESSION_COOKIE, state.config.secure_cookies);
     if let Some(value) = headers.get(AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|text| text.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(AppError::Unauthenticated)?;
+        let token = bearer(value).ok_or(AppError::Unauthenticated)?;
         if let Some(admin_token) = &state.config.admin_token
             && constant_time_eq(admin_token.as_bytes(), token.as_bytes())
         {

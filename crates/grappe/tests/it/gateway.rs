@@ -453,6 +453,13 @@ print("GRAPPE_METRIC " + json.dumps({"serve": {"model": sys.argv[1], "url": "htt
 server.serve_forever()
 "#;
 
+/// A model of `project` that its jobs serve, registered by a member: 1,000 GPU-ms per thousand
+/// tokens each way, at most 20 tokens an answer.
+fn register_job_model(client: &Client, member: &str, project: i64, name: &str) {
+    let model = json!({ "name": name, "project": project, "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 20 });
+    assert_eq!(client.post("/api/v1/gateway/models", Some(member), &model).status, 201);
+}
+
 #[test]
 fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
     use crate::compute::{options, submit, wait_log, wait_state};
@@ -460,8 +467,7 @@ fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
     let server = Server::start(&db.url, &options(2));
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "atelier", 1, json!({ "name": "k" }));
-    let model = json!({ "name": "maison", "project": project, "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 20 });
-    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    register_job_model(&client, &member, project, "maison");
     let with_upstream = json!({ "name": "ailleurs", "project": project, "upstream": "http://10.0.0.1:80/v1", "input_gpu_ms_per_1k": 1, "output_gpu_ms_per_1k": 1, "max_output_tokens": 20 });
     assert_eq!(
         client.post("/api/v1/gateway/models", Some(&member), &with_upstream).status,
@@ -836,8 +842,7 @@ fn a_model_served_by_a_slurm_job_is_reached_on_its_node() {
     let server = Server::start(&db.url, &slurm_options());
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "grappe-noeud", 1, json!({ "name": "k" }));
-    let model = json!({ "name": "sur-slurm", "project": project, "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 20 });
-    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    register_job_model(&client, &member, project, "sur-slurm");
     let ask = || client.post("/v1/chat/completions", Some(&key), &chat("sur-slurm", "Bonjour", 5, false));
     let job = |args: &[&str]| {
         let mut command = vec!["python3", "-c", JOB_SERVER, "sur-slurm", "env"];
@@ -918,8 +923,7 @@ fn a_replica_that_no_longer_proves_itself_is_sent_nothing() {
     let server = Server::start(&db.url, &options(2));
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "relais", 1, json!({ "name": "k" }));
-    let model = json!({ "name": "relais", "project": project, "input_gpu_ms_per_1k": 1, "output_gpu_ms_per_1k": 1, "max_output_tokens": 20 });
-    assert_eq!(client.post("/api/v1/gateway/models", Some(&member), &model).status, 201);
+    register_job_model(&client, &member, project, "relais");
     let command = ["python3", "-c", JOB_SERVER, "relais", "env", "127.0.0.1", "once"];
     submit(&client, &member, json!({ "project": project, "command": command, "cpus": 1, "time_limit_s": 120 }));
     let ask = || client.post("/v1/chat/completions", Some(&key), &chat("relais", "Bonjour", 5, false));
