@@ -81,6 +81,14 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
     std::fs::write(path, value).map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
 }
 
+/// Sends `signal` to each of `pids`; how many it reached.
+pub(crate) fn send(pids: &[u32], signal: Signal) -> usize {
+    pids.iter()
+        .filter_map(|pid| Pid::from_raw(*pid as i32))
+        .filter(|pid| rustix::process::kill_process(*pid, signal).is_ok())
+        .count()
+}
+
 fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -226,12 +234,16 @@ impl Cgroups {
 impl JobCgroup {
     /// Makes the group (empty if it was left over) and sets its limits.
     pub fn create(&self, limits: &Limits) -> io::Result<()> {
-        if self.dirs.iter().any(|dir| dir.exists()) {
-            self.remove()?;
-        }
         for dir in &self.dirs {
-            std::fs::create_dir(dir)
-                .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", dir.display())))?;
+            let made = match std::fs::create_dir(dir) {
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    // Left over by a server that died: emptied, removed and made again.
+                    self.remove()?;
+                    std::fs::create_dir(dir)
+                }
+                other => other,
+            };
+            made.map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", dir.display())))?;
         }
         let quota_us = u64::from(limits.cpus.max(1)) * CPU_PERIOD_US;
         if self.version == 1 {
@@ -283,20 +295,10 @@ impl JobCgroup {
         pids
     }
 
-    /// Sends `signal` to every process of the group but `except`.
+    /// Sends `signal` to every process of the group but `except`; how many it reached.
     pub fn signal(&self, signal: Signal, except: &[u32]) -> usize {
-        let mut sent = 0;
-        for pid in self.pids() {
-            if except.contains(&pid) {
-                continue;
-            }
-            if let Some(pid) = Pid::from_raw(pid as i32)
-                && rustix::process::kill_process(pid, signal).is_ok()
-            {
-                sent += 1;
-            }
-        }
-        sent
+        let pids: Vec<u32> = self.pids().into_iter().filter(|pid| !except.contains(pid)).collect();
+        send(&pids, signal)
     }
 
     /// Kills every process of the group (but `except`) until none is left or `timeout` passes;
@@ -306,9 +308,11 @@ impl JobCgroup {
         // Processes that just died stay listed for a moment: look again soon, then less often.
         let mut pause = Duration::from_micros(50);
         loop {
-            if self.signal(Signal::KILL, except) == 0 && self.pids().iter().all(|pid| except.contains(pid)) {
+            let left: Vec<u32> = self.pids().into_iter().filter(|pid| !except.contains(pid)).collect();
+            if left.is_empty() {
                 return true;
             }
+            send(&left, Signal::KILL);
             if started.elapsed() >= timeout {
                 return false;
             }
@@ -340,7 +344,16 @@ impl JobCgroup {
 
     /// Removes the group; every process in it must have ended (they are killed first).
     pub fn remove(&self) -> io::Result<()> {
+        // An empty group goes at once; one that still holds processes (the kernel refuses to
+        // remove it) is emptied first.
+        if self.remove_dirs().is_ok() {
+            return Ok(());
+        }
         self.kill_all(&[], Duration::from_secs(5));
+        self.remove_dirs()
+    }
+
+    fn remove_dirs(&self) -> io::Result<()> {
         let mut first_error = None;
         for dir in &self.dirs {
             if let Err(error) = std::fs::remove_dir(dir)

@@ -111,6 +111,9 @@ pub struct LocalExecutor {
     finished: mpsc::Sender<Finished>,
     metrics: mpsc::Sender<MetricLine>,
     metric_prefix: String,
+    /// Held (read) by each run until its group is removed and its log synced, after its end
+    /// was told; [`LocalExecutor::wind_down`] waits for them all.
+    tidying: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The longest output line scanned for a metric; longer lines are passed over.
@@ -162,7 +165,23 @@ impl LocalExecutor {
         metrics: mpsc::Sender<MetricLine>,
         metric_prefix: &str,
     ) -> LocalExecutor {
-        LocalExecutor { config, finished, metrics, metric_prefix: metric_prefix.to_owned() }
+        LocalExecutor {
+            config,
+            finished,
+            metrics,
+            metric_prefix: metric_prefix.to_owned(),
+            tidying: Arc::new(tokio::sync::RwLock::new(())),
+        }
+    }
+
+    /// When the server stops, after every run ended: waits (10 s at most) until each run's
+    /// group is removed, then removes the installation's parent groups if nothing is left in
+    /// them.
+    pub async fn wind_down(&self) {
+        let _all = tokio::time::timeout(Duration::from_secs(10), self.tidying.write()).await;
+        if let Some(cgroups) = &self.config.cgroups {
+            cgroups.remove_parents();
+        }
     }
 
     pub fn config(&self) -> &ExecConfig {
@@ -278,22 +297,20 @@ impl LocalExecutor {
         .collect();
         let finished = self.finished.clone();
         let (job_id, run) = (spec.job_id, spec.run);
+        let tidying = self.tidying.clone().read_owned().await;
         tokio::spawn(async move {
             let waited = child.wait().await;
             // The run ends with its last process: kill what is left (the shim did, unless it was
             // killed itself), then read what the control group counted.
-            let usage = match group {
+            let (group, usage) = match group {
                 Some(group) => tokio::task::spawn_blocking(move || {
                     group.kill_all(&[], Duration::from_secs(10));
                     let usage = group.usage();
-                    if let Err(error) = group.remove() {
-                        tracing::warn!(job.id = job_id, %error, "could not remove the job's control group");
-                    }
-                    usage
+                    (Some(group), usage)
                 })
                 .await
                 .unwrap_or_default(),
-                None => cgroup::Usage::default(),
+                None => (None, cgroup::Usage::default()),
             };
             // Output still in the pipes is read for a moment.
             for reader in readers {
@@ -306,7 +323,7 @@ impl LocalExecutor {
                     let note = format!("\ngrappe: output capped at {} bytes; {dropped} bytes dropped\n", out.cap);
                     let _ = out.file.write_all(note.as_bytes()).await;
                 }
-                let _ = out.file.sync_all().await;
+                let _ = out.file.flush().await;
                 dropped
             };
             let (exit, ended_at_ms) = match Status::read(&status) {
@@ -332,6 +349,16 @@ impl LocalExecutor {
                     memory_peak_mb: usage.memory_peak_bytes.map(|bytes| bytes.div_ceil(1 << 20)),
                 })
                 .await;
+            // The group goes and the log reaches the disk after the end is told: neither is on
+            // the way from one job to the next.
+            if let Some(group) = group {
+                let removed = tokio::task::spawn_blocking(move || group.remove()).await;
+                if let Ok(Err(error)) = removed {
+                    tracing::warn!(job.id = job_id, %error, "could not remove the job's control group");
+                }
+            }
+            let _ = output.lock().await.file.sync_all().await;
+            drop(tidying);
         });
         Ok(pid)
     }

@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rustix::process::{Pid, Resource, Rlimit, Signal};
+use rustix::process::{Resource, Rlimit, Signal};
 
 /// The exit code of the shim when it could not start the job.
 pub const SETUP_FAILED: i32 = 125;
@@ -226,14 +226,6 @@ fn job_processes(args: &ShimArgs, child: u32) -> Vec<u32> {
     found
 }
 
-fn send(pids: &[u32], signal: Signal) {
-    for pid in pids {
-        if let Some(pid) = Pid::from_raw(*pid as i32) {
-            let _ = rustix::process::kill_process(pid, signal);
-        }
-    }
-}
-
 fn setup(args: &ShimArgs) -> Result<(), String> {
     // The server keeps its own files private; a job's files are its own to share: the usual mask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
@@ -312,7 +304,7 @@ fn supervise(args: &ShimArgs) -> Result<Status, String> {
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if let Some(signal) = Signal::from_named_raw(signal) {
-                send(&job_processes(&relay_args, child_pid), signal);
+                crate::cgroup::send(&job_processes(&relay_args, child_pid), signal);
             }
         }
     });
@@ -326,7 +318,7 @@ fn supervise(args: &ShimArgs) -> Result<Status, String> {
         if left.is_empty() {
             break;
         }
-        send(&left, Signal::KILL);
+        crate::cgroup::send(&left, Signal::KILL);
         if args.sandbox {
             break;
         }

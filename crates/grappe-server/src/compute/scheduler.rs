@@ -434,8 +434,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
     lp.stop_all(Stop::Shutdown, &mut finished_rx, &mut started_rx).await;
-    if let Some(cgroups) = state.exec.as_ref().and_then(|exec| exec.cgroups.as_ref()) {
-        cgroups.remove_parents();
+    if let Some(executor) = &lp.executor {
+        executor.wind_down().await;
     }
     if lp.held {
         state.scheduler_here.store(false, Ordering::Relaxed);
