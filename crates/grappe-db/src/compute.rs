@@ -254,6 +254,27 @@ impl<'a> Ending<'a> {
     }
 }
 
+/// A change the scheduler writes for a run ([`Db::change_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunChange<'a> {
+    /// running -> an end state ([`Db::finish_run`]).
+    Finish(RunRef<'a>, Ending<'a>),
+    /// running -> pending again, or cancelled (reason, when it ended: [`Db::requeue_run`]).
+    Requeue(RunRef<'a>, &'a str, i64),
+    /// pending -> running ([`Db::start_run`]).
+    Start { job_id: i64, instance: &'a str, gpu_ids: &'a str, detail: &'a str },
+}
+
+/// What a [`RunChange`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunChanged {
+    /// Written, or not (the run was no longer current on that server).
+    Finished(bool),
+    Requeued(Requeued),
+    /// The new run, or none: the job was no longer pending.
+    Started(Option<NewRun>),
+}
+
 /// What became of a run sent back to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeued {
@@ -404,52 +425,51 @@ struct Queued {
 }
 
 impl Queued {
+    /// What `nodes` x (`gpus`, `cpus`) for `time_limit_s` count for.
+    fn new(project_id: i64, user_id: Option<i64>, (gpus, cpus, nodes): (i64, i64, i64), time_limit_s: i64) -> Queued {
+        let limit_ms = time_limit_s.saturating_mul(1000);
+        Queued { project_id, user_id, gpu_ms: gpus * nodes * limit_ms, cpu_ms: cpus * nodes * limit_ms }
+    }
+
     fn of(job: &JobRow) -> Queued {
-        let limit_ms = job.time_limit_s.saturating_mul(1000);
-        Queued {
-            project_id: job.project_id,
-            user_id: job.user_id,
-            gpu_ms: job.gpus * job.nodes * limit_ms,
-            cpu_ms: job.cpus * job.nodes * limit_ms,
-        }
+        Queued::new(job.project_id, job.user_id, (job.gpus, job.cpus, job.nodes), job.time_limit_s)
     }
 
     /// The columns [`Queued::from_row`] reads, for `RETURNING`.
     const COLUMNS: &str = "project_id, user_id, gpus, cpus, nodes, time_limit_s";
 
     fn from_row(row: &AnyRow) -> DbResult<Queued> {
-        let (gpus, cpus, nodes, limit_s): (i64, i64, i64, i64) =
-            (row.try_get("gpus")?, row.try_get("cpus")?, row.try_get("nodes")?, row.try_get("time_limit_s")?);
-        let limit_ms = limit_s.saturating_mul(1000);
-        Ok(Queued {
-            project_id: row.try_get("project_id")?,
-            user_id: row.try_get("user_id")?,
-            gpu_ms: gpus * nodes * limit_ms,
-            cpu_ms: cpus * nodes * limit_ms,
-        })
+        let sizes = (row.try_get("gpus")?, row.try_get("cpus")?, row.try_get("nodes")?);
+        Ok(Queued::new(row.try_get("project_id")?, row.try_get("user_id")?, sizes, row.try_get("time_limit_s")?))
     }
 
     /// Adds the job to (`sign` 1) or takes it from (-1) the queue totals, in the transaction that
-    /// moves it into or out of `pending`.
-    async fn count(&self, tx: &mut WriteTx, sign: i64) -> DbResult<()> {
-        sqlx::query(
+    /// moves it into or out of `pending` (`sign` n: n such jobs, an array's tasks); the project's
+    /// and the user's numbers of queued jobs after it (the updates lock their rows).
+    async fn count(&self, tx: &mut WriteTx, sign: i64) -> DbResult<(i64, Option<i64>)> {
+        let project = sqlx::query(
             "UPDATE projects SET queued_jobs = queued_jobs + $1, queued_gpu_ms = queued_gpu_ms + $2, \
-             queued_cpu_ms = queued_cpu_ms + $3 WHERE id = $4",
+             queued_cpu_ms = queued_cpu_ms + $3 WHERE id = $4 RETURNING queued_jobs",
         )
         .bind(sign)
         .bind(sign * self.gpu_ms)
         .bind(sign * self.cpu_ms)
         .bind(self.project_id)
-        .execute(&mut **tx)
-        .await?;
-        if let Some(user) = self.user_id {
-            sqlx::query("UPDATE users SET queued_jobs = queued_jobs + $1 WHERE id = $2")
-                .bind(sign)
-                .bind(user)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        let user = match self.user_id {
+            Some(user) => Some(
+                sqlx::query("UPDATE users SET queued_jobs = queued_jobs + $1 WHERE id = $2 RETURNING queued_jobs")
+                    .bind(sign)
+                    .bind(user)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get(0)?,
+            ),
+            None => None,
+        };
+        Ok((project, user))
     }
 }
 
@@ -464,6 +484,110 @@ async fn current_run(tx: &mut WriteTx, run: RunRef<'_>) -> DbResult<Option<JobRo
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(job_from).transpose()
+}
+
+/// pending -> running, as a new run on `instance`, in `tx` ([`Db::start_run`]).
+async fn start_run_in(
+    tx: &mut WriteTx,
+    id: i64,
+    instance: &str,
+    gpu_ids: &str,
+    detail: &str,
+) -> DbResult<Option<NewRun>> {
+    let now = now_ms();
+    let row = sqlx::query(
+        "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
+         ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
+         RETURNING run, command, env, inputs, workdir, project_id, user_id, gpus, cpus, nodes, time_limit_s",
+    )
+    .bind(now)
+    .bind(instance)
+    .bind(gpu_ids)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let new_run = NewRun {
+        run: row.try_get("run")?,
+        command: row.try_get("command")?,
+        env: row.try_get("env")?,
+        inputs: row.try_get("inputs")?,
+        workdir: row.try_get("workdir")?,
+    };
+    Queued::from_row(&row)?.count(tx, -1).await?;
+    let run = new_run.run;
+    let mut text = format!("run {run}");
+    if !gpu_ids.is_empty() {
+        text.push_str(&format!(", GPUs {gpu_ids}"));
+    }
+    if !detail.is_empty() {
+        text.push_str(&format!(", {detail}"));
+    }
+    event(tx, id, now, "running", &text).await?;
+    Ok(Some(new_run))
+}
+
+/// running -> an end state, in `tx` ([`Db::finish_run`]).
+async fn finish_run_in(tx: &mut WriteTx, run: RunRef<'_>, ending: &Ending<'_>) -> DbResult<bool> {
+    let Some(job) = current_run(tx, run).await? else { return Ok(false) };
+    let ended_at = ending.ended_at.max(job.started_at.unwrap_or(0));
+    sqlx::query(
+        "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, ended_at = $4, cpu_time_ms = $5, \
+         memory_peak_mb = $6 WHERE id = $7 AND state = 'running' AND run = $8",
+    )
+    .bind(ending.state)
+    .bind(ending.exit_code)
+    .bind(ending.reason)
+    .bind(ended_at)
+    .bind(ending.cpu_time_ms)
+    .bind(ending.memory_peak_mb)
+    .bind(job.id)
+    .bind(job.run)
+    .execute(&mut **tx)
+    .await?;
+    charge(tx, &job, ended_at).await?;
+    let detail = match ending.exit_code {
+        Some(code) if ending.reason.is_empty() => format!("exit code {code}"),
+        Some(code) => format!("exit code {code}: {}", ending.reason),
+        None => ending.reason.to_owned(),
+    };
+    event(tx, job.id, ended_at, ending.state, &detail).await?;
+    Ok(true)
+}
+
+/// running -> pending again (or cancelled), in `tx` ([`Db::requeue_run`]).
+async fn requeue_run_in(tx: &mut WriteTx, run: RunRef<'_>, reason: &str, ended_at: i64) -> DbResult<Requeued> {
+    let Some(job) = current_run(tx, run).await? else { return Ok(Requeued::Stale) };
+    let ended_at = ended_at.max(job.started_at.unwrap_or(0));
+    charge(tx, &job, ended_at).await?;
+    let outcome = if job.cancel_requested {
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', reason = 'cancelled', ended_at = $1 \
+             WHERE id = $2 AND state = 'running' AND run = $3",
+        )
+        .bind(ended_at)
+        .bind(job.id)
+        .bind(job.run)
+        .execute(&mut **tx)
+        .await?;
+        event(tx, job.id, ended_at, "cancelled", &format!("cancelled while stopping ({reason})")).await?;
+        Requeued::Cancelled
+    } else {
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', reason = $1, restart_count = restart_count + 1, started_at = NULL, \
+             heartbeat_at = NULL, instance = NULL, gpu_ids = '' WHERE id = $2 AND state = 'running' AND run = $3",
+        )
+        .bind(reason)
+        .bind(job.id)
+        .bind(job.run)
+        .execute(&mut **tx)
+        .await?;
+        Queued::of(&job).count(tx, 1).await?;
+        event(tx, job.id, ended_at, "preempted", reason).await?;
+        event(tx, job.id, ended_at, "pending", &format!("requeued, restart {}", job.restart_count + 1)).await?;
+        Requeued::Pending
+    };
+    Ok(outcome)
 }
 
 impl Db {
@@ -570,25 +694,17 @@ impl Db {
     pub async fn create_job(&self, job: NewJob<'_>, quota: QueueQuota) -> DbResult<Result<JobRow, QueueFull>> {
         let count = job.array_tasks.len().max(1) as i64;
         let mut tx = self.write_tx().await?;
-        // Updates that change nothing, to lock the rows and read the totals in one step.
-        let project = sqlx::query("UPDATE projects SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
-            .bind(job.project_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if let Some(user) = job.user_id {
-            let waiting: i64 =
-                sqlx::query("UPDATE users SET queued_jobs = queued_jobs WHERE id = $1 RETURNING queued_jobs")
-                    .bind(user)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
-            if waiting + count > quota.per_user {
-                return Ok(Err(QueueFull::User { waiting }));
-            }
+        // Counted first: the totals after it say whether the jobs fit (if not, nothing is
+        // committed).
+        let queued = Queued::new(job.project_id, job.user_id, (job.gpus, job.cpus, job.nodes), job.time_limit_s);
+        let (project_waiting, user_waiting) = queued.count(&mut tx, count).await?;
+        if let Some(waiting) = user_waiting
+            && waiting > quota.per_user
+        {
+            return Ok(Err(QueueFull::User { waiting: waiting - count }));
         }
-        let waiting: i64 = project.try_get(0)?;
-        if waiting + count > quota.per_project {
-            return Ok(Err(QueueFull::Project { waiting }));
+        if project_waiting > quota.per_project {
+            return Ok(Err(QueueFull::Project { waiting: project_waiting - count }));
         }
         let now = now_ms();
         let tasks: Vec<Option<i64>> =
@@ -635,7 +751,6 @@ impl Db {
             first.get_or_insert(created);
         }
         let first = first.expect("at least one job");
-        Queued::of(&first).count(&mut tx, count).await?;
         tx.commit().await?;
         Ok(Ok(first))
     }
@@ -774,69 +889,18 @@ impl Db {
     /// and what to launch, or `None` if the job is no longer pending (cancelled meanwhile, say).
     pub async fn start_run(&self, id: i64, instance: &str, gpu_ids: &str, detail: &str) -> DbResult<Option<NewRun>> {
         let mut tx = self.write_tx().await?;
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'running', reason = '', run = run + 1, started_at = $1, heartbeat_at = $1, \
-             ended_at = NULL, instance = $2, gpu_ids = $3 WHERE id = $4 AND state = 'pending' \
-             RETURNING run, command, env, inputs, workdir, project_id, user_id, gpus, cpus, nodes, time_limit_s",
-        )
-        .bind(now)
-        .bind(instance)
-        .bind(gpu_ids)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let new_run = NewRun {
-            run: row.try_get("run")?,
-            command: row.try_get("command")?,
-            env: row.try_get("env")?,
-            inputs: row.try_get("inputs")?,
-            workdir: row.try_get("workdir")?,
-        };
-        Queued::from_row(&row)?.count(&mut tx, -1).await?;
-        let run = new_run.run;
-        let mut text = format!("run {run}");
-        if !gpu_ids.is_empty() {
-            text.push_str(&format!(", GPUs {gpu_ids}"));
-        }
-        if !detail.is_empty() {
-            text.push_str(&format!(", {detail}"));
-        }
-        event(&mut tx, id, now, "running", &text).await?;
+        let started = start_run_in(&mut tx, id, instance, gpu_ids, detail).await?;
         tx.commit().await?;
-        Ok(Some(new_run))
+        Ok(started)
     }
 
     /// running -> an end state, charging the run; false if `run` is no longer the job's current
     /// run on that server (a stale server: nothing is written).
     pub async fn finish_run(&self, run: RunRef<'_>, ending: &Ending<'_>) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
-        let Some(job) = current_run(&mut tx, run).await? else { return Ok(false) };
-        let ended_at = ending.ended_at.max(job.started_at.unwrap_or(0));
-        sqlx::query(
-            "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, ended_at = $4, cpu_time_ms = $5, \
-             memory_peak_mb = $6 WHERE id = $7 AND state = 'running' AND run = $8",
-        )
-        .bind(ending.state)
-        .bind(ending.exit_code)
-        .bind(ending.reason)
-        .bind(ended_at)
-        .bind(ending.cpu_time_ms)
-        .bind(ending.memory_peak_mb)
-        .bind(job.id)
-        .bind(job.run)
-        .execute(&mut *tx)
-        .await?;
-        charge(&mut tx, &job, ended_at).await?;
-        let detail = match ending.exit_code {
-            Some(code) if ending.reason.is_empty() => format!("exit code {code}"),
-            Some(code) => format!("exit code {code}: {}", ending.reason),
-            None => ending.reason.to_owned(),
-        };
-        event(&mut tx, job.id, ended_at, ending.state, &detail).await?;
+        let finished = finish_run_in(&mut tx, run, ending).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(finished)
     }
 
     /// running -> preempted -> pending (restart count up), charging the run up to `ended_at`;
@@ -844,41 +908,30 @@ impl Db {
     /// that is no longer current on that server.
     pub async fn requeue_run(&self, run: RunRef<'_>, reason: &str, ended_at: i64) -> DbResult<Requeued> {
         let mut tx = self.write_tx().await?;
-        let Some(job) = current_run(&mut tx, run).await? else { return Ok(Requeued::Stale) };
-        let ended_at = ended_at.max(job.started_at.unwrap_or(0));
-        charge(&mut tx, &job, ended_at).await?;
-        let outcome = if job.cancel_requested {
-            sqlx::query(
-                "UPDATE jobs SET state = 'cancelled', reason = 'cancelled', ended_at = $1 \
-                 WHERE id = $2 AND state = 'running' AND run = $3",
-            )
-            .bind(ended_at)
-            .bind(job.id)
-            .bind(job.run)
-            .execute(&mut *tx)
-            .await?;
-            event(&mut tx, job.id, ended_at, "cancelled", &format!("cancelled while stopping ({reason})")).await?;
-            Requeued::Cancelled
-        } else {
-            sqlx::query(
-                "UPDATE jobs SET state = 'pending', reason = $1, restart_count = restart_count + 1, started_at = NULL, \
-                 heartbeat_at = NULL, instance = NULL, gpu_ids = '' WHERE id = $2 AND state = 'running' AND run = $3",
-            )
-            .bind(reason)
-            .bind(job.id)
-            .bind(job.run)
-            .execute(&mut *tx)
-            .await?;
-            Queued::of(&job).count(&mut tx, 1).await?;
-            event(&mut tx, job.id, ended_at, "preempted", reason).await?;
-            event(&mut tx, job.id, ended_at, "pending", &format!("requeued, restart {}", job.restart_count + 1))
-                .await?;
-            Requeued::Pending
-        };
+        let requeued = requeue_run_in(&mut tx, run, reason, ended_at).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(requeued)
     }
 
+    /// Several runs' ends and starts in one transaction, in order (the scheduler's pass: the
+    /// runs that ended, then those it starts); what each did.
+    pub async fn change_runs(&self, changes: &[RunChange<'_>]) -> DbResult<Vec<RunChanged>> {
+        let mut tx = self.write_tx().await?;
+        let mut done = Vec::with_capacity(changes.len());
+        for change in changes {
+            done.push(match change {
+                RunChange::Finish(run, ending) => RunChanged::Finished(finish_run_in(&mut tx, *run, ending).await?),
+                RunChange::Requeue(run, reason, ended_at) => {
+                    RunChanged::Requeued(requeue_run_in(&mut tx, *run, reason, *ended_at).await?)
+                }
+                RunChange::Start { job_id, instance, gpu_ids, detail } => {
+                    RunChanged::Started(start_run_in(&mut tx, *job_id, instance, gpu_ids, detail).await?)
+                }
+            });
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
     /// A server says it still runs its jobs.
     pub async fn heartbeat(&self, instance: &str) -> DbResult<()> {
         self.write_one(

@@ -46,7 +46,7 @@ pub use challenges::{
 };
 pub use compute::{
     Cancellation, Ending, JobEvent, JobRow, MetricBucket, MetricCounts, MetricKey, MetricPoint, MetricsAdded, NewJob,
-    NewProject, NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunRef, UsageRecord,
+    NewProject, NewRun, ProjectRow, QueueFull, QueueQuota, Requeued, RunChange, RunChanged, RunRef, UsageRecord,
 };
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};

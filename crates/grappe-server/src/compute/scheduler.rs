@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use grappe_db::{Ending, JobRow, MetricPoint, Requeued, RunRef, now_ms};
+use grappe_db::{Ending, JobRow, MetricPoint, NewRun, Requeued, RunChange, RunChanged, RunRef, now_ms};
 use grappe_domain::allocation::{Allocation, Amount};
 use grappe_exec::cgroup::Cgroups;
 use grappe_exec::sandbox::{self, Isolation, View};
@@ -72,8 +72,8 @@ struct Child {
     stopping: Option<Stopping>,
 }
 
-/// A job decided to start, whose start (the run's record, then its launch) is under way in a
-/// task of its own, so that the loop goes on deciding meanwhile.
+/// A job whose run was recorded by a pass and whose launch is under way in a task of its own,
+/// so that the loop goes on deciding meanwhile.
 struct Starting {
     job: JobRow,
     gpu_ids: Vec<u32>,
@@ -86,14 +86,32 @@ struct Started {
 }
 
 enum StartOutcome {
-    /// No longer pending when its run was to be recorded (cancelled meanwhile): nothing started.
-    NotPending,
     Running {
         run: i64,
         shim_pid: u32,
     },
     /// Its run was recorded, and ended at once as failed: it could not be launched.
     Failed,
+}
+
+/// A run's end as the loop learnt it, written with the next pass's starts ([`Loop::commit`]).
+struct RunEnd {
+    job_id: i64,
+    run: i64,
+    write: EndWrite,
+}
+
+enum EndWrite {
+    /// Back to the queue (preempted, or this server stops), or cancelled if that was asked.
+    Requeue { reason: String, ended_at: i64 },
+    Finish {
+        state: &'static str,
+        exit_code: Option<i64>,
+        reason: String,
+        ended_at: i64,
+        cpu_time_ms: Option<i64>,
+        memory_peak_mb: Option<i64>,
+    },
 }
 
 /// Of `jobs`, those that wait for others still (held), and those that never will start, with
@@ -221,6 +239,9 @@ struct Loop {
     /// their start was reported.
     starting: HashMap<i64, Starting>,
     early_ends: HashMap<i64, Finished>,
+    /// Ends of this server's runs not written yet: the pass that follows writes them with its
+    /// starts, in one transaction (their resources are free once their processes are gone).
+    ends: Vec<RunEnd>,
     started_tx: mpsc::UnboundedSender<Started>,
     /// On Slurm, how far each running job's output file was read for metric lines.
     slurm_outputs: HashMap<i64, SlurmOutput>,
@@ -390,6 +411,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         pending_read_at: None,
         starting: HashMap::new(),
         early_ends: HashMap::new(),
+        ends: Vec::new(),
         started_tx,
         slurm_outputs: HashMap::new(),
         slurm_seen: None,
@@ -431,6 +453,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if let Err(error) = lp.pass().await {
             tracing::warn!(error = %error, "scheduling pass failed");
         }
+        // Ends that no pass wrote (no lease, or the pass failed before its starts).
+        lp.commit(Vec::new()).await;
         tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
     lp.stop_all(Stop::Shutdown, &mut finished_rx, &mut started_rx).await;
@@ -466,6 +490,8 @@ impl Loop {
         &self.state.instance
     }
 
+    /// A run of this server ended: its end is written by the pass that follows, with that
+    /// pass's starts ([`Loop::commit`]).
     async fn finished(&mut self, finished: Finished) {
         let id = finished.job_id;
         if self.starting.contains_key(&id) {
@@ -476,22 +502,16 @@ impl Loop {
         let stop = child.stopping.as_ref().map(|stopping| stopping.why);
         self.children.remove(&id);
         let ended_at = finished.ended_at_ms.unwrap_or_else(now_ms);
-        let run = RunRef { job_id: id, run: finished.run, instance: &self.state.instance };
-        let db = &self.state.db;
-        let result = match stop {
+        let write = match stop {
             Some(Stop::Lost) => return,
-            Some(Stop::Preempt(for_job)) => {
-                let reason = for_job.map_or_else(|| "preempted".to_owned(), |job| format!("preempted for job {job}"));
-                match db.requeue_run(run, &reason, ended_at).await {
-                    Ok(Requeued::Pending) => self.requeued(id).await,
-                    Ok(_) => Ok(()),
-                    Err(error) => Err(error),
-                }
-            }
-            Some(Stop::Shutdown) => db.requeue_run(run, "server_restart", ended_at).await.map(|_| ()),
+            Some(Stop::Preempt(for_job)) => EndWrite::Requeue {
+                reason: for_job.map_or_else(|| "preempted".to_owned(), |job| format!("preempted for job {job}")),
+                ended_at,
+            },
+            Some(Stop::Shutdown) => EndWrite::Requeue { reason: "server_restart".to_owned(), ended_at },
             _ => {
                 let memory_mb = if finished.oom_killed {
-                    db.job(id).await.ok().flatten().map_or(0, |job| job.memory_mb)
+                    self.state.db.job(id).await.ok().flatten().map_or(0, |job| job.memory_mb)
                 } else {
                     0
                 };
@@ -503,21 +523,83 @@ impl Loop {
                         finished.dropped_bytes
                     );
                 }
-                let ending = Ending {
+                EndWrite::Finish {
                     state,
                     exit_code,
-                    reason: &reason,
+                    reason,
                     ended_at,
                     cpu_time_ms: finished.cpu_time_ms.map(|ms| ms as i64),
                     memory_peak_mb: finished.memory_peak_mb.map(|mb| mb as i64),
-                };
-                db.finish_run(run, &ending).await.map(|_| ())
+                }
             }
         };
-        if let Err(error) = result {
-            tracing::error!(job.id = id, error = %error, "recording a job's end failed");
+        self.ends.push(RunEnd { job_id: id, run: finished.run, write });
+    }
+
+    /// Writes the ends of runs not written yet and the runs of `starts` (decided by a pass: the
+    /// job and its GPUs) in one transaction, then launches each run recorded (a job no longer
+    /// pending, cancelled meanwhile, starts nothing). If the write fails, the jobs to start wait
+    /// again, and the ended runs, still `running` with no process, are recovered by the next
+    /// pass from what their shims wrote.
+    async fn commit(&mut self, starts: Vec<(JobRow, Vec<u32>)>) {
+        if self.ends.is_empty() && starts.is_empty() {
+            return;
         }
-        self.state.scheduler_wake.notify_one();
+        let ends = std::mem::take(&mut self.ends);
+        let instance = self.state.instance.clone();
+        let detail = executor_summary(&self.state);
+        let gpu_lists: Vec<String> = starts
+            .iter()
+            .map(|(_, gpu_ids)| gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+            .collect();
+        let mut changes = Vec::with_capacity(ends.len() + starts.len());
+        for end in &ends {
+            let run = RunRef { job_id: end.job_id, run: end.run, instance: &instance };
+            changes.push(match &end.write {
+                EndWrite::Requeue { reason, ended_at } => RunChange::Requeue(run, reason, *ended_at),
+                EndWrite::Finish { state, exit_code, reason, ended_at, cpu_time_ms, memory_peak_mb } => {
+                    RunChange::Finish(
+                        run,
+                        Ending {
+                            state,
+                            exit_code: *exit_code,
+                            reason,
+                            ended_at: *ended_at,
+                            cpu_time_ms: *cpu_time_ms,
+                            memory_peak_mb: *memory_peak_mb,
+                        },
+                    )
+                }
+            });
+        }
+        for ((job, _), gpu_ids) in starts.iter().zip(&gpu_lists) {
+            changes.push(RunChange::Start { job_id: job.id, instance: &instance, gpu_ids, detail: &detail });
+        }
+        let done = match self.state.db.change_runs(&changes).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(error = %error, "recording runs' ends and starts failed");
+                for (job, _) in starts {
+                    self.pending.insert(job.id, job);
+                }
+                return;
+            }
+        };
+        drop(changes);
+        let mut ended = done;
+        let started = ended.split_off(ends.len());
+        for (end, outcome) in ends.iter().zip(&ended) {
+            if *outcome == RunChanged::Requeued(Requeued::Pending)
+                && let Err(error) = self.requeued(end.job_id).await
+            {
+                tracing::warn!(job.id = end.job_id, error = %error, "reading a requeued job failed");
+            }
+        }
+        for ((job, gpu_ids), outcome) in starts.into_iter().zip(started) {
+            if let RunChanged::Started(Some(new_run)) = outcome {
+                self.launch(job, gpu_ids, new_run);
+            }
+        }
     }
 
     /// Takes a start's outcome; whether it changed what the next pass would decide (a start
@@ -526,6 +608,7 @@ impl Loop {
         let id = started.job_id;
         self.starting.remove(&id);
         let StartOutcome::Running { run, shim_pid } = started.outcome else {
+            // Recorded and ended as failed by its start task.
             self.early_ends.remove(&id);
             return true;
         };
@@ -615,6 +698,7 @@ impl Loop {
                 }
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
+            self.commit(Vec::new()).await;
         }
     }
 
@@ -672,7 +756,7 @@ impl Loop {
         let running = state.db.running_jobs().await?;
         let mut mine = Vec::with_capacity(running.len());
         for job in running {
-            if self.starting.contains_key(&job.id) {
+            if self.starting.contains_key(&job.id) || self.ends.iter().any(|end| end.job_id == job.id) {
                 continue;
             }
             if job.instance.as_deref() == Some(self.me()) && self.children.contains_key(&job.id) {
@@ -941,6 +1025,7 @@ impl Loop {
             .flat_map(|job| job.gpu_ids.split(',').filter_map(|id| id.parse().ok()).collect::<Vec<u32>>())
             .chain(self.starting.values().flat_map(|starting| starting.gpu_ids.clone()))
             .collect();
+        let mut starts = Vec::with_capacity(decisions.start.len());
         for (id, _node) in &decisions.start {
             let Some(job) = self.pending.remove(&(*id as i64)) else { continue };
             let gpu_ids: Vec<u32> = (0..self.state.config.compute.gpus)
@@ -950,8 +1035,9 @@ impl Loop {
             used_gpus.extend(&gpu_ids);
             self.reasons.remove(&job.id);
             self.unwritten_reasons.remove(&job.id);
-            self.start(job, gpu_ids);
+            starts.push((job, gpu_ids));
         }
+        self.commit(starts).await;
         let expired =
             self.pending.values().filter(|job| outside.contains(&job.project_id)).map(|job| (job.id, OUTSIDE_PERIOD));
         let waiting = decisions.waiting.iter().map(|(id, _, reason)| (*id as i64, reason.as_str()));
@@ -994,14 +1080,14 @@ impl Loop {
         Ok(())
     }
 
-    /// Starts a job in a task of its own: its resources are held from now, the run is recorded,
-    /// then launched; the outcome comes back as [`Started`].
-    fn start(&mut self, job: JobRow, gpu_ids: Vec<u32>) {
+    /// Launches a run just recorded in a task of its own, its resources held until it reports
+    /// back as [`Started`].
+    fn launch(&mut self, job: JobRow, gpu_ids: Vec<u32>, new_run: NewRun) {
         let Some(executor) = self.executor.clone() else { return };
         let (state, started_tx, id) = (self.state.clone(), self.started_tx.clone(), job.id);
         self.starting.insert(id, Starting { job: job.clone(), gpu_ids: gpu_ids.clone() });
         tokio::spawn(async move {
-            let outcome = match start_run(&state, &executor, &job, gpu_ids).await {
+            let outcome = match launch_run(&state, &executor, &job, gpu_ids, new_run).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     tracing::error!(job.id = id, error = %format!("{error:#}"), "starting a job failed");
@@ -1221,16 +1307,14 @@ impl Loop {
 
 /// Records a new run of the job, then launches it; a job no longer pending is not launched, and
 /// one that cannot be launched ends failed with the reason.
-async fn start_run(
+async fn launch_run(
     state: &AppState,
     executor: &LocalExecutor,
     job: &JobRow,
     gpu_ids: Vec<u32>,
+    new_run: NewRun,
 ) -> anyhow::Result<StartOutcome> {
     let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    let Some(new_run) = state.db.start_run(job.id, &state.instance, &gpu_list, &executor_summary(state)).await? else {
-        return Ok(StartOutcome::NotPending);
-    };
     let run = new_run.run;
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
