@@ -529,22 +529,26 @@ async fn start_run_in(
 
 /// running -> an end state, in `tx` ([`Db::finish_run`]).
 async fn finish_run_in(tx: &mut WriteTx, run: RunRef<'_>, ending: &Ending<'_>) -> DbResult<bool> {
-    let Some(job) = current_run(tx, run).await? else { return Ok(false) };
-    let ended_at = ending.ended_at.max(job.started_at.unwrap_or(0));
-    sqlx::query(
-        "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, ended_at = $4, cpu_time_ms = $5, \
-         memory_peak_mb = $6 WHERE id = $7 AND state = 'running' AND run = $8",
-    )
+    // Fenced by the run it ends, and never before that run's start.
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, \
+         ended_at = CASE WHEN started_at > $4 THEN started_at ELSE $4 END, cpu_time_ms = $5, memory_peak_mb = $6 \
+         WHERE id = $7 AND state = 'running' AND run = $8 AND instance = $9 RETURNING {QUEUED_COLUMNS}"
+    ))
     .bind(ending.state)
     .bind(ending.exit_code)
     .bind(ending.reason)
-    .bind(ended_at)
+    .bind(ending.ended_at)
     .bind(ending.cpu_time_ms)
     .bind(ending.memory_peak_mb)
-    .bind(job.id)
-    .bind(job.run)
-    .execute(&mut **tx)
+    .bind(run.job_id)
+    .bind(run.run)
+    .bind(run.instance)
+    .fetch_optional(&mut **tx)
     .await?;
+    let Some(row) = row else { return Ok(false) };
+    let job = job_from(&row)?;
+    let ended_at = job.ended_at.unwrap_or(ending.ended_at);
     charge(tx, &job, ended_at).await?;
     let detail = match ending.exit_code {
         Some(code) if ending.reason.is_empty() => format!("exit code {code}"),
@@ -798,12 +802,19 @@ impl Db {
         rows.iter().map(job_from).collect()
     }
 
-    /// Every running job, oldest first.
-    pub async fn running_jobs(&self) -> DbResult<Vec<JobRow>> {
-        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from).collect()
+    /// Every running job, and the pending jobs submitted after `after_id` if given (what is new
+    /// since a read), each oldest first, in one read. Without their command, environment, inputs
+    /// and working directory (empty here; up to 192 KiB a job, read by [`Db::start_run`] when the
+    /// job starts), so that a full queue costs the scheduler little memory.
+    pub async fn running_and_pending_after(&self, after_id: Option<i64>) -> DbResult<(Vec<JobRow>, Vec<JobRow>)> {
+        let rows = sqlx::query(&format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs WHERE state = 'running' OR (state = 'pending' AND id > $1) ORDER BY id"
+        ))
+        .bind(after_id.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let jobs = rows.iter().map(job_from).collect::<DbResult<Vec<JobRow>>>()?;
+        Ok(jobs.into_iter().partition(|job| job.state == "running"))
     }
 
     /// The ids of the pending jobs, in order: cheap enough to read at every pass.
@@ -812,19 +823,8 @@ impl Db {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    /// Pending jobs submitted after `after_id`, oldest first: what is new since a read. Without
-    /// their command and environment (empty here; up to 192 KiB a job, read by [`Db::start_run`]
-    /// when the job starts), so that a full queue costs the scheduler little memory.
-    pub async fn pending_jobs_after(&self, after_id: i64) -> DbResult<Vec<JobRow>> {
-        let rows =
-            sqlx::query(&format!("SELECT {QUEUED_COLUMNS} FROM jobs WHERE state = 'pending' AND id > $1 ORDER BY id"))
-                .bind(after_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(job_from).collect()
-    }
-
-    /// Pending jobs among `ids`, without command and environment as [`Db::pending_jobs_after`].
+    /// Pending jobs among `ids`, without command and environment as in
+    /// [`Db::running_and_pending_after`].
     pub async fn pending_jobs_in(&self, ids: &[i64]) -> DbResult<Vec<JobRow>> {
         let mut jobs = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {

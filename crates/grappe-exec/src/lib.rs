@@ -302,16 +302,18 @@ impl LocalExecutor {
             let waited = child.wait().await;
             // The run ends with its last process: kill what is left (the shim did, unless it was
             // killed itself), then read what the control group counted.
-            let (group, usage) = match group {
+            let group = match group {
+                // Usually nothing is left: no trip to the blocking pool, where killing waits.
+                Some(group) if group.pids().is_empty() => Some(group),
                 Some(group) => tokio::task::spawn_blocking(move || {
                     group.kill_all(&[], Duration::from_secs(10));
-                    let usage = group.usage();
-                    (Some(group), usage)
+                    group
                 })
                 .await
-                .unwrap_or_default(),
-                None => (None, cgroup::Usage::default()),
+                .ok(),
+                None => None,
             };
+            let usage = group.as_ref().map(JobCgroup::usage).unwrap_or_default();
             // Output still in the pipes is read for a moment.
             for reader in readers {
                 let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;

@@ -753,7 +753,10 @@ impl Loop {
         if state.config.compute.executor == ExecutorKind::Slurm {
             return self.slurm_pass().await;
         }
-        let running = state.db.running_jobs().await?;
+        // New submissions are read with the running jobs; the whole queue at least twice a second.
+        let partial = self.pending_read_at.is_some_and(|at| at.elapsed() < Duration::from_millis(500));
+        let newest = self.pending.keys().next_back().copied().unwrap_or(0);
+        let (running, new_pending) = state.db.running_and_pending_after(partial.then_some(newest)).await?;
         let mut mine = Vec::with_capacity(running.len());
         for job in running {
             if self.starting.contains_key(&job.id) || self.ends.iter().any(|end| end.job_id == job.id) {
@@ -766,7 +769,7 @@ impl Loop {
                 self.recover(&job).await?;
             }
         }
-        self.refresh_pending().await?;
+        self.refresh_pending(partial.then_some(new_pending)).await?;
         self.schedule(&mine).await
     }
 
@@ -832,11 +835,12 @@ impl Loop {
         Ok(())
     }
 
-    async fn refresh_pending(&mut self) -> anyhow::Result<()> {
+    /// Adds `new` (pending jobs submitted since the last read) to the queue, or with `None`
+    /// reads the whole queue again.
+    async fn refresh_pending(&mut self, new: Option<Vec<JobRow>>) -> anyhow::Result<()> {
         let db = &self.state.db;
-        let newest = self.pending.keys().next_back().copied().unwrap_or(0);
-        if self.pending_read_at.is_some_and(|at| at.elapsed() < Duration::from_millis(500)) {
-            for job in db.pending_jobs_after(newest).await? {
+        if let Some(new) = new {
+            for job in new {
                 if !self.starting.contains_key(&job.id) {
                     self.pending.insert(job.id, job);
                 }
