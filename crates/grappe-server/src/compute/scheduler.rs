@@ -256,6 +256,11 @@ struct SlurmOutput {
     lines: grappe_exec::MetricLines,
 }
 
+/// A wake (a submission, a cancel) that comes within this long of the last pass is acted on
+/// this long after it: under a stream of submissions, the passes that ends bring and the ticks
+/// take several at once, and an idle queue still starts a job at once.
+const WAKE_GAP: Duration = Duration::from_millis(5);
+
 /// How often Slurm is asked for its jobs' states at most.
 const SLURM_POLL: Duration = Duration::from_millis(500);
 
@@ -419,10 +424,19 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(state.config.compute.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let wake = state.scheduler_wake.clone();
+    // When the last pass ended, and when a wake that came too soon after it is due.
+    let mut passed_at: Option<Instant> = None;
+    let mut wake_due: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            () = wake.notified() => {}
+            () = wake.notified() => {
+                if let Some(due) = passed_at.map(|at| at + WAKE_GAP).filter(|due| *due > Instant::now()) {
+                    wake_due = Some(due);
+                    continue;
+                }
+            }
+            () = tokio::time::sleep_until(wake_due.unwrap_or_else(Instant::now).into()), if wake_due.is_some() => {}
             Some(finished) = finished_rx.recv() => {
                 lp.finished(finished).await;
                 while let Ok(more) = finished_rx.try_recv() {
@@ -449,12 +463,14 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             }
             _ = shutdown.changed() => break,
         }
+        wake_due = None;
         let started = Instant::now();
         if let Err(error) = lp.pass().await {
             tracing::warn!(error = %error, "scheduling pass failed");
         }
         // Ends that no pass wrote (no lease, or the pass failed before its starts).
         lp.commit(Vec::new()).await;
+        passed_at = Some(Instant::now());
         tracing::debug!(pass_us = started.elapsed().as_micros() as u64, "scheduling pass");
     }
     lp.stop_all(Stop::Shutdown, &mut finished_rx, &mut started_rx).await;
