@@ -256,9 +256,9 @@ struct SlurmOutput {
     lines: grappe_exec::MetricLines,
 }
 
-/// A wake (a submission, a cancel) that comes within this long of the last pass is acted on
-/// this long after it: under a stream of submissions, the passes that ends bring and the ticks
-/// take several at once, and an idle queue still starts a job at once.
+/// A wake (a submission, a cancel) that comes within this long of the last pass, while jobs
+/// wait, is acted on this long after it: under a stream of submissions, the passes that ends
+/// bring and the ticks take several at once; on an idle queue a job still starts at once.
 const WAKE_GAP: Duration = Duration::from_millis(5);
 
 /// How often Slurm is asked for its jobs' states at most.
@@ -431,7 +431,9 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = interval.tick() => {}
             () = wake.notified() => {
-                if let Some(due) = passed_at.map(|at| at + WAKE_GAP).filter(|due| *due > Instant::now()) {
+                // Only while jobs wait: on an idle queue, a submission makes its pass at once.
+                let busy = !lp.pending.is_empty();
+                if let Some(due) = passed_at.map(|at| at + WAKE_GAP).filter(|due| busy && *due > Instant::now()) {
                     wake_due = Some(due);
                     continue;
                 }
