@@ -235,7 +235,7 @@ pub struct RunRef<'a> {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending<'a> {
     /// `completed`, `failed`, `timeout` or `cancelled`.
     pub state: &'a str,
@@ -932,6 +932,7 @@ impl Db {
         tx.commit().await?;
         Ok(done)
     }
+
     /// A server says it still runs its jobs.
     pub async fn heartbeat(&self, instance: &str) -> DbResult<()> {
         self.write_one(

@@ -295,10 +295,14 @@ impl JobCgroup {
         pids
     }
 
+    /// Every process of the group but `except`.
+    fn pids_but(&self, except: &[u32]) -> Vec<u32> {
+        self.pids().into_iter().filter(|pid| !except.contains(pid)).collect()
+    }
+
     /// Sends `signal` to every process of the group but `except`; how many it reached.
     pub fn signal(&self, signal: Signal, except: &[u32]) -> usize {
-        let pids: Vec<u32> = self.pids().into_iter().filter(|pid| !except.contains(pid)).collect();
-        send(&pids, signal)
+        send(&self.pids_but(except), signal)
     }
 
     /// Kills every process of the group (but `except`) until none is left or `timeout` passes;
@@ -308,7 +312,7 @@ impl JobCgroup {
         // Processes that just died stay listed for a moment: look again soon, then less often.
         let mut pause = Duration::from_micros(50);
         loop {
-            let left: Vec<u32> = self.pids().into_iter().filter(|pid| !except.contains(pid)).collect();
+            let left = self.pids_but(except);
             if left.is_empty() {
                 return true;
             }

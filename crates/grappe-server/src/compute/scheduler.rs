@@ -104,14 +104,8 @@ struct RunEnd {
 enum EndWrite {
     /// Back to the queue (preempted, or this server stops), or cancelled if that was asked.
     Requeue { reason: String, ended_at: i64 },
-    Finish {
-        state: &'static str,
-        exit_code: Option<i64>,
-        reason: String,
-        ended_at: i64,
-        cpu_time_ms: Option<i64>,
-        memory_peak_mb: Option<i64>,
-    },
+    /// Ended: how (its `reason` left empty), and the reason, kept here.
+    Finish(Ending<'static>, String),
 }
 
 /// Of `jobs`, those that wait for others still (held), and those that never will start, with
@@ -541,14 +535,15 @@ impl Loop {
                         finished.dropped_bytes
                     );
                 }
-                EndWrite::Finish {
+                let ending = Ending {
                     state,
                     exit_code,
-                    reason,
+                    reason: "",
                     ended_at,
                     cpu_time_ms: finished.cpu_time_ms.map(|ms| ms as i64),
                     memory_peak_mb: finished.memory_peak_mb.map(|mb| mb as i64),
-                }
+                };
+                EndWrite::Finish(ending, reason)
             }
         };
         self.ends.push(RunEnd { job_id: id, run: finished.run, write });
@@ -566,28 +561,13 @@ impl Loop {
         let ends = std::mem::take(&mut self.ends);
         let instance = self.state.instance.clone();
         let detail = executor_summary(&self.state);
-        let gpu_lists: Vec<String> = starts
-            .iter()
-            .map(|(_, gpu_ids)| gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
-            .collect();
+        let gpu_lists: Vec<String> = starts.iter().map(|(_, gpu_ids)| gpu_list(gpu_ids)).collect();
         let mut changes = Vec::with_capacity(ends.len() + starts.len());
         for end in &ends {
             let run = RunRef { job_id: end.job_id, run: end.run, instance: &instance };
             changes.push(match &end.write {
                 EndWrite::Requeue { reason, ended_at } => RunChange::Requeue(run, reason, *ended_at),
-                EndWrite::Finish { state, exit_code, reason, ended_at, cpu_time_ms, memory_peak_mb } => {
-                    RunChange::Finish(
-                        run,
-                        Ending {
-                            state,
-                            exit_code: *exit_code,
-                            reason,
-                            ended_at: *ended_at,
-                            cpu_time_ms: *cpu_time_ms,
-                            memory_peak_mb: *memory_peak_mb,
-                        },
-                    )
-                }
+                EndWrite::Finish(ending, reason) => RunChange::Finish(run, Ending { reason, ..*ending }),
             });
         }
         for ((job, _), gpu_ids) in starts.iter().zip(&gpu_lists) {
@@ -1327,8 +1307,12 @@ impl Loop {
     }
 }
 
-/// Records a new run of the job, then launches it; a job no longer pending is not launched, and
-/// one that cannot be launched ends failed with the reason.
+/// The GPUs' ids as `0,1`, as runs record them.
+fn gpu_list(gpu_ids: &[u32]) -> String {
+    gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Launches a run just recorded; one that cannot be launched ends failed with the reason.
 async fn launch_run(
     state: &AppState,
     executor: &LocalExecutor,
@@ -1336,7 +1320,7 @@ async fn launch_run(
     gpu_ids: Vec<u32>,
     new_run: NewRun,
 ) -> anyhow::Result<StartOutcome> {
-    let gpu_list = gpu_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let gpu_list = gpu_list(&gpu_ids);
     let run = new_run.run;
     let launched = async {
         let sandboxed = executor.config().isolation.is_sandboxed();
