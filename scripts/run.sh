@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
-exec cargo run --release --locked -p grappe -- serve --demo "$@"
+echo "building grappe (release; the first build takes several minutes)" >&2
+scripts/build.sh
+exec target/release/grappe serve --demo "$@"

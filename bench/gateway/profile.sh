@@ -11,8 +11,7 @@ duration=${1:-10}
 target=${CARGO_TARGET_DIR:-target}
 grappe_bin=${BENCH_GATEWAY_GRAPPE:-$target/release/grappe}
 admin_token=bench-gateway-admin-token-0123456789
-build=(cargo build --release --locked -p grappe --bin grappe --bin grappe-shim --example gateway_upstream)
-"${build[@]}" >/dev/null 2>&1 || "${build[@]}"
+scripts/build.sh --example gateway_upstream
 
 work=$(mktemp -d)
 upstream_pid= grappe_pid=

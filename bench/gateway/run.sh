@@ -40,8 +40,7 @@ if [[ $peers == *litellm* && ! -x "$venv/bin/litellm" ]]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "litellm[proxy]==$litellm_version"
 fi
-build=(cargo build --release --locked -p grappe --bin grappe --bin grappe-shim --example gateway_upstream)
-"${build[@]}" >/dev/null 2>&1 || "${build[@]}"
+scripts/build.sh --example gateway_upstream
 
 work=$(mktemp -d)
 upstream_pid= grappe_pid= litellm_pid=

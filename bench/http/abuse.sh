@@ -16,7 +16,7 @@ duration=${1:-15}
 connections=${2:-8}
 
 scripts/install-test-deps.sh
-cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+scripts/build.sh
 binary=target/release/grappe
 work=$(mktemp -d)
 pids=()

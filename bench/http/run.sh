@@ -10,7 +10,7 @@ connections=${2:-32}
 
 scripts/install-test-deps.sh
 eval "$(scripts/test-services.sh start)"
-cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+scripts/build.sh
 binary=target/release/grappe
 work=$(mktemp -d)
 server_pid=

@@ -15,7 +15,7 @@ mode=
 here=bench/jobs
 scripts/install-test-deps.sh
 eval "$(scripts/test-services.sh start 2>/dev/null)"
-cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+scripts/build.sh
 work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT

@@ -4,7 +4,7 @@
 //! after round, so that the machine's drift falls on all of them: a plain fork and exec of
 //! `true`; the shim unsandboxed; the shim with the sandbox this machine gives (bubblewrap as root
 //! and setpriv here); and, as root, bubblewrap as the job's uid in a user namespace.
-//! `cargo bench -p grappe-exec --bench start_cost [-- N]` (after `cargo build --release -p grappe`,
+//! `cargo bench -p grappe-exec --bench start_cost [-- N]` (after `scripts/build.sh`,
 //! for `target/release/grappe-shim`).
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,9 @@ struct Way {
     times: Vec<Duration>,
 }
 
-async fn start_once(way: &mut Way, dir: &Path, run: i64) {
+/// `job` differs between ways: a run's control group is removed after its end is reported, so two
+/// ways sharing a job and run number would race for one group.
+async fn start_once(way: &mut Way, job: i64, dir: &Path, run: i64) {
     let started = Instant::now();
     let Some((executor, finished_rx, _)) = &mut way.executor else {
         std::process::Command::new("true").status().expect("true");
@@ -29,14 +31,14 @@ async fn start_once(way: &mut Way, dir: &Path, run: i64) {
         return;
     };
     let identity = grappe_exec::running_as_root().then_some((200_999, 200_999));
-    let run_dir = dir.join(format!("{}-{run}", way.times.len()));
+    let run_dir = dir.join(format!("{job}-{run}"));
     let work = run_dir.join("work");
     std::fs::create_dir_all(&work).expect("work directory");
     if let Some((uid, gid)) = identity {
         std::os::unix::fs::chown(&work, Some(uid), Some(gid)).expect("chown");
     }
     let spec = LaunchSpec {
-        job_id: 1,
+        job_id: job,
         run,
         argv: vec!["true".to_owned()],
         env: vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())],
@@ -99,8 +101,8 @@ fn main() {
     }
     runtime.block_on(async {
         for round in 0..count + 10 {
-            for way in &mut ways {
-                start_once(way, &dir, round as i64 + 1).await;
+            for (job, way) in (1..).zip(&mut ways) {
+                start_once(way, job, &dir, round as i64 + 1).await;
             }
             // The first rounds warm the caches up.
             if round == 9 {

@@ -11,7 +11,7 @@ lublin=${LUBLIN:-../shared/data/traces/lublin_256.swf}
 [ -f "$lublin" ] || lublin=/work/shared/data/traces/lublin_256.swf
 million=$here/results/lublin_x100_load0.9.swf
 
-cargo build --release --locked -p grappe >/dev/null 2>&1 || cargo build --release --locked -p grappe
+scripts/build.sh
 [ -s "$million" ] || python3 "$here/make_trace.py" "$lublin" "$million" --copies 100 --load 0.9
 
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])" "$1" "$2"; }
