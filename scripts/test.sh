@@ -30,3 +30,21 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The README's first command as a newcomer runs it, on the debug build the tests just made: the
+# demo platform starts, answers and stops.
+run_dir=$(mktemp -d)
+GRAPPE_PROFILE=dev scripts/run.sh --addr 127.0.0.1:0 --data-dir "$run_dir/data" >"$run_dir/out" 2>&1 &
+run_pid=$!
+for _ in $(seq 1 600); do grep -qs "listening on" "$run_dir/out" && break; sleep 0.2; done
+run_url=$(awk '/listening on/ { print $4 }' "$run_dir/out")
+if [ -z "$run_url" ] || ! curl -sf "$run_url/healthz" | grep -q '"ok"' || ! curl -sf -o /dev/null "$run_url/"; then
+  echo "scripts/run.sh did not start a platform that answers:" >&2
+  cat "$run_dir/out" >&2
+  kill "$run_pid" 2>/dev/null || true
+  exit 1
+fi
+kill "$run_pid"
+wait "$run_pid" || true
+rm -rf "$run_dir"
+echo "scripts/run.sh: the demo platform started at $run_url and answered"
