@@ -414,7 +414,14 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
             } else if as_json {
                 outln!("{reply}");
             } else {
-                outln!("Submitted job {} ({})", reply["id"], reply["state"].as_str().unwrap_or("?"));
+                let state = reply["state"].as_str().unwrap_or("?");
+                // The server checked the array; the reply is its first task, whose id is the array's.
+                match array.as_deref().map(grappe_domain::array::parse_array) {
+                    Some(Ok(spec)) => {
+                        outln!("Submitted array job {}: {} tasks ({state})", reply["id"], spec.tasks.len())
+                    }
+                    _ => outln!("Submitted job {} ({state})", reply["id"]),
+                }
             }
         }
         JobCommand::List { project, json: as_json } => {

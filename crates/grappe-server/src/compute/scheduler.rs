@@ -354,8 +354,7 @@ pub fn exec_config(config: &ServerConfig, installation: &str) -> anyhow::Result<
     {
         hidden.push(dir.to_path_buf());
     }
-    let shim_program =
-        std::env::current_exe().context("finding this program, for the job shim")?.with_file_name("grappe-shim");
+    let shim_program = this_program()?.with_file_name("grappe-shim");
     if !shim_program.is_file() {
         anyhow::bail!("the job shim {} is missing: install grappe-shim beside grappe", shim_program.display());
     }
@@ -386,6 +385,10 @@ pub fn executor_summary(state: &AppState) -> String {
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    // Read now, before an upgrade can replace the file (on Slurm, nothing asked before).
+    if let Err(error) = this_program() {
+        tracing::warn!(error = %format!("{error:#}"), "jobs will not find grappe");
+    }
     let (finished_tx, mut finished_rx) = mpsc::channel::<Finished>(1024);
     let (metrics_tx, mut metrics_rx) = mpsc::channel::<MetricLine>(4096);
     let (started_tx, mut started_rx) = mpsc::unbounded_channel::<Started>();
@@ -1377,12 +1380,20 @@ async fn launch_run(
 /// put last on the job's PATH (`JOB_GRAPPE_DIR` in the sandbox; else, as on Slurm's nodes,
 /// where Grappe is installed alike, the executable's own folder).
 fn grappe_for_jobs(sandboxed: bool) -> anyhow::Result<(Option<(PathBuf, PathBuf)>, PathBuf)> {
-    let program = std::env::current_exe().context("finding this program, for jobs")?;
+    let program = this_program()?;
     if sandboxed {
         let dir = PathBuf::from(JOB_GRAPPE_DIR);
-        return Ok((Some((program, dir.join("grappe"))), dir));
+        return Ok((Some((program.to_path_buf(), dir.join("grappe"))), dir));
     }
     Ok((None, program.parent().context("this program's folder")?.to_path_buf()))
+}
+
+/// This program's path as it was started, read once, at start ([`exec_config`] and [`run`] ask
+/// first). Read later, after an upgrade replaced the file, the kernel would name the running
+/// program `PATH (deleted)`, which no sandbox can show; jobs find the new one at PATH.
+fn this_program() -> anyhow::Result<&'static Path> {
+    static PROGRAM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| std::env::current_exe().ok()).as_deref().context("finding this program, for jobs")
 }
 
 /// A job's directories: its own (log, run status files: the server's only), its working

@@ -328,4 +328,12 @@ fn job_submit_follow_list_show_cancel() {
     let refused =
         grappe(&["job", "submit", "--project", "cli-project", "--time", "3h", "--qos", "dev", "--", "true"], &env, "");
     assert!(!refused.status.success() && text(&refused).contains("over QoS `dev`'s cap"), "{}", text(&refused));
+    // An array is one submission of several jobs: the sentence says how many.
+    let array = grappe(
+        &["job", "submit", "--project", "cli-project", "--time", "1m", "--array", "0-4:2", "--", "true"],
+        &env,
+        "",
+    );
+    let said = String::from_utf8_lossy(&array.stdout).to_string();
+    assert!(said.starts_with("Submitted array job ") && said.contains(": 3 tasks ("), "{}", text(&array));
 }

@@ -129,6 +129,8 @@ pub struct ServerOptions {
     pub run_as: Option<u32>,
     /// Extra arguments to `grappe serve`.
     pub args: Vec<String>,
+    /// Run this `grappe` (with its `grappe-shim` beside it) instead of the one just built.
+    pub program: Option<PathBuf>,
 }
 
 /// A running `grappe serve`; killed when dropped.
@@ -157,16 +159,17 @@ impl Server {
     }
 
     fn launch(database_url: &str, options: &ServerOptions, data_dir: TempDir) -> Server {
+        let program = options.program.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_grappe")));
         let mut command = match options.run_as {
             Some(uid) => {
                 let status = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(data_dir.path()).status();
                 assert!(status.is_ok_and(|status| status.success()), "chown the data directory to {uid}");
                 let mut command = Command::new("setpriv");
                 command.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".to_owned()]);
-                command.arg(env!("CARGO_BIN_EXE_grappe"));
+                command.arg(&program);
                 command
             }
-            None => Command::new(env!("CARGO_BIN_EXE_grappe")),
+            None => Command::new(&program),
         };
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--database", database_url, "--data-dir"])

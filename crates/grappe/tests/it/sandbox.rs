@@ -262,6 +262,30 @@ fn grappe_itself_is_on_a_sandboxed_jobs_path_read_only() {
     assert_eq!((job["state"].as_str(), log.as_str()), (Some("completed"), "grappe\n"), "nothing else of its folder");
 }
 
+/// An upgrade replaces `grappe` while the server runs (the file is removed and a new one put in
+/// its place, as packages and `cargo build` do): the kernel then names the running program
+/// `PATH (deleted)`, and jobs must still find `grappe`, the new one at PATH.
+#[test]
+fn jobs_find_grappe_after_an_upgrade_replaced_it() {
+    let dir = crate::harness::TempDir::new("upgrade");
+    let (built, built_shim) = (env!("CARGO_BIN_EXE_grappe"), env!("CARGO_BIN_EXE_grappe-shim"));
+    let (program, shim) = (dir.path().join("grappe"), dir.path().join("grappe-shim"));
+    for (from, to) in [(built, &program), (built_shim, &shim)] {
+        std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(drop)).unwrap();
+    }
+    let db = TestDb::new(Backend::Sqlite);
+    let server =
+        Server::start(&db.url, &crate::harness::ServerOptions { program: Some(program.clone()), ..options(1) });
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "upgraded", 100);
+    std::fs::remove_file(&program).unwrap();
+    std::fs::hard_link(built, &program).or_else(|_| std::fs::copy(built, &program).map(drop)).unwrap();
+    let running = std::fs::read_link(format!("/proc/{}/exe", server.pid())).unwrap();
+    assert!(running.to_string_lossy().ends_with(" (deleted)"), "{}", running.display());
+    let (job, log) = run(&client, &token, project, "grappe --version", json!({}));
+    assert_eq!((job["state"].as_str(), log.as_str()), (Some("completed"), "grappe 0.0.0\n"), "{job}");
+}
+
 #[test]
 fn a_server_that_is_not_root_sandboxes_jobs_in_a_user_namespace() {
     let db = TestDb::new(Backend::Sqlite);
