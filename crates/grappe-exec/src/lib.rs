@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::cgroup::{Cgroups, JobCgroup, Limits};
@@ -257,10 +257,6 @@ impl LocalExecutor {
             program,
             args,
         };
-        // One pipe for both streams, as a terminal would show them: their lines stay in the
-        // order they were written, and one reader serves the run.
-        let (pipe_out, pipe_in) = std::io::pipe()?;
-        let pipe_out = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe_out.into())?;
         let mut command = tokio::process::Command::new(&self.config.shim_program);
         command
             .args(shim.to_args())
@@ -268,15 +264,11 @@ impl LocalExecutor {
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&spec.workdir)
             .stdin(Stdio::null())
-            .stdout(pipe_in.try_clone()?)
-            .stderr(pipe_in)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let spawned = command.spawn();
-        // The command holds this process's copies of the pipe's writing end: gone with it, so
-        // that the reader sees the end of the output when the run's processes are gone.
-        drop(command);
-        let mut child = match spawned {
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
                 if let Some(group) = &group {
@@ -293,13 +285,16 @@ impl LocalExecutor {
                 tracing::warn!(job.id = spec.job_id, %error, "could not record the job's pid");
             }
         }
-        let reader = tokio::spawn(capture(
-            pipe_out,
-            output.clone(),
-            self.metrics.clone(),
-            self.metric_prefix.clone(),
-            spec.job_id,
-        ));
+        let readers: Vec<_> = [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            tokio::spawn(capture(stream, output.clone(), self.metrics.clone(), self.metric_prefix.clone(), spec.job_id))
+        })
+        .collect();
         let finished = self.finished.clone();
         let (job_id, run) = (spec.job_id, spec.run);
         let tidying = self.tidying.clone().read_owned().await;
@@ -320,7 +315,9 @@ impl LocalExecutor {
             };
             let usage = group.as_ref().map(JobCgroup::usage).unwrap_or_default();
             // Output still in the pipes is read for a moment.
-            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+            for reader in readers {
+                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+            }
             let dropped_bytes = {
                 let mut out = output.lock().await;
                 let dropped = out.dropped;
@@ -399,7 +396,7 @@ impl LocalExecutor {
 }
 
 async fn capture(
-    mut stream: tokio::net::unix::pipe::Receiver,
+    mut stream: Box<dyn AsyncRead + Send + Unpin>,
     output: Arc<Mutex<Output>>,
     metrics: mpsc::Sender<MetricLine>,
     prefix: String,
