@@ -10,7 +10,7 @@ use grappe_db::{Db, MetricPoint, PoolConfig};
 use serde_json::{Value, json};
 
 use crate::compute::{options, project_with_member, submit, wait_state};
-use crate::harness::{ADMIN_TOKEN, Client, Server, TestDb, backends};
+use crate::harness::{ADMIN_TOKEN, Backend, Client, Server, TestDb, backends};
 
 /// Writes points into a job's metrics as an older server would have, past any check or quota.
 fn insert_directly(database_url: &str, job: i64, points: &[MetricPoint]) {
@@ -136,6 +136,24 @@ fn a_metric_of_f64_max_is_refused_and_one_stored_before_still_renders() {
         }
         assert_eq!(client.get("/healthz", None).status, 200);
     }
+}
+
+/// A progress bar on standard error (as tqdm draws it: a carriage return, then the bar, no end
+/// of line) beside metric lines on standard output: each metric is still read, because each
+/// stream is read as lines of its own.
+#[test]
+fn metric_lines_are_read_beside_a_progress_bar_on_standard_error() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(1));
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "tqdm", 100);
+    let script = r#"for i in 1 2 3; do printf '\r %d%%|##  | %d/3' $((i*33)) $i >&2; echo "GRAPPE_METRIC {\"key\": \"loss\", \"value\": $i, \"step\": $i}"; done"#;
+    let job =
+        submit(&client, &token, json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60 }));
+    let id = job["id"].as_i64().unwrap();
+    wait_state(&client, &token, id, &["completed"]);
+    let stored = metrics(&client, &token, id);
+    assert_eq!((stored["points"].as_i64(), stored["dropped"].as_i64()), (Some(3), Some(0)), "{stored}");
 }
 
 #[test]
