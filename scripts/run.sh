@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 profile=${GRAPPE_PROFILE:-release}
 echo "building grappe ($profile; the first build takes several minutes)" >&2
-GRAPPE_PROFILE=$profile scripts/build.sh
+scripts/build.sh
 dir=$profile
 [ "$profile" = dev ] && dir=debug
 exec "${CARGO_TARGET_DIR:-target}/$dir/grappe" serve --demo "$@"

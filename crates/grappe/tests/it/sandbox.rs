@@ -270,16 +270,18 @@ fn jobs_find_grappe_after_an_upgrade_replaced_it() {
     let dir = crate::harness::TempDir::new("upgrade");
     let (built, built_shim) = (env!("CARGO_BIN_EXE_grappe"), env!("CARGO_BIN_EXE_grappe-shim"));
     let (program, shim) = (dir.path().join("grappe"), dir.path().join("grappe-shim"));
-    for (from, to) in [(built, &program), (built_shim, &shim)] {
+    let place = |from: &str, to: &std::path::Path| {
         std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(drop)).unwrap();
-    }
+    };
+    place(built, &program);
+    place(built_shim, &shim);
     let db = TestDb::new(Backend::Sqlite);
     let server =
         Server::start(&db.url, &crate::harness::ServerOptions { program: Some(program.clone()), ..options(1) });
     let client = server.client();
     let (project, token) = project_with_member(&client, "upgraded", 100);
     std::fs::remove_file(&program).unwrap();
-    std::fs::hard_link(built, &program).or_else(|_| std::fs::copy(built, &program).map(drop)).unwrap();
+    place(built, &program);
     let running = std::fs::read_link(format!("/proc/{}/exe", server.pid())).unwrap();
     assert!(running.to_string_lossy().ends_with(" (deleted)"), "{}", running.display());
     let (job, log) = run(&client, &token, project, "grappe --version", json!({}));
