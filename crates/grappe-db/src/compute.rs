@@ -986,16 +986,23 @@ impl Db {
     }
 
     /// Records the outside scheduler's id of a pending job.
-    pub async fn set_external_id(&self, id: i64, external_id: &str) -> DbResult<()> {
+    /// Only while the job waits and has none: false if it was cancelled (or handed over by
+    /// another server) meanwhile, and the caller cancels what it submitted.
+    pub async fn set_external_id(&self, id: i64, external_id: &str) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE jobs SET external_id = $1 WHERE id = $2")
-            .bind(external_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        event(&mut tx, id, now_ms(), "pending", &format!("submitted to Slurm as job {external_id}")).await?;
+        let set =
+            sqlx::query("UPDATE jobs SET external_id = $1 WHERE id = $2 AND state = 'pending' AND external_id IS NULL")
+                .bind(external_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if set {
+            event(&mut tx, id, now_ms(), "pending", &format!("submitted to Slurm as job {external_id}")).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(set)
     }
 
     /// pending -> an end state without running (cancelled in Slurm's queue, say).

@@ -239,6 +239,8 @@ struct Loop {
     started_tx: mpsc::UnboundedSender<Started>,
     /// On Slurm, how far each running job's output file was read for metric lines.
     slurm_outputs: HashMap<i64, SlurmOutput>,
+    /// On Slurm, the jobs being handed over (`hand_to_slurm`), each by one task.
+    slurm_handing: Arc<std::sync::Mutex<HashSet<i64>>>,
     /// Slurm's view of its jobs as last read, and when: read again at most every
     /// [`SLURM_POLL`] (each `squeue` is work for Slurm's controller, which schedules meanwhile).
     slurm_seen: Option<(Instant, Arc<HashMap<String, grappe_exec::slurm::SlurmJob>>)>,
@@ -416,6 +418,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         ends: Vec::new(),
         started_tx,
         slurm_outputs: HashMap::new(),
+        slurm_handing: Arc::default(),
         slurm_seen: None,
     };
     let mut interval = tokio::time::interval(state.config.compute.tick);
@@ -1148,49 +1151,21 @@ impl Loop {
                     }
                     continue;
                 }
-                // A job whose directories cannot be made ends, alone: the pass goes on.
-                let dirs = match prepare_dirs(&self.state, &job, &job.workdir, None).await {
-                    Ok(dirs) => dirs,
-                    Err(error) => {
-                        tracing::warn!(job = job.id, %error, "its working directory could not be made");
-                        db.end_pending(job.id, "failed", "its working directory could not be made").await?;
-                        continue;
-                    }
-                };
-                let mut env = job_env(&self.state, &job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?;
-                // Its inputs, as for a job of this machine without a sandbox: links in its own
-                // folder to the machine's cache (Slurm's nodes see this server's data folder, as
-                // they see the job's working directory).
-                match crate::data::inputs::prepare(&self.state, &job.inputs, &dirs.run_dir, false).await {
-                    Ok(inputs) => env.extend(inputs.env.map(|place| ("GRAPPE_INPUTS".to_owned(), place))),
-                    Err(error) => {
-                        tracing::warn!(job = job.id, error = %format!("{error:#}"), "its inputs could not be prepared");
-                        let reason = format!("its inputs could not be prepared: {error:#}");
-                        db.end_pending(job.id, "failed", &reason).await?;
-                        continue;
-                    }
-                }
-                let compute = &self.state.config.compute;
-                let spec = slurm::SlurmSpec {
-                    job_id: job.id,
-                    argv: serde_json::from_str(&job.command)?,
-                    workdir: dirs.work.clone(),
-                    log_path: self.state.config.job_log(job.id),
-                    env,
-                    nodes: job.nodes as u32,
-                    cpus: job.cpus as u32,
-                    gpus: job.gpus as u32,
-                    memory_mb: job.memory_mb as u64,
-                    time_limit_s: job.time_limit_s,
-                    grace_s: compute.grace.as_secs(),
-                    account: compute.slurm_accounting.then(|| format!("grappe-{}", job.project_id)),
-                    qos: compute.slurm_accounting.then(|| job.qos.clone()),
-                };
-                match slurm::sbatch(&spec).await {
-                    Ok(id) => db.set_external_id(job.id, &id).await?,
-                    Err(error) => {
-                        db.end_pending(job.id, "failed", &format!("sbatch refused the job: {error}")).await?;
-                    }
+                // Handed over by a task of its own: preparing its inputs may take as long as
+                // copying a dataset, and the pass goes on meanwhile for every other job.
+                let handing = self.slurm_handing.clone();
+                if handing.lock().is_ok_and(|mut set| set.insert(job.id)) {
+                    let state = self.state.clone();
+                    tokio::spawn(async move {
+                        let job_id = job.id;
+                        if let Err(error) = hand_to_slurm(&state, job).await {
+                            tracing::warn!(job = job_id, error = %format!("{error:#}"), "handing a job to Slurm failed");
+                        }
+                        if let Ok(mut set) = handing.lock() {
+                            set.remove(&job_id);
+                        }
+                        state.scheduler_wake.notify_one();
+                    });
                 }
                 continue;
             };
@@ -1402,6 +1377,66 @@ struct JobDirs {
     run_dir: PathBuf,
     work: PathBuf,
     checkpoints: PathBuf,
+}
+
+/// Hands a pending job to Slurm: its directories, its environment, its inputs (links into the
+/// machine's cache, which Slurm's nodes see on this server's data folder, as they see the job's
+/// working directory), then `sbatch`. A job cancelled meanwhile is not handed over, and one
+/// cancelled while `sbatch` ran is cancelled in Slurm at once. What cannot be made ends the job,
+/// alone.
+async fn hand_to_slurm(state: &AppState, job: JobRow) -> anyhow::Result<()> {
+    use grappe_exec::slurm;
+    let db = &state.db;
+    let dirs = match prepare_dirs(state, &job, &job.workdir, None).await {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            tracing::warn!(job = job.id, %error, "its working directory could not be made");
+            db.end_pending(job.id, "failed", "its working directory could not be made").await?;
+            return Ok(());
+        }
+    };
+    let mut env = job_env(state, &job, &job.env, &dirs, &grappe_for_jobs(false)?.1)?;
+    // Kept until the job is handed over: its versions stay in the cache meanwhile.
+    let inputs = match crate::data::inputs::prepare(state, &job.inputs, &dirs.run_dir, false).await {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            let reason = format!("its inputs could not be prepared: {error:#}");
+            db.end_pending(job.id, "failed", &reason).await?;
+            return Ok(());
+        }
+    };
+    env.extend(inputs.env.clone().map(|place| ("GRAPPE_INPUTS".to_owned(), place)));
+    if db.job(job.id).await?.is_none_or(|now| now.state != "pending") {
+        return Ok(());
+    }
+    let compute = &state.config.compute;
+    let spec = slurm::SlurmSpec {
+        job_id: job.id,
+        argv: serde_json::from_str(&job.command)?,
+        workdir: dirs.work.clone(),
+        log_path: state.config.job_log(job.id),
+        env,
+        nodes: job.nodes as u32,
+        cpus: job.cpus as u32,
+        gpus: job.gpus as u32,
+        memory_mb: job.memory_mb as u64,
+        time_limit_s: job.time_limit_s,
+        grace_s: compute.grace.as_secs(),
+        account: compute.slurm_accounting.then(|| format!("grappe-{}", job.project_id)),
+        qos: compute.slurm_accounting.then(|| job.qos.clone()),
+    };
+    match slurm::sbatch(&spec).await {
+        Ok(external) => {
+            if !db.set_external_id(job.id, &external).await? {
+                slurm::scancel(&external).await?;
+            }
+        }
+        Err(error) => {
+            db.end_pending(job.id, "failed", &format!("sbatch refused the job: {error}")).await?;
+        }
+    }
+    drop(inputs);
+    Ok(())
 }
 
 /// A job's directories, made (plain system calls: a few microseconds each). Before its first

@@ -61,15 +61,57 @@ pub fn stored_inputs(json: &str) -> Vec<Input> {
 
 /// What a run needs to read its inputs: the read-only binds (cache, place in the sandbox) and
 /// `GRAPPE_INPUTS`. Without a sandbox the job sees a folder of links into the cache instead.
+/// Its versions stay in the cache while it is kept: until the job is recorded running, or handed
+/// to Slurm, after which the job's own record keeps them.
 pub struct Prepared {
     pub binds: Vec<(PathBuf, PathBuf)>,
     pub env: Option<String>,
+    _held: Held,
+}
+
+/// The versions that runs being prepared in this process hold in the cache, each with how many
+/// hold it.
+fn held_versions() -> &'static std::sync::Mutex<std::collections::HashMap<String, usize>> {
+    static HELD: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, usize>>> =
+        std::sync::OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+/// A hold on versions in the cache, let go when dropped.
+struct Held(Vec<String>);
+
+impl Held {
+    fn new(inputs: &[Input]) -> Held {
+        let versions: Vec<String> = inputs.iter().map(|input| input.version.clone()).collect();
+        if let Ok(mut held) = held_versions().lock() {
+            for version in &versions {
+                *held.entry(version.clone()).or_default() += 1;
+            }
+        }
+        Held(versions)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut held) = held_versions().lock() {
+            for version in &self.0 {
+                if let Some(count) = held.get_mut(version) {
+                    *count -= 1;
+                    if *count == 0 {
+                        held.remove(version);
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandboxed: bool) -> anyhow::Result<Prepared> {
     let inputs = stored_inputs(inputs_json);
+    let held = Held::new(&inputs);
     if inputs.is_empty() {
-        return Ok(Prepared { binds: Vec::new(), env: None });
+        return Ok(Prepared { binds: Vec::new(), env: None, _held: held });
     }
     let mut binds = Vec::with_capacity(inputs.len());
     let mut added = false;
@@ -84,7 +126,7 @@ pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandbo
         evict(state, &inputs).await?;
     }
     if sandboxed {
-        return Ok(Prepared { binds, env: Some(SANDBOX_INPUTS.to_owned()) });
+        return Ok(Prepared { binds, env: Some(SANDBOX_INPUTS.to_owned()), _held: held });
     }
     let view = run_dir.join("inputs");
     std::fs::create_dir_all(&view).with_context(|| format!("creating {}", view.display()))?;
@@ -93,7 +135,7 @@ pub async fn prepare(state: &AppState, inputs_json: &str, run_dir: &Path, sandbo
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(cached, &link).with_context(|| format!("linking {}", link.display()))?;
     }
-    Ok(Prepared { binds: Vec::new(), env: Some(view.display().to_string()) })
+    Ok(Prepared { binds: Vec::new(), env: Some(view.display().to_string()), _held: held })
 }
 
 /// The version's files in the machine's cache, and whether they were just added: materialised
@@ -131,8 +173,8 @@ async fn materialized(state: &AppState, version: &str) -> anyhow::Result<(PathBu
 }
 
 /// Keeps the cache within `inputs_cache_bytes`: removes the versions that no running job reads,
-/// nor a job handed to Slurm, nor the job whose `preparing` inputs were just added, least
-/// recently used first.
+/// nor a job handed to Slurm, nor a run being prepared (the job whose `preparing` inputs were
+/// just added among them), least recently used first.
 async fn evict(state: &AppState, preparing: &[Input]) -> anyhow::Result<()> {
     let limit = state.config.compute.inputs_cache_bytes;
     // Read by a running job, or by one handed to Slurm (its links point into the cache).
@@ -145,6 +187,7 @@ async fn evict(state: &AppState, preparing: &[Input]) -> anyhow::Result<()> {
         .flat_map(|job| stored_inputs(&job.inputs))
         .chain(preparing.iter().cloned())
         .map(|input| input.version)
+        .chain(held_versions().lock().map(|held| held.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
         .collect();
     let cache = state.config.data_dir.join("inputs");
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

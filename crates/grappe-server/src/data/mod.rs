@@ -184,6 +184,13 @@ pub(crate) fn resolve<'a>(
     versions: &'a [DatasetVersionRow],
     which: &str,
 ) -> AppResult<&'a DatasetVersionRow> {
+    if versions.is_empty() {
+        // Made by a push that did not finish (refused by the storage quota, or cut short).
+        return Err(AppError::NotFound(format!(
+            "dataset `{0}` has no version yet: no push to it has finished; push one with `grappe dataset push DIR {0}`",
+            dataset.name
+        )));
+    }
     let not_found = || AppError::NotFound(format!("dataset `{}` has no version `{which}`", dataset.name));
     if which == "latest" {
         return versions.first().ok_or_else(not_found);

@@ -380,6 +380,10 @@ fn bad_uploads_get_clear_errors_and_change_nothing() {
         client.request("POST", "/api/v1/datasets/nu/chunks", bare_token, Some(("application/octet-stream", frame)));
     refused.assert_envelope(409);
     assert!(refused.text.contains("storage allocation"), "{}", refused.text);
+    // The dataset the refused push made says why it has nothing to show, and how to fill it.
+    let empty = client.get("/api/v1/datasets/nu/versions/latest", bare_token);
+    empty.assert_envelope(404);
+    assert!(empty.text.contains("no version yet") && empty.text.contains("grappe dataset push"), "{}", empty.text);
     // Unknown versions are 404s.
     client.get("/api/v1/datasets/mauvais/versions/latest", token).assert_envelope(404);
     client.get("/api/v1/datasets/mauvais/versions/v7", token).assert_envelope(404);
@@ -596,4 +600,102 @@ fn same_first_chunk(client: &crate::harness::Client, token: &str, version: &str)
     let manifest = client.get(&format!("/api/v1/datasets/secret-a/versions/{version}/manifest"), Some(token)).text;
     // The canonical encoding: `file ...` then one `DIGEST LENGTH` line per chunk.
     manifest.lines().nth(3).unwrap().split(' ').next().unwrap().to_owned()
+}
+
+/// A TCP relay to `target` that stops passing bytes while it is held: a store that answers as
+/// slowly as one far away, for as long as a test needs.
+struct Relay {
+    port: u16,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(target: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::sync::Arc::new(AtomicBool::new(false));
+        let relay_held = held.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = std::net::TcpStream::connect(target) else { continue };
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)]
+                {
+                    let held = relay_held.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buffer = [0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buffer) {
+                            while held.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, held }
+    }
+
+    fn hold(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// On Slurm, a job's inputs are prepared beside the scheduler's passes: while one job's dataset
+/// comes slowly from the store, another job is handed over and runs, and a job cancelled while
+/// its inputs were prepared never reaches Slurm.
+#[test]
+fn on_slurm_a_job_whose_inputs_come_slowly_holds_up_no_other_job() {
+    if !crate::compute::slurm_available() {
+        return;
+    }
+    let Some(store) = s3_store("slow-inputs") else { return };
+    // The same bucket, through a relay that can be held.
+    let endpoint = store.split("endpoint=http://").nth(1).unwrap();
+    let target: std::net::SocketAddr = endpoint.split(['&', '/']).next().unwrap().parse().unwrap();
+    let relay = Relay::start(target);
+    let store = store.replace(&target.to_string(), &format!("127.0.0.1:{}", relay.port));
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let mut options = crate::compute::slurm_options();
+    options.args = vec!["--store".into(), store];
+    let server = Server::start(&db.url, &options);
+    let client = server.client();
+    let (project, token) = project_with_member(&client, "commons-slow", 10);
+    let member = Cli::login(&server, "commons-slow@example.org");
+    let work = TempDir::new("commons-slow");
+    let source = work.path().join("source");
+    write(&source, "notes.txt", b"venu lentement\n");
+    member.ok(&["dataset", "push", source.to_str().unwrap(), "--name", "lent", "--project", "commons-slow"]);
+
+    relay.hold(true);
+    let job = |script: &str, inputs: Value| {
+        let body = json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60, "inputs": inputs });
+        crate::compute::submit(&client, &token, body)["id"].as_i64().unwrap()
+    };
+    let reads = "cat \"$GRAPPE_INPUTS/lent/notes.txt\"";
+    let slow = job(reads, json!(["lent@v1"]));
+    let cancelled = job(reads, json!(["lent@v1"]));
+    let quick = job("echo vite", json!([]));
+    let done = crate::compute::wait_state(&client, &token, quick, &["completed", "failed"]);
+    assert_eq!(done["state"], "completed", "a job without inputs runs while another's come: {done}");
+    let waiting = client.get(&format!("/api/v1/jobs/{slow}"), Some(&token)).body;
+    assert_eq!(waiting["state"], "pending", "{waiting}");
+    assert_eq!(client.post(&format!("/api/v1/jobs/{cancelled}/cancel"), Some(&token), &json!({})).status, 200);
+    relay.hold(false);
+
+    let done = crate::compute::wait_state(&client, &token, slow, &["completed", "failed"]);
+    let log = client.get(&format!("/api/v1/jobs/{slow}/logs"), Some(&token)).text;
+    assert_eq!((done["state"].as_str(), log.as_str()), (Some("completed"), "venu lentement\n"), "{done}");
+    // The cancelled job's hand-over saw the cancellation once its inputs were there.
+    std::thread::sleep(Duration::from_secs(2));
+    let events = client.get(&format!("/api/v1/jobs/{cancelled}/events"), Some(&token)).text;
+    assert!(!events.contains("submitted to Slurm"), "{events}");
+    let job = client.get(&format!("/api/v1/jobs/{cancelled}"), Some(&token)).body;
+    assert_eq!(job["state"], "cancelled", "{job}");
 }
