@@ -1232,6 +1232,18 @@ impl Db {
         rows.iter().map(metric_from).collect()
     }
 
+    /// The value of a job's metric at its last step (the last recorded of that step).
+    pub async fn last_metric(&self, job_id: i64, key: &str) -> DbResult<Option<f64>> {
+        let row = sqlx::query(
+            "SELECT value FROM job_metrics WHERE job_id = $1 AND key = $2 ORDER BY step DESC, id DESC LIMIT 1",
+        )
+        .bind(job_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
     /// The first `limit` keys of a job's metrics, in order, with how many points each has and
     /// its first and last step.
     pub async fn job_metric_keys(&self, job_id: i64, limit: i64) -> DbResult<Vec<MetricKey>> {

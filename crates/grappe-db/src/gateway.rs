@@ -945,10 +945,20 @@ pub struct GatewayBatchRow {
     pub output_file_id: Option<i64>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// The compute job that runs it, once queued.
+    pub job_id: Option<i64>,
+}
+
+/// How a batch ended.
+pub struct BatchEnd<'a> {
+    pub status: &'a str,
+    pub output_file_id: Option<i64>,
+    pub done: i64,
+    pub failed: i64,
 }
 
 const FILE_COLUMNS: &str = "id, project_id, filename, purpose, bytes, store_version, created_at";
-const BATCH_COLUMNS: &str = "id, project_id, key_id, endpoint, input_file_id, status, total, done, failed, output_file_id, created_at, ended_at";
+const BATCH_COLUMNS: &str = "id, project_id, key_id, endpoint, input_file_id, status, total, done, failed, output_file_id, created_at, ended_at, job_id";
 
 fn file_from(row: &AnyRow) -> DbResult<GatewayFileRow> {
     Ok(GatewayFileRow {
@@ -976,6 +986,7 @@ fn batch_from(row: &AnyRow) -> DbResult<GatewayBatchRow> {
         output_file_id: row.try_get(9)?,
         created_at: row.try_get(10)?,
         ended_at: row.try_get(11)?,
+        job_id: row.try_get(12)?,
     })
 }
 
@@ -1090,36 +1101,51 @@ impl Db {
         rows.iter().map(batch_from).collect()
     }
 
-    /// Records one more input line answered (`failed` if its answer was an error); the batch as
-    /// it is then. Only while the batch runs.
-    pub async fn batch_line_done(&self, id: i64, failed: bool) -> DbResult<Option<GatewayBatchRow>> {
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE gateway_batches SET done = done + 1, failed = failed + $1 WHERE id = $2 \
-             AND status IN ('in_progress', 'cancelling') RETURNING {BATCH_COLUMNS}"
-        ))
-        .bind(i64::from(failed))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
+    /// Records the compute job that runs a batch: only once, and while the batch is not ended.
+    pub async fn set_batch_job(&self, id: i64, job_id: i64) -> DbResult<bool> {
+        let set = self
+            .write_one(
+                sqlx::query(
+                    "UPDATE gateway_batches SET job_id = $1 WHERE id = $2 AND job_id IS NULL \
+                     AND status IN ('in_progress', 'cancelling')",
+                )
+                .bind(job_id)
+                .bind(id),
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    /// The batch a compute job runs, ended or not.
+    pub async fn batch_of_job(&self, job_id: i64) -> DbResult<Option<GatewayBatchRow>> {
+        let row = sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM gateway_batches WHERE job_id = $1"))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(batch_from).transpose()
     }
 
-    /// Ends a batch: `completed` with its output file, `cancelled` or `failed`.
-    pub async fn end_gateway_batch(&self, id: i64, status: &str, output_file_id: Option<i64>) -> DbResult<()> {
-        self.write_one(
-            sqlx::query("UPDATE gateway_batches SET status = $1, output_file_id = $2, ended_at = $3 WHERE id = $4")
-                .bind(status)
-                .bind(output_file_id)
+    /// Ends a batch that runs: `completed`, `expired`, `cancelled` or `failed`, with its output
+    /// file and the input lines answered (`done`, failed ones among them); false if it had ended.
+    pub async fn end_gateway_batch(&self, id: i64, end: &BatchEnd<'_>) -> DbResult<bool> {
+        let ended = self
+            .write_one(
+                sqlx::query(
+                    "UPDATE gateway_batches SET status = $1, output_file_id = $2, done = $3, failed = $4, ended_at = $5 \
+                     WHERE id = $6 AND status IN ('in_progress', 'cancelling')",
+                )
+                .bind(end.status)
+                .bind(end.output_file_id)
+                .bind(end.done)
+                .bind(end.failed)
                 .bind(now_ms())
                 .bind(id),
-        )
-        .await?;
-        Ok(())
+            )
+            .await?;
+        Ok(ended == 1)
     }
 
-    /// Asks a running batch to stop after the line it is on; false if it is not running.
+    /// Asks a running batch to stop (its job is cancelled); false if it is not running.
     pub async fn cancel_gateway_batch(&self, project_id: i64, id: i64) -> DbResult<bool> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(

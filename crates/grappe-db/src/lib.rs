@@ -51,8 +51,8 @@ pub use compute::{
 pub use datasets::{DatasetFilter, DatasetRow, DatasetVersionRow, NewDataset, NewDatasetVersion, Published};
 pub use fine_tunes::{FineTuneEnd, FineTuneRow, NewFineTune};
 pub use gateway::{
-    Ask, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow, GatewayUsageRow,
-    NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, Upstream, WINDOW_MS,
+    Ask, BatchEnd, Counted, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, GatewayLimits, GatewayModelRow,
+    GatewayUsageRow, NewGatewayKey, NewGatewayModel, Refused, ServingMeasure, Settlement, Upstream, WINDOW_MS,
 };
 pub use leases::LeaseRow;
 pub use models::{ModelRow, ModelVersionRow, NewModel, NewModelVersion};

@@ -315,24 +315,11 @@ async fn demo_project(state: &AppState) -> AppResult<i64> {
             }
             let caller = caller::caller_of_user(state, member.clone()).await?;
             let inputs = crate::data::inputs::resolve_inputs(state, &caller, &["code-du-travail".to_owned()]).await?;
+            let command = vec!["sh".to_owned(), "-c".to_owned(), TRAINING.join(" ")];
             let body = crate::compute::NewJobBody {
-                project: crate::compute::ProjectRef::Id(project.id),
-                command: vec!["sh".to_owned(), "-c".to_owned(), TRAINING.join(" ")],
                 name: Some(TRAINING_NAME.to_owned()),
-                cpus: 1,
                 gpus: Some(0),
-                gpus_per_node: None,
-                memory_mb: 1024,
-                time_limit_s: 1800,
-                qos: "normal".to_owned(),
-                env: Default::default(),
-                network: false,
-                nodes: 1,
-                inputs: Vec::new(),
-                dry_run: false,
-                dependency: None,
-                array: None,
-                workdir: None,
+                ..crate::compute::NewJobBody::made_by_server(project.id, command, 1800)
             };
             crate::compute::queue(state, Some(member.id), &project, body, &inputs).await?;
             demo_language_model(state, &member, &project, &inputs).await?;
@@ -364,24 +351,12 @@ async fn demo_language_model(
     project: &grappe_db::ProjectRow,
     inputs: &str,
 ) -> AppResult<()> {
+    let command = vec!["sh".to_owned(), "-c".to_owned(), LANGUAGE_MODEL_TRAINING_SCRIPT.to_owned()];
     let body = crate::compute::NewJobBody {
-        project: crate::compute::ProjectRef::Id(project.id),
-        command: vec!["sh".to_owned(), "-c".to_owned(), LANGUAGE_MODEL_TRAINING_SCRIPT.to_owned()],
         name: Some(LANGUAGE_MODEL_TRAINING.to_owned()),
-        cpus: 1,
         gpus: Some(0),
-        gpus_per_node: None,
         memory_mb: 512,
-        time_limit_s: 1800,
-        qos: "normal".to_owned(),
-        env: Default::default(),
-        network: false,
-        nodes: 1,
-        inputs: Vec::new(),
-        dry_run: false,
-        dependency: None,
-        array: None,
-        workdir: None,
+        ..crate::compute::NewJobBody::made_by_server(project.id, command, 1800)
     };
     crate::compute::queue(state, Some(member.id), project, body, inputs).await?;
     Ok(())

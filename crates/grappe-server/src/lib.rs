@@ -81,6 +81,7 @@ pub async fn connect(config: ServerConfig) -> anyhow::Result<AppState> {
         stopping: Arc::new(AtomicBool::new(false)),
         secret: secret.into_bytes().into(),
         store: Arc::new(data::open_store(&config_store, &config_data_dir)?),
+        listening: Arc::default(),
     })
 }
 
@@ -102,6 +103,7 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + 's
         .await
         .with_context(|| format!("binding {}", state.config.addr))?;
     let addr = listener.local_addr()?;
+    let _ = state.listening.set(addr);
     // On stdout, for people and for scripts that start the server on port 0.
     println!("Grappe listening on http://{addr} (database: {})", state.db.backend().as_str());
     let (stop_loops, loops_stopped) = watch::channel(false);

@@ -12,6 +12,7 @@ macro_rules! outln {
     };
 }
 
+mod batch;
 mod challenge;
 mod client;
 mod dataset;
@@ -95,6 +96,11 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: model::ModelCommand,
+    },
+    /// Run a gateway batch's requests, as the batch's job does (the server starts it).
+    Batch {
+        #[command(subcommand)]
+        command: batch::BatchCommand,
     },
     /// Train a model with a built-in recipe, on this machine or as a job; resumes from its
     /// checkpoint.
@@ -268,6 +274,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Model { command: model::ModelCommand::Serve(flags) } => lm_serve::run(flags).await,
         Command::Model { command } => model::run(command),
         Command::Train { command } => train::run(command),
+        Command::Batch { command } => batch::run(command),
         Command::Dataset { target, command } => dataset::run_dataset(target, command),
         Command::Store { target, command } => dataset::run_store(target, command),
         Command::Audit { target, command: AuditCommand::Verify } => audit_verify(target).await,

@@ -8,7 +8,7 @@
 pub mod pages;
 pub mod scoring;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
@@ -25,7 +25,7 @@ use grappe_eval::{Metric, Role as TableRole, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::compute::{NewJobBody, ProjectRef, Submitted};
+use crate::compute::{NewJobBody, Submitted};
 use crate::kit::caller::{Caller, new_secret};
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::extract::{ApiJson, ApiQuery};
@@ -1051,23 +1051,10 @@ pub async fn submit_code(
         .await?
         .map_err(|r| limit_error(&challenge, r))?;
     let job = NewJobBody {
-        project: ProjectRef::Id(project.id),
-        command: body.command,
         name: Some(format!("{}-submission-{}", challenge.name, submission.id)),
         cpus: challenge.code_cpus,
-        gpus: None,
-        gpus_per_node: None,
         memory_mb: challenge.code_memory_mb,
-        time_limit_s: challenge.code_time_limit_s,
-        qos: "normal".to_owned(),
-        env: BTreeMap::new(),
-        network: false,
-        nodes: 1,
-        inputs: Vec::new(),
-        dry_run: false,
-        dependency: None,
-        array: None,
-        workdir: None,
+        ..NewJobBody::made_by_server(project.id, body.command, challenge.code_time_limit_s)
     };
     match crate::compute::queue(&state, caller.actor.user_id(), &project, job, &inputs).await {
         Ok(Submitted::Job(job)) => {

@@ -490,6 +490,32 @@ pub struct NewJobBody {
     pub workdir: Option<String>,
 }
 
+impl NewJobBody {
+    /// A job the server queues itself (`queue`): `command` in project `project`, for
+    /// `time_limit_s`, without a network, every other field as a submission leaves it.
+    pub fn made_by_server(project: i64, command: Vec<String>, time_limit_s: i64) -> NewJobBody {
+        NewJobBody {
+            project: ProjectRef::Id(project),
+            command,
+            name: None,
+            cpus: one(),
+            gpus: None,
+            gpus_per_node: None,
+            memory_mb: default_memory(),
+            time_limit_s,
+            qos: normal(),
+            env: BTreeMap::new(),
+            network: false,
+            nodes: one(),
+            inputs: Vec::new(),
+            dry_run: false,
+            dependency: None,
+            array: None,
+            workdir: None,
+        }
+    }
+}
+
 fn one() -> i64 {
     1
 }

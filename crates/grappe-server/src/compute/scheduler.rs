@@ -1541,6 +1541,9 @@ fn job_env(
         ("GRAPPE_RESTART_COUNT".to_owned(), job.restart_count.to_string()),
         (crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id)),
     ]);
+    if let Some(url) = state.url_for_jobs() {
+        env.push(("GRAPPE_SERVER_URL".to_owned(), url));
+    }
     if let (Some(array), Some(task)) = (job.array_job_id, job.array_task_id) {
         env.push(("GRAPPE_ARRAY_JOB_ID".to_owned(), array.to_string()));
         env.push(("GRAPPE_ARRAY_TASK_ID".to_owned(), task.to_string()));

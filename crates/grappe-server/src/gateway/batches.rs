@@ -2,32 +2,36 @@
 //! of requests, each answered in turn through the gateway and paid by the batch's key as any
 //! request is (reserved, then settled), the answers gathered into an output file.
 //!
-//! A batch runs in the process that holds the ticker lease, one request at a time, and waits
-//! behind people for a busy replica (`Priority::Batch`). Each answer is appended to
-//! `DATA_DIR/gateway/batches/ID.jsonl` and synced before the batch's count moves, so a server
-//! that stops, however it stops, goes on from the first request without a recorded answer (a
-//! request answered but not counted when it died is asked again, and paid again: at most one per
-//! crash). Cancelling stops after the request under way; the output holds what was answered.
-//! Files live in the data store, one store version each.
+//! A batch runs as a compute job of its project (`grappe batch run`), at the lowest priority
+//! (QoS `long`), for as long as its allocation admits up to the 24 hours of OpenAI's window: it
+//! waits its turn in the queue, is charged for the time it runs as any job is, and may be
+//! preempted and requeued. The job reads the file as its input and sends each request to this
+//! server's `/v1/...` with `gjob-JOB-TOKEN` (its replica token), which stands for the batch's key
+//! on the batch's endpoint only, while the job runs, and waits behind people for a busy replica
+//! (`Priority::Batch`). Each answer is appended to `answers.jsonl` in the job's working directory
+//! and synced before the next request, so that a requeued job goes on from the first request
+//! without a recorded answer (one answered but not recorded when its run died is asked again,
+//! and paid again: at most one per run). The process that holds the ticker lease follows the
+//! jobs ([`advance`]): once a job ended, its answers become the batch's output file. Files live
+//! in the data store, one store version each.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use grappe_db::{GatewayBatchRow, GatewayFileRow};
+use grappe_db::{BatchEnd, GatewayBatchRow, GatewayFileRow, GatewayKeyRow, JobRow};
 use grappe_store::{DatasetPath, Name, Splits};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::compute::{NewJobBody, Submitted};
 use crate::gateway::key_of;
-use crate::gateway::proxy::{Endpoint, forward};
-use crate::gateway::replicas::Priority;
-use crate::kit::caller::Caller;
+use crate::gateway::proxy::Endpoint;
+use crate::gateway::served::input_of;
+use crate::kit::caller::{Caller, constant_time_eq};
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::multipart;
 use crate::kit::state::AppState;
@@ -36,8 +40,18 @@ use crate::kit::stored::{Scratch, blocking, version_id};
 /// The most bytes of a file, and the most requests of a batch.
 pub const MAX_FILE_BYTES: usize = 50 * 1024 * 1024;
 pub const MAX_REQUESTS: usize = 50_000;
-/// The most bytes of one answer kept in a batch's output.
-const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// The most bytes of a batch's output kept as its file (read whole by the server).
+const MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
+/// How long a batch's job may run, longest first: the first the project's allocation admits.
+const BATCH_TIMES_S: [i64; 4] = [24 * 3600, 4 * 3600, 3600, 900];
+/// The job's command: the input file read from its input, the endpoint and the batch's number
+/// given as `$1` and `$2`, so that nothing is parsed by the shell.
+const BATCH_SCRIPT: &str = r#"exec grappe batch run --endpoint "$1" --batch "$2" --input "$GRAPPE_INPUTS/requests/content" --output answers.jsonl"#;
+/// Where the job writes its answers, in its working directory.
+const ANSWERS: &str = "answers.jsonl";
+/// A batch whose job was not recorded this long after it was made (the server stopped in
+/// between, or it was made before batches ran as jobs) is given one by [`advance`].
+const QUEUE_GRACE_MS: i64 = 60_000;
 
 pub(crate) fn answered<T: Into<Value>>(done: AppResult<T>) -> Response {
     match done {
@@ -53,15 +67,33 @@ fn file_json(file: &GatewayFileRow) -> Value {
     })
 }
 
-fn batch_json(batch: &GatewayBatchRow) -> Value {
+/// A batch in OpenAI's shape; its counts are those of [`counts`].
+fn batch_json(batch: &GatewayBatchRow, (done, failed): (i64, i64)) -> Value {
     json!({
         "id": format!("batch_{}", batch.id), "object": "batch", "endpoint": batch.endpoint,
         "input_file_id": format!("file-{}", batch.input_file_id), "completion_window": "24h",
         "status": batch.status,
         "output_file_id": batch.output_file_id.map(|id| format!("file-{id}")), "error_file_id": null,
         "created_at": batch.created_at / 1000, "completed_at": batch.ended_at.map(|at| at / 1000),
-        "request_counts": { "total": batch.total, "completed": batch.done - batch.failed, "failed": batch.failed },
+        "request_counts": { "total": batch.total, "completed": done - failed, "failed": failed },
     })
+}
+
+/// The requests a batch answered, and how many of those failed: while its job runs, as the job
+/// last told them (its metrics `answered` and `failed`); once it ended, as its output holds them.
+async fn counts(state: &AppState, batch: &GatewayBatchRow) -> AppResult<(i64, i64)> {
+    match batch.job_id {
+        Some(job) if batch.ended_at.is_none() => {
+            let answered = state.db.last_metric(job, "answered").await?.unwrap_or(0.0) as i64;
+            let failed = state.db.last_metric(job, "failed").await?.unwrap_or(0.0) as i64;
+            Ok((answered.clamp(0, batch.total), failed.clamp(0, answered.max(0))))
+        }
+        _ => Ok((batch.done, batch.failed)),
+    }
+}
+
+async fn shown(state: &AppState, batch: &GatewayBatchRow) -> AppResult<Value> {
+    Ok(batch_json(batch, counts(state, batch).await?))
 }
 
 /// The number in an id as OpenAI writes them (`file-12`, `batch_3`).
@@ -249,10 +281,96 @@ pub async fn create_batch(
         let input = project_file(&state, &caller, &asked.input_file_id).await?;
         let requests = requests_of(&file_bytes(&state, &input).await?, &asked.endpoint)?;
         let batch = state.db.create_gateway_batch(&key, &asked.endpoint, input.id, requests.len() as i64).await?;
-        tokio::spawn(run(state.clone(), batch.clone()));
-        Ok(batch_json(&batch))
+        // Refused by the project's allocation: the batch ends at once, and the caller is told why.
+        if let Err(error) = queue_job(&state, &batch, &input).await {
+            let end = BatchEnd { status: "failed", output_file_id: None, done: 0, failed: 0 };
+            state.db.end_gateway_batch(batch.id, &end).await?;
+            return Err(error);
+        }
+        let batch = project_batch(&state, &caller, &format!("batch_{}", batch.id)).await?;
+        shown(&state, &batch).await
     };
     answered(done.await)
+}
+
+/// Queues the compute job that runs `batch`, for the longest of [`BATCH_TIMES_S`] its project's
+/// allocation admits, and records it as the batch's.
+async fn queue_job(state: &AppState, batch: &GatewayBatchRow, input: &GatewayFileRow) -> AppResult<()> {
+    let project = state.db.project(batch.project_id).await?;
+    let project =
+        project.ok_or_else(|| AppError::Internal(anyhow::anyhow!("project {} is missing", batch.project_id)))?;
+    let inputs = serde_json::to_string(&[input_of("requests", &input.store_version)]).map_err(anyhow::Error::from)?;
+    let mut refused = None;
+    for time_limit_s in BATCH_TIMES_S {
+        match crate::compute::queue(state, None, &project, job_body(batch, time_limit_s), &inputs).await {
+            Ok(Submitted::Job(job)) => {
+                if !state.db.set_batch_job(batch.id, job.id).await? {
+                    // Given one by another path meanwhile, or ended: this one is not needed.
+                    state.db.cancel_job(job.id, "gateway").await?;
+                }
+                state.scheduler_wake.notify_one();
+                return Ok(());
+            }
+            Ok(Submitted::Estimate(_)) => {
+                return Err(AppError::Internal(anyhow::anyhow!("a batch's job was only estimated")));
+            }
+            Err(AppError::Conflict(why)) => refused = Some(why),
+            Err(error) => return Err(error),
+        }
+    }
+    let why = refused.unwrap_or_default();
+    Err(AppError::Conflict(format!("a batch runs as a CPU job of its project, which its allocation refuses: {why}")))
+}
+
+/// A batch's job is named after it: `batch batch_N`.
+const JOB_NAME_PREFIX: &str = "batch batch_";
+
+fn job_name(batch: i64) -> String {
+    format!("{JOB_NAME_PREFIX}{batch}")
+}
+
+fn job_body(batch: &GatewayBatchRow, time_limit_s: i64) -> NewJobBody {
+    let command = ["sh", "-c", BATCH_SCRIPT, "batch", &batch.endpoint, &batch.id.to_string()].map(str::to_owned);
+    NewJobBody {
+        name: Some(job_name(batch.id)),
+        gpus: Some(0),
+        memory_mb: 512,
+        // The lowest priority: a batch waits behind people's jobs.
+        qos: "long".to_owned(),
+        // It reaches this server's gateway.
+        network: true,
+        ..NewJobBody::made_by_server(batch.project_id, command.to_vec(), time_limit_s)
+    }
+}
+
+/// The key a batch's job pays with: `credential` is `JOB-TOKEN` (after `gjob-`), TOKEN the job's
+/// replica token; only for the batch's endpoint (`path`), while the batch and its job run (or
+/// Slurm may run it). The
+/// key is returned revoked or not: the reservation refuses a revoked one, and the answer says so.
+pub async fn job_key(state: &AppState, credential: &str, path: &str) -> AppResult<GatewayKeyRow> {
+    let (job_id, token) = credential.split_once('-').ok_or(AppError::Unauthenticated)?;
+    let job_id: i64 = job_id.parse().map_err(|_| AppError::Unauthenticated)?;
+    let expected = crate::gateway::replica_token(state, job_id);
+    if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
+        return Err(AppError::Unauthenticated);
+    }
+    // Running; or handed to Slurm, which may start it before this server has seen it start.
+    let may_run = |job: &JobRow| job.state == "running" || (job.state == "pending" && job.external_id.is_some());
+    let job = state.db.job(job_id).await?.filter(may_run).ok_or(AppError::Unauthenticated)?;
+    let Some(batch) = state.db.batch_of_job(job_id).await?.filter(|batch| batch.ended_at.is_none()) else {
+        // A batch's job that started before it was recorded as the batch's: asked again in a
+        // moment. Any other job's token opens nothing.
+        let queued_for_a_batch = job.user_id.is_none() && job.name.starts_with(JOB_NAME_PREFIX);
+        return Err(if queued_for_a_batch {
+            AppError::Unavailable("this job's batch is not recorded yet".into())
+        } else {
+            AppError::Unauthenticated
+        });
+    };
+    if batch.endpoint != path {
+        return Err(AppError::Unauthenticated);
+    }
+    state.db.gateway_key(batch.key_id).await?.ok_or(AppError::Unauthenticated)
 }
 
 async fn project_batch(state: &AppState, caller: &Caller, id: &str) -> AppResult<GatewayBatchRow> {
@@ -270,13 +388,20 @@ pub async fn batch(
     Extension(caller): Extension<Caller>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    answered(project_batch(&state, &caller, &id).await.map(|batch| batch_json(&batch)))
+    let done = async {
+        let batch = project_batch(&state, &caller, &id).await?;
+        shown(&state, &batch).await
+    };
+    answered(done.await)
 }
 
 pub async fn batches(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     let done = async {
         let key = key_of(&caller)?;
-        let data: Vec<Value> = state.db.gateway_batches(key.project_id).await?.iter().map(batch_json).collect();
+        let mut data = Vec::new();
+        for batch in state.db.gateway_batches(key.project_id).await? {
+            data.push(shown(&state, &batch).await?);
+        }
         Ok(json!({ "object": "list", "data": data }))
     };
     answered(done.await)
@@ -292,104 +417,115 @@ pub async fn cancel_batch(
         if !state.db.cancel_gateway_batch(batch.project_id, batch.id).await? {
             return Err(AppError::Conflict(format!("batch {id} is {}", batch.status)));
         }
-        Ok(batch_json(&project_batch(&state, &caller, &id).await?))
+        if let Some(job) = batch.job_id {
+            state.db.cancel_job(job, &caller.audit_name()).await?;
+            state.scheduler_wake.notify_one();
+        }
+        shown(&state, &project_batch(&state, &caller, &id).await?).await
     };
     answered(done.await)
 }
 
-/// The batches this process runs now.
-fn running() -> &'static Mutex<HashSet<i64>> {
-    static RUNNING: OnceLock<Mutex<HashSet<i64>>> = OnceLock::new();
-    RUNNING.get_or_init(Mutex::default)
-}
-
-/// Starts the batches left unfinished (by a server that stopped): the ticker calls it.
-pub async fn resume(state: &AppState) -> Result<(), grappe_db::DbError> {
+/// Follows every batch not ended, in the process holding the ticker lease: queues the job of one
+/// that has none (made before batches ran as jobs, or by a server that stopped before it was
+/// queued), cancels the job of one being cancelled, and ends each whose job ended.
+pub async fn advance(state: &AppState) -> AppResult<()> {
     for batch in state.db.running_gateway_batches().await? {
-        tokio::spawn(run(state.clone(), batch));
+        let Some(job_id) = batch.job_id else {
+            if grappe_db::now_ms() - batch.created_at < QUEUE_GRACE_MS {
+                continue;
+            }
+            if batch.status == "cancelling" {
+                let end = BatchEnd { status: "cancelled", output_file_id: None, done: 0, failed: 0 };
+                state.db.end_gateway_batch(batch.id, &end).await?;
+                continue;
+            }
+            let input = state.db.gateway_file(batch.project_id, batch.input_file_id).await?;
+            let queued = match input {
+                Some(input) => queue_job(state, &batch, &input).await,
+                None => Err(AppError::Internal(anyhow::anyhow!("the input file is missing"))),
+            };
+            if let Err(error) = queued {
+                tracing::warn!(batch = batch.id, error = %error, "a batch's job could not be queued");
+                let end = BatchEnd { status: "failed", output_file_id: None, done: 0, failed: 0 };
+                state.db.end_gateway_batch(batch.id, &end).await?;
+            }
+            continue;
+        };
+        let Some(job) = state.db.job(job_id).await? else { continue };
+        if !crate::compute::terminal(&job.state) {
+            if batch.status == "cancelling" && !job.cancel_requested {
+                state.db.cancel_job(job.id, "gateway").await?;
+                state.scheduler_wake.notify_one();
+            }
+            continue;
+        }
+        if let Err(error) = finish(state, &batch, &job).await {
+            tracing::warn!(batch = batch.id, error = %error, "ending a batch failed; tried again at the next tick");
+        }
     }
     Ok(())
 }
 
-/// Runs a batch from its first unanswered request to its end, once per process.
-async fn run(state: AppState, batch: GatewayBatchRow) {
-    if !running().lock().is_ok_and(|mut set| set.insert(batch.id)) {
-        return;
-    }
-    if let Err(error) = run_batch(&state, &batch).await {
-        tracing::error!(batch = batch.id, error = %error, "a gateway batch failed");
-        let _ = state.db.end_gateway_batch(batch.id, "failed", None).await;
-    }
-    if let Ok(mut set) = running().lock() {
-        set.remove(&batch.id);
-    }
-}
-
-async fn run_batch(state: &AppState, batch: &GatewayBatchRow) -> AppResult<()> {
-    let key = state.db.gateway_key(batch.key_id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no key")))?;
-    let input = state.db.gateway_file(batch.project_id, batch.input_file_id).await?;
-    let input = input.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no input file")))?;
-    let requests = requests_of(&file_bytes(state, &input).await?, &batch.endpoint)?;
-    let endpoint = Endpoint::of_url(&batch.endpoint).ok_or_else(|| AppError::Internal(anyhow::anyhow!("endpoint")))?;
-    let folder = state.config.data_dir.join("gateway").join("batches");
-    std::fs::create_dir_all(&folder).map_err(|error| AppError::Internal(error.into()))?;
-    let path = folder.join(format!("{}.jsonl", batch.id));
-    // The answers recorded: as many lines as the batch counted, no more.
-    let kept: Vec<String> = std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .lines()
-        .take(batch.done as usize)
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(&path, kept.concat()).map_err(|error| AppError::Internal(error.into()))?;
-    let mut output =
-        std::fs::OpenOptions::new().append(true).open(&path).map_err(|error| AppError::Internal(error.into()))?;
-    let mut status = "completed";
-    for (n, (custom_id, body)) in requests.iter().enumerate().skip(batch.done as usize) {
-        let now = state.db.gateway_batch(batch.project_id, batch.id).await?;
-        if now.is_some_and(|now| now.status == "cancelling") {
-            status = "cancelled";
-            break;
-        }
-        let live = state.db.gateway_key(key.id).await?.is_some_and(|key| key.revoked_at.is_none());
-        let (code, answer) = if live {
-            match forward(state, key.clone(), Bytes::from(body.to_string()), endpoint, Priority::Batch).await {
-                Ok(response) => {
-                    let code = response.status().as_u16();
-                    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await.unwrap_or_default();
-                    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-                }
-                Err(error) => {
-                    let response = error.openai_response();
-                    let code = response.status().as_u16();
-                    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await.unwrap_or_default();
-                    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-                }
-            }
-        } else {
-            (
-                401,
-                json!({ "error": { "message": "the batch's key was revoked", "type": "authentication_error", "code": "invalid_api_key" } }),
-            )
-        };
-        let line = json!({
-            "id": format!("batch_req_{}_{}", batch.id, n + 1), "custom_id": custom_id,
-            "response": { "status_code": code, "body": answer }, "error": null,
-        });
-        output
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| output.sync_data())
-            .map_err(|error| AppError::Internal(error.into()))?;
-        if state.db.batch_line_done(batch.id, code >= 400).await?.is_none() {
+/// Ends a batch whose job ended: its answers kept as its output file, its status from how the
+/// job ended.
+async fn finish(state: &AppState, batch: &GatewayBatchRow, job: &JobRow) -> AppResult<()> {
+    let path = state.config.job_dir(job.id).join("work").join(ANSWERS);
+    let answers = match blocking(move || read_answers(&path)).await {
+        Ok(answers) => answers,
+        Err(AppError::Invalid(why)) => {
+            tracing::warn!(batch = batch.id, why, "a batch's answers cannot be kept");
+            let end = BatchEnd { status: "failed", output_file_id: None, done: 0, failed: 0 };
+            state.db.end_gateway_batch(batch.id, &end).await?;
             return Ok(());
         }
-    }
-    let bytes = std::fs::read(&path).map_err(|error| AppError::Internal(error.into()))?;
-    let file =
-        store_file(state, batch.project_id, &format!("batch_{}_output.jsonl", batch.id), "batch_output", bytes).await?;
-    state.db.end_gateway_batch(batch.id, status, Some(file.id)).await?;
-    let _ = std::fs::remove_file(&path);
+        Err(error) => return Err(error),
+    };
+    let done = answers.lines().count() as i64;
+    let failed = answers
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<Value>(line)
+                .map_or(true, |answer| answer["response"]["status_code"].as_i64().is_none_or(|code| code >= 400))
+        })
+        .count() as i64;
+    let status = match job.state.as_str() {
+        _ if batch.status == "cancelling" => "cancelled",
+        "completed" if done == batch.total => "completed",
+        "cancelled" => "cancelled",
+        "timeout" => "expired",
+        _ => "failed",
+    };
+    let output_file_id = if answers.is_empty() {
+        None
+    } else {
+        let filename = format!("batch_{}_output.jsonl", batch.id);
+        match store_file(state, batch.project_id, &filename, "batch_output", answers.into_bytes()).await {
+            Ok(file) => Some(file.id),
+            // Over the project's storage: the batch ends without its output, and says why.
+            Err(error @ AppError::Conflict(_)) => {
+                tracing::warn!(batch = batch.id, error = %error, "a batch's output could not be kept");
+                None
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    state.db.end_gateway_batch(batch.id, &BatchEnd { status, output_file_id, done, failed }).await?;
     Ok(())
+}
+
+/// The whole answers a job wrote (a last line cut short by the job's end is left out).
+fn read_answers(path: &std::path::Path) -> AppResult<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(AppError::Internal(error.into())),
+    };
+    if bytes.len() as u64 > MAX_OUTPUT_BYTES {
+        return Err(AppError::Invalid(format!("the answers are over {MAX_OUTPUT_BYTES} bytes")));
+    }
+    let whole = bytes.iter().rposition(|&byte| byte == b'\n').map_or(0, |at| at + 1);
+    String::from_utf8(bytes[..whole].to_vec()).map_err(|_| AppError::Invalid("the answers are not UTF-8".into()))
 }
 
 #[cfg(test)]

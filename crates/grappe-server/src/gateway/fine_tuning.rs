@@ -27,7 +27,7 @@ use grappe_db::{FineTuneEnd, FineTuneRow, GatewayKeyRow, GatewayModelRow, JobRow
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::compute::{NewJobBody, ProjectRef, Submitted};
+use crate::compute::{NewJobBody, Submitted};
 use crate::gateway::batches::{answered, file_bytes, number};
 use crate::gateway::served::{input_of, registry_version, serve_version};
 use crate::gateway::{fine_tuning_key, key_of, may_call};
@@ -191,24 +191,14 @@ fn job_body(fine_tune_name: &str, project: i64, epochs: i64, seed: i64, time_lim
         "exec grappe train language-model --jsonl --text \"$GRAPPE_INPUTS/training/content\" \
          --base \"$GRAPPE_INPUTS/base/model.bin\" --out {OUTPUT} --epochs {epochs} --seed {seed} --name \"$1\""
     );
+    let command = vec!["sh".into(), "-c".into(), script, "fine-tune".into(), fine_tune_name.to_owned()];
     NewJobBody {
-        project: ProjectRef::Id(project),
-        command: vec!["sh".into(), "-c".into(), script, "fine-tune".into(), fine_tune_name.to_owned()],
         name: Some(format!("fine-tune {fine_tune_name}")),
         cpus: CPUS,
         gpus: Some(0),
-        gpus_per_node: None,
         memory_mb: MEMORY_MB,
-        time_limit_s,
         qos: if time_limit_s <= 20 * 3600 { "normal" } else { "long" }.to_owned(),
-        env: Default::default(),
-        network: false,
-        nodes: 1,
-        inputs: Vec::new(),
-        dry_run: false,
-        dependency: None,
-        array: None,
-        workdir: None,
+        ..NewJobBody::made_by_server(project, command, time_limit_s)
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::replicas::{self, NoReplica, Priority};
 use crate::gateway::{key_of, may_call};
-use crate::kit::caller::Caller;
+use crate::kit::caller::{Caller, Via};
 use crate::kit::error::AppError;
 use crate::kit::state::AppState;
 
@@ -95,15 +95,22 @@ async fn by_key(state: &AppState, caller: &Caller, body: Bytes, endpoint: Endpoi
         Ok(key) => key.clone(),
         Err(error) => return error.openai_response(),
     };
-    settled(state, key, body, endpoint).await.unwrap_or_else(AppError::openai_response)
+    let priority = if caller.via == Via::BatchJob { Priority::Batch } else { Priority::Interactive };
+    settled(state, key, body, endpoint, priority).await.unwrap_or_else(AppError::openai_response)
 }
 
 /// Forwards in a task of its own, so that a client that leaves mid-request does not cut the
 /// request off between its reservation and its settlement: it runs to its end and is paid for
 /// (the answer then goes nowhere).
-async fn settled(state: &AppState, key: GatewayKeyRow, body: Bytes, endpoint: Endpoint) -> Result<Response, AppError> {
+async fn settled(
+    state: &AppState,
+    key: GatewayKeyRow,
+    body: Bytes,
+    endpoint: Endpoint,
+    priority: Priority,
+) -> Result<Response, AppError> {
     let state = state.clone();
-    tokio::spawn(async move { forward(&state, key, body, endpoint, Priority::Interactive).await })
+    tokio::spawn(async move { forward(&state, key, body, endpoint, priority).await })
         .await
         .map_err(|error| AppError::Internal(error.into()))?
 }
@@ -132,7 +139,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
         if let Some(most) = request.get("max_output_tokens") {
             chat["max_tokens"] = most.clone();
         }
-        let answer = settled(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat).await?;
+        let answer = settled(&state, key, Bytes::from(chat.to_string()), Endpoint::Chat, Priority::Interactive).await?;
         if !answer.status().is_success() {
             return Ok(answer);
         }
@@ -162,7 +169,7 @@ pub async fn responses(State(state): State<AppState>, Extension(caller): Extensi
 
 /// A chat request paid by `key` (the playground's, for a member of the key's project).
 pub async fn chat_as(state: &AppState, key: GatewayKeyRow, body: Bytes) -> Result<Response, AppError> {
-    settled(state, key, body, Endpoint::Chat).await
+    settled(state, key, body, Endpoint::Chat, Priority::Interactive).await
 }
 
 /// A request as the gateway checked it: its model, its upstream body, its bounds.
@@ -298,7 +305,7 @@ fn usage_of(value: &Value) -> Option<(i64, i64)> {
     Some((prompt, completion))
 }
 
-pub(crate) async fn forward(
+async fn forward(
     state: &AppState,
     key: GatewayKeyRow,
     raw: Bytes,

@@ -6,7 +6,7 @@
 
 use grappe_db::{GatewayModelRow, ModelRow, ModelVersionRow, NewGatewayModel, ProjectRow};
 
-use crate::compute::{NewJobBody, ProjectRef, Submitted};
+use crate::compute::{NewJobBody, Submitted};
 use crate::data::inputs::Input;
 use crate::kit::error::{AppError, AppResult};
 use crate::kit::state::AppState;
@@ -85,24 +85,14 @@ pub async fn serve_version(
 }
 
 fn serving_job(model: &str, project: i64, time_limit_s: i64) -> NewJobBody {
+    let command = ["sh", "-c", SERVE_SCRIPT, "serve", model].map(str::to_owned).to_vec();
     NewJobBody {
-        project: ProjectRef::Id(project),
-        command: ["sh", "-c", SERVE_SCRIPT, "serve", model].map(str::to_owned).to_vec(),
         name: Some(serving_job_name(model)),
-        cpus: 1,
         gpus: Some(0),
-        gpus_per_node: None,
         memory_mb: 512,
-        time_limit_s,
         qos: if time_limit_s > 20 * 3600 { "long" } else { "normal" }.to_owned(),
-        env: Default::default(),
         // The gateway reaches the job on the machine's loopback, or on its Slurm node.
         network: true,
-        nodes: 1,
-        inputs: Vec::new(),
-        dry_run: false,
-        dependency: None,
-        array: None,
-        workdir: None,
+        ..NewJobBody::made_by_server(project, command, time_limit_s)
     }
 }

@@ -50,7 +50,9 @@ async fn run_once(state: &AppState, anchored_day: &mut String) -> Result<(), gra
     if state.db.tick_lease(TICKER, &state.instance).await? {
         state.db.delete_expired_sessions().await?;
         state.db.release_expired_reservations(grappe_db::now_ms()).await?;
-        crate::gateway::batches::resume(state).await?;
+        if let Err(error) = crate::gateway::batches::advance(state).await {
+            tracing::warn!(error = %error, "following the gateway's batches failed");
+        }
         if let Err(error) = crate::gateway::fine_tuning::advance(state).await {
             tracing::warn!(error = %error, "following the fine-tuning jobs failed");
         }

@@ -51,6 +51,10 @@ pub fn new_api_token() -> String {
 /// How a project's gateway key starts, so that it is told from a user's token at a glance.
 pub const GATEWAY_KEY_PREFIX: &str = "gsk-";
 
+/// How a batch's compute job's credential starts: `gjob-JOB-TOKEN`, where TOKEN is the job's
+/// replica token (`gateway::batches::job_key`).
+pub const BATCH_JOB_PREFIX: &str = "gjob-";
+
 pub fn new_gateway_key() -> String {
     format!("{GATEWAY_KEY_PREFIX}{}", new_secret())
 }
@@ -173,6 +177,8 @@ pub enum Via {
     Nothing,
     Bearer,
     Session,
+    /// A batch's compute job, paying with the batch's key (at batch priority).
+    BatchJob,
 }
 
 /// The resolved caller, put in the request's extensions by [`guard`].
@@ -224,7 +230,7 @@ pub fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
 /// public routes; a stale session cookie only makes the caller anonymous.
 type Resolved = (Actor, Option<UserRow>, Option<grappe_db::GatewayKeyRow>, Via);
 
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Resolved, AppError> {
+async fn resolve(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Resolved, AppError> {
     let session_cookie = session_cookie_name(SESSION_COOKIE, state.config.secure_cookies);
     if let Some(value) = headers.get(AUTHORIZATION) {
         let token = bearer(value).ok_or(AppError::Unauthenticated)?;
@@ -238,6 +244,11 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Resolved, AppE
                 state.db.gateway_key_by_hash(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
             let actor = Actor::ProjectKey { key: key.id, project: key.project_id };
             return Ok((actor, None, Some(key), Via::Bearer));
+        }
+        if let Some(credential) = token.strip_prefix(BATCH_JOB_PREFIX) {
+            let key = crate::gateway::batches::job_key(state, credential, path).await?;
+            let actor = Actor::ProjectKey { key: key.id, project: key.project_id };
+            return Ok((actor, None, Some(key), Via::BatchJob));
         }
         let user = state.db.api_token_user(&sha256_hex(token.as_bytes())).await?.ok_or(AppError::Unauthenticated)?;
         let (actor, user) = actor_of(state, user).await?;
@@ -260,7 +271,7 @@ pub async fn guard(State((state, rule)): State<(AppState, RouteRule)>, mut reque
         Kind::OpenAi => error.openai_response(),
         Kind::Api | Kind::Page => error.into_response(),
     };
-    let (actor, user, key, via) = match resolve(&state, request.headers()).await {
+    let (actor, user, key, via) = match resolve(&state, request.headers(), request.uri().path()).await {
         Ok(resolved) => resolved,
         Err(error) => return refusal(error),
     };

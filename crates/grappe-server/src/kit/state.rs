@@ -226,4 +226,26 @@ pub struct AppState {
     pub secret: Arc<[u8]>,
     /// The data commons' store (datasets' bytes); its catalogue is in the database.
     pub store: Arc<grappe_store::Store>,
+    /// The address the server listens on, once bound.
+    pub listening: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+}
+
+impl AppState {
+    /// Where jobs reach this server (`GRAPPE_SERVER_URL` in their environment): its public URL
+    /// if set (Slurm's nodes on other machines need it), else the address it listens on, on
+    /// loopback when it listens on every address.
+    pub fn url_for_jobs(&self) -> Option<String> {
+        if let Some(url) = &self.config.public_url {
+            return Some(url.trim_end_matches('/').to_owned());
+        }
+        let mut addr = *self.listening.get()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        Some(format!("http://{addr}"))
+    }
 }

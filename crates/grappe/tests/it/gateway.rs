@@ -572,68 +572,169 @@ fn upload_for(client: &Client, key: &str, purpose: &str, jsonl: &str) -> crate::
     client.request("POST", "/v1/files", Some(key), Some(("multipart/form-data; boundary=XyZ", body.into_bytes())))
 }
 
+/// A batch's requests for `model`, each `content`, as OpenAI's batch JSONL.
+fn batch_lines(model: &str, content: &str, count: usize) -> String {
+    let lines: Vec<String> = (0..count)
+        .map(|i| json!({ "custom_id": format!("q{i}"), "method": "POST", "url": "/v1/chat/completions", "body": chat(model, content, 4, false) }).to_string())
+        .collect();
+    lines.join("\n")
+}
+
+fn create_batch(client: &Client, key: &str, file_id: &Value) -> crate::harness::Reply {
+    client.post(
+        "/v1/batches",
+        Some(key),
+        &json!({ "input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h" }),
+    )
+}
+
 #[test]
-fn a_batch_of_requests_runs_paid_as_requests_and_survives_a_restart() {
+fn a_batch_of_requests_runs_as_a_job_paid_as_requests_and_survives_a_restart() {
     let upstream = Upstream::start();
     let db = TestDb::new(Backend::Sqlite);
     let data = crate::harness::TempDir::new("batch-data");
-    let mut server = Server::start_in(&db.url, &ServerOptions::default(), data.path());
+    let options = crate::compute::options(2);
+    let mut server = Server::start_in(&db.url, &options, data.path());
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "lots", 1, json!({ "name": "k" }));
     let (_, _, other_key) = project_with_key(&client, "autre", 1, json!({ "name": "k" }));
     register(&client, &upstream, "lent", None, (1000, 1000));
-    let lines: Vec<String> = (0..40)
-        .map(|i| json!({ "custom_id": format!("q{i}"), "method": "POST", "url": "/v1/chat/completions", "body": chat("lent", "SLOW FULL", 4, false) }).to_string())
-        .collect();
-    let file = upload(&client, &key, &lines.join("\n"));
+    let file = upload(&client, &key, &batch_lines("lent", "SLOW FULL", 60));
     assert_eq!(file.status, 200, "{}", file.text);
-    let file_id = file.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(client.get(&format!("/v1/files/{file_id}"), Some(&other_key)).status, 404, "another project's file");
+    let file_id = file.body["id"].clone();
+    assert_eq!(client.get(&format!("/v1/files/{}", file_id.as_str().unwrap()), Some(&other_key)).status, 404);
     let bad = upload(
         &client,
         &key,
         "{\"custom_id\": \"x\", \"method\": \"POST\", \"url\": \"/v1/embeddings\", \"body\": {}}",
     );
-    let refused = client.post(
-        "/v1/batches",
-        Some(&key),
-        &json!({ "input_file_id": bad.body["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h" }),
-    );
+    let refused = create_batch(&client, &key, &bad.body["id"]);
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("line 1"), "{}", refused.text);
-    let batch = client.post(
-        "/v1/batches",
-        Some(&key),
-        &json!({ "input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h" }),
-    );
+    let batch = create_batch(&client, &key, &file_id);
     assert_eq!(batch.status, 200, "{}", batch.text);
+    assert_eq!(batch.body["status"], "in_progress", "{}", batch.text);
     let batch_id = batch.body["id"].as_str().unwrap().to_owned();
-    // Killed mid-batch, started again: the batch goes on from where its answers stop.
-    let before = eventually(Duration::from_secs(20), "a few answers", || {
+    // It is a compute job of the project, at the lowest priority.
+    let jobs = client.get(&format!("/api/v1/jobs?project={project}"), Some(&member)).body;
+    let job = jobs["items"].as_array().unwrap().iter().find(|job| job["name"] == format!("batch {batch_id}"));
+    let job = job.unwrap_or_else(|| panic!("the batch's job: {jobs}")).clone();
+    assert_eq!((job["qos"].as_str(), job["gpus"].as_i64()), (Some("long"), Some(0)), "{job}");
+    // Killed mid-batch, started again: the job is run again and goes on from where its answers stop.
+    let before = eventually(Duration::from_secs(30), "a few answers", || {
         let done =
             client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body["request_counts"]["completed"].as_i64()?;
         (done >= 3).then_some(done)
     });
     server.kill9();
-    assert!(before < 40, "killed mid-batch ({before} of 40 answered)");
-    let server = Server::start_in(&db.url, &ServerOptions::default(), data.path());
+    assert!(before < 60, "killed mid-batch ({before} of 60 answered)");
+    let server = Server::start_in(&db.url, &options, data.path());
     let client = server.client();
-    let ended = eventually(Duration::from_secs(60), "the batch to complete", || {
+    let ended = eventually(Duration::from_secs(90), "the batch to complete", || {
         let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body;
         (batch["status"] == "completed").then_some(batch)
     });
-    assert_eq!(ended["request_counts"], json!({ "total": 40, "completed": 40, "failed": 0 }), "{ended}");
+    assert_eq!(ended["request_counts"], json!({ "total": 60, "completed": 60, "failed": 0 }), "{ended}");
     let output = client.get(&format!("/v1/files/{}/content", ended["output_file_id"].as_str().unwrap()), Some(&key));
     let answers: Vec<Value> = output.text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     let ids: Vec<&str> = answers.iter().map(|a| a["custom_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, (0..40).map(|i| format!("q{i}")).collect::<Vec<_>>(), "each request answered once, in order");
-    assert!(answers.iter().all(|a| a["response"]["status_code"] == 200));
+    assert_eq!(ids, (0..60).map(|i| format!("q{i}")).collect::<Vec<_>>(), "each request answered once, in order");
+    assert!(answers.iter().all(|a| a["response"]["status_code"] == 200), "{}", output.text);
     // Each request paid as any: 7 + 4 tokens at 1,000 GPU-ms per thousand; one request may have
     // been answered again after the kill, and paid again. The request the kill cut holds its
     // reservation (its most cost: a prompt bound of 97 bytes and 4 tokens) until it expires.
     let (charged, reserved, in_flight) = used_and_reserved(&client, project, &member);
-    assert!((40 * 11..=41 * 11).contains(&charged), "{charged}");
+    assert!((60 * 11..=61 * 11).contains(&charged), "{charged}");
     assert!(reserved <= 101 && in_flight <= 1, "at most the cut request's: {reserved} GPU-ms, {in_flight}");
+    let job = client.get(&format!("/api/v1/jobs/{}", job["id"]), Some(&member)).body;
+    assert_eq!((job["state"].as_str(), job["restart_count"].as_i64()), (Some("completed"), Some(1)), "{job}");
+}
+
+/// Cancelling a batch cancels its job and keeps what was answered; a job's token opens no
+/// batch's key, nor another endpoint; a project whose allocation takes no CPU job is told why.
+#[test]
+fn a_batch_cancelled_keeps_its_answers_and_no_job_pays_with_a_key_it_was_not_given() {
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &crate::compute::options(2));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "annule", 1, json!({ "name": "k" }));
+    register(&client, &upstream, "lent", None, (1000, 1000));
+    let file = upload(&client, &key, &batch_lines("lent", "SLOW FULL", 400));
+    let batch = create_batch(&client, &key, &file.body["id"]);
+    let batch_id = batch.body["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(30), "a few answers", || {
+        let done =
+            client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body["request_counts"]["completed"].as_i64()?;
+        (done >= 2).then_some(done)
+    });
+    let cancelling = client.post(&format!("/v1/batches/{batch_id}/cancel"), Some(&key), &json!({}));
+    assert_eq!(cancelling.body["status"], "cancelling", "{}", cancelling.text);
+    let ended = eventually(Duration::from_secs(30), "the batch to be cancelled", || {
+        let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body;
+        (batch["status"] == "cancelled").then_some(batch)
+    });
+    let answered = ended["request_counts"]["completed"].as_i64().unwrap();
+    assert!((2..400).contains(&answered), "{ended}");
+    let output = client.get(&format!("/v1/files/{}/content", ended["output_file_id"].as_str().unwrap()), Some(&key));
+    assert_eq!(output.text.lines().count() as i64, answered, "{ended}");
+    let jobs = client.get(&format!("/api/v1/jobs?project={project}"), Some(&member)).body;
+    let job = jobs["items"].as_array().unwrap().iter().find(|job| job["name"] == format!("batch {batch_id}")).cloned();
+    assert_eq!(job.unwrap()["state"], "cancelled");
+    // A member's own job holds its token: it opens no key, on any endpoint.
+    let script = "curl -s -o /dev/null -w '%{http_code}' -H \"Authorization: Bearer gjob-$GRAPPE_JOB_ID-$GRAPPE_REPLICA_TOKEN\" \
+                  -H 'Content-Type: application/json' -d '{\"model\": \"lent\", \"messages\": []}' \
+                  \"$GRAPPE_SERVER_URL/v1/chat/completions\"";
+    let body = json!({ "project": project, "command": ["sh", "-c", script], "time_limit_s": 60 });
+    let id = crate::compute::submit(&client, &member, body)["id"].as_i64().unwrap();
+    crate::compute::wait_state(&client, &member, id, &["completed"]);
+    assert_eq!(client.get(&format!("/api/v1/jobs/{id}/logs"), Some(&member)).text, "401");
+    for forged in ["gjob-1-00", "gjob-x", "gjob-"] {
+        let refused = client.post("/v1/chat/completions", Some(forged), &chat("lent", "FULL", 4, false));
+        assert_eq!(refused.status, 401, "{forged}: {}", refused.text);
+    }
+    // A project with GPU-hours only runs no CPU job: its batch is refused, and says why.
+    let gpu_only = client.post(
+        "/api/v1/projects",
+        Some(ADMIN_TOKEN),
+        &json!({ "name": "gpu-seul", "gpu_hours": 10, "cpu_hours": 0, "storage_gb": 1, "members": [] }),
+    );
+    let gpu_only = gpu_only.body["id"].as_i64().unwrap();
+    let admin_key =
+        client.post(&format!("/api/v1/projects/{gpu_only}/keys"), Some(ADMIN_TOKEN), &json!({ "name": "k" }));
+    let admin_key = admin_key.body["key"].as_str().unwrap().to_owned();
+    let file = upload(&client, &admin_key, &batch_lines("lent", "FULL", 2));
+    let refused = create_batch(&client, &admin_key, &file.body["id"]);
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("CPU job"), "{}", refused.text);
+}
+
+/// On Slurm, a batch's job is Slurm's, and reaches the gateway from its node.
+#[test]
+fn on_slurm_a_batch_runs_as_a_slurm_job() {
+    if !crate::compute::slurm_available() {
+        return;
+    }
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &crate::compute::slurm_options());
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "lots-slurm", 1, json!({ "name": "k" }));
+    register(&client, &upstream, "lent", None, (1000, 1000));
+    let file = upload(&client, &key, &batch_lines("lent", "FULL", 5));
+    let batch = create_batch(&client, &key, &file.body["id"]);
+    assert_eq!(batch.status, 200, "{}", batch.text);
+    let batch_id = batch.body["id"].as_str().unwrap().to_owned();
+    let ended = eventually(Duration::from_secs(60), "the batch to complete", || {
+        let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body;
+        (batch["status"] == "completed").then_some(batch)
+    });
+    let output = client.get(&format!("/v1/files/{}/content", ended["output_file_id"].as_str().unwrap()), Some(&key));
+    assert_eq!(ended["request_counts"], json!({ "total": 5, "completed": 5, "failed": 0 }), "{}", output.text);
+    let jobs = client.get(&format!("/api/v1/jobs?project={project}"), Some(&member)).body;
+    let job = jobs["items"].as_array().unwrap().iter().find(|job| job["name"] == format!("batch {batch_id}")).cloned();
+    let events = client.get(&format!("/api/v1/jobs/{}/events", job.unwrap()["id"]), Some(&member)).text;
+    assert!(events.contains("submitted to Slurm"), "{events}");
 }
 
 /// Chat examples for fine-tuning, in OpenAI's JSONL.
