@@ -137,7 +137,8 @@ fn find_program(spec: &LaunchSpec) -> Option<PathBuf> {
     let outside = |inside: PathBuf| -> PathBuf {
         for (source, target) in &spec.inputs {
             if let Ok(rest) = inside.strip_prefix(target) {
-                return source.join(rest);
+                // A file bound as itself (grappe's own program): joining "" would add a slash.
+                return if rest.as_os_str().is_empty() { source.clone() } else { source.join(rest) };
             }
         }
         inside

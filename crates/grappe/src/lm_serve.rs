@@ -95,23 +95,44 @@ pub async fn run(flags: ServeFlags) -> anyhow::Result<()> {
         max_tokens_limit: flags.max_tokens_limit,
         requests: AtomicU64::new(0),
         hasher: std::collections::hash_map::RandomState::new(),
-        replica_token: std::env::var(grappe_server::gateway::REPLICA_TOKEN_ENV).ok().filter(|token| !token.is_empty()),
+        replica_token: replica_token(),
     });
     let listener =
         tokio::net::TcpListener::bind(flags.addr).await.with_context(|| format!("listening on {}", flags.addr))?;
     let addr = listener.local_addr().context("the listening address")?;
     outln!("serving {} on http://{addr}/v1", served.name);
     if served.replica_token.is_some() {
-        // As a job: the announcement the compute service hands to the gateway.
-        let authority = match flags.announce_host {
-            Some(host) => format!("{host}:{}", addr.port()),
-            None => addr.to_string(),
-        };
-        let serve = json!({ "serve": { "model": served.name, "url": format!("http://{authority}/v1") } });
-        outln!("GRAPPE_METRIC {serve}");
+        announce(&served.name, addr, flags.announce_host.as_deref());
     }
     axum::serve(listener, router(served)).with_graceful_shutdown(crate::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The job's token, when run as a job (`GRAPPE_REPLICA_TOKEN`).
+pub(crate) fn replica_token() -> Option<String> {
+    std::env::var(grappe_server::gateway::REPLICA_TOKEN_ENV).ok().filter(|token| !token.is_empty())
+}
+
+/// As a job: the announcement the compute service hands to the gateway, `addr` with
+/// `announce_host` (on Slurm, the node's name) for its host if given.
+pub(crate) fn announce(name: &str, addr: SocketAddr, announce_host: Option<&str>) {
+    let authority = match announce_host {
+        Some(host) => format!("{host}:{}", addr.port()),
+        None => addr.to_string(),
+    };
+    let serve = json!({ "serve": { "model": name, "url": format!("http://{authority}/v1") } });
+    outln!("GRAPPE_METRIC {serve}");
+}
+
+/// The answer to `/v1/models`, with the proof of the job's token for the gateway's nonce.
+pub(crate) fn proved(token: Option<&str>, headers: &HeaderMap, list: Response) -> Response {
+    let nonce = headers.get(REPLICA_HEADER).and_then(|value| value.to_str().ok());
+    match (token, nonce) {
+        (Some(token), Some(nonce)) => {
+            ([(REPLICA_HEADER, grappe_server::gateway::replica_proof(token, nonce))], list).into_response()
+        }
+        _ => list,
+    }
 }
 
 fn router(served: Arc<Served>) -> Router {
@@ -131,7 +152,7 @@ fn now_s() -> u64 {
 
 /// An error as OpenAI writes them.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     kind: &'static str,
@@ -140,7 +161,7 @@ struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>, kind: &'static str) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>, kind: &'static str) -> ApiError {
         ApiError { status, message: message.into(), kind, param: None, code: None }
     }
 
@@ -173,18 +194,13 @@ impl IntoResponse for ApiError {
 
 async fn models(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let list = axum::Json(json!({ "object": "list", "data": [model_object(&served)] }));
-    let nonce = headers.get(REPLICA_HEADER).and_then(|value| value.to_str().ok());
-    match (&served.replica_token, nonce) {
-        (Some(token), Some(nonce)) => {
-            ([(REPLICA_HEADER, grappe_server::gateway::replica_proof(token, nonce))], list).into_response()
-        }
-        _ => list.into_response(),
-    }
+    proved(served.replica_token.as_deref(), &headers, list.into_response())
 }
 
-/// Run as a job, whether a request carries the job's token as bearer (always, otherwise).
-fn from_gateway(served: &Served, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &served.replica_token else { return Ok(()) };
+/// Run as a job (`token`), whether a request carries the job's token as bearer (always,
+/// otherwise).
+pub(crate) fn from_gateway(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = token else { return Ok(()) };
     let given = headers.get(AUTHORIZATION).and_then(bearer);
     if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
         return Ok(());
@@ -486,7 +502,7 @@ async fn answer(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    from_gateway(&served, headers)?;
+    from_gateway(served.replica_token.as_deref(), headers)?;
     let request = parse(&served, api, body)?;
     let permit = Arc::clone(&served.permits).try_acquire_owned().map_err(|_| ApiError {
         code: Some("rate_limit_exceeded"),

@@ -20,6 +20,7 @@ mod job;
 mod jury;
 mod lm_serve;
 mod model;
+mod model_proxy;
 mod programme;
 mod remote;
 mod score;
@@ -272,6 +273,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Programme { command } => programme::run(command),
         Command::Challenge { command } => challenge::run(command),
         Command::Model { command: model::ModelCommand::Serve(flags) } => lm_serve::run(flags).await,
+        Command::Model { command: model::ModelCommand::Proxy(flags) } => model_proxy::run(flags).await,
         Command::Model { command } => model::run(command),
         Command::Train { command } => train::run(command),
         Command::Batch { command } => batch::run(command),

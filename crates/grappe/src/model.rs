@@ -65,6 +65,10 @@ pub enum ModelCommand {
     /// Serve a model of `grappe train language-model` over HTTP in OpenAI's format (here, or as
     /// a job); prints `serving NAME on http://ADDR/v1` once listening.
     Serve(crate::lm_serve::ServeFlags),
+    /// Put a model server that speaks OpenAI's format (vLLM, TGI, llama.cpp's server), started
+    /// by the same job, behind the gateway: announce it, prove the job's token, relay the
+    /// gateway's requests.
+    Proxy(crate::model_proxy::ProxyFlags),
 }
 
 fn read_card(card: Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -97,7 +101,9 @@ fn version_line(version: &Value) -> String {
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     let session = Session::load()?;
     match command {
-        ModelCommand::Serve(_) => anyhow::bail!("`grappe model serve` runs on its own runtime task"),
+        ModelCommand::Serve(_) | ModelCommand::Proxy(_) => {
+            anyhow::bail!("`grappe model serve` and `proxy` run on the runtime")
+        }
         ModelCommand::Create { name, project, public, card, json: as_json } => {
             let body = json!({ "name": name, "project": project, "public": public, "card": read_card(card)?.unwrap_or_default() });
             let reply = answer(session.post("/api/v1/models", &body)?)?;

@@ -43,7 +43,8 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// The most bytes of a whole (not streamed) answer read from an upstream.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
-pub(crate) fn client() -> &'static Client<HttpConnector, Body> {
+/// The pooled HTTP client of the gateway's requests to model servers (and of `grappe model proxy`'s).
+pub fn client() -> &'static Client<HttpConnector, Body> {
     static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let mut connector = HttpConnector::new();

@@ -490,6 +490,40 @@ fn a_model_served_by_a_job_is_reached_while_its_run_runs() {
     serves_charged_until_cancelled(&client, &member, project, honest, ask, Duration::from_secs(30));
 }
 
+/// A model server that knows nothing of Grappe (the test's upstream, as vLLM would be), put
+/// behind the gateway by `grappe model proxy` in a job: answered whole and streamed, charged, and
+/// reached only through the gateway.
+#[test]
+fn any_openai_server_is_served_by_a_job_through_grappe_model_proxy() {
+    use crate::compute::{options, submit, wait_log};
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(2));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "relais", 1, json!({ "name": "k" }));
+    register_job_model(&client, &member, project, "relais");
+    let command = ["grappe", "model", "proxy", "--upstream", upstream.base.as_str(), "--name", "relais"];
+    let job = submit(&client, &member, json!({ "project": project, "command": command, "time_limit_s": 120 }));
+    // `grappe` itself is the job's command (found where the job runs, as its PATH names it).
+    let log = wait_log(&client, &member, job["id"].as_i64().unwrap(), "relaying relais on ");
+    let whole = eventually(Duration::from_secs(30), "the model to answer through its proxy", || {
+        let reply = client.post("/v1/chat/completions", Some(&key), &chat("relais", "FULL", 3, false));
+        (reply.status == 200).then_some(reply)
+    });
+    assert_eq!(whole.body["usage"]["completion_tokens"], 3, "{}", whole.text);
+    let streamed = client.post("/v1/chat/completions", Some(&key), &chat("relais", "FULL", 3, true));
+    assert_eq!(streamed.status, 200, "{}", streamed.text);
+    assert!(streamed.text.trim_end().ends_with("data: [DONE]"), "{}", streamed.text);
+    let (charged, reserved, _) = used_and_reserved(&client, project, &member);
+    assert!(charged > 0 && reserved == 0, "{charged} {reserved}");
+    // Straight to the proxy, without the job's token: refused; the server itself saw only the
+    // gateway's requests (and the proxy's own questions).
+    let url = log.split("relaying relais on ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let direct = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let refused = direct.post(&format!("{url}/chat/completions")).send_json(chat("relais", "FULL", 3, false)).unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+}
+
 /// `job`'s model server (`JOB_SERVER`) answers through the gateway within `wait`, charged like
 /// any upstream; once the job is cancelled, its address is forgotten.
 fn serves_charged_until_cancelled(
