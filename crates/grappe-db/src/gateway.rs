@@ -143,6 +143,8 @@ pub struct GatewayModelRow {
     /// The registry version it serves, if it is one (and so may be fine-tuned here).
     pub version_id: Option<i64>,
     pub created_at: i64,
+    /// How its versions are fine-tuned and served (JSON); none: the built-in model's way.
+    pub recipe: Option<String>,
 }
 
 pub struct NewGatewayModel<'a> {
@@ -154,6 +156,7 @@ pub struct NewGatewayModel<'a> {
     pub max_output_tokens: i64,
     pub max_concurrency: i64,
     pub version_id: Option<i64>,
+    pub recipe: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +238,7 @@ pub struct GatewayUsageRow {
 }
 
 const MODEL_COLUMNS: &str = "id, name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-    max_output_tokens, created_at, max_concurrency, version_id";
+    max_output_tokens, created_at, max_concurrency, version_id, recipe";
 const KEY_COLUMNS: &str = "id, project_id, name, prefix, requests_per_minute, tokens_per_minute, requests_per_day, \
     tokens_per_day, created_by, created_at, revoked_at, fine_tuning";
 
@@ -251,6 +254,7 @@ fn model_from(row: &AnyRow) -> DbResult<GatewayModelRow> {
         created_at: row.try_get(7)?,
         max_concurrency: row.try_get(8)?,
         version_id: row.try_get(9)?,
+        recipe: row.try_get(10)?,
     })
 }
 
@@ -298,8 +302,8 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO gateway_models (name, upstream, project_id, input_gpu_ms_per_1k, output_gpu_ms_per_1k, \
-             max_output_tokens, max_concurrency, version_id, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {MODEL_COLUMNS}"
+             max_output_tokens, max_concurrency, version_id, created_by, created_at, recipe) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {MODEL_COLUMNS}"
         ))
         .bind(new.name)
         .bind(new.upstream)
@@ -311,6 +315,7 @@ impl Db {
         .bind(new.version_id)
         .bind(actor)
         .bind(now_ms())
+        .bind(new.recipe)
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_as("a model with this name"))?;

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "key_rights", include_str!("../migrations/0021_key_rights.sql")),
     (22, "workdir_index", include_str!("../migrations/0022_workdir_index.sql")),
     (23, "batch_jobs", include_str!("../migrations/0023_batch_jobs.sql")),
+    (24, "model_recipes", include_str!("../migrations/0024_model_recipes.sql")),
 ];
 
 /// An arbitrary constant that names Grappe's migration lock.

@@ -406,6 +406,7 @@ async fn publish_language_model(
         // As `grappe model serve` answers at once by default.
         max_concurrency: 4,
         version_id: Some(version.id),
+        recipe: None,
     };
     let longest = crate::gateway::served::SERVING_LONGEST_S;
     crate::gateway::served::serve_version(state, &served, project, Some(member.id), &version, longest, "demo").await?;

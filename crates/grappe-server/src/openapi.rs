@@ -149,6 +149,20 @@ fn schemas() -> Value {
                 "output_gpu_ms_per_1k": { "type": "integer", "description": "GPU-milliseconds charged per 1,000 answer tokens" },
                 "max_output_tokens": { "type": "integer" },
                 "max_concurrency": { "type": "integer", "default": 32, "description": "the most requests one replica is sent at once; more wait, people before batches" },
+                "version": { "type": ["string", "null"], "description": "the registry version (NAME@N) the project's jobs serve as this model, which may then be fine-tuned" },
+                "recipe": {
+                    "type": ["object", "null"],
+                    "description": "how its versions are fine-tuned and served by jobs (administrators only, with version); none: the built-in language model's way",
+                    "required": ["train", "serve", "cpus", "gpus", "memory_mb", "tokens_per_second"],
+                    "properties": {
+                        "train": { "type": "string", "description": "shell script: $1 the fine-tuned model's name, $2 epochs, $3 seed; reads $GRAPPE_INPUTS/training/content and $GRAPPE_INPUTS/base/, writes model/" },
+                        "serve": { "type": "string", "description": "shell script serving $GRAPPE_INPUTS/model/ as the model named $1 (grappe model serve, or a server behind grappe model proxy)" },
+                        "cpus": { "type": "integer" },
+                        "gpus": { "type": "integer" },
+                        "memory_mb": { "type": "integer" },
+                        "tokens_per_second": { "type": "integer", "description": "bytes of examples trained per second: the quote's estimate" },
+                    },
+                },
             },
         },
         "CallDates": {

@@ -9,15 +9,16 @@
 //!    resources) and what would be left. With `"auto_start": false` (Mistral's API) the job
 //!    waits, `validated`, until `POST .../start`; else it starts at once.
 //! 2. **Run.** A compute job of the project, at normal priority and charged as any job, runs
-//!    `grappe train language-model --jsonl --base ...` with the file and the base version's
-//!    files as its inputs. Its loss per epoch is read back as the job's events.
+//!    the recipe's training script (the built-in one: `grappe train language-model --jsonl
+//!    --base ...`) with the file and the base version's files as its inputs. Its loss per epoch is read back as the job's events.
 //! 3. **Result.** The process holding the ticker lease follows started jobs ([`advance`]): once
 //!    the compute job completed, its output becomes the next version of the project's registry
 //!    model `BASE-ft-pPROJECT` (lineage: the job, the base version, the file), served as
 //!    `ft:BASE:PROJECT[:SUFFIX]:ID` through the gateway for the project's keys.
 //!
-//! Only models served by Grappe's own recipe can be fine-tuned here, on the local executor (the
-//! one that reads inputs); an administrator's upstream cannot.
+//! Only models served from a registry version can be fine-tuned here, by their recipe
+//! (`served::Recipe`: the built-in language model's, or an administrator's script for any
+//! other); an administrator's upstream cannot.
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::compute::{NewJobBody, Submitted};
 use crate::gateway::batches::{answered, file_bytes, number};
-use crate::gateway::served::{input_of, registry_version, serve_version};
+use crate::gateway::served::{Recipe, input_of, registry_version, serve_version};
 use crate::gateway::{fine_tuning_key, key_of, may_call};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
@@ -37,17 +38,10 @@ use crate::kit::state::AppState;
 
 const DEFAULT_EPOCHS: i64 = 3;
 const MAX_EPOCHS: i64 = 50;
-/// Tokens `grappe train language-model` trains on per second on one of this machine's CPUs with
-/// the default shape, measured (it prints its rate each epoch), rounded down: the quote's
-/// estimate.
-const TOKENS_PER_SECOND: i64 = 20_000;
 /// The job's time limit: twice the estimate, and a minute to start and write its output.
 const LIMIT_FACTOR: i64 = 2;
 const STARTUP_S: i64 = 60;
-/// The job's resources: the built-in recipe trains on one CPU.
-const CPUS: i64 = 1;
-const MEMORY_MB: i64 = 1024;
-/// Where the job writes its model, under its working directory.
+/// Where the job writes its model, under its working directory (as every recipe does).
 const OUTPUT: &str = "model";
 /// The most jobs one answer lists.
 const MAX_LIST: i64 = 100;
@@ -186,19 +180,18 @@ async fn tunable_model(state: &AppState, key: &GatewayKeyRow, name: &str) -> App
 }
 
 /// The compute job of a fine-tuning run, with the time limit that bounds its cost.
-fn job_body(fine_tune_name: &str, project: i64, epochs: i64, seed: i64, time_limit_s: i64) -> NewJobBody {
-    let script = format!(
-        "exec grappe train language-model --jsonl --text \"$GRAPPE_INPUTS/training/content\" \
-         --base \"$GRAPPE_INPUTS/base/model.bin\" --out {OUTPUT} --epochs {epochs} --seed {seed} --name \"$1\""
-    );
-    let command = vec!["sh".into(), "-c".into(), script, "fine-tune".into(), fine_tune_name.to_owned()];
+fn job_body(
+    recipe: &Recipe,
+    fine_tune_name: &str,
+    project: i64,
+    epochs: i64,
+    seed: i64,
+    time_limit_s: i64,
+) -> NewJobBody {
+    let (epochs, seed) = (epochs.to_string(), seed.to_string());
     NewJobBody {
         name: Some(format!("fine-tune {fine_tune_name}")),
-        cpus: CPUS,
-        gpus: Some(0),
-        memory_mb: MEMORY_MB,
-        qos: if time_limit_s <= 20 * 3600 { "normal" } else { "long" }.to_owned(),
-        ..NewJobBody::made_by_server(project, command, time_limit_s)
+        ..recipe.job(&recipe.train, &[fine_tune_name, &epochs, &seed], project, time_limit_s)
     }
 }
 
@@ -228,6 +221,7 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
         )));
     }
     let (model, _) = tunable_model(state, key, &body.model).await?;
+    let recipe = Recipe::of(model.recipe.as_deref())?;
     let file_id = number(&body.training_file, "file-")?;
     let file = state
         .db
@@ -245,14 +239,14 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
     // Every byte of an example and one end per example: the trainer's examples per epoch.
     let tokens_per_epoch = examples.text.len() as i64;
     let trained_tokens = tokens_per_epoch.saturating_mul(epochs);
-    let estimated_s = (trained_tokens + TOKENS_PER_SECOND - 1) / TOKENS_PER_SECOND;
+    let estimated_s = (trained_tokens + recipe.tokens_per_second - 1) / recipe.tokens_per_second;
     let time_limit_s = estimated_s.saturating_mul(LIMIT_FACTOR).saturating_add(STARTUP_S);
     let project = state
         .db
         .project(key.project_id)
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the key's project is missing")))?;
-    let mut estimate_body = job_body("quote", project.id, epochs, seed, time_limit_s);
+    let mut estimate_body = job_body(&recipe, "quote", project.id, epochs, seed, time_limit_s);
     estimate_body.dry_run = true;
     let Submitted::Estimate(estimate) = crate::compute::queue(state, None, &project, estimate_body, "[]").await? else {
         return Err(AppError::Internal(anyhow::anyhow!("a dry run queued a job")));
@@ -263,12 +257,13 @@ async fn create_fine_tune(state: &AppState, caller: &Caller, body: &[u8]) -> App
         "trained_tokens": trained_tokens,
         "estimated_duration_s": estimated_s,
         "time_limit_s": time_limit_s,
-        "cpus": CPUS,
-        "gpus": 0,
+        "cpus": recipe.cpus,
+        "gpus": recipe.gpus,
         "max_cpu_hours": estimate["estimated_cpu_hours"],
         "max_gpu_hours": estimate["estimated_gpu_hours"],
         "serving_hours": SERVING_S / 3600,
-        "serving_cpu_hours": SERVING_S as f64 / 3600.0,
+        "serving_cpu_hours": (SERVING_S * recipe.cpus) as f64 / 3600.0,
+        "serving_gpu_hours": (SERVING_S * recipe.gpus) as f64 / 3600.0,
         "gpu_hours_left_after": estimate["gpu_hours_left_after"],
         "cpu_hours_left_after": estimate["cpu_hours_left_after"],
     });
@@ -342,7 +337,8 @@ async fn queue_job(state: &AppState, key: &GatewayKeyRow, fine_tune: &FineTuneRo
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("file {} is missing", fine_tune.training_file_id)))?;
     let name = fine_tuned_name(&base.name, fine_tune);
-    let body = job_body(&name, project.id, fine_tune.epochs, fine_tune.seed, fine_tune.time_limit_s);
+    let recipe = Recipe::of(base.recipe.as_deref())?;
+    let body = job_body(&recipe, &name, project.id, fine_tune.epochs, fine_tune.seed, fine_tune.time_limit_s);
     let inputs = [input_of("training", &file.store_version), input_of("base", &version.store_version)];
     let inputs = serde_json::to_string(&inputs).map_err(anyhow::Error::from)?;
     match crate::compute::queue(state, None, &project, body, &inputs).await? {
@@ -648,6 +644,8 @@ async fn publish(state: &AppState, fine_tune: &FineTuneRow, job: &JobRow) -> App
         max_output_tokens: base.max_output_tokens,
         max_concurrency: base.max_concurrency,
         version_id: Some(version.id),
+        // Fine-tuned and served again as its base is.
+        recipe: base.recipe.as_deref(),
     };
     let project = state.db.project(fine_tune.project_id).await?;
     let project =

@@ -366,6 +366,10 @@ pub struct NewModelBody {
     /// fine-tuned; the registry model must be public or the project's.
     #[serde(default)]
     pub version: Option<String>,
+    /// How its versions are fine-tuned and served (administrators only, with `version`); none:
+    /// the built-in language model's way.
+    #[serde(default)]
+    pub recipe: Option<served::Recipe>,
 }
 
 fn thirty_two() -> i64 {
@@ -441,6 +445,17 @@ pub async fn create_model(
         }
         None => None,
     };
+    let recipe = match body.recipe {
+        // A recipe's scripts run in the project's jobs: an administrator's to write.
+        Some(_) if !caller.actor.is_admin() => {
+            return Err(AppError::Forbidden("a recipe runs commands in a project's jobs: administrators set them"));
+        }
+        Some(_) if version_id.is_none() => {
+            return Err(AppError::Invalid("`recipe`: for a model served from the registry (`version`)".into()));
+        }
+        Some(recipe) => Some(recipe.checked()?),
+        None => None,
+    };
     let new = NewGatewayModel {
         name: name.as_str(),
         upstream,
@@ -450,6 +465,7 @@ pub async fn create_model(
         max_output_tokens: body.max_output_tokens,
         max_concurrency: body.max_concurrency,
         version_id,
+        recipe: recipe.as_deref(),
     };
     let model = state.db.create_gateway_model(&new, &caller.audit_name()).await?;
     Ok((StatusCode::CREATED, Json(model_json(&model))).into_response())
@@ -479,6 +495,7 @@ pub async fn serve_model(
         max_output_tokens: model.max_output_tokens,
         max_concurrency: model.max_concurrency,
         version_id: model.version_id,
+        recipe: model.recipe.as_deref(),
     };
     let longest = served::SERVING_LONGEST_S;
     served::serve_version(&state, &new, &project, caller.actor.user_id(), &version, longest, &caller.audit_name())

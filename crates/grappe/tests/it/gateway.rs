@@ -771,6 +771,86 @@ fn on_slurm_a_batch_runs_as_a_slurm_job() {
     assert!(events.contains("submitted to Slurm"), "{events}");
 }
 
+/// A model Grappe's built-in recipe does not know (here, a folder served by the test's upstream,
+/// as vLLM would serve weights), with an administrator's recipe: its base served, fine-tuned
+/// from a quote to a model served, each by the recipe's scripts.
+#[test]
+fn a_model_with_an_administrators_recipe_is_fine_tuned_and_served_by_its_scripts() {
+    use crate::compute::{options, submit, wait_state};
+    let upstream = Upstream::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let server = Server::start(&db.url, &options(3));
+    let client = server.client();
+    let (project, member, key) = project_with_key(&client, "recette", 1, json!({ "name": "k", "fine_tuning": true }));
+    let weights = "mkdir -p base && echo poids > base/weights.txt";
+    let job =
+        submit(&client, &member, json!({ "project": project, "command": ["sh", "-c", weights], "time_limit_s": 60 }));
+    let job = job["id"].as_i64().unwrap();
+    wait_state(&client, &member, job, &["completed"]);
+    assert_eq!(
+        client.post("/api/v1/models", Some(&member), &json!({ "name": "grand-modele", "project": project })).status,
+        201
+    );
+    let version =
+        client.post("/api/v1/models/grand-modele/versions", Some(&member), &json!({ "job": job, "path": "base" }));
+    assert_eq!(version.status, 201, "{}", version.text);
+    let train = r#"mkdir -p model && cp -r "$GRAPPE_INPUTS/base/." model/ && echo "$1: $2 epochs, seed $3" > model/trained.txt && wc -l < "$GRAPPE_INPUTS/training/content" > model/examples && echo "GRAPPE_METRIC {\"key\": \"loss\", \"value\": 0.25, \"step\": $2}""#;
+    let serve = format!(
+        r#"test -f "$GRAPPE_INPUTS/model/weights.txt" && exec grappe model proxy --upstream {} --name "$1""#,
+        upstream.base
+    );
+    let recipe =
+        json!({ "train": train, "serve": serve, "cpus": 1, "gpus": 0, "memory_mb": 256, "tokens_per_second": 1000 });
+    let model = json!({ "name": "grand", "project": project, "version": "grand-modele@1", "input_gpu_ms_per_1k": 1000, "output_gpu_ms_per_1k": 1000, "max_output_tokens": 50, "recipe": recipe });
+    let by_member = client.post("/api/v1/gateway/models", Some(&member), &model);
+    assert_eq!(by_member.status, 403, "a recipe is an administrator's: {}", by_member.text);
+    let mut bad = model.clone();
+    bad["recipe"]["cpus"] = json!(0);
+    assert_eq!(client.post("/api/v1/gateway/models", Some(ADMIN_TOKEN), &bad).status, 422);
+    let registered = client.post("/api/v1/gateway/models", Some(ADMIN_TOKEN), &model);
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    // The base, served by the recipe's script.
+    assert_eq!(client.post("/api/v1/gateway/models/grand/serve", Some(&member), &json!({})).status, 200);
+    eventually(Duration::from_secs(30), "the base to answer", || {
+        let reply = client.post("/v1/chat/completions", Some(&key), &chat("grand", "FULL", 3, false));
+        (reply.status == 200).then_some(reply)
+    });
+    // Quoted by the recipe's speed and resources, trained and served by its scripts.
+    let file = upload_for(&client, &key, "fine-tune", &examples(4));
+    let ask = json!({ "model": "grand", "training_file": file.body["id"], "hyperparameters": { "n_epochs": 2 } });
+    let created = client.post("/v1/fine_tuning/jobs", Some(&key), &ask);
+    assert_eq!(created.status, 200, "{}", created.text);
+    let quote = &created.body["quote"];
+    let tokens = quote["trained_tokens"].as_i64().unwrap();
+    assert_eq!(quote["estimated_duration_s"], json!((tokens + 999) / 1000), "{quote}");
+    assert_eq!((quote["cpus"].as_i64(), quote["gpus"].as_i64()), (Some(1), Some(0)), "{quote}");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let done = eventually(Duration::from_secs(60), "the fine-tuning job to end", || {
+        let job = client.get(&format!("/v1/fine_tuning/jobs/{id}"), Some(&key));
+        matches!(job.body["status"].as_str(), Some("succeeded" | "failed" | "cancelled")).then_some(job)
+    });
+    assert_eq!(done.body["status"], "succeeded", "{}", done.text);
+    let fine_tuned = done.body["fine_tuned_model"].as_str().unwrap().to_owned();
+    let events = client.get(&format!("/v1/fine_tuning/jobs/{id}/events"), Some(&key)).text;
+    assert!(events.contains("Epoch 2: training loss 0.2500"), "{events}");
+    let answer = eventually(Duration::from_secs(30), "the fine-tuned model to answer", || {
+        let reply = client.post("/v1/chat/completions", Some(&key), &chat(&fine_tuned, "FULL", 3, false));
+        (reply.status == 200).then_some(reply)
+    });
+    assert_eq!(answer.body["usage"]["completion_tokens"], 3, "{}", answer.text);
+    // Its files are the training script's: the base's, and the two the run wrote.
+    let checkpoints = client.get(&format!("/v1/fine_tuning/jobs/{id}/checkpoints"), Some(&key));
+    let registry = checkpoints.body["data"][0]["registry_version"].as_str().unwrap().to_owned();
+    let registry = client.get(&format!("/api/v1/models/{}", registry.split('@').next().unwrap()), Some(&member));
+    let version = &registry.body["versions"][0];
+    assert_eq!(
+        (version["files"].as_i64(), version["base"].as_str()),
+        (Some(3), Some("grand-modele@1")),
+        "{}",
+        registry.text
+    );
+}
+
 /// Chat examples for fine-tuning, in OpenAI's JSONL.
 fn examples(count: usize) -> String {
     let line = json!({ "messages": [
