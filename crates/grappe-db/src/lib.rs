@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
@@ -227,13 +227,26 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
         let mut db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default(), gateway_writer: None };
         migrate::run(&db).await?;
         if backend == Backend::Sqlite {
-            db.gateway_writer = Some(gateway::start_group_writer(db.clone()));
+            // The group writer's own connection: its commits are not synced one by one
+            // (`gateway::start_group_writer` says why).
+            let mut connection = AnyConnection::connect_with(&options).await?;
+            connection
+                .execute(
+                    format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA busy_timeout = {};",
+                        WRITE_WAIT.as_millis()
+                    )
+                    .as_str(),
+                )
+                .await?;
+            db.gateway_writer = Some(gateway::start_group_writer(db.clone(), connection));
         }
         Ok(db)
     }
@@ -245,20 +258,25 @@ impl Db {
     /// turn. While it holds the permit, a transaction must not open another (it would wait for
     /// itself): the functions that share a transaction take it as an argument (`..._in`).
     pub(crate) async fn write_tx(&self) -> DbResult<WriteTx> {
-        let permit = match &self.writer {
-            Some(writer) => Some(
-                tokio::time::timeout(WRITE_WAIT, writer.clone().acquire_owned())
-                    .await
-                    .map_err(|_| DbError::Sql(sqlx::Error::PoolTimedOut))?
-                    .expect("the write permit's semaphore is never closed"),
-            ),
-            None => None,
-        };
+        let permit = self.write_permit().await?;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(WriteTx { tx: Some(tx), permit })
+    }
+
+    /// On SQLite, the process's write permit (at most [`WRITE_WAIT`], then unavailable).
+    pub(crate) async fn write_permit(&self) -> DbResult<Option<OwnedSemaphorePermit>> {
+        match &self.writer {
+            Some(writer) => Ok(Some(
+                tokio::time::timeout(WRITE_WAIT, writer.clone().acquire_owned())
+                    .await
+                    .map_err(|_| DbError::Sql(sqlx::Error::PoolTimedOut))?
+                    .expect("the write permit's semaphore is never closed"),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// One statement written alone, through the write permit ([`Db::write_tx`]); the rows it
