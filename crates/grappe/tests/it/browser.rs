@@ -167,7 +167,11 @@ impl Browser {
     /// Polls until `css` matches `count` elements: a click that submits a form may return
     /// before the next page has loaded.
     fn wait_count(&self, css: &str, count: usize) {
-        eventually(Duration::from_secs(15), &format!("{count} of {css}"), || (self.count(css) == count).then_some(()));
+        self.wait_count_within(css, count, Duration::from_secs(15));
+    }
+
+    fn wait_count_within(&self, css: &str, count: usize, within: Duration) {
+        eventually(within, &format!("{count} of {css}"), || (self.count(css) == count).then_some(()));
     }
 
     /// Polls until the first `css` element reads `expected`.
@@ -339,8 +343,10 @@ fn submit_a_job_from_the_project_page_and_watch_it_finish() {
     assert!(browser.text("#log").contains("bonjour depuis le navigateur\nfin"), "{}", browser.text("#log"));
     assert!(browser.text("#timeline").contains("en cours"));
     browser.screenshot("job-fr.png");
+    // Job 1 is the demo's training: on a machine loaded by the other tests it may take a minute
+    // to print its first metric; the page draws its charts as they come (every 2 s).
     browser.go(&format!("{}/compute/jobs/1", server.base));
-    browser.wait_count("figure.metric svg", 1);
+    browser.wait_count_within("figure.metric svg", 1, Duration::from_secs(90));
     browser.screenshot("job-metrics-fr.png");
 }
 

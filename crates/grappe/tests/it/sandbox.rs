@@ -91,6 +91,8 @@ fn escape_attempts_fail() {
             "GRAPPE_GPU_IDS",
             // The run's own proof for a model server it may start (the gateway's replicas).
             "GRAPPE_REPLICA_TOKEN",
+            // Where the server is (a batch's job sends its requests there): no secret.
+            "GRAPPE_SERVER_URL",
             "CUDA_VISIBLE_DEVICES",
             "MY_SETTING",
         ];
