@@ -188,6 +188,16 @@ impl Drop for WriteTx {
     }
 }
 
+/// A SQLite connection's settings: WAL, commits synced as `synchronous` says, foreign keys
+/// (off by default in SQLite), and [`WRITE_WAIT`] for another process's write lock.
+fn sqlite_settings(synchronous: &str) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = {};",
+        WRITE_WAIT.as_millis()
+    )
+}
+
 impl Db {
     /// Connects, sets the durability pragmas on SQLite, and applies pending migrations.
     pub async fn open(url: &str, config: &PoolConfig) -> DbResult<Db> {
@@ -213,16 +223,7 @@ impl Db {
                     if backend == Backend::Sqlite {
                         // WAL with FULL sync: a committed transaction survives a crash of the
                         // process or of the machine. Foreign keys are off by default in SQLite.
-                        connection
-                            .execute(
-                                format!(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
-                                    WRITE_WAIT.as_millis()
-                                )
-                                .as_str(),
-                            )
-                            .await?;
+                        connection.execute(sqlite_settings("FULL").as_str()).await?;
                     }
                     Ok(())
                 })
@@ -236,16 +237,7 @@ impl Db {
             // The group writer's own connection: its commits are not synced one by one
             // (`gateway::start_group_writer` says why).
             let mut connection = AnyConnection::connect_with(&options).await?;
-            connection
-                .execute(
-                    format!(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                         PRAGMA busy_timeout = {};",
-                        WRITE_WAIT.as_millis()
-                    )
-                    .as_str(),
-                )
-                .await?;
+            connection.execute(sqlite_settings("NORMAL").as_str()).await?;
             db.gateway_writer = Some(gateway::start_group_writer(db.clone(), connection));
         }
         Ok(db)

@@ -52,8 +52,9 @@ pub fn run(command: BatchCommand) -> anyhow::Result<()> {
     let BatchCommand::Run { batch, endpoint, input, output } = command;
     let var =
         |name: &str| std::env::var(name).with_context(|| format!("{name} is not set: the server sets it in a job"));
-    let url = format!("{}{endpoint}", var("GRAPPE_SERVER_URL")?);
-    let credential = format!("Bearer gjob-{}-{}", var("GRAPPE_JOB_ID")?, var("GRAPPE_REPLICA_TOKEN")?);
+    let url = format!("{}{endpoint}", var(grappe_server::kit::state::SERVER_URL_ENV)?);
+    let (job, token) = (var("GRAPPE_JOB_ID")?, var(grappe_server::gateway::REPLICA_TOKEN_ENV)?);
+    let credential = format!("Bearer {}{job}-{token}", grappe_server::kit::caller::BATCH_JOB_PREFIX);
     let text = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
     let requests: Vec<(String, Value)> = text
         .lines()

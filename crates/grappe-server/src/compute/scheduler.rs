@@ -1542,7 +1542,7 @@ fn job_env(
         (crate::gateway::REPLICA_TOKEN_ENV.to_owned(), crate::gateway::replica_token(state, job.id)),
     ]);
     if let Some(url) = state.url_for_jobs() {
-        env.push(("GRAPPE_SERVER_URL".to_owned(), url));
+        env.push((crate::kit::state::SERVER_URL_ENV.to_owned(), url));
     }
     if let (Some(array), Some(task)) = (job.array_job_id, job.array_task_id) {
         env.push(("GRAPPE_ARRAY_JOB_ID".to_owned(), array.to_string()));

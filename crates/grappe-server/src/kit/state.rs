@@ -230,8 +230,11 @@ pub struct AppState {
     pub listening: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
+/// The variable of a job's environment that holds [`AppState::url_for_jobs`].
+pub const SERVER_URL_ENV: &str = "GRAPPE_SERVER_URL";
+
 impl AppState {
-    /// Where jobs reach this server (`GRAPPE_SERVER_URL` in their environment): its public URL
+    /// Where jobs reach this server ([`SERVER_URL_ENV`] in their environment): its public URL
     /// if set (Slurm's nodes on other machines need it), else the address it listens on, on
     /// loopback when it listens on every address.
     pub fn url_for_jobs(&self) -> Option<String> {
