@@ -202,7 +202,7 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> AppResult<Json<Value>> {
-    let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let bytes = crate::kit::extract::body_within(body, MAX_FILE_BYTES).await?;
     Ok(Json(attach(&state, &caller, id, query.version, &query.name, bytes.to_vec()).await?))
 }
 

@@ -940,7 +940,7 @@ pub async fn submit_file(
     let challenge = challenge_for(&state, id).await?;
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let limit = state.config.limits.dataset_upload_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let bytes = crate::kit::extract::body_within(body, limit).await?;
     let submission = if media.starts_with("text/csv") {
         submit_predictions(&state, &caller, &challenge, &bytes, &query.note).await?
     } else if media.starts_with("application/json") {

@@ -607,20 +607,11 @@ fn is_digest(text: &str) -> bool {
 pub async fn upload_workdir(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     // Files, a header and padding per entry, and the 10 KiB record GNU tar rounds up to.
     let limit = grappe_domain::workdir::MAX_BYTES as usize + grappe_domain::workdir::MAX_ENTRIES * 1024 + 10_240;
-    // An announced length past the bound is refused before a byte of the body is read.
-    let announced = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit as u64) {
-        return Err(AppError::PayloadTooLarge);
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let bytes = crate::kit::extract::body_within(body, limit).await?;
     let (digest, files, size) = store_workdir(&state, &caller, bytes.to_vec()).await?;
     Ok((StatusCode::CREATED, Json(json!({ "workdir": digest, "files": files, "bytes": size }))))
 }

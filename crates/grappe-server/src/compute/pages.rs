@@ -323,7 +323,7 @@ const SCRIPT_MAX_BYTES: usize = 1 << 20;
 /// else URL-encoded.
 async fn read_job_form(headers: &HeaderMap, body: axum::body::Body) -> Result<(JobForm, Option<Script>), AppError> {
     if !multipart::is_multipart(headers) {
-        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| AppError::PayloadTooLarge)?;
+        let bytes = crate::kit::extract::body_within(body, 64 * 1024).await?;
         let form = serde_urlencoded::from_bytes(&bytes)
             .map_err(|error| AppError::BadRequest(format!("the form could not be read: {error}")))?;
         return Ok((form, None));

@@ -377,7 +377,7 @@ pub async fn missing_chunks(
 
 /// A request body of at most the push limit.
 async fn upload_body(state: &AppState, body: Body) -> AppResult<Bytes> {
-    axum::body::to_bytes(body, state.config.limits.dataset_upload_bytes).await.map_err(|_| AppError::PayloadTooLarge)
+    crate::kit::extract::body_within(body, state.config.limits.dataset_upload_bytes).await
 }
 
 /// `digest (32 bytes), length (u32 LE), bytes`, repeated to the end of the body.

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 
-use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +32,7 @@ use crate::gateway::proxy::Endpoint;
 use crate::gateway::served::input_of;
 use crate::kit::caller::{Caller, constant_time_eq};
 use crate::kit::error::{AppError, AppResult};
+use crate::kit::extract::OpenAiBody;
 use crate::kit::multipart;
 use crate::kit::state::AppState;
 use crate::kit::stored::{Scratch, blocking, version_id};
@@ -261,7 +261,7 @@ fn requests_of(bytes: &[u8], endpoint: &str) -> AppResult<Vec<(String, Value)>> 
 pub async fn create_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    body: Bytes,
+    OpenAiBody(body): OpenAiBody,
 ) -> Response {
     let done = async {
         let key = key_of(&caller)?.clone();

@@ -21,7 +21,6 @@
 //! other); an administrator's upstream cannot.
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::Response;
 use grappe_db::{FineTuneEnd, FineTuneRow, GatewayKeyRow, GatewayModelRow, JobRow, NewFineTune, NewGatewayModel};
@@ -34,6 +33,7 @@ use crate::gateway::served::{Recipe, input_of, registry_version, serve_version};
 use crate::gateway::{fine_tuning_key, key_of, may_call};
 use crate::kit::caller::Caller;
 use crate::kit::error::{AppError, AppResult};
+use crate::kit::extract::OpenAiBody;
 use crate::kit::state::AppState;
 
 const DEFAULT_EPOCHS: i64 = 3;
@@ -195,7 +195,11 @@ fn job_body(
     }
 }
 
-pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OpenAiBody(body): OpenAiBody,
+) -> Response {
     answered(create_fine_tune(&state, &caller, &body).await)
 }
 

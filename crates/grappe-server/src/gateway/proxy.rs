@@ -31,6 +31,7 @@ use crate::gateway::replicas::{self, NoReplica, Priority};
 use crate::gateway::{key_of, may_call};
 use crate::kit::caller::{Caller, Via};
 use crate::kit::error::AppError;
+use crate::kit::extract::OpenAiBody;
 use crate::kit::state::AppState;
 
 /// How long a request may take, and so how long its reservation lives before the reaper may
@@ -79,15 +80,27 @@ impl Endpoint {
     }
 }
 
-pub async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+pub async fn chat(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OpenAiBody(body): OpenAiBody,
+) -> Response {
     by_key(&state, &caller, body, Endpoint::Chat).await
 }
 
-pub async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+pub async fn completions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OpenAiBody(body): OpenAiBody,
+) -> Response {
     by_key(&state, &caller, body, Endpoint::Completions).await
 }
 
-pub async fn embeddings(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OpenAiBody(body): OpenAiBody,
+) -> Response {
     by_key(&state, &caller, body, Endpoint::Embeddings).await
 }
 
@@ -119,7 +132,11 @@ async fn settled(
 /// `POST /v1/responses`, minimal: text or messages in (`input`, `instructions`,
 /// `max_output_tokens`), one message out, no streaming, no tools; forwarded as a chat
 /// completion and answered in the Responses shape.
-pub async fn responses(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+pub async fn responses(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    OpenAiBody(body): OpenAiBody,
+) -> Response {
     let answered = async {
         let key = key_of(&caller)?.clone();
         let request: Value = serde_json::from_slice(&body)

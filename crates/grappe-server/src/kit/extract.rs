@@ -1,5 +1,6 @@
 //! Request extractors whose rejections are [`AppError`]s, so that a malformed body, query or
-//! path gets the JSON envelope: [`ApiJson`], [`ApiQuery`], [`Id`].
+//! path gets the JSON envelope: [`ApiJson`], [`ApiQuery`], [`Id`]; [`OpenAiBody`] for the gateway;
+//! and [`body_within`], a raw body read whole up to a bound.
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -7,15 +8,35 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::kit::error::AppError;
+use crate::kit::state::AppState;
 
-/// `Json` whose rejections are [`AppError`]s, so a malformed body gets the envelope.
+/// `Json` whose rejections are [`AppError`]s, so a malformed body gets the envelope. Its body is
+/// read by [`body_within`] up to the server's body limit, so that one past it is answered 413.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = body_within(body, state.config.body_limit_bytes).await?;
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         Ok(ApiJson(Json::<T>::from_request(request, state).await?.0))
+    }
+}
+
+/// A body for the OpenAI-format gateway: read by [`body_within`] up to the server's body limit,
+/// its refusal in OpenAI's error shape ([`AppError::openai_response`]).
+pub struct OpenAiBody(pub axum::body::Bytes);
+
+impl FromRequest<AppState> for OpenAiBody {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        body_within(request.into_body(), state.config.body_limit_bytes)
+            .await
+            .map(OpenAiBody)
+            .map_err(AppError::openai_response)
     }
 }
 
@@ -53,4 +74,65 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 pub struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
+}
+
+/// How much of a body past its bound is still read (and dropped) before the refusal, for how
+/// long in all, and how long a pause of the client ends it. Most HTTP libraries send the whole
+/// body before they read the answer: had the server closed the connection with bytes unread, its
+/// kernel would reset it, and the client would see "connection reset" instead of the 413 and its
+/// reason. Past these bounds it closes at once (a lingering close, as nginx's).
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A request's body, whole, if it holds at most `limit` bytes; else
+/// [`AppError::PayloadTooLarge`], answered once the rest is read or the client pauses (see
+/// [`DRAIN_BYTES`]). A body
+/// whose announced length is past `limit` keeps nothing; one past the bound by more than
+/// [`DRAIN_BYTES`] is refused before a byte of it is read.
+pub async fn body_within(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
+    use axum::body::HttpBody;
+    use futures_util::StreamExt;
+    let announced = body.size_hint().exact();
+    let limit = limit as u64;
+    if announced.is_some_and(|length| length > limit.saturating_add(DRAIN_BYTES)) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let mut over = announced.is_some_and(|length| length > limit);
+    let capacity = if over { 0 } else { announced.unwrap_or(0).min(limit) };
+    let mut kept = Vec::with_capacity(capacity as usize);
+    let mut dropped = 0u64;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut chunks = body.into_data_stream();
+    loop {
+        let next = if over {
+            let until = deadline.min(tokio::time::Instant::now() + DRAIN_PAUSE);
+            match tokio::time::timeout_at(until, chunks.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            chunks.next().await
+        };
+        let chunk = match next {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(_)) if over => break,
+            Some(Err(error)) => return Err(AppError::BadRequest(format!("the body could not be read whole: {error}"))),
+        };
+        if !over && (kept.len() + chunk.len()) as u64 > limit {
+            over = true;
+            dropped = kept.len() as u64;
+            kept = Vec::new();
+        }
+        if over {
+            dropped += chunk.len() as u64;
+            if dropped > limit.saturating_add(DRAIN_BYTES) {
+                break;
+            }
+        } else {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    if over { Err(AppError::PayloadTooLarge) } else { Ok(kept.into()) }
 }

@@ -22,7 +22,7 @@ pub async fn read(
     let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = boundary(content_type)
         .map_err(|why| AppError::BadRequest(format!("send the form as multipart/form-data: {}", why.0)))?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let bytes = crate::kit::extract::body_within(body, limit).await?;
     Ok((bytes, boundary))
 }
 

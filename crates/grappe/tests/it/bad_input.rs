@@ -87,6 +87,39 @@ fn malformed_requests_get_the_envelope_and_write_nothing() {
     }
 }
 
+/// Regression (a CI run): a client library that sends its whole body before it reads the answer
+/// (ureq, Python's `http.client`, most of them) got "connection reset" instead of the 413 for a
+/// body past the bound: the server closed with bytes unread. It now reads the rest and drops it.
+#[test]
+fn a_whole_body_past_the_bound_is_answered_413_not_a_reset() {
+    let db = TestDb::new(crate::harness::Backend::Sqlite);
+    let server = Server::start(&db.url, &ServerOptions::default());
+    let client = server.client();
+    // Past the working directory's bound (26 MiB) by a length announced, so refused unread.
+    let body = vec![b'x'; 40 << 20];
+    for attempt in 0..3 {
+        let reply = client
+            .try_request("POST", "/api/v1/workdirs", Some(ADMIN_TOKEN), Some(("application/x-tar", body.clone())))
+            .unwrap_or_else(|error| panic!("attempt {attempt}: {error}"));
+        reply.assert_envelope(413);
+    }
+    // Past the JSON bound (1 MiB by default), with a body that parses.
+    let name = "x".repeat(3 << 20);
+    let user = json!({ "name": name, "email": "big@example.org", "password": "a long enough password" });
+    for attempt in 0..3 {
+        let reply = client
+            .try_request(
+                "POST",
+                "/api/v1/users",
+                Some(ADMIN_TOKEN),
+                Some(("application/json", user.to_string().into())),
+            )
+            .unwrap_or_else(|error| panic!("attempt {attempt}: {error}"));
+        reply.assert_envelope(413);
+    }
+    assert_eq!(client.get("/healthz", None).status, 200);
+}
+
 /// Regression: `next` with a tab or a line break once redirected off-site or failed with a 500.
 #[test]
 fn language_and_login_redirects_stay_on_site() {

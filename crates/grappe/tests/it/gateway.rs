@@ -198,12 +198,14 @@ fn an_openai_client_chats_through_the_gateway_charged_to_its_project() {
         assert_eq!(embedded.status, 200, "{}", embedded.text);
         assert_eq!(used_and_reserved(&client, project, &member).0, 17 + 26 + 17 + 4);
         // OpenAI-shaped refusals, nothing charged: another project's private model, an unknown
-        // one, too many tokens, a body that is not JSON, no key.
+        // one, too many tokens, a body that is not JSON, a prompt past the body limit (whole:
+        // the client reads the 413, not a reset connection), no key.
         for (body, status, code) in [
             (chat("modele-prive", "x", 5, false).to_string(), 404, "not_found"),
             (chat("inconnu", "x", 5, false).to_string(), 404, "not_found"),
             (chat("petit-modele", "x", 101, false).to_string(), 422, "invalid"),
             ("{not json".to_owned(), 400, "bad_request"),
+            (chat("petit-modele", &"x".repeat(40 << 20), 5, false).to_string(), 413, "payload_too_large"),
         ] {
             let refused = client.request(
                 "POST",

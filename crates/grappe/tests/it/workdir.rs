@@ -94,7 +94,7 @@ fn a_job_starts_in_the_folder_it_was_sent_with_and_nothing_else_gets_in() {
             reply.assert_envelope(422);
             assert!(reply.body["detail"].as_str().unwrap().contains(says), "{says}: {}", reply.text);
         }
-        // An announced length past the bound: refused before the body is read.
+        // An announced length past the bound: a 413 with its reason, not a reset connection.
         crate::bad_input::assert_oversized_is_refused_at(
             &server.base,
             "/api/v1/workdirs",
