@@ -6,16 +6,20 @@
 //! project's row before its windows', as the reaper does, so that they never wait on each other
 //! in a circle on PostgreSQL.
 
+mod ledger;
+pub(crate) mod writer;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Connection, Row};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, AuditEntry};
 use crate::{Db, DbError, DbResult, conflict_as, now_ms};
+use ledger::{Arg, Ledger};
+use writer::{GroupWrite, in_group};
 
 /// The rate windows: a minute, and a UTC day.
 pub const WINDOW_MS: i64 = 60_000;
@@ -488,78 +492,61 @@ impl Db {
             return in_group(writer, |reply| GroupWrite::Reserve(*ask, reply)).await;
         }
         let mut tx = self.write_tx().await?;
-        let reserved = self.reserve_in(&mut tx, ask).await?;
+        let reserved = self.reserve_on(&mut *tx, ask).await?;
         if reserved.is_ok() {
             tx.commit().await?;
         }
         Ok(reserved)
     }
 
-    /// [`Db::reserve`]'s statements, in a transaction that the caller commits if it reserved,
+    /// [`Db::reserve`]'s statements, on a transaction that the caller commits if it reserved,
     /// and rolls back if not.
-    async fn reserve_in(&self, tx: &mut AnyConnection, ask: &Ask) -> DbResult<Result<i64, Refused>> {
+    pub(crate) async fn reserve_on(&self, tx: &mut impl Ledger, ask: &Ask) -> DbResult<Result<i64, Refused>> {
         let now = now_ms();
         // The key as it is now, whatever this process remembers of it.
-        let row = sqlx::query(
-            "SELECT k.revoked_at, k.requests_per_minute, k.tokens_per_minute, k.requests_per_day, k.tokens_per_day, \
-             p.id, p.gpu_hours, p.valid_from, p.valid_until, p.used_gpu_ms, p.reserved_gpu_ms, \
-             p.gateway_requests_per_minute, p.gateway_tokens_per_minute, p.gateway_requests_per_day, \
-             p.gateway_tokens_per_day FROM gateway_keys k JOIN projects p ON p.id = k.project_id WHERE k.id = $1",
-        )
-        .bind(ask.key_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if row.try_get::<Option<i64>, _>(0)?.is_some() {
+        let rows = tx.rows(ledger::KEY_AND_PROJECT, &[Arg::Int(ask.key_id)]).await?;
+        let row = rows.first().ok_or_else(|| DbError::NotFound(format!("gateway key {}", ask.key_id)))?;
+        if row[0].maybe_int()?.is_some() {
             self.gateway_cache.keys.forget(|key| key.id == ask.key_id);
             return Ok(Err(Refused::Revoked));
         }
         let limits_at = |first: usize| -> DbResult<GatewayLimits> {
             Ok(GatewayLimits {
-                requests_per_minute: row.try_get(first)?,
-                tokens_per_minute: row.try_get(first + 1)?,
-                requests_per_day: row.try_get(first + 2)?,
-                tokens_per_day: row.try_get(first + 3)?,
+                requests_per_minute: row[first].maybe_int()?,
+                tokens_per_minute: row[first + 1].maybe_int()?,
+                requests_per_day: row[first + 2].maybe_int()?,
+                tokens_per_day: row[first + 3].maybe_int()?,
             })
         };
         let (key_limits, project_limits) = (limits_at(1)?, limits_at(11)?);
-        let project_id: i64 = row.try_get(5)?;
-        let (valid_from, valid_until): (i64, Option<i64>) = (row.try_get(7)?, row.try_get(8)?);
+        let project_id = row[5].int()?;
+        let (valid_from, valid_until) = (row[7].int()?, row[8].maybe_int()?);
         if now < valid_from || valid_until.is_some_and(|until| now >= until) {
             return Ok(Err(Refused::Expired));
         }
         // The project's row before the windows' (see above); a refusal for the allocation comes
         // after the limits', all rolled back.
-        let held = sqlx::query(
-            "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms + $1 \
-             WHERE id = $2 AND used_gpu_ms + reserved_gpu_ms + $1 <= gpu_hours * 3600000",
-        )
-        .bind(ask.gpu_ms)
-        .bind(project_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let held = tx.execute(ledger::HOLD, &[Arg::Int(ask.gpu_ms), Arg::Int(project_id)]).await? == 1;
         let window_start = now - now.rem_euclid(WINDOW_MS);
         let day_start = now - now.rem_euclid(DAY_WINDOW_MS);
         let windows = Windows::of(ask.key_id, project_id);
-        let counted = sqlx::query(
-            "INSERT INTO gateway_windows (scope, window_start, requests, tokens) VALUES ($1, $5, 1, $7), \
-             ($2, $6, 1, $7), ($3, $5, 1, $7), ($4, $6, 1, $7) ON CONFLICT (scope, window_start) DO UPDATE SET \
-             requests = gateway_windows.requests + 1, tokens = gateway_windows.tokens + excluded.tokens \
-             RETURNING scope, requests, tokens",
-        )
-        .bind(&windows.key_minute)
-        .bind(&windows.key_day)
-        .bind(&windows.project_minute)
-        .bind(&windows.project_day)
-        .bind(window_start)
-        .bind(day_start)
-        .bind(ask.tokens)
-        .fetch_all(&mut *tx)
-        .await?;
+        let counted = tx
+            .rows(
+                ledger::COUNT,
+                &[
+                    Arg::Text(&windows.key_minute),
+                    Arg::Text(&windows.key_day),
+                    Arg::Text(&windows.project_minute),
+                    Arg::Text(&windows.project_day),
+                    Arg::Int(window_start),
+                    Arg::Int(day_start),
+                    Arg::Int(ask.tokens),
+                ],
+            )
+            .await?;
         let mut counts = HashMap::with_capacity(counted.len());
         for row in &counted {
-            counts.insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
+            counts.insert(row[0].text()?.to_owned(), (row[1].int()?, row[2].int()?));
         }
         let minute_left = window_start + WINDOW_MS - now;
         let day_left = day_start + DAY_WINDOW_MS - now;
@@ -578,23 +565,20 @@ impl Db {
             }
         }
         if !held {
-            let (gpu_hours, used, reserved): (i64, i64, i64) = (row.try_get(6)?, row.try_get(9)?, row.try_get(10)?);
+            let (gpu_hours, used, reserved) = (row[6].int()?, row[9].int()?, row[10].int()?);
             let left_gpu_ms = (gpu_hours * 3_600_000 - used - reserved).max(0);
             return Ok(Err(Refused::Budget { asked_gpu_ms: ask.gpu_ms, left_gpu_ms }));
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO gateway_reservations (project_id, key_id, gpu_ms, tokens, window_start, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(project_id)
-        .bind(ask.key_id)
-        .bind(ask.gpu_ms)
-        .bind(ask.tokens)
-        .bind(window_start)
-        .bind(now + ask.ttl_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        Ok(Ok(id))
+        let arguments = [
+            Arg::Int(project_id),
+            Arg::Int(ask.key_id),
+            Arg::Int(ask.gpu_ms),
+            Arg::Int(ask.tokens),
+            Arg::Int(window_start),
+            Arg::Int(now + ask.ttl_ms),
+        ];
+        let id = tx.rows(ledger::RESERVATION, &arguments).await?;
+        Ok(Ok(id.first().ok_or_else(|| DbError::Corrupt("a reservation without its id".into()))?[0].int()?))
     }
 
     /// Ends a reservation: the request's real cost is charged (never more than was reserved),
@@ -606,75 +590,55 @@ impl Db {
             return in_group(writer, |reply| GroupWrite::Settle(done, reply)).await;
         }
         let mut tx = self.write_tx().await?;
-        let charged = self.settle_in(&mut tx, &done).await?;
+        let charged = self.settle_on(&mut *tx, &done).await?;
         tx.commit().await?;
         Ok(charged)
     }
 
-    /// [`Db::settle`]'s statements, in a transaction that the caller commits.
-    async fn settle_in(&self, tx: &mut AnyConnection, done: &Settlement) -> DbResult<i64> {
-        let held = sqlx::query("DELETE FROM gateway_reservations WHERE id = $1 RETURNING gpu_ms, tokens, window_start")
-            .bind(done.reservation)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let charged = match &held {
+    /// [`Db::settle`]'s statements, on a transaction that the caller commits.
+    pub(crate) async fn settle_on(&self, tx: &mut impl Ledger, done: &Settlement) -> DbResult<i64> {
+        let held = tx.rows(ledger::TAKE_RESERVATION, &[Arg::Int(done.reservation)]).await?;
+        // A reservation the reaper released holds nothing: the cost is charged all the same.
+        let (held_gpu_ms, charged, unused) = match held.first() {
             Some(row) => {
-                let (gpu_ms, tokens, window_start): (i64, i64, i64) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                let charged = done.gpu_ms.min(gpu_ms);
-                sqlx::query(
-                    "UPDATE projects SET reserved_gpu_ms = reserved_gpu_ms - $1, used_gpu_ms = used_gpu_ms + $2 WHERE id = $3",
-                )
-                .bind(gpu_ms)
-                .bind(charged)
-                .bind(done.project_id)
-                .execute(&mut *tx)
-                .await?;
+                let (gpu_ms, tokens, window_start) = (row[0].int()?, row[1].int()?, row[2].int()?);
                 let unused = tokens - (done.prompt_tokens + done.completion_tokens).min(tokens);
-                if unused > 0 {
-                    let windows = Windows::of(done.key_id, done.project_id);
-                    sqlx::query(
-                        "UPDATE gateway_windows SET tokens = tokens - $1 WHERE (scope IN ($2, $3) AND window_start = $6) \
-                         OR (scope IN ($4, $5) AND window_start = $7)",
-                    )
-                    .bind(unused)
-                    .bind(&windows.key_minute)
-                    .bind(&windows.project_minute)
-                    .bind(&windows.key_day)
-                    .bind(&windows.project_day)
-                    .bind(window_start)
-                    .bind(window_start - window_start.rem_euclid(DAY_WINDOW_MS))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                charged
+                (gpu_ms, done.gpu_ms.min(gpu_ms), Some((unused, window_start)))
             }
-            None => {
-                sqlx::query("UPDATE projects SET used_gpu_ms = used_gpu_ms + $1 WHERE id = $2")
-                    .bind(done.gpu_ms)
-                    .bind(done.project_id)
-                    .execute(&mut *tx)
-                    .await?;
-                done.gpu_ms
-            }
+            None => (0, done.gpu_ms, None),
         };
-        sqlx::query(
-            "INSERT INTO gateway_usage (project_id, key_id, model, endpoint, prompt_tokens, completion_tokens, gpu_ms, \
-             status, first_token_ms, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(done.project_id)
-        .bind(done.key_id)
-        .bind(&done.model)
-        .bind(done.endpoint)
-        .bind(done.prompt_tokens)
-        .bind(done.completion_tokens)
-        .bind(charged)
-        .bind(done.status)
-        .bind(done.first_token_ms)
-        .bind(done.duration_ms)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        // The project's row before the windows'.
+        let arguments = [Arg::Int(held_gpu_ms), Arg::Int(charged), Arg::Int(done.project_id)];
+        tx.execute(ledger::CHARGE, &arguments).await?;
+        if let Some((unused, window_start)) = unused
+            && unused > 0
+        {
+            let windows = Windows::of(done.key_id, done.project_id);
+            let arguments = [
+                Arg::Int(unused),
+                Arg::Text(&windows.key_minute),
+                Arg::Text(&windows.project_minute),
+                Arg::Text(&windows.key_day),
+                Arg::Text(&windows.project_day),
+                Arg::Int(window_start),
+                Arg::Int(window_start - window_start.rem_euclid(DAY_WINDOW_MS)),
+            ];
+            tx.execute(ledger::UNCOUNT, &arguments).await?;
+        }
+        let arguments = [
+            Arg::Int(done.project_id),
+            Arg::Int(done.key_id),
+            Arg::Text(&done.model),
+            Arg::Text(done.endpoint),
+            Arg::Int(done.prompt_tokens),
+            Arg::Int(done.completion_tokens),
+            Arg::Int(charged),
+            Arg::Text(done.status),
+            Arg::MaybeInt(done.first_token_ms),
+            Arg::Int(done.duration_ms),
+            Arg::Int(now_ms()),
+        ];
+        tx.execute(ledger::USAGE, &arguments).await?;
         Ok(charged)
     }
 
@@ -829,107 +793,6 @@ impl Db {
                 })
             })
             .collect()
-    }
-}
-
-/// The most gateway writes committed together.
-const GROUP_MOST: usize = 64;
-
-/// Where a write's outcome goes once its group committed.
-type Reply<T> = oneshot::Sender<DbResult<T>>;
-
-/// A reservation or a settlement, sent to the group writer ([`start_group_writer`]).
-pub(crate) enum GroupWrite {
-    Reserve(Ask, Reply<Result<i64, Refused>>),
-    Settle(Settlement, Reply<i64>),
-}
-
-/// A write's outcome, told once its group committed.
-enum Written {
-    Reserve(Reply<Result<i64, Refused>>, Result<i64, Refused>),
-    Settle(Reply<i64>, i64),
-}
-
-/// On SQLite, one task writes the gateway's reservations and settlements in groups (group
-/// commit): what came in while the previous group was written goes in one transaction, and each
-/// write is answered once its group committed. A refused reservation is rolled back alone (to a
-/// savepoint); an error fails its whole group, none of which is then written. Not on
-/// PostgreSQL: several processes' groups would lock the rows of many projects at once, in any
-/// order. The task ends once every sender is gone: `db` must hold none.
-///
-/// Its `connection` commits with `synchronous = NORMAL` (WAL): a group committed survives a
-/// crash of the process, as every write does, but not one of the machine that comes before the
-/// next sync of the log (any other write, or a checkpoint). What such a crash may lose is the
-/// last moments' reservations (their requests died with the machine) and settlements (charges
-/// and usage records, never more than those moments' requests). Each request then waits for no
-/// disk: two syncs, about 0.3 ms each on the shared test machine, are off its path.
-pub(crate) fn start_group_writer(db: Db, mut connection: AnyConnection) -> mpsc::Sender<GroupWrite> {
-    let (sender, mut receiver) = mpsc::channel(GROUP_MOST * 16);
-    tokio::spawn(async move {
-        let mut group = Vec::with_capacity(GROUP_MOST);
-        while receiver.recv_many(&mut group, GROUP_MOST).await > 0 {
-            let mut written = Vec::with_capacity(group.len());
-            match db.write_group(&mut connection, group.drain(..), &mut written).await {
-                Ok(()) => written.into_iter().for_each(Written::tell),
-                // The writes' senders are dropped: each is told that its group failed.
-                Err(error) => tracing::error!(error = %error, "a group of gateway writes could not be committed"),
-            }
-        }
-    });
-    sender
-}
-
-/// Sends a write to the group writer; its outcome once its group committed.
-async fn in_group<T>(writer: &mpsc::Sender<GroupWrite>, write: impl FnOnce(Reply<T>) -> GroupWrite) -> DbResult<T> {
-    const FAILED: DbError = DbError::NotWritten("the group of gateway writes with this one was not committed");
-    let (reply, outcome) = oneshot::channel();
-    writer.send(write(reply)).await.map_err(|_| FAILED)?;
-    outcome.await.map_err(|_| FAILED)?
-}
-
-impl Written {
-    fn tell(self) {
-        // A caller that went away is told nothing: what it wrote stands.
-        match self {
-            Written::Reserve(reply, reserved) => drop(reply.send(Ok(reserved))),
-            Written::Settle(reply, charged) => drop(reply.send(Ok(charged))),
-        }
-    }
-}
-
-impl Db {
-    /// Writes a group in one transaction, each write's outcome into `written`.
-    async fn write_group(
-        &self,
-        connection: &mut AnyConnection,
-        group: impl ExactSizeIterator<Item = GroupWrite>,
-        written: &mut Vec<Written>,
-    ) -> DbResult<()> {
-        // Alone, a reservation needs no savepoint: refused, its transaction is rolled back.
-        let alone = group.len() == 1;
-        let _permit = self.write_permit().await?;
-        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        for write in group {
-            written.push(match write {
-                GroupWrite::Reserve(ask, reply) if alone => {
-                    Written::Reserve(reply, self.reserve_in(&mut tx, &ask).await?)
-                }
-                GroupWrite::Reserve(ask, reply) => {
-                    let mut savepoint = tx.begin().await?;
-                    let reserved = self.reserve_in(&mut savepoint, &ask).await?;
-                    match reserved {
-                        Ok(_) => savepoint.commit().await?,
-                        Err(_) => savepoint.rollback().await?,
-                    }
-                    Written::Reserve(reply, reserved)
-                }
-                GroupWrite::Settle(done, reply) => Written::Settle(reply, self.settle_in(&mut tx, &done).await?),
-            });
-        }
-        if !(alone && matches!(written.as_slice(), [Written::Reserve(_, Err(_))])) {
-            tx.commit().await?;
-        }
-        Ok(())
     }
 }
 

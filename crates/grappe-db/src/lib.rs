@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{GrantRow, NewUser, OrganisationRow, UserRow};
@@ -77,6 +77,9 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// From the gateway's group writer, which calls SQLite in place (`gateway/writer.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl DbError {
@@ -84,6 +87,7 @@ impl DbError {
     /// or unreachable, and the request may be retried.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+            || matches!(self, DbError::Sqlite(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
     }
 }
 
@@ -136,8 +140,8 @@ pub struct Db {
     /// What the gateway reads on every request and seldom changes (`gateway.rs`).
     gateway_cache: Arc<gateway::GatewayCache>,
     /// On SQLite, where the gateway's reservations and settlements go to be written in groups
-    /// ([`gateway::start_group_writer`]).
-    gateway_writer: Option<tokio::sync::mpsc::Sender<gateway::GroupWrite>>,
+    /// ([`gateway::writer`]).
+    gateway_writer: Option<tokio::sync::mpsc::Sender<gateway::writer::GroupWrite>>,
 }
 
 /// A write transaction ([`Db::write_tx`]), used as its connection. On SQLite it holds the
@@ -233,12 +237,18 @@ impl Db {
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
         let mut db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default(), gateway_writer: None };
         migrate::run(&db).await?;
-        if backend == Backend::Sqlite {
-            // The group writer's own connection: its commits are not synced one by one
-            // (`gateway::start_group_writer` says why).
-            let mut connection = AnyConnection::connect_with(&options).await?;
-            connection.execute(sqlite_settings("NORMAL").as_str()).await?;
-            db.gateway_writer = Some(gateway::start_group_writer(db.clone(), connection));
+        if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
+            // The group writer's own connection, on the file sqlx opened: its commits are not
+            // synced one by one (`gateway::writer` says why).
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
+            let connection = rusqlite::Connection::open_with_flags(
+                file,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            connection.execute_batch(&sqlite_settings("NORMAL"))?;
+            let writer =
+                gateway::writer::start(db.clone(), connection).map_err(|error| DbError::Sql(sqlx::Error::Io(error)))?;
+            db.gateway_writer = Some(writer);
         }
         Ok(db)
     }
