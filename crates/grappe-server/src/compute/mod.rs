@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use grappe_db::{JobRow, MetricPoint, MetricsAdded, NewJob, NewProject, ProjectRow, QueueFull, QueueQuota, now_ms};
 use grappe_domain::account::{DisplayName, Role, RoleGrant, Scope, ScopeKind};
-use grappe_domain::allocation::{Allocation, Amount, Commitments};
+use grappe_domain::allocation::{Allocation, Amount, Commitments, Mismatch};
 use grappe_domain::compute::{JobRequest, JobSpec, NodeShape};
 use grappe_domain::policy::{self, Access};
 use grappe_sched::engine::{self, EngineConfig};
@@ -488,6 +488,11 @@ pub struct NewJobBody {
     /// `POST /api/v1/workdirs`.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// Set by the server only, for a job that sends the gateway requests its project pays for
+    /// as tokens (a batch's): it is accepted on an allocation of GPU-hours only, where CPU time
+    /// counts for nothing, instead of being refused as a CPU job.
+    #[serde(skip)]
+    pub pays_as_requests: bool,
 }
 
 impl NewJobBody {
@@ -512,6 +517,7 @@ impl NewJobBody {
             dependency: None,
             array: None,
             workdir: None,
+            pays_as_requests: false,
         }
     }
 }
@@ -731,7 +737,10 @@ pub async fn queue(
     let (array_tasks, array_limit) = array.map_or((Vec::new(), None), |array| (array.tasks, array.limit));
     let jobs = array_tasks.len().max(1) as i64;
     let ledger = ledger(state, project).await?;
-    ledger.allocation.accepts(i64::from(spec.gpus())).map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?;
+    match ledger.allocation.accepts(i64::from(spec.gpus())) {
+        Err(Mismatch::GpuOnly) if body.pays_as_requests => {}
+        accepted => accepted.map_err(|mismatch| AppError::Conflict(mismatch.to_string()))?,
+    }
     let nodes = i64::from(spec.nodes());
     // An array commits what all its tasks may use.
     let cost = Amount::of(

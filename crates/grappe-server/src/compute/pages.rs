@@ -305,6 +305,7 @@ impl JobForm {
             dependency: None,
             array: None,
             workdir: None,
+            pays_as_requests: false,
         })
     }
 }

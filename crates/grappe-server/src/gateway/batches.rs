@@ -339,6 +339,8 @@ fn job_body(batch: &GatewayBatchRow, time_limit_s: i64) -> NewJobBody {
         qos: "long".to_owned(),
         // It reaches this server's gateway.
         network: true,
+        // Its requests are paid as tokens: a project of GPU-hours only runs it too.
+        pays_as_requests: true,
         ..NewJobBody::made_by_server(batch.project_id, command.to_vec(), time_limit_s)
     }
 }

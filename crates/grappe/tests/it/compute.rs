@@ -292,7 +292,8 @@ fn bad_submissions_are_refused_with_reasons() {
     );
     // A field the API does not know is refused, by its name: a Slurm option it does not take, or
     // a misspelt time limit, must not run one job with the defaults.
-    for (field, value) in [("partition", json!("gpu")), ("time_limt_s", json!(60))] {
+    // Nor may a caller set what only the server sets (`pays_as_requests`, a batch's job).
+    for (field, value) in [("partition", json!("gpu")), ("time_limt_s", json!(60)), ("pays_as_requests", json!(true))] {
         let unknown = client.post("/api/v1/jobs", Some(&token), &with(field, value));
         unknown.assert_envelope(422);
         let detail = unknown.body["detail"].as_str().unwrap();

@@ -686,8 +686,20 @@ fn a_batch_of_requests_runs_as_a_job_paid_as_requests_and_survives_a_restart() {
     assert_eq!((job["state"].as_str(), job["restart_count"].as_i64()), (Some("completed"), Some(1)), "{job}");
 }
 
+/// A batch of `jsonl` sent with `key`, once it completed.
+fn completed_batch(client: &Client, key: &str, jsonl: &str) -> Value {
+    let file = upload(client, key, jsonl);
+    let created = create_batch(client, key, &file.body["id"]);
+    assert_eq!(created.status, 200, "{}", created.text);
+    let batch_id = created.body["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), "the batch to complete", || {
+        let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(key)).body;
+        (batch["status"] == "completed").then_some(batch)
+    })
+}
+
 /// Cancelling a batch cancels its job and keeps what was answered; a job's token opens no
-/// batch's key, nor another endpoint; a project whose allocation takes no CPU job is told why.
+/// batch's key, nor another endpoint; a project of GPU-hours only runs its batches, paid as tokens.
 #[test]
 fn a_batch_cancelled_keeps_its_answers_and_no_job_pays_with_a_key_it_was_not_given() {
     let upstream = Upstream::start();
@@ -729,20 +741,31 @@ fn a_batch_cancelled_keeps_its_answers_and_no_job_pays_with_a_key_it_was_not_giv
         let refused = client.post("/v1/chat/completions", Some(forged), &chat("lent", "FULL", 4, false));
         assert_eq!(refused.status, 401, "{forged}: {}", refused.text);
     }
-    // A project with GPU-hours only runs no CPU job: its batch is refused, and says why.
+    // A project with GPU-hours only runs no CPU job of its members, but its batch's job runs:
+    // its requests are paid as tokens, from the GPU-hours; its CPU time counts for nothing.
     let gpu_only = client.post(
         "/api/v1/projects",
         Some(ADMIN_TOKEN),
         &json!({ "name": "gpu-seul", "gpu_hours": 10, "cpu_hours": 0, "storage_gb": 1, "members": [] }),
     );
     let gpu_only = gpu_only.body["id"].as_i64().unwrap();
+    let refused = client.post(
+        "/api/v1/jobs",
+        Some(ADMIN_TOKEN),
+        &json!({ "project": gpu_only, "command": ["true"], "time_limit_s": 60 }),
+    );
+    refused.assert_envelope(409);
     let admin_key =
         client.post(&format!("/api/v1/projects/{gpu_only}/keys"), Some(ADMIN_TOKEN), &json!({ "name": "k" }));
     let admin_key = admin_key.body["key"].as_str().unwrap().to_owned();
-    let file = upload(&client, &admin_key, &batch_lines("lent", "FULL", 2));
-    let refused = create_batch(&client, &admin_key, &file.body["id"]);
-    assert_eq!(refused.status, 409, "{}", refused.text);
-    assert!(refused.text.contains("CPU job"), "{}", refused.text);
+    let ended = completed_batch(&client, &admin_key, &batch_lines("lent", "FULL", 2));
+    assert_eq!(ended["request_counts"]["completed"], 2, "{ended}");
+    let view = client.get(&format!("/api/v1/projects/{gpu_only}"), Some(ADMIN_TOKEN)).body;
+    let usage = client.get(&format!("/api/v1/projects/{gpu_only}/gateway-usage"), Some(ADMIN_TOKEN)).body;
+    let paid: i64 = usage["items"].as_array().unwrap().iter().map(|record| record["gpu_ms"].as_i64().unwrap()).sum();
+    assert!(paid > 0, "{usage}");
+    let used_gpu_hours = view["used_gpu_hours"].as_f64().unwrap();
+    assert!((used_gpu_hours * 3_600_000.0 - paid as f64).abs() < 1.0, "the tokens only: {paid} GPU-ms, {view}");
 }
 
 /// On Slurm, a batch's job is Slurm's, and reaches the gateway from its node.
@@ -757,14 +780,8 @@ fn on_slurm_a_batch_runs_as_a_slurm_job() {
     let client = server.client();
     let (project, member, key) = project_with_key(&client, "lots-slurm", 1, json!({ "name": "k" }));
     register(&client, &upstream, "lent", None, (1000, 1000));
-    let file = upload(&client, &key, &batch_lines("lent", "FULL", 5));
-    let batch = create_batch(&client, &key, &file.body["id"]);
-    assert_eq!(batch.status, 200, "{}", batch.text);
-    let batch_id = batch.body["id"].as_str().unwrap().to_owned();
-    let ended = eventually(Duration::from_secs(60), "the batch to complete", || {
-        let batch = client.get(&format!("/v1/batches/{batch_id}"), Some(&key)).body;
-        (batch["status"] == "completed").then_some(batch)
-    });
+    let ended = completed_batch(&client, &key, &batch_lines("lent", "FULL", 5));
+    let batch_id = ended["id"].as_str().unwrap().to_owned();
     let output = client.get(&format!("/v1/files/{}/content", ended["output_file_id"].as_str().unwrap()), Some(&key));
     assert_eq!(ended["request_counts"], json!({ "total": 5, "completed": 5, "failed": 0 }), "{}", output.text);
     let jobs = client.get(&format!("/api/v1/jobs?project={project}"), Some(&member)).body;
