@@ -237,18 +237,11 @@ impl Db {
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
         let mut db = Db { pool, backend, writer, audit_key: None, gateway_cache: Arc::default(), gateway_writer: None };
         migrate::run(&db).await?;
+        // The gateway's group writer opens the database's file again; an in-memory database has
+        // none, and its gateway writes go through sqlx one by one.
         if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
-            // The group writer's own connection, on the file sqlx opened: its commits are not
-            // synced one by one (`gateway::writer` says why).
             let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
-            let connection = rusqlite::Connection::open_with_flags(
-                file,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            connection.execute_batch(&sqlite_settings("NORMAL"))?;
-            let writer =
-                gateway::writer::start(db.clone(), connection).map_err(|error| DbError::Sql(sqlx::Error::Io(error)))?;
-            db.gateway_writer = Some(writer);
+            db.gateway_writer = Some(gateway::writer::start(db.clone(), &file)?);
         }
         Ok(db)
     }

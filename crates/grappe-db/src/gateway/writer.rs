@@ -18,6 +18,7 @@
 //! disk: two syncs, about 0.3 ms each on the shared test machine, are off its path.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -56,13 +57,17 @@ impl Written {
     }
 }
 
-/// Starts the group writer's thread on `connection` (see the module's notes); where to send it
-/// writes. The thread ends once every sender is gone: `db` must hold none. Called within the
-/// Tokio runtime, whose handle the thread keeps to wait for the write permit.
-pub(crate) fn start(db: Db, connection: rusqlite::Connection) -> std::io::Result<mpsc::Sender<GroupWrite>> {
+/// Starts the group writer's thread on a connection of its own to the SQLite database `file`,
+/// which sqlx opened (see the module's notes); where to send it writes. The thread ends once
+/// every sender is gone: `db` must hold none. Called within the Tokio runtime, whose handle the
+/// thread keeps to wait for the write permit.
+pub(crate) fn start(db: Db, file: &Path) -> DbResult<mpsc::Sender<GroupWrite>> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = rusqlite::Connection::open_with_flags(file, flags)?;
+    connection.execute_batch(&crate::sqlite_settings("NORMAL"))?;
     let (sender, mut receiver) = mpsc::channel(GROUP_MOST * 16);
     let runtime = tokio::runtime::Handle::current();
-    std::thread::Builder::new().name("gateway-writer".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("gateway-writer".into()).spawn(move || {
         let mut ledger = InPlace(connection);
         let mut group = Vec::with_capacity(GROUP_MOST);
         while let Some(write) = receiver.blocking_recv() {
@@ -83,7 +88,8 @@ pub(crate) fn start(db: Db, connection: rusqlite::Connection) -> std::io::Result
             }
             group.clear();
         }
-    })?;
+    });
+    spawned.map_err(|error| DbError::Sql(sqlx::Error::Io(error)))?;
     Ok(sender)
 }
 

@@ -86,53 +86,50 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 const DRAIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request's body, whole, if it holds at most `limit` bytes; else
-/// [`AppError::PayloadTooLarge`], answered once the rest is read or the client pauses (see
-/// [`DRAIN_BYTES`]). A body
-/// whose announced length is past `limit` keeps nothing; one past the bound by more than
-/// [`DRAIN_BYTES`] is refused before a byte of it is read.
+/// [`AppError::PayloadTooLarge`], once the rest is read and dropped ([`drain`]). A body whose
+/// announced length is past `limit` keeps nothing; one past it by more than [`DRAIN_BYTES`] is
+/// refused before a byte of it is read.
 pub async fn body_within(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
     use axum::body::HttpBody;
     use futures_util::StreamExt;
-    let announced = body.size_hint().exact();
     let limit = limit as u64;
+    let announced = body.size_hint().exact();
     if announced.is_some_and(|length| length > limit.saturating_add(DRAIN_BYTES)) {
         return Err(AppError::PayloadTooLarge);
     }
-    let mut over = announced.is_some_and(|length| length > limit);
-    let capacity = if over { 0 } else { announced.unwrap_or(0).min(limit) };
-    let mut kept = Vec::with_capacity(capacity as usize);
-    let mut dropped = 0u64;
-    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
     let mut chunks = body.into_data_stream();
-    loop {
-        let next = if over {
-            let until = deadline.min(tokio::time::Instant::now() + DRAIN_PAUSE);
-            match tokio::time::timeout_at(until, chunks.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
+    let mut kept = Vec::new();
+    if announced.is_none_or(|length| length <= limit) {
+        kept.reserve(announced.unwrap_or(0) as usize);
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|error| AppError::BadRequest(format!("the body could not be read whole: {error}")))?;
+            if (kept.len() + chunk.len()) as u64 > limit {
+                drain(chunks, (kept.len() + chunk.len()) as u64, limit.saturating_add(DRAIN_BYTES)).await;
+                return Err(AppError::PayloadTooLarge);
             }
-        } else {
-            chunks.next().await
-        };
-        let chunk = match next {
-            None => break,
-            Some(Ok(chunk)) => chunk,
-            Some(Err(_)) if over => break,
-            Some(Err(error)) => return Err(AppError::BadRequest(format!("the body could not be read whole: {error}"))),
-        };
-        if !over && (kept.len() + chunk.len()) as u64 > limit {
-            over = true;
-            dropped = kept.len() as u64;
-            kept = Vec::new();
-        }
-        if over {
-            dropped += chunk.len() as u64;
-            if dropped > limit.saturating_add(DRAIN_BYTES) {
-                break;
-            }
-        } else {
             kept.extend_from_slice(&chunk);
         }
+        return Ok(kept.into());
     }
-    if over { Err(AppError::PayloadTooLarge) } else { Ok(kept.into()) }
+    drain(chunks, 0, limit.saturating_add(DRAIN_BYTES)).await;
+    Err(AppError::PayloadTooLarge)
+}
+
+/// Reads and drops what is left of a body, `read` bytes of it already read, until its end, past
+/// `most` bytes in all, after [`DRAIN_TIME`], or once the client pauses for [`DRAIN_PAUSE`].
+async fn drain(
+    mut chunks: impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin,
+    mut read: u64,
+    most: u64,
+) {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    while read <= most {
+        let until = deadline.min(tokio::time::Instant::now() + DRAIN_PAUSE);
+        match tokio::time::timeout_at(until, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
